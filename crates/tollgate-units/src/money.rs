@@ -1,0 +1,187 @@
+//! Money as an integer count of nano-dollars, printed with exactly 9 decimals.
+
+use std::fmt;
+use std::str::FromStr;
+
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+const NANOS_PER_USD: i64 = 1_000_000_000;
+
+/// An amount of US dollars, held as an integer number of nano-dollars
+/// (1e-9 USD). Never a float: sums are exact and the ledger stores the integer.
+///
+/// It crosses every API as a decimal string with exactly 9 decimal places
+/// (`"0.001234500"`), which is what `Display` and `Serialize` produce.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Money(i64);
+
+/// A decimal string that is not a valid amount of money.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid amount of money {input:?}: {reason}")]
+pub struct MoneyParseError {
+    input: String,
+    reason: &'static str,
+}
+
+impl Money {
+    pub const ZERO: Money = Money(0);
+
+    pub const fn from_nanos(nanos: i64) -> Money {
+        Money(nanos)
+    }
+
+    pub const fn nanos(self) -> i64 {
+        self.0
+    }
+
+    /// Whole dollars (for configuration defaults and tests).
+    pub const fn from_usd(usd: i64) -> Money {
+        Money(usd.saturating_mul(NANOS_PER_USD))
+    }
+
+    pub fn saturating_add(self, o: Money) -> Money {
+        Money(self.0.saturating_add(o.0))
+    }
+
+    pub fn saturating_sub(self, o: Money) -> Money {
+        Money(self.0.saturating_sub(o.0))
+    }
+
+    pub fn checked_add(self, o: Money) -> Option<Money> {
+        self.0.checked_add(o.0).map(Money)
+    }
+
+    pub fn is_zero(self) -> bool {
+        self.0 == 0
+    }
+}
+
+impl std::ops::Add for Money {
+    type Output = Money;
+    fn add(self, o: Money) -> Money {
+        self.saturating_add(o)
+    }
+}
+
+impl std::ops::AddAssign for Money {
+    fn add_assign(&mut self, o: Money) {
+        *self = self.saturating_add(o);
+    }
+}
+
+impl std::iter::Sum for Money {
+    fn sum<I: Iterator<Item = Money>>(iter: I) -> Money {
+        iter.fold(Money::ZERO, Money::saturating_add)
+    }
+}
+
+impl fmt::Display for Money {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let sign = if self.0 < 0 { "-" } else { "" };
+        let abs = self.0.unsigned_abs();
+        let per = NANOS_PER_USD as u64;
+        write!(f, "{sign}{}.{:09}", abs / per, abs % per)
+    }
+}
+
+impl FromStr for Money {
+    type Err = MoneyParseError;
+
+    /// Accepts `12`, `12.5`, `-0.000000001`, `$3.20`; at most 9 decimals.
+    fn from_str(input: &str) -> Result<Money, MoneyParseError> {
+        let err = |reason| MoneyParseError { input: input.to_owned(), reason };
+        let s = input.trim();
+        let (neg, s) = match s.strip_prefix('-') {
+            Some(rest) => (true, rest),
+            None => (false, s),
+        };
+        let s = s.strip_prefix('$').unwrap_or(s);
+        let (int, frac) = match s.split_once('.') {
+            Some((i, f)) => (i, f),
+            None => (s, ""),
+        };
+        if int.is_empty() && frac.is_empty() {
+            return Err(err("no digits"));
+        }
+        if !int.bytes().all(|b| b.is_ascii_digit()) || !frac.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(err("only digits and one decimal point are allowed"));
+        }
+        if frac.len() > 9 {
+            return Err(err("more than 9 decimal places"));
+        }
+        let whole: i64 = if int.is_empty() {
+            0
+        } else {
+            int.parse().map_err(|_| err("too large"))?
+        };
+        let mut nanos_frac: i64 = 0;
+        for (i, b) in frac.bytes().enumerate() {
+            nanos_frac += i64::from(b - b'0') * 10i64.pow(8 - i as u32);
+        }
+        let total = whole
+            .checked_mul(NANOS_PER_USD)
+            .and_then(|w| w.checked_add(nanos_frac))
+            .ok_or_else(|| err("too large"))?;
+        Ok(Money(if neg { -total } else { total }))
+    }
+}
+
+impl Serialize for Money {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for Money {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Money, D::Error> {
+        let s = String::deserialize(d)?;
+        s.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn display_has_nine_decimals() {
+        assert_eq!(Money::from_nanos(1_234_500).to_string(), "0.001234500");
+        assert_eq!(Money::from_nanos(0).to_string(), "0.000000000");
+        assert_eq!(Money::from_nanos(-1).to_string(), "-0.000000001");
+        assert_eq!(Money::from_usd(500).to_string(), "500.000000000");
+    }
+
+    #[test]
+    fn parses_decimal_strings() {
+        for (s, n) in [
+            ("500", 500_000_000_000),
+            ("0.5", 500_000_000),
+            (".25", 250_000_000),
+            ("$3.20", 3_200_000_000),
+            ("-0.000000001", -1),
+            ("12.345678900", 12_345_678_900),
+        ] {
+            assert_eq!(s.parse::<Money>().unwrap().nanos(), n, "{s}");
+        }
+        for bad in ["", ".", "1.2.3", "1e5", "0.0000000001", "abc", "99999999999999999999"] {
+            assert!(bad.parse::<Money>().is_err(), "{bad} should not parse");
+        }
+    }
+
+    #[test]
+    fn serde_is_a_string() {
+        let m = Money::from_nanos(42);
+        assert_eq!(serde_json::to_string(&m).unwrap(), "\"0.000000042\"");
+        let back: Money = serde_json::from_str("\"0.000000042\"").unwrap();
+        assert_eq!(back, m);
+    }
+
+    proptest! {
+        #[test]
+        fn display_parse_roundtrip(n in any::<i64>().prop_filter("not min", |n| *n != i64::MIN)) {
+            let m = Money::from_nanos(n);
+            prop_assert_eq!(m.to_string().parse::<Money>().unwrap(), m);
+        }
+    }
+}

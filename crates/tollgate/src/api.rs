@@ -1,0 +1,236 @@
+//! Analytics and admin HTTP API (`/api/v1/…`, `/admin/v1/…`) and `GET /v1/models`.
+//!
+//! Admin and analytics routes take `Authorization: Bearer <admin token>`;
+//! without a configured token they are open, which the server only allows
+//! on a loopback address.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use crate::error::ApiError;
+use crate::keys::{self, KeySpec};
+use crate::ledger::LedgerRow;
+use crate::pipeline::now_ms;
+use crate::server::AppState;
+use crate::store::{KeyStore, LedgerStore, RequestQuery};
+
+pub fn routes() -> Router<Arc<AppState>> {
+    Router::new()
+        .route("/api/v1/requests", get(requests))
+        .route("/admin/v1/keys", get(list_keys).post(create_key))
+        .route("/admin/v1/keys/{id}/revoke", post(revoke_key))
+}
+
+fn check_admin(state: &AppState, headers: &HeaderMap) -> Result<(), ApiError> {
+    let Some(token) = &state.config.server.admin_token else {
+        return Ok(());
+    };
+    let presented = crate::auth::presented_key(headers).unwrap_or("");
+    // Compare keyed hashes so the comparison takes the same time whatever matches.
+    let h = state.auth.hasher();
+    if h.hash(presented) == h.hash(token.expose()) {
+        Ok(())
+    } else {
+        Err(ApiError::InvalidApiKey { message: "admin routes need `Authorization: Bearer <admin token>`".into() })
+    }
+}
+
+/// `GET /v1/models`: the configured model names, in the caller's API shape.
+pub async fn models(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Response {
+    let anthropic = headers.contains_key("anthropic-version");
+    let shape = if anthropic { crate::error::ErrorShape::Anthropic } else { crate::error::ErrorShape::OpenAi };
+    if let Err(e) = state.auth.authenticate(&headers, now_ms()).await {
+        state.metrics.auth_refused();
+        return e.into_response_for(shape);
+    }
+    let mut names: Vec<(&str, &str)> = state
+        .config
+        .routes
+        .values()
+        .map(|r| {
+            let owner = r.targets.first().map(|t| state.config.providers[t.provider].name.as_str()).unwrap_or("tollgate");
+            (r.name.as_str(), owner)
+        })
+        .collect();
+    names.sort();
+    if anthropic {
+        let data: Vec<Value> = names
+            .iter()
+            .map(|(n, _)| json!({"type": "model", "id": n, "display_name": n, "created_at": "1970-01-01T00:00:00Z"}))
+            .collect();
+        let first = names.first().map(|n| n.0);
+        let last = names.last().map(|n| n.0);
+        Json(json!({"data": data, "has_more": false, "first_id": first, "last_id": last})).into_response()
+    } else {
+        let data: Vec<Value> =
+            names.iter().map(|(n, o)| json!({"id": n, "object": "model", "created": 0, "owned_by": o})).collect();
+        Json(json!({"object": "list", "data": data})).into_response()
+    }
+}
+
+/// One ledger row as the request log shows it (DESIGN §2).
+pub fn row_json(r: &LedgerRow) -> Value {
+    let time = chrono::DateTime::<chrono::Utc>::from_timestamp_millis(r.time_ms)
+        .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true));
+    json!({
+        "request_id": r.request_id,
+        "time": time,
+        "key_id": r.key_id,
+        "endpoint": r.endpoint,
+        "requested_model": r.requested_model,
+        "model": r.model,
+        "provider": r.provider,
+        "status": r.status,
+        "error_code": r.error_code,
+        "input_tokens": r.usage.input_tokens(),
+        "cache_read_tokens": r.usage.cache_read,
+        "cache_write_tokens": r.usage.cache_write_tokens(),
+        "output_tokens": r.usage.output_tokens(),
+        "reasoning_tokens": r.usage.reasoning,
+        "usage": r.usage,
+        "cost_usd": r.cost.map(|c| c.to_string()),
+        "cache_savings_usd": r.cache_savings.to_string(),
+        "usage_source": r.usage_source.as_str(),
+        "priced": r.cost.is_some(),
+        "streamed": r.streamed,
+        "client_disconnected": r.client_disconnected,
+        "cache": r.cache,
+        "latency_ms": r.latency_ms,
+        "ttft_ms": r.ttft_ms,
+        "attempts": r.attempts,
+        "tags": r.attribution.tags,
+        "trace_id": r.attribution.trace_id,
+        "parent_id": r.attribution.parent_id,
+        "session": r.attribution.session,
+        "agent": r.attribution.agent,
+        "prompt": r.attribution.prompt,
+    })
+}
+
+/// `filter=k:v` query values (repeatable) → pairs.
+pub fn parse_filters(raw: &[(String, String)]) -> Result<Vec<(String, String)>, ApiError> {
+    raw.iter()
+        .filter(|(k, _)| k == "filter")
+        .map(|(_, v)| {
+            v.split_once(':')
+                .or_else(|| v.split_once('='))
+                .map(|(a, b)| (a.to_string(), b.to_string()))
+                .ok_or_else(|| ApiError::invalid_param(format!("filter {v:?} must be dimension:value"), "filter"))
+        })
+        .collect()
+}
+
+async fn requests(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    Query(raw): Query<Vec<(String, String)>>,
+) -> Response {
+    let run = async {
+        check_admin(&state, &headers)?;
+        let mut q = RequestQuery { filters: parse_filters(&raw)?, limit: 100, cursor: None };
+        for (k, v) in &raw {
+            match k.as_str() {
+                "limit" => {
+                    q.limit = v.parse().map_err(|_| ApiError::invalid_param("limit must be a number", "limit"))?
+                }
+                "cursor" => q.cursor = Some(v.clone()),
+                "filter" => {}
+                other => return Err(ApiError::invalid_param(format!("unknown query parameter {other:?}"), other)),
+            }
+        }
+        let store = state.store.clone();
+        let page = tokio::task::spawn_blocking(move || store.requests(&q))
+            .await
+            .map_err(|e| ApiError::Internal { message: e.to_string() })?
+            .map_err(|e| ApiError::Internal { message: e.to_string() })?;
+        let rows: Vec<Value> = page.rows.iter().map(row_json).collect();
+        Ok::<_, ApiError>(Json(json!({"rows": rows, "next_cursor": page.next_cursor})))
+    };
+    match run.await {
+        Ok(j) => j.into_response(),
+        Err(e) => e.into_response(),
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CreateKeyBody {
+    name: String,
+    team: Option<String>,
+    user: Option<String>,
+    #[serde(default)]
+    tags: BTreeMap<String, String>,
+    #[serde(default)]
+    enforce_tags: BTreeMap<String, String>,
+    #[serde(default)]
+    models: Vec<String>,
+    expires_at: Option<chrono::DateTime<chrono::Utc>>,
+}
+
+async fn create_key(State(state): State<Arc<AppState>>, headers: HeaderMap, body: axum::body::Bytes) -> Response {
+    let run = async {
+        check_admin(&state, &headers)?;
+        let b: CreateKeyBody =
+            serde_json::from_slice(&body).map_err(|e| ApiError::invalid(format!("invalid key request: {e}")))?;
+        let spec = KeySpec {
+            name: b.name,
+            team: b.team,
+            user: b.user,
+            tags: b.tags.into_iter().collect(),
+            enforce_tags: b.enforce_tags.into_iter().collect(),
+            models: b.models,
+            expires_ms: b.expires_at.map(|t| t.timestamp_millis()),
+        };
+        let store: Arc<dyn KeyStore> = state.store.clone();
+        let hasher = state.auth.hasher().clone();
+        let created = tokio::task::spawn_blocking(move || keys::create(store.as_ref(), &hasher, spec, now_ms()))
+            .await
+            .map_err(|e| ApiError::Internal { message: e.to_string() })??;
+        Ok::<_, ApiError>((StatusCode::CREATED, Json(keys::created_json(&created))))
+    };
+    match run.await {
+        Ok(r) => r.into_response(),
+        Err(e) => e.into_response(),
+    }
+}
+
+async fn list_keys(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Response {
+    if let Err(e) = check_admin(&state, &headers) {
+        return e.into_response();
+    }
+    let store = state.store.clone();
+    match tokio::task::spawn_blocking(move || store.list_keys()).await {
+        Ok(Ok(list)) => Json(json!({"keys": list.iter().map(keys::record_json).collect::<Vec<_>>()})).into_response(),
+        Ok(Err(e)) => ApiError::Internal { message: e.to_string() }.into_response(),
+        Err(e) => ApiError::Internal { message: e.to_string() }.into_response(),
+    }
+}
+
+async fn revoke_key(State(state): State<Arc<AppState>>, headers: HeaderMap, Path(id): Path<String>) -> Response {
+    if let Err(e) = check_admin(&state, &headers) {
+        return e.into_response();
+    }
+    let store = state.store.clone();
+    let id2 = id.clone();
+    match tokio::task::spawn_blocking(move || store.revoke_key(&id2, now_ms())).await {
+        Ok(Ok(true)) => {
+            state.auth.invalidate();
+            Json(json!({"id": id, "revoked": true})).into_response()
+        }
+        Ok(Ok(false)) => (
+            StatusCode::NOT_FOUND,
+            Json(json!({"error": {"message": format!("no key {id:?}"), "type": "not_found_error", "code": "not_found", "param": null}})),
+        )
+            .into_response(),
+        Ok(Err(e)) => ApiError::Internal { message: e.to_string() }.into_response(),
+        Err(e) => ApiError::Internal { message: e.to_string() }.into_response(),
+    }
+}

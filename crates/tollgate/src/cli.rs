@@ -1,0 +1,319 @@
+//! The command line (DESIGN §1). `main.rs` only parses and calls [`run`].
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::{bail, Context};
+use clap::{Args, Parser, Subcommand};
+
+use crate::config::{Config, ProcessEnv};
+use crate::keys::{self, KeySpec};
+use crate::server::{key_hasher, Gateway};
+use crate::store::sqlite::SqliteStore;
+use crate::store::KeyStore;
+
+#[derive(Debug, Parser)]
+#[command(name = "tollgate", version, about = "An LLM gateway that meters, prices, attributes and governs every request")]
+pub struct Cli {
+    /// Config file (default: ./tollgate.toml if present, else built-in defaults).
+    #[arg(long, global = true)]
+    pub config: Option<PathBuf>,
+    /// Database URL (overrides [storage] url), e.g. sqlite://tollgate.db.
+    #[arg(long, global = true)]
+    pub db: Option<String>,
+    /// Run admin commands against a running gateway instead of the database.
+    #[arg(long, global = true)]
+    pub url: Option<String>,
+    /// Admin token for --url (default: $TOLLGATE_ADMIN_TOKEN).
+    #[arg(long, global = true, env = "TOLLGATE_ADMIN_TOKEN", hide_env_values = true)]
+    pub admin_token: Option<String>,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the gateway.
+    Serve {
+        #[arg(long)]
+        listen: Option<SocketAddr>,
+    },
+    /// Start the gateway with mock providers and synthetic traffic.
+    Demo(crate::demo::DemoArgs),
+    /// Run a fake OpenAI/Anthropic/Gemini upstream for tests and benchmarks.
+    MockProvider {
+        #[arg(long, default_value = "127.0.0.1:9999")]
+        listen: SocketAddr,
+        /// Delay before the first byte of every answer.
+        #[arg(long, default_value_t = 0)]
+        latency_ms: u64,
+        /// Delay between stream chunks.
+        #[arg(long, default_value_t = 0)]
+        chunk_delay_ms: u64,
+    },
+    /// Manage virtual keys.
+    #[command(subcommand)]
+    Keys(KeysCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum KeysCommand {
+    /// Create a key; its secret is printed once.
+    Create(CreateKey),
+    /// List keys (never their secrets).
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Revoke a key by id.
+    Revoke { id: String },
+}
+
+#[derive(Debug, Args)]
+pub struct CreateKey {
+    #[arg(long)]
+    pub name: String,
+    #[arg(long)]
+    pub team: Option<String>,
+    #[arg(long)]
+    pub user: Option<String>,
+    /// Default tag the request may override (repeatable): --tag env=prod
+    #[arg(long = "tag", value_parser = parse_kv)]
+    pub tags: Vec<(String, String)>,
+    /// Tag the request cannot override (repeatable).
+    #[arg(long = "enforce-tag", value_parser = parse_kv)]
+    pub enforce_tags: Vec<(String, String)>,
+    /// Allowed models, comma separated; `*` wildcards (default: all).
+    #[arg(long, value_delimiter = ',')]
+    pub models: Vec<String>,
+    /// Expiry: RFC 3339 time or a duration like 30d, 12h.
+    #[arg(long)]
+    pub expires: Option<String>,
+    /// Budget USD/PERIOD (not enforced by this build: refused).
+    #[arg(long)]
+    pub budget: Option<String>,
+    #[arg(long)]
+    pub rpm: Option<u64>,
+    #[arg(long)]
+    pub tpm: Option<u64>,
+    #[arg(long)]
+    pub json: bool,
+}
+
+fn parse_kv(s: &str) -> Result<(String, String), String> {
+    s.split_once('=')
+        .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
+        .ok_or_else(|| format!("{s:?} is not key=value"))
+}
+
+/// `30d`, `12h`, `90m`, `45s`.
+pub fn parse_duration(s: &str) -> Option<chrono::Duration> {
+    let s = s.trim();
+    let (num, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit())?);
+    let n: i64 = num.parse().ok()?;
+    match unit {
+        "s" => chrono::Duration::try_seconds(n),
+        "m" => chrono::Duration::try_minutes(n),
+        "h" => chrono::Duration::try_hours(n),
+        "d" => chrono::Duration::try_days(n),
+        "w" => chrono::Duration::try_weeks(n),
+        _ => None,
+    }
+}
+
+fn load_config(cli: &Cli) -> anyhow::Result<Config> {
+    let mut config = Config::load(cli.config.as_deref(), &ProcessEnv)?;
+    if let Some(db) = &cli.db {
+        config.storage.url = db.clone();
+    }
+    Ok(config)
+}
+
+fn open_store(config: &Config) -> anyhow::Result<Arc<SqliteStore>> {
+    let store = SqliteStore::open(&config.storage.url)
+        .with_context(|| format!("cannot open the database {}", config.storage.url))?;
+    Ok(Arc::new(store))
+}
+
+pub async fn run(cli: Cli) -> anyhow::Result<()> {
+    match &cli.command {
+        Command::Serve { listen } => {
+            let mut config = load_config(&cli)?;
+            if let Some(l) = listen {
+                config.server.listen = *l;
+            }
+            let store = open_store(&config)?;
+            let listen = config.server.listen;
+            tracing::info!(config = %config.source, providers = config.providers.len(), db = %config.storage.url, "starting");
+            let gateway = Gateway::build(config, store)?;
+            let listener = tokio::net::TcpListener::bind(listen).await.with_context(|| format!("cannot listen on {listen}"))?;
+            eprintln!("tollgate listening on http://{}", listener.local_addr()?);
+            gateway.serve(listener, shutdown_signal()).await?;
+            eprintln!("tollgate stopped; ledger drained");
+            Ok(())
+        }
+        Command::Demo(args) => crate::demo::run(args.clone()).await,
+        Command::MockProvider { listen, latency_ms, chunk_delay_ms } => {
+            let listener = tokio::net::TcpListener::bind(listen).await.with_context(|| format!("cannot listen on {listen}"))?;
+            eprintln!("mock provider listening on http://{}", listener.local_addr()?);
+            let cfg = tollgate_mock::MockConfig {
+                latency_ms: *latency_ms,
+                chunk_delay_ms: *chunk_delay_ms,
+                ..Default::default()
+            };
+            tokio::select! {
+                r = tollgate_mock::serve(listener, cfg) => r?,
+                _ = shutdown_signal() => {}
+            }
+            Ok(())
+        }
+        Command::Keys(cmd) => keys_command(&cli, cmd).await,
+    }
+}
+
+async fn keys_command(cli: &Cli, cmd: &KeysCommand) -> anyhow::Result<()> {
+    if let Some(url) = &cli.url {
+        return remote_keys(url, cli.admin_token.as_deref(), cmd).await;
+    }
+    let config = load_config(cli)?;
+    let store = open_store(&config)?;
+    let now = crate::pipeline::now_ms();
+    match cmd {
+        KeysCommand::Create(c) => {
+            let spec = key_spec(c, now)?;
+            let hasher = key_hasher(&config, store.as_ref())?;
+            let created = keys::create(store.as_ref(), &hasher, spec, now).map_err(|e| anyhow::anyhow!("{e}"))?;
+            print_created(&keys::created_json(&created), c.json)
+        }
+        KeysCommand::List { json } => {
+            let list = store.list_keys()?;
+            let v: Vec<_> = list.iter().map(keys::record_json).collect();
+            print_list(&v, *json)
+        }
+        KeysCommand::Revoke { id } => {
+            if !store.revoke_key(id, now)? {
+                bail!("no key with id {id:?}");
+            }
+            println!("revoked {id}");
+            Ok(())
+        }
+    }
+}
+
+fn key_spec(c: &CreateKey, now_ms: i64) -> anyhow::Result<KeySpec> {
+    if c.budget.is_some() || c.rpm.is_some() || c.tpm.is_some() {
+        bail!("--budget, --rpm and --tpm are not enforced by this build yet, so they are refused rather than silently ignored");
+    }
+    let expires_ms = match &c.expires {
+        None => None,
+        Some(s) => Some(match parse_duration(s) {
+            Some(d) => now_ms + d.num_milliseconds(),
+            None => chrono::DateTime::parse_from_rfc3339(s)
+                .with_context(|| format!("--expires {s:?} is neither a duration (30d) nor an RFC 3339 time"))?
+                .timestamp_millis(),
+        }),
+    };
+    Ok(KeySpec {
+        name: c.name.clone(),
+        team: c.team.clone(),
+        user: c.user.clone(),
+        tags: c.tags.clone(),
+        enforce_tags: c.enforce_tags.clone(),
+        models: c.models.clone(),
+        expires_ms,
+    })
+}
+
+fn print_created(v: &serde_json::Value, json: bool) -> anyhow::Result<()> {
+    if json {
+        println!("{}", serde_json::to_string(v)?);
+    } else {
+        println!("created key {} ({})", v["id"].as_str().unwrap_or(""), v["name"].as_str().unwrap_or(""));
+        println!("secret (shown once, store it now): {}", v["key"].as_str().unwrap_or(""));
+    }
+    Ok(())
+}
+
+fn print_list(v: &[serde_json::Value], json: bool) -> anyhow::Result<()> {
+    if json {
+        println!("{}", serde_json::to_string(v)?);
+        return Ok(());
+    }
+    println!("{:<18} {:<20} {:<9} {:<10} {}", "ID", "NAME", "PREFIX", "STATUS", "TAGS");
+    for k in v {
+        let status = if !k["revoked_at"].is_null() { "revoked" } else { "active" };
+        println!(
+            "{:<18} {:<20} {:<9} {:<10} {}",
+            k["id"].as_str().unwrap_or(""),
+            k["name"].as_str().unwrap_or(""),
+            k["prefix"].as_str().unwrap_or(""),
+            status,
+            k["tags"]
+        );
+    }
+    Ok(())
+}
+
+async fn remote_keys(url: &str, token: Option<&str>, cmd: &KeysCommand) -> anyhow::Result<()> {
+    let http = reqwest::Client::new();
+    let base = url.trim_end_matches('/');
+    let auth = |b: reqwest::RequestBuilder| match token {
+        Some(t) => b.bearer_auth(t),
+        None => b,
+    };
+    let check = |r: reqwest::Response| async move {
+        let status = r.status();
+        let v: serde_json::Value = r.json().await.context("the gateway answered non-JSON")?;
+        if !status.is_success() {
+            bail!("the gateway answered {status}: {}", v["error"]["message"].as_str().unwrap_or(""));
+        }
+        Ok(v)
+    };
+    match cmd {
+        KeysCommand::Create(c) => {
+            let spec = key_spec(c, crate::pipeline::now_ms())?;
+            let body = serde_json::json!({
+                "name": spec.name, "team": spec.team, "user": spec.user,
+                "tags": spec.tags.into_iter().collect::<std::collections::BTreeMap<_, _>>(),
+                "enforce_tags": spec.enforce_tags.into_iter().collect::<std::collections::BTreeMap<_, _>>(),
+                "models": spec.models,
+                "expires_at": spec.expires_ms.and_then(chrono::DateTime::<chrono::Utc>::from_timestamp_millis),
+            });
+            let v = check(auth(http.post(format!("{base}/admin/v1/keys"))).json(&body).send().await?).await?;
+            print_created(&v, c.json)
+        }
+        KeysCommand::List { json } => {
+            let v = check(auth(http.get(format!("{base}/admin/v1/keys"))).send().await?).await?;
+            print_list(v["keys"].as_array().map(Vec::as_slice).unwrap_or(&[]), *json)
+        }
+        KeysCommand::Revoke { id } => {
+            check(auth(http.post(format!("{base}/admin/v1/keys/{id}/revoke"))).send().await?).await?;
+            println!("revoked {id}");
+            Ok(())
+        }
+    }
+}
+
+/// Ctrl-C or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = term => {},
+    }
+    tracing::info!("shutting down: finishing requests in flight and draining the ledger");
+}

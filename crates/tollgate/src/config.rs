@@ -1,0 +1,570 @@
+//! `tollgate.toml`: the raw file as written, and the validated [`Config`] built from it.
+//!
+//! `RawConfig` mirrors the file (unknown keys are errors that name the file,
+//! line and key); `Config::resolve` checks every value and turns it into
+//! typed, ready-to-use settings. A `Config` that exists is valid.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::Duration;
+
+use serde::Deserialize;
+use tollgate_providers::ProviderKind;
+
+/// A configuration problem, always naming where it is.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read {path}: {source}")]
+    Read { path: String, source: std::io::Error },
+    #[error("{path}: {message}")]
+    Parse { path: String, message: String },
+    #[error("{path}: {message}")]
+    Invalid { path: String, message: String },
+}
+
+/// A secret read from the environment. Its `Debug` never shows it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(s: String) -> Secret {
+        Secret(s)
+    }
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(***)")
+    }
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    #[serde(default)]
+    server: RawServer,
+    #[serde(default)]
+    storage: RawStorage,
+    #[serde(default)]
+    providers: Vec<RawProvider>,
+    #[serde(default)]
+    models: Vec<RawModel>,
+    #[serde(default)]
+    budgets: Vec<toml::Spanned<toml::Value>>,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawServer {
+    listen: Option<String>,
+    admin_token_env: Option<String>,
+    max_body_bytes: Option<u64>,
+    /// `virtual_keys` (default) or `passthrough`.
+    auth: Option<String>,
+    key_secret_env: Option<String>,
+    /// Route `gpt-*`, `claude-*`, `gemini-*`, `provider/model` without a `[[models]]` entry.
+    implicit_routes: Option<bool>,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawStorage {
+    url: Option<String>,
+    counters_url: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawProvider {
+    name: String,
+    kind: toml::Spanned<String>,
+    base_url: Option<toml::Spanned<String>>,
+    api_key_env: Option<String>,
+    /// Refused with a clear message: secrets never live in the file.
+    api_key: Option<toml::Spanned<toml::Value>>,
+    api_version: Option<String>,
+    timeout_ms: Option<u64>,
+    max_retries: Option<u32>,
+    #[serde(default)]
+    allow_http: bool,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawModel {
+    name: String,
+    targets: Vec<RawTarget>,
+    #[serde(default)]
+    fallbacks: Vec<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTarget {
+    provider: String,
+    model: String,
+}
+
+/// How clients authenticate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AuthMode {
+    /// Only tollgate virtual keys (`tg_…`).
+    VirtualKeys,
+    /// Virtual keys, or the client's own provider key, which is forwarded
+    /// upstream and attributed by its keyed hash (metering before adoption).
+    Passthrough,
+}
+
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    pub listen: SocketAddr,
+    pub admin_token: Option<Secret>,
+    pub max_body_bytes: usize,
+    pub auth: AuthMode,
+    pub key_secret: Option<Secret>,
+    pub implicit_routes: bool,
+}
+
+#[derive(Debug, Clone)]
+pub struct StorageConfig {
+    pub url: String,
+}
+
+/// One configured upstream.
+#[derive(Debug, Clone)]
+pub struct Provider {
+    pub name: String,
+    pub kind: ProviderKind,
+    pub base_url: String,
+    pub api_key: Option<Secret>,
+    pub api_version: Option<String>,
+    pub timeout: Duration,
+    pub max_retries: u32,
+}
+
+/// A client-facing model name and where it goes.
+#[derive(Debug, Clone)]
+pub struct Route {
+    pub name: String,
+    pub targets: Vec<RouteTarget>,
+    pub fallbacks: Vec<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct RouteTarget {
+    /// Index into `Config::providers`.
+    pub provider: usize,
+    pub model: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub server: ServerConfig,
+    pub storage: StorageConfig,
+    pub providers: Vec<Provider>,
+    pub routes: HashMap<String, Route>,
+    /// Where the settings came from (a file path, or "built-in defaults").
+    pub source: String,
+}
+
+/// What the process environment supplies (injected so tests need no globals).
+pub trait Env {
+    fn var(&self, name: &str) -> Option<String>;
+}
+
+/// The real process environment.
+pub struct ProcessEnv;
+
+impl Env for ProcessEnv {
+    fn var(&self, name: &str) -> Option<String> {
+        std::env::var(name).ok().filter(|v| !v.is_empty())
+    }
+}
+
+impl<S: std::hash::BuildHasher> Env for HashMap<String, String, S> {
+    fn var(&self, name: &str) -> Option<String> {
+        self.get(name).cloned()
+    }
+}
+
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
+pub const DEFAULT_DB: &str = "sqlite://tollgate.db";
+pub const DEFAULT_MAX_BODY: usize = 8 * 1024 * 1024;
+
+/// Providers built from the environment when there is no config file.
+const ZERO_CONFIG: &[(&str, &str, &str, &str)] = &[
+    // (env var, provider name, kind, base url)
+    ("OPENAI_API_KEY", "openai", "openai", "https://api.openai.com/v1"),
+    ("ANTHROPIC_API_KEY", "anthropic", "anthropic", "https://api.anthropic.com"),
+    ("GEMINI_API_KEY", "gemini", "gemini", "https://generativelanguage.googleapis.com"),
+    ("MISTRAL_API_KEY", "mistral", "openai_compatible", "https://api.mistral.ai/v1"),
+    ("DEEPSEEK_API_KEY", "deepseek", "openai_compatible", "https://api.deepseek.com/v1"),
+    ("GROQ_API_KEY", "groq", "openai_compatible", "https://api.groq.com/openai/v1"),
+    ("TOGETHER_API_KEY", "together", "openai_compatible", "https://api.together.xyz/v1"),
+    ("OPENROUTER_API_KEY", "openrouter", "openai_compatible", "https://openrouter.ai/api/v1"),
+];
+
+impl Config {
+    /// Load `path`, or `./tollgate.toml` when present, else built-in defaults.
+    pub fn load(path: Option<&Path>, env: &dyn Env) -> Result<Config, ConfigError> {
+        let default = Path::new("tollgate.toml");
+        let chosen = match path {
+            Some(p) => Some(p),
+            None if default.exists() => Some(default),
+            None => None,
+        };
+        match chosen {
+            Some(p) => {
+                let shown = p.display().to_string();
+                let text = std::fs::read_to_string(p)
+                    .map_err(|source| ConfigError::Read { path: shown.clone(), source })?;
+                Config::from_toml(&text, &shown, env)
+            }
+            None => Config::zero_config(env),
+        }
+    }
+
+    /// Providers from `OPENAI_API_KEY`, `ANTHROPIC_API_KEY`, … with implicit routes.
+    pub fn zero_config(env: &dyn Env) -> Result<Config, ConfigError> {
+        let mut raw = RawConfig::default();
+        for (var, name, kind, url) in ZERO_CONFIG {
+            if env.var(var).is_some() {
+                raw.providers.push(RawProvider {
+                    name: (*name).into(),
+                    kind: toml::Spanned::new(0..0, (*kind).into()),
+                    base_url: Some(toml::Spanned::new(0..0, (*url).into())),
+                    api_key_env: Some((*var).into()),
+                    api_key: None,
+                    api_version: None,
+                    timeout_ms: None,
+                    max_retries: None,
+                    allow_http: false,
+                });
+            }
+        }
+        // Gemini also answers to GOOGLE_API_KEY.
+        if env.var("GEMINI_API_KEY").is_none() && env.var("GOOGLE_API_KEY").is_some() {
+            raw.providers.push(RawProvider {
+                name: "gemini".into(),
+                kind: toml::Spanned::new(0..0, "gemini".into()),
+                base_url: None,
+                api_key_env: Some("GOOGLE_API_KEY".into()),
+                api_key: None,
+                api_version: None,
+                timeout_ms: None,
+                max_retries: None,
+                allow_http: false,
+            });
+        }
+        resolve(raw, "built-in defaults", "", env)
+    }
+
+    pub fn from_toml(text: &str, path: &str, env: &dyn Env) -> Result<Config, ConfigError> {
+        let raw: RawConfig = toml::from_str(text)
+            .map_err(|e| ConfigError::Parse { path: path.into(), message: e.to_string().trim_end().into() })?;
+        resolve(raw, path, text, env)
+    }
+
+    pub fn provider(&self, name: &str) -> Option<(usize, &Provider)> {
+        self.providers.iter().enumerate().find(|(_, p)| p.name == name)
+    }
+}
+
+fn line_of(text: &str, span: std::ops::Range<usize>) -> String {
+    if text.is_empty() {
+        return String::new();
+    }
+    let line = text[..span.start.min(text.len())].matches('\n').count() + 1;
+    format!("line {line}: ")
+}
+
+fn parse_kind(s: &str) -> Option<ProviderKind> {
+    Some(match s {
+        "openai" => ProviderKind::OpenAi,
+        "openai_compatible" => ProviderKind::OpenAiCompatible,
+        "azure_openai" => ProviderKind::AzureOpenAi,
+        "anthropic" => ProviderKind::Anthropic,
+        "gemini" => ProviderKind::Gemini,
+        _ => return None,
+    })
+}
+
+/// The provider kind's name as written in the config.
+pub fn kind_name(kind: ProviderKind) -> &'static str {
+    match kind {
+        ProviderKind::OpenAi => "openai",
+        ProviderKind::OpenAiCompatible => "openai_compatible",
+        ProviderKind::AzureOpenAi => "azure_openai",
+        ProviderKind::Anthropic => "anthropic",
+        ProviderKind::Gemini => "gemini",
+    }
+}
+
+fn default_base_url(kind: ProviderKind) -> Option<&'static str> {
+    match kind {
+        ProviderKind::OpenAi => Some("https://api.openai.com/v1"),
+        ProviderKind::Anthropic => Some("https://api.anthropic.com"),
+        ProviderKind::Gemini => Some("https://generativelanguage.googleapis.com"),
+        ProviderKind::AzureOpenAi | ProviderKind::OpenAiCompatible => None,
+    }
+}
+
+fn is_loopback_host(host: &str) -> bool {
+    let h = host.trim_start_matches('[').trim_end_matches(']');
+    h == "localhost" || h.parse::<std::net::IpAddr>().map(|ip| ip.is_loopback()).unwrap_or(false)
+}
+
+/// Checks an upstream URL: https anywhere; http only for loopback or with `allow_http`.
+fn check_base_url(url: &str, allow_http: bool) -> Result<String, String> {
+    let parsed = reqwest::Url::parse(url).map_err(|e| format!("base_url {url:?} is not a URL: {e}"))?;
+    match parsed.scheme() {
+        "https" => {}
+        "http" => {
+            let host = parsed.host_str().unwrap_or("");
+            if !allow_http && !is_loopback_host(host) {
+                return Err(format!(
+                    "base_url {url:?} uses plain http to a non-loopback host; use https or set allow_http = true"
+                ));
+            }
+        }
+        other => return Err(format!("base_url {url:?} has unsupported scheme {other:?}")),
+    }
+    if parsed.query().is_some() || parsed.fragment().is_some() {
+        return Err(format!("base_url {url:?} must not carry a query or fragment"));
+    }
+    Ok(url.trim_end_matches('/').to_string())
+}
+
+fn resolve(raw: RawConfig, path: &str, text: &str, env: &dyn Env) -> Result<Config, ConfigError> {
+    let invalid = |message: String| ConfigError::Invalid { path: path.into(), message };
+
+    if let Some(b) = raw.budgets.first() {
+        return Err(invalid(format!(
+            "{}[[budgets]] is not supported by this build yet: budgets are not enforced, so they are refused rather than silently ignored",
+            line_of(text, b.span())
+        )));
+    }
+
+    if raw.storage.counters_url.is_some() {
+        return Err(invalid(
+            "storage.counters_url (shared Redis counters) is not supported by this build yet; remove it to run single-node".into(),
+        ));
+    }
+    if !raw.storage.url.as_deref().map_or(true, |u| u.starts_with("sqlite:") || !u.contains("://")) {
+        return Err(invalid("storage.url: only sqlite://PATH is supported by this build (PostgreSQL is not yet)".into()));
+    }
+
+    let listen_s = raw.server.listen.unwrap_or_else(|| DEFAULT_LISTEN.into());
+    let listen: SocketAddr = listen_s
+        .parse()
+        .map_err(|_| invalid(format!("server.listen {listen_s:?} is not an address like 127.0.0.1:8080")))?;
+    let admin_env = raw.server.admin_token_env.unwrap_or_else(|| "TOLLGATE_ADMIN_TOKEN".into());
+    let admin_token = env.var(&admin_env).map(Secret);
+    let key_secret_env = raw.server.key_secret_env.unwrap_or_else(|| "TOLLGATE_KEY_SECRET".into());
+    let key_secret = env.var(&key_secret_env).map(Secret);
+    let max_body_bytes = match raw.server.max_body_bytes {
+        None => DEFAULT_MAX_BODY,
+        Some(0) => return Err(invalid("server.max_body_bytes must be greater than 0".into())),
+        Some(n) => usize::try_from(n).map_err(|_| invalid("server.max_body_bytes is too large".into()))?,
+    };
+    let auth = match raw.server.auth.as_deref() {
+        None | Some("virtual_keys") => AuthMode::VirtualKeys,
+        Some("passthrough") => AuthMode::Passthrough,
+        Some(other) => {
+            return Err(invalid(format!(
+                "server.auth {other:?} is not one of \"virtual_keys\", \"passthrough\""
+            )))
+        }
+    };
+
+    let mut providers: Vec<Provider> = Vec::new();
+    for p in raw.providers {
+        if let Some(lit) = &p.api_key {
+            return Err(invalid(format!(
+                "{}provider {:?}: a literal api_key is refused (secrets never live in the file); set api_key_env to the name of an environment variable",
+                line_of(text, lit.span()),
+                p.name
+            )));
+        }
+        if p.name.is_empty() || !p.name.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c)) {
+            return Err(invalid(format!("provider name {:?} must be non-empty [A-Za-z0-9._-]", p.name)));
+        }
+        if providers.iter().any(|q| q.name == p.name) {
+            return Err(invalid(format!("provider {:?} is defined twice", p.name)));
+        }
+        let kind = parse_kind(p.kind.get_ref()).ok_or_else(|| {
+            invalid(format!(
+                "{}provider {:?}: kind {:?} is not one of openai, openai_compatible, azure_openai, anthropic, gemini",
+                line_of(text, p.kind.span()),
+                p.name,
+                p.kind.get_ref()
+            ))
+        })?;
+        let base_url = match &p.base_url {
+            Some(u) => check_base_url(u.get_ref(), p.allow_http)
+                .map_err(|m| invalid(format!("{}provider {:?}: {m}", line_of(text, u.span()), p.name)))?,
+            None => default_base_url(kind)
+                .ok_or_else(|| invalid(format!("provider {:?}: kind {} needs a base_url", p.name, kind_name(kind))))?
+                .to_string(),
+        };
+        let api_key = match &p.api_key_env {
+            Some(var) => Some(Secret(env.var(var).ok_or_else(|| {
+                invalid(format!("provider {:?}: environment variable {var} (api_key_env) is not set", p.name))
+            })?)),
+            None => None,
+        };
+        if kind == ProviderKind::AzureOpenAi && p.api_version.is_some() && api_key.is_none() {
+            return Err(invalid(format!("provider {:?}: azure_openai needs api_key_env", p.name)));
+        }
+        providers.push(Provider {
+            name: p.name,
+            kind,
+            base_url,
+            api_key,
+            api_version: p.api_version,
+            timeout: Duration::from_millis(p.timeout_ms.unwrap_or(60_000).max(1)),
+            max_retries: p.max_retries.unwrap_or(2).min(10),
+        });
+    }
+
+    let mut routes = HashMap::new();
+    for m in raw.models {
+        if m.targets.is_empty() {
+            return Err(invalid(format!("model {:?} has no targets", m.name)));
+        }
+        let mut targets = Vec::new();
+        for t in m.targets {
+            let idx = providers.iter().position(|p| p.name == t.provider).ok_or_else(|| {
+                invalid(format!("model {:?}: target provider {:?} is not defined in [[providers]]", m.name, t.provider))
+            })?;
+            targets.push(RouteTarget { provider: idx, model: t.model });
+        }
+        if routes.contains_key(&m.name) {
+            return Err(invalid(format!("model {:?} is defined twice", m.name)));
+        }
+        routes.insert(m.name.clone(), Route { name: m.name, targets, fallbacks: m.fallbacks });
+    }
+    for r in routes.values() {
+        for f in &r.fallbacks {
+            if !routes.contains_key(f) && f != &r.name {
+                // A fallback may also be an implicitly routed name; checked at request time.
+                tracing::debug!(model = %r.name, fallback = %f, "fallback is not an explicit [[models]] entry");
+            }
+        }
+    }
+
+    Ok(Config {
+        server: ServerConfig {
+            listen,
+            admin_token,
+            max_body_bytes,
+            auth,
+            key_secret,
+            implicit_routes: raw.server.implicit_routes.unwrap_or(true),
+        },
+        storage: StorageConfig { url: raw.storage.url.unwrap_or_else(|| DEFAULT_DB.into()) },
+        providers,
+        routes,
+        source: path.into(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> HashMap<String, String> {
+        pairs.iter().map(|(k, v)| ((*k).to_string(), (*v).to_string())).collect()
+    }
+
+    const FULL: &str = r#"
+[server]
+listen = "127.0.0.1:9090"
+max_body_bytes = 1024
+
+[storage]
+url = "sqlite://x.db"
+
+[[providers]]
+name = "openai"
+kind = "openai"
+api_key_env = "OPENAI_API_KEY"
+timeout_ms = 5000
+max_retries = 1
+
+[[providers]]
+name = "local"
+kind = "openai_compatible"
+base_url = "http://127.0.0.1:11434/v1/"
+
+[[models]]
+name = "gpt-4o-mini"
+targets = [{ provider = "openai", model = "gpt-4o-mini" }]
+fallbacks = ["llama"]
+
+[[models]]
+name = "llama"
+targets = [{ provider = "local", model = "llama3.1:8b" }]
+"#;
+
+    #[test]
+    fn full_file_resolves() {
+        let c = Config::from_toml(FULL, "t.toml", &env(&[("OPENAI_API_KEY", "sk-test")])).unwrap();
+        assert_eq!(c.server.listen.to_string(), "127.0.0.1:9090");
+        assert_eq!(c.server.max_body_bytes, 1024);
+        assert_eq!(c.storage.url, "sqlite://x.db");
+        assert_eq!(c.providers[0].base_url, "https://api.openai.com/v1");
+        assert_eq!(c.providers[0].api_key.as_ref().unwrap().expose(), "sk-test");
+        assert_eq!(c.providers[0].timeout, Duration::from_millis(5000));
+        assert_eq!(c.providers[1].base_url, "http://127.0.0.1:11434/v1");
+        assert_eq!(c.routes["gpt-4o-mini"].fallbacks, vec!["llama".to_string()]);
+        assert_eq!(c.routes["llama"].targets[0].provider, 1);
+        assert!(!format!("{:?}", c).contains("sk-test"), "secrets never in Debug");
+    }
+
+    #[test]
+    fn unknown_key_names_file_line_and_key() {
+        let text = "[server]\nlisten = \"127.0.0.1:1\"\nlisen = 3\n";
+        let e = Config::from_toml(text, "my.toml", &env(&[])).unwrap_err().to_string();
+        assert!(e.starts_with("my.toml: "), "{e}");
+        assert!(e.contains("line 3"), "{e}");
+        assert!(e.contains("lisen"), "{e}");
+    }
+
+    #[test]
+    fn refusals_are_clear() {
+        let cases = [
+            ("[[providers]]\nname = \"o\"\nkind = \"openai\"\napi_key = \"sk-live\"\n", "line 4: provider \"o\": a literal api_key is refused"),
+            ("[[providers]]\nname = \"o\"\nkind = \"opnai\"\n", "line 3: provider \"o\": kind \"opnai\" is not one of"),
+            ("[[providers]]\nname = \"o\"\nkind = \"openai_compatible\"\nbase_url = \"http://10.0.0.1/v1\"\n", "plain http to a non-loopback host"),
+            ("[[providers]]\nname = \"o\"\nkind = \"openai_compatible\"\n", "needs a base_url"),
+            ("[[providers]]\nname = \"o\"\nkind = \"openai\"\napi_key_env = \"NOPE\"\n", "environment variable NOPE (api_key_env) is not set"),
+            ("[[models]]\nname = \"m\"\ntargets = [{ provider = \"x\", model = \"y\" }]\n", "target provider \"x\" is not defined"),
+            ("[server]\nauth = \"open\"\n", "server.auth \"open\""),
+            ("[server]\nlisten = \"nope\"\n", "server.listen \"nope\""),
+            ("[[budgets]]\nlimit_usd = \"5\"\n", "line 1: [[budgets]] is not supported"),
+        ];
+        for (text, want) in cases {
+            let e = Config::from_toml(text, "c.toml", &env(&[])).unwrap_err().to_string();
+            assert!(e.contains(want), "{text:?}: got {e}");
+            assert!(!e.contains("sk-live"), "secret echoed: {e}");
+        }
+        let ok = "[[providers]]\nname = \"o\"\nkind = \"openai_compatible\"\nbase_url = \"http://10.0.0.1/v1\"\nallow_http = true\n";
+        assert!(Config::from_toml(ok, "c.toml", &env(&[])).is_ok());
+    }
+
+    #[test]
+    fn zero_config_reads_the_environment() {
+        let c = Config::zero_config(&env(&[("OPENAI_API_KEY", "a"), ("ANTHROPIC_API_KEY", "b")])).unwrap();
+        let names: Vec<_> = c.providers.iter().map(|p| p.name.as_str()).collect();
+        assert_eq!(names, ["openai", "anthropic"]);
+        assert!(c.server.implicit_routes);
+        assert_eq!(c.server.listen.to_string(), DEFAULT_LISTEN);
+        assert!(Config::zero_config(&env(&[])).unwrap().providers.is_empty());
+    }
+}

@@ -1,0 +1,37 @@
+//! tollgate: an LLM gateway that meters, prices, attributes and governs
+//! every request.
+//!
+//! Modules in request order (see `ARCHITECTURE.md`):
+//!
+//! - [`server`]: HTTP server, shared state, graceful shutdown.
+//! - [`pipeline`]: the request path, top to bottom, in one place.
+//! - [`auth`]: virtual keys, stored as keyed hashes.
+//! - [`attribution`]: tags, trace, session, agent, prompt from headers/body/key.
+//! - [`policy`]: model access decisions.
+//! - [`routing`]: which provider and model serve a requested name.
+//! - [`upstream`]: send with retries and fallbacks.
+//! - [`metering`]: local token counting when the provider reports none.
+//! - [`pricing`]: usage → money via the price catalog.
+//! - [`ledger`]: one row per authenticated request, group-committed.
+//! - [`store`]: storage traits and the embedded SQLite store.
+//! - [`api`], [`keys`]: analytics and admin API, key management.
+//! - [`config`], [`error`]: configuration and the public error codes.
+//! - [`cli`], [`demo`]: the command line and the one-minute demo.
+
+pub mod api;
+pub mod attribution;
+pub mod auth;
+pub mod cli;
+pub mod config;
+pub mod demo;
+pub mod error;
+pub mod keys;
+pub mod ledger;
+pub mod metering;
+pub mod pipeline;
+pub mod policy;
+pub mod pricing;
+pub mod routing;
+pub mod server;
+pub mod store;
+pub mod upstream;

@@ -1,0 +1,107 @@
+//! Local token counting, for when a provider reports no usage (it omitted
+//! it, the stream was cut, or the client hung up first).
+//!
+//! OpenAI models are counted with their real tokenizer (tiktoken's
+//! `o200k_base` for the GPT-4o / 4.1 / 5 and o-series families,
+//! `cl100k_base` for GPT-4, GPT-3.5 and the embedding models). Other
+//! families have no public tokenizer we can run offline; they are counted
+//! with `cl100k_base` and scaled: Claude ×1.15 (Anthropic's tokenizer yields
+//! more tokens than cl100k on English text), everything else ×1.0. Rows
+//! priced from these counts are marked `estimated`.
+
+use std::sync::OnceLock;
+
+use tiktoken_rs::CoreBPE;
+use tollgate_units::Usage;
+
+/// Per-request framing tokens (role markers, separators) a chat prompt adds.
+const PROMPT_OVERHEAD: u64 = 7;
+
+fn o200k() -> Option<&'static CoreBPE> {
+    static BPE: OnceLock<Option<CoreBPE>> = OnceLock::new();
+    BPE.get_or_init(|| tiktoken_rs::o200k_base().ok()).as_ref()
+}
+
+fn cl100k() -> Option<&'static CoreBPE> {
+    static BPE: OnceLock<Option<CoreBPE>> = OnceLock::new();
+    BPE.get_or_init(|| tiktoken_rs::cl100k_base().ok()).as_ref()
+}
+
+/// Loads the tokenizers ahead of the first estimate (they take ~100 ms).
+pub fn warm_up() {
+    let _ = (o200k(), cl100k());
+}
+
+enum Family {
+    O200k,
+    Cl100k,
+    Claude,
+    Other,
+}
+
+fn family(model: &str) -> Family {
+    let m = model.rsplit('/').next().unwrap_or(model);
+    let b = m.as_bytes();
+    let o_series = b.len() >= 2 && b[0] == b'o' && b[1].is_ascii_digit();
+    if m.starts_with("gpt-4o") || m.starts_with("gpt-4.1") || m.starts_with("gpt-5") || m.starts_with("chatgpt-") || o_series
+    {
+        Family::O200k
+    } else if m.starts_with("gpt-4") || m.starts_with("gpt-3.5") || m.starts_with("text-embedding-") {
+        Family::Cl100k
+    } else if m.contains("claude") {
+        Family::Claude
+    } else {
+        Family::Other
+    }
+}
+
+/// Tokens in `text` for `model`, by the rules in the module doc.
+pub fn count_tokens(model: &str, text: &str) -> u64 {
+    if text.is_empty() {
+        return 0;
+    }
+    let bytes_fallback = || (text.len() as u64).div_ceil(3);
+    let count = |bpe: Option<&CoreBPE>| {
+        bpe.map(|b| b.encode_ordinary(text).len() as u64).unwrap_or_else(bytes_fallback)
+    };
+    match family(model) {
+        Family::O200k => count(o200k()),
+        Family::Cl100k | Family::Other => count(cl100k()),
+        Family::Claude => (count(cl100k()) * 115).div_ceil(100),
+    }
+}
+
+/// A whole request's usage counted locally (no cache or reasoning split is
+/// knowable without the provider, so all input is uncached and all output visible).
+pub fn estimate(model: &str, prompt_text: &str, output_text: &str) -> Usage {
+    Usage {
+        input: count_tokens(model, prompt_text) + PROMPT_OVERHEAD,
+        output: count_tokens(model, output_text),
+        ..Usage::default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counts_with_the_real_tokenizers() {
+        // Known counts: "hello world" is 2 tokens in both cl100k and o200k.
+        assert_eq!(count_tokens("gpt-4o-mini", "hello world"), 2);
+        assert_eq!(count_tokens("gpt-4", "hello world"), 2);
+        assert_eq!(count_tokens("openai/gpt-4o", "hello world"), 2);
+        // Claude is scaled up from cl100k: ceil(2 * 1.15) = 3.
+        assert_eq!(count_tokens("claude-sonnet-4-5", "hello world"), 3);
+        assert_eq!(count_tokens("gpt-4o", ""), 0);
+        let long = "The quick brown fox jumps over the lazy dog. ".repeat(50);
+        let n = count_tokens("gpt-4o", &long);
+        assert!((400..=600).contains(&n), "{n}");
+    }
+
+    #[test]
+    fn estimate_puts_everything_in_plain_buckets() {
+        let u = estimate("gpt-4o", "hello world", "hello world");
+        assert_eq!(u, Usage { input: 2 + PROMPT_OVERHEAD, output: 2, ..Usage::default() });
+    }
+}

@@ -1,0 +1,542 @@
+//! The request path, top to bottom:
+//!
+//! ```text
+//! auth → body → attribution → policy → routing → upstream (retries, fallbacks)
+//!      → response or stream metering → pricing → ledger (acknowledged) → client
+//! ```
+//!
+//! [`proxy`] is the only entry. After auth, the rest runs on a tracked task
+//! so that a client hanging up cannot cancel it, and it owns a [`Pending`]
+//! ledger row that is written exactly once on every exit: success, error,
+//! disconnect, or panic (the row's `Drop` writes it). The row is committed
+//! before the response's last byte leaves, so an acknowledged request is in
+//! the ledger even if the process is killed right after.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::body::Body;
+use axum::http::{HeaderMap, HeaderName, HeaderValue, Request, StatusCode};
+use axum::response::Response;
+use bytes::Bytes;
+use futures_util::StreamExt;
+use http_body_util::BodyExt;
+use tokio::sync::mpsc;
+use tollgate_providers::{inspect, ApiFormat, RequestInfo, StreamEnd};
+use tollgate_units::{Money, Usage};
+
+use crate::attribution::{attribute, Attribution, KeyTags};
+use crate::auth::Principal;
+use crate::config::Provider;
+use crate::error::{ApiError, ErrorShape};
+use crate::ledger::{LedgerRow, LedgerWriter, UsageSource};
+use crate::server::AppState;
+use crate::upstream::{self, Answer};
+use crate::{metering, policy, routing};
+
+pub const HEADER_REQUEST_ID: &str = "x-tollgate-request-id";
+pub const HEADER_COST: &str = "x-tollgate-cost-usd";
+pub const HEADER_PRICED: &str = "x-tollgate-priced";
+pub const HEADER_USAGE: &str = "x-tollgate-usage";
+
+/// Largest upstream (non-streaming) answer the gateway will hold in memory.
+const MAX_UPSTREAM_BODY: usize = 64 * 1024 * 1024;
+/// Client headers passed on to the provider (protocol options, never credentials).
+const FORWARDED_HEADERS: &[&str] = &["anthropic-version", "anthropic-beta", "openai-organization", "openai-project", "openai-beta"];
+
+pub fn now_ms() -> i64 {
+    chrono::Utc::now().timestamp_millis()
+}
+
+fn shape_of(format: ApiFormat) -> ErrorShape {
+    match format {
+        ApiFormat::AnthropicMessages => ErrorShape::Anthropic,
+        _ => ErrorShape::OpenAi,
+    }
+}
+
+fn endpoint_of(format: ApiFormat) -> &'static str {
+    match format {
+        ApiFormat::OpenAiChat => "chat.completions",
+        ApiFormat::OpenAiEmbeddings => "embeddings",
+        ApiFormat::OpenAiResponses => "responses",
+        ApiFormat::AnthropicMessages => "messages",
+    }
+}
+
+fn header(v: &str) -> HeaderValue {
+    HeaderValue::from_str(v).unwrap_or_else(|_| HeaderValue::from_static("invalid"))
+}
+
+/// An error answer carrying the request id.
+pub fn error_response(e: ApiError, shape: ErrorShape, request_id: &str) -> Response {
+    let mut r = e.into_response_for(shape);
+    r.headers_mut().insert(HEADER_REQUEST_ID, header(request_id));
+    r
+}
+
+/// The one entry point for every proxied request.
+pub async fn proxy(state: Arc<AppState>, format: ApiFormat, req: Request<Body>) -> Response {
+    let started = Instant::now();
+    let time_ms = now_ms();
+    let request_id = uuid::Uuid::now_v7().to_string();
+    let shape = shape_of(format);
+    let (parts, body) = req.into_parts();
+
+    // auth: a refused request reaches no provider and leaves no ledger row.
+    let principal = match state.auth.authenticate(&parts.headers, time_ms).await {
+        Ok(p) => p,
+        Err(e) => {
+            state.metrics.auth_refused();
+            return error_response(e, shape, &request_id);
+        }
+    };
+
+    // From here on, exactly one ledger row, whatever happens.
+    let pending = Pending::new(state.ledger.clone(), &request_id, time_ms, principal.id(), format, started);
+    let hang_up = HangUp::default();
+    let flag = hang_up.flag.clone();
+    let task = state.tasks.spawn(handle(state.clone(), pending, principal, parts.headers, body, flag));
+    let response = match task.await {
+        Ok(r) => r,
+        Err(e) => {
+            // The task's `Pending` wrote the row while unwinding.
+            tracing::error!(request_id = %request_id, error = %e, "request task failed");
+            error_response(ApiError::Internal { message: "the request failed inside the gateway".into() }, shape, &request_id)
+        }
+    };
+    hang_up.disarm();
+    response
+}
+
+async fn handle(
+    state: Arc<AppState>,
+    mut p: Pending,
+    principal: Principal,
+    headers: HeaderMap,
+    body: Body,
+    hung_up: Arc<AtomicBool>,
+) -> Response {
+    let answer = match until_upstream(&state, &mut p, &principal, &headers, body).await {
+        Ok(a) => a,
+        Err(e) => return p.fail(e, &hung_up).await,
+    };
+    if p.info.stream {
+        relay_stream(state, p, answer)
+    } else {
+        whole_body(&state, p, answer, &hung_up).await
+    }
+}
+
+/// body → attribution → policy → routing → upstream, up to a 2xx answer's headers.
+async fn until_upstream(
+    state: &AppState,
+    p: &mut Pending,
+    principal: &Principal,
+    headers: &HeaderMap,
+    body: Body,
+) -> Result<Answer, ApiError> {
+    let (defaults, enforced) = match principal {
+        Principal::Key(k) => (&k.default_tags, &k.enforced_tags),
+        Principal::Passthrough { .. } => (&state.empty_tags, &state.empty_tags),
+    };
+    let key_tags = KeyTags { defaults, enforced };
+
+    let body = read_body(body, headers, state.config.server.max_body_bytes).await;
+    let info = body.as_ref().map_err(Clone::clone).and_then(|b| inspect(p.format, b).map_err(upstream::adapter_error));
+    let info = match info {
+        Ok(i) => i,
+        Err(e) => {
+            // Keep what attribution the headers alone give, for the row.
+            p.row_mut().attribution = attribute(headers, None, &[], key_tags).unwrap_or_default();
+            return Err(e);
+        }
+    };
+    let body = body?;
+    p.row_mut().requested_model = info.model.clone();
+    let attribution = attribute(headers, info.user.as_deref(), &info.metadata, key_tags);
+    p.info = info;
+    p.row_mut().attribution = attribution?;
+    let model = p.info.model.clone().ok_or_else(|| ApiError::invalid_param("you must provide a model parameter", "model"))?;
+
+    if let Principal::Key(k) = principal {
+        if !policy::model_allowed(&k.models, &model) {
+            return Err(ApiError::ModelNotAllowed { message: format!("this key may not use model {model:?}") });
+        }
+    }
+
+    let plan = routing::plan(&state.config, &model);
+    if plan.is_empty() {
+        return Err(ApiError::ModelNotFound { message: format!("no route for model {model:?}") });
+    }
+
+    let forwarded: Vec<(HeaderName, HeaderValue)> = FORWARDED_HEADERS
+        .iter()
+        .filter_map(|h| headers.get(*h).map(|v| (HeaderName::from_static(h), v.clone())))
+        .collect();
+    let passthrough_key = match principal {
+        Principal::Passthrough { provider_key, .. } => Some(provider_key.expose()),
+        Principal::Key(_) => None,
+    };
+    let sent = upstream::send(&state.http, &state.config, &plan, p.format, &body, &p.info, passthrough_key, &forwarded).await;
+    let row = p.row_mut();
+    row.attempts = sent.attempts;
+    if let Some((idx, m)) = &sent.last {
+        row.provider = Some(state.config.providers[*idx].name.clone());
+        row.model = Some(m.clone());
+        p.provider = Some(*idx);
+    }
+    sent.result
+}
+
+async fn read_body(body: Body, headers: &HeaderMap, limit: usize) -> Result<Bytes, ApiError> {
+    let too_large = || ApiError::RequestTooLarge { message: format!("request body is larger than {limit} bytes") };
+    let declared = headers
+        .get(http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > limit as u64) {
+        return Err(too_large());
+    }
+    match http_body_util::Limited::new(body, limit).collect().await {
+        Ok(c) => Ok(c.to_bytes()),
+        Err(e) if e.downcast_ref::<http_body_util::LengthLimitError>().is_some() => Err(too_large()),
+        Err(e) => Err(ApiError::invalid(format!("could not read the request body: {e}"))),
+    }
+}
+
+/// Non-streaming: read the whole answer, meter, price, ledger, respond.
+async fn whole_body(state: &AppState, mut p: Pending, answer: Answer, hung_up: &AtomicBool) -> Response {
+    let provider = &state.config.providers[answer.provider];
+    let read = tokio::time::timeout(provider.timeout, read_limited(answer.response, MAX_UPSTREAM_BODY)).await;
+    let bytes = match read {
+        Ok(Ok(b)) => b,
+        Ok(Err(e)) => {
+            p.estimate_spend(state, provider, &answer.model, "");
+            return p.fail(e, hung_up).await;
+        }
+        Err(_) => {
+            p.estimate_spend(state, provider, &answer.model, "");
+            let e = ApiError::UpstreamTimeout { message: format!("provider {} did not finish its answer in time", provider.name) };
+            return p.fail(e, hung_up).await;
+        }
+    };
+    let translated = match answer.translator.translate_body(&bytes) {
+        Ok(t) => t,
+        Err(e) => {
+            p.estimate_spend(state, provider, &answer.model, "");
+            return p.fail(upstream::adapter_error(e), hung_up).await;
+        }
+    };
+    let served = translated.model.clone().unwrap_or_else(|| answer.model.clone());
+    p.row_mut().model = Some(served.clone());
+    match translated.usage {
+        Some(u) => p.set_usage(state, provider, &served, u, UsageSource::Provider),
+        None => {
+            let u = metering::estimate(&served, &p.info.prompt_text, &translated.output_text);
+            p.set_usage(state, provider, &served, u, UsageSource::Estimated);
+        }
+    }
+    p.row_mut().status = 200;
+    let (request_id, cost, source) = (p.request_id().to_string(), p.row().cost, p.row().usage_source);
+    p.commit(hung_up).await;
+
+    let mut resp = Response::new(Body::from(translated.body));
+    let h = resp.headers_mut();
+    h.insert(http::header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    h.insert(HEADER_REQUEST_ID, header(&request_id));
+    cost_headers(h, cost, source);
+    resp
+}
+
+fn cost_headers(h: &mut HeaderMap, cost: Option<Money>, source: UsageSource) {
+    match cost {
+        Some(c) => {
+            h.insert(HEADER_COST, header(&c.to_string()));
+            h.insert(HEADER_PRICED, HeaderValue::from_static("true"));
+        }
+        None => {
+            h.insert(HEADER_PRICED, HeaderValue::from_static("false"));
+        }
+    }
+    h.insert(HEADER_USAGE, HeaderValue::from_static(source.as_str()));
+}
+
+async fn read_limited(mut resp: reqwest::Response, cap: usize) -> Result<Bytes, ApiError> {
+    let mut buf = Vec::new();
+    loop {
+        match resp.chunk().await {
+            Ok(Some(c)) => {
+                if buf.len() + c.len() > cap {
+                    return Err(ApiError::UpstreamError { message: format!("upstream answer is larger than {cap} bytes") });
+                }
+                buf.extend_from_slice(&c);
+            }
+            Ok(None) => return Ok(Bytes::from(buf)),
+            Err(e) => {
+                return Err(ApiError::UpstreamError { message: format!("upstream answer broke off: {e}") });
+            }
+        }
+    }
+}
+
+/// Streaming: relay chunk by chunk on a tracked task that meters every chunk
+/// and finalises exactly once, even if the client hangs up.
+fn relay_stream(state: Arc<AppState>, p: Pending, answer: Answer) -> Response {
+    let (tx, mut rx) = mpsc::channel::<Bytes>(32);
+    let request_id = p.request_id().to_string();
+    let tasks = state.tasks.clone();
+    tasks.spawn(relay(state, p, answer, tx));
+    let body = Body::from_stream(futures_util::stream::poll_fn(move |cx| {
+        rx.poll_recv(cx).map(|o| o.map(Ok::<Bytes, std::convert::Infallible>))
+    }));
+    let mut resp = Response::new(body);
+    let h = resp.headers_mut();
+    h.insert(http::header::CONTENT_TYPE, HeaderValue::from_static("text/event-stream"));
+    h.insert(http::header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    h.insert(HEADER_REQUEST_ID, header(&request_id));
+    resp
+}
+
+enum StreamStop {
+    Ended,
+    ClientGone,
+    Timeout,
+    Broken(String),
+}
+
+async fn relay(state: Arc<AppState>, mut p: Pending, answer: Answer, tx: mpsc::Sender<Bytes>) {
+    let provider = &state.config.providers[answer.provider];
+    let idle = provider.timeout;
+    let mut meter = answer.translator.stream();
+    let mut upstream = answer.response.bytes_stream();
+    let mut out: Vec<Bytes> = Vec::with_capacity(4);
+    let mut first_byte: Option<Duration> = None;
+    let stop = 'relay: loop {
+        let next = tokio::select! {
+            biased;
+            _ = tx.closed() => break 'relay StreamStop::ClientGone,
+            n = tokio::time::timeout(idle, upstream.next()) => n,
+        };
+        let chunk = match next {
+            Err(_) => break StreamStop::Timeout,
+            Ok(None) => break StreamStop::Ended,
+            Ok(Some(Err(e))) => break StreamStop::Broken(format!("upstream stream broke off: {e}")),
+            Ok(Some(Ok(c))) => c,
+        };
+        if let Err(e) = meter.push(&chunk, &mut out) {
+            break StreamStop::Broken(e.to_string());
+        }
+        for b in out.drain(..) {
+            first_byte.get_or_insert_with(|| p.started.elapsed());
+            if tx.send(b).await.is_err() {
+                break 'relay StreamStop::ClientGone;
+            }
+        }
+    };
+    let end: StreamEnd = meter.finish(&mut out);
+    let client_gone = matches!(stop, StreamStop::ClientGone);
+    if !client_gone {
+        for b in out.drain(..) {
+            first_byte.get_or_insert_with(|| p.started.elapsed());
+            if tx.send(b).await.is_err() {
+                break;
+            }
+        }
+    }
+
+    let served = end.model.clone().unwrap_or_else(|| answer.model.clone());
+    let row = p.row_mut();
+    row.model = Some(served.clone());
+    row.streamed = true;
+    row.ttft_ms = first_byte.map(|d| d.as_millis() as u64);
+    row.client_disconnected = client_gone;
+    // A stream that did not reach its end has no trustworthy final usage:
+    // keep what the provider said about the input and count the output seen.
+    let (usage, source) = match (&end.usage, end.completed) {
+        (Some(u), true) => (*u, UsageSource::Provider),
+        (reported, _) => {
+            let est = metering::estimate(&served, &p.info.prompt_text, &end.output_text);
+            let u = match reported {
+                Some(r) if r.input_tokens() > 0 => {
+                    Usage { output: r.output.max(est.output), ..*r }
+                }
+                _ => est,
+            };
+            (u, UsageSource::Estimated)
+        }
+    };
+    p.set_usage(&state, provider, &served, usage, source);
+    let error = match (&stop, end.completed) {
+        (StreamStop::ClientGone, _) => None,
+        (_, true) => None,
+        (StreamStop::Timeout, false) => Some(ApiError::UpstreamTimeout {
+            message: format!("provider {} stopped sending for {} ms", provider.name, idle.as_millis()),
+        }),
+        (StreamStop::Broken(m), false) => Some(ApiError::UpstreamError { message: m.clone() }),
+        (StreamStop::Ended, false) => Some(ApiError::UpstreamError { message: "upstream stream ended before its final event".into() }),
+    };
+    let row = p.row_mut();
+    row.status = 200;
+    if let Some(e) = &error {
+        row.error_code = Some(e.code().to_string());
+    }
+    if client_gone {
+        row.error_code = Some("client_disconnected".into());
+    }
+    let cost = row.cost;
+    let shape = shape_of(p.format);
+    let never = AtomicBool::new(false);
+    p.commit(&never).await;
+
+    if client_gone {
+        return;
+    }
+    if let Some(e) = error {
+        // Tell the client in-band: the SDKs raise on an error event.
+        let _ = tx.send(stream_error_event(&e, shape)).await;
+        return;
+    }
+    let comment = match cost {
+        Some(c) => format!(": {HEADER_COST}={c}\n\n"),
+        None => format!(": {HEADER_PRICED}=false\n\n"),
+    };
+    let _ = tx.send(Bytes::from(comment)).await;
+    if !end.terminator.is_empty() {
+        let _ = tx.send(end.terminator).await;
+    }
+}
+
+fn stream_error_event(e: &ApiError, shape: ErrorShape) -> Bytes {
+    let body = e.body(shape);
+    Bytes::from(match shape {
+        ErrorShape::OpenAi => format!("data: {body}\n\n"),
+        ErrorShape::Anthropic => format!("event: error\ndata: {body}\n\n"),
+    })
+}
+
+/// Set when the client's side of a non-streaming request is dropped first.
+#[derive(Default)]
+struct HangUp {
+    flag: Arc<AtomicBool>,
+    disarmed: bool,
+}
+
+impl HangUp {
+    fn disarm(mut self) {
+        self.disarmed = true;
+    }
+}
+
+impl Drop for HangUp {
+    fn drop(&mut self) {
+        if !self.disarmed {
+            self.flag.store(true, Ordering::Release);
+        }
+    }
+}
+
+/// The request's ledger row, written exactly once: by `commit`/`fail`, or by
+/// `Drop` if the task unwinds before either.
+pub struct Pending {
+    row: Option<LedgerRow>,
+    writer: LedgerWriter,
+    format: ApiFormat,
+    started: Instant,
+    info: RequestInfo,
+    provider: Option<usize>,
+}
+
+impl Pending {
+    fn new(writer: LedgerWriter, request_id: &str, time_ms: i64, key_id: &str, format: ApiFormat, started: Instant) -> Pending {
+        let row = LedgerRow {
+            request_id: request_id.to_string(),
+            time_ms,
+            key_id: Some(key_id.to_string()),
+            endpoint: endpoint_of(format),
+            requested_model: None,
+            model: None,
+            provider: None,
+            status: 0,
+            error_code: None,
+            usage: Usage::default(),
+            usage_source: UsageSource::Provider,
+            cost: Some(Money::ZERO),
+            cache_savings: Money::ZERO,
+            streamed: false,
+            client_disconnected: false,
+            cache: "off",
+            latency_ms: 0,
+            ttft_ms: None,
+            attempts: 0,
+            attribution: Attribution::default(),
+        };
+        Pending { row: Some(row), writer, format, started, info: RequestInfo::default(), provider: None }
+    }
+
+    fn row_mut(&mut self) -> &mut LedgerRow {
+        self.row.get_or_insert_with(|| unreachable!("the row is only taken when it is written"))
+    }
+
+    fn row(&self) -> &LedgerRow {
+        self.row.as_ref().unwrap_or_else(|| unreachable!("the row is only taken when it is written"))
+    }
+
+    fn request_id(&self) -> &str {
+        &self.row().request_id
+    }
+
+    fn set_usage(&mut self, state: &AppState, provider: &Provider, model: &str, usage: Usage, source: UsageSource) {
+        let priced = state.pricing.price(provider, model, &usage, self.row().time_ms);
+        let row = self.row_mut();
+        row.usage = usage;
+        row.usage_source = source;
+        row.cost = priced.cost;
+        row.cache_savings = priced.cache_savings;
+    }
+
+    /// The provider was called but its answer is unusable: it may still bill
+    /// for the prompt, so count the prompt locally.
+    fn estimate_spend(&mut self, state: &AppState, provider: &Provider, model: &str, output: &str) {
+        let u = metering::estimate(model, &self.info.prompt_text, output);
+        self.set_usage(state, provider, model, u, UsageSource::Estimated);
+    }
+
+    async fn commit(mut self, hung_up: &AtomicBool) {
+        let mut row = self.row.take().unwrap_or_else(|| unreachable!("committed twice"));
+        row.latency_ms = self.started.elapsed().as_millis() as u64;
+        if hung_up.load(Ordering::Acquire) {
+            row.client_disconnected = true;
+        }
+        self.writer.write(row).await;
+    }
+
+    async fn fail(mut self, e: ApiError, hung_up: &AtomicBool) -> Response {
+        let request_id = self.request_id().to_string();
+        let row = self.row_mut();
+        row.status = e.status().as_u16();
+        row.error_code = Some(e.code().to_string());
+        if self.provider.is_none() {
+            // Nothing was sent upstream: nothing was spent.
+            let row = self.row_mut();
+            row.usage = Usage::default();
+            row.cost = Some(Money::ZERO);
+        }
+        let shape = shape_of(self.format);
+        self.commit(hung_up).await;
+        error_response(e, shape, &request_id)
+    }
+}
+
+impl Drop for Pending {
+    fn drop(&mut self) {
+        if let Some(mut row) = self.row.take() {
+            // Only reached when the task unwound (panic) before writing.
+            row.status = StatusCode::INTERNAL_SERVER_ERROR.as_u16();
+            row.error_code = Some("internal_error".into());
+            row.latency_ms = self.started.elapsed().as_millis() as u64;
+            self.writer.write_detached(row);
+        }
+    }
+}

@@ -1,0 +1,53 @@
+//! Pricing at the gateway: find the price in force for the served model and
+//! turn usage into money. The catalog and the arithmetic live in the
+//! `tollgate-pricing` crate; this module only picks the lookup hints.
+
+use chrono::{DateTime, Utc};
+use tollgate_pricing::{Catalog, ServiceTier};
+use tollgate_providers::ProviderKind;
+use tollgate_units::{Money, Usage};
+
+use crate::config::{kind_name, Provider};
+
+/// A request's price, or the honest absence of one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Priced {
+    /// `None`: no price is known for this model (never silently $0).
+    pub cost: Option<Money>,
+    pub cache_savings: Money,
+}
+
+pub struct Pricing {
+    catalog: Catalog,
+}
+
+impl Pricing {
+    pub fn new(catalog: Catalog) -> Pricing {
+        Pricing { catalog }
+    }
+
+    pub fn builtin() -> Pricing {
+        Pricing::new(Catalog::builtin().clone())
+    }
+
+    pub fn catalog(&self) -> &Catalog {
+        &self.catalog
+    }
+
+    pub fn price(&self, provider: &Provider, model: &str, usage: &Usage, at_ms: i64) -> Priced {
+        let at = DateTime::<Utc>::from_timestamp_millis(at_ms).unwrap_or_else(Utc::now);
+        // OpenAI-compatible hosts are named after their vendor (mistral, deepseek…).
+        let hint = match provider.kind {
+            ProviderKind::OpenAiCompatible => provider.name.as_str(),
+            kind => kind_name(kind),
+        };
+        let entry = self.catalog.lookup(Some(hint), model, at);
+        match entry {
+            Some(e) => {
+                let c = tollgate_pricing::cost(e, usage, ServiceTier::Standard);
+                Priced { cost: Some(c.total), cache_savings: c.cache_savings }
+            }
+            None => Priced { cost: None, cache_savings: Money::ZERO },
+        }
+    }
+}

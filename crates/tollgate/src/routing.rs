@@ -1,0 +1,152 @@
+//! Route selection: which provider and upstream model serve a client's model name.
+//!
+//! Pure: it reads the configuration and the requested name, nothing else.
+//! Explicit `[[models]]` entries win; otherwise, when implicit routes are on,
+//! `provider/model` names and the well-known model families (`gpt-*`,
+//! `claude-*`, `gemini-*`, …) go to the first provider that serves them.
+
+use crate::config::{Config, RouteTarget};
+use tollgate_providers::ProviderKind;
+
+/// One upstream to try, in order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Attempt {
+    pub provider: usize,
+    pub model: String,
+    /// The client-facing name this attempt serves (differs for fallbacks).
+    pub route: String,
+}
+
+/// The ordered attempts for `model`: its own targets, then each fallback's.
+/// Empty when nothing serves the name.
+pub fn plan(config: &Config, model: &str) -> Vec<Attempt> {
+    let mut out = Vec::new();
+    push_route(config, model, &mut out);
+    if out.is_empty() {
+        return out;
+    }
+    if let Some(route) = config.routes.get(model) {
+        for f in &route.fallbacks {
+            push_route(config, f, &mut out);
+        }
+    }
+    out.dedup();
+    out
+}
+
+fn push_route(config: &Config, name: &str, out: &mut Vec<Attempt>) {
+    if let Some(route) = config.routes.get(name) {
+        for RouteTarget { provider, model } in &route.targets {
+            out.push(Attempt { provider: *provider, model: model.clone(), route: name.into() });
+        }
+        return;
+    }
+    if !config.server.implicit_routes {
+        return;
+    }
+    if let Some((prefix, rest)) = name.split_once('/') {
+        if let Some((idx, _)) = config.provider(prefix) {
+            if !rest.is_empty() {
+                out.push(Attempt { provider: idx, model: rest.into(), route: name.into() });
+                return;
+            }
+        }
+    }
+    if let Some(idx) = implicit_provider(config, name) {
+        out.push(Attempt { provider: idx, model: name.into(), route: name.into() });
+    }
+}
+
+/// The family a bare model name belongs to, by its well-known prefix.
+fn implicit_provider(config: &Config, name: &str) -> Option<usize> {
+    let by_kind = |kind: ProviderKind| config.providers.iter().position(|p| p.kind == kind);
+    let by_name = |n: &str| config.providers.iter().position(|p| p.name == n);
+    let openai = ["gpt-", "chatgpt-", "text-embedding-", "omni-moderation", "davinci", "babbage", "codex-"];
+    if openai.iter().any(|p| name.starts_with(p)) || is_o_series(name) {
+        return by_kind(ProviderKind::OpenAi).or_else(|| by_kind(ProviderKind::AzureOpenAi));
+    }
+    if name.starts_with("claude-") {
+        return by_kind(ProviderKind::Anthropic);
+    }
+    if name.starts_with("gemini-") || name.starts_with("gemma-") {
+        return by_kind(ProviderKind::Gemini);
+    }
+    let mistral = ["mistral-", "open-mistral", "codestral", "ministral-", "pixtral-", "magistral-", "devstral-"];
+    if mistral.iter().any(|p| name.starts_with(p)) {
+        return by_name("mistral");
+    }
+    if name.starts_with("deepseek-") {
+        return by_name("deepseek");
+    }
+    None
+}
+
+/// `o1`, `o3-mini`, `o4-mini-2025-04-16`, …
+fn is_o_series(name: &str) -> bool {
+    let b = name.as_bytes();
+    b.len() >= 2 && b[0] == b'o' && b[1].is_ascii_digit()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn config() -> Config {
+        let text = r#"
+[[providers]]
+name = "openai"
+kind = "openai"
+base_url = "http://127.0.0.1:1/v1"
+[[providers]]
+name = "anthropic"
+kind = "anthropic"
+base_url = "http://127.0.0.1:1"
+[[providers]]
+name = "ollama"
+kind = "openai_compatible"
+base_url = "http://127.0.0.1:11434/v1"
+[[models]]
+name = "smart"
+targets = [{ provider = "openai", model = "gpt-4o" }, { provider = "anthropic", model = "claude-sonnet-4-5" }]
+fallbacks = ["cheap"]
+[[models]]
+name = "cheap"
+targets = [{ provider = "ollama", model = "llama3.1" }]
+"#;
+        Config::from_toml(text, "t", &HashMap::<String, String>::new()).unwrap()
+    }
+
+    fn a(provider: usize, model: &str, route: &str) -> Attempt {
+        Attempt { provider, model: model.into(), route: route.into() }
+    }
+
+    #[test]
+    fn table() {
+        let c = config();
+        let cases: Vec<(&str, Vec<Attempt>)> = vec![
+            ("smart", vec![a(0, "gpt-4o", "smart"), a(1, "claude-sonnet-4-5", "smart"), a(2, "llama3.1", "cheap")]),
+            ("cheap", vec![a(2, "llama3.1", "cheap")]),
+            ("gpt-4o-mini", vec![a(0, "gpt-4o-mini", "gpt-4o-mini")]),
+            ("o3-mini", vec![a(0, "o3-mini", "o3-mini")]),
+            ("text-embedding-3-small", vec![a(0, "text-embedding-3-small", "text-embedding-3-small")]),
+            ("claude-haiku-4-5", vec![a(1, "claude-haiku-4-5", "claude-haiku-4-5")]),
+            ("ollama/qwen2.5:7b", vec![a(2, "qwen2.5:7b", "ollama/qwen2.5:7b")]),
+            ("gemini-2.5-flash", vec![]),
+            ("unknown-model", vec![]),
+            ("ollama/", vec![]),
+            ("omega", vec![]),
+        ];
+        for (name, want) in cases {
+            assert_eq!(plan(&c, name), want, "{name}");
+        }
+    }
+
+    #[test]
+    fn implicit_routes_can_be_turned_off() {
+        let mut c = config();
+        c.server.implicit_routes = false;
+        assert!(plan(&c, "gpt-4o-mini").is_empty());
+        assert_eq!(plan(&c, "cheap").len(), 1);
+    }
+}

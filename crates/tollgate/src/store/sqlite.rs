@@ -1,0 +1,429 @@
+//! The embedded store: SQLite in WAL mode, one connection for the ledger
+//! writer and one for everything else, so reads never wait on a batch commit.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Mutex;
+
+use rusqlite::{params, Connection, OptionalExtension};
+use tollgate_units::{Money, Usage};
+
+use super::{KeyRecord, KeyStore, LedgerStore, NewKey, RequestPage, RequestQuery, StoreError};
+use crate::attribution::Attribution;
+use crate::ledger::{LedgerRow, UsageSource};
+
+const SCHEMA: &str = r#"
+CREATE TABLE IF NOT EXISTS meta (
+    name  TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS keys (
+    id            TEXT PRIMARY KEY,
+    name          TEXT NOT NULL,
+    hash          BLOB NOT NULL UNIQUE,
+    prefix        TEXT NOT NULL,
+    default_tags  TEXT NOT NULL,
+    enforced_tags TEXT NOT NULL,
+    models        TEXT NOT NULL,
+    created_ms    INTEGER NOT NULL,
+    expires_ms    INTEGER,
+    revoked_ms    INTEGER
+);
+CREATE TABLE IF NOT EXISTS ledger (
+    request_id          TEXT PRIMARY KEY,
+    ts_ms               INTEGER NOT NULL,
+    key_id              TEXT,
+    endpoint            TEXT NOT NULL,
+    requested_model     TEXT,
+    model               TEXT,
+    provider            TEXT,
+    status              INTEGER NOT NULL,
+    error_code          TEXT,
+    input_uncached      INTEGER NOT NULL,
+    input_audio         INTEGER NOT NULL,
+    cache_read          INTEGER NOT NULL,
+    cache_write_5m      INTEGER NOT NULL,
+    cache_write_1h      INTEGER NOT NULL,
+    output_text         INTEGER NOT NULL,
+    output_audio        INTEGER NOT NULL,
+    output_image        INTEGER NOT NULL,
+    reasoning           INTEGER NOT NULL,
+    usage_source        TEXT NOT NULL,
+    cost_nanos          INTEGER,
+    cache_savings_nanos INTEGER NOT NULL,
+    streamed            INTEGER NOT NULL,
+    client_disconnected INTEGER NOT NULL,
+    cache               TEXT NOT NULL,
+    latency_ms          INTEGER NOT NULL,
+    ttft_ms             INTEGER,
+    attempts            INTEGER NOT NULL,
+    user                TEXT,
+    team                TEXT,
+    org                 TEXT,
+    feature             TEXT,
+    env                 TEXT,
+    tags                TEXT NOT NULL,
+    trace_id            TEXT,
+    parent_id           TEXT,
+    session             TEXT,
+    agent               TEXT,
+    prompt              TEXT
+);
+CREATE INDEX IF NOT EXISTS ledger_ts ON ledger (ts_ms);
+CREATE INDEX IF NOT EXISTS ledger_team_ts ON ledger (team, ts_ms);
+CREATE INDEX IF NOT EXISTS ledger_key_ts ON ledger (key_id, ts_ms);
+CREATE INDEX IF NOT EXISTS ledger_trace ON ledger (trace_id);
+"#;
+
+const LEDGER_COLUMNS: &str = "request_id, ts_ms, key_id, endpoint, requested_model, model, provider, status, \
+    error_code, input_uncached, input_audio, cache_read, cache_write_5m, cache_write_1h, output_text, \
+    output_audio, output_image, reasoning, usage_source, cost_nanos, cache_savings_nanos, streamed, \
+    client_disconnected, cache, latency_ms, ttft_ms, attempts, user, team, org, feature, env, tags, \
+    trace_id, parent_id, session, agent, prompt";
+
+/// Dimensions that have a column of their own; other names are tags.
+pub fn dimension_column(dim: &str) -> Option<&'static str> {
+    Some(match dim {
+        "key" | "key_id" => "key_id",
+        "user" => "user",
+        "team" => "team",
+        "org" => "org",
+        "feature" => "feature",
+        "env" => "env",
+        "model" => "model",
+        "requested_model" => "requested_model",
+        "provider" => "provider",
+        "session" => "session",
+        "agent" => "agent",
+        "prompt" => "prompt",
+        "trace" | "trace_id" => "trace_id",
+        "endpoint" => "endpoint",
+        "status" => "status",
+        "error_code" => "error_code",
+        "usage_source" => "usage_source",
+        "cache" => "cache",
+        _ => return None,
+    })
+}
+
+pub struct SqliteStore {
+    writer: Mutex<Connection>,
+    reader: Mutex<Connection>,
+    path: PathBuf,
+}
+
+impl std::fmt::Debug for SqliteStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SqliteStore").field("path", &self.path).finish()
+    }
+}
+
+/// `sqlite://path`, `sqlite:path` or a bare path.
+pub fn sqlite_path(url: &str) -> Result<PathBuf, StoreError> {
+    if let Some(p) = url.strip_prefix("sqlite://").or_else(|| url.strip_prefix("sqlite:")) {
+        if p.is_empty() {
+            return Err(StoreError::UnsupportedUrl(url.into()));
+        }
+        return Ok(PathBuf::from(p));
+    }
+    if url.contains("://") {
+        return Err(StoreError::UnsupportedUrl(url.into()));
+    }
+    Ok(PathBuf::from(url))
+}
+
+fn open(path: &PathBuf) -> Result<Connection, StoreError> {
+    let conn = Connection::open(path)?;
+    conn.busy_timeout(std::time::Duration::from_secs(10))?;
+    // WAL + NORMAL: a committed transaction survives a process crash (kill -9);
+    // only an OS crash / power loss can lose the last commits.
+    conn.pragma_update(None, "journal_mode", "WAL")?;
+    conn.pragma_update(None, "synchronous", "NORMAL")?;
+    conn.pragma_update(None, "foreign_keys", "ON")?;
+    Ok(conn)
+}
+
+impl SqliteStore {
+    pub fn open(url: &str) -> Result<SqliteStore, StoreError> {
+        let path = sqlite_path(url)?;
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir)?;
+        }
+        let writer = open(&path)?;
+        writer.execute_batch(SCHEMA)?;
+        let reader = open(&path)?;
+        Ok(SqliteStore { writer: Mutex::new(writer), reader: Mutex::new(reader), path })
+    }
+
+    fn reader(&self) -> std::sync::MutexGuard<'_, Connection> {
+        self.reader.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Runs a read-only query on the reader connection (analytics).
+    pub fn with_reader<T>(&self, f: impl FnOnce(&Connection) -> Result<T, StoreError>) -> Result<T, StoreError> {
+        f(&self.reader())
+    }
+}
+
+fn tags_json(m: &BTreeMap<String, String>) -> String {
+    serde_json::to_string(m).unwrap_or_else(|_| "{}".into())
+}
+
+fn parse_tags(s: &str, col: &'static str) -> Result<BTreeMap<String, String>, StoreError> {
+    serde_json::from_str(s).map_err(|_| StoreError::Corrupt(col))
+}
+
+fn key_from_row(r: &rusqlite::Row<'_>) -> Result<KeyRecord, StoreError> {
+    let models: String = r.get("models")?;
+    Ok(KeyRecord {
+        id: r.get("id")?,
+        name: r.get("name")?,
+        prefix: r.get("prefix")?,
+        default_tags: parse_tags(&r.get::<_, String>("default_tags")?, "default_tags")?,
+        enforced_tags: parse_tags(&r.get::<_, String>("enforced_tags")?, "enforced_tags")?,
+        models: serde_json::from_str(&models).map_err(|_| StoreError::Corrupt("models"))?,
+        created_ms: r.get("created_ms")?,
+        expires_ms: r.get("expires_ms")?,
+        revoked_ms: r.get("revoked_ms")?,
+    })
+}
+
+impl KeyStore for SqliteStore {
+    fn insert_key(&self, key: &NewKey) -> Result<(), StoreError> {
+        let k = &key.record;
+        self.reader().execute(
+            "INSERT INTO keys (id, name, hash, prefix, default_tags, enforced_tags, models, created_ms, expires_ms, revoked_ms)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+            params![
+                k.id,
+                k.name,
+                &key.hash[..],
+                k.prefix,
+                tags_json(&k.default_tags),
+                tags_json(&k.enforced_tags),
+                serde_json::to_string(&k.models).unwrap_or_else(|_| "[]".into()),
+                k.created_ms,
+                k.expires_ms,
+                k.revoked_ms
+            ],
+        )?;
+        Ok(())
+    }
+
+    fn key_by_hash(&self, hash: &[u8; 32]) -> Result<Option<KeyRecord>, StoreError> {
+        let conn = self.reader();
+        let mut stmt = conn.prepare_cached("SELECT * FROM keys WHERE hash = ?1")?;
+        let mut rows = stmt.query(params![&hash[..]])?;
+        match rows.next()? {
+            Some(r) => Ok(Some(key_from_row(r)?)),
+            None => Ok(None),
+        }
+    }
+
+    fn list_keys(&self) -> Result<Vec<KeyRecord>, StoreError> {
+        let conn = self.reader();
+        let mut stmt = conn.prepare("SELECT * FROM keys ORDER BY created_ms, id")?;
+        let mut rows = stmt.query([])?;
+        let mut out = Vec::new();
+        while let Some(r) = rows.next()? {
+            out.push(key_from_row(r)?);
+        }
+        Ok(out)
+    }
+
+    fn revoke_key(&self, id: &str, now_ms: i64) -> Result<bool, StoreError> {
+        let n = self.reader().execute(
+            "UPDATE keys SET revoked_ms = COALESCE(revoked_ms, ?2) WHERE id = ?1",
+            params![id, now_ms],
+        )?;
+        Ok(n > 0)
+    }
+
+    fn key_hash_secret(&self) -> Result<Vec<u8>, StoreError> {
+        let conn = self.reader();
+        let existing: Option<String> = conn
+            .query_row("SELECT value FROM meta WHERE name = 'key_hash_secret'", [], |r| r.get(0))
+            .optional()?;
+        let hex_secret = match existing {
+            Some(v) => v,
+            None => {
+                let fresh: [u8; 32] = rand::random();
+                let v = hex::encode(fresh);
+                conn.execute("INSERT OR IGNORE INTO meta (name, value) VALUES ('key_hash_secret', ?1)", params![v])?;
+                conn.query_row("SELECT value FROM meta WHERE name = 'key_hash_secret'", [], |r| r.get(0))?
+            }
+        };
+        hex::decode(hex_secret).map_err(|_| StoreError::Corrupt("meta.key_hash_secret"))
+    }
+}
+
+fn endpoint_static(s: &str) -> &'static str {
+    match s {
+        "chat.completions" => "chat.completions",
+        "embeddings" => "embeddings",
+        "responses" => "responses",
+        "messages" => "messages",
+        _ => "other",
+    }
+}
+
+fn cache_static(s: &str) -> &'static str {
+    match s {
+        "hit" => "hit",
+        "miss" => "miss",
+        _ => "off",
+    }
+}
+
+fn u(r: &rusqlite::Row<'_>, col: &str) -> Result<u64, rusqlite::Error> {
+    Ok(r.get::<_, i64>(col)?.max(0) as u64)
+}
+
+pub(crate) fn ledger_from_row(r: &rusqlite::Row<'_>) -> Result<LedgerRow, StoreError> {
+    let tags: String = r.get("tags")?;
+    let usage = Usage {
+        input: u(r, "input_uncached")?,
+        input_audio: u(r, "input_audio")?,
+        cache_read: u(r, "cache_read")?,
+        cache_write_5m: u(r, "cache_write_5m")?,
+        cache_write_1h: u(r, "cache_write_1h")?,
+        output: u(r, "output_text")?,
+        output_audio: u(r, "output_audio")?,
+        output_image: u(r, "output_image")?,
+        reasoning: u(r, "reasoning")?,
+    };
+    Ok(LedgerRow {
+        request_id: r.get("request_id")?,
+        time_ms: r.get("ts_ms")?,
+        key_id: r.get("key_id")?,
+        endpoint: endpoint_static(&r.get::<_, String>("endpoint")?),
+        requested_model: r.get("requested_model")?,
+        model: r.get("model")?,
+        provider: r.get("provider")?,
+        status: r.get::<_, i64>("status")? as u16,
+        error_code: r.get("error_code")?,
+        usage,
+        usage_source: if r.get::<_, String>("usage_source")? == "estimated" {
+            UsageSource::Estimated
+        } else {
+            UsageSource::Provider
+        },
+        cost: r.get::<_, Option<i64>>("cost_nanos")?.map(Money::from_nanos),
+        cache_savings: Money::from_nanos(r.get("cache_savings_nanos")?),
+        streamed: r.get("streamed")?,
+        client_disconnected: r.get("client_disconnected")?,
+        cache: cache_static(&r.get::<_, String>("cache")?),
+        latency_ms: u(r, "latency_ms")?,
+        ttft_ms: r.get::<_, Option<i64>>("ttft_ms")?.map(|v| v.max(0) as u64),
+        attempts: r.get::<_, i64>("attempts")? as u32,
+        attribution: Attribution {
+            tags: parse_tags(&tags, "tags")?,
+            trace_id: r.get("trace_id")?,
+            parent_id: r.get("parent_id")?,
+            session: r.get("session")?,
+            agent: r.get("agent")?,
+            prompt: r.get("prompt")?,
+        },
+    })
+}
+
+fn i(v: u64) -> i64 {
+    i64::try_from(v).unwrap_or(i64::MAX)
+}
+
+impl LedgerStore for SqliteStore {
+    fn append(&self, rows: &[&LedgerRow]) -> Result<(), StoreError> {
+        let mut conn = self.writer.lock().unwrap_or_else(|p| p.into_inner());
+        let tx = conn.transaction()?;
+        {
+            let sql = format!(
+                "INSERT OR IGNORE INTO ledger ({LEDGER_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, \
+                 ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22, ?23, ?24, ?25, ?26, ?27, ?28, ?29, ?30, \
+                 ?31, ?32, ?33, ?34, ?35, ?36, ?37, ?38)"
+            );
+            let mut stmt = tx.prepare_cached(&sql)?;
+            for row in rows {
+                let a = &row.attribution;
+                let us = &row.usage;
+                stmt.execute(params![
+                    row.request_id,
+                    row.time_ms,
+                    row.key_id,
+                    row.endpoint,
+                    row.requested_model,
+                    row.model,
+                    row.provider,
+                    row.status,
+                    row.error_code,
+                    i(us.input),
+                    i(us.input_audio),
+                    i(us.cache_read),
+                    i(us.cache_write_5m),
+                    i(us.cache_write_1h),
+                    i(us.output),
+                    i(us.output_audio),
+                    i(us.output_image),
+                    i(us.reasoning),
+                    row.usage_source.as_str(),
+                    row.cost.map(Money::nanos),
+                    row.cache_savings.nanos(),
+                    row.streamed,
+                    row.client_disconnected,
+                    row.cache,
+                    i(row.latency_ms),
+                    row.ttft_ms.map(i),
+                    row.attempts,
+                    a.tag("user"),
+                    a.tag("team"),
+                    a.tag("org"),
+                    a.tag("feature"),
+                    a.tag("env"),
+                    tags_json(&a.tags),
+                    a.trace_id,
+                    a.parent_id,
+                    a.session,
+                    a.agent,
+                    a.prompt,
+                ])?;
+            }
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    fn requests(&self, q: &RequestQuery) -> Result<RequestPage, StoreError> {
+        let mut sql = String::from("SELECT * FROM ledger WHERE 1=1");
+        let mut args: Vec<String> = Vec::new();
+        for (dim, value) in &q.filters {
+            args.push(value.clone());
+            let n = args.len();
+            match dimension_column(dim) {
+                Some(col) => sql.push_str(&format!(" AND {col} = ?{n}")),
+                None => {
+                    args.push(format!("$.\"{}\"", dim.replace('"', "")));
+                    sql.push_str(&format!(" AND json_extract(tags, ?{}) = ?{n}", n + 1));
+                }
+            }
+        }
+        if let Some(c) = &q.cursor {
+            args.push(c.clone());
+            sql.push_str(&format!(" AND request_id < ?{}", args.len()));
+        }
+        let limit = q.limit.clamp(1, 1000);
+        sql.push_str(&format!(" ORDER BY request_id DESC LIMIT {}", limit + 1));
+        let conn = self.reader();
+        let mut stmt = conn.prepare(&sql)?;
+        let mut rows = stmt.query(rusqlite::params_from_iter(args.iter()))?;
+        let mut out = Vec::new();
+        while let Some(r) = rows.next()? {
+            out.push(ledger_from_row(r)?);
+        }
+        let next_cursor = if out.len() > limit {
+            out.truncate(limit);
+            out.last().map(|r| r.request_id.clone())
+        } else {
+            None
+        };
+        Ok(RequestPage { rows: out, next_cursor })
+    }
+}

@@ -1,0 +1,209 @@
+//! Sending a prepared request upstream: retries with backoff on retryable
+//! answers, then the route's fallbacks in order, each attempt counted.
+//!
+//! It returns the first 2xx response (headers received; the body is read by
+//! the caller) or the error that the last attempt ended with, already mapped
+//! to its public code.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use tollgate_providers::{prepare, AdapterError, ApiFormat, PreparedRequest, RequestInfo, ResponseTranslator, Target};
+
+use crate::config::{Config, Provider};
+use crate::error::ApiError;
+use crate::routing::Attempt;
+
+/// The upstream answered 2xx: here is its response and how to read it.
+pub struct Answer {
+    pub response: reqwest::Response,
+    pub translator: ResponseTranslator,
+    pub provider: usize,
+    pub model: String,
+}
+
+/// How many attempts a request made, and how it ended.
+pub struct Sent {
+    pub result: Result<Answer, ApiError>,
+    pub attempts: u32,
+    /// The provider and model of the last attempt (for the ledger on failure).
+    pub last: Option<(usize, String)>,
+}
+
+const MAX_ERROR_BODY: usize = 64 * 1024;
+
+fn retryable(status: u16) -> bool {
+    matches!(status, 408 | 409 | 429 | 500 | 502 | 503 | 504 | 529)
+}
+
+fn backoff(retry: u32, retry_after: Option<&str>) -> Duration {
+    let base = Duration::from_millis(50u64.saturating_mul(1 << retry.min(6))).min(Duration::from_secs(2));
+    match retry_after.and_then(|v| v.trim().parse::<u64>().ok()) {
+        // Honour a short Retry-After; a long one is passed on to the client instead.
+        Some(secs) if secs <= 2 => Duration::from_secs(secs).max(base),
+        _ => base,
+    }
+}
+
+pub fn adapter_error(e: AdapterError) -> ApiError {
+    match e {
+        AdapterError::InvalidRequest { message, param } => ApiError::InvalidRequest { message, param },
+        AdapterError::Unsupported(message) => ApiError::invalid(message),
+        AdapterError::MalformedUpstream(m) => ApiError::UpstreamError { message: format!("upstream answered malformed data: {m}") },
+    }
+}
+
+/// Maps a non-2xx upstream answer to the public error.
+fn status_error(provider: &Provider, status: u16, message: Option<String>, retry_after: Option<String>) -> ApiError {
+    let detail = message.map(|m| format!(": {m}")).unwrap_or_default();
+    let name = &provider.name;
+    match status {
+        429 => ApiError::UpstreamRateLimited {
+            message: format!("provider {name} is rate limiting requests (429){detail}"),
+            retry_after,
+        },
+        401 | 403 => ApiError::UpstreamError {
+            message: format!("provider {name} refused the gateway's credentials ({status})"),
+        },
+        413 => ApiError::RequestTooLarge { message: format!("provider {name} says the request is too large{detail}") },
+        400..=499 => ApiError::invalid(format!("provider {name} rejected the request ({status}){detail}")),
+        _ => ApiError::UpstreamError { message: format!("provider {name} failed ({status}){detail}") },
+    }
+}
+
+fn send_error(provider: &Provider, e: &reqwest::Error) -> ApiError {
+    // reqwest's Display can include the URL; it never includes headers (the key).
+    ApiError::UpstreamError { message: format!("cannot reach provider {}: {}", provider.name, error_chain(e)) }
+}
+
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut src = e.source();
+    while let Some(inner) = src {
+        s.push_str(": ");
+        s.push_str(&inner.to_string());
+        src = inner.source();
+    }
+    s
+}
+
+async fn send_once(
+    http: &reqwest::Client,
+    req: &PreparedRequest,
+    extra_headers: &[(http::HeaderName, http::HeaderValue)],
+    timeout: Duration,
+) -> Result<reqwest::Response, SendFailure> {
+    let mut b = http.post(&req.url).body(req.body.clone());
+    for (k, v) in req.headers.iter().chain(extra_headers) {
+        b = b.header(k, v);
+    }
+    match tokio::time::timeout(timeout, b.send()).await {
+        Err(_) => Err(SendFailure::Timeout),
+        Ok(Err(e)) if e.is_timeout() => Err(SendFailure::Timeout),
+        Ok(Err(e)) => Err(SendFailure::Transport(e)),
+        Ok(Ok(r)) => Ok(r),
+    }
+}
+
+enum SendFailure {
+    Timeout,
+    Transport(reqwest::Error),
+}
+
+/// Tries each attempt of the plan (with its provider's retries) until one answers 2xx.
+#[allow(clippy::too_many_arguments)]
+pub async fn send(
+    http: &reqwest::Client,
+    config: &Config,
+    plan: &[Attempt],
+    format: ApiFormat,
+    body: &Bytes,
+    info: &RequestInfo,
+    passthrough_key: Option<&str>,
+    extra_headers: &[(http::HeaderName, http::HeaderValue)],
+) -> Sent {
+    let mut attempts = 0u32;
+    let mut last: Option<(usize, String)> = None;
+    let mut last_err: Option<ApiError> = None;
+    for attempt in plan {
+        let provider = &config.providers[attempt.provider];
+        let api_key = match (&provider.api_key, passthrough_key) {
+            (Some(k), _) => Some(k.expose()),
+            (None, pk) => pk,
+        };
+        let target = Target {
+            kind: provider.kind,
+            base_url: &provider.base_url,
+            api_key,
+            model: &attempt.model,
+            api_version: provider.api_version.as_deref(),
+        };
+        let (prepared, translator) = match prepare(format, &target, body, info) {
+            Ok(p) => p,
+            Err(e) => {
+                // This target cannot take this endpoint; a fallback may.
+                last_err.get_or_insert(adapter_error(e));
+                continue;
+            }
+        };
+        last = Some((attempt.provider, attempt.model.clone()));
+        for retry in 0..=provider.max_retries {
+            attempts += 1;
+            match send_once(http, &prepared, extra_headers, provider.timeout).await {
+                Ok(resp) if resp.status().is_success() => {
+                    return Sent {
+                        result: Ok(Answer { response: resp, translator, provider: attempt.provider, model: attempt.model.clone() }),
+                        attempts,
+                        last,
+                    };
+                }
+                Ok(resp) => {
+                    let status = resp.status().as_u16();
+                    let retry_after =
+                        resp.headers().get(http::header::RETRY_AFTER).and_then(|v| v.to_str().ok()).map(String::from);
+                    let body = read_capped(resp, MAX_ERROR_BODY).await;
+                    let message = translator.error_message(&body);
+                    tracing::warn!(provider = %provider.name, status, retry, "upstream answered an error");
+                    let err = status_error(provider, status, message, retry_after.clone());
+                    if !retryable(status) {
+                        return Sent { result: Err(err), attempts, last };
+                    }
+                    last_err = Some(err);
+                    if retry < provider.max_retries {
+                        tokio::time::sleep(backoff(retry, retry_after.as_deref())).await;
+                    }
+                }
+                Err(SendFailure::Timeout) => {
+                    tracing::warn!(provider = %provider.name, retry, "upstream timed out");
+                    last_err = Some(ApiError::UpstreamTimeout {
+                        message: format!("provider {} did not answer within {} ms", provider.name, provider.timeout.as_millis()),
+                    });
+                    // A timeout already waited the whole budget: go straight to the next target.
+                    break;
+                }
+                Err(SendFailure::Transport(e)) => {
+                    tracing::warn!(provider = %provider.name, retry, error = %error_chain(&e), "upstream request failed");
+                    last_err = Some(send_error(provider, &e));
+                    if retry < provider.max_retries {
+                        tokio::time::sleep(backoff(retry, None)).await;
+                    }
+                }
+            }
+        }
+    }
+    let err = last_err.unwrap_or_else(|| ApiError::ModelNotFound { message: "no route serves this model".into() });
+    Sent { result: Err(err), attempts, last }
+}
+
+/// Reads at most `cap` bytes of a body (error bodies are only for messages).
+pub async fn read_capped(mut resp: reqwest::Response, cap: usize) -> Bytes {
+    let mut buf = Vec::new();
+    while let Ok(Some(chunk)) = resp.chunk().await {
+        let room = cap.saturating_sub(buf.len());
+        buf.extend_from_slice(&chunk[..chunk.len().min(room)]);
+        if buf.len() >= cap {
+            break;
+        }
+    }
+    Bytes::from(buf)
+}

@@ -1,0 +1,114 @@
+//! The Anthropic Messages endpoint, `POST /v1/messages`, streamed or not.
+
+use axum::response::Response;
+use bytes::Bytes;
+use http::{HeaderMap, Uri};
+use serde_json::{json, Value};
+
+use crate::errors::{error_body, invalid_request, Family};
+use crate::exchange::{admit, App, Auth};
+use crate::stream::{self, Inserted, Script};
+use crate::usage::{split_deltas, MockUsage};
+
+/// Anthropic reports cache reads and writes outside `input_tokens`.
+fn usage_json(u: &MockUsage, output_tokens: u64) -> Value {
+    json!({
+        "input_tokens": u.anthropic_input_tokens(),
+        "cache_creation_input_tokens": u.cache_write_tokens(),
+        "cache_read_input_tokens": u.cache_read_tokens,
+        "cache_creation": {
+            "ephemeral_5m_input_tokens": u.cache_write_5m_tokens,
+            "ephemeral_1h_input_tokens": u.cache_write_1h_tokens,
+        },
+        "output_tokens": output_tokens,
+        "service_tier": "standard",
+    })
+}
+
+pub(crate) async fn messages(app: App, uri: Uri, headers: HeaderMap, body: Bytes) -> Response {
+    let req = match admit(&app, Family::Anthropic, Auth::ApiKeyHeader, &uri, &headers, &body) {
+        Ok(req) => req,
+        Err(response) => return response,
+    };
+    let model = match req.str_field("model") {
+        Some(model) if !model.is_empty() => model.to_owned(),
+        _ => return invalid_request(Family::Anthropic, "model: Field required"),
+    };
+    app.stats().record_model(&model);
+    if !req.json.get("messages").is_some_and(Value::is_array) {
+        return invalid_request(Family::Anthropic, "messages: Field required");
+    }
+    // Anthropic refuses requests without max_tokens; so does the mock, to
+    // catch translations that forget it.
+    if req.json.get("max_tokens").and_then(Value::as_u64).is_none() {
+        return invalid_request(Family::Anthropic, "max_tokens: Field required");
+    }
+    if let Some(response) = req.before_answer().await {
+        return response;
+    }
+    let reply = req.reply(&model);
+    let id = format!("msg_mock{:016}", req.sequence());
+    let no_usage = req.no_usage();
+    let message = |content: Value, stop_reason: Value, output_tokens: u64| {
+        let mut m = json!({
+            "id": id,
+            "type": "message",
+            "role": "assistant",
+            "model": model,
+            "content": content,
+            "stop_reason": stop_reason,
+            "stop_sequence": null,
+        });
+        if !no_usage {
+            m["usage"] = usage_json(&reply.usage, output_tokens);
+        }
+        m
+    };
+    if !req.flag("stream") {
+        let body = message(
+            json!([{"type": "text", "text": reply.text}]),
+            json!("end_turn"),
+            reply.usage.output_tokens,
+        );
+        return req.json_answer(&body);
+    }
+
+    let mut script = Script::default();
+    script.head.push(stream::event(
+        "message_start",
+        &json!({"type": "message_start", "message": message(json!([]), Value::Null, 1)}),
+    ));
+    script.head.push(stream::event(
+        "content_block_start",
+        &json!({"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}}),
+    ));
+    script.head.push(stream::event("ping", &json!({"type": "ping"})));
+    for piece in split_deltas(&reply.text, req.knobs.chunks) {
+        script.deltas.push(stream::event(
+            "content_block_delta",
+            &json!({"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": piece}}),
+        ));
+    }
+    script.tail.push(stream::event("content_block_stop", &json!({"type": "content_block_stop", "index": 0})));
+    let mut delta = json!({"type": "message_delta", "delta": {"stop_reason": "end_turn", "stop_sequence": null}});
+    if !no_usage {
+        let u = &reply.usage;
+        delta["usage"] = json!({
+            "input_tokens": u.anthropic_input_tokens(),
+            "cache_creation_input_tokens": u.cache_write_tokens(),
+            "cache_read_input_tokens": u.cache_read_tokens,
+            "output_tokens": u.output_tokens,
+        });
+    }
+    script.tail.push(stream::event("message_delta", &delta));
+    script.tail.push(stream::event("message_stop", &json!({"type": "message_stop"})));
+
+    let mut response = script.into_response(&req.knobs, "text/event-stream", |inserted| match inserted {
+        Inserted::Error => stream::event("error", &error_body(Family::Anthropic, 529, "Overloaded (mock stream_error)")),
+        Inserted::Malformed => Bytes::from_static(
+            b"event: content_block_delta\ndata: {\"type\":\"content_block_delta\",\"index\":0,\"delta\":{\"type\":\n\n",
+        ),
+    });
+    req.add_request_id(&mut response);
+    response
+}

@@ -1,0 +1,210 @@
+//! The steps every provider endpoint shares: count, authenticate, read knobs
+//! and body, wait, fault, and answer a non-streamed JSON body.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use axum::response::{IntoResponse, Response};
+use http::{header, HeaderMap, HeaderName, HeaderValue, Uri};
+use serde_json::Value;
+
+use crate::errors::{error_response, fault_message, invalid_request, Family};
+use crate::knobs::{Fault, Knobs};
+use crate::stats::Stats;
+use crate::stream::HANG;
+use crate::usage::{max_output_limit, measure_prompt, reply_text, usage_for, MockUsage, PromptText};
+use crate::MockConfig;
+
+/// Shared state of one mock server.
+#[derive(Debug, Clone)]
+pub(crate) struct App(Arc<Inner>);
+
+#[derive(Debug)]
+pub(crate) struct Inner {
+    pub config: MockConfig,
+    pub stats: Stats,
+    sequence: AtomicU64,
+}
+
+impl App {
+    pub(crate) fn new(config: MockConfig) -> Self {
+        Self(Arc::new(Inner { config, stats: Stats::default(), sequence: AtomicU64::new(1) }))
+    }
+
+    pub(crate) fn stats(&self) -> &Stats {
+        &self.0.stats
+    }
+
+    fn next_sequence(&self) -> u64 {
+        self.0.sequence.fetch_add(1, Ordering::Relaxed)
+    }
+}
+
+/// Where a provider expects its credential.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Auth {
+    /// `Authorization: Bearer <key>` (OpenAI).
+    Bearer,
+    /// `api-key: <key>` or a bearer token (Azure OpenAI).
+    Azure,
+    /// `x-api-key: <key>` (Anthropic).
+    ApiKeyHeader,
+    /// `x-goog-api-key: <key>` or `?key=<key>` (Gemini).
+    Google,
+}
+
+impl Auth {
+    fn credential<'a>(self, headers: &'a HeaderMap, uri: &'a Uri) -> Option<&'a str> {
+        let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+        let bearer = || header("authorization").and_then(|v| v.strip_prefix("Bearer "));
+        match self {
+            Self::Bearer => bearer(),
+            Self::Azure => header("api-key").or_else(bearer),
+            Self::ApiKeyHeader => header("x-api-key"),
+            Self::Google => header("x-goog-api-key").or_else(|| query_param(uri, "key")),
+        }
+    }
+}
+
+pub(crate) fn query_param<'a>(uri: &'a Uri, name: &str) -> Option<&'a str> {
+    uri.query()?
+        .split('&')
+        .filter_map(|pair| pair.split_once('='))
+        .find_map(|(k, v)| (k == name).then_some(v))
+}
+
+/// A request that passed the shared checks.
+#[derive(Debug)]
+pub(crate) struct Admitted {
+    pub json: Value,
+    pub knobs: Knobs,
+    pub prompt: PromptText,
+    pub family: Family,
+    sequence: u64,
+}
+
+/// Counts the request, checks its credential, reads knobs and parses the body.
+// The error is the finished response, handed straight back to axum.
+#[allow(clippy::result_large_err)]
+pub(crate) fn admit(
+    app: &App,
+    family: Family,
+    auth: Auth,
+    uri: &Uri,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Result<Admitted, Response> {
+    let credential = auth.credential(headers, uri);
+    app.stats().record_request(uri.path(), credential.is_some());
+    if let Some(expected) = &app.0.config.require_api_key {
+        if credential != Some(expected.as_str()) {
+            return Err(error_response(family, 401, unauthorized_message(family), None));
+        }
+    }
+    let knobs = Knobs::read(&app.0.config, headers, body)
+        .map_err(|e| invalid_request(family, &e.to_string()))?;
+    let json: Value = serde_json::from_slice(body)
+        .map_err(|e| invalid_request(family, &format!("could not parse the JSON body of the request: {e}")))?;
+    if !json.is_object() {
+        return Err(invalid_request(family, "the request body must be a JSON object"));
+    }
+    let prompt = measure_prompt(&json);
+    Ok(Admitted { json, knobs, prompt, family, sequence: app.next_sequence() })
+}
+
+fn unauthorized_message(family: Family) -> &'static str {
+    match family {
+        Family::OpenAi => "Incorrect API key provided.",
+        Family::Anthropic => "invalid x-api-key",
+        Family::Gemini => "API key not valid. Please pass a valid API key.",
+    }
+}
+
+impl Admitted {
+    /// A per-server unique number for ids.
+    pub(crate) fn sequence(&self) -> u64 {
+        self.sequence
+    }
+
+    pub(crate) fn str_field(&self, key: &str) -> Option<&str> {
+        self.json.get(key).and_then(Value::as_str)
+    }
+
+    pub(crate) fn flag(&self, key: &str) -> bool {
+        self.json.get(key).and_then(Value::as_bool) == Some(true)
+    }
+
+    pub(crate) fn no_usage(&self) -> bool {
+        self.knobs.has(Fault::NoUsage)
+    }
+
+    /// The usage and reply text this request gets from `model`.
+    pub(crate) fn reply(&self, model: &str) -> Reply {
+        let usage = usage_for(self.prompt.bytes, model, max_output_limit(&self.json), self.knobs.output_tokens);
+        let text = reply_text(usage.visible_output_tokens(), self.prompt.digest);
+        Reply { usage, text }
+    }
+
+    /// Waits the configured latency, then performs a status or timeout fault.
+    /// `Some` is the response to send instead of a normal answer.
+    pub(crate) async fn before_answer(&self) -> Option<Response> {
+        if self.knobs.latency_ms > 0 {
+            tokio::time::sleep(std::time::Duration::from_millis(self.knobs.latency_ms)).await;
+        }
+        match self.knobs.fault {
+            Some(Fault::Status(status)) => {
+                let retry_after = matches!(status, 429 | 503 | 529).then_some(self.knobs.retry_after);
+                Some(error_response(self.family, status, &fault_message(status), retry_after))
+            }
+            Some(Fault::Timeout) => {
+                tokio::time::sleep(HANG).await;
+                None
+            }
+            _ => None,
+        }
+    }
+
+    /// A complete JSON answer, or the malformed/truncated body a fault asks for.
+    pub(crate) fn json_answer(&self, body: &Value) -> Response {
+        let text = body.to_string();
+        let bytes = match self.knobs.fault {
+            Some(Fault::Malformed) => String::from("{\"mock\": this is not json"),
+            Some(Fault::Truncate) => {
+                let mut cut = text.len() / 2;
+                while !text.is_char_boundary(cut) {
+                    cut -= 1;
+                }
+                text[..cut].to_owned()
+            }
+            _ => text,
+        };
+        let mut response =
+            ([(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))], bytes).into_response();
+        self.add_request_id(&mut response);
+        response
+    }
+
+    /// The request-id header the provider sends (none for Gemini).
+    pub(crate) fn add_request_id(&self, response: &mut Response) {
+        let name = match self.family {
+            Family::OpenAi => HeaderName::from_static("x-request-id"),
+            Family::Anthropic => HeaderName::from_static("request-id"),
+            Family::Gemini => return,
+        };
+        if let Ok(value) = HeaderValue::try_from(format!("req_mock{:016}", self.sequence)) {
+            response.headers_mut().insert(name, value);
+        }
+    }
+}
+
+/// What the mock model "generated" for one request.
+#[derive(Debug, Clone)]
+pub(crate) struct Reply {
+    pub usage: MockUsage,
+    pub text: String,
+}
+
+pub(crate) fn unix_now() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
+}

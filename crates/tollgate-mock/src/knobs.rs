@@ -1,0 +1,194 @@
+//! Per-request behaviour knobs: `x-mock-*` headers and `[mock k=v …]` body directives.
+//!
+//! Body directives exist because the gateway does not forward client headers,
+//! while prompt text survives every format translation.
+
+use http::HeaderMap;
+
+use crate::MockConfig;
+
+/// Streams never get more content deltas than this, whatever the knob says.
+const MAX_CHUNKS: usize = 10_000;
+/// Content deltas per stream unless a knob says otherwise.
+pub(crate) const DEFAULT_CHUNKS: usize = 4;
+
+/// A misbehaviour the mock performs on request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Fault {
+    /// Answer with this HTTP status and the provider's error body.
+    Status(u16),
+    /// Wait an hour before answering (only this request's task sleeps).
+    Timeout,
+    /// Stream half the deltas, then go silent for an hour.
+    Stall,
+    /// Invalid JSON: the whole body, or one event mid-stream.
+    Malformed,
+    /// Stop half-way: no terminal event and no usage.
+    Truncate,
+    /// Leave usage out everywhere.
+    NoUsage,
+    /// Send the provider's in-stream error event half-way, then end.
+    StreamError,
+}
+
+impl Fault {
+    fn parse(value: &str) -> Result<Self, KnobError> {
+        Ok(match value {
+            "timeout" => Self::Timeout,
+            "stall" => Self::Stall,
+            "malformed" => Self::Malformed,
+            "truncate" => Self::Truncate,
+            "no_usage" => Self::NoUsage,
+            "stream_error" => Self::StreamError,
+            code => match code.parse::<u16>() {
+                Ok(status @ 400..=599) => Self::Status(status),
+                _ => return Err(KnobError::UnknownFault(value.to_owned())),
+            },
+        })
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum KnobError {
+    #[error("mock: unknown fault `{0}` (use a 4xx/5xx status, timeout, stall, malformed, truncate, no_usage or stream_error)")]
+    UnknownFault(String),
+    #[error("mock: unknown knob `{0}`")]
+    UnknownKnob(String),
+    #[error("mock: knob `{key}` needs a whole number, got `{value}`")]
+    NotANumber { key: String, value: String },
+}
+
+/// The knobs in force for one request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Knobs {
+    pub latency_ms: u64,
+    pub chunk_delay_ms: u64,
+    pub chunks: usize,
+    pub output_tokens: Option<u64>,
+    pub fault: Option<Fault>,
+    pub retry_after: u64,
+}
+
+const HEADER_KNOBS: [(&str, &str); 6] = [
+    ("x-mock-latency-ms", "latency_ms"),
+    ("x-mock-chunk-delay-ms", "chunk_delay_ms"),
+    ("x-mock-chunks", "chunks"),
+    ("x-mock-output-tokens", "output_tokens"),
+    ("x-mock-fault", "fault"),
+    ("x-mock-retry-after", "retry_after"),
+];
+
+impl Knobs {
+    fn defaults(config: &MockConfig) -> Self {
+        Self {
+            latency_ms: config.latency_ms,
+            chunk_delay_ms: config.chunk_delay_ms,
+            chunks: DEFAULT_CHUNKS,
+            output_tokens: None,
+            fault: None,
+            retry_after: 1,
+        }
+    }
+
+    /// Config defaults, then headers, then body directives (later wins).
+    pub(crate) fn read(config: &MockConfig, headers: &HeaderMap, body: &[u8]) -> Result<Self, KnobError> {
+        let mut knobs = Self::defaults(config);
+        for (header, key) in HEADER_KNOBS {
+            if let Some(value) = headers.get(header).and_then(|v| v.to_str().ok()) {
+                knobs.set(key, value.trim())?;
+            }
+        }
+        for (key, value) in directives(body) {
+            knobs.set(key, value)?;
+        }
+        Ok(knobs)
+    }
+
+    fn set(&mut self, key: &str, value: &str) -> Result<(), KnobError> {
+        let number = || {
+            value.parse::<u64>().map_err(|_| KnobError::NotANumber {
+                key: key.to_owned(),
+                value: value.to_owned(),
+            })
+        };
+        match key {
+            "latency_ms" => self.latency_ms = number()?,
+            "chunk_delay_ms" => self.chunk_delay_ms = number()?,
+            "chunks" => self.chunks = usize::try_from(number()?).unwrap_or(MAX_CHUNKS).clamp(1, MAX_CHUNKS),
+            "output_tokens" => self.output_tokens = Some(number()?),
+            "retry_after" => self.retry_after = number()?,
+            "fault" => self.fault = Some(Fault::parse(value)?),
+            other => return Err(KnobError::UnknownKnob(other.to_owned())),
+        }
+        Ok(())
+    }
+
+    pub(crate) fn has(&self, fault: Fault) -> bool {
+        self.fault == Some(fault)
+    }
+}
+
+/// The `output_tokens` a body directive sets, for [`crate::usage_for_request`].
+pub(crate) fn body_output_tokens(body: &[u8]) -> Option<u64> {
+    directives(body)
+        .filter(|(k, _)| *k == "output_tokens")
+        .filter_map(|(_, v)| v.parse().ok())
+        .last()
+}
+
+/// Every `key=value` pair of every `[mock …]` directive in the raw body.
+/// Scanning raw bytes (not parsed JSON) keeps this cheap and format-blind.
+fn directives(body: &[u8]) -> impl Iterator<Item = (&str, &str)> {
+    const OPEN: &[u8] = b"[mock";
+    let mut rest = body;
+    std::iter::from_fn(move || loop {
+        let start = rest.iter().position(|&b| b == b'[')?;
+        rest = &rest[start..];
+        let after = &rest[OPEN.len().min(rest.len())..];
+        if !rest.starts_with(OPEN) || !matches!(after.first(), Some(b' ' | b']')) {
+            rest = &rest[1..];
+            continue;
+        }
+        let end = after.iter().position(|&b| b == b']').unwrap_or(after.len());
+        let inner = &after[..end];
+        rest = &after[end..];
+        return Some(inner);
+    })
+    .filter_map(|inner| std::str::from_utf8(inner).ok())
+    .flat_map(str::split_whitespace)
+    .filter_map(|pair| pair.split_once('='))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn body_directives_override_headers_and_config() {
+        let config = MockConfig { latency_ms: 7, chunk_delay_ms: 3, require_api_key: None };
+        let mut headers = HeaderMap::new();
+        headers.insert("x-mock-chunks", "9".parse().unwrap());
+        headers.insert("x-mock-fault", "500".parse().unwrap());
+        let body = br#"{"content":"hi [mock fault=truncate output_tokens=5] and [mocking] [mock chunks=2]"}"#;
+        let knobs = Knobs::read(&config, &headers, body).unwrap();
+        assert_eq!(knobs.latency_ms, 7);
+        assert_eq!(knobs.chunk_delay_ms, 3);
+        assert_eq!(knobs.chunks, 2);
+        assert_eq!(knobs.output_tokens, Some(5));
+        assert_eq!(knobs.fault, Some(Fault::Truncate));
+        assert_eq!(body_output_tokens(body), Some(5));
+    }
+
+    #[test]
+    fn bad_knobs_are_reported_not_ignored() {
+        let config = MockConfig::default();
+        let none = HeaderMap::new();
+        assert!(matches!(Knobs::read(&config, &none, b"[mock fault=explode]"), Err(KnobError::UnknownFault(_))));
+        assert!(matches!(Knobs::read(&config, &none, b"[mock fault=200]"), Err(KnobError::UnknownFault(_))));
+        assert!(matches!(Knobs::read(&config, &none, b"[mock latncy=1]"), Err(KnobError::UnknownKnob(_))));
+        assert!(matches!(Knobs::read(&config, &none, b"[mock chunks=x]"), Err(KnobError::NotANumber { .. })));
+        let plain = Knobs::read(&config, &none, b"no directive [mock").unwrap();
+        assert_eq!(plain, Knobs::defaults(&config));
+        assert_eq!(Knobs::read(&config, &none, b"[mock chunks=0]").unwrap().chunks, 1);
+    }
+}

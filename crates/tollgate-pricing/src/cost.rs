@@ -1,0 +1,139 @@
+//! The pure cost function: one price entry × one request's usage → money.
+//!
+//! Each bucket's part is `tokens × USD-per-million / 1e6`, computed exactly
+//! in decimal and rounded once to whole nano-dollars (half away from zero).
+//! The total is the sum of the rounded parts, so the parts always add up to
+//! the total exactly — a ledger row's breakdown never disagrees with its sum.
+
+use rust_decimal::prelude::ToPrimitive;
+use rust_decimal::{Decimal, RoundingStrategy};
+use serde::Serialize;
+use tollgate_units::{Money, Usage};
+
+use crate::catalog::{Bucket, PriceEntry, ServiceTier};
+
+/// The price of one request.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct Cost {
+    /// Sum of `parts`.
+    pub total: Money,
+    pub parts: CostParts,
+    /// What the cache reads saved against paying the (same tier's) uncached
+    /// input rate for them. Never negative.
+    pub cache_savings: Money,
+}
+
+/// The cost of each token bucket, plus the per-request fee.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct CostParts {
+    pub input: Money,
+    pub input_audio: Money,
+    pub cache_read: Money,
+    pub cache_write_5m: Money,
+    pub cache_write_1h: Money,
+    pub output: Money,
+    pub output_audio: Money,
+    pub output_image: Money,
+    pub reasoning: Money,
+    pub request_fee: Money,
+}
+
+impl CostParts {
+    pub fn sum(&self) -> Money {
+        [
+            self.input,
+            self.input_audio,
+            self.cache_read,
+            self.cache_write_5m,
+            self.cache_write_1h,
+            self.output,
+            self.output_audio,
+            self.output_image,
+            self.reasoning,
+            self.request_fee,
+        ]
+        .into_iter()
+        .sum()
+    }
+
+    fn slot(&mut self, b: Bucket) -> &mut Money {
+        match b {
+            Bucket::Input => &mut self.input,
+            Bucket::InputAudio => &mut self.input_audio,
+            Bucket::CacheRead => &mut self.cache_read,
+            Bucket::CacheWrite5m => &mut self.cache_write_5m,
+            Bucket::CacheWrite1h => &mut self.cache_write_1h,
+            Bucket::Output => &mut self.output,
+            Bucket::OutputAudio => &mut self.output_audio,
+            Bucket::OutputImage => &mut self.output_image,
+            Bucket::Reasoning => &mut self.reasoning,
+        }
+    }
+}
+
+/// Prices `usage` with `entry` under `tier`.
+///
+/// - Long context: when `usage.input_tokens()` (all input, cache reads and
+///   writes included) is above a tier's threshold, every bucket uses that
+///   tier's rates.
+/// - Service tier: a multiplier or explicit rates from the entry; a tier the
+///   entry does not price is billed at standard rates.
+/// - Buckets without their own rate fall back as [`crate::Rates::rate`] says.
+/// - The entry's `request_fee` is charged once per call (not scaled by the
+///   service tier).
+pub fn cost(entry: &PriceEntry, usage: &Usage, tier: ServiceTier) -> Cost {
+    let rates = entry.rates_for(usage.input_tokens(), tier);
+    let mut parts = CostParts::default();
+    for b in Bucket::ALL {
+        *parts.slot(b) = token_cost(b.tokens(usage), rates.rate(b));
+    }
+    parts.request_fee = entry.request_fee.map_or(Money::ZERO, usd_to_money);
+    let uncached = token_cost(usage.cache_read, rates.input);
+    let cache_savings = Money::from_nanos(uncached.nanos().saturating_sub(parts.cache_read.nanos()).max(0));
+    Cost { total: parts.sum(), parts, cache_savings }
+}
+
+/// `tokens × rate_per_million / 1e6` USD in nano-dollars: tokens × rate × 1000.
+fn token_cost(tokens: u64, rate_per_million: Decimal) -> Money {
+    if tokens == 0 || rate_per_million.is_zero() {
+        return Money::ZERO;
+    }
+    let nanos = Decimal::from(tokens)
+        .checked_mul(rate_per_million)
+        .and_then(|d| d.checked_mul(Decimal::from(1000u32)));
+    to_money(nanos)
+}
+
+fn usd_to_money(usd: Decimal) -> Money {
+    to_money(usd.checked_mul(Decimal::from(1_000_000_000u64)))
+}
+
+/// Rounds exact nano-dollars to an integer; a value beyond `i64` (only for
+/// absurd inputs) saturates instead of wrapping.
+fn to_money(nanos: Option<Decimal>) -> Money {
+    match nanos {
+        Some(d) => Money::from_nanos(
+            d.round_dp_with_strategy(0, RoundingStrategy::MidpointAwayFromZero)
+                .to_i64()
+                .unwrap_or(if d.is_sign_negative() { i64::MIN } else { i64::MAX }),
+        ),
+        None => Money::from_nanos(i64::MAX),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rounding_is_half_away_from_zero_per_part() {
+        // 1 token at $0.0005/M = 0.5 nd → 1 nd; at $0.0004/M = 0.4 nd → 0.
+        assert_eq!(token_cost(1, Decimal::new(5, 4)).nanos(), 1);
+        assert_eq!(token_cost(1, Decimal::new(4, 4)).nanos(), 0);
+        // 3 tokens at $0.075/M = 225 / 1000 nd ... = 0.225 nd → 0.
+        assert_eq!(token_cost(3, Decimal::new(75, 3)).nanos(), 0);
+        // 7 tokens at $0.075/M = 0.525 nd → 1.
+        assert_eq!(token_cost(7, Decimal::new(75, 3)).nanos(), 1);
+        assert_eq!(token_cost(u64::MAX, Decimal::from(1_000_000_000u64)).nanos(), i64::MAX);
+    }
+}

@@ -1,0 +1,154 @@
+//! Test harness: a mock provider and a gateway on real loopback sockets (port 0).
+
+#![allow(dead_code)]
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::Value;
+use tollgate::config::Config;
+use tollgate::keys::{self, KeySpec};
+use tollgate::server::{key_hasher, Gateway};
+use tollgate::store::sqlite::SqliteStore;
+use tollgate::store::{LedgerStore, RequestQuery};
+
+pub struct Harness {
+    pub base: String,
+    pub mock: String,
+    pub key: String,
+    pub key_id: String,
+    pub store: Arc<SqliteStore>,
+    pub http: reqwest::Client,
+    pub _dir: tempfile::TempDir,
+    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
+    server: Option<tokio::task::JoinHandle<()>>,
+}
+
+pub async fn start_mock() -> SocketAddr {
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = l.local_addr().unwrap();
+    tokio::spawn(tollgate_mock::serve(l, tollgate_mock::MockConfig::default()));
+    addr
+}
+
+pub fn config_text(mock: SocketAddr, extra: &str) -> String {
+    format!(
+        r#"
+[[providers]]
+name = "openai"
+kind = "openai"
+base_url = "http://{mock}/v1"
+max_retries = 2
+timeout_ms = 3000
+
+[[providers]]
+name = "anthropic"
+kind = "anthropic"
+base_url = "http://{mock}"
+max_retries = 0
+
+[[providers]]
+name = "gemini"
+kind = "gemini"
+base_url = "http://{mock}"
+max_retries = 0
+
+{extra}
+"#
+    )
+}
+
+impl Harness {
+    pub async fn start() -> Harness {
+        Harness::start_with("", |c| c).await
+    }
+
+    pub async fn start_with(extra: &str, tweak: impl FnOnce(Config) -> Config) -> Harness {
+        let mock = start_mock().await;
+        let dir = tempfile::tempdir().unwrap();
+        let db = format!("sqlite://{}", dir.path().join("t.db").display());
+        let text = config_text(mock, extra) + &format!("\n[storage]\nurl = \"{db}\"\n");
+        let config = tweak(Config::from_toml(&text, "test.toml", &std::collections::HashMap::<String, String>::new()).unwrap());
+        let store = Arc::new(SqliteStore::open(&config.storage.url).unwrap());
+        let hasher = key_hasher(&config, store.as_ref()).unwrap();
+        let spec = KeySpec {
+            name: "test".into(),
+            team: Some("growth".into()),
+            tags: vec![("env".into(), "test".into())],
+            ..KeySpec::default()
+        };
+        let created = keys::create(store.as_ref(), &hasher, spec, tollgate::pipeline::now_ms()).unwrap();
+        let gateway = Gateway::build(config, store.clone()).unwrap();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let server = tokio::spawn(async move {
+            gateway
+                .serve(listener, async move {
+                    let _ = rx.await;
+                })
+                .await
+                .unwrap();
+        });
+        Harness {
+            base: format!("http://{addr}"),
+            mock: format!("http://{mock}"),
+            key: created.secret,
+            key_id: created.record.id,
+            store,
+            http: reqwest::Client::new(),
+            _dir: dir,
+            shutdown: Some(tx),
+            server: Some(server),
+        }
+    }
+
+    pub fn post(&self, path: &str) -> reqwest::RequestBuilder {
+        self.http.post(format!("{}{}", self.base, path)).bearer_auth(&self.key)
+    }
+
+    pub async fn mock_total(&self) -> u64 {
+        let v: Value = self.http.get(format!("{}/mock/stats", self.mock)).send().await.unwrap().json().await.unwrap();
+        v["total"].as_u64().unwrap()
+    }
+
+    /// All ledger rows, newest first.
+    pub fn rows(&self) -> Vec<tollgate::ledger::LedgerRow> {
+        self.store.requests(&RequestQuery { filters: vec![], limit: 1000, cursor: None }).unwrap().rows
+    }
+
+    /// Waits until the ledger holds `n` rows (rows are committed before the
+    /// last byte, but a disconnected client's row may land just after).
+    pub async fn wait_rows(&self, n: usize) -> Vec<tollgate::ledger::LedgerRow> {
+        for _ in 0..200 {
+            let rows = self.rows();
+            if rows.len() >= n {
+                return rows;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        self.rows()
+    }
+
+    pub fn row(&self, request_id: &str) -> tollgate::ledger::LedgerRow {
+        self.rows().into_iter().find(|r| r.request_id == request_id).unwrap_or_else(|| panic!("no row {request_id}"))
+    }
+
+    pub async fn stop(mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        if let Some(s) = self.server.take() {
+            s.await.unwrap();
+        }
+    }
+}
+
+pub fn chat(model: &str, text: &str, stream: bool) -> Value {
+    serde_json::json!({
+        "model": model,
+        "stream": stream,
+        "messages": [{"role": "user", "content": text}],
+    })
+}

@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# Runs every test: the Rust workspace (unit, integration, property tests),
+# then the official openai / anthropic Python SDKs against a real gateway.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/tollgate-target}"
+
+echo "== cargo test (workspace)"
+cargo test --workspace --locked
+
+echo "== SDK tests (official openai and anthropic Python SDKs)"
+cargo build --locked -p tollgate
+VENV="${TOLLGATE_VENV:-$HOME/.cache/tollgate-venv}"
+if [ ! -x "$VENV/bin/python" ]; then
+  python3 -m venv "$VENV"
+fi
+"$VENV/bin/python" -m pip install --quiet --disable-pip-version-check -r tests/sdk/requirements.txt
+TOLLGATE_BIN="$CARGO_TARGET_DIR/debug/tollgate" "$VENV/bin/python" -m pytest tests/sdk -q -p no:cacheprovider

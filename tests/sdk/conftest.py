@@ -1,0 +1,109 @@
+"""Starts a mock provider and a tollgate gateway (real processes, loopback, port 0)."""
+
+import json
+import os
+import re
+import subprocess
+import tempfile
+import time
+import urllib.request
+
+import pytest
+
+BIN = os.environ.get("TOLLGATE_BIN") or os.path.expanduser("~/.cache/tollgate-target/debug/tollgate")
+
+
+def _start(args, pattern, env=None):
+    proc = subprocess.Popen(
+        [BIN, *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, **(env or {}), "TOLLGATE_LOG": "warn"},
+    )
+    deadline = time.time() + 30
+    while time.time() < deadline:
+        line = proc.stderr.readline()
+        if not line:
+            if proc.poll() is not None:
+                raise RuntimeError(f"{args[0]} exited with {proc.returncode}")
+            continue
+        m = re.search(pattern, line)
+        if m:
+            return proc, m.group(1)
+    proc.kill()
+    raise RuntimeError(f"{args[0]} did not start in time")
+
+
+class Gateway:
+    def __init__(self, base, key, key_id):
+        self.base = base
+        self.key = key
+        self.key_id = key_id
+
+    def get(self, path):
+        with urllib.request.urlopen(self.base + path) as r:
+            return json.loads(r.read())
+
+    def row(self, request_id):
+        """The ledger row of one request, via the request-log API."""
+        for _ in range(100):
+            rows = self.get("/api/v1/requests?limit=1000")["rows"]
+            for row in rows:
+                if row["request_id"] == request_id:
+                    return row
+            time.sleep(0.02)
+        raise AssertionError(f"no ledger row for {request_id}")
+
+    def row_count(self):
+        return len(self.get("/api/v1/requests?limit=1000")["rows"])
+
+    def mock_total(self, mock):
+        with urllib.request.urlopen(mock + "/mock/stats") as r:
+            return json.loads(r.read())["total"]
+
+
+@pytest.fixture(scope="session")
+def mock():
+    proc, addr = _start(["mock-provider", "--listen", "127.0.0.1:0"], r"listening on (http://\S+)")
+    yield addr
+    proc.terminate()
+    proc.wait(timeout=10)
+
+
+@pytest.fixture(scope="session")
+def gateway(mock):
+    d = tempfile.mkdtemp()
+    db = f"sqlite://{d}/sdk.db"
+    cfg = os.path.join(d, "tollgate.toml")
+    with open(cfg, "w") as f:
+        f.write(
+            f"""
+[[providers]]
+name = "openai"
+kind = "openai"
+base_url = "{mock}/v1"
+
+[[providers]]
+name = "anthropic"
+kind = "anthropic"
+base_url = "{mock}"
+
+[[providers]]
+name = "gemini"
+kind = "gemini"
+base_url = "{mock}"
+"""
+        )
+    out = subprocess.run(
+        [BIN, "--config", cfg, "--db", db, "keys", "create", "--name", "sdk", "--team", "sdk-team", "--json"],
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    created = json.loads(out.stdout)
+    assert created["key"].startswith("tg_")
+    proc, base = _start(["--config", cfg, "--db", db, "serve", "--listen", "127.0.0.1:0"], r"listening on (http://\S+)")
+    yield Gateway(base, created["key"], created["id"])
+    proc.terminate()
+    proc.wait(timeout=20)

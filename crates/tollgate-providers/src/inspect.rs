@@ -131,12 +131,18 @@ pub(crate) fn inspect(format: ApiFormat, body: &[u8]) -> Result<RequestInfo, Ada
         info.client_wants_stream_usage = o.and_then(|o| o.include_usage) == Some(true);
     }
     info.max_output_tokens = match format {
-        ApiFormat::OpenAiChat => match typed(top.max_completion_tokens, "max_completion_tokens", "an integer")? {
+        ApiFormat::OpenAiChat => match typed(
+            top.max_completion_tokens,
+            "max_completion_tokens",
+            "an integer",
+        )? {
             Some(n) => Some(n),
             None => typed(top.max_tokens, "max_tokens", "an integer")?,
         },
         ApiFormat::AnthropicMessages => typed(top.max_tokens, "max_tokens", "an integer")?,
-        ApiFormat::OpenAiResponses => typed(top.max_output_tokens, "max_output_tokens", "an integer")?,
+        ApiFormat::OpenAiResponses => {
+            typed(top.max_output_tokens, "max_output_tokens", "an integer")?
+        }
         ApiFormat::OpenAiEmbeddings => None,
     };
 
@@ -231,7 +237,8 @@ fn push_text(out: &mut String, s: &str) {
 fn collect_content(raw: &RawValue, param: &str, out: &mut String) -> Result<(), AdapterError> {
     match first_byte(raw) {
         b'"' => {
-            let s: String = serde_json::from_str(raw.get()).map_err(|_| invalid(param, "a string"))?;
+            let s: String =
+                serde_json::from_str(raw.get()).map_err(|_| invalid(param, "a string"))?;
             push_text(out, &s);
         }
         b'[' => {
@@ -275,7 +282,8 @@ fn collect_piece(raw: &RawValue, param: &str, out: &mut String) -> Result<(), Ad
                 arguments: Option<Cow<'a, str>>,
             }
             let param = format!("{param}.tool_calls");
-            let calls: Vec<Call<'_>> = serde_json::from_str(tc.get()).map_err(|_| invalid(&param, "an array"))?;
+            let calls: Vec<Call<'_>> =
+                serde_json::from_str(tc.get()).map_err(|_| invalid(&param, "an array"))?;
             for f in calls.into_iter().filter_map(|c| c.function) {
                 push_text(out, f.name.as_deref().unwrap_or(""));
                 push_text(out, f.arguments.as_deref().unwrap_or(""));
@@ -300,8 +308,8 @@ fn collect_embedding_input(raw: &RawValue, out: &mut String) -> Result<(), Adapt
     match first_byte(raw) {
         b'"' => collect_content(raw, "input", out),
         b'[' => {
-            let items: Vec<&RawValue> =
-                serde_json::from_str(raw.get()).map_err(|_| invalid("input", "a string or an array"))?;
+            let items: Vec<&RawValue> = serde_json::from_str(raw.get())
+                .map_err(|_| invalid("input", "a string or an array"))?;
             for item in items {
                 // Token-id arrays carry no text to count.
                 if first_byte(item) == b'"' {

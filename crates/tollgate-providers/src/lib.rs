@@ -100,7 +100,10 @@ pub enum AdapterError {
     /// The client's body is not valid for the endpoint it called
     /// (maps to 400 `invalid_request`). The message is safe to show.
     #[error("{message}")]
-    InvalidRequest { message: String, param: Option<String> },
+    InvalidRequest {
+        message: String,
+        param: Option<String>,
+    },
     /// The route asks for a combination we do not translate (e.g. embeddings
     /// to an Anthropic target). Maps to 400 `invalid_request`.
     #[error("{0}")]
@@ -110,7 +113,6 @@ pub enum AdapterError {
     #[error("upstream answered malformed data: {0}")]
     MalformedUpstream(String),
 }
-
 
 /// The client's body after the gateway changes it (the model name; usage
 /// in streams) and translated into the target's wire format.
@@ -123,22 +125,30 @@ pub fn prepare(
     use ApiFormat as F;
     use ProviderKind as K;
     let (request, mode) = match (format, target.kind) {
-        (F::OpenAiChat, K::OpenAi | K::OpenAiCompatible | K::AzureOpenAi) => {
-            (openai::prepare(format, target, body, info)?, Mode::OpenAiChat)
-        }
-        (F::OpenAiEmbeddings, K::OpenAi | K::OpenAiCompatible | K::AzureOpenAi) => {
-            (openai::prepare(format, target, body, info)?, Mode::OpenAiEmbeddings)
-        }
-        (F::OpenAiResponses, K::OpenAi | K::OpenAiCompatible | K::AzureOpenAi) => {
-            (openai::prepare(format, target, body, info)?, Mode::OpenAiResponses)
-        }
-        (F::AnthropicMessages, K::Anthropic) => {
-            (anthropic::prepare_native(target, body, info)?, Mode::AnthropicNative)
-        }
-        (F::OpenAiChat, K::Anthropic) => {
-            (anthropic::prepare_from_chat(target, body, info)?, Mode::AnthropicToChat)
-        }
-        (F::OpenAiChat, K::Gemini) => (gemini::prepare_from_chat(target, body, info)?, Mode::GeminiToChat),
+        (F::OpenAiChat, K::OpenAi | K::OpenAiCompatible | K::AzureOpenAi) => (
+            openai::prepare(format, target, body, info)?,
+            Mode::OpenAiChat,
+        ),
+        (F::OpenAiEmbeddings, K::OpenAi | K::OpenAiCompatible | K::AzureOpenAi) => (
+            openai::prepare(format, target, body, info)?,
+            Mode::OpenAiEmbeddings,
+        ),
+        (F::OpenAiResponses, K::OpenAi | K::OpenAiCompatible | K::AzureOpenAi) => (
+            openai::prepare(format, target, body, info)?,
+            Mode::OpenAiResponses,
+        ),
+        (F::AnthropicMessages, K::Anthropic) => (
+            anthropic::prepare_native(target, body, info)?,
+            Mode::AnthropicNative,
+        ),
+        (F::OpenAiChat, K::Anthropic) => (
+            anthropic::prepare_from_chat(target, body, info)?,
+            Mode::AnthropicToChat,
+        ),
+        (F::OpenAiChat, K::Gemini) => (
+            gemini::prepare_from_chat(target, body, info)?,
+            Mode::GeminiToChat,
+        ),
         (
             F::OpenAiEmbeddings | F::OpenAiResponses | F::AnthropicMessages,
             K::OpenAi | K::OpenAiCompatible | K::AzureOpenAi | K::Anthropic | K::Gemini,
@@ -255,9 +265,9 @@ impl ResponseTranslator {
     /// Start metering a 2xx upstream event stream.
     pub fn stream(&self) -> StreamTranslator {
         let state = match self.mode {
-            Mode::OpenAiChat | Mode::OpenAiEmbeddings => State::OpenAiChat(openai::ChatStream::new(
-                !self.client_wants_stream_usage,
-            )),
+            Mode::OpenAiChat | Mode::OpenAiEmbeddings => {
+                State::OpenAiChat(openai::ChatStream::new(!self.client_wants_stream_usage))
+            }
             Mode::OpenAiResponses => State::OpenAiResponses(openai::ResponsesStream::default()),
             Mode::AnthropicNative => State::AnthropicNative(anthropic::NativeStream::default()),
             Mode::AnthropicToChat => State::AnthropicToChat(anthropic::ChatStream::new(self)),
@@ -410,7 +420,11 @@ impl StreamTranslator {
             model: m.model.clone(),
             completed,
             terminator,
-            output_text: if m.usage.is_none() { std::mem::take(&mut m.output_text) } else { String::new() },
+            output_text: if m.usage.is_none() {
+                std::mem::take(&mut m.output_text)
+            } else {
+                String::new()
+            },
         }
     }
 

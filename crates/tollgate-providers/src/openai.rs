@@ -13,7 +13,10 @@ use serde_json::{json, Value};
 
 use crate::inspect::{not_json, object_body};
 use crate::sse::{data_event, Event};
-use crate::{AdapterError, ApiFormat, Meter, Mode, PreparedRequest, ProviderKind, RequestInfo, Target, TranslatedBody, Usage};
+use crate::{
+    AdapterError, ApiFormat, Meter, Mode, PreparedRequest, ProviderKind, RequestInfo, Target,
+    TranslatedBody, Usage,
+};
 
 // ---------------------------------------------------------------- requests
 
@@ -29,7 +32,8 @@ pub(crate) fn prepare(
         ApiFormat::OpenAiChat | ApiFormat::AnthropicMessages => "chat/completions",
     };
     // Without it, an OpenAI stream carries no usage at all.
-    let inject_usage = format == ApiFormat::OpenAiChat && info.stream && !info.client_wants_stream_usage;
+    let inject_usage =
+        format == ApiFormat::OpenAiChat && info.stream && !info.client_wants_stream_usage;
     let rename = info.model.as_deref() != Some(target.model);
     let body = if rename || inject_usage {
         rewrite_top(body, |top| {
@@ -59,7 +63,10 @@ pub(crate) fn prepare(
             format!("{base}/openai/responses?api-version={v}")
         }
         (ProviderKind::AzureOpenAi, Some(v)) => {
-            format!("{base}/openai/deployments/{}/{endpoint}?api-version={v}", target.model)
+            format!(
+                "{base}/openai/deployments/{}/{endpoint}?api-version={v}",
+                target.model
+            )
         }
         (ProviderKind::AzureOpenAi, None) => format!("{base}/openai/v1/{endpoint}"),
         _ => format!("{base}/{endpoint}"),
@@ -72,7 +79,12 @@ pub(crate) fn prepare(
             secret_header("authorization", &format!("Bearer {key}"))?
         });
     }
-    Ok(PreparedRequest { url, headers, body, stream: info.stream })
+    Ok(PreparedRequest {
+        url,
+        headers,
+        body,
+        stream: info.stream,
+    })
 }
 
 pub(crate) fn base<'a>(target: &Target<'a>) -> &'a str {
@@ -80,7 +92,10 @@ pub(crate) fn base<'a>(target: &Target<'a>) -> &'a str {
 }
 
 pub(crate) fn json_content_type() -> (http::HeaderName, http::HeaderValue) {
-    (http::header::CONTENT_TYPE, http::HeaderValue::from_static("application/json"))
+    (
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static("application/json"),
+    )
 }
 
 pub(crate) fn secret_header(
@@ -88,7 +103,9 @@ pub(crate) fn secret_header(
     value: &str,
 ) -> Result<(http::HeaderName, http::HeaderValue), AdapterError> {
     let mut v = http::HeaderValue::from_str(value).map_err(|_| {
-        AdapterError::Unsupported(format!("the provider key cannot be sent as the `{name}` header"))
+        AdapterError::Unsupported(format!(
+            "the provider key cannot be sent as the `{name}` header"
+        ))
     })?;
     v.set_sensitive(true);
     Ok((http::HeaderName::from_static(name), v))
@@ -104,9 +121,12 @@ pub(crate) fn rewrite_top(
     edit: impl FnOnce(&mut BTreeMap<String, Box<RawValue>>) -> Result<(), AdapterError>,
 ) -> Result<Bytes, AdapterError> {
     let text = object_body(body)?;
-    let mut top: BTreeMap<String, Box<RawValue>> = serde_json::from_str(text).map_err(|e| not_json(&e))?;
+    let mut top: BTreeMap<String, Box<RawValue>> =
+        serde_json::from_str(text).map_err(|e| not_json(&e))?;
     edit(&mut top)?;
-    serde_json::to_vec(&top).map(Bytes::from).map_err(|e| AdapterError::Unsupported(e.to_string()))
+    serde_json::to_vec(&top)
+        .map(Bytes::from)
+        .map_err(|e| AdapterError::Unsupported(e.to_string()))
 }
 
 // ------------------------------------------------------------------- usage
@@ -140,9 +160,18 @@ impl ChatUsage {
         let pd = self.prompt_tokens_details.as_ref();
         let cd = self.completion_tokens_details.as_ref();
         let cached = pd.and_then(|d| d.cached_tokens).unwrap_or(0).min(prompt);
-        let audio_in = pd.and_then(|d| d.audio_tokens).unwrap_or(0).min(prompt - cached);
-        let reasoning = cd.and_then(|d| d.reasoning_tokens).unwrap_or(0).min(completion);
-        let audio_out = cd.and_then(|d| d.audio_tokens).unwrap_or(0).min(completion - reasoning);
+        let audio_in = pd
+            .and_then(|d| d.audio_tokens)
+            .unwrap_or(0)
+            .min(prompt - cached);
+        let reasoning = cd
+            .and_then(|d| d.reasoning_tokens)
+            .unwrap_or(0)
+            .min(completion);
+        let audio_out = cd
+            .and_then(|d| d.audio_tokens)
+            .unwrap_or(0)
+            .min(completion - reasoning);
         Usage {
             input: prompt - cached - audio_in,
             input_audio: audio_in,
@@ -167,9 +196,18 @@ impl ResponsesUsage {
     pub(crate) fn to_usage(&self) -> Usage {
         let input = self.input_tokens.unwrap_or(0);
         let output = self.output_tokens.unwrap_or(0);
-        let cached = self.input_tokens_details.as_ref().and_then(|d| d.cached_tokens).unwrap_or(0).min(input);
-        let reasoning =
-            self.output_tokens_details.as_ref().and_then(|d| d.reasoning_tokens).unwrap_or(0).min(output);
+        let cached = self
+            .input_tokens_details
+            .as_ref()
+            .and_then(|d| d.cached_tokens)
+            .unwrap_or(0)
+            .min(input);
+        let reasoning = self
+            .output_tokens_details
+            .as_ref()
+            .and_then(|d| d.reasoning_tokens)
+            .unwrap_or(0)
+            .min(output);
         Usage {
             input: input - cached,
             cache_read: cached,
@@ -210,14 +248,25 @@ pub(crate) fn translate_body(mode: Mode, body: &[u8]) -> Result<TranslatedBody, 
             (h.usage.map(|u| u.to_usage()), h.model)
         }
     };
-    let output_text = if usage.is_none() { body_text(mode, body) } else { String::new() };
-    Ok(TranslatedBody { body: Bytes::copy_from_slice(body), usage, model, output_text })
+    let output_text = if usage.is_none() {
+        body_text(mode, body)
+    } else {
+        String::new()
+    };
+    Ok(TranslatedBody {
+        body: Bytes::copy_from_slice(body),
+        usage,
+        model,
+        output_text,
+    })
 }
 
 /// Generated text, only needed when the provider reported no usage.
 fn body_text(mode: Mode, body: &[u8]) -> String {
     let mut out = String::new();
-    let Ok(v) = serde_json::from_slice::<Value>(body) else { return out };
+    let Ok(v) = serde_json::from_slice::<Value>(body) else {
+        return out;
+    };
     match mode {
         Mode::OpenAiResponses => {
             for item in v["output"].as_array().into_iter().flatten() {
@@ -279,7 +328,10 @@ fn is_error_event(ev: &Event) -> bool {
     struct E {
         error: Option<IgnoredAny>,
     }
-    matches!(serde_json::from_str::<E>(&ev.data), Ok(E { error: Some(_) }))
+    matches!(
+        serde_json::from_str::<E>(&ev.data),
+        Ok(E { error: Some(_) })
+    )
 }
 
 /// Relays OpenAI chat chunks byte for byte; reads usage from the one chunk
@@ -294,10 +346,18 @@ pub(crate) struct ChatStream {
 
 impl ChatStream {
     pub(crate) fn new(hide_usage_chunk: bool) -> Self {
-        ChatStream { hide_usage_chunk, pending: Vec::new() }
+        ChatStream {
+            hide_usage_chunk,
+            pending: Vec::new(),
+        }
     }
 
-    pub(crate) fn on_event(&mut self, ev: Event, m: &mut Meter, out: &mut Vec<Bytes>) -> Result<(), AdapterError> {
+    pub(crate) fn on_event(
+        &mut self,
+        ev: Event,
+        m: &mut Meter,
+        out: &mut Vec<Bytes>,
+    ) -> Result<(), AdapterError> {
         if !ev.has_data {
             out.push(ev.raw);
             return Ok(());
@@ -369,7 +429,9 @@ impl ChatStream {
             arguments: Option<String>,
         }
         for data in self.pending.drain(..) {
-            let Ok(c) = serde_json::from_str::<Chunk>(&data) else { continue };
+            let Ok(c) = serde_json::from_str::<Chunk>(&data) else {
+                continue;
+            };
             for d in c.choices.into_iter().flatten().filter_map(|c| c.delta) {
                 if let Some(t) = d.content {
                     m.output_text.push_str(&t);
@@ -392,7 +454,12 @@ pub(crate) struct ResponsesStream {
 }
 
 impl ResponsesStream {
-    pub(crate) fn on_event(&mut self, ev: Event, m: &mut Meter, out: &mut Vec<Bytes>) -> Result<(), AdapterError> {
+    pub(crate) fn on_event(
+        &mut self,
+        ev: Event,
+        m: &mut Meter,
+        out: &mut Vec<Bytes>,
+    ) -> Result<(), AdapterError> {
         if !ev.has_data {
             out.push(ev.raw);
             return Ok(());
@@ -484,7 +551,10 @@ fn event_type(ev: &Event) -> String {
         #[serde(rename = "type")]
         kind: Option<String>,
     }
-    serde_json::from_str::<T>(&ev.data).ok().and_then(|t| t.kind).unwrap_or_default()
+    serde_json::from_str::<T>(&ev.data)
+        .ok()
+        .and_then(|t| t.kind)
+        .unwrap_or_default()
 }
 
 pub(crate) fn anthropic_event_type(ev: &Event) -> String {

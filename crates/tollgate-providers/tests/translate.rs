@@ -1,4 +1,5 @@
 //! OpenAI chat ↔ Anthropic Messages and ↔ Gemini generateContent.
+#![allow(clippy::unwrap_used)] // tests may unwrap
 
 mod common;
 
@@ -39,7 +40,11 @@ const RICH: &str = r#"{
 
 #[test]
 fn chat_to_anthropic_request() {
-    let (p, _) = prep(ApiFormat::OpenAiChat, &target(ProviderKind::Anthropic, "claude-sonnet-4-5"), RICH);
+    let (p, _) = prep(
+        ApiFormat::OpenAiChat,
+        &target(ProviderKind::Anthropic, "claude-sonnet-4-5"),
+        RICH,
+    );
     assert_eq!(p.url, "https://api.anthropic.com/v1/messages");
     assert!(p.stream);
     let want = json!({
@@ -80,19 +85,30 @@ fn chat_to_anthropic_request() {
 #[test]
 fn anthropic_defaults_and_tool_choice_variants() {
     let t = target(ProviderKind::Anthropic, "c");
-    let (p, _) = prep(ApiFormat::OpenAiChat, &t, r#"{"model":"x","messages":[{"role":"user","content":"hi"}],"stop":["a","b"]}"#);
+    let (p, _) = prep(
+        ApiFormat::OpenAiChat,
+        &t,
+        r#"{"model":"x","messages":[{"role":"user","content":"hi"}],"stop":["a","b"]}"#,
+    );
     let b = body_json(&p);
     assert_eq!(b["max_tokens"], 4096);
     assert_eq!(b["stop_sequences"], json!(["a", "b"]));
-    assert!(b.get("stream").is_none() && b.get("system").is_none() && b.get("tool_choice").is_none());
+    assert!(
+        b.get("stream").is_none() && b.get("system").is_none() && b.get("tool_choice").is_none()
+    );
 
     for (choice, want) in [
         (json!("auto"), json!({"type": "auto"})),
         (json!("none"), json!({"type": "none"})),
-        (json!({"type": "function", "function": {"name": "f"}}), json!({"type": "tool", "name": "f"})),
+        (
+            json!({"type": "function", "function": {"name": "f"}}),
+            json!({"type": "tool", "name": "f"}),
+        ),
     ] {
-        let body = json!({"model": "x", "max_tokens": 7, "messages": [{"role": "user", "content": "hi"}],
-            "tools": [{"type": "function", "function": {"name": "f"}}], "tool_choice": choice}).to_string();
+        let body =
+            json!({"model": "x", "max_tokens": 7, "messages": [{"role": "user", "content": "hi"}],
+            "tools": [{"type": "function", "function": {"name": "f"}}], "tool_choice": choice})
+            .to_string();
         let (p, _) = prep(ApiFormat::OpenAiChat, &t, &body);
         let b = body_json(&p);
         assert_eq!(b["tool_choice"], want);
@@ -100,16 +116,27 @@ fn anthropic_defaults_and_tool_choice_variants() {
     }
     let body = r#"{"model":"x","messages":[{"role":"user","content":"hi"}],"tools":[{"type":"function","function":{"name":"f"}}],"parallel_tool_calls":false}"#;
     let (p, _) = prep(ApiFormat::OpenAiChat, &t, body);
-    assert_eq!(body_json(&p)["tool_choice"], json!({"type": "auto", "disable_parallel_tool_use": true}));
+    assert_eq!(
+        body_json(&p)["tool_choice"],
+        json!({"type": "auto", "disable_parallel_tool_use": true})
+    );
 }
 
 #[test]
 fn bad_tool_arguments_are_invalid_request() {
     let body = r#"{"model":"x","messages":[{"role":"assistant","tool_calls":[{"id":"c","type":"function","function":{"name":"f","arguments":"{not json"}}]}]}"#;
     let info = inspect(ApiFormat::OpenAiChat, body.as_bytes()).unwrap();
-    match prepare(ApiFormat::OpenAiChat, &target(ProviderKind::Anthropic, "c"), body.as_bytes(), &info) {
+    match prepare(
+        ApiFormat::OpenAiChat,
+        &target(ProviderKind::Anthropic, "c"),
+        body.as_bytes(),
+        &info,
+    ) {
         Err(AdapterError::InvalidRequest { param, .. }) => {
-            assert_eq!(param.as_deref(), Some("messages[0].tool_calls[0].function.arguments"));
+            assert_eq!(
+                param.as_deref(),
+                Some("messages[0].tool_calls[0].function.arguments")
+            );
         }
         other => panic!("{:?}", other.map(|(p, _)| p.url)),
     }
@@ -117,9 +144,15 @@ fn bad_tool_arguments_are_invalid_request() {
 
 #[test]
 fn anthropic_answer_becomes_a_chat_completion() {
-    let (_, t) = prep(ApiFormat::OpenAiChat, &target(ProviderKind::Anthropic, "c"), RICH);
+    let (_, t) = prep(
+        ApiFormat::OpenAiChat,
+        &target(ProviderKind::Anthropic, "c"),
+        RICH,
+    );
     let t = t.with_created(1_700_000_000);
-    let b = t.translate_body(&fixture("anthropic/tool_use.json")).unwrap();
+    let b = t
+        .translate_body(&fixture("anthropic/tool_use.json"))
+        .unwrap();
     let v: Value = serde_json::from_slice(&b.body).unwrap();
     assert_chat_completion(&v);
     assert_eq!(v["id"], "msg_01Aq9w938a90dw8q");
@@ -132,14 +165,20 @@ fn anthropic_answer_becomes_a_chat_completion() {
     assert_eq!(call["id"], "toolu_01T1x1fJ34qAmk2tNTrN7Up6");
     assert_eq!(call["type"], "function");
     assert_eq!(call["function"]["name"], "get_weather");
-    let args: Value = serde_json::from_str(call["function"]["arguments"].as_str().unwrap()).unwrap();
-    assert_eq!(args, json!({"location": "San Francisco, CA", "unit": "celsius"}));
+    let args: Value =
+        serde_json::from_str(call["function"]["arguments"].as_str().unwrap()).unwrap();
+    assert_eq!(
+        args,
+        json!({"location": "San Francisco, CA", "unit": "celsius"})
+    );
     // 472 uncached + 1800 written to cache.
     assert_eq!(v["usage"]["prompt_tokens"], 2272);
     assert_eq!(v["usage"]["completion_tokens"], 89);
     assert_eq!(v["usage"]["total_tokens"], 2361);
 
-    let b = t.translate_body(&fixture("anthropic/messages.json")).unwrap();
+    let b = t
+        .translate_body(&fixture("anthropic/messages.json"))
+        .unwrap();
     let v: Value = serde_json::from_slice(&b.body).unwrap();
     assert_chat_completion(&v);
     assert_eq!(v["choices"][0]["finish_reason"], "stop");
@@ -148,10 +187,14 @@ fn anthropic_answer_becomes_a_chat_completion() {
     assert_eq!(v["usage"]["prompt_tokens_details"]["cached_tokens"], 12000);
 }
 
-/// Rebuild what an OpenAI SDK would accumulate from chunk events.
-fn accumulate(out: &[u8]) -> (String, Vec<(String, String, String)>, Option<String>, Option<Value>) {
+/// A tool call as an SDK accumulates it: (id, name, arguments).
+type Call = (String, String, String);
+
+/// Rebuild what an OpenAI SDK would accumulate from chunk events:
+/// (text, tool calls, finish_reason, usage).
+fn accumulate(out: &[u8]) -> (String, Vec<Call>, Option<String>, Option<Value>) {
     let mut text = String::new();
-    let mut calls: Vec<(String, String, String)> = Vec::new();
+    let mut calls: Vec<Call> = Vec::new();
     let mut finish = None;
     let mut usage = None;
     let lines = data_lines(out);
@@ -174,9 +217,15 @@ fn accumulate(out: &[u8]) -> (String, Vec<(String, String, String)>, Option<Stri
             for tc in d["tool_calls"].as_array().into_iter().flatten() {
                 let idx = tc["index"].as_u64().unwrap() as usize;
                 if idx == calls.len() {
-                    calls.push((tc["id"].as_str().unwrap().into(), tc["function"]["name"].as_str().unwrap().into(), String::new()));
+                    calls.push((
+                        tc["id"].as_str().unwrap().into(),
+                        tc["function"]["name"].as_str().unwrap().into(),
+                        String::new(),
+                    ));
                 }
-                calls[idx].2.push_str(tc["function"]["arguments"].as_str().unwrap_or(""));
+                calls[idx]
+                    .2
+                    .push_str(tc["function"]["arguments"].as_str().unwrap_or(""));
             }
             if let Some(f) = c["finish_reason"].as_str() {
                 finish = Some(f.to_owned());
@@ -189,7 +238,11 @@ fn accumulate(out: &[u8]) -> (String, Vec<(String, String, String)>, Option<Stri
 #[test]
 fn anthropic_stream_becomes_chat_chunks() {
     let body_usage = r#"{"model":"x","stream":true,"stream_options":{"include_usage":true},"messages":[{"role":"user","content":"hi"}]}"#;
-    let (_, t) = prep(ApiFormat::OpenAiChat, &target(ProviderKind::Anthropic, "c"), body_usage);
+    let (_, t) = prep(
+        ApiFormat::OpenAiChat,
+        &target(ProviderKind::Anthropic, "c"),
+        body_usage,
+    );
     let (out, end) = byte_by_byte(&t, &fixture("anthropic/tool_use.sse"));
     assert_eq!(end.terminator.as_ref(), b"data: [DONE]\n\n");
     assert!(end.completed);
@@ -199,14 +252,21 @@ fn anthropic_stream_becomes_chat_chunks() {
     assert_eq!(calls[0].0, "toolu_01T1x1fJ34qAmk2tNTrN7Up6");
     assert_eq!(calls[0].1, "get_weather");
     let args: Value = serde_json::from_str(&calls[0].2).unwrap();
-    assert_eq!(args, json!({"location": "San Francisco, CA", "unit": "celsius"}));
+    assert_eq!(
+        args,
+        json!({"location": "San Francisco, CA", "unit": "celsius"})
+    );
     assert_eq!(finish.as_deref(), Some("tool_calls"));
     let usage = usage.unwrap();
     assert_eq!(usage["prompt_tokens"], 2272);
     assert_eq!(usage["completion_tokens"], 89);
 
     // Without include_usage: no usage chunk, same content.
-    let (_, t) = prep(ApiFormat::OpenAiChat, &target(ProviderKind::Anthropic, "c"), r#"{"model":"x","stream":true,"messages":[]}"#);
+    let (_, t) = prep(
+        ApiFormat::OpenAiChat,
+        &target(ProviderKind::Anthropic, "c"),
+        r#"{"model":"x","stream":true,"messages":[]}"#,
+    );
     let (out, end) = run_stream(&t, &fixture("anthropic/messages.sse"), &[33, 400]);
     let (text, calls, finish, usage) = accumulate(&out);
     assert_eq!(text, "Hello! How can I help you today? ☕");
@@ -219,7 +279,11 @@ fn anthropic_stream_becomes_chat_chunks() {
 
 #[test]
 fn anthropic_stream_error_becomes_openai_error_event() {
-    let (_, t) = prep(ApiFormat::OpenAiChat, &target(ProviderKind::Anthropic, "c"), r#"{"model":"x","stream":true,"messages":[]}"#);
+    let (_, t) = prep(
+        ApiFormat::OpenAiChat,
+        &target(ProviderKind::Anthropic, "c"),
+        r#"{"model":"x","stream":true,"messages":[]}"#,
+    );
     let data = fixture("anthropic/messages.sse");
     let text = std::str::from_utf8(&data).unwrap();
     let cut = text.find("event: content_block_stop").unwrap();
@@ -242,7 +306,10 @@ fn chat_to_gemini_request() {
         p.url,
         "https://generativelanguage.googleapis.com/v1beta/models/gemini-2.5-flash:streamGenerateContent?alt=sse"
     );
-    assert!(p.headers.iter().any(|(n, v)| n == "x-goog-api-key" && v == "sk-test"));
+    assert!(p
+        .headers
+        .iter()
+        .any(|(n, v)| n == "x-goog-api-key" && v == "sk-test"));
     let want = json!({
         "contents": [
             {"role": "user", "parts": [
@@ -271,30 +338,52 @@ fn chat_to_gemini_request() {
     });
     assert_eq!(body_json(&p), want);
 
-    let (p, _) = prep(ApiFormat::OpenAiChat, &t, r#"{"model":"x","messages":[{"role":"user","content":"hi"}]}"#);
-    assert_eq!(p.url, "https://generativelanguage.googleapis.com/v1beta/models/gemini-2.5-flash:generateContent");
+    let (p, _) = prep(
+        ApiFormat::OpenAiChat,
+        &t,
+        r#"{"model":"x","messages":[{"role":"user","content":"hi"}]}"#,
+    );
+    assert_eq!(
+        p.url,
+        "https://generativelanguage.googleapis.com/v1beta/models/gemini-2.5-flash:generateContent"
+    );
     assert!(!p.stream);
-    assert_eq!(body_json(&p), json!({"contents": [{"role": "user", "parts": [{"text": "hi"}]}]}));
+    assert_eq!(
+        body_json(&p),
+        json!({"contents": [{"role": "user", "parts": [{"text": "hi"}]}]})
+    );
 }
 
 #[test]
 fn gemini_answers_become_chat_completions() {
-    let (_, t) = prep(ApiFormat::OpenAiChat, &target(ProviderKind::Gemini, "g"), r#"{"model":"x","messages":[]}"#);
+    let (_, t) = prep(
+        ApiFormat::OpenAiChat,
+        &target(ProviderKind::Gemini, "g"),
+        r#"{"model":"x","messages":[]}"#,
+    );
     let b = t.translate_body(&fixture("gemini/generate.json")).unwrap();
     let v: Value = serde_json::from_slice(&b.body).unwrap();
     assert_chat_completion(&v);
     assert_eq!(v["id"], "mKZ4aN2bH6Wz1MkP1s2ZyAo");
     assert_eq!(v["model"], "gemini-2.5-flash");
-    assert_eq!(v["choices"][0]["message"]["content"], "Paris is the capital of France.");
+    assert_eq!(
+        v["choices"][0]["message"]["content"],
+        "Paris is the capital of France."
+    );
     assert_eq!(v["choices"][0]["finish_reason"], "stop");
     // promptTokenCount already includes the cached part; thoughts are output.
     assert_eq!(v["usage"]["prompt_tokens"], 5200);
     assert_eq!(v["usage"]["completion_tokens"], 270);
     assert_eq!(v["usage"]["total_tokens"], 5470);
     assert_eq!(v["usage"]["prompt_tokens_details"]["cached_tokens"], 4096);
-    assert_eq!(v["usage"]["completion_tokens_details"]["reasoning_tokens"], 258);
+    assert_eq!(
+        v["usage"]["completion_tokens_details"]["reasoning_tokens"],
+        258
+    );
 
-    let b = t.translate_body(&fixture("gemini/function_call.json")).unwrap();
+    let b = t
+        .translate_body(&fixture("gemini/function_call.json"))
+        .unwrap();
     let v: Value = serde_json::from_slice(&b.body).unwrap();
     assert_chat_completion(&v);
     assert_eq!(v["choices"][0]["finish_reason"], "tool_calls");
@@ -307,8 +396,13 @@ fn gemini_answers_become_chat_completions() {
 
 #[test]
 fn gemini_stream_becomes_chat_chunks() {
-    let body = r#"{"model":"x","stream":true,"stream_options":{"include_usage":true},"messages":[]}"#;
-    let (_, t) = prep(ApiFormat::OpenAiChat, &target(ProviderKind::Gemini, "g"), body);
+    let body =
+        r#"{"model":"x","stream":true,"stream_options":{"include_usage":true},"messages":[]}"#;
+    let (_, t) = prep(
+        ApiFormat::OpenAiChat,
+        &target(ProviderKind::Gemini, "g"),
+        body,
+    );
     let (out, end) = byte_by_byte(&t, &fixture("gemini/generate.sse"));
     assert!(end.completed);
     assert_eq!(end.terminator.as_ref(), b"data: [DONE]\n\n");

@@ -143,19 +143,6 @@ impl Rates {
         }
     }
 
-    pub(crate) fn explicit_mut(&mut self, bucket: Bucket) -> Option<&mut Option<Decimal>> {
-        match bucket {
-            Bucket::Input | Bucket::Output => None,
-            Bucket::InputAudio => Some(&mut self.input_audio),
-            Bucket::CacheRead => Some(&mut self.cache_read),
-            Bucket::CacheWrite5m => Some(&mut self.cache_write_5m),
-            Bucket::CacheWrite1h => Some(&mut self.cache_write_1h),
-            Bucket::OutputAudio => Some(&mut self.output_audio),
-            Bucket::OutputImage => Some(&mut self.output_image),
-            Bucket::Reasoning => Some(&mut self.reasoning),
-        }
-    }
-
     /// The rate that prices `bucket`, with the fallbacks for buckets the
     /// catalog does not list. A provider that lists no separate price for a
     /// bucket bills those tokens like the nearest listed kind, so:

@@ -130,10 +130,11 @@ mod tests {
         // 1 token at $0.0005/M = 0.5 nd → 1 nd; at $0.0004/M = 0.4 nd → 0.
         assert_eq!(token_cost(1, Decimal::new(5, 4)).nanos(), 1);
         assert_eq!(token_cost(1, Decimal::new(4, 4)).nanos(), 0);
-        // 3 tokens at $0.075/M = 225 / 1000 nd ... = 0.225 nd → 0.
-        assert_eq!(token_cost(3, Decimal::new(75, 3)).nanos(), 0);
-        // 7 tokens at $0.075/M = 0.525 nd → 1.
-        assert_eq!(token_cost(7, Decimal::new(75, 3)).nanos(), 1);
+        // 2 tokens at $0.00875/M = 17.5 nd → 18; 7 tokens = 61.25 nd → 61.
+        assert_eq!(token_cost(2, Decimal::new(875, 5)).nanos(), 18);
+        assert_eq!(token_cost(7, Decimal::new(875, 5)).nanos(), 61);
+        // 3 tokens at $0.075/M = 225 nd exactly.
+        assert_eq!(token_cost(3, Decimal::new(75, 3)).nanos(), 225);
         assert_eq!(token_cost(u64::MAX, Decimal::from(1_000_000_000u64)).nanos(), i64::MAX);
     }
 }

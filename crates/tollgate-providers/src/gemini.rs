@@ -74,9 +74,11 @@ fn user_parts(content: &Value, param: &str, parts: &mut Vec<Value>) -> Result<()
                         let fmt = a["format"].as_str().unwrap_or("wav");
                         parts.push(json!({ "inlineData": { "mimeType": format!("audio/{fmt}"), "data": data } }));
                     }
-                    other => return Err(AdapterError::Unsupported(format!(
+                    other => {
+                        return Err(AdapterError::Unsupported(format!(
                         "content part type `{other}` cannot be sent to a provider of kind `gemini`"
-                    ))),
+                    )))
+                    }
                 }
             }
         }

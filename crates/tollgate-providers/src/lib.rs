@@ -393,6 +393,14 @@ impl StreamTranslator {
     /// The upstream ended (or was cut); flush and report.
     pub fn finish(&mut self, out: &mut Vec<Bytes>) -> StreamEnd {
         self.parser.finish(&mut self.events);
+        // The only events `finish` yields are a block the upstream cut off
+        // before its blank line: keep it only if it is whole, never relay half
+        // a JSON object.
+        self.events.retain(|e| {
+            !e.has_data
+                || e.data.trim() == "[DONE]"
+                || serde_json::from_str::<serde::de::IgnoredAny>(&e.data).is_ok()
+        });
         // A malformed trailing fragment changes nothing about what was metered.
         let _ = self.dispatch(out);
         match &mut self.state {

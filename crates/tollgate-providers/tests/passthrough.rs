@@ -288,6 +288,15 @@ fn cut_stream_is_not_completed() {
         "{}",
         end.output_text
     );
+    let (out, _) = run_stream(&t, &data[..cut], &[]);
+    let relayed = String::from_utf8(out).unwrap();
+    assert!(
+        relayed.ends_with("\n\n"),
+        "a half event is not relayed: {relayed}"
+    );
+    for l in data_lines(relayed.as_bytes()) {
+        serde_json::from_str::<Value>(&l).unwrap();
+    }
 
     // Cut right after the usage chunk: usage known, still not completed.
     let text = std::str::from_utf8(&data).unwrap();

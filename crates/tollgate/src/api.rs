@@ -25,6 +25,7 @@ use crate::store::{KeyStore, LedgerStore, RequestQuery};
 pub fn routes() -> Router<Arc<AppState>> {
     Router::new()
         .route("/api/v1/requests", get(requests))
+        .route("/api/v1/spend", get(spend))
         .route("/admin/v1/keys", get(list_keys).post(create_key))
         .route("/admin/v1/keys/{id}/revoke", post(revoke_key))
 }
@@ -232,5 +233,55 @@ async fn revoke_key(State(state): State<Arc<AppState>>, headers: HeaderMap, Path
             .into_response(),
         Ok(Err(e)) => ApiError::Internal { message: e.to_string() }.into_response(),
         Err(e) => ApiError::Internal { message: e.to_string() }.into_response(),
+    }
+}
+
+async fn spend(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    Query(raw): Query<Vec<(String, String)>>,
+) -> Response {
+    let run = async {
+        check_admin(&state, &headers)?;
+        let mut q = crate::analytics::SpendQuery { filters: parse_filters(&raw)?, ..Default::default() };
+        for (_, v) in &q.filters {
+            if v.is_empty() {
+                return Err(ApiError::invalid_param("a filter needs a value", "filter"));
+            }
+        }
+        for (d, _) in &q.filters {
+            crate::analytics::check_dimension(d)?;
+        }
+        for (k, v) in &raw {
+            match k.as_str() {
+                "group_by" => {
+                    for d in v.split(',').map(str::trim).filter(|d| !d.is_empty()) {
+                        crate::analytics::check_dimension(d)?;
+                        q.group_by.push(d.to_string());
+                    }
+                }
+                "from" => q.from_ms = Some(crate::analytics::parse_since(v, now_ms())?),
+                "to" => q.to_ms = Some(crate::analytics::parse_time(v, "to")?),
+                "bucket" => q.bucket = Some(crate::analytics::Bucket::parse(v)?),
+                "filter" => {}
+                other => return Err(ApiError::invalid_param(format!("unknown query parameter {other:?}"), other)),
+            }
+        }
+        if q.group_by.len() > crate::analytics::MAX_GROUP_BY {
+            return Err(ApiError::invalid_param(
+                format!("group_by takes at most {} dimensions", crate::analytics::MAX_GROUP_BY),
+                "group_by",
+            ));
+        }
+        let store = state.store.clone();
+        let report = tokio::task::spawn_blocking(move || crate::analytics::spend(&store, &q))
+            .await
+            .map_err(|e| ApiError::Internal { message: e.to_string() })?
+            .map_err(|e| ApiError::Internal { message: e.to_string() })?;
+        Ok::<_, ApiError>(Json(crate::analytics::report_json(&report)))
+    };
+    match run.await {
+        Ok(j) => j.into_response(),
+        Err(e) => e.into_response(),
     }
 }

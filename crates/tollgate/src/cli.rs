@@ -55,6 +55,33 @@ pub enum Command {
     /// Manage virtual keys.
     #[command(subcommand)]
     Keys(KeysCommand),
+    /// Spend, tokens and requests grouped by any attribution dimension.
+    Report(ReportArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ReportArgs {
+    /// Dimensions to group by, comma separated (team, model, feature, any tag…).
+    #[arg(long, value_delimiter = ',')]
+    pub by: Vec<String>,
+    /// Start: a duration back from now (7d, 24h) or an RFC 3339 time.
+    #[arg(long, default_value = "7d")]
+    pub since: String,
+    /// Only rows where dimension=value (repeatable).
+    #[arg(long = "filter", value_parser = parse_kv)]
+    pub filters: Vec<(String, String)>,
+    /// Add a time bucket column: hour or day.
+    #[arg(long)]
+    pub bucket: Option<String>,
+    #[arg(long, value_enum, default_value_t = ReportFormat::Table)]
+    pub format: ReportFormat,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ReportFormat {
+    Table,
+    Csv,
+    Json,
 }
 
 #[derive(Debug, Subcommand)]
@@ -169,6 +196,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Keys(cmd) => keys_command(&cli, cmd).await,
+        Command::Report(args) => report(&cli, args).await,
     }
 }
 
@@ -316,4 +344,59 @@ pub async fn shutdown_signal() {
         _ = term => {},
     }
     tracing::info!("shutting down: finishing requests in flight and draining the ledger");
+}
+
+async fn report(cli: &Cli, args: &ReportArgs) -> anyhow::Result<()> {
+    use crate::analytics::{self, Bucket, SpendQuery};
+    let err = |e: crate::error::ApiError| anyhow::anyhow!("{e}");
+    let now = crate::pipeline::now_ms();
+    let mut q = SpendQuery {
+        group_by: args.by.iter().map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect(),
+        from_ms: Some(analytics::parse_since(&args.since, now).map_err(err)?),
+        to_ms: None,
+        bucket: args.bucket.as_deref().map(Bucket::parse).transpose().map_err(err)?,
+        filters: args.filters.clone(),
+    };
+    for d in q.group_by.iter().chain(q.filters.iter().map(|(d, _)| d)) {
+        analytics::check_dimension(d).map_err(err)?;
+    }
+    let report = if let Some(url) = &cli.url {
+        // Remote: the same query through the API, re-rendered here.
+        let mut params: Vec<(String, String)> = vec![("from".into(), args.since.clone())];
+        if !q.group_by.is_empty() {
+            params.push(("group_by".into(), q.group_by.join(",")));
+        }
+        if let Some(b) = &args.bucket {
+            params.push(("bucket".into(), b.clone()));
+        }
+        for (k, v) in &q.filters {
+            params.push(("filter".into(), format!("{k}:{v}")));
+        }
+        let mut req = reqwest::Client::new().get(format!("{}/api/v1/spend", url.trim_end_matches('/'))).query(&params);
+        if let Some(t) = &cli.admin_token {
+            req = req.bearer_auth(t);
+        }
+        let resp = req.send().await?;
+        let status = resp.status();
+        let text = resp.text().await?;
+        if !status.is_success() {
+            bail!("the gateway answered {status}: {text}");
+        }
+        if args.format == ReportFormat::Json {
+            println!("{text}");
+            return Ok(());
+        }
+        bail!("--url supports --format json only; run the report on the database for table/csv");
+    } else {
+        let config = load_config(cli)?;
+        let store = open_store(&config)?;
+        q.to_ms = None;
+        tokio::task::spawn_blocking(move || analytics::spend(&store, &q)).await??
+    };
+    match args.format {
+        ReportFormat::Table => print!("{}", analytics::report_table(&report)),
+        ReportFormat::Csv => print!("{}", analytics::report_csv(&report)),
+        ReportFormat::Json => println!("{}", serde_json::to_string_pretty(&analytics::report_json(&report))?),
+    }
+    Ok(())
 }

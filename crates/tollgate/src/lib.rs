@@ -14,10 +14,12 @@
 //! - [`pricing`]: usage → money via the price catalog.
 //! - [`ledger`]: one row per authenticated request, group-committed.
 //! - [`store`]: storage traits and the embedded SQLite store.
+//! - [`analytics`]: spend grouped by any dimension (CLI, API, dashboard).
 //! - [`api`], [`keys`]: analytics and admin API, key management.
 //! - [`config`], [`error`]: configuration and the public error codes.
 //! - [`cli`], [`demo`]: the command line and the one-minute demo.
 
+pub mod analytics;
 pub mod api;
 pub mod attribution;
 pub mod auth;

@@ -139,7 +139,7 @@ pub async fn send(
             api_version: provider.api_version.as_deref(),
         };
         let (prepared, translator) = match prepare(format, &target, body, info) {
-            Ok(p) => p,
+            Ok((p, t)) => (p, t.with_created(chrono::Utc::now().timestamp().max(0) as u64)),
             Err(e) => {
                 // This target cannot take this endpoint; a fallback may.
                 last_err.get_or_insert(adapter_error(e));

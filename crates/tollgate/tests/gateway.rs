@@ -380,3 +380,48 @@ async fn request_log_api_pages_and_filters() {
     assert_eq!(row["tags"]["team"], "growth");
     h.stop().await;
 }
+
+#[tokio::test]
+async fn spend_api_groups_by_columns_and_custom_tags() {
+    let h = Harness::start().await;
+    let plan = [("growth", "summarize", "gpt-4o-mini"), ("growth", "summarize", "gpt-4o-mini"), ("search", "rerank", "claude-haiku-4-5")];
+    for (team, feature, model) in plan {
+        let r = h
+            .post("/v1/chat/completions")
+            .header("x-tollgate-tags", format!("team={team},cost_center=cc-{feature}"))
+            .json(&chat(model, "hello", false))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+        let _ = r.bytes().await.unwrap();
+    }
+    let get = |q: &str| {
+        let url = format!("{}/api/v1/spend?{q}", h.base);
+        let http = h.http.clone();
+        async move { http.get(url).send().await.unwrap() }
+    };
+    let v: Value = get("group_by=team,model").await.json().await.unwrap();
+    let rows = v["rows"].as_array().unwrap();
+    assert_eq!(rows.len(), 2, "{v}");
+    let growth = rows.iter().find(|r| r["team"] == "growth").unwrap();
+    assert_eq!(growth["model"], "gpt-4o-mini");
+    assert_eq!(growth["requests"], 2);
+    let ledger = h.rows();
+    let growth_input: u64 = ledger.iter().filter(|r| r.attribution.tag("team") == Some("growth")).map(|r| r.usage.input_tokens()).sum();
+    assert_eq!(growth["input_tokens"].as_u64().unwrap(), growth_input);
+    let total: i64 = ledger.iter().map(|r| r.cost.map_or(0, |c| c.nanos())).sum();
+    assert_eq!(v["total_cost_usd"], tollgate_units::Money::from_nanos(total).to_string());
+
+    let v: Value = get("group_by=cost_center&filter=team:search&bucket=day").await.json().await.unwrap();
+    let rows = v["rows"].as_array().unwrap();
+    assert_eq!(rows.len(), 1);
+    assert_eq!(rows[0]["cost_center"], "cc-rerank");
+    assert!(rows[0]["bucket"].as_str().unwrap().ends_with("T00:00:00Z"));
+
+    let r = get("group_by=te%20am").await;
+    assert_eq!(r.status(), 400);
+    let r = get("bucket=week").await;
+    assert_eq!(r.status(), 400);
+    h.stop().await;
+}

@@ -13,7 +13,9 @@ use crate::errors::{error_response, fault_message, invalid_request, Family};
 use crate::knobs::{Fault, Knobs};
 use crate::stats::Stats;
 use crate::stream::HANG;
-use crate::usage::{max_output_limit, measure_prompt, reply_text, usage_for, MockUsage, PromptText};
+use crate::usage::{
+    max_output_limit, measure_prompt, reply_text, usage_for, MockUsage, PromptText,
+};
 use crate::MockConfig;
 
 /// Shared state of one mock server.
@@ -29,7 +31,11 @@ pub(crate) struct Inner {
 
 impl App {
     pub(crate) fn new(config: MockConfig) -> Self {
-        Self(Arc::new(Inner { config, stats: Stats::default(), sequence: AtomicU64::new(1) }))
+        Self(Arc::new(Inner {
+            config,
+            stats: Stats::default(),
+            sequence: AtomicU64::new(1),
+        }))
     }
 
     pub(crate) fn stats(&self) -> &Stats {
@@ -99,18 +105,36 @@ pub(crate) fn admit(
     app.stats().record_request(uri.path(), credential.is_some());
     if let Some(expected) = &app.0.config.require_api_key {
         if credential != Some(expected.as_str()) {
-            return Err(error_response(family, 401, unauthorized_message(family), None));
+            return Err(error_response(
+                family,
+                401,
+                unauthorized_message(family),
+                None,
+            ));
         }
     }
     let knobs = Knobs::read(&app.0.config, headers, body)
         .map_err(|e| invalid_request(family, &e.to_string()))?;
-    let json: Value = serde_json::from_slice(body)
-        .map_err(|e| invalid_request(family, &format!("could not parse the JSON body of the request: {e}")))?;
+    let json: Value = serde_json::from_slice(body).map_err(|e| {
+        invalid_request(
+            family,
+            &format!("could not parse the JSON body of the request: {e}"),
+        )
+    })?;
     if !json.is_object() {
-        return Err(invalid_request(family, "the request body must be a JSON object"));
+        return Err(invalid_request(
+            family,
+            "the request body must be a JSON object",
+        ));
     }
     let prompt = measure_prompt(&json);
-    Ok(Admitted { json, knobs, prompt, family, sequence: app.next_sequence() })
+    Ok(Admitted {
+        json,
+        knobs,
+        prompt,
+        family,
+        sequence: app.next_sequence(),
+    })
 }
 
 fn unauthorized_message(family: Family) -> &'static str {
@@ -141,7 +165,12 @@ impl Admitted {
 
     /// The usage and reply text this request gets from `model`.
     pub(crate) fn reply(&self, model: &str) -> Reply {
-        let usage = usage_for(self.prompt.bytes, model, max_output_limit(&self.json), self.knobs.output_tokens);
+        let usage = usage_for(
+            self.prompt.bytes,
+            model,
+            max_output_limit(&self.json),
+            self.knobs.output_tokens,
+        );
         let text = reply_text(usage.visible_output_tokens(), self.prompt.digest);
         Reply { usage, text }
     }
@@ -154,8 +183,14 @@ impl Admitted {
         }
         match self.knobs.fault {
             Some(Fault::Status(status)) => {
-                let retry_after = matches!(status, 429 | 503 | 529).then_some(self.knobs.retry_after);
-                Some(error_response(self.family, status, &fault_message(status), retry_after))
+                let retry_after =
+                    matches!(status, 429 | 503 | 529).then_some(self.knobs.retry_after);
+                Some(error_response(
+                    self.family,
+                    status,
+                    &fault_message(status),
+                    retry_after,
+                ))
             }
             Some(Fault::Timeout) => {
                 tokio::time::sleep(HANG).await;
@@ -179,8 +214,14 @@ impl Admitted {
             }
             _ => text,
         };
-        let mut response =
-            ([(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))], bytes).into_response();
+        let mut response = (
+            [(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/json"),
+            )],
+            bytes,
+        )
+            .into_response();
         self.add_request_id(&mut response);
         response
     }
@@ -206,5 +247,7 @@ pub(crate) struct Reply {
 }
 
 pub(crate) fn unix_now() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
 }

@@ -91,7 +91,11 @@ impl Knobs {
     }
 
     /// Config defaults, then headers, then body directives (later wins).
-    pub(crate) fn read(config: &MockConfig, headers: &HeaderMap, body: &[u8]) -> Result<Self, KnobError> {
+    pub(crate) fn read(
+        config: &MockConfig,
+        headers: &HeaderMap,
+        body: &[u8],
+    ) -> Result<Self, KnobError> {
         let mut knobs = Self::defaults(config);
         for (header, key) in HEADER_KNOBS {
             if let Some(value) = headers.get(header).and_then(|v| v.to_str().ok()) {
@@ -114,7 +118,11 @@ impl Knobs {
         match key {
             "latency_ms" => self.latency_ms = number()?,
             "chunk_delay_ms" => self.chunk_delay_ms = number()?,
-            "chunks" => self.chunks = usize::try_from(number()?).unwrap_or(MAX_CHUNKS).clamp(1, MAX_CHUNKS),
+            "chunks" => {
+                self.chunks = usize::try_from(number()?)
+                    .unwrap_or(MAX_CHUNKS)
+                    .clamp(1, MAX_CHUNKS)
+            }
             "output_tokens" => self.output_tokens = Some(number()?),
             "retry_after" => self.retry_after = number()?,
             "fault" => self.fault = Some(Fault::parse(value)?),
@@ -165,7 +173,11 @@ mod tests {
 
     #[test]
     fn body_directives_override_headers_and_config() {
-        let config = MockConfig { latency_ms: 7, chunk_delay_ms: 3, require_api_key: None };
+        let config = MockConfig {
+            latency_ms: 7,
+            chunk_delay_ms: 3,
+            require_api_key: None,
+        };
         let mut headers = HeaderMap::new();
         headers.insert("x-mock-chunks", "9".parse().unwrap());
         headers.insert("x-mock-fault", "500".parse().unwrap());
@@ -183,12 +195,29 @@ mod tests {
     fn bad_knobs_are_reported_not_ignored() {
         let config = MockConfig::default();
         let none = HeaderMap::new();
-        assert!(matches!(Knobs::read(&config, &none, b"[mock fault=explode]"), Err(KnobError::UnknownFault(_))));
-        assert!(matches!(Knobs::read(&config, &none, b"[mock fault=200]"), Err(KnobError::UnknownFault(_))));
-        assert!(matches!(Knobs::read(&config, &none, b"[mock latncy=1]"), Err(KnobError::UnknownKnob(_))));
-        assert!(matches!(Knobs::read(&config, &none, b"[mock chunks=x]"), Err(KnobError::NotANumber { .. })));
+        assert!(matches!(
+            Knobs::read(&config, &none, b"[mock fault=explode]"),
+            Err(KnobError::UnknownFault(_))
+        ));
+        assert!(matches!(
+            Knobs::read(&config, &none, b"[mock fault=200]"),
+            Err(KnobError::UnknownFault(_))
+        ));
+        assert!(matches!(
+            Knobs::read(&config, &none, b"[mock latncy=1]"),
+            Err(KnobError::UnknownKnob(_))
+        ));
+        assert!(matches!(
+            Knobs::read(&config, &none, b"[mock chunks=x]"),
+            Err(KnobError::NotANumber { .. })
+        ));
         let plain = Knobs::read(&config, &none, b"no directive [mock").unwrap();
         assert_eq!(plain, Knobs::defaults(&config));
-        assert_eq!(Knobs::read(&config, &none, b"[mock chunks=0]").unwrap().chunks, 1);
+        assert_eq!(
+            Knobs::read(&config, &none, b"[mock chunks=0]")
+                .unwrap()
+                .chunks,
+            1
+        );
     }
 }

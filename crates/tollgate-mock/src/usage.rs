@@ -75,9 +75,14 @@ pub fn usage_for(
     let prompt = 8 + prompt_text_bytes / 4;
     let write = prompt / 8;
     let write_5m = write / 2;
-    let output = output_tokens
-        .unwrap_or_else(|| max_tokens.map_or(DEFAULT_OUTPUT_TOKENS, |m| m.min(DEFAULT_OUTPUT_TOKENS)));
-    let reasoning = if is_reasoning_model(model) { output / 2 } else { 0 };
+    let output = output_tokens.unwrap_or_else(|| {
+        max_tokens.map_or(DEFAULT_OUTPUT_TOKENS, |m| m.min(DEFAULT_OUTPUT_TOKENS))
+    });
+    let reasoning = if is_reasoning_model(model) {
+        output / 2
+    } else {
+        0
+    };
     MockUsage {
         prompt_tokens: prompt,
         cache_read_tokens: prompt / 4,
@@ -94,7 +99,12 @@ pub fn usage_for(
 pub fn usage_for_request(body: &[u8], model: &str) -> Option<MockUsage> {
     let json: Value = serde_json::from_slice(body).ok()?;
     let knob = crate::knobs::body_output_tokens(body);
-    Some(usage_for(measure_prompt(&json).bytes, model, max_output_limit(&json), knob))
+    Some(usage_for(
+        measure_prompt(&json).bytes,
+        model,
+        max_output_limit(&json),
+        knob,
+    ))
 }
 
 /// Whether the mock treats `model` as a reasoning model.
@@ -127,7 +137,9 @@ fn walk(value: &Value, counted: bool, acc: &mut PromptText) {
         // Token-id arrays (embeddings input) count as four bytes a token.
         Value::Number(n) if counted => {
             acc.bytes += 4;
-            acc.digest = acc.digest.wrapping_add(fnv1a(&n.as_u64().unwrap_or(0).to_le_bytes()));
+            acc.digest = acc
+                .digest
+                .wrapping_add(fnv1a(&n.as_u64().unwrap_or(0).to_le_bytes()));
         }
         Value::Array(items) => items.iter().for_each(|item| walk(item, counted, acc)),
         Value::Object(map) => map
@@ -143,10 +155,16 @@ pub(crate) fn max_output_limit(json: &Value) -> Option<u64> {
         json.get("max_tokens"),
         json.get("max_completion_tokens"),
         json.get("max_output_tokens"),
-        json.get("generationConfig").and_then(|g| g.get("maxOutputTokens")),
-        json.get("generation_config").and_then(|g| g.get("max_output_tokens")),
+        json.get("generationConfig")
+            .and_then(|g| g.get("maxOutputTokens")),
+        json.get("generation_config")
+            .and_then(|g| g.get("max_output_tokens")),
     ];
-    candidates.into_iter().flatten().filter_map(Value::as_u64).min()
+    candidates
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_u64)
+        .min()
 }
 
 pub(crate) fn fnv1a(bytes: &[u8]) -> u64 {
@@ -186,9 +204,15 @@ pub(crate) fn split_deltas(text: &str, parts: usize) -> Vec<&str> {
     let words = if text.is_empty() { 0 } else { starts.len() };
     let boundary = |k: usize| -> usize {
         let w = k * words / parts;
-        if w >= words { text.len() } else { starts[w] }
+        if w >= words {
+            text.len()
+        } else {
+            starts[w]
+        }
     };
-    (0..parts).map(|k| &text[boundary(k)..boundary(k + 1)]).collect()
+    (0..parts)
+        .map(|k| &text[boundary(k)..boundary(k + 1)])
+        .collect()
 }
 
 #[cfg(test)]
@@ -208,7 +232,10 @@ mod tests {
         assert_eq!(u.reasoning_tokens, 0);
 
         let r = usage_for(0, "o3-mini", Some(10), None);
-        assert_eq!((r.prompt_tokens, r.output_tokens, r.reasoning_tokens), (8, 10, 5));
+        assert_eq!(
+            (r.prompt_tokens, r.output_tokens, r.reasoning_tokens),
+            (8, 10, 5)
+        );
         let k = usage_for(0, "claude-think", Some(10), Some(99));
         assert_eq!((k.output_tokens, k.reasoning_tokens), (99, 49));
     }
@@ -220,7 +247,8 @@ mod tests {
             {"role":"user","content":[{"type":"text","text":"efgh"},{"type":"image_url","image_url":{"url":"data:zzzz"}}]}
         ]});
         assert_eq!(measure_prompt(&chat).bytes, 8);
-        let anthropic = json!({"model":"m","system":"abcd","messages":[{"role":"user","content":"efgh"}]});
+        let anthropic =
+            json!({"model":"m","system":"abcd","messages":[{"role":"user","content":"efgh"}]});
         assert_eq!(measure_prompt(&anthropic), measure_prompt(&chat));
         let gemini = json!({"systemInstruction":{"parts":[{"text":"abcd"}]},"contents":[{"role":"user","parts":[{"text":"efgh"}]}]});
         assert_eq!(measure_prompt(&gemini), measure_prompt(&chat));
@@ -243,8 +271,14 @@ mod tests {
 
     #[test]
     fn max_output_limit_takes_the_smallest() {
-        assert_eq!(max_output_limit(&json!({"max_tokens":50,"max_completion_tokens":7})), Some(7));
-        assert_eq!(max_output_limit(&json!({"generationConfig":{"maxOutputTokens":3}})), Some(3));
+        assert_eq!(
+            max_output_limit(&json!({"max_tokens":50,"max_completion_tokens":7})),
+            Some(7)
+        );
+        assert_eq!(
+            max_output_limit(&json!({"generationConfig":{"maxOutputTokens":3}})),
+            Some(3)
+        );
         assert_eq!(max_output_limit(&json!({})), None);
     }
 }

@@ -351,6 +351,12 @@ impl Catalog {
         Catalog::build(entries, true)
     }
 
+    /// Builds a catalog without failing: a repeated (provider, model, date)
+    /// keeps the first, and where names clash the later entry wins.
+    pub(crate) fn from_entries_lenient(entries: Vec<PriceEntry>) -> Catalog {
+        Catalog::build(entries, false).unwrap_or_default()
+    }
+
     /// Builds a catalog from entries as written in a config file
     /// (`[[prices]]` tables in the same format as `prices.toml`).
     pub fn from_raw_entries(raw: Vec<crate::RawPriceEntry>) -> Result<Catalog, CatalogError> {
@@ -390,15 +396,28 @@ impl Catalog {
         let insertion: Vec<usize> = seq.iter().map(|(i, _)| *i).collect();
         let entries: Vec<PriceEntry> = seq.into_iter().map(|(_, e)| e).collect();
 
-        let mut groups: HashMap<(String, String), Vec<usize>> = HashMap::new();
-        for (i, e) in entries.iter().enumerate() {
-            let g = groups.entry((e.provider.clone(), e.model.clone())).or_default();
-            if let Some(&last) = g.last() {
-                if entries[last].effective_from == e.effective_from {
-                    return Err(CatalogError::Duplicate { entry: e.label() });
+        // A repeated (provider, model, date) is an error; in lenient mode the
+        // first one (in sorted order: the earliest inserted) is kept.
+        let mut kept: Vec<PriceEntry> = Vec::with_capacity(entries.len());
+        let mut kept_insertion: Vec<usize> = Vec::with_capacity(entries.len());
+        for (e, ins) in entries.into_iter().zip(insertion) {
+            if let Some(last) = kept.last() {
+                if last.provider == e.provider && last.model == e.model && last.effective_from == e.effective_from {
+                    if strict {
+                        return Err(CatalogError::Duplicate { entry: e.label() });
+                    }
+                    continue;
                 }
             }
-            g.push(i);
+            kept.push(e);
+            kept_insertion.push(ins);
+        }
+        let entries = kept;
+        let insertion = kept_insertion;
+
+        let mut groups: HashMap<(String, String), Vec<usize>> = HashMap::new();
+        for (i, e) in entries.iter().enumerate() {
+            groups.entry((e.provider.clone(), e.model.clone())).or_default().push(i);
         }
 
         // Aliases first, then model names, so a model's own name always wins;

@@ -9,8 +9,9 @@
 pub(crate) fn canonical_provider(p: &str) -> String {
     let p = p.trim().to_ascii_lowercase();
     match p.as_str() {
-        "google" | "google_ai" | "google-ai" | "googleai" | "gemini_api" | "vertex" | "vertex_ai"
-        | "vertexai" | "google_vertex" | "vertex_ai-language-models" => "gemini".to_owned(),
+        // Vertex AI is a separate price list (it differs from the Gemini API
+        // for some models), so it is not folded in here.
+        "google" | "google_ai" | "google-ai" | "googleai" | "gemini_api" => "gemini".to_owned(),
         "azure" | "azure-openai" | "azureopenai" | "azure_ai" => "azure_openai".to_owned(),
         "aws" | "aws_bedrock" | "aws-bedrock" | "amazon_bedrock" | "bedrock_converse" => {
             "bedrock".to_owned()
@@ -61,14 +62,18 @@ pub(crate) fn candidates(model: &str) -> Vec<String> {
         push(&cur);
     }
 
-    // Bedrock: `us.anthropic.claude-sonnet-4-5-20250929-v1:0`.
+    // Bedrock: `[region.]vendor.name[-vN[:M]]`, e.g.
+    // `us.anthropic.claude-sonnet-4-5-20250929-v1:0`. Each stage is also tried
+    // without the version suffix.
     if let Some(rest) = BEDROCK_REGIONS.iter().find_map(|r| cur.strip_prefix(r)) {
         if BEDROCK_VENDORS.iter().any(|v| rest.starts_with(v)) {
+            push(strip_bedrock_version(&cur));
             cur = rest.to_owned();
             push(&cur);
         }
     }
     if let Some(rest) = BEDROCK_VENDORS.iter().find_map(|v| cur.strip_prefix(v)) {
+        push(strip_bedrock_version(&cur));
         cur = rest.to_owned();
         push(&cur);
         cur = strip_bedrock_version(&cur).to_owned();
@@ -151,7 +156,9 @@ mod tests {
             candidates("us.anthropic.claude-sonnet-4-5-20250929-v1:0"),
             vec![
                 "us.anthropic.claude-sonnet-4-5-20250929-v1:0",
+                "us.anthropic.claude-sonnet-4-5-20250929",
                 "anthropic.claude-sonnet-4-5-20250929-v1:0",
+                "anthropic.claude-sonnet-4-5-20250929",
                 "claude-sonnet-4-5-20250929-v1:0",
                 "claude-sonnet-4-5-20250929",
                 "claude-sonnet-4-5",

@@ -19,7 +19,7 @@ pub const MAX_TAG_VALUE_LEN: usize = 256;
 const MAX_ID_LEN: usize = 256;
 
 /// Who and what one request is for.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Attribution {
     /// All tags, `team`, `feature`, `env`, `org`, `user` included.
     pub tags: BTreeMap<String, String>,

@@ -56,6 +56,19 @@ struct RawConfig {
     models: Vec<RawModel>,
     #[serde(default)]
     budgets: Vec<toml::Spanned<toml::Value>>,
+    #[serde(default)]
+    ledger: RawLedger,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawLedger {
+    /// Default: `<database path>.spool` beside the database.
+    spool_dir: Option<String>,
+    spool_max_bytes: Option<u64>,
+    /// `block` (default) or `reject`.
+    on_full: Option<String>,
+    fsync: Option<bool>,
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -168,6 +181,8 @@ pub struct Config {
     pub storage: StorageConfig,
     pub providers: Vec<Provider>,
     pub routes: HashMap<String, Route>,
+    /// The ledger spool; `None` until resolved against the database path.
+    pub ledger: Option<crate::ledger::SpoolConfig>,
     /// Where the settings came from (a file path, or "built-in defaults").
     pub source: String,
 }
@@ -458,7 +473,37 @@ fn resolve(raw: RawConfig, path: &str, text: &str, env: &dyn Env) -> Result<Conf
         }
     }
 
+    let on_full = match raw.ledger.on_full.as_deref() {
+        None | Some("block") => crate::ledger::OnFull::Block,
+        Some("reject") => crate::ledger::OnFull::Reject,
+        Some(o) => return Err(invalid(format!("ledger.on_full {o:?} is not one of \"block\", \"reject\""))),
+    };
+    let ledger = if raw.ledger.spool_dir.is_some()
+        || raw.ledger.spool_max_bytes.is_some()
+        || raw.ledger.on_full.is_some()
+        || raw.ledger.fsync.is_some()
+    {
+        let db = raw.storage.url.clone().unwrap_or_else(|| DEFAULT_DB.into());
+        let db_path = crate::store::sqlite::sqlite_path(&db).map_err(|e| invalid(e.to_string()))?;
+        let mut s = crate::ledger::SpoolConfig::beside(&db_path);
+        if let Some(d) = raw.ledger.spool_dir {
+            s.dir = d.into();
+        }
+        if let Some(m) = raw.ledger.spool_max_bytes {
+            if m == 0 {
+                return Err(invalid("ledger.spool_max_bytes must be greater than 0".into()));
+            }
+            s.max_bytes = m;
+        }
+        s.on_full = on_full;
+        s.fsync = raw.ledger.fsync.unwrap_or(false);
+        Some(s)
+    } else {
+        None
+    };
+
     Ok(Config {
+        ledger,
         server: ServerConfig {
             listen,
             admin_token,

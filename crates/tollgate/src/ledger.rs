@@ -1,14 +1,28 @@
-//! The ledger: one row per authenticated request, written off the request path.
+//! The ledger: one row per authenticated request, durable before the client
+//! gets its last byte, and never blocked on the database.
 //!
-//! [`LedgerRow`] is what the pipeline fills in; [`LedgerWriter`] hands rows
-//! to a dedicated thread that commits them in batches (group commit) and
-//! acknowledges each row once it is in the database, so the pipeline can hold
-//! a response's last byte until its row is safe. Rows are idempotent by
-//! request id: writing the same row twice stores it once.
+//! ```text
+//! pipeline ──row──▶ spool thread ──append (one write per batch)──▶ spool/ledger-N.jsonl
+//!                      │  ack each row once its bytes are written
+//!                      └──batch──▶ loader thread ──INSERT OR IGNORE──▶ SQLite
+//!                                     deletes a segment once all its rows are in
+//! ```
+//!
+//! "Acknowledged" means the row's bytes were handed to the OS (`write(2)`),
+//! which survives `kill -9`; `fsync = true` also makes it survive power loss.
+//! At start-up every segment left behind is replayed into the database;
+//! replay is idempotent by request id, so a row is never counted twice.
+//! When the database is slow or down, the spool grows up to `max_bytes`; at
+//! the bound the configured [`OnFull`] applies — never silent loss.
 
-use std::sync::Arc;
+use std::fs::{File, OpenOptions};
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
 
+use serde::{Deserialize, Deserializer, Serialize};
 use tokio::sync::{mpsc, oneshot};
 use tollgate_units::{Money, Usage};
 
@@ -16,7 +30,8 @@ use crate::attribution::Attribution;
 use crate::store::LedgerStore;
 
 /// Where a row's token counts came from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum UsageSource {
     /// The provider's own usage fields.
     Provider,
@@ -33,15 +48,47 @@ impl UsageSource {
     }
 }
 
+/// Names from a closed set, kept as `&'static str` on the hot path.
+pub fn endpoint_static(s: &str) -> &'static str {
+    match s {
+        "chat.completions" => "chat.completions",
+        "embeddings" => "embeddings",
+        "responses" => "responses",
+        "messages" => "messages",
+        _ => "other",
+    }
+}
+
+pub fn cache_static(s: &str) -> &'static str {
+    match s {
+        "hit" => "hit",
+        "miss" => "miss",
+        _ => "off",
+    }
+}
+
+fn de_endpoint<'de, D: Deserializer<'de>>(d: D) -> Result<&'static str, D::Error> {
+    Ok(endpoint_static(&String::deserialize(d)?))
+}
+
+fn de_cache<'de, D: Deserializer<'de>>(d: D) -> Result<&'static str, D::Error> {
+    Ok(cache_static(&String::deserialize(d)?))
+}
+
+/// A name from a closed set (an alias, so serde does not try to borrow it
+/// from the input: `de_endpoint` / `de_cache` map it to its static string).
+pub type StaticName = &'static str;
+
 /// One request's entry.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct LedgerRow {
     pub request_id: String,
     /// Unix milliseconds when the request arrived.
     pub time_ms: i64,
     pub key_id: Option<String>,
     /// `chat.completions`, `embeddings`, `responses`, `messages`.
-    pub endpoint: &'static str,
+    #[serde(deserialize_with = "de_endpoint")]
+    pub endpoint: StaticName,
     pub requested_model: Option<String>,
     /// The model that served it (as the provider named it when it did).
     pub model: Option<String>,
@@ -58,7 +105,8 @@ pub struct LedgerRow {
     pub streamed: bool,
     pub client_disconnected: bool,
     /// `hit`, `miss` or `off`.
-    pub cache: &'static str,
+    #[serde(deserialize_with = "de_cache")]
+    pub cache: StaticName,
     pub latency_ms: u64,
     pub ttft_ms: Option<u64>,
     /// Upstream attempts made (retries and fallbacks included).
@@ -66,67 +114,188 @@ pub struct LedgerRow {
     pub attribution: Attribution,
 }
 
+/// What to do when the spool holds `max_bytes` not yet in the database.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OnFull {
+    /// Hold each new row's acknowledgement (and so its response's last
+    /// byte) until the database catches up.
+    Block,
+    /// Refuse new requests with 429 `rate_limited` until it catches up.
+    Reject,
+}
+
+#[derive(Debug, Clone)]
+pub struct SpoolConfig {
+    pub dir: PathBuf,
+    pub max_bytes: u64,
+    pub on_full: OnFull,
+    /// `fdatasync` each batch (survives power loss, not only process death).
+    pub fsync: bool,
+}
+
+impl SpoolConfig {
+    pub fn beside(db_path: &Path) -> SpoolConfig {
+        let mut dir = db_path.as_os_str().to_owned();
+        dir.push(".spool");
+        SpoolConfig { dir: PathBuf::from(dir), max_bytes: 256 * 1024 * 1024, on_full: OnFull::Block, fsync: false }
+    }
+}
+
 struct Job {
     row: LedgerRow,
     ack: Option<oneshot::Sender<()>>,
 }
 
-/// Handle to the ledger's writer thread. Cheap to clone.
+enum Load {
+    Batch { bytes: u64, rows: Vec<LedgerRow> },
+    /// Every batch of this segment was sent before this marker.
+    Closed(PathBuf),
+}
+
+/// Bytes spooled but not yet in the database, with a wake-up for `Block`.
+#[derive(Default)]
+struct Backlog {
+    bytes: AtomicU64,
+    lock: Mutex<()>,
+    drained: Condvar,
+}
+
+/// Handle to the ledger. Cheap to clone.
 #[derive(Clone)]
 pub struct LedgerWriter {
     tx: mpsc::UnboundedSender<Job>,
+    backlog: Arc<Backlog>,
+    max_bytes: u64,
+    on_full: OnFull,
 }
 
-/// Joins the writer thread after every handle is dropped (graceful drain).
+/// Joins the ledger threads after every handle is dropped (graceful drain).
 pub struct LedgerDrain {
-    thread: std::thread::JoinHandle<()>,
+    threads: Vec<std::thread::JoinHandle<()>>,
 }
 
 impl LedgerDrain {
-    /// Waits until every row handed to the writer is committed.
+    /// Waits until every row handed to the writer is in the database.
     pub fn wait(self) {
-        if self.thread.join().is_err() {
-            tracing::error!("ledger writer thread panicked while draining");
+        for t in self.threads {
+            if t.join().is_err() {
+                tracing::error!("a ledger thread panicked while draining");
+            }
         }
     }
 }
 
 const MAX_BATCH: usize = 1024;
+const SEGMENT_BYTES: u64 = 8 * 1024 * 1024;
+
+fn segment_path(dir: &Path, seq: u64) -> PathBuf {
+    dir.join(format!("ledger-{seq:012}.jsonl"))
+}
+
+fn segments(dir: &Path) -> std::io::Result<Vec<(u64, PathBuf)>> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir)? {
+        let p = e?.path();
+        let seq = p
+            .file_name()
+            .and_then(|n| n.to_str())
+            .and_then(|n| n.strip_prefix("ledger-"))
+            .and_then(|n| n.strip_suffix(".jsonl"))
+            .and_then(|n| n.parse::<u64>().ok());
+        if let Some(s) = seq {
+            out.push((s, p));
+        }
+    }
+    out.sort();
+    Ok(out)
+}
+
+/// Loads every segment left by an earlier run into the store, then deletes it.
+/// A torn last line (the process died mid-write) was never acknowledged and is skipped.
+pub fn replay(dir: &Path, store: &dyn LedgerStore) -> Result<u64, crate::store::StoreError> {
+    let mut n = 0;
+    for (_, path) in segments(dir)? {
+        let mut rows = Vec::new();
+        for line in BufReader::new(File::open(&path)?).split(b'\n') {
+            let line = line?;
+            if line.is_empty() {
+                continue;
+            }
+            match serde_json::from_slice::<LedgerRow>(&line) {
+                Ok(r) => rows.push(r),
+                Err(e) => tracing::warn!(file = %path.display(), error = %e, "skipping a torn spool line"),
+            }
+        }
+        for chunk in rows.chunks(MAX_BATCH) {
+            let refs: Vec<&LedgerRow> = chunk.iter().collect();
+            store.append(&refs)?;
+        }
+        n += rows.len() as u64;
+        std::fs::remove_file(&path)?;
+    }
+    if n > 0 {
+        tracing::info!(rows = n, "replayed the ledger spool");
+    }
+    Ok(n)
+}
 
 impl LedgerWriter {
-    pub fn start(store: Arc<dyn LedgerStore>) -> std::io::Result<(LedgerWriter, LedgerDrain)> {
-        let (tx, mut rx) = mpsc::unbounded_channel::<Job>();
-        let thread = std::thread::Builder::new()
-            .name("ledger-writer".into())
-            .spawn(move || {
-                let mut batch: Vec<Job> = Vec::with_capacity(MAX_BATCH);
-                while let Some(first) = rx.blocking_recv() {
-                    batch.push(first);
-                    while batch.len() < MAX_BATCH {
-                        match rx.try_recv() {
-                            Ok(j) => batch.push(j),
-                            Err(_) => break,
-                        }
-                    }
-                    let rows: Vec<&LedgerRow> = batch.iter().map(|j| &j.row).collect();
-                    // Never drop a row: retry until the store takes it.
-                    let mut delay = Duration::from_millis(10);
-                    while let Err(error) = store.append(&rows) {
-                        tracing::error!(%error, rows = rows.len(), "ledger write failed; retrying");
-                        std::thread::sleep(delay);
-                        delay = (delay * 2).min(Duration::from_secs(2));
-                    }
-                    for job in batch.drain(..) {
-                        if let Some(ack) = job.ack {
-                            let _ = ack.send(());
-                        }
-                    }
-                }
-            })?;
-        Ok((LedgerWriter { tx }, LedgerDrain { thread }))
+    /// Replays what an earlier run left in the spool, then starts the spool
+    /// and loader threads.
+    pub fn start(store: Arc<dyn LedgerStore>, cfg: SpoolConfig) -> Result<(LedgerWriter, LedgerDrain), crate::store::StoreError> {
+        std::fs::create_dir_all(&cfg.dir)?;
+        replay(&cfg.dir, store.as_ref())?;
+        let next_seq = segments(&cfg.dir)?.last().map_or(1, |(s, _)| s + 1);
+
+        let (tx, rx) = mpsc::unbounded_channel::<Job>();
+        let (load_tx, load_rx) = std::sync::mpsc::channel::<Load>();
+        let backlog = Arc::new(Backlog::default());
+
+        let spool = {
+            let backlog = backlog.clone();
+            let cfg = cfg.clone();
+            std::thread::Builder::new()
+                .name("ledger-spool".into())
+                .spawn(move || spool_thread(rx, load_tx, backlog, cfg, next_seq))?
+        };
+        let loader = {
+            let backlog = backlog.clone();
+            std::thread::Builder::new().name("ledger-loader".into()).spawn(move || loader_thread(load_rx, store, backlog))?
+        };
+        Ok((
+            LedgerWriter { tx, backlog, max_bytes: cfg.max_bytes, on_full: cfg.on_full },
+            LedgerDrain { threads: vec![spool, loader] },
+        ))
     }
 
-    /// Queue a row and wait until it is committed.
+    /// True when the spool is at its bound and the policy is to refuse new work.
+    pub fn refusing(&self) -> bool {
+        self.on_full == OnFull::Reject && self.backlog.bytes.load(Ordering::Acquire) >= self.max_bytes
+    }
+
+    /// Bytes waiting in the spool for the database.
+    pub fn backlog_bytes(&self) -> u64 {
+        self.backlog.bytes.load(Ordering::Acquire)
+    }
+
+    /// A read-only view of the backlog that does not keep the ledger open.
+    pub fn backlog_probe(&self) -> BacklogProbe {
+        BacklogProbe(self.backlog.clone())
+    }
+}
+
+/// Watches how many acknowledged bytes are not yet in the database.
+#[derive(Clone)]
+pub struct BacklogProbe(Arc<Backlog>);
+
+impl BacklogProbe {
+    pub fn bytes(&self) -> u64 {
+        self.0.bytes.load(Ordering::Acquire)
+    }
+}
+
+impl LedgerWriter {
+    /// Queue a row and wait until it is durable in the spool.
     pub async fn write(&self, row: LedgerRow) {
         let (ack, done) = oneshot::channel();
         if self.tx.send(Job { row, ack: Some(ack) }).is_err() {
@@ -141,5 +310,277 @@ impl LedgerWriter {
         if self.tx.send(Job { row, ack: None }).is_err() {
             tracing::error!("ledger writer is gone; row not written");
         }
+    }
+}
+
+fn open_segment(dir: &Path, seq: u64) -> std::io::Result<File> {
+    OpenOptions::new().create(true).append(true).open(segment_path(dir, seq))
+}
+
+fn spool_thread(
+    mut rx: mpsc::UnboundedReceiver<Job>,
+    load_tx: std::sync::mpsc::Sender<Load>,
+    backlog: Arc<Backlog>,
+    cfg: SpoolConfig,
+    mut seq: u64,
+) {
+    let mut file: Option<File> = None;
+    let mut written: u64 = 0;
+    let mut batch: Vec<Job> = Vec::with_capacity(MAX_BATCH);
+    let mut buf: Vec<u8> = Vec::with_capacity(256 * 1024);
+    while let Some(first) = rx.blocking_recv() {
+        batch.push(first);
+        while batch.len() < MAX_BATCH {
+            match rx.try_recv() {
+                Ok(j) => batch.push(j),
+                Err(_) => break,
+            }
+        }
+        buf.clear();
+        for j in &batch {
+            // Serialising a row cannot fail (plain data); a failure would be a bug.
+            if let Err(e) = serde_json::to_writer(&mut buf, &j.row) {
+                tracing::error!(error = %e, "cannot serialise a ledger row");
+            }
+            buf.push(b'\n');
+        }
+        if cfg.on_full == OnFull::Block {
+            let mut guard = backlog.lock.lock().unwrap_or_else(|p| p.into_inner());
+            while backlog.bytes.load(Ordering::Acquire) >= cfg.max_bytes {
+                tracing::warn!(bytes = backlog.bytes.load(Ordering::Acquire), "ledger spool full; holding acknowledgements");
+                guard = backlog
+                    .drained
+                    .wait_timeout(guard, Duration::from_millis(200))
+                    .map(|(g, _)| g)
+                    .unwrap_or_else(|p| p.into_inner().0);
+            }
+        }
+        // Never drop a row: retry the append until the disk takes it.
+        let mut delay = Duration::from_millis(10);
+        loop {
+            let res = (|| -> std::io::Result<()> {
+                if file.is_none() {
+                    file = Some(open_segment(&cfg.dir, seq)?);
+                }
+                let f = file.as_mut().ok_or_else(|| std::io::Error::other("no spool segment"))?;
+                f.write_all(&buf)?;
+                if cfg.fsync {
+                    f.sync_data()?;
+                }
+                Ok(())
+            })();
+            match res {
+                Ok(()) => break,
+                Err(e) => {
+                    tracing::error!(error = %e, dir = %cfg.dir.display(), "cannot append to the ledger spool; retrying");
+                    file = None;
+                    std::thread::sleep(delay);
+                    delay = (delay * 2).min(Duration::from_secs(2));
+                }
+            }
+        }
+        let bytes = buf.len() as u64;
+        backlog.bytes.fetch_add(bytes, Ordering::AcqRel);
+        written += bytes;
+        let mut rows = Vec::with_capacity(batch.len());
+        for job in batch.drain(..) {
+            if let Some(ack) = job.ack {
+                let _ = ack.send(());
+            }
+            rows.push(job.row);
+        }
+        let _ = load_tx.send(Load::Batch { bytes, rows });
+        if written >= SEGMENT_BYTES {
+            file = None;
+            let _ = load_tx.send(Load::Closed(segment_path(&cfg.dir, seq)));
+            seq += 1;
+            written = 0;
+        }
+    }
+    if file.is_some() || written > 0 {
+        let _ = load_tx.send(Load::Closed(segment_path(&cfg.dir, seq)));
+    }
+}
+
+fn loader_thread(rx: std::sync::mpsc::Receiver<Load>, store: Arc<dyn LedgerStore>, backlog: Arc<Backlog>) {
+    let mut pending: Vec<LedgerRow> = Vec::new();
+    let mut pending_bytes = 0u64;
+    let mut closed: Vec<PathBuf> = Vec::new();
+    let mut disconnected = false;
+    while !disconnected {
+        // Gather what is waiting into one transaction.
+        match rx.recv() {
+            Ok(m) => take(m, &mut pending, &mut pending_bytes, &mut closed),
+            Err(_) => disconnected = true,
+        }
+        while pending.len() < 8 * MAX_BATCH {
+            match rx.try_recv() {
+                Ok(m) => take(m, &mut pending, &mut pending_bytes, &mut closed),
+                Err(std::sync::mpsc::TryRecvError::Empty) => break,
+                Err(std::sync::mpsc::TryRecvError::Disconnected) => {
+                    disconnected = true;
+                    break;
+                }
+            }
+        }
+        if !pending.is_empty() {
+            let refs: Vec<&LedgerRow> = pending.iter().collect();
+            let mut delay = Duration::from_millis(10);
+            while let Err(error) = store.append(&refs) {
+                tracing::error!(%error, rows = refs.len(), "ledger database write failed; rows stay in the spool, retrying");
+                std::thread::sleep(delay);
+                delay = (delay * 2).min(Duration::from_secs(2));
+            }
+            pending.clear();
+            backlog.bytes.fetch_sub(pending_bytes, Ordering::AcqRel);
+            pending_bytes = 0;
+            backlog.drained.notify_all();
+        }
+        // Every row of a closed segment is now in the database.
+        for path in closed.drain(..) {
+            if let Err(e) = std::fs::remove_file(&path) {
+                if e.kind() != std::io::ErrorKind::NotFound {
+                    tracing::warn!(file = %path.display(), error = %e, "cannot remove a loaded spool segment");
+                }
+            }
+        }
+    }
+}
+
+fn take(m: Load, pending: &mut Vec<LedgerRow>, bytes: &mut u64, closed: &mut Vec<PathBuf>) {
+    match m {
+        Load::Batch { bytes: b, rows } => {
+            *bytes += b;
+            pending.extend(rows);
+        }
+        Load::Closed(p) => closed.push(p),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::sqlite::SqliteStore;
+    use crate::store::RequestQuery;
+
+    pub fn row(id: &str) -> LedgerRow {
+        LedgerRow {
+            request_id: id.into(),
+            time_ms: 1_700_000_000_000,
+            key_id: Some("key_x".into()),
+            endpoint: "chat.completions",
+            requested_model: Some("gpt-4o-mini".into()),
+            model: Some("gpt-4o-mini-2024-07-18".into()),
+            provider: Some("openai".into()),
+            status: 200,
+            error_code: None,
+            usage: Usage { input: 10, cache_read: 5, output: 7, reasoning: 2, ..Usage::default() },
+            usage_source: UsageSource::Provider,
+            cost: Some(Money::from_nanos(12_345)),
+            cache_savings: Money::from_nanos(100),
+            streamed: true,
+            client_disconnected: false,
+            cache: "off",
+            latency_ms: 12,
+            ttft_ms: Some(3),
+            attempts: 1,
+            attribution: Attribution::default(),
+        }
+    }
+
+    fn count(store: &SqliteStore) -> usize {
+        store.requests(&RequestQuery { filters: vec![], limit: 1000, cursor: None }).unwrap().rows.len()
+    }
+
+    #[test]
+    fn spool_lines_round_trip() {
+        let r = row("a");
+        let line = serde_json::to_string(&r).unwrap();
+        assert_eq!(serde_json::from_str::<LedgerRow>(&line).unwrap(), r);
+    }
+
+    #[test]
+    fn replay_loads_leftovers_once_and_skips_a_torn_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(&format!("sqlite://{}", dir.path().join("l.db").display())).unwrap();
+        let spool = dir.path().join("spool");
+        std::fs::create_dir_all(&spool).unwrap();
+        let mut text = String::new();
+        for id in ["r1", "r2", "r1"] {
+            text.push_str(&serde_json::to_string(&row(id)).unwrap());
+            text.push('\n');
+        }
+        text.push_str("{\"request_id\":\"torn");
+        std::fs::write(segment_path(&spool, 7), &text).unwrap();
+        // r2 is already in the database (the loader committed it before the crash).
+        store.append(&[&row("r2")]).unwrap();
+        assert_eq!(replay(&spool, &store).unwrap(), 3);
+        assert_eq!(count(&store), 2, "duplicates are stored once");
+        assert!(segments(&spool).unwrap().is_empty());
+    }
+
+    #[tokio::test]
+    async fn rows_reach_the_database_and_the_spool_empties_on_drain() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(SqliteStore::open(&format!("sqlite://{}", dir.path().join("l.db").display())).unwrap());
+        let cfg = SpoolConfig::beside(&dir.path().join("l.db"));
+        let (w, drain) = LedgerWriter::start(store.clone(), cfg.clone()).unwrap();
+        for i in 0..500 {
+            w.write(row(&format!("r{i:04}"))).await;
+        }
+        drop(w);
+        tokio::task::spawn_blocking(move || drain.wait()).await.unwrap();
+        assert_eq!(count(&store), 500);
+        assert!(segments(&cfg.dir).unwrap().is_empty(), "loaded segments are removed");
+    }
+
+    #[tokio::test]
+    async fn a_locked_database_does_not_stop_acknowledgements() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("l.db");
+        let store = Arc::new(SqliteStore::open(&format!("sqlite://{}", db.display())).unwrap());
+        let (w, drain) = LedgerWriter::start(store.clone(), SpoolConfig::beside(&db)).unwrap();
+        // Another process-like connection holds the write lock.
+        let blocker = rusqlite::Connection::open(&db).unwrap();
+        blocker.execute_batch("BEGIN IMMEDIATE").unwrap();
+        for i in 0..50 {
+            tokio::time::timeout(Duration::from_secs(2), w.write(row(&format!("b{i}")))).await.expect("acked while the db is locked");
+        }
+        assert!(w.backlog_bytes() > 0, "rows wait in the spool");
+        blocker.execute_batch("COMMIT").unwrap();
+        drop(blocker);
+        drop(w);
+        tokio::task::spawn_blocking(move || drain.wait()).await.unwrap();
+        assert_eq!(count(&store), 50);
+    }
+
+    #[tokio::test]
+    async fn reject_policy_refuses_at_the_bound() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("l.db");
+        let store = Arc::new(SqliteStore::open(&format!("sqlite://{}", db.display())).unwrap());
+        let mut cfg = SpoolConfig::beside(&db);
+        cfg.max_bytes = 1000;
+        cfg.on_full = OnFull::Reject;
+        let (w, drain) = LedgerWriter::start(store.clone(), cfg).unwrap();
+        let blocker = rusqlite::Connection::open(&db).unwrap();
+        blocker.execute_batch("BEGIN IMMEDIATE").unwrap();
+        assert!(!w.refusing());
+        for i in 0..5 {
+            w.write(row(&format!("x{i}"))).await;
+        }
+        assert!(w.refusing(), "backlog {} over the bound", w.backlog_bytes());
+        blocker.execute_batch("COMMIT").unwrap();
+        drop(blocker);
+        for _ in 0..200 {
+            if !w.refusing() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert!(!w.refusing(), "accepts again once the database caught up");
+        drop(w);
+        tokio::task::spawn_blocking(move || drain.wait()).await.unwrap();
+        assert_eq!(count(&store), 5);
     }
 }

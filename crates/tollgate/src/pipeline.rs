@@ -142,6 +142,13 @@ async fn until_upstream(
         Principal::Passthrough { .. } => (&state.empty_tags, &state.empty_tags),
     };
     let key_tags = KeyTags { defaults, enforced };
+    if state.ledger.refusing() {
+        p.row_mut().attribution = attribute(headers, None, &[], key_tags).unwrap_or_default();
+        return Err(ApiError::RateLimited {
+            message: "the gateway's ledger is backed up (database slow or down); retry shortly".into(),
+            retry_after_secs: 1,
+        });
+    }
 
     let body = read_body(body, headers, state.config.server.max_body_bytes).await;
     let info = body.as_ref().map_err(Clone::clone).and_then(|b| inspect(p.format, b).map_err(upstream::adapter_error));

@@ -108,7 +108,8 @@ impl Gateway {
             )));
         }
         let hasher = key_hasher(&config, store.as_ref())?;
-        let (ledger, drain) = LedgerWriter::start(store.clone())?;
+        let spool = config.ledger.clone().unwrap_or_else(|| crate::ledger::SpoolConfig::beside(store.path()));
+        let (ledger, drain) = LedgerWriter::start(store.clone(), spool)?;
         let auth = Authenticator::new(store.clone(), hasher, config.server.auth);
         std::thread::spawn(crate::metering::warm_up);
         let state = AppState {

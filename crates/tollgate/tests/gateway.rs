@@ -359,6 +359,7 @@ async fn request_log_api_pages_and_filters() {
             .unwrap();
         let _ = r.bytes().await.unwrap();
     }
+    assert_eq!(h.rows().len(), 5, "every row has left the spool");
     let v: Value = h.http.get(format!("{}/api/v1/requests?limit=2&filter=team:growth", h.base)).send().await.unwrap().json().await.unwrap();
     assert_eq!(v["rows"].as_array().unwrap().len(), 2);
     let cursor = v["next_cursor"].as_str().unwrap().to_string();
@@ -396,6 +397,7 @@ async fn spend_api_groups_by_columns_and_custom_tags() {
         assert_eq!(r.status(), 200);
         let _ = r.bytes().await.unwrap();
     }
+    assert_eq!(h.rows().len(), 3);
     let get = |q: &str| {
         let url = format!("{}/api/v1/spend?{q}", h.base);
         let http = h.http.clone();

@@ -10,7 +10,7 @@ use tollgate_units::{Money, Usage};
 
 use super::{KeyRecord, KeyStore, LedgerStore, NewKey, RequestPage, RequestQuery, StoreError};
 use crate::attribution::Attribution;
-use crate::ledger::{LedgerRow, UsageSource};
+use crate::ledger::{cache_static, endpoint_static, LedgerRow, UsageSource};
 
 const SCHEMA: &str = r#"
 CREATE TABLE IF NOT EXISTS meta (
@@ -144,6 +144,10 @@ fn open(path: &PathBuf) -> Result<Connection, StoreError> {
 }
 
 impl SqliteStore {
+    pub fn path(&self) -> &std::path::Path {
+        &self.path
+    }
+
     pub fn open(url: &str) -> Result<SqliteStore, StoreError> {
         let path = sqlite_path(url)?;
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
@@ -257,23 +261,6 @@ impl KeyStore for SqliteStore {
     }
 }
 
-fn endpoint_static(s: &str) -> &'static str {
-    match s {
-        "chat.completions" => "chat.completions",
-        "embeddings" => "embeddings",
-        "responses" => "responses",
-        "messages" => "messages",
-        _ => "other",
-    }
-}
-
-fn cache_static(s: &str) -> &'static str {
-    match s {
-        "hit" => "hit",
-        "miss" => "miss",
-        _ => "off",
-    }
-}
 
 fn u(r: &rusqlite::Row<'_>, col: &str) -> Result<u64, rusqlite::Error> {
     Ok(r.get::<_, i64>(col)?.max(0) as u64)

@@ -21,6 +21,7 @@ pub struct Harness {
     pub store: Arc<SqliteStore>,
     pub http: reqwest::Client,
     pub _dir: tempfile::TempDir,
+    pub backlog: tollgate::ledger::BacklogProbe,
     shutdown: Option<tokio::sync::oneshot::Sender<()>>,
     server: Option<tokio::task::JoinHandle<()>>,
 }
@@ -80,6 +81,7 @@ impl Harness {
         };
         let created = keys::create(store.as_ref(), &hasher, spec, tollgate::pipeline::now_ms()).unwrap();
         let gateway = Gateway::build(config, store.clone()).unwrap();
+        let backlog = gateway.state.ledger.backlog_probe();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
@@ -99,6 +101,7 @@ impl Harness {
             store,
             http: reqwest::Client::new(),
             _dir: dir,
+            backlog,
             shutdown: Some(tx),
             server: Some(server),
         }
@@ -113,8 +116,15 @@ impl Harness {
         v["total"].as_u64().unwrap()
     }
 
-    /// All ledger rows, newest first.
+    /// All ledger rows, newest first, once every acknowledged row has moved
+    /// from the spool into the database.
     pub fn rows(&self) -> Vec<tollgate::ledger::LedgerRow> {
+        for _ in 0..500 {
+            if self.backlog.bytes() == 0 {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
         self.store.requests(&RequestQuery { filters: vec![], limit: 1000, cursor: None }).unwrap().rows
     }
 

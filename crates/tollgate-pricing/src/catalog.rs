@@ -14,7 +14,7 @@ use crate::names;
 const BUILTIN_TOML: &str = include_str!("../catalog/prices.toml");
 
 /// Which price list of a provider a request was served under.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ServiceTier {
     #[default]

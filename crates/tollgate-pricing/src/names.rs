@@ -12,7 +12,7 @@ pub(crate) fn canonical_provider(p: &str) -> String {
         // Vertex AI is a separate price list (it differs from the Gemini API
         // for some models), so it is not folded in here.
         "google" | "google_ai" | "google-ai" | "googleai" | "gemini_api" => "gemini".to_owned(),
-        "azure" | "azure-openai" | "azureopenai" | "azure_ai" => "azure_openai".to_owned(),
+        "azure" | "azure-openai" | "azureopenai" => "azure_openai".to_owned(),
         "aws" | "aws_bedrock" | "aws-bedrock" | "amazon_bedrock" | "bedrock_converse" => {
             "bedrock".to_owned()
         }
@@ -68,12 +68,14 @@ pub(crate) fn candidates(model: &str) -> Vec<String> {
     if let Some(rest) = BEDROCK_REGIONS.iter().find_map(|r| cur.strip_prefix(r)) {
         if BEDROCK_VENDORS.iter().any(|v| rest.starts_with(v)) {
             push(strip_bedrock_version(&cur));
+            push(strip_date(strip_bedrock_version(&cur)));
             cur = rest.to_owned();
             push(&cur);
         }
     }
     if let Some(rest) = BEDROCK_VENDORS.iter().find_map(|v| cur.strip_prefix(v)) {
         push(strip_bedrock_version(&cur));
+        push(strip_date(strip_bedrock_version(&cur)));
         cur = rest.to_owned();
         push(&cur);
         cur = strip_bedrock_version(&cur).to_owned();
@@ -157,8 +159,10 @@ mod tests {
             vec![
                 "us.anthropic.claude-sonnet-4-5-20250929-v1:0",
                 "us.anthropic.claude-sonnet-4-5-20250929",
+                "us.anthropic.claude-sonnet-4-5",
                 "anthropic.claude-sonnet-4-5-20250929-v1:0",
                 "anthropic.claude-sonnet-4-5-20250929",
+                "anthropic.claude-sonnet-4-5",
                 "claude-sonnet-4-5-20250929-v1:0",
                 "claude-sonnet-4-5-20250929",
                 "claude-sonnet-4-5",

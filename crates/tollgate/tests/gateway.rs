@@ -427,3 +427,86 @@ async fn spend_api_groups_by_columns_and_custom_tags() {
     assert_eq!(r.status(), 400);
     h.stop().await;
 }
+
+#[tokio::test]
+async fn key_policies_model_allow_list_expiry_and_enforced_tags() {
+    let h = Harness::start().await;
+    let hasher = tollgate::server::key_hasher(
+        &tollgate::config::Config::zero_config(&std::collections::HashMap::<String, String>::new()).unwrap(),
+        h.store.as_ref(),
+    )
+    .unwrap();
+    let now = tollgate::pipeline::now_ms();
+    let spec = tollgate::keys::KeySpec {
+        name: "limited".into(),
+        models: vec!["claude-*".into()],
+        enforce_tags: vec![("team".into(), "search".into())],
+        ..Default::default()
+    };
+    let limited = tollgate::keys::create(h.store.as_ref(), &hasher, spec, now).unwrap().secret;
+    let r = h
+        .http
+        .post(format!("{}/v1/chat/completions", h.base))
+        .bearer_auth(&limited)
+        .json(&chat("gpt-4o-mini", "hi", false))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 403);
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(v["error"]["code"], "model_not_allowed");
+    let r = h
+        .http
+        .post(format!("{}/v1/chat/completions", h.base))
+        .bearer_auth(&limited)
+        .header("x-tollgate-tags", "team=growth")
+        .json(&chat("claude-haiku-4-5", "hi", false))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let id = header(&r, "x-tollgate-request-id").to_string();
+    let _ = r.bytes().await.unwrap();
+    assert_eq!(h.row(&id).attribution.tag("team"), Some("search"), "an enforced tag wins over the request");
+
+    let spec = tollgate::keys::KeySpec { name: "short".into(), expires_ms: Some(now + 300), ..Default::default() };
+    let short = tollgate::keys::create(h.store.as_ref(), &hasher, spec, now).unwrap().secret;
+    tokio::time::sleep(std::time::Duration::from_millis(400)).await;
+    let r = h
+        .http
+        .post(format!("{}/v1/chat/completions", h.base))
+        .bearer_auth(&short)
+        .json(&chat("gpt-4o-mini", "hi", false))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
+    let v: Value = r.json().await.unwrap();
+    assert!(v["error"]["message"].as_str().unwrap().contains("expired"));
+    h.stop().await;
+}
+
+#[tokio::test]
+async fn passthrough_auth_forwards_the_clients_provider_key() {
+    let h = Harness::start_with("[server]\nauth = \"passthrough\"\n", |c| c).await;
+    let r = h
+        .http
+        .post(format!("{}/v1/chat/completions", h.base))
+        .bearer_auth("sk-client-own-key")
+        .json(&chat("gpt-4o-mini", "hi", false))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let id = header(&r, "x-tollgate-request-id").to_string();
+    let _ = r.bytes().await.unwrap();
+    let row = h.row(&id);
+    let key_id = row.key_id.unwrap();
+    assert!(key_id.starts_with("pt_") && !key_id.contains("sk-client"), "{key_id}");
+    let stats: Value = h.http.get(format!("{}/mock/stats", h.mock)).send().await.unwrap().json().await.unwrap();
+    assert_eq!(stats["last_auth"], "present", "the client's key went upstream");
+    // Virtual keys still work in passthrough mode.
+    let r = h.post("/v1/chat/completions").json(&chat("gpt-4o-mini", "hi", false)).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    h.stop().await;
+}

@@ -206,16 +206,34 @@ pub(crate) fn rates_from_map(m: &BTreeMap<Bucket, Decimal>) -> Option<Rates> {
     })
 }
 
-/// Drops repeated (provider, model, date) keys, counting them.
+/// Makes imported entries a catalog that the strict reader accepts again
+/// (so `to_toml_string` output loads): drops repeated (provider, model,
+/// date) keys — model names compared case-insensitively — counting them,
+/// and drops aliases that name another model or were claimed by one first.
 pub(crate) fn dedupe(entries: Vec<PriceEntry>, report: &mut ImportReport) -> Vec<PriceEntry> {
-    let mut seen = std::collections::HashSet::new();
+    use std::collections::{HashMap, HashSet};
+    let mut seen = HashSet::new();
+    let mut canonical: HashMap<(String, String), String> = HashMap::new();
     let mut out = Vec::with_capacity(entries.len());
     for e in entries {
-        if seen.insert((e.provider.clone(), e.model.clone(), e.effective_from)) {
-            out.push(e);
-        } else {
+        let lower = e.model.to_ascii_lowercase();
+        let spelled = canonical.entry((e.provider.clone(), lower.clone())).or_insert_with(|| e.model.clone());
+        if spelled != &e.model || !seen.insert((e.provider.clone(), lower, e.effective_from)) {
             report.duplicates += 1;
+            continue;
         }
+        out.push(e);
+    }
+    let mut claimed: HashMap<(String, String), String> = canonical
+        .iter()
+        .map(|((p, lower), model)| ((p.clone(), lower.clone()), model.clone()))
+        .collect();
+    for e in &mut out {
+        let (provider, model) = (e.provider.clone(), e.model.clone());
+        e.aliases.retain(|a| {
+            let owner = claimed.entry((provider.clone(), a.to_ascii_lowercase())).or_insert_with(|| model.clone());
+            owner == &model && !a.eq_ignore_ascii_case(&model)
+        });
     }
     report.entries_imported = out.len();
     out

@@ -1,0 +1,106 @@
+//! The command line as a user runs it: keys, demo, config errors.
+
+mod common;
+
+use std::process::Command;
+
+fn tollgate(args: &[&str], env: &[(&str, &str)]) -> std::process::Output {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_tollgate"));
+    c.args(args).env("TOLLGATE_LOG", "warn").env_remove("TOLLGATE_KEY_SECRET");
+    for (k, v) in env {
+        c.env(k, v);
+    }
+    c.output().unwrap()
+}
+
+#[test]
+fn keys_create_list_revoke_and_the_secret_is_never_stored() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = format!("sqlite://{}", dir.path().join("k.db").display());
+    let out = tollgate(
+        &["--db", &db, "keys", "create", "--name", "checkout", "--team", "growth", "--tag", "env=prod", "--enforce-tag", "org=acme", "--models", "gpt-4o-mini,claude-*", "--expires", "30d", "--json"],
+        &[],
+    );
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let secret = v["key"].as_str().unwrap().to_string();
+    let id = v["id"].as_str().unwrap().to_string();
+    assert!(secret.starts_with("tg_"));
+    assert_eq!(v["tags"]["team"], "growth");
+    assert_eq!(v["tags"]["env"], "prod");
+    assert_eq!(v["enforced_tags"]["org"], "acme");
+    assert_eq!(v["models"], serde_json::json!(["gpt-4o-mini", "claude-*"]));
+    assert!(v["expires_at"].is_string());
+
+    let out = tollgate(&["--db", &db, "keys", "list", "--json"], &[]);
+    let list = String::from_utf8(out.stdout).unwrap();
+    assert!(list.contains(&id) && !list.contains(&secret), "list never shows the secret");
+
+    // Nothing in the database files holds the secret in clear.
+    for entry in std::fs::read_dir(dir.path()).unwrap() {
+        let p = entry.unwrap().path();
+        if p.is_file() {
+            let bytes = std::fs::read(&p).unwrap();
+            assert!(!bytes.windows(secret.len()).any(|w| w == secret.as_bytes()), "secret found in {}", p.display());
+        }
+    }
+
+    let out = tollgate(&["--db", &db, "keys", "revoke", &id], &[]);
+    assert!(out.status.success());
+    let out = tollgate(&["--db", &db, "keys", "list", "--json"], &[]);
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(v[0]["revoked_at"].is_string());
+    let out = tollgate(&["--db", &db, "keys", "revoke", "key_nope"], &[]);
+    assert!(!out.status.success());
+}
+
+#[test]
+fn unenforced_options_are_refused_not_ignored() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = format!("sqlite://{}", dir.path().join("k.db").display());
+    let out = tollgate(&["--db", &db, "keys", "create", "--name", "x", "--rpm", "10"], &[]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("refused rather than silently ignored"));
+}
+
+#[test]
+fn config_errors_name_file_line_and_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("bad.toml");
+    std::fs::write(&cfg, "[server]\nlisten = \"127.0.0.1:0\"\nlisen = 1\n").unwrap();
+    let out = tollgate(&["--config", cfg.to_str().unwrap(), "serve"], &[]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("bad.toml") && err.contains("line 3") && err.contains("lisen"), "{err}");
+
+    std::fs::write(&cfg, "[[providers]]\nname = \"openai\"\nkind = \"openai\"\napi_key = \"sk-live-123\"\n").unwrap();
+    let out = tollgate(&["--config", cfg.to_str().unwrap(), "serve"], &[]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("literal api_key is refused") && !err.contains("sk-live-123"), "{err}");
+}
+
+#[test]
+fn refuses_an_open_admin_api_on_a_public_address() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = format!("sqlite://{}", dir.path().join("k.db").display());
+    let out = tollgate(&["--db", &db, "serve", "--listen", "0.0.0.0:0"], &[]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("unauthenticated admin API"));
+}
+
+#[test]
+fn demo_runs_and_fills_the_ledger() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("demo.db");
+    let out = tollgate(&["demo", "--listen", "127.0.0.1:0", "--demo-db", db.to_str().unwrap(), "--duration-secs", "4"], &[]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("curl -s http://127.0.0.1:") && text.contains("OpenAI(base_url="), "{text}");
+    let store = tollgate::store::sqlite::SqliteStore::open(db.to_str().unwrap()).unwrap();
+    use tollgate::store::LedgerStore;
+    let rows = store.requests(&tollgate::store::RequestQuery { filters: vec![], limit: 1000, cursor: None }).unwrap().rows;
+    assert!(rows.len() > 20, "demo traffic reached the ledger: {}", rows.len());
+    let teams: std::collections::BTreeSet<_> = rows.iter().filter_map(|r| r.attribution.tag("team").map(String::from)).collect();
+    assert!(teams.len() >= 4, "{teams:?}");
+    assert!(rows.iter().all(|r| r.status == 200), "demo traffic succeeds");
+}

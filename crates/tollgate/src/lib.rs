@@ -17,6 +17,7 @@
 //! - [`analytics`]: spend grouped by any dimension (CLI, API, dashboard).
 //! - [`api`], [`keys`]: analytics and admin API, key management.
 //! - [`config`], [`error`]: configuration and the public error codes.
+//! - [`dashboard`]: the web UI at `/ui`.
 //! - [`cli`], [`demo`]: the command line and the one-minute demo.
 
 pub mod analytics;
@@ -25,6 +26,7 @@ pub mod attribution;
 pub mod auth;
 pub mod cli;
 pub mod config;
+pub mod dashboard;
 pub mod demo;
 pub mod error;
 pub mod keys;

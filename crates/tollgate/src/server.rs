@@ -171,6 +171,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/readyz", get(|| async { "ready" }))
         .route("/metrics", get(metrics))
         .merge(api::routes())
+        .merge(crate::dashboard::routes())
         .fallback(not_found)
         .with_state(state)
 }

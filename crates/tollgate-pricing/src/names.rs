@@ -37,12 +37,29 @@ pub(crate) fn fallback_rank(p: &str) -> u8 {
     }
 }
 
-const BEDROCK_REGIONS: &[&str] =
-    &["us.", "eu.", "apac.", "global.", "jp.", "au.", "ca.", "us-gov.", "regional."];
+const BEDROCK_REGIONS: &[&str] = &[
+    "us.",
+    "eu.",
+    "apac.",
+    "global.",
+    "jp.",
+    "au.",
+    "ca.",
+    "us-gov.",
+    "regional.",
+];
 
 const BEDROCK_VENDORS: &[&str] = &[
-    "anthropic.", "amazon.", "meta.", "mistral.", "cohere.", "ai21.", "deepseek.", "openai.",
-    "qwen.", "writer.",
+    "anthropic.",
+    "amazon.",
+    "meta.",
+    "mistral.",
+    "cohere.",
+    "ai21.",
+    "deepseek.",
+    "openai.",
+    "qwen.",
+    "writer.",
 ];
 
 /// The forms of `model` to try, most specific first, lowercased, no repeats.
@@ -168,10 +185,26 @@ mod tests {
                 "claude-sonnet-4-5",
             ]
         );
-        assert_eq!(candidates("openai/gpt-4o-2024-08-06"), vec!["openai/gpt-4o-2024-08-06", "gpt-4o-2024-08-06", "gpt-4o"]);
-        assert_eq!(candidates("claude-3-5-haiku-latest"), vec!["claude-3-5-haiku-latest", "claude-3-5-haiku"]);
-        assert_eq!(candidates("models/gemini-2.5-pro"), vec!["models/gemini-2.5-pro", "gemini-2.5-pro"]);
-        assert_eq!(candidates("claude-sonnet-4-5@20250929"), vec!["claude-sonnet-4-5@20250929", "claude-sonnet-4-5-20250929", "claude-sonnet-4-5"]);
+        assert_eq!(
+            candidates("openai/gpt-4o-2024-08-06"),
+            vec!["openai/gpt-4o-2024-08-06", "gpt-4o-2024-08-06", "gpt-4o"]
+        );
+        assert_eq!(
+            candidates("claude-3-5-haiku-latest"),
+            vec!["claude-3-5-haiku-latest", "claude-3-5-haiku"]
+        );
+        assert_eq!(
+            candidates("models/gemini-2.5-pro"),
+            vec!["models/gemini-2.5-pro", "gemini-2.5-pro"]
+        );
+        assert_eq!(
+            candidates("claude-sonnet-4-5@20250929"),
+            vec![
+                "claude-sonnet-4-5@20250929",
+                "claude-sonnet-4-5-20250929",
+                "claude-sonnet-4-5"
+            ]
+        );
         // Nothing recognised: only the name itself.
         assert_eq!(candidates("gpt-4o-mini"), vec!["gpt-4o-mini"]);
         assert_eq!(candidates("mistral-large-2411"), vec!["mistral-large-2411"]);

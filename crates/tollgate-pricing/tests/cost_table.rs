@@ -4,6 +4,9 @@
 //! Arithmetic used throughout: tokens × $R per million = tokens × R × 1000
 //! nano-dollars (nd). E.g. 1,000 tokens @ $0.15/M = 1,000 × 150 = 150,000 nd.
 
+// Test helpers outside #[test] fns unwrap too: a test may panic.
+#![allow(clippy::unwrap_used)]
+
 use chrono::{DateTime, TimeZone, Utc};
 use tollgate_pricing::{cost, Catalog, ServiceTier};
 use tollgate_units::Usage;
@@ -39,7 +42,15 @@ fn c(
     total: Option<i64>,
     entry: &'static str,
 ) -> Case {
-    Case { provider, model, at, usage, tier, total, entry }
+    Case {
+        provider,
+        model,
+        at,
+        usage,
+        tier,
+        total,
+        entry,
+    }
 }
 
 #[test]
@@ -52,142 +63,649 @@ fn priced_by_hand() {
     let cases = vec![
         // ── OpenAI: cached tokens are already split out of the prompt into cache_read.
         // 1,000 in @0.15 = 150,000
-        c(o, "gpt-4o-mini", now, usage!(input: 1000), Standard, Some(150_000), "openai/gpt-4o-mini"),
+        c(
+            o,
+            "gpt-4o-mini",
+            now,
+            usage!(input: 1000),
+            Standard,
+            Some(150_000),
+            "openai/gpt-4o-mini",
+        ),
         // 1,000 in @0.15 = 150,000; 2,000 cached @0.075 = 150,000; 500 out @0.60 = 300,000 → 600,000
-        c(o, "gpt-4o-mini", now, usage!(input: 1000, cache_read: 2000, output: 500), Standard, Some(600_000), "openai/gpt-4o-mini"),
+        c(
+            o,
+            "gpt-4o-mini",
+            now,
+            usage!(input: 1000, cache_read: 2000, output: 500),
+            Standard,
+            Some(600_000),
+            "openai/gpt-4o-mini",
+        ),
         // 10,000 in @2.50 = 25,000,000; 1,000 out @10 = 10,000,000
-        c(o, "gpt-4o", now, usage!(input: 10_000, output: 1000), Standard, Some(35_000_000), "openai/gpt-4o@2024-10-02"),
+        c(
+            o,
+            "gpt-4o",
+            now,
+            usage!(input: 10_000, output: 1000),
+            Standard,
+            Some(35_000_000),
+            "openai/gpt-4o@2024-10-02",
+        ),
         // before 2024-10-02 gpt-4o was $5/$15: 50,000,000 + 15,000,000
-        c(o, "gpt-4o", day(2024, 6, 1), usage!(input: 10_000, output: 1000), Standard, Some(65_000_000), "openai/gpt-4o"),
+        c(
+            o,
+            "gpt-4o",
+            day(2024, 6, 1),
+            usage!(input: 10_000, output: 1000),
+            Standard,
+            Some(65_000_000),
+            "openai/gpt-4o",
+        ),
         // the dated snapshot has its own entry ($2.50/$10 from launch)
-        c(o, "gpt-4o-2024-08-06", day(2024, 9, 1), usage!(input: 10_000, output: 1000), Standard, Some(35_000_000), "openai/gpt-4o-2024-08-06"),
+        c(
+            o,
+            "gpt-4o-2024-08-06",
+            day(2024, 9, 1),
+            usage!(input: 10_000, output: 1000),
+            Standard,
+            Some(35_000_000),
+            "openai/gpt-4o-2024-08-06",
+        ),
         // no entry for this snapshot: date stripped → gpt-4o; 1,000 @2.50 = 2,500,000
-        c(o, "gpt-4o-2024-11-20", now, usage!(input: 1000), Standard, Some(2_500_000), "openai/gpt-4o@2024-10-02"),
+        c(
+            o,
+            "gpt-4o-2024-11-20",
+            now,
+            usage!(input: 1000),
+            Standard,
+            Some(2_500_000),
+            "openai/gpt-4o@2024-10-02",
+        ),
         // the old snapshot keeps $5: 1,000 @5 = 5,000,000
-        c(o, "gpt-4o-2024-05-13", now, usage!(input: 1000), Standard, Some(5_000_000), "openai/gpt-4o-2024-05-13"),
+        c(
+            o,
+            "gpt-4o-2024-05-13",
+            now,
+            usage!(input: 1000),
+            Standard,
+            Some(5_000_000),
+            "openai/gpt-4o-2024-05-13",
+        ),
         // batch = half of 35,000,000
-        c(o, "gpt-4o", now, usage!(input: 10_000, output: 1000), Batch, Some(17_500_000), "openai/gpt-4o@2024-10-02"),
+        c(
+            o,
+            "gpt-4o",
+            now,
+            usage!(input: 10_000, output: 1000),
+            Batch,
+            Some(17_500_000),
+            "openai/gpt-4o@2024-10-02",
+        ),
         // priority: 10,000 @4.25 = 42,500,000; 1,000 cached @2.125 = 2,125,000; 1,000 out @17 = 17,000,000
-        c(o, "gpt-4o", now, usage!(input: 10_000, cache_read: 1000, output: 1000), Priority, Some(61_625_000), "openai/gpt-4o@2024-10-02"),
+        c(
+            o,
+            "gpt-4o",
+            now,
+            usage!(input: 10_000, cache_read: 1000, output: 1000),
+            Priority,
+            Some(61_625_000),
+            "openai/gpt-4o@2024-10-02",
+        ),
         // o3 at launch: 1,000 in @10 = 10,000,000; 2,000 reasoning @40 = 80,000,000; 500 out @40 = 20,000,000
-        c(o, "o3", day(2025, 5, 1), usage!(input: 1000, reasoning: 2000, output: 500), Standard, Some(110_000_000), "openai/o3"),
+        c(
+            o,
+            "o3",
+            day(2025, 5, 1),
+            usage!(input: 1000, reasoning: 2000, output: 500),
+            Standard,
+            Some(110_000_000),
+            "openai/o3",
+        ),
         // o3 on the day of the cut (2025-06-10): 2,000,000 + 16,000,000 + 4,000,000
-        c(o, "o3-2025-04-16", day(2025, 6, 10), usage!(input: 1000, reasoning: 2000, output: 500), Standard, Some(22_000_000), "openai/o3@2025-06-10"),
+        c(
+            o,
+            "o3-2025-04-16",
+            day(2025, 6, 10),
+            usage!(input: 1000, reasoning: 2000, output: 500),
+            Standard,
+            Some(22_000_000),
+            "openai/o3@2025-06-10",
+        ),
         // flex = half: 11,000,000
-        c(o, "o3", now, usage!(input: 1000, reasoning: 2000, output: 500), Flex, Some(11_000_000), "openai/o3@2025-06-10"),
+        c(
+            o,
+            "o3",
+            now,
+            usage!(input: 1000, reasoning: 2000, output: 500),
+            Flex,
+            Some(11_000_000),
+            "openai/o3@2025-06-10",
+        ),
         // o4-mini priority: 1,000 @2 = 2,000,000; 1,000 out @8 = 8,000,000
-        c(o, "o4-mini", now, usage!(input: 1000, output: 1000), Priority, Some(10_000_000), "openai/o4-mini"),
+        c(
+            o,
+            "o4-mini",
+            now,
+            usage!(input: 1000, output: 1000),
+            Priority,
+            Some(10_000_000),
+            "openai/o4-mini",
+        ),
         // gpt-5: 2,000 @1.25 = 2,500,000; 8,000 cached @0.125 = 1,000,000;
         // 3,000 reasoning @10 = 30,000,000; 1,000 out @10 = 10,000,000
-        c(o, "gpt-5", now, usage!(input: 2000, cache_read: 8000, reasoning: 3000, output: 1000), Standard, Some(43_500_000), "openai/gpt-5"),
+        c(
+            o,
+            "gpt-5",
+            now,
+            usage!(input: 2000, cache_read: 8000, reasoning: 3000, output: 1000),
+            Standard,
+            Some(43_500_000),
+            "openai/gpt-5",
+        ),
         // gpt-5-nano: 1 in @0.05 = 50; 1 out @0.40 = 400
-        c(o, "gpt-5-nano", now, usage!(input: 1, output: 1), Standard, Some(450), "openai/gpt-5-nano"),
+        c(
+            o,
+            "gpt-5-nano",
+            now,
+            usage!(input: 1, output: 1),
+            Standard,
+            Some(450),
+            "openai/gpt-5-nano",
+        ),
         // gpt-5-mini flex: 1,000,000 @0.125 = 125,000,000
-        c(o, "gpt-5-mini-2025-08-07", now, usage!(input: 1_000_000), Flex, Some(125_000_000), "openai/gpt-5-mini"),
+        c(
+            o,
+            "gpt-5-mini-2025-08-07",
+            now,
+            usage!(input: 1_000_000),
+            Flex,
+            Some(125_000_000),
+            "openai/gpt-5-mini",
+        ),
         // alias: gpt-5-chat-latest is gpt-5; 1,000 @1.25 = 1,250,000
-        c(o, "gpt-5-chat-latest", now, usage!(input: 1000), Standard, Some(1_250_000), "openai/gpt-5"),
+        c(
+            o,
+            "gpt-5-chat-latest",
+            now,
+            usage!(input: 1000),
+            Standard,
+            Some(1_250_000),
+            "openai/gpt-5",
+        ),
         // embeddings: 1M @0.02 = 20,000,000
-        c(o, "text-embedding-3-small", now, usage!(input: 1_000_000), Standard, Some(20_000_000), "openai/text-embedding-3-small"),
+        c(
+            o,
+            "text-embedding-3-small",
+            now,
+            usage!(input: 1_000_000),
+            Standard,
+            Some(20_000_000),
+            "openai/text-embedding-3-small",
+        ),
         // batch embeddings: 1M @0.065 = 65,000,000
-        c(o, "text-embedding-3-large", now, usage!(input: 1_000_000), Batch, Some(65_000_000), "openai/text-embedding-3-large"),
+        c(
+            o,
+            "text-embedding-3-large",
+            now,
+            usage!(input: 1_000_000),
+            Batch,
+            Some(65_000_000),
+            "openai/text-embedding-3-large",
+        ),
         // audio: 100 text in @2.5 = 250,000; 1,000 audio in @40 = 40,000,000;
         // 50 text out @10 = 500,000; 2,000 audio out @80 = 160,000,000
-        c(o, "gpt-4o-audio-preview-2024-12-17", now, usage!(input: 100, input_audio: 1000, output: 50, output_audio: 2000), Standard, Some(200_750_000), "openai/gpt-4o-audio-preview"),
+        c(
+            o,
+            "gpt-4o-audio-preview-2024-12-17",
+            now,
+            usage!(input: 100, input_audio: 1000, output: 50, output_audio: 2000),
+            Standard,
+            Some(200_750_000),
+            "openai/gpt-4o-audio-preview",
+        ),
         // long context, exactly at 272,000: base 272,000 @2.5 = 680,000,000; 1,000 out @15 = 15,000,000
-        c(o, "gpt-5.4", now, usage!(input: 272_000, output: 1000), Standard, Some(695_000_000), "openai/gpt-5.4"),
+        c(
+            o,
+            "gpt-5.4",
+            now,
+            usage!(input: 272_000, output: 1000),
+            Standard,
+            Some(695_000_000),
+            "openai/gpt-5.4",
+        ),
         // one above: 272,001 @5 = 1,360,005,000; 1,000 out @22.5 = 22,500,000
-        c(o, "gpt-5.4", now, usage!(input: 272_001, output: 1000), Standard, Some(1_382_505_000), "openai/gpt-5.4"),
+        c(
+            o,
+            "gpt-5.4",
+            now,
+            usage!(input: 272_001, output: 1000),
+            Standard,
+            Some(1_382_505_000),
+            "openai/gpt-5.4",
+        ),
         // provider prefix, no provider given: 1,000 @0.15
-        c(None, "openai/gpt-4o-mini", now, usage!(input: 1000), Standard, Some(150_000), "openai/gpt-4o-mini"),
+        c(
+            None,
+            "openai/gpt-4o-mini",
+            now,
+            usage!(input: 1000),
+            Standard,
+            Some(150_000),
+            "openai/gpt-4o-mini",
+        ),
         // a provider with no entries falls back to the model's home provider
-        c(Some("openai_compatible"), "gpt-4o-mini", now, usage!(input: 1000), Standard, Some(150_000), "openai/gpt-4o-mini"),
-
+        c(
+            Some("openai_compatible"),
+            "gpt-4o-mini",
+            now,
+            usage!(input: 1000),
+            Standard,
+            Some(150_000),
+            "openai/gpt-4o-mini",
+        ),
         // ── Anthropic: cache reads and writes are outside input_tokens.
         // 1,000 @3 = 3,000,000; 10,000 read @0.30 = 3,000,000; 2,000 5m-write @3.75 = 7,500,000; 500 out @15 = 7,500,000
-        c(a, "claude-sonnet-4-5", now, usage!(input: 1000, cache_read: 10_000, cache_write_5m: 2000, output: 500), Standard, Some(21_000_000), "anthropic/claude-sonnet-4-5"),
+        c(
+            a,
+            "claude-sonnet-4-5",
+            now,
+            usage!(input: 1000, cache_read: 10_000, cache_write_5m: 2000, output: 500),
+            Standard,
+            Some(21_000_000),
+            "anthropic/claude-sonnet-4-5",
+        ),
         // dated id; 1h write 1,000 @6 = 6,000,000; 100 in @3 = 300,000
-        c(a, "claude-sonnet-4-5-20250929", now, usage!(input: 100, cache_write_1h: 1000), Standard, Some(6_300_000), "anthropic/claude-sonnet-4-5"),
+        c(
+            a,
+            "claude-sonnet-4-5-20250929",
+            now,
+            usage!(input: 100, cache_write_1h: 1000),
+            Standard,
+            Some(6_300_000),
+            "anthropic/claude-sonnet-4-5",
+        ),
         // total input exactly 200,000 (150,000 + 50,000 read) → base:
         // 150,000 @3 = 450,000,000; 50,000 @0.30 = 15,000,000; 1,000 out @15 = 15,000,000
-        c(a, "claude-sonnet-4-5", now, usage!(input: 150_000, cache_read: 50_000, output: 1000), Standard, Some(480_000_000), "anthropic/claude-sonnet-4-5"),
+        c(
+            a,
+            "claude-sonnet-4-5",
+            now,
+            usage!(input: 150_000, cache_read: 50_000, output: 1000),
+            Standard,
+            Some(480_000_000),
+            "anthropic/claude-sonnet-4-5",
+        ),
         // 200,001 → whole request at >200K rates:
         // 150,001 @6 = 900,006,000; 50,000 @0.60 = 30,000,000; 1,000 out @22.50 = 22,500,000
-        c(a, "claude-sonnet-4-5", now, usage!(input: 150_001, cache_read: 50_000, output: 1000), Standard, Some(952_506_000), "anthropic/claude-sonnet-4-5"),
+        c(
+            a,
+            "claude-sonnet-4-5",
+            now,
+            usage!(input: 150_001, cache_read: 50_000, output: 1000),
+            Standard,
+            Some(952_506_000),
+            "anthropic/claude-sonnet-4-5",
+        ),
         // a cache write alone can push over the threshold: 1 in + 200,000 5m-write
         // → 1 @6 = 6,000; 200,000 @7.50 = 1,500,000,000
-        c(a, "claude-sonnet-4-20250514", now, usage!(input: 1, cache_write_5m: 200_000), Standard, Some(1_500_006_000), "anthropic/claude-sonnet-4"),
+        c(
+            a,
+            "claude-sonnet-4-20250514",
+            now,
+            usage!(input: 1, cache_write_5m: 200_000),
+            Standard,
+            Some(1_500_006_000),
+            "anthropic/claude-sonnet-4",
+        ),
         // batch: (1,000 @3 + 1,000 @15) / 2 = 9,000,000
-        c(a, "claude-sonnet-4-5", now, usage!(input: 1000, output: 1000), Batch, Some(9_000_000), "anthropic/claude-sonnet-4-5"),
+        c(
+            a,
+            "claude-sonnet-4-5",
+            now,
+            usage!(input: 1000, output: 1000),
+            Batch,
+            Some(9_000_000),
+            "anthropic/claude-sonnet-4-5",
+        ),
         // haiku 4.5: 2,000 @1 = 2,000,000; 1,000 1h-write @2 = 2,000,000; 5,000 read @0.10 = 500,000; 300 out @5 = 1,500,000
-        c(a, "claude-haiku-4-5-20251001", now, usage!(input: 2000, cache_write_1h: 1000, cache_read: 5000, output: 300), Standard, Some(6_000_000), "anthropic/claude-haiku-4-5"),
+        c(
+            a,
+            "claude-haiku-4-5-20251001",
+            now,
+            usage!(input: 2000, cache_write_1h: 1000, cache_read: 5000, output: 300),
+            Standard,
+            Some(6_000_000),
+            "anthropic/claude-haiku-4-5",
+        ),
         // opus 4.1: 1,000 @15 + 1,000 @75
-        c(a, "claude-opus-4-1-20250805", now, usage!(input: 1000, output: 1000), Standard, Some(90_000_000), "anthropic/claude-opus-4-1"),
+        c(
+            a,
+            "claude-opus-4-1-20250805",
+            now,
+            usage!(input: 1000, output: 1000),
+            Standard,
+            Some(90_000_000),
+            "anthropic/claude-opus-4-1",
+        ),
         // -latest: 1,000 @0.80 + 1,000 @4
-        c(a, "claude-3-5-haiku-latest", now, usage!(input: 1000, output: 1000), Standard, Some(4_800_000), "anthropic/claude-3-5-haiku"),
+        c(
+            a,
+            "claude-3-5-haiku-latest",
+            now,
+            usage!(input: 1000, output: 1000),
+            Standard,
+            Some(4_800_000),
+            "anthropic/claude-3-5-haiku",
+        ),
         // extended thinking billed as output: 500 @3 = 1,500,000; 4,000 @15 = 60,000,000; 200 @15 = 3,000,000
-        c(a, "claude-3-7-sonnet-20250219", now, usage!(input: 500, reasoning: 4000, output: 200), Standard, Some(64_500_000), "anthropic/claude-3-7-sonnet"),
+        c(
+            a,
+            "claude-3-7-sonnet-20250219",
+            now,
+            usage!(input: 500, reasoning: 4000, output: 200),
+            Standard,
+            Some(64_500_000),
+            "anthropic/claude-3-7-sonnet",
+        ),
         // opus 4.6 before 2026-03-13, 250,000 in → >200K: 250,000 @10 = 2,500,000,000; 1,000 out @37.50 = 37,500,000
-        c(a, "claude-opus-4-6", day(2026, 1, 1), usage!(input: 250_000, output: 1000), Standard, Some(2_537_500_000), "anthropic/claude-opus-4-6"),
+        c(
+            a,
+            "claude-opus-4-6",
+            day(2026, 1, 1),
+            usage!(input: 250_000, output: 1000),
+            Standard,
+            Some(2_537_500_000),
+            "anthropic/claude-opus-4-6",
+        ),
         // from 2026-03-13 no long-context premium: 250,000 @5 = 1,250,000,000; 1,000 @25 = 25,000,000
-        c(a, "claude-opus-4-6", day(2026, 3, 13), usage!(input: 250_000, output: 1000), Standard, Some(1_275_000_000), "anthropic/claude-opus-4-6@2026-03-13"),
-
+        c(
+            a,
+            "claude-opus-4-6",
+            day(2026, 3, 13),
+            usage!(input: 250_000, output: 1000),
+            Standard,
+            Some(1_275_000_000),
+            "anthropic/claude-opus-4-6@2026-03-13",
+        ),
         // ── Gemini: thoughts are reported outside candidates; priced as output.
         // 10,000 @1.25 = 12,500,000; 2,000 thoughts @10 = 20,000,000; 1,000 out @10 = 10,000,000
-        c(g, "gemini-2.5-pro", now, usage!(input: 10_000, reasoning: 2000, output: 1000), Standard, Some(42_500_000), "gemini/gemini-2.5-pro"),
+        c(
+            g,
+            "gemini-2.5-pro",
+            now,
+            usage!(input: 10_000, reasoning: 2000, output: 1000),
+            Standard,
+            Some(42_500_000),
+            "gemini/gemini-2.5-pro",
+        ),
         // exactly 200,000 → base: 250,000,000 + 1,000 @10 = 10,000,000
-        c(g, "gemini-2.5-pro", now, usage!(input: 200_000, output: 1000), Standard, Some(260_000_000), "gemini/gemini-2.5-pro"),
+        c(
+            g,
+            "gemini-2.5-pro",
+            now,
+            usage!(input: 200_000, output: 1000),
+            Standard,
+            Some(260_000_000),
+            "gemini/gemini-2.5-pro",
+        ),
         // 200,001 → 200,001 @2.50 = 500,002,500; 1,000 @15 = 15,000,000
-        c(g, "gemini-2.5-pro", now, usage!(input: 200_001, output: 1000), Standard, Some(515_002_500), "gemini/gemini-2.5-pro"),
+        c(
+            g,
+            "gemini-2.5-pro",
+            now,
+            usage!(input: 200_001, output: 1000),
+            Standard,
+            Some(515_002_500),
+            "gemini/gemini-2.5-pro",
+        ),
         // batch of the long-context rates: 200,001 @1.25 = 250,001,250; 1,000 @7.50 = 7,500,000
-        c(g, "gemini-2.5-pro", now, usage!(input: 200_001, output: 1000), Batch, Some(257_501_250), "gemini/gemini-2.5-pro"),
+        c(
+            g,
+            "gemini-2.5-pro",
+            now,
+            usage!(input: 200_001, output: 1000),
+            Batch,
+            Some(257_501_250),
+            "gemini/gemini-2.5-pro",
+        ),
         // priority 1.8×: 10,000 @2.25 = 22,500,000; 1,000 @18 = 18,000,000
-        c(g, "gemini-2.5-pro", now, usage!(input: 10_000, output: 1000), Priority, Some(40_500_000), "gemini/gemini-2.5-pro"),
+        c(
+            g,
+            "gemini-2.5-pro",
+            now,
+            usage!(input: 10_000, output: 1000),
+            Priority,
+            Some(40_500_000),
+            "gemini/gemini-2.5-pro",
+        ),
         // `google` + `models/` prefix: 1,000 @0.30 = 300,000; 1,000 audio @1 = 1,000,000;
         // 10,000 cached @0.03 = 300,000; 5,000 thoughts @2.50 = 12,500,000; 400 out @2.50 = 1,000,000
-        c(Some("google"), "models/gemini-2.5-flash", now, usage!(input: 1000, input_audio: 1000, cache_read: 10_000, reasoning: 5000, output: 400), Standard, Some(15_100_000), "gemini/gemini-2.5-flash"),
+        c(
+            Some("google"),
+            "models/gemini-2.5-flash",
+            now,
+            usage!(input: 1000, input_audio: 1000, cache_read: 10_000, reasoning: 5000, output: 400),
+            Standard,
+            Some(15_100_000),
+            "gemini/gemini-2.5-flash",
+        ),
         // tiny request: 7 @0.10 = 700; 3 @0.40 = 1,200
-        c(g, "gemini-2.5-flash-lite", now, usage!(input: 7, output: 3), Standard, Some(1_900), "gemini/gemini-2.5-flash-lite"),
+        c(
+            g,
+            "gemini-2.5-flash-lite",
+            now,
+            usage!(input: 7, output: 3),
+            Standard,
+            Some(1_900),
+            "gemini/gemini-2.5-flash-lite",
+        ),
         // image output: 100 @0.30 = 30,000; 1,290 image @30 = 38,700,000; 10 text @2.50 = 25,000
-        c(g, "gemini-2.5-flash-image", now, usage!(input: 100, output_image: 1290, output: 10), Standard, Some(38_755_000), "gemini/gemini-2.5-flash-image"),
+        c(
+            g,
+            "gemini-2.5-flash-image",
+            now,
+            usage!(input: 100, output_image: 1290, output: 10),
+            Standard,
+            Some(38_755_000),
+            "gemini/gemini-2.5-flash-image",
+        ),
         // 1,000 @0.10 = 100,000; 1,000 cached @0.025 = 25,000; 1,000 out @0.40 = 400,000
-        c(g, "gemini-2.0-flash-001", now, usage!(input: 1000, cache_read: 1000, output: 1000), Standard, Some(525_000), "gemini/gemini-2.0-flash"),
+        c(
+            g,
+            "gemini-2.0-flash-001",
+            now,
+            usage!(input: 1000, cache_read: 1000, output: 1000),
+            Standard,
+            Some(525_000),
+            "gemini/gemini-2.0-flash",
+        ),
         // gemini 1.5 flash over its 128K tier: 128,001 @0.15 = 19,200,150
-        c(g, "gemini-1.5-flash", now, usage!(input: 128_001), Standard, Some(19_200_150), "gemini/gemini-1.5-flash"),
-
+        c(
+            g,
+            "gemini-1.5-flash",
+            now,
+            usage!(input: 128_001),
+            Standard,
+            Some(19_200_150),
+            "gemini/gemini-1.5-flash",
+        ),
         // ── Bedrock ids.
         // regional (+10%): 1,000 @3.30 = 3,300,000; 1,000 @16.50 = 16,500,000
-        c(b, "us.anthropic.claude-sonnet-4-5-20250929-v1:0", now, usage!(input: 1000, output: 1000), Standard, Some(19_800_000), "bedrock/anthropic.claude-sonnet-4-5-20250929-v1:0"),
+        c(
+            b,
+            "us.anthropic.claude-sonnet-4-5-20250929-v1:0",
+            now,
+            usage!(input: 1000, output: 1000),
+            Standard,
+            Some(19_800_000),
+            "bedrock/anthropic.claude-sonnet-4-5-20250929-v1:0",
+        ),
         // global profile: 3,000,000 + 15,000,000
-        c(b, "global.anthropic.claude-sonnet-4-5-20250929-v1:0", now, usage!(input: 1000, output: 1000), Standard, Some(18_000_000), "bedrock/global.anthropic.claude-sonnet-4-5-20250929-v1:0"),
+        c(
+            b,
+            "global.anthropic.claude-sonnet-4-5-20250929-v1:0",
+            now,
+            usage!(input: 1000, output: 1000),
+            Standard,
+            Some(18_000_000),
+            "bedrock/global.anthropic.claude-sonnet-4-5-20250929-v1:0",
+        ),
         // no 1h rate listed → 5m rate: 1,000 @1 = 1,000,000; 1,000 @0.80 = 800,000
-        c(Some("aws"), "anthropic.claude-3-5-haiku-20241022-v1:0", now, usage!(input: 1000, cache_write_1h: 1000), Standard, Some(1_800_000), "bedrock/anthropic.claude-3-5-haiku-20241022-v1:0"),
+        c(
+            Some("aws"),
+            "anthropic.claude-3-5-haiku-20241022-v1:0",
+            now,
+            usage!(input: 1000, cache_write_1h: 1000),
+            Standard,
+            Some(1_800_000),
+            "bedrock/anthropic.claude-3-5-haiku-20241022-v1:0",
+        ),
         // eu. prefix, batch: (1,000 @3 + 1,000 @15) / 2
-        c(b, "eu.anthropic.claude-3-7-sonnet-20250219-v1:0", now, usage!(input: 1000, output: 1000), Batch, Some(9_000_000), "bedrock/anthropic.claude-3-7-sonnet-20250219-v1:0"),
+        c(
+            b,
+            "eu.anthropic.claude-3-7-sonnet-20250219-v1:0",
+            now,
+            usage!(input: 1000, output: 1000),
+            Batch,
+            Some(9_000_000),
+            "bedrock/anthropic.claude-3-7-sonnet-20250219-v1:0",
+        ),
         // not in the bedrock list → Anthropic's own price of claude-opus-4-6: 5,000,000 + 25,000,000
-        c(b, "global.anthropic.claude-opus-4-6-v1", day(2026, 4, 1), usage!(input: 1000, output: 1000), Standard, Some(30_000_000), "anthropic/claude-opus-4-6@2026-03-13"),
+        c(
+            b,
+            "global.anthropic.claude-opus-4-6-v1",
+            day(2026, 4, 1),
+            usage!(input: 1000, output: 1000),
+            Standard,
+            Some(30_000_000),
+            "anthropic/claude-opus-4-6@2026-03-13",
+        ),
         // rounding: 1 cached @0.00875 = 8.75 → 9 nd; 1 in @0.035 = 35 nd
-        c(b, "amazon.nova-micro-v1:0", now, usage!(input: 1, cache_read: 1), Standard, Some(44), "bedrock/amazon.nova-micro-v1:0"),
-
+        c(
+            b,
+            "amazon.nova-micro-v1:0",
+            now,
+            usage!(input: 1, cache_read: 1),
+            Standard,
+            Some(44),
+            "bedrock/amazon.nova-micro-v1:0",
+        ),
         // ── Azure OpenAI, Mistral, DeepSeek.
-        c(Some("azure_openai"), "gpt-4o-mini", now, usage!(input: 1000), Standard, Some(150_000), "azure_openai/gpt-4o-mini"),
-        c(Some("azure"), "gpt-4o-2024-05-13", now, usage!(input: 1000), Standard, Some(5_000_000), "azure_openai/gpt-4o-2024-05-13"),
+        c(
+            Some("azure_openai"),
+            "gpt-4o-mini",
+            now,
+            usage!(input: 1000),
+            Standard,
+            Some(150_000),
+            "azure_openai/gpt-4o-mini",
+        ),
+        c(
+            Some("azure"),
+            "gpt-4o-2024-05-13",
+            now,
+            usage!(input: 1000),
+            Standard,
+            Some(5_000_000),
+            "azure_openai/gpt-4o-2024-05-13",
+        ),
         // batch on Azure: 1,000 @1.25 = 1,250,000
-        c(Some("azure_openai"), "gpt-4o-2024-11-20", now, usage!(input: 1000), Batch, Some(1_250_000), "azure_openai/gpt-4o"),
+        c(
+            Some("azure_openai"),
+            "gpt-4o-2024-11-20",
+            now,
+            usage!(input: 1000),
+            Batch,
+            Some(1_250_000),
+            "azure_openai/gpt-4o",
+        ),
         // 1,000 @0.50 + 1,000 @1.50
-        c(Some("mistral"), "mistral-large-latest", now, usage!(input: 1000, output: 1000), Standard, Some(2_000_000), "mistral/mistral-large-2512"),
+        c(
+            Some("mistral"),
+            "mistral-large-latest",
+            now,
+            usage!(input: 1000, output: 1000),
+            Standard,
+            Some(2_000_000),
+            "mistral/mistral-large-2512",
+        ),
         // V3 prices: 1,000 @0.27 = 270,000; 1,000 hit @0.07 = 70,000; 1,000 out @1.10 = 1,100,000
-        c(Some("deepseek"), "deepseek-chat", day(2025, 8, 1), usage!(input: 1000, cache_read: 1000, output: 1000), Standard, Some(1_440_000), "deepseek/deepseek-chat"),
+        c(
+            Some("deepseek"),
+            "deepseek-chat",
+            day(2025, 8, 1),
+            usage!(input: 1000, cache_read: 1000, output: 1000),
+            Standard,
+            Some(1_440_000),
+            "deepseek/deepseek-chat",
+        ),
         // V3.1 (2025-09-05..28): 1,000 @0.56 = 560,000; 1,000 reasoning @1.68 = 1,680,000
-        c(Some("deepseek"), "deepseek-reasoner", day(2025, 9, 10), usage!(input: 1000, reasoning: 1000), Standard, Some(2_240_000), "deepseek/deepseek-reasoner@2025-09-05"),
+        c(
+            Some("deepseek"),
+            "deepseek-reasoner",
+            day(2025, 9, 10),
+            usage!(input: 1000, reasoning: 1000),
+            Standard,
+            Some(2_240_000),
+            "deepseek/deepseek-reasoner@2025-09-05",
+        ),
         // V3.2: 280,000 + 28,000 + 420,000
-        c(Some("deepseek"), "deepseek-chat", now, usage!(input: 1000, cache_read: 1000, output: 1000), Standard, Some(728_000), "deepseek/deepseek-chat@2025-09-29"),
-
+        c(
+            Some("deepseek"),
+            "deepseek-chat",
+            now,
+            usage!(input: 1000, cache_read: 1000, output: 1000),
+            Standard,
+            Some(728_000),
+            "deepseek/deepseek-chat@2025-09-29",
+        ),
         // ── Unknown or look-alike models are not priced.
-        c(o, "gpt-4o-mini-ultra", now, usage!(input: 1000), Standard, None, ""),
-        c(o, "gpt-4o-min", now, usage!(input: 1000), Standard, None, ""),
-        c(None, "chatgpt-4o-latest", now, usage!(input: 1000), Standard, None, ""),
-        c(Some("openai_compatible"), "llama-3.1-70b-instruct", now, usage!(input: 1000), Standard, None, ""),
-        c(a, "claude-sonnet-4-5-turbo", now, usage!(input: 1000), Standard, None, ""),
+        c(
+            o,
+            "gpt-4o-mini-ultra",
+            now,
+            usage!(input: 1000),
+            Standard,
+            None,
+            "",
+        ),
+        c(
+            o,
+            "gpt-4o-min",
+            now,
+            usage!(input: 1000),
+            Standard,
+            None,
+            "",
+        ),
+        c(
+            None,
+            "chatgpt-4o-latest",
+            now,
+            usage!(input: 1000),
+            Standard,
+            None,
+            "",
+        ),
+        c(
+            Some("openai_compatible"),
+            "llama-3.1-70b-instruct",
+            now,
+            usage!(input: 1000),
+            Standard,
+            None,
+            "",
+        ),
+        c(
+            a,
+            "claude-sonnet-4-5-turbo",
+            now,
+            usage!(input: 1000),
+            Standard,
+            None,
+            "",
+        ),
     ];
     assert!(cases.len() >= 40, "only {} cases", cases.len());
 
@@ -199,15 +717,25 @@ fn priced_by_hand() {
         let what = format!("case {} {:?}/{} {:?}", i + 1, k.provider, k.model, k.tier);
         match (found, k.total) {
             (None, None) => {}
-            (Some(e), None) => failures.push(format!("{what}: expected no price, found {}", e.label())),
+            (Some(e), None) => {
+                failures.push(format!("{what}: expected no price, found {}", e.label()))
+            }
             (None, Some(_)) => failures.push(format!("{what}: no entry found")),
             (Some(e), Some(expected)) => {
                 if e.label() != k.entry {
-                    failures.push(format!("{what}: priced by {} instead of {}", e.label(), k.entry));
+                    failures.push(format!(
+                        "{what}: priced by {} instead of {}",
+                        e.label(),
+                        k.entry
+                    ));
                 }
                 let got = cost(e, &k.usage, k.tier);
                 if got.total.nanos() != expected {
-                    failures.push(format!("{what}: total {} nd, expected {expected} nd ({:?})", got.total.nanos(), got.parts));
+                    failures.push(format!(
+                        "{what}: total {} nd, expected {expected} nd ({:?})",
+                        got.total.nanos(),
+                        got.parts
+                    ));
                 }
                 if got.parts.sum() != got.total {
                     failures.push(format!("{what}: parts do not add up"));
@@ -215,13 +743,24 @@ fn priced_by_hand() {
             }
         }
     }
-    assert!(failures.is_empty(), "{} failures:\n{}", failures.len(), failures.join("\n"));
+    assert!(
+        failures.is_empty(),
+        "{} failures:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
 }
 
 #[test]
 fn parts_and_cache_savings() {
-    let e = Catalog::builtin().lookup(Some("openai"), "gpt-5", day(2025, 11, 1)).unwrap();
-    let got = cost(e, &usage!(input: 2000, cache_read: 8000, reasoning: 3000, output: 1000), Standard);
+    let e = Catalog::builtin()
+        .lookup(Some("openai"), "gpt-5", day(2025, 11, 1))
+        .unwrap();
+    let got = cost(
+        e,
+        &usage!(input: 2000, cache_read: 8000, reasoning: 3000, output: 1000),
+        Standard,
+    );
     assert_eq!(got.parts.input.nanos(), 2_500_000);
     assert_eq!(got.parts.cache_read.nanos(), 1_000_000);
     assert_eq!(got.parts.reasoning.nanos(), 30_000_000);
@@ -231,8 +770,14 @@ fn parts_and_cache_savings() {
     assert_eq!(got.total.to_string(), "0.043500000");
 
     // Anthropic: 10,000 read @0.30 vs @3 → savings 27,000,000.
-    let e = Catalog::builtin().lookup(Some("anthropic"), "claude-sonnet-4-5", day(2025, 11, 1)).unwrap();
-    let got = cost(e, &usage!(cache_read: 10_000, cache_write_5m: 2000), Standard);
+    let e = Catalog::builtin()
+        .lookup(Some("anthropic"), "claude-sonnet-4-5", day(2025, 11, 1))
+        .unwrap();
+    let got = cost(
+        e,
+        &usage!(cache_read: 10_000, cache_write_5m: 2000),
+        Standard,
+    );
     assert_eq!(got.cache_savings.nanos(), 27_000_000);
     assert_eq!(got.parts.cache_write_5m.nanos(), 7_500_000);
     // Batch halves both the price and the saving.

@@ -1,6 +1,9 @@
 //! Property tests of the cost function over every built-in entry: monotone
 //! in every bucket, parts add up to the total, long-context boundary exact.
 
+// Test helpers outside #[test] fns unwrap too: a test may panic.
+#![allow(clippy::unwrap_used)]
+
 use proptest::prelude::*;
 use rust_decimal::prelude::ToPrimitive;
 use rust_decimal::{Decimal, RoundingStrategy};

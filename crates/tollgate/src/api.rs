@@ -49,7 +49,7 @@ pub async fn models(State(state): State<Arc<AppState>>, headers: HeaderMap) -> R
     let anthropic = headers.contains_key("anthropic-version");
     let shape = if anthropic { crate::error::ErrorShape::Anthropic } else { crate::error::ErrorShape::OpenAi };
     if let Err(e) = state.auth.authenticate(&headers, now_ms()).await {
-        state.metrics.auth_refused();
+        state.observer.auth_refused();
         return e.into_response_for(shape);
     }
     let mut names: Vec<(&str, &str)> = state

@@ -57,6 +57,9 @@ pub enum Command {
     Keys(KeysCommand),
     /// Spend, tokens and requests grouped by any attribution dimension.
     Report(ReportArgs),
+    /// The price catalog: list, show, import, check.
+    #[command(subcommand)]
+    Prices(crate::prices_cli::PricesCommand),
 }
 
 #[derive(Debug, Args)]
@@ -197,6 +200,14 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Keys(cmd) => keys_command(&cli, cmd).await,
         Command::Report(args) => report(&cli, args).await,
+        Command::Prices(cmd) => {
+            let config = load_config(&cli)?;
+            let catalog = match &config.prices {
+                Some(extra) => tollgate_pricing::Catalog::builtin().merged(extra),
+                None => tollgate_pricing::Catalog::builtin().clone(),
+            };
+            crate::prices_cli::run(cmd, &catalog, || Ok(SqliteStore::open(&config.storage.url)?))
+        }
     }
 }
 

@@ -58,6 +58,9 @@ struct RawConfig {
     budgets: Vec<toml::Spanned<toml::Value>>,
     #[serde(default)]
     ledger: RawLedger,
+    /// Extra or overriding prices (self-hosted models, negotiated rates).
+    #[serde(default)]
+    prices: Vec<tollgate_pricing::RawPriceEntry>,
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -183,6 +186,8 @@ pub struct Config {
     pub routes: HashMap<String, Route>,
     /// The ledger spool; `None` until resolved against the database path.
     pub ledger: Option<crate::ledger::SpoolConfig>,
+    /// Prices from the file, merged over the built-in catalog.
+    pub prices: Option<tollgate_pricing::Catalog>,
     /// Where the settings came from (a file path, or "built-in defaults").
     pub source: String,
 }
@@ -502,7 +507,17 @@ fn resolve(raw: RawConfig, path: &str, text: &str, env: &dyn Env) -> Result<Conf
         None
     };
 
+    let prices = if raw.prices.is_empty() {
+        None
+    } else {
+        Some(
+            tollgate_pricing::Catalog::from_raw_entries(raw.prices)
+                .map_err(|e| invalid(format!("[[prices]]: {e}")))?,
+        )
+    };
+
     Ok(Config {
+        prices,
         ledger,
         server: ServerConfig {
             listen,
@@ -525,6 +540,19 @@ mod tests {
 
     fn env(pairs: &[(&str, &str)]) -> HashMap<String, String> {
         pairs.iter().map(|(k, v)| ((*k).to_string(), (*v).to_string())).collect()
+    }
+
+    #[test]
+    fn prices_from_the_file_override_the_catalog() {
+        let text = "[[prices]]\nprovider = \"local\"\nmodel = \"llama-3.1-8b\"\ngpu_hour_usd = \"2.00\"\ntokens_per_gpu_hour = 4000000\n";
+        let c = Config::from_toml(text, "p.toml", &env(&[])).unwrap();
+        let cat = c.prices.unwrap();
+        let e = cat.lookup(Some("local"), "llama-3.1-8b", chrono::Utc::now()).unwrap();
+        let u = tollgate_units::Usage { input: 1_000_000, ..Default::default() };
+        // $2.00 per GPU-hour / 4M tokens per hour = $0.50 per million tokens.
+        assert_eq!(tollgate_pricing::cost(e, &u, tollgate_pricing::ServiceTier::Standard).total.to_string(), "0.500000000");
+        let bad = "[[prices]]\nprovider = \"x\"\nmodel = \"y\"\ninput = \"abc\"\n";
+        assert!(Config::from_toml(bad, "p.toml", &env(&[])).is_err());
     }
 
     const FULL: &str = r#"

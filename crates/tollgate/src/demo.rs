@@ -1,18 +1,33 @@
 //! `tollgate demo`: the gateway in front of built-in mock providers, with a
-//! traffic generator playing several teams, features, environments and
-//! agent runs, so the request log and reports fill at once.
+//! week of seeded history and live synthetic traffic, so every dashboard
+//! view and report is full of data the moment it starts.
+//!
+//! The history is written straight into the ledger (backdated rows priced
+//! with the real catalog and the mock's usage formulas), then live traffic
+//! flows through the real gateway. The history tells stories a newcomer can
+//! find: a prompt change that doubled tokens, a retry storm, a runaway
+//! agent loop, a team that blew through its budget, unpriced and estimated
+//! traffic.
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
 use serde_json::json;
+use tollgate_units::{Money, Usage};
 
-use crate::config::Config;
+use crate::attribution::Attribution;
+use crate::config::{Config, Provider};
 use crate::keys::{self, KeySpec};
+use crate::ledger::{LedgerRow, UsageSource};
+use crate::pricing::Pricing;
 use crate::server::{key_hasher, Gateway};
 use crate::store::sqlite::SqliteStore;
+use crate::store::LedgerStore;
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct DemoArgs {
@@ -27,16 +42,24 @@ pub struct DemoArgs {
     /// Synthetic requests per second after the opening burst.
     #[arg(long, default_value_t = 4)]
     pub rate: u32,
+    /// Days of history to seed before live traffic starts (0: none).
+    #[arg(long, default_value_t = 7)]
+    pub history_days: u32,
 }
 
+/// Teams with live traffic and their features. `research` only appears in
+/// the history (its big batch week is what crossed its budget).
 const TEAMS: &[(&str, &[&str])] = &[
     ("growth", &["onboarding-email", "summarize"]),
     ("search", &["query-rewrite", "rerank"]),
     ("support", &["ticket-triage", "reply-draft"]),
     ("platform", &["code-review", "eval"]),
 ];
+const HISTORY_ONLY_TEAMS: &[&str] = &["research"];
 const MODELS: &[&str] = &["gpt-4o-mini", "gpt-4o", "o4-mini", "claude-haiku-4-5", "claude-sonnet-4-5", "gemini-2.5-flash"];
 const ENVS: &[&str] = &["prod", "staging", "dev"];
+/// A self-hosted model the price catalog does not know: its rows are unpriced.
+const UNPRICED_MODEL: &str = "acme-internal-13b";
 
 fn demo_config(mock: SocketAddr, listen: SocketAddr, db: &str) -> anyhow::Result<Config> {
     let text = format!(
@@ -62,10 +85,19 @@ name = "gemini"
 kind = "gemini"
 base_url = "http://{mock}"
 
+[[providers]]
+name = "local-vllm"
+kind = "openai_compatible"
+base_url = "http://{mock}/v1"
+
 [[models]]
 name = "smart"
 targets = [{{ provider = "openai", model = "gpt-4o" }}]
 fallbacks = ["claude-sonnet-4-5"]
+
+[[models]]
+name = "{UNPRICED_MODEL}"
+targets = [{{ provider = "local-vllm", model = "{UNPRICED_MODEL}" }}]
 "#
     );
     Ok(Config::from_toml(&text, "demo config", &std::collections::HashMap::<String, String>::new())?)
@@ -74,11 +106,13 @@ fallbacks = ["claude-sonnet-4-5"]
 pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     let mock_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let mock_addr = mock_listener.local_addr()?;
-    tokio::spawn(tollgate_mock::serve(mock_listener, tollgate_mock::MockConfig::default()));
+    let mock = tollgate_mock::MockConfig { latency_ms: 15, chunk_delay_ms: 2, ..Default::default() };
+    tokio::spawn(tollgate_mock::serve(mock_listener, mock));
 
     for suffix in ["", "-wal", "-shm"] {
         let _ = std::fs::remove_file(format!("{}{suffix}", args.demo_db));
     }
+    let _ = std::fs::remove_dir_all(format!("{}.spool", args.demo_db));
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("cannot listen on {} (try --listen 127.0.0.1:0)", args.listen))?;
@@ -88,24 +122,56 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     let hasher = key_hasher(&config, store.as_ref())?;
     let now = crate::pipeline::now_ms();
     let mut team_keys = Vec::new();
-    for (team, _) in TEAMS {
-        let spec = KeySpec { name: format!("{team}-service"), team: Some((*team).into()), ..KeySpec::default() };
+    let mut key_ids = BTreeMap::new();
+    for team in TEAMS.iter().map(|(t, _)| *t).chain(HISTORY_ONLY_TEAMS.iter().copied()) {
+        let spec = KeySpec { name: format!("{team}-service"), team: Some(team.into()), ..KeySpec::default() };
         let k = keys::create(store.as_ref(), &hasher, spec, now).map_err(|e| anyhow::anyhow!("{e}"))?;
-        team_keys.push(((*team).to_string(), k.secret));
+        key_ids.insert(team.to_string(), k.record.id.clone());
+        if !HISTORY_ONLY_TEAMS.contains(&team) {
+            team_keys.push((team.to_string(), k.secret));
+        }
     }
+
+    let seeded = if args.history_days > 0 {
+        let history = History::new(&config.providers, key_ids, now, args.history_days).generate();
+        let n = history.len();
+        let store2 = store.clone();
+        tokio::task::spawn_blocking(move || -> Result<(), crate::store::StoreError> {
+            for chunk in history.chunks(2000) {
+                let refs: Vec<&LedgerRow> = chunk.iter().collect();
+                store2.append(&refs)?;
+            }
+            Ok(())
+        })
+        .await??;
+        n
+    } else {
+        0
+    };
     let gateway = Gateway::build(config, store)?;
 
     let base = format!("http://{addr}");
     let example_key = team_keys[0].1.clone();
     println!("tollgate demo: gateway on {base} in front of mock OpenAI, Anthropic and Gemini providers");
-    println!("database: {} (recreated at each start)\n", args.demo_db);
+    println!("database: {} (recreated at each start)", args.demo_db);
+    if seeded > 0 {
+        println!("seeded {seeded} requests of history over the last {} days", args.history_days);
+    }
+    println!("\ndashboard: {base}/ui\n");
     println!("try it:\n");
     println!("  curl -s {base}/v1/chat/completions -H 'authorization: Bearer {example_key}' \\");
     println!("    -H 'x-tollgate-tags: feature=readme,env=dev' -H 'content-type: application/json' \\");
     println!("    -d '{{\"model\":\"gpt-4o-mini\",\"messages\":[{{\"role\":\"user\",\"content\":\"hello\"}}]}}' -i\n");
+    println!("  # pip install openai");
+    println!("  from openai import OpenAI");
+    println!("  client = OpenAI(base_url=\"{base}/v1\", api_key=\"{example_key}\")");
+    println!("  r = client.chat.completions.create(model=\"gpt-4o-mini\", messages=[{{\"role\": \"user\", \"content\": \"hi\"}}],");
+    println!("                                     extra_headers={{\"x-tollgate-tags\": \"feature=readme,env=dev\"}})");
+    println!("  print(r.usage)\n");
     println!("  python3 -c \"from openai import OpenAI; c = OpenAI(base_url='{base}/v1', api_key='{example_key}'); \\");
     println!("    print(c.chat.completions.create(model='gpt-4o-mini', messages=[{{'role':'user','content':'hi'}}]).usage)\"\n");
-    println!("  curl -s '{base}/api/v1/requests?limit=5'        # the request log");
+    println!("  curl -s '{base}/api/v1/requests?limit=5'                  # the request log");
+    println!("  curl -s '{base}/api/v1/spend?group_by=team&from=7d'       # spend by team");
     println!("\nsynthetic traffic is flowing ({} teams, {} models); Ctrl-C to stop", TEAMS.len(), MODELS.len());
 
     let traffic = tokio::spawn(traffic(base.clone(), team_keys, args.rate.max(1)));
@@ -121,7 +187,504 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Plays requests across teams, features, models, environments and agent runs.
+// ---------------------------------------------------------------------------
+// Seeded history
+// ---------------------------------------------------------------------------
+
+const HOUR: i64 = 3_600_000;
+const DAY: i64 = 24 * HOUR;
+
+/// One call to put in the ledger.
+#[derive(Debug, Clone)]
+struct Call {
+    at_ms: i64,
+    team: &'static str,
+    feature: &'static str,
+    env: &'static str,
+    user: String,
+    provider: &'static str,
+    model: &'static str,
+    prompt_bytes: u64,
+    output_tokens: u64,
+    stream: bool,
+    trace: Option<String>,
+    parent: Option<String>,
+    agent: Option<&'static str>,
+    prompt: Option<String>,
+    session: Option<String>,
+    step: Option<String>,
+}
+
+/// How a call ended.
+#[derive(Debug, Clone, Copy)]
+enum Outcome {
+    Ok { attempts: u32 },
+    /// Served by a fallback after the first target failed.
+    Fallback { provider: &'static str, model: &'static str, attempts: u32 },
+    Failed { status: u16, code: &'static str, attempts: u32 },
+}
+
+struct History<'a> {
+    rng: StdRng,
+    pricing: Pricing,
+    providers: &'a [Provider],
+    key_ids: BTreeMap<String, String>,
+    now_ms: i64,
+    start_ms: i64,
+    rows: Vec<LedgerRow>,
+}
+
+fn provider_of(model: &str) -> &'static str {
+    if model.starts_with("claude") {
+        "anthropic"
+    } else if model.starts_with("gemini") {
+        "gemini"
+    } else if model == UNPRICED_MODEL {
+        "local-vllm"
+    } else {
+        "openai"
+    }
+}
+
+/// Typical time to first token and per-output-token time, in ms.
+fn speed(model: &str) -> (u64, u64) {
+    match model {
+        "gpt-4o-mini" | "gpt-4.1-mini" => (350, 8),
+        "gpt-4o" => (700, 14),
+        "o4-mini" | "o3" => (2200, 9),
+        "claude-haiku-4-5" => (450, 7),
+        "claude-sonnet-4-5" => (1100, 16),
+        "claude-opus-4-1" => (2100, 28),
+        "gemini-2.5-flash" => (300, 5),
+        "gemini-2.5-pro" => (1500, 12),
+        _ => (600, 10),
+    }
+}
+
+/// Requests arrive mostly in (UTC) working hours and less at weekends.
+fn activity(at_ms: i64) -> f64 {
+    let hour = (at_ms.rem_euclid(DAY) / HOUR) as usize;
+    // 1970-01-01 was a Thursday: day 2 and 3 of the week (mod 7) are Sat, Sun.
+    let weekday = (at_ms.div_euclid(DAY) + 4).rem_euclid(7);
+    const BY_HOUR: [f64; 24] = [
+        0.15, 0.1, 0.08, 0.08, 0.1, 0.15, 0.25, 0.4, 0.65, 0.85, 0.95, 1.0, 0.9, 0.95, 1.0, 0.95, 0.9, 0.8, 0.6,
+        0.45, 0.35, 0.3, 0.25, 0.2,
+    ];
+    let weekend = if weekday == 0 || weekday == 6 { 0.35 } else { 1.0 };
+    BY_HOUR[hour] * weekend
+}
+
+const USERS: &[(&str, &[&str])] = &[
+    ("growth", &["maya", "leo", "priya"]),
+    ("search", &["sam", "ines", "kofi", "yuki"]),
+    ("support", &["olga", "ravi", "tom"]),
+    ("platform", &["ada", "lin", "jonas"]),
+    ("research", &["noor", "felix"]),
+];
+
+impl<'a> History<'a> {
+    fn new(providers: &'a [Provider], key_ids: BTreeMap<String, String>, now_ms: i64, days: u32) -> History<'a> {
+        History {
+            rng: StdRng::seed_from_u64(0x7011_6a7e),
+            pricing: Pricing::builtin(),
+            providers,
+            key_ids,
+            now_ms,
+            // History stops a minute before the live traffic starts.
+            start_ms: (now_ms - i64::from(days) * DAY) / HOUR * HOUR,
+            rows: Vec::new(),
+        }
+    }
+
+    fn pick<T: Copy>(&mut self, items: &[T]) -> T {
+        items[self.rng.gen_range(0..items.len())]
+    }
+
+    fn env(&mut self) -> &'static str {
+        match self.rng.gen_range(0..100) {
+            0..=74 => "prod",
+            75..=91 => "staging",
+            _ => "dev",
+        }
+    }
+
+    fn user(&mut self, team: &str) -> String {
+        let users = USERS.iter().find(|(t, _)| *t == team).map(|(_, u)| *u).unwrap_or(&["someone"]);
+        self.pick(users).to_string()
+    }
+
+    fn call(&mut self, at_ms: i64, team: &'static str, feature: &'static str, model: &'static str) -> Call {
+        let env = self.env();
+        let user = self.user(team);
+        Call {
+            at_ms,
+            team,
+            feature,
+            env,
+            user,
+            provider: provider_of(model),
+            model,
+            prompt_bytes: 2000,
+            output_tokens: 200,
+            stream: self.rng.gen_bool(0.35),
+            trace: None,
+            parent: None,
+            agent: None,
+            prompt: None,
+            session: None,
+            step: None,
+        }
+    }
+
+    fn usage(provider: &str, model: &str, prompt_bytes: u64, output_tokens: u64) -> Usage {
+        let m = tollgate_mock::usage_for(prompt_bytes, model, None, Some(output_tokens));
+        // The same disjoint buckets the provider adapters produce from each wire format.
+        match provider {
+            "anthropic" => Usage {
+                input: m.anthropic_input_tokens(),
+                cache_read: m.cache_read_tokens,
+                cache_write_5m: m.cache_write_5m_tokens,
+                cache_write_1h: m.cache_write_1h_tokens,
+                output: m.visible_output_tokens(),
+                reasoning: m.reasoning_tokens,
+                ..Usage::default()
+            },
+            _ => Usage {
+                input: m.prompt_tokens - m.cache_read_tokens,
+                cache_read: m.cache_read_tokens,
+                output: m.visible_output_tokens(),
+                reasoning: m.reasoning_tokens,
+                ..Usage::default()
+            },
+        }
+    }
+
+    /// Writes one row; returns its request id and when it finished.
+    fn push(&mut self, c: &Call, outcome: Outcome) -> (String, i64) {
+        let (provider, model, status, error_code, attempts) = match outcome {
+            Outcome::Ok { attempts } => (c.provider, c.model, 200, None, attempts),
+            Outcome::Fallback { provider, model, attempts } => (provider, model, 200, None, attempts),
+            Outcome::Failed { status, code, attempts } => (c.provider, c.model, status, Some(code), attempts),
+        };
+        let (first_ms, per_token) = speed(model);
+        let jitter = self.rng.gen_range(0.75..1.4);
+        let ok = status < 400;
+        // A few streams lose their client before the end: usage is counted locally.
+        let disconnected = ok && c.stream && self.rng.gen_bool(0.03);
+        let mut usage = if ok { Self::usage(provider, model, c.prompt_bytes, c.output_tokens) } else { Usage::default() };
+        if disconnected {
+            usage.output = usage.output * 2 / 5;
+            usage.reasoning = 0;
+        }
+        let ttft = (first_ms as f64 * jitter) as u64 + 200 * u64::from(attempts - 1);
+        let latency = if ok {
+            ttft + (usage.output_tokens() * per_token) as u64
+        } else {
+            // Failed attempts wait on backoff and Retry-After.
+            800 * u64::from(attempts) + self.rng.gen_range(0..1500)
+        };
+        let (cost, cache_savings) = if !ok {
+            (Some(Money::ZERO), Money::ZERO)
+        } else {
+            match self.providers.iter().find(|p| p.name == provider) {
+                Some(p) => {
+                    let priced = self.pricing.price(p, model, &usage, c.at_ms);
+                    (priced.cost, priced.cache_savings)
+                }
+                None => (None, Money::ZERO),
+            }
+        };
+        let mut tags = BTreeMap::new();
+        for (k, v) in [("team", c.team), ("feature", c.feature), ("env", c.env), ("user", c.user.as_str())] {
+            tags.insert(k.to_string(), v.to_string());
+        }
+        if let Some(s) = &c.step {
+            tags.insert("step".into(), s.clone());
+        }
+        let secs = u64::try_from(c.at_ms / 1000).unwrap_or(0);
+        let nanos = u32::try_from((c.at_ms % 1000) * 1_000_000).unwrap_or(0);
+        let request_id = uuid::Uuid::new_v7(uuid::Timestamp::from_unix(uuid::NoContext, secs, nanos)).to_string();
+        let endpoint = if provider == "anthropic" && c.feature == "reply-draft" { "messages" } else { "chat.completions" };
+        self.rows.push(LedgerRow {
+            request_id: request_id.clone(),
+            time_ms: c.at_ms,
+            key_id: self.key_ids.get(c.team).cloned(),
+            endpoint,
+            requested_model: Some(c.model.to_string()),
+            model: Some(model.to_string()),
+            provider: Some(provider.to_string()),
+            status,
+            error_code: error_code.map(String::from),
+            usage,
+            usage_source: if disconnected { UsageSource::Estimated } else { UsageSource::Provider },
+            cost,
+            cache_savings,
+            streamed: c.stream,
+            client_disconnected: disconnected,
+            cache: "off",
+            latency_ms: latency,
+            ttft_ms: if c.stream && ok { Some(ttft) } else { None },
+            attempts,
+            attribution: Attribution {
+                tags,
+                trace_id: c.trace.clone(),
+                parent_id: c.parent.clone(),
+                session: c.session.clone(),
+                agent: c.agent.map(String::from),
+                prompt: c.prompt.clone(),
+            },
+        });
+        (request_id, c.at_ms + i64::try_from(latency).unwrap_or(0))
+    }
+
+    /// Spreads `per_peak_hour` calls over every hour, shaped by [`activity`].
+    fn each_hour(&mut self, per_peak_hour: f64, mut f: impl FnMut(&mut Self, i64)) {
+        let end = self.now_ms - 60_000;
+        let mut hour = self.start_ms;
+        while hour < end {
+            let expected = per_peak_hour * activity(hour) * self.rng.gen_range(0.7..1.3);
+            let n = expected.floor() as u32 + u32::from(self.rng.gen_bool(expected.fract()));
+            for _ in 0..n {
+                let at = hour + self.rng.gen_range(0..HOUR);
+                if at < end {
+                    f(self, at);
+                }
+            }
+            hour += HOUR;
+        }
+    }
+
+    /// The moment prompts changed: 10:00 UTC, two to three days ago.
+    fn prompt_change_ms(&self) -> i64 {
+        (self.now_ms - 3 * DAY) / DAY * DAY + 10 * HOUR
+    }
+
+    fn generate(mut self) -> Vec<LedgerRow> {
+        let change = self.prompt_change_ms();
+        // growth: onboarding emails and the summarize prompt whose v3 doubled its size.
+        self.each_hour(9.0, |h, at| {
+            let mut c = h.call(at, "growth", "onboarding-email", "gpt-4o-mini");
+            c.prompt_bytes = 2400 + h.rng.gen_range(0..600);
+            c.output_tokens = 300 + h.rng.gen_range(0..120);
+            c.prompt = Some("onboarding-email@v1".into());
+            h.push(&c, Outcome::Ok { attempts: 1 });
+        });
+        self.each_hour(14.0, move |h, at| {
+            let model = if h.rng.gen_bool(0.7) { "gpt-4o-mini" } else { "claude-haiku-4-5" };
+            let mut c = h.call(at, "growth", "summarize", model);
+            let v3 = at >= change;
+            c.prompt_bytes = if v3 { 12_000 } else { 6_000 } + h.rng.gen_range(0..800);
+            c.output_tokens = 220 + h.rng.gen_range(0..80);
+            c.prompt = Some(if v3 { "summarize@v3" } else { "summarize@v2" }.into());
+            h.push(&c, Outcome::Ok { attempts: 1 });
+        });
+        // search: cheap query rewriting at volume, and a gpt-4o reranker.
+        self.each_hour(28.0, |h, at| {
+            let mut c = h.call(at, "search", "query-rewrite", "gemini-2.5-flash");
+            c.prompt_bytes = 700 + h.rng.gen_range(0..300);
+            c.output_tokens = 40 + h.rng.gen_range(0..40);
+            c.prompt = Some("query-rewrite@v4".into());
+            c.stream = false;
+            h.push(&c, Outcome::Ok { attempts: 1 });
+        });
+        self.each_hour(14.0, |h, at| {
+            let mut c = h.call(at, "search", "rerank", "gpt-4o");
+            c.prompt_bytes = 8_000 + h.rng.gen_range(0..2_000);
+            c.output_tokens = 30 + h.rng.gen_range(0..30);
+            c.prompt = Some("rerank@v1".into());
+            c.stream = false;
+            let outcome = if h.rng.gen_bool(0.01) {
+                Outcome::Failed { status: 502, code: "upstream_error", attempts: 3 }
+            } else {
+                Outcome::Ok { attempts: 1 }
+            };
+            h.push(&c, outcome);
+        });
+        // support: triage, reply drafting (v2 grew the prompt a little), and the support agent.
+        self.each_hour(8.0, |h, at| {
+            let mut c = h.call(at, "support", "ticket-triage", "claude-haiku-4-5");
+            c.prompt_bytes = 3_000 + h.rng.gen_range(0..1_000);
+            c.output_tokens = 90 + h.rng.gen_range(0..60);
+            c.prompt = Some("ticket-triage@v2".into());
+            h.push(&c, Outcome::Ok { attempts: 1 });
+        });
+        let reply_change = change - 2 * DAY;
+        self.each_hour(7.0, move |h, at| {
+            let mut c = h.call(at, "support", "reply-draft", "claude-sonnet-4-5");
+            let v2 = at >= reply_change;
+            c.prompt_bytes = if v2 { 5_600 } else { 5_000 } + h.rng.gen_range(0..1_000);
+            c.output_tokens = 380 + h.rng.gen_range(0..150);
+            c.prompt = Some(if v2 { "reply-draft@v2" } else { "reply-draft@v1" }.into());
+            h.push(&c, Outcome::Ok { attempts: 1 });
+        });
+        self.each_hour(2.5, |h, at| {
+            h.agent_run(at, "support", "ticket-triage", "support-agent", "claude-sonnet-4-5", "claude-haiku-4-5", &["search_kb", "fetch_ticket", "lookup_order"], 3_500, 2..7);
+        });
+        // platform: the code reviewer agent, and evals on an unpriced self-hosted model.
+        self.each_hour(1.5, |h, at| {
+            h.agent_run(at, "platform", "code-review", "reviewer", "o4-mini", "gpt-4o-mini", &["read_file", "run_tests", "grep"], 6_000, 3..9);
+        });
+        self.each_hour(6.0, |h, at| {
+            let model = if h.rng.gen_bool(0.6) { UNPRICED_MODEL } else { "gpt-4.1-mini" };
+            let mut c = h.call(at, "platform", "eval", model);
+            c.env = if h.rng.gen_bool(0.5) { "staging" } else { "dev" };
+            c.prompt_bytes = 4_000 + h.rng.gen_range(0..2_000);
+            c.output_tokens = 150 + h.rng.gen_range(0..100);
+            h.push(&c, Outcome::Ok { attempts: 1 });
+        });
+        // research: expensive deep-research runs on the biggest models…
+        self.each_hour(0.8, |h, at| {
+            h.agent_run(at, "research", "deep-research", "researcher", "claude-opus-4-1", "claude-sonnet-4-5", &["web_search", "read_page", "take_notes"], 24_000, 4..9);
+        });
+        // …a batch labelling job that pushed the team over budget…
+        self.batch_labeling();
+        // …and one night the researcher looped on the same search for two hours.
+        self.runaway_loop();
+        // The search team's reranker hit OpenAI's rate limits one afternoon.
+        self.retry_storm();
+
+        self.rows.sort_by_key(|r| r.time_ms);
+        self.rows
+    }
+
+    /// A multi-step run: plan, a loop of tool calls whose context grows each
+    /// turn, then an answer. Every step carries the run's trace id; tool
+    /// steps and the answer point at the plan as their parent.
+    #[allow(clippy::too_many_arguments)]
+    fn agent_run(
+        &mut self,
+        at: i64,
+        team: &'static str,
+        feature: &'static str,
+        agent: &'static str,
+        big: &'static str,
+        small: &'static str,
+        tools: &[&str],
+        context_bytes: u64,
+        steps: std::ops::Range<u32>,
+    ) {
+        let trace = format!("run-{agent}-{:08x}", self.rng.gen::<u32>());
+        let session = format!("sess-{:05}", self.rng.gen_range(0..100_000));
+        let mut c = self.call(at, team, feature, big);
+        c.trace = Some(trace);
+        c.agent = Some(agent);
+        c.session = Some(session);
+        c.prompt = Some(format!("{agent}-plan@v1"));
+        c.prompt_bytes = context_bytes;
+        c.output_tokens = 250 + self.rng.gen_range(0..150);
+        c.step = Some("plan".into());
+        let (root, mut t) = self.push(&c, Outcome::Ok { attempts: 1 });
+        let n = self.rng.gen_range(steps);
+        let mut context = context_bytes;
+        for _ in 0..n {
+            let tool = self.pick(tools);
+            context += 1_200 + self.rng.gen_range(0..1_500);
+            let mut s = c.clone();
+            s.at_ms = t + self.rng.gen_range(200..2_500);
+            s.model = small;
+            s.provider = provider_of(small);
+            s.prompt = Some(format!("{agent}-tool@v1"));
+            s.prompt_bytes = context;
+            s.output_tokens = 60 + self.rng.gen_range(0..100);
+            s.parent = Some(root.clone());
+            s.step = Some(format!("tool:{tool}"));
+            s.stream = false;
+            t = self.push(&s, Outcome::Ok { attempts: 1 }).1;
+        }
+        let mut a = c.clone();
+        a.at_ms = t + self.rng.gen_range(200..1_500);
+        a.prompt = Some(format!("{agent}-answer@v1"));
+        a.prompt_bytes = context;
+        a.output_tokens = 500 + self.rng.gen_range(0..400);
+        a.parent = Some(root);
+        a.step = Some("answer".into());
+        self.push(&a, Outcome::Ok { attempts: 1 });
+    }
+
+    fn batch_labeling(&mut self) {
+        let start = (self.now_ms - DAY) / DAY * DAY + 9 * HOUR;
+        if start < self.start_ms || start > self.now_ms - HOUR {
+            return;
+        }
+        for i in 0..900 {
+            let at = start + i * 8_000 + self.rng.gen_range(0..4_000);
+            let mut c = self.call(at, "research", "batch-labeling", "gpt-4o");
+            c.env = "prod";
+            c.user = "felix".into();
+            c.prompt_bytes = 30_000 + self.rng.gen_range(0..6_000);
+            c.output_tokens = 900 + self.rng.gen_range(0..300);
+            c.prompt = Some("label-docs@v1".into());
+            c.stream = false;
+            self.push(&c, Outcome::Ok { attempts: 1 });
+        }
+    }
+
+    fn runaway_loop(&mut self) {
+        let start = (self.now_ms - 2 * DAY) / DAY * DAY + 2 * HOUR;
+        if start < self.start_ms {
+            return;
+        }
+        let mut c = self.call(start, "research", "deep-research", "claude-sonnet-4-5");
+        c.env = "prod";
+        c.user = "noor".into();
+        c.trace = Some("run-researcher-runaway-0001".into());
+        c.agent = Some("researcher");
+        c.session = Some("sess-night-batch".into());
+        c.prompt = Some("researcher-tool@v1".into());
+        c.step = Some("plan".into());
+        c.prompt_bytes = 16_000;
+        let (root, mut t) = self.push(&c, Outcome::Ok { attempts: 1 });
+        for i in 0..420u64 {
+            let mut s = c.clone();
+            s.at_ms = t + self.rng.gen_range(1_000..4_000);
+            // The same search again and again, with the transcript growing each turn.
+            s.prompt_bytes = 16_000 + i * 180;
+            s.output_tokens = 280 + self.rng.gen_range(0..20);
+            s.parent = Some(root.clone());
+            s.step = Some("tool:web_search".into());
+            s.stream = false;
+            t = self.push(&s, Outcome::Ok { attempts: 1 }).1;
+        }
+    }
+
+    fn retry_storm(&mut self) {
+        let start = (self.now_ms - 3 * DAY) / DAY * DAY + 14 * HOUR;
+        if start < self.start_ms {
+            return;
+        }
+        for i in 0..240 {
+            let at = start + i * 6_000 + self.rng.gen_range(0..3_000);
+            let mut c = self.call(at, "search", "rerank", "gpt-4o");
+            c.prompt_bytes = 8_000 + self.rng.gen_range(0..2_000);
+            c.output_tokens = 30 + self.rng.gen_range(0..30);
+            c.prompt = Some("rerank@v1".into());
+            c.stream = false;
+            let outcome = match self.rng.gen_range(0..100) {
+                0..=54 => Outcome::Failed { status: 429, code: "upstream_rate_limited", attempts: 3 },
+                55..=64 => Outcome::Failed { status: 504, code: "upstream_timeout", attempts: 3 },
+                65..=84 => Outcome::Ok { attempts: self.rng.gen_range(2..4) },
+                _ => Outcome::Fallback { provider: "anthropic", model: "claude-sonnet-4-5", attempts: 3 },
+            };
+            self.push(&c, outcome);
+        }
+    }
+}
+
+/// Days of history the generator covers (for tests).
+#[cfg(test)]
+fn days_covered(rows: &[LedgerRow]) -> i64 {
+    match (rows.first(), rows.last()) {
+        (Some(a), Some(b)) => (b.time_ms - a.time_ms) / DAY,
+        _ => 0,
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Live traffic
+// ---------------------------------------------------------------------------
+
+/// Plays requests across teams, features, models, environments and agent
+/// runs through the real gateway.
 async fn traffic(base: String, team_keys: Vec<(String, String)>, rate: u32) {
     let http = reqwest::Client::new();
     let mut n: u64 = 0;
@@ -131,33 +694,105 @@ async fn traffic(base: String, team_keys: Vec<(String, String)>, rate: u32) {
         let (team, key) = &team_keys[(n as usize) % team_keys.len()];
         let features = TEAMS.iter().find(|(t, _)| t == team).map(|(_, f)| *f).unwrap_or(&["misc"]);
         let feature = features[(n as usize / team_keys.len()) % features.len()];
-        let model = MODELS[(n as usize * 7 + 3) % MODELS.len()];
+        let model = if feature == "eval" && n % 2 == 0 { UNPRICED_MODEL } else { MODELS[(n as usize * 7 + 3) % MODELS.len()] };
         let env = ENVS[(n as usize / 3) % ENVS.len()];
-        let stream = n % 3 == 0;
-        let run = n / 5;
-        let body = json!({
-            "model": model,
-            "stream": stream,
-            "max_tokens": 40 + (n % 5) * 20,
-            "messages": [
-                {"role": "system", "content": "You are a helpful assistant for the demo."},
-                {"role": "user", "content": format!("request {n}: {}", "please summarise this paragraph. ".repeat(1 + (n % 7) as usize))}
-            ]
-        });
-        let req = http
-            .post(format!("{base}/v1/chat/completions"))
-            .bearer_auth(key)
-            .header("x-tollgate-tags", format!("feature={feature},env={env}"))
-            .header("x-tollgate-agent", if feature == "code-review" { "reviewer" } else { "assistant" })
-            .header("x-tollgate-trace-id", format!("run-{team}-{run}"))
-            .header("x-tollgate-session-id", format!("session-{}", n % 17))
-            .header("x-tollgate-prompt", format!("{feature}@v{}", 1 + (n / 200) % 3))
-            .json(&body);
-        if let Ok(r) = req.send().await {
-            let _ = r.bytes().await;
+        let agent_run = feature == "code-review" || feature == "ticket-triage";
+        let (trace, steps) = if agent_run { (Some(format!("live-{team}-{}", n / 8)), 1 + n % 3) } else { (None, 1) };
+        let mut parent: Option<String> = None;
+        for step in 0..steps {
+            let stream = (n + step) % 3 == 0;
+            let body = json!({
+                "model": model,
+                "stream": stream,
+                "max_tokens": 40 + (n % 5) * 20,
+                "messages": [
+                    {"role": "system", "content": "You are a helpful assistant for the demo."},
+                    {"role": "user", "content": format!("request {n}: {}", "please summarise this paragraph. ".repeat(1 + ((n + step) % 7) as usize))}
+                ]
+            });
+            let mut req = http
+                .post(format!("{base}/v1/chat/completions"))
+                .bearer_auth(key)
+                .header("x-tollgate-tags", format!("feature={feature},env={env},step={}", if step == 0 { "plan" } else { "tool:search" }))
+                .header("x-tollgate-session-id", format!("session-{}", n % 17))
+                .header("x-tollgate-prompt", format!("{feature}@v{}", 1 + (n / 200) % 3))
+                .json(&body);
+            if let Some(t) = &trace {
+                let agent = if feature == "code-review" { "reviewer" } else { "support-agent" };
+                req = req.header("x-tollgate-trace-id", t).header("x-tollgate-agent", agent);
+            }
+            if let Some(p) = &parent {
+                req = req.header("x-tollgate-parent-id", p);
+            }
+            if let Ok(r) = req.send().await {
+                let id = r.headers().get("x-tollgate-request-id").and_then(|v| v.to_str().ok()).map(String::from);
+                if parent.is_none() {
+                    parent = id;
+                }
+                let _ = r.bytes().await;
+            }
         }
         if n > burst {
             tokio::time::sleep(Duration::from_millis(1000 / u64::from(rate))).await;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn providers() -> Vec<Provider> {
+        let addr: SocketAddr = "127.0.0.1:9".parse().unwrap();
+        demo_config(addr, addr, "/tmp/unused.db").unwrap().providers
+    }
+
+    #[test]
+    fn history_tells_the_stories_the_dashboard_shows() {
+        let providers = providers();
+        let now = 1_760_000_000_000;
+        let keys: BTreeMap<String, String> = [("growth", "k1"), ("research", "k5")].map(|(a, b)| (a.into(), b.into())).into();
+        let rows = History::new(&providers, keys, now, 7).generate();
+        assert!(rows.len() > 3_000, "{}", rows.len());
+        assert!(days_covered(&rows) >= 6);
+        assert!(rows.iter().all(|r| r.time_ms < now));
+        let teams: std::collections::BTreeSet<_> = rows.iter().filter_map(|r| r.attribution.tag("team")).collect();
+        let features: std::collections::BTreeSet<_> = rows.iter().filter_map(|r| r.attribution.tag("feature")).collect();
+        let envs: std::collections::BTreeSet<_> = rows.iter().filter_map(|r| r.attribution.tag("env")).collect();
+        assert!(teams.len() >= 4 && features.len() >= 6 && envs.len() == 3, "{teams:?} {features:?} {envs:?}");
+        // Request ids sort like times, as the request log (newest first) expects.
+        let mut by_id: Vec<&LedgerRow> = rows.iter().collect();
+        by_id.sort_by(|a, b| a.request_id.cmp(&b.request_id));
+        assert!(by_id.windows(2).all(|w| w[0].time_ms / 1000 <= w[1].time_ms / 1000));
+
+        // The summarize prompt's v3 sends about twice the tokens of v2.
+        let avg = |p: &str| {
+            let v: Vec<u64> = rows.iter().filter(|r| r.attribution.prompt.as_deref() == Some(p)).map(|r| r.usage.input_tokens()).collect();
+            v.iter().sum::<u64>() / v.len().max(1) as u64
+        };
+        let (v2, v3) = (avg("summarize@v2"), avg("summarize@v3"));
+        assert!(v2 > 0 && v3 > v2 * 18 / 10, "v2 {v2} v3 {v3}");
+
+        // A retry storm: failed rows after several attempts.
+        let storm = rows.iter().filter(|r| r.status == 429 && r.attempts > 1).count();
+        assert!(storm > 50, "{storm}");
+        assert!(rows.iter().any(|r| r.status == 200 && r.attempts > 1 && r.model != r.requested_model));
+        // A runaway loop: one trace with hundreds of near-identical steps.
+        let runaway = rows.iter().filter(|r| r.attribution.trace_id.as_deref() == Some("run-researcher-runaway-0001")).count();
+        assert!(runaway > 400);
+        // Multi-step agent runs point at their plan step.
+        let run = rows.iter().find(|r| r.attribution.agent.as_deref() == Some("support-agent") && r.attribution.parent_id.is_some()).unwrap();
+        let parent = run.attribution.parent_id.as_deref().unwrap();
+        assert!(rows.iter().any(|r| r.request_id == parent && r.attribution.trace_id == run.attribution.trace_id));
+        // Priced with the real catalog, with unpriced and estimated traffic present.
+        assert!(rows.iter().filter(|r| r.status == 200 && r.model.as_deref() != Some(UNPRICED_MODEL)).all(|r| r.cost.is_some_and(|c| c > Money::ZERO)));
+        assert!(rows.iter().any(|r| r.cost.is_none()));
+        assert!(rows.iter().any(|r| r.usage_source == UsageSource::Estimated));
+        assert!(rows.iter().any(|r| r.cache_savings > Money::ZERO));
+        // research spends the most.
+        let spend = |t: &str| -> Money { rows.iter().filter(|r| r.attribution.tag("team") == Some(t)).filter_map(|r| r.cost).sum() };
+        for t in ["growth", "search", "support", "platform"] {
+            assert!(spend("research") > spend(t), "research {} vs {t} {}", spend("research"), spend(t));
         }
     }
 }

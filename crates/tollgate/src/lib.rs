@@ -12,7 +12,8 @@
 //! - [`upstream`]: send with retries and fallbacks.
 //! - [`metering`]: local token counting when the provider reports none.
 //! - [`pricing`]: usage → money via the price catalog.
-//! - [`ledger`]: one row per authenticated request, group-committed.
+//! - [`ledger`]: one row per authenticated request, spooled then loaded.
+//! - [`observe`]: metrics (and traces, anomaly signals) per finished request.
 //! - [`store`]: storage traits and the embedded SQLite store.
 //! - [`analytics`]: spend grouped by any dimension (CLI, API, dashboard).
 //! - [`api`], [`keys`]: analytics and admin API, key management.
@@ -32,8 +33,10 @@ pub mod error;
 pub mod keys;
 pub mod ledger;
 pub mod metering;
+pub mod observe;
 pub mod pipeline;
 pub mod policy;
+pub mod prices_cli;
 pub mod pricing;
 pub mod routing;
 pub mod server;

@@ -88,13 +88,13 @@ pub async fn proxy(state: Arc<AppState>, format: ApiFormat, req: Request<Body>) 
     let principal = match state.auth.authenticate(&parts.headers, time_ms).await {
         Ok(p) => p,
         Err(e) => {
-            state.metrics.auth_refused();
+            state.observer.auth_refused();
             return error_response(e, shape, &request_id);
         }
     };
 
     // From here on, exactly one ledger row, whatever happens.
-    let pending = Pending::new(state.ledger.clone(), &request_id, time_ms, principal.id(), format, started);
+    let pending = Pending::new(state.ledger.clone(), state.observer.clone(), &request_id, time_ms, principal.id(), format, started);
     let hang_up = HangUp::default();
     let flag = hang_up.flag.clone();
     let task = state.tasks.spawn(handle(state.clone(), pending, principal, parts.headers, body, flag));
@@ -449,6 +449,7 @@ impl Drop for HangUp {
 pub struct Pending {
     row: Option<LedgerRow>,
     writer: LedgerWriter,
+    observer: Arc<crate::observe::Observer>,
     format: ApiFormat,
     started: Instant,
     info: RequestInfo,
@@ -456,7 +457,10 @@ pub struct Pending {
 }
 
 impl Pending {
-    fn new(writer: LedgerWriter, request_id: &str, time_ms: i64, key_id: &str, format: ApiFormat, started: Instant) -> Pending {
+    fn new(
+        writer: LedgerWriter,
+        observer: Arc<crate::observe::Observer>,
+        request_id: &str, time_ms: i64, key_id: &str, format: ApiFormat, started: Instant) -> Pending {
         let row = LedgerRow {
             request_id: request_id.to_string(),
             time_ms,
@@ -479,7 +483,7 @@ impl Pending {
             attempts: 0,
             attribution: Attribution::default(),
         };
-        Pending { row: Some(row), writer, format, started, info: RequestInfo::default(), provider: None }
+        Pending { row: Some(row), writer, observer, format, started, info: RequestInfo::default(), provider: None }
     }
 
     fn row_mut(&mut self) -> &mut LedgerRow {
@@ -516,6 +520,7 @@ impl Pending {
         if hung_up.load(Ordering::Acquire) {
             row.client_disconnected = true;
         }
+        self.observer.record(&row);
         self.writer.write(row).await;
     }
 
@@ -543,6 +548,7 @@ impl Drop for Pending {
             row.status = StatusCode::INTERNAL_SERVER_ERROR.as_u16();
             row.error_code = Some("internal_error".into());
             row.latency_ms = self.started.elapsed().as_millis() as u64;
+            self.observer.record(&row);
             self.writer.write_detached(row);
         }
     }

@@ -6,7 +6,6 @@
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use axum::body::Body;
@@ -28,27 +27,6 @@ use crate::pricing::Pricing;
 use crate::store::sqlite::SqliteStore;
 use crate::store::KeyStore;
 
-/// Process-wide counters (Prometheus text at `/metrics`).
-#[derive(Debug, Default)]
-pub struct Metrics {
-    auth_refused: AtomicU64,
-}
-
-impl Metrics {
-    pub fn auth_refused(&self) {
-        self.auth_refused.fetch_add(1, Ordering::Relaxed);
-    }
-
-    pub fn render(&self) -> String {
-        format!(
-            "# HELP tollgate_auth_refused_total Requests refused at authentication (no ledger row).\n\
-             # TYPE tollgate_auth_refused_total counter\n\
-             tollgate_auth_refused_total {}\n",
-            self.auth_refused.load(Ordering::Relaxed)
-        )
-    }
-}
-
 /// Everything a request needs, shared by all requests.
 pub struct AppState {
     pub config: Arc<Config>,
@@ -58,7 +36,7 @@ pub struct AppState {
     pub pricing: Pricing,
     pub http: reqwest::Client,
     pub tasks: TaskTracker,
-    pub metrics: Metrics,
+    pub observer: Arc<crate::observe::Observer>,
     pub empty_tags: BTreeMap<String, String>,
 }
 
@@ -112,15 +90,19 @@ impl Gateway {
         let (ledger, drain) = LedgerWriter::start(store.clone(), spool)?;
         let auth = Authenticator::new(store.clone(), hasher, config.server.auth);
         std::thread::spawn(crate::metering::warm_up);
+        let pricing = match &config.prices {
+            Some(extra) => Pricing::new(tollgate_pricing::Catalog::builtin().merged(extra)),
+            None => Pricing::builtin(),
+        };
         let state = AppState {
             config: Arc::new(config),
             auth,
             store,
             ledger,
-            pricing: Pricing::builtin(),
+            pricing,
             http: http_client()?,
             tasks: TaskTracker::new(),
-            metrics: Metrics::default(),
+            observer: Arc::new(crate::observe::Observer::new()),
             empty_tags: BTreeMap::new(),
         };
         Ok(Gateway { state: Arc::new(state), drain })
@@ -172,6 +154,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/metrics", get(metrics))
         .merge(api::routes())
         .merge(crate::dashboard::routes())
+        .merge(crate::observe::routes())
         .fallback(not_found)
         .with_state(state)
 }
@@ -193,7 +176,8 @@ async fn messages(State(s): State<Arc<AppState>>, req: Request<Body>) -> Respons
 }
 
 async fn metrics(State(s): State<Arc<AppState>>) -> Response {
-    ([(http::header::CONTENT_TYPE, "text/plain; version=0.0.4")], s.metrics.render()).into_response()
+    let text = s.observer.render(s.ledger.backlog_bytes());
+    ([(http::header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response()
 }
 
 async fn not_found(headers: HeaderMap, uri: axum::http::Uri) -> Response {

@@ -510,3 +510,44 @@ async fn passthrough_auth_forwards_the_clients_provider_key() {
     assert_eq!(r.status(), 200);
     h.stop().await;
 }
+
+#[tokio::test]
+async fn cost_is_exact_in_headers_stream_comments_and_ledger() {
+    let h = Harness::start().await;
+    let r = h.post("/v1/chat/completions").json(&chat("gpt-4o-mini", "price this request exactly", false)).send().await.unwrap();
+    assert_eq!(header(&r, "x-tollgate-priced"), "true");
+    assert_eq!(header(&r, "x-tollgate-usage"), "provider");
+    let cost_header = header(&r, "x-tollgate-cost-usd").to_string();
+    let id = header(&r, "x-tollgate-request-id").to_string();
+    let v: Value = r.json().await.unwrap();
+    let u = &v["usage"];
+    let prompt = u["prompt_tokens"].as_u64().unwrap() as i64;
+    let cached = u["prompt_tokens_details"]["cached_tokens"].as_u64().unwrap() as i64;
+    let out = u["completion_tokens"].as_u64().unwrap() as i64;
+    // gpt-4o-mini: $0.15 / $0.075 cached / $0.60 per million = 150 / 75 / 600 nano-dollars per token.
+    let want = (prompt - cached) * 150 + cached * 75 + out * 600;
+    assert_eq!(cost_header, tollgate_units::Money::from_nanos(want).to_string());
+    let row = h.row(&id);
+    assert_eq!(row.cost, Some(tollgate_units::Money::from_nanos(want)));
+    assert_eq!(row.cache_savings, tollgate_units::Money::from_nanos(cached * (150 - 75)));
+
+    let r = h.post("/v1/chat/completions").json(&chat("gpt-4o-mini", "price this request exactly", true)).send().await.unwrap();
+    let sid = header(&r, "x-tollgate-request-id").to_string();
+    let (_, comments) = sse(r).await;
+    assert_eq!(comments, vec![format!("x-tollgate-cost-usd={cost_header}")]);
+    assert_eq!(h.row(&sid).cost, row.cost);
+
+    // A model with no known price is never $0: unpriced in header, row and report.
+    let r = h.post("/v1/chat/completions").json(&chat("openai/house-model-x", "hi", false)).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(header(&r, "x-tollgate-priced"), "false");
+    assert!(r.headers().get("x-tollgate-cost-usd").is_none());
+    let uid = header(&r, "x-tollgate-request-id").to_string();
+    let _ = r.bytes().await.unwrap();
+    assert_eq!(h.row(&uid).cost, None);
+    let v: Value = h.http.get(format!("{}/api/v1/spend?group_by=model", h.base)).send().await.unwrap().json().await.unwrap();
+    let unpriced = v["rows"].as_array().unwrap().iter().find(|r| r["model"] == "house-model-x").unwrap();
+    assert_eq!(unpriced["unpriced_requests"], 1);
+    assert_eq!(v["unpriced_requests"], 1);
+    h.stop().await;
+}

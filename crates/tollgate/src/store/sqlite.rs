@@ -73,7 +73,75 @@ CREATE INDEX IF NOT EXISTS ledger_ts ON ledger (ts_ms);
 CREATE INDEX IF NOT EXISTS ledger_team_ts ON ledger (team, ts_ms);
 CREATE INDEX IF NOT EXISTS ledger_key_ts ON ledger (key_id, ts_ms);
 CREATE INDEX IF NOT EXISTS ledger_trace ON ledger (trace_id);
+CREATE TABLE IF NOT EXISTS ledger_hourly (
+    hour_ms             INTEGER NOT NULL,
+    key_id              TEXT NOT NULL,
+    team                TEXT NOT NULL,
+    org                 TEXT NOT NULL,
+    feature             TEXT NOT NULL,
+    env                 TEXT NOT NULL,
+    model               TEXT NOT NULL,
+    requested_model     TEXT NOT NULL,
+    provider            TEXT NOT NULL,
+    agent               TEXT NOT NULL,
+    prompt              TEXT NOT NULL,
+    endpoint            TEXT NOT NULL,
+    requests            INTEGER NOT NULL,
+    input_tokens        INTEGER NOT NULL,
+    cache_read_tokens   INTEGER NOT NULL,
+    cache_write_tokens  INTEGER NOT NULL,
+    output_tokens       INTEGER NOT NULL,
+    reasoning_tokens    INTEGER NOT NULL,
+    cost_nanos          INTEGER NOT NULL,
+    cache_savings_nanos INTEGER NOT NULL,
+    estimated           INTEGER NOT NULL,
+    unpriced            INTEGER NOT NULL,
+    errors              INTEGER NOT NULL,
+    PRIMARY KEY (hour_ms, key_id, team, org, feature, env, model, requested_model, provider, agent, prompt, endpoint)
+) WITHOUT ROWID;
 "#;
+
+/// Dimensions kept in the hourly rollup (`ledger_hourly`); NULL is stored as ''.
+pub const ROLLUP_DIMENSIONS: &[&str] =
+    &["key_id", "team", "org", "feature", "env", "model", "requested_model", "provider", "agent", "prompt", "endpoint"];
+
+const HOUR_MS: i64 = 3_600_000;
+
+#[derive(Default)]
+struct RollupSums {
+    requests: i64,
+    input: i64,
+    cache_read: i64,
+    cache_write: i64,
+    output: i64,
+    reasoning: i64,
+    cost: i64,
+    savings: i64,
+    estimated: i64,
+    unpriced: i64,
+    errors: i64,
+}
+
+fn rollup_key(row: &LedgerRow) -> (i64, [String; 11]) {
+    let a = &row.attribution;
+    let s = |v: Option<&str>| v.unwrap_or("").to_string();
+    (
+        row.time_ms.div_euclid(HOUR_MS) * HOUR_MS,
+        [
+            s(row.key_id.as_deref()),
+            s(a.tag("team")),
+            s(a.tag("org")),
+            s(a.tag("feature")),
+            s(a.tag("env")),
+            s(row.model.as_deref()),
+            s(row.requested_model.as_deref()),
+            s(row.provider.as_deref()),
+            s(a.agent.as_deref()),
+            s(a.prompt.as_deref()),
+            row.endpoint.to_string(),
+        ],
+    )
+}
 
 const LEDGER_COLUMNS: &str = "request_id, ts_ms, key_id, endpoint, requested_model, model, provider, status, \
     error_code, input_uncached, input_audio, cache_read, cache_write_5m, cache_write_1h, output_text, \
@@ -155,6 +223,23 @@ impl SqliteStore {
         }
         let writer = open(&path)?;
         writer.execute_batch(SCHEMA)?;
+        // Databases written before the rollup existed: build it once from the raw rows.
+        let built: Option<String> =
+            writer.query_row("SELECT value FROM meta WHERE name = 'rollup_v1'", [], |r| r.get(0)).optional()?;
+        if built.is_none() {
+            writer.execute_batch(&format!(
+                "BEGIN; DELETE FROM ledger_hourly; INSERT INTO ledger_hourly SELECT (ts_ms / {HOUR_MS}) * {HOUR_MS}, \
+                 COALESCE(key_id,''), COALESCE(team,''), COALESCE(org,''), COALESCE(feature,''), COALESCE(env,''), \
+                 COALESCE(model,''), COALESCE(requested_model,''), COALESCE(provider,''), COALESCE(agent,''), \
+                 COALESCE(prompt,''), endpoint, COUNT(*), \
+                 SUM(input_uncached + input_audio + cache_read + cache_write_5m + cache_write_1h), SUM(cache_read), \
+                 SUM(cache_write_5m + cache_write_1h), SUM(output_text + output_audio + output_image + reasoning), \
+                 SUM(reasoning), SUM(COALESCE(cost_nanos, 0)), SUM(cache_savings_nanos), \
+                 SUM(usage_source = 'estimated'), SUM(cost_nanos IS NULL), SUM(status >= 400) \
+                 FROM ledger GROUP BY 1,2,3,4,5,6,7,8,9,10,11,12; \
+                 INSERT INTO meta (name, value) VALUES ('rollup_v1', 'built'); COMMIT;"
+            ))?;
+        }
         let reader = open(&path)?;
         Ok(SqliteStore { writer: Mutex::new(writer), reader: Mutex::new(reader), path })
     }
@@ -329,10 +414,11 @@ impl LedgerStore for SqliteStore {
                  ?31, ?32, ?33, ?34, ?35, ?36, ?37, ?38)"
             );
             let mut stmt = tx.prepare_cached(&sql)?;
+            let mut rollup: std::collections::HashMap<(i64, [String; 11]), RollupSums> = std::collections::HashMap::new();
             for row in rows {
                 let a = &row.attribution;
                 let us = &row.usage;
-                stmt.execute(params![
+                let inserted = stmt.execute(params![
                     row.request_id,
                     row.time_ms,
                     row.key_id,
@@ -371,6 +457,36 @@ impl LedgerStore for SqliteStore {
                     a.session,
                     a.agent,
                     a.prompt,
+                ])?;
+                if inserted == 0 {
+                    // Already stored (a replayed row): it is in the rollup too.
+                    continue;
+                }
+                let r = rollup.entry(rollup_key(row)).or_default();
+                r.requests += 1;
+                r.input += i(us.input_tokens());
+                r.cache_read += i(us.cache_read);
+                r.cache_write += i(us.cache_write_tokens());
+                r.output += i(us.output_tokens());
+                r.reasoning += i(us.reasoning);
+                r.cost += row.cost.map_or(0, Money::nanos);
+                r.savings += row.cache_savings.nanos();
+                r.estimated += i64::from(row.usage_source == UsageSource::Estimated);
+                r.unpriced += i64::from(row.cost.is_none());
+                r.errors += i64::from(row.status >= 400);
+            }
+            let mut up = tx.prepare_cached(
+                "INSERT INTO ledger_hourly VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22, ?23) \
+                 ON CONFLICT DO UPDATE SET requests = requests + excluded.requests, input_tokens = input_tokens + excluded.input_tokens, \
+                 cache_read_tokens = cache_read_tokens + excluded.cache_read_tokens, cache_write_tokens = cache_write_tokens + excluded.cache_write_tokens, \
+                 output_tokens = output_tokens + excluded.output_tokens, reasoning_tokens = reasoning_tokens + excluded.reasoning_tokens, \
+                 cost_nanos = cost_nanos + excluded.cost_nanos, cache_savings_nanos = cache_savings_nanos + excluded.cache_savings_nanos, \
+                 estimated = estimated + excluded.estimated, unpriced = unpriced + excluded.unpriced, errors = errors + excluded.errors",
+            )?;
+            for ((hour, k), r) in rollup {
+                up.execute(params![
+                    hour, k[0], k[1], k[2], k[3], k[4], k[5], k[6], k[7], k[8], k[9], k[10], r.requests, r.input, r.cache_read,
+                    r.cache_write, r.output, r.reasoning, r.cost, r.savings, r.estimated, r.unpriced, r.errors
                 ])?;
             }
         }

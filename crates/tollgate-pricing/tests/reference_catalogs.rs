@@ -1,0 +1,136 @@
+//! Cross-check of the built-in catalog against the two reference catalogs
+//! kept beside the repository (`../shared/pricing/`, not part of it). Where
+//! that folder is absent the test says loudly that it skipped and passes.
+
+// Test helpers outside #[test] fns unwrap too: a test may panic.
+#![allow(clippy::unwrap_used)]
+
+use std::path::PathBuf;
+
+use chrono::{DateTime, TimeZone, Utc};
+use tollgate_pricing::import::{self, Discrepancy};
+use tollgate_pricing::{cost, Catalog, ServiceTier};
+use tollgate_units::Usage;
+
+/// Models whose prices all three catalogs must agree on, bucket by bucket.
+const HEADLINE: &[(&str, &str)] = &[
+    ("openai", "gpt-4o"),
+    ("openai", "gpt-4o-mini"),
+    ("openai", "gpt-4.1"),
+    ("openai", "gpt-4.1-mini"),
+    ("openai", "gpt-4.1-nano"),
+    ("openai", "o1"),
+    ("openai", "o3"),
+    ("openai", "o3-mini"),
+    ("openai", "o4-mini"),
+    ("openai", "gpt-5"),
+    ("openai", "gpt-5-mini"),
+    ("openai", "gpt-5-nano"),
+    ("openai", "text-embedding-3-small"),
+    ("openai", "text-embedding-3-large"),
+    ("anthropic", "claude-opus-4-5"),
+    ("anthropic", "claude-opus-4-6"),
+    ("anthropic", "claude-sonnet-4-6"),
+    ("anthropic", "claude-haiku-4-5"),
+    ("gemini", "gemini-2.5-pro"),
+    ("gemini", "gemini-2.5-flash"),
+    ("gemini", "gemini-2.5-flash-lite"),
+    ("mistral", "mistral-large-2512"),
+];
+
+fn reference_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/pricing")
+}
+
+fn when() -> DateTime<Utc> {
+    // The reference snapshots date from 2026-08; compare what was in force then.
+    Utc.with_ymd_and_hms(2026, 8, 21, 0, 0, 0).single().unwrap()
+}
+
+#[test]
+fn builtin_agrees_with_reference_catalogs() {
+    let dir = reference_dir();
+    let (genai_path, litellm_path) = (
+        dir.join("genai-prices-v2-data.json"),
+        dir.join("litellm-model-prices.json"),
+    );
+    if !genai_path.exists() || !litellm_path.exists() {
+        eprintln!(
+            "\n*** SKIPPED reference-catalog cross-check: {} not found ***\n",
+            dir.display()
+        );
+        return;
+    }
+    let genai_json = std::fs::read_to_string(&genai_path).unwrap();
+    let litellm_json = std::fs::read_to_string(&litellm_path).unwrap();
+    let (genai, gr) = import::genai_prices_with_report(&genai_json).unwrap();
+    let (litellm, lr) = import::litellm_with_report(&litellm_json).unwrap();
+    eprintln!(
+        "genai-prices: {} models read, {} entries, {} models skipped, {} conditional prices skipped, fields skipped: {:?}",
+        gr.models_read, gr.entries_imported, gr.skipped_models.len(), gr.skipped_conditions, gr.skipped_fields
+    );
+    eprintln!(
+        "litellm: {} models read, {} entries, {} models skipped, {} duplicates, {} kinds of fields skipped",
+        lr.models_read, lr.entries_imported, lr.skipped_models.len(), lr.duplicates, lr.skipped_fields.len()
+    );
+    assert!(
+        genai.len() > 1000 && litellm.len() > 3000,
+        "imports look truncated"
+    );
+
+    // Both imports can be written in our format and read back strictly.
+    for c in [&genai, &litellm] {
+        let back = Catalog::from_toml_str(&c.to_toml_string()).unwrap();
+        assert_eq!(back.len(), c.len());
+    }
+
+    let ours = Catalog::builtin();
+    let at = when();
+    let mut problems = Vec::new();
+    for (name, theirs) in [("genai-prices", &genai), ("litellm", &litellm)] {
+        let found: Vec<Discrepancy> = import::discrepancies_at(ours, theirs, at);
+        eprintln!("--- {} discrepancies with {name}:", found.len());
+        for d in &found {
+            eprintln!("    {d}   (their model {})", d.their_model);
+        }
+        for (p, m) in HEADLINE {
+            let Some(mine) = ours.lookup(Some(p), m, at) else {
+                problems.push(format!("{p}/{m} missing from the built-in catalog"));
+                continue;
+            };
+            let Some(other) = theirs.lookup(Some(p), m, at).filter(|e| e.provider == *p) else {
+                problems.push(format!("{p}/{m} not found in {name}"));
+                continue;
+            };
+            for d in found
+                .iter()
+                .filter(|d| d.provider == *p && d.model == mine.model)
+            {
+                problems.push(format!("{name}: {d}"));
+            }
+            // And the money agrees on a request touching the common buckets.
+            let u = Usage {
+                input: 12_345,
+                cache_read: 6_789,
+                output: 2_345,
+                reasoning: 1_111,
+                ..Usage::default()
+            };
+            let (a, b) = (
+                cost(mine, &u, ServiceTier::Standard),
+                cost(other, &u, ServiceTier::Standard),
+            );
+            if a.total != b.total {
+                problems.push(format!(
+                    "{name}: {p}/{m} costs {} here, {} there",
+                    a.total, b.total
+                ));
+            }
+        }
+    }
+    assert!(
+        problems.is_empty(),
+        "headline models disagree:\n{}",
+        problems.join("\n")
+    );
+}

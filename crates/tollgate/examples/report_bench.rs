@@ -1,0 +1,85 @@
+//! Benchmark: `tollgate report --by team,model --since 30d` over a large ledger.
+//!
+//! `cargo run --release -p tollgate --example report_bench -- [ROWS] [DB_PATH]`
+//! seeds ROWS (default 1,000,000) synthetic rows spread over 30 days into a
+//! fresh SQLite ledger (reused if DB_PATH already holds them), then runs the
+//! report query 5 times and prints each time and the median.
+
+use std::time::Instant;
+
+use tollgate::analytics::{spend, SpendQuery};
+use tollgate::attribution::Attribution;
+use tollgate::ledger::{LedgerRow, UsageSource};
+use tollgate::store::sqlite::SqliteStore;
+use tollgate::store::LedgerStore;
+use tollgate_units::{Money, Usage};
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    let rows: usize = args.get(1).and_then(|s| s.parse().ok()).unwrap_or(1_000_000);
+    let path = args.get(2).cloned().unwrap_or_else(|| std::env::temp_dir().join("tollgate-report-bench.db").display().to_string());
+    let store = SqliteStore::open(&path).expect("open db");
+    let now = chrono::Utc::now().timestamp_millis();
+    let existing = spend(&store, &SpendQuery::default()).expect("count").total_requests as usize;
+    if existing < rows {
+        let teams = ["growth", "search", "support", "platform", "data", "infra", "sales", "legal"];
+        let models = ["gpt-4o-mini", "gpt-4o", "claude-sonnet-4-5", "claude-haiku-4-5", "gemini-2.5-flash", "o4-mini"];
+        let features = ["summarize", "rerank", "triage", "draft", "review", "eval", "chat", "extract", "classify", "translate"];
+        let t0 = Instant::now();
+        let span_ms: i64 = 30 * 86_400_000;
+        let mut batch = Vec::with_capacity(10_000);
+        for i in existing..rows {
+            let mut a = Attribution::default();
+            a.tags.insert("team".into(), teams[i % teams.len()].into());
+            a.tags.insert("feature".into(), features[(i / 7) % features.len()].into());
+            a.tags.insert("env".into(), ["prod", "staging", "dev"][i % 3].into());
+            a.tags.insert("user".into(), format!("user-{}", i % 5000));
+            a.trace_id = Some(format!("trace-{}", i / 6));
+            batch.push(LedgerRow {
+                request_id: format!("{:016x}-{i:012}", now - (i as i64 * span_ms / rows as i64)),
+                time_ms: now - 1000 - (i as i64 * (span_ms - 60_000) / rows as i64),
+                key_id: Some(format!("key_{}", i % 40)),
+                endpoint: "chat.completions",
+                requested_model: Some(models[i % models.len()].into()),
+                model: Some(models[i % models.len()].into()),
+                provider: Some("openai".into()),
+                status: 200,
+                error_code: None,
+                usage: Usage { input: 800 + (i % 400) as u64, cache_read: (i % 5) as u64 * 100, output: 200, ..Usage::default() },
+                usage_source: UsageSource::Provider,
+                cost: Some(Money::from_nanos(150_000 + (i % 1000) as i64)),
+                cache_savings: Money::ZERO,
+                streamed: i % 2 == 0,
+                client_disconnected: false,
+                cache: "off",
+                latency_ms: 300,
+                ttft_ms: Some(80),
+                attempts: 1,
+                attribution: a,
+            });
+            if batch.len() == 10_000 {
+                let refs: Vec<&LedgerRow> = batch.iter().collect();
+                store.append(&refs).expect("append");
+                batch.clear();
+            }
+        }
+        let refs: Vec<&LedgerRow> = batch.iter().collect();
+        store.append(&refs).expect("append");
+        eprintln!("seeded {} rows in {:.1?}", rows - existing, t0.elapsed());
+    }
+    let q = SpendQuery {
+        group_by: vec!["team".into(), "model".into()],
+        from_ms: Some(now - 30 * 86_400_000),
+        ..SpendQuery::default()
+    };
+    let mut times = Vec::new();
+    for run in 0..5 {
+        let t = Instant::now();
+        let r = spend(&store, &q).expect("report");
+        let d = t.elapsed();
+        eprintln!("run {run}: {:.1?} ({} groups, {} requests, ${})", d, r.rows.len(), r.total_requests, r.total_cost);
+        times.push(d);
+    }
+    times.sort();
+    println!("report --by team,model --since 30d over {rows} rows: median {:.1?}", times[2]);
+}

@@ -8,6 +8,7 @@
 //! - [`auth`]: virtual keys, stored as keyed hashes.
 //! - [`attribution`]: tags, trace, session, agent, prompt from headers/body/key.
 //! - [`policy`]: model access decisions.
+//! - [`budget`], [`governor`]: budgets and rate limits, reserve → settle.
 //! - [`routing`]: which provider and model serve a requested name.
 //! - [`upstream`]: send with retries and fallbacks.
 //! - [`metering`]: local token counting when the provider reports none.
@@ -25,11 +26,13 @@ pub mod analytics;
 pub mod api;
 pub mod attribution;
 pub mod auth;
+pub mod budget;
 pub mod cli;
 pub mod config;
 pub mod dashboard;
 pub mod demo;
 pub mod error;
+pub mod governor;
 pub mod keys;
 pub mod ledger;
 pub mod metering;

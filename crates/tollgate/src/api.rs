@@ -26,11 +26,14 @@ pub fn routes() -> Router<Arc<AppState>> {
     Router::new()
         .route("/api/v1/requests", get(requests))
         .route("/api/v1/spend", get(spend))
+        .route("/api/v1/budgets", get(budgets))
+        .route("/admin/v1/budgets", get(budgets).post(set_budget))
+        .route("/admin/v1/budgets/{id}", axum::routing::delete(delete_budget))
         .route("/admin/v1/keys", get(list_keys).post(create_key))
         .route("/admin/v1/keys/{id}/revoke", post(revoke_key))
 }
 
-fn check_admin(state: &AppState, headers: &HeaderMap) -> Result<(), ApiError> {
+pub(crate) fn check_admin(state: &AppState, headers: &HeaderMap) -> Result<(), ApiError> {
     let Some(token) = &state.config.server.admin_token else {
         return Ok(());
     };
@@ -174,6 +177,9 @@ struct CreateKeyBody {
     #[serde(default)]
     models: Vec<String>,
     expires_at: Option<chrono::DateTime<chrono::Utc>>,
+    budget: Option<String>,
+    rpm: Option<i64>,
+    tpm: Option<i64>,
 }
 
 async fn create_key(State(state): State<Arc<AppState>>, headers: HeaderMap, body: axum::body::Bytes) -> Response {
@@ -189,10 +195,14 @@ async fn create_key(State(state): State<Arc<AppState>>, headers: HeaderMap, body
             enforce_tags: b.enforce_tags.into_iter().collect(),
             models: b.models,
             expires_ms: b.expires_at.map(|t| t.timestamp_millis()),
+            budget: b.budget,
+            rpm: b.rpm,
+            tpm: b.tpm,
         };
-        let store: Arc<dyn KeyStore> = state.store.clone();
+        let store = state.store.clone();
         let hasher = state.auth.hasher().clone();
-        let created = tokio::task::spawn_blocking(move || keys::create(store.as_ref(), &hasher, spec, now_ms()))
+        let governor = state.governor.clone();
+        let created = tokio::task::spawn_blocking(move || keys::create_governed(&store, &governor, &hasher, spec, now_ms()))
             .await
             .map_err(|e| ApiError::Internal { message: e.to_string() })??;
         Ok::<_, ApiError>((StatusCode::CREATED, Json(keys::created_json(&created))))
@@ -283,5 +293,133 @@ async fn spend(
     match run.await {
         Ok(j) => j.into_response(),
         Err(e) => e.into_response(),
+    }
+}
+
+fn ms3339(ms: i64) -> Option<String> {
+    chrono::DateTime::<chrono::Utc>::from_timestamp_millis(ms).map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
+}
+
+/// One budget's state for the API (DESIGN §2 `GET /api/v1/budgets`).
+pub fn budget_json(b: &crate::governor::BudgetStatus, now_ms: i64) -> Value {
+    let remaining = b.spec.limit.saturating_sub(b.spent).saturating_sub(b.reserved);
+    let forecast = crate::budget::forecast_exhaustion(b.spent, b.spec.limit, b.period_start_ms, now_ms, b.period_end_ms);
+    json!({
+        "id": b.spec.id,
+        "scope": b.spec.scope.0,
+        "period": b.spec.period.to_string(),
+        "action": b.spec.action.to_string(),
+        "limit_usd": b.spec.limit.to_string(),
+        "spent_usd": b.spent.to_string(),
+        "reserved_usd": b.reserved.to_string(),
+        "remaining_usd": remaining.max(tollgate_units::Money::ZERO).to_string(),
+        "alert_at": b.spec.alert_at.iter().map(|t| format!("{}.{:03}", t / 1000, t % 1000)).collect::<Vec<_>>(),
+        "block_unpriced": b.spec.block_unpriced,
+        "period_start": ms3339(b.period_start_ms),
+        "period_end": ms3339(b.period_end_ms),
+        "forecast_exhaustion": forecast.and_then(ms3339),
+    })
+}
+
+async fn budgets(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Response {
+    if let Err(e) = check_admin(&state, &headers) {
+        return e.into_response();
+    }
+    let now = now_ms();
+    let list: Vec<Value> = state.governor.status(now).iter().map(|b| budget_json(b, now)).collect();
+    Json(json!({ "budgets": list })).into_response()
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BudgetBody {
+    pub id: Option<String>,
+    /// `"team=growth,env=prod"` or `{"team":"growth"}`.
+    pub scope: Value,
+    pub limit_usd: String,
+    pub period: String,
+    pub action: Option<String>,
+    /// Fractions as strings or numbers: `["0.5","0.8","1.0"]`.
+    pub alert_at: Option<Vec<Value>>,
+    #[serde(default)]
+    pub block_unpriced: bool,
+}
+
+/// Validates a budget request (shared by the admin API and the CLI).
+pub fn budget_spec(b: BudgetBody) -> Result<crate::budget::BudgetSpec, ApiError> {
+    use crate::budget::{parse_alert_at, Action, BudgetSpec, Period, Scope, DEFAULT_ALERTS};
+    let scope_text = match &b.scope {
+        Value::String(s) => s.clone(),
+        Value::Object(m) => m
+            .iter()
+            .map(|(k, v)| format!("{k}={}", v.as_str().map(String::from).unwrap_or_else(|| v.to_string())))
+            .collect::<Vec<_>>()
+            .join(","),
+        _ => return Err(ApiError::invalid_param("scope must be \"k=v,k=v\" or an object", "scope")),
+    };
+    let scope = Scope::parse(&scope_text).map_err(|e| ApiError::invalid_param(e, "scope"))?;
+    let limit: tollgate_units::Money = b.limit_usd.parse().map_err(|e| ApiError::invalid_param(format!("{e}"), "limit_usd"))?;
+    if limit.nanos() <= 0 {
+        return Err(ApiError::invalid_param("limit_usd must be positive", "limit_usd"));
+    }
+    let period = Period::parse(&b.period).map_err(|e| ApiError::invalid_param(e, "period"))?;
+    let action = Action::parse(b.action.as_deref().unwrap_or("block")).map_err(|e| ApiError::invalid_param(e, "action"))?;
+    let alert_at = match b.alert_at {
+        None => DEFAULT_ALERTS.to_vec(),
+        Some(v) => {
+            let parts: Vec<String> = v.iter().map(|x| x.as_str().map(String::from).unwrap_or_else(|| x.to_string())).collect();
+            parse_alert_at(&parts.join(",")).map_err(|e| ApiError::invalid_param(e, "alert_at"))?
+        }
+    };
+    let id = b.id.unwrap_or_else(|| format!("{scope}/{period}"));
+    if id.is_empty() || id.len() > 200 || id.chars().any(char::is_control) {
+        return Err(ApiError::invalid_param("id must be 1 to 200 printable characters", "id"));
+    }
+    Ok(BudgetSpec { id, scope, limit, period, action, alert_at, block_unpriced: b.block_unpriced })
+}
+
+async fn set_budget(State(state): State<Arc<AppState>>, headers: HeaderMap, body: axum::body::Bytes) -> Response {
+    let run = async {
+        check_admin(&state, &headers)?;
+        let b: BudgetBody = serde_json::from_slice(&body).map_err(|e| ApiError::invalid(format!("invalid budget: {e}")))?;
+        let spec = budget_spec(b)?;
+        let store = state.store.clone();
+        let governor = state.governor.clone();
+        let s2 = spec.clone();
+        tokio::task::spawn_blocking(move || {
+            let now = now_ms();
+            store.upsert_budget(&s2, now)?;
+            crate::server::install_budget(&store, &governor, s2, now)
+        })
+        .await
+        .map_err(|e| ApiError::Internal { message: e.to_string() })?
+        .map_err(|e| ApiError::Internal { message: e.to_string() })?;
+        let now = now_ms();
+        let st = state.governor.status(now).into_iter().find(|b| b.spec.id == spec.id);
+        Ok::<_, ApiError>((StatusCode::OK, Json(st.map(|b| budget_json(&b, now)).unwrap_or(Value::Null))))
+    };
+    match run.await {
+        Ok(r) => r.into_response(),
+        Err(e) => e.into_response(),
+    }
+}
+
+async fn delete_budget(State(state): State<Arc<AppState>>, headers: HeaderMap, Path(id): Path<String>) -> Response {
+    if let Err(e) = check_admin(&state, &headers) {
+        return e.into_response();
+    }
+    let store = state.store.clone();
+    let id2 = id.clone();
+    match tokio::task::spawn_blocking(move || store.delete_budget(&id2)).await {
+        Ok(Ok(found)) => {
+            let in_memory = state.governor.remove_budget(&id);
+            if found || in_memory {
+                Json(json!({"id": id, "deleted": true})).into_response()
+            } else {
+                (StatusCode::NOT_FOUND, Json(json!({"error": {"message": format!("no budget {id:?}"), "type": "not_found_error", "code": "not_found", "param": null}}))).into_response()
+            }
+        }
+        Ok(Err(e)) => ApiError::Internal { message: e.to_string() }.into_response(),
+        Err(e) => ApiError::Internal { message: e.to_string() }.into_response(),
     }
 }

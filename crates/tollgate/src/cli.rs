@@ -57,9 +57,46 @@ pub enum Command {
     Keys(KeysCommand),
     /// Spend, tokens and requests grouped by any attribution dimension.
     Report(ReportArgs),
+    /// Budgets on any scope: set, list, status.
+    #[command(subcommand)]
+    Budgets(BudgetsCommand),
     /// The price catalog: list, show, import, check.
     #[command(subcommand)]
     Prices(crate::prices_cli::PricesCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum BudgetsCommand {
+    /// Create or replace a budget.
+    Set {
+        /// k=v[,k=v]: key=<key id>, team, user, org, model, provider or any tag.
+        #[arg(long)]
+        scope: String,
+        /// USD, e.g. 500 or 12.50.
+        #[arg(long)]
+        limit: String,
+        /// day | week | month | rolling:DURATION (e.g. rolling:1h).
+        #[arg(long)]
+        period: String,
+        /// block | alert | clamp | downgrade:MODEL
+        #[arg(long, default_value = "block")]
+        action: String,
+        /// Alert thresholds, e.g. 0.5,0.8,1.0
+        #[arg(long)]
+        alert_at: Option<String>,
+        /// Refuse requests to models without a known price.
+        #[arg(long)]
+        block_unpriced: bool,
+        /// Budget id (default: SCOPE/PERIOD).
+        #[arg(long)]
+        id: Option<String>,
+    },
+    /// List budgets as configured.
+    List,
+    /// Spent, reserved and remaining of each budget this period.
+    Status,
+    /// Delete a budget by id.
+    Delete { id: String },
 }
 
 #[derive(Debug, Args)]
@@ -120,7 +157,7 @@ pub struct CreateKey {
     /// Expiry: RFC 3339 time or a duration like 30d, 12h.
     #[arg(long)]
     pub expires: Option<String>,
-    /// Budget USD/PERIOD (not enforced by this build: refused).
+    /// A blocking budget on this key: USD/PERIOD, e.g. 50/month or 5/rolling:1h.
     #[arg(long)]
     pub budget: Option<String>,
     #[arg(long)]
@@ -200,6 +237,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Keys(cmd) => keys_command(&cli, cmd).await,
         Command::Report(args) => report(&cli, args).await,
+        Command::Budgets(cmd) => budgets_command(&cli, cmd).await,
         Command::Prices(cmd) => {
             let config = load_config(&cli)?;
             let catalog = match &config.prices {
@@ -222,7 +260,7 @@ async fn keys_command(cli: &Cli, cmd: &KeysCommand) -> anyhow::Result<()> {
         KeysCommand::Create(c) => {
             let spec = key_spec(c, now)?;
             let hasher = key_hasher(&config, store.as_ref())?;
-            let created = keys::create(store.as_ref(), &hasher, spec, now).map_err(|e| anyhow::anyhow!("{e}"))?;
+            let created = keys::create_with_limits(store.as_ref(), &hasher, spec, now).map_err(|e| anyhow::anyhow!("{e}"))?;
             print_created(&keys::created_json(&created), c.json)
         }
         KeysCommand::List { json } => {
@@ -241,9 +279,6 @@ async fn keys_command(cli: &Cli, cmd: &KeysCommand) -> anyhow::Result<()> {
 }
 
 fn key_spec(c: &CreateKey, now_ms: i64) -> anyhow::Result<KeySpec> {
-    if c.budget.is_some() || c.rpm.is_some() || c.tpm.is_some() {
-        bail!("--budget, --rpm and --tpm are not enforced by this build yet, so they are refused rather than silently ignored");
-    }
     let expires_ms = match &c.expires {
         None => None,
         Some(s) => Some(match parse_duration(s) {
@@ -261,6 +296,9 @@ fn key_spec(c: &CreateKey, now_ms: i64) -> anyhow::Result<KeySpec> {
         enforce_tags: c.enforce_tags.clone(),
         models: c.models.clone(),
         expires_ms,
+        budget: c.budget.clone(),
+        rpm: c.rpm.map(|n| i64::try_from(n).unwrap_or(i64::MAX)),
+        tpm: c.tpm.map(|n| i64::try_from(n).unwrap_or(i64::MAX)),
     })
 }
 
@@ -318,6 +356,7 @@ async fn remote_keys(url: &str, token: Option<&str>, cmd: &KeysCommand) -> anyho
                 "enforce_tags": spec.enforce_tags.into_iter().collect::<std::collections::BTreeMap<_, _>>(),
                 "models": spec.models,
                 "expires_at": spec.expires_ms.and_then(chrono::DateTime::<chrono::Utc>::from_timestamp_millis),
+                "budget": spec.budget, "rpm": spec.rpm, "tpm": spec.tpm,
             });
             let v = check(auth(http.post(format!("{base}/admin/v1/keys"))).json(&body).send().await?).await?;
             print_created(&v, c.json)
@@ -410,4 +449,87 @@ async fn report(cli: &Cli, args: &ReportArgs) -> anyhow::Result<()> {
         ReportFormat::Json => println!("{}", serde_json::to_string_pretty(&analytics::report_json(&report))?),
     }
     Ok(())
+}
+
+async fn budgets_command(cli: &Cli, cmd: &BudgetsCommand) -> anyhow::Result<()> {
+    let now = crate::pipeline::now_ms();
+    if let Some(url) = &cli.url {
+        let http = reqwest::Client::new();
+        let base = url.trim_end_matches('/');
+        let auth = |b: reqwest::RequestBuilder| match &cli.admin_token {
+            Some(t) => b.bearer_auth(t),
+            None => b,
+        };
+        let req = match cmd {
+            BudgetsCommand::Set { scope, limit, period, action, alert_at, block_unpriced, id } => auth(http.post(format!("{base}/admin/v1/budgets")))
+                .json(&serde_json::json!({
+                    "id": id, "scope": scope, "limit_usd": limit, "period": period, "action": action,
+                    "alert_at": alert_at.as_ref().map(|a| a.split(',').map(str::trim).collect::<Vec<_>>()),
+                    "block_unpriced": block_unpriced,
+                })),
+            BudgetsCommand::List | BudgetsCommand::Status => auth(http.get(format!("{base}/api/v1/budgets"))),
+            BudgetsCommand::Delete { id } => auth(http.delete(format!("{base}/admin/v1/budgets/{id}"))),
+        };
+        let r = req.send().await?;
+        let status = r.status();
+        let text = r.text().await?;
+        if !status.is_success() {
+            bail!("the gateway answered {status}: {text}");
+        }
+        println!("{text}");
+        return Ok(());
+    }
+    let config = load_config(cli)?;
+    let store = open_store(&config)?;
+    match cmd {
+        BudgetsCommand::Set { scope, limit, period, action, alert_at, block_unpriced, id } => {
+            let body = crate::api::BudgetBody {
+                id: id.clone(),
+                scope: serde_json::Value::String(scope.clone()),
+                limit_usd: limit.clone(),
+                period: period.clone(),
+                action: Some(action.clone()),
+                alert_at: alert_at.as_ref().map(|a| a.split(',').map(|s| serde_json::Value::String(s.trim().into())).collect()),
+                block_unpriced: *block_unpriced,
+            };
+            let spec = crate::api::budget_spec(body).map_err(|e| anyhow::anyhow!("{e}"))?;
+            store.upsert_budget(&spec, now)?;
+            println!("budget {} set: {} ${} per {} ({})", spec.id, spec.scope, spec.limit, spec.period, spec.action);
+            Ok(())
+        }
+        BudgetsCommand::List => {
+            for b in config.governance.budgets.iter().cloned().chain(store.list_budgets()?) {
+                println!("{:<36} {:<28} ${:<16} {:<14} {}", b.id, b.scope.to_string(), b.limit.to_string(), b.period.to_string(), b.action);
+            }
+            Ok(())
+        }
+        BudgetsCommand::Status => {
+            // The ledger's view: settled spend this period (a running gateway also knows its reservations).
+            let (governor, _rx) = crate::governor::Governor::new(config.governance.tz);
+            for b in config.governance.budgets.iter().cloned().chain(store.list_budgets()?) {
+                crate::server::install_budget(&store, &governor, b, now)?;
+            }
+            for s in governor.status(now) {
+                let v = crate::api::budget_json(&s, now);
+                println!(
+                    "{:<36} spent ${} of ${} ({}), remaining ${}, period ends {}, forecast run-out {}",
+                    s.spec.id,
+                    v["spent_usd"].as_str().unwrap_or(""),
+                    v["limit_usd"].as_str().unwrap_or(""),
+                    s.spec.period,
+                    v["remaining_usd"].as_str().unwrap_or(""),
+                    v["period_end"].as_str().unwrap_or("-"),
+                    v["forecast_exhaustion"].as_str().unwrap_or("none"),
+                );
+            }
+            Ok(())
+        }
+        BudgetsCommand::Delete { id } => {
+            if !store.delete_budget(id)? {
+                bail!("no budget {id:?} in the database (budgets from the config file are changed there)");
+            }
+            println!("deleted {id}");
+            Ok(())
+        }
+    }
 }

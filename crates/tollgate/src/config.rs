@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 use tollgate_providers::ProviderKind;
+use tollgate_units::Money;
 
 /// A configuration problem, always naming where it is.
 #[derive(Debug, thiserror::Error)]
@@ -55,12 +56,61 @@ struct RawConfig {
     #[serde(default)]
     models: Vec<RawModel>,
     #[serde(default)]
-    budgets: Vec<toml::Spanned<toml::Value>>,
+    budgets: Vec<toml::Spanned<RawBudget>>,
+    #[serde(default)]
+    rate_limits: Vec<toml::Spanned<RawRateLimit>>,
+    #[serde(default)]
+    alerts: Vec<RawAlert>,
+    #[serde(default)]
+    governance: RawGovernance,
     #[serde(default)]
     ledger: RawLedger,
     /// Extra or overriding prices (self-hosted models, negotiated rates).
     #[serde(default)]
     prices: Vec<tollgate_pricing::RawPriceEntry>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawBudget {
+    id: Option<String>,
+    scope: std::collections::BTreeMap<String, String>,
+    limit_usd: String,
+    period: String,
+    action: Option<String>,
+    alert_at: Option<Vec<f64>>,
+    #[serde(default)]
+    block_unpriced: bool,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRateLimit {
+    id: Option<String>,
+    scope: std::collections::BTreeMap<String, String>,
+    rpm: Option<i64>,
+    tpm: Option<i64>,
+    usd_per_minute: Option<String>,
+    usd_per_hour: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawAlert {
+    url: Option<String>,
+    url_env: Option<String>,
+    /// `json` (default) or `slack`.
+    format: Option<String>,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawGovernance {
+    /// IANA time zone for calendar budget periods (default UTC).
+    timezone: Option<String>,
+    /// Output tokens assumed for a request that sets no max tokens when a
+    /// budget must reserve its cost; such requests are capped at it.
+    default_max_output_tokens: Option<u64>,
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -126,6 +176,22 @@ struct RawTarget {
     model: String,
 }
 
+/// Where budget alerts go.
+#[derive(Debug, Clone)]
+pub struct Webhook {
+    pub url: Secret,
+    pub slack: bool,
+}
+
+#[derive(Debug, Clone)]
+pub struct GovernanceConfig {
+    pub tz: chrono_tz::Tz,
+    pub default_max_output_tokens: u64,
+    pub budgets: Vec<crate::budget::BudgetSpec>,
+    pub limits: Vec<crate::budget::RateLimitSpec>,
+    pub webhooks: Vec<Webhook>,
+}
+
 /// How clients authenticate.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum AuthMode {
@@ -186,6 +252,7 @@ pub struct Config {
     pub routes: HashMap<String, Route>,
     /// The ledger spool; `None` until resolved against the database path.
     pub ledger: Option<crate::ledger::SpoolConfig>,
+    pub governance: GovernanceConfig,
     /// Prices from the file, merged over the built-in catalog.
     pub prices: Option<tollgate_pricing::Catalog>,
     /// Where the settings came from (a file path, or "built-in defaults").
@@ -363,12 +430,8 @@ fn check_base_url(url: &str, allow_http: bool) -> Result<String, String> {
 fn resolve(raw: RawConfig, path: &str, text: &str, env: &dyn Env) -> Result<Config, ConfigError> {
     let invalid = |message: String| ConfigError::Invalid { path: path.into(), message };
 
-    if let Some(b) = raw.budgets.first() {
-        return Err(invalid(format!(
-            "{}[[budgets]] is not supported by this build yet: budgets are not enforced, so they are refused rather than silently ignored",
-            line_of(text, b.span())
-        )));
-    }
+    let governance = resolve_governance(&raw.governance, raw.budgets, raw.rate_limits, raw.alerts, text, env)
+        .map_err(invalid)?;
 
     if raw.storage.counters_url.is_some() {
         return Err(invalid(
@@ -517,6 +580,7 @@ fn resolve(raw: RawConfig, path: &str, text: &str, env: &dyn Env) -> Result<Conf
     };
 
     Ok(Config {
+        governance,
         prices,
         ledger,
         server: ServerConfig {
@@ -532,6 +596,105 @@ fn resolve(raw: RawConfig, path: &str, text: &str, env: &dyn Env) -> Result<Conf
         routes,
         source: path.into(),
     })
+}
+
+fn scope_of(m: std::collections::BTreeMap<String, String>) -> Result<crate::budget::Scope, String> {
+    let s: Vec<String> = m.into_iter().map(|(k, v)| format!("{k}={v}")).collect();
+    crate::budget::Scope::parse(&s.join(","))
+}
+
+fn resolve_governance(
+    g: &RawGovernance,
+    budgets: Vec<toml::Spanned<RawBudget>>,
+    limits: Vec<toml::Spanned<RawRateLimit>>,
+    alerts: Vec<RawAlert>,
+    text: &str,
+    env: &dyn Env,
+) -> Result<GovernanceConfig, String> {
+    use crate::budget::{parse_alert_at, Action, BudgetSpec, LimitKind, Period, RateLimitSpec, DEFAULT_ALERTS};
+    let tz_name = g.timezone.clone().unwrap_or_else(|| "UTC".into());
+    let tz: chrono_tz::Tz =
+        tz_name.parse().map_err(|_| format!("governance.timezone {tz_name:?} is not an IANA time zone (e.g. Europe/Berlin)"))?;
+    let mut out = GovernanceConfig {
+        tz,
+        default_max_output_tokens: g.default_max_output_tokens.unwrap_or(4096).max(1),
+        budgets: Vec::new(),
+        limits: Vec::new(),
+        webhooks: Vec::new(),
+    };
+    for sb in budgets {
+        let at = line_of(text, sb.span());
+        let b = sb.into_inner();
+        let scope = scope_of(b.scope).map_err(|e| format!("{at}[[budgets]] scope: {e}"))?;
+        let limit: Money = b.limit_usd.parse().map_err(|e| format!("{at}[[budgets]] limit_usd: {e}"))?;
+        if limit.nanos() <= 0 {
+            return Err(format!("{at}[[budgets]] limit_usd must be positive"));
+        }
+        let period = Period::parse(&b.period).map_err(|e| format!("{at}[[budgets]] {e}"))?;
+        let action = Action::parse(b.action.as_deref().unwrap_or("block")).map_err(|e| format!("{at}[[budgets]] {e}"))?;
+        let alert_at = match b.alert_at {
+            None => DEFAULT_ALERTS.to_vec(),
+            Some(v) => {
+                let s: Vec<String> = v.iter().map(|f| f.to_string()).collect();
+                parse_alert_at(&s.join(",")).map_err(|e| format!("{at}[[budgets]] {e}"))?
+            }
+        };
+        let id = b.id.unwrap_or_else(|| format!("cfg:{scope}/{period}"));
+        if out.budgets.iter().any(|x: &BudgetSpec| x.id == id) {
+            return Err(format!("{at}[[budgets]] id {id:?} is defined twice"));
+        }
+        out.budgets.push(BudgetSpec { id, scope, limit, period, action, alert_at, block_unpriced: b.block_unpriced });
+    }
+    for sl in limits {
+        let at = line_of(text, sl.span());
+        let l = sl.into_inner();
+        let scope = scope_of(l.scope).map_err(|e| format!("{at}[[rate_limits]] scope: {e}"))?;
+        let base = l.id.unwrap_or_else(|| format!("cfg:{scope}"));
+        let usd = |s: &str, what: &str| -> Result<i64, String> {
+            let m: Money = s.parse().map_err(|e| format!("{at}[[rate_limits]] {what}: {e}"))?;
+            if m.nanos() <= 0 {
+                return Err(format!("{at}[[rate_limits]] {what} must be positive"));
+            }
+            Ok(m.nanos())
+        };
+        let mut specs = Vec::new();
+        if let Some(n) = l.rpm {
+            specs.push((LimitKind::Requests, n, 60_000, "rpm"));
+        }
+        if let Some(n) = l.tpm {
+            specs.push((LimitKind::Tokens, n, 60_000, "tpm"));
+        }
+        if let Some(s) = &l.usd_per_minute {
+            specs.push((LimitKind::Cost, usd(s, "usd_per_minute")?, 60_000, "usd_per_minute"));
+        }
+        if let Some(s) = &l.usd_per_hour {
+            specs.push((LimitKind::Cost, usd(s, "usd_per_hour")?, 3_600_000, "usd_per_hour"));
+        }
+        if specs.is_empty() {
+            return Err(format!("{at}[[rate_limits]] needs rpm, tpm, usd_per_minute or usd_per_hour"));
+        }
+        for (kind, amount, window_ms, name) in specs {
+            if amount <= 0 {
+                return Err(format!("{at}[[rate_limits]] {name} must be positive"));
+            }
+            out.limits.push(RateLimitSpec { id: format!("{base}/{name}"), scope: scope.clone(), kind, amount, window_ms });
+        }
+    }
+    for a in alerts {
+        let url = match (a.url, a.url_env) {
+            (Some(u), None) => u,
+            (None, Some(var)) => env.var(&var).ok_or_else(|| format!("[[alerts]] environment variable {var} (url_env) is not set"))?,
+            _ => return Err("[[alerts]] needs exactly one of url, url_env".into()),
+        };
+        reqwest::Url::parse(&url).map_err(|_| "[[alerts]] url is not a URL".to_string())?;
+        let slack = match a.format.as_deref() {
+            None | Some("json") => false,
+            Some("slack") => true,
+            Some(f) => return Err(format!("[[alerts]] format {f:?} is not json or slack")),
+        };
+        out.webhooks.push(Webhook { url: Secret(url), slack });
+    }
+    Ok(out)
 }
 
 #[cfg(test)]
@@ -620,7 +783,10 @@ targets = [{ provider = "local", model = "llama3.1:8b" }]
             ("[[models]]\nname = \"m\"\ntargets = [{ provider = \"x\", model = \"y\" }]\n", "target provider \"x\" is not defined"),
             ("[server]\nauth = \"open\"\n", "server.auth \"open\""),
             ("[server]\nlisten = \"nope\"\n", "server.listen \"nope\""),
-            ("[[budgets]]\nlimit_usd = \"5\"\n", "line 1: [[budgets]] is not supported"),
+            ("[[budgets]]\nscope = { team = \"g\" }\nlimit_usd = \"-5\"\nperiod = \"month\"\n", "line 1: [[budgets]] limit_usd must be positive"),
+            ("[[budgets]]\nscope = { team = \"g\" }\nlimit_usd = \"5\"\nperiod = \"year\"\n", "is not day, week, month or rolling"),
+            ("[governance]\ntimezone = \"Mars/Olympus\"\n", "not an IANA time zone"),
+            ("[[rate_limits]]\nscope = { team = \"g\" }\n", "needs rpm, tpm"),
         ];
         for (text, want) in cases {
             let e = Config::from_toml(text, "c.toml", &env(&[])).unwrap_err().to_string();

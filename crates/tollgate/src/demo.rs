@@ -39,8 +39,8 @@ pub struct DemoArgs {
     /// Stop after this many seconds (default: run until Ctrl-C).
     #[arg(long)]
     pub duration_secs: Option<u64>,
-    /// Synthetic requests per second after the opening burst.
-    #[arg(long, default_value_t = 4)]
+    /// Live requests (or agent runs) per second after the opening burst.
+    #[arg(long, default_value_t = 1)]
     pub rate: u32,
     /// Days of history to seed before live traffic starts (0: none).
     #[arg(long, default_value_t = 7)]
@@ -56,8 +56,6 @@ const TEAMS: &[(&str, &[&str])] = &[
     ("platform", &["code-review", "eval"]),
 ];
 const HISTORY_ONLY_TEAMS: &[&str] = &["research"];
-const MODELS: &[&str] = &["gpt-4o-mini", "gpt-4o", "o4-mini", "claude-haiku-4-5", "claude-sonnet-4-5", "gemini-2.5-flash"];
-const ENVS: &[&str] = &["prod", "staging", "dev"];
 /// A self-hosted model the price catalog does not know: its rows are unpriced.
 const UNPRICED_MODEL: &str = "acme-internal-13b";
 
@@ -172,7 +170,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     println!("    print(c.chat.completions.create(model='gpt-4o-mini', messages=[{{'role':'user','content':'hi'}}]).usage)\"\n");
     println!("  curl -s '{base}/api/v1/requests?limit=5'                  # the request log");
     println!("  curl -s '{base}/api/v1/spend?group_by=team&from=7d'       # spend by team");
-    println!("\nsynthetic traffic is flowing ({} teams, {} models); Ctrl-C to stop", TEAMS.len(), MODELS.len());
+    println!("\nlive traffic is flowing ({} teams, {} kinds of request); Ctrl-C to stop", TEAMS.len(), LIVE.len());
 
     let traffic = tokio::spawn(traffic(base.clone(), team_keys, args.rate.max(1)));
     let stop = async move {
@@ -464,7 +462,7 @@ impl<'a> History<'a> {
         // growth: onboarding emails and the summarize prompt whose v3 doubled its size.
         self.each_hour(9.0, |h, at| {
             let mut c = h.call(at, "growth", "onboarding-email", "gpt-4o-mini");
-            c.prompt_bytes = 2400 + h.rng.gen_range(0..600);
+            c.prompt_bytes = 6_000 + h.rng.gen_range(0..1_500);
             c.output_tokens = 300 + h.rng.gen_range(0..120);
             c.prompt = Some("onboarding-email@v1".into());
             h.push(&c, Outcome::Ok { attempts: 1 });
@@ -473,7 +471,7 @@ impl<'a> History<'a> {
             let model = if h.rng.gen_bool(0.7) { "gpt-4o-mini" } else { "claude-haiku-4-5" };
             let mut c = h.call(at, "growth", "summarize", model);
             let v3 = at >= change;
-            c.prompt_bytes = if v3 { 12_000 } else { 6_000 } + h.rng.gen_range(0..800);
+            c.prompt_bytes = if v3 { 36_000 } else { 18_000 } + h.rng.gen_range(0..2_000);
             c.output_tokens = 220 + h.rng.gen_range(0..80);
             c.prompt = Some(if v3 { "summarize@v3" } else { "summarize@v2" }.into());
             h.push(&c, Outcome::Ok { attempts: 1 });
@@ -481,7 +479,7 @@ impl<'a> History<'a> {
         // search: cheap query rewriting at volume, and a gpt-4o reranker.
         self.each_hour(28.0, |h, at| {
             let mut c = h.call(at, "search", "query-rewrite", "gemini-2.5-flash");
-            c.prompt_bytes = 700 + h.rng.gen_range(0..300);
+            c.prompt_bytes = 1_500 + h.rng.gen_range(0..600);
             c.output_tokens = 40 + h.rng.gen_range(0..40);
             c.prompt = Some("query-rewrite@v4".into());
             c.stream = false;
@@ -489,7 +487,7 @@ impl<'a> History<'a> {
         });
         self.each_hour(14.0, |h, at| {
             let mut c = h.call(at, "search", "rerank", "gpt-4o");
-            c.prompt_bytes = 8_000 + h.rng.gen_range(0..2_000);
+            c.prompt_bytes = 24_000 + h.rng.gen_range(0..6_000);
             c.output_tokens = 30 + h.rng.gen_range(0..30);
             c.prompt = Some("rerank@v1".into());
             c.stream = false;
@@ -503,7 +501,7 @@ impl<'a> History<'a> {
         // support: triage, reply drafting (v2 grew the prompt a little), and the support agent.
         self.each_hour(8.0, |h, at| {
             let mut c = h.call(at, "support", "ticket-triage", "claude-haiku-4-5");
-            c.prompt_bytes = 3_000 + h.rng.gen_range(0..1_000);
+            c.prompt_bytes = 9_000 + h.rng.gen_range(0..3_000);
             c.output_tokens = 90 + h.rng.gen_range(0..60);
             c.prompt = Some("ticket-triage@v2".into());
             h.push(&c, Outcome::Ok { attempts: 1 });
@@ -512,17 +510,17 @@ impl<'a> History<'a> {
         self.each_hour(7.0, move |h, at| {
             let mut c = h.call(at, "support", "reply-draft", "claude-sonnet-4-5");
             let v2 = at >= reply_change;
-            c.prompt_bytes = if v2 { 5_600 } else { 5_000 } + h.rng.gen_range(0..1_000);
+            c.prompt_bytes = if v2 { 17_000 } else { 15_000 } + h.rng.gen_range(0..3_000);
             c.output_tokens = 380 + h.rng.gen_range(0..150);
             c.prompt = Some(if v2 { "reply-draft@v2" } else { "reply-draft@v1" }.into());
             h.push(&c, Outcome::Ok { attempts: 1 });
         });
         self.each_hour(2.5, |h, at| {
-            h.agent_run(at, "support", "ticket-triage", "support-agent", "claude-sonnet-4-5", "claude-haiku-4-5", &["search_kb", "fetch_ticket", "lookup_order"], 3_500, 2..7);
+            h.agent_run(at, "support", "ticket-triage", "support-agent", "claude-sonnet-4-5", "claude-haiku-4-5", &["search_kb", "fetch_ticket", "lookup_order"], 12_000, 2..7);
         });
         // platform: the code reviewer agent, and evals on an unpriced self-hosted model.
         self.each_hour(1.5, |h, at| {
-            h.agent_run(at, "platform", "code-review", "reviewer", "o4-mini", "gpt-4o-mini", &["read_file", "run_tests", "grep"], 6_000, 3..9);
+            h.agent_run(at, "platform", "code-review", "reviewer", "o4-mini", "gpt-4o-mini", &["read_file", "run_tests", "grep"], 20_000, 3..9);
         });
         self.each_hour(6.0, |h, at| {
             let model = if h.rng.gen_bool(0.6) { UNPRICED_MODEL } else { "gpt-4.1-mini" };
@@ -655,7 +653,7 @@ impl<'a> History<'a> {
         for i in 0..240 {
             let at = start + i * 6_000 + self.rng.gen_range(0..3_000);
             let mut c = self.call(at, "search", "rerank", "gpt-4o");
-            c.prompt_bytes = 8_000 + self.rng.gen_range(0..2_000);
+            c.prompt_bytes = 24_000 + self.rng.gen_range(0..6_000);
             c.output_tokens = 30 + self.rng.gen_range(0..30);
             c.prompt = Some("rerank@v1".into());
             c.stream = false;
@@ -683,42 +681,90 @@ fn days_covered(rows: &[LedgerRow]) -> i64 {
 // Live traffic
 // ---------------------------------------------------------------------------
 
-/// Plays requests across teams, features, models, environments and agent
-/// runs through the real gateway.
+/// One kind of live request: what today's traffic looks like after the
+/// history (the latest prompt versions, the same sizes and models).
+struct LiveKind {
+    team: &'static str,
+    feature: &'static str,
+    model: &'static str,
+    prompt: Option<&'static str>,
+    prompt_bytes: usize,
+    output_tokens: u64,
+    /// Agent runs: the agent, and the model its tool steps use.
+    agent: Option<(&'static str, &'static str)>,
+}
+
+const LIVE: &[LiveKind] = &[
+    LiveKind { team: "search", feature: "query-rewrite", model: "gemini-2.5-flash", prompt: Some("query-rewrite@v4"), prompt_bytes: 1_500, output_tokens: 60, agent: None },
+    LiveKind { team: "growth", feature: "summarize", model: "gpt-4o-mini", prompt: Some("summarize@v3"), prompt_bytes: 36_000, output_tokens: 240, agent: None },
+    LiveKind { team: "support", feature: "ticket-triage", model: "claude-haiku-4-5", prompt: Some("ticket-triage@v2"), prompt_bytes: 9_000, output_tokens: 110, agent: None },
+    LiveKind { team: "search", feature: "rerank", model: "gpt-4o", prompt: Some("rerank@v1"), prompt_bytes: 24_000, output_tokens: 45, agent: None },
+    LiveKind { team: "growth", feature: "onboarding-email", model: "gpt-4o-mini", prompt: Some("onboarding-email@v1"), prompt_bytes: 6_000, output_tokens: 350, agent: None },
+    LiveKind { team: "search", feature: "query-rewrite", model: "gemini-2.5-flash", prompt: Some("query-rewrite@v4"), prompt_bytes: 1_500, output_tokens: 60, agent: None },
+    LiveKind { team: "support", feature: "reply-draft", model: "claude-sonnet-4-5", prompt: Some("reply-draft@v2"), prompt_bytes: 17_000, output_tokens: 450, agent: None },
+    LiveKind { team: "platform", feature: "eval", model: UNPRICED_MODEL, prompt: None, prompt_bytes: 5_000, output_tokens: 200, agent: None },
+    LiveKind { team: "support", feature: "ticket-triage", model: "claude-sonnet-4-5", prompt: Some("support-agent-plan@v1"), prompt_bytes: 12_000, output_tokens: 300, agent: Some(("support-agent", "claude-haiku-4-5")) },
+    LiveKind { team: "platform", feature: "code-review", model: "o4-mini", prompt: Some("reviewer-plan@v1"), prompt_bytes: 20_000, output_tokens: 300, agent: Some(("reviewer", "gpt-4o-mini")) },
+];
+
+/// Filler prompt text of about `bytes` bytes, with the mock's output-size knob.
+fn prompt_text(n: u64, bytes: usize, output_tokens: u64) -> String {
+    const LINE: &str = "The customer wrote in about their invoice and the attached usage report. ";
+    let mut s = format!("[mock output_tokens={output_tokens}] request {n}: ");
+    while s.len() < bytes {
+        s.push_str(LINE);
+    }
+    s
+}
+
+/// Plays today's traffic through the real gateway: every kind of request in
+/// [`LIVE`] in turn, agent kinds as a plan step, tool steps and an answer
+/// sharing one trace id.
 async fn traffic(base: String, team_keys: Vec<(String, String)>, rate: u32) {
     let http = reqwest::Client::new();
     let mut n: u64 = 0;
-    let burst = 120;
+    let burst = 40;
     loop {
         n += 1;
-        let (team, key) = &team_keys[(n as usize) % team_keys.len()];
-        let features = TEAMS.iter().find(|(t, _)| t == team).map(|(_, f)| *f).unwrap_or(&["misc"]);
-        let feature = features[(n as usize / team_keys.len()) % features.len()];
-        let model = if feature == "eval" && n % 2 == 0 { UNPRICED_MODEL } else { MODELS[(n as usize * 7 + 3) % MODELS.len()] };
-        let env = ENVS[(n as usize / 3) % ENVS.len()];
-        let agent_run = feature == "code-review" || feature == "ticket-triage";
-        let (trace, steps) = if agent_run { (Some(format!("live-{team}-{}", n / 8)), 1 + n % 3) } else { (None, 1) };
+        let kind = &LIVE[(n as usize) % LIVE.len()];
+        let Some((_, key)) = team_keys.iter().find(|(t, _)| t == kind.team) else { continue };
+        let env = ["prod", "prod", "prod", "staging", "dev"][(n as usize / LIVE.len()) % 5];
+        let user = USERS.iter().find(|(t, _)| *t == kind.team).map_or("someone", |(_, u)| u[(n as usize) % u.len()]);
+        let trace = kind.agent.map(|(agent, _)| format!("live-{agent}-{n:06}"));
+        let steps: u64 = if kind.agent.is_some() { 2 + n % 3 } else { 0 };
         let mut parent: Option<String> = None;
-        for step in 0..steps {
+        for step in 0..=steps {
+            let (model, step_name, prompt, bytes, out) = match (step, kind.agent) {
+                (0, _) => (kind.model, "plan", kind.prompt.map(String::from), kind.prompt_bytes, kind.output_tokens),
+                (s, Some((agent, small))) if s < steps => {
+                    (small, "tool:search", Some(format!("{agent}-tool@v1")), kind.prompt_bytes + s as usize * 1_500, 90)
+                }
+                (_, Some((agent, _))) => (kind.model, "answer", Some(format!("{agent}-answer@v1")), kind.prompt_bytes + steps as usize * 1_500, 600),
+                (_, None) => break,
+            };
             let stream = (n + step) % 3 == 0;
             let body = json!({
                 "model": model,
                 "stream": stream,
-                "max_tokens": 40 + (n % 5) * 20,
                 "messages": [
                     {"role": "system", "content": "You are a helpful assistant for the demo."},
-                    {"role": "user", "content": format!("request {n}: {}", "please summarise this paragraph. ".repeat(1 + ((n + step) % 7) as usize))}
+                    {"role": "user", "content": prompt_text(n, bytes, out)}
                 ]
             });
+            let mut tags = format!("feature={},env={env},user={user}", kind.feature);
+            if kind.agent.is_some() {
+                tags.push_str(&format!(",step={step_name}"));
+            }
             let mut req = http
                 .post(format!("{base}/v1/chat/completions"))
                 .bearer_auth(key)
-                .header("x-tollgate-tags", format!("feature={feature},env={env},step={}", if step == 0 { "plan" } else { "tool:search" }))
-                .header("x-tollgate-session-id", format!("session-{}", n % 17))
-                .header("x-tollgate-prompt", format!("{feature}@v{}", 1 + (n / 200) % 3))
+                .header("x-tollgate-tags", tags)
+                .header("x-tollgate-session-id", format!("sess-live-{}", n % 17))
                 .json(&body);
-            if let Some(t) = &trace {
-                let agent = if feature == "code-review" { "reviewer" } else { "support-agent" };
+            if let Some(p) = &prompt {
+                req = req.header("x-tollgate-prompt", p);
+            }
+            if let (Some(t), Some((agent, _))) = (&trace, kind.agent) {
                 req = req.header("x-tollgate-trace-id", t).header("x-tollgate-agent", agent);
             }
             if let Some(p) = &parent {

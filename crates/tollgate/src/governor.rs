@@ -179,6 +179,9 @@ impl Governor {
 
     pub fn set_limit(&self, spec: RateLimitSpec, now_ms: i64) {
         let mut st = self.lock();
+        if st.limits.get(spec.id.as_str()).is_some_and(|l| l.spec == spec) {
+            return;
+        }
         let bucket = Bucket::full(&spec, now_ms);
         st.limits.insert(Arc::from(spec.id.as_str()), LimitState { spec, bucket });
     }

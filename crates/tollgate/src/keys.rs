@@ -21,6 +21,51 @@ pub struct KeySpec {
     pub enforce_tags: Vec<(String, String)>,
     pub models: Vec<String>,
     pub expires_ms: Option<i64>,
+    /// `USD/PERIOD`, e.g. `50/month`: a blocking budget on this key alone.
+    pub budget: Option<String>,
+    pub rpm: Option<i64>,
+    pub tpm: Option<i64>,
+}
+
+/// The budget and limits a key asks for, scoped to that key.
+pub fn key_governance(
+    key_id: &str,
+    spec: &KeySpec,
+) -> Result<(Option<crate::budget::BudgetSpec>, Vec<crate::budget::RateLimitSpec>), ApiError> {
+    use crate::budget::{Action, BudgetSpec, LimitKind, Period, RateLimitSpec, Scope, DEFAULT_ALERTS};
+    let scope = Scope::parse(&format!("key={key_id}")).map_err(ApiError::invalid)?;
+    let budget = match &spec.budget {
+        None => None,
+        Some(b) => {
+            let (usd, period) = b
+                .split_once('/')
+                .ok_or_else(|| ApiError::invalid_param(format!("budget {b:?} must be USD/PERIOD, e.g. 50/month"), "budget"))?;
+            let limit: tollgate_units::Money = usd.parse().map_err(|e| ApiError::invalid_param(format!("{e}"), "budget"))?;
+            if limit.nanos() <= 0 {
+                return Err(ApiError::invalid_param("the budget must be positive", "budget"));
+            }
+            let period = Period::parse(period).map_err(|e| ApiError::invalid_param(e, "budget"))?;
+            Some(BudgetSpec {
+                id: format!("key:{key_id}"),
+                scope: scope.clone(),
+                limit,
+                period,
+                action: Action::Block,
+                alert_at: DEFAULT_ALERTS.to_vec(),
+                block_unpriced: false,
+            })
+        }
+    };
+    let mut limits = Vec::new();
+    for (n, kind, name) in [(spec.rpm, LimitKind::Requests, "rpm"), (spec.tpm, LimitKind::Tokens, "tpm")] {
+        if let Some(n) = n {
+            if n <= 0 {
+                return Err(ApiError::invalid_param(format!("{name} must be positive"), name));
+            }
+            limits.push(RateLimitSpec { id: format!("key:{key_id}/{name}"), scope: scope.clone(), kind, amount: n, window_ms: 60_000 });
+        }
+    }
+    Ok((budget, limits))
 }
 
 /// A created key: the record and its secret, shown this once.
@@ -84,6 +129,48 @@ pub fn create(store: &dyn KeyStore, hasher: &KeyHasher, spec: KeySpec, now_ms: i
         .insert_key(&NewKey { record: record.clone(), hash: hasher.hash(&secret) })
         .map_err(|e| ApiError::Internal { message: format!("cannot store the key: {e}") })?;
     Ok(CreatedKey { record, secret })
+}
+
+/// Creates a key and the budget and rate limits it asks for (stored, and put
+/// in force on `governor` when the gateway is running in this process).
+pub fn create_governed(
+    store: &crate::store::sqlite::SqliteStore,
+    governor: &crate::governor::Governor,
+    hasher: &KeyHasher,
+    spec: KeySpec,
+    now_ms: i64,
+) -> Result<CreatedKey, ApiError> {
+    let created = create_with_limits(store, hasher, spec, now_ms)?;
+    let internal = |e: crate::store::StoreError| ApiError::Internal { message: e.to_string() };
+    for b in store.list_budgets().map_err(internal)?.into_iter().filter(|b| b.id == format!("key:{}", created.record.id)) {
+        crate::server::install_budget(store, governor, b, now_ms).map_err(internal)?;
+    }
+    for l in store.list_limits().map_err(internal)?.into_iter().filter(|l| l.id.starts_with(&format!("key:{}/", created.record.id))) {
+        governor.set_limit(l, now_ms);
+    }
+    Ok(created)
+}
+
+/// Creates a key and stores the budget and limits it asks for.
+pub fn create_with_limits(
+    store: &crate::store::sqlite::SqliteStore,
+    hasher: &KeyHasher,
+    spec: KeySpec,
+    now_ms: i64,
+) -> Result<CreatedKey, ApiError> {
+    // Validate the limits before anything is written.
+    key_governance("key_check", &spec)?;
+    let spec2 = spec.clone();
+    let created = create(store, hasher, spec, now_ms)?;
+    let (budget, limits) = key_governance(&created.record.id, &spec2)?;
+    let internal = |e: crate::store::StoreError| ApiError::Internal { message: e.to_string() };
+    if let Some(b) = budget {
+        store.upsert_budget(&b, now_ms).map_err(internal)?;
+    }
+    for l in limits {
+        store.upsert_limit(&l, now_ms).map_err(internal)?;
+    }
+    Ok(created)
 }
 
 fn ms_to_rfc3339(ms: Option<i64>) -> Option<String> {

@@ -33,12 +33,18 @@ use crate::error::{ApiError, ErrorShape};
 use crate::ledger::{LedgerRow, LedgerWriter, UsageSource};
 use crate::server::AppState;
 use crate::upstream::{self, Answer};
-use crate::{metering, policy, routing};
+use crate::budget::{Action, Facts};
+use crate::governor::{Refusal, Reservation};
+use crate::{governance, metering, policy, routing};
 
 pub const HEADER_REQUEST_ID: &str = "x-tollgate-request-id";
 pub const HEADER_COST: &str = "x-tollgate-cost-usd";
 pub const HEADER_PRICED: &str = "x-tollgate-priced";
 pub const HEADER_USAGE: &str = "x-tollgate-usage";
+pub const HEADER_BUDGET_REMAINING: &str = "x-tollgate-budget-remaining-usd";
+pub const HEADER_DOWNGRADED: &str = "x-tollgate-downgraded-to";
+pub const HEADER_CLAMPED: &str = "x-tollgate-clamped-max-tokens";
+pub const HEADER_MAX_TOKENS_CAPPED: &str = "x-tollgate-max-tokens-capped";
 
 /// Largest upstream (non-streaming) answer the gateway will hold in memory.
 const MAX_UPSTREAM_BODY: usize = 64 * 1024 * 1024;
@@ -173,10 +179,13 @@ async fn until_upstream(
         }
     }
 
-    let plan = routing::plan(&state.config, &model);
+    let mut plan = routing::plan(&state.config, &model);
     if plan.is_empty() {
         return Err(ApiError::ModelNotFound { message: format!("no route for model {model:?}") });
     }
+
+    // Budgets and rate limits: reserve the most this request can cost before any spend.
+    let body = govern(state, p, principal, &model, &mut plan, body)?;
 
     let forwarded: Vec<(HeaderName, HeaderValue)> = FORWARDED_HEADERS
         .iter()
@@ -210,6 +219,83 @@ async fn read_body(body: Body, headers: &HeaderMap, limit: usize) -> Result<Byte
         Ok(c) => Ok(c.to_bytes()),
         Err(e) if e.downcast_ref::<http_body_util::LengthLimitError>().is_some() => Err(too_large()),
         Err(e) => Err(ApiError::invalid(format!("could not read the request body: {e}"))),
+    }
+}
+
+/// Reserves the request's maximum cost and tokens against every budget and
+/// limit that covers it; applies a refusing budget's action (downgrade,
+/// clamp) and returns the body to send (it changes when max tokens are set).
+fn govern(
+    state: &AppState,
+    p: &mut Pending,
+    principal: &Principal,
+    model: &str,
+    plan: &mut Vec<routing::Attempt>,
+    mut body: Bytes,
+) -> Result<Bytes, ApiError> {
+    let now = now_ms();
+    let default_out = state.config.governance.default_max_output_tokens;
+    let mut downgraded = false;
+    let mut clamped = false;
+    loop {
+        let provider_name = state.config.providers[plan[0].provider].name.clone();
+        let ask = governance::max_cost(state, plan, &p.info, &body, default_out);
+        let attribution = p.row().attribution.clone();
+        let facts = Facts { key_id: principal.id(), model, provider: Some(&provider_name), attribution: &attribution };
+        match state.governor.reserve(&facts, ask, now) {
+            Ok(r) => {
+                // Under a binding budget, a request with no output cap is capped
+                // at the amount reserved for it, so it cannot outspend the reservation.
+                if r.remaining().is_some() && p.info.max_output_tokens.is_none() && ask.cost.is_some() {
+                    body = governance::set_max_tokens(state, p, plan, &body, default_out)?;
+                    p.extra_headers.push((HEADER_MAX_TOKENS_CAPPED, default_out.to_string()));
+                }
+                if let Some(rem) = r.remaining() {
+                    p.extra_headers.push((HEADER_BUDGET_REMAINING, rem.max(Money::ZERO).to_string()));
+                }
+                p.reservation = Some(r);
+                return Ok(body);
+            }
+            Err(Refusal::RateLimited { limit_id, scope, retry_after_ms }) => {
+                let secs = (retry_after_ms.max(1) as u64).div_ceil(1000);
+                return Err(ApiError::RateLimited {
+                    message: format!("rate limit {limit_id} ({scope}) reached; retry in {secs} s"),
+                    retry_after_secs: secs,
+                });
+            }
+            Err(Refusal::Budget { budget_id, scope, action, remaining, resets_at_ms, unpriced }) => {
+                let resets = chrono::DateTime::<chrono::Utc>::from_timestamp_millis(resets_at_ms)
+                    .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
+                    .unwrap_or_default();
+                let refuse = |why: &str| ApiError::BudgetExceeded {
+                    message: format!("budget {budget_id} ({scope}) {why}: ${remaining} remaining, resets at {resets}"),
+                };
+                if unpriced {
+                    return Err(refuse("does not allow models without a known price"));
+                }
+                match action {
+                    Action::Downgrade(to) if !downgraded => {
+                        let new_plan = routing::plan(&state.config, &to);
+                        if new_plan.is_empty() {
+                            return Err(refuse(&format!("cannot cover this request and its downgrade model {to:?} has no route")));
+                        }
+                        *plan = new_plan;
+                        downgraded = true;
+                        p.extra_headers.push((HEADER_DOWNGRADED, to.clone()));
+                    }
+                    Action::Clamp if !clamped => {
+                        let fits = governance::output_tokens_within(state, plan, &p.info, &body, remaining);
+                        if fits < governance::MIN_CLAMPED_OUTPUT {
+                            return Err(refuse("cannot cover even a short answer"));
+                        }
+                        body = governance::set_max_tokens(state, p, plan, &body, fits)?;
+                        clamped = true;
+                        p.extra_headers.push((HEADER_CLAMPED, fits.to_string()));
+                    }
+                    _ => return Err(refuse("cannot cover this request")),
+                }
+            }
+        }
     }
 }
 
@@ -247,6 +333,7 @@ async fn whole_body(state: &AppState, mut p: Pending, answer: Answer, hung_up: &
     }
     p.row_mut().status = 200;
     let (request_id, cost, source) = (p.request_id().to_string(), p.row().cost, p.row().usage_source);
+    let extra = std::mem::take(&mut p.extra_headers);
     p.commit(hung_up).await;
 
     let mut resp = Response::new(Body::from(translated.body));
@@ -254,6 +341,9 @@ async fn whole_body(state: &AppState, mut p: Pending, answer: Answer, hung_up: &
     h.insert(http::header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
     h.insert(HEADER_REQUEST_ID, header(&request_id));
     cost_headers(h, cost, source);
+    for (k, v) in extra {
+        h.insert(k, header(&v));
+    }
     resp
 }
 
@@ -293,6 +383,7 @@ async fn read_limited(mut resp: reqwest::Response, cap: usize) -> Result<Bytes, 
 fn relay_stream(state: Arc<AppState>, p: Pending, answer: Answer) -> Response {
     let (tx, mut rx) = mpsc::channel::<Bytes>(32);
     let request_id = p.request_id().to_string();
+    let extra = p.extra_headers.clone();
     let tasks = state.tasks.clone();
     tasks.spawn(relay(state, p, answer, tx));
     let body = Body::from_stream(futures_util::stream::poll_fn(move |cx| {
@@ -303,6 +394,9 @@ fn relay_stream(state: Arc<AppState>, p: Pending, answer: Answer) -> Response {
     h.insert(http::header::CONTENT_TYPE, HeaderValue::from_static("text/event-stream"));
     h.insert(http::header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
     h.insert(HEADER_REQUEST_ID, header(&request_id));
+    for (k, v) in extra {
+        h.insert(k, header(&v));
+    }
     resp
 }
 
@@ -454,6 +548,9 @@ pub struct Pending {
     started: Instant,
     info: RequestInfo,
     provider: Option<usize>,
+    reservation: Option<Reservation>,
+    /// Response headers decided along the way (budget remaining, downgrade, clamp).
+    extra_headers: Vec<(&'static str, String)>,
 }
 
 impl Pending {
@@ -483,7 +580,25 @@ impl Pending {
             attempts: 0,
             attribution: Attribution::default(),
         };
-        Pending { row: Some(row), writer, observer, format, started, info: RequestInfo::default(), provider: None }
+        Pending {
+            row: Some(row),
+            writer,
+            observer,
+            format,
+            started,
+            info: RequestInfo::default(),
+            provider: None,
+            reservation: None,
+            extra_headers: Vec::new(),
+        }
+    }
+
+    pub(crate) fn format(&self) -> ApiFormat {
+        self.format
+    }
+
+    pub(crate) fn info_mut(&mut self) -> &mut RequestInfo {
+        &mut self.info
     }
 
     fn row_mut(&mut self) -> &mut LedgerRow {
@@ -519,6 +634,9 @@ impl Pending {
         row.latency_ms = self.started.elapsed().as_millis() as u64;
         if hung_up.load(Ordering::Acquire) {
             row.client_disconnected = true;
+        }
+        if let Some(r) = self.reservation.take() {
+            r.settle(row.cost, row.usage.total_tokens(), now_ms());
         }
         self.observer.record(&row);
         self.writer.write(row).await;

@@ -26,6 +26,8 @@ use crate::pipeline;
 use crate::pricing::Pricing;
 use crate::store::sqlite::SqliteStore;
 use crate::store::KeyStore;
+use crate::governor::Governor;
+use crate::budget::BudgetSpec;
 
 /// Everything a request needs, shared by all requests.
 pub struct AppState {
@@ -37,6 +39,8 @@ pub struct AppState {
     pub http: reqwest::Client,
     pub tasks: TaskTracker,
     pub observer: Arc<crate::observe::Observer>,
+    pub governor: Arc<Governor>,
+    pub alerts_fired: Arc<std::sync::atomic::AtomicU64>,
     pub empty_tags: BTreeMap<String, String>,
 }
 
@@ -44,6 +48,7 @@ pub struct AppState {
 pub struct Gateway {
     pub state: Arc<AppState>,
     drain: LedgerDrain,
+    background: Vec<tokio::task::JoinHandle<()>>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -94,18 +99,46 @@ impl Gateway {
             Some(extra) => Pricing::new(tollgate_pricing::Catalog::builtin().merged(extra)),
             None => Pricing::builtin(),
         };
+        let observer = Arc::new(crate::observe::Observer::new(&config));
+        if let Err(error) = observer.warm_up(&store, crate::pipeline::now_ms()) {
+            tracing::warn!(%error, "cannot read the ledger to warm up anomaly baselines");
+        }
+        let http = http_client()?;
+        let (governor, alert_rx) = Governor::new(config.governance.tz);
+        let governor = Arc::new(governor);
+        let now = crate::pipeline::now_ms();
+        for l in config.governance.limits.iter().cloned().chain(store.list_limits()?) {
+            governor.set_limit(l, now);
+        }
+        let mut installed = Vec::new();
+        for b in config.governance.budgets.iter().cloned().chain(store.list_budgets()?) {
+            install_budget(&store, &governor, b.clone(), now)?;
+            installed.push(b);
+        }
+        let alerts_fired = Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let mut background = Vec::new();
+        background.push(tokio::spawn(crate::alerts::dispatch(
+            alert_rx,
+            store.clone(),
+            config.governance.webhooks.clone(),
+            http.clone(),
+            alerts_fired.clone(),
+        )));
+        background.push(tokio::spawn(watch_governance(store.clone(), governor.clone(), config.governance.budgets.clone(), installed)));
         let state = AppState {
+            governor,
+            alerts_fired,
             config: Arc::new(config),
             auth,
             store,
             ledger,
             pricing,
-            http: http_client()?,
+            http,
             tasks: TaskTracker::new(),
-            observer: Arc::new(crate::observe::Observer::new()),
+            observer,
             empty_tags: BTreeMap::new(),
         };
-        Ok(Gateway { state: Arc::new(state), drain })
+        Ok(Gateway { state: Arc::new(state), drain, background })
     }
 
     pub fn router(&self) -> Router {
@@ -133,12 +166,65 @@ impl Gateway {
 
     /// Waits for in-flight requests (streams included), then drains the ledger.
     pub async fn shutdown(self) {
-        let Gateway { state, drain } = self;
+        let Gateway { state, drain, background } = self;
+        for b in background {
+            b.abort();
+        }
         state.tasks.close();
         state.tasks.wait().await;
         drop(state);
         // The writer thread exits once every `LedgerWriter` clone is gone.
         let _ = tokio::task::spawn_blocking(move || drain.wait()).await;
+    }
+}
+
+/// Puts a budget in force with what the ledger already holds for its window.
+pub fn install_budget(store: &SqliteStore, governor: &Governor, spec: BudgetSpec, now_ms: i64) -> Result<(), crate::store::StoreError> {
+    let (start, _) = spec.period.window(now_ms, governor.time_zone());
+    let spent = store.spend_per_second(&spec.scope.ledger_filters(), start)?;
+    let fired = match spec.period {
+        crate::budget::Period::Rolling(_) => Default::default(),
+        _ => store.fired_alerts(&spec.id, start)?,
+    };
+    governor.set_budget(spec, spent, fired, now_ms);
+    Ok(())
+}
+
+/// Picks up budgets and limits changed by other processes (`tollgate budgets set` on the database).
+async fn watch_governance(store: Arc<SqliteStore>, governor: Arc<Governor>, from_config: Vec<BudgetSpec>, mut installed: Vec<BudgetSpec>) {
+    let mut seen = store.governance_version().ok();
+    loop {
+        tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+        let s = store.clone();
+        let Ok(Ok(version)) = tokio::task::spawn_blocking(move || s.governance_version()).await else { continue };
+        if Some(version) == seen {
+            continue;
+        }
+        seen = Some(version);
+        let s = store.clone();
+        let Ok(Ok((budgets, limits))) =
+            tokio::task::spawn_blocking(move || Ok::<_, crate::store::StoreError>((s.list_budgets()?, s.list_limits()?))).await
+        else {
+            continue;
+        };
+        let now = crate::pipeline::now_ms();
+        let wanted: Vec<BudgetSpec> = from_config.iter().cloned().chain(budgets).collect();
+        for old in &installed {
+            if !wanted.iter().any(|w| w.id == old.id) {
+                governor.remove_budget(&old.id);
+            }
+        }
+        for b in &wanted {
+            if !installed.contains(b) {
+                if let Err(error) = install_budget(&store, &governor, b.clone(), now) {
+                    tracing::error!(%error, budget = %b.id, "cannot install budget");
+                }
+            }
+        }
+        installed = wanted;
+        for l in limits {
+            governor.set_limit(l, now);
+        }
     }
 }
 

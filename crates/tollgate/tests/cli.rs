@@ -55,12 +55,33 @@ fn keys_create_list_revoke_and_the_secret_is_never_stored() {
 }
 
 #[test]
-fn unenforced_options_are_refused_not_ignored() {
+fn key_budget_and_limits_and_budgets_cli() {
     let dir = tempfile::tempdir().unwrap();
     let db = format!("sqlite://{}", dir.path().join("k.db").display());
-    let out = tollgate(&["--db", &db, "keys", "create", "--name", "x", "--rpm", "10"], &[]);
+    let out = tollgate(&["--db", &db, "keys", "create", "--name", "x", "--budget", "5/month", "--rpm", "10", "--tpm", "1000", "--json"], &[]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let id = serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap()["id"].as_str().unwrap().to_string();
+    let store = tollgate::store::sqlite::SqliteStore::open(&db).unwrap();
+    let budgets = store.list_budgets().unwrap();
+    assert_eq!(budgets.len(), 1);
+    assert_eq!(budgets[0].scope.to_string(), format!("key={id}"));
+    assert_eq!(budgets[0].limit.to_string(), "5.000000000");
+    assert_eq!(store.list_limits().unwrap().len(), 2);
+    let bad = tollgate(&["--db", &db, "keys", "create", "--name", "y", "--budget", "5"], &[]);
+    assert!(!bad.status.success() && String::from_utf8_lossy(&bad.stderr).contains("USD/PERIOD"));
+
+    let out = tollgate(&["--db", &db, "budgets", "set", "--scope", "team=growth,env=prod", "--limit", "500", "--period", "month", "--action", "downgrade:gpt-4o-mini", "--alert-at", "0.5,0.9"], &[]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = tollgate(&["--db", &db, "budgets", "list"], &[]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("env=prod,team=growth/month") && text.contains("downgrade:gpt-4o-mini"), "{text}");
+    let out = tollgate(&["--db", &db, "budgets", "status"], &[]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("spent $0.000000000 of $500.000000000"), "{text}");
+    let out = tollgate(&["--db", &db, "budgets", "set", "--scope", "team", "--limit", "5", "--period", "month"], &[]);
     assert!(!out.status.success());
-    assert!(String::from_utf8_lossy(&out.stderr).contains("refused rather than silently ignored"));
+    let out = tollgate(&["--db", &db, "budgets", "delete", "env=prod,team=growth/month"], &[]);
+    assert!(out.status.success());
 }
 
 #[test]

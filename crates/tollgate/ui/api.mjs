@@ -67,7 +67,9 @@ export async function getOptional(path, params = []) {
   try {
     return await get(path, params);
   } catch (e) {
-    if (e instanceof ApiError && (e.status === 404 || e.status === 405 || e.status === 501)) return null;
+    // The gateway answers an unknown route with 400 "no such endpoint" in the OpenAI error shape.
+    const missing = e instanceof ApiError && ([404, 405, 501].includes(e.status) || (e.status === 400 && /^no such endpoint/.test(e.message)));
+    if (missing) return null;
     throw e;
   }
 }
@@ -76,7 +78,7 @@ export async function getOptional(path, params = []) {
 export function spend(ctx, { groupBy = [], bucket, extraFilters = [] } = {}) {
   const params = [];
   if (groupBy.length) params.push(['group_by', groupBy.join(',')]);
-  params.push(['from', ctx.range]);
+  params.push(['from', ctx.from || ctx.range]);
   if (bucket) params.push(['bucket', bucket]);
   for (const [k, v] of [...ctx.filters, ...extraFilters]) params.push(['filter', `${k}:${v}`]);
   return get('/api/v1/spend', params);

@@ -45,6 +45,10 @@ export function link(patch, text, attrs = {}) {
   return h('a', { href: hashFor(next), ...attrs }, text);
 }
 
+export function hrefFor(patch) {
+  return hashFor({ ...state, params: {}, arg: '', ...patch });
+}
+
 /** A link that adds `dim:value` to the filters, on the same view or another. */
 export function filterLink(dim, value, text = value, view = state.view) {
   if (value === null || value === undefined || value === '') return h('span', { class: 'muted' }, '(not set)');
@@ -102,7 +106,7 @@ function renderBar() {
         }, '×'),
       ),
     ),
-    state.filters.length ? h('button', { class: 'link-button', onclick: () => go({ filters: [] }) }, 'clear all') : null,
+    ...(state.filters.length ? [h('button', { class: 'link-button', onclick: () => go({ filters: [] }) }, 'clear all')] : []),
   );
 }
 
@@ -188,7 +192,7 @@ export async function render() {
   view.dataset.from = from;
   view.dataset.loaded = 'false';
   view.replaceChildren(h('p', { class: 'loading' }, 'Loading…'));
-  document.getElementById('as-of').textContent = `since ${new Date(from).toLocaleString()}`;
+  document.getElementById('as-of').textContent = `since ${new Date(from).toLocaleString('en-GB', { weekday: 'short', day: 'numeric', month: 'short', hour: '2-digit', minute: '2-digit' })}`;
   try {
     const content = await def.render(ctx);
     if (mine !== generation) return;

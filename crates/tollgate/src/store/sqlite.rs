@@ -73,6 +73,31 @@ CREATE INDEX IF NOT EXISTS ledger_ts ON ledger (ts_ms);
 CREATE INDEX IF NOT EXISTS ledger_team_ts ON ledger (team, ts_ms);
 CREATE INDEX IF NOT EXISTS ledger_key_ts ON ledger (key_id, ts_ms);
 CREATE INDEX IF NOT EXISTS ledger_trace ON ledger (trace_id);
+CREATE TABLE IF NOT EXISTS budgets (
+    id             TEXT PRIMARY KEY,
+    scope          TEXT NOT NULL,
+    limit_nanos    INTEGER NOT NULL,
+    period         TEXT NOT NULL,
+    action         TEXT NOT NULL,
+    alert_at       TEXT NOT NULL,
+    block_unpriced INTEGER NOT NULL,
+    updated_ms     INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS rate_limits (
+    id         TEXT PRIMARY KEY,
+    scope      TEXT NOT NULL,
+    kind       TEXT NOT NULL,
+    amount     INTEGER NOT NULL,
+    window_ms  INTEGER NOT NULL,
+    updated_ms INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS alerts_fired (
+    budget_id       TEXT NOT NULL,
+    period_start_ms INTEGER NOT NULL,
+    threshold       INTEGER NOT NULL,
+    fired_ms        INTEGER NOT NULL,
+    PRIMARY KEY (budget_id, period_start_ms, threshold)
+);
 CREATE TABLE IF NOT EXISTS ledger_hourly (
     hour_ms             INTEGER NOT NULL,
     key_id              TEXT NOT NULL,
@@ -528,5 +553,142 @@ impl LedgerStore for SqliteStore {
             None
         };
         Ok(RequestPage { rows: out, next_cursor })
+    }
+}
+
+/// Budgets, rate limits and fired alerts (the governance tables).
+impl SqliteStore {
+    pub fn upsert_budget(&self, b: &crate::budget::BudgetSpec, now_ms: i64) -> Result<(), StoreError> {
+        self.reader().execute(
+            "INSERT INTO budgets (id, scope, limit_nanos, period, action, alert_at, block_unpriced, updated_ms) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8) ON CONFLICT (id) DO UPDATE SET scope = excluded.scope, \
+             limit_nanos = excluded.limit_nanos, period = excluded.period, action = excluded.action, \
+             alert_at = excluded.alert_at, block_unpriced = excluded.block_unpriced, updated_ms = excluded.updated_ms",
+            params![
+                b.id,
+                b.scope.to_string(),
+                b.limit.nanos(),
+                b.period.to_string(),
+                b.action.to_string(),
+                serde_json::to_string(&b.alert_at).unwrap_or_else(|_| "[]".into()),
+                b.block_unpriced,
+                now_ms
+            ],
+        )?;
+        Ok(())
+    }
+
+    pub fn delete_budget(&self, id: &str) -> Result<bool, StoreError> {
+        Ok(self.reader().execute("DELETE FROM budgets WHERE id = ?1", params![id])? > 0)
+    }
+
+    pub fn list_budgets(&self) -> Result<Vec<crate::budget::BudgetSpec>, StoreError> {
+        use crate::budget::{Action, BudgetSpec, Period, Scope};
+        let conn = self.reader();
+        let mut stmt = conn.prepare("SELECT id, scope, limit_nanos, period, action, alert_at, block_unpriced FROM budgets ORDER BY id")?;
+        let mut rows = stmt.query([])?;
+        let mut out = Vec::new();
+        while let Some(r) = rows.next()? {
+            let alert: String = r.get(5)?;
+            out.push(BudgetSpec {
+                id: r.get(0)?,
+                scope: Scope::parse(&r.get::<_, String>(1)?).map_err(|_| StoreError::Corrupt("budgets.scope"))?,
+                limit: Money::from_nanos(r.get(2)?),
+                period: Period::parse(&r.get::<_, String>(3)?).map_err(|_| StoreError::Corrupt("budgets.period"))?,
+                action: Action::parse(&r.get::<_, String>(4)?).map_err(|_| StoreError::Corrupt("budgets.action"))?,
+                alert_at: serde_json::from_str(&alert).map_err(|_| StoreError::Corrupt("budgets.alert_at"))?,
+                block_unpriced: r.get(6)?,
+            });
+        }
+        Ok(out)
+    }
+
+    pub fn upsert_limit(&self, l: &crate::budget::RateLimitSpec, now_ms: i64) -> Result<(), StoreError> {
+        let kind = match l.kind {
+            crate::budget::LimitKind::Requests => "requests",
+            crate::budget::LimitKind::Tokens => "tokens",
+            crate::budget::LimitKind::Cost => "cost",
+        };
+        self.reader().execute(
+            "INSERT INTO rate_limits (id, scope, kind, amount, window_ms, updated_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6) \
+             ON CONFLICT (id) DO UPDATE SET scope = excluded.scope, kind = excluded.kind, amount = excluded.amount, \
+             window_ms = excluded.window_ms, updated_ms = excluded.updated_ms",
+            params![l.id, l.scope.to_string(), kind, l.amount, l.window_ms, now_ms],
+        )?;
+        Ok(())
+    }
+
+    pub fn list_limits(&self) -> Result<Vec<crate::budget::RateLimitSpec>, StoreError> {
+        use crate::budget::{LimitKind, RateLimitSpec, Scope};
+        let conn = self.reader();
+        let mut stmt = conn.prepare("SELECT id, scope, kind, amount, window_ms FROM rate_limits ORDER BY id")?;
+        let mut rows = stmt.query([])?;
+        let mut out = Vec::new();
+        while let Some(r) = rows.next()? {
+            let kind = match r.get::<_, String>(2)?.as_str() {
+                "requests" => LimitKind::Requests,
+                "tokens" => LimitKind::Tokens,
+                "cost" => LimitKind::Cost,
+                _ => return Err(StoreError::Corrupt("rate_limits.kind")),
+            };
+            out.push(RateLimitSpec {
+                id: r.get(0)?,
+                scope: Scope::parse(&r.get::<_, String>(1)?).map_err(|_| StoreError::Corrupt("rate_limits.scope"))?,
+                kind,
+                amount: r.get(3)?,
+                window_ms: r.get(4)?,
+            });
+        }
+        Ok(out)
+    }
+
+    /// A fingerprint of the governance tables, to notice changes made by other processes.
+    pub fn governance_version(&self) -> Result<(i64, i64, i64, i64), StoreError> {
+        Ok(self.reader().query_row(
+            "SELECT (SELECT COUNT(*) FROM budgets), (SELECT COALESCE(MAX(updated_ms), 0) FROM budgets), \
+             (SELECT COUNT(*) FROM rate_limits), (SELECT COALESCE(MAX(updated_ms), 0) FROM rate_limits)",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+        )?)
+    }
+
+    /// Records a fired threshold; false when it had already fired this period.
+    pub fn record_alert(&self, budget_id: &str, period_start_ms: i64, threshold: u32, now_ms: i64) -> Result<bool, StoreError> {
+        Ok(self.reader().execute(
+            "INSERT OR IGNORE INTO alerts_fired (budget_id, period_start_ms, threshold, fired_ms) VALUES (?1, ?2, ?3, ?4)",
+            params![budget_id, period_start_ms, threshold, now_ms],
+        )? > 0)
+    }
+
+    pub fn fired_alerts(&self, budget_id: &str, period_start_ms: i64) -> Result<std::collections::BTreeSet<u32>, StoreError> {
+        let conn = self.reader();
+        let mut stmt = conn.prepare("SELECT threshold FROM alerts_fired WHERE budget_id = ?1 AND period_start_ms = ?2")?;
+        let rows = stmt.query_map(params![budget_id, period_start_ms], |r| r.get::<_, u32>(0))?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// Settled spend per second since `from_ms` for rows matching `filters` (rolling budgets).
+    pub fn spend_per_second(&self, filters: &[(String, String)], from_ms: i64) -> Result<Vec<(i64, i64)>, StoreError> {
+        let mut args: Vec<rusqlite::types::Value> = vec![rusqlite::types::Value::Integer(from_ms)];
+        let mut sql = String::from("SELECT ts_ms / 1000, SUM(COALESCE(cost_nanos, 0)) FROM ledger WHERE ts_ms >= ?1");
+        for (d, v) in filters {
+            match dimension_column(d) {
+                Some(c) => {
+                    args.push(rusqlite::types::Value::Text(v.clone()));
+                    let op = if v.contains('*') { "GLOB" } else { "=" };
+                    sql.push_str(&format!(" AND {c} {op} ?{}", args.len()));
+                }
+                None => {
+                    args.push(rusqlite::types::Value::Text(format!("$.\"{}\"", d.replace('"', ""))));
+                    args.push(rusqlite::types::Value::Text(v.clone()));
+                    sql.push_str(&format!(" AND json_extract(tags, ?{}) = ?{}", args.len() - 1, args.len()));
+                }
+            }
+        }
+        sql.push_str(" GROUP BY 1 ORDER BY 1");
+        let conn = self.reader();
+        let mut stmt = conn.prepare(&sql)?;
+        let rows = stmt.query_map(rusqlite::params_from_iter(args.iter()), |r| Ok((r.get(0)?, r.get(1)?)))?;
+        Ok(rows.collect::<Result<_, _>>()?)
     }
 }

@@ -1,0 +1,108 @@
+//! The numbers a reservation needs, computed cheaply before the provider is
+//! called: an upper bound of the request's cost and tokens, the output that
+//! still fits a budget, and the body rewrite that caps output tokens.
+//!
+//! Upper bound of input tokens: the prompt's UTF-8 byte length (a byte-level
+//! BPE token is at least one byte) plus a framing allowance, plus a fixed
+//! allowance per image part. Output: the request's own max tokens, or the
+//! configured default (and the request is then capped at it). Input is priced
+//! at the cache-write rate when the request asks for prompt caching (writes
+//! cost more than plain input), and at the costliest target of the route.
+
+use bytes::Bytes;
+use tollgate_providers::{inspect, ApiFormat, ProviderKind};
+use tollgate_units::{Money, Usage};
+
+use crate::error::ApiError;
+use crate::governor::Ask;
+use crate::pipeline::{now_ms, Pending};
+use crate::routing::Attempt;
+use crate::server::AppState;
+
+const FRAMING_TOKENS: u64 = 64;
+const TOKENS_PER_IMAGE: u64 = 2_000;
+/// Below this many output tokens a clamped answer is not worth serving.
+pub const MIN_CLAMPED_OUTPUT: u64 = 16;
+
+fn count(body: &[u8], needle: &[u8]) -> u64 {
+    body.windows(needle.len()).filter(|w| *w == needle).count() as u64
+}
+
+fn input_upper_bound(prompt_text: &str, body: &[u8]) -> u64 {
+    let images = count(body, b"image_url") + count(body, b"\"image\"") + count(body, b"inline_data") + count(body, b"input_image");
+    prompt_text.len() as u64 + FRAMING_TOKENS + images * TOKENS_PER_IMAGE
+}
+
+fn usage(input: u64, output: u64, caching: bool) -> Usage {
+    if caching {
+        Usage { cache_write_1h: input, output, ..Usage::default() }
+    } else {
+        Usage { input, output, ..Usage::default() }
+    }
+}
+
+/// The most any target of the plan could charge: `None` when no target has a price.
+fn worst_cost(state: &AppState, plan: &[Attempt], u: &Usage) -> Option<Money> {
+    let now = now_ms();
+    plan.iter()
+        .filter_map(|a| state.pricing.price(&state.config.providers[a.provider], &a.model, u, now).cost)
+        .max()
+}
+
+pub fn max_cost(state: &AppState, plan: &[Attempt], info: &tollgate_providers::RequestInfo, body: &[u8], default_out: u64) -> Ask {
+    let input = input_upper_bound(&info.prompt_text, body);
+    let output = info.max_output_tokens.unwrap_or(default_out);
+    let caching = count(body, b"cache_control") > 0;
+    Ask { cost: worst_cost(state, plan, &usage(input, output, caching)), tokens: input.saturating_add(output) }
+}
+
+/// How many output tokens fit in `remaining` after the input, on the costliest target.
+pub fn output_tokens_within(
+    state: &AppState,
+    plan: &[Attempt],
+    info: &tollgate_providers::RequestInfo,
+    body: &[u8],
+    remaining: Money,
+) -> u64 {
+    let input = input_upper_bound(&info.prompt_text, body);
+    let caching = count(body, b"cache_control") > 0;
+    let Some(input_cost) = worst_cost(state, plan, &usage(input, 0, caching)) else { return 0 };
+    let per_million = worst_cost(state, plan, &usage(input, 1_000_000, caching)).map_or(0, |c| c.nanos() - input_cost.nanos());
+    let left = remaining.nanos() - input_cost.nanos();
+    if left <= 0 || per_million <= 0 {
+        return 0;
+    }
+    (i128::from(left) * 1_000_000 / i128::from(per_million)).min(i128::from(u32::MAX)) as u64
+}
+
+/// Sets the request's output cap to `n` in its own wire format and re-reads it.
+pub fn set_max_tokens(state: &AppState, p: &mut Pending, plan: &[Attempt], body: &Bytes, n: u64) -> Result<Bytes, ApiError> {
+    let format = p.format();
+    let mut v: serde_json::Map<String, serde_json::Value> =
+        serde_json::from_slice(body).map_err(|e| ApiError::invalid(format!("invalid JSON body: {e}")))?;
+    let field = match format {
+        ApiFormat::OpenAiEmbeddings => return Ok(body.clone()),
+        ApiFormat::OpenAiResponses => "max_output_tokens",
+        ApiFormat::AnthropicMessages => "max_tokens",
+        ApiFormat::OpenAiChat => {
+            if v.contains_key("max_completion_tokens") {
+                "max_completion_tokens"
+            } else if v.contains_key("max_tokens") {
+                "max_tokens"
+            } else {
+                match state.config.providers[plan[0].provider].kind {
+                    // OpenAI's reasoning models only take the newer name.
+                    ProviderKind::OpenAi | ProviderKind::AzureOpenAi => "max_completion_tokens",
+                    _ => "max_tokens",
+                }
+            }
+        }
+    };
+    v.insert(field.to_string(), serde_json::Value::from(n));
+    let new = Bytes::from(serde_json::to_vec(&v).map_err(|e| ApiError::Internal { message: e.to_string() })?);
+    let prompt = std::mem::take(&mut p.info_mut().prompt_text);
+    let mut info = inspect(format, &new).map_err(crate::upstream::adapter_error)?;
+    info.prompt_text = prompt;
+    *p.info_mut() = info;
+    Ok(new)
+}

@@ -1,0 +1,376 @@
+//! What the gateway tells the outside about each finished request.
+//!
+//! - [`metrics`]: Prometheus counters and histograms at `GET /metrics`.
+//! - [`otel`]: one OpenTelemetry span per request over OTLP/HTTP, when
+//!   `TOLLGATE_OTLP_ENDPOINT` is set.
+//! - [`anomaly`]: spend spikes against seasonal baselines, loops, token
+//!   growth and retry spirals; `GET /api/v1/anomalies`, and a broadcast
+//!   channel ([`Observer::subscribe_anomalies`]) for alert delivery.
+//! - [`outcomes`]: `POST /api/v1/outcomes` and cost per successful outcome.
+//!
+//! The pipeline calls [`Observer::record`] once per ledger row, just before
+//! the row is handed to the ledger; nothing here may block or fail the
+//! request: metrics and the detector take one short lock each, and the span
+//! goes into a bounded queue drained by its own thread.
+//!
+//! In memory only (lost at restart): the metric counters, the recent
+//! anomalies (the last [`MAX_RECENT`]) and the detector's baselines — the
+//! latter are rebuilt at start from the ledger's last days by
+//! [`Observer::warm_up`]. Outcomes are stored in the database.
+
+pub mod anomaly;
+pub mod metrics;
+pub mod otel;
+pub mod outcomes;
+
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use axum::extract::{Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use serde_json::{json, Value};
+use tokio::sync::broadcast;
+
+use crate::api::check_admin;
+use crate::config::Config;
+use crate::error::ApiError;
+use crate::ledger::LedgerRow;
+use crate::pipeline::now_ms;
+use crate::server::AppState;
+use crate::store::sqlite::SqliteStore;
+use crate::store::{LedgerStore, RequestQuery, StoreError};
+
+pub use anomaly::{Anomaly, Detector, DetectorConfig, Kind};
+
+/// Anomalies kept for `GET /api/v1/anomalies`.
+pub const MAX_RECENT: usize = 1_000;
+/// How far back [`Observer::warm_up`] reads the ledger, and how many rows at most.
+pub const WARM_UP_MS: i64 = 8 * 24 * 3_600_000;
+pub const WARM_UP_MAX_ROWS: usize = 200_000;
+
+/// What the observer does beyond counting.
+#[derive(Debug, Clone, Default)]
+pub struct ObserveOptions {
+    /// OTLP/HTTP endpoint (`http://127.0.0.1:4318`); `None`: no span export.
+    pub otlp_endpoint: Option<String>,
+    pub detector: DetectorConfig,
+}
+
+impl ObserveOptions {
+    /// Options from the process environment (`TOLLGATE_OTLP_ENDPOINT`).
+    pub fn from_env() -> ObserveOptions {
+        ObserveOptions {
+            otlp_endpoint: std::env::var(otel::ENDPOINT_ENV).ok().filter(|v| !v.trim().is_empty()),
+            detector: DetectorConfig::default(),
+        }
+    }
+}
+
+struct Anomalies {
+    detector: Mutex<Detector>,
+    recent: Mutex<VecDeque<Anomaly>>,
+    counts: [AtomicU64; 4],
+    tx: broadcast::Sender<Anomaly>,
+}
+
+pub struct Observer {
+    metrics: metrics::Metrics,
+    auth_refused: AtomicU64,
+    anomalies: Anomalies,
+    otel: Option<otel::Exporter>,
+}
+
+impl std::fmt::Debug for Observer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Observer").field("otel", &self.otel.is_some()).finish_non_exhaustive()
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl Observer {
+    /// The gateway's observer: configured model and provider names label the
+    /// metrics; options come from the environment.
+    pub fn new(config: &Config) -> Observer {
+        Observer::with_options(Some(config), ObserveOptions::from_env())
+    }
+
+    pub fn with_options(config: Option<&Config>, options: ObserveOptions) -> Observer {
+        let otel = options.otlp_endpoint.as_deref().and_then(|e| match otel::Exporter::start(e) {
+            Ok(x) => {
+                tracing::info!(endpoint = e, "exporting a span per request over OTLP/HTTP");
+                Some(x)
+            }
+            Err(error) => {
+                tracing::error!(%error, "OpenTelemetry export is off");
+                None
+            }
+        });
+        let (tx, _) = broadcast::channel(256);
+        Observer {
+            metrics: metrics::Metrics::new(config),
+            auth_refused: AtomicU64::new(0),
+            anomalies: Anomalies {
+                detector: Mutex::new(Detector::new(options.detector)),
+                recent: Mutex::new(VecDeque::new()),
+                counts: Default::default(),
+                tx,
+            },
+            otel,
+        }
+    }
+
+    /// A request refused at authentication (it has no ledger row).
+    pub fn auth_refused(&self) {
+        self.auth_refused.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// One finished request, success or not.
+    pub fn record(&self, row: &LedgerRow) {
+        self.metrics.record(row);
+        let found = lock(&self.anomalies.detector).observe(row);
+        for a in found {
+            self.publish(a, true);
+        }
+        if let Some(x) = &self.otel {
+            x.export(row);
+        }
+    }
+
+    fn publish(&self, a: Anomaly, live: bool) {
+        let kind_index = Kind::ALL.iter().position(|k| *k == a.kind).unwrap_or(0);
+        self.anomalies.counts[kind_index].fetch_add(1, Ordering::Relaxed);
+        if live {
+            tracing::warn!(kind = a.kind.as_str(), dimension = a.dimension, value = %a.value, "{}", a.message);
+            // No receiver is fine: alert delivery may not be configured.
+            let _ = self.anomalies.tx.send(a.clone());
+        }
+        let mut r = lock(&self.anomalies.recent);
+        if r.len() >= MAX_RECENT {
+            r.pop_front();
+        }
+        r.push_back(a);
+    }
+
+    /// Anomalies as they are detected (for alert delivery: webhooks, Slack…).
+    /// Findings from [`Observer::warm_up`]'s replay of old rows are not sent.
+    pub fn subscribe_anomalies(&self) -> broadcast::Receiver<Anomaly> {
+        self.anomalies.tx.subscribe()
+    }
+
+    /// Recent anomalies, newest first.
+    pub fn anomalies(&self) -> Vec<Anomaly> {
+        lock(&self.anomalies.recent).iter().rev().cloned().collect()
+    }
+
+    /// The metric registry, e.g. for budget gauges ([`metrics::Metrics::set_budget`]).
+    pub fn metrics(&self) -> &metrics::Metrics {
+        &self.metrics
+    }
+
+    /// Span export counters, when export is on.
+    pub fn otel_stats(&self) -> Option<otel::ExportStats> {
+        self.otel.as_ref().map(otel::Exporter::stats)
+    }
+
+    /// Rebuilds the detector's baselines from the ledger's last
+    /// [`WARM_UP_MS`] (at most [`WARM_UP_MAX_ROWS`] rows), oldest first.
+    /// What the replay finds is listed but not broadcast. Returns the rows read.
+    pub fn warm_up(&self, store: &SqliteStore, now_ms: i64) -> Result<usize, StoreError> {
+        let since = now_ms - WARM_UP_MS;
+        let mut rows: Vec<LedgerRow> = Vec::new();
+        let mut cursor = None;
+        'pages: loop {
+            let page = store.requests(&RequestQuery { filters: vec![], limit: 1000, cursor })?;
+            for r in page.rows {
+                // Request ids are time-ordered (UUIDv7), so the pages go back in time.
+                if r.time_ms < since || rows.len() >= WARM_UP_MAX_ROWS {
+                    break 'pages;
+                }
+                rows.push(r);
+            }
+            match page.next_cursor {
+                Some(c) => cursor = Some(c),
+                None => break,
+            }
+        }
+        rows.sort_by_key(|r| r.time_ms);
+        let mut found = Vec::new();
+        {
+            let mut d = lock(&self.anomalies.detector);
+            for r in &rows {
+                found.extend(d.observe(r));
+            }
+        }
+        for a in found {
+            self.publish(a, false);
+        }
+        Ok(rows.len())
+    }
+
+    /// Prometheus text exposition.
+    pub fn render(&self, spool_backlog_bytes: u64) -> String {
+        let extra = metrics::Extra {
+            auth_refused: self.auth_refused.load(Ordering::Relaxed),
+            spool_backlog_bytes,
+            anomalies: Kind::ALL
+                .iter()
+                .zip(&self.anomalies.counts)
+                .map(|(k, n)| (k.as_str(), n.load(Ordering::Relaxed)))
+                .collect(),
+            otel: self.otel_stats(),
+        };
+        self.metrics.render(&extra)
+    }
+}
+
+/// Routes this module serves; merged into the server's router.
+pub fn routes() -> Router<Arc<AppState>> {
+    Router::new()
+        .route("/api/v1/anomalies", get(list_anomalies))
+        .route("/api/v1/outcomes", get(list_outcomes).post(post_outcome))
+        .route("/api/v1/outcomes/cost", get(outcome_cost))
+}
+
+fn rfc3339(ms: i64) -> Option<String> {
+    chrono::DateTime::<chrono::Utc>::from_timestamp_millis(ms).map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
+}
+
+/// One anomaly as `GET /api/v1/anomalies` shows it.
+pub fn anomaly_json(a: &Anomaly) -> Value {
+    json!({
+        "id": a.id,
+        "kind": a.kind.as_str(),
+        "dimension": a.dimension,
+        "value": a.value,
+        "detected_at": rfc3339(a.detected_at_ms),
+        "observed": a.observed,
+        "expected": a.expected,
+        "unit": a.unit,
+        "message": a.message,
+        "request_ids": a.request_ids,
+        "filter": a.filter,
+        "from": a.window_ms.and_then(|w| rfc3339(w.0)),
+        "to": a.window_ms.and_then(|w| rfc3339(w.1)),
+    })
+}
+
+fn internal(e: impl std::fmt::Display) -> ApiError {
+    ApiError::Internal { message: e.to_string() }
+}
+
+async fn list_anomalies(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    Query(raw): Query<Vec<(String, String)>>,
+) -> Response {
+    let run = || {
+        check_admin(&state, &headers)?;
+        let mut list = state.observer.anomalies();
+        let mut limit = 100usize;
+        for (k, v) in &raw {
+            match k.as_str() {
+                "kind" => list.retain(|a| a.kind.as_str() == v),
+                "dimension" => list.retain(|a| a.dimension == v),
+                "value" => list.retain(|a| a.value == *v),
+                "from" | "since" => {
+                    let t = crate::analytics::parse_since(v, now_ms())?;
+                    list.retain(|a| a.detected_at_ms >= t);
+                }
+                "limit" => limit = v.parse().map_err(|_| ApiError::invalid_param("limit must be a number", "limit"))?,
+                other => return Err(ApiError::invalid_param(format!("unknown query parameter {other:?}"), other)),
+            }
+        }
+        list.truncate(limit.clamp(1, MAX_RECENT));
+        Ok::<_, ApiError>(Json(json!({"anomalies": list.iter().map(anomaly_json).collect::<Vec<_>>()})))
+    };
+    match run() {
+        Ok(j) => j.into_response(),
+        Err(e) => e.into_response(),
+    }
+}
+
+async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T, StoreError> + Send + 'static) -> Result<T, ApiError> {
+    tokio::task::spawn_blocking(f).await.map_err(internal)?.map_err(internal)
+}
+
+async fn post_outcome(State(state): State<Arc<AppState>>, headers: HeaderMap, body: axum::body::Bytes) -> Response {
+    let run = async {
+        check_admin(&state, &headers)?;
+        let id = format!("out_{}", uuid::Uuid::now_v7().simple());
+        let o = outcomes::Outcome::parse(&body, id, now_ms()).map_err(|e| ApiError::invalid(e.to_string()))?;
+        let store = state.store.clone();
+        let stored = o.clone();
+        blocking(move || outcomes::insert(&store, &stored)).await?;
+        Ok::<_, ApiError>((StatusCode::CREATED, Json(o.to_json())))
+    };
+    match run.await {
+        Ok(r) => r.into_response(),
+        Err(e) => e.into_response(),
+    }
+}
+
+async fn list_outcomes(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    Query(raw): Query<Vec<(String, String)>>,
+) -> Response {
+    let run = async {
+        check_admin(&state, &headers)?;
+        let mut limit = 100usize;
+        for (k, v) in &raw {
+            match k.as_str() {
+                "limit" => limit = v.parse().map_err(|_| ApiError::invalid_param("limit must be a number", "limit"))?,
+                other => return Err(ApiError::invalid_param(format!("unknown query parameter {other:?}"), other)),
+            }
+        }
+        let store = state.store.clone();
+        let list = blocking(move || outcomes::list(&store, limit)).await?;
+        Ok::<_, ApiError>(Json(json!({"outcomes": list.iter().map(outcomes::Outcome::to_json).collect::<Vec<_>>()})))
+    };
+    match run.await {
+        Ok(r) => r.into_response(),
+        Err(e) => e.into_response(),
+    }
+}
+
+async fn outcome_cost(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    Query(raw): Query<Vec<(String, String)>>,
+) -> Response {
+    let run = async {
+        check_admin(&state, &headers)?;
+        let mut q = outcomes::CostQuery::default();
+        for (k, v) in &raw {
+            match k.as_str() {
+                "by" => {
+                    crate::analytics::check_dimension(v).map_err(|_| {
+                        ApiError::invalid_param(format!("by {v:?} must be feature, prompt, model or a tag name"), "by")
+                    })?;
+                    q.by = v.clone();
+                }
+                "name" => q.name = Some(v.clone()),
+                "from" => q.from_ms = Some(crate::analytics::parse_since(v, now_ms())?),
+                "to" => q.to_ms = Some(crate::analytics::parse_time(v, "to")?),
+                other => return Err(ApiError::invalid_param(format!("unknown query parameter {other:?}"), other)),
+            }
+        }
+        if q.by.is_empty() {
+            return Err(ApiError::invalid_param("by is required (feature, prompt, model or a tag name)", "by"));
+        }
+        let store = state.store.clone();
+        let report = blocking(move || outcomes::cost_report(&store, &q)).await?;
+        Ok::<_, ApiError>(Json(outcomes::report_json(&report)))
+    };
+    match run.await {
+        Ok(r) => r.into_response(),
+        Err(e) => e.into_response(),
+    }
+}

@@ -15,6 +15,7 @@ use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
+use crate::config::Role;
 use crate::error::ApiError;
 use crate::keys::{self, KeySpec};
 use crate::ledger::LedgerRow;
@@ -33,18 +34,54 @@ pub fn routes() -> Router<Arc<AppState>> {
         .route("/admin/v1/keys/{id}/revoke", post(revoke_key))
 }
 
-pub(crate) fn check_admin(state: &AppState, headers: &HeaderMap) -> Result<(), ApiError> {
-    let Some(token) = &state.config.server.admin_token else {
-        return Ok(());
-    };
-    let presented = crate::auth::presented_key(headers).unwrap_or("");
+/// What an admin-API call does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Access {
+    Read,
+    Write,
+}
+
+/// Who is calling the admin / analytics API, deny by default: the admin token
+/// (`TOLLGATE_ADMIN_TOKEN`) or one of `[[admin_tokens]]` with its role. With no
+/// token configured at all the API is open (the server only allows that on loopback).
+pub(crate) fn authorize(state: &AppState, headers: &HeaderMap, access: Access) -> Result<Role, ApiError> {
+    let main = &state.config.server.admin_token;
+    let tokens = &state.config.admin_tokens;
+    if main.is_none() && tokens.is_empty() {
+        return Ok(Role::Admin);
+    }
+    let denied = || ApiError::InvalidApiKey { message: "admin routes need `Authorization: Bearer <admin token>`".into() };
+    let presented = crate::auth::presented_key(headers).ok_or_else(denied)?;
     // Compare keyed hashes so the comparison takes the same time whatever matches.
     let h = state.auth.hasher();
-    if h.hash(presented) == h.hash(token.expose()) {
-        Ok(())
+    let hp = h.hash(presented);
+    let role = if main.as_ref().is_some_and(|t| h.hash(t.expose()) == hp) {
+        Role::Admin
+    } else if let Some(t) = tokens.iter().find(|t| h.hash(t.token.expose()) == hp) {
+        t.role.clone()
     } else {
-        Err(ApiError::InvalidApiKey { message: "admin routes need `Authorization: Bearer <admin token>`".into() })
+        return Err(denied());
+    };
+    if access == Access::Write && role == Role::Viewer {
+        return Err(ApiError::Forbidden { message: "the viewer role cannot change anything".into() });
     }
+    Ok(role)
+}
+
+/// Any role may read analytics.
+pub(crate) fn check_admin(state: &AppState, headers: &HeaderMap) -> Result<(), ApiError> {
+    authorize(state, headers, Access::Read).map(|_| ())
+}
+
+fn team_of(role: &Role) -> Option<&str> {
+    match role {
+        Role::TeamAdmin(t) => Some(t),
+        _ => None,
+    }
+}
+
+fn not_your_team(team: &str) -> ApiError {
+    ApiError::Forbidden { message: format!("a team admin of {team:?} can only act on its own team") }
 }
 
 /// `GET /v1/models`: the configured model names, in the caller's API shape.
@@ -138,8 +175,11 @@ async fn requests(
     Query(raw): Query<Vec<(String, String)>>,
 ) -> Response {
     let run = async {
-        check_admin(&state, &headers)?;
+        let role = authorize(&state, &headers, Access::Read)?;
         let mut q = RequestQuery { filters: parse_filters(&raw)?, limit: 100, cursor: None };
+        if let Some(t) = team_of(&role) {
+            q.filters.push(("team".into(), t.to_string()));
+        }
         for (k, v) in &raw {
             match k.as_str() {
                 "limit" => {
@@ -184,10 +224,10 @@ struct CreateKeyBody {
 
 async fn create_key(State(state): State<Arc<AppState>>, headers: HeaderMap, body: axum::body::Bytes) -> Response {
     let run = async {
-        check_admin(&state, &headers)?;
+        let role = authorize(&state, &headers, Access::Write)?;
         let b: CreateKeyBody =
             serde_json::from_slice(&body).map_err(|e| ApiError::invalid(format!("invalid key request: {e}")))?;
-        let spec = KeySpec {
+        let mut spec = KeySpec {
             name: b.name,
             team: b.team,
             user: b.user,
@@ -199,6 +239,11 @@ async fn create_key(State(state): State<Arc<AppState>>, headers: HeaderMap, body
             rpm: b.rpm,
             tpm: b.tpm,
         };
+        if let Some(t) = team_of(&role) {
+            // A team admin's keys always belong to its team.
+            spec.enforce_tags.retain(|(k, _)| k != "team");
+            spec.enforce_tags.push(("team".into(), t.to_string()));
+        }
         let store = state.store.clone();
         let hasher = state.auth.hasher().clone();
         let governor = state.governor.clone();
@@ -213,21 +258,42 @@ async fn create_key(State(state): State<Arc<AppState>>, headers: HeaderMap, body
     }
 }
 
+fn key_team(k: &crate::store::KeyRecord) -> Option<&str> {
+    k.enforced_tags.get("team").or_else(|| k.default_tags.get("team")).map(String::as_str)
+}
+
 async fn list_keys(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Response {
-    if let Err(e) = check_admin(&state, &headers) {
-        return e.into_response();
-    }
+    let role = match authorize(&state, &headers, Access::Read) {
+        Ok(r) => r,
+        Err(e) => return e.into_response(),
+    };
     let store = state.store.clone();
     match tokio::task::spawn_blocking(move || store.list_keys()).await {
-        Ok(Ok(list)) => Json(json!({"keys": list.iter().map(keys::record_json).collect::<Vec<_>>()})).into_response(),
+        Ok(Ok(list)) => {
+            let list: Vec<_> = list
+                .iter()
+                .filter(|k| team_of(&role).is_none_or(|t| key_team(k) == Some(t)))
+                .map(keys::record_json)
+                .collect();
+            Json(json!({ "keys": list })).into_response()
+        }
         Ok(Err(e)) => ApiError::Internal { message: e.to_string() }.into_response(),
         Err(e) => ApiError::Internal { message: e.to_string() }.into_response(),
     }
 }
 
 async fn revoke_key(State(state): State<Arc<AppState>>, headers: HeaderMap, Path(id): Path<String>) -> Response {
-    if let Err(e) = check_admin(&state, &headers) {
-        return e.into_response();
+    let role = match authorize(&state, &headers, Access::Write) {
+        Ok(r) => r,
+        Err(e) => return e.into_response(),
+    };
+    if let Some(t) = team_of(&role) {
+        let store = state.store.clone();
+        let keys = tokio::task::spawn_blocking(move || store.list_keys()).await;
+        let ok = matches!(&keys, Ok(Ok(list)) if list.iter().any(|k| k.id == id && key_team(k) == Some(t)));
+        if !ok {
+            return not_your_team(t).into_response();
+        }
     }
     let store = state.store.clone();
     let id2 = id.clone();
@@ -252,8 +318,11 @@ async fn spend(
     Query(raw): Query<Vec<(String, String)>>,
 ) -> Response {
     let run = async {
-        check_admin(&state, &headers)?;
+        let role = authorize(&state, &headers, Access::Read)?;
         let mut q = crate::analytics::SpendQuery { filters: parse_filters(&raw)?, ..Default::default() };
+        if let Some(t) = team_of(&role) {
+            q.filters.push(("team".into(), t.to_string()));
+        }
         for (_, v) in &q.filters {
             if v.is_empty() {
                 return Err(ApiError::invalid_param("a filter needs a value", "filter"));
@@ -321,12 +390,23 @@ pub fn budget_json(b: &crate::governor::BudgetStatus, now_ms: i64) -> Value {
     })
 }
 
+fn budget_team(b: &crate::budget::BudgetSpec) -> Option<&str> {
+    b.scope.0.get("team").map(String::as_str)
+}
+
 async fn budgets(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Response {
-    if let Err(e) = check_admin(&state, &headers) {
-        return e.into_response();
-    }
+    let role = match authorize(&state, &headers, Access::Read) {
+        Ok(r) => r,
+        Err(e) => return e.into_response(),
+    };
     let now = now_ms();
-    let list: Vec<Value> = state.governor.status(now).iter().map(|b| budget_json(b, now)).collect();
+    let list: Vec<Value> = state
+        .governor
+        .status(now)
+        .iter()
+        .filter(|b| team_of(&role).is_none_or(|t| budget_team(&b.spec) == Some(t)))
+        .map(|b| budget_json(b, now))
+        .collect();
     Json(json!({ "budgets": list })).into_response()
 }
 
@@ -380,9 +460,14 @@ pub fn budget_spec(b: BudgetBody) -> Result<crate::budget::BudgetSpec, ApiError>
 
 async fn set_budget(State(state): State<Arc<AppState>>, headers: HeaderMap, body: axum::body::Bytes) -> Response {
     let run = async {
-        check_admin(&state, &headers)?;
+        let role = authorize(&state, &headers, Access::Write)?;
         let b: BudgetBody = serde_json::from_slice(&body).map_err(|e| ApiError::invalid(format!("invalid budget: {e}")))?;
         let spec = budget_spec(b)?;
+        if let Some(t) = team_of(&role) {
+            if budget_team(&spec) != Some(t) {
+                return Err(not_your_team(t));
+            }
+        }
         let store = state.store.clone();
         let governor = state.governor.clone();
         let s2 = spec.clone();
@@ -405,8 +490,15 @@ async fn set_budget(State(state): State<Arc<AppState>>, headers: HeaderMap, body
 }
 
 async fn delete_budget(State(state): State<Arc<AppState>>, headers: HeaderMap, Path(id): Path<String>) -> Response {
-    if let Err(e) = check_admin(&state, &headers) {
-        return e.into_response();
+    let role = match authorize(&state, &headers, Access::Write) {
+        Ok(r) => r,
+        Err(e) => return e.into_response(),
+    };
+    if let Some(t) = team_of(&role) {
+        let mine = state.governor.status(now_ms()).iter().any(|b| b.spec.id == id && budget_team(&b.spec) == Some(t));
+        if !mine {
+            return not_your_team(t).into_response();
+        }
     }
     let store = state.store.clone();
     let id2 = id.clone();

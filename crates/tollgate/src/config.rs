@@ -64,6 +64,12 @@ struct RawConfig {
     #[serde(default)]
     governance: RawGovernance,
     #[serde(default)]
+    guardrails: RawGuardrails,
+    #[serde(default)]
+    access: Vec<RawAccess>,
+    #[serde(default)]
+    admin_tokens: Vec<RawAdminToken>,
+    #[serde(default)]
     ledger: RawLedger,
     /// Extra or overriding prices (self-hosted models, negotiated rates).
     #[serde(default)]
@@ -101,6 +107,43 @@ struct RawAlert {
     url_env: Option<String>,
     /// `json` (default) or `slack`.
     format: Option<String>,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawGuardrails {
+    max_input_tokens: Option<u64>,
+    max_output_tokens: Option<u64>,
+    #[serde(default)]
+    required_tags: Vec<String>,
+    /// `reject` (default) or `unattributed`.
+    untagged: Option<String>,
+    #[serde(default)]
+    deny_patterns: Vec<String>,
+    max_calls_per_trace: Option<u64>,
+    max_usd_per_trace: Option<String>,
+    max_calls_per_session: Option<u64>,
+    max_usd_per_session: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawAccess {
+    scope: std::collections::BTreeMap<String, String>,
+    #[serde(default)]
+    allow: Vec<String>,
+    #[serde(default)]
+    deny: Vec<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawAdminToken {
+    name: String,
+    token_env: String,
+    /// `admin`, `team_admin` or `viewer`.
+    role: String,
+    team: Option<String>,
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -192,6 +235,46 @@ pub struct GovernanceConfig {
     pub webhooks: Vec<Webhook>,
 }
 
+/// Request guardrails (all optional).
+#[derive(Debug, Clone, Default)]
+pub struct Guardrails {
+    pub max_input_tokens: Option<u64>,
+    pub max_output_tokens: Option<u64>,
+    pub required_tags: Vec<String>,
+    /// Fill missing required tags with `unattributed` instead of refusing.
+    pub untagged_as_unattributed: bool,
+    pub deny_patterns: Vec<regex::Regex>,
+    pub max_calls_per_trace: Option<u64>,
+    pub max_usd_per_trace: Option<Money>,
+    pub max_calls_per_session: Option<u64>,
+    pub max_usd_per_session: Option<Money>,
+}
+
+/// Which models requests in a scope may use.
+#[derive(Debug, Clone)]
+pub struct AccessRule {
+    pub scope: crate::budget::Scope,
+    pub allow: Vec<String>,
+    pub deny: Vec<String>,
+}
+
+/// A role on the admin and analytics API.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Role {
+    Admin,
+    /// Administers one team: its keys, budgets and spend only.
+    TeamAdmin(String),
+    /// Reads analytics; changes nothing.
+    Viewer,
+}
+
+#[derive(Debug, Clone)]
+pub struct AdminToken {
+    pub name: String,
+    pub token: Secret,
+    pub role: Role,
+}
+
 /// How clients authenticate.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum AuthMode {
@@ -253,6 +336,9 @@ pub struct Config {
     /// The ledger spool; `None` until resolved against the database path.
     pub ledger: Option<crate::ledger::SpoolConfig>,
     pub governance: GovernanceConfig,
+    pub guardrails: Guardrails,
+    pub access: Vec<AccessRule>,
+    pub admin_tokens: Vec<AdminToken>,
     /// Prices from the file, merged over the built-in catalog.
     pub prices: Option<tollgate_pricing::Catalog>,
     /// Where the settings came from (a file path, or "built-in defaults").
@@ -579,7 +665,39 @@ fn resolve(raw: RawConfig, path: &str, text: &str, env: &dyn Env) -> Result<Conf
         )
     };
 
+    let guardrails = resolve_guardrails(raw.guardrails).map_err(invalid)?;
+    let mut access = Vec::new();
+    for a in raw.access {
+        let scope = scope_of(a.scope).map_err(|e| invalid(format!("[[access]] scope: {e}")))?;
+        if a.allow.is_empty() && a.deny.is_empty() {
+            return Err(invalid(format!("[[access]] for {scope} needs allow or deny")));
+        }
+        access.push(AccessRule { scope, allow: a.allow, deny: a.deny });
+    }
+    let mut admin_tokens = Vec::new();
+    for t in raw.admin_tokens {
+        let token = env.var(&t.token_env).ok_or_else(|| {
+            invalid(format!("[[admin_tokens]] {:?}: environment variable {} (token_env) is not set", t.name, t.token_env))
+        })?;
+        let role = match (t.role.as_str(), t.team) {
+            ("admin", None) => Role::Admin,
+            ("viewer", None) => Role::Viewer,
+            ("team_admin", Some(team)) if !team.is_empty() => Role::TeamAdmin(team),
+            ("team_admin", _) => return Err(invalid(format!("[[admin_tokens]] {:?}: team_admin needs a team", t.name))),
+            (r, _) => {
+                return Err(invalid(format!(
+                    "[[admin_tokens]] {:?}: role {r:?} is not admin, team_admin or viewer (team only with team_admin)",
+                    t.name
+                )))
+            }
+        };
+        admin_tokens.push(AdminToken { name: t.name, token: Secret(token), role });
+    }
+
     Ok(Config {
+        guardrails,
+        access,
+        admin_tokens,
         governance,
         prices,
         ledger,
@@ -595,6 +713,37 @@ fn resolve(raw: RawConfig, path: &str, text: &str, env: &dyn Env) -> Result<Conf
         providers,
         routes,
         source: path.into(),
+    })
+}
+
+fn resolve_guardrails(g: RawGuardrails) -> Result<Guardrails, String> {
+    let usd = |s: Option<String>, what: &str| -> Result<Option<Money>, String> {
+        s.map(|v| v.parse::<Money>().map_err(|e| format!("guardrails.{what}: {e}"))).transpose()
+    };
+    let mut deny_patterns = Vec::new();
+    for p in &g.deny_patterns {
+        deny_patterns.push(regex::Regex::new(p).map_err(|e| format!("guardrails.deny_patterns {p:?}: {e}"))?);
+    }
+    let untagged_as_unattributed = match g.untagged.as_deref() {
+        None | Some("reject") => false,
+        Some("unattributed") => true,
+        Some(o) => return Err(format!("guardrails.untagged {o:?} is not reject or unattributed")),
+    };
+    for t in &g.required_tags {
+        if t.is_empty() || !t.bytes().all(|b| b.is_ascii_alphanumeric() || b"_-.:".contains(&b)) {
+            return Err(format!("guardrails.required_tags: {t:?} is not a tag name"));
+        }
+    }
+    Ok(Guardrails {
+        max_input_tokens: g.max_input_tokens,
+        max_output_tokens: g.max_output_tokens,
+        required_tags: g.required_tags.iter().map(|t| t.to_ascii_lowercase()).collect(),
+        untagged_as_unattributed,
+        deny_patterns,
+        max_calls_per_trace: g.max_calls_per_trace,
+        max_usd_per_trace: usd(g.max_usd_per_trace, "max_usd_per_trace")?,
+        max_calls_per_session: g.max_calls_per_session,
+        max_usd_per_session: usd(g.max_usd_per_session, "max_usd_per_session")?,
     })
 }
 

@@ -96,6 +96,35 @@ fallbacks = ["claude-sonnet-4-5"]
 [[models]]
 name = "{UNPRICED_MODEL}"
 targets = [{{ provider = "local-vllm", model = "{UNPRICED_MODEL}" }}]
+
+# research's batch week blew through this one (it has no live traffic to block).
+[[budgets]]
+scope = {{ team = "research" }}
+limit_usd = "40"
+period = "rolling:7d"
+action = "block"
+alert_at = [0.5, 0.8, 1.0]
+
+[[budgets]]
+scope = {{ team = "support" }}
+limit_usd = "150"
+period = "rolling:30d"
+action = "alert"
+alert_at = [0.5, 0.8, 1.0]
+
+[[budgets]]
+scope = {{ team = "search", env = "prod" }}
+limit_usd = "60"
+period = "rolling:30d"
+action = "alert"
+alert_at = [0.5, 0.8, 1.0]
+
+[[budgets]]
+scope = {{ team = "growth" }}
+limit_usd = "6"
+period = "month"
+action = "downgrade:gpt-4o-mini"
+alert_at = [0.5, 0.8, 1.0]
 "#
     );
     Ok(Config::from_toml(&text, "demo config", &std::collections::HashMap::<String, String>::new())?)

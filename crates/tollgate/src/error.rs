@@ -32,6 +32,9 @@ pub enum ApiError {
     ModelNotAllowed { message: String },
     #[error("{message}")]
     ModelNotFound { message: String },
+    /// An admin-API caller whose role does not allow the operation.
+    #[error("{message}")]
+    Forbidden { message: String },
     #[error("{message}")]
     RequestTooLarge { message: String },
     #[error("{message}")]
@@ -78,6 +81,7 @@ impl ApiError {
             ApiError::ModelNotFound { .. } => {
                 (StatusCode::NOT_FOUND, "model_not_found", "not_found_error", "not_found_error")
             }
+            ApiError::Forbidden { .. } => (StatusCode::FORBIDDEN, "forbidden", "permission_error", "permission_error"),
             ApiError::RequestTooLarge { .. } => {
                 (StatusCode::PAYLOAD_TOO_LARGE, "request_too_large", "invalid_request_error", "request_too_large")
             }
@@ -162,6 +166,7 @@ mod tests {
             ApiError::BudgetExceeded { message: m() },
             ApiError::ModelNotAllowed { message: m() },
             ApiError::ModelNotFound { message: m() },
+            ApiError::Forbidden { message: m() },
             ApiError::RequestTooLarge { message: m() },
             ApiError::RateLimited { message: m(), retry_after_secs: 3 },
             ApiError::UpstreamRateLimited { message: m(), retry_after: Some("7".into()) },
@@ -192,6 +197,7 @@ mod tests {
             r#"402 {"error":{"code":"budget_exceeded","message":"m","param":null,"type":"insufficient_quota"}} {"error":{"code":"budget_exceeded","message":"m","type":"billing_error"},"type":"error"}"#,
             r#"403 {"error":{"code":"model_not_allowed","message":"m","param":null,"type":"permission_error"}} {"error":{"code":"model_not_allowed","message":"m","type":"permission_error"},"type":"error"}"#,
             r#"404 {"error":{"code":"model_not_found","message":"m","param":null,"type":"not_found_error"}} {"error":{"code":"model_not_found","message":"m","type":"not_found_error"},"type":"error"}"#,
+            r#"403 {"error":{"code":"forbidden","message":"m","param":null,"type":"permission_error"}} {"error":{"code":"forbidden","message":"m","type":"permission_error"},"type":"error"}"#,
             r#"413 {"error":{"code":"request_too_large","message":"m","param":null,"type":"invalid_request_error"}} {"error":{"code":"request_too_large","message":"m","type":"request_too_large"},"type":"error"}"#,
             r#"429 {"error":{"code":"rate_limited","message":"m","param":null,"type":"rate_limit_error"}} {"error":{"code":"rate_limited","message":"m","type":"rate_limit_error"},"type":"error"}"#,
             r#"429 {"error":{"code":"upstream_rate_limited","message":"m","param":null,"type":"rate_limit_error"}} {"error":{"code":"upstream_rate_limited","message":"m","type":"rate_limit_error"},"type":"error"}"#,

@@ -100,7 +100,28 @@ struct LimitState {
 struct State {
     budgets: HashMap<Arc<str>, BudgetState>,
     limits: HashMap<Arc<str>, LimitState>,
+    /// Calls and settled spend per agent run (`t:` trace id, `s:` session id).
+    runs: HashMap<String, Run>,
 }
+
+#[derive(Default)]
+struct Run {
+    calls: u64,
+    spent: i64,
+    last_ms: i64,
+}
+
+/// Caps per trace and per session that stop runaway agent loops.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct RunCaps {
+    pub max_calls_per_trace: Option<u64>,
+    pub max_usd_per_trace: Option<Money>,
+    pub max_calls_per_session: Option<u64>,
+    pub max_usd_per_session: Option<Money>,
+}
+
+const MAX_RUNS: usize = 200_000;
+const RUN_IDLE_MS: i64 = 24 * 3_600_000;
 
 /// What a request asks to reserve.
 #[derive(Debug, Clone, Copy)]
@@ -205,6 +226,53 @@ impl Governor {
             .collect();
         out.sort_by(|a, b| a.spec.id.cmp(&b.spec.id));
         out
+    }
+
+    /// Counts one more call of this trace / session, refusing it when the run
+    /// has reached its call or dollar cap (a runaway agent loop).
+    pub fn admit_run(&self, trace: Option<&str>, session: Option<&str>, caps: &RunCaps, now_ms: i64) -> Result<(), String> {
+        let mut st = self.lock();
+        if st.runs.len() > MAX_RUNS {
+            st.runs.retain(|_, r| now_ms - r.last_ms < RUN_IDLE_MS);
+        }
+        let checks = [
+            (trace.map(|t| format!("t:{t}")), caps.max_calls_per_trace, caps.max_usd_per_trace, "trace"),
+            (session.map(|s| format!("s:{s}")), caps.max_calls_per_session, caps.max_usd_per_session, "session"),
+        ];
+        for (key, max_calls, max_usd, what) in &checks {
+            let Some(key) = key else { continue };
+            if max_calls.is_none() && max_usd.is_none() {
+                continue;
+            }
+            if let Some(r) = st.runs.get(key) {
+                if max_calls.is_some_and(|m| r.calls >= m) {
+                    return Err(format!("{what} {} reached its cap of {} calls (runaway agent loop?)", &key[2..], r.calls));
+                }
+                if max_usd.is_some_and(|m| r.spent >= m.nanos()) {
+                    return Err(format!("{what} {} reached its cap of ${} (runaway agent loop?)", &key[2..], Money::from_nanos(r.spent)));
+                }
+            }
+        }
+        for (key, max_calls, max_usd, _) in checks {
+            let Some(key) = key else { continue };
+            if max_calls.is_none() && max_usd.is_none() {
+                continue;
+            }
+            let r = st.runs.entry(key).or_default();
+            r.calls += 1;
+            r.last_ms = now_ms;
+        }
+        Ok(())
+    }
+
+    /// Adds a settled cost to its trace and session.
+    pub fn charge_run(&self, trace: Option<&str>, session: Option<&str>, cost: Money) {
+        let mut st = self.lock();
+        for key in [trace.map(|t| format!("t:{t}")), session.map(|s| format!("s:{s}"))].into_iter().flatten() {
+            if let Some(r) = st.runs.get_mut(&key) {
+                r.spent += cost.nanos();
+            }
+        }
     }
 
     /// Reserves `ask` against every budget and limit that covers `facts`, all
@@ -355,6 +423,10 @@ pub struct Reservation {
 }
 
 impl Reservation {
+    pub fn governor(&self) -> &Governor {
+        &self.governor
+    }
+
     /// The tightest remaining budget after this reservation (for the response header).
     pub fn remaining(&self) -> Option<Money> {
         self.remaining
@@ -523,5 +595,25 @@ mod tests {
         assert!(g.reserve(&facts(&a), ask(300), 30_000).is_err());
         // 61 s later the first spend has left the window.
         assert!(g.reserve(&facts(&a), ask(300), 62_000).is_ok());
+    }
+}
+
+#[cfg(test)]
+mod run_tests {
+    use super::*;
+
+    #[test]
+    fn runaway_runs_are_stopped_by_calls_and_dollars() {
+        let (g, _rx) = Governor::new("UTC".parse().unwrap());
+        let caps = RunCaps { max_calls_per_trace: Some(3), max_usd_per_session: Some(Money::from_nanos(100)), ..Default::default() };
+        for _ in 0..3 {
+            g.admit_run(Some("t1"), None, &caps, 0).unwrap();
+        }
+        assert!(g.admit_run(Some("t1"), None, &caps, 0).unwrap_err().contains("cap of 3 calls"));
+        assert!(g.admit_run(Some("t2"), None, &caps, 0).is_ok(), "other traces are not affected");
+        g.admit_run(None, Some("s1"), &caps, 0).unwrap();
+        g.charge_run(None, Some("s1"), Money::from_nanos(100));
+        assert!(g.admit_run(None, Some("s1"), &caps, 0).unwrap_err().contains("session s1"));
+        assert!(g.admit_run(None, None, &caps, 0).is_ok());
     }
 }

@@ -178,6 +178,27 @@ async fn until_upstream(
             return Err(ApiError::ModelNotAllowed { message: format!("this key may not use model {model:?}") });
         }
     }
+    let guard = &state.config.guardrails;
+    policy::require_tags(guard, &mut p.row_mut().attribution.tags).map_err(|message| ApiError::GuardrailViolation { message })?;
+    {
+        let a = &p.row().attribution;
+        let facts = Facts { key_id: principal.id(), model: &model, provider: None, attribution: a };
+        policy::access_allows(&state.config.access, &facts, &model).map_err(|message| ApiError::ModelNotAllowed { message })?;
+    }
+    policy::check_prompt(guard, &model, &p.info).map_err(|message| ApiError::GuardrailViolation { message })?;
+    let caps = crate::governor::RunCaps {
+        max_calls_per_trace: guard.max_calls_per_trace,
+        max_usd_per_trace: guard.max_usd_per_trace,
+        max_calls_per_session: guard.max_calls_per_session,
+        max_usd_per_session: guard.max_usd_per_session,
+    };
+    {
+        let a = &p.row().attribution;
+        state
+            .governor
+            .admit_run(a.trace_id.as_deref(), a.session.as_deref(), &caps, now_ms())
+            .map_err(|message| ApiError::GuardrailViolation { message })?;
+    }
 
     let mut plan = routing::plan(&state.config, &model);
     if plan.is_empty() {
@@ -636,6 +657,7 @@ impl Pending {
             row.client_disconnected = true;
         }
         if let Some(r) = self.reservation.take() {
+            r.governor().charge_run(row.attribution.trace_id.as_deref(), row.attribution.session.as_deref(), row.cost.unwrap_or(Money::ZERO));
             r.settle(row.cost, row.usage.total_tokens(), now_ms());
         }
         self.observer.record(&row);

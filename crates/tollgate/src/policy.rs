@@ -21,6 +21,58 @@ pub fn glob_match(pattern: &str, name: &str) -> bool {
     true
 }
 
+/// Access rules: every rule whose scope covers the request must allow the
+/// model (its deny list wins over its allow list; an empty allow list allows all).
+pub fn access_allows(rules: &[crate::config::AccessRule], facts: &crate::budget::Facts<'_>, model: &str) -> Result<(), String> {
+    for r in rules.iter().filter(|r| r.scope.matches(facts)) {
+        if r.deny.iter().any(|p| glob_match(p, model)) {
+            return Err(format!("model {model:?} is denied for {}", r.scope));
+        }
+        if !r.allow.is_empty() && !r.allow.iter().any(|p| glob_match(p, model)) {
+            return Err(format!("model {model:?} is not among the models allowed for {}", r.scope));
+        }
+    }
+    Ok(())
+}
+
+/// Required tags: refuse a request missing one, or file it under `unattributed`.
+pub fn require_tags(g: &crate::config::Guardrails, tags: &mut std::collections::BTreeMap<String, String>) -> Result<(), String> {
+    for t in &g.required_tags {
+        if !tags.contains_key(t) {
+            if g.untagged_as_unattributed {
+                tags.insert(t.clone(), "unattributed".into());
+            } else {
+                return Err(format!("missing required tag {t:?}: send it in x-tollgate-tags (e.g. {t}=…) or set it on the key"));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Prompt-level guardrails: sizes and deny-listed patterns.
+pub fn check_prompt(g: &crate::config::Guardrails, model: &str, info: &tollgate_providers::RequestInfo) -> Result<(), String> {
+    if let (Some(max), Some(asked)) = (g.max_output_tokens, info.max_output_tokens) {
+        if asked > max {
+            return Err(format!("max tokens {asked} is above the allowed {max}"));
+        }
+    }
+    if let Some(max) = g.max_input_tokens {
+        // Bytes bound tokens from above: count with the tokenizer only when that bound is too big.
+        if info.prompt_text.len() as u64 > max {
+            let n = crate::metering::count_tokens(model, &info.prompt_text);
+            if n > max {
+                return Err(format!("the prompt has about {n} input tokens, above the allowed {max}"));
+            }
+        }
+    }
+    for re in &g.deny_patterns {
+        if re.is_match(&info.prompt_text) {
+            return Err(format!("the prompt matches a denied pattern ({})", re.as_str()));
+        }
+    }
+    Ok(())
+}
+
 /// An empty allow-list allows every model.
 pub fn model_allowed(allowed: &[String], model: &str) -> bool {
     allowed.is_empty() || allowed.iter().any(|p| glob_match(p, model))
@@ -48,6 +100,20 @@ mod tests {
             assert_eq!(glob_match(p, n), want, "{p} {n}");
         }
         assert!(model_allowed(&[], "x"));
+        let rules = vec![crate::config::AccessRule {
+            scope: crate::budget::Scope::parse("team=growth").unwrap(),
+            allow: vec!["gpt-4o-mini".into(), "claude-*".into()],
+            deny: vec!["claude-opus-*".into()],
+        }];
+        let mut a = crate::attribution::Attribution::default();
+        a.tags.insert("team".into(), "growth".into());
+        let f = crate::budget::Facts { key_id: "k", model: "m", provider: None, attribution: &a };
+        assert!(access_allows(&rules, &f, "claude-haiku-4-5").is_ok());
+        assert!(access_allows(&rules, &f, "claude-opus-4-1").unwrap_err().contains("denied"));
+        assert!(access_allows(&rules, &f, "gpt-4o").unwrap_err().contains("not among"));
+        let other = crate::attribution::Attribution::default();
+        let f = crate::budget::Facts { key_id: "k", model: "m", provider: None, attribution: &other };
+        assert!(access_allows(&rules, &f, "gpt-4o").is_ok(), "rules apply only to their scope");
         assert!(!model_allowed(&["gpt-*".into()], "claude-3"));
     }
 }

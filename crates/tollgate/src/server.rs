@@ -83,7 +83,7 @@ pub fn key_hasher(config: &Config, store: &dyn KeyStore) -> Result<KeyHasher, cr
 
 impl Gateway {
     pub fn build(config: Config, store: Arc<SqliteStore>) -> Result<Gateway, StartError> {
-        let admin_open = config.server.admin_token.is_none();
+        let admin_open = config.server.admin_token.is_none() && config.admin_tokens.is_empty();
         if admin_open && !config.server.listen.ip().is_loopback() {
             return Err(StartError::Refused(format!(
                 "refusing to listen on {} with an unauthenticated admin API: set {} (server.admin_token_env)",

@@ -117,11 +117,20 @@ fn demo_runs_and_fills_the_ledger() {
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains("curl -s http://127.0.0.1:") && text.contains("OpenAI(base_url="), "{text}");
+    assert!(text.contains("/ui"), "prints the dashboard URL: {text}");
     let store = tollgate::store::sqlite::SqliteStore::open(db.to_str().unwrap()).unwrap();
     use tollgate::store::LedgerStore;
     let rows = store.requests(&tollgate::store::RequestQuery { filters: vec![], limit: 1000, cursor: None }).unwrap().rows;
     assert!(rows.len() > 20, "demo traffic reached the ledger: {}", rows.len());
     let teams: std::collections::BTreeSet<_> = rows.iter().filter_map(|r| r.attribution.tag("team").map(String::from)).collect();
     assert!(teams.len() >= 4, "{teams:?}");
-    assert!(rows.iter().all(|r| r.status == 200), "demo traffic succeeds");
+    // Live traffic through the gateway succeeds; the seeded history has failures on purpose.
+    let live: Vec<_> = rows.iter().filter(|r| r.attribution.session.as_deref().is_some_and(|s| s.starts_with("sess-live-"))).collect();
+    assert!(!live.is_empty(), "live traffic reached the ledger");
+    assert!(live.iter().all(|r| r.status == 200), "live demo traffic succeeds");
+    let storm = store
+        .requests(&tollgate::store::RequestQuery { filters: vec![("status".into(), "429".into())], limit: 1000, cursor: None })
+        .unwrap()
+        .rows;
+    assert!(storm.len() > 50 && storm.iter().all(|r| r.attempts > 1), "the seeded retry storm: {}", storm.len());
 }

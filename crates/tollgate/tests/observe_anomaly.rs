@@ -2,6 +2,8 @@
 //! learnt, spikes flagged, loops, token growth, retry spirals), then the
 //! same signals through the gateway at `GET /api/v1/anomalies`.
 
+#![allow(clippy::unwrap_used)] // helpers outside #[test] fns (and `common`) unwrap too
+
 mod common;
 
 use std::collections::BTreeSet;

@@ -1,6 +1,8 @@
 //! `GET /metrics` after real requests through the gateway: the exposition
 //! parses, its counters agree with the ledger, and labels stay bounded.
 
+#![allow(clippy::unwrap_used)] // helpers outside #[test] fns (and `common`) unwrap too
+
 mod common;
 
 use std::collections::{BTreeMap, BTreeSet};

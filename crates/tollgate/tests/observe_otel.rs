@@ -4,6 +4,8 @@
 //!
 //! Its own test binary: it sets `TOLLGATE_OTLP_ENDPOINT` for the process.
 
+#![allow(clippy::unwrap_used)] // helpers outside #[test] fns (and `common`) unwrap too
+
 mod common;
 
 use std::collections::HashMap;

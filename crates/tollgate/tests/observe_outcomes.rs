@@ -1,6 +1,8 @@
 //! Cost per outcome: outcomes recorded against a request, a trace and a
 //! session, and the report's numbers checked against the ledger's costs.
 
+#![allow(clippy::unwrap_used)] // helpers outside #[test] fns (and `common`) unwrap too
+
 mod common;
 
 use common::{chat, Harness};
@@ -116,5 +118,29 @@ async fn cost_per_successful_outcome_by_feature_prompt_and_model() {
     let list: Value = h.http.get(format!("{}/api/v1/outcomes", h.base)).send().await.unwrap().json().await.unwrap();
     assert_eq!(list["outcomes"].as_array().unwrap().len(), 4);
     assert!(list["outcomes"].as_array().unwrap().iter().any(|o| o["value"] == json!(12.5)));
+    h.stop().await;
+}
+
+#[tokio::test]
+async fn applications_report_outcomes_with_their_key_and_reports_need_the_admin() {
+    let h = Harness::start_with("", |mut c| {
+        c.server.admin_token = Some(tollgate::config::Secret::new("admin-secret".into()));
+        c
+    })
+    .await;
+    let id = send(&h, "gpt-4o-mini", &[]).await;
+    let r = h.post("/api/v1/outcomes").json(&json!({"request_id": id, "name": "done", "success": true})).send().await.unwrap();
+    assert_eq!(r.status(), 201);
+    let o: Value = r.json().await.unwrap();
+    assert_eq!(o["reported_by"], h.key_id.as_str());
+    assert_eq!(outcome(&h, json!({"request_id": id, "name": "done", "success": true})).await.status(), 401);
+
+    let url = format!("{}/api/v1/outcomes/cost?by=model", h.base);
+    assert_eq!(h.http.get(&url).bearer_auth(&h.key).send().await.unwrap().status(), 401);
+    let r = h.http.get(&url).bearer_auth("admin-secret").send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    let v: Value = r.json().await.unwrap();
+    let cost = h.row(&id).cost.unwrap();
+    assert_eq!(v["total"]["cost_per_success_usd"], cost.to_string());
     h.stop().await;
 }

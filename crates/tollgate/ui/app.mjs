@@ -136,6 +136,7 @@ function setupBar() {
     const v = valueInput.value.trim();
     if (!k || !v) return;
     valueInput.value = '';
+    dimInput.value = '';
     go({ filters: [...state.filters.filter(([a]) => a !== k), [k, v]] });
   });
   const tokenForm = document.getElementById('token-form');

@@ -569,7 +569,7 @@ async function agents(ctx) {
       { label: 'Tokens', num: true, cell: (r) => fmtCount(r.input_tokens + r.output_tokens) },
       { label: 'Errors', num: true, cell: (r) => fmtCount(r.error_requests) },
       { label: 'Cost', num: true, cell: (r) => money(r.cost) },
-    ], runs.slice(0, 50), { testid: 'runs-table', onRow: (r) => go({ view: 'run', arg: r.trace, filters: [], params: {} }) })),
+    ], runs.slice(0, 25), { testid: 'runs-table', onRow: (r) => go({ view: 'run', arg: r.trace, filters: [], params: {} }) })),
   ];
 }
 
@@ -721,6 +721,13 @@ function scopeText(scope) {
   return Object.entries(scope).map(([k, v]) => `${k} ${v}`).join(', ');
 }
 
+function periodText(p) {
+  const m = /^rolling:(\d+)([smhdw])$/.exec(p || '');
+  if (!m) return `per ${p}`;
+  const unit = { s: 'second', m: 'minute', h: 'hour', d: 'day', w: 'week' }[m[2]];
+  return `rolling ${m[1]} ${unit}${m[1] === '1' ? '' : 's'}`;
+}
+
 async function budgets() {
   const d = await api.getOptional('/api/v1/budgets');
   const list = (d && (Array.isArray(d) ? d : d.budgets)) || [];
@@ -736,7 +743,7 @@ async function budgets() {
       const reserved = nanos(b.reserved_usd);
       const pct = (n) => (limit > 0n ? Math.min(100, (Number(n) / Number(limit)) * 100) : 0);
       const over = spent >= limit;
-      return card(h('span', {}, scopeText(b.scope), h('span', { class: 'muted' }, ` · per ${b.period} · ${b.action || 'alert'}`)),
+      return card(h('span', {}, scopeText(b.scope), h('span', { class: 'muted' }, ` · ${periodText(b.period)} · when reached: ${b.action || 'alert'}`)),
         h('div', { class: 'budget-bar', 'data-testid': 'budget' },
           h('div', { class: `spent ${over ? 'over' : ''}`, style: `width:${pct(spent)}%` }),
           h('div', { class: 'reserved', style: `width:${Math.max(0, Math.min(100 - pct(spent), pct(reserved)))}%` }),
@@ -746,7 +753,9 @@ async function budgets() {
           ['Reserved', money(b.reserved_usd)],
           ['Remaining', money(b.remaining_usd)],
           ['Period', `${when(b.period_start)} → ${when(b.period_end)}`],
-          ['Runs out', b.forecast_exhaustion ? h('span', { class: 'up' }, when(b.forecast_exhaustion)) : 'not before the period ends'],
+          over
+            ? ['Over budget by', h('span', { class: 'up' }, money(spent - limit))]
+            : ['Runs out', b.forecast_exhaustion ? h('span', { class: 'up' }, when(b.forecast_exhaustion)) : 'not before the period ends'],
         ]));
     })),
   ];
@@ -754,33 +763,70 @@ async function budgets() {
 
 // ---------------------------------------------------------------- anomalies
 
+/** The request-log filters behind an anomaly (`filter` is "dimension:value"). */
 function anomalyFilters(a) {
-  const f = [];
-  if (a.scope && typeof a.scope === 'object') for (const [k, v] of Object.entries(a.scope)) f.push([k, String(v)]);
-  if (a.dimension && a.value !== undefined) f.push([a.dimension, String(a.value)]);
-  if (a.trace_id) f.push(['trace', a.trace_id]);
-  if (a.filters && typeof a.filters === 'object') for (const [k, v] of Object.entries(a.filters)) f.push([k, String(v)]);
-  return f;
+  if (typeof a.filter === 'string' && a.filter.includes(':')) {
+    const i = a.filter.indexOf(':');
+    return [[a.filter.slice(0, i), a.filter.slice(i + 1)]];
+  }
+  if (a.dimension && a.value !== undefined && a.value !== null) return [[a.dimension, String(a.value)]];
+  if (a.scope && typeof a.scope === 'object') return Object.entries(a.scope).map(([k, v]) => [k, String(v)]);
+  return [];
 }
 
-async function anomalies() {
-  const d = await api.getOptional('/api/v1/anomalies');
-  const list = (d && (Array.isArray(d) ? d : d.anomalies)) || [];
-  if (!list.length) {
+function anomalyAmount(a, v) {
+  if (v === null || v === undefined || v === '') return '';
+  if (a.unit === 'usd') return money(v);
+  const unit = { input_tokens: 'tokens', failed_requests: 'failed requests', requests: 'requests' }[a.unit] || a.unit || '';
+  return `${fmtCount(Number(v))} ${unit}`.trim();
+}
+
+const KIND_LABELS = {
+  spend_spike: 'Spend spike',
+  token_growth: 'Tokens growing turn over turn',
+  repeated_prompt: 'Same prompt repeated',
+  retry_spiral: 'Retry spiral',
+  loop: 'Agent loop',
+};
+
+function kindLabel(k) {
+  return KIND_LABELS[k] || (k || 'anomaly').replace(/_/g, ' ');
+}
+
+async function anomalies(ctx) {
+  const [d, names] = await Promise.all([api.getOptional('/api/v1/anomalies'), keyNames()]);
+  const all = (d && (Array.isArray(d) ? d : d.anomalies)) || [];
+  if (!all.length) {
     return [title('Anomalies'), h('div', { class: 'empty-state', 'data-testid': 'no-anomalies' }, h('b', {}, d ? 'No anomalies detected.' : 'Anomaly detection is not available on this gateway yet.'),
       h('p', {}, 'Spend spikes against each team\'s, key\'s and model\'s usual pattern, and agent loops, show up here with links to the requests behind them.'))];
   }
+  const counts = new Map();
+  for (const a of all) counts.set(a.kind, (counts.get(a.kind) || 0) + 1);
+  // Loops and retry spirals are rarer and more urgent than spikes: list them first.
+  const kinds = [...counts.keys()].sort((a, b) => (a === 'spend_spike') - (b === 'spend_spike') || counts.get(a) - counts.get(b));
+  const kind = ctx.params.kind && counts.has(ctx.params.kind) ? ctx.params.kind : '';
+  const list = all.filter((a) => !kind || a.kind === kind).sort((a, b) => (a.kind === 'spend_spike') - (b.kind === 'spend_spike'));
+  const where = (a) => anomalyFilters(a).map(([k, v]) => `${k} ${k === 'key' ? names.get(v) || v : v}`).join(', ') || '–';
+  const go2 = (a) => {
+    const f = anomalyFilters(a);
+    if (f.length === 1 && (f[0][0] === 'trace' || f[0][0] === 'trace_id')) return link({ view: 'run', arg: f[0][1], filters: [] }, 'see the run →', { class: 'go' });
+    if (f.length) return requestsLink(f);
+    if (a.request_ids?.length) return link({ view: 'request', arg: a.request_ids[0] }, 'see a request →', { class: 'go' });
+    return '';
+  };
   return [
-    title('Anomalies', 'Unusual spend and agent loops, newest first.'),
+    title('Anomalies', 'Spend far above the usual for that hour of the day, agent loops and retry spirals, each linked to the requests behind it.'),
+    kpis(...kinds.map((k) => kpi(kindLabel(k), fmtCount(counts.get(k)), { tone: k === 'spend_spike' ? '' : 'warn', testid: `kind-${k}` }))),
+    tabs([['', `All (${all.length})`], ...kinds.map((k) => [k, `${kindLabel(k)} (${counts.get(k)})`])], kind, (k) => hrefFor({ view: 'anomalies', params: k ? { kind: k } : {} }), 'anomaly-kinds'),
     card(null, table([
-      { label: 'When', cell: (a) => when(a.detected_at || a.time || a.start || a.window_start) },
-      { label: 'Kind', cell: (a) => h('span', { class: 'badge warn' }, a.kind || a.type || 'anomaly') },
-      { label: 'Where', cell: (a) => anomalyFilters(a).map(([k, v]) => `${k} ${v}`).join(', ') || '–' },
-      { label: 'What', cell: (a) => a.message || a.summary || a.description || '' },
-      { label: 'Observed', num: true, cell: (a) => (a.observed_usd ? money(a.observed_usd) : a.observed ?? '') },
-      { label: 'Expected', num: true, cell: (a) => (a.expected_usd ? money(a.expected_usd) : a.expected ?? '') },
-      { label: '', cell: (a) => (anomalyFilters(a).length ? requestsLink(anomalyFilters(a)) : '') },
-    ], list, { testid: 'anomalies-table' })),
+      { label: 'Detected', cell: (a) => when(a.detected_at || a.time || a.from) },
+      { label: 'Kind', cell: (a) => h('span', { class: `badge ${a.kind === 'spend_spike' ? 'warn' : 'bad'}` }, kindLabel(a.kind)) },
+      { label: 'Where', cell: where },
+      { label: 'Observed', num: true, cell: (a) => anomalyAmount(a, a.observed) },
+      { label: 'Usual', num: true, cell: (a) => anomalyAmount(a, a.expected) },
+      { label: 'What happened', cell: (a) => h('span', { class: 'wrap' }, a.message || a.summary || '') },
+      { label: '', cell: go2 },
+    ], list.slice(0, 200), { testid: 'anomalies-table' })),
   ];
 }
 

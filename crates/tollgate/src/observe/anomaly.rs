@@ -21,7 +21,7 @@
 //! `max_traces` traces; the idlest are forgotten first.
 
 use std::collections::{HashMap, VecDeque};
-use std::hash::{BuildHasher, Hash, Hasher};
+use std::hash::BuildHasher;
 
 use tollgate_units::Money;
 
@@ -340,11 +340,7 @@ impl Detector {
             }
             self.traces.insert(t.to_string(), TraceState::default());
         }
-        let model = {
-            let mut h = self.hasher.build_hasher();
-            row.model.hash(&mut h);
-            h.finish()
-        };
+        let model = self.hasher.hash_one(&row.model);
         let cfg = self.cfg.clone();
         let Some(s) = self.traces.get_mut(t) else { return };
         s.last_ms = s.last_ms.max(row.time_ms);
@@ -511,10 +507,25 @@ fn learn(cfg: &DetectorConfig, slot: &mut Slot, x: f64) {
     slot.n = slot.n.saturating_add(1);
 }
 
+/// Forgets the idlest tenth of a full map at once, so a flood of new names
+/// costs one scan per many insertions rather than one per insertion.
 fn evict_oldest<V>(map: &mut HashMap<String, V>, age: impl Fn(&V) -> i64) {
-    if let Some(k) = map.iter().min_by_key(|(_, v)| age(v)).map(|(k, _)| k.clone()) {
-        map.remove(&k);
+    let mut ages: Vec<i64> = map.values().map(&age).collect();
+    if ages.is_empty() {
+        return;
     }
+    let n = (ages.len() / 10).max(1);
+    let (_, cut, _) = ages.select_nth_unstable(n - 1);
+    let cut = *cut;
+    let mut left = n;
+    map.retain(|_, v| {
+        if left > 0 && age(v) <= cut {
+            left -= 1;
+            false
+        } else {
+            true
+        }
+    });
 }
 
 #[cfg(test)]
@@ -555,6 +566,14 @@ mod tests {
     fn the_first_hour_of_a_new_series_never_flags() {
         let mut d = Detector::new(DetectorConfig::default());
         assert!(d.observe(&row("a", 0, 1_000_000_000_000)).is_empty());
+    }
+
+    #[test]
+    fn a_full_map_forgets_its_idlest_tenth() {
+        let mut m: HashMap<String, i64> = (0..20).map(|i| (format!("k{i}"), i)).collect();
+        evict_oldest(&mut m, |v| *v);
+        assert_eq!(m.len(), 18);
+        assert!(!m.contains_key("k0") && !m.contains_key("k1") && m.contains_key("k2"));
     }
 
     #[test]

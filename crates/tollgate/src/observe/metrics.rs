@@ -4,7 +4,8 @@
 //! Labels are bounded by construction: endpoints, status classes, error
 //! codes and token buckets are closed sets; providers come from the config;
 //! a served model gets its own label only when it is configured or priced by
-//! the catalog, and only up to [`MAX_MODELS`] names (the rest are `other`).
+//! the catalog on a successful answer, and only up to [`MAX_MODELS`] names
+//! (the rest are `other`).
 //! Tag values, users, keys and trace ids are never labels.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -202,7 +203,10 @@ impl Metrics {
     }
 
     pub fn record(&self, row: &LedgerRow) {
-        let admit_model = row.cost.is_some() || row.model.as_deref().is_some_and(|m| self.known_models.contains(m));
+        // A priced success means the catalog knows the model; a failed call to
+        // an implicit route could carry any name a client typed.
+        let admit_model = (row.status < 400 && row.cost.is_some())
+            || row.model.as_deref().is_some_and(|m| self.known_models.contains(m));
         let u = &row.usage;
         let tokens = [
             u.input,

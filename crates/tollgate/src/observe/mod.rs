@@ -300,11 +300,24 @@ async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T, StoreError> +
     tokio::task::spawn_blocking(f).await.map_err(internal)?.map_err(internal)
 }
 
+/// Who may report outcomes: the admin, or an application with its virtual key.
+async fn outcome_reporter(state: &AppState, headers: &HeaderMap) -> Result<String, ApiError> {
+    if check_admin(state, headers).is_ok() {
+        return Ok("admin".into());
+    }
+    match state.auth.authenticate(headers, now_ms()).await? {
+        crate::auth::Principal::Key(k) => Ok(k.id.clone()),
+        crate::auth::Principal::Passthrough { .. } => {
+            Err(ApiError::InvalidApiKey { message: "outcomes need a tollgate virtual key or the admin token".into() })
+        }
+    }
+}
+
 async fn post_outcome(State(state): State<Arc<AppState>>, headers: HeaderMap, body: axum::body::Bytes) -> Response {
     let run = async {
-        check_admin(&state, &headers)?;
+        let reporter = outcome_reporter(&state, &headers).await?;
         let id = format!("out_{}", uuid::Uuid::now_v7().simple());
-        let o = outcomes::Outcome::parse(&body, id, now_ms()).map_err(|e| ApiError::invalid(e.to_string()))?;
+        let o = outcomes::Outcome::parse(&body, id, now_ms(), reporter).map_err(|e| ApiError::invalid(e.to_string()))?;
         let store = state.store.clone();
         let stored = o.clone();
         blocking(move || outcomes::insert(&store, &stored)).await?;

@@ -56,12 +56,27 @@ struct Counters {
     dropped: AtomicU64,
 }
 
-/// Handle to the export thread; dropping it flushes what is queued and stops the thread.
+/// How long dropping the exporter waits for the last batch to go out.
+const FLUSH_WAIT: Duration = Duration::from_secs(2);
+
+/// Handle to the export thread; dropping it flushes what is queued (waiting
+/// at most [`FLUSH_WAIT`]) and stops the thread.
 #[derive(Debug)]
 pub struct Exporter {
-    tx: mpsc::Sender<SpanData>,
+    tx: Option<mpsc::Sender<SpanData>>,
+    /// Disconnects when the export thread has finished.
+    done: std::sync::Mutex<std::sync::mpsc::Receiver<()>>,
     counters: Arc<Counters>,
     scope: InstrumentationScope,
+}
+
+impl Drop for Exporter {
+    fn drop(&mut self) {
+        drop(self.tx.take());
+        if let Ok(done) = self.done.lock() {
+            let _ = done.recv_timeout(FLUSH_WAIT);
+        }
+    }
 }
 
 /// `http://host:4318` → `http://host:4318/v1/traces`.
@@ -89,21 +104,24 @@ impl Exporter {
         let (tx, rx) = mpsc::channel(QUEUE);
         let counters = Arc::new(Counters::default());
         let c = counters.clone();
+        let (done_tx, done) = std::sync::mpsc::channel::<()>();
         // A thread with its own runtime: export never competes with requests
         // and works whichever runtime (or none) built the gateway.
         std::thread::Builder::new().name("otlp-export".into()).spawn(move || {
+            let _done = done_tx;
             match tokio::runtime::Builder::new_current_thread().enable_all().build() {
                 Ok(rt) => rt.block_on(run(exporter, rx, c)),
                 Err(error) => tracing::error!(%error, "cannot start the OTLP export runtime; spans are dropped"),
             }
         })?;
         let scope = InstrumentationScope::builder("tollgate").with_version(env!("CARGO_PKG_VERSION")).build();
-        Ok(Exporter { tx, counters, scope })
+        Ok(Exporter { tx: Some(tx), done: std::sync::Mutex::new(done), counters, scope })
     }
 
     /// Queues the row's span; never waits.
     pub fn export(&self, row: &LedgerRow) {
-        if self.tx.try_send(span(row, &self.scope)).is_err() {
+        let sent = self.tx.as_ref().is_some_and(|tx| tx.try_send(span(row, &self.scope)).is_ok());
+        if !sent {
             self.counters.dropped.fetch_add(1, Ordering::Relaxed);
         }
     }

@@ -30,7 +30,9 @@ CREATE TABLE IF NOT EXISTS outcomes (
     session    TEXT,
     name       TEXT NOT NULL,
     value      TEXT,
-    success    INTEGER NOT NULL
+    success    INTEGER NOT NULL,
+    -- "admin" or the id of the virtual key that reported it
+    reported_by TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS outcomes_ts ON outcomes (ts_ms);
 CREATE INDEX IF NOT EXISTS ledger_session ON ledger (session);
@@ -57,6 +59,8 @@ pub struct Outcome {
     /// The caller's number, as decimal text (never stored as a float).
     pub value: Option<String>,
     pub success: bool,
+    /// `admin`, or the virtual key id that reported it.
+    pub reported_by: String,
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -89,7 +93,7 @@ fn check(v: &str, field: &'static str, max: usize) -> Result<(), OutcomeError> {
 
 impl Outcome {
     /// Parses a `POST /api/v1/outcomes` body.
-    pub fn parse(body: &[u8], id: String, time_ms: i64) -> Result<Outcome, OutcomeError> {
+    pub fn parse(body: &[u8], id: String, time_ms: i64, reported_by: String) -> Result<Outcome, OutcomeError> {
         let raw: RawOutcome = serde_json::from_slice(body).map_err(|e| OutcomeError::Body(e.to_string()))?;
         let subject = match (raw.request_id, raw.trace_id, raw.session_id) {
             (Some(r), None, None) => {
@@ -107,7 +111,15 @@ impl Outcome {
             _ => return Err(OutcomeError::Subject),
         };
         check(&raw.name, "name", MAX_NAME_LEN)?;
-        Ok(Outcome { id, time_ms, subject, name: raw.name, value: raw.value.map(|n| n.to_string()), success: raw.success })
+        Ok(Outcome {
+            id,
+            time_ms,
+            subject,
+            name: raw.name,
+            value: raw.value.map(|n| n.to_string()),
+            success: raw.success,
+            reported_by,
+        })
     }
 
     pub fn to_json(&self) -> Value {
@@ -130,6 +142,7 @@ impl Outcome {
             "name": self.name,
             "value": value,
             "success": self.success,
+            "reported_by": self.reported_by,
         })
     }
 }
@@ -149,9 +162,9 @@ pub fn insert(store: &SqliteStore, o: &Outcome) -> Result<(), StoreError> {
     store.with_reader(|c| {
         ensure_schema(c)?;
         c.execute(
-            "INSERT INTO outcomes (id, ts_ms, request_id, trace_id, session, name, value, success) \
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-            rusqlite::params![o.id, o.time_ms, r, t, s, o.name, o.value, o.success],
+            "INSERT INTO outcomes (id, ts_ms, request_id, trace_id, session, name, value, success, reported_by) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+            rusqlite::params![o.id, o.time_ms, r, t, s, o.name, o.value, o.success, o.reported_by],
         )?;
         Ok(())
     })
@@ -315,7 +328,7 @@ pub fn list(store: &SqliteStore, limit: usize) -> Result<Vec<Outcome>, StoreErro
     store.with_reader(|c| {
         ensure_schema(c)?;
         let mut stmt = c.prepare(
-            "SELECT id, ts_ms, request_id, trace_id, session, name, value, success FROM outcomes \
+            "SELECT id, ts_ms, request_id, trace_id, session, name, value, success, reported_by FROM outcomes \
              ORDER BY ts_ms DESC, id DESC LIMIT ?1",
         )?;
         let mut rows = stmt.query([limit.clamp(1, 1000) as i64])?;
@@ -334,6 +347,7 @@ pub fn list(store: &SqliteStore, limit: usize) -> Result<Vec<Outcome>, StoreErro
                 name: r.get(5)?,
                 value: r.get(6)?,
                 success: r.get(7)?,
+                reported_by: r.get(8)?,
             });
         }
         Ok(out)
@@ -346,20 +360,20 @@ mod tests {
 
     #[test]
     fn parse_needs_exactly_one_subject_and_keeps_value_as_text() {
-        let o = Outcome::parse(br#"{"trace_id":"t1","name":"ticket_resolved","value":0.1,"success":true}"#, "o1".into(), 5)
+        let o = Outcome::parse(br#"{"trace_id":"t1","name":"ticket_resolved","value":0.1,"success":true}"#, "o1".into(), 5, "admin".into())
             .unwrap();
         assert_eq!(o.subject, Subject::Trace("t1".into()));
         assert_eq!(o.value.as_deref(), Some("0.1"));
-        assert_eq!(Outcome::parse(br#"{"name":"x","success":true}"#, "o".into(), 0), Err(OutcomeError::Subject));
+        assert_eq!(Outcome::parse(br#"{"name":"x","success":true}"#, "o".into(), 0, "admin".into()), Err(OutcomeError::Subject));
         assert_eq!(
-            Outcome::parse(br#"{"request_id":"a","session_id":"b","name":"x","success":true}"#, "o".into(), 0),
+            Outcome::parse(br#"{"request_id":"a","session_id":"b","name":"x","success":true}"#, "o".into(), 0, "admin".into()),
             Err(OutcomeError::Subject)
         );
         assert!(matches!(
-            Outcome::parse(br#"{"request_id":"a","name":"","success":true}"#, "o".into(), 0),
+            Outcome::parse(br#"{"request_id":"a","name":"","success":true}"#, "o".into(), 0, "admin".into()),
             Err(OutcomeError::Field("name", _))
         ));
-        assert!(matches!(Outcome::parse(br#"{"request_id":"a","name":"x"}"#, "o".into(), 0), Err(OutcomeError::Body(_))));
+        assert!(matches!(Outcome::parse(br#"{"request_id":"a","name":"x"}"#, "o".into(), 0, "admin".into()), Err(OutcomeError::Body(_))));
     }
 
     #[test]

@@ -956,3 +956,29 @@ targets = [{ provider = "local", model = "llama3.1:8b" }]
         assert!(Config::zero_config(&env(&[])).unwrap().providers.is_empty());
     }
 }
+
+#[cfg(test)]
+mod example_tests {
+    use super::*;
+
+    /// The example file in the repository stays valid.
+    #[test]
+    fn example_config_resolves() {
+        let text = include_str!("../../../examples/tollgate.toml");
+        let env: HashMap<String, String> = [
+            ("OPENAI_API_KEY", "sk-x"),
+            ("ANTHROPIC_API_KEY", "sk-y"),
+            ("SLACK_WEBHOOK_URL", "https://hooks.slack.com/services/T/B/X"),
+            ("GROWTH_ADMIN_TOKEN", "t"),
+        ]
+        .iter()
+        .map(|(k, v)| ((*k).to_string(), (*v).to_string()))
+        .collect();
+        let c = Config::from_toml(text, "examples/tollgate.toml", &env).unwrap();
+        assert_eq!(c.governance.budgets.len(), 1);
+        assert_eq!(c.governance.limits.len(), 2);
+        assert_eq!(c.access.len(), 1);
+        assert_eq!(c.admin_tokens[0].role, Role::TeamAdmin("growth".into()));
+        assert!(c.prices.is_some());
+    }
+}

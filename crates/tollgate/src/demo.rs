@@ -405,7 +405,7 @@ impl<'a> History<'a> {
         }
         let ttft = (first_ms as f64 * jitter) as u64 + 200 * u64::from(attempts - 1);
         let latency = if ok {
-            ttft + (usage.output_tokens() * per_token) as u64
+            ttft + usage.output_tokens() * per_token
         } else {
             // Failed attempts wait on backoff and Retry-After.
             800 * u64::from(attempts) + self.rng.gen_range(0..1500)
@@ -771,7 +771,7 @@ async fn traffic(base: String, team_keys: Vec<(String, String)>, rate: u32) {
                 (_, Some((agent, _))) => (kind.model, "answer", Some(format!("{agent}-answer@v1")), kind.prompt_bytes + steps as usize * 1_500, 600),
                 (_, None) => break,
             };
-            let stream = (n + step) % 3 == 0;
+            let stream = (n + step).is_multiple_of(3);
             let body = json!({
                 "model": model,
                 "stream": stream,

@@ -96,6 +96,8 @@ export function fmtPct(part, whole) {
 
 export function fmtMs(ms) {
   if (ms === null || ms === undefined) return '–';
+  if (ms >= 7_200_000) return (ms / 3_600_000).toFixed(1) + ' h';
+  if (ms >= 120_000) return (ms / 60_000).toFixed(1) + ' min';
   if (ms >= 10_000) return (ms / 1000).toFixed(1) + ' s';
   if (ms >= 1000) return (ms / 1000).toFixed(2) + ' s';
   return ms + ' ms';

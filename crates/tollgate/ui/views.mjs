@@ -592,7 +592,7 @@ async function run(ctx) {
   const total = sumUsd(rows.map((r) => r.cost_usd));
   const end = Math.max(...rows.map((r) => Date.parse(r.time) + (r.latency_ms || 0)));
   const stepName = (r, i) => `#${i + 1} ${r.tags?.step || ''} ${r.model || ''}`.replace(/\s+/g, ' ');
-  const shown = rows.slice(0, 80);
+  const shown = rows.slice(0, 40);
   const timeline = chartBox(Math.max(200, shown.length * 16 + 50));
   ctx.later(() => chart(timeline, {
     type: 'bar',

@@ -96,6 +96,8 @@ pub struct Anomaly {
     /// `key`, `team`, `feature`, `model`, `agent` or `trace`.
     pub dimension: &'static str,
     pub value: String,
+    /// The `team` tag of the request that revealed it (team admins see their own).
+    pub team: Option<String>,
     pub detected_at_ms: i64,
     /// What was seen and what the baseline or rule expected, as decimal text
     /// in `unit` (`usd` for spend, else a count).
@@ -270,7 +272,8 @@ impl Detector {
                         kind: Kind::SpendSpike,
                         dimension: d.as_str(),
                         value: v.to_string(),
-                        detected_at_ms: row.time_ms,
+                        team: row.attribution.tag("team").map(String::from),
+                detected_at_ms: row.time_ms,
                         observed: observed.to_string(),
                         expected: expected.to_string(),
                         unit: "usd",
@@ -415,6 +418,7 @@ impl Detector {
                 kind,
                 dimension: "trace",
                 value: t.to_string(),
+                team: row.attribution.tag("team").map(String::from),
                 detected_at_ms: row.time_ms,
                 observed,
                 expected,
@@ -464,6 +468,7 @@ impl Detector {
                 kind: Kind::RetrySpiral,
                 dimension: "key",
                 value: key.to_string(),
+                team: row.attribution.tag("team").map(String::from),
                 detected_at_ms: row.time_ms,
                 observed: n.to_string(),
                 expected,

@@ -27,7 +27,7 @@ pub const MAX_BUDGETS: usize = 256;
 const ENDPOINTS: [&str; 5] = ["chat.completions", "embeddings", "responses", "messages", "other"];
 const CLASSES: [&str; 6] = ["1xx", "2xx", "3xx", "4xx", "5xx", "other"];
 /// The public error codes (DESIGN §2), `none` for success, `other` for anything else.
-const CODES: [&str; 14] = [
+const CODES: [&str; 15] = [
     "none",
     "invalid_request",
     "guardrail_violation",
@@ -35,6 +35,7 @@ const CODES: [&str; 14] = [
     "budget_exceeded",
     "model_not_allowed",
     "model_not_found",
+    "forbidden",
     "request_too_large",
     "rate_limited",
     "upstream_rate_limited",

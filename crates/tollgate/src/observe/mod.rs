@@ -35,7 +35,8 @@ use axum::{Json, Router};
 use serde_json::{json, Value};
 use tokio::sync::broadcast;
 
-use crate::api::check_admin;
+use crate::api::{authorize, Access};
+use crate::config::Role;
 use crate::config::Config;
 use crate::error::ApiError;
 use crate::ledger::LedgerRow;
@@ -249,6 +250,7 @@ pub fn anomaly_json(a: &Anomaly) -> Value {
         "kind": a.kind.as_str(),
         "dimension": a.dimension,
         "value": a.value,
+        "team": a.team,
         "detected_at": rfc3339(a.detected_at_ms),
         "observed": a.observed,
         "expected": a.expected,
@@ -271,8 +273,11 @@ async fn list_anomalies(
     Query(raw): Query<Vec<(String, String)>>,
 ) -> Response {
     let run = || {
-        check_admin(&state, &headers)?;
+        let role = authorize(&state, &headers, Access::Read)?;
         let mut list = state.observer.anomalies();
+        if let Role::TeamAdmin(t) = &role {
+            list.retain(|a| a.team.as_deref() == Some(t.as_str()));
+        }
         let mut limit = 100usize;
         for (k, v) in &raw {
             match k.as_str() {
@@ -300,16 +305,17 @@ async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T, StoreError> +
     tokio::task::spawn_blocking(f).await.map_err(internal)?.map_err(internal)
 }
 
-/// Who may report outcomes: the admin, or an application with its virtual key.
+/// Who may report outcomes: an admin token with write access, or an
+/// application with its virtual key.
 async fn outcome_reporter(state: &AppState, headers: &HeaderMap) -> Result<String, ApiError> {
-    if check_admin(state, headers).is_ok() {
-        return Ok("admin".into());
-    }
-    match state.auth.authenticate(headers, now_ms()).await? {
-        crate::auth::Principal::Key(k) => Ok(k.id.clone()),
-        crate::auth::Principal::Passthrough { .. } => {
-            Err(ApiError::InvalidApiKey { message: "outcomes need a tollgate virtual key or the admin token".into() })
-        }
+    let refused = match authorize(state, headers, Access::Write) {
+        Ok(Role::TeamAdmin(t)) => return Ok(format!("team_admin:{t}")),
+        Ok(_) => return Ok("admin".into()),
+        Err(e) => e,
+    };
+    match state.auth.authenticate(headers, now_ms()).await {
+        Ok(crate::auth::Principal::Key(k)) => Ok(k.id.clone()),
+        Ok(crate::auth::Principal::Passthrough { .. }) | Err(_) => Err(refused),
     }
 }
 
@@ -335,7 +341,11 @@ async fn list_outcomes(
     Query(raw): Query<Vec<(String, String)>>,
 ) -> Response {
     let run = async {
-        check_admin(&state, &headers)?;
+        if let Role::TeamAdmin(_) = authorize(&state, &headers, Access::Read)? {
+            return Err(ApiError::Forbidden {
+                message: "a team admin sees outcomes through /api/v1/outcomes/cost, scoped to its team".into(),
+            });
+        }
         let mut limit = 100usize;
         for (k, v) in &raw {
             match k.as_str() {
@@ -359,8 +369,11 @@ async fn outcome_cost(
     Query(raw): Query<Vec<(String, String)>>,
 ) -> Response {
     let run = async {
-        check_admin(&state, &headers)?;
+        let role = authorize(&state, &headers, Access::Read)?;
         let mut q = outcomes::CostQuery::default();
+        if let Role::TeamAdmin(t) = role {
+            q.team = Some(t);
+        }
         for (k, v) in &raw {
             match k.as_str() {
                 "by" => {

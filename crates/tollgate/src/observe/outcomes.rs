@@ -180,6 +180,8 @@ pub struct CostQuery {
     /// Outcome time range, Unix ms, `[from, to)`.
     pub from_ms: Option<i64>,
     pub to_ms: Option<i64>,
+    /// Only ledger rows of this team (a team admin's view).
+    pub team: Option<String>,
 }
 
 /// One group's cost per successful outcome.
@@ -258,6 +260,10 @@ pub fn cost_report(store: &SqliteStore, q: &CostQuery) -> Result<CostReport, Sto
     if let Some(t) = q.to_ms {
         args.push(SqlValue::Integer(t));
         wh.push_str(&format!(" AND o.ts_ms < ?{}", args.len()));
+    }
+    if let Some(t) = &q.team {
+        args.push(SqlValue::Text(t.clone()));
+        wh.push_str(&format!(" AND l.team = ?{}", args.len()));
     }
     // One join per subject kind, so each uses its own index.
     let part = |col: &str, lcol: &str| {

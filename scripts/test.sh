@@ -16,3 +16,6 @@ if [ ! -x "$VENV/bin/python" ]; then
 fi
 "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check -r tests/sdk/requirements.txt
 TOLLGATE_BIN="$CARGO_TARGET_DIR/debug/tollgate" "$VENV/bin/python" -m pytest tests/sdk -q -p no:cacheprovider
+
+echo "== dashboard browser test (headless Chromium against tollgate demo)"
+TOLLGATE_BIN="$CARGO_TARGET_DIR/debug/tollgate" tests/ui/run.sh

@@ -208,6 +208,8 @@ struct RawProvider {
 struct RawModel {
     name: String,
     targets: Vec<RawTarget>,
+    /// `ordered` (default), `weighted`, `least_latency`, `least_cost`.
+    strategy: Option<String>,
     #[serde(default)]
     fallbacks: Vec<String>,
 }
@@ -217,6 +219,7 @@ struct RawModel {
 struct RawTarget {
     provider: String,
     model: String,
+    weight: Option<u32>,
 }
 
 /// Where budget alerts go.
@@ -318,6 +321,20 @@ pub struct Route {
     pub name: String,
     pub targets: Vec<RouteTarget>,
     pub fallbacks: Vec<String>,
+    pub strategy: Strategy,
+}
+
+/// How a route orders its targets for each request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Strategy {
+    /// As written; the next target only when one fails.
+    Ordered,
+    /// First target drawn by weight, the rest in order.
+    Weighted,
+    /// Fastest recent responder first.
+    LeastLatency,
+    /// Cheapest target (by the price catalog) first.
+    LeastCost,
 }
 
 #[derive(Debug, Clone)]
@@ -325,6 +342,7 @@ pub struct RouteTarget {
     /// Index into `Config::providers`.
     pub provider: usize,
     pub model: String,
+    pub weight: u32,
 }
 
 #[derive(Debug, Clone)]
@@ -611,12 +629,27 @@ fn resolve(raw: RawConfig, path: &str, text: &str, env: &dyn Env) -> Result<Conf
             let idx = providers.iter().position(|p| p.name == t.provider).ok_or_else(|| {
                 invalid(format!("model {:?}: target provider {:?} is not defined in [[providers]]", m.name, t.provider))
             })?;
-            targets.push(RouteTarget { provider: idx, model: t.model });
+            targets.push(RouteTarget { provider: idx, model: t.model, weight: t.weight.unwrap_or(1) });
+        }
+        let strategy = match m.strategy.as_deref() {
+            None | Some("ordered") => Strategy::Ordered,
+            Some("weighted") => Strategy::Weighted,
+            Some("least_latency") => Strategy::LeastLatency,
+            Some("least_cost") => Strategy::LeastCost,
+            Some(o) => {
+                return Err(invalid(format!(
+                    "model {:?}: strategy {o:?} is not ordered, weighted, least_latency or least_cost",
+                    m.name
+                )))
+            }
+        };
+        if strategy == Strategy::Weighted && targets.iter().all(|t| t.weight == 0) {
+            return Err(invalid(format!("model {:?}: weighted strategy needs a positive weight", m.name)));
         }
         if routes.contains_key(&m.name) {
             return Err(invalid(format!("model {:?} is defined twice", m.name)));
         }
-        routes.insert(m.name.clone(), Route { name: m.name, targets, fallbacks: m.fallbacks });
+        routes.insert(m.name.clone(), Route { name: m.name, targets, fallbacks: m.fallbacks, strategy });
     }
     for r in routes.values() {
         for f in &r.fallbacks {

@@ -5,7 +5,7 @@
 //! `provider/model` names and the well-known model families (`gpt-*`,
 //! `claude-*`, `gemini-*`, …) go to the first provider that serves them.
 
-use crate::config::{Config, RouteTarget};
+use crate::config::{Config, RouteTarget, Strategy};
 use tollgate_providers::ProviderKind;
 
 /// One upstream to try, in order.
@@ -36,7 +36,7 @@ pub fn plan(config: &Config, model: &str) -> Vec<Attempt> {
 
 fn push_route(config: &Config, name: &str, out: &mut Vec<Attempt>) {
     if let Some(route) = config.routes.get(name) {
-        for RouteTarget { provider, model } in &route.targets {
+        for RouteTarget { provider, model, .. } in &route.targets {
             out.push(Attempt { provider: *provider, model: model.clone(), route: name.into() });
         }
         return;
@@ -55,6 +55,56 @@ fn push_route(config: &Config, name: &str, out: &mut Vec<Attempt>) {
     if let Some(idx) = implicit_provider(config, name) {
         out.push(Attempt { provider: idx, model: name.into(), route: name.into() });
     }
+}
+
+/// What the router knows about a target at request time (from `upstream::Health`
+/// and the price catalog), so ordering stays a pure function.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct TargetView {
+    /// Smoothed recent latency; `None` before the first answer.
+    pub latency_ms: Option<u64>,
+    /// Price of a reference request (1k input, 1k output tokens) in nano-dollars.
+    pub unit_cost: Option<i64>,
+    /// The circuit breaker has ejected it for now.
+    pub ejected: bool,
+}
+
+/// Orders the primary route's attempts by its strategy (fallback routes stay
+/// after it, in order), then moves ejected targets behind healthy ones.
+/// `draw` is a uniform number in `0..u32::MAX` for the weighted choice.
+pub fn order(config: &Config, model: &str, attempts: &mut [Attempt], view: impl Fn(&Attempt) -> TargetView, draw: u32) {
+    let primary = attempts.iter().take_while(|a| a.route == model).count();
+    let strategy = config.routes.get(model).map_or(Strategy::Ordered, |r| r.strategy);
+    let head = &mut attempts[..primary];
+    match strategy {
+        Strategy::Ordered => {}
+        Strategy::Weighted => {
+            let weights: Vec<u64> = head
+                .iter()
+                .map(|a| {
+                    config.routes.get(model).and_then(|r| r.targets.iter().find(|t| t.provider == a.provider && t.model == a.model)).map_or(1, |t| u64::from(t.weight))
+                })
+                .collect();
+            let total: u64 = weights.iter().sum();
+            if total > 0 {
+                let mut pick = u64::from(draw) * total / u64::from(u32::MAX).max(1);
+                let mut chosen = 0;
+                for (i, w) in weights.iter().enumerate() {
+                    if pick < *w {
+                        chosen = i;
+                        break;
+                    }
+                    pick -= w;
+                    chosen = i;
+                }
+                head[..=chosen].rotate_right(1);
+            }
+        }
+        Strategy::LeastLatency => head.sort_by_key(|a| view(a).latency_ms.unwrap_or(0)),
+        Strategy::LeastCost => head.sort_by_key(|a| view(a).unit_cost.unwrap_or(i64::MAX)),
+    }
+    // Healthy targets first; the relative order is otherwise kept (stable sort).
+    attempts.sort_by_key(|a| view(a).ejected);
 }
 
 /// The family a bare model name belongs to, by its well-known prefix.
@@ -140,6 +190,52 @@ targets = [{ provider = "ollama", model = "llama3.1" }]
         for (name, want) in cases {
             assert_eq!(plan(&c, name), want, "{name}");
         }
+    }
+
+    #[test]
+    fn strategies_order_targets() {
+        let text = r#"
+[[providers]]
+name = "a"
+kind = "openai"
+base_url = "http://127.0.0.1:1/v1"
+[[providers]]
+name = "b"
+kind = "openai"
+base_url = "http://127.0.0.1:2/v1"
+[[models]]
+name = "w"
+strategy = "weighted"
+targets = [{ provider = "a", model = "m", weight = 1 }, { provider = "b", model = "m", weight = 3 }]
+[[models]]
+name = "fast"
+strategy = "least_latency"
+targets = [{ provider = "a", model = "m" }, { provider = "b", model = "m" }]
+fallbacks = ["w"]
+[[models]]
+name = "cheap"
+strategy = "least_cost"
+targets = [{ provider = "a", model = "m" }, { provider = "b", model = "m" }]
+"#;
+        let c = Config::from_toml(text, "t", &HashMap::<String, String>::new()).unwrap();
+        let first = |name: &str, draw: u32, view: &dyn Fn(&Attempt) -> TargetView| {
+            let mut p = plan(&c, name);
+            order(&c, name, &mut p, view, draw);
+            p.iter().map(|a| a.provider).collect::<Vec<_>>()
+        };
+        let none = |_: &Attempt| TargetView::default();
+        // Weight 1:3 → draws in the first quarter pick a, the rest b.
+        assert_eq!(first("w", 0, &none), vec![0, 1]);
+        assert_eq!(first("w", u32::MAX / 4 + 10, &none), vec![1, 0]);
+        assert_eq!(first("w", u32::MAX, &none), vec![1, 0]);
+        let lat = |a: &Attempt| TargetView { latency_ms: Some(if a.provider == 0 { 90 } else { 10 }), ..Default::default() };
+        assert_eq!(first("fast", 0, &lat)[..2], [1, 0], "fastest first; fallbacks after");
+        let cost = |a: &Attempt| TargetView { unit_cost: Some(if a.provider == 0 { 500 } else { 100 }), ..Default::default() };
+        assert_eq!(first("cheap", 0, &cost), vec![1, 0]);
+        let ejected = |a: &Attempt| TargetView { ejected: a.provider == 0, ..Default::default() };
+        assert_eq!(first("cheap", 0, &ejected), vec![1, 0], "an ejected target goes last");
+        let bad = text.replace("least_cost", "random");
+        assert!(Config::from_toml(&bad, "t", &HashMap::<String, String>::new()).unwrap_err().to_string().contains("strategy \"random\""));
     }
 
     #[test]

@@ -90,7 +90,7 @@ async fn asset(Path(path): Path<String>) -> Response {
 
 /// The same rule as the analytics API (any admin role may read).
 fn check_admin(state: &AppState, headers: &HeaderMap) -> Result<(), ApiError> {
-    crate::api::check_admin(state, headers)
+    crate::api::authorize(state, headers, crate::api::Access::Read).map(|_| ())
 }
 
 fn load_row(state: &AppState, id: &str) -> Result<Option<LedgerRow>, crate::store::StoreError> {

@@ -27,6 +27,8 @@ pub(crate) struct Inner {
     pub config: MockConfig,
     pub stats: Stats,
     sequence: AtomicU64,
+    /// A fault applied to every request until cleared (`POST /mock/fault`).
+    pub fault: std::sync::RwLock<Option<String>>,
 }
 
 impl App {
@@ -35,7 +37,14 @@ impl App {
             config,
             stats: Stats::default(),
             sequence: AtomicU64::new(1),
+            fault: std::sync::RwLock::new(None),
         }))
+    }
+
+    pub(crate) fn set_fault(&self, fault: Option<String>) {
+        if let Ok(mut w) = self.0.fault.write() {
+            *w = fault;
+        }
     }
 
     pub(crate) fn stats(&self) -> &Stats {
@@ -113,8 +122,14 @@ pub(crate) fn admit(
             ));
         }
     }
-    let knobs = Knobs::read(&app.0.config, headers, body)
+    let mut knobs = Knobs::read(&app.0.config, headers, body)
         .map_err(|e| invalid_request(family, &e.to_string()))?;
+    let standing = app.0.fault.read().map(|f| f.clone()).unwrap_or(None);
+    if let Some(f) = standing {
+        knobs
+            .apply_standing_fault(&f)
+            .map_err(|e| invalid_request(family, &e.to_string()))?;
+    }
     let json: Value = serde_json::from_slice(body).map_err(|e| {
         invalid_request(
             family,

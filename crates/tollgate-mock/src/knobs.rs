@@ -131,6 +131,14 @@ impl Knobs {
         Ok(())
     }
 
+    /// A fault set with `POST /mock/fault` applies when the request names none.
+    pub(crate) fn apply_standing_fault(&mut self, fault: &str) -> Result<(), KnobError> {
+        if self.fault.is_none() {
+            self.set("fault", fault)?;
+        }
+        Ok(())
+    }
+
     pub(crate) fn has(&self, fault: Fault) -> bool {
         self.fault == Some(fault)
     }

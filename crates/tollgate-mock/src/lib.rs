@@ -158,6 +158,7 @@ pub fn router(config: MockConfig) -> Router {
         .route("/v1beta/models/{*rest}", post(gemini))
         .route("/mock/stats", get(stats))
         .route("/mock/reset", post(reset))
+        .route("/mock/fault", post(set_fault))
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .with_state(App::new(config))
@@ -172,6 +173,18 @@ pub async fn serve(listener: tokio::net::TcpListener, config: MockConfig) -> std
         }
     });
     axum::serve(listener, router(config)).await
+}
+
+/// `POST /mock/fault` with `{"fault":"503"}` makes every request fail that
+/// way until `{"fault":null}`; per-request knobs still win.
+async fn set_fault(State(app): State<App>, body: Bytes) -> Response {
+    let v: serde_json::Value = match serde_json::from_slice(&body) {
+        Ok(v) => v,
+        Err(e) => return (http::StatusCode::BAD_REQUEST, format!("mock: {e}")).into_response(),
+    };
+    let fault = v.get("fault").and_then(|f| f.as_str()).map(String::from);
+    app.set_fault(fault.clone());
+    axum::Json(serde_json::json!({ "fault": fault })).into_response()
 }
 
 async fn chat(State(app): State<App>, uri: Uri, headers: HeaderMap, body: Bytes) -> Response {

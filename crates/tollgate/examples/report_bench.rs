@@ -55,6 +55,7 @@ fn main() {
                 latency_ms: 300,
                 ttft_ms: Some(80),
                 attempts: 1,
+                attempt_log: Vec::new(),
                 attribution: a,
             });
             if batch.len() == 10_000 {

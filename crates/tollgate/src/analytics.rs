@@ -63,6 +63,8 @@ pub struct SpendRow {
     pub estimated_requests: u64,
     pub unpriced_requests: u64,
     pub error_requests: u64,
+    /// Upstream attempts (retries and fallbacks included): above `requests` in a retry storm.
+    pub attempts: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -166,6 +168,7 @@ fn spend_with(store: &SqliteStore, q: &SpendQuery, allow_rollup: bool) -> Result
                 m.estimated_requests += r.estimated_requests;
                 m.unpriced_requests += r.unpriced_requests;
                 m.error_requests += r.error_requests;
+                m.attempts += r.attempts;
             }
         }
     }
@@ -222,12 +225,12 @@ fn query(
             SUM(cache_read), SUM(cache_write_5m + cache_write_1h), \
             SUM(output_text + output_audio + output_image + reasoning), SUM(reasoning), \
             SUM(COALESCE(cost_nanos, 0)), SUM(cache_savings_nanos), \
-            SUM(usage_source = 'estimated'), SUM(cost_nanos IS NULL), SUM(status >= 400)"
+            SUM(usage_source = 'estimated'), SUM(cost_nanos IS NULL), SUM(status >= 400), SUM(attempts)"
         }
         Source::Hourly => {
             "SUM(requests), SUM(input_tokens), SUM(cache_read_tokens), SUM(cache_write_tokens), \
             SUM(output_tokens), SUM(reasoning_tokens), SUM(cost_nanos), SUM(cache_savings_nanos), \
-            SUM(estimated), SUM(unpriced), SUM(errors)"
+            SUM(estimated), SUM(unpriced), SUM(errors), SUM(attempts)"
         }
     };
     let group = if n_keys == 0 {
@@ -269,6 +272,7 @@ fn query(
                 estimated_requests: u(r, b + 8)?,
                 unpriced_requests: u(r, b + 9)?,
                 error_requests: u(r, b + 10)?,
+                attempts: u(r, b + 11)?,
             });
         }
         Ok(out)
@@ -304,6 +308,7 @@ pub fn report_json(r: &SpendReport) -> serde_json::Value {
                 "estimated_requests": row.estimated_requests,
                 "unpriced_requests": row.unpriced_requests,
                 "error_requests": row.error_requests,
+                "attempts": row.attempts,
             });
             if let serde_json::Value::Object(o) = obj {
                 m.extend(o);
@@ -450,6 +455,7 @@ mod tests {
             latency_ms: 1,
             ttft_ms: None,
             attempts: 1,
+            attempt_log: Vec::new(),
             attribution: a,
         }
     }

@@ -68,11 +68,6 @@ pub(crate) fn authorize(state: &AppState, headers: &HeaderMap, access: Access) -
     Ok(role)
 }
 
-/// Any role may read analytics.
-pub(crate) fn check_admin(state: &AppState, headers: &HeaderMap) -> Result<(), ApiError> {
-    authorize(state, headers, Access::Read).map(|_| ())
-}
-
 fn team_of(role: &Role) -> Option<&str> {
     match role {
         Role::TeamAdmin(t) => Some(t),
@@ -147,6 +142,7 @@ pub fn row_json(r: &LedgerRow) -> Value {
         "latency_ms": r.latency_ms,
         "ttft_ms": r.ttft_ms,
         "attempts": r.attempts,
+        "attempt_log": r.attempt_log,
         "tags": r.attribution.tags,
         "trace_id": r.attribution.trace_id,
         "parent_id": r.attribution.parent_id,

@@ -66,6 +66,8 @@ struct RawConfig {
     #[serde(default)]
     guardrails: RawGuardrails,
     #[serde(default)]
+    routing: RawRouting,
+    #[serde(default)]
     access: Vec<RawAccess>,
     #[serde(default)]
     admin_tokens: Vec<RawAdminToken>,
@@ -107,6 +109,15 @@ struct RawAlert {
     url_env: Option<String>,
     /// `json` (default) or `slack`.
     format: Option<String>,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawRouting {
+    /// Consecutive failures that eject a target (default 5).
+    circuit_failures: Option<u32>,
+    /// How long an ejected target rests before one probe (default 30000).
+    circuit_cooldown_ms: Option<u64>,
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -355,6 +366,9 @@ pub struct Config {
     pub ledger: Option<crate::ledger::SpoolConfig>,
     pub governance: GovernanceConfig,
     pub guardrails: Guardrails,
+    /// Circuit breaker: failures that eject a target, and its rest time.
+    pub circuit_failures: u32,
+    pub circuit_cooldown: Duration,
     pub access: Vec<AccessRule>,
     pub admin_tokens: Vec<AdminToken>,
     /// Prices from the file, merged over the built-in catalog.
@@ -728,6 +742,8 @@ fn resolve(raw: RawConfig, path: &str, text: &str, env: &dyn Env) -> Result<Conf
     }
 
     Ok(Config {
+        circuit_failures: raw.routing.circuit_failures.unwrap_or(5).max(1),
+        circuit_cooldown: Duration::from_millis(raw.routing.circuit_cooldown_ms.unwrap_or(30_000)),
         guardrails,
         access,
         admin_tokens,

@@ -452,6 +452,7 @@ impl<'a> History<'a> {
             latency_ms: latency,
             ttft_ms: if c.stream && ok { Some(ttft) } else { None },
             attempts,
+            attempt_log: Vec::new(),
             attribution: Attribution {
                 tags,
                 trace_id: c.trace.clone(),

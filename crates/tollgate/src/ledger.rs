@@ -111,6 +111,9 @@ pub struct LedgerRow {
     pub ttft_ms: Option<u64>,
     /// Upstream attempts made (retries and fallbacks included).
     pub attempts: u32,
+    /// Each attempt: provider, model, status, error code, latency.
+    #[serde(default)]
+    pub attempt_log: Vec<crate::upstream::AttemptRecord>,
     pub attribution: Attribution,
 }
 
@@ -484,6 +487,7 @@ mod tests {
             latency_ms: 12,
             ttft_ms: Some(3),
             attempts: 1,
+            attempt_log: Vec::new(),
             attribution: Attribution::default(),
         }
     }

@@ -204,6 +204,7 @@ async fn until_upstream(
     if plan.is_empty() {
         return Err(ApiError::ModelNotFound { message: format!("no route for model {model:?}") });
     }
+    order_plan(state, &model, &mut plan);
 
     // Budgets and rate limits: reserve the most this request can cost before any spend.
     let body = govern(state, p, principal, &model, &mut plan, body)?;
@@ -216,9 +217,12 @@ async fn until_upstream(
         Principal::Passthrough { provider_key, .. } => Some(provider_key.expose()),
         Principal::Key(_) => None,
     };
-    let sent = upstream::send(&state.http, &state.config, &plan, p.format, &body, &p.info, passthrough_key, &forwarded).await;
+    let sent =
+        upstream::send(&state.http, &state.config, &state.health, &plan, p.format, &body, &p.info, passthrough_key, &forwarded)
+            .await;
     let row = p.row_mut();
     row.attempts = sent.attempts;
+    row.attempt_log = sent.log;
     if let Some((idx, m)) = &sent.last {
         row.provider = Some(state.config.providers[*idx].name.clone());
         row.model = Some(m.clone());
@@ -241,6 +245,26 @@ async fn read_body(body: Body, headers: &HeaderMap, limit: usize) -> Result<Byte
         Err(e) if e.downcast_ref::<http_body_util::LengthLimitError>().is_some() => Err(too_large()),
         Err(e) => Err(ApiError::invalid(format!("could not read the request body: {e}"))),
     }
+}
+
+/// Orders the route's targets by its strategy and the targets' health.
+fn order_plan(state: &AppState, model: &str, plan: &mut [routing::Attempt]) {
+    if plan.len() < 2 {
+        return;
+    }
+    let now = now_ms();
+    let by_cost = state.config.routes.get(model).is_some_and(|r| r.strategy == crate::config::Strategy::LeastCost);
+    let view = |a: &routing::Attempt| {
+        let (latency_ms, ejected) = state.health.view(a, now);
+        let unit_cost = if by_cost {
+            let u = Usage { input: 1000, output: 1000, ..Usage::default() };
+            state.pricing.price(&state.config.providers[a.provider], &a.model, &u, now).cost.map(Money::nanos)
+        } else {
+            None
+        };
+        routing::TargetView { latency_ms, unit_cost, ejected }
+    };
+    routing::order(&state.config, model, plan, view, rand::random::<u32>());
 }
 
 /// Reserves the request's maximum cost and tokens against every budget and
@@ -599,6 +623,7 @@ impl Pending {
             latency_ms: 0,
             ttft_ms: None,
             attempts: 0,
+            attempt_log: Vec::new(),
             attribution: Attribution::default(),
         };
         Pending {

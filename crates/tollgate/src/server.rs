@@ -40,6 +40,7 @@ pub struct AppState {
     pub tasks: TaskTracker,
     pub observer: Arc<crate::observe::Observer>,
     pub governor: Arc<Governor>,
+    pub health: crate::upstream::Health,
     pub alerts_fired: Arc<std::sync::atomic::AtomicU64>,
     pub empty_tags: BTreeMap<String, String>,
 }
@@ -126,6 +127,7 @@ impl Gateway {
         )));
         background.push(tokio::spawn(watch_governance(store.clone(), governor.clone(), config.governance.budgets.clone(), installed)));
         let state = AppState {
+            health: crate::upstream::Health::new(config.circuit_failures, config.circuit_cooldown),
             governor,
             alerts_fired,
             config: Arc::new(config),

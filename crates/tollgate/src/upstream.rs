@@ -5,6 +5,8 @@
 //! the caller) or the error that the last attempt ended with, already mapped
 //! to its public code.
 
+use std::collections::HashMap;
+use std::sync::Mutex;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -28,6 +30,8 @@ pub struct Sent {
     pub attempts: u32,
     /// The provider and model of the last attempt (for the ledger on failure).
     pub last: Option<(usize, String)>,
+    /// Every attempt made, in order.
+    pub log: Vec<AttemptRecord>,
 }
 
 const MAX_ERROR_BODY: usize = 64 * 1024;
@@ -110,11 +114,107 @@ enum SendFailure {
     Transport(reqwest::Error),
 }
 
-/// Tries each attempt of the plan (with its provider's retries) until one answers 2xx.
+/// Per-target health: a circuit breaker and smoothed latency.
+///
+/// After `failures` consecutive failures (5xx, 429, timeouts, transport
+/// errors) a target is ejected for `cooldown`; then one request probes it
+/// (half-open): success closes the circuit, failure ejects it again.
+pub struct Health {
+    targets: Mutex<HashMap<(usize, String), TargetHealth>>,
+    failures: u32,
+    cooldown_ms: i64,
+}
+
+#[derive(Debug, Default, Clone)]
+struct TargetHealth {
+    consecutive_failures: u32,
+    ejected_until_ms: Option<i64>,
+    probing: bool,
+    latency_ms: Option<u64>,
+}
+
+impl Health {
+    pub fn new(failures: u32, cooldown: Duration) -> Health {
+        Health { targets: Mutex::new(HashMap::new()), failures: failures.max(1), cooldown_ms: cooldown.as_millis() as i64 }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<(usize, String), TargetHealth>> {
+        self.targets.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Smoothed latency and ejection, for ordering.
+    pub fn view(&self, a: &Attempt, now_ms: i64) -> (Option<u64>, bool) {
+        let t = self.lock();
+        match t.get(&(a.provider, a.model.clone())) {
+            Some(h) => (h.latency_ms, h.ejected_until_ms.is_some_and(|u| u > now_ms)),
+            None => (None, false),
+        }
+    }
+
+    /// May this target be tried now? (An ejected one gets one probe after its cooldown.)
+    fn allow(&self, a: &Attempt, now_ms: i64) -> bool {
+        let mut t = self.lock();
+        let Some(h) = t.get_mut(&(a.provider, a.model.clone())) else { return true };
+        match h.ejected_until_ms {
+            None => true,
+            Some(u) if u > now_ms => false,
+            Some(_) if h.probing => false,
+            Some(_) => {
+                h.probing = true;
+                true
+            }
+        }
+    }
+
+    fn success(&self, a: &Attempt, latency_ms: u64) {
+        let mut t = self.lock();
+        let h = t.entry((a.provider, a.model.clone())).or_default();
+        h.consecutive_failures = 0;
+        h.ejected_until_ms = None;
+        h.probing = false;
+        h.latency_ms = Some(match h.latency_ms {
+            Some(old) => (old * 7 + latency_ms * 3) / 10,
+            None => latency_ms,
+        });
+    }
+
+    fn failure(&self, a: &Attempt, now_ms: i64) {
+        let mut t = self.lock();
+        let h = t.entry((a.provider, a.model.clone())).or_default();
+        h.consecutive_failures += 1;
+        if h.probing || h.consecutive_failures >= self.failures {
+            if h.ejected_until_ms.is_none_or(|u| u <= now_ms) {
+                tracing::warn!(provider = a.provider, model = %a.model, failures = h.consecutive_failures, "circuit open: target ejected");
+            }
+            h.ejected_until_ms = Some(now_ms + self.cooldown_ms);
+            h.probing = false;
+        }
+    }
+}
+
+/// One upstream attempt, as the ledger keeps it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct AttemptRecord {
+    pub provider: String,
+    pub model: String,
+    /// The upstream's HTTP status, when it answered.
+    pub status: Option<u16>,
+    /// The public error code this attempt ended with (`None`: it succeeded).
+    pub error: Option<String>,
+    pub latency_ms: u64,
+}
+
+fn now_ms() -> i64 {
+    chrono::Utc::now().timestamp_millis()
+}
+
+/// Tries each attempt of the plan (with its provider's retries) until one
+/// answers 2xx, skipping targets whose circuit is open (unless all are).
 #[allow(clippy::too_many_arguments)]
 pub async fn send(
     http: &reqwest::Client,
     config: &Config,
+    health: &Health,
     plan: &[Attempt],
     format: ApiFormat,
     body: &Bytes,
@@ -123,9 +223,13 @@ pub async fn send(
     extra_headers: &[(http::HeaderName, http::HeaderValue)],
 ) -> Sent {
     let mut attempts = 0u32;
+    let mut log: Vec<AttemptRecord> = Vec::new();
     let mut last: Option<(usize, String)> = None;
     let mut last_err: Option<ApiError> = None;
-    for attempt in plan {
+    let allowed: Vec<&Attempt> = plan.iter().filter(|a| health.allow(a, now_ms())).collect();
+    // Every target ejected: try them all rather than fail without asking anyone.
+    let order: Vec<&Attempt> = if allowed.is_empty() { plan.iter().collect() } else { allowed };
+    for attempt in order {
         let provider = &config.providers[attempt.provider];
         let api_key = match (&provider.api_key, passthrough_key) {
             (Some(k), _) => Some(k.expose()),
@@ -149,12 +253,26 @@ pub async fn send(
         last = Some((attempt.provider, attempt.model.clone()));
         for retry in 0..=provider.max_retries {
             attempts += 1;
-            match send_once(http, &prepared, extra_headers, provider.timeout).await {
+            let started = std::time::Instant::now();
+            let result = send_once(http, &prepared, extra_headers, provider.timeout).await;
+            let latency_ms = started.elapsed().as_millis() as u64;
+            let mut record = AttemptRecord {
+                provider: provider.name.clone(),
+                model: attempt.model.clone(),
+                status: None,
+                error: None,
+                latency_ms,
+            };
+            match result {
                 Ok(resp) if resp.status().is_success() => {
+                    health.success(attempt, latency_ms);
+                    record.status = Some(resp.status().as_u16());
+                    log.push(record);
                     return Sent {
                         result: Ok(Answer { response: resp, translator, provider: attempt.provider, model: attempt.model.clone() }),
                         attempts,
                         last,
+                        log,
                     };
                 }
                 Ok(resp) => {
@@ -165,9 +283,20 @@ pub async fn send(
                     let message = translator.error_message(&body);
                     tracing::warn!(provider = %provider.name, status, retry, "upstream answered an error");
                     let err = status_error(provider, status, message, retry_after.clone());
-                    if !retryable(status) {
-                        return Sent { result: Err(err), attempts, last };
+                    record.status = Some(status);
+                    record.error = Some(err.code().to_string());
+                    log.push(record);
+                    if matches!(status, 401 | 403) {
+                        // This provider refuses our credentials: another target may not.
+                        health.failure(attempt, now_ms());
+                        last_err = Some(err);
+                        break;
                     }
+                    if !retryable(status) {
+                        // The request itself is at fault: no other target will like it better.
+                        return Sent { result: Err(err), attempts, last, log };
+                    }
+                    health.failure(attempt, now_ms());
                     last_err = Some(err);
                     if retry < provider.max_retries {
                         tokio::time::sleep(backoff(retry, retry_after.as_deref())).await;
@@ -175,15 +304,23 @@ pub async fn send(
                 }
                 Err(SendFailure::Timeout) => {
                     tracing::warn!(provider = %provider.name, retry, "upstream timed out");
-                    last_err = Some(ApiError::UpstreamTimeout {
+                    health.failure(attempt, now_ms());
+                    let err = ApiError::UpstreamTimeout {
                         message: format!("provider {} did not answer within {} ms", provider.name, provider.timeout.as_millis()),
-                    });
+                    };
+                    record.error = Some(err.code().to_string());
+                    log.push(record);
+                    last_err = Some(err);
                     // A timeout already waited the whole budget: go straight to the next target.
                     break;
                 }
                 Err(SendFailure::Transport(e)) => {
                     tracing::warn!(provider = %provider.name, retry, error = %error_chain(&e), "upstream request failed");
-                    last_err = Some(send_error(provider, &e));
+                    health.failure(attempt, now_ms());
+                    let err = send_error(provider, &e);
+                    record.error = Some(err.code().to_string());
+                    log.push(record);
+                    last_err = Some(err);
                     if retry < provider.max_retries {
                         tokio::time::sleep(backoff(retry, None)).await;
                     }
@@ -192,7 +329,7 @@ pub async fn send(
         }
     }
     let err = last_err.unwrap_or_else(|| ApiError::ModelNotFound { message: "no route serves this model".into() });
-    Sent { result: Err(err), attempts, last }
+    Sent { result: Err(err), attempts, last, log }
 }
 
 /// Reads at most `cap` bytes of a body (error bodies are only for messages).

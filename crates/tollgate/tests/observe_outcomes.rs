@@ -123,8 +123,12 @@ async fn cost_per_successful_outcome_by_feature_prompt_and_model() {
 
 #[tokio::test]
 async fn applications_report_outcomes_with_their_key_and_reports_need_the_admin() {
+    use tollgate::config::{AdminToken, Role, Secret};
     let h = Harness::start_with("", |mut c| {
-        c.server.admin_token = Some(tollgate::config::Secret::new("admin-secret".into()));
+        c.server.admin_token = Some(Secret::new("admin-secret".into()));
+        for (name, role) in [("viewer", Role::Viewer), ("other-team", Role::TeamAdmin("search".into()))] {
+            c.admin_tokens.push(AdminToken { name: name.into(), token: Secret::new(format!("{name}-secret")), role });
+        }
         c
     })
     .await;
@@ -142,5 +146,13 @@ async fn applications_report_outcomes_with_their_key_and_reports_need_the_admin(
     let v: Value = r.json().await.unwrap();
     let cost = h.row(&id).cost.unwrap();
     assert_eq!(v["total"]["cost_per_success_usd"], cost.to_string());
+
+    // A viewer reads but cannot report; another team's admin sees none of this team's spend.
+    assert_eq!(h.http.get(&url).bearer_auth("viewer-secret").send().await.unwrap().status(), 200);
+    let r = h.http.post(format!("{}/api/v1/outcomes", h.base)).bearer_auth("viewer-secret");
+    assert_eq!(r.json(&json!({"request_id": id, "name": "x", "success": true})).send().await.unwrap().status(), 403);
+    let v: Value = h.http.get(&url).bearer_auth("other-team-secret").send().await.unwrap().json().await.unwrap();
+    assert_eq!(v["total"]["requests"], 0);
+    assert_eq!(v["rows"].as_array().unwrap().len(), 0);
     h.stop().await;
 }

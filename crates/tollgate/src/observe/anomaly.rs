@@ -563,6 +563,7 @@ mod tests {
             latency_ms: 10,
             ttft_ms: None,
             attempts: 1,
+            attempt_log: Vec::new(),
             attribution: a,
         }
     }

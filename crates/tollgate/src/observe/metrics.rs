@@ -468,6 +468,7 @@ mod tests {
             latency_ms: 120,
             ttft_ms: None,
             attempts: 1,
+            attempt_log: Vec::new(),
             attribution: Attribution::default(),
         }
     }

@@ -322,6 +322,7 @@ mod tests {
             latency_ms: 250,
             ttft_ms: Some(40),
             attempts: 1,
+            attempt_log: Vec::new(),
             attribution: Attribution {
                 trace_id: trace.map(String::from),
                 parent_id: parent.map(String::from),

@@ -57,6 +57,7 @@ CREATE TABLE IF NOT EXISTS ledger (
     latency_ms          INTEGER NOT NULL,
     ttft_ms             INTEGER,
     attempts            INTEGER NOT NULL,
+    attempt_log         TEXT,
     user                TEXT,
     team                TEXT,
     org                 TEXT,
@@ -98,7 +99,9 @@ CREATE TABLE IF NOT EXISTS alerts_fired (
     fired_ms        INTEGER NOT NULL,
     PRIMARY KEY (budget_id, period_start_ms, threshold)
 );
-CREATE TABLE IF NOT EXISTS ledger_hourly (
+"#;
+
+const ROLLUP_TABLE: &str = r#"CREATE TABLE IF NOT EXISTS ledger_hourly (
     hour_ms             INTEGER NOT NULL,
     key_id              TEXT NOT NULL,
     team                TEXT NOT NULL,
@@ -122,6 +125,7 @@ CREATE TABLE IF NOT EXISTS ledger_hourly (
     estimated           INTEGER NOT NULL,
     unpriced            INTEGER NOT NULL,
     errors              INTEGER NOT NULL,
+    attempts            INTEGER NOT NULL,
     PRIMARY KEY (hour_ms, key_id, team, org, feature, env, model, requested_model, provider, agent, prompt, endpoint)
 ) WITHOUT ROWID;
 "#;
@@ -145,6 +149,7 @@ struct RollupSums {
     estimated: i64,
     unpriced: i64,
     errors: i64,
+    attempts: i64,
 }
 
 fn rollup_key(row: &LedgerRow) -> (i64, [String; 11]) {
@@ -172,7 +177,7 @@ const LEDGER_COLUMNS: &str = "request_id, ts_ms, key_id, endpoint, requested_mod
     error_code, input_uncached, input_audio, cache_read, cache_write_5m, cache_write_1h, output_text, \
     output_audio, output_image, reasoning, usage_source, cost_nanos, cache_savings_nanos, streamed, \
     client_disconnected, cache, latency_ms, ttft_ms, attempts, user, team, org, feature, env, tags, \
-    trace_id, parent_id, session, agent, prompt";
+    trace_id, parent_id, session, agent, prompt, attempt_log";
 
 /// Dimensions that have a column of their own; other names are tags.
 pub fn dimension_column(dim: &str) -> Option<&'static str> {
@@ -250,19 +255,19 @@ impl SqliteStore {
         writer.execute_batch(SCHEMA)?;
         // Databases written before the rollup existed: build it once from the raw rows.
         let built: Option<String> =
-            writer.query_row("SELECT value FROM meta WHERE name = 'rollup_v1'", [], |r| r.get(0)).optional()?;
+            writer.query_row("SELECT value FROM meta WHERE name = 'rollup_v2'", [], |r| r.get(0)).optional()?;
         if built.is_none() {
             writer.execute_batch(&format!(
-                "BEGIN; DELETE FROM ledger_hourly; INSERT INTO ledger_hourly SELECT (ts_ms / {HOUR_MS}) * {HOUR_MS}, \
+                "BEGIN; DROP TABLE IF EXISTS ledger_hourly; {ROLLUP_TABLE} INSERT INTO ledger_hourly SELECT (ts_ms / {HOUR_MS}) * {HOUR_MS}, \
                  COALESCE(key_id,''), COALESCE(team,''), COALESCE(org,''), COALESCE(feature,''), COALESCE(env,''), \
                  COALESCE(model,''), COALESCE(requested_model,''), COALESCE(provider,''), COALESCE(agent,''), \
                  COALESCE(prompt,''), endpoint, COUNT(*), \
                  SUM(input_uncached + input_audio + cache_read + cache_write_5m + cache_write_1h), SUM(cache_read), \
                  SUM(cache_write_5m + cache_write_1h), SUM(output_text + output_audio + output_image + reasoning), \
                  SUM(reasoning), SUM(COALESCE(cost_nanos, 0)), SUM(cache_savings_nanos), \
-                 SUM(usage_source = 'estimated'), SUM(cost_nanos IS NULL), SUM(status >= 400) \
+                 SUM(usage_source = 'estimated'), SUM(cost_nanos IS NULL), SUM(status >= 400), SUM(attempts) \
                  FROM ledger GROUP BY 1,2,3,4,5,6,7,8,9,10,11,12; \
-                 INSERT INTO meta (name, value) VALUES ('rollup_v1', 'built'); COMMIT;"
+                 INSERT INTO meta (name, value) VALUES ('rollup_v2', 'built'); COMMIT;"
             ))?;
         }
         let reader = open(&path)?;
@@ -413,6 +418,10 @@ pub(crate) fn ledger_from_row(r: &rusqlite::Row<'_>) -> Result<LedgerRow, StoreE
         latency_ms: u(r, "latency_ms")?,
         ttft_ms: r.get::<_, Option<i64>>("ttft_ms")?.map(|v| v.max(0) as u64),
         attempts: r.get::<_, i64>("attempts")? as u32,
+        attempt_log: r
+            .get::<_, Option<String>>("attempt_log")?
+            .and_then(|j| serde_json::from_str(&j).ok())
+            .unwrap_or_default(),
         attribution: Attribution {
             tags: parse_tags(&tags, "tags")?,
             trace_id: r.get("trace_id")?,
@@ -436,7 +445,7 @@ impl LedgerStore for SqliteStore {
             let sql = format!(
                 "INSERT OR IGNORE INTO ledger ({LEDGER_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, \
                  ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22, ?23, ?24, ?25, ?26, ?27, ?28, ?29, ?30, \
-                 ?31, ?32, ?33, ?34, ?35, ?36, ?37, ?38)"
+                 ?31, ?32, ?33, ?34, ?35, ?36, ?37, ?38, ?39)"
             );
             let mut stmt = tx.prepare_cached(&sql)?;
             let mut rollup: std::collections::HashMap<(i64, [String; 11]), RollupSums> = std::collections::HashMap::new();
@@ -482,6 +491,7 @@ impl LedgerStore for SqliteStore {
                     a.session,
                     a.agent,
                     a.prompt,
+                    if row.attempt_log.is_empty() { None } else { serde_json::to_string(&row.attempt_log).ok() },
                 ])?;
                 if inserted == 0 {
                     // Already stored (a replayed row): it is in the rollup too.
@@ -499,19 +509,21 @@ impl LedgerStore for SqliteStore {
                 r.estimated += i64::from(row.usage_source == UsageSource::Estimated);
                 r.unpriced += i64::from(row.cost.is_none());
                 r.errors += i64::from(row.status >= 400);
+                r.attempts += i64::from(row.attempts);
             }
             let mut up = tx.prepare_cached(
-                "INSERT INTO ledger_hourly VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22, ?23) \
+                "INSERT INTO ledger_hourly VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22, ?23, ?24) \
                  ON CONFLICT DO UPDATE SET requests = requests + excluded.requests, input_tokens = input_tokens + excluded.input_tokens, \
                  cache_read_tokens = cache_read_tokens + excluded.cache_read_tokens, cache_write_tokens = cache_write_tokens + excluded.cache_write_tokens, \
                  output_tokens = output_tokens + excluded.output_tokens, reasoning_tokens = reasoning_tokens + excluded.reasoning_tokens, \
                  cost_nanos = cost_nanos + excluded.cost_nanos, cache_savings_nanos = cache_savings_nanos + excluded.cache_savings_nanos, \
-                 estimated = estimated + excluded.estimated, unpriced = unpriced + excluded.unpriced, errors = errors + excluded.errors",
+                 estimated = estimated + excluded.estimated, unpriced = unpriced + excluded.unpriced, errors = errors + excluded.errors, \
+                 attempts = attempts + excluded.attempts",
             )?;
             for ((hour, k), r) in rollup {
                 up.execute(params![
                     hour, k[0], k[1], k[2], k[3], k[4], k[5], k[6], k[7], k[8], k[9], k[10], r.requests, r.input, r.cache_read,
-                    r.cache_write, r.output, r.reasoning, r.cost, r.savings, r.estimated, r.unpriced, r.errors
+                    r.cache_write, r.output, r.reasoning, r.cost, r.savings, r.estimated, r.unpriced, r.errors, r.attempts
                 ])?;
             }
         }

@@ -1,0 +1,123 @@
+//! Failover, retries, circuit breaking and fallbacks across providers, against
+//! two mock-provider targets with injected faults; every attempt in the ledger.
+
+mod common;
+
+use common::{chat, Harness};
+use serde_json::{json, Value};
+
+async fn set_fault(http: &reqwest::Client, mock: &str, fault: Option<&str>) {
+    let r = http.post(format!("{mock}/mock/fault")).json(&json!({ "fault": fault })).send().await.unwrap();
+    assert!(r.status().is_success());
+}
+
+async fn hits(http: &reqwest::Client, mock: &str) -> u64 {
+    let v: Value = http.get(format!("{mock}/mock/stats")).send().await.unwrap().json().await.unwrap();
+    v["total"].as_u64().unwrap()
+}
+
+#[tokio::test]
+async fn failover_retries_circuit_breaking_and_translated_fallback() {
+    let b = common::start_mock().await;
+    let extra = format!(
+        r#"
+[routing]
+circuit_failures = 2
+circuit_cooldown_ms = 400
+
+[[providers]]
+name = "backup"
+kind = "openai"
+base_url = "http://{b}/v1"
+max_retries = 0
+
+[[providers]]
+name = "backup-anthropic"
+kind = "anthropic"
+base_url = "http://{b}"
+max_retries = 0
+
+[[models]]
+name = "duo"
+targets = [{{ provider = "openai", model = "gpt-4o-mini" }}, {{ provider = "backup", model = "gpt-4o-mini" }}]
+
+[[models]]
+name = "smart"
+targets = [{{ provider = "openai", model = "gpt-4o" }}]
+fallbacks = ["haiku"]
+
+[[models]]
+name = "haiku"
+targets = [{{ provider = "backup-anthropic", model = "claude-haiku-4-5" }}]
+"#
+    );
+    let h = Harness::start_with(&extra, |c| c).await;
+    let (a, b) = (h.mock.clone(), format!("http://{b}"));
+    let http = h.http.clone();
+
+    // 1. Target A answers 503: retried (max_retries = 2 → 3 tries), then B serves.
+    set_fault(&http, &a, Some("503")).await;
+    let r = h.post("/v1/chat/completions").json(&chat("duo", "fail over please", false)).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    let id = r.headers()["x-tollgate-request-id"].to_str().unwrap().to_string();
+    let _ = r.bytes().await.unwrap();
+    let row = h.row(&id);
+    assert_eq!(row.provider.as_deref(), Some("backup"));
+    assert_eq!(row.attempts, 4, "3 tries on A, 1 on B: {:?}", row.attempt_log);
+    let statuses: Vec<_> = row.attempt_log.iter().map(|x| (x.provider.as_str(), x.status)).collect();
+    assert_eq!(statuses, vec![("openai", Some(503)), ("openai", Some(503)), ("openai", Some(503)), ("backup", Some(200))]);
+    assert!(row.attempt_log[..3].iter().all(|x| x.error.as_deref() == Some("upstream_error")));
+    assert!(row.cost.unwrap().nanos() > 0, "the serving attempt is priced");
+
+    // 2. A is now ejected (2+ consecutive failures): the next request goes straight to B.
+    let a_before = hits(&http, &a).await;
+    let r = h.post("/v1/chat/completions").json(&chat("duo", "skip the broken one", false)).send().await.unwrap();
+    let id = r.headers()["x-tollgate-request-id"].to_str().unwrap().to_string();
+    let _ = r.bytes().await.unwrap();
+    assert_eq!(hits(&http, &a).await, a_before, "an open circuit sends nothing to A");
+    assert_eq!(h.row(&id).attempts, 1);
+
+    // 3. After the cooldown A is healthy again: one probe goes to it and succeeds; the circuit closes.
+    set_fault(&http, &a, None).await;
+    tokio::time::sleep(std::time::Duration::from_millis(450)).await;
+    let r = h.post("/v1/chat/completions").json(&chat("duo", "probe", false)).send().await.unwrap();
+    let id = r.headers()["x-tollgate-request-id"].to_str().unwrap().to_string();
+    let _ = r.bytes().await.unwrap();
+    let row = h.row(&id);
+    assert_eq!((row.provider.as_deref(), row.attempts), (Some("openai"), 1));
+    assert_eq!(hits(&http, &a).await, a_before + 1);
+
+    // 4. gpt-4o on OpenAI fails with 500 → fallback to Claude on Anthropic, translated both ways.
+    set_fault(&http, &a, Some("500")).await;
+    for stream in [false, true] {
+        let r = h.post("/v1/chat/completions").json(&chat("smart", "translate me", stream)).send().await.unwrap();
+        assert_eq!(r.status(), 200);
+        let id = r.headers()["x-tollgate-request-id"].to_str().unwrap().to_string();
+        let text = r.text().await.unwrap();
+        if stream {
+            assert!(text.contains("chat.completion.chunk") && text.ends_with("data: [DONE]\n\n"), "{text}");
+        } else {
+            let v: Value = serde_json::from_str(&text).unwrap();
+            assert_eq!(v["object"], "chat.completion");
+        }
+        let row = h.row(&id);
+        assert_eq!(row.provider.as_deref(), Some("backup-anthropic"));
+        assert_eq!(row.requested_model.as_deref(), Some("smart"));
+        if stream {
+            // The first request's three failures opened gpt-4o's circuit: straight to the fallback.
+            assert_eq!(row.attempt_log.len(), 1, "{:?}", row.attempt_log);
+        } else {
+            assert!(row.attempt_log.first().is_some_and(|x| x.provider == "openai" && x.status == Some(500)));
+        }
+        assert_eq!(row.attempt_log.last().map(|x| x.provider.as_str()), Some("backup-anthropic"));
+    }
+    set_fault(&http, &a, None).await;
+
+    // The report shows the extra attempts.
+    let v: Value = http.get(format!("{}/api/v1/spend?group_by=requested_model", h.base)).send().await.unwrap().json().await.unwrap();
+    let duo = v["rows"].as_array().unwrap().iter().find(|r| r["requested_model"] == "duo").unwrap();
+    assert_eq!(duo["requests"], 3);
+    assert_eq!(duo["attempts"], 6);
+    let _ = b;
+    h.stop().await;
+}

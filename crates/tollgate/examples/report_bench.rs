@@ -49,6 +49,7 @@ fn main() {
                 usage_source: UsageSource::Provider,
                 cost: Some(Money::from_nanos(150_000 + (i % 1000) as i64)),
                 cache_savings: Money::ZERO,
+                response_cache_savings: Money::ZERO,
                 streamed: i % 2 == 0,
                 client_disconnected: false,
                 cache: "off",

@@ -65,6 +65,8 @@ pub struct SpendRow {
     pub error_requests: u64,
     /// Upstream attempts (retries and fallbacks included): above `requests` in a retry storm.
     pub attempts: u64,
+    /// What response-cache hits avoided paying.
+    pub response_cache_savings: Money,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -74,6 +76,13 @@ pub struct SpendReport {
     pub total_cost: Money,
     pub total_requests: u64,
     pub unpriced_requests: u64,
+}
+
+impl SpendReport {
+    /// What response-cache hits avoided, in total.
+    pub fn response_cache_savings(&self) -> Money {
+        self.rows.iter().map(|r| r.response_cache_savings).sum()
+    }
 }
 
 /// A dimension name users may type: the well-known ones or a tag name.
@@ -169,6 +178,7 @@ fn spend_with(store: &SqliteStore, q: &SpendQuery, allow_rollup: bool) -> Result
                 m.unpriced_requests += r.unpriced_requests;
                 m.error_requests += r.error_requests;
                 m.attempts += r.attempts;
+                m.response_cache_savings += r.response_cache_savings;
             }
         }
     }
@@ -225,12 +235,12 @@ fn query(
             SUM(cache_read), SUM(cache_write_5m + cache_write_1h), \
             SUM(output_text + output_audio + output_image + reasoning), SUM(reasoning), \
             SUM(COALESCE(cost_nanos, 0)), SUM(cache_savings_nanos), \
-            SUM(usage_source = 'estimated'), SUM(cost_nanos IS NULL), SUM(status >= 400), SUM(attempts)"
+            SUM(usage_source = 'estimated'), SUM(cost_nanos IS NULL), SUM(status >= 400), SUM(attempts), SUM(response_cache_savings_nanos)"
         }
         Source::Hourly => {
             "SUM(requests), SUM(input_tokens), SUM(cache_read_tokens), SUM(cache_write_tokens), \
             SUM(output_tokens), SUM(reasoning_tokens), SUM(cost_nanos), SUM(cache_savings_nanos), \
-            SUM(estimated), SUM(unpriced), SUM(errors), SUM(attempts)"
+            SUM(estimated), SUM(unpriced), SUM(errors), SUM(attempts), SUM(response_cache_savings_nanos)"
         }
     };
     let group = if n_keys == 0 {
@@ -273,6 +283,7 @@ fn query(
                 unpriced_requests: u(r, b + 9)?,
                 error_requests: u(r, b + 10)?,
                 attempts: u(r, b + 11)?,
+                response_cache_savings: Money::from_nanos(r.get::<_, Option<i64>>(b + 12)?.unwrap_or(0)),
             });
         }
         Ok(out)
@@ -309,6 +320,7 @@ pub fn report_json(r: &SpendReport) -> serde_json::Value {
                 "unpriced_requests": row.unpriced_requests,
                 "error_requests": row.error_requests,
                 "attempts": row.attempts,
+                "response_cache_savings_usd": row.response_cache_savings.to_string(),
             });
             if let serde_json::Value::Object(o) = obj {
                 m.extend(o);
@@ -321,6 +333,7 @@ pub fn report_json(r: &SpendReport) -> serde_json::Value {
         "total_cost_usd": r.total_cost.to_string(),
         "total_requests": r.total_requests,
         "unpriced_requests": r.unpriced_requests,
+        "response_cache_savings_usd": r.response_cache_savings().to_string(),
     })
 }
 
@@ -449,6 +462,7 @@ mod tests {
             usage_source: if i % 5 == 0 { UsageSource::Estimated } else { UsageSource::Provider },
             cost: if i % 11 == 0 { None } else { Some(Money::from_nanos(1000 + i)) },
             cache_savings: Money::from_nanos(7),
+            response_cache_savings: Money::ZERO,
             streamed: false,
             client_disconnected: false,
             cache: "off",

@@ -68,6 +68,8 @@ struct RawConfig {
     #[serde(default)]
     routing: RawRouting,
     #[serde(default)]
+    cache: RawCache,
+    #[serde(default)]
     access: Vec<RawAccess>,
     #[serde(default)]
     admin_tokens: Vec<RawAdminToken>,
@@ -109,6 +111,19 @@ struct RawAlert {
     url_env: Option<String>,
     /// `json` (default) or `slack`.
     format: Option<String>,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawCache {
+    /// `on` (default), `off`, `read`, `write`; `x-tollgate-cache` overrides per request.
+    mode: Option<String>,
+    max_bytes: Option<u64>,
+    ttl_ms: Option<u64>,
+    /// `key` (default) or `team`: who may share answers.
+    scope: Option<String>,
+    /// Also cache requests that are not deterministic (temperature > 0).
+    non_deterministic: Option<bool>,
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -249,6 +264,17 @@ pub struct GovernanceConfig {
     pub webhooks: Vec<Webhook>,
 }
 
+/// The response cache.
+#[derive(Debug, Clone)]
+pub struct CacheConfig {
+    pub mode: crate::cache::Mode,
+    pub max_bytes: usize,
+    pub ttl_ms: i64,
+    /// Share answers within a team rather than only within a key.
+    pub per_team: bool,
+    pub non_deterministic: bool,
+}
+
 /// Request guardrails (all optional).
 #[derive(Debug, Clone, Default)]
 pub struct Guardrails {
@@ -366,6 +392,7 @@ pub struct Config {
     pub ledger: Option<crate::ledger::SpoolConfig>,
     pub governance: GovernanceConfig,
     pub guardrails: Guardrails,
+    pub cache: CacheConfig,
     /// Circuit breaker: failures that eject a target, and its rest time.
     pub circuit_failures: u32,
     pub circuit_cooldown: Duration,
@@ -741,7 +768,24 @@ fn resolve(raw: RawConfig, path: &str, text: &str, env: &dyn Env) -> Result<Conf
         admin_tokens.push(AdminToken { name: t.name, token: Secret(token), role });
     }
 
+    let cache = CacheConfig {
+        mode: match raw.cache.mode.as_deref() {
+            None => crate::cache::Mode::On,
+            Some(m) => crate::cache::Mode::parse(m)
+                .ok_or_else(|| invalid(format!("cache.mode {m:?} is not on, off, read or write")))?,
+        },
+        max_bytes: usize::try_from(raw.cache.max_bytes.unwrap_or(64 * 1024 * 1024)).unwrap_or(usize::MAX),
+        ttl_ms: i64::try_from(raw.cache.ttl_ms.unwrap_or(3_600_000)).unwrap_or(i64::MAX),
+        per_team: match raw.cache.scope.as_deref() {
+            None | Some("key") => false,
+            Some("team") => true,
+            Some(o) => return Err(invalid(format!("cache.scope {o:?} is not key or team"))),
+        },
+        non_deterministic: raw.cache.non_deterministic.unwrap_or(false),
+    };
+
     Ok(Config {
+        cache,
         circuit_failures: raw.routing.circuit_failures.unwrap_or(5).max(1),
         circuit_cooldown: Duration::from_millis(raw.routing.circuit_cooldown_ms.unwrap_or(30_000)),
         guardrails,

@@ -446,6 +446,7 @@ impl<'a> History<'a> {
             usage_source: if disconnected { UsageSource::Estimated } else { UsageSource::Provider },
             cost,
             cache_savings,
+            response_cache_savings: Money::ZERO,
             streamed: c.stream,
             client_disconnected: disconnected,
             cache: "off",

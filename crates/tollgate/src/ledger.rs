@@ -102,6 +102,9 @@ pub struct LedgerRow {
     pub cost: Option<Money>,
     /// What provider-side cache reads saved against the uncached input rate.
     pub cache_savings: Money,
+    /// A response-cache hit: what the original answer cost (avoided this time).
+    #[serde(default)]
+    pub response_cache_savings: Money,
     pub streamed: bool,
     pub client_disconnected: bool,
     /// `hit`, `miss` or `off`.
@@ -481,6 +484,7 @@ mod tests {
             usage_source: UsageSource::Provider,
             cost: Some(Money::from_nanos(12_345)),
             cache_savings: Money::from_nanos(100),
+            response_cache_savings: Money::ZERO,
             streamed: true,
             client_disconnected: false,
             cache: "off",

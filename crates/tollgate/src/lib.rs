@@ -9,6 +9,7 @@
 //! - [`attribution`]: tags, trace, session, agent, prompt from headers/body/key.
 //! - [`policy`]: model access decisions.
 //! - [`budget`], [`governor`]: budgets and rate limits, reserve → settle.
+//! - [`cache`]: the exact response cache.
 //! - [`routing`]: which provider and model serve a requested name.
 //! - [`upstream`]: send with retries and fallbacks.
 //! - [`metering`]: local token counting when the provider reports none.
@@ -28,6 +29,7 @@ pub mod api;
 pub mod attribution;
 pub mod auth;
 pub mod budget;
+pub mod cache;
 pub mod cli;
 pub mod config;
 pub mod dashboard;

@@ -41,6 +41,7 @@ pub const HEADER_REQUEST_ID: &str = "x-tollgate-request-id";
 pub const HEADER_COST: &str = "x-tollgate-cost-usd";
 pub const HEADER_PRICED: &str = "x-tollgate-priced";
 pub const HEADER_USAGE: &str = "x-tollgate-usage";
+pub const HEADER_CACHE: &str = "x-tollgate-cache";
 pub const HEADER_BUDGET_REMAINING: &str = "x-tollgate-budget-remaining-usd";
 pub const HEADER_DOWNGRADED: &str = "x-tollgate-downgraded-to";
 pub const HEADER_CLAMPED: &str = "x-tollgate-clamped-max-tokens";
@@ -125,7 +126,8 @@ async fn handle(
     hung_up: Arc<AtomicBool>,
 ) -> Response {
     let answer = match until_upstream(&state, &mut p, &principal, &headers, body).await {
-        Ok(a) => a,
+        Ok(Upstream::Answer(a)) => a,
+        Ok(Upstream::CacheHit(entry)) => return serve_hit(p, entry, &hung_up).await,
         Err(e) => return p.fail(e, &hung_up).await,
     };
     if p.info.stream {
@@ -135,14 +137,21 @@ async fn handle(
     }
 }
 
-/// body → attribution → policy → routing → upstream, up to a 2xx answer's headers.
+/// Where the answer comes from.
+enum Upstream {
+    Answer(Answer),
+    CacheHit(Arc<crate::cache::Entry>),
+}
+
+/// body → attribution → policy → cache → routing → governance → upstream,
+/// up to a 2xx answer's headers (or a cached answer).
 async fn until_upstream(
     state: &AppState,
     p: &mut Pending,
     principal: &Principal,
     headers: &HeaderMap,
     body: Body,
-) -> Result<Answer, ApiError> {
+) -> Result<Upstream, ApiError> {
     let (defaults, enforced) = match principal {
         Principal::Key(k) => (&k.default_tags, &k.enforced_tags),
         Principal::Passthrough { .. } => (&state.empty_tags, &state.empty_tags),
@@ -200,6 +209,31 @@ async fn until_upstream(
             .map_err(|message| ApiError::GuardrailViolation { message })?;
     }
 
+    // Cache: an identical earlier answer for this tenant costs nothing.
+    let mode = match headers.get("x-tollgate-cache") {
+        None => state.config.cache.mode,
+        Some(v) => v.to_str().ok().and_then(crate::cache::Mode::parse).ok_or_else(|| {
+            ApiError::invalid_param("x-tollgate-cache must be on, off, read or write", "x-tollgate-cache")
+        })?,
+    };
+    if mode != crate::cache::Mode::Off {
+        let tenant = match (state.config.cache.per_team, p.row().attribution.tag("team")) {
+            (true, Some(team)) => format!("team:{team}"),
+            _ => format!("key:{}", principal.id()),
+        };
+        if let Some(key) = crate::cache::key(&tenant, p.format, &body, state.config.cache.non_deterministic) {
+            if mode.reads() {
+                if let Some(hit) = state.cache.get(&key, now_ms()) {
+                    return Ok(Upstream::CacheHit(hit));
+                }
+            }
+            p.row_mut().cache = "miss";
+            if mode.writes() {
+                p.cache_key = Some(key);
+            }
+        }
+    }
+
     let mut plan = routing::plan(&state.config, &model);
     if plan.is_empty() {
         return Err(ApiError::ModelNotFound { message: format!("no route for model {model:?}") });
@@ -228,7 +262,49 @@ async fn until_upstream(
         row.model = Some(m.clone());
         p.provider = Some(*idx);
     }
-    sent.result
+    sent.result.map(Upstream::Answer)
+}
+
+/// A cached answer: $0 now, the original cost recorded as avoided.
+async fn serve_hit(mut p: Pending, e: Arc<crate::cache::Entry>, hung_up: &AtomicBool) -> Response {
+    let stream = p.info.stream;
+    let elapsed_ms = p.started.elapsed().as_millis() as u64;
+    let row = p.row_mut();
+    row.status = 200;
+    row.cache = "hit";
+    row.model = Some(e.model.clone());
+    row.provider = Some(e.provider.clone());
+    row.usage = Usage::default();
+    row.cost = Some(Money::ZERO);
+    row.response_cache_savings = e.cost.unwrap_or(Money::ZERO);
+    row.streamed = stream;
+    if stream {
+        row.ttft_ms = Some(elapsed_ms);
+    }
+    let request_id = p.request_id().to_string();
+    p.commit(hung_up).await;
+    let zero = Money::ZERO.to_string();
+    let mut resp = if stream {
+        let mut parts: Vec<Bytes> = e.events.clone();
+        parts.push(Bytes::from(format!(": {HEADER_COST}={zero}\n\n")));
+        parts.push(e.terminator.clone());
+        let mut r = Response::new(Body::from_stream(futures_util::stream::iter(
+            parts.into_iter().map(Ok::<Bytes, std::convert::Infallible>),
+        )));
+        r.headers_mut().insert(http::header::CONTENT_TYPE, HeaderValue::from_static("text/event-stream"));
+        r.headers_mut().insert(http::header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+        r
+    } else {
+        let mut r = Response::new(Body::from(e.body.clone().unwrap_or_default()));
+        r.headers_mut().insert(http::header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        r.headers_mut().insert(HEADER_COST, header(&zero));
+        r
+    };
+    let h = resp.headers_mut();
+    h.insert(HEADER_REQUEST_ID, header(&request_id));
+    h.insert(HEADER_CACHE, HeaderValue::from_static("hit"));
+    h.insert(HEADER_PRICED, HeaderValue::from_static("true"));
+    resp
 }
 
 async fn read_body(body: Body, headers: &HeaderMap, limit: usize) -> Result<Bytes, ApiError> {
@@ -377,6 +453,24 @@ async fn whole_body(state: &AppState, mut p: Pending, answer: Answer, hung_up: &
         }
     }
     p.row_mut().status = 200;
+    if let Some(key) = p.cache_key.take() {
+        if p.row().usage_source == UsageSource::Provider {
+            state.cache.put(
+                key,
+                crate::cache::Entry {
+                    body: Some(translated.body.clone()),
+                    events: Vec::new(),
+                    terminator: Bytes::new(),
+                    usage: p.row().usage,
+                    model: served.clone(),
+                    provider: provider.name.clone(),
+                    cost: p.row().cost,
+                    created_ms: now_ms(),
+                },
+            );
+        }
+    }
+    let cache_state = p.row().cache;
     let (request_id, cost, source) = (p.request_id().to_string(), p.row().cost, p.row().usage_source);
     let extra = std::mem::take(&mut p.extra_headers);
     p.commit(hung_up).await;
@@ -386,6 +480,9 @@ async fn whole_body(state: &AppState, mut p: Pending, answer: Answer, hung_up: &
     h.insert(http::header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
     h.insert(HEADER_REQUEST_ID, header(&request_id));
     cost_headers(h, cost, source);
+    if cache_state == "miss" {
+        h.insert(HEADER_CACHE, HeaderValue::from_static("miss"));
+    }
     for (k, v) in extra {
         h.insert(k, header(&v));
     }
@@ -429,6 +526,7 @@ fn relay_stream(state: Arc<AppState>, p: Pending, answer: Answer) -> Response {
     let (tx, mut rx) = mpsc::channel::<Bytes>(32);
     let request_id = p.request_id().to_string();
     let extra = p.extra_headers.clone();
+    let cache_miss = p.row().cache == "miss";
     let tasks = state.tasks.clone();
     tasks.spawn(relay(state, p, answer, tx));
     let body = Body::from_stream(futures_util::stream::poll_fn(move |cx| {
@@ -439,6 +537,9 @@ fn relay_stream(state: Arc<AppState>, p: Pending, answer: Answer) -> Response {
     h.insert(http::header::CONTENT_TYPE, HeaderValue::from_static("text/event-stream"));
     h.insert(http::header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
     h.insert(HEADER_REQUEST_ID, header(&request_id));
+    if cache_miss {
+        h.insert(HEADER_CACHE, HeaderValue::from_static("miss"));
+    }
     for (k, v) in extra {
         h.insert(k, header(&v));
     }
@@ -459,6 +560,9 @@ async fn relay(state: Arc<AppState>, mut p: Pending, answer: Answer, tx: mpsc::S
     let mut upstream = answer.response.bytes_stream();
     let mut out: Vec<Bytes> = Vec::with_capacity(4);
     let mut first_byte: Option<Duration> = None;
+    // The events as the client saw them, kept for the response cache.
+    let mut kept: Option<(Vec<Bytes>, usize)> = p.cache_key.map(|_| (Vec::new(), 0));
+    let cap = state.cache.max_entry_bytes();
     let stop = 'relay: loop {
         let next = tokio::select! {
             biased;
@@ -476,6 +580,14 @@ async fn relay(state: Arc<AppState>, mut p: Pending, answer: Answer, tx: mpsc::S
         }
         for b in out.drain(..) {
             first_byte.get_or_insert_with(|| p.started.elapsed());
+            if let Some((events, size)) = kept.as_mut() {
+                *size += b.len();
+                if *size > cap {
+                    kept = None;
+                } else {
+                    events.push(b.clone());
+                }
+            }
             if tx.send(b).await.is_err() {
                 break 'relay StreamStop::ClientGone;
             }
@@ -486,6 +598,9 @@ async fn relay(state: Arc<AppState>, mut p: Pending, answer: Answer, tx: mpsc::S
     if !client_gone {
         for b in out.drain(..) {
             first_byte.get_or_insert_with(|| p.started.elapsed());
+            if let Some((events, _)) = kept.as_mut() {
+                events.push(b.clone());
+            }
             if tx.send(b).await.is_err() {
                 break;
             }
@@ -532,6 +647,23 @@ async fn relay(state: Arc<AppState>, mut p: Pending, answer: Answer, tx: mpsc::S
         row.error_code = Some("client_disconnected".into());
     }
     let cost = row.cost;
+    if let (Some(key), Some((events, _)), true, true) = (p.cache_key.take(), kept, end.completed, error.is_none() && !client_gone) {
+        if source == UsageSource::Provider {
+            state.cache.put(
+                key,
+                crate::cache::Entry {
+                    body: None,
+                    events,
+                    terminator: end.terminator.clone(),
+                    usage,
+                    model: served.clone(),
+                    provider: provider.name.clone(),
+                    cost,
+                    created_ms: now_ms(),
+                },
+            );
+        }
+    }
     let shape = shape_of(p.format);
     let never = AtomicBool::new(false);
     p.commit(&never).await;
@@ -594,6 +726,8 @@ pub struct Pending {
     info: RequestInfo,
     provider: Option<usize>,
     reservation: Option<Reservation>,
+    /// Where to keep this request's answer in the response cache.
+    cache_key: Option<[u8; 32]>,
     /// Response headers decided along the way (budget remaining, downgrade, clamp).
     extra_headers: Vec<(&'static str, String)>,
 }
@@ -617,6 +751,7 @@ impl Pending {
             usage_source: UsageSource::Provider,
             cost: Some(Money::ZERO),
             cache_savings: Money::ZERO,
+            response_cache_savings: Money::ZERO,
             streamed: false,
             client_disconnected: false,
             cache: "off",
@@ -635,6 +770,7 @@ impl Pending {
             info: RequestInfo::default(),
             provider: None,
             reservation: None,
+            cache_key: None,
             extra_headers: Vec::new(),
         }
     }

@@ -41,6 +41,7 @@ pub struct AppState {
     pub observer: Arc<crate::observe::Observer>,
     pub governor: Arc<Governor>,
     pub health: crate::upstream::Health,
+    pub cache: crate::cache::MemoryCache,
     pub alerts_fired: Arc<std::sync::atomic::AtomicU64>,
     pub empty_tags: BTreeMap<String, String>,
 }
@@ -127,6 +128,7 @@ impl Gateway {
         )));
         background.push(tokio::spawn(watch_governance(store.clone(), governor.clone(), config.governance.budgets.clone(), installed)));
         let state = AppState {
+            cache: crate::cache::MemoryCache::new(config.cache.max_bytes, config.cache.ttl_ms),
             health: crate::upstream::Health::new(config.circuit_failures, config.circuit_cooldown),
             governor,
             alerts_fired,

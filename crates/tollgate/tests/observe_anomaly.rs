@@ -38,6 +38,7 @@ fn row(id: &str, t: i64, cost_nanos: i64) -> LedgerRow {
         usage_source: UsageSource::Provider,
         cost: Some(Money::from_nanos(cost_nanos)),
         cache_savings: Money::ZERO,
+        response_cache_savings: Money::ZERO,
         streamed: false,
         client_disconnected: false,
         cache: "off",

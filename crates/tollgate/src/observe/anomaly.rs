@@ -557,6 +557,7 @@ mod tests {
             usage_source: UsageSource::Provider,
             cost: Some(Money::from_nanos(cost_nanos)),
             cache_savings: Money::ZERO,
+            response_cache_savings: Money::ZERO,
             streamed: false,
             client_disconnected: false,
             cache: "off",

@@ -462,6 +462,7 @@ mod tests {
             usage_source: UsageSource::Provider,
             cost: priced.then(|| Money::from_nanos(1_500)),
             cache_savings: Money::ZERO,
+            response_cache_savings: Money::ZERO,
             streamed: false,
             client_disconnected: false,
             cache: "off",

@@ -316,6 +316,7 @@ mod tests {
             usage_source: UsageSource::Provider,
             cost: Some(Money::from_nanos(12_345)),
             cache_savings: Money::ZERO,
+            response_cache_savings: Money::ZERO,
             streamed: true,
             client_disconnected: false,
             cache: "off",

@@ -51,6 +51,7 @@ CREATE TABLE IF NOT EXISTS ledger (
     usage_source        TEXT NOT NULL,
     cost_nanos          INTEGER,
     cache_savings_nanos INTEGER NOT NULL,
+    response_cache_savings_nanos INTEGER NOT NULL DEFAULT 0,
     streamed            INTEGER NOT NULL,
     client_disconnected INTEGER NOT NULL,
     cache               TEXT NOT NULL,
@@ -126,6 +127,7 @@ const ROLLUP_TABLE: &str = r#"CREATE TABLE IF NOT EXISTS ledger_hourly (
     unpriced            INTEGER NOT NULL,
     errors              INTEGER NOT NULL,
     attempts            INTEGER NOT NULL,
+    response_cache_savings_nanos INTEGER NOT NULL,
     PRIMARY KEY (hour_ms, key_id, team, org, feature, env, model, requested_model, provider, agent, prompt, endpoint)
 ) WITHOUT ROWID;
 "#;
@@ -150,6 +152,7 @@ struct RollupSums {
     unpriced: i64,
     errors: i64,
     attempts: i64,
+    response_savings: i64,
 }
 
 fn rollup_key(row: &LedgerRow) -> (i64, [String; 11]) {
@@ -177,7 +180,7 @@ const LEDGER_COLUMNS: &str = "request_id, ts_ms, key_id, endpoint, requested_mod
     error_code, input_uncached, input_audio, cache_read, cache_write_5m, cache_write_1h, output_text, \
     output_audio, output_image, reasoning, usage_source, cost_nanos, cache_savings_nanos, streamed, \
     client_disconnected, cache, latency_ms, ttft_ms, attempts, user, team, org, feature, env, tags, \
-    trace_id, parent_id, session, agent, prompt, attempt_log";
+    trace_id, parent_id, session, agent, prompt, attempt_log, response_cache_savings_nanos";
 
 /// Dimensions that have a column of their own; other names are tags.
 pub fn dimension_column(dim: &str) -> Option<&'static str> {
@@ -253,9 +256,18 @@ impl SqliteStore {
         }
         let writer = open(&path)?;
         writer.execute_batch(SCHEMA)?;
+        // Columns added since the table was first created.
+        for (col, decl) in [("attempt_log", "TEXT"), ("response_cache_savings_nanos", "INTEGER NOT NULL DEFAULT 0")] {
+            let has: bool = writer
+                .prepare("SELECT 1 FROM pragma_table_info('ledger') WHERE name = ?1")?
+                .exists(params![col])?;
+            if !has {
+                writer.execute_batch(&format!("ALTER TABLE ledger ADD COLUMN {col} {decl}"))?;
+            }
+        }
         // Databases written before the rollup existed: build it once from the raw rows.
         let built: Option<String> =
-            writer.query_row("SELECT value FROM meta WHERE name = 'rollup_v2'", [], |r| r.get(0)).optional()?;
+            writer.query_row("SELECT value FROM meta WHERE name = 'rollup_v3'", [], |r| r.get(0)).optional()?;
         if built.is_none() {
             writer.execute_batch(&format!(
                 "BEGIN; DROP TABLE IF EXISTS ledger_hourly; {ROLLUP_TABLE} INSERT INTO ledger_hourly SELECT (ts_ms / {HOUR_MS}) * {HOUR_MS}, \
@@ -265,9 +277,9 @@ impl SqliteStore {
                  SUM(input_uncached + input_audio + cache_read + cache_write_5m + cache_write_1h), SUM(cache_read), \
                  SUM(cache_write_5m + cache_write_1h), SUM(output_text + output_audio + output_image + reasoning), \
                  SUM(reasoning), SUM(COALESCE(cost_nanos, 0)), SUM(cache_savings_nanos), \
-                 SUM(usage_source = 'estimated'), SUM(cost_nanos IS NULL), SUM(status >= 400), SUM(attempts) \
+                 SUM(usage_source = 'estimated'), SUM(cost_nanos IS NULL), SUM(status >= 400), SUM(attempts), SUM(response_cache_savings_nanos) \
                  FROM ledger GROUP BY 1,2,3,4,5,6,7,8,9,10,11,12; \
-                 INSERT INTO meta (name, value) VALUES ('rollup_v2', 'built'); COMMIT;"
+                 INSERT INTO meta (name, value) VALUES ('rollup_v3', 'built'); COMMIT;"
             ))?;
         }
         let reader = open(&path)?;
@@ -412,6 +424,7 @@ pub(crate) fn ledger_from_row(r: &rusqlite::Row<'_>) -> Result<LedgerRow, StoreE
         },
         cost: r.get::<_, Option<i64>>("cost_nanos")?.map(Money::from_nanos),
         cache_savings: Money::from_nanos(r.get("cache_savings_nanos")?),
+        response_cache_savings: Money::from_nanos(r.get("response_cache_savings_nanos")?),
         streamed: r.get("streamed")?,
         client_disconnected: r.get("client_disconnected")?,
         cache: cache_static(&r.get::<_, String>("cache")?),
@@ -445,7 +458,7 @@ impl LedgerStore for SqliteStore {
             let sql = format!(
                 "INSERT OR IGNORE INTO ledger ({LEDGER_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, \
                  ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22, ?23, ?24, ?25, ?26, ?27, ?28, ?29, ?30, \
-                 ?31, ?32, ?33, ?34, ?35, ?36, ?37, ?38, ?39)"
+                 ?31, ?32, ?33, ?34, ?35, ?36, ?37, ?38, ?39, ?40)"
             );
             let mut stmt = tx.prepare_cached(&sql)?;
             let mut rollup: std::collections::HashMap<(i64, [String; 11]), RollupSums> = std::collections::HashMap::new();
@@ -492,6 +505,7 @@ impl LedgerStore for SqliteStore {
                     a.agent,
                     a.prompt,
                     if row.attempt_log.is_empty() { None } else { serde_json::to_string(&row.attempt_log).ok() },
+                    row.response_cache_savings.nanos(),
                 ])?;
                 if inserted == 0 {
                     // Already stored (a replayed row): it is in the rollup too.
@@ -510,20 +524,23 @@ impl LedgerStore for SqliteStore {
                 r.unpriced += i64::from(row.cost.is_none());
                 r.errors += i64::from(row.status >= 400);
                 r.attempts += i64::from(row.attempts);
+                r.response_savings += row.response_cache_savings.nanos();
             }
             let mut up = tx.prepare_cached(
-                "INSERT INTO ledger_hourly VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22, ?23, ?24) \
+                "INSERT INTO ledger_hourly VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22, ?23, ?24, ?25) \
                  ON CONFLICT DO UPDATE SET requests = requests + excluded.requests, input_tokens = input_tokens + excluded.input_tokens, \
                  cache_read_tokens = cache_read_tokens + excluded.cache_read_tokens, cache_write_tokens = cache_write_tokens + excluded.cache_write_tokens, \
                  output_tokens = output_tokens + excluded.output_tokens, reasoning_tokens = reasoning_tokens + excluded.reasoning_tokens, \
                  cost_nanos = cost_nanos + excluded.cost_nanos, cache_savings_nanos = cache_savings_nanos + excluded.cache_savings_nanos, \
                  estimated = estimated + excluded.estimated, unpriced = unpriced + excluded.unpriced, errors = errors + excluded.errors, \
-                 attempts = attempts + excluded.attempts",
+                 attempts = attempts + excluded.attempts, \
+                 response_cache_savings_nanos = response_cache_savings_nanos + excluded.response_cache_savings_nanos",
             )?;
             for ((hour, k), r) in rollup {
                 up.execute(params![
                     hour, k[0], k[1], k[2], k[3], k[4], k[5], k[6], k[7], k[8], k[9], k[10], r.requests, r.input, r.cache_read,
-                    r.cache_write, r.output, r.reasoning, r.cost, r.savings, r.estimated, r.unpriced, r.errors, r.attempts
+                    r.cache_write, r.output, r.reasoning, r.cost, r.savings, r.estimated, r.unpriced, r.errors, r.attempts,
+                    r.response_savings
                 ])?;
             }
         }

@@ -1,0 +1,222 @@
+//! The exact response cache: never pay twice for the same answer.
+//!
+//! The key is a SHA-256 over the tenant (key or team, so answers never cross
+//! tenants), the endpoint, and the request body in canonical form (sorted
+//! keys, with fields that do not change the answer removed: `user`,
+//! `metadata`, tags live in headers anyway). Only deterministic requests
+//! (`temperature` 0, one choice) are cached unless configured otherwise.
+//! Streamed answers are kept as their client-format events and replayed as a
+//! stream. In-process storage is an LRU bounded in bytes, with a TTL.
+
+use std::sync::{Arc, Mutex};
+
+use bytes::Bytes;
+use sha2::{Digest, Sha256};
+use tollgate_providers::ApiFormat;
+use tollgate_units::{Money, Usage};
+
+/// What a request asks of the cache (`x-tollgate-cache`, else the configured default).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    Off,
+    /// Read and write.
+    On,
+    Read,
+    Write,
+}
+
+impl Mode {
+    pub fn parse(s: &str) -> Option<Mode> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "off" => Some(Mode::Off),
+            "on" => Some(Mode::On),
+            "read" => Some(Mode::Read),
+            "write" => Some(Mode::Write),
+            _ => None,
+        }
+    }
+    pub fn reads(self) -> bool {
+        matches!(self, Mode::On | Mode::Read)
+    }
+    pub fn writes(self) -> bool {
+        matches!(self, Mode::On | Mode::Write)
+    }
+}
+
+/// A cached answer.
+#[derive(Debug, Clone)]
+pub struct Entry {
+    /// Non-streaming: the whole client-format body.
+    pub body: Option<Bytes>,
+    /// Streaming: the client-format events, then the terminator.
+    pub events: Vec<Bytes>,
+    pub terminator: Bytes,
+    pub usage: Usage,
+    pub model: String,
+    pub provider: String,
+    /// What the original request cost (what each hit avoids).
+    pub cost: Option<Money>,
+    pub created_ms: i64,
+}
+
+impl Entry {
+    fn size(&self) -> usize {
+        self.body.as_ref().map_or(0, Bytes::len) + self.events.iter().map(Bytes::len).sum::<usize>() + self.terminator.len() + 256
+    }
+}
+
+/// Fields that never change an answer.
+const IGNORED: &[&str] = &["user", "metadata", "store", "service_tier", "safety_identifier", "prompt_cache_key"];
+
+fn deterministic(v: &serde_json::Map<String, serde_json::Value>) -> bool {
+    let t0 = v.get("temperature").and_then(serde_json::Value::as_f64) == Some(0.0);
+    let one = v.get("n").and_then(serde_json::Value::as_u64).is_none_or(|n| n == 1);
+    t0 && one
+}
+
+/// The cache key, or `None` when the request must not be cached.
+pub fn key(tenant: &str, format: ApiFormat, body: &[u8], cache_non_deterministic: bool) -> Option<[u8; 32]> {
+    let mut v: serde_json::Map<String, serde_json::Value> = serde_json::from_slice(body).ok()?;
+    if !cache_non_deterministic && format != ApiFormat::OpenAiEmbeddings && !deterministic(&v) {
+        return None;
+    }
+    for f in IGNORED {
+        v.remove(*f);
+    }
+    // serde_json's map is ordered by key: this serialisation is canonical.
+    let canonical = serde_json::to_vec(&v).ok()?;
+    let mut h = Sha256::new();
+    h.update(tenant.as_bytes());
+    h.update([0]);
+    h.update(format!("{format:?}").as_bytes());
+    h.update([0]);
+    h.update(&canonical);
+    Some(h.finalize().into())
+}
+
+/// In-process store: LRU by entry, bounded in bytes, with a TTL.
+pub struct MemoryCache {
+    inner: Mutex<Inner>,
+    max_bytes: usize,
+    max_entry_bytes: usize,
+    ttl_ms: i64,
+}
+
+struct Inner {
+    lru: lru::LruCache<[u8; 32], Arc<Entry>>,
+    bytes: usize,
+}
+
+impl MemoryCache {
+    pub fn new(max_bytes: usize, ttl_ms: i64) -> MemoryCache {
+        MemoryCache {
+            inner: Mutex::new(Inner { lru: lru::LruCache::unbounded(), bytes: 0 }),
+            max_bytes,
+            max_entry_bytes: (max_bytes / 8).max(1),
+            ttl_ms,
+        }
+    }
+
+    /// Largest answer worth keeping (bigger ones are not cached).
+    pub fn max_entry_bytes(&self) -> usize {
+        self.max_entry_bytes
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub fn get(&self, key: &[u8; 32], now_ms: i64) -> Option<Arc<Entry>> {
+        let mut g = self.lock();
+        let e = g.lru.get(key)?.clone();
+        if now_ms - e.created_ms > self.ttl_ms {
+            if let Some(old) = g.lru.pop(key) {
+                g.bytes -= old.size();
+            }
+            return None;
+        }
+        Some(e)
+    }
+
+    pub fn put(&self, key: [u8; 32], entry: Entry) {
+        let size = entry.size();
+        if size > self.max_entry_bytes {
+            return;
+        }
+        let mut g = self.lock();
+        if let Some(old) = g.lru.put(key, Arc::new(entry)) {
+            g.bytes -= old.size();
+        }
+        g.bytes += size;
+        while g.bytes > self.max_bytes {
+            match g.lru.pop_lru() {
+                Some((_, old)) => g.bytes -= old.size(),
+                None => break,
+            }
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.lock().lru.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    pub fn _bytes(&self) -> usize {
+        self.lock().bytes
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(n: usize, at: i64) -> Entry {
+        Entry {
+            body: Some(Bytes::from(vec![b'x'; n])),
+            events: vec![],
+            terminator: Bytes::new(),
+            usage: Usage::default(),
+            model: "m".into(),
+            provider: "p".into(),
+            cost: None,
+            created_ms: at,
+        }
+    }
+
+    #[test]
+    fn keys_ignore_what_does_not_change_the_answer() {
+        let a = br#"{"model":"m","temperature":0,"messages":[{"role":"user","content":"hi"}],"user":"u1","metadata":{"x":"1"}}"#;
+        let b = br#"{"messages":[{"content":"hi","role":"user"}],"temperature":0,"model":"m","user":"u2"}"#;
+        let c = br#"{"model":"m","temperature":0,"messages":[{"role":"user","content":"hello"}]}"#;
+        let f = ApiFormat::OpenAiChat;
+        assert_eq!(key("k1", f, a, false), key("k1", f, b, false), "field order, user and metadata do not matter");
+        assert_ne!(key("k1", f, a, false), key("k1", f, c, false));
+        assert_ne!(key("k1", f, a, false), key("k2", f, a, false), "tenants never share");
+        let stream = br#"{"model":"m","temperature":0,"stream":true,"messages":[{"role":"user","content":"hi"}]}"#;
+        assert_ne!(key("k1", f, a, false), key("k1", f, stream, false), "streams are kept apart");
+        let hot = br#"{"model":"m","messages":[{"role":"user","content":"hi"}]}"#;
+        assert_eq!(key("k1", f, hot, false), None, "non-deterministic requests are not cached");
+        assert!(key("k1", f, hot, true).is_some(), "unless configured");
+        let n2 = br#"{"model":"m","temperature":0,"n":2,"messages":[]}"#;
+        assert_eq!(key("k1", f, n2, false), None);
+        let emb = br#"{"model":"e","input":"x"}"#;
+        assert!(key("k1", ApiFormat::OpenAiEmbeddings, emb, false).is_some(), "embeddings are deterministic");
+    }
+
+    #[test]
+    fn lru_is_bounded_in_bytes_and_expires() {
+        let c = MemoryCache::new(8_000, 1_000);
+        for i in 0u8..20 {
+            c.put([i; 32], entry(700, 0));
+        }
+        assert!(c._bytes() <= 8_000);
+        assert!(c.get(&[0; 32], 10).is_none(), "oldest evicted");
+        assert!(c.get(&[19; 32], 10).is_some());
+        assert!(c.get(&[19; 32], 2_000).is_none(), "expired after the TTL");
+        c.put([1; 32], entry(5_000, 0));
+        assert!(c.get(&[1; 32], 0).is_none(), "entries over the per-entry bound are not kept");
+    }
+}

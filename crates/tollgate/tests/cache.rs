@@ -1,0 +1,133 @@
+//! The exact response cache: hits for repeated requests (streaming and not),
+//! never across tenants, per-request modes, and savings equal to avoided cost.
+
+mod common;
+
+use common::{chat, Harness};
+use serde_json::{json, Value};
+use tollgate_units::Money;
+
+fn det(model: &str, text: &str, stream: bool) -> Value {
+    let mut b = chat(model, text, stream);
+    b["temperature"] = json!(0);
+    b
+}
+
+fn h<'a>(r: &'a reqwest::Response, name: &str) -> &'a str {
+    r.headers().get(name).and_then(|v| v.to_str().ok()).unwrap_or("")
+}
+
+#[tokio::test]
+async fn repeated_requests_hit_the_cache_and_save_their_cost() {
+    let g = Harness::start().await;
+    let before = g.mock_total().await;
+
+    // Non-streaming: miss, then hit with the same body at $0.
+    let r1 = g.post("/v1/chat/completions").json(&det("gpt-4o-mini", "cache me", false)).send().await.unwrap();
+    assert_eq!(h(&r1, "x-tollgate-cache"), "miss");
+    let id1 = h(&r1, "x-tollgate-request-id").to_string();
+    let body1 = r1.text().await.unwrap();
+    let r2 = g
+        .post("/v1/chat/completions")
+        .header("x-tollgate-tags", "feature=other")
+        .json(&det("gpt-4o-mini", "cache me", false))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(h(&r2, "x-tollgate-cache"), "hit", "tags do not change the key");
+    assert_eq!(h(&r2, "x-tollgate-cost-usd"), "0.000000000");
+    let id2 = h(&r2, "x-tollgate-request-id").to_string();
+    assert_eq!(r2.text().await.unwrap(), body1);
+    assert_eq!(g.mock_total().await, before + 1, "the hit reached no provider");
+    let (row1, row2) = (g.row(&id1), g.row(&id2));
+    assert_eq!(row1.cache, "miss");
+    assert_eq!((row2.cache, row2.cost), ("hit", Some(Money::ZERO)));
+    assert_eq!(Some(row2.response_cache_savings), row1.cost);
+
+    // Streaming: miss, then the same events replayed.
+    let s1 = g.post("/v1/chat/completions").json(&det("gpt-4o-mini", "stream me", true)).send().await.unwrap();
+    assert_eq!(h(&s1, "x-tollgate-cache"), "miss");
+    let sid1 = h(&s1, "x-tollgate-request-id").to_string();
+    let t1 = s1.text().await.unwrap();
+    let s2 = g.post("/v1/chat/completions").json(&det("gpt-4o-mini", "stream me", true)).send().await.unwrap();
+    assert_eq!(h(&s2, "x-tollgate-cache"), "hit");
+    let sid2 = h(&s2, "x-tollgate-request-id").to_string();
+    let t2 = s2.text().await.unwrap();
+    let strip = |t: &str| t.lines().filter(|l| !l.starts_with(':')).collect::<Vec<_>>().join("\n");
+    assert_eq!(strip(&t1), strip(&t2));
+    assert!(t2.contains(": x-tollgate-cost-usd=0.000000000") && t2.ends_with("data: [DONE]\n\n"));
+    assert!(g.row(&sid2).streamed);
+    assert_eq!(Some(g.row(&sid2).response_cache_savings), g.row(&sid1).cost);
+
+    // Anthropic Messages are cached in their own format too.
+    let m = json!({"model": "claude-haiku-4-5", "max_tokens": 30, "temperature": 0, "messages": [{"role": "user", "content": "hi"}]});
+    let a1 = g.post("/v1/messages").json(&m).send().await.unwrap();
+    let a1_body = a1.text().await.unwrap();
+    let a2 = g.post("/v1/messages").json(&m).send().await.unwrap();
+    assert_eq!(h(&a2, "x-tollgate-cache"), "hit");
+    assert_eq!(a2.text().await.unwrap(), a1_body);
+
+    // The report's savings equal the sum of the avoided costs.
+    let rows = g.rows();
+    let avoided: i64 = rows.iter().filter(|r| r.cache == "hit").map(|r| r.response_cache_savings.nanos()).sum();
+    let originals: i64 = [&id1, &sid1].iter().map(|id| g.row(id).cost.unwrap().nanos()).sum::<i64>()
+        + rows.iter().filter(|r| r.endpoint == "messages" && r.cache == "miss").map(|r| r.cost.unwrap().nanos()).sum::<i64>();
+    assert_eq!(avoided, originals);
+    let v: Value = g.http.get(format!("{}/api/v1/spend", g.base)).send().await.unwrap().json().await.unwrap();
+    assert_eq!(v["response_cache_savings_usd"], Money::from_nanos(avoided).to_string());
+    g.stop().await;
+}
+
+#[tokio::test]
+async fn no_hit_across_tenants_and_per_request_modes() {
+    let g = Harness::start().await;
+    let hasher = tollgate::server::key_hasher(
+        &tollgate::config::Config::zero_config(&std::collections::HashMap::<String, String>::new()).unwrap(),
+        g.store.as_ref(),
+    )
+    .unwrap();
+    let other = tollgate::keys::create(
+        g.store.as_ref(),
+        &hasher,
+        tollgate::keys::KeySpec { name: "other".into(), team: Some("growth".into()), ..Default::default() },
+        tollgate::pipeline::now_ms(),
+    )
+    .unwrap()
+    .secret;
+    let body = det("gpt-4o-mini", "tenant secret answer", false);
+    let r = g.post("/v1/chat/completions").json(&body).send().await.unwrap();
+    assert_eq!(h(&r, "x-tollgate-cache"), "miss");
+    let _ = r.bytes().await.unwrap();
+    let r = g.http.post(format!("{}/v1/chat/completions", g.base)).bearer_auth(&other).json(&body).send().await.unwrap();
+    assert_eq!(h(&r, "x-tollgate-cache"), "miss", "another key never sees this key's answers");
+    let _ = r.bytes().await.unwrap();
+
+    let before = g.mock_total().await;
+    let r = g.post("/v1/chat/completions").header("x-tollgate-cache", "off").json(&body).send().await.unwrap();
+    assert_eq!(h(&r, "x-tollgate-cache"), "");
+    let _ = r.bytes().await.unwrap();
+    assert_eq!(g.mock_total().await, before + 1, "off: no lookup");
+
+    let fresh = det("gpt-4o-mini", "read only", false);
+    for _ in 0..2 {
+        let r = g.post("/v1/chat/completions").header("x-tollgate-cache", "read").json(&fresh).send().await.unwrap();
+        assert_eq!(h(&r, "x-tollgate-cache"), "miss", "read never writes");
+        let _ = r.bytes().await.unwrap();
+    }
+    let r = g.post("/v1/chat/completions").header("x-tollgate-cache", "write").json(&fresh).send().await.unwrap();
+    assert_eq!(h(&r, "x-tollgate-cache"), "miss", "write never reads");
+    let _ = r.bytes().await.unwrap();
+    let r = g.post("/v1/chat/completions").json(&fresh).send().await.unwrap();
+    assert_eq!(h(&r, "x-tollgate-cache"), "hit");
+    let _ = r.bytes().await.unwrap();
+
+    // Not deterministic (default temperature): never cached.
+    for _ in 0..2 {
+        let r = g.post("/v1/chat/completions").json(&chat("gpt-4o-mini", "creative", false)).send().await.unwrap();
+        assert_eq!(h(&r, "x-tollgate-cache"), "");
+        let _ = r.bytes().await.unwrap();
+    }
+    let r = g.post("/v1/chat/completions").header("x-tollgate-cache", "sometimes").json(&body).send().await.unwrap();
+    assert_eq!(r.status(), 400);
+    g.stop().await;
+}

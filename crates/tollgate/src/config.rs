@@ -70,6 +70,8 @@ struct RawConfig {
     #[serde(default)]
     cache: RawCache,
     #[serde(default)]
+    routing_rules: Vec<RawRoutingRule>,
+    #[serde(default)]
     access: Vec<RawAccess>,
     #[serde(default)]
     admin_tokens: Vec<RawAdminToken>,
@@ -133,6 +135,28 @@ struct RawRouting {
     circuit_failures: Option<u32>,
     /// How long an ejected target rests before one probe (default 30000).
     circuit_cooldown_ms: Option<u64>,
+    /// Prompt text patterns that make a request `high` complexity.
+    #[serde(default)]
+    complex_patterns: Vec<String>,
+    /// Prompts longer than this many bytes are `high` complexity (default 8000).
+    complex_prompt_bytes: Option<u64>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRoutingRule {
+    name: String,
+    /// Requested model names (globs) the rule applies to; empty = any.
+    #[serde(default)]
+    models: Vec<String>,
+    /// Tags (and `key`) the request must carry.
+    #[serde(default)]
+    scope: std::collections::BTreeMap<String, String>,
+    max_prompt_bytes: Option<u64>,
+    has_tools: Option<bool>,
+    /// `low` or `high`, by the complexity classifier.
+    complexity: Option<String>,
+    route_to: String,
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -264,6 +288,26 @@ pub struct GovernanceConfig {
     pub webhooks: Vec<Webhook>,
 }
 
+/// A cost-aware routing rule: requests that match go to `route_to`.
+#[derive(Debug, Clone)]
+pub struct RoutingRule {
+    pub name: String,
+    pub models: Vec<String>,
+    pub scope: Option<crate::budget::Scope>,
+    pub max_prompt_bytes: Option<u64>,
+    pub has_tools: Option<bool>,
+    /// `Some(true)`: only complex requests; `Some(false)`: only simple ones.
+    pub complex: Option<bool>,
+    pub route_to: String,
+}
+
+/// The request-complexity classifier used by routing rules.
+#[derive(Debug, Clone, Default)]
+pub struct Complexity {
+    pub patterns: Vec<regex::Regex>,
+    pub long_prompt_bytes: u64,
+}
+
 /// The response cache.
 #[derive(Debug, Clone)]
 pub struct CacheConfig {
@@ -393,6 +437,8 @@ pub struct Config {
     pub governance: GovernanceConfig,
     pub guardrails: Guardrails,
     pub cache: CacheConfig,
+    pub routing_rules: Vec<RoutingRule>,
+    pub complexity: Complexity,
     /// Circuit breaker: failures that eject a target, and its rest time.
     pub circuit_failures: u32,
     pub circuit_cooldown: Duration,
@@ -784,7 +830,40 @@ fn resolve(raw: RawConfig, path: &str, text: &str, env: &dyn Env) -> Result<Conf
         non_deterministic: raw.cache.non_deterministic.unwrap_or(false),
     };
 
+    let mut complexity = Complexity { patterns: Vec::new(), long_prompt_bytes: raw.routing.complex_prompt_bytes.unwrap_or(8000) };
+    for p in &raw.routing.complex_patterns {
+        complexity.patterns.push(regex::Regex::new(p).map_err(|e| invalid(format!("routing.complex_patterns {p:?}: {e}")))?);
+    }
+    let mut routing_rules = Vec::new();
+    for r in raw.routing_rules {
+        let scope = if r.scope.is_empty() {
+            None
+        } else {
+            Some(scope_of(r.scope).map_err(|e| invalid(format!("[[routing_rules]] {:?} scope: {e}", r.name)))?)
+        };
+        let complex = match r.complexity.as_deref() {
+            None => None,
+            Some("high") => Some(true),
+            Some("low") => Some(false),
+            Some(o) => return Err(invalid(format!("[[routing_rules]] {:?}: complexity {o:?} is not low or high", r.name))),
+        };
+        if r.route_to.is_empty() {
+            return Err(invalid(format!("[[routing_rules]] {:?} needs route_to", r.name)));
+        }
+        routing_rules.push(RoutingRule {
+            name: r.name,
+            models: r.models,
+            scope,
+            max_prompt_bytes: r.max_prompt_bytes,
+            has_tools: r.has_tools,
+            complex,
+            route_to: r.route_to,
+        });
+    }
+
     Ok(Config {
+        routing_rules,
+        complexity,
         cache,
         circuit_failures: raw.routing.circuit_failures.unwrap_or(5).max(1),
         circuit_cooldown: Duration::from_millis(raw.routing.circuit_cooldown_ms.unwrap_or(30_000)),

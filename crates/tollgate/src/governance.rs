@@ -24,6 +24,11 @@ const TOKENS_PER_IMAGE: u64 = 2_000;
 /// Below this many output tokens a clamped answer is not worth serving.
 pub const MIN_CLAMPED_OUTPUT: u64 = 16;
 
+/// Whether the body mentions `needle` at all (cheap pre-checks).
+pub fn mentions(body: &[u8], needle: &[u8]) -> bool {
+    body.windows(needle.len()).any(|w| w == needle)
+}
+
 fn count(body: &[u8], needle: &[u8]) -> u64 {
     body.windows(needle.len()).filter(|w| *w == needle).count() as u64
 }

@@ -42,6 +42,8 @@ pub const HEADER_COST: &str = "x-tollgate-cost-usd";
 pub const HEADER_PRICED: &str = "x-tollgate-priced";
 pub const HEADER_USAGE: &str = "x-tollgate-usage";
 pub const HEADER_CACHE: &str = "x-tollgate-cache";
+pub const HEADER_ROUTED_BY: &str = "x-tollgate-routed-by";
+pub const HEADER_MODEL: &str = "x-tollgate-model";
 pub const HEADER_BUDGET_REMAINING: &str = "x-tollgate-budget-remaining-usd";
 pub const HEADER_DOWNGRADED: &str = "x-tollgate-downgraded-to";
 pub const HEADER_CLAMPED: &str = "x-tollgate-clamped-max-tokens";
@@ -209,6 +211,24 @@ async fn until_upstream(
             .map_err(|message| ApiError::GuardrailViolation { message })?;
     }
 
+    // Cost-aware routing: a matching rule sends the request to a cheaper model.
+    let mut model = model;
+    if !state.config.routing_rules.is_empty() {
+        let has_tools = crate::governance::mentions(&body, b"\"tools\"");
+        let shape = routing::RequestShape {
+            model: &model,
+            prompt_bytes: p.info.prompt_text.len() as u64,
+            has_tools,
+            complex: routing::is_complex(&state.config.complexity, &p.info.prompt_text, has_tools),
+        };
+        let a = p.row().attribution.clone();
+        let facts = Facts { key_id: principal.id(), model: &model, provider: None, attribution: &a };
+        if let Some(rule) = routing::rule_for(&state.config.routing_rules, &shape, &facts) {
+            p.extra_headers.push((HEADER_ROUTED_BY, rule.name.clone()));
+            model = rule.route_to.clone();
+        }
+    }
+
     // Cache: an identical earlier answer for this tenant costs nothing.
     let mode = match headers.get("x-tollgate-cache") {
         None => state.config.cache.mode,
@@ -221,6 +241,8 @@ async fn until_upstream(
             (true, Some(team)) => format!("team:{team}"),
             _ => format!("key:{}", principal.id()),
         };
+        // The model actually routed to is part of the answer's identity.
+        let tenant = format!("{tenant}\0{model}");
         if let Some(key) = crate::cache::key(&tenant, p.format, &body, state.config.cache.non_deterministic) {
             if mode.reads() {
                 if let Some(hit) = state.cache.get(&key, now_ms()) {
@@ -304,6 +326,7 @@ async fn serve_hit(mut p: Pending, e: Arc<crate::cache::Entry>, hung_up: &Atomic
     h.insert(HEADER_REQUEST_ID, header(&request_id));
     h.insert(HEADER_CACHE, HeaderValue::from_static("hit"));
     h.insert(HEADER_PRICED, HeaderValue::from_static("true"));
+    h.insert(HEADER_MODEL, header(&e.model));
     resp
 }
 
@@ -480,6 +503,7 @@ async fn whole_body(state: &AppState, mut p: Pending, answer: Answer, hung_up: &
     h.insert(http::header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
     h.insert(HEADER_REQUEST_ID, header(&request_id));
     cost_headers(h, cost, source);
+    h.insert(HEADER_MODEL, header(&served));
     if cache_state == "miss" {
         h.insert(HEADER_CACHE, HeaderValue::from_static("miss"));
     }

@@ -57,6 +57,36 @@ fn push_route(config: &Config, name: &str, out: &mut Vec<Attempt>) {
     }
 }
 
+/// What a routing rule looks at.
+#[derive(Debug, Clone, Copy)]
+pub struct RequestShape<'a> {
+    pub model: &'a str,
+    pub prompt_bytes: u64,
+    pub has_tools: bool,
+    pub complex: bool,
+}
+
+/// `high` when the prompt is long, uses tools, or matches a configured pattern.
+pub fn is_complex(c: &crate::config::Complexity, prompt_text: &str, has_tools: bool) -> bool {
+    has_tools || prompt_text.len() as u64 > c.long_prompt_bytes || c.patterns.iter().any(|p| p.is_match(prompt_text))
+}
+
+/// The first cost-aware rule that matches, if any: (rule name, model to serve).
+pub fn rule_for<'c>(
+    rules: &'c [crate::config::RoutingRule],
+    shape: &RequestShape<'_>,
+    facts: &crate::budget::Facts<'_>,
+) -> Option<&'c crate::config::RoutingRule> {
+    rules.iter().find(|r| {
+        (r.models.is_empty() || r.models.iter().any(|m| crate::policy::glob_match(m, shape.model)))
+            && r.scope.as_ref().is_none_or(|s| s.matches(facts))
+            && r.max_prompt_bytes.is_none_or(|m| shape.prompt_bytes <= m)
+            && r.has_tools.is_none_or(|t| t == shape.has_tools)
+            && r.complex.is_none_or(|c| c == shape.complex)
+            && r.route_to != shape.model
+    })
+}
+
 /// What the router knows about a target at request time (from `upstream::Health`
 /// and the price catalog), so ordering stays a pure function.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]

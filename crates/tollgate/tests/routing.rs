@@ -121,3 +121,47 @@ targets = [{{ provider = "backup-anthropic", model = "claude-haiku-4-5" }}]
     let _ = b;
     h.stop().await;
 }
+
+#[tokio::test]
+async fn cost_aware_rules_send_simple_requests_to_a_cheaper_model() {
+    let extra = r#"
+[routing]
+complex_patterns = ["(?i)\\bprove\\b", "(?i)step by step"]
+
+[[routing_rules]]
+name = "simple-summaries-to-mini"
+models = ["gpt-4o"]
+scope = { feature = "summarize" }
+max_prompt_bytes = 200
+complexity = "low"
+route_to = "gpt-4o-mini"
+"#;
+    let h = Harness::start_with(extra, |c| c).await;
+    let send = |text: &str, feature: &str, tools: bool| {
+        let mut body = chat("gpt-4o", text, false);
+        if tools {
+            body["tools"] = json!([{"type": "function", "function": {"name": "f", "parameters": {"type": "object"}}}]);
+        }
+        h.post("/v1/chat/completions").header("x-tollgate-tags", format!("feature={feature}")).json(&body).send()
+    };
+    let cases = [
+        ("summarise this short note", "summarize", false, "gpt-4o-mini"),
+        ("summarise this short note", "chat", false, "gpt-4o"),
+        (&*"a long document to summarise ".repeat(20), "summarize", false, "gpt-4o"),
+        ("prove that the sum is exact", "summarize", false, "gpt-4o"),
+        ("summarise with a tool", "summarize", true, "gpt-4o"),
+    ];
+    for (text, feature, tools, want) in cases {
+        let r = send(text, feature, tools).await.unwrap();
+        assert_eq!(r.status(), 200);
+        let served = r.headers()["x-tollgate-model"].to_str().unwrap().to_string();
+        let routed = r.headers().get("x-tollgate-routed-by").map(|v| v.to_str().unwrap().to_string());
+        let id = r.headers()["x-tollgate-request-id"].to_str().unwrap().to_string();
+        let _ = r.bytes().await.unwrap();
+        assert!(served.starts_with(want) && !(want == "gpt-4o" && served.starts_with("gpt-4o-mini")), "{text}: served {served}");
+        assert_eq!(routed.is_some(), want == "gpt-4o-mini", "{text}");
+        let row = h.row(&id);
+        assert_eq!(row.requested_model.as_deref(), Some("gpt-4o"), "the ledger keeps what was asked");
+    }
+    h.stop().await;
+}

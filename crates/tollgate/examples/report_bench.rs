@@ -56,6 +56,7 @@ fn main() {
                 latency_ms: 300,
                 ttft_ms: Some(80),
                 attempts: 1,
+                prefix_hash: None,
                 attempt_log: Vec::new(),
                 attribution: a,
             });

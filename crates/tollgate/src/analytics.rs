@@ -469,6 +469,7 @@ mod tests {
             latency_ms: 1,
             ttft_ms: None,
             attempts: 1,
+            prefix_hash: None,
             attempt_log: Vec::new(),
             attribution: a,
         }
@@ -515,4 +516,116 @@ mod tests {
         assert_eq!(all.total_cost.nanos(), want);
         assert_eq!(all.unpriced_requests, rows.iter().filter(|r| r.cost.is_none()).count() as u64);
     }
+}
+
+/// Provider-side prompt caching, per model / key / prompt version: how much
+/// of the cacheable input was read from cache, what that saved, cache writes
+/// that were never read back, and prefixes that keep changing (which defeats
+/// the provider's cache).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PromptCacheRow {
+    pub value: Option<String>,
+    pub requests: u64,
+    pub input_tokens: u64,
+    pub cache_read_tokens: u64,
+    pub cache_write_tokens: u64,
+    pub saved: Money,
+    /// Cache-write tokens of prefixes that no request in the window read back.
+    pub writes_never_read: u64,
+    /// Requests that carried a stable prefix, and how many distinct prefixes they had.
+    pub prefixed_requests: u64,
+    pub distinct_prefixes: u64,
+}
+
+impl PromptCacheRow {
+    /// Cached reads ÷ all input, in basis points (exact integer arithmetic).
+    pub fn hit_ratio_bp(&self) -> u64 {
+        if self.input_tokens == 0 {
+            0
+        } else {
+            self.cache_read_tokens.saturating_mul(10_000) / self.input_tokens
+        }
+    }
+
+    /// The prefix changes so often that the provider's cache cannot help:
+    /// more than one distinct prefix per five requests, over at least five.
+    pub fn unstable_prefix(&self) -> bool {
+        self.prefixed_requests >= 5 && self.distinct_prefixes > 1 && self.distinct_prefixes * 5 > self.prefixed_requests
+    }
+}
+
+pub fn prompt_cache(store: &SqliteStore, by: &str, from_ms: i64) -> Result<Vec<PromptCacheRow>, StoreError> {
+    let mut args: Vec<SqlValue> = Vec::new();
+    let dim = dim_sql(by, Source::Raw, &mut args);
+    args.push(SqlValue::Integer(from_ms));
+    let sql = format!(
+        "SELECT {dim}, prefix_hash, COUNT(*), \
+         SUM(input_uncached + input_audio + cache_read + cache_write_5m + cache_write_1h), SUM(cache_read), \
+         SUM(cache_write_5m + cache_write_1h), SUM(cache_savings_nanos) \
+         FROM ledger WHERE ts_ms >= ?{} AND cache != 'hit' GROUP BY 1, 2",
+        args.len()
+    );
+    let mut groups: std::collections::BTreeMap<Option<String>, PromptCacheRow> = std::collections::BTreeMap::new();
+    store.with_reader(|conn| {
+        let mut stmt = conn.prepare(&sql)?;
+        let mut rows = stmt.query(rusqlite::params_from_iter(args.iter()))?;
+        let u = |r: &rusqlite::Row<'_>, i: usize| -> Result<u64, rusqlite::Error> {
+            Ok(r.get::<_, Option<i64>>(i)?.unwrap_or(0).max(0) as u64)
+        };
+        while let Some(r) = rows.next()? {
+            let value: Option<String> = r.get(0)?;
+            let prefix: Option<String> = r.get(1)?;
+            let (n, input, read, write) = (u(r, 2)?, u(r, 3)?, u(r, 4)?, u(r, 5)?);
+            let saved = Money::from_nanos(r.get::<_, Option<i64>>(6)?.unwrap_or(0));
+            let g = groups.entry(value.clone()).or_insert_with(|| PromptCacheRow {
+                value,
+                requests: 0,
+                input_tokens: 0,
+                cache_read_tokens: 0,
+                cache_write_tokens: 0,
+                saved: Money::ZERO,
+                writes_never_read: 0,
+                prefixed_requests: 0,
+                distinct_prefixes: 0,
+            });
+            g.requests += n;
+            g.input_tokens += input;
+            g.cache_read_tokens += read;
+            g.cache_write_tokens += write;
+            g.saved += saved;
+            if prefix.is_some() {
+                g.prefixed_requests += n;
+                g.distinct_prefixes += 1;
+                if read == 0 {
+                    g.writes_never_read += write;
+                }
+            }
+        }
+        Ok(())
+    })?;
+    let mut out: Vec<PromptCacheRow> = groups.into_values().collect();
+    out.sort_by(|a, b| b.input_tokens.cmp(&a.input_tokens));
+    Ok(out)
+}
+
+pub fn prompt_cache_json(by: &str, rows: &[PromptCacheRow]) -> serde_json::Value {
+    let rows: Vec<serde_json::Value> = rows
+        .iter()
+        .map(|r| {
+            let bp = r.hit_ratio_bp();
+            serde_json::json!({
+                by: r.value,
+                "requests": r.requests,
+                "input_tokens": r.input_tokens,
+                "cache_read_tokens": r.cache_read_tokens,
+                "cache_write_tokens": r.cache_write_tokens,
+                "hit_ratio": format!("{}.{:04}", bp / 10_000, bp % 10_000),
+                "saved_usd": r.saved.to_string(),
+                "writes_never_read_tokens": r.writes_never_read,
+                "distinct_prefixes": r.distinct_prefixes,
+                "unstable_prefix": r.unstable_prefix(),
+            })
+        })
+        .collect();
+    serde_json::json!({ "by": by, "rows": rows })
 }

@@ -28,6 +28,7 @@ pub fn routes() -> Router<Arc<AppState>> {
         .route("/api/v1/requests", get(requests))
         .route("/api/v1/spend", get(spend))
         .route("/api/v1/budgets", get(budgets))
+        .route("/api/v1/prompt-cache", get(prompt_cache))
         .route("/admin/v1/budgets", get(budgets).post(set_budget))
         .route("/admin/v1/budgets/{id}", axum::routing::delete(delete_budget))
         .route("/admin/v1/keys", get(list_keys).post(create_key))
@@ -510,5 +511,42 @@ async fn delete_budget(State(state): State<Arc<AppState>>, headers: HeaderMap, P
         }
         Ok(Err(e)) => ApiError::Internal { message: e.to_string() }.into_response(),
         Err(e) => ApiError::Internal { message: e.to_string() }.into_response(),
+    }
+}
+
+/// `GET /api/v1/prompt-cache?by=model|key|prompt&from=7d`: provider prompt-cache insight.
+async fn prompt_cache(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    Query(raw): Query<Vec<(String, String)>>,
+) -> Response {
+    let run = async {
+        let role = authorize(&state, &headers, Access::Read)?;
+        if team_of(&role).is_some() {
+            return Err(ApiError::Forbidden { message: "prompt-cache insight spans teams: admin or viewer only".into() });
+        }
+        let mut by = "model".to_string();
+        let mut from = now_ms() - 7 * 86_400_000;
+        for (k, v) in &raw {
+            match k.as_str() {
+                "by" => {
+                    crate::analytics::check_dimension(v)?;
+                    by = v.clone();
+                }
+                "from" => from = crate::analytics::parse_since(v, now_ms())?,
+                other => return Err(ApiError::invalid_param(format!("unknown query parameter {other:?}"), other)),
+            }
+        }
+        let store = state.store.clone();
+        let by2 = by.clone();
+        let rows = tokio::task::spawn_blocking(move || crate::analytics::prompt_cache(&store, &by2, from))
+            .await
+            .map_err(|e| ApiError::Internal { message: e.to_string() })?
+            .map_err(|e| ApiError::Internal { message: e.to_string() })?;
+        Ok::<_, ApiError>(Json(crate::analytics::prompt_cache_json(&by, &rows)))
+    };
+    match run.await {
+        Ok(j) => j.into_response(),
+        Err(e) => e.into_response(),
     }
 }

@@ -220,3 +220,81 @@ mod tests {
         assert!(c.get(&[1; 32], 0).is_none(), "entries over the per-entry bound are not kept");
     }
 }
+
+/// A short hash of the request's stable prefix (system prompt / instructions
+/// and tools): what a provider's prompt cache can reuse between calls. `None`
+/// when there is no such prefix.
+pub fn prefix_hash(format: ApiFormat, body: &[u8]) -> Option<String> {
+    #[derive(serde::Deserialize)]
+    struct Msg<'a> {
+        #[serde(borrow)]
+        role: Option<&'a serde_json::value::RawValue>,
+        #[serde(borrow)]
+        content: Option<&'a serde_json::value::RawValue>,
+    }
+    #[derive(serde::Deserialize)]
+    struct Prefix<'a> {
+        #[serde(borrow, default)]
+        messages: Option<Vec<Msg<'a>>>,
+        #[serde(borrow, default)]
+        system: Option<&'a serde_json::value::RawValue>,
+        #[serde(borrow, default)]
+        instructions: Option<&'a serde_json::value::RawValue>,
+        #[serde(borrow, default)]
+        tools: Option<&'a serde_json::value::RawValue>,
+    }
+    let p: Prefix<'_> = serde_json::from_slice(body).ok()?;
+    let mut h = Sha256::new();
+    let mut any = false;
+    let mut feed = |r: &serde_json::value::RawValue| {
+        h.update(r.get().as_bytes());
+        h.update([0]);
+        any = true;
+    };
+    match format {
+        ApiFormat::OpenAiChat => {
+            for m in p.messages.iter().flatten() {
+                let role = m.role.map(|r| r.get()).unwrap_or("");
+                if role != "\"system\"" && role != "\"developer\"" {
+                    break;
+                }
+                if let Some(c) = m.content {
+                    feed(c);
+                }
+            }
+        }
+        ApiFormat::AnthropicMessages => {
+            if let Some(s) = p.system {
+                feed(s);
+            }
+        }
+        ApiFormat::OpenAiResponses => {
+            if let Some(s) = p.instructions {
+                feed(s);
+            }
+        }
+        ApiFormat::OpenAiEmbeddings => return None,
+    }
+    if let Some(t) = p.tools {
+        feed(t);
+    }
+    any.then(|| hex::encode(&h.finalize()[..8]))
+}
+
+#[cfg(test)]
+mod prefix_tests {
+    use super::*;
+
+    #[test]
+    fn prefix_hash_sees_system_and_tools_only() {
+        let f = ApiFormat::OpenAiChat;
+        let a = br#"{"model":"m","messages":[{"role":"system","content":"You are X."},{"role":"user","content":"q1"}]}"#;
+        let b = br#"{"model":"m","messages":[{"role":"system","content":"You are X."},{"role":"user","content":"q2"}]}"#;
+        let c = br#"{"model":"m","messages":[{"role":"system","content":"You are X. Now: 12:01"},{"role":"user","content":"q1"}]}"#;
+        assert_eq!(prefix_hash(f, a), prefix_hash(f, b));
+        assert_ne!(prefix_hash(f, a), prefix_hash(f, c));
+        assert_eq!(prefix_hash(f, br#"{"messages":[{"role":"user","content":"q"}]}"#), None);
+        let m = br#"{"system":"S","messages":[],"tools":[{"name":"t"}]}"#;
+        assert!(prefix_hash(ApiFormat::AnthropicMessages, m).is_some());
+    }
+}

@@ -453,6 +453,7 @@ impl<'a> History<'a> {
             latency_ms: latency,
             ttft_ms: if c.stream && ok { Some(ttft) } else { None },
             attempts,
+            prefix_hash: None,
             attempt_log: Vec::new(),
             attribution: Attribution {
                 tags,

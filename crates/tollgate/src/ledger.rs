@@ -114,6 +114,9 @@ pub struct LedgerRow {
     pub ttft_ms: Option<u64>,
     /// Upstream attempts made (retries and fallbacks included).
     pub attempts: u32,
+    /// Hash of the stable prompt prefix (system prompt, tools), for prompt-cache insight.
+    #[serde(default)]
+    pub prefix_hash: Option<String>,
     /// Each attempt: provider, model, status, error code, latency.
     #[serde(default)]
     pub attempt_log: Vec<crate::upstream::AttemptRecord>,
@@ -491,6 +494,7 @@ mod tests {
             latency_ms: 12,
             ttft_ms: Some(3),
             attempts: 1,
+            prefix_hash: None,
             attempt_log: Vec::new(),
             attribution: Attribution::default(),
         }

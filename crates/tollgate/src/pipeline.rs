@@ -179,6 +179,7 @@ async fn until_upstream(
     };
     let body = body?;
     p.row_mut().requested_model = info.model.clone();
+    p.row_mut().prefix_hash = crate::cache::prefix_hash(p.format, &body);
     let attribution = attribute(headers, info.user.as_deref(), &info.metadata, key_tags);
     p.info = info;
     p.row_mut().attribution = attribution?;
@@ -782,6 +783,7 @@ impl Pending {
             latency_ms: 0,
             ttft_ms: None,
             attempts: 0,
+            prefix_hash: None,
             attempt_log: Vec::new(),
             attribution: Attribution::default(),
         };

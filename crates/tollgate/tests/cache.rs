@@ -131,3 +131,38 @@ async fn no_hit_across_tenants_and_per_request_modes() {
     assert_eq!(r.status(), 400);
     g.stop().await;
 }
+
+#[tokio::test]
+async fn prompt_cache_insight_flags_a_changing_prefix() {
+    let g = Harness::start().await;
+    for i in 0..6 {
+        // Stable system prompt for one prompt version…
+        let stable = json!({"model": "claude-haiku-4-5", "max_tokens": 20, "system": "You are the billing assistant.",
+            "messages": [{"role": "user", "content": format!("question {i}")}]});
+        let r = g.post("/v1/messages").header("x-tollgate-prompt", "billing@v1").json(&stable).send().await.unwrap();
+        let _ = r.bytes().await.unwrap();
+        // …and one that embeds the time in its system prompt, so no two calls share a prefix.
+        let moving = json!({"model": "claude-haiku-4-5", "max_tokens": 20, "system": format!("You are the billing assistant. Now: 12:0{i}"),
+            "messages": [{"role": "user", "content": format!("question {i}")}]});
+        let r = g.post("/v1/messages").header("x-tollgate-prompt", "billing@v2").json(&moving).send().await.unwrap();
+        let _ = r.bytes().await.unwrap();
+    }
+    assert_eq!(g.rows().len(), 12);
+    let v: Value = g.http.get(format!("{}/api/v1/prompt-cache?by=prompt", g.base)).send().await.unwrap().json().await.unwrap();
+    let rows = v["rows"].as_array().unwrap();
+    let find = |p: &str| rows.iter().find(|r| r["prompt"] == p).unwrap().clone();
+    let (v1, v2) = (find("billing@v1"), find("billing@v2"));
+    assert_eq!(v1["unstable_prefix"], false);
+    assert_eq!(v1["distinct_prefixes"], 1);
+    assert_eq!(v2["unstable_prefix"], true);
+    assert_eq!(v2["distinct_prefixes"], 6);
+    // The ratio is the ledger's cached reads over all input, to four decimals.
+    let ledger: Vec<_> = g.rows().into_iter().filter(|r| r.attribution.prompt.as_deref() == Some("billing@v1")).collect();
+    let read: u64 = ledger.iter().map(|r| r.usage.cache_read).sum();
+    let input: u64 = ledger.iter().map(|r| r.usage.input_tokens()).sum();
+    let bp = read * 10_000 / input;
+    assert_eq!(v1["hit_ratio"], format!("{}.{:04}", bp / 10_000, bp % 10_000));
+    let saved: i64 = ledger.iter().map(|r| r.cache_savings.nanos()).sum();
+    assert_eq!(v1["saved_usd"], Money::from_nanos(saved).to_string());
+    g.stop().await;
+}

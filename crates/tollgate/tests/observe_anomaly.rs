@@ -45,6 +45,7 @@ fn row(id: &str, t: i64, cost_nanos: i64) -> LedgerRow {
         latency_ms: 100,
         ttft_ms: None,
         attempts: 1,
+        prefix_hash: None,
         attempt_log: Vec::new(),
         attribution: a,
     }

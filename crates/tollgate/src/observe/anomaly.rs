@@ -564,6 +564,7 @@ mod tests {
             latency_ms: 10,
             ttft_ms: None,
             attempts: 1,
+            prefix_hash: None,
             attempt_log: Vec::new(),
             attribution: a,
         }

@@ -469,6 +469,7 @@ mod tests {
             latency_ms: 120,
             ttft_ms: None,
             attempts: 1,
+            prefix_hash: None,
             attempt_log: Vec::new(),
             attribution: Attribution::default(),
         }

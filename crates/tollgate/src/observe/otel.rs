@@ -323,6 +323,7 @@ mod tests {
             latency_ms: 250,
             ttft_ms: Some(40),
             attempts: 1,
+            prefix_hash: None,
             attempt_log: Vec::new(),
             attribution: Attribution {
                 trace_id: trace.map(String::from),

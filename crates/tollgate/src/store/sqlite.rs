@@ -59,6 +59,7 @@ CREATE TABLE IF NOT EXISTS ledger (
     ttft_ms             INTEGER,
     attempts            INTEGER NOT NULL,
     attempt_log         TEXT,
+    prefix_hash         TEXT,
     user                TEXT,
     team                TEXT,
     org                 TEXT,
@@ -180,7 +181,7 @@ const LEDGER_COLUMNS: &str = "request_id, ts_ms, key_id, endpoint, requested_mod
     error_code, input_uncached, input_audio, cache_read, cache_write_5m, cache_write_1h, output_text, \
     output_audio, output_image, reasoning, usage_source, cost_nanos, cache_savings_nanos, streamed, \
     client_disconnected, cache, latency_ms, ttft_ms, attempts, user, team, org, feature, env, tags, \
-    trace_id, parent_id, session, agent, prompt, attempt_log, response_cache_savings_nanos";
+    trace_id, parent_id, session, agent, prompt, attempt_log, response_cache_savings_nanos, prefix_hash";
 
 /// Dimensions that have a column of their own; other names are tags.
 pub fn dimension_column(dim: &str) -> Option<&'static str> {
@@ -257,7 +258,9 @@ impl SqliteStore {
         let writer = open(&path)?;
         writer.execute_batch(SCHEMA)?;
         // Columns added since the table was first created.
-        for (col, decl) in [("attempt_log", "TEXT"), ("response_cache_savings_nanos", "INTEGER NOT NULL DEFAULT 0")] {
+        for (col, decl) in
+            [("attempt_log", "TEXT"), ("response_cache_savings_nanos", "INTEGER NOT NULL DEFAULT 0"), ("prefix_hash", "TEXT")]
+        {
             let has: bool = writer
                 .prepare("SELECT 1 FROM pragma_table_info('ledger') WHERE name = ?1")?
                 .exists(params![col])?;
@@ -431,6 +434,7 @@ pub(crate) fn ledger_from_row(r: &rusqlite::Row<'_>) -> Result<LedgerRow, StoreE
         latency_ms: u(r, "latency_ms")?,
         ttft_ms: r.get::<_, Option<i64>>("ttft_ms")?.map(|v| v.max(0) as u64),
         attempts: r.get::<_, i64>("attempts")? as u32,
+        prefix_hash: r.get("prefix_hash")?,
         attempt_log: r
             .get::<_, Option<String>>("attempt_log")?
             .and_then(|j| serde_json::from_str(&j).ok())
@@ -458,7 +462,7 @@ impl LedgerStore for SqliteStore {
             let sql = format!(
                 "INSERT OR IGNORE INTO ledger ({LEDGER_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, \
                  ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22, ?23, ?24, ?25, ?26, ?27, ?28, ?29, ?30, \
-                 ?31, ?32, ?33, ?34, ?35, ?36, ?37, ?38, ?39, ?40)"
+                 ?31, ?32, ?33, ?34, ?35, ?36, ?37, ?38, ?39, ?40, ?41)"
             );
             let mut stmt = tx.prepare_cached(&sql)?;
             let mut rollup: std::collections::HashMap<(i64, [String; 11]), RollupSums> = std::collections::HashMap::new();
@@ -506,6 +510,7 @@ impl LedgerStore for SqliteStore {
                     a.prompt,
                     if row.attempt_log.is_empty() { None } else { serde_json::to_string(&row.attempt_log).ok() },
                     row.response_cache_savings.nanos(),
+                    row.prefix_hash,
                 ])?;
                 if inserted == 0 {
                     // Already stored (a replayed row): it is in the rollup too.

@@ -139,12 +139,13 @@ async fn applications_report_outcomes_with_their_key_and_reports_need_the_admin(
     assert_eq!(o["reported_by"], h.key_id.as_str());
     assert_eq!(outcome(&h, json!({"request_id": id, "name": "done", "success": true})).await.status(), 401);
 
+    // Wait for the row to leave the spool before reading reports that join on it.
+    let cost = h.row(&id).cost.unwrap();
     let url = format!("{}/api/v1/outcomes/cost?by=model", h.base);
     assert_eq!(h.http.get(&url).bearer_auth(&h.key).send().await.unwrap().status(), 401);
     let r = h.http.get(&url).bearer_auth("admin-secret").send().await.unwrap();
     assert_eq!(r.status(), 200);
     let v: Value = r.json().await.unwrap();
-    let cost = h.row(&id).cost.unwrap();
     assert_eq!(v["total"]["cost_per_success_usd"], cost.to_string());
 
     // A viewer reads but cannot report; another team's admin sees none of this team's spend.

@@ -1,4 +1,4 @@
-//! Criterion microbenchmarks of the gateway's per-request stages: auth (keyed hash + key cache), tag parsing, the reservation's input-token estimate, routing, pricing, reserve + settle, and the ledger (SQLite batch append and the writer's acknowledged round trip).
+//! Criterion microbenchmarks of the gateway's per-request stages: auth (keyed hash + key cache), tag parsing, response-cache key and prompt-prefix hash, the reservation's input-token estimate, routing, pricing, reserve + settle, and the ledger (SQLite batch append and the writer's acknowledged round trip).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -62,6 +62,21 @@ fn bench_attribution(c: &mut Criterion) {
     g.bench_function("tags_trace_session_body_metadata", |b| {
         b.iter(|| attribute(black_box(&rich), Some("u-42"), black_box(&meta), key).unwrap())
     });
+    g.finish();
+}
+
+fn bench_cache_key(c: &mut Criterion) {
+    let mut g = c.benchmark_group("cache");
+    let det_small = SMALL_CHAT.replace("\"max_tokens\":64", "\"max_tokens\":64,\"temperature\":0");
+    for (name, body) in [("small", det_small), ("16k", long_chat(40).replace("\"max_tokens\":256", "\"max_tokens\":256,\"temperature\":0"))] {
+        g.throughput(Throughput::Bytes(body.len() as u64));
+        g.bench_function(BenchmarkId::new("response_cache_key", &name), |b| {
+            b.iter(|| tollgate::cache::key(black_box("team:t"), ApiFormat::OpenAiChat, black_box(body.as_bytes()), false))
+        });
+        g.bench_function(BenchmarkId::new("prompt_prefix_hash", &name), |b| {
+            b.iter(|| tollgate::cache::prefix_hash(ApiFormat::OpenAiChat, black_box(body.as_bytes())))
+        });
+    }
     g.finish();
 }
 
@@ -285,5 +300,5 @@ fn bench_ledger(c: &mut Criterion) {
     drain.wait();
 }
 
-criterion_group!(benches, bench_attribution, bench_token_estimate, bench_gateway_pieces, bench_governor, bench_ledger);
+criterion_group!(benches, bench_attribution, bench_cache_key, bench_token_estimate, bench_gateway_pieces, bench_governor, bench_ledger);
 criterion_main!(benches);

@@ -71,6 +71,7 @@ struct RawConfig {
     cache: RawCache,
     #[serde(default)]
     routing_rules: Vec<RawRoutingRule>,
+    semantic_cache: Option<RawSemantic>,
     #[serde(default)]
     access: Vec<RawAccess>,
     #[serde(default)]
@@ -140,6 +141,21 @@ struct RawRouting {
     complex_patterns: Vec<String>,
     /// Prompts longer than this many bytes are `high` complexity (default 8000).
     complex_prompt_bytes: Option<u64>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSemantic {
+    #[serde(default)]
+    enabled: bool,
+    /// An embeddings model name the gateway routes (e.g. text-embedding-3-small).
+    embeddings_model: String,
+    /// Cosine similarity for a hit, as a decimal string (default "0.95").
+    threshold: Option<String>,
+    max_age_ms: Option<u64>,
+    max_entries_per_tenant: Option<usize>,
+    #[serde(default)]
+    exclude_models: Vec<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -438,6 +454,7 @@ pub struct Config {
     pub guardrails: Guardrails,
     pub cache: CacheConfig,
     pub routing_rules: Vec<RoutingRule>,
+    pub semantic: Option<crate::semantic::SemanticConfig>,
     pub complexity: Complexity,
     /// Circuit breaker: failures that eject a target, and its rest time.
     pub circuit_failures: u32,
@@ -861,7 +878,27 @@ fn resolve(raw: RawConfig, path: &str, text: &str, env: &dyn Env) -> Result<Conf
         });
     }
 
+    let semantic = match raw.semantic_cache {
+        Some(sc) if sc.enabled => {
+            let t = sc.threshold.unwrap_or_else(|| "0.95".into());
+            let threshold: f32 = t
+                .parse::<f32>()
+                .ok()
+                .filter(|x| (0.0..=1.0).contains(x))
+                .ok_or_else(|| invalid(format!("semantic_cache.threshold {t:?} must be a number between 0 and 1")))?;
+            Some(crate::semantic::SemanticConfig {
+                embeddings_model: sc.embeddings_model,
+                threshold,
+                max_age_ms: i64::try_from(sc.max_age_ms.unwrap_or(86_400_000)).unwrap_or(i64::MAX),
+                max_entries_per_tenant: sc.max_entries_per_tenant.unwrap_or(10_000),
+                exclude_models: sc.exclude_models,
+            })
+        }
+        _ => None,
+    };
+
     Ok(Config {
+        semantic,
         routing_rules,
         complexity,
         cache,

@@ -9,7 +9,7 @@
 //! - [`attribution`]: tags, trace, session, agent, prompt from headers/body/key.
 //! - [`policy`]: model access decisions.
 //! - [`budget`], [`governor`]: budgets and rate limits, reserve → settle.
-//! - [`cache`]: the exact response cache.
+//! - [`cache`], [`semantic`]: the exact and the semantic response caches.
 //! - [`routing`]: which provider and model serve a requested name.
 //! - [`upstream`]: send with retries and fallbacks.
 //! - [`metering`]: local token counting when the provider reports none.
@@ -46,6 +46,7 @@ pub mod policy;
 pub mod prices_cli;
 pub mod pricing;
 pub mod routing;
+pub mod semantic;
 pub mod server;
 pub mod store;
 pub mod upstream;

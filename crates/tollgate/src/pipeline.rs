@@ -42,6 +42,7 @@ pub const HEADER_COST: &str = "x-tollgate-cost-usd";
 pub const HEADER_PRICED: &str = "x-tollgate-priced";
 pub const HEADER_USAGE: &str = "x-tollgate-usage";
 pub const HEADER_CACHE: &str = "x-tollgate-cache";
+pub const HEADER_SIMILARITY: &str = "x-tollgate-cache-similarity";
 pub const HEADER_ROUTED_BY: &str = "x-tollgate-routed-by";
 pub const HEADER_MODEL: &str = "x-tollgate-model";
 pub const HEADER_BUDGET_REMAINING: &str = "x-tollgate-budget-remaining-usd";
@@ -250,6 +251,25 @@ async fn until_upstream(
                     return Ok(Upstream::CacheHit(hit));
                 }
             }
+            // Semantic cache: a close-enough question already answered for this tenant.
+            if let (Some(sem), Some(addr)) = (&state.semantic, state.self_addr.get()) {
+                let tools = crate::governance::mentions(&body, b"\"tools\"");
+                if p.format != ApiFormat::OpenAiEmbeddings && !tools && !sem.excluded(&model) {
+                    if let Some(v) =
+                        crate::semantic::embed(&state.http, *addr, headers, &sem.config.embeddings_model, &p.info.prompt_text).await
+                    {
+                        if mode.reads() {
+                            if let Some((hit, similarity)) = sem.lookup(&tenant, p.format, p.info.stream, &model, &v, now_ms()) {
+                                p.extra_headers.push((HEADER_SIMILARITY, format!("{similarity:.4}")));
+                                return Ok(Upstream::CacheHit(hit));
+                            }
+                        }
+                        if mode.writes() {
+                            p.semantic = Some((tenant.clone(), model.clone(), v));
+                        }
+                    }
+                }
+            }
             p.row_mut().cache = "miss";
             if mode.writes() {
                 p.cache_key = Some(key);
@@ -288,6 +308,12 @@ async fn until_upstream(
     sent.result.map(Upstream::Answer)
 }
 
+fn remember_semantic(state: &AppState, p: &mut Pending, stream: bool, entry: &crate::cache::Entry) {
+    if let (Some(sem), Some((tenant, model, v))) = (&state.semantic, p.semantic.take()) {
+        sem.insert(&tenant, p.format, stream, &model, v, Arc::new(entry.clone()));
+    }
+}
+
 /// A cached answer: $0 now, the original cost recorded as avoided.
 async fn serve_hit(mut p: Pending, e: Arc<crate::cache::Entry>, hung_up: &AtomicBool) -> Response {
     let stream = p.info.stream;
@@ -305,6 +331,7 @@ async fn serve_hit(mut p: Pending, e: Arc<crate::cache::Entry>, hung_up: &Atomic
         row.ttft_ms = Some(elapsed_ms);
     }
     let request_id = p.request_id().to_string();
+    let extra = std::mem::take(&mut p.extra_headers);
     p.commit(hung_up).await;
     let zero = Money::ZERO.to_string();
     let mut resp = if stream {
@@ -328,6 +355,9 @@ async fn serve_hit(mut p: Pending, e: Arc<crate::cache::Entry>, hung_up: &Atomic
     h.insert(HEADER_CACHE, HeaderValue::from_static("hit"));
     h.insert(HEADER_PRICED, HeaderValue::from_static("true"));
     h.insert(HEADER_MODEL, header(&e.model));
+    for (k, v) in extra {
+        h.insert(k, header(&v));
+    }
     resp
 }
 
@@ -479,19 +509,18 @@ async fn whole_body(state: &AppState, mut p: Pending, answer: Answer, hung_up: &
     p.row_mut().status = 200;
     if let Some(key) = p.cache_key.take() {
         if p.row().usage_source == UsageSource::Provider {
-            state.cache.put(
-                key,
-                crate::cache::Entry {
-                    body: Some(translated.body.clone()),
-                    events: Vec::new(),
-                    terminator: Bytes::new(),
-                    usage: p.row().usage,
-                    model: served.clone(),
-                    provider: provider.name.clone(),
-                    cost: p.row().cost,
-                    created_ms: now_ms(),
-                },
-            );
+            let entry = crate::cache::Entry {
+                body: Some(translated.body.clone()),
+                events: Vec::new(),
+                terminator: Bytes::new(),
+                usage: p.row().usage,
+                model: served.clone(),
+                provider: provider.name.clone(),
+                cost: p.row().cost,
+                created_ms: now_ms(),
+            };
+            remember_semantic(state, &mut p, false, &entry);
+            state.cache.put(key, entry);
         }
     }
     let cache_state = p.row().cache;
@@ -674,19 +703,18 @@ async fn relay(state: Arc<AppState>, mut p: Pending, answer: Answer, tx: mpsc::S
     let cost = row.cost;
     if let (Some(key), Some((events, _)), true, true) = (p.cache_key.take(), kept, end.completed, error.is_none() && !client_gone) {
         if source == UsageSource::Provider {
-            state.cache.put(
-                key,
-                crate::cache::Entry {
-                    body: None,
-                    events,
-                    terminator: end.terminator.clone(),
-                    usage,
-                    model: served.clone(),
-                    provider: provider.name.clone(),
-                    cost,
-                    created_ms: now_ms(),
-                },
-            );
+            let entry = crate::cache::Entry {
+                body: None,
+                events,
+                terminator: end.terminator.clone(),
+                usage,
+                model: served.clone(),
+                provider: provider.name.clone(),
+                cost,
+                created_ms: now_ms(),
+            };
+            remember_semantic(&state, &mut p, true, &entry);
+            state.cache.put(key, entry);
         }
     }
     let shape = shape_of(p.format);
@@ -753,6 +781,8 @@ pub struct Pending {
     reservation: Option<Reservation>,
     /// Where to keep this request's answer in the response cache.
     cache_key: Option<[u8; 32]>,
+    /// (tenant, model, embedding) to file the answer under in the semantic cache.
+    semantic: Option<(String, String, Vec<f32>)>,
     /// Response headers decided along the way (budget remaining, downgrade, clamp).
     extra_headers: Vec<(&'static str, String)>,
 }
@@ -797,6 +827,7 @@ impl Pending {
             provider: None,
             reservation: None,
             cache_key: None,
+            semantic: None,
             extra_headers: Vec::new(),
         }
     }

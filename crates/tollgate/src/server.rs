@@ -42,6 +42,9 @@ pub struct AppState {
     pub governor: Arc<Governor>,
     pub health: crate::upstream::Health,
     pub cache: crate::cache::MemoryCache,
+    pub semantic: Option<crate::semantic::SemanticCache>,
+    /// Where this gateway listens (for calls it makes to itself).
+    pub self_addr: std::sync::OnceLock<SocketAddr>,
     pub alerts_fired: Arc<std::sync::atomic::AtomicU64>,
     pub empty_tags: BTreeMap<String, String>,
 }
@@ -129,6 +132,8 @@ impl Gateway {
         background.push(tokio::spawn(watch_governance(store.clone(), governor.clone(), config.governance.budgets.clone(), installed)));
         let state = AppState {
             cache: crate::cache::MemoryCache::new(config.cache.max_bytes, config.cache.ttl_ms),
+            semantic: config.semantic.clone().map(crate::semantic::SemanticCache::new),
+            self_addr: std::sync::OnceLock::new(),
             health: crate::upstream::Health::new(config.circuit_failures, config.circuit_cooldown),
             governor,
             alerts_fired,
@@ -157,6 +162,9 @@ impl Gateway {
         shutdown: impl std::future::Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
         use axum::serve::ListenerExt;
+        if let Ok(addr) = listener.local_addr() {
+            let _ = self.state.self_addr.set(addr);
+        }
         let listener = listener.tap_io(|tcp| {
             let _ = tcp.set_nodelay(true);
         });

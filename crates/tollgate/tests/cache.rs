@@ -166,3 +166,47 @@ async fn prompt_cache_insight_flags_a_changing_prefix() {
     assert_eq!(v1["saved_usd"], Money::from_nanos(saved).to_string());
     g.stop().await;
 }
+
+fn cosine(a: &str, b: &str) -> f32 {
+    let (x, y) = (tollgate_mock::embed(a, 64), tollgate_mock::embed(b, 64));
+    x.iter().zip(&y).map(|(p, q)| p * q).sum()
+}
+
+async fn semantic_harness(threshold: f32) -> Harness {
+    let extra = format!(
+        "[semantic_cache]\nenabled = true\nembeddings_model = \"text-embedding-3-small\"\nthreshold = \"{threshold:.4}\"\n"
+    );
+    Harness::start_with(&extra, |c| c).await
+}
+
+#[tokio::test]
+async fn semantic_cache_hits_a_paraphrase_above_the_threshold_only() {
+    let first = "please tell me the capital city of france";
+    let reordered = "tell me please, the capital city of France?";
+    let related = "please tell me the largest city of france";
+    let s = cosine(first, related);
+    assert!(s > 0.3 && s < 0.97, "the test needs a partial paraphrase: {s}");
+    assert!(cosine(first, reordered) > 0.999);
+
+    for (threshold, related_hits) in [(s + 0.01, false), (s - 0.01, true)] {
+        let g = semantic_harness(threshold).await;
+        let ask = |text: &str| g.post("/v1/chat/completions").json(&det("gpt-4o-mini", text, false)).send();
+        let r = ask(first).await.unwrap();
+        assert_eq!(h(&r, "x-tollgate-cache"), "miss");
+        let first_body = r.text().await.unwrap();
+        let r = ask(reordered).await.unwrap();
+        assert_eq!(h(&r, "x-tollgate-cache"), "hit", "same words, other order and punctuation");
+        assert!(h(&r, "x-tollgate-cache-similarity").starts_with("1.0") || h(&r, "x-tollgate-cache-similarity").starts_with("0.99"));
+        assert_eq!(r.text().await.unwrap(), first_body);
+        let r = ask(related).await.unwrap();
+        let got = h(&r, "x-tollgate-cache").to_string();
+        let _ = r.bytes().await.unwrap();
+        assert_eq!(got == "hit", related_hits, "threshold {threshold}, similarity {s}");
+        // Each lookup's embedding call went through the gateway and is in the ledger.
+        let rows = g.rows();
+        let embeds = rows.iter().filter(|r| r.endpoint == "embeddings" && r.attribution.tag("purpose") == Some("semantic_cache")).count();
+        assert_eq!(embeds, 3);
+        assert!(rows.iter().filter(|r| r.endpoint == "embeddings").all(|r| r.cost.is_some_and(|c| c.nanos() > 0)));
+        g.stop().await;
+    }
+}

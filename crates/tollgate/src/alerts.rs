@@ -93,3 +93,43 @@ pub async fn dispatch(
         }
     }
 }
+
+/// Anomalies (spend spikes, loops, retry spirals) go to the same webhooks as
+/// budget alerts, once each as the detector reports them.
+pub async fn forward_anomalies(
+    mut rx: tokio::sync::broadcast::Receiver<crate::observe::anomaly::Anomaly>,
+    webhooks: Vec<Webhook>,
+    http: reqwest::Client,
+) {
+    loop {
+        let a = match rx.recv().await {
+            Ok(a) => a,
+            Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
+                tracing::warn!(missed = n, "anomaly alerts fell behind; some were not sent");
+                continue;
+            }
+            Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
+        };
+        tracing::warn!(kind = ?a.kind, dimension = a.dimension, value = %a.value, "anomaly: {}", a.message);
+        for hook in &webhooks {
+            let payload = if hook.slack {
+                json!({ "text": format!("tollgate anomaly: {}", a.message) })
+            } else {
+                json!({
+                    "type": "anomaly",
+                    "id": a.id,
+                    "kind": format!("{:?}", a.kind),
+                    "dimension": a.dimension,
+                    "value": a.value,
+                    "observed": a.observed,
+                    "expected": a.expected,
+                    "unit": a.unit,
+                    "message": a.message,
+                    "filter": a.filter,
+                    "detected_at": rfc3339(a.detected_at_ms),
+                })
+            };
+            tokio::spawn(post_with_retries(http.clone(), hook.clone(), payload));
+        }
+    }
+}

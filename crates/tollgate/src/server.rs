@@ -129,6 +129,11 @@ impl Gateway {
             http.clone(),
             alerts_fired.clone(),
         )));
+        background.push(tokio::spawn(crate::alerts::forward_anomalies(
+            observer.subscribe_anomalies(),
+            config.governance.webhooks.clone(),
+            http.clone(),
+        )));
         background.push(tokio::spawn(watch_governance(store.clone(), governor.clone(), config.governance.budgets.clone(), installed)));
         let state = AppState {
             cache: crate::cache::MemoryCache::new(config.cache.max_bytes, config.cache.ttl_ms),
@@ -274,6 +279,10 @@ async fn messages(State(s): State<Arc<AppState>>, req: Request<Body>) -> Respons
 }
 
 async fn metrics(State(s): State<Arc<AppState>>) -> Response {
+    // Budget utilisation as of this scrape.
+    for b in s.governor.status(crate::pipeline::now_ms()) {
+        s.observer.metrics().set_budget(&b.spec.id, b.spent, b.spec.limit);
+    }
     let text = s.observer.render(s.ledger.backlog_bytes());
     ([(http::header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response()
 }

@@ -197,5 +197,9 @@ async fn budgets_set_through_the_admin_api_apply_at_once() {
     assert_eq!(v["error"]["code"], "budget_exceeded");
     let bad = h.http.post(format!("{}/admin/v1/budgets", h.base)).json(&json!({"scope": "team", "limit_usd": "1", "period": "day"})).send().await.unwrap();
     assert_eq!(bad.status(), 400);
+    // Budget utilisation is a Prometheus gauge.
+    let m = h.http.get(format!("{}/metrics", h.base)).send().await.unwrap().text().await.unwrap();
+    let id = format!("key={}/rolling:1h", h.key_id);
+    assert!(m.contains(&format!("tollgate_budget_limit_usd{{budget=\"{id}\"}}")), "{m}");
     h.stop().await;
 }

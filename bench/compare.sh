@@ -6,6 +6,7 @@
 #   bench/compare.sh              full run: 3 repetitions, 10 s per load point
 #   bench/compare.sh --quick      smoke run: 1 repetition, 2 s per point
 #   options: --reps N  --duration S  --no-litellm  --no-ablation  --out DIR
+#            --no-build (use the release binary already built; or TOLLGATE_BIN=path)
 #
 # Needs: Rust (cargo), python3 (venv + pip reach PyPI), taskset, curl.
 # Installs into $TOLLGATE_BENCH_WORK (default ~/.cache/tollgate-bench):
@@ -17,7 +18,7 @@ ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 WORK=${TOLLGATE_BENCH_WORK:-$HOME/.cache/tollgate-bench}
 TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
 OUT=$ROOT/bench
-QUICK=0 REPS="" DUR="" LITELLM=1 ABLATION=1
+QUICK=0 REPS="" DUR="" LITELLM=1 ABLATION=1 BUILD=1
 while [ $# -gt 0 ]; do
   case "$1" in
     --quick) QUICK=1 ;;
@@ -25,8 +26,9 @@ while [ $# -gt 0 ]; do
     --duration) DUR=$2; shift ;;
     --no-litellm) LITELLM=0 ;;
     --no-ablation) ABLATION=0 ;;
+    --no-build) BUILD=0 ;;
     --out) OUT=$2; shift ;;
-    -h|--help) sed -n '2,13p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,14p' "$0"; exit 0 ;;
     *) echo "unknown option $1" >&2; exit 2 ;;
   esac
   shift
@@ -49,9 +51,15 @@ else
 fi
 
 # ---------------------------------------------------------------- tools
-log "building tollgate (release)"
-(cd "$ROOT" && CARGO_TARGET_DIR=$TARGET_DIR cargo build --release -p tollgate -q)
-TG=$TARGET_DIR/release/tollgate
+if [ -n "${TOLLGATE_BIN:-}" ]; then
+  BUILD=0
+elif [ "$BUILD" = 1 ]; then
+  log "building tollgate (release)"
+  (cd "$ROOT" && CARGO_TARGET_DIR=$TARGET_DIR cargo build --release -p tollgate -q)
+fi
+# A private copy: a rebuild in the shared target dir during the run must not swap the binary.
+cp "${TOLLGATE_BIN:-$TARGET_DIR/release/tollgate}" "$RUN/tollgate"
+TG=$RUN/tollgate
 
 OHA=$(command -v oha || true)
 if [ -z "$OHA" ]; then
@@ -90,13 +98,13 @@ cleanup() {
 }
 trap cleanup EXIT
 
-# start NAME LOGFILE cmd... : new session (so its whole tree can be measured and stopped); prints the pid
+# start VAR LOGFILE cmd... : runs cmd in a new session (so its whole tree can be
+# measured and stopped) and stores its pid, which is also the session id, in VAR
 start() {
-  local name=$1 logf=$2; shift 2
+  local var=$1 logf=$2; shift 2
   setsid "$@" >"$logf" 2>&1 &
-  local pid=$!
-  PIDS+=("$pid")
-  echo "$pid"
+  PIDS+=("$!")
+  printf -v "$var" '%s' "$!"
 }
 stop() {
   local pid=$1
@@ -189,6 +197,8 @@ tollgate_config() {
   } >"$dir/tollgate.toml"
 }
 export BENCH_UPSTREAM_KEY=sk-bench-upstream
+# LiteLLM: use the bundled price map (no fetch at start-up), log errors only.
+export LITELLM_LOCAL_MODEL_COST_MAP=True LITELLM_LOG=ERROR
 
 # start_tollgate DIR STAGE -> sets TG_SID and TG_HEADERS
 start_tollgate() {
@@ -203,18 +213,18 @@ start_tollgate() {
       case "$stage" in budget|fsync) extra=(--budget 1000000/month --rpm 100000000) ;; esac
       local key
       key=$("$TG" --config "$dir/tollgate.toml" keys create --name bench --team t "${extra[@]}" --json |
-        python3 -c 'import json,sys; print(json.load(sys.stdin)["secret"])')
+        python3 -c 'import json,sys; print(json.load(sys.stdin)["key"])')
       TG_HEADERS=("authorization: Bearer $key")
       ;;
   esac
   case "$stage" in bare|auth) ;; *) TG_HEADERS+=("$TAGS") ;; esac
-  TG_SID=$(start tollgate "$dir/tollgate.log" "${PIN_GW[@]}" "$TG" --config "$dir/tollgate.toml" serve)
+  start TG_SID "$dir/tollgate.log" "${PIN_GW[@]}" "$TG" --config "$dir/tollgate.toml" serve
   wait_http "http://127.0.0.1:$PORT_TG/healthz" 30 || { log "tollgate did not start: $(tail -3 "$dir/tollgate.log")"; return 1; }
 }
 
 # ---------------------------------------------------------------- run
 log "run directory: $RUN"
-MOCK_SID=$(start mock "$RUN/mock.log" "${PIN_LOAD[@]}" "$TG" mock-provider --listen "127.0.0.1:$PORT_MOCK")
+start MOCK_SID "$RUN/mock.log" "${PIN_LOAD[@]}" "$TG" mock-provider --listen "127.0.0.1:$PORT_MOCK"
 wait_http "http://127.0.0.1:$PORT_MOCK/v1/models" 30 || { log "mock did not start"; exit 1; }
 
 LL_CFG=$RUN/litellm.yaml
@@ -243,7 +253,7 @@ oha = subprocess.run(["$OHA", "--version"], capture_output=True, text=True).stdo
 json.dump({"date_utc": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
            "nproc": os.cpu_count(), "cpu_model": cpu, "kernel": platform.release(),
            "git": rev + ("+dirty" if dirty else ""), "quick": $QUICK == 1, "reps": $REPS, "duration_s": $DUR,
-           "concurrency": $CONC, "rates": [${RATES[*]// /, }], "stream_n": $STREAM_N, "pinned": "$PINNED" == "true",
+           "concurrency": $CONC, "rates": [$(IFS=,; echo "${RATES[*]}")], "stream_n": $STREAM_N, "pinned": "$PINNED" == "true",
            "load_generator": oha, "litellm": "$LL_STATUS", "litellm_version": "${LL_VERSION:-}",
            "loadavg_start": open("/proc/loadavg").read().split()[:3]}, open(sys.argv[1], "w"), indent=1)
 EOF
@@ -263,8 +273,7 @@ for rep in $(seq "$REPS"); do
 
   if [ -n "$LL" ]; then
     log " litellm proxy (1 worker)"
-    LL_SID=$(LITELLM_LOCAL_MODEL_COST_MAP=True LITELLM_LOG=ERROR start litellm "$RUN/litellm-$rep.log" \
-      "${PIN_GW[@]}" "$LL" --config "$LL_CFG" --host 127.0.0.1 --port "$PORT_LL" --num_workers 1)
+    start LL_SID "$RUN/litellm-$rep.log" "${PIN_GW[@]}" "$LL" --config "$LL_CFG" --host 127.0.0.1 --port "$PORT_LL" --num_workers 1
     if wait_http "http://127.0.0.1:$PORT_LL/health/liveliness" 120; then
       measure "$R/litellm" "$LL_SID" "$PORT_LL" "authorization: Bearer sk-bench-master" "$TAGS"
     else

@@ -124,7 +124,7 @@ def main():
             continue
         if not checked:
             checked = True
-            if b"[DONE]" not in b and b"message_stop" not in b:
+            if b"data:" in b and b"[DONE]" not in b and b"message_stop" not in b:
                 print(f"stream_client: stream without a terminator: {b[-200:]!r}", file=sys.stderr)
         if i >= args.warmup:
             firsts.append(tf * 1e6)

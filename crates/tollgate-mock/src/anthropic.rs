@@ -26,14 +26,7 @@ fn usage_json(u: &MockUsage, output_tokens: u64) -> Value {
 }
 
 pub(crate) async fn messages(app: App, uri: Uri, headers: HeaderMap, body: Bytes) -> Response {
-    let req = match admit(
-        &app,
-        Family::Anthropic,
-        Auth::ApiKeyHeader,
-        &uri,
-        &headers,
-        &body,
-    ) {
+    let req = match admit(&app, Family::Anthropic, Auth::ApiKeyHeader, &uri, &headers, &body) {
         Ok(req) => req,
         Err(response) => return response,
     };
@@ -72,11 +65,7 @@ pub(crate) async fn messages(app: App, uri: Uri, headers: HeaderMap, body: Bytes
         m
     };
     if !req.flag("stream") {
-        let body = message(
-            json!([{"type": "text", "text": reply.text}]),
-            json!("end_turn"),
-            reply.usage.output_tokens,
-        );
+        let body = message(json!([{"type": "text", "text": reply.text}]), json!("end_turn"), reply.usage.output_tokens);
         return req.json_answer(&body);
     }
 
@@ -89,19 +78,14 @@ pub(crate) async fn messages(app: App, uri: Uri, headers: HeaderMap, body: Bytes
         "content_block_start",
         &json!({"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}}),
     ));
-    script
-        .head
-        .push(stream::event("ping", &json!({"type": "ping"})));
+    script.head.push(stream::event("ping", &json!({"type": "ping"})));
     for piece in split_deltas(&reply.text, req.knobs.chunks) {
         script.deltas.push(stream::event(
             "content_block_delta",
             &json!({"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": piece}}),
         ));
     }
-    script.tail.push(stream::event(
-        "content_block_stop",
-        &json!({"type": "content_block_stop", "index": 0}),
-    ));
+    script.tail.push(stream::event("content_block_stop", &json!({"type": "content_block_stop", "index": 0})));
     let mut delta = json!({"type": "message_delta", "delta": {"stop_reason": "end_turn", "stop_sequence": null}});
     if !no_usage {
         let u = &reply.usage;
@@ -113,13 +97,12 @@ pub(crate) async fn messages(app: App, uri: Uri, headers: HeaderMap, body: Bytes
         });
     }
     script.tail.push(stream::event("message_delta", &delta));
-    script.tail.push(stream::event(
-        "message_stop",
-        &json!({"type": "message_stop"}),
-    ));
+    script.tail.push(stream::event("message_stop", &json!({"type": "message_stop"})));
 
     let mut response = script.into_response(&req.knobs, "text/event-stream", |inserted| match inserted {
-        Inserted::Error => stream::event("error", &error_body(Family::Anthropic, 529, "Overloaded (mock stream_error)")),
+        Inserted::Error => {
+            stream::event("error", &error_body(Family::Anthropic, 529, "Overloaded (mock stream_error)"))
+        }
         Inserted::Malformed => Bytes::from_static(
             b"event: content_block_delta\ndata: {\"type\":\"content_block_delta\",\"index\":0,\"delta\":{\"type\":\n\n",
         ),

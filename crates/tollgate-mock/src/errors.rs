@@ -31,27 +31,13 @@ pub(crate) fn error_body(family: Family, status: u16, message: &str) -> Value {
 }
 
 /// An error response; `retry_after` becomes a `Retry-After` header.
-pub(crate) fn error_response(
-    family: Family,
-    status: u16,
-    message: &str,
-    retry_after: Option<u64>,
-) -> Response {
+pub(crate) fn error_response(family: Family, status: u16, message: &str, retry_after: Option<u64>) -> Response {
     let code = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     let body = error_body(family, status, message).to_string();
-    let mut response = (
-        code,
-        [(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static("application/json"),
-        )],
-        body,
-    )
-        .into_response();
+    let mut response =
+        (code, [(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))], body).into_response();
     if let Some(seconds) = retry_after {
-        response
-            .headers_mut()
-            .insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+        response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(seconds));
     }
     response
 }

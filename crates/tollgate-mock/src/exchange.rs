@@ -13,9 +13,7 @@ use crate::errors::{error_response, fault_message, invalid_request, Family};
 use crate::knobs::{Fault, Knobs};
 use crate::stats::Stats;
 use crate::stream::HANG;
-use crate::usage::{
-    max_output_limit, measure_prompt, reply_text, usage_for, MockUsage, PromptText,
-};
+use crate::usage::{max_output_limit, measure_prompt, reply_text, usage_for, MockUsage, PromptText};
 use crate::MockConfig;
 
 /// Shared state of one mock server.
@@ -83,10 +81,7 @@ impl Auth {
 }
 
 pub(crate) fn query_param<'a>(uri: &'a Uri, name: &str) -> Option<&'a str> {
-    uri.query()?
-        .split('&')
-        .filter_map(|pair| pair.split_once('='))
-        .find_map(|(k, v)| (k == name).then_some(v))
+    uri.query()?.split('&').filter_map(|pair| pair.split_once('=')).find_map(|(k, v)| (k == name).then_some(v))
 }
 
 /// A request that passed the shared checks.
@@ -114,42 +109,21 @@ pub(crate) fn admit(
     app.stats().record_request(uri.path(), credential.is_some());
     if let Some(expected) = &app.0.config.require_api_key {
         if credential != Some(expected.as_str()) {
-            return Err(error_response(
-                family,
-                401,
-                unauthorized_message(family),
-                None,
-            ));
+            return Err(error_response(family, 401, unauthorized_message(family), None));
         }
     }
-    let mut knobs = Knobs::read(&app.0.config, headers, body)
-        .map_err(|e| invalid_request(family, &e.to_string()))?;
+    let mut knobs = Knobs::read(&app.0.config, headers, body).map_err(|e| invalid_request(family, &e.to_string()))?;
     let standing = app.0.fault.read().map(|f| f.clone()).unwrap_or(None);
     if let Some(f) = standing {
-        knobs
-            .apply_standing_fault(&f)
-            .map_err(|e| invalid_request(family, &e.to_string()))?;
+        knobs.apply_standing_fault(&f).map_err(|e| invalid_request(family, &e.to_string()))?;
     }
-    let json: Value = serde_json::from_slice(body).map_err(|e| {
-        invalid_request(
-            family,
-            &format!("could not parse the JSON body of the request: {e}"),
-        )
-    })?;
+    let json: Value = serde_json::from_slice(body)
+        .map_err(|e| invalid_request(family, &format!("could not parse the JSON body of the request: {e}")))?;
     if !json.is_object() {
-        return Err(invalid_request(
-            family,
-            "the request body must be a JSON object",
-        ));
+        return Err(invalid_request(family, "the request body must be a JSON object"));
     }
     let prompt = measure_prompt(&json);
-    Ok(Admitted {
-        json,
-        knobs,
-        prompt,
-        family,
-        sequence: app.next_sequence(),
-    })
+    Ok(Admitted { json, knobs, prompt, family, sequence: app.next_sequence() })
 }
 
 fn unauthorized_message(family: Family) -> &'static str {
@@ -180,12 +154,7 @@ impl Admitted {
 
     /// The usage and reply text this request gets from `model`.
     pub(crate) fn reply(&self, model: &str) -> Reply {
-        let usage = usage_for(
-            self.prompt.bytes,
-            model,
-            max_output_limit(&self.json),
-            self.knobs.output_tokens,
-        );
+        let usage = usage_for(self.prompt.bytes, model, max_output_limit(&self.json), self.knobs.output_tokens);
         let text = reply_text(usage.visible_output_tokens(), self.prompt.digest);
         Reply { usage, text }
     }
@@ -198,14 +167,8 @@ impl Admitted {
         }
         match self.knobs.fault {
             Some(Fault::Status(status)) => {
-                let retry_after =
-                    matches!(status, 429 | 503 | 529).then_some(self.knobs.retry_after);
-                Some(error_response(
-                    self.family,
-                    status,
-                    &fault_message(status),
-                    retry_after,
-                ))
+                let retry_after = matches!(status, 429 | 503 | 529).then_some(self.knobs.retry_after);
+                Some(error_response(self.family, status, &fault_message(status), retry_after))
             }
             Some(Fault::Timeout) => {
                 tokio::time::sleep(HANG).await;
@@ -229,14 +192,8 @@ impl Admitted {
             }
             _ => text,
         };
-        let mut response = (
-            [(
-                header::CONTENT_TYPE,
-                HeaderValue::from_static("application/json"),
-            )],
-            bytes,
-        )
-            .into_response();
+        let mut response =
+            ([(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))], bytes).into_response();
         self.add_request_id(&mut response);
         response
     }
@@ -262,7 +219,5 @@ pub(crate) struct Reply {
 }
 
 pub(crate) fn unix_now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
 }

@@ -21,17 +21,11 @@ fn usage_metadata(u: &MockUsage, candidates: u64) -> Value {
     if candidates > 0 {
         m.insert("candidatesTokenCount".into(), json!(candidates));
     }
-    m.insert(
-        "totalTokenCount".into(),
-        json!(u.prompt_tokens + candidates + u.reasoning_tokens),
-    );
+    m.insert("totalTokenCount".into(), json!(u.prompt_tokens + candidates + u.reasoning_tokens));
     if u.cache_read_tokens > 0 {
         m.insert("cachedContentTokenCount".into(), json!(u.cache_read_tokens));
     }
-    m.insert(
-        "promptTokensDetails".into(),
-        json!([{"modality": "TEXT", "tokenCount": u.prompt_tokens}]),
-    );
+    m.insert("promptTokensDetails".into(), json!([{"modality": "TEXT", "tokenCount": u.prompt_tokens}]));
     if u.reasoning_tokens > 0 {
         m.insert("thoughtsTokenCount".into(), json!(u.reasoning_tokens));
     }
@@ -39,43 +33,24 @@ fn usage_metadata(u: &MockUsage, candidates: u64) -> Value {
 }
 
 /// `POST /v1beta/models/{model}:{method}`; `rest` is `{model}:{method}`.
-pub(crate) async fn generate(
-    app: App,
-    uri: Uri,
-    headers: HeaderMap,
-    body: Bytes,
-    rest: String,
-) -> Response {
+pub(crate) async fn generate(app: App, uri: Uri, headers: HeaderMap, body: Bytes, rest: String) -> Response {
     let req = match admit(&app, Family::Gemini, Auth::Google, &uri, &headers, &body) {
         Ok(req) => req,
         Err(response) => return response,
     };
     let Some((model, method)) = rest.rsplit_once(':') else {
-        return error_response(
-            Family::Gemini,
-            404,
-            &format!("models/{rest} is not found or has no method"),
-            None,
-        );
+        return error_response(Family::Gemini, 404, &format!("models/{rest} is not found or has no method"), None);
     };
     let streaming = match method {
         "generateContent" => false,
         "streamGenerateContent" => true,
         other => {
-            return error_response(
-                Family::Gemini,
-                404,
-                &format!("method {other} is not supported by the mock"),
-                None,
-            )
+            return error_response(Family::Gemini, 404, &format!("method {other} is not supported by the mock"), None)
         }
     };
     app.stats().record_model(model);
     if !req.json.get("contents").is_some_and(Value::is_array) {
-        return invalid_request(
-            Family::Gemini,
-            "* GenerateContentRequest.contents: contents is not specified",
-        );
+        return invalid_request(Family::Gemini, "* GenerateContentRequest.contents: contents is not specified");
     }
     if let Some(response) = req.before_answer().await {
         return response;
@@ -85,8 +60,7 @@ pub(crate) async fn generate(
     let no_usage = req.no_usage();
     let visible = reply.usage.visible_output_tokens();
     let chunk = |text: &str, finished: bool, candidates: u64| {
-        let mut candidate =
-            json!({"content": {"parts": [{"text": text}], "role": "model"}, "index": 0});
+        let mut candidate = json!({"content": {"parts": [{"text": text}], "role": "model"}, "index": 0});
         if finished {
             candidate["finishReason"] = json!("STOP");
         }
@@ -112,19 +86,12 @@ pub(crate) async fn generate(
             chunk(piece, i + 1 == count, visible * (i + 1) / count)
         })
         .collect();
-    let error = error_body(
-        Family::Gemini,
-        503,
-        "The model is overloaded. Please try again later. (mock stream_error)",
-    );
+    let error = error_body(Family::Gemini, 503, "The model is overloaded. Please try again later. (mock stream_error)");
     const MALFORMED: &str = "{\"candidates\": [{\"content\": {\"parts\": [{\"text\": ";
 
     let mut response = if query_param(&uri, "alt") == Some("sse") {
         let script = Script {
-            deltas: values
-                .iter()
-                .map(|v| Bytes::from(format!("data: {v}{SSE_END}")))
-                .collect(),
+            deltas: values.iter().map(|v| Bytes::from(format!("data: {v}{SSE_END}"))).collect(),
             ..Script::default()
         };
         script.into_response(&req.knobs, "text/event-stream", |inserted| match inserted {

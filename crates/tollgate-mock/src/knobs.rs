@@ -91,11 +91,7 @@ impl Knobs {
     }
 
     /// Config defaults, then headers, then body directives (later wins).
-    pub(crate) fn read(
-        config: &MockConfig,
-        headers: &HeaderMap,
-        body: &[u8],
-    ) -> Result<Self, KnobError> {
+    pub(crate) fn read(config: &MockConfig, headers: &HeaderMap, body: &[u8]) -> Result<Self, KnobError> {
         let mut knobs = Self::defaults(config);
         for (header, key) in HEADER_KNOBS {
             if let Some(value) = headers.get(header).and_then(|v| v.to_str().ok()) {
@@ -109,20 +105,12 @@ impl Knobs {
     }
 
     fn set(&mut self, key: &str, value: &str) -> Result<(), KnobError> {
-        let number = || {
-            value.parse::<u64>().map_err(|_| KnobError::NotANumber {
-                key: key.to_owned(),
-                value: value.to_owned(),
-            })
-        };
+        let number =
+            || value.parse::<u64>().map_err(|_| KnobError::NotANumber { key: key.to_owned(), value: value.to_owned() });
         match key {
             "latency_ms" => self.latency_ms = number()?,
             "chunk_delay_ms" => self.chunk_delay_ms = number()?,
-            "chunks" => {
-                self.chunks = usize::try_from(number()?)
-                    .unwrap_or(MAX_CHUNKS)
-                    .clamp(1, MAX_CHUNKS)
-            }
+            "chunks" => self.chunks = usize::try_from(number()?).unwrap_or(MAX_CHUNKS).clamp(1, MAX_CHUNKS),
             "output_tokens" => self.output_tokens = Some(number()?),
             "retry_after" => self.retry_after = number()?,
             "fault" => self.fault = Some(Fault::parse(value)?),
@@ -146,10 +134,7 @@ impl Knobs {
 
 /// The `output_tokens` a body directive sets, for [`crate::usage_for_request`].
 pub(crate) fn body_output_tokens(body: &[u8]) -> Option<u64> {
-    directives(body)
-        .filter(|(k, _)| *k == "output_tokens")
-        .filter_map(|(_, v)| v.parse().ok())
-        .last()
+    directives(body).filter(|(k, _)| *k == "output_tokens").filter_map(|(_, v)| v.parse().ok()).last()
 }
 
 /// Every `key=value` pair of every `[mock …]` directive in the raw body.
@@ -181,11 +166,7 @@ mod tests {
 
     #[test]
     fn body_directives_override_headers_and_config() {
-        let config = MockConfig {
-            latency_ms: 7,
-            chunk_delay_ms: 3,
-            require_api_key: None,
-        };
+        let config = MockConfig { latency_ms: 7, chunk_delay_ms: 3, require_api_key: None };
         let mut headers = HeaderMap::new();
         headers.insert("x-mock-chunks", "9".parse().unwrap());
         headers.insert("x-mock-fault", "500".parse().unwrap());
@@ -203,29 +184,12 @@ mod tests {
     fn bad_knobs_are_reported_not_ignored() {
         let config = MockConfig::default();
         let none = HeaderMap::new();
-        assert!(matches!(
-            Knobs::read(&config, &none, b"[mock fault=explode]"),
-            Err(KnobError::UnknownFault(_))
-        ));
-        assert!(matches!(
-            Knobs::read(&config, &none, b"[mock fault=200]"),
-            Err(KnobError::UnknownFault(_))
-        ));
-        assert!(matches!(
-            Knobs::read(&config, &none, b"[mock latncy=1]"),
-            Err(KnobError::UnknownKnob(_))
-        ));
-        assert!(matches!(
-            Knobs::read(&config, &none, b"[mock chunks=x]"),
-            Err(KnobError::NotANumber { .. })
-        ));
+        assert!(matches!(Knobs::read(&config, &none, b"[mock fault=explode]"), Err(KnobError::UnknownFault(_))));
+        assert!(matches!(Knobs::read(&config, &none, b"[mock fault=200]"), Err(KnobError::UnknownFault(_))));
+        assert!(matches!(Knobs::read(&config, &none, b"[mock latncy=1]"), Err(KnobError::UnknownKnob(_))));
+        assert!(matches!(Knobs::read(&config, &none, b"[mock chunks=x]"), Err(KnobError::NotANumber { .. })));
         let plain = Knobs::read(&config, &none, b"no directive [mock").unwrap();
         assert_eq!(plain, Knobs::defaults(&config));
-        assert_eq!(
-            Knobs::read(&config, &none, b"[mock chunks=0]")
-                .unwrap()
-                .chunks,
-            1
-        );
+        assert_eq!(Knobs::read(&config, &none, b"[mock chunks=0]").unwrap().chunks, 1);
     }
 }

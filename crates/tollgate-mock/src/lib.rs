@@ -117,8 +117,7 @@ use crate::exchange::App;
 
 pub use crate::openai::embed;
 pub use crate::usage::{
-    is_reasoning_model, usage_for, usage_for_request, MockUsage, DEFAULT_OUTPUT_TOKENS,
-    REASONING_MARKERS,
+    is_reasoning_model, usage_for, usage_for_request, MockUsage, DEFAULT_OUTPUT_TOKENS, REASONING_MARKERS,
 };
 
 /// Server-wide defaults; per-request knobs override the timing ones.
@@ -140,16 +139,10 @@ pub fn router(config: MockConfig) -> Router {
     Router::new()
         .route("/v1/chat/completions", post(chat))
         .route("/openai/v1/chat/completions", post(chat))
-        .route(
-            "/openai/deployments/{deployment}/chat/completions",
-            post(azure_chat),
-        )
+        .route("/openai/deployments/{deployment}/chat/completions", post(azure_chat))
         .route("/v1/embeddings", post(embeddings))
         .route("/openai/v1/embeddings", post(embeddings))
-        .route(
-            "/openai/deployments/{deployment}/embeddings",
-            post(azure_embeddings),
-        )
+        .route("/openai/deployments/{deployment}/embeddings", post(azure_embeddings))
         .route("/v1/responses", post(responses))
         .route("/openai/v1/responses", post(responses))
         .route("/v1/models", get(models))
@@ -223,12 +216,7 @@ async fn models(State(app): State<App>, uri: Uri, headers: HeaderMap) -> Respons
     openai::models(app, uri, headers).await
 }
 
-async fn model(
-    State(app): State<App>,
-    Path(id): Path<String>,
-    uri: Uri,
-    headers: HeaderMap,
-) -> Response {
+async fn model(State(app): State<App>, Path(id): Path<String>, uri: Uri, headers: HeaderMap) -> Response {
     openai::model(app, uri, headers, id).await
 }
 
@@ -257,15 +245,6 @@ async fn reset(State(app): State<App>) -> Response {
 
 async fn not_found(State(app): State<App>, method: Method, uri: Uri) -> Response {
     app.stats().record_request(uri.path(), false);
-    let family = if uri.path().starts_with("/v1beta/") {
-        Family::Gemini
-    } else {
-        Family::OpenAi
-    };
-    error_response(
-        family,
-        404,
-        &format!("Unknown request URL: {method} {}", uri.path()),
-        None,
-    )
+    let family = if uri.path().starts_with("/v1beta/") { Family::Gemini } else { Family::OpenAi };
+    error_response(family, 404, &format!("Unknown request URL: {method} {}", uri.path()), None)
 }

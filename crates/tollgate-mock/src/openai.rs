@@ -35,12 +35,7 @@ fn admit_with_model(
     let req = admit(app, Family::OpenAi, auth_for(uri), uri, headers, body)?;
     let model = match deployment.or_else(|| req.str_field("model").map(str::to_owned)) {
         Some(model) if !model.is_empty() => model,
-        _ => {
-            return Err(invalid_request(
-                Family::OpenAi,
-                "you must provide a model parameter",
-            ))
-        }
+        _ => return Err(invalid_request(Family::OpenAi, "you must provide a model parameter")),
     };
     app.stats().record_model(&model);
     Ok((req, model))
@@ -62,13 +57,7 @@ fn chat_usage(u: &MockUsage) -> Value {
 }
 
 /// `POST /v1/chat/completions` and the Azure chat routes.
-pub(crate) async fn chat(
-    app: App,
-    uri: Uri,
-    headers: HeaderMap,
-    body: Bytes,
-    deployment: Option<String>,
-) -> Response {
+pub(crate) async fn chat(app: App, uri: Uri, headers: HeaderMap, body: Bytes, deployment: Option<String>) -> Response {
     let (req, model) = match admit_with_model(&app, &uri, &headers, &body, deployment) {
         Ok(admitted) => admitted,
         Err(response) => return response,
@@ -105,12 +94,8 @@ pub(crate) async fn chat(
 
     // Real OpenAI sends usage only when asked, and then `"usage": null` on
     // every chunk plus one final chunk with empty `choices`.
-    let include_usage = req
-        .json
-        .pointer("/stream_options/include_usage")
-        .and_then(Value::as_bool)
-        == Some(true)
-        && !req.no_usage();
+    let include_usage =
+        req.json.pointer("/stream_options/include_usage").and_then(Value::as_bool) == Some(true) && !req.no_usage();
     let chunk = |choices: Value, usage: Option<Value>| {
         let mut c = json!({
             "id": id,
@@ -126,35 +111,32 @@ pub(crate) async fn chat(
         }
         stream::data(&c)
     };
-    let choice = |delta: Value, finish: Value| json!([{"index": 0, "delta": delta, "logprobs": null, "finish_reason": finish}]);
+    let choice =
+        |delta: Value, finish: Value| json!([{"index": 0, "delta": delta, "logprobs": null, "finish_reason": finish}]);
 
     let mut script = Script {
-        head: vec![chunk(
-            choice(
-                json!({"role": "assistant", "content": "", "refusal": null}),
-                Value::Null,
-            ),
-            None,
-        )],
+        head: vec![chunk(choice(json!({"role": "assistant", "content": "", "refusal": null}), Value::Null), None)],
         ..Script::default()
     };
     script.deltas = split_deltas(&reply.text, req.knobs.chunks)
         .into_iter()
         .map(|piece| chunk(choice(json!({"content": piece}), Value::Null), None))
         .collect();
-    script
-        .tail
-        .push(chunk(choice(json!({}), json!("stop")), None));
+    script.tail.push(chunk(choice(json!({}), json!("stop")), None));
     if include_usage {
-        script
-            .tail
-            .push(chunk(json!([]), Some(chat_usage(&reply.usage))));
+        script.tail.push(chunk(json!([]), Some(chat_usage(&reply.usage))));
     }
     script.tail.push(Bytes::from_static(b"data: [DONE]\n\n"));
 
     let mut response = script.into_response(&req.knobs, "text/event-stream", |inserted| match inserted {
-        Inserted::Error => stream::data(&error_body(Family::OpenAi, 500, "The server had an error while processing your request (mock stream_error).")),
-        Inserted::Malformed => Bytes::from(format!("data: {{\"id\":\"{id}\",\"object\":\"chat.completion.chunk\",\"choices\":[{{\"index\":0,\"delta\":\n\n")),
+        Inserted::Error => stream::data(&error_body(
+            Family::OpenAi,
+            500,
+            "The server had an error while processing your request (mock stream_error).",
+        )),
+        Inserted::Malformed => Bytes::from(format!(
+            "data: {{\"id\":\"{id}\",\"object\":\"chat.completion.chunk\",\"choices\":[{{\"index\":0,\"delta\":\n\n"
+        )),
     });
     req.add_request_id(&mut response);
     response
@@ -174,30 +156,19 @@ pub(crate) async fn embeddings(
     };
     let inputs: Vec<String> = match req.json.get("input") {
         Some(Value::String(s)) => vec![s.clone()],
-        Some(Value::Array(items)) if items.iter().all(Value::is_string) => items
-            .iter()
-            .filter_map(Value::as_str)
-            .map(str::to_owned)
-            .collect(),
+        Some(Value::Array(items)) if items.iter().all(Value::is_string) => {
+            items.iter().filter_map(Value::as_str).map(str::to_owned).collect()
+        }
         // Token ids: one input, or one input per inner array.
         Some(Value::Array(items)) if items.iter().all(Value::is_number) => vec![token_words(items)],
-        Some(Value::Array(items)) if items.iter().all(Value::is_array) => items
-            .iter()
-            .map(|inner| token_words(inner.as_array().map_or(&[][..], Vec::as_slice)))
-            .collect(),
-        _ => {
-            return invalid_request(
-                Family::OpenAi,
-                "'input' must be a string or an array of strings or token arrays",
-            )
+        Some(Value::Array(items)) if items.iter().all(Value::is_array) => {
+            items.iter().map(|inner| token_words(inner.as_array().map_or(&[][..], Vec::as_slice))).collect()
         }
+        _ => return invalid_request(Family::OpenAi, "'input' must be a string or an array of strings or token arrays"),
     };
-    let dimensions = req
-        .json
-        .get("dimensions")
-        .and_then(Value::as_u64)
-        .unwrap_or(DEFAULT_DIMENSIONS)
-        .clamp(1, MAX_DIMENSIONS) as usize;
+    let dimensions =
+        req.json.get("dimensions").and_then(Value::as_u64).unwrap_or(DEFAULT_DIMENSIONS).clamp(1, MAX_DIMENSIONS)
+            as usize;
     let base64 = req.str_field("encoding_format") == Some("base64");
     if let Some(response) = req.before_answer().await {
         return response;
@@ -225,11 +196,7 @@ pub(crate) async fn embeddings(
 }
 
 fn token_words(tokens: &[Value]) -> String {
-    tokens
-        .iter()
-        .map(|t| t.to_string())
-        .collect::<Vec<_>>()
-        .join(" ")
+    tokens.iter().map(|t| t.to_string()).collect::<Vec<_>>().join(" ")
 }
 
 /// Bag-of-words hashing: each lower-cased alphanumeric word adds ±1 to one
@@ -239,10 +206,7 @@ pub fn embed(text: &str, dimensions: usize) -> Vec<f32> {
     let dimensions = dimensions.max(1);
     let mut vector = vec![0f32; dimensions];
     let lower = text.to_lowercase();
-    for word in lower
-        .split(|c: char| !c.is_alphanumeric())
-        .filter(|w| !w.is_empty())
-    {
+    for word in lower.split(|c: char| !c.is_alphanumeric()).filter(|w| !w.is_empty()) {
         let h = crate::usage::fnv1a(word.as_bytes());
         let slot = (h % dimensions as u64) as usize;
         vector[slot] += if h >> 63 == 1 { -1.0 } else { 1.0 };
@@ -333,13 +297,8 @@ pub(crate) async fn responses(app: App, uri: Uri, headers: HeaderMap, body: Byte
     };
     let in_progress = response_object("in_progress", json!([]), None);
     let mut script = Script::default();
-    script
-        .head
-        .push(next("response.created", json!({"response": in_progress})));
-    script.head.push(next(
-        "response.in_progress",
-        json!({"response": in_progress}),
-    ));
+    script.head.push(next("response.created", json!({"response": in_progress})));
+    script.head.push(next("response.in_progress", json!({"response": in_progress})));
     script.head.push(next(
         "response.output_item.added",
         json!({"output_index": 0, "item": message("in_progress", json!([]))}),
@@ -362,19 +321,14 @@ pub(crate) async fn responses(app: App, uri: Uri, headers: HeaderMap, body: Byte
         "response.content_part.done",
         json!({"item_id": item_id, "output_index": 0, "content_index": 0, "part": text_part(&reply.text)}),
     ));
-    script.tail.push(next(
-        "response.output_item.done",
-        json!({"output_index": 0, "item": done_item}),
-    ));
+    script.tail.push(next("response.output_item.done", json!({"output_index": 0, "item": done_item})));
     let mut completed = response_object("completed", json!([done_item]), usage.as_ref());
     if usage.is_none() {
         if let Some(map) = completed.as_object_mut() {
             map.remove("usage");
         }
     }
-    script
-        .tail
-        .push(next("response.completed", json!({"response": completed})));
+    script.tail.push(next("response.completed", json!({"response": completed})));
 
     let at = script.cut_position();
     let mut response = script.into_response(&req.knobs, "text/event-stream", |inserted| match inserted {
@@ -412,11 +366,8 @@ const MODEL_CREATED: u64 = 1_715_558_400;
 /// `GET /v1/models`: OpenAI's list, or Anthropic's when `anthropic-version` is sent.
 pub(crate) async fn models(app: App, uri: Uri, headers: HeaderMap) -> Response {
     let anthropic = headers.contains_key("anthropic-version");
-    let (family, auth) = if anthropic {
-        (Family::Anthropic, Auth::ApiKeyHeader)
-    } else {
-        (Family::OpenAi, Auth::Bearer)
-    };
+    let (family, auth) =
+        if anthropic { (Family::Anthropic, Auth::ApiKeyHeader) } else { (Family::OpenAi, Auth::Bearer) };
     let req = match admit(&app, family, auth, &uri, &headers, b"{}") {
         Ok(req) => req,
         Err(response) => return response,

@@ -35,9 +35,7 @@ fn bump(map: &mut HashMap<String, u64>, key: &str) {
 impl Stats {
     fn counts(&self) -> MutexGuard<'_, Counts> {
         // A panic elsewhere cannot leave counters inconsistent enough to matter.
-        self.inner
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.inner.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     /// Counts one request to `path`; `auth_present` says whether it carried
@@ -55,9 +53,7 @@ impl Stats {
 
     pub(crate) fn snapshot(&self) -> Value {
         let counts = self.counts();
-        let last_auth = counts
-            .last_auth
-            .map(|present| if present { "present" } else { "absent" });
+        let last_auth = counts.last_auth.map(|present| if present { "present" } else { "absent" });
         json!({
             "total": self.total.load(Ordering::Relaxed),
             "paths": counts.paths,

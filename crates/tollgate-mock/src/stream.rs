@@ -60,11 +60,7 @@ impl Script {
         insert: impl FnOnce(Inserted) -> Bytes,
     ) -> Response {
         let half = self.deltas.len() / 2;
-        let Self {
-            head,
-            mut deltas,
-            tail,
-        } = self;
+        let Self { head, mut deltas, tail } = self;
         let mut stall_at = None;
         let mut events = head;
         match knobs.fault {
@@ -89,11 +85,7 @@ impl Script {
                 events.extend(tail);
             }
         }
-        let body = paced_body(
-            events,
-            Duration::from_millis(knobs.chunk_delay_ms),
-            stall_at,
-        );
+        let body = paced_body(events, Duration::from_millis(knobs.chunk_delay_ms), stall_at);
         let headers = [
             (header::CONTENT_TYPE, HeaderValue::from_static(content_type)),
             (header::CACHE_CONTROL, HeaderValue::from_static("no-cache")),
@@ -109,23 +101,19 @@ fn paced_body(events: Vec<Bytes>, delay: Duration, stall_at: Option<usize>) -> B
         // The fast path: one write, still chunked like a real stream.
         let mut all = BytesMut::with_capacity(events.iter().map(Bytes::len).sum());
         events.iter().for_each(|e| all.extend_from_slice(e));
-        let once =
-            futures_util::stream::once(std::future::ready(Ok::<_, Infallible>(all.freeze())));
+        let once = futures_util::stream::once(std::future::ready(Ok::<_, Infallible>(all.freeze())));
         return Body::from_stream(once);
     }
-    let stream = futures_util::stream::unfold(
-        (events.into_iter(), 0usize),
-        move |(mut events, i)| async move {
-            if stall_at == Some(i) {
-                tokio::time::sleep(HANG).await;
-                return None;
-            }
-            let next = events.next()?;
-            if i > 0 && !delay.is_zero() {
-                tokio::time::sleep(delay).await;
-            }
-            Some((Ok::<_, Infallible>(next), (events, i + 1)))
-        },
-    );
+    let stream = futures_util::stream::unfold((events.into_iter(), 0usize), move |(mut events, i)| async move {
+        if stall_at == Some(i) {
+            tokio::time::sleep(HANG).await;
+            return None;
+        }
+        let next = events.next()?;
+        if i > 0 && !delay.is_zero() {
+            tokio::time::sleep(delay).await;
+        }
+        Some((Ok::<_, Infallible>(next), (events, i + 1)))
+    });
     Body::from_stream(stream)
 }

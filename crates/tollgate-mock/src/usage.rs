@@ -17,9 +17,7 @@ pub const REASONING_MARKERS: [&str; 6] = ["o1", "o3", "o4", "gpt-5", "reason", "
 const TEXT_KEYS: [&str; 5] = ["content", "text", "system", "instructions", "input"];
 
 /// Words beyond the first three ("mock reply <digest>") cycle through these.
-const VOCAB: [&str; 10] = [
-    "tokens", "flow", "through", "the", "gateway", "and", "each", "one", "is", "metered",
-];
+const VOCAB: [&str; 10] = ["tokens", "flow", "through", "the", "gateway", "and", "each", "one", "is", "metered"];
 
 /// Generated text is capped so a huge `output_tokens` knob cannot exhaust
 /// memory; the reported usage is not capped.
@@ -75,14 +73,9 @@ pub fn usage_for(
     let prompt = 8 + prompt_text_bytes / 4;
     let write = prompt / 8;
     let write_5m = write / 2;
-    let output = output_tokens.unwrap_or_else(|| {
-        max_tokens.map_or(DEFAULT_OUTPUT_TOKENS, |m| m.min(DEFAULT_OUTPUT_TOKENS))
-    });
-    let reasoning = if is_reasoning_model(model) {
-        output / 2
-    } else {
-        0
-    };
+    let output =
+        output_tokens.unwrap_or_else(|| max_tokens.map_or(DEFAULT_OUTPUT_TOKENS, |m| m.min(DEFAULT_OUTPUT_TOKENS)));
+    let reasoning = if is_reasoning_model(model) { output / 2 } else { 0 };
     MockUsage {
         prompt_tokens: prompt,
         cache_read_tokens: prompt / 4,
@@ -99,12 +92,7 @@ pub fn usage_for(
 pub fn usage_for_request(body: &[u8], model: &str) -> Option<MockUsage> {
     let json: Value = serde_json::from_slice(body).ok()?;
     let knob = crate::knobs::body_output_tokens(body);
-    Some(usage_for(
-        measure_prompt(&json).bytes,
-        model,
-        max_output_limit(&json),
-        knob,
-    ))
+    Some(usage_for(measure_prompt(&json).bytes, model, max_output_limit(&json), knob))
 }
 
 /// Whether the mock treats `model` as a reasoning model.
@@ -137,14 +125,10 @@ fn walk(value: &Value, counted: bool, acc: &mut PromptText) {
         // Token-id arrays (embeddings input) count as four bytes a token.
         Value::Number(n) if counted => {
             acc.bytes += 4;
-            acc.digest = acc
-                .digest
-                .wrapping_add(fnv1a(&n.as_u64().unwrap_or(0).to_le_bytes()));
+            acc.digest = acc.digest.wrapping_add(fnv1a(&n.as_u64().unwrap_or(0).to_le_bytes()));
         }
         Value::Array(items) => items.iter().for_each(|item| walk(item, counted, acc)),
-        Value::Object(map) => map
-            .iter()
-            .for_each(|(k, v)| walk(v, TEXT_KEYS.contains(&k.as_str()), acc)),
+        Value::Object(map) => map.iter().for_each(|(k, v)| walk(v, TEXT_KEYS.contains(&k.as_str()), acc)),
         _ => {}
     }
 }
@@ -155,22 +139,14 @@ pub(crate) fn max_output_limit(json: &Value) -> Option<u64> {
         json.get("max_tokens"),
         json.get("max_completion_tokens"),
         json.get("max_output_tokens"),
-        json.get("generationConfig")
-            .and_then(|g| g.get("maxOutputTokens")),
-        json.get("generation_config")
-            .and_then(|g| g.get("max_output_tokens")),
+        json.get("generationConfig").and_then(|g| g.get("maxOutputTokens")),
+        json.get("generation_config").and_then(|g| g.get("max_output_tokens")),
     ];
-    candidates
-        .into_iter()
-        .flatten()
-        .filter_map(Value::as_u64)
-        .min()
+    candidates.into_iter().flatten().filter_map(Value::as_u64).min()
 }
 
 pub(crate) fn fnv1a(bytes: &[u8]) -> u64 {
-    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, b| {
-        (h ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3)
-    })
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, b| (h ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3))
 }
 
 /// The deterministic reply: `words` words, the first three being
@@ -198,9 +174,7 @@ pub(crate) fn reply_text(words: u64, digest: u64) -> String {
 /// its leading space, as real token deltas do.
 pub(crate) fn split_deltas(text: &str, parts: usize) -> Vec<&str> {
     let parts = parts.max(1);
-    let starts: Vec<usize> = std::iter::once(0)
-        .chain(text.match_indices(' ').map(|(i, _)| i))
-        .collect();
+    let starts: Vec<usize> = std::iter::once(0).chain(text.match_indices(' ').map(|(i, _)| i)).collect();
     let words = if text.is_empty() { 0 } else { starts.len() };
     let boundary = |k: usize| -> usize {
         let w = k * words / parts;
@@ -210,9 +184,7 @@ pub(crate) fn split_deltas(text: &str, parts: usize) -> Vec<&str> {
             starts[w]
         }
     };
-    (0..parts)
-        .map(|k| &text[boundary(k)..boundary(k + 1)])
-        .collect()
+    (0..parts).map(|k| &text[boundary(k)..boundary(k + 1)]).collect()
 }
 
 #[cfg(test)]
@@ -232,10 +204,7 @@ mod tests {
         assert_eq!(u.reasoning_tokens, 0);
 
         let r = usage_for(0, "o3-mini", Some(10), None);
-        assert_eq!(
-            (r.prompt_tokens, r.output_tokens, r.reasoning_tokens),
-            (8, 10, 5)
-        );
+        assert_eq!((r.prompt_tokens, r.output_tokens, r.reasoning_tokens), (8, 10, 5));
         let k = usage_for(0, "claude-think", Some(10), Some(99));
         assert_eq!((k.output_tokens, k.reasoning_tokens), (99, 49));
     }
@@ -247,8 +216,7 @@ mod tests {
             {"role":"user","content":[{"type":"text","text":"efgh"},{"type":"image_url","image_url":{"url":"data:zzzz"}}]}
         ]});
         assert_eq!(measure_prompt(&chat).bytes, 8);
-        let anthropic =
-            json!({"model":"m","system":"abcd","messages":[{"role":"user","content":"efgh"}]});
+        let anthropic = json!({"model":"m","system":"abcd","messages":[{"role":"user","content":"efgh"}]});
         assert_eq!(measure_prompt(&anthropic), measure_prompt(&chat));
         let gemini = json!({"systemInstruction":{"parts":[{"text":"abcd"}]},"contents":[{"role":"user","parts":[{"text":"efgh"}]}]});
         assert_eq!(measure_prompt(&gemini), measure_prompt(&chat));
@@ -271,14 +239,8 @@ mod tests {
 
     #[test]
     fn max_output_limit_takes_the_smallest() {
-        assert_eq!(
-            max_output_limit(&json!({"max_tokens":50,"max_completion_tokens":7})),
-            Some(7)
-        );
-        assert_eq!(
-            max_output_limit(&json!({"generationConfig":{"maxOutputTokens":3}})),
-            Some(3)
-        );
+        assert_eq!(max_output_limit(&json!({"max_tokens":50,"max_completion_tokens":7})), Some(7));
+        assert_eq!(max_output_limit(&json!({"generationConfig":{"maxOutputTokens":3}})), Some(3));
         assert_eq!(max_output_limit(&json!({})), None);
     }
 }

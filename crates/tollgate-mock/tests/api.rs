@@ -29,11 +29,7 @@ impl Answer {
     /// (LF or CRLF).
     fn events(&self) -> Vec<(Option<String>, String)> {
         let normalized = self.body.replace("\r\n", "\n");
-        assert!(
-            normalized.ends_with("\n\n"),
-            "stream does not end with a blank line: {:?}",
-            self.body
-        );
+        assert!(normalized.ends_with("\n\n"), "stream does not end with a blank line: {:?}", self.body);
         normalized
             .split("\n\n")
             .filter(|block| !block.is_empty())
@@ -59,39 +55,22 @@ impl Answer {
         self.events()
             .into_iter()
             .filter(|(_, data)| data != "[DONE]")
-            .map(|(_, data)| {
-                serde_json::from_str(&data)
-                    .unwrap_or_else(|e| panic!("bad event JSON ({e}): {data}"))
-            })
+            .map(|(_, data)| serde_json::from_str(&data).unwrap_or_else(|e| panic!("bad event JSON ({e}): {data}")))
             .collect()
     }
 }
 
-async fn send(
-    app: &Router,
-    method: &str,
-    path: &str,
-    headers: &[(&str, &str)],
-    body: Option<&Value>,
-) -> Answer {
+async fn send(app: &Router, method: &str, path: &str, headers: &[(&str, &str)], body: Option<&Value>) -> Answer {
     let mut request = Request::builder().method(method).uri(path);
     for (k, v) in headers {
         request = request.header(*k, *v);
     }
     let body = body.map_or_else(Body::empty, |b| Body::from(b.to_string()));
-    let response = app
-        .clone()
-        .oneshot(request.body(body).unwrap())
-        .await
-        .unwrap();
+    let response = app.clone().oneshot(request.body(body).unwrap()).await.unwrap();
     let status = response.status();
     let headers = response.headers().clone();
     let bytes = response.into_body().collect().await.unwrap().to_bytes();
-    Answer {
-        status,
-        headers,
-        body: String::from_utf8(bytes.to_vec()).unwrap(),
-    }
+    Answer { status, headers, body: String::from_utf8(bytes.to_vec()).unwrap() }
 }
 
 async fn post(app: &Router, path: &str, body: Value) -> Answer {
@@ -122,14 +101,8 @@ fn expect_openai_usage(usage: &Value, u: &MockUsage) {
     assert_eq!(usage["prompt_tokens"], u.prompt_tokens);
     assert_eq!(usage["completion_tokens"], u.output_tokens);
     assert_eq!(usage["total_tokens"], u.prompt_tokens + u.output_tokens);
-    assert_eq!(
-        usage["prompt_tokens_details"]["cached_tokens"],
-        u.cache_read_tokens
-    );
-    assert_eq!(
-        usage["completion_tokens_details"]["reasoning_tokens"],
-        u.reasoning_tokens
-    );
+    assert_eq!(usage["prompt_tokens_details"]["cached_tokens"], u.cache_read_tokens);
+    assert_eq!(usage["completion_tokens_details"]["reasoning_tokens"], u.reasoning_tokens);
 }
 
 // ---------------------------------------------------------------- OpenAI chat
@@ -161,10 +134,7 @@ async fn chat_completion_has_the_full_openai_shape_and_documented_usage() {
     expect_openai_usage(&j["usage"], &expected);
     assert_eq!(content.split(' ').count() as u64, expected.output_tokens);
     assert_eq!(
-        usage_for_request(
-            &serde_json::to_vec(&chat_body("gpt-4o-mini", text)).unwrap(),
-            "gpt-4o-mini"
-        ),
+        usage_for_request(&serde_json::to_vec(&chat_body("gpt-4o-mini", text)).unwrap(), "gpt-4o-mini"),
         Some(expected)
     );
 }
@@ -172,19 +142,11 @@ async fn chat_completion_has_the_full_openai_shape_and_documented_usage() {
 #[tokio::test]
 async fn reasoning_models_report_reasoning_inside_completion_tokens() {
     let app = mock();
-    for (model, reasoning) in [
-        ("o3-mini", 5),
-        ("gpt-5", 5),
-        ("my-Thinking-model", 5),
-        ("gpt-4o", 0),
-    ] {
+    for (model, reasoning) in [("o3-mini", 5), ("gpt-5", 5), ("my-Thinking-model", 5), ("gpt-4o", 0)] {
         let body = with(chat_body(model, "hi"), "max_completion_tokens", json!(10));
         let usage = post(&app, "/v1/chat/completions", body).await.json()["usage"].clone();
         assert_eq!(usage["completion_tokens"], 10, "{model}");
-        assert_eq!(
-            usage["completion_tokens_details"]["reasoning_tokens"], reasoning,
-            "{model}"
-        );
+        assert_eq!(usage["completion_tokens_details"]["reasoning_tokens"], reasoning, "{model}");
     }
 }
 
@@ -194,10 +156,7 @@ async fn chat_stream_without_include_usage_has_no_usage_anywhere() {
     let body = with(chat_body("gpt-4o-mini", "stream me"), "stream", json!(true));
     let a = post(&app, "/v1/chat/completions", body).await;
     assert_eq!(a.status, StatusCode::OK);
-    assert!(a.headers["content-type"]
-        .to_str()
-        .unwrap()
-        .starts_with("text/event-stream"));
+    assert!(a.headers["content-type"].to_str().unwrap().starts_with("text/event-stream"));
     let events = a.events();
     assert_eq!(events.last().unwrap().1, "[DONE]");
     let chunks = a.event_jsons();
@@ -211,9 +170,7 @@ async fn chat_stream_without_include_usage_has_no_usage_anywhere() {
     }
     assert_eq!(chunks[0]["choices"][0]["delta"]["role"], "assistant");
     assert_eq!(chunks[5]["choices"][0]["finish_reason"], "stop");
-    assert!(chunks[..5]
-        .iter()
-        .all(|c| c["choices"][0]["finish_reason"].is_null()));
+    assert!(chunks[..5].iter().all(|c| c["choices"][0]["finish_reason"].is_null()));
     let ids: Vec<&Value> = chunks.iter().map(|c| &c["id"]).collect();
     assert!(ids.windows(2).all(|w| w[0] == w[1]));
 }
@@ -221,13 +178,7 @@ async fn chat_stream_without_include_usage_has_no_usage_anywhere() {
 #[tokio::test]
 async fn chat_stream_with_include_usage_matches_the_non_streamed_usage_and_text() {
     let app = mock();
-    let plain = post(
-        &app,
-        "/v1/chat/completions",
-        chat_body("o4-mini", "same prompt"),
-    )
-    .await
-    .json();
+    let plain = post(&app, "/v1/chat/completions", chat_body("o4-mini", "same prompt")).await.json();
     let body = json!({
         "model": "o4-mini", "stream": true, "stream_options": {"include_usage": true},
         "messages": chat_body("o4-mini", "same prompt")["messages"].clone(),
@@ -237,19 +188,10 @@ async fn chat_stream_with_include_usage_matches_the_non_streamed_usage_and_text(
     assert_eq!(last["choices"], json!([]));
     assert_eq!(last["usage"], plain["usage"]);
     for c in rest {
-        assert!(
-            c["usage"].is_null() && c.as_object().unwrap().contains_key("usage"),
-            "{c}"
-        );
+        assert!(c["usage"].is_null() && c.as_object().unwrap().contains_key("usage"), "{c}");
     }
-    let streamed: String = rest
-        .iter()
-        .filter_map(|c| c["choices"][0]["delta"]["content"].as_str())
-        .collect();
-    assert_eq!(
-        streamed,
-        plain["choices"][0]["message"]["content"].as_str().unwrap()
-    );
+    let streamed: String = rest.iter().filter_map(|c| c["choices"][0]["delta"]["content"].as_str()).collect();
+    assert_eq!(streamed, plain["choices"][0]["message"]["content"].as_str().unwrap());
 }
 
 #[tokio::test]
@@ -263,12 +205,7 @@ async fn azure_routes_answer_like_openai_with_the_deployment_as_model() {
     .await;
     assert_eq!(a.status, StatusCode::OK, "{}", a.body);
     assert_eq!(a.json()["model"], "prod-4o");
-    let v1 = post(
-        &app,
-        "/openai/v1/chat/completions",
-        chat_body("gpt-4.1", "hi"),
-    )
-    .await;
+    let v1 = post(&app, "/openai/v1/chat/completions", chat_body("gpt-4.1", "hi")).await;
     assert_eq!(v1.json()["model"], "gpt-4.1");
     let missing = post(&app, "/v1/chat/completions", json!({"messages": []})).await;
     assert_eq!(missing.status, StatusCode::BAD_REQUEST);
@@ -282,21 +219,13 @@ fn cosine(a: &[f32], b: &[f32]) -> f32 {
 }
 
 fn floats(v: &Value) -> Vec<f32> {
-    v.as_array()
-        .unwrap()
-        .iter()
-        .map(|x| x.as_f64().unwrap() as f32)
-        .collect()
+    v.as_array().unwrap().iter().map(|x| x.as_f64().unwrap() as f32).collect()
 }
 
 #[tokio::test]
 async fn embeddings_are_deterministic_normalised_and_similar_for_paraphrases() {
     let app = mock();
-    let inputs = [
-        "How do I reset my password?",
-        "how do i reset my PASSWORD",
-        "Quarterly revenue grew in Europe",
-    ];
+    let inputs = ["How do I reset my password?", "how do i reset my PASSWORD", "Quarterly revenue grew in Europe"];
     let a = post(
         &app,
         "/v1/embeddings",
@@ -322,41 +251,25 @@ async fn embeddings_are_deterministic_normalised_and_similar_for_paraphrases() {
 
     let bytes: u64 = inputs.iter().map(|s| s.len() as u64).sum();
     let prompt = 8 + bytes / 4;
-    assert_eq!(
-        j["usage"],
-        json!({"prompt_tokens": prompt, "total_tokens": prompt})
-    );
+    assert_eq!(j["usage"], json!({"prompt_tokens": prompt, "total_tokens": prompt}));
 }
 
 #[tokio::test]
 async fn embeddings_support_base64_and_dimensions() {
     let app = mock();
-    let a = post(&app, "/v1/embeddings", json!({"model": "e", "input": "hello world", "encoding_format": "base64", "dimensions": 16})).await;
-    let encoded = a.json()["data"][0]["embedding"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    let raw = base64::engine::general_purpose::STANDARD
-        .decode(encoded)
-        .unwrap();
-    let decoded: Vec<f32> = raw
-        .chunks_exact(4)
-        .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-        .collect();
+    let a = post(
+        &app,
+        "/v1/embeddings",
+        json!({"model": "e", "input": "hello world", "encoding_format": "base64", "dimensions": 16}),
+    )
+    .await;
+    let encoded = a.json()["data"][0]["embedding"].as_str().unwrap().to_owned();
+    let raw = base64::engine::general_purpose::STANDARD.decode(encoded).unwrap();
+    let decoded: Vec<f32> = raw.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect();
     assert_eq!(decoded, embed("hello world", 16));
-    let float = post(
-        &app,
-        "/v1/embeddings",
-        json!({"model": "e", "input": "hello world", "dimensions": 16}),
-    )
-    .await;
+    let float = post(&app, "/v1/embeddings", json!({"model": "e", "input": "hello world", "dimensions": 16})).await;
     assert_eq!(floats(&float.json()["data"][0]["embedding"]), decoded);
-    let bad = post(
-        &app,
-        "/v1/embeddings",
-        json!({"model": "e", "input": {"no": 1}}),
-    )
-    .await;
+    let bad = post(&app, "/v1/embeddings", json!({"model": "e", "input": {"no": 1}})).await;
     assert_eq!(bad.status, StatusCode::BAD_REQUEST);
 }
 
@@ -365,7 +278,8 @@ async fn embeddings_support_base64_and_dimensions() {
 #[tokio::test]
 async fn responses_api_streams_the_documented_events_with_the_same_usage() {
     let app = mock();
-    let req = json!({"model": "gpt-4.1", "instructions": "Be brief.", "input": "Tell me a fact.", "max_output_tokens": 12});
+    let req =
+        json!({"model": "gpt-4.1", "instructions": "Be brief.", "input": "Tell me a fact.", "max_output_tokens": 12});
     let plain = post(&app, "/v1/responses", req.clone()).await.json();
     assert!(plain["id"].as_str().unwrap().starts_with("resp_"));
     assert_eq!(plain["object"], "response");
@@ -373,21 +287,12 @@ async fn responses_api_streams_the_documented_events_with_the_same_usage() {
     assert_eq!(plain["instructions"], "Be brief.");
     let item = &plain["output"][0];
     assert_eq!(
-        (
-            item["type"].as_str(),
-            item["role"].as_str(),
-            item["status"].as_str()
-        ),
+        (item["type"].as_str(), item["role"].as_str(), item["status"].as_str()),
         (Some("message"), Some("assistant"), Some("completed"))
     );
     assert_eq!(item["content"][0]["type"], "output_text");
     let text = item["content"][0]["text"].as_str().unwrap();
-    let u = usage_for(
-        ("Be brief.".len() + "Tell me a fact.".len()) as u64,
-        "gpt-4.1",
-        Some(12),
-        None,
-    );
+    let u = usage_for(("Be brief.".len() + "Tell me a fact.".len()) as u64, "gpt-4.1", Some(12), None);
     assert_eq!(
         plain["usage"],
         json!({
@@ -422,19 +327,13 @@ async fn responses_api_streams_the_documented_events_with_the_same_usage() {
         assert_eq!(j["sequence_number"], i);
     }
     assert_eq!(jsons[0]["response"]["status"], "in_progress");
-    let deltas: String = jsons
-        .iter()
-        .filter_map(|j| j.get("delta").and_then(Value::as_str))
-        .collect();
+    let deltas: String = jsons.iter().filter_map(|j| j.get("delta").and_then(Value::as_str)).collect();
     assert_eq!(deltas, text);
     assert!(jsons[4]["logprobs"].is_array());
     assert_eq!(jsons[8]["text"], text);
     let completed = &jsons[11]["response"];
     assert_eq!(completed["usage"], plain["usage"]);
-    assert_eq!(
-        completed["output"][0]["content"],
-        plain["output"][0]["content"]
-    );
+    assert_eq!(completed["output"][0]["content"], plain["output"][0]["content"]);
 }
 
 // ---------------------------------------------------------------- Anthropic
@@ -457,10 +356,7 @@ async fn anthropic_messages_report_cache_outside_input_tokens() {
     assert_eq!(j["role"], "assistant");
     assert_eq!(j["model"], "claude-sonnet-4-5");
     assert_eq!(j["content"][0]["type"], "text");
-    assert!(j["content"][0]["text"]
-        .as_str()
-        .unwrap()
-        .starts_with("mock reply"));
+    assert!(j["content"][0]["text"].as_str().unwrap().starts_with("mock reply"));
     assert_eq!(j["stop_reason"], "end_turn");
     assert!(j["stop_sequence"].is_null());
     let u = usage_for(
@@ -473,14 +369,8 @@ async fn anthropic_messages_report_cache_outside_input_tokens() {
     assert_eq!(usage["input_tokens"], u.anthropic_input_tokens());
     assert_eq!(usage["cache_read_input_tokens"], u.cache_read_tokens);
     assert_eq!(usage["cache_creation_input_tokens"], u.cache_write_tokens());
-    assert_eq!(
-        usage["cache_creation"]["ephemeral_5m_input_tokens"],
-        u.cache_write_5m_tokens
-    );
-    assert_eq!(
-        usage["cache_creation"]["ephemeral_1h_input_tokens"],
-        u.cache_write_1h_tokens
-    );
+    assert_eq!(usage["cache_creation"]["ephemeral_5m_input_tokens"], u.cache_write_5m_tokens);
+    assert_eq!(usage["cache_creation"]["ephemeral_1h_input_tokens"], u.cache_write_1h_tokens);
     assert_eq!(usage["output_tokens"], 24);
     let sum = usage["input_tokens"].as_u64().unwrap()
         + usage["cache_read_input_tokens"].as_u64().unwrap()
@@ -491,15 +381,8 @@ async fn anthropic_messages_report_cache_outside_input_tokens() {
 #[tokio::test]
 async fn anthropic_stream_has_every_event_and_the_same_usage() {
     let app = mock();
-    let plain = post(&app, "/v1/messages", anthropic_body("claude-haiku-4-5"))
-        .await
-        .json();
-    let a = post(
-        &app,
-        "/v1/messages",
-        with(anthropic_body("claude-haiku-4-5"), "stream", json!(true)),
-    )
-    .await;
+    let plain = post(&app, "/v1/messages", anthropic_body("claude-haiku-4-5")).await.json();
+    let a = post(&app, "/v1/messages", with(anthropic_body("claude-haiku-4-5"), "stream", json!(true))).await;
     let events = a.events();
     let names: Vec<&str> = events.iter().map(|(n, _)| n.as_deref().unwrap()).collect();
     assert_eq!(
@@ -525,28 +408,15 @@ async fn anthropic_stream_has_every_event_and_the_same_usage() {
     assert_eq!(start["content"], json!([]));
     assert!(start["stop_reason"].is_null());
     assert_eq!(start["usage"]["output_tokens"], 1);
-    for field in [
-        "input_tokens",
-        "cache_read_input_tokens",
-        "cache_creation_input_tokens",
-        "cache_creation",
-    ] {
+    for field in ["input_tokens", "cache_read_input_tokens", "cache_creation_input_tokens", "cache_creation"] {
         assert_eq!(start["usage"][field], plain["usage"][field], "{field}");
     }
     let delta = &jsons[8];
     assert_eq!(delta["delta"]["stop_reason"], "end_turn");
-    for field in [
-        "input_tokens",
-        "cache_read_input_tokens",
-        "cache_creation_input_tokens",
-        "output_tokens",
-    ] {
+    for field in ["input_tokens", "cache_read_input_tokens", "cache_creation_input_tokens", "output_tokens"] {
         assert_eq!(delta["usage"][field], plain["usage"][field], "{field}");
     }
-    let text: String = jsons
-        .iter()
-        .filter_map(|j| j["delta"]["text"].as_str())
-        .collect();
+    let text: String = jsons.iter().filter_map(|j| j["delta"]["text"].as_str()).collect();
     assert_eq!(text, plain["content"][0]["text"].as_str().unwrap());
 }
 
@@ -575,21 +445,13 @@ fn gemini_body() -> Value {
 #[tokio::test]
 async fn gemini_generate_content_reports_thoughts_outside_candidates() {
     let app = mock();
-    let a = post(
-        &app,
-        "/v1beta/models/gemini-think-pro:generateContent",
-        gemini_body(),
-    )
-    .await;
+    let a = post(&app, "/v1beta/models/gemini-think-pro:generateContent", gemini_body()).await;
     assert_eq!(a.status, StatusCode::OK, "{}", a.body);
     let j = a.json();
     let c = &j["candidates"][0];
     assert_eq!(c["finishReason"], "STOP");
     assert_eq!(c["content"]["role"], "model");
-    assert!(c["content"]["parts"][0]["text"]
-        .as_str()
-        .unwrap()
-        .starts_with("mock reply"));
+    assert!(c["content"]["parts"][0]["text"].as_str().unwrap().starts_with("mock reply"));
     assert_eq!(j["modelVersion"], "gemini-think-pro");
     let u = usage_for(
         chat_text_bytes("Summarise the quarterly report in two sentences please."),
@@ -608,64 +470,30 @@ async fn gemini_generate_content_reports_thoughts_outside_candidates() {
 #[tokio::test]
 async fn gemini_sse_stream_uses_crlf_and_ends_with_the_full_usage() {
     let app = mock();
-    let plain = post(
-        &app,
-        "/v1beta/models/gemini-2.0-flash:generateContent",
-        gemini_body(),
-    )
-    .await
-    .json();
-    let a = post(
-        &app,
-        "/v1beta/models/gemini-2.0-flash:streamGenerateContent?alt=sse",
-        gemini_body(),
-    )
-    .await;
-    assert!(a.headers["content-type"]
-        .to_str()
-        .unwrap()
-        .starts_with("text/event-stream"));
+    let plain = post(&app, "/v1beta/models/gemini-2.0-flash:generateContent", gemini_body()).await.json();
+    let a = post(&app, "/v1beta/models/gemini-2.0-flash:streamGenerateContent?alt=sse", gemini_body()).await;
+    assert!(a.headers["content-type"].to_str().unwrap().starts_with("text/event-stream"));
     assert!(a.body.ends_with("}\r\n\r\n"));
     let chunks = a.event_jsons();
     assert_eq!(chunks.len(), 4);
     for c in &chunks[..3] {
         assert!(c["candidates"][0].get("finishReason").is_none());
-        assert_eq!(
-            c["usageMetadata"]["promptTokenCount"],
-            plain["usageMetadata"]["promptTokenCount"]
-        );
+        assert_eq!(c["usageMetadata"]["promptTokenCount"], plain["usageMetadata"]["promptTokenCount"]);
     }
     let last = chunks.last().unwrap();
     assert_eq!(last["candidates"][0]["finishReason"], "STOP");
     assert_eq!(last["usageMetadata"], plain["usageMetadata"]);
     assert!(plain["usageMetadata"].get("thoughtsTokenCount").is_none());
-    let text: String = chunks
-        .iter()
-        .filter_map(|c| c["candidates"][0]["content"]["parts"][0]["text"].as_str())
-        .collect();
-    assert_eq!(
-        text,
-        plain["candidates"][0]["content"]["parts"][0]["text"]
-            .as_str()
-            .unwrap()
-    );
+    let text: String =
+        chunks.iter().filter_map(|c| c["candidates"][0]["content"]["parts"][0]["text"].as_str()).collect();
+    assert_eq!(text, plain["candidates"][0]["content"]["parts"][0]["text"].as_str().unwrap());
 
-    let array = post(
-        &app,
-        "/v1beta/models/gemini-2.0-flash:streamGenerateContent",
-        gemini_body(),
-    )
-    .await;
+    let array = post(&app, "/v1beta/models/gemini-2.0-flash:streamGenerateContent", gemini_body()).await;
     let elements = array.json();
     assert_eq!(elements.as_array().unwrap().len(), 4);
     assert_eq!(elements[3]["usageMetadata"], plain["usageMetadata"]);
 
-    let unknown = post(
-        &app,
-        "/v1beta/models/gemini-2.0-flash:embedText",
-        gemini_body(),
-    )
-    .await;
+    let unknown = post(&app, "/v1beta/models/gemini-2.0-flash:embedText", gemini_body()).await;
     assert_eq!(unknown.status, StatusCode::NOT_FOUND);
     assert_eq!(unknown.json()["error"]["status"], "NOT_FOUND");
 }
@@ -675,25 +503,11 @@ async fn models_lists_openai_or_anthropic_shapes() {
     let app = mock();
     let openai = send(&app, "GET", "/v1/models", &[], None).await.json();
     assert_eq!(openai["object"], "list");
-    assert!(openai["data"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .all(|m| m["object"] == "model" && m["id"].is_string()));
-    let anthropic = send(
-        &app,
-        "GET",
-        "/v1/models",
-        &[("anthropic-version", "2023-06-01")],
-        None,
-    )
-    .await
-    .json();
+    assert!(openai["data"].as_array().unwrap().iter().all(|m| m["object"] == "model" && m["id"].is_string()));
+    let anthropic = send(&app, "GET", "/v1/models", &[("anthropic-version", "2023-06-01")], None).await.json();
     assert_eq!(anthropic["has_more"], false);
     assert_eq!(anthropic["data"][0]["type"], "model");
-    let one = send(&app, "GET", "/v1/models/gpt-4o", &[], None)
-        .await
-        .json();
+    let one = send(&app, "GET", "/v1/models/gpt-4o", &[], None).await.json();
     assert_eq!(one["id"], "gpt-4o");
 }
 
@@ -704,47 +518,23 @@ async fn knobs_work_from_headers_and_from_body_directives() {
     let app = mock();
     let body = with(chat_body("gpt-4o", "hi"), "stream", json!(true));
     let headers = [("x-mock-chunks", "2"), ("x-mock-output-tokens", "6")];
-    let via_header = send(&app, "POST", "/v1/chat/completions", &headers, Some(&body))
-        .await
-        .event_jsons();
+    let via_header = send(&app, "POST", "/v1/chat/completions", &headers, Some(&body)).await.event_jsons();
     assert_eq!(via_header.len(), 1 + 2 + 1);
 
-    let directive = with(
-        chat_body("gpt-4o", "hi [mock chunks=7 output_tokens=40]"),
-        "stream",
-        json!(true),
-    );
-    let via_body = post(&app, "/v1/chat/completions", directive)
-        .await
-        .event_jsons();
+    let directive = with(chat_body("gpt-4o", "hi [mock chunks=7 output_tokens=40]"), "stream", json!(true));
+    let via_body = post(&app, "/v1/chat/completions", directive).await.event_jsons();
     assert_eq!(via_body.len(), 1 + 7 + 1);
-    let text: String = via_body
-        .iter()
-        .filter_map(|c| c["choices"][0]["delta"]["content"].as_str())
-        .collect();
+    let text: String = via_body.iter().filter_map(|c| c["choices"][0]["delta"]["content"].as_str()).collect();
     assert_eq!(text.split(' ').count(), 40);
 
     // the body directive wins over the header
-    let both = send(
-        &app,
-        "POST",
-        "/v1/chat/completions",
-        &headers,
-        Some(&directive_body()),
-    )
-    .await
-    .json();
+    let both = send(&app, "POST", "/v1/chat/completions", &headers, Some(&directive_body())).await.json();
     assert_eq!(both["usage"]["completion_tokens"], 3);
 
     let started = Instant::now();
-    let slow = send(
-        &app,
-        "POST",
-        "/v1/chat/completions",
-        &[("x-mock-latency-ms", "60")],
-        Some(&chat_body("gpt-4o", "hi")),
-    )
-    .await;
+    let slow =
+        send(&app, "POST", "/v1/chat/completions", &[("x-mock-latency-ms", "60")], Some(&chat_body("gpt-4o", "hi")))
+            .await;
     assert_eq!(slow.status, StatusCode::OK);
     assert!(started.elapsed() >= Duration::from_millis(60));
 
@@ -752,19 +542,11 @@ async fn knobs_work_from_headers_and_from_body_directives() {
     let paced = post(
         &app,
         "/v1/messages",
-        with(
-            anthropic_body("claude [mock chunk_delay_ms=10 chunks=3]"),
-            "stream",
-            json!(true),
-        ),
+        with(anthropic_body("claude [mock chunk_delay_ms=10 chunks=3]"), "stream", json!(true)),
     )
     .await;
     assert_eq!(paced.events().len(), 9);
-    assert!(
-        started.elapsed() >= Duration::from_millis(80),
-        "{:?}",
-        started.elapsed()
-    );
+    assert!(started.elapsed() >= Duration::from_millis(80), "{:?}", started.elapsed());
 }
 
 fn directive_body() -> Value {
@@ -774,17 +556,9 @@ fn directive_body() -> Value {
 #[tokio::test]
 async fn bad_knobs_answer_400_naming_the_problem() {
     let app = mock();
-    let a = post(
-        &app,
-        "/v1/chat/completions",
-        chat_body("gpt-4o", "[mock fault=explode]"),
-    )
-    .await;
+    let a = post(&app, "/v1/chat/completions", chat_body("gpt-4o", "[mock fault=explode]")).await;
     assert_eq!(a.status, StatusCode::BAD_REQUEST);
-    assert!(a.json()["error"]["message"]
-        .as_str()
-        .unwrap()
-        .contains("explode"));
+    assert!(a.json()["error"]["message"].as_str().unwrap().contains("explode"));
 }
 
 // ---------------------------------------------------------------- faults
@@ -792,19 +566,12 @@ async fn bad_knobs_answer_400_naming_the_problem() {
 #[tokio::test]
 async fn status_faults_use_each_provider_error_shape_and_retry_after() {
     let app = mock();
-    let openai = post(
-        &app,
-        "/v1/chat/completions",
-        chat_body("gpt-4o", "[mock fault=429 retry_after=7]"),
-    )
-    .await;
+    let openai = post(&app, "/v1/chat/completions", chat_body("gpt-4o", "[mock fault=429 retry_after=7]")).await;
     assert_eq!(openai.status, StatusCode::TOO_MANY_REQUESTS);
     assert_eq!(openai.headers["retry-after"], "7");
     let e = openai.json();
     assert_eq!(e["error"]["code"], "rate_limit_exceeded");
-    assert!(
-        e["error"]["message"].is_string() && e["error"].as_object().unwrap().contains_key("param")
-    );
+    assert!(e["error"]["message"].is_string() && e["error"].as_object().unwrap().contains_key("param"));
 
     let mut anthropic_req = anthropic_body("claude-haiku-4-5");
     anthropic_req["messages"][0]["content"][0]["text"] = json!("[mock fault=429]");
@@ -816,42 +583,24 @@ async fn status_faults_use_each_provider_error_shape_and_retry_after() {
 
     let mut gemini_req = gemini_body();
     gemini_req["contents"][0]["parts"][0]["text"] = json!("[mock fault=429]");
-    let gemini = post(
-        &app,
-        "/v1beta/models/gemini-2.0-flash:generateContent",
-        gemini_req,
-    )
-    .await;
+    let gemini = post(&app, "/v1beta/models/gemini-2.0-flash:generateContent", gemini_req).await;
     assert_eq!(gemini.status, StatusCode::TOO_MANY_REQUESTS);
     assert_eq!(
         gemini.json()["error"],
         json!({"code": 429, "message": gemini.json()["error"]["message"], "status": "RESOURCE_EXHAUSTED"})
     );
 
-    for (fault, status, kind) in [
-        ("500", 500, "server_error"),
-        ("503", 503, "server_error"),
-        ("400", 400, "invalid_request_error"),
-    ] {
-        let a = send(
-            &app,
-            "POST",
-            "/v1/chat/completions",
-            &[("x-mock-fault", fault)],
-            Some(&chat_body("gpt-4o", "hi")),
-        )
-        .await;
+    for (fault, status, kind) in
+        [("500", 500, "server_error"), ("503", 503, "server_error"), ("400", 400, "invalid_request_error")]
+    {
+        let a =
+            send(&app, "POST", "/v1/chat/completions", &[("x-mock-fault", fault)], Some(&chat_body("gpt-4o", "hi")))
+                .await;
         assert_eq!(a.status.as_u16(), status);
         assert_eq!(a.json()["error"]["type"], kind);
     }
-    let overloaded = send(
-        &app,
-        "POST",
-        "/v1/messages",
-        &[("x-mock-fault", "529")],
-        Some(&anthropic_body("claude-haiku-4-5")),
-    )
-    .await;
+    let overloaded =
+        send(&app, "POST", "/v1/messages", &[("x-mock-fault", "529")], Some(&anthropic_body("claude-haiku-4-5"))).await;
     assert_eq!(overloaded.status.as_u16(), 529);
     assert_eq!(overloaded.json()["error"]["type"], "overloaded_error");
 }
@@ -859,25 +608,13 @@ async fn status_faults_use_each_provider_error_shape_and_retry_after() {
 #[tokio::test]
 async fn malformed_and_truncated_bodies_do_not_parse() {
     let app = mock();
-    let malformed = post(
-        &app,
-        "/v1/chat/completions",
-        chat_body("gpt-4o", "[mock fault=malformed]"),
-    )
-    .await;
+    let malformed = post(&app, "/v1/chat/completions", chat_body("gpt-4o", "[mock fault=malformed]")).await;
     assert_eq!(malformed.status, StatusCode::OK);
     assert!(serde_json::from_str::<Value>(&malformed.body).is_err());
 
-    let truncated = post(
-        &app,
-        "/v1/messages",
-        with(
-            anthropic_body("claude-haiku-4-5"),
-            "system",
-            json!("[mock fault=truncate]"),
-        ),
-    )
-    .await;
+    let truncated =
+        post(&app, "/v1/messages", with(anthropic_body("claude-haiku-4-5"), "system", json!("[mock fault=truncate]")))
+            .await;
     assert_eq!(truncated.status, StatusCode::OK);
     assert!(serde_json::from_str::<Value>(&truncated.body).is_err());
     assert!(truncated.body.starts_with("{\""));
@@ -892,74 +629,33 @@ async fn truncated_streams_stop_half_way_without_terminal_event_or_usage() {
     assert!(!chat.body.contains("[DONE]"));
     let chunks = chat.event_jsons();
     assert_eq!(chunks.len(), 1 + 3);
-    assert!(chunks
-        .iter()
-        .all(|c| c["usage"].is_null() && c["choices"][0]["finish_reason"].is_null()));
+    assert!(chunks.iter().all(|c| c["usage"].is_null() && c["choices"][0]["finish_reason"].is_null()));
 
-    let anthropic = post(
-        &app,
-        "/v1/messages",
-        with(
-            anthropic_body("claude [mock fault=truncate]"),
-            "stream",
-            json!(true),
-        ),
-    )
-    .await;
-    let names: Vec<String> = anthropic
-        .events()
-        .into_iter()
-        .filter_map(|(n, _)| n)
-        .collect();
-    assert_eq!(
-        names,
-        [
-            "message_start",
-            "content_block_start",
-            "ping",
-            "content_block_delta",
-            "content_block_delta"
-        ]
-    );
+    let anthropic =
+        post(&app, "/v1/messages", with(anthropic_body("claude [mock fault=truncate]"), "stream", json!(true))).await;
+    let names: Vec<String> = anthropic.events().into_iter().filter_map(|(n, _)| n).collect();
+    assert_eq!(names, ["message_start", "content_block_start", "ping", "content_block_delta", "content_block_delta"]);
 
     let mut gemini_req = gemini_body();
     gemini_req["contents"][0]["parts"][0]["text"] = json!("[mock fault=truncate]");
-    let gemini = post(
-        &app,
-        "/v1beta/models/gemini-2.0-flash:streamGenerateContent?alt=sse",
-        gemini_req,
-    )
-    .await;
+    let gemini = post(&app, "/v1beta/models/gemini-2.0-flash:streamGenerateContent?alt=sse", gemini_req).await;
     let chunks = gemini.event_jsons();
     assert_eq!(chunks.len(), 2);
-    assert!(chunks
-        .iter()
-        .all(|c| c["candidates"][0].get("finishReason").is_none()));
+    assert!(chunks.iter().all(|c| c["candidates"][0].get("finishReason").is_none()));
 
-    let responses = post(
-        &app,
-        "/v1/responses",
-        json!({"model": "gpt-4o", "stream": true, "input": "[mock fault=truncate]"}),
-    )
-    .await;
+    let responses =
+        post(&app, "/v1/responses", json!({"model": "gpt-4o", "stream": true, "input": "[mock fault=truncate]"})).await;
     assert!(!responses.body.contains("response.completed"));
 }
 
 #[tokio::test]
 async fn malformed_stream_event_is_inserted_mid_way() {
     let app = mock();
-    let body = with(
-        chat_body("gpt-4o", "[mock fault=malformed]"),
-        "stream",
-        json!(true),
-    );
+    let body = with(chat_body("gpt-4o", "[mock fault=malformed]"), "stream", json!(true));
     let a = post(&app, "/v1/chat/completions", body).await;
     let events = a.events();
-    let bad: Vec<&String> = events
-        .iter()
-        .map(|(_, d)| d)
-        .filter(|d| *d != "[DONE]" && serde_json::from_str::<Value>(d).is_err())
-        .collect();
+    let bad: Vec<&String> =
+        events.iter().map(|(_, d)| d).filter(|d| *d != "[DONE]" && serde_json::from_str::<Value>(d).is_err()).collect();
     assert_eq!(bad.len(), 1);
     assert_eq!(events.last().unwrap().1, "[DONE]");
 }
@@ -967,50 +663,23 @@ async fn malformed_stream_event_is_inserted_mid_way() {
 #[tokio::test]
 async fn no_usage_fault_leaves_usage_out_everywhere() {
     let app = mock();
-    let chat = post(
-        &app,
-        "/v1/chat/completions",
-        chat_body("gpt-4o", "[mock fault=no_usage]"),
-    )
-    .await
-    .json();
+    let chat = post(&app, "/v1/chat/completions", chat_body("gpt-4o", "[mock fault=no_usage]")).await.json();
     assert!(chat.get("usage").is_none());
     let body = json!({"model": "gpt-4o", "stream": true, "stream_options": {"include_usage": true},
         "messages": [{"role": "user", "content": "[mock fault=no_usage]"}]});
     let chunks = post(&app, "/v1/chat/completions", body).await.event_jsons();
     assert!(chunks.iter().all(|c| c.get("usage").is_none()));
-    assert!(chunks
-        .iter()
-        .all(|c| !c["choices"].as_array().unwrap().is_empty()));
+    assert!(chunks.iter().all(|c| !c["choices"].as_array().unwrap().is_empty()));
 
-    let anthropic = post(
-        &app,
-        "/v1/messages",
-        with(
-            anthropic_body("claude [mock fault=no_usage]"),
-            "stream",
-            json!(true),
-        ),
-    )
-    .await;
+    let anthropic =
+        post(&app, "/v1/messages", with(anthropic_body("claude [mock fault=no_usage]"), "stream", json!(true))).await;
     assert!(!anthropic.body.contains("\"usage\""));
     let mut gemini_req = gemini_body();
     gemini_req["contents"][0]["parts"][0]["text"] = json!("[mock fault=no_usage]");
-    let gemini = post(
-        &app,
-        "/v1beta/models/gemini-2.0-flash:generateContent",
-        gemini_req,
-    )
-    .await
-    .json();
+    let gemini = post(&app, "/v1beta/models/gemini-2.0-flash:generateContent", gemini_req).await.json();
     assert!(gemini.get("usageMetadata").is_none());
-    let responses = post(
-        &app,
-        "/v1/responses",
-        json!({"model": "gpt-4o", "input": "[mock fault=no_usage]"}),
-    )
-    .await
-    .json();
+    let responses =
+        post(&app, "/v1/responses", json!({"model": "gpt-4o", "input": "[mock fault=no_usage]"})).await.json();
     assert!(responses.get("usage").is_none());
 }
 
@@ -1020,11 +689,7 @@ async fn stream_error_sends_each_provider_error_event() {
     let chat = post(
         &app,
         "/v1/chat/completions",
-        with(
-            chat_body("gpt-4o", "[mock fault=stream_error]"),
-            "stream",
-            json!(true),
-        ),
+        with(chat_body("gpt-4o", "[mock fault=stream_error]"), "stream", json!(true)),
     )
     .await;
     let chunks = chat.event_jsons();
@@ -1032,30 +697,17 @@ async fn stream_error_sends_each_provider_error_event() {
     assert_eq!(chunks.last().unwrap()["error"]["type"], "server_error");
     assert!(!chat.body.contains("[DONE]"));
 
-    let anthropic = post(
-        &app,
-        "/v1/messages",
-        with(
-            anthropic_body("claude [mock fault=stream_error]"),
-            "stream",
-            json!(true),
-        ),
-    )
-    .await;
+    let anthropic =
+        post(&app, "/v1/messages", with(anthropic_body("claude [mock fault=stream_error]"), "stream", json!(true)))
+            .await;
     let (name, data) = anthropic.events().pop().unwrap();
     assert_eq!(name.as_deref(), Some("error"));
     let data: Value = serde_json::from_str(&data).unwrap();
-    assert_eq!(
-        (data["type"].as_str(), data["error"]["type"].as_str()),
-        (Some("error"), Some("overloaded_error"))
-    );
+    assert_eq!((data["type"].as_str(), data["error"]["type"].as_str()), (Some("error"), Some("overloaded_error")));
 
-    let responses = post(
-        &app,
-        "/v1/responses",
-        json!({"model": "gpt-4o", "stream": true, "input": "[mock fault=stream_error]"}),
-    )
-    .await;
+    let responses =
+        post(&app, "/v1/responses", json!({"model": "gpt-4o", "stream": true, "input": "[mock fault=stream_error]"}))
+            .await;
     let (name, data) = responses.events().pop().unwrap();
     assert_eq!(name.as_deref(), Some("error"));
     let data: Value = serde_json::from_str(&data).unwrap();
@@ -1063,22 +715,12 @@ async fn stream_error_sends_each_provider_error_event() {
 
     let mut gemini_req = gemini_body();
     gemini_req["contents"][0]["parts"][0]["text"] = json!("[mock fault=stream_error]");
-    let gemini = post(
-        &app,
-        "/v1beta/models/gemini-2.0-flash:streamGenerateContent?alt=sse",
-        gemini_req,
-    )
-    .await;
+    let gemini = post(&app, "/v1beta/models/gemini-2.0-flash:streamGenerateContent?alt=sse", gemini_req).await;
     let last = gemini.event_jsons().pop().unwrap();
     assert_eq!(last["error"]["status"], "UNAVAILABLE");
 
     // stream-only faults leave non-streamed answers alone
-    let plain = post(
-        &app,
-        "/v1/chat/completions",
-        chat_body("gpt-4o", "[mock fault=stream_error]"),
-    )
-    .await;
+    let plain = post(&app, "/v1/chat/completions", chat_body("gpt-4o", "[mock fault=stream_error]")).await;
     assert_eq!(plain.status, StatusCode::OK);
     assert!(plain.json()["usage"].is_object());
 }
@@ -1089,10 +731,7 @@ async fn stream_error_sends_each_provider_error_event() {
 async fn stats_count_requests_per_path_and_reset_zeroes_them() {
     let app = mock();
     let empty = send(&app, "GET", "/mock/stats", &[], None).await.json();
-    assert_eq!(
-        empty,
-        json!({"total": 0, "paths": {}, "models": {}, "last_auth": null})
-    );
+    assert_eq!(empty, json!({"total": 0, "paths": {}, "models": {}, "last_auth": null}));
 
     send(
         &app,
@@ -1103,109 +742,46 @@ async fn stats_count_requests_per_path_and_reset_zeroes_them() {
     )
     .await;
     post(&app, "/v1/chat/completions", chat_body("gpt-4o", "hi")).await;
-    post(
-        &app,
-        "/v1beta/models/gemini-2.0-flash:generateContent",
-        gemini_body(),
-    )
-    .await;
+    post(&app, "/v1beta/models/gemini-2.0-flash:generateContent", gemini_body()).await;
     let stats = send(&app, "GET", "/mock/stats", &[], None).await;
     assert!(!stats.body.contains("sk-secret-value"));
     let stats = stats.json();
     assert_eq!(stats["total"], 3);
     assert_eq!(stats["paths"]["/v1/chat/completions"], 2);
-    assert_eq!(
-        stats["paths"]["/v1beta/models/gemini-2.0-flash:generateContent"],
-        1
-    );
+    assert_eq!(stats["paths"]["/v1beta/models/gemini-2.0-flash:generateContent"], 1);
     assert_eq!(stats["models"]["gpt-4o"], 2);
     assert_eq!(stats["last_auth"], "absent");
 
-    send(
-        &app,
-        "POST",
-        "/v1/messages",
-        &[("x-api-key", "k")],
-        Some(&anthropic_body("claude-haiku-4-5")),
-    )
-    .await;
-    assert_eq!(
-        send(&app, "GET", "/mock/stats", &[], None).await.json()["last_auth"],
-        "present"
-    );
+    send(&app, "POST", "/v1/messages", &[("x-api-key", "k")], Some(&anthropic_body("claude-haiku-4-5"))).await;
+    assert_eq!(send(&app, "GET", "/mock/stats", &[], None).await.json()["last_auth"], "present");
 
     let reset = send(&app, "POST", "/mock/reset", &[], None).await;
     assert_eq!(reset.status, StatusCode::OK);
-    assert_eq!(
-        send(&app, "GET", "/mock/stats", &[], None).await.json(),
-        empty
-    );
+    assert_eq!(send(&app, "GET", "/mock/stats", &[], None).await.json(), empty);
 }
 
 #[tokio::test]
 async fn required_api_key_is_checked_in_each_provider_header() {
-    let app = router(MockConfig {
-        require_api_key: Some("sk-mock".into()),
-        ..MockConfig::default()
-    });
+    let app = router(MockConfig { require_api_key: Some("sk-mock".into()), ..MockConfig::default() });
     let chat = chat_body("gpt-4o", "hi");
     let none = post(&app, "/v1/chat/completions", chat.clone()).await;
     assert_eq!(none.status, StatusCode::UNAUTHORIZED);
     assert_eq!(none.json()["error"]["code"], "invalid_api_key");
-    let wrong = send(
-        &app,
-        "POST",
-        "/v1/chat/completions",
-        &[("authorization", "Bearer sk-other")],
-        Some(&chat),
-    )
-    .await;
+    let wrong = send(&app, "POST", "/v1/chat/completions", &[("authorization", "Bearer sk-other")], Some(&chat)).await;
     assert_eq!(wrong.status, StatusCode::UNAUTHORIZED);
-    let right = send(
-        &app,
-        "POST",
-        "/v1/chat/completions",
-        &[("authorization", "Bearer sk-mock")],
-        Some(&chat),
-    )
-    .await;
+    let right = send(&app, "POST", "/v1/chat/completions", &[("authorization", "Bearer sk-mock")], Some(&chat)).await;
     assert_eq!(right.status, StatusCode::OK);
 
     let azure = "/openai/deployments/d/chat/completions";
-    assert_eq!(
-        send(&app, "POST", azure, &[("api-key", "sk-mock")], Some(&chat))
-            .await
-            .status,
-        StatusCode::OK
-    );
-    assert_eq!(
-        send(&app, "POST", azure, &[("api-key", "nope")], Some(&chat))
-            .await
-            .status,
-        StatusCode::UNAUTHORIZED
-    );
+    assert_eq!(send(&app, "POST", azure, &[("api-key", "sk-mock")], Some(&chat)).await.status, StatusCode::OK);
+    assert_eq!(send(&app, "POST", azure, &[("api-key", "nope")], Some(&chat)).await.status, StatusCode::UNAUTHORIZED);
 
     let msg = anthropic_body("claude-haiku-4-5");
-    let bearer = send(
-        &app,
-        "POST",
-        "/v1/messages",
-        &[("authorization", "Bearer sk-mock")],
-        Some(&msg),
-    )
-    .await;
+    let bearer = send(&app, "POST", "/v1/messages", &[("authorization", "Bearer sk-mock")], Some(&msg)).await;
     assert_eq!(bearer.status, StatusCode::UNAUTHORIZED);
     assert_eq!(bearer.json()["error"]["type"], "authentication_error");
     assert_eq!(
-        send(
-            &app,
-            "POST",
-            "/v1/messages",
-            &[("x-api-key", "sk-mock")],
-            Some(&msg)
-        )
-        .await
-        .status,
+        send(&app, "POST", "/v1/messages", &[("x-api-key", "sk-mock")], Some(&msg)).await.status,
         StatusCode::OK
     );
 
@@ -1214,29 +790,13 @@ async fn required_api_key_is_checked_in_each_provider_header() {
     assert_eq!(missing.status, StatusCode::UNAUTHORIZED);
     assert_eq!(missing.json()["error"]["status"], "UNAUTHENTICATED");
     assert_eq!(
-        send(
-            &app,
-            "POST",
-            gem,
-            &[("x-goog-api-key", "sk-mock")],
-            Some(&gemini_body())
-        )
-        .await
-        .status,
+        send(&app, "POST", gem, &[("x-goog-api-key", "sk-mock")], Some(&gemini_body())).await.status,
         StatusCode::OK
     );
-    assert_eq!(
-        post(&app, &format!("{gem}?key=sk-mock"), gemini_body())
-            .await
-            .status,
-        StatusCode::OK
-    );
+    assert_eq!(post(&app, &format!("{gem}?key=sk-mock"), gemini_body()).await.status, StatusCode::OK);
 
     // rejected requests still count as upstream calls
-    assert_eq!(
-        send(&app, "GET", "/mock/stats", &[], None).await.json()["total"],
-        10
-    );
+    assert_eq!(send(&app, "GET", "/mock/stats", &[], None).await.json()["total"], 10);
 }
 
 #[tokio::test]
@@ -1244,16 +804,10 @@ async fn unknown_routes_and_bad_json_get_provider_shaped_errors() {
     let app = mock();
     let a = post(&app, "/v2/whatever", json!({})).await;
     assert_eq!(a.status, StatusCode::NOT_FOUND);
-    assert!(a.json()["error"]["message"]
-        .as_str()
-        .unwrap()
-        .contains("/v2/whatever"));
-    let request = Request::post("/v1/messages")
-        .body(Body::from("{not json"))
-        .unwrap();
+    assert!(a.json()["error"]["message"].as_str().unwrap().contains("/v2/whatever"));
+    let request = Request::post("/v1/messages").body(Body::from("{not json")).unwrap();
     let response = app.clone().oneshot(request).await.unwrap();
     assert_eq!(response.status(), StatusCode::BAD_REQUEST);
-    let body: Value =
-        serde_json::from_slice(&response.into_body().collect().await.unwrap().to_bytes()).unwrap();
+    let body: Value = serde_json::from_slice(&response.into_body().collect().await.unwrap().to_bytes()).unwrap();
     assert_eq!(body["type"], "error");
 }

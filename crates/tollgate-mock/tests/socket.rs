@@ -26,20 +26,10 @@ async fn timeout_fault_hangs_only_its_own_request() {
     let addr = start(MockConfig::default()).await;
     let client = reqwest::Client::new();
     let url = format!("http://{addr}/v1/chat/completions");
-    let hanging = tokio::spawn(
-        client
-            .post(&url)
-            .json(&chat("[mock fault=timeout]", false))
-            .send(),
-    );
+    let hanging = tokio::spawn(client.post(&url).json(&chat("[mock fault=timeout]", false)).send());
 
     let started = Instant::now();
-    let ok = client
-        .post(&url)
-        .json(&chat("hello", false))
-        .send()
-        .await
-        .unwrap();
+    let ok = client.post(&url).json(&chat("hello", false)).send().await.unwrap();
     assert_eq!(ok.status(), 200);
     let body: Value = ok.json().await.unwrap();
     assert_eq!(body["object"], "chat.completion");
@@ -48,36 +38,19 @@ async fn timeout_fault_hangs_only_its_own_request() {
     tokio::time::sleep(Duration::from_millis(100)).await;
     assert!(!hanging.is_finished());
     hanging.abort();
-    let stats: Value = client
-        .get(format!("http://{addr}/mock/stats"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let stats: Value = client.get(format!("http://{addr}/mock/stats")).send().await.unwrap().json().await.unwrap();
     assert_eq!(stats["paths"]["/v1/chat/completions"], 2);
 }
 
 #[tokio::test]
 async fn chunk_delay_paces_the_stream_and_stall_goes_silent_half_way() {
-    let addr = start(MockConfig {
-        chunk_delay_ms: 40,
-        ..MockConfig::default()
-    })
-    .await;
+    let addr = start(MockConfig { chunk_delay_ms: 40, ..MockConfig::default() }).await;
     let client = reqwest::Client::new();
     let url = format!("http://{addr}/v1/chat/completions");
 
     // 1 role + 2 deltas + 1 finish + [DONE] = 5 events, 4 gaps of 40 ms.
     let started = Instant::now();
-    let mut stream = client
-        .post(&url)
-        .json(&chat("[mock chunks=2]", true))
-        .send()
-        .await
-        .unwrap()
-        .bytes_stream();
+    let mut stream = client.post(&url).json(&chat("[mock chunks=2]", true)).send().await.unwrap().bytes_stream();
     let first = stream.next().await.unwrap().unwrap();
     let first_at = started.elapsed();
     assert!(first.starts_with(b"data: {"));
@@ -87,13 +60,8 @@ async fn chunk_delay_paces_the_stream_and_stall_goes_silent_half_way() {
     }
     let total = started.elapsed();
     assert!(total >= Duration::from_millis(160), "{total:?}");
-    assert!(
-        total - first_at >= Duration::from_millis(150),
-        "first {first_at:?}, total {total:?}"
-    );
-    assert!(String::from_utf8(all)
-        .unwrap()
-        .ends_with("data: [DONE]\n\n"));
+    assert!(total - first_at >= Duration::from_millis(150), "first {first_at:?}, total {total:?}");
+    assert!(String::from_utf8(all).unwrap().ends_with("data: [DONE]\n\n"));
 
     // stall: role + 2 of 4 deltas, then nothing.
     let mut stream = client
@@ -117,11 +85,7 @@ async fn chunk_delay_paces_the_stream_and_stall_goes_silent_half_way() {
 
 #[tokio::test]
 async fn configured_latency_delays_every_answer() {
-    let addr = start(MockConfig {
-        latency_ms: 80,
-        ..MockConfig::default()
-    })
-    .await;
+    let addr = start(MockConfig { latency_ms: 80, ..MockConfig::default() }).await;
     let client = reqwest::Client::new();
     let started = Instant::now();
     let response = client

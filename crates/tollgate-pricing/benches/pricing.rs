@@ -33,7 +33,9 @@ fn bench_pricing(c: &mut Criterion) {
     });
     if let Some(claude) = catalog.lookup(Some("anthropic"), "claude-sonnet-4-5", at) {
         let u = Usage { input: 3_000, cache_read: 20_000, cache_write_5m: 1_000, output: 700, ..Usage::default() };
-        g.bench_function("cost_only_anthropic_cache", |b| b.iter(|| cost(black_box(claude), black_box(&u), ServiceTier::Standard)));
+        g.bench_function("cost_only_anthropic_cache", |b| {
+            b.iter(|| cost(black_box(claude), black_box(&u), ServiceTier::Standard))
+        });
     }
     g.finish();
 }

@@ -14,19 +14,7 @@ use crate::names;
 const BUILTIN_TOML: &str = include_str!("../catalog/prices.toml");
 
 /// Which price list of a provider a request was served under.
-#[derive(
-    Debug,
-    Clone,
-    Copy,
-    Default,
-    PartialEq,
-    Eq,
-    Hash,
-    PartialOrd,
-    Ord,
-    serde::Serialize,
-    serde::Deserialize,
-)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ServiceTier {
     #[default]
@@ -169,10 +157,7 @@ impl Rates {
             Bucket::InputAudio => self.input_audio.unwrap_or(self.input),
             Bucket::CacheRead => self.cache_read.unwrap_or(self.input),
             Bucket::CacheWrite5m => self.cache_write_5m.unwrap_or(self.input),
-            Bucket::CacheWrite1h => self
-                .cache_write_1h
-                .or(self.cache_write_5m)
-                .unwrap_or(self.input),
+            Bucket::CacheWrite1h => self.cache_write_1h.or(self.cache_write_5m).unwrap_or(self.input),
             Bucket::Reasoning => self.reasoning.unwrap_or(self.output),
             Bucket::OutputAudio => self.output_audio.unwrap_or(self.output),
             Bucket::OutputImage => self.output_image.unwrap_or(self.output),
@@ -281,16 +266,12 @@ impl PriceEntry {
     /// rates (check [`PriceEntry::service_tier`] to tell).
     pub fn rates_for(&self, input_tokens: u64, tier: ServiceTier) -> Rates {
         let (base, tiers, multiplier) = match self.service_tier(tier) {
-            Some(ServiceTierPricing {
-                rates: Some(r),
-                long_context,
-                multiplier,
-            }) => (r, long_context.as_slice(), *multiplier),
-            Some(ServiceTierPricing {
-                rates: None,
-                multiplier,
-                ..
-            }) => (&self.rates, self.long_context.as_slice(), *multiplier),
+            Some(ServiceTierPricing { rates: Some(r), long_context, multiplier }) => {
+                (r, long_context.as_slice(), *multiplier)
+            }
+            Some(ServiceTierPricing { rates: None, multiplier, .. }) => {
+                (&self.rates, self.long_context.as_slice(), *multiplier)
+            }
             None => (&self.rates, self.long_context.as_slice(), None),
         };
         let chosen = select_tier(base, tiers, input_tokens);
@@ -326,15 +307,8 @@ pub enum CatalogError {
     Entry { entry: String, message: String },
     #[error("price catalog lists {entry} twice (same provider, model and effective_from)")]
     Duplicate { entry: String },
-    #[error(
-        "price catalog: name {name:?} of provider {provider} is used by both {first} and {second}"
-    )]
-    NameConflict {
-        provider: String,
-        name: String,
-        first: String,
-        second: String,
-    },
+    #[error("price catalog: name {name:?} of provider {provider} is used by both {first} and {second}")]
+    NameConflict { provider: String, name: String, first: String, second: String },
 }
 
 /// Price entries indexed for lookup.
@@ -397,12 +371,8 @@ impl Catalog {
     pub fn merged(&self, overrides: &Catalog) -> Catalog {
         let key = |e: &PriceEntry| (e.provider.clone(), e.model.clone(), e.effective_from);
         let replaced: std::collections::HashSet<_> = overrides.entries.iter().map(key).collect();
-        let mut entries: Vec<PriceEntry> = self
-            .entries
-            .iter()
-            .filter(|e| !replaced.contains(&key(e)))
-            .cloned()
-            .collect();
+        let mut entries: Vec<PriceEntry> =
+            self.entries.iter().filter(|e| !replaced.contains(&key(e))).cloned().collect();
         entries.extend(overrides.entries.iter().cloned());
         // Lenient build: later (override) names overwrite earlier ones, and
         // the keys are unique by construction, so it cannot fail.
@@ -414,12 +384,7 @@ impl Catalog {
         // overrides come after base entries and so win the name index.
         let mut seq: Vec<(usize, PriceEntry)> = entries.drain(..).enumerate().collect();
         seq.sort_by(|(ia, a), (ib, b)| {
-            (&a.provider, &a.model, a.effective_from, ia).cmp(&(
-                &b.provider,
-                &b.model,
-                b.effective_from,
-                ib,
-            ))
+            (&a.provider, &a.model, a.effective_from, ia).cmp(&(&b.provider, &b.model, b.effective_from, ib))
         });
         let insertion: Vec<usize> = seq.iter().map(|(i, _)| *i).collect();
         let entries: Vec<PriceEntry> = seq.into_iter().map(|(_, e)| e).collect();
@@ -430,10 +395,7 @@ impl Catalog {
         let mut kept_insertion: Vec<usize> = Vec::with_capacity(entries.len());
         for (e, ins) in entries.into_iter().zip(insertion) {
             if let Some(last) = kept.last() {
-                if last.provider == e.provider
-                    && last.model == e.model
-                    && last.effective_from == e.effective_from
-                {
+                if last.provider == e.provider && last.model == e.model && last.effective_from == e.effective_from {
                     if strict {
                         return Err(CatalogError::Duplicate { entry: e.label() });
                     }
@@ -448,10 +410,7 @@ impl Catalog {
 
         let mut groups: HashMap<(String, String), Vec<usize>> = HashMap::new();
         for (i, e) in entries.iter().enumerate() {
-            groups
-                .entry((e.provider.clone(), e.model.clone()))
-                .or_default()
-                .push(i);
+            groups.entry((e.provider.clone(), e.model.clone())).or_default().push(i);
         }
 
         // Aliases first, then model names, so a model's own name always wins;
@@ -462,11 +421,7 @@ impl Catalog {
         for pass_aliases in [true, false] {
             for &i in &by_insertion {
                 let e = &entries[i];
-                let list: Vec<&String> = if pass_aliases {
-                    e.aliases.iter().collect()
-                } else {
-                    vec![&e.model]
-                };
+                let list: Vec<&String> = if pass_aliases { e.aliases.iter().collect() } else { vec![&e.model] };
                 for n in list {
                     let k = (e.provider.clone(), n.to_ascii_lowercase());
                     if let Some(prev) = names.get(&k) {
@@ -486,10 +441,7 @@ impl Catalog {
 
         let mut providers_by_name: HashMap<String, Vec<String>> = HashMap::new();
         for (p, n) in names.keys() {
-            providers_by_name
-                .entry(n.clone())
-                .or_default()
-                .push(p.clone());
+            providers_by_name.entry(n.clone()).or_default().push(p.clone());
         }
         for v in providers_by_name.values_mut() {
             v.sort_by_key(|p| (names::fallback_rank(p), p.clone()));
@@ -504,12 +456,7 @@ impl Catalog {
         for ((p, m), g) in groups {
             nested_groups.entry(p).or_default().insert(m, g);
         }
-        Ok(Catalog {
-            entries,
-            names: nested_names,
-            providers_by_name,
-            groups: nested_groups,
-        })
+        Ok(Catalog { entries, names: nested_names, providers_by_name, groups: nested_groups })
     }
 
     /// Every entry, sorted by provider, model and date.
@@ -538,12 +485,7 @@ impl Catalog {
     /// has no entry for any form, every provider is searched, first-party
     /// providers first. Of a model's entries, the one with the latest
     /// `effective_from` not after `at` applies.
-    pub fn lookup(
-        &self,
-        provider: Option<&str>,
-        model: &str,
-        at: DateTime<Utc>,
-    ) -> Option<&PriceEntry> {
+    pub fn lookup(&self, provider: Option<&str>, model: &str, at: DateTime<Utc>) -> Option<&PriceEntry> {
         let day = at.date_naive();
         let forms = names::candidates(model);
         if let Some(p) = provider {
@@ -569,11 +511,7 @@ impl Catalog {
     fn in_force(&self, provider: &str, name: &str, day: NaiveDate) -> Option<&PriceEntry> {
         let model = self.names.get(provider)?.get(name)?;
         let group = self.groups.get(provider)?.get(model)?;
-        group
-            .iter()
-            .rev()
-            .map(|&i| &self.entries[i])
-            .find(|e| e.effective_from.is_none_or(|d| d <= day))
+        group.iter().rev().map(|&i| &self.entries[i]).find(|e| e.effective_from.is_none_or(|d| d <= day))
     }
 
     /// All entries of one provider and model, oldest first.

@@ -89,17 +89,8 @@ pub fn cost(entry: &PriceEntry, usage: &Usage, tier: ServiceTier) -> Cost {
     }
     parts.request_fee = entry.request_fee.map_or(Money::ZERO, usd_to_money);
     let uncached = token_cost(usage.cache_read, rates.input);
-    let cache_savings = Money::from_nanos(
-        uncached
-            .nanos()
-            .saturating_sub(parts.cache_read.nanos())
-            .max(0),
-    );
-    Cost {
-        total: parts.sum(),
-        parts,
-        cache_savings,
-    }
+    let cache_savings = Money::from_nanos(uncached.nanos().saturating_sub(parts.cache_read.nanos()).max(0));
+    Cost { total: parts.sum(), parts, cache_savings }
 }
 
 /// `tokens × rate_per_million / 1e6` USD in nano-dollars: tokens × rate × 1000.
@@ -107,9 +98,7 @@ fn token_cost(tokens: u64, rate_per_million: Decimal) -> Money {
     if tokens == 0 || rate_per_million.is_zero() {
         return Money::ZERO;
     }
-    let nanos = Decimal::from(tokens)
-        .checked_mul(rate_per_million)
-        .and_then(|d| d.checked_mul(Decimal::from(1000u32)));
+    let nanos = Decimal::from(tokens).checked_mul(rate_per_million).and_then(|d| d.checked_mul(Decimal::from(1000u32)));
     to_money(nanos)
 }
 
@@ -124,11 +113,7 @@ fn to_money(nanos: Option<Decimal>) -> Money {
         Some(d) => Money::from_nanos(
             d.round_dp_with_strategy(0, RoundingStrategy::MidpointAwayFromZero)
                 .to_i64()
-                .unwrap_or(if d.is_sign_negative() {
-                    i64::MIN
-                } else {
-                    i64::MAX
-                }),
+                .unwrap_or(if d.is_sign_negative() { i64::MIN } else { i64::MAX }),
         ),
         None => Money::from_nanos(i64::MAX),
     }
@@ -148,9 +133,6 @@ mod tests {
         assert_eq!(token_cost(7, Decimal::new(875, 5)).nanos(), 61);
         // 3 tokens at $0.075/M = 225 nd exactly.
         assert_eq!(token_cost(3, Decimal::new(75, 3)).nanos(), 225);
-        assert_eq!(
-            token_cost(u64::MAX, Decimal::from(1_000_000_000u64)).nanos(),
-            i64::MAX
-        );
+        assert_eq!(token_cost(u64::MAX, Decimal::from(1_000_000_000u64)).nanos(), i64::MAX);
     }
 }

@@ -20,8 +20,7 @@ mod names;
 mod raw;
 
 pub use catalog::{
-    Bucket, Catalog, CatalogError, GpuHour, LongContextTier, PriceEntry, Rates, ServiceTier,
-    ServiceTierPricing,
+    Bucket, Catalog, CatalogError, GpuHour, LongContextTier, PriceEntry, Rates, ServiceTier, ServiceTierPricing,
 };
 pub use cost::{cost, Cost, CostParts};
 pub use raw::RawPriceEntry;

@@ -13,9 +13,7 @@ pub(crate) fn canonical_provider(p: &str) -> String {
         // for some models), so it is not folded in here.
         "google" | "google_ai" | "google-ai" | "googleai" | "gemini_api" => "gemini".to_owned(),
         "azure" | "azure-openai" | "azureopenai" => "azure_openai".to_owned(),
-        "aws" | "aws_bedrock" | "aws-bedrock" | "amazon_bedrock" | "bedrock_converse" => {
-            "bedrock".to_owned()
-        }
+        "aws" | "aws_bedrock" | "aws-bedrock" | "amazon_bedrock" | "bedrock_converse" => "bedrock".to_owned(),
         "mistralai" | "mistral_ai" => "mistral".to_owned(),
         "claude" => "anthropic".to_owned(),
         _ => p,
@@ -37,30 +35,10 @@ pub(crate) fn fallback_rank(p: &str) -> u8 {
     }
 }
 
-const BEDROCK_REGIONS: &[&str] = &[
-    "us.",
-    "eu.",
-    "apac.",
-    "global.",
-    "jp.",
-    "au.",
-    "ca.",
-    "us-gov.",
-    "regional.",
-];
+const BEDROCK_REGIONS: &[&str] = &["us.", "eu.", "apac.", "global.", "jp.", "au.", "ca.", "us-gov.", "regional."];
 
-const BEDROCK_VENDORS: &[&str] = &[
-    "anthropic.",
-    "amazon.",
-    "meta.",
-    "mistral.",
-    "cohere.",
-    "ai21.",
-    "deepseek.",
-    "openai.",
-    "qwen.",
-    "writer.",
-];
+const BEDROCK_VENDORS: &[&str] =
+    &["anthropic.", "amazon.", "meta.", "mistral.", "cohere.", "ai21.", "deepseek.", "openai.", "qwen.", "writer."];
 
 /// The forms of `model` to try, most specific first, lowercased, no repeats.
 pub(crate) fn candidates(model: &str) -> Vec<String> {
@@ -189,21 +167,11 @@ mod tests {
             candidates("openai/gpt-4o-2024-08-06"),
             vec!["openai/gpt-4o-2024-08-06", "gpt-4o-2024-08-06", "gpt-4o"]
         );
-        assert_eq!(
-            candidates("claude-3-5-haiku-latest"),
-            vec!["claude-3-5-haiku-latest", "claude-3-5-haiku"]
-        );
-        assert_eq!(
-            candidates("models/gemini-2.5-pro"),
-            vec!["models/gemini-2.5-pro", "gemini-2.5-pro"]
-        );
+        assert_eq!(candidates("claude-3-5-haiku-latest"), vec!["claude-3-5-haiku-latest", "claude-3-5-haiku"]);
+        assert_eq!(candidates("models/gemini-2.5-pro"), vec!["models/gemini-2.5-pro", "gemini-2.5-pro"]);
         assert_eq!(
             candidates("claude-sonnet-4-5@20250929"),
-            vec![
-                "claude-sonnet-4-5@20250929",
-                "claude-sonnet-4-5-20250929",
-                "claude-sonnet-4-5"
-            ]
+            vec!["claude-sonnet-4-5@20250929", "claude-sonnet-4-5-20250929", "claude-sonnet-4-5"]
         );
         // Nothing recognised: only the name itself.
         assert_eq!(candidates("gpt-4o-mini"), vec!["gpt-4o-mini"]);

@@ -33,9 +33,7 @@ use chrono::NaiveDate;
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 
-use crate::catalog::{
-    Bucket, Catalog, CatalogError, GpuHour, LongContextTier, PriceEntry, Rates, ServiceTierPricing,
-};
+use crate::catalog::{Bucket, Catalog, CatalogError, GpuHour, LongContextTier, PriceEntry, Rates, ServiceTierPricing};
 use crate::names;
 
 /// Decimal rates are written as strings (`"2.50"`), never TOML floats, so the
@@ -53,9 +51,8 @@ mod opt_dec {
     }
 
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Decimal>, D::Error> {
-        let s = String::deserialize(d).map_err(|e| {
-            serde::de::Error::custom(format!("{e} (rates are decimal strings like \"2.50\")"))
-        })?;
+        let s = String::deserialize(d)
+            .map_err(|e| serde::de::Error::custom(format!("{e} (rates are decimal strings like \"2.50\")")))?;
         Decimal::from_str(s.trim())
             .map(Some)
             .map_err(|e| serde::de::Error::custom(format!("{s:?} is not a decimal number: {e}")))
@@ -271,10 +268,7 @@ fn long_context_from(raw: &[RawLongContext], what: &str) -> Result<Vec<LongConte
             return Err(format!("{what}: long_context threshold must be above 0"));
         }
         if !seen.insert(t.above_input_tokens) {
-            return Err(format!(
-                "{what}: long_context threshold {} listed twice",
-                t.above_input_tokens
-            ));
+            return Err(format!("{what}: long_context threshold {} listed twice", t.above_input_tokens));
         }
         let label = format!("{what} long_context above {}", t.above_input_tokens);
         out.push(LongContextTier {
@@ -288,15 +282,9 @@ fn long_context_from(raw: &[RawLongContext], what: &str) -> Result<Vec<LongConte
 
 fn service_tier_from(raw: &RawServiceTier, what: &str) -> Result<ServiceTierPricing, String> {
     let fields = raw.rate_fields();
-    let rates = if fields.iter().any(Option::is_some) {
-        Some(rates_from(fields, what)?)
-    } else {
-        None
-    };
+    let rates = if fields.iter().any(Option::is_some) { Some(rates_from(fields, what)?) } else { None };
     if rates.is_none() && !raw.long_context.is_empty() {
-        return Err(format!(
-            "{what}: long_context needs the tier's own input and output rates"
-        ));
+        return Err(format!("{what}: long_context needs the tier's own input and output rates"));
     }
     if let Some(m) = raw.multiplier {
         if m.is_sign_negative() && !m.is_zero() {
@@ -320,10 +308,7 @@ impl RawPriceEntry {
         defaults: &BTreeMap<String, RawProviderDefaults>,
     ) -> Result<PriceEntry, CatalogError> {
         let entry = format!("#{} ({}/{})", index + 1, self.provider, self.model);
-        let err = |message: String| CatalogError::Entry {
-            entry: entry.clone(),
-            message,
-        };
+        let err = |message: String| CatalogError::Entry { entry: entry.clone(), message };
         if self.provider.trim().is_empty() || self.model.trim().is_empty() {
             return Err(err("`provider` and `model` must not be empty".into()));
         }
@@ -331,11 +316,8 @@ impl RawPriceEntry {
         let effective_from = match &self.effective_from {
             None => None,
             Some(s) => Some(
-                NaiveDate::parse_from_str(s.trim(), "%Y-%m-%d").map_err(|e| {
-                    err(format!(
-                        "effective_from {s:?} is not a YYYY-MM-DD date: {e}"
-                    ))
-                })?,
+                NaiveDate::parse_from_str(s.trim(), "%Y-%m-%d")
+                    .map_err(|e| err(format!("effective_from {s:?} is not a YYYY-MM-DD date: {e}")))?,
             ),
         };
 
@@ -344,15 +326,10 @@ impl RawPriceEntry {
             || self.output_tokens_per_gpu_hour.is_some();
         let (rates, gpu) = if uses_gpu {
             if self.input.is_some() || self.output.is_some() {
-                return Err(err(
-                    "give either input/output rates or gpu_hour_usd/tokens_per_gpu_hour, not both"
-                        .into(),
-                ));
+                return Err(err("give either input/output rates or gpu_hour_usd/tokens_per_gpu_hour, not both".into()));
             }
             let (Some(usd), Some(tph)) = (self.gpu_hour_usd, self.tokens_per_gpu_hour) else {
-                return Err(err(
-                    "GPU-hour pricing needs both gpu_hour_usd and tokens_per_gpu_hour".into(),
-                ));
+                return Err(err("GPU-hour pricing needs both gpu_hour_usd and tokens_per_gpu_hour".into()));
             };
             if usd.is_sign_negative() && !usd.is_zero() {
                 return Err(err("gpu_hour_usd is negative".into()));
@@ -362,10 +339,7 @@ impl RawPriceEntry {
                 tokens_per_gpu_hour: tph,
                 output_tokens_per_gpu_hour: self.output_tokens_per_gpu_hour,
             };
-            let rate = |t: u64| {
-                gpu.per_million(t)
-                    .ok_or_else(|| err("tokens per GPU-hour must be above 0".into()))
-            };
+            let rate = |t: u64| gpu.per_million(t).ok_or_else(|| err("tokens per GPU-hour must be above 0".into()));
             let mut fields = self.rate_fields();
             fields[0] = Some(rate(tph)?);
             fields[5] = Some(rate(self.output_tokens_per_gpu_hour.unwrap_or(tph))?);
@@ -375,31 +349,13 @@ impl RawPriceEntry {
         };
 
         let long_context = long_context_from(&self.long_context, "rates").map_err(err)?;
-        let provider_defaults = defaults
-            .get(&provider)
-            .or_else(|| defaults.get(&self.provider));
+        let provider_defaults = defaults.get(&provider).or_else(|| defaults.get(&self.provider));
         let tier = |own: &Option<RawServiceTier>, dflt: Option<&RawServiceTier>, name: &str| {
-            own.as_ref()
-                .or(dflt)
-                .map(|t| service_tier_from(t, name))
-                .transpose()
-                .map_err(err)
+            own.as_ref().or(dflt).map(|t| service_tier_from(t, name)).transpose().map_err(err)
         };
-        let batch = tier(
-            &self.batch,
-            provider_defaults.and_then(|d| d.batch.as_ref()),
-            "batch",
-        )?;
-        let flex = tier(
-            &self.flex,
-            provider_defaults.and_then(|d| d.flex.as_ref()),
-            "flex",
-        )?;
-        let priority = tier(
-            &self.priority,
-            provider_defaults.and_then(|d| d.priority.as_ref()),
-            "priority",
-        )?;
+        let batch = tier(&self.batch, provider_defaults.and_then(|d| d.batch.as_ref()), "batch")?;
+        let flex = tier(&self.flex, provider_defaults.and_then(|d| d.flex.as_ref()), "flex")?;
+        let priority = tier(&self.priority, provider_defaults.and_then(|d| d.priority.as_ref()), "priority")?;
         if let Some(f) = self.request_fee {
             if f.is_sign_negative() && !f.is_zero() {
                 return Err(err("request_fee is negative".into()));
@@ -461,10 +417,7 @@ impl RawPriceEntry {
 }
 
 fn raw_long(t: &LongContextTier) -> RawLongContext {
-    let mut r = RawLongContext {
-        above_input_tokens: t.above_input_tokens,
-        ..RawLongContext::default()
-    };
+    let mut r = RawLongContext { above_input_tokens: t.above_input_tokens, ..RawLongContext::default() };
     r.set_rates(&t.rates);
     r
 }
@@ -485,34 +438,22 @@ pub(crate) fn parse_catalog(s: &str) -> Result<Catalog, CatalogError> {
     let doc: RawDoc = toml::from_str(s).map_err(|e| CatalogError::Toml(e.to_string()))?;
     if let Some(f) = doc.format {
         if f != 1 {
-            return Err(CatalogError::Toml(format!(
-                "unsupported catalog format {f} (this build reads format 1)"
-            )));
+            return Err(CatalogError::Toml(format!("unsupported catalog format {f} (this build reads format 1)")));
         }
     }
-    let defaults: BTreeMap<String, RawProviderDefaults> = doc
-        .provider
-        .into_iter()
-        .map(|(k, v)| (names::canonical_provider(&k), v))
-        .collect();
+    let defaults: BTreeMap<String, RawProviderDefaults> =
+        doc.provider.into_iter().map(|(k, v)| (names::canonical_provider(&k), v)).collect();
     let mut entries = Vec::with_capacity(doc.model.len());
     for (i, table) in doc.model.into_iter().enumerate() {
         let label = format!(
             "#{} ({}/{})",
             i + 1,
-            table
-                .get("provider")
-                .and_then(|v| v.as_str())
-                .unwrap_or("?"),
+            table.get("provider").and_then(|v| v.as_str()).unwrap_or("?"),
             table.get("model").and_then(|v| v.as_str()).unwrap_or("?"),
         );
-        let raw: RawPriceEntry =
-            toml::Value::Table(table)
-                .try_into()
-                .map_err(|e: toml::de::Error| CatalogError::Entry {
-                    entry: label,
-                    message: e.message().to_owned(),
-                })?;
+        let raw: RawPriceEntry = toml::Value::Table(table)
+            .try_into()
+            .map_err(|e: toml::de::Error| CatalogError::Entry { entry: label, message: e.message().to_owned() })?;
         entries.push(raw.into_entry(i, &defaults)?);
     }
     Catalog::from_entries(entries)
@@ -520,11 +461,7 @@ pub(crate) fn parse_catalog(s: &str) -> Result<Catalog, CatalogError> {
 
 pub(crate) fn write_catalog(c: &Catalog) -> String {
     let model: Vec<RawPriceEntry> = c.entries().map(RawPriceEntry::from_entry).collect();
-    let doc = WriteDoc {
-        format: 1,
-        model: &model,
-    };
-    let body =
-        toml::to_string(&doc).unwrap_or_else(|e| format!("# could not write catalog: {e}\n"));
+    let doc = WriteDoc { format: 1, model: &model };
+    let body = toml::to_string(&doc).unwrap_or_else(|e| format!("# could not write catalog: {e}\n"));
     format!("# tollgate price catalog: USD per million tokens, decimal strings.\n{body}")
 }

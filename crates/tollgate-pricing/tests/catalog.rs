@@ -13,11 +13,7 @@ fn day(y: i32, m: u32, d: u32) -> DateTime<Utc> {
 }
 
 fn usage(input: u64, output: u64) -> Usage {
-    Usage {
-        input,
-        output,
-        ..Usage::default()
-    }
+    Usage { input, output, ..Usage::default() }
 }
 
 #[test]
@@ -31,26 +27,14 @@ fn builtin_file_is_valid_and_sourced() {
     assert!(parsed.len() >= 100, "only {} entries", parsed.len());
     for e in parsed.entries() {
         let src = e.source.as_deref().unwrap_or("");
-        assert!(
-            src.starts_with("https://"),
-            "{} has no source URL",
-            e.label()
-        );
+        assert!(src.starts_with("https://"), "{} has no source URL", e.label());
         assert!(
             e.batch.is_some() || e.provider == "mistral" || e.provider == "deepseek",
             "{} has no batch price",
             e.label()
         );
     }
-    for p in [
-        "openai",
-        "anthropic",
-        "gemini",
-        "mistral",
-        "deepseek",
-        "bedrock",
-        "azure_openai",
-    ] {
+    for p in ["openai", "anthropic", "gemini", "mistral", "deepseek", "bedrock", "azure_openai"] {
         assert!(parsed.entries().any(|e| e.provider == p), "no {p} entries");
     }
     let now = day(2025, 11, 1);
@@ -122,17 +106,11 @@ model = "broken"
 input = "1"
 "#;
     let e = entry_error(missing_output);
-    assert!(
-        e.contains("#2 (openai/broken)") && e.contains("output"),
-        "{e}"
-    );
+    assert!(e.contains("#2 (openai/broken)") && e.contains("output"), "{e}");
 
     let float = "[[model]]\nprovider = \"openai\"\nmodel = \"f\"\ninput = 2.5\noutput = \"1\"\n";
     let e = entry_error(float);
-    assert!(
-        e.contains("openai/f") && e.contains("decimal strings"),
-        "{e}"
-    );
+    assert!(e.contains("openai/f") && e.contains("decimal strings"), "{e}");
 
     let unknown = "[[model]]\nprovider = \"openai\"\nmodel = \"u\"\ninput = \"1\"\noutput = \"1\"\ncached = \"1\"\n";
     let e = entry_error(unknown);
@@ -140,26 +118,17 @@ input = "1"
 
     let bad_date = "[[model]]\nprovider = \"openai\"\nmodel = \"d\"\ninput = \"1\"\noutput = \"1\"\neffective_from = \"2025-13-01\"\n";
     let e = entry_error(bad_date);
-    assert!(
-        e.contains("openai/d") && e.contains("effective_from"),
-        "{e}"
-    );
+    assert!(e.contains("openai/d") && e.contains("effective_from"), "{e}");
 
-    let negative =
-        "[[model]]\nprovider = \"openai\"\nmodel = \"n\"\ninput = \"-1\"\noutput = \"1\"\n";
+    let negative = "[[model]]\nprovider = \"openai\"\nmodel = \"n\"\ninput = \"-1\"\noutput = \"1\"\n";
     assert!(entry_error(negative).contains("negative"));
 
     let dup = "[[model]]\nprovider = \"openai\"\nmodel = \"x\"\ninput = \"1\"\noutput = \"1\"\n\n[[model]]\nprovider = \"openai\"\nmodel = \"x\"\ninput = \"2\"\noutput = \"2\"\n";
-    assert!(
-        matches!(Catalog::from_toml_str(dup), Err(CatalogError::Duplicate { ref entry }) if entry == "openai/x")
-    );
+    assert!(matches!(Catalog::from_toml_str(dup), Err(CatalogError::Duplicate { ref entry }) if entry == "openai/x"));
 
     let clash = "[[model]]\nprovider = \"openai\"\nmodel = \"x\"\naliases = [\"y\"]\ninput = \"1\"\noutput = \"1\"\n\n[[model]]\nprovider = \"openai\"\nmodel = \"y\"\ninput = \"2\"\noutput = \"2\"\n";
     // A model's own name is a different model's alias.
-    assert!(matches!(
-        Catalog::from_toml_str(clash),
-        Err(CatalogError::NameConflict { .. })
-    ));
+    assert!(matches!(Catalog::from_toml_str(clash), Err(CatalogError::NameConflict { .. })));
 
     let tier = "[[model]]\nprovider = \"openai\"\nmodel = \"t\"\ninput = \"1\"\noutput = \"1\"\nbatch = {}\n";
     assert!(entry_error(tier).contains("multiplier"));
@@ -167,10 +136,7 @@ input = "1"
     let gpu_and_rates = "[[model]]\nprovider = \"x\"\nmodel = \"g\"\ninput = \"1\"\noutput = \"1\"\ngpu_hour_usd = \"2\"\ntokens_per_gpu_hour = 10\n";
     assert!(entry_error(gpu_and_rates).contains("not both"));
 
-    assert!(matches!(
-        Catalog::from_toml_str("[[model]\n"),
-        Err(CatalogError::Toml(_))
-    ));
+    assert!(matches!(Catalog::from_toml_str("[[model]\n"), Err(CatalogError::Toml(_))));
 }
 
 #[test]
@@ -195,22 +161,9 @@ output = "2"
     .unwrap();
     // Before the first entry: no price (not a guess from a later one).
     assert!(c.lookup(Some("p"), "m", day(2024, 12, 31)).is_none());
-    let rate = |at| {
-        c.lookup(Some("p"), "m", at)
-            .unwrap()
-            .rates
-            .input
-            .to_string()
-    };
+    let rate = |at| c.lookup(Some("p"), "m", at).unwrap().rates.input.to_string();
     assert_eq!(rate(day(2025, 1, 1)), "1");
-    assert_eq!(
-        rate(
-            Utc.with_ymd_and_hms(2025, 5, 31, 23, 59, 59)
-                .single()
-                .unwrap()
-        ),
-        "1"
-    );
+    assert_eq!(rate(Utc.with_ymd_and_hms(2025, 5, 31, 23, 59, 59).single().unwrap()), "1");
     assert_eq!(rate(day(2025, 6, 1)), "2");
     assert_eq!(c.history("p", "m").len(), 2);
 }
@@ -239,18 +192,13 @@ output = "0"
     let now = day(2025, 11, 1);
     let e = merged.lookup(Some("openai"), "gpt-4o-mini", now).unwrap();
     assert_eq!(e.rates.input.to_string(), "0.10");
-    assert_eq!(
-        merged.lookup(None, "house-mini", now).unwrap().model,
-        "gpt-4o-mini"
-    );
+    assert_eq!(merged.lookup(None, "house-mini", now).unwrap().model, "gpt-4o-mini");
     assert!(merged.lookup(Some("local"), "my-model", now).is_some());
     // Other entries stay, dated history of another model too.
     assert_eq!(merged.history("openai", "gpt-4o").len(), 2);
     assert_eq!(merged.len(), Catalog::builtin().len() + 1);
     // The built-in catalog itself is untouched.
-    let b = Catalog::builtin()
-        .lookup(Some("openai"), "gpt-4o-mini", now)
-        .unwrap();
+    let b = Catalog::builtin().lookup(Some("openai"), "gpt-4o-mini", now).unwrap();
     assert_eq!(b.rates.input.to_string(), "0.15");
 }
 
@@ -289,35 +237,18 @@ request_fee = "0.001"
     let now = day(2025, 11, 1);
 
     // $2.00 / 4,000,000 tokens = $0.50 per million; 1,000 + 1,000 tokens = 1,000,000 nd.
-    let e = c
-        .lookup(Some("local-vllm"), "llama-3.1-8b-instruct", now)
-        .unwrap();
+    let e = c.lookup(Some("local-vllm"), "llama-3.1-8b-instruct", now).unwrap();
     assert_eq!(e.rates.input.to_string(), "0.5");
-    assert_eq!(
-        cost(e, &usage(1000, 1000), ServiceTier::Standard)
-            .total
-            .nanos(),
-        1_000_000
-    );
+    assert_eq!(cost(e, &usage(1000, 1000), ServiceTier::Standard).total.nanos(), 1_000_000);
 
     // $1 / 3M tokens = $0.333…/M: 3,000,000 input tokens cost exactly $1 after
     // rounding; output at $1 / 1M tokens: 500 tokens = 500,000 nd.
     let e = c.lookup(Some("local-vllm"), "qwen-odd", now).unwrap();
-    assert_eq!(
-        cost(e, &usage(3_000_000, 0), ServiceTier::Standard)
-            .total
-            .nanos(),
-        1_000_000_000
-    );
-    assert_eq!(
-        cost(e, &usage(0, 500), ServiceTier::Standard).total.nanos(),
-        500_000
-    );
+    assert_eq!(cost(e, &usage(3_000_000, 0), ServiceTier::Standard).total.nanos(), 1_000_000_000);
+    assert_eq!(cost(e, &usage(0, 500), ServiceTier::Standard).total.nanos(), 500_000);
 
     // Per-request fee: 1,000 @0.24 = 240,000 nd + $0.001 = 1,000,000 nd.
-    let e = c
-        .lookup(Some("openai_compatible"), "mixtral-8x7b", now)
-        .unwrap();
+    let e = c.lookup(Some("openai_compatible"), "mixtral-8x7b", now).unwrap();
     let got = cost(e, &usage(1000, 0), ServiceTier::Standard);
     assert_eq!(got.parts.request_fee.nanos(), 1_000_000);
     assert_eq!(got.total.nanos(), 1_240_000);
@@ -331,13 +262,8 @@ request_fee = "0.001"
 #[test]
 fn service_tier_without_a_price_bills_standard() {
     // Anthropic lists no flex tier: flex is billed at standard rates.
-    let e = Catalog::builtin()
-        .lookup(Some("anthropic"), "claude-haiku-4-5", day(2025, 11, 1))
-        .unwrap();
+    let e = Catalog::builtin().lookup(Some("anthropic"), "claude-haiku-4-5", day(2025, 11, 1)).unwrap();
     assert!(e.service_tier(ServiceTier::Flex).is_none());
     let u = usage(1000, 1000);
-    assert_eq!(
-        cost(e, &u, ServiceTier::Flex),
-        cost(e, &u, ServiceTier::Standard)
-    );
+    assert_eq!(cost(e, &u, ServiceTier::Flex), cost(e, &u, ServiceTier::Standard));
 }

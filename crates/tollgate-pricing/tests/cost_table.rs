@@ -42,15 +42,7 @@ fn c(
     total: Option<i64>,
     entry: &'static str,
 ) -> Case {
-    Case {
-        provider,
-        model,
-        at,
-        usage,
-        tier,
-        total,
-        entry,
-    }
+    Case { provider, model, at, usage, tier, total, entry }
 }
 
 #[test]
@@ -63,15 +55,7 @@ fn priced_by_hand() {
     let cases = vec![
         // ── OpenAI: cached tokens are already split out of the prompt into cache_read.
         // 1,000 in @0.15 = 150,000
-        c(
-            o,
-            "gpt-4o-mini",
-            now,
-            usage!(input: 1000),
-            Standard,
-            Some(150_000),
-            "openai/gpt-4o-mini",
-        ),
+        c(o, "gpt-4o-mini", now, usage!(input: 1000), Standard, Some(150_000), "openai/gpt-4o-mini"),
         // 1,000 in @0.15 = 150,000; 2,000 cached @0.075 = 150,000; 500 out @0.60 = 300,000 → 600,000
         c(
             o,
@@ -113,35 +97,11 @@ fn priced_by_hand() {
             "openai/gpt-4o-2024-08-06",
         ),
         // no entry for this snapshot: date stripped → gpt-4o; 1,000 @2.50 = 2,500,000
-        c(
-            o,
-            "gpt-4o-2024-11-20",
-            now,
-            usage!(input: 1000),
-            Standard,
-            Some(2_500_000),
-            "openai/gpt-4o@2024-10-02",
-        ),
+        c(o, "gpt-4o-2024-11-20", now, usage!(input: 1000), Standard, Some(2_500_000), "openai/gpt-4o@2024-10-02"),
         // the old snapshot keeps $5: 1,000 @5 = 5,000,000
-        c(
-            o,
-            "gpt-4o-2024-05-13",
-            now,
-            usage!(input: 1000),
-            Standard,
-            Some(5_000_000),
-            "openai/gpt-4o-2024-05-13",
-        ),
+        c(o, "gpt-4o-2024-05-13", now, usage!(input: 1000), Standard, Some(5_000_000), "openai/gpt-4o-2024-05-13"),
         // batch = half of 35,000,000
-        c(
-            o,
-            "gpt-4o",
-            now,
-            usage!(input: 10_000, output: 1000),
-            Batch,
-            Some(17_500_000),
-            "openai/gpt-4o@2024-10-02",
-        ),
+        c(o, "gpt-4o", now, usage!(input: 10_000, output: 1000), Batch, Some(17_500_000), "openai/gpt-4o@2024-10-02"),
         // priority: 10,000 @4.25 = 42,500,000; 1,000 cached @2.125 = 2,125,000; 1,000 out @17 = 17,000,000
         c(
             o,
@@ -183,15 +143,7 @@ fn priced_by_hand() {
             "openai/o3@2025-06-10",
         ),
         // o4-mini priority: 1,000 @2 = 2,000,000; 1,000 out @8 = 8,000,000
-        c(
-            o,
-            "o4-mini",
-            now,
-            usage!(input: 1000, output: 1000),
-            Priority,
-            Some(10_000_000),
-            "openai/o4-mini",
-        ),
+        c(o, "o4-mini", now, usage!(input: 1000, output: 1000), Priority, Some(10_000_000), "openai/o4-mini"),
         // gpt-5: 2,000 @1.25 = 2,500,000; 8,000 cached @0.125 = 1,000,000;
         // 3,000 reasoning @10 = 30,000,000; 1,000 out @10 = 10,000,000
         c(
@@ -204,35 +156,11 @@ fn priced_by_hand() {
             "openai/gpt-5",
         ),
         // gpt-5-nano: 1 in @0.05 = 50; 1 out @0.40 = 400
-        c(
-            o,
-            "gpt-5-nano",
-            now,
-            usage!(input: 1, output: 1),
-            Standard,
-            Some(450),
-            "openai/gpt-5-nano",
-        ),
+        c(o, "gpt-5-nano", now, usage!(input: 1, output: 1), Standard, Some(450), "openai/gpt-5-nano"),
         // gpt-5-mini flex: 1,000,000 @0.125 = 125,000,000
-        c(
-            o,
-            "gpt-5-mini-2025-08-07",
-            now,
-            usage!(input: 1_000_000),
-            Flex,
-            Some(125_000_000),
-            "openai/gpt-5-mini",
-        ),
+        c(o, "gpt-5-mini-2025-08-07", now, usage!(input: 1_000_000), Flex, Some(125_000_000), "openai/gpt-5-mini"),
         // alias: gpt-5-chat-latest is gpt-5; 1,000 @1.25 = 1,250,000
-        c(
-            o,
-            "gpt-5-chat-latest",
-            now,
-            usage!(input: 1000),
-            Standard,
-            Some(1_250_000),
-            "openai/gpt-5",
-        ),
+        c(o, "gpt-5-chat-latest", now, usage!(input: 1000), Standard, Some(1_250_000), "openai/gpt-5"),
         // embeddings: 1M @0.02 = 20,000,000
         c(
             o,
@@ -265,35 +193,11 @@ fn priced_by_hand() {
             "openai/gpt-4o-audio-preview",
         ),
         // long context, exactly at 272,000: base 272,000 @2.5 = 680,000,000; 1,000 out @15 = 15,000,000
-        c(
-            o,
-            "gpt-5.4",
-            now,
-            usage!(input: 272_000, output: 1000),
-            Standard,
-            Some(695_000_000),
-            "openai/gpt-5.4",
-        ),
+        c(o, "gpt-5.4", now, usage!(input: 272_000, output: 1000), Standard, Some(695_000_000), "openai/gpt-5.4"),
         // one above: 272,001 @5 = 1,360,005,000; 1,000 out @22.5 = 22,500,000
-        c(
-            o,
-            "gpt-5.4",
-            now,
-            usage!(input: 272_001, output: 1000),
-            Standard,
-            Some(1_382_505_000),
-            "openai/gpt-5.4",
-        ),
+        c(o, "gpt-5.4", now, usage!(input: 272_001, output: 1000), Standard, Some(1_382_505_000), "openai/gpt-5.4"),
         // provider prefix, no provider given: 1,000 @0.15
-        c(
-            None,
-            "openai/gpt-4o-mini",
-            now,
-            usage!(input: 1000),
-            Standard,
-            Some(150_000),
-            "openai/gpt-4o-mini",
-        ),
+        c(None, "openai/gpt-4o-mini", now, usage!(input: 1000), Standard, Some(150_000), "openai/gpt-4o-mini"),
         // a provider with no entries falls back to the model's home provider
         c(
             Some("openai_compatible"),
@@ -521,15 +425,7 @@ fn priced_by_hand() {
             "gemini/gemini-2.0-flash",
         ),
         // gemini 1.5 flash over its 128K tier: 128,001 @0.15 = 19,200,150
-        c(
-            g,
-            "gemini-1.5-flash",
-            now,
-            usage!(input: 128_001),
-            Standard,
-            Some(19_200_150),
-            "gemini/gemini-1.5-flash",
-        ),
+        c(g, "gemini-1.5-flash", now, usage!(input: 128_001), Standard, Some(19_200_150), "gemini/gemini-1.5-flash"),
         // ── Bedrock ids.
         // regional (+10%): 1,000 @3.30 = 3,300,000; 1,000 @16.50 = 16,500,000
         c(
@@ -661,51 +557,11 @@ fn priced_by_hand() {
             "deepseek/deepseek-chat@2025-09-29",
         ),
         // ── Unknown or look-alike models are not priced.
-        c(
-            o,
-            "gpt-4o-mini-ultra",
-            now,
-            usage!(input: 1000),
-            Standard,
-            None,
-            "",
-        ),
-        c(
-            o,
-            "gpt-4o-min",
-            now,
-            usage!(input: 1000),
-            Standard,
-            None,
-            "",
-        ),
-        c(
-            None,
-            "chatgpt-4o-latest",
-            now,
-            usage!(input: 1000),
-            Standard,
-            None,
-            "",
-        ),
-        c(
-            Some("openai_compatible"),
-            "llama-3.1-70b-instruct",
-            now,
-            usage!(input: 1000),
-            Standard,
-            None,
-            "",
-        ),
-        c(
-            a,
-            "claude-sonnet-4-5-turbo",
-            now,
-            usage!(input: 1000),
-            Standard,
-            None,
-            "",
-        ),
+        c(o, "gpt-4o-mini-ultra", now, usage!(input: 1000), Standard, None, ""),
+        c(o, "gpt-4o-min", now, usage!(input: 1000), Standard, None, ""),
+        c(None, "chatgpt-4o-latest", now, usage!(input: 1000), Standard, None, ""),
+        c(Some("openai_compatible"), "llama-3.1-70b-instruct", now, usage!(input: 1000), Standard, None, ""),
+        c(a, "claude-sonnet-4-5-turbo", now, usage!(input: 1000), Standard, None, ""),
     ];
     assert!(cases.len() >= 40, "only {} cases", cases.len());
 
@@ -717,17 +573,11 @@ fn priced_by_hand() {
         let what = format!("case {} {:?}/{} {:?}", i + 1, k.provider, k.model, k.tier);
         match (found, k.total) {
             (None, None) => {}
-            (Some(e), None) => {
-                failures.push(format!("{what}: expected no price, found {}", e.label()))
-            }
+            (Some(e), None) => failures.push(format!("{what}: expected no price, found {}", e.label())),
             (None, Some(_)) => failures.push(format!("{what}: no entry found")),
             (Some(e), Some(expected)) => {
                 if e.label() != k.entry {
-                    failures.push(format!(
-                        "{what}: priced by {} instead of {}",
-                        e.label(),
-                        k.entry
-                    ));
+                    failures.push(format!("{what}: priced by {} instead of {}", e.label(), k.entry));
                 }
                 let got = cost(e, &k.usage, k.tier);
                 if got.total.nanos() != expected {
@@ -743,24 +593,13 @@ fn priced_by_hand() {
             }
         }
     }
-    assert!(
-        failures.is_empty(),
-        "{} failures:\n{}",
-        failures.len(),
-        failures.join("\n")
-    );
+    assert!(failures.is_empty(), "{} failures:\n{}", failures.len(), failures.join("\n"));
 }
 
 #[test]
 fn parts_and_cache_savings() {
-    let e = Catalog::builtin()
-        .lookup(Some("openai"), "gpt-5", day(2025, 11, 1))
-        .unwrap();
-    let got = cost(
-        e,
-        &usage!(input: 2000, cache_read: 8000, reasoning: 3000, output: 1000),
-        Standard,
-    );
+    let e = Catalog::builtin().lookup(Some("openai"), "gpt-5", day(2025, 11, 1)).unwrap();
+    let got = cost(e, &usage!(input: 2000, cache_read: 8000, reasoning: 3000, output: 1000), Standard);
     assert_eq!(got.parts.input.nanos(), 2_500_000);
     assert_eq!(got.parts.cache_read.nanos(), 1_000_000);
     assert_eq!(got.parts.reasoning.nanos(), 30_000_000);
@@ -770,14 +609,8 @@ fn parts_and_cache_savings() {
     assert_eq!(got.total.to_string(), "0.043500000");
 
     // Anthropic: 10,000 read @0.30 vs @3 → savings 27,000,000.
-    let e = Catalog::builtin()
-        .lookup(Some("anthropic"), "claude-sonnet-4-5", day(2025, 11, 1))
-        .unwrap();
-    let got = cost(
-        e,
-        &usage!(cache_read: 10_000, cache_write_5m: 2000),
-        Standard,
-    );
+    let e = Catalog::builtin().lookup(Some("anthropic"), "claude-sonnet-4-5", day(2025, 11, 1)).unwrap();
+    let got = cost(e, &usage!(cache_read: 10_000, cache_write_5m: 2000), Standard);
     assert_eq!(got.cache_savings.nanos(), 27_000_000);
     assert_eq!(got.parts.cache_write_5m.nanos(), 7_500_000);
     // Batch halves both the price and the saving.

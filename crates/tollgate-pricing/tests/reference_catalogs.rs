@@ -50,15 +50,9 @@ fn when() -> DateTime<Utc> {
 #[test]
 fn builtin_agrees_with_reference_catalogs() {
     let dir = reference_dir();
-    let (genai_path, litellm_path) = (
-        dir.join("genai-prices-v2-data.json"),
-        dir.join("litellm-model-prices.json"),
-    );
+    let (genai_path, litellm_path) = (dir.join("genai-prices-v2-data.json"), dir.join("litellm-model-prices.json"));
     if !genai_path.exists() || !litellm_path.exists() {
-        eprintln!(
-            "\n*** SKIPPED reference-catalog cross-check: {} not found ***\n",
-            dir.display()
-        );
+        eprintln!("\n*** SKIPPED reference-catalog cross-check: {} not found ***\n", dir.display());
         return;
     }
     let genai_json = std::fs::read_to_string(&genai_path).unwrap();
@@ -71,12 +65,13 @@ fn builtin_agrees_with_reference_catalogs() {
     );
     eprintln!(
         "litellm: {} models read, {} entries, {} models skipped, {} duplicates, {} kinds of fields skipped",
-        lr.models_read, lr.entries_imported, lr.skipped_models.len(), lr.duplicates, lr.skipped_fields.len()
+        lr.models_read,
+        lr.entries_imported,
+        lr.skipped_models.len(),
+        lr.duplicates,
+        lr.skipped_fields.len()
     );
-    assert!(
-        genai.len() > 1000 && litellm.len() > 3000,
-        "imports look truncated"
-    );
+    assert!(genai.len() > 1000 && litellm.len() > 3000, "imports look truncated");
 
     // Both imports can be written in our format and read back strictly.
     for c in [&genai, &litellm] {
@@ -102,35 +97,16 @@ fn builtin_agrees_with_reference_catalogs() {
                 problems.push(format!("{p}/{m} not found in {name}"));
                 continue;
             };
-            for d in found
-                .iter()
-                .filter(|d| d.provider == *p && d.model == mine.model)
-            {
+            for d in found.iter().filter(|d| d.provider == *p && d.model == mine.model) {
                 problems.push(format!("{name}: {d}"));
             }
             // And the money agrees on a request touching the common buckets.
-            let u = Usage {
-                input: 12_345,
-                cache_read: 6_789,
-                output: 2_345,
-                reasoning: 1_111,
-                ..Usage::default()
-            };
-            let (a, b) = (
-                cost(mine, &u, ServiceTier::Standard),
-                cost(other, &u, ServiceTier::Standard),
-            );
+            let u = Usage { input: 12_345, cache_read: 6_789, output: 2_345, reasoning: 1_111, ..Usage::default() };
+            let (a, b) = (cost(mine, &u, ServiceTier::Standard), cost(other, &u, ServiceTier::Standard));
             if a.total != b.total {
-                problems.push(format!(
-                    "{name}: {p}/{m} costs {} here, {} there",
-                    a.total, b.total
-                ));
+                problems.push(format!("{name}: {p}/{m} costs {} here, {} there", a.total, b.total));
             }
         }
     }
-    assert!(
-        problems.is_empty(),
-        "headline models disagree:\n{}",
-        problems.join("\n")
-    );
+    assert!(problems.is_empty(), "headline models disagree:\n{}", problems.join("\n"));
 }

@@ -123,7 +123,14 @@ fn bench_translate_body(c: &mut Criterion) {
             r#"{"model":"claude-haiku-4-5","max_tokens":64,"messages":[{"role":"user","content":"hi"}]}"#,
             "anthropic/messages.json",
         ),
-        ("gemini_to_chat", ApiFormat::OpenAiChat, ProviderKind::Gemini, "gemini-2.5-flash", SMALL_CHAT, "gemini/generate.json"),
+        (
+            "gemini_to_chat",
+            ApiFormat::OpenAiChat,
+            ProviderKind::Gemini,
+            "gemini-2.5-flash",
+            SMALL_CHAT,
+            "gemini/generate.json",
+        ),
     ];
     for (name, format, kind, model, req, fix) in cases {
         let t = translator(format, kind, model, req);
@@ -153,11 +160,26 @@ fn bench_stream(c: &mut Criterion) {
             ApiFormat::AnthropicMessages,
             ProviderKind::Anthropic,
             "claude-haiku-4-5",
-            r#"{"model":"claude-haiku-4-5","max_tokens":64,"stream":true,"messages":[{"role":"user","content":"hi"}]}"#.to_string(),
+            r#"{"model":"claude-haiku-4-5","max_tokens":64,"stream":true,"messages":[{"role":"user","content":"hi"}]}"#
+                .to_string(),
             "anthropic/messages.sse",
         ),
-        ("anthropic_to_chat", ApiFormat::OpenAiChat, ProviderKind::Anthropic, "claude-haiku-4-5", stream_req.clone(), "anthropic/messages.sse"),
-        ("gemini_to_chat", ApiFormat::OpenAiChat, ProviderKind::Gemini, "gemini-2.5-flash", stream_req.clone(), "gemini/generate.sse"),
+        (
+            "anthropic_to_chat",
+            ApiFormat::OpenAiChat,
+            ProviderKind::Anthropic,
+            "claude-haiku-4-5",
+            stream_req.clone(),
+            "anthropic/messages.sse",
+        ),
+        (
+            "gemini_to_chat",
+            ApiFormat::OpenAiChat,
+            ProviderKind::Gemini,
+            "gemini-2.5-flash",
+            stream_req.clone(),
+            "gemini/generate.sse",
+        ),
     ];
     for (name, format, kind, model, req, fix) in cases {
         let t = translator(format, kind, model, &req);

@@ -8,40 +8,25 @@ use serde_json::{json, Map, Value};
 
 use crate::inspect::{invalid, not_json, object_body};
 use crate::openai::{
-    self, anthropic_event_type, base, chat_completion, chunk, json_content_type, raw_json,
-    rewrite_top, secret_header, usage_chunk, ChatHead, ToolCall,
+    self, anthropic_event_type, base, chat_completion, chunk, json_content_type, raw_json, rewrite_top, secret_header,
+    usage_chunk, ChatHead, ToolCall,
 };
 use crate::sse::Event;
-use crate::{
-    AdapterError, Meter, PreparedRequest, RequestInfo, ResponseTranslator, Target, TranslatedBody,
-    Usage,
-};
+use crate::{AdapterError, Meter, PreparedRequest, RequestInfo, ResponseTranslator, Target, TranslatedBody, Usage};
 
 const VERSION: &str = "2023-06-01";
 /// Anthropic requires `max_tokens`; OpenAI clients usually leave it out.
 const DEFAULT_MAX_TOKENS: u64 = 4096;
 
-fn request(
-    target: &Target<'_>,
-    body: Bytes,
-    stream: bool,
-) -> Result<PreparedRequest, AdapterError> {
+fn request(target: &Target<'_>, body: Bytes, stream: bool) -> Result<PreparedRequest, AdapterError> {
     let mut headers = vec![
         json_content_type(),
-        (
-            http::HeaderName::from_static("anthropic-version"),
-            http::HeaderValue::from_static(VERSION),
-        ),
+        (http::HeaderName::from_static("anthropic-version"), http::HeaderValue::from_static(VERSION)),
     ];
     if let Some(key) = target.api_key {
         headers.push(secret_header("x-api-key", key)?);
     }
-    Ok(PreparedRequest {
-        url: format!("{}/v1/messages", base(target)),
-        headers,
-        body,
-        stream,
-    })
+    Ok(PreparedRequest { url: format!("{}/v1/messages", base(target)), headers, body, stream })
 }
 
 pub(crate) fn prepare_native(
@@ -97,9 +82,7 @@ pub(crate) fn data_url(url: &str) -> Option<(&str, &str)> {
 
 pub(crate) fn image_url_of<'a>(part: &'a Value, param: &str) -> Result<&'a str, AdapterError> {
     let u = &part["image_url"];
-    u.as_str()
-        .or_else(|| u["url"].as_str())
-        .ok_or_else(|| invalid(&format!("{param}.image_url.url"), "a string"))
+    u.as_str().or_else(|| u["url"].as_str()).ok_or_else(|| invalid(&format!("{param}.image_url.url"), "a string"))
 }
 
 fn user_blocks(content: &Value, param: &str, blocks: &mut Vec<Value>) -> Result<(), AdapterError> {
@@ -172,35 +155,21 @@ pub(crate) fn max_tokens(body: &Map<String, Value>) -> Result<Option<u64>, Adapt
     for key in ["max_completion_tokens", "max_tokens"] {
         match body.get(key) {
             None | Some(Value::Null) => {}
-            Some(v) => {
-                return v
-                    .as_u64()
-                    .map(Some)
-                    .ok_or_else(|| invalid(key, "an integer"))
-            }
+            Some(v) => return v.as_u64().map(Some).ok_or_else(|| invalid(key, "an integer")),
         }
     }
     Ok(None)
 }
 
 /// `function.arguments` is a JSON string in OpenAI; Anthropic wants the object.
-pub(crate) fn tool_call_parts(
-    tc: &Value,
-    param: &str,
-) -> Result<(String, String, Value), AdapterError> {
+pub(crate) fn tool_call_parts(tc: &Value, param: &str) -> Result<(String, String, Value), AdapterError> {
     let id = tc["id"].as_str().unwrap_or_default().to_owned();
     let f = &tc["function"];
-    let name = f["name"]
-        .as_str()
-        .ok_or_else(|| invalid(&format!("{param}.function.name"), "a string"))?;
+    let name = f["name"].as_str().ok_or_else(|| invalid(&format!("{param}.function.name"), "a string"))?;
     let args = match &f["arguments"] {
         Value::String(s) if s.trim().is_empty() => json!({}),
-        Value::String(s) => serde_json::from_str(s).map_err(|_| {
-            invalid(
-                &format!("{param}.function.arguments"),
-                "a JSON object encoded as a string",
-            )
-        })?,
+        Value::String(s) => serde_json::from_str(s)
+            .map_err(|_| invalid(&format!("{param}.function.arguments"), "a JSON object encoded as a string"))?,
         Value::Null => json!({}),
         other => other.clone(),
     };
@@ -213,17 +182,12 @@ pub(crate) fn prepare_from_chat(
     info: &RequestInfo,
 ) -> Result<PreparedRequest, AdapterError> {
     let b = parse_chat_body(body)?;
-    let messages = b
-        .get("messages")
-        .and_then(Value::as_array)
-        .ok_or_else(|| invalid("messages", "an array"))?;
+    let messages = b.get("messages").and_then(Value::as_array).ok_or_else(|| invalid("messages", "an array"))?;
     let mut system = Vec::new();
     let mut turns: Vec<(&'static str, Vec<Value>)> = Vec::new();
     for (i, m) in messages.iter().enumerate() {
         let param = format!("messages[{i}]");
-        let role = m["role"]
-            .as_str()
-            .ok_or_else(|| invalid(&format!("{param}.role"), "a string"))?;
+        let role = m["role"].as_str().ok_or_else(|| invalid(&format!("{param}.role"), "a string"))?;
         let content = &m["content"];
         match role {
             "system" | "developer" => {
@@ -251,18 +215,14 @@ pub(crate) fn prepare_from_chat(
                     blocks.push(json!({ "type": "text", "text": t }));
                 }
                 for (j, tc) in m["tool_calls"].as_array().into_iter().flatten().enumerate() {
-                    let (id, name, input) =
-                        tool_call_parts(tc, &format!("{param}.tool_calls[{j}]"))?;
-                    blocks.push(
-                        json!({ "type": "tool_use", "id": id, "name": name, "input": input }),
-                    );
+                    let (id, name, input) = tool_call_parts(tc, &format!("{param}.tool_calls[{j}]"))?;
+                    blocks.push(json!({ "type": "tool_use", "id": id, "name": name, "input": input }));
                 }
                 push_turn(&mut turns, "assistant", blocks);
             }
             "tool" => {
-                let id = m["tool_call_id"]
-                    .as_str()
-                    .ok_or_else(|| invalid(&format!("{param}.tool_call_id"), "a string"))?;
+                let id =
+                    m["tool_call_id"].as_str().ok_or_else(|| invalid(&format!("{param}.tool_call_id"), "a string"))?;
                 let block = json!({ "type": "tool_result", "tool_use_id": id, "content": content_text(content) });
                 push_turn(&mut turns, "user", vec![block]);
             }
@@ -276,19 +236,13 @@ pub(crate) fn prepare_from_chat(
 
     let mut out = Map::new();
     out.insert("model".into(), target.model.into());
-    out.insert(
-        "max_tokens".into(),
-        max_tokens(&b)?.unwrap_or(DEFAULT_MAX_TOKENS).into(),
-    );
+    out.insert("max_tokens".into(), max_tokens(&b)?.unwrap_or(DEFAULT_MAX_TOKENS).into());
     if !system.is_empty() {
         out.insert("system".into(), system.join("\n\n").into());
     }
     out.insert(
         "messages".into(),
-        turns
-            .into_iter()
-            .map(|(role, content)| json!({ "role": role, "content": content }))
-            .collect(),
+        turns.into_iter().map(|(role, content)| json!({ "role": role, "content": content })).collect(),
     );
     if let Some(t) = b.get("temperature").and_then(Value::as_f64) {
         // OpenAI allows 0–2, Anthropic 0–1.
@@ -310,9 +264,7 @@ pub(crate) fn prepare_from_chat(
         let mut list = Vec::new();
         for (i, t) in tools.iter().enumerate() {
             let f = &t["function"];
-            let name = f["name"]
-                .as_str()
-                .ok_or_else(|| invalid(&format!("tools[{i}].function.name"), "a string"))?;
+            let name = f["name"].as_str().ok_or_else(|| invalid(&format!("tools[{i}].function.name"), "a string"))?;
             let mut tool = json!({ "name": name });
             if let Some(d) = f["description"].as_str() {
                 tool["description"] = d.into();
@@ -333,21 +285,11 @@ pub(crate) fn prepare_from_chat(
             "auto" => Some(json!({ "type": "auto" })),
             "none" => Some(json!({ "type": "none" })),
             "required" => Some(json!({ "type": "any" })),
-            _ => {
-                return Err(invalid(
-                    "tool_choice",
-                    "`auto`, `none`, `required` or a function",
-                ))
-            }
+            _ => return Err(invalid("tool_choice", "`auto`, `none`, `required` or a function")),
         },
         Some(v) => match v["function"]["name"].as_str() {
             Some(name) => Some(json!({ "type": "tool", "name": name })),
-            None => {
-                return Err(invalid(
-                    "tool_choice",
-                    "`auto`, `none`, `required` or a function",
-                ))
-            }
+            None => return Err(invalid("tool_choice", "`auto`, `none`, `required` or a function")),
         },
     };
     if b.get("parallel_tool_calls") == Some(&Value::Bool(false)) && out.contains_key("tools") {
@@ -387,9 +329,7 @@ impl AnthropicUsage {
         self.input_tokens = d.input_tokens.or(self.input_tokens);
         self.output_tokens = d.output_tokens.or(self.output_tokens);
         self.cache_read_input_tokens = d.cache_read_input_tokens.or(self.cache_read_input_tokens);
-        self.cache_creation_input_tokens = d
-            .cache_creation_input_tokens
-            .or(self.cache_creation_input_tokens);
+        self.cache_creation_input_tokens = d.cache_creation_input_tokens.or(self.cache_creation_input_tokens);
         self.cache_creation = d.cache_creation.or(self.cache_creation.take());
     }
 
@@ -445,17 +385,8 @@ fn malformed(e: serde_json::Error) -> AdapterError {
 pub(crate) fn translate_native_body(body: &[u8]) -> Result<TranslatedBody, AdapterError> {
     let m: Message = serde_json::from_slice(body).map_err(malformed)?;
     let usage = m.usage.map(|u| u.to_usage());
-    let output_text = if usage.is_none() {
-        blocks_text(&m.content)
-    } else {
-        String::new()
-    };
-    Ok(TranslatedBody {
-        body: Bytes::copy_from_slice(body),
-        usage,
-        model: m.model,
-        output_text,
-    })
+    let output_text = if usage.is_none() { blocks_text(&m.content) } else { String::new() };
+    Ok(TranslatedBody { body: Bytes::copy_from_slice(body), usage, model: m.model, output_text })
 }
 
 fn blocks_text(blocks: &[Block]) -> String {
@@ -480,26 +411,18 @@ pub(crate) fn finish_reason(stop: Option<&str>) -> &'static str {
     }
 }
 
-pub(crate) fn translate_to_chat_body(
-    t: &ResponseTranslator,
-    body: &[u8],
-) -> Result<TranslatedBody, AdapterError> {
+pub(crate) fn translate_to_chat_body(t: &ResponseTranslator, body: &[u8]) -> Result<TranslatedBody, AdapterError> {
     let m: Message = serde_json::from_slice(body).map_err(malformed)?;
     let usage = m.usage.as_ref().map(AnthropicUsage::to_usage);
     let mut text: Option<String> = None;
     let mut calls = Vec::new();
     for b in &m.content {
         match b.kind.as_str() {
-            "text" => text
-                .get_or_insert_with(String::new)
-                .push_str(b.text.as_deref().unwrap_or("")),
+            "text" => text.get_or_insert_with(String::new).push_str(b.text.as_deref().unwrap_or("")),
             "tool_use" => calls.push(ToolCall {
                 id: b.id.clone().unwrap_or_default(),
                 name: b.name.clone().unwrap_or_default(),
-                arguments: b
-                    .input
-                    .as_ref()
-                    .map_or_else(|| "{}".to_owned(), Value::to_string),
+                arguments: b.input.as_ref().map_or_else(|| "{}".to_owned(), Value::to_string),
             }),
             _ => {}
         }
@@ -509,24 +432,9 @@ pub(crate) fn translate_to_chat_body(
         created: t.created,
         model: m.model.clone().unwrap_or_else(|| t.model.clone()),
     };
-    let out = chat_completion(
-        &head,
-        text,
-        &calls,
-        finish_reason(m.stop_reason.as_deref()),
-        usage.as_ref(),
-    );
-    let output_text = if usage.is_none() {
-        blocks_text(&m.content)
-    } else {
-        String::new()
-    };
-    Ok(TranslatedBody {
-        body: out,
-        usage,
-        model: m.model,
-        output_text,
-    })
+    let out = chat_completion(&head, text, &calls, finish_reason(m.stop_reason.as_deref()), usage.as_ref());
+    let output_text = if usage.is_none() { blocks_text(&m.content) } else { String::new() };
+    Ok(TranslatedBody { body: out, usage, model: m.model, output_text })
 }
 
 // ----------------------------------------------------------------- streams
@@ -569,8 +477,7 @@ struct ErrorBody {
 }
 
 fn parse<'a, T: Deserialize<'a>>(ev: &'a Event, kind: &str) -> Result<T, AdapterError> {
-    serde_json::from_str(&ev.data)
-        .map_err(|e| AdapterError::MalformedUpstream(format!("{kind} event: {e}")))
+    serde_json::from_str(&ev.data).map_err(|e| AdapterError::MalformedUpstream(format!("{kind} event: {e}")))
 }
 
 /// Native Messages stream: relayed unchanged, `message_stop` held back.
@@ -580,12 +487,7 @@ pub(crate) struct NativeStream {
 }
 
 impl NativeStream {
-    pub(crate) fn on_event(
-        &mut self,
-        ev: Event,
-        m: &mut Meter,
-        out: &mut Vec<Bytes>,
-    ) -> Result<(), AdapterError> {
+    pub(crate) fn on_event(&mut self, ev: Event, m: &mut Meter, out: &mut Vec<Bytes>) -> Result<(), AdapterError> {
         if !ev.has_data {
             out.push(ev.raw);
             return Ok(());
@@ -612,12 +514,7 @@ impl NativeStream {
             }
             "content_block_delta" if m.usage.is_none() => {
                 if let Ok(DeltaEvent { delta: Some(d), .. }) = serde_json::from_str(&ev.data) {
-                    m.output_text.push_str(
-                        d.text
-                            .as_deref()
-                            .or(d.partial_json.as_deref())
-                            .unwrap_or(""),
-                    );
+                    m.output_text.push_str(d.text.as_deref().or(d.partial_json.as_deref()).unwrap_or(""));
                 }
             }
             "message_stop" => {
@@ -649,11 +546,7 @@ pub(crate) struct ChatStream {
 impl ChatStream {
     pub(crate) fn new(t: &ResponseTranslator) -> Self {
         ChatStream {
-            head: ChatHead {
-                id: "chatcmpl-anthropic".into(),
-                created: t.created,
-                model: t.model.clone(),
-            },
+            head: ChatHead { id: "chatcmpl-anthropic".into(), created: t.created, model: t.model.clone() },
             include_usage: t.client_wants_stream_usage,
             usage: None,
             started: false,
@@ -664,20 +557,11 @@ impl ChatStream {
     fn start(&mut self, out: &mut Vec<Bytes>) {
         if !self.started {
             self.started = true;
-            out.push(chunk(
-                &self.head,
-                json!({ "role": "assistant", "content": "" }),
-                None,
-            ));
+            out.push(chunk(&self.head, json!({ "role": "assistant", "content": "" }), None));
         }
     }
 
-    pub(crate) fn on_event(
-        &mut self,
-        ev: Event,
-        m: &mut Meter,
-        out: &mut Vec<Bytes>,
-    ) -> Result<(), AdapterError> {
+    pub(crate) fn on_event(&mut self, ev: Event, m: &mut Meter, out: &mut Vec<Bytes>) -> Result<(), AdapterError> {
         if !ev.has_data {
             return Ok(());
         }
@@ -733,18 +617,14 @@ impl ChatStream {
                 let d: DeltaEvent = parse(&ev, &kind)?;
                 if let Some(delta) = d.delta {
                     match delta.kind.as_deref() {
-                        Some("text_delta") => {
-                            self.text(delta.text.as_deref().unwrap_or(""), m, out)
-                        }
+                        Some("text_delta") => self.text(delta.text.as_deref().unwrap_or(""), m, out),
                         Some("input_json_delta") => {
                             let idx = d.index.unwrap_or(0);
                             let args = delta.partial_json.unwrap_or_default();
                             if m.usage.is_none() {
                                 m.output_text.push_str(&args);
                             }
-                            if let Some(&(_, tool_index)) =
-                                self.tools.iter().find(|(b, _)| *b == idx)
-                            {
+                            if let Some(&(_, tool_index)) = self.tools.iter().find(|(b, _)| *b == idx) {
                                 out.push(chunk(
                                     &self.head,
                                     json!({ "tool_calls": [{ "index": tool_index, "function": { "arguments": args } }] }),
@@ -781,10 +661,7 @@ impl ChatStream {
             "error" => {
                 m.failed = true;
                 let d: DeltaEvent = parse(&ev, &kind)?;
-                let e = d.error.unwrap_or(ErrorBody {
-                    kind: None,
-                    message: None,
-                });
+                let e = d.error.unwrap_or(ErrorBody { kind: None, message: None });
                 out.push(openai::error_chunk(
                     e.message.as_deref().unwrap_or("upstream stream error"),
                     e.kind.as_deref().unwrap_or("api_error"),

@@ -7,26 +7,16 @@ use bytes::Bytes;
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
 
-use crate::anthropic::{
-    content_text, data_url, image_url_of, max_tokens, parse_chat_body, stop_list, tool_call_parts,
-};
+use crate::anthropic::{content_text, data_url, image_url_of, max_tokens, parse_chat_body, stop_list, tool_call_parts};
 use crate::inspect::invalid;
 use crate::openai::{
-    self, base, chat_completion, chunk, json_content_type, secret_header, usage_chunk, ChatHead,
-    ToolCall,
+    self, base, chat_completion, chunk, json_content_type, secret_header, usage_chunk, ChatHead, ToolCall,
 };
 use crate::sse::Event;
-use crate::{
-    AdapterError, Meter, PreparedRequest, RequestInfo, ResponseTranslator, Target, TranslatedBody,
-    Usage,
-};
+use crate::{AdapterError, Meter, PreparedRequest, RequestInfo, ResponseTranslator, Target, TranslatedBody, Usage};
 
 fn mime_from_url(url: &str) -> &'static str {
-    let path = url
-        .split(['?', '#'])
-        .next()
-        .unwrap_or(url)
-        .to_ascii_lowercase();
+    let path = url.split(['?', '#']).next().unwrap_or(url).to_ascii_lowercase();
     if path.ends_with(".png") {
         "image/png"
     } else if path.ends_with(".gif") {
@@ -52,9 +42,7 @@ fn user_parts(content: &Value, param: &str, parts: &mut Vec<Value>) -> Result<()
                 let param = format!("{param}[{i}]");
                 match p["type"].as_str().unwrap_or("text") {
                     "text" | "input_text" => {
-                        let t = p["text"]
-                            .as_str()
-                            .ok_or_else(|| invalid(&format!("{param}.text"), "a string"))?;
+                        let t = p["text"].as_str().ok_or_else(|| invalid(&format!("{param}.text"), "a string"))?;
                         if !t.is_empty() {
                             parts.push(json!({ "text": t }));
                         }
@@ -68,16 +56,16 @@ fn user_parts(content: &Value, param: &str, parts: &mut Vec<Value>) -> Result<()
                     }
                     "input_audio" => {
                         let a = &p["input_audio"];
-                        let data = a["data"].as_str().ok_or_else(|| {
-                            invalid(&format!("{param}.input_audio.data"), "a string")
-                        })?;
+                        let data = a["data"]
+                            .as_str()
+                            .ok_or_else(|| invalid(&format!("{param}.input_audio.data"), "a string"))?;
                         let fmt = a["format"].as_str().unwrap_or("wav");
                         parts.push(json!({ "inlineData": { "mimeType": format!("audio/{fmt}"), "data": data } }));
                     }
                     other => {
                         return Err(AdapterError::Unsupported(format!(
-                        "content part type `{other}` cannot be sent to a provider of kind `gemini`"
-                    )))
+                            "content part type `{other}` cannot be sent to a provider of kind `gemini`"
+                        )))
                     }
                 }
             }
@@ -104,10 +92,7 @@ pub(crate) fn prepare_from_chat(
     info: &RequestInfo,
 ) -> Result<PreparedRequest, AdapterError> {
     let b = parse_chat_body(body)?;
-    let messages = b
-        .get("messages")
-        .and_then(Value::as_array)
-        .ok_or_else(|| invalid("messages", "an array"))?;
+    let messages = b.get("messages").and_then(Value::as_array).ok_or_else(|| invalid("messages", "an array"))?;
     let mut system = Vec::new();
     let mut turns: Vec<(&'static str, Vec<Value>)> = Vec::new();
     // functionResponse needs the function name; OpenAI tool messages only
@@ -115,9 +100,7 @@ pub(crate) fn prepare_from_chat(
     let mut call_names: Vec<(String, String)> = Vec::new();
     for (i, m) in messages.iter().enumerate() {
         let param = format!("messages[{i}]");
-        let role = m["role"]
-            .as_str()
-            .ok_or_else(|| invalid(&format!("{param}.role"), "a string"))?;
+        let role = m["role"].as_str().ok_or_else(|| invalid(&format!("{param}.role"), "a string"))?;
         let content = &m["content"];
         match role {
             "system" | "developer" => {
@@ -138,8 +121,7 @@ pub(crate) fn prepare_from_chat(
                     parts.push(json!({ "text": t }));
                 }
                 for (j, tc) in m["tool_calls"].as_array().into_iter().flatten().enumerate() {
-                    let (id, name, args) =
-                        tool_call_parts(tc, &format!("{param}.tool_calls[{j}]"))?;
+                    let (id, name, args) = tool_call_parts(tc, &format!("{param}.tool_calls[{j}]"))?;
                     call_names.push((id, name.clone()));
                     parts.push(json!({ "functionCall": { "name": name, "args": args } }));
                 }
@@ -147,11 +129,7 @@ pub(crate) fn prepare_from_chat(
             }
             "tool" => {
                 let id = m["tool_call_id"].as_str().unwrap_or_default();
-                let name = call_names
-                    .iter()
-                    .find(|(c, _)| c == id)
-                    .map(|(_, n)| n.clone())
-                    .unwrap_or_default();
+                let name = call_names.iter().find(|(c, _)| c == id).map(|(_, n)| n.clone()).unwrap_or_default();
                 let text = content_text(content);
                 let response = match serde_json::from_str::<Value>(&text) {
                     Ok(v @ Value::Object(_)) => v,
@@ -174,10 +152,7 @@ pub(crate) fn prepare_from_chat(
     let mut out = Map::new();
     out.insert(
         "contents".into(),
-        turns
-            .into_iter()
-            .map(|(role, parts)| json!({ "role": role, "parts": parts }))
-            .collect(),
+        turns.into_iter().map(|(role, parts)| json!({ "role": role, "parts": parts })).collect(),
     );
     if !system.is_empty() {
         out.insert("systemInstruction".into(), json!({ "parts": system }));
@@ -221,9 +196,7 @@ pub(crate) fn prepare_from_chat(
         let mut decls = Vec::new();
         for (i, t) in tools.iter().enumerate() {
             let f = &t["function"];
-            let name = f["name"]
-                .as_str()
-                .ok_or_else(|| invalid(&format!("tools[{i}].function.name"), "a string"))?;
+            let name = f["name"].as_str().ok_or_else(|| invalid(&format!("tools[{i}].function.name"), "a string"))?;
             let mut d = json!({ "name": name });
             if let Some(desc) = f["description"].as_str() {
                 d["description"] = desc.into();
@@ -245,21 +218,11 @@ pub(crate) fn prepare_from_chat(
             "auto" => Some(json!({ "mode": "AUTO" })),
             "none" => Some(json!({ "mode": "NONE" })),
             "required" => Some(json!({ "mode": "ANY" })),
-            _ => {
-                return Err(invalid(
-                    "tool_choice",
-                    "`auto`, `none`, `required` or a function",
-                ))
-            }
+            _ => return Err(invalid("tool_choice", "`auto`, `none`, `required` or a function")),
         },
         Some(v) => match v["function"]["name"].as_str() {
             Some(name) => Some(json!({ "mode": "ANY", "allowedFunctionNames": [name] })),
-            None => {
-                return Err(invalid(
-                    "tool_choice",
-                    "`auto`, `none`, `required` or a function",
-                ))
-            }
+            None => return Err(invalid("tool_choice", "`auto`, `none`, `required` or a function")),
         },
     };
     if let Some(c) = choice {
@@ -268,10 +231,7 @@ pub(crate) fn prepare_from_chat(
 
     let model = target.model.strip_prefix("models/").unwrap_or(target.model);
     let url = if info.stream {
-        format!(
-            "{}/v1beta/models/{model}:streamGenerateContent?alt=sse",
-            base(target)
-        )
+        format!("{}/v1beta/models/{model}:streamGenerateContent?alt=sse", base(target))
     } else {
         format!("{}/v1beta/models/{model}:generateContent", base(target))
     };
@@ -280,12 +240,7 @@ pub(crate) fn prepare_from_chat(
         headers.push(secret_header("x-goog-api-key", key)?);
     }
     let body = serde_json::to_vec(&out).map_err(|e| AdapterError::Unsupported(e.to_string()))?;
-    Ok(PreparedRequest {
-        url,
-        headers,
-        body: Bytes::from(body),
-        stream: info.stream,
-    })
+    Ok(PreparedRequest { url, headers, body: Bytes::from(body), stream: info.stream })
 }
 
 // ------------------------------------------------------------------- usage
@@ -373,9 +328,7 @@ struct FunctionCall {
 fn finish_reason(reason: &str, has_tool_calls: bool) -> &'static str {
     match reason {
         "MAX_TOKENS" => "length",
-        "SAFETY" | "RECITATION" | "BLOCKLIST" | "PROHIBITED_CONTENT" | "SPII" | "IMAGE_SAFETY" => {
-            "content_filter"
-        }
+        "SAFETY" | "RECITATION" | "BLOCKLIST" | "PROHIBITED_CONTENT" | "SPII" | "IMAGE_SAFETY" => "content_filter",
         _ if has_tool_calls => "tool_calls",
         _ => "stop",
     }
@@ -390,12 +343,8 @@ fn tool_call(f: FunctionCall, index: usize) -> ToolCall {
     }
 }
 
-pub(crate) fn translate_to_chat_body(
-    t: &ResponseTranslator,
-    body: &[u8],
-) -> Result<TranslatedBody, AdapterError> {
-    let r: Response =
-        serde_json::from_slice(body).map_err(|e| AdapterError::MalformedUpstream(e.to_string()))?;
+pub(crate) fn translate_to_chat_body(t: &ResponseTranslator, body: &[u8]) -> Result<TranslatedBody, AdapterError> {
+    let r: Response = serde_json::from_slice(body).map_err(|e| AdapterError::MalformedUpstream(e.to_string()))?;
     if let Some(e) = r.error {
         return Err(AdapterError::MalformedUpstream(format!(
             "error in a success answer: {} {}",
@@ -434,12 +383,7 @@ pub(crate) fn translate_to_chat_body(
         String::new()
     };
     let out = chat_completion(&head, text, &calls, finish, usage.as_ref());
-    Ok(TranslatedBody {
-        body: out,
-        usage,
-        model: r.model_version,
-        output_text,
-    })
+    Ok(TranslatedBody { body: out, usage, model: r.model_version, output_text })
 }
 
 /// Gemini SSE (each event a whole `GenerateContentResponse`) → OpenAI chunks.
@@ -455,11 +399,7 @@ pub(crate) struct ChatStream {
 impl ChatStream {
     pub(crate) fn new(t: &ResponseTranslator) -> Self {
         ChatStream {
-            head: ChatHead {
-                id: "chatcmpl-gemini".into(),
-                created: t.created,
-                model: t.model.clone(),
-            },
+            head: ChatHead { id: "chatcmpl-gemini".into(), created: t.created, model: t.model.clone() },
             include_usage: t.client_wants_stream_usage,
             started: false,
             tool_calls: 0,
@@ -467,12 +407,7 @@ impl ChatStream {
         }
     }
 
-    pub(crate) fn on_event(
-        &mut self,
-        ev: Event,
-        m: &mut Meter,
-        out: &mut Vec<Bytes>,
-    ) -> Result<(), AdapterError> {
+    pub(crate) fn on_event(&mut self, ev: Event, m: &mut Meter, out: &mut Vec<Bytes>) -> Result<(), AdapterError> {
         if !ev.has_data || ev.data.trim() == "[DONE]" {
             return Ok(());
         }
@@ -502,11 +437,7 @@ impl ChatStream {
         }
         if !self.started {
             self.started = true;
-            out.push(chunk(
-                &self.head,
-                json!({ "role": "assistant", "content": "" }),
-                None,
-            ));
+            out.push(chunk(&self.head, json!({ "role": "assistant", "content": "" }), None));
         }
         let mut reason = None;
         if let Some(c) = r.candidates.into_iter().next() {

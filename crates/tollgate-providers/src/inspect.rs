@@ -62,24 +62,15 @@ struct Piece<'a> {
 }
 
 pub(crate) fn invalid(param: &str, expected: &str) -> AdapterError {
-    AdapterError::InvalidRequest {
-        message: format!("`{param}` must be {expected}"),
-        param: Some(param.to_owned()),
-    }
+    AdapterError::InvalidRequest { message: format!("`{param}` must be {expected}"), param: Some(param.to_owned()) }
 }
 
 /// `null` counts as absent, as the OpenAI API treats it.
-fn typed<T: DeserializeOwned>(
-    raw: Option<&RawValue>,
-    param: &str,
-    expected: &str,
-) -> Result<Option<T>, AdapterError> {
+fn typed<T: DeserializeOwned>(raw: Option<&RawValue>, param: &str, expected: &str) -> Result<Option<T>, AdapterError> {
     match raw {
         None => Ok(None),
         Some(r) if r.get() == "null" => Ok(None),
-        Some(r) => serde_json::from_str::<T>(r.get())
-            .map(Some)
-            .map_err(|_| invalid(param, expected)),
+        Some(r) => serde_json::from_str::<T>(r.get()).map(Some).map_err(|_| invalid(param, expected)),
     }
 }
 
@@ -89,18 +80,13 @@ fn first_byte(raw: &RawValue) -> u8 {
 
 /// Parse the body as a JSON object, with errors a client can act on.
 pub(crate) fn object_body(body: &[u8]) -> Result<&str, AdapterError> {
-    let text = std::str::from_utf8(body).map_err(|_| AdapterError::InvalidRequest {
-        message: "request body is not valid UTF-8".into(),
-        param: None,
-    })?;
+    let text = std::str::from_utf8(body)
+        .map_err(|_| AdapterError::InvalidRequest { message: "request body is not valid UTF-8".into(), param: None })?;
     let first = text.trim_start().as_bytes().first().copied();
     if first != Some(b'{') {
         // Still tell "not JSON" apart from "JSON but not an object".
         return Err(match serde_json::from_str::<serde::de::IgnoredAny>(text) {
-            Ok(_) => AdapterError::InvalidRequest {
-                message: "request body must be a JSON object".into(),
-                param: None,
-            },
+            Ok(_) => AdapterError::InvalidRequest { message: "request body must be a JSON object".into(), param: None },
             Err(e) => not_json(&e),
         });
     }
@@ -108,10 +94,7 @@ pub(crate) fn object_body(body: &[u8]) -> Result<&str, AdapterError> {
 }
 
 pub(crate) fn not_json(e: &serde_json::Error) -> AdapterError {
-    AdapterError::InvalidRequest {
-        message: format!("request body is not valid JSON: {e}"),
-        param: None,
-    }
+    AdapterError::InvalidRequest { message: format!("request body is not valid JSON: {e}"), param: None }
 }
 
 pub(crate) fn inspect(format: ApiFormat, body: &[u8]) -> Result<RequestInfo, AdapterError> {
@@ -131,18 +114,12 @@ pub(crate) fn inspect(format: ApiFormat, body: &[u8]) -> Result<RequestInfo, Ada
         info.client_wants_stream_usage = o.and_then(|o| o.include_usage) == Some(true);
     }
     info.max_output_tokens = match format {
-        ApiFormat::OpenAiChat => match typed(
-            top.max_completion_tokens,
-            "max_completion_tokens",
-            "an integer",
-        )? {
+        ApiFormat::OpenAiChat => match typed(top.max_completion_tokens, "max_completion_tokens", "an integer")? {
             Some(n) => Some(n),
             None => typed(top.max_tokens, "max_tokens", "an integer")?,
         },
         ApiFormat::AnthropicMessages => typed(top.max_tokens, "max_tokens", "an integer")?,
-        ApiFormat::OpenAiResponses => {
-            typed(top.max_output_tokens, "max_output_tokens", "an integer")?
-        }
+        ApiFormat::OpenAiResponses => typed(top.max_output_tokens, "max_output_tokens", "an integer")?,
         ApiFormat::OpenAiEmbeddings => None,
     };
 
@@ -153,8 +130,8 @@ pub(crate) fn inspect(format: ApiFormat, body: &[u8]) -> Result<RequestInfo, Ada
                 Some(m) if first_byte(m) != b'n' => m,
                 _ => return Err(invalid("messages", "an array")),
             };
-            let list: Vec<&RawValue> = serde_json::from_str(messages.get())
-                .map_err(|_| invalid("messages", "an array"))?;
+            let list: Vec<&RawValue> =
+                serde_json::from_str(messages.get()).map_err(|_| invalid("messages", "an array"))?;
             if format == ApiFormat::AnthropicMessages {
                 if let Some(sys) = top.system {
                     collect_content(sys, "system", &mut prompt)?;
@@ -204,8 +181,7 @@ pub(crate) fn inspect(format: ApiFormat, body: &[u8]) -> Result<RequestInfo, Ada
         }
         _ => {
             info.user = typed(top.user, "user", "a string")?;
-            let m: Option<BTreeMap<String, serde_json::Value>> =
-                typed(top.metadata, "metadata", "an object")?;
+            let m: Option<BTreeMap<String, serde_json::Value>> = typed(top.metadata, "metadata", "an object")?;
             info.metadata = m
                 .unwrap_or_default()
                 .into_iter()
@@ -237,13 +213,12 @@ fn push_text(out: &mut String, s: &str) {
 fn collect_content(raw: &RawValue, param: &str, out: &mut String) -> Result<(), AdapterError> {
     match first_byte(raw) {
         b'"' => {
-            let s: String =
-                serde_json::from_str(raw.get()).map_err(|_| invalid(param, "a string"))?;
+            let s: String = serde_json::from_str(raw.get()).map_err(|_| invalid(param, "a string"))?;
             push_text(out, &s);
         }
         b'[' => {
-            let items: Vec<&RawValue> = serde_json::from_str(raw.get())
-                .map_err(|_| invalid(param, "a string or an array"))?;
+            let items: Vec<&RawValue> =
+                serde_json::from_str(raw.get()).map_err(|_| invalid(param, "a string or an array"))?;
             for (i, item) in items.iter().enumerate() {
                 match first_byte(item) {
                     b'{' => collect_piece(item, &format!("{param}[{i}]"), out)?,
@@ -282,8 +257,7 @@ fn collect_piece(raw: &RawValue, param: &str, out: &mut String) -> Result<(), Ad
                 arguments: Option<Cow<'a, str>>,
             }
             let param = format!("{param}.tool_calls");
-            let calls: Vec<Call<'_>> =
-                serde_json::from_str(tc.get()).map_err(|_| invalid(&param, "an array"))?;
+            let calls: Vec<Call<'_>> = serde_json::from_str(tc.get()).map_err(|_| invalid(&param, "an array"))?;
             for f in calls.into_iter().filter_map(|c| c.function) {
                 push_text(out, f.name.as_deref().unwrap_or(""));
                 push_text(out, f.arguments.as_deref().unwrap_or(""));
@@ -308,8 +282,8 @@ fn collect_embedding_input(raw: &RawValue, out: &mut String) -> Result<(), Adapt
     match first_byte(raw) {
         b'"' => collect_content(raw, "input", out),
         b'[' => {
-            let items: Vec<&RawValue> = serde_json::from_str(raw.get())
-                .map_err(|_| invalid("input", "a string or an array"))?;
+            let items: Vec<&RawValue> =
+                serde_json::from_str(raw.get()).map_err(|_| invalid("input", "a string or an array"))?;
             for item in items {
                 // Token-id arrays carry no text to count.
                 if first_byte(item) == b'"' {

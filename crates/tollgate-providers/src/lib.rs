@@ -100,10 +100,7 @@ pub enum AdapterError {
     /// The client's body is not valid for the endpoint it called
     /// (maps to 400 `invalid_request`). The message is safe to show.
     #[error("{message}")]
-    InvalidRequest {
-        message: String,
-        param: Option<String>,
-    },
+    InvalidRequest { message: String, param: Option<String> },
     /// The route asks for a combination we do not translate (e.g. embeddings
     /// to an Anthropic target). Maps to 400 `invalid_request`.
     #[error("{0}")]
@@ -125,30 +122,18 @@ pub fn prepare(
     use ApiFormat as F;
     use ProviderKind as K;
     let (request, mode) = match (format, target.kind) {
-        (F::OpenAiChat, K::OpenAi | K::OpenAiCompatible | K::AzureOpenAi) => (
-            openai::prepare(format, target, body, info)?,
-            Mode::OpenAiChat,
-        ),
-        (F::OpenAiEmbeddings, K::OpenAi | K::OpenAiCompatible | K::AzureOpenAi) => (
-            openai::prepare(format, target, body, info)?,
-            Mode::OpenAiEmbeddings,
-        ),
-        (F::OpenAiResponses, K::OpenAi | K::OpenAiCompatible | K::AzureOpenAi) => (
-            openai::prepare(format, target, body, info)?,
-            Mode::OpenAiResponses,
-        ),
-        (F::AnthropicMessages, K::Anthropic) => (
-            anthropic::prepare_native(target, body, info)?,
-            Mode::AnthropicNative,
-        ),
-        (F::OpenAiChat, K::Anthropic) => (
-            anthropic::prepare_from_chat(target, body, info)?,
-            Mode::AnthropicToChat,
-        ),
-        (F::OpenAiChat, K::Gemini) => (
-            gemini::prepare_from_chat(target, body, info)?,
-            Mode::GeminiToChat,
-        ),
+        (F::OpenAiChat, K::OpenAi | K::OpenAiCompatible | K::AzureOpenAi) => {
+            (openai::prepare(format, target, body, info)?, Mode::OpenAiChat)
+        }
+        (F::OpenAiEmbeddings, K::OpenAi | K::OpenAiCompatible | K::AzureOpenAi) => {
+            (openai::prepare(format, target, body, info)?, Mode::OpenAiEmbeddings)
+        }
+        (F::OpenAiResponses, K::OpenAi | K::OpenAiCompatible | K::AzureOpenAi) => {
+            (openai::prepare(format, target, body, info)?, Mode::OpenAiResponses)
+        }
+        (F::AnthropicMessages, K::Anthropic) => (anthropic::prepare_native(target, body, info)?, Mode::AnthropicNative),
+        (F::OpenAiChat, K::Anthropic) => (anthropic::prepare_from_chat(target, body, info)?, Mode::AnthropicToChat),
+        (F::OpenAiChat, K::Gemini) => (gemini::prepare_from_chat(target, body, info)?, Mode::GeminiToChat),
         (
             F::OpenAiEmbeddings | F::OpenAiResponses | F::AnthropicMessages,
             K::OpenAi | K::OpenAiCompatible | K::AzureOpenAi | K::Anthropic | K::Gemini,
@@ -273,12 +258,7 @@ impl ResponseTranslator {
             Mode::AnthropicToChat => State::AnthropicToChat(anthropic::ChatStream::new(self)),
             Mode::GeminiToChat => State::GeminiToChat(gemini::ChatStream::new(self)),
         };
-        StreamTranslator {
-            parser: sse::Parser::new(),
-            events: Vec::new(),
-            meter: Meter::default(),
-            state,
-        }
+        StreamTranslator { parser: sse::Parser::new(), events: Vec::new(), meter: Meter::default(), state }
     }
 }
 
@@ -397,9 +377,7 @@ impl StreamTranslator {
         // before its blank line: keep it only if it is whole, never relay half
         // a JSON object.
         self.events.retain(|e| {
-            !e.has_data
-                || e.data.trim() == "[DONE]"
-                || serde_json::from_str::<serde::de::IgnoredAny>(&e.data).is_ok()
+            !e.has_data || e.data.trim() == "[DONE]" || serde_json::from_str::<serde::de::IgnoredAny>(&e.data).is_ok()
         });
         // A malformed trailing fragment changes nothing about what was metered.
         let _ = self.dispatch(out);
@@ -428,11 +406,7 @@ impl StreamTranslator {
             model: m.model.clone(),
             completed,
             terminator,
-            output_text: if m.usage.is_none() {
-                std::mem::take(&mut m.output_text)
-            } else {
-                String::new()
-            },
+            output_text: if m.usage.is_none() { std::mem::take(&mut m.output_text) } else { String::new() },
         }
     }
 

@@ -14,8 +14,7 @@ use serde_json::{json, Value};
 use crate::inspect::{not_json, object_body};
 use crate::sse::{data_event, Event};
 use crate::{
-    AdapterError, ApiFormat, Meter, Mode, PreparedRequest, ProviderKind, RequestInfo, Target,
-    TranslatedBody, Usage,
+    AdapterError, ApiFormat, Meter, Mode, PreparedRequest, ProviderKind, RequestInfo, Target, TranslatedBody, Usage,
 };
 
 // ---------------------------------------------------------------- requests
@@ -32,8 +31,7 @@ pub(crate) fn prepare(
         ApiFormat::OpenAiChat | ApiFormat::AnthropicMessages => "chat/completions",
     };
     // Without it, an OpenAI stream carries no usage at all.
-    let inject_usage =
-        format == ApiFormat::OpenAiChat && info.stream && !info.client_wants_stream_usage;
+    let inject_usage = format == ApiFormat::OpenAiChat && info.stream && !info.client_wants_stream_usage;
     let rename = info.model.as_deref() != Some(target.model);
     let body = if rename || inject_usage {
         rewrite_top(body, |top| {
@@ -63,10 +61,7 @@ pub(crate) fn prepare(
             format!("{base}/openai/responses?api-version={v}")
         }
         (ProviderKind::AzureOpenAi, Some(v)) => {
-            format!(
-                "{base}/openai/deployments/{}/{endpoint}?api-version={v}",
-                target.model
-            )
+            format!("{base}/openai/deployments/{}/{endpoint}?api-version={v}", target.model)
         }
         (ProviderKind::AzureOpenAi, None) => format!("{base}/openai/v1/{endpoint}"),
         _ => format!("{base}/{endpoint}"),
@@ -79,12 +74,7 @@ pub(crate) fn prepare(
             secret_header("authorization", &format!("Bearer {key}"))?
         });
     }
-    Ok(PreparedRequest {
-        url,
-        headers,
-        body,
-        stream: info.stream,
-    })
+    Ok(PreparedRequest { url, headers, body, stream: info.stream })
 }
 
 pub(crate) fn base<'a>(target: &Target<'a>) -> &'a str {
@@ -92,21 +82,15 @@ pub(crate) fn base<'a>(target: &Target<'a>) -> &'a str {
 }
 
 pub(crate) fn json_content_type() -> (http::HeaderName, http::HeaderValue) {
-    (
-        http::header::CONTENT_TYPE,
-        http::HeaderValue::from_static("application/json"),
-    )
+    (http::header::CONTENT_TYPE, http::HeaderValue::from_static("application/json"))
 }
 
 pub(crate) fn secret_header(
     name: &'static str,
     value: &str,
 ) -> Result<(http::HeaderName, http::HeaderValue), AdapterError> {
-    let mut v = http::HeaderValue::from_str(value).map_err(|_| {
-        AdapterError::Unsupported(format!(
-            "the provider key cannot be sent as the `{name}` header"
-        ))
-    })?;
+    let mut v = http::HeaderValue::from_str(value)
+        .map_err(|_| AdapterError::Unsupported(format!("the provider key cannot be sent as the `{name}` header")))?;
     v.set_sensitive(true);
     Ok((http::HeaderName::from_static(name), v))
 }
@@ -121,12 +105,9 @@ pub(crate) fn rewrite_top(
     edit: impl FnOnce(&mut BTreeMap<String, Box<RawValue>>) -> Result<(), AdapterError>,
 ) -> Result<Bytes, AdapterError> {
     let text = object_body(body)?;
-    let mut top: BTreeMap<String, Box<RawValue>> =
-        serde_json::from_str(text).map_err(|e| not_json(&e))?;
+    let mut top: BTreeMap<String, Box<RawValue>> = serde_json::from_str(text).map_err(|e| not_json(&e))?;
     edit(&mut top)?;
-    serde_json::to_vec(&top)
-        .map(Bytes::from)
-        .map_err(|e| AdapterError::Unsupported(e.to_string()))
+    serde_json::to_vec(&top).map(Bytes::from).map_err(|e| AdapterError::Unsupported(e.to_string()))
 }
 
 // ------------------------------------------------------------------- usage
@@ -160,18 +141,9 @@ impl ChatUsage {
         let pd = self.prompt_tokens_details.as_ref();
         let cd = self.completion_tokens_details.as_ref();
         let cached = pd.and_then(|d| d.cached_tokens).unwrap_or(0).min(prompt);
-        let audio_in = pd
-            .and_then(|d| d.audio_tokens)
-            .unwrap_or(0)
-            .min(prompt - cached);
-        let reasoning = cd
-            .and_then(|d| d.reasoning_tokens)
-            .unwrap_or(0)
-            .min(completion);
-        let audio_out = cd
-            .and_then(|d| d.audio_tokens)
-            .unwrap_or(0)
-            .min(completion - reasoning);
+        let audio_in = pd.and_then(|d| d.audio_tokens).unwrap_or(0).min(prompt - cached);
+        let reasoning = cd.and_then(|d| d.reasoning_tokens).unwrap_or(0).min(completion);
+        let audio_out = cd.and_then(|d| d.audio_tokens).unwrap_or(0).min(completion - reasoning);
         Usage {
             input: prompt - cached - audio_in,
             input_audio: audio_in,
@@ -196,25 +168,9 @@ impl ResponsesUsage {
     pub(crate) fn to_usage(&self) -> Usage {
         let input = self.input_tokens.unwrap_or(0);
         let output = self.output_tokens.unwrap_or(0);
-        let cached = self
-            .input_tokens_details
-            .as_ref()
-            .and_then(|d| d.cached_tokens)
-            .unwrap_or(0)
-            .min(input);
-        let reasoning = self
-            .output_tokens_details
-            .as_ref()
-            .and_then(|d| d.reasoning_tokens)
-            .unwrap_or(0)
-            .min(output);
-        Usage {
-            input: input - cached,
-            cache_read: cached,
-            output: output - reasoning,
-            reasoning,
-            ..Usage::default()
-        }
+        let cached = self.input_tokens_details.as_ref().and_then(|d| d.cached_tokens).unwrap_or(0).min(input);
+        let reasoning = self.output_tokens_details.as_ref().and_then(|d| d.reasoning_tokens).unwrap_or(0).min(output);
+        Usage { input: input - cached, cache_read: cached, output: output - reasoning, reasoning, ..Usage::default() }
     }
 }
 
@@ -248,17 +204,8 @@ pub(crate) fn translate_body(mode: Mode, body: &[u8]) -> Result<TranslatedBody, 
             (h.usage.map(|u| u.to_usage()), h.model)
         }
     };
-    let output_text = if usage.is_none() {
-        body_text(mode, body)
-    } else {
-        String::new()
-    };
-    Ok(TranslatedBody {
-        body: Bytes::copy_from_slice(body),
-        usage,
-        model,
-        output_text,
-    })
+    let output_text = if usage.is_none() { body_text(mode, body) } else { String::new() };
+    Ok(TranslatedBody { body: Bytes::copy_from_slice(body), usage, model, output_text })
 }
 
 /// Generated text, only needed when the provider reported no usage.
@@ -328,10 +275,7 @@ fn is_error_event(ev: &Event) -> bool {
     struct E {
         error: Option<IgnoredAny>,
     }
-    matches!(
-        serde_json::from_str::<E>(&ev.data),
-        Ok(E { error: Some(_) })
-    )
+    matches!(serde_json::from_str::<E>(&ev.data), Ok(E { error: Some(_) }))
 }
 
 /// Relays OpenAI chat chunks byte for byte; reads usage from the one chunk
@@ -346,18 +290,10 @@ pub(crate) struct ChatStream {
 
 impl ChatStream {
     pub(crate) fn new(hide_usage_chunk: bool) -> Self {
-        ChatStream {
-            hide_usage_chunk,
-            pending: Vec::new(),
-        }
+        ChatStream { hide_usage_chunk, pending: Vec::new() }
     }
 
-    pub(crate) fn on_event(
-        &mut self,
-        ev: Event,
-        m: &mut Meter,
-        out: &mut Vec<Bytes>,
-    ) -> Result<(), AdapterError> {
+    pub(crate) fn on_event(&mut self, ev: Event, m: &mut Meter, out: &mut Vec<Bytes>) -> Result<(), AdapterError> {
         if !ev.has_data {
             out.push(ev.raw);
             return Ok(());
@@ -454,12 +390,7 @@ pub(crate) struct ResponsesStream {
 }
 
 impl ResponsesStream {
-    pub(crate) fn on_event(
-        &mut self,
-        ev: Event,
-        m: &mut Meter,
-        out: &mut Vec<Bytes>,
-    ) -> Result<(), AdapterError> {
+    pub(crate) fn on_event(&mut self, ev: Event, m: &mut Meter, out: &mut Vec<Bytes>) -> Result<(), AdapterError> {
         if !ev.has_data {
             out.push(ev.raw);
             return Ok(());
@@ -551,10 +482,7 @@ fn event_type(ev: &Event) -> String {
         #[serde(rename = "type")]
         kind: Option<String>,
     }
-    serde_json::from_str::<T>(&ev.data)
-        .ok()
-        .and_then(|t| t.kind)
-        .unwrap_or_default()
+    serde_json::from_str::<T>(&ev.data).ok().and_then(|t| t.kind).unwrap_or_default()
 }
 
 pub(crate) fn anthropic_event_type(ev: &Event) -> String {
@@ -590,7 +518,9 @@ pub(crate) fn chat_completion(
     if !tool_calls.is_empty() {
         message["tool_calls"] = tool_calls
             .iter()
-            .map(|t| json!({ "id": t.id, "type": "function", "function": { "name": t.name, "arguments": t.arguments } }))
+            .map(
+                |t| json!({ "id": t.id, "type": "function", "function": { "name": t.name, "arguments": t.arguments } }),
+            )
             .collect();
     }
     let mut v = json!({

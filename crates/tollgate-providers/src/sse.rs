@@ -203,10 +203,7 @@ mod tests {
     #[test]
     fn lone_cr_line_endings() {
         let ev = parse_all(&[b"data: 1\r\rdata: 2\r\r"]);
-        assert_eq!(
-            ev.iter().map(|e| e.data.as_str()).collect::<Vec<_>>(),
-            ["1", "2"]
-        );
+        assert_eq!(ev.iter().map(|e| e.data.as_str()).collect::<Vec<_>>(), ["1", "2"]);
     }
 
     #[test]

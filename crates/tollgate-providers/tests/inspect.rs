@@ -26,43 +26,19 @@ fn openai_chat_fields() {
     assert_eq!(info.user.as_deref(), Some("u-1"));
     assert_eq!(
         info.metadata,
-        vec![
-            ("flag".into(), "true".into()),
-            ("n".into(), "3".into()),
-            ("team".into(), "growth".into())
-        ]
+        vec![("flag".into(), "true".into()), ("n".into(), "3".into()), ("team".into(), "growth".into())]
     );
     assert_eq!(info.max_output_tokens, Some(512));
-    for piece in [
-        "Be brief.",
-        "Describe",
-        "result text",
-        r#""name":"f""#,
-        "{\"q\":1}",
-    ] {
-        assert!(
-            info.prompt_text.contains(piece),
-            "{piece} missing from {:?}",
-            info.prompt_text
-        );
+    for piece in ["Be brief.", "Describe", "result text", r#""name":"f""#, "{\"q\":1}"] {
+        assert!(info.prompt_text.contains(piece), "{piece} missing from {:?}", info.prompt_text);
     }
     assert!(!info.prompt_text.contains("https://x/y.png"));
 }
 
 #[test]
 fn defaults_and_missing_model() {
-    let info = inspect(
-        ApiFormat::OpenAiChat,
-        br#"{"messages":[],"max_tokens":10,"stream_options":null}"#,
-    )
-    .unwrap();
-    assert_eq!(
-        info,
-        RequestInfo {
-            max_output_tokens: Some(10),
-            ..RequestInfo::default()
-        }
-    );
+    let info = inspect(ApiFormat::OpenAiChat, br#"{"messages":[],"max_tokens":10,"stream_options":null}"#).unwrap();
+    assert_eq!(info, RequestInfo { max_output_tokens: Some(10), ..RequestInfo::default() });
 }
 
 #[test]
@@ -78,35 +54,17 @@ fn anthropic_fields() {
     assert!(info.metadata.is_empty());
     assert_eq!(info.max_output_tokens, Some(1024));
     assert!(!info.stream);
-    for piece in [
-        "Sys prompt",
-        "Hello",
-        r#"{"k":"v"}"#,
-        "found it",
-        "input_schema",
-    ] {
-        assert!(
-            info.prompt_text.contains(piece),
-            "{piece} missing from {:?}",
-            info.prompt_text
-        );
+    for piece in ["Sys prompt", "Hello", r#"{"k":"v"}"#, "found it", "input_schema"] {
+        assert!(info.prompt_text.contains(piece), "{piece} missing from {:?}", info.prompt_text);
     }
 }
 
 #[test]
 fn embeddings_and_responses_fields() {
-    let info = inspect(
-        ApiFormat::OpenAiEmbeddings,
-        br#"{"model":"e","input":["first","second"],"user":"u"}"#,
-    )
-    .unwrap();
+    let info = inspect(ApiFormat::OpenAiEmbeddings, br#"{"model":"e","input":["first","second"],"user":"u"}"#).unwrap();
     assert_eq!(info.prompt_text, "first\nsecond");
     assert_eq!(info.user.as_deref(), Some("u"));
-    let info = inspect(
-        ApiFormat::OpenAiEmbeddings,
-        br#"{"model":"e","input":[[1,2,3]]}"#,
-    )
-    .unwrap();
+    let info = inspect(ApiFormat::OpenAiEmbeddings, br#"{"model":"e","input":[[1,2,3]]}"#).unwrap();
     assert_eq!(info.prompt_text, "");
 
     let body = r#"{"model":"gpt-5","instructions":"Talk like a pirate.","max_output_tokens":200,"stream":true,
@@ -117,15 +75,8 @@ fn embeddings_and_responses_fields() {
     assert_eq!(info.max_output_tokens, Some(200));
     assert!(info.stream);
     assert!(!info.client_wants_stream_usage);
-    assert_eq!(
-        info.prompt_text,
-        "Talk like a pirate.\nAhoy?\n{\"a\":1}\nsunny"
-    );
-    let info = inspect(
-        ApiFormat::OpenAiResponses,
-        br#"{"model":"gpt-5","input":"Just text"}"#,
-    )
-    .unwrap();
+    assert_eq!(info.prompt_text, "Talk like a pirate.\nAhoy?\n{\"a\":1}\nsunny");
+    let info = inspect(ApiFormat::OpenAiResponses, br#"{"model":"gpt-5","input":"Just text"}"#).unwrap();
     assert_eq!(info.prompt_text, "Just text");
 }
 
@@ -136,73 +87,22 @@ fn bad_bodies_are_rejected_with_the_parameter() {
         err_param(chat, r#"{"model":5,"messages":[]}"#),
         ("`model` must be a string".into(), Some("model".into()))
     );
+    assert_eq!(err_param(chat, r#"{"model":"m","messages":"hi"}"#).1.as_deref(), Some("messages"));
+    assert_eq!(err_param(chat, r#"{"model":"m"}"#).1.as_deref(), Some("messages"));
+    assert_eq!(err_param(chat, r#"{"model":"m","messages":[],"stream":"yes"}"#).1.as_deref(), Some("stream"));
+    assert_eq!(err_param(chat, r#"{"model":"m","messages":[],"max_tokens":-1}"#).1.as_deref(), Some("max_tokens"));
+    assert_eq!(err_param(chat, r#"{"model":"m","messages":[],"user":7}"#).1.as_deref(), Some("user"));
+    assert_eq!(err_param(chat, r#"{"model":"m","messages":[],"metadata":[1]}"#).1.as_deref(), Some("metadata"));
+    assert_eq!(err_param(chat, r#"{"model":"m","messages":[],"tools":{}}"#).1.as_deref(), Some("tools"));
+    assert_eq!(err_param(chat, r#"{"model":"m","messages":[3]}"#).1.as_deref(), Some("messages[0]"));
     assert_eq!(
-        err_param(chat, r#"{"model":"m","messages":"hi"}"#)
-            .1
-            .as_deref(),
-        Some("messages")
-    );
-    assert_eq!(
-        err_param(chat, r#"{"model":"m"}"#).1.as_deref(),
-        Some("messages")
-    );
-    assert_eq!(
-        err_param(chat, r#"{"model":"m","messages":[],"stream":"yes"}"#)
-            .1
-            .as_deref(),
-        Some("stream")
-    );
-    assert_eq!(
-        err_param(chat, r#"{"model":"m","messages":[],"max_tokens":-1}"#)
-            .1
-            .as_deref(),
-        Some("max_tokens")
-    );
-    assert_eq!(
-        err_param(chat, r#"{"model":"m","messages":[],"user":7}"#)
-            .1
-            .as_deref(),
-        Some("user")
-    );
-    assert_eq!(
-        err_param(chat, r#"{"model":"m","messages":[],"metadata":[1]}"#)
-            .1
-            .as_deref(),
-        Some("metadata")
-    );
-    assert_eq!(
-        err_param(chat, r#"{"model":"m","messages":[],"tools":{}}"#)
-            .1
-            .as_deref(),
-        Some("tools")
-    );
-    assert_eq!(
-        err_param(chat, r#"{"model":"m","messages":[3]}"#)
-            .1
-            .as_deref(),
-        Some("messages[0]")
-    );
-    assert_eq!(
-        err_param(
-            chat,
-            r#"{"model":"m","messages":[{"role":"user","content":5}]}"#
-        )
-        .1
-        .as_deref(),
+        err_param(chat, r#"{"model":"m","messages":[{"role":"user","content":5}]}"#).1.as_deref(),
         Some("messages[0].content")
     );
-    assert_eq!(
-        err_param(ApiFormat::OpenAiEmbeddings, r#"{"model":"m","input":5}"#)
-            .1
-            .as_deref(),
-        Some("input")
-    );
+    assert_eq!(err_param(ApiFormat::OpenAiEmbeddings, r#"{"model":"m","input":5}"#).1.as_deref(), Some("input"));
 
     let (msg, param) = err_param(chat, "[1,2]");
-    assert_eq!(
-        (msg.as_str(), param),
-        ("request body must be a JSON object", None)
-    );
+    assert_eq!((msg.as_str(), param), ("request body must be a JSON object", None));
     let (msg, _) = err_param(chat, "{\"model\": ");
     assert!(msg.starts_with("request body is not valid JSON"), "{msg}");
     let (msg, _) = err_param(chat, "not json");

@@ -40,11 +40,7 @@ const RICH: &str = r#"{
 
 #[test]
 fn chat_to_anthropic_request() {
-    let (p, _) = prep(
-        ApiFormat::OpenAiChat,
-        &target(ProviderKind::Anthropic, "claude-sonnet-4-5"),
-        RICH,
-    );
+    let (p, _) = prep(ApiFormat::OpenAiChat, &target(ProviderKind::Anthropic, "claude-sonnet-4-5"), RICH);
     assert_eq!(p.url, "https://api.anthropic.com/v1/messages");
     assert!(p.stream);
     let want = json!({
@@ -93,22 +89,16 @@ fn anthropic_defaults_and_tool_choice_variants() {
     let b = body_json(&p);
     assert_eq!(b["max_tokens"], 4096);
     assert_eq!(b["stop_sequences"], json!(["a", "b"]));
-    assert!(
-        b.get("stream").is_none() && b.get("system").is_none() && b.get("tool_choice").is_none()
-    );
+    assert!(b.get("stream").is_none() && b.get("system").is_none() && b.get("tool_choice").is_none());
 
     for (choice, want) in [
         (json!("auto"), json!({"type": "auto"})),
         (json!("none"), json!({"type": "none"})),
-        (
-            json!({"type": "function", "function": {"name": "f"}}),
-            json!({"type": "tool", "name": "f"}),
-        ),
+        (json!({"type": "function", "function": {"name": "f"}}), json!({"type": "tool", "name": "f"})),
     ] {
-        let body =
-            json!({"model": "x", "max_tokens": 7, "messages": [{"role": "user", "content": "hi"}],
+        let body = json!({"model": "x", "max_tokens": 7, "messages": [{"role": "user", "content": "hi"}],
             "tools": [{"type": "function", "function": {"name": "f"}}], "tool_choice": choice})
-            .to_string();
+        .to_string();
         let (p, _) = prep(ApiFormat::OpenAiChat, &t, &body);
         let b = body_json(&p);
         assert_eq!(b["tool_choice"], want);
@@ -116,27 +106,16 @@ fn anthropic_defaults_and_tool_choice_variants() {
     }
     let body = r#"{"model":"x","messages":[{"role":"user","content":"hi"}],"tools":[{"type":"function","function":{"name":"f"}}],"parallel_tool_calls":false}"#;
     let (p, _) = prep(ApiFormat::OpenAiChat, &t, body);
-    assert_eq!(
-        body_json(&p)["tool_choice"],
-        json!({"type": "auto", "disable_parallel_tool_use": true})
-    );
+    assert_eq!(body_json(&p)["tool_choice"], json!({"type": "auto", "disable_parallel_tool_use": true}));
 }
 
 #[test]
 fn bad_tool_arguments_are_invalid_request() {
     let body = r#"{"model":"x","messages":[{"role":"assistant","tool_calls":[{"id":"c","type":"function","function":{"name":"f","arguments":"{not json"}}]}]}"#;
     let info = inspect(ApiFormat::OpenAiChat, body.as_bytes()).unwrap();
-    match prepare(
-        ApiFormat::OpenAiChat,
-        &target(ProviderKind::Anthropic, "c"),
-        body.as_bytes(),
-        &info,
-    ) {
+    match prepare(ApiFormat::OpenAiChat, &target(ProviderKind::Anthropic, "c"), body.as_bytes(), &info) {
         Err(AdapterError::InvalidRequest { param, .. }) => {
-            assert_eq!(
-                param.as_deref(),
-                Some("messages[0].tool_calls[0].function.arguments")
-            );
+            assert_eq!(param.as_deref(), Some("messages[0].tool_calls[0].function.arguments"));
         }
         other => panic!("{:?}", other.map(|(p, _)| p.url)),
     }
@@ -144,15 +123,9 @@ fn bad_tool_arguments_are_invalid_request() {
 
 #[test]
 fn anthropic_answer_becomes_a_chat_completion() {
-    let (_, t) = prep(
-        ApiFormat::OpenAiChat,
-        &target(ProviderKind::Anthropic, "c"),
-        RICH,
-    );
+    let (_, t) = prep(ApiFormat::OpenAiChat, &target(ProviderKind::Anthropic, "c"), RICH);
     let t = t.with_created(1_700_000_000);
-    let b = t
-        .translate_body(&fixture("anthropic/tool_use.json"))
-        .unwrap();
+    let b = t.translate_body(&fixture("anthropic/tool_use.json")).unwrap();
     let v: Value = serde_json::from_slice(&b.body).unwrap();
     assert_chat_completion(&v);
     assert_eq!(v["id"], "msg_01Aq9w938a90dw8q");
@@ -165,20 +138,14 @@ fn anthropic_answer_becomes_a_chat_completion() {
     assert_eq!(call["id"], "toolu_01T1x1fJ34qAmk2tNTrN7Up6");
     assert_eq!(call["type"], "function");
     assert_eq!(call["function"]["name"], "get_weather");
-    let args: Value =
-        serde_json::from_str(call["function"]["arguments"].as_str().unwrap()).unwrap();
-    assert_eq!(
-        args,
-        json!({"location": "San Francisco, CA", "unit": "celsius"})
-    );
+    let args: Value = serde_json::from_str(call["function"]["arguments"].as_str().unwrap()).unwrap();
+    assert_eq!(args, json!({"location": "San Francisco, CA", "unit": "celsius"}));
     // 472 uncached + 1800 written to cache.
     assert_eq!(v["usage"]["prompt_tokens"], 2272);
     assert_eq!(v["usage"]["completion_tokens"], 89);
     assert_eq!(v["usage"]["total_tokens"], 2361);
 
-    let b = t
-        .translate_body(&fixture("anthropic/messages.json"))
-        .unwrap();
+    let b = t.translate_body(&fixture("anthropic/messages.json")).unwrap();
     let v: Value = serde_json::from_slice(&b.body).unwrap();
     assert_chat_completion(&v);
     assert_eq!(v["choices"][0]["finish_reason"], "stop");
@@ -223,9 +190,7 @@ fn accumulate(out: &[u8]) -> (String, Vec<Call>, Option<String>, Option<Value>) 
                         String::new(),
                     ));
                 }
-                calls[idx]
-                    .2
-                    .push_str(tc["function"]["arguments"].as_str().unwrap_or(""));
+                calls[idx].2.push_str(tc["function"]["arguments"].as_str().unwrap_or(""));
             }
             if let Some(f) = c["finish_reason"].as_str() {
                 finish = Some(f.to_owned());
@@ -238,11 +203,7 @@ fn accumulate(out: &[u8]) -> (String, Vec<Call>, Option<String>, Option<Value>) 
 #[test]
 fn anthropic_stream_becomes_chat_chunks() {
     let body_usage = r#"{"model":"x","stream":true,"stream_options":{"include_usage":true},"messages":[{"role":"user","content":"hi"}]}"#;
-    let (_, t) = prep(
-        ApiFormat::OpenAiChat,
-        &target(ProviderKind::Anthropic, "c"),
-        body_usage,
-    );
+    let (_, t) = prep(ApiFormat::OpenAiChat, &target(ProviderKind::Anthropic, "c"), body_usage);
     let (out, end) = byte_by_byte(&t, &fixture("anthropic/tool_use.sse"));
     assert_eq!(end.terminator.as_ref(), b"data: [DONE]\n\n");
     assert!(end.completed);
@@ -252,10 +213,7 @@ fn anthropic_stream_becomes_chat_chunks() {
     assert_eq!(calls[0].0, "toolu_01T1x1fJ34qAmk2tNTrN7Up6");
     assert_eq!(calls[0].1, "get_weather");
     let args: Value = serde_json::from_str(&calls[0].2).unwrap();
-    assert_eq!(
-        args,
-        json!({"location": "San Francisco, CA", "unit": "celsius"})
-    );
+    assert_eq!(args, json!({"location": "San Francisco, CA", "unit": "celsius"}));
     assert_eq!(finish.as_deref(), Some("tool_calls"));
     let usage = usage.unwrap();
     assert_eq!(usage["prompt_tokens"], 2272);
@@ -306,10 +264,7 @@ fn chat_to_gemini_request() {
         p.url,
         "https://generativelanguage.googleapis.com/v1beta/models/gemini-2.5-flash:streamGenerateContent?alt=sse"
     );
-    assert!(p
-        .headers
-        .iter()
-        .any(|(n, v)| n == "x-goog-api-key" && v == "sk-test"));
+    assert!(p.headers.iter().any(|(n, v)| n == "x-goog-api-key" && v == "sk-test"));
     let want = json!({
         "contents": [
             {"role": "user", "parts": [
@@ -338,52 +293,30 @@ fn chat_to_gemini_request() {
     });
     assert_eq!(body_json(&p), want);
 
-    let (p, _) = prep(
-        ApiFormat::OpenAiChat,
-        &t,
-        r#"{"model":"x","messages":[{"role":"user","content":"hi"}]}"#,
-    );
-    assert_eq!(
-        p.url,
-        "https://generativelanguage.googleapis.com/v1beta/models/gemini-2.5-flash:generateContent"
-    );
+    let (p, _) = prep(ApiFormat::OpenAiChat, &t, r#"{"model":"x","messages":[{"role":"user","content":"hi"}]}"#);
+    assert_eq!(p.url, "https://generativelanguage.googleapis.com/v1beta/models/gemini-2.5-flash:generateContent");
     assert!(!p.stream);
-    assert_eq!(
-        body_json(&p),
-        json!({"contents": [{"role": "user", "parts": [{"text": "hi"}]}]})
-    );
+    assert_eq!(body_json(&p), json!({"contents": [{"role": "user", "parts": [{"text": "hi"}]}]}));
 }
 
 #[test]
 fn gemini_answers_become_chat_completions() {
-    let (_, t) = prep(
-        ApiFormat::OpenAiChat,
-        &target(ProviderKind::Gemini, "g"),
-        r#"{"model":"x","messages":[]}"#,
-    );
+    let (_, t) = prep(ApiFormat::OpenAiChat, &target(ProviderKind::Gemini, "g"), r#"{"model":"x","messages":[]}"#);
     let b = t.translate_body(&fixture("gemini/generate.json")).unwrap();
     let v: Value = serde_json::from_slice(&b.body).unwrap();
     assert_chat_completion(&v);
     assert_eq!(v["id"], "mKZ4aN2bH6Wz1MkP1s2ZyAo");
     assert_eq!(v["model"], "gemini-2.5-flash");
-    assert_eq!(
-        v["choices"][0]["message"]["content"],
-        "Paris is the capital of France."
-    );
+    assert_eq!(v["choices"][0]["message"]["content"], "Paris is the capital of France.");
     assert_eq!(v["choices"][0]["finish_reason"], "stop");
     // promptTokenCount already includes the cached part; thoughts are output.
     assert_eq!(v["usage"]["prompt_tokens"], 5200);
     assert_eq!(v["usage"]["completion_tokens"], 270);
     assert_eq!(v["usage"]["total_tokens"], 5470);
     assert_eq!(v["usage"]["prompt_tokens_details"]["cached_tokens"], 4096);
-    assert_eq!(
-        v["usage"]["completion_tokens_details"]["reasoning_tokens"],
-        258
-    );
+    assert_eq!(v["usage"]["completion_tokens_details"]["reasoning_tokens"], 258);
 
-    let b = t
-        .translate_body(&fixture("gemini/function_call.json"))
-        .unwrap();
+    let b = t.translate_body(&fixture("gemini/function_call.json")).unwrap();
     let v: Value = serde_json::from_slice(&b.body).unwrap();
     assert_chat_completion(&v);
     assert_eq!(v["choices"][0]["finish_reason"], "tool_calls");
@@ -396,13 +329,8 @@ fn gemini_answers_become_chat_completions() {
 
 #[test]
 fn gemini_stream_becomes_chat_chunks() {
-    let body =
-        r#"{"model":"x","stream":true,"stream_options":{"include_usage":true},"messages":[]}"#;
-    let (_, t) = prep(
-        ApiFormat::OpenAiChat,
-        &target(ProviderKind::Gemini, "g"),
-        body,
-    );
+    let body = r#"{"model":"x","stream":true,"stream_options":{"include_usage":true},"messages":[]}"#;
+    let (_, t) = prep(ApiFormat::OpenAiChat, &target(ProviderKind::Gemini, "g"), body);
     let (out, end) = byte_by_byte(&t, &fixture("gemini/generate.sse"));
     assert!(end.completed);
     assert_eq!(end.terminator.as_ref(), b"data: [DONE]\n\n");

@@ -21,20 +21,8 @@ struct Case {
 const CHAT: &str = r#"{"model":"m","messages":[{"role":"user","content":"hi"}],"stream":true}"#;
 
 fn cases() -> Vec<Case> {
-    let openai_chat = Usage {
-        input: 86,
-        cache_read: 1920,
-        output: 44,
-        reasoning: 256,
-        ..Usage::default()
-    };
-    let responses = Usage {
-        input: 476,
-        cache_read: 1024,
-        output: 80,
-        reasoning: 320,
-        ..Usage::default()
-    };
+    let openai_chat = Usage { input: 86, cache_read: 1920, output: 44, reasoning: 256, ..Usage::default() };
+    let responses = Usage { input: 476, cache_read: 1024, output: 80, reasoning: 320, ..Usage::default() };
     let anthropic = Usage {
         input: 21,
         cache_read: 12000,
@@ -43,19 +31,8 @@ fn cases() -> Vec<Case> {
         output: 150,
         ..Usage::default()
     };
-    let anthropic_tools = Usage {
-        input: 472,
-        cache_write_5m: 1800,
-        output: 89,
-        ..Usage::default()
-    };
-    let gemini = Usage {
-        input: 1104,
-        cache_read: 4096,
-        output: 12,
-        reasoning: 258,
-        ..Usage::default()
-    };
+    let anthropic_tools = Usage { input: 472, cache_write_5m: 1800, output: 89, ..Usage::default() };
+    let gemini = Usage { input: 1104, cache_read: 4096, output: 12, reasoning: 258, ..Usage::default() };
     let native = r#"{"model":"m","max_tokens":256,"messages":[{"role":"user","content":"hi"}],"stream":true}"#;
     vec![
         Case {
@@ -133,11 +110,7 @@ fn whole_bodies_give_the_expected_buckets() {
     for c in cases() {
         let t = translator(&c).translate_body(&fixture(c.json)).unwrap();
         assert_eq!(t.usage, Some(c.expect), "{}", c.name);
-        assert!(
-            t.output_text.is_empty(),
-            "{}: text kept although usage is known",
-            c.name
-        );
+        assert!(t.output_text.is_empty(), "{}: text kept although usage is known", c.name);
         assert!(t.model.is_some(), "{}", c.name);
     }
 }
@@ -171,77 +144,34 @@ fn usage_so_far_tracks_the_stream() {
     let first_event_end = data.windows(2).position(|w| w == b"\n\n").unwrap() + 2;
     s.push(&data[..first_event_end], &mut out).unwrap();
     let u = s.usage_so_far().unwrap();
-    assert_eq!(
-        (u.input, u.cache_read, u.cache_write_1h, u.output),
-        (21, 12000, 2000, 1)
-    );
+    assert_eq!((u.input, u.cache_read, u.cache_write_1h, u.output), (21, 12000, 2000, 1));
     s.push(&data[first_event_end..], &mut out).unwrap();
     assert_eq!(s.usage_so_far(), Some(c.expect));
 }
 
 #[test]
 fn embeddings_and_gemini_function_call_bodies() {
-    let (_, t) = prep(
-        ApiFormat::OpenAiEmbeddings,
-        &target(ProviderKind::OpenAi, "m"),
-        r#"{"model":"m","input":"hi"}"#,
-    );
-    let b = t
-        .translate_body(&fixture("openai/embeddings.json"))
-        .unwrap();
-    assert_eq!(
-        b.usage,
-        Some(Usage {
-            input: 8,
-            ..Usage::default()
-        })
-    );
-    assert_eq!(
-        b.body.as_ref(),
-        fixture("openai/embeddings.json").as_slice()
-    );
+    let (_, t) = prep(ApiFormat::OpenAiEmbeddings, &target(ProviderKind::OpenAi, "m"), r#"{"model":"m","input":"hi"}"#);
+    let b = t.translate_body(&fixture("openai/embeddings.json")).unwrap();
+    assert_eq!(b.usage, Some(Usage { input: 8, ..Usage::default() }));
+    assert_eq!(b.body.as_ref(), fixture("openai/embeddings.json").as_slice());
 
-    let (_, t) = prep(
-        ApiFormat::OpenAiChat,
-        &target(ProviderKind::Gemini, "m"),
-        CHAT,
-    );
-    let b = t
-        .translate_body(&fixture("gemini/function_call.json"))
-        .unwrap();
-    assert_eq!(
-        b.usage,
-        Some(Usage {
-            input: 112,
-            output: 17,
-            reasoning: 60,
-            ..Usage::default()
-        })
-    );
+    let (_, t) = prep(ApiFormat::OpenAiChat, &target(ProviderKind::Gemini, "m"), CHAT);
+    let b = t.translate_body(&fixture("gemini/function_call.json")).unwrap();
+    assert_eq!(b.usage, Some(Usage { input: 112, output: 17, reasoning: 60, ..Usage::default() }));
     assert_eq!(b.model.as_deref(), Some("gemini-2.5-pro"));
 }
 
 #[test]
 fn audio_tokens_leave_the_text_buckets() {
-    let (_, t) = prep(
-        ApiFormat::OpenAiChat,
-        &target(ProviderKind::OpenAi, "m"),
-        CHAT,
-    );
+    let (_, t) = prep(ApiFormat::OpenAiChat, &target(ProviderKind::OpenAi, "m"), CHAT);
     let body = br#"{"model":"gpt-4o-audio-preview","choices":[],"usage":{"prompt_tokens":500,"completion_tokens":300,
         "prompt_tokens_details":{"cached_tokens":100,"audio_tokens":250},
         "completion_tokens_details":{"reasoning_tokens":0,"audio_tokens":280}}}"#;
     let u = t.translate_body(body).unwrap().usage.unwrap();
     assert_eq!(
         u,
-        Usage {
-            input: 150,
-            input_audio: 250,
-            cache_read: 100,
-            output: 20,
-            output_audio: 280,
-            ..Usage::default()
-        }
+        Usage { input: 150, input_audio: 250, cache_read: 100, output: 20, output_audio: 280, ..Usage::default() }
     );
     assert_eq!(u.input_tokens(), 500);
     assert_eq!(u.output_tokens(), 300);
@@ -257,24 +187,12 @@ fn anthropic_writes_without_breakdown_are_5m() {
     let b = t
         .translate_body(br#"{"id":"msg_1","model":"claude","content":[],"usage":{"input_tokens":3,"cache_creation_input_tokens":700,"cache_read_input_tokens":0,"output_tokens":9}}"#)
         .unwrap();
-    assert_eq!(
-        b.usage,
-        Some(Usage {
-            input: 3,
-            cache_write_5m: 700,
-            output: 9,
-            ..Usage::default()
-        })
-    );
+    assert_eq!(b.usage, Some(Usage { input: 3, cache_write_5m: 700, output: 9, ..Usage::default() }));
 }
 
 #[test]
 fn no_usage_means_none_and_text_for_estimation() {
-    let (_, t) = prep(
-        ApiFormat::OpenAiChat,
-        &target(ProviderKind::OpenAiCompatible, "m"),
-        CHAT,
-    );
+    let (_, t) = prep(ApiFormat::OpenAiChat, &target(ProviderKind::OpenAiCompatible, "m"), CHAT);
     let (out, end) = byte_by_byte(&t, &fixture("openai/chat_no_usage.sse"));
     assert_eq!(end.usage, None);
     assert!(end.completed);

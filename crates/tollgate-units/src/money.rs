@@ -109,19 +109,13 @@ impl FromStr for Money {
         if frac.len() > 9 {
             return Err(err("more than 9 decimal places"));
         }
-        let whole: i64 = if int.is_empty() {
-            0
-        } else {
-            int.parse().map_err(|_| err("too large"))?
-        };
+        let whole: i64 = if int.is_empty() { 0 } else { int.parse().map_err(|_| err("too large"))? };
         let mut nanos_frac: i64 = 0;
         for (i, b) in frac.bytes().enumerate() {
             nanos_frac += i64::from(b - b'0') * 10i64.pow(8 - i as u32);
         }
-        let total = whole
-            .checked_mul(NANOS_PER_USD)
-            .and_then(|w| w.checked_add(nanos_frac))
-            .ok_or_else(|| err("too large"))?;
+        let total =
+            whole.checked_mul(NANOS_PER_USD).and_then(|w| w.checked_add(nanos_frac)).ok_or_else(|| err("too large"))?;
         Ok(Money(if neg { -total } else { total }))
     }
 }

@@ -50,10 +50,7 @@ impl Usage {
 
     /// All output tokens, reasoning included (the API's `output_tokens`).
     pub fn output_tokens(&self) -> u64 {
-        self.output
-            .saturating_add(self.output_audio)
-            .saturating_add(self.output_image)
-            .saturating_add(self.reasoning)
+        self.output.saturating_add(self.output_audio).saturating_add(self.output_image).saturating_add(self.reasoning)
     }
 
     /// Input plus output.

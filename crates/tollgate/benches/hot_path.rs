@@ -68,10 +68,15 @@ fn bench_attribution(c: &mut Criterion) {
 fn bench_cache_key(c: &mut Criterion) {
     let mut g = c.benchmark_group("cache");
     let det_small = SMALL_CHAT.replace("\"max_tokens\":64", "\"max_tokens\":64,\"temperature\":0");
-    for (name, body) in [("small", det_small), ("16k", long_chat(40).replace("\"max_tokens\":256", "\"max_tokens\":256,\"temperature\":0"))] {
+    for (name, body) in [
+        ("small", det_small),
+        ("16k", long_chat(40).replace("\"max_tokens\":256", "\"max_tokens\":256,\"temperature\":0")),
+    ] {
         g.throughput(Throughput::Bytes(body.len() as u64));
         g.bench_function(BenchmarkId::new("response_cache_key", &name), |b| {
-            b.iter(|| tollgate::cache::key(black_box("team:t"), ApiFormat::OpenAiChat, black_box(body.as_bytes()), false))
+            b.iter(|| {
+                tollgate::cache::key(black_box("team:t"), ApiFormat::OpenAiChat, black_box(body.as_bytes()), false)
+            })
         });
         g.bench_function(BenchmarkId::new("prompt_prefix_hash", &name), |b| {
             b.iter(|| tollgate::cache::prefix_hash(ApiFormat::OpenAiChat, black_box(body.as_bytes())))
@@ -87,7 +92,9 @@ fn bench_token_estimate(c: &mut Criterion) {
     for (name, body) in [("small", SMALL_CHAT.to_string()), ("16k", long_chat(40))] {
         let info = inspect(ApiFormat::OpenAiChat, body.as_bytes()).unwrap();
         g.throughput(Throughput::Bytes(info.prompt_text.len() as u64));
-        g.bench_function(BenchmarkId::new("byte_length_bound", name), |b| b.iter(|| black_box(&info.prompt_text).len() as u64 + 64));
+        g.bench_function(BenchmarkId::new("byte_length_bound", name), |b| {
+            b.iter(|| black_box(&info.prompt_text).len() as u64 + 64)
+        });
         g.bench_function(BenchmarkId::new("tiktoken_o200k", name), |b| {
             b.iter(|| metering::count_tokens("gpt-4o-mini", black_box(&info.prompt_text)))
         });
@@ -196,7 +203,13 @@ fn governor_with(budgets: usize, limits: usize) -> Arc<Governor> {
     for i in 0..limits {
         let scope = if i == 0 { "key=key_bench".to_string() } else { format!("team=other{i}") };
         gov.set_limit(
-            RateLimitSpec { id: format!("l{i}"), scope: Scope::parse(&scope).unwrap(), kind: LimitKind::Requests, amount: 100_000_000, window_ms: 60_000 },
+            RateLimitSpec {
+                id: format!("l{i}"),
+                scope: Scope::parse(&scope).unwrap(),
+                kind: LimitKind::Requests,
+                amount: 100_000_000,
+                window_ms: 60_000,
+            },
             NOW_MS,
         );
     }
@@ -209,7 +222,8 @@ fn bench_governor(c: &mut Criterion) {
     for (k, v) in [("team", "t"), ("feature", "summarize"), ("env", "prod"), ("customer", "acme-corp")] {
         attribution.tags.insert(k.into(), v.into());
     }
-    let facts = Facts { key_id: "key_bench", model: "gpt-4o-mini", provider: Some("openai"), attribution: &attribution };
+    let facts =
+        Facts { key_id: "key_bench", model: "gpt-4o-mini", provider: Some("openai"), attribution: &attribution };
     let ask = Ask { cost: Some(Money::from_nanos(150_000)), tokens: 4_300 };
     for (budgets, limits) in [(0, 0), (1, 1), (20, 20)] {
         let gov = governor_with(budgets, limits);
@@ -300,5 +314,13 @@ fn bench_ledger(c: &mut Criterion) {
     drain.wait();
 }
 
-criterion_group!(benches, bench_attribution, bench_cache_key, bench_token_estimate, bench_gateway_pieces, bench_governor, bench_ledger);
+criterion_group!(
+    benches,
+    bench_attribution,
+    bench_cache_key,
+    bench_token_estimate,
+    bench_gateway_pieces,
+    bench_governor,
+    bench_ledger
+);
 criterion_main!(benches);

@@ -5,6 +5,8 @@
 //! fresh SQLite ledger (reused if DB_PATH already holds them), then runs the
 //! report query 5 times and prints each time and the median.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::time::Instant;
 
 use tollgate::analytics::{spend, SpendQuery};
@@ -17,14 +19,18 @@ use tollgate_units::{Money, Usage};
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     let rows: usize = args.get(1).and_then(|s| s.parse().ok()).unwrap_or(1_000_000);
-    let path = args.get(2).cloned().unwrap_or_else(|| std::env::temp_dir().join("tollgate-report-bench.db").display().to_string());
+    let path = args
+        .get(2)
+        .cloned()
+        .unwrap_or_else(|| std::env::temp_dir().join("tollgate-report-bench.db").display().to_string());
     let store = SqliteStore::open(&path).expect("open db");
     let now = chrono::Utc::now().timestamp_millis();
     let existing = spend(&store, &SpendQuery::default()).expect("count").total_requests as usize;
     if existing < rows {
         let teams = ["growth", "search", "support", "platform", "data", "infra", "sales", "legal"];
         let models = ["gpt-4o-mini", "gpt-4o", "claude-sonnet-4-5", "claude-haiku-4-5", "gemini-2.5-flash", "o4-mini"];
-        let features = ["summarize", "rerank", "triage", "draft", "review", "eval", "chat", "extract", "classify", "translate"];
+        let features =
+            ["summarize", "rerank", "triage", "draft", "review", "eval", "chat", "extract", "classify", "translate"];
         let t0 = Instant::now();
         let span_ms: i64 = 30 * 86_400_000;
         let mut batch = Vec::with_capacity(10_000);
@@ -45,7 +51,12 @@ fn main() {
                 provider: Some("openai".into()),
                 status: 200,
                 error_code: None,
-                usage: Usage { input: 800 + (i % 400) as u64, cache_read: (i % 5) as u64 * 100, output: 200, ..Usage::default() },
+                usage: Usage {
+                    input: 800 + (i % 400) as u64,
+                    cache_read: (i % 5) as u64 * 100,
+                    output: 200,
+                    ..Usage::default()
+                },
                 usage_source: UsageSource::Provider,
                 cost: Some(Money::from_nanos(150_000 + (i % 1000) as i64)),
                 cache_savings: Money::ZERO,

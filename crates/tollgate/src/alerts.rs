@@ -57,7 +57,9 @@ async fn post_with_retries(http: reqwest::Client, hook: Webhook, payload: serde_
             Ok(r) if r.status().is_success() => return,
             Ok(r) => tracing::warn!(status = r.status().as_u16(), attempt, "alert webhook refused the alert"),
             // The URL may hold a secret (Slack): log the error kind only.
-            Err(e) => tracing::warn!(attempt, timeout = e.is_timeout(), connect = e.is_connect(), "alert webhook unreachable"),
+            Err(e) => {
+                tracing::warn!(attempt, timeout = e.is_timeout(), connect = e.is_connect(), "alert webhook unreachable")
+            }
         }
         if attempt < ATTEMPTS {
             tokio::time::sleep(delay).await;
@@ -78,11 +80,12 @@ pub async fn dispatch(
     while let Some(e) = rx.recv().await {
         let s = store.clone();
         let (id, start, t) = (e.budget_id.clone(), e.period_start_ms, e.threshold_permille);
-        let first = tokio::task::spawn_blocking(move || s.record_alert(&id, start, t, chrono::Utc::now().timestamp_millis()))
-            .await
-            .ok()
-            .and_then(Result::ok)
-            .unwrap_or(true);
+        let first =
+            tokio::task::spawn_blocking(move || s.record_alert(&id, start, t, chrono::Utc::now().timestamp_millis()))
+                .await
+                .ok()
+                .and_then(Result::ok)
+                .unwrap_or(true);
         if !first {
             continue;
         }

@@ -132,11 +132,12 @@ pub fn spend(store: &SqliteStore, q: &SpendQuery) -> Result<SpendReport, StoreEr
 }
 
 fn spend_with(store: &SqliteStore, q: &SpendQuery, allow_rollup: bool) -> Result<SpendReport, StoreError> {
-    let rollable = allow_rollup
-        && q.group_by.iter().chain(q.filters.iter().map(|(d, _)| d)).all(|d| rollup_column(d).is_some());
+    let rollable =
+        allow_rollup && q.group_by.iter().chain(q.filters.iter().map(|(d, _)| d)).all(|d| rollup_column(d).is_some());
     let mut parts: Vec<SpendRow> = Vec::new();
     if rollable {
-        let mid_from = q.from_ms.map(|f| f.div_euclid(HOUR_MS) * HOUR_MS + if f.rem_euclid(HOUR_MS) == 0 { 0 } else { HOUR_MS });
+        let mid_from =
+            q.from_ms.map(|f| f.div_euclid(HOUR_MS) * HOUR_MS + if f.rem_euclid(HOUR_MS) == 0 { 0 } else { HOUR_MS });
         let mid_to = q.to_ms.map(|t| t.div_euclid(HOUR_MS) * HOUR_MS);
         let empty_mid = matches!((mid_from, mid_to), (Some(a), Some(b)) if a >= b);
         if empty_mid {
@@ -158,7 +159,8 @@ fn spend_with(store: &SqliteStore, q: &SpendQuery, allow_rollup: bool) -> Result
         parts.extend(query(store, q, Source::Raw, q.from_ms, q.to_ms)?);
     }
     // Merge the parts group by group.
-    let mut merged: std::collections::BTreeMap<(Vec<Option<String>>, Option<i64>), SpendRow> = std::collections::BTreeMap::new();
+    let mut merged: std::collections::BTreeMap<(Vec<Option<String>>, Option<i64>), SpendRow> =
+        std::collections::BTreeMap::new();
     for r in parts {
         match merged.entry((r.dims.clone(), r.bucket_ms)) {
             std::collections::btree_map::Entry::Vacant(v) => {
@@ -291,7 +293,8 @@ fn query(
 }
 
 fn rfc3339(ms: i64) -> Option<String> {
-    chrono::DateTime::<chrono::Utc>::from_timestamp_millis(ms).map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
+    chrono::DateTime::<chrono::Utc>::from_timestamp_millis(ms)
+        .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
 }
 
 /// The `GET /api/v1/spend` body (DESIGN §2): each grouped dimension at the row's top level.
@@ -344,8 +347,19 @@ pub fn report_table(r: &SpendReport) -> String {
         head.push("bucket".into());
     }
     head.extend(
-        ["requests", "input", "cache_read", "cache_write", "output", "reasoning", "cost_usd", "saved_usd", "estimated", "unpriced"]
-            .map(String::from),
+        [
+            "requests",
+            "input",
+            "cache_read",
+            "cache_write",
+            "output",
+            "reasoning",
+            "cost_usd",
+            "saved_usd",
+            "estimated",
+            "unpriced",
+        ]
+        .map(String::from),
     );
     let mut lines: Vec<Vec<String>> = vec![head];
     for row in &r.rows {
@@ -393,8 +407,20 @@ pub fn report_csv(r: &SpendReport) -> String {
     };
     let mut head: Vec<String> = r.group_by.iter().map(|d| esc(d)).collect();
     head.extend(
-        ["bucket", "requests", "input_tokens", "cache_read_tokens", "cache_write_tokens", "output_tokens", "reasoning_tokens", "cost_usd", "cache_savings_usd", "estimated_requests", "unpriced_requests"]
-            .map(String::from),
+        [
+            "bucket",
+            "requests",
+            "input_tokens",
+            "cache_read_tokens",
+            "cache_write_tokens",
+            "output_tokens",
+            "reasoning_tokens",
+            "cost_usd",
+            "cache_savings_usd",
+            "estimated_requests",
+            "unpriced_requests",
+        ]
+        .map(String::from),
     );
     let mut s = head.join(",") + "\n";
     for row in &r.rows {
@@ -427,9 +453,9 @@ pub fn parse_since(s: &str, now_ms: i64) -> Result<i64, ApiError> {
 }
 
 pub fn parse_time(s: &str, param: &str) -> Result<i64, ApiError> {
-    chrono::DateTime::parse_from_rfc3339(s)
-        .map(|t| t.timestamp_millis())
-        .map_err(|_| ApiError::invalid_param(format!("{param} {s:?} must be an RFC 3339 time or a duration like 7d"), param))
+    chrono::DateTime::parse_from_rfc3339(s).map(|t| t.timestamp_millis()).map_err(|_| {
+        ApiError::invalid_param(format!("{param} {s:?} must be an RFC 3339 time or a duration like 7d"), param)
+    })
 }
 
 #[cfg(test)]
@@ -458,7 +484,14 @@ mod tests {
             provider: Some("p".into()),
             status: if i % 7 == 0 { 502 } else { 200 },
             error_code: None,
-            usage: Usage { input: 10 + i as u64, cache_read: 3, cache_write_5m: 1, output: 5, reasoning: 2, ..Usage::default() },
+            usage: Usage {
+                input: 10 + i as u64,
+                cache_read: 3,
+                cache_write_5m: 1,
+                output: 5,
+                reasoning: 2,
+                ..Usage::default()
+            },
             usage_source: if i % 5 == 0 { UsageSource::Estimated } else { UsageSource::Provider },
             cost: if i % 11 == 0 { None } else { Some(Money::from_nanos(1000 + i)) },
             cache_savings: Money::from_nanos(7),
@@ -502,7 +535,12 @@ mod tests {
                 filters: vec![("team".into(), "growth".into())],
                 ..Default::default()
             },
-            SpendQuery { group_by: vec!["key".into()], from_ms: Some(base + 100), to_ms: Some(base + 200), ..Default::default() },
+            SpendQuery {
+                group_by: vec!["key".into()],
+                from_ms: Some(base + 100),
+                to_ms: Some(base + 200),
+                ..Default::default()
+            },
             SpendQuery { group_by: vec!["user".into()], ..Default::default() },
         ];
         for q in queries {
@@ -540,11 +578,7 @@ pub struct PromptCacheRow {
 impl PromptCacheRow {
     /// Cached reads ÷ all input, in basis points (exact integer arithmetic).
     pub fn hit_ratio_bp(&self) -> u64 {
-        if self.input_tokens == 0 {
-            0
-        } else {
-            self.cache_read_tokens.saturating_mul(10_000) / self.input_tokens
-        }
+        self.cache_read_tokens.saturating_mul(10_000).checked_div(self.input_tokens).unwrap_or(0)
     }
 
     /// The prefix changes so often that the provider's cache cannot help:
@@ -604,7 +638,7 @@ pub fn prompt_cache(store: &SqliteStore, by: &str, from_ms: i64) -> Result<Vec<P
         Ok(())
     })?;
     let mut out: Vec<PromptCacheRow> = groups.into_values().collect();
-    out.sort_by(|a, b| b.input_tokens.cmp(&a.input_tokens));
+    out.sort_by_key(|r| std::cmp::Reverse(r.input_tokens));
     Ok(out)
 }
 

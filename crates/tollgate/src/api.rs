@@ -51,7 +51,8 @@ pub(crate) fn authorize(state: &AppState, headers: &HeaderMap, access: Access) -
     if main.is_none() && tokens.is_empty() {
         return Ok(Role::Admin);
     }
-    let denied = || ApiError::InvalidApiKey { message: "admin routes need `Authorization: Bearer <admin token>`".into() };
+    let denied =
+        || ApiError::InvalidApiKey { message: "admin routes need `Authorization: Bearer <admin token>`".into() };
     let presented = crate::auth::presented_key(headers).ok_or_else(denied)?;
     // Compare keyed hashes so the comparison takes the same time whatever matches.
     let h = state.auth.hasher();
@@ -93,7 +94,8 @@ pub async fn models(State(state): State<Arc<AppState>>, headers: HeaderMap) -> R
         .routes
         .values()
         .map(|r| {
-            let owner = r.targets.first().map(|t| state.config.providers[t.provider].name.as_str()).unwrap_or("tollgate");
+            let owner =
+                r.targets.first().map(|t| state.config.providers[t.provider].name.as_str()).unwrap_or("tollgate");
             (r.name.as_str(), owner)
         })
         .collect();
@@ -245,9 +247,10 @@ async fn create_key(State(state): State<Arc<AppState>>, headers: HeaderMap, body
         let store = state.store.clone();
         let hasher = state.auth.hasher().clone();
         let governor = state.governor.clone();
-        let created = tokio::task::spawn_blocking(move || keys::create_governed(&store, &governor, &hasher, spec, now_ms()))
-            .await
-            .map_err(|e| ApiError::Internal { message: e.to_string() })??;
+        let created =
+            tokio::task::spawn_blocking(move || keys::create_governed(&store, &governor, &hasher, spec, now_ms()))
+                .await
+                .map_err(|e| ApiError::Internal { message: e.to_string() })??;
         Ok::<_, ApiError>((StatusCode::CREATED, Json(keys::created_json(&created))))
     };
     match run.await {
@@ -364,13 +367,15 @@ async fn spend(
 }
 
 fn ms3339(ms: i64) -> Option<String> {
-    chrono::DateTime::<chrono::Utc>::from_timestamp_millis(ms).map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
+    chrono::DateTime::<chrono::Utc>::from_timestamp_millis(ms)
+        .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
 }
 
 /// One budget's state for the API (DESIGN §2 `GET /api/v1/budgets`).
 pub fn budget_json(b: &crate::governor::BudgetStatus, now_ms: i64) -> Value {
     let remaining = b.spec.limit.saturating_sub(b.spent).saturating_sub(b.reserved);
-    let forecast = crate::budget::forecast_exhaustion(b.spent, b.spec.limit, b.period_start_ms, now_ms, b.period_end_ms);
+    let forecast =
+        crate::budget::forecast_exhaustion(b.spent, b.spec.limit, b.period_start_ms, now_ms, b.period_end_ms);
     json!({
         "id": b.spec.id,
         "scope": b.spec.scope.0,
@@ -436,16 +441,19 @@ pub fn budget_spec(b: BudgetBody) -> Result<crate::budget::BudgetSpec, ApiError>
         _ => return Err(ApiError::invalid_param("scope must be \"k=v,k=v\" or an object", "scope")),
     };
     let scope = Scope::parse(&scope_text).map_err(|e| ApiError::invalid_param(e, "scope"))?;
-    let limit: tollgate_units::Money = b.limit_usd.parse().map_err(|e| ApiError::invalid_param(format!("{e}"), "limit_usd"))?;
+    let limit: tollgate_units::Money =
+        b.limit_usd.parse().map_err(|e| ApiError::invalid_param(format!("{e}"), "limit_usd"))?;
     if limit.nanos() <= 0 {
         return Err(ApiError::invalid_param("limit_usd must be positive", "limit_usd"));
     }
     let period = Period::parse(&b.period).map_err(|e| ApiError::invalid_param(e, "period"))?;
-    let action = Action::parse(b.action.as_deref().unwrap_or("block")).map_err(|e| ApiError::invalid_param(e, "action"))?;
+    let action =
+        Action::parse(b.action.as_deref().unwrap_or("block")).map_err(|e| ApiError::invalid_param(e, "action"))?;
     let alert_at = match b.alert_at {
         None => DEFAULT_ALERTS.to_vec(),
         Some(v) => {
-            let parts: Vec<String> = v.iter().map(|x| x.as_str().map(String::from).unwrap_or_else(|| x.to_string())).collect();
+            let parts: Vec<String> =
+                v.iter().map(|x| x.as_str().map(String::from).unwrap_or_else(|| x.to_string())).collect();
             parse_alert_at(&parts.join(",")).map_err(|e| ApiError::invalid_param(e, "alert_at"))?
         }
     };
@@ -459,7 +467,8 @@ pub fn budget_spec(b: BudgetBody) -> Result<crate::budget::BudgetSpec, ApiError>
 async fn set_budget(State(state): State<Arc<AppState>>, headers: HeaderMap, body: axum::body::Bytes) -> Response {
     let run = async {
         let role = authorize(&state, &headers, Access::Write)?;
-        let b: BudgetBody = serde_json::from_slice(&body).map_err(|e| ApiError::invalid(format!("invalid budget: {e}")))?;
+        let b: BudgetBody =
+            serde_json::from_slice(&body).map_err(|e| ApiError::invalid(format!("invalid budget: {e}")))?;
         let spec = budget_spec(b)?;
         if let Some(t) = team_of(&role) {
             if budget_team(&spec) != Some(t) {
@@ -523,7 +532,9 @@ async fn prompt_cache(
     let run = async {
         let role = authorize(&state, &headers, Access::Read)?;
         if team_of(&role).is_some() {
-            return Err(ApiError::Forbidden { message: "prompt-cache insight spans teams: admin or viewer only".into() });
+            return Err(ApiError::Forbidden {
+                message: "prompt-cache insight spans teams: admin or viewer only".into(),
+            });
         }
         let mut by = "model".to_string();
         let mut from = now_ms() - 7 * 86_400_000;

@@ -255,8 +255,8 @@ mod tests {
             ("x-tollgate-prompt", "summarize@v3"),
         ]);
         let body_md = vec![("feature".to_string(), "summarize".to_string())];
-        let a = attribute(&headers, Some("alice"), &body_md, KeyTags { defaults: &defaults, enforced: &enforced })
-            .unwrap();
+        let a =
+            attribute(&headers, Some("alice"), &body_md, KeyTags { defaults: &defaults, enforced: &enforced }).unwrap();
         assert_eq!(
             a.tags,
             map(&[

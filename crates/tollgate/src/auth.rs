@@ -36,8 +36,8 @@ impl std::fmt::Debug for KeyHasher {
 
 impl KeyHasher {
     pub fn new(secret: &[u8]) -> KeyHasher {
-        let mac = Hmac::<Sha256>::new_from_slice(secret)
-            .unwrap_or_else(|_| unreachable!("HMAC accepts keys of any length"));
+        let mac =
+            Hmac::<Sha256>::new_from_slice(secret).unwrap_or_else(|_| unreachable!("HMAC accepts keys of any length"));
         KeyHasher { mac }
     }
 
@@ -64,7 +64,10 @@ pub enum Principal {
     Key(Arc<KeyRecord>),
     /// Passthrough auth: the client's own provider key, forwarded upstream
     /// and attributed by its keyed hash.
-    Passthrough { id: String, provider_key: Secret },
+    Passthrough {
+        id: String,
+        provider_key: Secret,
+    },
 }
 
 impl Principal {
@@ -95,11 +98,14 @@ pub fn presented_key(headers: &HeaderMap) -> Option<&str> {
     None
 }
 
+/// A key looked up recently, and when.
+type CachedKey = (Arc<KeyRecord>, Instant);
+
 pub struct Authenticator {
     store: Arc<dyn KeyStore>,
     hasher: KeyHasher,
     mode: AuthMode,
-    cache: RwLock<HashMap<[u8; 32], (Arc<KeyRecord>, Instant)>>,
+    cache: RwLock<HashMap<[u8; 32], CachedKey>>,
 }
 
 fn denied(msg: &str) -> ApiError {

@@ -90,7 +90,9 @@ impl Period {
                     .strip_prefix("rolling:")
                     .and_then(crate::cli::parse_duration)
                     .filter(|d| d.num_milliseconds() > 0)
-                    .ok_or_else(|| format!("period {s:?} is not day, week, month or rolling:DURATION (e.g. rolling:1h)"))?;
+                    .ok_or_else(|| {
+                        format!("period {s:?} is not day, week, month or rolling:DURATION (e.g. rolling:1h)")
+                    })?;
                 Ok(Period::Rolling(d.num_milliseconds()))
             }
         }
@@ -361,13 +363,22 @@ mod tests {
         let day = 86_400_000;
         assert_eq!(forecast_exhaustion(Money::from_usd(25), Money::from_usd(100), 0, 10 * day, 30 * day), None);
         // $50 in 10 days → $50 more takes 10 days → day 20.
-        assert_eq!(forecast_exhaustion(Money::from_usd(50), Money::from_usd(100), 0, 10 * day, 30 * day), Some(20 * day));
+        assert_eq!(
+            forecast_exhaustion(Money::from_usd(50), Money::from_usd(100), 0, 10 * day, 30 * day),
+            Some(20 * day)
+        );
         assert_eq!(forecast_exhaustion(Money::from_usd(100), Money::from_usd(100), 0, 5, 30), Some(5));
     }
 
     #[test]
     fn token_bucket_waits_exactly() {
-        let spec = RateLimitSpec { id: "r".into(), scope: Scope::default(), kind: LimitKind::Requests, amount: 60, window_ms: 60_000 };
+        let spec = RateLimitSpec {
+            id: "r".into(),
+            scope: Scope::default(),
+            kind: LimitKind::Requests,
+            amount: 60,
+            window_ms: 60_000,
+        };
         let mut b = Bucket::full(&spec, 0);
         for _ in 0..60 {
             assert_eq!(b.wait_ms(&spec, 1, 0), 0);

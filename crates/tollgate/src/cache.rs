@@ -61,7 +61,10 @@ pub struct Entry {
 
 impl Entry {
     fn size(&self) -> usize {
-        self.body.as_ref().map_or(0, Bytes::len) + self.events.iter().map(Bytes::len).sum::<usize>() + self.terminator.len() + 256
+        self.body.as_ref().map_or(0, Bytes::len)
+            + self.events.iter().map(Bytes::len).sum::<usize>()
+            + self.terminator.len()
+            + 256
     }
 }
 
@@ -288,8 +291,10 @@ mod prefix_tests {
     #[test]
     fn prefix_hash_sees_system_and_tools_only() {
         let f = ApiFormat::OpenAiChat;
-        let a = br#"{"model":"m","messages":[{"role":"system","content":"You are X."},{"role":"user","content":"q1"}]}"#;
-        let b = br#"{"model":"m","messages":[{"role":"system","content":"You are X."},{"role":"user","content":"q2"}]}"#;
+        let a =
+            br#"{"model":"m","messages":[{"role":"system","content":"You are X."},{"role":"user","content":"q1"}]}"#;
+        let b =
+            br#"{"model":"m","messages":[{"role":"system","content":"You are X."},{"role":"user","content":"q2"}]}"#;
         let c = br#"{"model":"m","messages":[{"role":"system","content":"You are X. Now: 12:01"},{"role":"user","content":"q1"}]}"#;
         assert_eq!(prefix_hash(f, a), prefix_hash(f, b));
         assert_ne!(prefix_hash(f, a), prefix_hash(f, c));

@@ -14,7 +14,11 @@ use crate::store::sqlite::SqliteStore;
 use crate::store::KeyStore;
 
 #[derive(Debug, Parser)]
-#[command(name = "tollgate", version, about = "An LLM gateway that meters, prices, attributes and governs every request")]
+#[command(
+    name = "tollgate",
+    version,
+    about = "An LLM gateway that meters, prices, attributes and governs every request"
+)]
 pub struct Cli {
     /// Config file (default: ./tollgate.toml if present, else built-in defaults).
     #[arg(long, global = true)]
@@ -127,7 +131,7 @@ pub enum ReportFormat {
 #[derive(Debug, Subcommand)]
 pub enum KeysCommand {
     /// Create a key; its secret is printed once.
-    Create(CreateKey),
+    Create(Box<CreateKey>),
     /// List keys (never their secrets).
     List {
         #[arg(long)]
@@ -214,7 +218,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             let listen = config.server.listen;
             tracing::info!(config = %config.source, providers = config.providers.len(), db = %config.storage.url, "starting");
             let gateway = Gateway::build(config, store)?;
-            let listener = tokio::net::TcpListener::bind(listen).await.with_context(|| format!("cannot listen on {listen}"))?;
+            let listener =
+                tokio::net::TcpListener::bind(listen).await.with_context(|| format!("cannot listen on {listen}"))?;
             eprintln!("tollgate listening on http://{}", listener.local_addr()?);
             gateway.serve(listener, shutdown_signal()).await?;
             eprintln!("tollgate stopped; ledger drained");
@@ -222,7 +227,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Demo(args) => crate::demo::run(args.clone()).await,
         Command::MockProvider { listen, latency_ms, chunk_delay_ms } => {
-            let listener = tokio::net::TcpListener::bind(listen).await.with_context(|| format!("cannot listen on {listen}"))?;
+            let listener =
+                tokio::net::TcpListener::bind(listen).await.with_context(|| format!("cannot listen on {listen}"))?;
             eprintln!("mock provider listening on http://{}", listener.local_addr()?);
             let cfg = tollgate_mock::MockConfig {
                 latency_ms: *latency_ms,
@@ -260,7 +266,8 @@ async fn keys_command(cli: &Cli, cmd: &KeysCommand) -> anyhow::Result<()> {
         KeysCommand::Create(c) => {
             let spec = key_spec(c, now)?;
             let hasher = key_hasher(&config, store.as_ref())?;
-            let created = keys::create_with_limits(store.as_ref(), &hasher, spec, now).map_err(|e| anyhow::anyhow!("{e}"))?;
+            let created =
+                keys::create_with_limits(store.as_ref(), &hasher, spec, now).map_err(|e| anyhow::anyhow!("{e}"))?;
             print_created(&keys::created_json(&created), c.json)
         }
         KeysCommand::List { json } => {
@@ -317,7 +324,7 @@ fn print_list(v: &[serde_json::Value], json: bool) -> anyhow::Result<()> {
         println!("{}", serde_json::to_string(v)?);
         return Ok(());
     }
-    println!("{:<18} {:<20} {:<9} {:<10} {}", "ID", "NAME", "PREFIX", "STATUS", "TAGS");
+    println!("{:<18} {:<20} {:<9} {:<10} TAGS", "ID", "NAME", "PREFIX", "STATUS");
     for k in v {
         let status = if !k["revoked_at"].is_null() { "revoked" } else { "active" };
         println!(
@@ -461,12 +468,13 @@ async fn budgets_command(cli: &Cli, cmd: &BudgetsCommand) -> anyhow::Result<()> 
             None => b,
         };
         let req = match cmd {
-            BudgetsCommand::Set { scope, limit, period, action, alert_at, block_unpriced, id } => auth(http.post(format!("{base}/admin/v1/budgets")))
-                .json(&serde_json::json!({
+            BudgetsCommand::Set { scope, limit, period, action, alert_at, block_unpriced, id } => {
+                auth(http.post(format!("{base}/admin/v1/budgets"))).json(&serde_json::json!({
                     "id": id, "scope": scope, "limit_usd": limit, "period": period, "action": action,
                     "alert_at": alert_at.as_ref().map(|a| a.split(',').map(str::trim).collect::<Vec<_>>()),
                     "block_unpriced": block_unpriced,
-                })),
+                }))
+            }
             BudgetsCommand::List | BudgetsCommand::Status => auth(http.get(format!("{base}/api/v1/budgets"))),
             BudgetsCommand::Delete { id } => auth(http.delete(format!("{base}/admin/v1/budgets/{id}"))),
         };
@@ -489,7 +497,9 @@ async fn budgets_command(cli: &Cli, cmd: &BudgetsCommand) -> anyhow::Result<()> 
                 limit_usd: limit.clone(),
                 period: period.clone(),
                 action: Some(action.clone()),
-                alert_at: alert_at.as_ref().map(|a| a.split(',').map(|s| serde_json::Value::String(s.trim().into())).collect()),
+                alert_at: alert_at
+                    .as_ref()
+                    .map(|a| a.split(',').map(|s| serde_json::Value::String(s.trim().into())).collect()),
                 block_unpriced: *block_unpriced,
             };
             let spec = crate::api::budget_spec(body).map_err(|e| anyhow::anyhow!("{e}"))?;
@@ -499,7 +509,14 @@ async fn budgets_command(cli: &Cli, cmd: &BudgetsCommand) -> anyhow::Result<()> 
         }
         BudgetsCommand::List => {
             for b in config.governance.budgets.iter().cloned().chain(store.list_budgets()?) {
-                println!("{:<36} {:<28} ${:<16} {:<14} {}", b.id, b.scope.to_string(), b.limit.to_string(), b.period.to_string(), b.action);
+                println!(
+                    "{:<36} {:<28} ${:<16} {:<14} {}",
+                    b.id,
+                    b.scope.to_string(),
+                    b.limit.to_string(),
+                    b.period.to_string(),
+                    b.action
+                );
             }
             Ok(())
         }

@@ -516,8 +516,8 @@ impl Config {
         match chosen {
             Some(p) => {
                 let shown = p.display().to_string();
-                let text = std::fs::read_to_string(p)
-                    .map_err(|source| ConfigError::Read { path: shown.clone(), source })?;
+                let text =
+                    std::fs::read_to_string(p).map_err(|source| ConfigError::Read { path: shown.clone(), source })?;
                 Config::from_toml(&text, &shown, env)
             }
             None => Config::zero_config(env),
@@ -638,16 +638,18 @@ fn check_base_url(url: &str, allow_http: bool) -> Result<String, String> {
 fn resolve(raw: RawConfig, path: &str, text: &str, env: &dyn Env) -> Result<Config, ConfigError> {
     let invalid = |message: String| ConfigError::Invalid { path: path.into(), message };
 
-    let governance = resolve_governance(&raw.governance, raw.budgets, raw.rate_limits, raw.alerts, text, env)
-        .map_err(invalid)?;
+    let governance =
+        resolve_governance(&raw.governance, raw.budgets, raw.rate_limits, raw.alerts, text, env).map_err(invalid)?;
 
     if raw.storage.counters_url.is_some() {
         return Err(invalid(
             "storage.counters_url (shared Redis counters) is not supported by this build yet; remove it to run single-node".into(),
         ));
     }
-    if !raw.storage.url.as_deref().map_or(true, |u| u.starts_with("sqlite:") || !u.contains("://")) {
-        return Err(invalid("storage.url: only sqlite://PATH is supported by this build (PostgreSQL is not yet)".into()));
+    if !raw.storage.url.as_deref().is_none_or(|u| u.starts_with("sqlite:") || !u.contains("://")) {
+        return Err(invalid(
+            "storage.url: only sqlite://PATH is supported by this build (PostgreSQL is not yet)".into(),
+        ));
     }
 
     let listen_s = raw.server.listen.unwrap_or_else(|| DEFAULT_LISTEN.into());
@@ -667,9 +669,7 @@ fn resolve(raw: RawConfig, path: &str, text: &str, env: &dyn Env) -> Result<Conf
         None | Some("virtual_keys") => AuthMode::VirtualKeys,
         Some("passthrough") => AuthMode::Passthrough,
         Some(other) => {
-            return Err(invalid(format!(
-                "server.auth {other:?} is not one of \"virtual_keys\", \"passthrough\""
-            )))
+            return Err(invalid(format!("server.auth {other:?} is not one of \"virtual_keys\", \"passthrough\"")))
         }
     };
 
@@ -796,10 +796,7 @@ fn resolve(raw: RawConfig, path: &str, text: &str, env: &dyn Env) -> Result<Conf
     let prices = if raw.prices.is_empty() {
         None
     } else {
-        Some(
-            tollgate_pricing::Catalog::from_raw_entries(raw.prices)
-                .map_err(|e| invalid(format!("[[prices]]: {e}")))?,
-        )
+        Some(tollgate_pricing::Catalog::from_raw_entries(raw.prices).map_err(|e| invalid(format!("[[prices]]: {e}")))?)
     };
 
     let guardrails = resolve_guardrails(raw.guardrails).map_err(invalid)?;
@@ -814,13 +811,18 @@ fn resolve(raw: RawConfig, path: &str, text: &str, env: &dyn Env) -> Result<Conf
     let mut admin_tokens = Vec::new();
     for t in raw.admin_tokens {
         let token = env.var(&t.token_env).ok_or_else(|| {
-            invalid(format!("[[admin_tokens]] {:?}: environment variable {} (token_env) is not set", t.name, t.token_env))
+            invalid(format!(
+                "[[admin_tokens]] {:?}: environment variable {} (token_env) is not set",
+                t.name, t.token_env
+            ))
         })?;
         let role = match (t.role.as_str(), t.team) {
             ("admin", None) => Role::Admin,
             ("viewer", None) => Role::Viewer,
             ("team_admin", Some(team)) if !team.is_empty() => Role::TeamAdmin(team),
-            ("team_admin", _) => return Err(invalid(format!("[[admin_tokens]] {:?}: team_admin needs a team", t.name))),
+            ("team_admin", _) => {
+                return Err(invalid(format!("[[admin_tokens]] {:?}: team_admin needs a team", t.name)))
+            }
             (r, _) => {
                 return Err(invalid(format!(
                     "[[admin_tokens]] {:?}: role {r:?} is not admin, team_admin or viewer (team only with team_admin)",
@@ -847,9 +849,12 @@ fn resolve(raw: RawConfig, path: &str, text: &str, env: &dyn Env) -> Result<Conf
         non_deterministic: raw.cache.non_deterministic.unwrap_or(false),
     };
 
-    let mut complexity = Complexity { patterns: Vec::new(), long_prompt_bytes: raw.routing.complex_prompt_bytes.unwrap_or(8000) };
+    let mut complexity =
+        Complexity { patterns: Vec::new(), long_prompt_bytes: raw.routing.complex_prompt_bytes.unwrap_or(8000) };
     for p in &raw.routing.complex_patterns {
-        complexity.patterns.push(regex::Regex::new(p).map_err(|e| invalid(format!("routing.complex_patterns {p:?}: {e}")))?);
+        complexity
+            .patterns
+            .push(regex::Regex::new(p).map_err(|e| invalid(format!("routing.complex_patterns {p:?}: {e}")))?);
     }
     let mut routing_rules = Vec::new();
     for r in raw.routing_rules {
@@ -862,7 +867,9 @@ fn resolve(raw: RawConfig, path: &str, text: &str, env: &dyn Env) -> Result<Conf
             None => None,
             Some("high") => Some(true),
             Some("low") => Some(false),
-            Some(o) => return Err(invalid(format!("[[routing_rules]] {:?}: complexity {o:?} is not low or high", r.name))),
+            Some(o) => {
+                return Err(invalid(format!("[[routing_rules]] {:?}: complexity {o:?} is not low or high", r.name)))
+            }
         };
         if r.route_to.is_empty() {
             return Err(invalid(format!("[[routing_rules]] {:?} needs route_to", r.name)));
@@ -881,11 +888,10 @@ fn resolve(raw: RawConfig, path: &str, text: &str, env: &dyn Env) -> Result<Conf
     let semantic = match raw.semantic_cache {
         Some(sc) if sc.enabled => {
             let t = sc.threshold.unwrap_or_else(|| "0.95".into());
-            let threshold: f32 = t
-                .parse::<f32>()
-                .ok()
-                .filter(|x| (0.0..=1.0).contains(x))
-                .ok_or_else(|| invalid(format!("semantic_cache.threshold {t:?} must be a number between 0 and 1")))?;
+            let threshold: f32 =
+                t.parse::<f32>().ok().filter(|x| (0.0..=1.0).contains(x)).ok_or_else(|| {
+                    invalid(format!("semantic_cache.threshold {t:?} must be a number between 0 and 1"))
+                })?;
             Some(crate::semantic::SemanticConfig {
                 embeddings_model: sc.embeddings_model,
                 threshold,
@@ -971,8 +977,9 @@ fn resolve_governance(
 ) -> Result<GovernanceConfig, String> {
     use crate::budget::{parse_alert_at, Action, BudgetSpec, LimitKind, Period, RateLimitSpec, DEFAULT_ALERTS};
     let tz_name = g.timezone.clone().unwrap_or_else(|| "UTC".into());
-    let tz: chrono_tz::Tz =
-        tz_name.parse().map_err(|_| format!("governance.timezone {tz_name:?} is not an IANA time zone (e.g. Europe/Berlin)"))?;
+    let tz: chrono_tz::Tz = tz_name
+        .parse()
+        .map_err(|_| format!("governance.timezone {tz_name:?} is not an IANA time zone (e.g. Europe/Berlin)"))?;
     let mut out = GovernanceConfig {
         tz,
         default_max_output_tokens: g.default_max_output_tokens.unwrap_or(4096).max(1),
@@ -989,7 +996,8 @@ fn resolve_governance(
             return Err(format!("{at}[[budgets]] limit_usd must be positive"));
         }
         let period = Period::parse(&b.period).map_err(|e| format!("{at}[[budgets]] {e}"))?;
-        let action = Action::parse(b.action.as_deref().unwrap_or("block")).map_err(|e| format!("{at}[[budgets]] {e}"))?;
+        let action =
+            Action::parse(b.action.as_deref().unwrap_or("block")).map_err(|e| format!("{at}[[budgets]] {e}"))?;
         let alert_at = match b.alert_at {
             None => DEFAULT_ALERTS.to_vec(),
             Some(v) => {
@@ -1035,13 +1043,21 @@ fn resolve_governance(
             if amount <= 0 {
                 return Err(format!("{at}[[rate_limits]] {name} must be positive"));
             }
-            out.limits.push(RateLimitSpec { id: format!("{base}/{name}"), scope: scope.clone(), kind, amount, window_ms });
+            out.limits.push(RateLimitSpec {
+                id: format!("{base}/{name}"),
+                scope: scope.clone(),
+                kind,
+                amount,
+                window_ms,
+            });
         }
     }
     for a in alerts {
         let url = match (a.url, a.url_env) {
             (Some(u), None) => u,
-            (None, Some(var)) => env.var(&var).ok_or_else(|| format!("[[alerts]] environment variable {var} (url_env) is not set"))?,
+            (None, Some(var)) => {
+                env.var(&var).ok_or_else(|| format!("[[alerts]] environment variable {var} (url_env) is not set"))?
+            }
             _ => return Err("[[alerts]] needs exactly one of url, url_env".into()),
         };
         reqwest::Url::parse(&url).map_err(|_| "[[alerts]] url is not a URL".to_string())?;
@@ -1071,7 +1087,10 @@ mod tests {
         let e = cat.lookup(Some("local"), "llama-3.1-8b", chrono::Utc::now()).unwrap();
         let u = tollgate_units::Usage { input: 1_000_000, ..Default::default() };
         // $2.00 per GPU-hour / 4M tokens per hour = $0.50 per million tokens.
-        assert_eq!(tollgate_pricing::cost(e, &u, tollgate_pricing::ServiceTier::Standard).total.to_string(), "0.500000000");
+        assert_eq!(
+            tollgate_pricing::cost(e, &u, tollgate_pricing::ServiceTier::Standard).total.to_string(),
+            "0.500000000"
+        );
         let bad = "[[prices]]\nprovider = \"x\"\nmodel = \"y\"\ninput = \"abc\"\n";
         assert!(Config::from_toml(bad, "p.toml", &env(&[])).is_err());
     }
@@ -1133,16 +1152,34 @@ targets = [{ provider = "local", model = "llama3.1:8b" }]
     #[test]
     fn refusals_are_clear() {
         let cases = [
-            ("[[providers]]\nname = \"o\"\nkind = \"openai\"\napi_key = \"sk-live\"\n", "line 4: provider \"o\": a literal api_key is refused"),
+            (
+                "[[providers]]\nname = \"o\"\nkind = \"openai\"\napi_key = \"sk-live\"\n",
+                "line 4: provider \"o\": a literal api_key is refused",
+            ),
             ("[[providers]]\nname = \"o\"\nkind = \"opnai\"\n", "line 3: provider \"o\": kind \"opnai\" is not one of"),
-            ("[[providers]]\nname = \"o\"\nkind = \"openai_compatible\"\nbase_url = \"http://10.0.0.1/v1\"\n", "plain http to a non-loopback host"),
+            (
+                "[[providers]]\nname = \"o\"\nkind = \"openai_compatible\"\nbase_url = \"http://10.0.0.1/v1\"\n",
+                "plain http to a non-loopback host",
+            ),
             ("[[providers]]\nname = \"o\"\nkind = \"openai_compatible\"\n", "needs a base_url"),
-            ("[[providers]]\nname = \"o\"\nkind = \"openai\"\napi_key_env = \"NOPE\"\n", "environment variable NOPE (api_key_env) is not set"),
-            ("[[models]]\nname = \"m\"\ntargets = [{ provider = \"x\", model = \"y\" }]\n", "target provider \"x\" is not defined"),
+            (
+                "[[providers]]\nname = \"o\"\nkind = \"openai\"\napi_key_env = \"NOPE\"\n",
+                "environment variable NOPE (api_key_env) is not set",
+            ),
+            (
+                "[[models]]\nname = \"m\"\ntargets = [{ provider = \"x\", model = \"y\" }]\n",
+                "target provider \"x\" is not defined",
+            ),
             ("[server]\nauth = \"open\"\n", "server.auth \"open\""),
             ("[server]\nlisten = \"nope\"\n", "server.listen \"nope\""),
-            ("[[budgets]]\nscope = { team = \"g\" }\nlimit_usd = \"-5\"\nperiod = \"month\"\n", "line 1: [[budgets]] limit_usd must be positive"),
-            ("[[budgets]]\nscope = { team = \"g\" }\nlimit_usd = \"5\"\nperiod = \"year\"\n", "is not day, week, month or rolling"),
+            (
+                "[[budgets]]\nscope = { team = \"g\" }\nlimit_usd = \"-5\"\nperiod = \"month\"\n",
+                "line 1: [[budgets]] limit_usd must be positive",
+            ),
+            (
+                "[[budgets]]\nscope = { team = \"g\" }\nlimit_usd = \"5\"\nperiod = \"year\"\n",
+                "is not day, week, month or rolling",
+            ),
             ("[governance]\ntimezone = \"Mars/Olympus\"\n", "not an IANA time zone"),
             ("[[rate_limits]]\nscope = { team = \"g\" }\n", "needs rpm, tpm"),
         ];

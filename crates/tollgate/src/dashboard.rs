@@ -83,8 +83,10 @@ async fn index() -> Response {
 async fn asset(Path(path): Path<String>) -> Response {
     match find(&path) {
         Some(a) => serve(a),
-        None => (StatusCode::NOT_FOUND, [(header::CONTENT_TYPE, "text/plain; charset=utf-8")], "no such dashboard file\n")
-            .into_response(),
+        None => {
+            (StatusCode::NOT_FOUND, [(header::CONTENT_TYPE, "text/plain; charset=utf-8")], "no such dashboard file\n")
+                .into_response()
+        }
     }
 }
 
@@ -130,7 +132,8 @@ async fn request_detail(State(state): State<Arc<AppState>>, headers: HeaderMap, 
         return e.into_response();
     }
     let s = state.clone();
-    let found = tokio::task::spawn_blocking(move || load_row(&s, &id).map(|r| r.map(|r| (cost_parts(&s, &r), r)))).await;
+    let found =
+        tokio::task::spawn_blocking(move || load_row(&s, &id).map(|r| r.map(|r| (cost_parts(&s, &r), r)))).await;
     match found {
         Ok(Ok(Some((parts, row)))) => Json(json!({
             "request": crate::api::row_json(&row),

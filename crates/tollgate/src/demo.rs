@@ -245,10 +245,20 @@ struct Call {
 /// How a call ended.
 #[derive(Debug, Clone, Copy)]
 enum Outcome {
-    Ok { attempts: u32 },
+    Ok {
+        attempts: u32,
+    },
     /// Served by a fallback after the first target failed.
-    Fallback { provider: &'static str, model: &'static str, attempts: u32 },
-    Failed { status: u16, code: &'static str, attempts: u32 },
+    Fallback {
+        provider: &'static str,
+        model: &'static str,
+        attempts: u32,
+    },
+    Failed {
+        status: u16,
+        code: &'static str,
+        attempts: u32,
+    },
 }
 
 struct History<'a> {
@@ -294,8 +304,8 @@ fn activity(at_ms: i64) -> f64 {
     // 1970-01-01 was a Thursday: day 2 and 3 of the week (mod 7) are Sat, Sun.
     let weekday = (at_ms.div_euclid(DAY) + 4).rem_euclid(7);
     const BY_HOUR: [f64; 24] = [
-        0.15, 0.1, 0.08, 0.08, 0.1, 0.15, 0.25, 0.4, 0.65, 0.85, 0.95, 1.0, 0.9, 0.95, 1.0, 0.95, 0.9, 0.8, 0.6,
-        0.45, 0.35, 0.3, 0.25, 0.2,
+        0.15, 0.1, 0.08, 0.08, 0.1, 0.15, 0.25, 0.4, 0.65, 0.85, 0.95, 1.0, 0.9, 0.95, 1.0, 0.95, 0.9, 0.8, 0.6, 0.45,
+        0.35, 0.3, 0.25, 0.2,
     ];
     let weekend = if weekday == 0 || weekday == 6 { 0.35 } else { 1.0 };
     BY_HOUR[hour] * weekend
@@ -398,7 +408,8 @@ impl<'a> History<'a> {
         let ok = status < 400;
         // A few streams lose their client before the end: usage is counted locally.
         let disconnected = ok && c.stream && self.rng.gen_bool(0.03);
-        let mut usage = if ok { Self::usage(provider, model, c.prompt_bytes, c.output_tokens) } else { Usage::default() };
+        let mut usage =
+            if ok { Self::usage(provider, model, c.prompt_bytes, c.output_tokens) } else { Usage::default() };
         if disconnected {
             usage.output = usage.output * 2 / 5;
             usage.reasoning = 0;
@@ -431,7 +442,8 @@ impl<'a> History<'a> {
         let secs = u64::try_from(c.at_ms / 1000).unwrap_or(0);
         let nanos = u32::try_from((c.at_ms % 1000) * 1_000_000).unwrap_or(0);
         let request_id = uuid::Uuid::new_v7(uuid::Timestamp::from_unix(uuid::NoContext, secs, nanos)).to_string();
-        let endpoint = if provider == "anthropic" && c.feature == "reply-draft" { "messages" } else { "chat.completions" };
+        let endpoint =
+            if provider == "anthropic" && c.feature == "reply-draft" { "messages" } else { "chat.completions" };
         self.rows.push(LedgerRow {
             request_id: request_id.clone(),
             time_ms: c.at_ms,
@@ -548,11 +560,31 @@ impl<'a> History<'a> {
             h.push(&c, Outcome::Ok { attempts: 1 });
         });
         self.each_hour(2.5, |h, at| {
-            h.agent_run(at, "support", "ticket-triage", "support-agent", "claude-sonnet-4-5", "claude-haiku-4-5", &["search_kb", "fetch_ticket", "lookup_order"], 12_000, 2..7);
+            h.agent_run(
+                at,
+                "support",
+                "ticket-triage",
+                "support-agent",
+                "claude-sonnet-4-5",
+                "claude-haiku-4-5",
+                &["search_kb", "fetch_ticket", "lookup_order"],
+                12_000,
+                2..7,
+            );
         });
         // platform: the code reviewer agent, and evals on an unpriced self-hosted model.
         self.each_hour(1.5, |h, at| {
-            h.agent_run(at, "platform", "code-review", "reviewer", "o4-mini", "gpt-4o-mini", &["read_file", "run_tests", "grep"], 20_000, 3..9);
+            h.agent_run(
+                at,
+                "platform",
+                "code-review",
+                "reviewer",
+                "o4-mini",
+                "gpt-4o-mini",
+                &["read_file", "run_tests", "grep"],
+                20_000,
+                3..9,
+            );
         });
         self.each_hour(6.0, |h, at| {
             let model = if h.rng.gen_bool(0.6) { UNPRICED_MODEL } else { "gpt-4.1-mini" };
@@ -564,7 +596,17 @@ impl<'a> History<'a> {
         });
         // research: expensive deep-research runs on the biggest models…
         self.each_hour(0.8, |h, at| {
-            h.agent_run(at, "research", "deep-research", "researcher", "claude-opus-4-1", "claude-sonnet-4-5", &["web_search", "read_page", "take_notes"], 24_000, 4..9);
+            h.agent_run(
+                at,
+                "research",
+                "deep-research",
+                "researcher",
+                "claude-opus-4-1",
+                "claude-sonnet-4-5",
+                &["web_search", "read_page", "take_notes"],
+                24_000,
+                4..9,
+            );
         });
         // …a batch labelling job that pushed the team over budget…
         self.batch_labeling();
@@ -727,16 +769,96 @@ struct LiveKind {
 }
 
 const LIVE: &[LiveKind] = &[
-    LiveKind { team: "search", feature: "query-rewrite", model: "gemini-2.5-flash", prompt: Some("query-rewrite@v4"), prompt_bytes: 1_500, output_tokens: 60, agent: None },
-    LiveKind { team: "growth", feature: "summarize", model: "gpt-4o-mini", prompt: Some("summarize@v3"), prompt_bytes: 36_000, output_tokens: 240, agent: None },
-    LiveKind { team: "support", feature: "ticket-triage", model: "claude-haiku-4-5", prompt: Some("ticket-triage@v2"), prompt_bytes: 9_000, output_tokens: 110, agent: None },
-    LiveKind { team: "search", feature: "rerank", model: "gpt-4o", prompt: Some("rerank@v1"), prompt_bytes: 24_000, output_tokens: 45, agent: None },
-    LiveKind { team: "growth", feature: "onboarding-email", model: "gpt-4o-mini", prompt: Some("onboarding-email@v1"), prompt_bytes: 6_000, output_tokens: 350, agent: None },
-    LiveKind { team: "search", feature: "query-rewrite", model: "gemini-2.5-flash", prompt: Some("query-rewrite@v4"), prompt_bytes: 1_500, output_tokens: 60, agent: None },
-    LiveKind { team: "support", feature: "reply-draft", model: "claude-sonnet-4-5", prompt: Some("reply-draft@v2"), prompt_bytes: 17_000, output_tokens: 450, agent: None },
-    LiveKind { team: "platform", feature: "eval", model: UNPRICED_MODEL, prompt: None, prompt_bytes: 5_000, output_tokens: 200, agent: None },
-    LiveKind { team: "support", feature: "ticket-triage", model: "claude-sonnet-4-5", prompt: Some("support-agent-plan@v1"), prompt_bytes: 12_000, output_tokens: 300, agent: Some(("support-agent", "claude-haiku-4-5")) },
-    LiveKind { team: "platform", feature: "code-review", model: "o4-mini", prompt: Some("reviewer-plan@v1"), prompt_bytes: 20_000, output_tokens: 300, agent: Some(("reviewer", "gpt-4o-mini")) },
+    LiveKind {
+        team: "search",
+        feature: "query-rewrite",
+        model: "gemini-2.5-flash",
+        prompt: Some("query-rewrite@v4"),
+        prompt_bytes: 1_500,
+        output_tokens: 60,
+        agent: None,
+    },
+    LiveKind {
+        team: "growth",
+        feature: "summarize",
+        model: "gpt-4o-mini",
+        prompt: Some("summarize@v3"),
+        prompt_bytes: 36_000,
+        output_tokens: 240,
+        agent: None,
+    },
+    LiveKind {
+        team: "support",
+        feature: "ticket-triage",
+        model: "claude-haiku-4-5",
+        prompt: Some("ticket-triage@v2"),
+        prompt_bytes: 9_000,
+        output_tokens: 110,
+        agent: None,
+    },
+    LiveKind {
+        team: "search",
+        feature: "rerank",
+        model: "gpt-4o",
+        prompt: Some("rerank@v1"),
+        prompt_bytes: 24_000,
+        output_tokens: 45,
+        agent: None,
+    },
+    LiveKind {
+        team: "growth",
+        feature: "onboarding-email",
+        model: "gpt-4o-mini",
+        prompt: Some("onboarding-email@v1"),
+        prompt_bytes: 6_000,
+        output_tokens: 350,
+        agent: None,
+    },
+    LiveKind {
+        team: "search",
+        feature: "query-rewrite",
+        model: "gemini-2.5-flash",
+        prompt: Some("query-rewrite@v4"),
+        prompt_bytes: 1_500,
+        output_tokens: 60,
+        agent: None,
+    },
+    LiveKind {
+        team: "support",
+        feature: "reply-draft",
+        model: "claude-sonnet-4-5",
+        prompt: Some("reply-draft@v2"),
+        prompt_bytes: 17_000,
+        output_tokens: 450,
+        agent: None,
+    },
+    LiveKind {
+        team: "platform",
+        feature: "eval",
+        model: UNPRICED_MODEL,
+        prompt: None,
+        prompt_bytes: 5_000,
+        output_tokens: 200,
+        agent: None,
+    },
+    LiveKind {
+        team: "support",
+        feature: "ticket-triage",
+        model: "claude-sonnet-4-5",
+        prompt: Some("support-agent-plan@v1"),
+        prompt_bytes: 12_000,
+        output_tokens: 300,
+        agent: Some(("support-agent", "claude-haiku-4-5")),
+    },
+    LiveKind {
+        team: "platform",
+        feature: "code-review",
+        model: "o4-mini",
+        prompt: Some("reviewer-plan@v1"),
+        prompt_bytes: 20_000,
+        output_tokens: 300,
+        agent: Some(("reviewer", "gpt-4o-mini")),
+    },
 ];
 
 /// Filler prompt text of about `bytes` bytes, with the mock's output-size knob.
@@ -771,7 +893,13 @@ async fn traffic(base: String, team_keys: Vec<(String, String)>, rate: u32) {
                 (s, Some((agent, small))) if s < steps => {
                     (small, "tool:search", Some(format!("{agent}-tool@v1")), kind.prompt_bytes + s as usize * 1_500, 90)
                 }
-                (_, Some((agent, _))) => (kind.model, "answer", Some(format!("{agent}-answer@v1")), kind.prompt_bytes + steps as usize * 1_500, 600),
+                (_, Some((agent, _))) => (
+                    kind.model,
+                    "answer",
+                    Some(format!("{agent}-answer@v1")),
+                    kind.prompt_bytes + steps as usize * 1_500,
+                    600,
+                ),
                 (_, None) => break,
             };
             let stream = (n + step).is_multiple_of(3);
@@ -829,13 +957,15 @@ mod tests {
     fn history_tells_the_stories_the_dashboard_shows() {
         let providers = providers();
         let now = 1_760_000_000_000;
-        let keys: BTreeMap<String, String> = [("growth", "k1"), ("research", "k5")].map(|(a, b)| (a.into(), b.into())).into();
+        let keys: BTreeMap<String, String> =
+            [("growth", "k1"), ("research", "k5")].map(|(a, b)| (a.into(), b.into())).into();
         let rows = History::new(&providers, keys, now, 7).generate();
         assert!(rows.len() > 3_000, "{}", rows.len());
         assert!(days_covered(&rows) >= 6);
         assert!(rows.iter().all(|r| r.time_ms < now));
         let teams: std::collections::BTreeSet<_> = rows.iter().filter_map(|r| r.attribution.tag("team")).collect();
-        let features: std::collections::BTreeSet<_> = rows.iter().filter_map(|r| r.attribution.tag("feature")).collect();
+        let features: std::collections::BTreeSet<_> =
+            rows.iter().filter_map(|r| r.attribution.tag("feature")).collect();
         let envs: std::collections::BTreeSet<_> = rows.iter().filter_map(|r| r.attribution.tag("env")).collect();
         assert!(teams.len() >= 4 && features.len() >= 6 && envs.len() == 3, "{teams:?} {features:?} {envs:?}");
         // Request ids sort like times, as the request log (newest first) expects.
@@ -845,7 +975,11 @@ mod tests {
 
         // The summarize prompt's v3 sends about twice the tokens of v2.
         let avg = |p: &str| {
-            let v: Vec<u64> = rows.iter().filter(|r| r.attribution.prompt.as_deref() == Some(p)).map(|r| r.usage.input_tokens()).collect();
+            let v: Vec<u64> = rows
+                .iter()
+                .filter(|r| r.attribution.prompt.as_deref() == Some(p))
+                .map(|r| r.usage.input_tokens())
+                .collect();
             v.iter().sum::<u64>() / v.len().max(1) as u64
         };
         let (v2, v3) = (avg("summarize@v2"), avg("summarize@v3"));
@@ -856,19 +990,28 @@ mod tests {
         assert!(storm > 50, "{storm}");
         assert!(rows.iter().any(|r| r.status == 200 && r.attempts > 1 && r.model != r.requested_model));
         // A runaway loop: one trace with hundreds of near-identical steps.
-        let runaway = rows.iter().filter(|r| r.attribution.trace_id.as_deref() == Some("run-researcher-runaway-0001")).count();
+        let runaway =
+            rows.iter().filter(|r| r.attribution.trace_id.as_deref() == Some("run-researcher-runaway-0001")).count();
         assert!(runaway > 400);
         // Multi-step agent runs point at their plan step.
-        let run = rows.iter().find(|r| r.attribution.agent.as_deref() == Some("support-agent") && r.attribution.parent_id.is_some()).unwrap();
+        let run = rows
+            .iter()
+            .find(|r| r.attribution.agent.as_deref() == Some("support-agent") && r.attribution.parent_id.is_some())
+            .unwrap();
         let parent = run.attribution.parent_id.as_deref().unwrap();
         assert!(rows.iter().any(|r| r.request_id == parent && r.attribution.trace_id == run.attribution.trace_id));
         // Priced with the real catalog, with unpriced and estimated traffic present.
-        assert!(rows.iter().filter(|r| r.status == 200 && r.model.as_deref() != Some(UNPRICED_MODEL)).all(|r| r.cost.is_some_and(|c| c > Money::ZERO)));
+        assert!(rows
+            .iter()
+            .filter(|r| r.status == 200 && r.model.as_deref() != Some(UNPRICED_MODEL))
+            .all(|r| r.cost.is_some_and(|c| c > Money::ZERO)));
         assert!(rows.iter().any(|r| r.cost.is_none()));
         assert!(rows.iter().any(|r| r.usage_source == UsageSource::Estimated));
         assert!(rows.iter().any(|r| r.cache_savings > Money::ZERO));
         // research spends the most.
-        let spend = |t: &str| -> Money { rows.iter().filter(|r| r.attribution.tag("team") == Some(t)).filter_map(|r| r.cost).sum() };
+        let spend = |t: &str| -> Money {
+            rows.iter().filter(|r| r.attribution.tag("team") == Some(t)).filter_map(|r| r.cost).sum()
+        };
         for t in ["growth", "search", "support", "platform"] {
             assert!(spend("research") > spend(t), "research {} vs {t} {}", spend("research"), spend(t));
         }

@@ -182,12 +182,7 @@ mod tests {
         let got: Vec<String> = all()
             .iter()
             .map(|e| {
-                format!(
-                    "{} {} {}",
-                    e.status().as_u16(),
-                    e.body(ErrorShape::OpenAi),
-                    e.body(ErrorShape::Anthropic)
-                )
+                format!("{} {} {}", e.status().as_u16(), e.body(ErrorShape::OpenAi), e.body(ErrorShape::Anthropic))
             })
             .collect();
         let want = [

@@ -34,7 +34,10 @@ fn count(body: &[u8], needle: &[u8]) -> u64 {
 }
 
 fn input_upper_bound(prompt_text: &str, body: &[u8]) -> u64 {
-    let images = count(body, b"image_url") + count(body, b"\"image\"") + count(body, b"inline_data") + count(body, b"input_image");
+    let images = count(body, b"image_url")
+        + count(body, b"\"image\"")
+        + count(body, b"inline_data")
+        + count(body, b"input_image");
     prompt_text.len() as u64 + FRAMING_TOKENS + images * TOKENS_PER_IMAGE
 }
 
@@ -49,12 +52,16 @@ fn usage(input: u64, output: u64, caching: bool) -> Usage {
 /// The most any target of the plan could charge: `None` when no target has a price.
 fn worst_cost(state: &AppState, plan: &[Attempt], u: &Usage) -> Option<Money> {
     let now = now_ms();
-    plan.iter()
-        .filter_map(|a| state.pricing.price(&state.config.providers[a.provider], &a.model, u, now).cost)
-        .max()
+    plan.iter().filter_map(|a| state.pricing.price(&state.config.providers[a.provider], &a.model, u, now).cost).max()
 }
 
-pub fn max_cost(state: &AppState, plan: &[Attempt], info: &tollgate_providers::RequestInfo, body: &[u8], default_out: u64) -> Ask {
+pub fn max_cost(
+    state: &AppState,
+    plan: &[Attempt],
+    info: &tollgate_providers::RequestInfo,
+    body: &[u8],
+    default_out: u64,
+) -> Ask {
     let input = input_upper_bound(&info.prompt_text, body);
     let output = info.max_output_tokens.unwrap_or(default_out);
     let caching = count(body, b"cache_control") > 0;
@@ -72,7 +79,8 @@ pub fn output_tokens_within(
     let input = input_upper_bound(&info.prompt_text, body);
     let caching = count(body, b"cache_control") > 0;
     let Some(input_cost) = worst_cost(state, plan, &usage(input, 0, caching)) else { return 0 };
-    let per_million = worst_cost(state, plan, &usage(input, 1_000_000, caching)).map_or(0, |c| c.nanos() - input_cost.nanos());
+    let per_million =
+        worst_cost(state, plan, &usage(input, 1_000_000, caching)).map_or(0, |c| c.nanos() - input_cost.nanos());
     let left = remaining.nanos() - input_cost.nanos();
     if left <= 0 || per_million <= 0 {
         return 0;
@@ -81,7 +89,13 @@ pub fn output_tokens_within(
 }
 
 /// Sets the request's output cap to `n` in its own wire format and re-reads it.
-pub fn set_max_tokens(state: &AppState, p: &mut Pending, plan: &[Attempt], body: &Bytes, n: u64) -> Result<Bytes, ApiError> {
+pub fn set_max_tokens(
+    state: &AppState,
+    p: &mut Pending,
+    plan: &[Attempt],
+    body: &Bytes,
+    n: u64,
+) -> Result<Bytes, ApiError> {
     let format = p.format();
     let mut v: serde_json::Map<String, serde_json::Value> =
         serde_json::from_slice(body).map_err(|e| ApiError::invalid(format!("invalid JSON body: {e}")))?;

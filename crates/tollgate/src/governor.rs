@@ -22,7 +22,7 @@ use chrono_tz::Tz;
 use tokio::sync::mpsc;
 use tollgate_units::Money;
 
-use crate::budget::{Action, BudgetSpec, Bucket, Facts, LimitKind, Period, RateLimitSpec};
+use crate::budget::{Action, Bucket, BudgetSpec, Facts, LimitKind, Period, RateLimitSpec};
 
 /// A threshold crossed.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -179,7 +179,11 @@ impl Governor {
         let reserved = st.budgets.get(spec.id.as_str()).map_or(0, |b| b.reserved);
         let total: i64 = spent.iter().map(|(_, n)| n).sum();
         let b = BudgetState {
-            rolling: if matches!(spec.period, Period::Rolling(_)) { spent.into_iter().collect() } else { VecDeque::new() },
+            rolling: if matches!(spec.period, Period::Rolling(_)) {
+                spent.into_iter().collect()
+            } else {
+                VecDeque::new()
+            },
             spec,
             start_ms,
             end_ms,
@@ -230,7 +234,13 @@ impl Governor {
 
     /// Counts one more call of this trace / session, refusing it when the run
     /// has reached its call or dollar cap (a runaway agent loop).
-    pub fn admit_run(&self, trace: Option<&str>, session: Option<&str>, caps: &RunCaps, now_ms: i64) -> Result<(), String> {
+    pub fn admit_run(
+        &self,
+        trace: Option<&str>,
+        session: Option<&str>,
+        caps: &RunCaps,
+        now_ms: i64,
+    ) -> Result<(), String> {
         let mut st = self.lock();
         if st.runs.len() > MAX_RUNS {
             st.runs.retain(|_, r| now_ms - r.last_ms < RUN_IDLE_MS);
@@ -246,10 +256,18 @@ impl Governor {
             }
             if let Some(r) = st.runs.get(key) {
                 if max_calls.is_some_and(|m| r.calls >= m) {
-                    return Err(format!("{what} {} reached its cap of {} calls (runaway agent loop?)", &key[2..], r.calls));
+                    return Err(format!(
+                        "{what} {} reached its cap of {} calls (runaway agent loop?)",
+                        &key[2..],
+                        r.calls
+                    ));
                 }
                 if max_usd.is_some_and(|m| r.spent >= m.nanos()) {
-                    return Err(format!("{what} {} reached its cap of ${} (runaway agent loop?)", &key[2..], Money::from_nanos(r.spent)));
+                    return Err(format!(
+                        "{what} {} reached its cap of ${} (runaway agent loop?)",
+                        &key[2..],
+                        Money::from_nanos(r.spent)
+                    ));
                 }
             }
         }
@@ -299,9 +317,9 @@ impl Governor {
                         action: b.spec.action.clone(),
                         remaining: Money::from_nanos(b.remaining().max(0)),
                         resets_at_ms: match b.spec.period {
-                            Period::Rolling(_) => b.rolling.front().map_or(now_ms, |(s, _)| {
-                                s * 1000 + (b.end_ms - b.start_ms)
-                            }),
+                            Period::Rolling(_) => {
+                                b.rolling.front().map_or(now_ms, |(s, _)| s * 1000 + (b.end_ms - b.start_ms))
+                            }
                             _ => b.end_ms,
                         },
                         unpriced: ask.cost.is_none(),
@@ -566,7 +584,13 @@ mod tests {
         let (g, _rx) = gov();
         g.set_budget(budget(1_000_000, Action::Block), vec![], BTreeSet::new(), 0);
         g.set_limit(
-            RateLimitSpec { id: "rpm".into(), scope: Scope::parse("team=growth").unwrap(), kind: LimitKind::Requests, amount: 2, window_ms: 60_000 },
+            RateLimitSpec {
+                id: "rpm".into(),
+                scope: Scope::parse("team=growth").unwrap(),
+                kind: LimitKind::Requests,
+                amount: 2,
+                window_ms: 60_000,
+            },
             0,
         );
         let a = attr("growth");
@@ -605,7 +629,11 @@ mod run_tests {
     #[test]
     fn runaway_runs_are_stopped_by_calls_and_dollars() {
         let (g, _rx) = Governor::new("UTC".parse().unwrap());
-        let caps = RunCaps { max_calls_per_trace: Some(3), max_usd_per_session: Some(Money::from_nanos(100)), ..Default::default() };
+        let caps = RunCaps {
+            max_calls_per_trace: Some(3),
+            max_usd_per_session: Some(Money::from_nanos(100)),
+            ..Default::default()
+        };
         for _ in 0..3 {
             g.admit_run(Some("t1"), None, &caps, 0).unwrap();
         }

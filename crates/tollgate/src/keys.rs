@@ -37,10 +37,11 @@ pub fn key_governance(
     let budget = match &spec.budget {
         None => None,
         Some(b) => {
-            let (usd, period) = b
-                .split_once('/')
-                .ok_or_else(|| ApiError::invalid_param(format!("budget {b:?} must be USD/PERIOD, e.g. 50/month"), "budget"))?;
-            let limit: tollgate_units::Money = usd.parse().map_err(|e| ApiError::invalid_param(format!("{e}"), "budget"))?;
+            let (usd, period) = b.split_once('/').ok_or_else(|| {
+                ApiError::invalid_param(format!("budget {b:?} must be USD/PERIOD, e.g. 50/month"), "budget")
+            })?;
+            let limit: tollgate_units::Money =
+                usd.parse().map_err(|e| ApiError::invalid_param(format!("{e}"), "budget"))?;
             if limit.nanos() <= 0 {
                 return Err(ApiError::invalid_param("the budget must be positive", "budget"));
             }
@@ -62,7 +63,13 @@ pub fn key_governance(
             if n <= 0 {
                 return Err(ApiError::invalid_param(format!("{name} must be positive"), name));
             }
-            limits.push(RateLimitSpec { id: format!("key:{key_id}/{name}"), scope: scope.clone(), kind, amount: n, window_ms: 60_000 });
+            limits.push(RateLimitSpec {
+                id: format!("key:{key_id}/{name}"),
+                scope: scope.clone(),
+                kind,
+                amount: n,
+                window_ms: 60_000,
+            });
         }
     }
     Ok((budget, limits))
@@ -142,10 +149,17 @@ pub fn create_governed(
 ) -> Result<CreatedKey, ApiError> {
     let created = create_with_limits(store, hasher, spec, now_ms)?;
     let internal = |e: crate::store::StoreError| ApiError::Internal { message: e.to_string() };
-    for b in store.list_budgets().map_err(internal)?.into_iter().filter(|b| b.id == format!("key:{}", created.record.id)) {
+    for b in
+        store.list_budgets().map_err(internal)?.into_iter().filter(|b| b.id == format!("key:{}", created.record.id))
+    {
         crate::server::install_budget(store, governor, b, now_ms).map_err(internal)?;
     }
-    for l in store.list_limits().map_err(internal)?.into_iter().filter(|l| l.id.starts_with(&format!("key:{}/", created.record.id))) {
+    for l in store
+        .list_limits()
+        .map_err(internal)?
+        .into_iter()
+        .filter(|l| l.id.starts_with(&format!("key:{}/", created.record.id)))
+    {
         governor.set_limit(l, now_ms);
     }
     Ok(created)

@@ -156,7 +156,10 @@ struct Job {
 }
 
 enum Load {
-    Batch { bytes: u64, rows: Vec<LedgerRow> },
+    Batch {
+        bytes: u64,
+        rows: Vec<LedgerRow>,
+    },
     /// Every batch of this segment was sent before this marker.
     Closed(PathBuf),
 }
@@ -251,7 +254,10 @@ pub fn replay(dir: &Path, store: &dyn LedgerStore) -> Result<u64, crate::store::
 impl LedgerWriter {
     /// Replays what an earlier run left in the spool, then starts the spool
     /// and loader threads.
-    pub fn start(store: Arc<dyn LedgerStore>, cfg: SpoolConfig) -> Result<(LedgerWriter, LedgerDrain), crate::store::StoreError> {
+    pub fn start(
+        store: Arc<dyn LedgerStore>,
+        cfg: SpoolConfig,
+    ) -> Result<(LedgerWriter, LedgerDrain), crate::store::StoreError> {
         std::fs::create_dir_all(&cfg.dir)?;
         replay(&cfg.dir, store.as_ref())?;
         let next_seq = segments(&cfg.dir)?.last().map_or(1, |(s, _)| s + 1);
@@ -269,7 +275,9 @@ impl LedgerWriter {
         };
         let loader = {
             let backlog = backlog.clone();
-            std::thread::Builder::new().name("ledger-loader".into()).spawn(move || loader_thread(load_rx, store, backlog))?
+            std::thread::Builder::new()
+                .name("ledger-loader".into())
+                .spawn(move || loader_thread(load_rx, store, backlog))?
         };
         Ok((
             LedgerWriter { tx, backlog, max_bytes: cfg.max_bytes, on_full: cfg.on_full },
@@ -356,7 +364,10 @@ fn spool_thread(
         if cfg.on_full == OnFull::Block {
             let mut guard = backlog.lock.lock().unwrap_or_else(|p| p.into_inner());
             while backlog.bytes.load(Ordering::Acquire) >= cfg.max_bytes {
-                tracing::warn!(bytes = backlog.bytes.load(Ordering::Acquire), "ledger spool full; holding acknowledgements");
+                tracing::warn!(
+                    bytes = backlog.bytes.load(Ordering::Acquire),
+                    "ledger spool full; holding acknowledgements"
+                );
                 guard = backlog
                     .drained
                     .wait_timeout(guard, Duration::from_millis(200))
@@ -556,7 +567,9 @@ mod tests {
         let blocker = rusqlite::Connection::open(&db).unwrap();
         blocker.execute_batch("BEGIN IMMEDIATE").unwrap();
         for i in 0..50 {
-            tokio::time::timeout(Duration::from_secs(2), w.write(row(&format!("b{i}")))).await.expect("acked while the db is locked");
+            tokio::time::timeout(Duration::from_secs(2), w.write(row(&format!("b{i}"))))
+                .await
+                .expect("acked while the db is locked");
         }
         assert!(w.backlog_bytes() > 0, "rows wait in the spool");
         blocker.execute_batch("COMMIT").unwrap();

@@ -43,7 +43,11 @@ fn family(model: &str) -> Family {
     let m = model.rsplit('/').next().unwrap_or(model);
     let b = m.as_bytes();
     let o_series = b.len() >= 2 && b[0] == b'o' && b[1].is_ascii_digit();
-    if m.starts_with("gpt-4o") || m.starts_with("gpt-4.1") || m.starts_with("gpt-5") || m.starts_with("chatgpt-") || o_series
+    if m.starts_with("gpt-4o")
+        || m.starts_with("gpt-4.1")
+        || m.starts_with("gpt-5")
+        || m.starts_with("chatgpt-")
+        || o_series
     {
         Family::O200k
     } else if m.starts_with("gpt-4") || m.starts_with("gpt-3.5") || m.starts_with("text-embedding-") {
@@ -61,9 +65,8 @@ pub fn count_tokens(model: &str, text: &str) -> u64 {
         return 0;
     }
     let bytes_fallback = || (text.len() as u64).div_ceil(3);
-    let count = |bpe: Option<&CoreBPE>| {
-        bpe.map(|b| b.encode_ordinary(text).len() as u64).unwrap_or_else(bytes_fallback)
-    };
+    let count =
+        |bpe: Option<&CoreBPE>| bpe.map(|b| b.encode_ordinary(text).len() as u64).unwrap_or_else(bytes_fallback);
     match family(model) {
         Family::O200k => count(o200k()),
         Family::Cl100k | Family::Other => count(cl100k()),

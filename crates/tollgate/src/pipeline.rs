@@ -28,13 +28,13 @@ use tollgate_units::{Money, Usage};
 
 use crate::attribution::{attribute, Attribution, KeyTags};
 use crate::auth::Principal;
+use crate::budget::{Action, Facts};
 use crate::config::Provider;
 use crate::error::{ApiError, ErrorShape};
+use crate::governor::{Refusal, Reservation};
 use crate::ledger::{LedgerRow, LedgerWriter, UsageSource};
 use crate::server::AppState;
 use crate::upstream::{self, Answer};
-use crate::budget::{Action, Facts};
-use crate::governor::{Refusal, Reservation};
 use crate::{governance, metering, policy, routing};
 
 pub const HEADER_REQUEST_ID: &str = "x-tollgate-request-id";
@@ -53,7 +53,8 @@ pub const HEADER_MAX_TOKENS_CAPPED: &str = "x-tollgate-max-tokens-capped";
 /// Largest upstream (non-streaming) answer the gateway will hold in memory.
 const MAX_UPSTREAM_BODY: usize = 64 * 1024 * 1024;
 /// Client headers passed on to the provider (protocol options, never credentials).
-const FORWARDED_HEADERS: &[&str] = &["anthropic-version", "anthropic-beta", "openai-organization", "openai-project", "openai-beta"];
+const FORWARDED_HEADERS: &[&str] =
+    &["anthropic-version", "anthropic-beta", "openai-organization", "openai-project", "openai-beta"];
 
 pub fn now_ms() -> i64 {
     chrono::Utc::now().timestamp_millis()
@@ -104,7 +105,15 @@ pub async fn proxy(state: Arc<AppState>, format: ApiFormat, req: Request<Body>) 
     };
 
     // From here on, exactly one ledger row, whatever happens.
-    let pending = Pending::new(state.ledger.clone(), state.observer.clone(), &request_id, time_ms, principal.id(), format, started);
+    let pending = Pending::new(
+        state.ledger.clone(),
+        state.observer.clone(),
+        &request_id,
+        time_ms,
+        principal.id(),
+        format,
+        started,
+    );
     let hang_up = HangUp::default();
     let flag = hang_up.flag.clone();
     let task = state.tasks.spawn(handle(state.clone(), pending, principal, parts.headers, body, flag));
@@ -113,7 +122,11 @@ pub async fn proxy(state: Arc<AppState>, format: ApiFormat, req: Request<Body>) 
         Err(e) => {
             // The task's `Pending` wrote the row while unwinding.
             tracing::error!(request_id = %request_id, error = %e, "request task failed");
-            error_response(ApiError::Internal { message: "the request failed inside the gateway".into() }, shape, &request_id)
+            error_response(
+                ApiError::Internal { message: "the request failed inside the gateway".into() },
+                shape,
+                &request_id,
+            )
         }
     };
     hang_up.disarm();
@@ -184,7 +197,8 @@ async fn until_upstream(
     let attribution = attribute(headers, info.user.as_deref(), &info.metadata, key_tags);
     p.info = info;
     p.row_mut().attribution = attribution?;
-    let model = p.info.model.clone().ok_or_else(|| ApiError::invalid_param("you must provide a model parameter", "model"))?;
+    let model =
+        p.info.model.clone().ok_or_else(|| ApiError::invalid_param("you must provide a model parameter", "model"))?;
 
     if let Principal::Key(k) = principal {
         if !policy::model_allowed(&k.models, &model) {
@@ -192,11 +206,13 @@ async fn until_upstream(
         }
     }
     let guard = &state.config.guardrails;
-    policy::require_tags(guard, &mut p.row_mut().attribution.tags).map_err(|message| ApiError::GuardrailViolation { message })?;
+    policy::require_tags(guard, &mut p.row_mut().attribution.tags)
+        .map_err(|message| ApiError::GuardrailViolation { message })?;
     {
         let a = &p.row().attribution;
         let facts = Facts { key_id: principal.id(), model: &model, provider: None, attribution: a };
-        policy::access_allows(&state.config.access, &facts, &model).map_err(|message| ApiError::ModelNotAllowed { message })?;
+        policy::access_allows(&state.config.access, &facts, &model)
+            .map_err(|message| ApiError::ModelNotAllowed { message })?;
     }
     policy::check_prompt(guard, &model, &p.info).map_err(|message| ApiError::GuardrailViolation { message })?;
     let caps = crate::governor::RunCaps {
@@ -255,11 +271,19 @@ async fn until_upstream(
             if let (Some(sem), Some(addr)) = (&state.semantic, state.self_addr.get()) {
                 let tools = crate::governance::mentions(&body, b"\"tools\"");
                 if p.format != ApiFormat::OpenAiEmbeddings && !tools && !sem.excluded(&model) {
-                    if let Some(v) =
-                        crate::semantic::embed(&state.http, *addr, headers, &sem.config.embeddings_model, &p.info.prompt_text).await
+                    if let Some(v) = crate::semantic::embed(
+                        &state.http,
+                        *addr,
+                        headers,
+                        &sem.config.embeddings_model,
+                        &p.info.prompt_text,
+                    )
+                    .await
                     {
                         if mode.reads() {
-                            if let Some((hit, similarity)) = sem.lookup(&tenant, p.format, p.info.stream, &model, &v, now_ms()) {
+                            if let Some((hit, similarity)) =
+                                sem.lookup(&tenant, p.format, p.info.stream, &model, &v, now_ms())
+                            {
                                 p.extra_headers.push((HEADER_SIMILARITY, format!("{similarity:.4}")));
                                 return Ok(Upstream::CacheHit(hit));
                             }
@@ -294,9 +318,18 @@ async fn until_upstream(
         Principal::Passthrough { provider_key, .. } => Some(provider_key.expose()),
         Principal::Key(_) => None,
     };
-    let sent =
-        upstream::send(&state.http, &state.config, &state.health, &plan, p.format, &body, &p.info, passthrough_key, &forwarded)
-            .await;
+    let sent = upstream::send(
+        &state.http,
+        &state.config,
+        &state.health,
+        &plan,
+        p.format,
+        &body,
+        &p.info,
+        passthrough_key,
+        &forwarded,
+    )
+    .await;
     let row = p.row_mut();
     row.attempts = sent.attempts;
     row.attempt_log = sent.log;
@@ -363,10 +396,8 @@ async fn serve_hit(mut p: Pending, e: Arc<crate::cache::Entry>, hung_up: &Atomic
 
 async fn read_body(body: Body, headers: &HeaderMap, limit: usize) -> Result<Bytes, ApiError> {
     let too_large = || ApiError::RequestTooLarge { message: format!("request body is larger than {limit} bytes") };
-    let declared = headers
-        .get(http::header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
+    let declared =
+        headers.get(http::header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
     if declared.is_some_and(|n| n > limit as u64) {
         return Err(too_large());
     }
@@ -452,7 +483,9 @@ fn govern(
                     Action::Downgrade(to) if !downgraded => {
                         let new_plan = routing::plan(&state.config, &to);
                         if new_plan.is_empty() {
-                            return Err(refuse(&format!("cannot cover this request and its downgrade model {to:?} has no route")));
+                            return Err(refuse(&format!(
+                                "cannot cover this request and its downgrade model {to:?} has no route"
+                            )));
                         }
                         *plan = new_plan;
                         downgraded = true;
@@ -486,7 +519,9 @@ async fn whole_body(state: &AppState, mut p: Pending, answer: Answer, hung_up: &
         }
         Err(_) => {
             p.estimate_spend(state, provider, &answer.model, "");
-            let e = ApiError::UpstreamTimeout { message: format!("provider {} did not finish its answer in time", provider.name) };
+            let e = ApiError::UpstreamTimeout {
+                message: format!("provider {} did not finish its answer in time", provider.name),
+            };
             return p.fail(e, hung_up).await;
         }
     };
@@ -562,7 +597,9 @@ async fn read_limited(mut resp: reqwest::Response, cap: usize) -> Result<Bytes, 
         match resp.chunk().await {
             Ok(Some(c)) => {
                 if buf.len() + c.len() > cap {
-                    return Err(ApiError::UpstreamError { message: format!("upstream answer is larger than {cap} bytes") });
+                    return Err(ApiError::UpstreamError {
+                        message: format!("upstream answer is larger than {cap} bytes"),
+                    });
                 }
                 buf.extend_from_slice(&c);
             }
@@ -674,9 +711,7 @@ async fn relay(state: Arc<AppState>, mut p: Pending, answer: Answer, tx: mpsc::S
         (reported, _) => {
             let est = metering::estimate(&served, &p.info.prompt_text, &end.output_text);
             let u = match reported {
-                Some(r) if r.input_tokens() > 0 => {
-                    Usage { output: r.output.max(est.output), ..*r }
-                }
+                Some(r) if r.input_tokens() > 0 => Usage { output: r.output.max(est.output), ..*r },
                 _ => est,
             };
             (u, UsageSource::Estimated)
@@ -690,7 +725,9 @@ async fn relay(state: Arc<AppState>, mut p: Pending, answer: Answer, tx: mpsc::S
             message: format!("provider {} stopped sending for {} ms", provider.name, idle.as_millis()),
         }),
         (StreamStop::Broken(m), false) => Some(ApiError::UpstreamError { message: m.clone() }),
-        (StreamStop::Ended, false) => Some(ApiError::UpstreamError { message: "upstream stream ended before its final event".into() }),
+        (StreamStop::Ended, false) => {
+            Some(ApiError::UpstreamError { message: "upstream stream ended before its final event".into() })
+        }
     };
     let row = p.row_mut();
     row.status = 200;
@@ -701,7 +738,9 @@ async fn relay(state: Arc<AppState>, mut p: Pending, answer: Answer, tx: mpsc::S
         row.error_code = Some("client_disconnected".into());
     }
     let cost = row.cost;
-    if let (Some(key), Some((events, _)), true, true) = (p.cache_key.take(), kept, end.completed, error.is_none() && !client_gone) {
+    if let (Some(key), Some((events, _)), true, true) =
+        (p.cache_key.take(), kept, end.completed, error.is_none() && !client_gone)
+    {
         if source == UsageSource::Provider {
             let entry = crate::cache::Entry {
                 body: None,
@@ -791,7 +830,12 @@ impl Pending {
     fn new(
         writer: LedgerWriter,
         observer: Arc<crate::observe::Observer>,
-        request_id: &str, time_ms: i64, key_id: &str, format: ApiFormat, started: Instant) -> Pending {
+        request_id: &str,
+        time_ms: i64,
+        key_id: &str,
+        format: ApiFormat,
+        started: Instant,
+    ) -> Pending {
         let row = LedgerRow {
             request_id: request_id.to_string(),
             time_ms,
@@ -875,7 +919,11 @@ impl Pending {
             row.client_disconnected = true;
         }
         if let Some(r) = self.reservation.take() {
-            r.governor().charge_run(row.attribution.trace_id.as_deref(), row.attribution.session.as_deref(), row.cost.unwrap_or(Money::ZERO));
+            r.governor().charge_run(
+                row.attribution.trace_id.as_deref(),
+                row.attribution.session.as_deref(),
+                row.cost.unwrap_or(Money::ZERO),
+            );
             r.settle(row.cost, row.usage.total_tokens(), now_ms());
         }
         self.observer.record(&row);

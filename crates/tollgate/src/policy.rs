@@ -23,7 +23,11 @@ pub fn glob_match(pattern: &str, name: &str) -> bool {
 
 /// Access rules: every rule whose scope covers the request must allow the
 /// model (its deny list wins over its allow list; an empty allow list allows all).
-pub fn access_allows(rules: &[crate::config::AccessRule], facts: &crate::budget::Facts<'_>, model: &str) -> Result<(), String> {
+pub fn access_allows(
+    rules: &[crate::config::AccessRule],
+    facts: &crate::budget::Facts<'_>,
+    model: &str,
+) -> Result<(), String> {
     for r in rules.iter().filter(|r| r.scope.matches(facts)) {
         if r.deny.iter().any(|p| glob_match(p, model)) {
             return Err(format!("model {model:?} is denied for {}", r.scope));
@@ -36,13 +40,18 @@ pub fn access_allows(rules: &[crate::config::AccessRule], facts: &crate::budget:
 }
 
 /// Required tags: refuse a request missing one, or file it under `unattributed`.
-pub fn require_tags(g: &crate::config::Guardrails, tags: &mut std::collections::BTreeMap<String, String>) -> Result<(), String> {
+pub fn require_tags(
+    g: &crate::config::Guardrails,
+    tags: &mut std::collections::BTreeMap<String, String>,
+) -> Result<(), String> {
     for t in &g.required_tags {
         if !tags.contains_key(t) {
             if g.untagged_as_unattributed {
                 tags.insert(t.clone(), "unattributed".into());
             } else {
-                return Err(format!("missing required tag {t:?}: send it in x-tollgate-tags (e.g. {t}=…) or set it on the key"));
+                return Err(format!(
+                    "missing required tag {t:?}: send it in x-tollgate-tags (e.g. {t}=…) or set it on the key"
+                ));
             }
         }
     }
@@ -50,7 +59,11 @@ pub fn require_tags(g: &crate::config::Guardrails, tags: &mut std::collections::
 }
 
 /// Prompt-level guardrails: sizes and deny-listed patterns.
-pub fn check_prompt(g: &crate::config::Guardrails, model: &str, info: &tollgate_providers::RequestInfo) -> Result<(), String> {
+pub fn check_prompt(
+    g: &crate::config::Guardrails,
+    model: &str,
+    info: &tollgate_providers::RequestInfo,
+) -> Result<(), String> {
     if let (Some(max), Some(asked)) = (g.max_output_tokens, info.max_output_tokens) {
         if asked > max {
             return Err(format!("max tokens {asked} is above the allowed {max}"));

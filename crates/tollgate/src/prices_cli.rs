@@ -75,7 +75,11 @@ fn read_outside(file: &PathBuf, format: ImportFormat) -> anyhow::Result<(Catalog
     r.map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))
 }
 
-pub fn run(cmd: &PricesCommand, catalog: &Catalog, store: impl FnOnce() -> anyhow::Result<SqliteStore>) -> anyhow::Result<()> {
+pub fn run(
+    cmd: &PricesCommand,
+    catalog: &Catalog,
+    store: impl FnOnce() -> anyhow::Result<SqliteStore>,
+) -> anyhow::Result<()> {
     match cmd {
         PricesCommand::List { provider } => {
             println!("USD per million tokens");
@@ -112,7 +116,12 @@ pub fn run(cmd: &PricesCommand, catalog: &Catalog, store: impl FnOnce() -> anyho
                 println!("  {name:<15} {}", rate(v));
             }
             for t in &e.long_context {
-                println!("  above {} input tokens: input {} output {}", t.above_input_tokens, rate(Some(t.rates.input)), rate(Some(t.rates.output)));
+                println!(
+                    "  above {} input tokens: input {} output {}",
+                    t.above_input_tokens,
+                    rate(Some(t.rates.input)),
+                    rate(Some(t.rates.output))
+                );
             }
             let history = catalog.history(&e.provider, &e.model);
             if history.len() > 1 {
@@ -148,7 +157,8 @@ pub fn run(cmd: &PricesCommand, catalog: &Catalog, store: impl FnOnce() -> anyho
                     "SELECT COALESCE(provider, '-'), COALESCE(model, requested_model, '-'), COUNT(*), MAX(ts_ms) \
                      FROM ledger WHERE cost_nanos IS NULL GROUP BY 1, 2 ORDER BY 3 DESC",
                 )?;
-                let rows = stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, i64>(2)?)))?;
+                let rows =
+                    stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, i64>(2)?)))?;
                 Ok(rows.collect::<Result<Vec<_>, _>>()?)
             })?;
             if unpriced.is_empty() {
@@ -164,7 +174,14 @@ pub fn run(cmd: &PricesCommand, catalog: &Catalog, store: impl FnOnce() -> anyho
                 let diffs = import::discrepancies(catalog, &theirs);
                 println!("{} discrepancies with {}:", diffs.len(), file.display());
                 for d in diffs {
-                    println!("  {:<12} {:<40} {:<28} ours {:<10} theirs {}", d.provider, d.model, d.what, rate(d.ours), rate(d.theirs));
+                    println!(
+                        "  {:<12} {:<40} {:<28} ours {:<10} theirs {}",
+                        d.provider,
+                        d.model,
+                        d.what,
+                        rate(d.ours),
+                        rate(d.theirs)
+                    );
                 }
             }
             Ok(())

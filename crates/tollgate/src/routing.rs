@@ -112,7 +112,11 @@ pub fn order(config: &Config, model: &str, attempts: &mut [Attempt], view: impl 
             let weights: Vec<u64> = head
                 .iter()
                 .map(|a| {
-                    config.routes.get(model).and_then(|r| r.targets.iter().find(|t| t.provider == a.provider && t.model == a.model)).map_or(1, |t| u64::from(t.weight))
+                    config
+                        .routes
+                        .get(model)
+                        .and_then(|r| r.targets.iter().find(|t| t.provider == a.provider && t.model == a.model))
+                        .map_or(1, |t| u64::from(t.weight))
                 })
                 .collect();
             let total: u64 = weights.iter().sum();
@@ -258,14 +262,19 @@ targets = [{ provider = "a", model = "m" }, { provider = "b", model = "m" }]
         assert_eq!(first("w", 0, &none), vec![0, 1]);
         assert_eq!(first("w", u32::MAX / 4 + 10, &none), vec![1, 0]);
         assert_eq!(first("w", u32::MAX, &none), vec![1, 0]);
-        let lat = |a: &Attempt| TargetView { latency_ms: Some(if a.provider == 0 { 90 } else { 10 }), ..Default::default() };
+        let lat =
+            |a: &Attempt| TargetView { latency_ms: Some(if a.provider == 0 { 90 } else { 10 }), ..Default::default() };
         assert_eq!(first("fast", 0, &lat)[..2], [1, 0], "fastest first; fallbacks after");
-        let cost = |a: &Attempt| TargetView { unit_cost: Some(if a.provider == 0 { 500 } else { 100 }), ..Default::default() };
+        let cost =
+            |a: &Attempt| TargetView { unit_cost: Some(if a.provider == 0 { 500 } else { 100 }), ..Default::default() };
         assert_eq!(first("cheap", 0, &cost), vec![1, 0]);
         let ejected = |a: &Attempt| TargetView { ejected: a.provider == 0, ..Default::default() };
         assert_eq!(first("cheap", 0, &ejected), vec![1, 0], "an ejected target goes last");
         let bad = text.replace("least_cost", "random");
-        assert!(Config::from_toml(&bad, "t", &HashMap::<String, String>::new()).unwrap_err().to_string().contains("strategy \"random\""));
+        assert!(Config::from_toml(&bad, "t", &HashMap::<String, String>::new())
+            .unwrap_err()
+            .to_string()
+            .contains("strategy \"random\""));
     }
 
     #[test]

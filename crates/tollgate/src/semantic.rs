@@ -66,7 +66,15 @@ impl SemanticCache {
     }
 
     /// The closest fresh answer at or above the threshold, with its similarity.
-    pub fn lookup(&self, tenant: &str, format: ApiFormat, stream: bool, model: &str, vector: &[f32], now_ms: i64) -> Option<(Arc<Entry>, f32)> {
+    pub fn lookup(
+        &self,
+        tenant: &str,
+        format: ApiFormat,
+        stream: bool,
+        model: &str,
+        vector: &[f32],
+        now_ms: i64,
+    ) -> Option<(Arc<Entry>, f32)> {
         let v = normalise(vector.to_vec());
         let t = self.lock();
         t.get(tenant)?
@@ -79,7 +87,15 @@ impl SemanticCache {
             .map(|(i, s)| (i.entry.clone(), s))
     }
 
-    pub fn insert(&self, tenant: &str, format: ApiFormat, stream: bool, model: &str, vector: Vec<f32>, entry: Arc<Entry>) {
+    pub fn insert(
+        &self,
+        tenant: &str,
+        format: ApiFormat,
+        stream: bool,
+        model: &str,
+        vector: Vec<f32>,
+        entry: Arc<Entry>,
+    ) {
         let mut t = self.lock();
         let items = t.entry(tenant.to_string()).or_default();
         if items.len() >= self.config.max_entries_per_tenant.max(1) {
@@ -101,17 +117,28 @@ pub async fn embed(
     let mut req = http
         .post(format!("http://{gateway}/v1/embeddings"))
         .json(&serde_json::json!({ "model": model, "input": text, "encoding_format": "float" }));
-    for h in ["authorization", "x-api-key", "traceparent", "x-tollgate-trace-id", "x-tollgate-session-id", "x-tollgate-agent"] {
+    for h in [
+        "authorization",
+        "x-api-key",
+        "traceparent",
+        "x-tollgate-trace-id",
+        "x-tollgate-session-id",
+        "x-tollgate-agent",
+    ] {
         if let Some(v) = headers.get(h) {
             req = req.header(h, v);
         }
     }
     let tags = headers.get("x-tollgate-tags").and_then(|v| v.to_str().ok()).unwrap_or("");
-    let tags = if tags.is_empty() { "purpose=semantic_cache".to_string() } else { format!("{tags},purpose=semantic_cache") };
+    let tags =
+        if tags.is_empty() { "purpose=semantic_cache".to_string() } else { format!("{tags},purpose=semantic_cache") };
     req = req.header("x-tollgate-tags", tags);
     let resp = req.send().await.ok()?;
     if !resp.status().is_success() {
-        tracing::warn!(status = resp.status().as_u16(), "semantic cache: embedding call failed; skipping the semantic lookup");
+        tracing::warn!(
+            status = resp.status().as_u16(),
+            "semantic cache: embedding call failed; skipping the semantic lookup"
+        );
         return None;
     }
     let v: serde_json::Value = resp.json().await.ok()?;

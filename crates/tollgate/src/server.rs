@@ -20,14 +20,14 @@ use tollgate_providers::ApiFormat;
 
 use crate::api;
 use crate::auth::{Authenticator, KeyHasher};
+use crate::budget::BudgetSpec;
 use crate::config::Config;
+use crate::governor::Governor;
 use crate::ledger::{LedgerDrain, LedgerWriter};
 use crate::pipeline;
 use crate::pricing::Pricing;
 use crate::store::sqlite::SqliteStore;
 use crate::store::KeyStore;
-use crate::governor::Governor;
-use crate::budget::BudgetSpec;
 
 /// Everything a request needs, shared by all requests.
 pub struct AppState {
@@ -121,20 +121,26 @@ impl Gateway {
             installed.push(b);
         }
         let alerts_fired = Arc::new(std::sync::atomic::AtomicU64::new(0));
-        let mut background = Vec::new();
-        background.push(tokio::spawn(crate::alerts::dispatch(
-            alert_rx,
-            store.clone(),
-            config.governance.webhooks.clone(),
-            http.clone(),
-            alerts_fired.clone(),
-        )));
-        background.push(tokio::spawn(crate::alerts::forward_anomalies(
-            observer.subscribe_anomalies(),
-            config.governance.webhooks.clone(),
-            http.clone(),
-        )));
-        background.push(tokio::spawn(watch_governance(store.clone(), governor.clone(), config.governance.budgets.clone(), installed)));
+        let background = vec![
+            tokio::spawn(crate::alerts::dispatch(
+                alert_rx,
+                store.clone(),
+                config.governance.webhooks.clone(),
+                http.clone(),
+                alerts_fired.clone(),
+            )),
+            tokio::spawn(crate::alerts::forward_anomalies(
+                observer.subscribe_anomalies(),
+                config.governance.webhooks.clone(),
+                http.clone(),
+            )),
+            tokio::spawn(watch_governance(
+                store.clone(),
+                governor.clone(),
+                config.governance.budgets.clone(),
+                installed,
+            )),
+        ];
         let state = AppState {
             cache: crate::cache::MemoryCache::new(config.cache.max_bytes, config.cache.ttl_ms),
             semantic: config.semantic.clone().map(crate::semantic::SemanticCache::new),
@@ -196,7 +202,12 @@ impl Gateway {
 }
 
 /// Puts a budget in force with what the ledger already holds for its window.
-pub fn install_budget(store: &SqliteStore, governor: &Governor, spec: BudgetSpec, now_ms: i64) -> Result<(), crate::store::StoreError> {
+pub fn install_budget(
+    store: &SqliteStore,
+    governor: &Governor,
+    spec: BudgetSpec,
+    now_ms: i64,
+) -> Result<(), crate::store::StoreError> {
     let (start, _) = spec.period.window(now_ms, governor.time_zone());
     let spent = store.spend_per_second(&spec.scope.ledger_filters(), start)?;
     let fired = match spec.period {
@@ -208,7 +219,12 @@ pub fn install_budget(store: &SqliteStore, governor: &Governor, spec: BudgetSpec
 }
 
 /// Picks up budgets and limits changed by other processes (`tollgate budgets set` on the database).
-async fn watch_governance(store: Arc<SqliteStore>, governor: Arc<Governor>, from_config: Vec<BudgetSpec>, mut installed: Vec<BudgetSpec>) {
+async fn watch_governance(
+    store: Arc<SqliteStore>,
+    governor: Arc<Governor>,
+    from_config: Vec<BudgetSpec>,
+    mut installed: Vec<BudgetSpec>,
+) {
     let mut seen = store.governance_version().ok();
     loop {
         tokio::time::sleep(std::time::Duration::from_secs(2)).await;
@@ -219,8 +235,10 @@ async fn watch_governance(store: Arc<SqliteStore>, governor: Arc<Governor>, from
         }
         seen = Some(version);
         let s = store.clone();
-        let Ok(Ok((budgets, limits))) =
-            tokio::task::spawn_blocking(move || Ok::<_, crate::store::StoreError>((s.list_budgets()?, s.list_limits()?))).await
+        let Ok(Ok((budgets, limits))) = tokio::task::spawn_blocking(move || {
+            Ok::<_, crate::store::StoreError>((s.list_budgets()?, s.list_limits()?))
+        })
+        .await
         else {
             continue;
         };

@@ -53,7 +53,9 @@ pub fn adapter_error(e: AdapterError) -> ApiError {
     match e {
         AdapterError::InvalidRequest { message, param } => ApiError::InvalidRequest { message, param },
         AdapterError::Unsupported(message) => ApiError::invalid(message),
-        AdapterError::MalformedUpstream(m) => ApiError::UpstreamError { message: format!("upstream answered malformed data: {m}") },
+        AdapterError::MalformedUpstream(m) => {
+            ApiError::UpstreamError { message: format!("upstream answered malformed data: {m}") }
+        }
     }
 }
 
@@ -66,9 +68,9 @@ fn status_error(provider: &Provider, status: u16, message: Option<String>, retry
             message: format!("provider {name} is rate limiting requests (429){detail}"),
             retry_after,
         },
-        401 | 403 => ApiError::UpstreamError {
-            message: format!("provider {name} refused the gateway's credentials ({status})"),
-        },
+        401 | 403 => {
+            ApiError::UpstreamError { message: format!("provider {name} refused the gateway's credentials ({status})") }
+        }
         413 => ApiError::RequestTooLarge { message: format!("provider {name} says the request is too large{detail}") },
         400..=499 => ApiError::invalid(format!("provider {name} rejected the request ({status}){detail}")),
         _ => ApiError::UpstreamError { message: format!("provider {name} failed ({status}){detail}") },
@@ -135,7 +137,11 @@ struct TargetHealth {
 
 impl Health {
     pub fn new(failures: u32, cooldown: Duration) -> Health {
-        Health { targets: Mutex::new(HashMap::new()), failures: failures.max(1), cooldown_ms: cooldown.as_millis() as i64 }
+        Health {
+            targets: Mutex::new(HashMap::new()),
+            failures: failures.max(1),
+            cooldown_ms: cooldown.as_millis() as i64,
+        }
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<(usize, String), TargetHealth>> {
@@ -269,7 +275,12 @@ pub async fn send(
                     record.status = Some(resp.status().as_u16());
                     log.push(record);
                     return Sent {
-                        result: Ok(Answer { response: resp, translator, provider: attempt.provider, model: attempt.model.clone() }),
+                        result: Ok(Answer {
+                            response: resp,
+                            translator,
+                            provider: attempt.provider,
+                            model: attempt.model.clone(),
+                        }),
                         attempts,
                         last,
                         log,
@@ -306,7 +317,11 @@ pub async fn send(
                     tracing::warn!(provider = %provider.name, retry, "upstream timed out");
                     health.failure(attempt, now_ms());
                     let err = ApiError::UpstreamTimeout {
-                        message: format!("provider {} did not answer within {} ms", provider.name, provider.timeout.as_millis()),
+                        message: format!(
+                            "provider {} did not answer within {} ms",
+                            provider.name,
+                            provider.timeout.as_millis()
+                        ),
                     };
                     record.error = Some(err.code().to_string());
                     log.push(record);

@@ -1,6 +1,8 @@
 //! The exact response cache: hits for repeated requests (streaming and not),
 //! never across tenants, per-request modes, and savings equal to avoided cost.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod common;
 
 use common::{chat, Harness};
@@ -71,7 +73,11 @@ async fn repeated_requests_hit_the_cache_and_save_their_cost() {
     let rows = g.rows();
     let avoided: i64 = rows.iter().filter(|r| r.cache == "hit").map(|r| r.response_cache_savings.nanos()).sum();
     let originals: i64 = [&id1, &sid1].iter().map(|id| g.row(id).cost.unwrap().nanos()).sum::<i64>()
-        + rows.iter().filter(|r| r.endpoint == "messages" && r.cache == "miss").map(|r| r.cost.unwrap().nanos()).sum::<i64>();
+        + rows
+            .iter()
+            .filter(|r| r.endpoint == "messages" && r.cache == "miss")
+            .map(|r| r.cost.unwrap().nanos())
+            .sum::<i64>();
     assert_eq!(avoided, originals);
     let v: Value = g.http.get(format!("{}/api/v1/spend", g.base)).send().await.unwrap().json().await.unwrap();
     assert_eq!(v["response_cache_savings_usd"], Money::from_nanos(avoided).to_string());
@@ -98,7 +104,8 @@ async fn no_hit_across_tenants_and_per_request_modes() {
     let r = g.post("/v1/chat/completions").json(&body).send().await.unwrap();
     assert_eq!(h(&r, "x-tollgate-cache"), "miss");
     let _ = r.bytes().await.unwrap();
-    let r = g.http.post(format!("{}/v1/chat/completions", g.base)).bearer_auth(&other).json(&body).send().await.unwrap();
+    let r =
+        g.http.post(format!("{}/v1/chat/completions", g.base)).bearer_auth(&other).json(&body).send().await.unwrap();
     assert_eq!(h(&r, "x-tollgate-cache"), "miss", "another key never sees this key's answers");
     let _ = r.bytes().await.unwrap();
 
@@ -148,7 +155,8 @@ async fn prompt_cache_insight_flags_a_changing_prefix() {
         let _ = r.bytes().await.unwrap();
     }
     assert_eq!(g.rows().len(), 12);
-    let v: Value = g.http.get(format!("{}/api/v1/prompt-cache?by=prompt", g.base)).send().await.unwrap().json().await.unwrap();
+    let v: Value =
+        g.http.get(format!("{}/api/v1/prompt-cache?by=prompt", g.base)).send().await.unwrap().json().await.unwrap();
     let rows = v["rows"].as_array().unwrap();
     let find = |p: &str| rows.iter().find(|r| r["prompt"] == p).unwrap().clone();
     let (v1, v2) = (find("billing@v1"), find("billing@v2"));
@@ -157,7 +165,8 @@ async fn prompt_cache_insight_flags_a_changing_prefix() {
     assert_eq!(v2["unstable_prefix"], true);
     assert_eq!(v2["distinct_prefixes"], 6);
     // The ratio is the ledger's cached reads over all input, to four decimals.
-    let ledger: Vec<_> = g.rows().into_iter().filter(|r| r.attribution.prompt.as_deref() == Some("billing@v1")).collect();
+    let ledger: Vec<_> =
+        g.rows().into_iter().filter(|r| r.attribution.prompt.as_deref() == Some("billing@v1")).collect();
     let read: u64 = ledger.iter().map(|r| r.usage.cache_read).sum();
     let input: u64 = ledger.iter().map(|r| r.usage.input_tokens()).sum();
     let bp = read * 10_000 / input;
@@ -196,7 +205,10 @@ async fn semantic_cache_hits_a_paraphrase_above_the_threshold_only() {
         let first_body = r.text().await.unwrap();
         let r = ask(reordered).await.unwrap();
         assert_eq!(h(&r, "x-tollgate-cache"), "hit", "same words, other order and punctuation");
-        assert!(h(&r, "x-tollgate-cache-similarity").starts_with("1.0") || h(&r, "x-tollgate-cache-similarity").starts_with("0.99"));
+        assert!(
+            h(&r, "x-tollgate-cache-similarity").starts_with("1.0")
+                || h(&r, "x-tollgate-cache-similarity").starts_with("0.99")
+        );
         assert_eq!(r.text().await.unwrap(), first_body);
         let r = ask(related).await.unwrap();
         let got = h(&r, "x-tollgate-cache").to_string();
@@ -204,7 +216,10 @@ async fn semantic_cache_hits_a_paraphrase_above_the_threshold_only() {
         assert_eq!(got == "hit", related_hits, "threshold {threshold}, similarity {s}");
         // Each lookup's embedding call went through the gateway and is in the ledger.
         let rows = g.rows();
-        let embeds = rows.iter().filter(|r| r.endpoint == "embeddings" && r.attribution.tag("purpose") == Some("semantic_cache")).count();
+        let embeds = rows
+            .iter()
+            .filter(|r| r.endpoint == "embeddings" && r.attribution.tag("purpose") == Some("semantic_cache"))
+            .count();
         assert_eq!(embeds, 3);
         assert!(rows.iter().filter(|r| r.endpoint == "embeddings").all(|r| r.cost.is_some_and(|c| c.nanos() > 0)));
         g.stop().await;

@@ -1,5 +1,7 @@
 //! The command line as a user runs it: keys, demo, config errors.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod common;
 
 use std::process::Command;
@@ -18,7 +20,25 @@ fn keys_create_list_revoke_and_the_secret_is_never_stored() {
     let dir = tempfile::tempdir().unwrap();
     let db = format!("sqlite://{}", dir.path().join("k.db").display());
     let out = tollgate(
-        &["--db", &db, "keys", "create", "--name", "checkout", "--team", "growth", "--tag", "env=prod", "--enforce-tag", "org=acme", "--models", "gpt-4o-mini,claude-*", "--expires", "30d", "--json"],
+        &[
+            "--db",
+            &db,
+            "keys",
+            "create",
+            "--name",
+            "checkout",
+            "--team",
+            "growth",
+            "--tag",
+            "env=prod",
+            "--enforce-tag",
+            "org=acme",
+            "--models",
+            "gpt-4o-mini,claude-*",
+            "--expires",
+            "30d",
+            "--json",
+        ],
         &[],
     );
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
@@ -58,7 +78,13 @@ fn keys_create_list_revoke_and_the_secret_is_never_stored() {
 fn key_budget_and_limits_and_budgets_cli() {
     let dir = tempfile::tempdir().unwrap();
     let db = format!("sqlite://{}", dir.path().join("k.db").display());
-    let out = tollgate(&["--db", &db, "keys", "create", "--name", "x", "--budget", "5/month", "--rpm", "10", "--tpm", "1000", "--json"], &[]);
+    let out = tollgate(
+        &[
+            "--db", &db, "keys", "create", "--name", "x", "--budget", "5/month", "--rpm", "10", "--tpm", "1000",
+            "--json",
+        ],
+        &[],
+    );
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let id = serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap()["id"].as_str().unwrap().to_string();
     let store = tollgate::store::sqlite::SqliteStore::open(&db).unwrap();
@@ -70,7 +96,25 @@ fn key_budget_and_limits_and_budgets_cli() {
     let bad = tollgate(&["--db", &db, "keys", "create", "--name", "y", "--budget", "5"], &[]);
     assert!(!bad.status.success() && String::from_utf8_lossy(&bad.stderr).contains("USD/PERIOD"));
 
-    let out = tollgate(&["--db", &db, "budgets", "set", "--scope", "team=growth,env=prod", "--limit", "500", "--period", "month", "--action", "downgrade:gpt-4o-mini", "--alert-at", "0.5,0.9"], &[]);
+    let out = tollgate(
+        &[
+            "--db",
+            &db,
+            "budgets",
+            "set",
+            "--scope",
+            "team=growth,env=prod",
+            "--limit",
+            "500",
+            "--period",
+            "month",
+            "--action",
+            "downgrade:gpt-4o-mini",
+            "--alert-at",
+            "0.5,0.9",
+        ],
+        &[],
+    );
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let out = tollgate(&["--db", &db, "budgets", "list"], &[]);
     let text = String::from_utf8_lossy(&out.stdout);
@@ -113,23 +157,31 @@ fn refuses_an_open_admin_api_on_a_public_address() {
 fn demo_runs_and_fills_the_ledger() {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("demo.db");
-    let out = tollgate(&["demo", "--listen", "127.0.0.1:0", "--demo-db", db.to_str().unwrap(), "--duration-secs", "4"], &[]);
+    let out =
+        tollgate(&["demo", "--listen", "127.0.0.1:0", "--demo-db", db.to_str().unwrap(), "--duration-secs", "4"], &[]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains("curl -s http://127.0.0.1:") && text.contains("OpenAI(base_url="), "{text}");
     assert!(text.contains("/ui"), "prints the dashboard URL: {text}");
     let store = tollgate::store::sqlite::SqliteStore::open(db.to_str().unwrap()).unwrap();
     use tollgate::store::LedgerStore;
-    let rows = store.requests(&tollgate::store::RequestQuery { filters: vec![], limit: 1000, cursor: None }).unwrap().rows;
+    let rows =
+        store.requests(&tollgate::store::RequestQuery { filters: vec![], limit: 1000, cursor: None }).unwrap().rows;
     assert!(rows.len() > 20, "demo traffic reached the ledger: {}", rows.len());
-    let teams: std::collections::BTreeSet<_> = rows.iter().filter_map(|r| r.attribution.tag("team").map(String::from)).collect();
+    let teams: std::collections::BTreeSet<_> =
+        rows.iter().filter_map(|r| r.attribution.tag("team").map(String::from)).collect();
     assert!(teams.len() >= 4, "{teams:?}");
     // Live traffic through the gateway succeeds; the seeded history has failures on purpose.
-    let live: Vec<_> = rows.iter().filter(|r| r.attribution.session.as_deref().is_some_and(|s| s.starts_with("sess-live-"))).collect();
+    let live: Vec<_> =
+        rows.iter().filter(|r| r.attribution.session.as_deref().is_some_and(|s| s.starts_with("sess-live-"))).collect();
     assert!(!live.is_empty(), "live traffic reached the ledger");
     assert!(live.iter().all(|r| r.status == 200), "live demo traffic succeeds");
     let storm = store
-        .requests(&tollgate::store::RequestQuery { filters: vec![("status".into(), "429".into())], limit: 1000, cursor: None })
+        .requests(&tollgate::store::RequestQuery {
+            filters: vec![("status".into(), "429".into())],
+            limit: 1000,
+            cursor: None,
+        })
         .unwrap()
         .rows;
     assert!(storm.len() > 50 && storm.iter().all(|r| r.attempts > 1), "the seeded retry storm: {}", storm.len());

@@ -3,6 +3,8 @@
 //! whose client received the last byte — none missing, none twice. Then
 //! SIGTERM: requests in flight finish and everything is drained.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod common;
 
 use std::collections::HashSet;
@@ -62,7 +64,7 @@ fn all_ids(db: &str) -> Vec<String> {
 async fn client(base: String, key: String, acked: Arc<Mutex<Vec<String>>>, n: usize) {
     let http = reqwest::Client::new();
     for i in 0.. {
-        let stream = (i + n) % 2 == 0;
+        let stream = (i + n).is_multiple_of(2);
         let body = serde_json::json!({
             "model": "gpt-4o-mini",
             "stream": stream,
@@ -78,7 +80,11 @@ async fn client(base: String, key: String, acked: Arc<Mutex<Vec<String>>>, n: us
         let Ok(bytes) = r.bytes().await else {
             return;
         };
-        let complete = if stream { bytes.ends_with(b"data: [DONE]\n\n") } else { ok && serde_json::from_slice::<serde_json::Value>(&bytes).is_ok() };
+        let complete = if stream {
+            bytes.ends_with(b"data: [DONE]\n\n")
+        } else {
+            ok && serde_json::from_slice::<serde_json::Value>(&bytes).is_ok()
+        };
         if complete {
             acked.lock().unwrap().push(id);
         }
@@ -107,7 +113,8 @@ async fn sigkill_under_load_loses_no_acknowledged_row() {
     let acked = Arc::new(Mutex::new(Vec::<String>::new()));
     for cycle in 0..KILL_CYCLES {
         let mut gw = start_gateway(&config, key_secret);
-        let clients: Vec<_> = (0..8).map(|n| tokio::spawn(client(gw.base.clone(), key.clone(), acked.clone(), n))).collect();
+        let clients: Vec<_> =
+            (0..8).map(|n| tokio::spawn(client(gw.base.clone(), key.clone(), acked.clone(), n))).collect();
         // Kill at a different moment each cycle.
         tokio::time::sleep(Duration::from_millis(150 + (cycle as u64 * 37) % 300)).await;
         gw.child.kill().unwrap(); // SIGKILL
@@ -158,7 +165,8 @@ async fn sigterm_finishes_requests_in_flight_and_drains() {
             "model": "gpt-4o-mini", "stream": true,
             "messages": [{"role": "user", "content": format!("[mock chunks=10 chunk_delay_ms=60] slow {i}")}],
         });
-        let r = http.post(format!("{}/v1/chat/completions", gw.base)).bearer_auth(&key).json(&body).send().await.unwrap();
+        let r =
+            http.post(format!("{}/v1/chat/completions", gw.base)).bearer_auth(&key).json(&body).send().await.unwrap();
         streams.push(tokio::spawn(async move { r.bytes().await.unwrap() }));
     }
     tokio::time::sleep(Duration::from_millis(100)).await;

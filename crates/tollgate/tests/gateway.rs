@@ -1,6 +1,8 @@
 //! End-to-end behaviour of the gateway against the mock provider over real
 //! loopback sockets: metering, errors, one ledger row per request.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod common;
 
 use common::{chat, Harness};
@@ -76,7 +78,10 @@ async fn streaming_equals_non_streaming_and_hides_the_usage_chunk() {
         assert!(v["usage"].is_null(), "usage leaked to a client that did not ask: {d}");
         assert!(!v["choices"].as_array().unwrap().is_empty(), "usage-only chunk leaked: {d}");
     }
-    assert!(comments.iter().any(|c| c.starts_with("x-tollgate-cost-usd=") || c.starts_with("x-tollgate-priced=")), "{comments:?}");
+    assert!(
+        comments.iter().any(|c| c.starts_with("x-tollgate-cost-usd=") || c.starts_with("x-tollgate-priced=")),
+        "{comments:?}"
+    );
 
     // Client asked: it sees the usage chunk, equal to the ledger.
     let mut body = chat("o4-mini", text, true);
@@ -133,7 +138,12 @@ async fn anthropic_native_and_translated_are_metered() {
     assert_eq!(h.row(&sid).usage, row.usage);
 
     // OpenAI chat format to an Anthropic model: translated both ways.
-    let r = h.post("/v1/chat/completions").json(&chat("claude-haiku-4-5", "hello from the anthropic sdk", false)).send().await.unwrap();
+    let r = h
+        .post("/v1/chat/completions")
+        .json(&chat("claude-haiku-4-5", "hello from the anthropic sdk", false))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 200);
     let tid = header(&r, "x-tollgate-request-id").to_string();
     let v: Value = r.json().await.unwrap();
@@ -161,7 +171,14 @@ async fn unknown_revoked_or_missing_keys_get_401_and_reach_no_provider() {
         assert_eq!(v["error"]["code"], "invalid_api_key");
     }
     // Anthropic shape on /v1/messages.
-    let r = h.http.post(format!("{}/v1/messages", h.base)).header("x-api-key", "tg_bad").json(&json!({})).send().await.unwrap();
+    let r = h
+        .http
+        .post(format!("{}/v1/messages", h.base))
+        .header("x-api-key", "tg_bad")
+        .json(&json!({}))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 401);
     let v: Value = r.json().await.unwrap();
     assert_eq!(v["type"], "error");
@@ -184,13 +201,21 @@ async fn bad_input_gets_a_clear_error_and_one_row_each() {
     let before = h.mock_total().await;
     let big = "x".repeat(4096);
     let cases: Vec<(reqwest::RequestBuilder, u16, &str)> = vec![
-        (h.post("/v1/chat/completions").header("content-type", "application/json").body("{not json"), 400, "invalid_request"),
+        (
+            h.post("/v1/chat/completions").header("content-type", "application/json").body("{not json"),
+            400,
+            "invalid_request",
+        ),
         (h.post("/v1/chat/completions").body(vec![0xff, 0xfe, 0x7b]), 400, "invalid_request"),
         (h.post("/v1/chat/completions").json(&json!({"model": 42, "messages": []})), 400, "invalid_request"),
         (h.post("/v1/chat/completions").json(&json!({"messages": []})), 400, "invalid_request"),
         (h.post("/v1/chat/completions").json(&chat("no-such-model", "hi", false)), 404, "model_not_found"),
         (h.post("/v1/chat/completions").json(&chat("gpt-4o-mini", &big, false)), 413, "request_too_large"),
-        (h.post("/v1/chat/completions").header("x-tollgate-tags", "broken").json(&chat("gpt-4o-mini", "hi", false)), 400, "invalid_request"),
+        (
+            h.post("/v1/chat/completions").header("x-tollgate-tags", "broken").json(&chat("gpt-4o-mini", "hi", false)),
+            400,
+            "invalid_request",
+        ),
         (h.post("/v1/embeddings").json(&json!({"model": "claude-haiku-4-5", "input": "x"})), 400, "invalid_request"),
     ];
     let n = cases.len();
@@ -239,7 +264,12 @@ async fn upstream_failures_map_to_stable_codes_after_retries() {
 async fn a_cut_stream_and_a_vanished_client_each_leave_one_marked_row() {
     let h = Harness::start().await;
     // Upstream cuts the stream mid-way.
-    let r = h.post("/v1/chat/completions").json(&chat("gpt-4o-mini", "[mock fault=truncate chunks=8]", true)).send().await.unwrap();
+    let r = h
+        .post("/v1/chat/completions")
+        .json(&chat("gpt-4o-mini", "[mock fault=truncate chunks=8]", true))
+        .send()
+        .await
+        .unwrap();
     let cut_id = header(&r, "x-tollgate-request-id").to_string();
     let (data, _) = sse(r).await;
     assert!(!data.contains(&"[DONE]".to_string()), "a cut stream must not look complete");
@@ -309,7 +339,12 @@ async fn concurrent_requests_leave_exactly_one_row_each() {
 #[tokio::test]
 async fn embeddings_responses_and_gemini_are_metered() {
     let h = Harness::start().await;
-    let r = h.post("/v1/embeddings").json(&json!({"model": "text-embedding-3-small", "input": ["one two", "three"]})).send().await.unwrap();
+    let r = h
+        .post("/v1/embeddings")
+        .json(&json!({"model": "text-embedding-3-small", "input": ["one two", "three"]}))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 200);
     let id = header(&r, "x-tollgate-request-id").to_string();
     let v: Value = r.json().await.unwrap();
@@ -360,7 +395,15 @@ async fn request_log_api_pages_and_filters() {
         let _ = r.bytes().await.unwrap();
     }
     assert_eq!(h.rows().len(), 5, "every row has left the spool");
-    let v: Value = h.http.get(format!("{}/api/v1/requests?limit=2&filter=team:growth", h.base)).send().await.unwrap().json().await.unwrap();
+    let v: Value = h
+        .http
+        .get(format!("{}/api/v1/requests?limit=2&filter=team:growth", h.base))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     assert_eq!(v["rows"].as_array().unwrap().len(), 2);
     let cursor = v["next_cursor"].as_str().unwrap().to_string();
     let v2: Value = h
@@ -375,7 +418,17 @@ async fn request_log_api_pages_and_filters() {
     assert_eq!(v2["rows"].as_array().unwrap().len(), 1);
     assert!(v2["next_cursor"].is_null());
     let row = &v["rows"][0];
-    for field in ["request_id", "time", "key_id", "input_tokens", "cache_read_tokens", "output_tokens", "usage_source", "priced", "tags"] {
+    for field in [
+        "request_id",
+        "time",
+        "key_id",
+        "input_tokens",
+        "cache_read_tokens",
+        "output_tokens",
+        "usage_source",
+        "priced",
+        "tags",
+    ] {
         assert!(!row[field].is_null(), "{field} missing in {row}");
     }
     assert_eq!(row["tags"]["team"], "growth");
@@ -385,7 +438,11 @@ async fn request_log_api_pages_and_filters() {
 #[tokio::test]
 async fn spend_api_groups_by_columns_and_custom_tags() {
     let h = Harness::start().await;
-    let plan = [("growth", "summarize", "gpt-4o-mini"), ("growth", "summarize", "gpt-4o-mini"), ("search", "rerank", "claude-haiku-4-5")];
+    let plan = [
+        ("growth", "summarize", "gpt-4o-mini"),
+        ("growth", "summarize", "gpt-4o-mini"),
+        ("search", "rerank", "claude-haiku-4-5"),
+    ];
     for (team, feature, model) in plan {
         let r = h
             .post("/v1/chat/completions")
@@ -410,7 +467,8 @@ async fn spend_api_groups_by_columns_and_custom_tags() {
     assert_eq!(growth["model"], "gpt-4o-mini");
     assert_eq!(growth["requests"], 2);
     let ledger = h.rows();
-    let growth_input: u64 = ledger.iter().filter(|r| r.attribution.tag("team") == Some("growth")).map(|r| r.usage.input_tokens()).sum();
+    let growth_input: u64 =
+        ledger.iter().filter(|r| r.attribution.tag("team") == Some("growth")).map(|r| r.usage.input_tokens()).sum();
     assert_eq!(growth["input_tokens"].as_u64().unwrap(), growth_input);
     let total: i64 = ledger.iter().map(|r| r.cost.map_or(0, |c| c.nanos())).sum();
     assert_eq!(v["total_cost_usd"], tollgate_units::Money::from_nanos(total).to_string());
@@ -514,7 +572,12 @@ async fn passthrough_auth_forwards_the_clients_provider_key() {
 #[tokio::test]
 async fn cost_is_exact_in_headers_stream_comments_and_ledger() {
     let h = Harness::start().await;
-    let r = h.post("/v1/chat/completions").json(&chat("gpt-4o-mini", "price this request exactly", false)).send().await.unwrap();
+    let r = h
+        .post("/v1/chat/completions")
+        .json(&chat("gpt-4o-mini", "price this request exactly", false))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(header(&r, "x-tollgate-priced"), "true");
     assert_eq!(header(&r, "x-tollgate-usage"), "provider");
     let cost_header = header(&r, "x-tollgate-cost-usd").to_string();
@@ -531,7 +594,12 @@ async fn cost_is_exact_in_headers_stream_comments_and_ledger() {
     assert_eq!(row.cost, Some(tollgate_units::Money::from_nanos(want)));
     assert_eq!(row.cache_savings, tollgate_units::Money::from_nanos(cached * (150 - 75)));
 
-    let r = h.post("/v1/chat/completions").json(&chat("gpt-4o-mini", "price this request exactly", true)).send().await.unwrap();
+    let r = h
+        .post("/v1/chat/completions")
+        .json(&chat("gpt-4o-mini", "price this request exactly", true))
+        .send()
+        .await
+        .unwrap();
     let sid = header(&r, "x-tollgate-request-id").to_string();
     let (_, comments) = sse(r).await;
     assert_eq!(comments, vec![format!("x-tollgate-cost-usd={cost_header}")]);
@@ -545,7 +613,8 @@ async fn cost_is_exact_in_headers_stream_comments_and_ledger() {
     let uid = header(&r, "x-tollgate-request-id").to_string();
     let _ = r.bytes().await.unwrap();
     assert_eq!(h.row(&uid).cost, None);
-    let v: Value = h.http.get(format!("{}/api/v1/spend?group_by=model", h.base)).send().await.unwrap().json().await.unwrap();
+    let v: Value =
+        h.http.get(format!("{}/api/v1/spend?group_by=model", h.base)).send().await.unwrap().json().await.unwrap();
     let unpriced = v["rows"].as_array().unwrap().iter().find(|r| r["model"] == "house-model-x").unwrap();
     assert_eq!(unpriced["unpriced_requests"], 1);
     assert_eq!(v["unpriced_requests"], 1);

@@ -1,6 +1,8 @@
 //! Governance end to end: budgets that never overspend under concurrency,
 //! rate limits, each budget action, and alerts delivered to a webhook.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod common;
 
 use std::sync::{Arc, Mutex};
@@ -83,13 +85,17 @@ async fn concurrent_requests_never_overspend_a_budget() {
     assert!(spent <= limit.nanos(), "overspent: {} > {}", spent, limit.nanos());
     assert_eq!(usd(&b[0]["spent_usd"]).nanos(), spent, "the governor's spend equals the ledger's");
     assert_eq!(usd(&b[0]["reserved_usd"]), Money::ZERO, "no reservation left outstanding");
-    assert!(rows.iter().filter(|r| r.status == 402).all(|r| r.error_code.as_deref() == Some("budget_exceeded") && r.cost == Some(Money::ZERO)));
+    assert!(rows
+        .iter()
+        .filter(|r| r.status == 402)
+        .all(|r| r.error_code.as_deref() == Some("budget_exceeded") && r.cost == Some(Money::ZERO)));
     h.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_dollar_per_minute_limit_holds_under_concurrency() {
-    let h = Harness::start_with("[[rate_limits]]\nscope = { team = \"growth\" }\nusd_per_minute = \"0.002\"\n", |c| c).await;
+    let h = Harness::start_with("[[rate_limits]]\nscope = { team = \"growth\" }\nusd_per_minute = \"0.002\"\n", |c| c)
+        .await;
     let (ok, _, limited) = fire_500(&h).await;
     let rows = h.rows();
     let spent: i64 = rows.iter().map(|r| r.cost.unwrap().nanos()).sum();
@@ -144,7 +150,13 @@ async fn downgrade_clamp_and_alert_actions() {
 
     // Alert-only: never refuses; 50/80/100 % each fire once and reach the webhook.
     for _ in 0..6 {
-        let r = h.post("/v1/chat/completions").header("x-tollgate-tags", "feature=watch").json(&chat("gpt-4o-mini", "watch", false)).send().await.unwrap();
+        let r = h
+            .post("/v1/chat/completions")
+            .header("x-tollgate-tags", "feature=watch")
+            .json(&chat("gpt-4o-mini", "watch", false))
+            .send()
+            .await
+            .unwrap();
         assert_eq!(r.status(), 200);
         let _ = r.bytes().await.unwrap();
     }
@@ -183,7 +195,10 @@ async fn budgets_set_through_the_admin_api_apply_at_once() {
     let v: Value = r.json().await.unwrap();
     assert_eq!(v["error"]["code"], "budget_exceeded");
     let msg = v["error"]["message"].as_str().unwrap();
-    assert!(msg.contains(&format!("key={}", h.key_id)) && msg.contains("remaining") && msg.contains("resets at"), "{msg}");
+    assert!(
+        msg.contains(&format!("key={}", h.key_id)) && msg.contains("remaining") && msg.contains("resets at"),
+        "{msg}"
+    );
     // Anthropic-shaped on /v1/messages.
     let r = h
         .post("/v1/messages")
@@ -195,7 +210,13 @@ async fn budgets_set_through_the_admin_api_apply_at_once() {
     let v: Value = r.json().await.unwrap();
     assert_eq!(v["type"], "error");
     assert_eq!(v["error"]["code"], "budget_exceeded");
-    let bad = h.http.post(format!("{}/admin/v1/budgets", h.base)).json(&json!({"scope": "team", "limit_usd": "1", "period": "day"})).send().await.unwrap();
+    let bad = h
+        .http
+        .post(format!("{}/admin/v1/budgets", h.base))
+        .json(&json!({"scope": "team", "limit_usd": "1", "period": "day"}))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(bad.status(), 400);
     // Budget utilisation is a Prometheus gauge.
     let m = h.http.get(format!("{}/metrics", h.base)).send().await.unwrap().text().await.unwrap();

@@ -125,8 +125,9 @@ fn a_night_spike_below_the_daily_peak_is_still_flagged() {
     let night = profile(3);
     assert!(3.0 * night < profile(15));
     let t = T0 + 10 * DAY + 3 * HOUR;
-    let found: Vec<Anomaly> =
-        (0..6).flat_map(|i| d.observe(&row(&format!("n{i}"), t + i * 600_000, (3.0 * night * USD / 6.0) as i64))).collect();
+    let found: Vec<Anomaly> = (0..6)
+        .flat_map(|i| d.observe(&row(&format!("n{i}"), t + i * 600_000, (3.0 * night * USD / 6.0) as i64)))
+        .collect();
     assert!(found.iter().any(|a| a.kind == Kind::SpendSpike && a.dimension == "team"), "{found:#?}");
 }
 
@@ -262,7 +263,8 @@ async fn the_gateway_reports_loops_and_retry_spirals() {
     assert_eq!(l["dimension"], "trace");
     assert_eq!(l["value"], "agent-run-7");
     assert_eq!(l["filter"], "trace:agent-run-7");
-    let ids: Vec<String> = l["request_ids"].as_array().unwrap().iter().map(|x| x.as_str().unwrap().to_string()).collect();
+    let ids: Vec<String> =
+        l["request_ids"].as_array().unwrap().iter().map(|x| x.as_str().unwrap().to_string()).collect();
     assert_eq!(ids, loop_ids);
     assert!(l["detected_at"].as_str().unwrap().ends_with('Z'));
     let s = list.iter().find(|a| a["kind"] == "retry_spiral").unwrap_or_else(|| panic!("{v}"));

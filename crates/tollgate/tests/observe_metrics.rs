@@ -43,10 +43,7 @@ fn parse(text: &str) -> BTreeMap<String, String> {
 }
 
 fn sum(m: &BTreeMap<String, String>, prefix: &str, needle: &str) -> f64 {
-    m.iter()
-        .filter(|(k, _)| k.starts_with(prefix) && k.contains(needle))
-        .map(|(_, v)| v.parse::<f64>().unwrap())
-        .sum()
+    m.iter().filter(|(k, _)| k.starts_with(prefix) && k.contains(needle)).map(|(_, v)| v.parse::<f64>().unwrap()).sum()
 }
 
 fn money_sum(m: &BTreeMap<String, String>, prefix: &str) -> Money {
@@ -98,7 +95,10 @@ async fn metrics_agree_with_the_ledger_and_labels_are_bounded() {
         Some("1"),
         "{text}"
     );
-    assert_eq!(m.get("tollgate_errors_total{code=\"model_not_found\",provider=\"none\"}").map(String::as_str), Some("1"));
+    assert_eq!(
+        m.get("tollgate_errors_total{code=\"model_not_found\",provider=\"none\"}").map(String::as_str),
+        Some("1")
+    );
     assert_eq!(m.get("tollgate_auth_refused_total").map(String::as_str), Some("1"));
 
     // Tokens and money add up to the ledger's, exactly.
@@ -122,12 +122,18 @@ async fn metrics_agree_with_the_ledger_and_labels_are_bounded() {
     assert_eq!(sum(&m, "tollgate_upstream_attempts_total{", "provider=\"openai\""), 3.0);
 
     // No tag values, key ids or trace ids as labels.
-    let values: BTreeSet<&str> = m
-        .keys()
-        .flat_map(|k| k.split('"').skip(1).step_by(2))
-        .collect();
+    let values: BTreeSet<&str> = m.keys().flat_map(|k| k.split('"').skip(1).step_by(2)).collect();
     assert!(values.contains("openai") && values.contains("chat.completions"));
-    for forbidden in ["c-0", "c-1", "summarize", "growth", "test", h.key_id.as_str(), "4bf92f3577b34da6a3ce929d0e0e4736", "no-such-model-xyz"] {
+    for forbidden in [
+        "c-0",
+        "c-1",
+        "summarize",
+        "growth",
+        "test",
+        h.key_id.as_str(),
+        "4bf92f3577b34da6a3ce929d0e0e4736",
+        "no-such-model-xyz",
+    ] {
         assert!(!values.contains(forbidden), "{forbidden:?} leaked into a label");
     }
     h.stop().await;

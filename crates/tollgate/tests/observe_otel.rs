@@ -117,7 +117,10 @@ async fn one_span_per_request_reaches_the_otlp_endpoint() {
     assert_eq!(spans.len(), 3, "one span per request");
     let rows = h.wait_rows(3).await;
     let find = |id: &str| {
-        spans.iter().find(|(_, s, _)| string(&attrs(s), "tollgate.request_id") == id).unwrap_or_else(|| panic!("no span for {id}"))
+        spans
+            .iter()
+            .find(|(_, s, _)| string(&attrs(s), "tollgate.request_id") == id)
+            .unwrap_or_else(|| panic!("no span for {id}"))
     };
 
     // Parented to the caller's trace, with GenAI and tollgate attributes.

@@ -30,7 +30,12 @@ async fn report(h: &Harness, by: &str) -> Value {
 }
 
 fn row_for<'a>(report: &'a Value, dim: &str, value: &str) -> &'a Value {
-    report["rows"].as_array().unwrap().iter().find(|r| r[dim] == value).unwrap_or_else(|| panic!("no {dim}={value} in {report}"))
+    report["rows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r[dim] == value)
+        .unwrap_or_else(|| panic!("no {dim}={value} in {report}"))
 }
 
 /// cost / n to the nearest nano-dollar, computed independently of the gateway.
@@ -43,10 +48,30 @@ fn per(cost: Money, n: i64) -> String {
 #[tokio::test]
 async fn cost_per_successful_outcome_by_feature_prompt_and_model() {
     let h = Harness::start().await;
-    let a = send(&h, "gpt-4o-mini", &[("x-tollgate-tags", "feature=summarize"), ("x-tollgate-trace-id", "run-1"), ("x-tollgate-prompt", "sum@v1")]).await;
-    let b = send(&h, "gpt-4o", &[("x-tollgate-tags", "feature=summarize"), ("x-tollgate-trace-id", "run-1"), ("x-tollgate-prompt", "sum@v1")]).await;
-    let c = send(&h, "gpt-4o-mini", &[("x-tollgate-tags", "feature=triage"), ("x-tollgate-session-id", "sess-9"), ("x-tollgate-prompt", "tri@v2")]).await;
-    let d = send(&h, "gpt-4o-mini", &[("x-tollgate-tags", "feature=triage"), ("x-tollgate-session-id", "sess-9"), ("x-tollgate-prompt", "tri@v2")]).await;
+    let a = send(
+        &h,
+        "gpt-4o-mini",
+        &[("x-tollgate-tags", "feature=summarize"), ("x-tollgate-trace-id", "run-1"), ("x-tollgate-prompt", "sum@v1")],
+    )
+    .await;
+    let b = send(
+        &h,
+        "gpt-4o",
+        &[("x-tollgate-tags", "feature=summarize"), ("x-tollgate-trace-id", "run-1"), ("x-tollgate-prompt", "sum@v1")],
+    )
+    .await;
+    let c = send(
+        &h,
+        "gpt-4o-mini",
+        &[("x-tollgate-tags", "feature=triage"), ("x-tollgate-session-id", "sess-9"), ("x-tollgate-prompt", "tri@v2")],
+    )
+    .await;
+    let d = send(
+        &h,
+        "gpt-4o-mini",
+        &[("x-tollgate-tags", "feature=triage"), ("x-tollgate-session-id", "sess-9"), ("x-tollgate-prompt", "tri@v2")],
+    )
+    .await;
     let f = send(&h, "gpt-4o-mini", &[("x-tollgate-tags", "feature=triage"), ("x-tollgate-prompt", "tri@v2")]).await;
     // Not covered by any outcome: excluded from every number.
     let _e = send(&h, "gpt-4o-mini", &[("x-tollgate-tags", "feature=summarize")]).await;
@@ -56,10 +81,18 @@ async fn cost_per_successful_outcome_by_feature_prompt_and_model() {
     let created: Value = r.json().await.unwrap();
     assert!(created["id"].as_str().unwrap().starts_with("out_"));
     assert_eq!(created["trace_id"], "run-1");
-    assert_eq!(outcome(&h, json!({"session_id": "sess-9", "name": "ticket_closed", "value": 12.5, "success": true})).await.status(), 201);
+    assert_eq!(
+        outcome(&h, json!({"session_id": "sess-9", "name": "ticket_closed", "value": 12.5, "success": true}))
+            .await
+            .status(),
+        201
+    );
     assert_eq!(outcome(&h, json!({"request_id": f, "name": "ticket_closed", "success": false})).await.status(), 201);
     // A second outcome on a row already covered: the row's cost counts once.
-    assert_eq!(outcome(&h, json!({"request_id": a, "name": "summary_accepted", "value": 1, "success": true})).await.status(), 201);
+    assert_eq!(
+        outcome(&h, json!({"request_id": a, "name": "summary_accepted", "value": 1, "success": true})).await.status(),
+        201
+    );
 
     // Refusals.
     let bad = outcome(&h, json!({"request_id": a, "trace_id": "run-1", "name": "x", "success": true})).await;
@@ -85,7 +118,10 @@ async fn cost_per_successful_outcome_by_feature_prompt_and_model() {
     assert_eq!(t["cost_per_success_usd"], t_cost.to_string(), "the failed attempt is paid by the one success");
     let total = &by_feature["total"];
     assert_eq!(total["cost_usd"], (s_cost + t_cost).to_string());
-    assert_eq!((total["outcomes"].as_u64(), total["successes"].as_u64(), total["requests"].as_u64()), (Some(4), Some(3), Some(5)));
+    assert_eq!(
+        (total["outcomes"].as_u64(), total["successes"].as_u64(), total["requests"].as_u64()),
+        (Some(4), Some(3), Some(5))
+    );
     assert_eq!(total["cost_per_success_usd"], per(s_cost + t_cost, 3));
 
     let by_prompt = report(&h, "prompt").await;
@@ -133,7 +169,12 @@ async fn applications_report_outcomes_with_their_key_and_reports_need_the_admin(
     })
     .await;
     let id = send(&h, "gpt-4o-mini", &[]).await;
-    let r = h.post("/api/v1/outcomes").json(&json!({"request_id": id, "name": "done", "success": true})).send().await.unwrap();
+    let r = h
+        .post("/api/v1/outcomes")
+        .json(&json!({"request_id": id, "name": "done", "success": true}))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 201);
     let o: Value = r.json().await.unwrap();
     assert_eq!(o["reported_by"], h.key_id.as_str());

@@ -1,6 +1,8 @@
 //! Failover, retries, circuit breaking and fallbacks across providers, against
 //! two mock-provider targets with injected faults; every attempt in the ledger.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod common;
 
 use common::{chat, Harness};
@@ -65,7 +67,10 @@ targets = [{{ provider = "backup-anthropic", model = "claude-haiku-4-5" }}]
     assert_eq!(row.provider.as_deref(), Some("backup"));
     assert_eq!(row.attempts, 4, "3 tries on A, 1 on B: {:?}", row.attempt_log);
     let statuses: Vec<_> = row.attempt_log.iter().map(|x| (x.provider.as_str(), x.status)).collect();
-    assert_eq!(statuses, vec![("openai", Some(503)), ("openai", Some(503)), ("openai", Some(503)), ("backup", Some(200))]);
+    assert_eq!(
+        statuses,
+        vec![("openai", Some(503)), ("openai", Some(503)), ("openai", Some(503)), ("backup", Some(200))]
+    );
     assert!(row.attempt_log[..3].iter().all(|x| x.error.as_deref() == Some("upstream_error")));
     assert!(row.cost.unwrap().nanos() > 0, "the serving attempt is priced");
 
@@ -114,7 +119,14 @@ targets = [{{ provider = "backup-anthropic", model = "claude-haiku-4-5" }}]
     set_fault(&http, &a, None).await;
 
     // The report shows the extra attempts.
-    let v: Value = http.get(format!("{}/api/v1/spend?group_by=requested_model", h.base)).send().await.unwrap().json().await.unwrap();
+    let v: Value = http
+        .get(format!("{}/api/v1/spend?group_by=requested_model", h.base))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     let duo = v["rows"].as_array().unwrap().iter().find(|r| r["requested_model"] == "duo").unwrap();
     assert_eq!(duo["requests"], 3);
     assert_eq!(duo["attempts"], 6);
@@ -158,7 +170,10 @@ route_to = "gpt-4o-mini"
         let routed = r.headers().get("x-tollgate-routed-by").map(|v| v.to_str().unwrap().to_string());
         let id = r.headers()["x-tollgate-request-id"].to_str().unwrap().to_string();
         let _ = r.bytes().await.unwrap();
-        assert!(served.starts_with(want) && !(want == "gpt-4o" && served.starts_with("gpt-4o-mini")), "{text}: served {served}");
+        assert!(
+            served.starts_with(want) && !(want == "gpt-4o" && served.starts_with("gpt-4o-mini")),
+            "{text}: served {served}"
+        );
         assert_eq!(routed.is_some(), want == "gpt-4o-mini", "{text}");
         let row = h.row(&id);
         assert_eq!(row.requested_model.as_deref(), Some("gpt-4o"), "the ledger keeps what was asked");

@@ -79,8 +79,7 @@ fn bucket_of(field: &str) -> Option<Bucket> {
 }
 
 pub(super) fn import(json: &str) -> Result<(Catalog, ImportReport), ImportError> {
-    let providers: Vec<GProvider> =
-        serde_json::from_str(json).map_err(|e| ImportError::Json(e.to_string()))?;
+    let providers: Vec<GProvider> = serde_json::from_str(json).map_err(|e| ImportError::Json(e.to_string()))?;
     let mut report = ImportReport::default();
     let mut entries = Vec::new();
     for p in providers {
@@ -98,15 +97,10 @@ pub(super) fn import(json: &str) -> Result<(Catalog, ImportReport), ImportError>
 
             let text = m.prices.get().trim_start();
             let conditional: Vec<GConditional> = if text.starts_with('[') {
-                serde_json::from_str(text)
-                    .map_err(|e| ImportError::Shape(format!("{label}: {e}")))?
+                serde_json::from_str(text).map_err(|e| ImportError::Shape(format!("{label}: {e}")))?
             } else {
-                let prices = serde_json::from_str(text)
-                    .map_err(|e| ImportError::Shape(format!("{label}: {e}")))?;
-                vec![GConditional {
-                    constraint: None,
-                    prices,
-                }]
+                let prices = serde_json::from_str(text).map_err(|e| ImportError::Shape(format!("{label}: {e}")))?;
+                vec![GConditional { constraint: None, prices }]
             };
             let mut produced = 0;
             for c in conditional {
@@ -133,9 +127,7 @@ pub(super) fn import(json: &str) -> Result<(Catalog, ImportReport), ImportError>
                 }
             }
             if produced == 0 && !report.skipped_models.iter().any(|(l, _)| l == &label) {
-                report
-                    .skipped_models
-                    .push((label, "no token prices".to_owned()));
+                report.skipped_models.push((label, "no token prices".to_owned()));
             }
         }
     }
@@ -146,16 +138,10 @@ pub(super) fn import(json: &str) -> Result<(Catalog, ImportReport), ImportError>
 /// `{"start_date": "2026-03-13"}` (or a datetime) → the date.
 fn start_date(v: &serde_json::Value) -> Option<NaiveDate> {
     let obj = v.as_object()?;
-    if obj
-        .keys()
-        .any(|k| k != "start_date" && k != "start" && k != "type")
-    {
+    if obj.keys().any(|k| k != "start_date" && k != "start" && k != "type") {
         return None;
     }
-    let s = obj
-        .get("start_date")
-        .or_else(|| obj.get("start"))?
-        .as_str()?;
+    let s = obj.get("start_date").or_else(|| obj.get("start"))?.as_str()?;
     NaiveDate::parse_from_str(s.get(..10)?, "%Y-%m-%d").ok()
 }
 
@@ -203,8 +189,7 @@ fn entry_from_prices(
     for (field, raw) in prices {
         let text = raw.get().trim();
         if field == "requests_kcount" {
-            let per_k =
-                decimal_from_json_number(text).ok_or_else(|| format!("{field} is not a number"))?;
+            let per_k = decimal_from_json_number(text).ok_or_else(|| format!("{field} is not a number"))?;
             request_fee = Some((per_k / Decimal::from(1000)).normalize());
             continue;
         }
@@ -214,8 +199,7 @@ fn entry_from_prices(
         };
         if text.starts_with('{') {
             let t: GTiered = serde_json::from_str(text).map_err(|e| format!("{field}: {e}"))?;
-            let b = decimal_from_json_number(t.base.get())
-                .ok_or_else(|| format!("{field}.base is not a number"))?;
+            let b = decimal_from_json_number(t.base.get()).ok_or_else(|| format!("{field}.base is not a number"))?;
             base.insert(bucket, b);
             let mut list = Vec::new();
             for tier in t.tiers {
@@ -226,8 +210,7 @@ fn entry_from_prices(
             list.sort_by_key(|(s, _)| *s);
             tiered.insert(bucket, list);
         } else {
-            let d =
-                decimal_from_json_number(text).ok_or_else(|| format!("{field} is not a number"))?;
+            let d = decimal_from_json_number(text).ok_or_else(|| format!("{field} is not a number"))?;
             base.insert(bucket, d);
         }
     }
@@ -250,10 +233,7 @@ fn entry_from_prices(
             }
         }
         if let Some(r) = rates_from_map(&m) {
-            long_context.push(LongContextTier {
-                above_input_tokens: t,
-                rates: r,
-            });
+            long_context.push(LongContextTier { above_input_tokens: t, rates: r });
         }
     }
     Ok(Some(PriceEntry {

@@ -26,9 +26,7 @@ use rust_decimal::Decimal;
 use serde_json::value::RawValue;
 
 use super::{decimal_from_json_number, dedupe, rates_from_map, ImportError, ImportReport};
-use crate::catalog::{
-    Bucket, Catalog, LongContextTier, PriceEntry, Rates, ServiceTier, ServiceTierPricing,
-};
+use crate::catalog::{Bucket, Catalog, LongContextTier, PriceEntry, Rates, ServiceTier, ServiceTierPricing};
 use crate::names;
 
 /// Where a LiteLLM field's value goes.
@@ -59,11 +57,9 @@ fn base_target(name: &str) -> Option<Target> {
 fn decompose(key: &str) -> Option<(Target, Option<u64>, Option<ServiceTier>)> {
     let mut name = key;
     let mut tier = None;
-    for (suffix, t) in [
-        ("_batches", ServiceTier::Batch),
-        ("_flex", ServiceTier::Flex),
-        ("_priority", ServiceTier::Priority),
-    ] {
+    for (suffix, t) in
+        [("_batches", ServiceTier::Batch), ("_flex", ServiceTier::Flex), ("_priority", ServiceTier::Priority)]
+    {
         if let Some(rest) = name.strip_suffix(suffix) {
             name = rest;
             tier = Some(t);
@@ -88,10 +84,7 @@ fn decompose(key: &str) -> Option<(Target, Option<u64>, Option<ServiceTier>)> {
 /// The model name without LiteLLM's routing prefix (`gemini/`, `mistral/`…).
 fn model_name(key: &str, provider_raw: &str, provider: &str) -> String {
     if let Some((first, rest)) = key.split_once('/') {
-        if first == provider_raw
-            || names::canonical_provider(first) == provider
-            || first == "vertex_ai"
-        {
+        if first == provider_raw || names::canonical_provider(first) == provider || first == "vertex_ai" {
             return rest.to_owned();
         }
     }
@@ -122,25 +115,17 @@ pub(super) fn import(json: &str) -> Result<(Catalog, ImportReport), ImportError>
         }
         report.models_read += 1;
         let Ok(fields) = serde_json::from_str::<BTreeMap<String, Box<RawValue>>>(raw.get()) else {
-            report
-                .skipped_models
-                .push((key, "not an object".to_owned()));
+            report.skipped_models.push((key, "not an object".to_owned()));
             continue;
         };
-        let provider_raw: String = fields
-            .get("litellm_provider")
-            .and_then(|v| serde_json::from_str(v.get()).ok())
-            .unwrap_or_default();
+        let provider_raw: String =
+            fields.get("litellm_provider").and_then(|v| serde_json::from_str(v.get()).ok()).unwrap_or_default();
         if provider_raw.is_empty() {
-            report
-                .skipped_models
-                .push((key, "no litellm_provider".to_owned()));
+            report.skipped_models.push((key, "no litellm_provider".to_owned()));
             continue;
         }
         let provider = provider_id(&provider_raw);
-        let source: Option<String> = fields
-            .get("source")
-            .and_then(|v| serde_json::from_str(v.get()).ok());
+        let source: Option<String> = fields.get("source").and_then(|v| serde_json::from_str(v.get()).ok());
 
         let mut levels: Levels = BTreeMap::new();
         let mut request_fee = None;
@@ -159,46 +144,29 @@ pub(super) fn import(json: &str) -> Result<(Catalog, ImportReport), ImportError>
             match target {
                 Target::RequestFee => request_fee = Some(per_token),
                 Target::Bucket(b) => {
-                    let per_million = per_token
-                        .checked_mul(Decimal::from(1_000_000))
-                        .map(|d| d.normalize());
+                    let per_million = per_token.checked_mul(Decimal::from(1_000_000)).map(|d| d.normalize());
                     let Some(per_million) = per_million else {
                         report.skip_field(name);
                         continue;
                     };
-                    levels
-                        .entry((tier, threshold))
-                        .or_default()
-                        .insert(b, per_million);
+                    levels.entry((tier, threshold)).or_default().insert(b, per_million);
                 }
             }
         }
-        match entry_from_levels(
-            &provider,
-            model_name(&key, &provider_raw, &provider),
-            &levels,
-            &mut report,
-        ) {
+        match entry_from_levels(&provider, model_name(&key, &provider_raw, &provider), &levels, &mut report) {
             Some(mut e) => {
                 e.source = source;
                 e.request_fee = request_fee;
                 entries.push(e);
             }
-            None => report
-                .skipped_models
-                .push((key, "no per-token input or output price".to_owned())),
+            None => report.skipped_models.push((key, "no per-token input or output price".to_owned())),
         }
     }
     let entries = dedupe(entries, &mut report);
     Ok((Catalog::from_entries_lenient(entries), report))
 }
 
-fn entry_from_levels(
-    provider: &str,
-    model: String,
-    levels: &Levels,
-    report: &mut ImportReport,
-) -> Option<PriceEntry> {
+fn entry_from_levels(provider: &str, model: String, levels: &Levels, report: &mut ImportReport) -> Option<PriceEntry> {
     let base = levels.get(&(None, None))?;
     if !base.contains_key(&Bucket::Input) && !base.contains_key(&Bucket::Output) {
         return None;
@@ -230,33 +198,22 @@ fn entry_from_levels(
             return None;
         };
         let scaled = |x: &Decimal| (x * m).normalize();
-        let consistent = own_base
-            .iter()
-            .all(|(b, v)| base.get(b).is_some_and(|s| scaled(s) == *v))
+        let consistent = own_base.iter().all(|(b, v)| base.get(b).is_some_and(|s| scaled(s) == *v))
             && own_long.iter().all(|(th, lm)| {
                 base_long.get(th).is_some_and(|bl| {
-                    lm.iter()
-                        .all(|(b, v)| bl.get(b).or(base.get(b)).is_some_and(|s| scaled(s) == *v))
+                    lm.iter().all(|(b, v)| bl.get(b).or(base.get(b)).is_some_and(|s| scaled(s) == *v))
                 })
             });
         if consistent {
-            return Some(ServiceTierPricing {
-                multiplier: Some(m.normalize()),
-                rates: None,
-                long_context: Vec::new(),
-            });
+            return Some(ServiceTierPricing { multiplier: Some(m.normalize()), rates: None, long_context: Vec::new() });
         }
         // Explicit rates: what the tier lists, the rest scaled from standard.
-        let mut filled: BTreeMap<Bucket, Decimal> =
-            base.iter().map(|(b, v)| (*b, scaled(v))).collect();
+        let mut filled: BTreeMap<Bucket, Decimal> = base.iter().map(|(b, v)| (*b, scaled(v))).collect();
         filled.extend(own_base.iter().map(|(b, v)| (*b, *v)));
         let mut long_filled = BTreeMap::new();
         for (th, bl) in &base_long {
-            let mut merged: BTreeMap<Bucket, Decimal> = base
-                .iter()
-                .chain(bl.iter())
-                .map(|(b, v)| (*b, scaled(v)))
-                .collect();
+            let mut merged: BTreeMap<Bucket, Decimal> =
+                base.iter().chain(bl.iter()).map(|(b, v)| (*b, scaled(v))).collect();
             if let Some(lm) = own_long.get(th) {
                 merged.extend(lm.iter().map(|(b, v)| (*b, *v)));
             }
@@ -302,10 +259,7 @@ fn tiers_over(
             let mut merged = base.clone();
             merged.extend(m.iter().map(|(b, v)| (*b, *v)));
             let rates: Rates = rates_from_map(&merged)?;
-            Some(LongContextTier {
-                above_input_tokens: *th,
-                rates,
-            })
+            Some(LongContextTier { above_input_tokens: *th, rates })
         })
         .collect()
 }
@@ -320,19 +274,14 @@ mod tests {
         assert!(decompose("input_cost_per_token") == Some((b(Bucket::Input), None, None)));
         assert!(
             decompose("cache_read_input_token_cost_above_200k_tokens_priority")
-                == Some((
-                    b(Bucket::CacheRead),
-                    Some(200_000),
-                    Some(ServiceTier::Priority)
-                ))
+                == Some((b(Bucket::CacheRead), Some(200_000), Some(ServiceTier::Priority)))
         );
         assert!(
             decompose("cache_creation_input_token_cost_above_1hr_above_200k_tokens")
                 == Some((b(Bucket::CacheWrite1h), Some(200_000), None))
         );
         assert!(
-            decompose("output_cost_per_token_batches")
-                == Some((b(Bucket::Output), None, Some(ServiceTier::Batch)))
+            decompose("output_cost_per_token_batches") == Some((b(Bucket::Output), None, Some(ServiceTier::Batch)))
         );
         assert!(decompose("input_cost_per_token_ultrafast").is_none());
         assert!(decompose("output_cost_per_image").is_none());

@@ -76,11 +76,7 @@ pub fn litellm_with_report(json: &str) -> Result<(Catalog, ImportReport), Import
 /// Parses a JSON number's text exactly (`0.135`, `2.5e-06`, `1E-7`).
 pub(crate) fn decimal_from_json_number(text: &str) -> Option<Decimal> {
     let t = text.trim();
-    let d = if t.contains(['e', 'E']) {
-        Decimal::from_scientific(t).ok()?
-    } else {
-        Decimal::from_str(t).ok()?
-    };
+    let d = if t.contains(['e', 'E']) { Decimal::from_scientific(t).ok()? } else { Decimal::from_str(t).ok()? };
     Some(d.normalize())
 }
 
@@ -100,8 +96,7 @@ pub struct Discrepancy {
 
 impl std::fmt::Display for Discrepancy {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let show =
-            |d: &Option<Decimal>| d.map_or_else(|| "-".to_owned(), |d| d.normalize().to_string());
+        let show = |d: &Option<Decimal>| d.map_or_else(|| "-".to_owned(), |d| d.normalize().to_string());
         write!(
             f,
             "{}/{} {}: ours {} vs theirs {}",
@@ -164,26 +159,14 @@ fn compare_entries(a: &PriceEntry, b: &PriceEntry, out: &mut Vec<Discrepancy>) {
     compare_rates("", &a.rates, &b.rates, &mut push);
     for t in &a.long_context {
         let prefix = format!("long_context>{}", t.above_input_tokens);
-        match b
-            .long_context
-            .iter()
-            .find(|x| x.above_input_tokens == t.above_input_tokens)
-        {
+        match b.long_context.iter().find(|x| x.above_input_tokens == t.above_input_tokens) {
             Some(u) => compare_rates(&format!("{prefix}."), &t.rates, &u.rates, &mut push),
             None => push(prefix, Some(t.rates.input), None),
         }
     }
     for u in &b.long_context {
-        if !a
-            .long_context
-            .iter()
-            .any(|t| t.above_input_tokens == u.above_input_tokens)
-        {
-            push(
-                format!("long_context>{}", u.above_input_tokens),
-                None,
-                Some(u.rates.input),
-            );
+        if !a.long_context.iter().any(|t| t.above_input_tokens == u.above_input_tokens) {
+            push(format!("long_context>{}", u.above_input_tokens), None, Some(u.rates.input));
         }
     }
     for tier in [ServiceTier::Batch, ServiceTier::Flex, ServiceTier::Priority] {
@@ -193,23 +176,14 @@ fn compare_entries(a: &PriceEntry, b: &PriceEntry, out: &mut Vec<Discrepancy>) {
             for bucket in [Bucket::Input, Bucket::Output] {
                 let (x, y) = (ra.rate(bucket), rb.rate(bucket));
                 if x != y {
-                    push(
-                        format!("{}.{}", tier.as_str(), bucket.name()),
-                        Some(x),
-                        Some(y),
-                    );
+                    push(format!("{}.{}", tier.as_str(), bucket.name()), Some(x), Some(y));
                 }
             }
         }
     }
 }
 
-fn compare_rates(
-    prefix: &str,
-    a: &Rates,
-    b: &Rates,
-    push: &mut impl FnMut(String, Option<Decimal>, Option<Decimal>),
-) {
+fn compare_rates(prefix: &str, a: &Rates, b: &Rates, push: &mut impl FnMut(String, Option<Decimal>, Option<Decimal>)) {
     for bucket in Bucket::ALL {
         let (x, y) = (a.explicit(bucket), b.explicit(bucket));
         if let (Some(x), Some(y)) = (x, y) {
@@ -251,25 +225,19 @@ pub(crate) fn dedupe(entries: Vec<PriceEntry>, report: &mut ImportReport) -> Vec
     let mut out = Vec::with_capacity(entries.len());
     for e in entries {
         let lower = e.model.to_ascii_lowercase();
-        let spelled = canonical
-            .entry((e.provider.clone(), lower.clone()))
-            .or_insert_with(|| e.model.clone());
+        let spelled = canonical.entry((e.provider.clone(), lower.clone())).or_insert_with(|| e.model.clone());
         if spelled != &e.model || !seen.insert((e.provider.clone(), lower, e.effective_from)) {
             report.duplicates += 1;
             continue;
         }
         out.push(e);
     }
-    let mut claimed: HashMap<(String, String), String> = canonical
-        .iter()
-        .map(|((p, lower), model)| ((p.clone(), lower.clone()), model.clone()))
-        .collect();
+    let mut claimed: HashMap<(String, String), String> =
+        canonical.iter().map(|((p, lower), model)| ((p.clone(), lower.clone()), model.clone())).collect();
     for e in &mut out {
         let (provider, model) = (e.provider.clone(), e.model.clone());
         e.aliases.retain(|a| {
-            let owner = claimed
-                .entry((provider.clone(), a.to_ascii_lowercase()))
-                .or_insert_with(|| model.clone());
+            let owner = claimed.entry((provider.clone(), a.to_ascii_lowercase())).or_insert_with(|| model.clone());
             owner == &model && !a.eq_ignore_ascii_case(&model)
         });
     }
@@ -292,13 +260,7 @@ mod tests {
             ("1.875e-05", "0.00001875"),
             ("6e+00", "6"),
         ] {
-            assert_eq!(
-                decimal_from_json_number(t)
-                    .map(|d| d.to_string())
-                    .as_deref(),
-                Some(s),
-                "{t}"
-            );
+            assert_eq!(decimal_from_json_number(t).map(|d| d.to_string()).as_deref(), Some(s), "{t}");
         }
         assert_eq!(decimal_from_json_number("\"x\""), None);
     }

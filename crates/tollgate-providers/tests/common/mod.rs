@@ -1,11 +1,11 @@
 //! Shared helpers for the adapter integration tests: fixtures, targets, stream runs.
-#![allow(dead_code, clippy::unwrap_used)]
+
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
 use bytes::Bytes;
 use serde_json::Value;
 use tollgate_providers::{
-    inspect, prepare, ApiFormat, PreparedRequest, ProviderKind, ResponseTranslator, StreamEnd,
-    Target,
+    inspect, prepare, ApiFormat, PreparedRequest, ProviderKind, ResponseTranslator, StreamEnd, Target,
 };
 
 pub fn fixture(path: &str) -> Vec<u8> {
@@ -21,21 +21,11 @@ pub fn target(kind: ProviderKind, model: &'static str) -> Target<'static> {
         ProviderKind::Anthropic => "https://api.anthropic.com",
         ProviderKind::Gemini => "https://generativelanguage.googleapis.com",
     };
-    Target {
-        kind,
-        base_url,
-        api_key: Some("sk-test"),
-        model,
-        api_version: None,
-    }
+    Target { kind, base_url, api_key: Some("sk-test"), model, api_version: None }
 }
 
 /// `inspect` + `prepare`, as the gateway calls them.
-pub fn prep(
-    format: ApiFormat,
-    t: &Target<'_>,
-    body: &str,
-) -> (PreparedRequest, ResponseTranslator) {
+pub fn prep(format: ApiFormat, t: &Target<'_>, body: &str) -> (PreparedRequest, ResponseTranslator) {
     let info = inspect(format, body.as_bytes()).unwrap();
     prepare(format, t, body.as_bytes(), &info).unwrap()
 }
@@ -47,11 +37,7 @@ pub fn body_json(p: &PreparedRequest) -> Value {
 /// Feed `data` cut at `cuts` (sorted or not, out-of-range ignored); return
 /// the concatenated client bytes (terminator excluded) and the end report.
 pub fn run_stream(t: &ResponseTranslator, data: &[u8], cuts: &[usize]) -> (Vec<u8>, StreamEnd) {
-    let mut points: Vec<usize> = cuts
-        .iter()
-        .copied()
-        .filter(|&c| c > 0 && c < data.len())
-        .collect();
+    let mut points: Vec<usize> = cuts.iter().copied().filter(|&c| c > 0 && c < data.len()).collect();
     points.sort_unstable();
     points.dedup();
     let mut s = t.stream();
@@ -76,12 +62,7 @@ pub fn data_lines(bytes: &[u8]) -> Vec<String> {
         .unwrap()
         .split("\n\n")
         .filter(|e| !e.trim().is_empty())
-        .map(|e| {
-            e.lines()
-                .filter_map(|l| l.strip_prefix("data: "))
-                .collect::<Vec<_>>()
-                .join("\n")
-        })
+        .map(|e| e.lines().filter_map(|l| l.strip_prefix("data: ")).collect::<Vec<_>>().join("\n"))
         .collect()
 }
 

@@ -357,7 +357,14 @@ impl Detector {
                 if s.sigs.len() >= 64 {
                     s.sigs.pop_front();
                 }
-                s.sigs.push_back(Sig { model, input, count: 0, first_ms: row.time_ms, ids: Vec::new(), flagged: false });
+                s.sigs.push_back(Sig {
+                    model,
+                    input,
+                    count: 0,
+                    first_ms: row.time_ms,
+                    ids: Vec::new(),
+                    flagged: false,
+                });
                 let last = s.sigs.len() - 1;
                 &mut s.sigs[last]
             }
@@ -399,14 +406,18 @@ impl Detector {
             s.run_ids.pop_front();
         }
         s.run_ids.push_back(row.request_id.clone());
-        if !s.growth_flagged && s.run_len >= cfg.growth_turns && input >= s.run_start.saturating_mul(cfg.growth_factor) {
+        if !s.growth_flagged && s.run_len >= cfg.growth_turns && input >= s.run_start.saturating_mul(cfg.growth_factor)
+        {
             s.growth_flagged = true;
             found.push((
                 Kind::TokenGrowth,
                 input.to_string(),
                 s.run_start.to_string(),
                 "input_tokens",
-                format!("trace {t}: input grew from {} to {input} tokens over {} consecutive turns", s.run_start, s.run_len),
+                format!(
+                    "trace {t}: input grew from {} to {input} tokens over {} consecutive turns",
+                    s.run_start, s.run_len
+                ),
                 s.run_ids.iter().cloned().collect(),
             ));
         }
@@ -502,11 +513,7 @@ fn learn(cfg: &DetectorConfig, slot: &mut Slot, x: f64) {
     }
     // Early days weigh equally; later ones decay with `alpha`.
     let a = (1.0 / f64::from(slot.n + 1)).max(cfg.alpha);
-    let x = if slot.n >= cfg.min_days {
-        x.min(slot.mean + cfg.k * slot.dev.max(cfg.rel_floor * slot.mean))
-    } else {
-        x
-    };
+    let x = if slot.n >= cfg.min_days { x.min(slot.mean + cfg.k * slot.dev.max(cfg.rel_floor * slot.mean)) } else { x };
     slot.dev = (1.0 - a) * slot.dev + a * (x - slot.mean).abs();
     slot.mean = (1.0 - a) * slot.mean + a * x;
     slot.n = slot.n.saturating_add(1);

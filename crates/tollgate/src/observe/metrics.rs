@@ -46,8 +46,17 @@ const CODES: [&str; 15] = [
 ];
 const CACHE: [&str; 3] = ["hit", "miss", "off"];
 /// The disjoint usage buckets, named after `Usage`'s fields.
-const TOKEN_BUCKETS: [&str; 9] =
-    ["input", "input_audio", "cache_read", "cache_write_5m", "cache_write_1h", "output", "output_audio", "output_image", "reasoning"];
+const TOKEN_BUCKETS: [&str; 9] = [
+    "input",
+    "input_audio",
+    "cache_read",
+    "cache_write_5m",
+    "cache_write_1h",
+    "output",
+    "output_audio",
+    "output_image",
+    "reasoning",
+];
 /// Histogram upper bounds in milliseconds (rendered in seconds).
 const BOUNDS_MS: [u64; 14] = [5, 10, 25, 50, 100, 250, 500, 1_000, 2_500, 5_000, 10_000, 30_000, 60_000, 120_000];
 
@@ -224,7 +233,8 @@ impl Metrics {
         let mut g = self.lock();
         let provider = g.providers.index(row.provider.as_deref(), true);
         let model = g.models.index(row.model.as_deref(), admit_model);
-        let key = ReqKey { endpoint: index_of(&ENDPOINTS, row.endpoint), provider, model, class: class_of(row.status), code };
+        let key =
+            ReqKey { endpoint: index_of(&ENDPOINTS, row.endpoint), provider, model, class: class_of(row.status), code };
         *g.requests.entry(key).or_default() += 1;
         if code != 0 {
             *g.errors.entry((code, provider)).or_default() += 1;
@@ -271,7 +281,12 @@ impl Metrics {
         let mut out = String::with_capacity(16 * 1024);
         let o = &mut out;
 
-        head(o, "tollgate_requests_total", "counter", "Requests that passed authentication, by endpoint, provider, served model, status class and error code.");
+        head(
+            o,
+            "tollgate_requests_total",
+            "counter",
+            "Requests that passed authentication, by endpoint, provider, served model, status class and error code.",
+        );
         let mut reqs: Vec<_> = g.requests.iter().collect();
         reqs.sort();
         for (k, n) in reqs {
@@ -286,11 +301,21 @@ impl Metrics {
             );
         }
 
-        head(o, "tollgate_errors_total", "counter", "Requests answered with an error, by public error code and provider.");
+        head(
+            o,
+            "tollgate_errors_total",
+            "counter",
+            "Requests answered with an error, by public error code and provider.",
+        );
         let mut errs: Vec<_> = g.errors.iter().collect();
         errs.sort();
         for ((code, p), n) in errs {
-            let _ = writeln!(o, "tollgate_errors_total{{code=\"{}\",provider=\"{}\"}} {n}", CODES[*code as usize], esc(g.providers.get(*p)));
+            let _ = writeln!(
+                o,
+                "tollgate_errors_total{{code=\"{}\",provider=\"{}\"}} {n}",
+                CODES[*code as usize],
+                esc(g.providers.get(*p))
+            );
         }
 
         let mut models: Vec<_> = g.per_model.iter().collect();
@@ -299,7 +324,12 @@ impl Metrics {
             let _ = write!(o, "provider=\"{}\",model=\"{}\"", esc(g.providers.get(p)), esc(g.models.get(m)));
         };
 
-        head(o, "tollgate_tokens_total", "counter", "Tokens by disjoint usage bucket (input excludes cache reads and writes; output excludes reasoning).");
+        head(
+            o,
+            "tollgate_tokens_total",
+            "counter",
+            "Tokens by disjoint usage bucket (input excludes cache reads and writes; output excludes reasoning).",
+        );
         for (k, s) in &models {
             for (b, n) in TOKEN_BUCKETS.iter().zip(s.tokens) {
                 o.push_str("tollgate_tokens_total{");
@@ -313,29 +343,54 @@ impl Metrics {
             pm(o, &g, **k);
             let _ = writeln!(o, "}} {}", Money::from_nanos(s.cost_nanos));
         }
-        head(o, "tollgate_cache_savings_usd_total", "counter", "What provider cache reads saved against the uncached input rate, in USD.");
+        head(
+            o,
+            "tollgate_cache_savings_usd_total",
+            "counter",
+            "What provider cache reads saved against the uncached input rate, in USD.",
+        );
         for (k, s) in &models {
             o.push_str("tollgate_cache_savings_usd_total{");
             pm(o, &g, **k);
             let _ = writeln!(o, "}} {}", Money::from_nanos(s.cache_savings_nanos));
         }
-        head(o, "tollgate_unpriced_requests_total", "counter", "Requests whose model has no known price (cost unknown, not zero).");
+        head(
+            o,
+            "tollgate_unpriced_requests_total",
+            "counter",
+            "Requests whose model has no known price (cost unknown, not zero).",
+        );
         for (k, s) in &models {
             o.push_str("tollgate_unpriced_requests_total{");
             pm(o, &g, **k);
             let _ = writeln!(o, "}} {}", s.unpriced);
         }
-        head(o, "tollgate_estimated_usage_requests_total", "counter", "Requests whose usage was counted locally (the provider reported none).");
+        head(
+            o,
+            "tollgate_estimated_usage_requests_total",
+            "counter",
+            "Requests whose usage was counted locally (the provider reported none).",
+        );
         for (k, s) in &models {
             o.push_str("tollgate_estimated_usage_requests_total{");
             pm(o, &g, **k);
             let _ = writeln!(o, "}} {}", s.estimated);
         }
-        head(o, "tollgate_request_duration_seconds", "histogram", "Time from arrival to the ledger row (whole request, stream included).");
+        head(
+            o,
+            "tollgate_request_duration_seconds",
+            "histogram",
+            "Time from arrival to the ledger row (whole request, stream included).",
+        );
         for (k, s) in &models {
             hist(o, "tollgate_request_duration_seconds", &s.latency, |o| pm(o, &g, **k));
         }
-        head(o, "tollgate_time_to_first_token_seconds", "histogram", "Time from arrival to the first streamed byte sent to the client.");
+        head(
+            o,
+            "tollgate_time_to_first_token_seconds",
+            "histogram",
+            "Time from arrival to the first streamed byte sent to the client.",
+        );
         for (k, s) in &models {
             if s.ttft.count > 0 {
                 hist(o, "tollgate_time_to_first_token_seconds", &s.ttft, |o| pm(o, &g, **k));
@@ -352,7 +407,12 @@ impl Metrics {
         for (p, (a, _)) in &att {
             let _ = writeln!(o, "tollgate_upstream_attempts_total{{provider=\"{}\"}} {a}", esc(g.providers.get(**p)));
         }
-        head(o, "tollgate_upstream_retries_total", "counter", "Upstream calls beyond the first of a request (retries and fallbacks).");
+        head(
+            o,
+            "tollgate_upstream_retries_total",
+            "counter",
+            "Upstream calls beyond the first of a request (retries and fallbacks).",
+        );
         for (p, (_, r)) in &att {
             let _ = writeln!(o, "tollgate_upstream_retries_total{{provider=\"{}\"}} {r}", esc(g.providers.get(**p)));
         }

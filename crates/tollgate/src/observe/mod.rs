@@ -36,8 +36,8 @@ use serde_json::{json, Value};
 use tokio::sync::broadcast;
 
 use crate::api::{authorize, Access};
-use crate::config::Role;
 use crate::config::Config;
+use crate::config::Role;
 use crate::error::ApiError;
 use crate::ledger::LedgerRow;
 use crate::pipeline::now_ms;
@@ -240,7 +240,8 @@ pub fn routes() -> Router<Arc<AppState>> {
 }
 
 fn rfc3339(ms: i64) -> Option<String> {
-    chrono::DateTime::<chrono::Utc>::from_timestamp_millis(ms).map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
+    chrono::DateTime::<chrono::Utc>::from_timestamp_millis(ms)
+        .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
 }
 
 /// One anomaly as `GET /api/v1/anomalies` shows it.
@@ -301,7 +302,9 @@ async fn list_anomalies(
     }
 }
 
-async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T, StoreError> + Send + 'static) -> Result<T, ApiError> {
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, StoreError> + Send + 'static,
+) -> Result<T, ApiError> {
     tokio::task::spawn_blocking(f).await.map_err(internal)?.map_err(internal)
 }
 
@@ -323,7 +326,8 @@ async fn post_outcome(State(state): State<Arc<AppState>>, headers: HeaderMap, bo
     let run = async {
         let reporter = outcome_reporter(&state, &headers).await?;
         let id = format!("out_{}", uuid::Uuid::now_v7().simple());
-        let o = outcomes::Outcome::parse(&body, id, now_ms(), reporter).map_err(|e| ApiError::invalid(e.to_string()))?;
+        let o =
+            outcomes::Outcome::parse(&body, id, now_ms(), reporter).map_err(|e| ApiError::invalid(e.to_string()))?;
         let store = state.store.clone();
         let stored = o.clone();
         blocking(move || outcomes::insert(&store, &stored)).await?;

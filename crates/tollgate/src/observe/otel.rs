@@ -91,7 +91,8 @@ pub fn traces_url(endpoint: &str) -> Result<String, OtelError> {
 impl Exporter {
     pub fn start(endpoint: &str) -> Result<Exporter, OtelError> {
         let url = traces_url(endpoint)?;
-        let http = reqwest::Client::builder().timeout(EXPORT_TIMEOUT).build().map_err(|e| OtelError::Build(e.to_string()))?;
+        let http =
+            reqwest::Client::builder().timeout(EXPORT_TIMEOUT).build().map_err(|e| OtelError::Build(e.to_string()))?;
         let mut exporter = opentelemetry_otlp::SpanExporter::builder()
             .with_http()
             .with_http_client(http)

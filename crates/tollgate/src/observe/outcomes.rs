@@ -340,7 +340,11 @@ pub fn list(store: &SqliteStore, limit: usize) -> Result<Vec<Outcome>, StoreErro
         let mut rows = stmt.query([limit.clamp(1, 1000) as i64])?;
         let mut out = Vec::new();
         while let Some(r) = rows.next()? {
-            let subject = match (r.get::<_, Option<String>>(2)?, r.get::<_, Option<String>>(3)?, r.get::<_, Option<String>>(4)?) {
+            let subject = match (
+                r.get::<_, Option<String>>(2)?,
+                r.get::<_, Option<String>>(3)?,
+                r.get::<_, Option<String>>(4)?,
+            ) {
                 (Some(v), _, _) => Subject::Request(v),
                 (None, Some(v), _) => Subject::Trace(v),
                 (None, None, Some(v)) => Subject::Session(v),
@@ -366,20 +370,36 @@ mod tests {
 
     #[test]
     fn parse_needs_exactly_one_subject_and_keeps_value_as_text() {
-        let o = Outcome::parse(br#"{"trace_id":"t1","name":"ticket_resolved","value":0.1,"success":true}"#, "o1".into(), 5, "admin".into())
-            .unwrap();
+        let o = Outcome::parse(
+            br#"{"trace_id":"t1","name":"ticket_resolved","value":0.1,"success":true}"#,
+            "o1".into(),
+            5,
+            "admin".into(),
+        )
+        .unwrap();
         assert_eq!(o.subject, Subject::Trace("t1".into()));
         assert_eq!(o.value.as_deref(), Some("0.1"));
-        assert_eq!(Outcome::parse(br#"{"name":"x","success":true}"#, "o".into(), 0, "admin".into()), Err(OutcomeError::Subject));
         assert_eq!(
-            Outcome::parse(br#"{"request_id":"a","session_id":"b","name":"x","success":true}"#, "o".into(), 0, "admin".into()),
+            Outcome::parse(br#"{"name":"x","success":true}"#, "o".into(), 0, "admin".into()),
+            Err(OutcomeError::Subject)
+        );
+        assert_eq!(
+            Outcome::parse(
+                br#"{"request_id":"a","session_id":"b","name":"x","success":true}"#,
+                "o".into(),
+                0,
+                "admin".into()
+            ),
             Err(OutcomeError::Subject)
         );
         assert!(matches!(
             Outcome::parse(br#"{"request_id":"a","name":"","success":true}"#, "o".into(), 0, "admin".into()),
             Err(OutcomeError::Field("name", _))
         ));
-        assert!(matches!(Outcome::parse(br#"{"request_id":"a","name":"x"}"#, "o".into(), 0, "admin".into()), Err(OutcomeError::Body(_))));
+        assert!(matches!(
+            Outcome::parse(br#"{"request_id":"a","name":"x"}"#, "o".into(), 0, "admin".into()),
+            Err(OutcomeError::Body(_))
+        ));
     }
 
     #[test]

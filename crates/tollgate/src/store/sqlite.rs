@@ -258,12 +258,13 @@ impl SqliteStore {
         let writer = open(&path)?;
         writer.execute_batch(SCHEMA)?;
         // Columns added since the table was first created.
-        for (col, decl) in
-            [("attempt_log", "TEXT"), ("response_cache_savings_nanos", "INTEGER NOT NULL DEFAULT 0"), ("prefix_hash", "TEXT")]
-        {
-            let has: bool = writer
-                .prepare("SELECT 1 FROM pragma_table_info('ledger') WHERE name = ?1")?
-                .exists(params![col])?;
+        for (col, decl) in [
+            ("attempt_log", "TEXT"),
+            ("response_cache_savings_nanos", "INTEGER NOT NULL DEFAULT 0"),
+            ("prefix_hash", "TEXT"),
+        ] {
+            let has: bool =
+                writer.prepare("SELECT 1 FROM pragma_table_info('ledger') WHERE name = ?1")?.exists(params![col])?;
             if !has {
                 writer.execute_batch(&format!("ALTER TABLE ledger ADD COLUMN {col} {decl}"))?;
             }
@@ -366,18 +367,16 @@ impl KeyStore for SqliteStore {
     }
 
     fn revoke_key(&self, id: &str, now_ms: i64) -> Result<bool, StoreError> {
-        let n = self.reader().execute(
-            "UPDATE keys SET revoked_ms = COALESCE(revoked_ms, ?2) WHERE id = ?1",
-            params![id, now_ms],
-        )?;
+        let n = self
+            .reader()
+            .execute("UPDATE keys SET revoked_ms = COALESCE(revoked_ms, ?2) WHERE id = ?1", params![id, now_ms])?;
         Ok(n > 0)
     }
 
     fn key_hash_secret(&self) -> Result<Vec<u8>, StoreError> {
         let conn = self.reader();
-        let existing: Option<String> = conn
-            .query_row("SELECT value FROM meta WHERE name = 'key_hash_secret'", [], |r| r.get(0))
-            .optional()?;
+        let existing: Option<String> =
+            conn.query_row("SELECT value FROM meta WHERE name = 'key_hash_secret'", [], |r| r.get(0)).optional()?;
         let hex_secret = match existing {
             Some(v) => v,
             None => {
@@ -390,7 +389,6 @@ impl KeyStore for SqliteStore {
         hex::decode(hex_secret).map_err(|_| StoreError::Corrupt("meta.key_hash_secret"))
     }
 }
-
 
 fn u(r: &rusqlite::Row<'_>, col: &str) -> Result<u64, rusqlite::Error> {
     Ok(r.get::<_, i64>(col)?.max(0) as u64)
@@ -465,7 +463,8 @@ impl LedgerStore for SqliteStore {
                  ?31, ?32, ?33, ?34, ?35, ?36, ?37, ?38, ?39, ?40, ?41)"
             );
             let mut stmt = tx.prepare_cached(&sql)?;
-            let mut rollup: std::collections::HashMap<(i64, [String; 11]), RollupSums> = std::collections::HashMap::new();
+            let mut rollup: std::collections::HashMap<(i64, [String; 11]), RollupSums> =
+                std::collections::HashMap::new();
             for row in rows {
                 let a = &row.attribution;
                 let us = &row.usage;
@@ -543,8 +542,30 @@ impl LedgerStore for SqliteStore {
             )?;
             for ((hour, k), r) in rollup {
                 up.execute(params![
-                    hour, k[0], k[1], k[2], k[3], k[4], k[5], k[6], k[7], k[8], k[9], k[10], r.requests, r.input, r.cache_read,
-                    r.cache_write, r.output, r.reasoning, r.cost, r.savings, r.estimated, r.unpriced, r.errors, r.attempts,
+                    hour,
+                    k[0],
+                    k[1],
+                    k[2],
+                    k[3],
+                    k[4],
+                    k[5],
+                    k[6],
+                    k[7],
+                    k[8],
+                    k[9],
+                    k[10],
+                    r.requests,
+                    r.input,
+                    r.cache_read,
+                    r.cache_write,
+                    r.output,
+                    r.reasoning,
+                    r.cost,
+                    r.savings,
+                    r.estimated,
+                    r.unpriced,
+                    r.errors,
+                    r.attempts,
                     r.response_savings
                 ])?;
             }
@@ -619,7 +640,9 @@ impl SqliteStore {
     pub fn list_budgets(&self) -> Result<Vec<crate::budget::BudgetSpec>, StoreError> {
         use crate::budget::{Action, BudgetSpec, Period, Scope};
         let conn = self.reader();
-        let mut stmt = conn.prepare("SELECT id, scope, limit_nanos, period, action, alert_at, block_unpriced FROM budgets ORDER BY id")?;
+        let mut stmt = conn.prepare(
+            "SELECT id, scope, limit_nanos, period, action, alert_at, block_unpriced FROM budgets ORDER BY id",
+        )?;
         let mut rows = stmt.query([])?;
         let mut out = Vec::new();
         while let Some(r) = rows.next()? {
@@ -687,16 +710,27 @@ impl SqliteStore {
     }
 
     /// Records a fired threshold; false when it had already fired this period.
-    pub fn record_alert(&self, budget_id: &str, period_start_ms: i64, threshold: u32, now_ms: i64) -> Result<bool, StoreError> {
+    pub fn record_alert(
+        &self,
+        budget_id: &str,
+        period_start_ms: i64,
+        threshold: u32,
+        now_ms: i64,
+    ) -> Result<bool, StoreError> {
         Ok(self.reader().execute(
             "INSERT OR IGNORE INTO alerts_fired (budget_id, period_start_ms, threshold, fired_ms) VALUES (?1, ?2, ?3, ?4)",
             params![budget_id, period_start_ms, threshold, now_ms],
         )? > 0)
     }
 
-    pub fn fired_alerts(&self, budget_id: &str, period_start_ms: i64) -> Result<std::collections::BTreeSet<u32>, StoreError> {
+    pub fn fired_alerts(
+        &self,
+        budget_id: &str,
+        period_start_ms: i64,
+    ) -> Result<std::collections::BTreeSet<u32>, StoreError> {
         let conn = self.reader();
-        let mut stmt = conn.prepare("SELECT threshold FROM alerts_fired WHERE budget_id = ?1 AND period_start_ms = ?2")?;
+        let mut stmt =
+            conn.prepare("SELECT threshold FROM alerts_fired WHERE budget_id = ?1 AND period_start_ms = ?2")?;
         let rows = stmt.query_map(params![budget_id, period_start_ms], |r| r.get::<_, u32>(0))?;
         Ok(rows.collect::<Result<_, _>>()?)
     }

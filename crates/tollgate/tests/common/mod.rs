@@ -1,5 +1,6 @@
 //! Test harness: a mock provider and a gateway on real loopback sockets (port 0).
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 #![allow(dead_code)]
 
 use std::net::SocketAddr;
@@ -70,7 +71,8 @@ impl Harness {
         let dir = tempfile::tempdir().unwrap();
         let db = format!("sqlite://{}", dir.path().join("t.db").display());
         let text = config_text(mock, extra) + &format!("\n[storage]\nurl = \"{db}\"\n");
-        let config = tweak(Config::from_toml(&text, "test.toml", &std::collections::HashMap::<String, String>::new()).unwrap());
+        let config =
+            tweak(Config::from_toml(&text, "test.toml", &std::collections::HashMap::<String, String>::new()).unwrap());
         let store = Arc::new(SqliteStore::open(&config.storage.url).unwrap());
         let hasher = key_hasher(&config, store.as_ref()).unwrap();
         let spec = KeySpec {

@@ -550,6 +550,16 @@ mod tests {
         }
         let all = spend(&store, &SpendQuery::default()).unwrap();
         assert_eq!(all.total_requests, 600);
+        // Retention drops raw rows; whole-hour reports still come from the rollup.
+        let cut = base + 300 * 997_331;
+        let by_team = SpendQuery {
+            group_by: vec!["team".into()],
+            to_ms: Some((cut / 3_600_000) * 3_600_000),
+            ..Default::default()
+        };
+        let before = spend(&store, &by_team).unwrap();
+        assert!(store.prune_raw(cut).unwrap() > 250);
+        assert_eq!(spend(&store, &by_team).unwrap(), before, "rollup-answered reports are unchanged");
         let want: i64 = rows.iter().map(|r| r.cost.map_or(0, |c| c.nanos())).sum();
         assert_eq!(all.total_cost.nanos(), want);
         assert_eq!(all.unpriced_requests, rows.iter().filter(|r| r.cost.is_none()).count() as u64);

@@ -20,6 +20,7 @@ const MAX_ID_LEN: usize = 256;
 
 /// Who and what one request is for.
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(default)]
 pub struct Attribution {
     /// All tags, `team`, `feature`, `env`, `org`, `user` included.
     pub tags: BTreeMap<String, String>,

@@ -228,6 +228,8 @@ struct RawLedger {
     /// Default: `<database path>.spool` beside the database.
     spool_dir: Option<String>,
     spool_max_bytes: Option<u64>,
+    /// Keep raw ledger rows this many days; hourly rollups are kept for ever.
+    retention_days: Option<u32>,
     /// `block` (default) or `reject`.
     on_full: Option<String>,
     fsync: Option<bool>,
@@ -448,6 +450,8 @@ pub struct Config {
     pub storage: StorageConfig,
     pub providers: Vec<Provider>,
     pub routes: HashMap<String, Route>,
+    /// Raw ledger rows older than this are deleted (rollups stay).
+    pub retention_days: Option<u32>,
     /// The ledger spool; `None` until resolved against the database path.
     pub ledger: Option<crate::ledger::SpoolConfig>,
     pub governance: GovernanceConfig,
@@ -903,7 +907,11 @@ fn resolve(raw: RawConfig, path: &str, text: &str, env: &dyn Env) -> Result<Conf
         _ => None,
     };
 
+    if raw.ledger.retention_days == Some(0) {
+        return Err(invalid("ledger.retention_days must be at least 1".into()));
+    }
     Ok(Config {
+        retention_days: raw.ledger.retention_days,
         semantic,
         routing_rules,
         complexity,

@@ -121,7 +121,7 @@ impl Gateway {
             installed.push(b);
         }
         let alerts_fired = Arc::new(std::sync::atomic::AtomicU64::new(0));
-        let background = vec![
+        let mut background = vec![
             tokio::spawn(crate::alerts::dispatch(
                 alert_rx,
                 store.clone(),
@@ -141,6 +141,9 @@ impl Gateway {
                 installed,
             )),
         ];
+        if let Some(days) = config.retention_days {
+            background.push(tokio::spawn(retention(store.clone(), days)));
+        }
         let state = AppState {
             cache: crate::cache::MemoryCache::new(config.cache.max_bytes, config.cache.ttl_ms),
             semantic: config.semantic.clone().map(crate::semantic::SemanticCache::new),
@@ -216,6 +219,22 @@ pub fn install_budget(
     };
     governor.set_budget(spec, spent, fired, now_ms);
     Ok(())
+}
+
+/// Deletes raw ledger rows past the retention period, at start and every ten minutes.
+async fn retention(store: Arc<SqliteStore>, days: u32) {
+    loop {
+        let before = crate::pipeline::now_ms() - i64::from(days) * 86_400_000;
+        let s = store.clone();
+        match tokio::task::spawn_blocking(move || s.prune_raw(before)).await {
+            Ok(Ok(n)) if n > 0 => {
+                tracing::info!(rows = n, days, "deleted raw ledger rows past retention (rollups kept)")
+            }
+            Ok(Err(error)) => tracing::warn!(%error, "ledger retention failed"),
+            _ => {}
+        }
+        tokio::time::sleep(std::time::Duration::from_secs(600)).await;
+    }
 }
 
 /// Picks up budgets and limits changed by other processes (`tollgate budgets set` on the database).

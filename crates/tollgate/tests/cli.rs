@@ -186,3 +186,47 @@ fn demo_runs_and_fills_the_ledger() {
         .rows;
     assert!(storm.len() > 50 && storm.iter().all(|r| r.attempts > 1), "the seeded retry storm: {}", storm.len());
 }
+
+#[test]
+fn prices_list_show_import_and_check() {
+    let out = tollgate(&["prices", "show", "gpt-4o-mini-2024-07-18"], &[]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("openai/gpt-4o-mini") && text.contains("$0.15") && text.contains("$0.6"), "{text}");
+    let out = tollgate(&["prices", "show", "no-such-model-xyz"], &[]);
+    assert!(!out.status.success() && String::from_utf8_lossy(&out.stderr).contains("unpriced"));
+    let out = tollgate(&["prices", "list", "--provider", "anthropic"], &[]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("claude") && !text.contains("gpt-4o"), "{text}");
+
+    let fixtures = concat!(env!("CARGO_MANIFEST_DIR"), "/../tollgate-pricing/tests/fixtures");
+    let dir = tempfile::tempdir().unwrap();
+    for (fmt, sub) in [("litellm", "litellm"), ("genai-prices", "genai-prices")] {
+        let file = std::fs::read_dir(format!("{fixtures}/{sub}")).unwrap().next().unwrap().unwrap().path();
+        let out_file = dir.path().join(format!("{sub}.toml"));
+        let out = tollgate(
+            &["prices", "import", file.to_str().unwrap(), "--format", fmt, "--out", out_file.to_str().unwrap()],
+            &[],
+        );
+        assert!(out.status.success(), "{fmt}: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(String::from_utf8_lossy(&out.stderr).contains("imported"));
+        let toml = std::fs::read_to_string(&out_file).unwrap();
+        assert!(tollgate_pricing::Catalog::from_toml_str(&toml).is_ok(), "{fmt}: the imported catalog loads back");
+    }
+
+    // check: a model seen in the ledger without a price is listed.
+    let db = format!("sqlite://{}", dir.path().join("p.db").display());
+    let store = tollgate::store::sqlite::SqliteStore::open(&db).unwrap();
+    let row: tollgate::ledger::LedgerRow = serde_json::from_value(serde_json::json!({
+        "request_id": "r1", "time_ms": 1, "key_id": null, "endpoint": "chat.completions", "requested_model": "house-llm",
+        "model": "house-llm", "provider": "local", "status": 200, "error_code": null, "usage": {}, "usage_source": "provider",
+        "cost": null, "cache_savings": "0", "streamed": false, "client_disconnected": false, "cache": "off",
+        "latency_ms": 1, "ttft_ms": null, "attempts": 1, "attribution": {}
+    }))
+    .unwrap();
+    use tollgate::store::LedgerStore;
+    store.append(&[&row]).unwrap();
+    let out = tollgate(&["--db", &db, "prices", "check"], &[]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("house-llm") && text.contains("1 requests"), "{text}");
+}

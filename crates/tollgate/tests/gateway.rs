@@ -620,3 +620,45 @@ async fn cost_is_exact_in_headers_stream_comments_and_ledger() {
     assert_eq!(v["unpriced_requests"], 1);
     h.stop().await;
 }
+
+#[tokio::test]
+async fn azure_openai_deployments_are_proxied_with_their_api_key() {
+    let h = Harness::start_with("", |mut c| {
+        let mock = c.providers[0].base_url.trim_end_matches("/v1").to_string();
+        c.providers.push(tollgate::config::Provider {
+            name: "azure".into(),
+            kind: tollgate_providers::ProviderKind::AzureOpenAi,
+            base_url: mock,
+            api_key: Some(tollgate::config::Secret::new("azure-key".into())),
+            api_version: Some("2024-10-21".into()),
+            timeout: std::time::Duration::from_secs(5),
+            max_retries: 0,
+        });
+        let idx = c.providers.len() - 1;
+        c.routes.insert(
+            "corp-gpt".into(),
+            tollgate::config::Route {
+                name: "corp-gpt".into(),
+                targets: vec![tollgate::config::RouteTarget { provider: idx, model: "gpt-4o-mini".into(), weight: 1 }],
+                fallbacks: vec![],
+                strategy: tollgate::config::Strategy::Ordered,
+            },
+        );
+        c
+    })
+    .await;
+    for stream in [false, true] {
+        let r = h.post("/v1/chat/completions").json(&chat("corp-gpt", "hello azure", stream)).send().await.unwrap();
+        assert_eq!(r.status(), 200);
+        let id = header(&r, "x-tollgate-request-id").to_string();
+        let _ = r.bytes().await.unwrap();
+        let row = h.row(&id);
+        assert_eq!(row.provider.as_deref(), Some("azure"));
+        assert!(row.usage.input_tokens() > 0 && row.usage_source == UsageSource::Provider);
+        assert!(row.cost.is_some(), "an Azure deployment of gpt-4o-mini is priced");
+    }
+    let stats: Value = h.http.get(format!("{}/mock/stats", h.mock)).send().await.unwrap().json().await.unwrap();
+    assert!(stats["paths"].to_string().contains("/openai/deployments/gpt-4o-mini/chat/completions"), "{stats}");
+    assert_eq!(stats["last_auth"], "present");
+    h.stop().await;
+}

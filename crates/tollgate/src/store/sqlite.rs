@@ -613,6 +613,22 @@ impl LedgerStore for SqliteStore {
 
 /// Budgets, rate limits and fired alerts (the governance tables).
 impl SqliteStore {
+    /// Deletes raw ledger rows older than `before_ms`, in small batches so
+    /// writers are never held up for long; the hourly rollup keeps their sums.
+    pub fn prune_raw(&self, before_ms: i64) -> Result<u64, StoreError> {
+        let mut total = 0u64;
+        loop {
+            let n = self.writer.lock().unwrap_or_else(|p| p.into_inner()).execute(
+                "DELETE FROM ledger WHERE request_id IN (SELECT request_id FROM ledger WHERE ts_ms < ?1 LIMIT 5000)",
+                params![before_ms],
+            )?;
+            total += n as u64;
+            if n == 0 {
+                return Ok(total);
+            }
+        }
+    }
+
     pub fn upsert_budget(&self, b: &crate::budget::BudgetSpec, now_ms: i64) -> Result<(), StoreError> {
         self.reader().execute(
             "INSERT INTO budgets (id, scope, limit_nanos, period, action, alert_at, block_unpriced, updated_ms) \

@@ -303,3 +303,148 @@ mod prefix_tests {
         assert!(prefix_hash(ApiFormat::AnthropicMessages, m).is_some());
     }
 }
+
+/// Where cached answers live: this process, or Redis shared by replicas.
+pub enum Store {
+    Memory(MemoryCache),
+    Redis(RedisCache),
+}
+
+impl Store {
+    /// Never fails a request: a store error is logged and counts as a miss.
+    pub async fn get(&self, key: &[u8; 32], now_ms: i64) -> Option<Arc<Entry>> {
+        match self {
+            Store::Memory(m) => m.get(key, now_ms),
+            Store::Redis(r) => r.get(key).await.map(Arc::new),
+        }
+    }
+
+    pub fn put(&self, key: [u8; 32], entry: Entry) {
+        match self {
+            Store::Memory(m) => m.put(key, entry),
+            Store::Redis(r) => r.put(key, entry),
+        }
+    }
+
+    pub fn max_entry_bytes(&self) -> usize {
+        match self {
+            Store::Memory(m) => m.max_entry_bytes(),
+            Store::Redis(r) => r.max_entry_bytes,
+        }
+    }
+}
+
+/// Redis-backed cache: entries as JSON under `tollgate:cache:<key>`, expiring by TTL.
+pub struct RedisCache {
+    client: redis::Client,
+    conn: tokio::sync::OnceCell<redis::aio::ConnectionManager>,
+    ttl_ms: i64,
+    max_entry_bytes: usize,
+}
+
+#[derive(serde::Serialize, serde::Deserialize)]
+struct WireEntry {
+    body: Option<String>,
+    events: Vec<String>,
+    terminator: String,
+    usage: Usage,
+    model: String,
+    provider: String,
+    cost: Option<Money>,
+    created_ms: i64,
+}
+
+impl RedisCache {
+    pub fn new(url: &str, ttl_ms: i64, max_entry_bytes: usize) -> Result<RedisCache, redis::RedisError> {
+        Ok(RedisCache {
+            client: redis::Client::open(url)?,
+            conn: tokio::sync::OnceCell::new(),
+            ttl_ms,
+            max_entry_bytes,
+        })
+    }
+
+    async fn conn(&self) -> Option<redis::aio::ConnectionManager> {
+        self.conn
+            .get_or_try_init(|| self.client.get_connection_manager())
+            .await
+            .map_err(|error| tracing::warn!(%error, "response cache: cannot reach Redis"))
+            .ok()
+            .cloned()
+    }
+
+    fn redis_key(key: &[u8; 32]) -> String {
+        format!("tollgate:cache:{}", hex::encode(key))
+    }
+
+    async fn get(&self, key: &[u8; 32]) -> Option<Entry> {
+        let mut c = self.conn().await?;
+        let raw: Option<Vec<u8>> = redis::cmd("GET")
+            .arg(Self::redis_key(key))
+            .query_async(&mut c)
+            .await
+            .map_err(|error| tracing::warn!(%error, "response cache: Redis GET failed"))
+            .ok()?;
+        let w: WireEntry = serde_json::from_slice(&raw?).ok()?;
+        Some(Entry {
+            body: w.body.map(Bytes::from),
+            events: w.events.into_iter().map(Bytes::from).collect(),
+            terminator: Bytes::from(w.terminator),
+            usage: w.usage,
+            model: w.model,
+            provider: w.provider,
+            cost: w.cost,
+            created_ms: w.created_ms,
+        })
+    }
+
+    fn put(&self, key: [u8; 32], e: Entry) {
+        if e.size() > self.max_entry_bytes {
+            return;
+        }
+        let text = |b: &Bytes| String::from_utf8(b.to_vec()).ok();
+        // Answers are JSON or SSE text; anything else is simply not cached.
+        let (Some(events), Some(terminator)) =
+            (e.events.iter().map(text).collect::<Option<Vec<_>>>(), text(&e.terminator))
+        else {
+            return;
+        };
+        let body = match &e.body {
+            Some(b) => match text(b) {
+                Some(s) => Some(s),
+                None => return,
+            },
+            None => None,
+        };
+        let w = WireEntry {
+            body,
+            events,
+            terminator,
+            usage: e.usage,
+            model: e.model,
+            provider: e.provider,
+            cost: e.cost,
+            created_ms: e.created_ms,
+        };
+        let Ok(json) = serde_json::to_vec(&w) else { return };
+        let ttl = self.ttl_ms.max(1);
+        let redis_key = Self::redis_key(&key);
+        let conn = self.conn.get().cloned();
+        let client = self.client.clone();
+        // Off the request path: the client does not wait for the cache write.
+        tokio::spawn(async move {
+            let mut c = match conn {
+                Some(c) => c,
+                None => match client.get_connection_manager().await {
+                    Ok(c) => c,
+                    Err(_) => return,
+                },
+            };
+            let r: Result<(), redis::RedisError> =
+                redis::cmd("SET").arg(redis_key).arg(json).arg("PX").arg(ttl).query_async(&mut c).await;
+            if let Err(error) = r {
+                tracing::warn!(%error, "response cache: Redis SET failed");
+            }
+        });
+    }
+}

@@ -127,6 +127,9 @@ struct RawCache {
     scope: Option<String>,
     /// Also cache requests that are not deterministic (temperature > 0).
     non_deterministic: Option<bool>,
+    /// Share the cache across replicas in Redis (`redis://…`); or name an env var.
+    redis_url: Option<String>,
+    redis_url_env: Option<String>,
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -335,6 +338,8 @@ pub struct CacheConfig {
     /// Share answers within a team rather than only within a key.
     pub per_team: bool,
     pub non_deterministic: bool,
+    /// Redis URL for a shared cache (may hold a password).
+    pub redis_url: Option<Secret>,
 }
 
 /// Request guardrails (all optional).
@@ -851,6 +856,15 @@ fn resolve(raw: RawConfig, path: &str, text: &str, env: &dyn Env) -> Result<Conf
             Some(o) => return Err(invalid(format!("cache.scope {o:?} is not key or team"))),
         },
         non_deterministic: raw.cache.non_deterministic.unwrap_or(false),
+        redis_url: match (raw.cache.redis_url, raw.cache.redis_url_env) {
+            (Some(u), None) => Some(Secret(u)),
+            (None, Some(var)) => Some(Secret(
+                env.var(&var)
+                    .ok_or_else(|| invalid(format!("cache.redis_url_env: environment variable {var} is not set")))?,
+            )),
+            (None, None) => None,
+            (Some(_), Some(_)) => return Err(invalid("cache: set redis_url or redis_url_env, not both".into())),
+        },
     };
 
     let mut complexity =

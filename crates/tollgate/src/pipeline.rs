@@ -263,7 +263,7 @@ async fn until_upstream(
         let tenant = format!("{tenant}\0{model}");
         if let Some(key) = crate::cache::key(&tenant, p.format, &body, state.config.cache.non_deterministic) {
             if mode.reads() {
-                if let Some(hit) = state.cache.get(&key, now_ms()) {
+                if let Some(hit) = state.cache.get(&key, now_ms()).await {
                     return Ok(Upstream::CacheHit(hit));
                 }
             }

@@ -41,7 +41,7 @@ pub struct AppState {
     pub observer: Arc<crate::observe::Observer>,
     pub governor: Arc<Governor>,
     pub health: crate::upstream::Health,
-    pub cache: crate::cache::MemoryCache,
+    pub cache: crate::cache::Store,
     pub semantic: Option<crate::semantic::SemanticCache>,
     /// Where this gateway listens (for calls it makes to itself).
     pub self_addr: std::sync::OnceLock<SocketAddr>,
@@ -145,7 +145,16 @@ impl Gateway {
             background.push(tokio::spawn(retention(store.clone(), days)));
         }
         let state = AppState {
-            cache: crate::cache::MemoryCache::new(config.cache.max_bytes, config.cache.ttl_ms),
+            cache: match &config.cache.redis_url {
+                None => crate::cache::Store::Memory(crate::cache::MemoryCache::new(
+                    config.cache.max_bytes,
+                    config.cache.ttl_ms,
+                )),
+                Some(url) => crate::cache::Store::Redis(
+                    crate::cache::RedisCache::new(url.expose(), config.cache.ttl_ms, config.cache.max_bytes / 8)
+                        .map_err(|e| StartError::Refused(format!("cache.redis_url is not a Redis URL: {e}")))?,
+                ),
+            },
             semantic: config.semantic.clone().map(crate::semantic::SemanticCache::new),
             self_addr: std::sync::OnceLock::new(),
             health: crate::upstream::Health::new(config.circuit_failures, config.circuit_cooldown),

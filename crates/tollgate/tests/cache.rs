@@ -225,3 +225,38 @@ async fn semantic_cache_hits_a_paraphrase_above_the_threshold_only() {
         g.stop().await;
     }
 }
+
+/// Two replicas share answers through Redis (a real server: TOLLGATE_TEST_REDIS_URL).
+#[tokio::test]
+async fn redis_cache_is_shared_by_replicas() {
+    let Ok(url) = std::env::var("TOLLGATE_TEST_REDIS_URL") else {
+        eprintln!("*** SKIPPED redis_cache_is_shared_by_replicas: TOLLGATE_TEST_REDIS_URL is not set ***");
+        return;
+    };
+    let extra = format!("[cache]\nscope = \"team\"\nredis_url = \"{url}\"\n");
+    let (a, b) = (Harness::start_with(&extra, |c| c).await, Harness::start_with(&extra, |c| c).await);
+    let text = format!("shared answer {}", uuid::Uuid::now_v7());
+    let r = a.post("/v1/chat/completions").json(&det("gpt-4o-mini", &text, false)).send().await.unwrap();
+    assert_eq!(h(&r, "x-tollgate-cache"), "miss");
+    let body = r.text().await.unwrap();
+    let mut got = String::new();
+    for _ in 0..50 {
+        let r = b
+            .post("/v1/chat/completions")
+            .header("x-tollgate-cache", "read")
+            .json(&det("gpt-4o-mini", &text, false))
+            .send()
+            .await
+            .unwrap();
+        got = h(&r, "x-tollgate-cache").to_string();
+        let t = r.text().await.unwrap();
+        if got == "hit" {
+            assert_eq!(t, body);
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert_eq!(got, "hit", "the second replica reads the first one's answer from Redis");
+    a.stop().await;
+    b.stop().await;
+}

@@ -25,6 +25,7 @@ pub(crate) struct Inner {
     pub config: MockConfig,
     pub stats: Stats,
     sequence: AtomicU64,
+    pub batches: crate::batches::Batches,
     /// A fault applied to every request until cleared (`POST /mock/fault`).
     pub fault: std::sync::RwLock<Option<String>>,
 }
@@ -36,7 +37,12 @@ impl App {
             stats: Stats::default(),
             sequence: AtomicU64::new(1),
             fault: std::sync::RwLock::new(None),
+            batches: Default::default(),
         }))
+    }
+
+    pub(crate) fn batches(&self) -> &crate::batches::Batches {
+        &self.0.batches
     }
 
     pub(crate) fn set_fault(&self, fault: Option<String>) {

@@ -95,6 +95,7 @@
 //! whether the last request carried a credential, never its value.
 
 mod anthropic;
+mod batches;
 mod errors;
 mod exchange;
 mod gemini;
@@ -152,6 +153,13 @@ pub fn router(config: MockConfig) -> Router {
         .route("/mock/stats", get(stats))
         .route("/mock/reset", post(reset))
         .route("/mock/fault", post(set_fault))
+        .route("/v1/files", post(batches::upload))
+        .route("/v1/files/{id}/content", get(batches::file_content))
+        .route("/v1/batches", post(batches::create_openai))
+        .route("/v1/batches/{id}", get(batches::get_openai))
+        .route("/v1/messages/batches", post(batches::create_anthropic))
+        .route("/v1/messages/batches/{id}", get(batches::get_anthropic))
+        .route("/v1/messages/batches/{id}/results", get(batches::anthropic_results))
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .with_state(App::new(config))

@@ -184,6 +184,18 @@ impl ProviderKind {
     }
 }
 
+/// The usage (and model) of one whole answer body in a provider's own
+/// format, e.g. a line of a batch result file: OpenAI chat / embeddings /
+/// responses bodies, or an Anthropic message.
+pub fn usage_of(format: ApiFormat, body: &[u8]) -> Result<TranslatedBody, AdapterError> {
+    match format {
+        ApiFormat::OpenAiChat => openai::translate_body(Mode::OpenAiChat, body),
+        ApiFormat::OpenAiEmbeddings => openai::translate_body(Mode::OpenAiEmbeddings, body),
+        ApiFormat::OpenAiResponses => openai::translate_body(Mode::OpenAiResponses, body),
+        ApiFormat::AnthropicMessages => anthropic::translate_native_body(body),
+    }
+}
+
 /// Which upstream format comes back, and which client format goes out.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Mode {

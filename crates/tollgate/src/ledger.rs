@@ -55,6 +55,11 @@ pub fn endpoint_static(s: &str) -> &'static str {
         "embeddings" => "embeddings",
         "responses" => "responses",
         "messages" => "messages",
+        "batch_api" => "batch_api",
+        "batch.chat.completions" => "batch.chat.completions",
+        "batch.embeddings" => "batch.embeddings",
+        "batch.responses" => "batch.responses",
+        "batch.messages" => "batch.messages",
         _ => "other",
     }
 }

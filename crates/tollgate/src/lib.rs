@@ -28,6 +28,7 @@ pub mod analytics;
 pub mod api;
 pub mod attribution;
 pub mod auth;
+pub mod batch;
 pub mod budget;
 pub mod cache;
 pub mod cli;

@@ -35,6 +35,11 @@ impl Pricing {
     }
 
     pub fn price(&self, provider: &Provider, model: &str, usage: &Usage, at_ms: i64) -> Priced {
+        self.price_tier(provider, model, usage, at_ms, ServiceTier::Standard)
+    }
+
+    /// The same at a service tier (batch results are priced at batch rates).
+    pub fn price_tier(&self, provider: &Provider, model: &str, usage: &Usage, at_ms: i64, tier: ServiceTier) -> Priced {
         let at = DateTime::<Utc>::from_timestamp_millis(at_ms).unwrap_or_else(Utc::now);
         // OpenAI-compatible hosts are named after their vendor (mistral, deepseek…).
         let hint = match provider.kind {
@@ -44,7 +49,7 @@ impl Pricing {
         let entry = self.catalog.lookup(Some(hint), model, at);
         match entry {
             Some(e) => {
-                let c = tollgate_pricing::cost(e, usage, ServiceTier::Standard);
+                let c = tollgate_pricing::cost(e, usage, tier);
                 Priced { cost: Some(c.total), cache_savings: c.cache_savings }
             }
             None => Priced { cost: None, cache_savings: Money::ZERO },

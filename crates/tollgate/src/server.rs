@@ -302,6 +302,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/readyz", get(|| async { "ready" }))
         .route("/metrics", get(metrics))
         .merge(api::routes())
+        .merge(crate::batch::routes())
         .merge(crate::dashboard::routes())
         .merge(crate::observe::routes())
         .fallback(not_found)

@@ -94,6 +94,17 @@ CREATE TABLE IF NOT EXISTS rate_limits (
     window_ms  INTEGER NOT NULL,
     updated_ms INTEGER NOT NULL
 );
+CREATE TABLE IF NOT EXISTS batches (
+    id          TEXT PRIMARY KEY,
+    provider    TEXT NOT NULL,
+    key_id      TEXT NOT NULL,
+    attribution TEXT NOT NULL,
+    created_ms  INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS batch_files (
+    file_id  TEXT PRIMARY KEY,
+    batch_id TEXT NOT NULL
+);
 CREATE TABLE IF NOT EXISTS alerts_fired (
     budget_id       TEXT NOT NULL,
     period_start_ms INTEGER NOT NULL,

@@ -307,7 +307,7 @@ mod prefix_tests {
 /// Where cached answers live: this process, or Redis shared by replicas.
 pub enum Store {
     Memory(MemoryCache),
-    Redis(RedisCache),
+    Redis(Box<RedisCache>),
 }
 
 impl Store {

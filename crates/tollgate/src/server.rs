@@ -150,10 +150,10 @@ impl Gateway {
                     config.cache.max_bytes,
                     config.cache.ttl_ms,
                 )),
-                Some(url) => crate::cache::Store::Redis(
+                Some(url) => crate::cache::Store::Redis(Box::new(
                     crate::cache::RedisCache::new(url.expose(), config.cache.ttl_ms, config.cache.max_bytes / 8)
                         .map_err(|e| StartError::Refused(format!("cache.redis_url is not a Redis URL: {e}")))?,
-                ),
+                )),
             },
             semantic: config.semantic.clone().map(crate::semantic::SemanticCache::new),
             self_addr: std::sync::OnceLock::new(),

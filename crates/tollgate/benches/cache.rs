@@ -27,7 +27,9 @@ fn body() -> Vec<u8> {
 
 fn lookups(c: &mut Criterion) {
     let b = body();
-    c.bench_function("cache_key (1.5 KB chat body)", |x| x.iter(|| key(black_box("key:k1"), ApiFormat::OpenAiChat, black_box(&b), false)));
+    c.bench_function("cache_key (1.5 KB chat body)", |x| {
+        x.iter(|| key(black_box("key:k1"), ApiFormat::OpenAiChat, black_box(&b), false))
+    });
     let cache = MemoryCache::new(64 * 1024 * 1024, 3_600_000);
     for i in 0..10_000u32 {
         let mut k = [0u8; 32];

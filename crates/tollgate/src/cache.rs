@@ -77,8 +77,16 @@ fn deterministic(v: &serde_json::Map<String, serde_json::Value>) -> bool {
     t0 && one
 }
 
+fn contains(body: &[u8], needle: &[u8]) -> bool {
+    body.windows(needle.len()).any(|w| w == needle)
+}
+
 /// The cache key, or `None` when the request must not be cached.
 pub fn key(tenant: &str, format: ApiFormat, body: &[u8], cache_non_deterministic: bool) -> Option<[u8; 32]> {
+    // Most requests leave the temperature at its (non-zero) default: skip them before parsing.
+    if !cache_non_deterministic && format != ApiFormat::OpenAiEmbeddings && !contains(body, b"\"temperature\"") {
+        return None;
+    }
     let mut v: serde_json::Map<String, serde_json::Value> = serde_json::from_slice(body).ok()?;
     if !cache_non_deterministic && format != ApiFormat::OpenAiEmbeddings && !deterministic(&v) {
         return None;
@@ -245,6 +253,11 @@ pub fn prefix_hash(format: ApiFormat, body: &[u8]) -> Option<String> {
         instructions: Option<&'a serde_json::value::RawValue>,
         #[serde(borrow, default)]
         tools: Option<&'a serde_json::value::RawValue>,
+    }
+    let has_prefix =
+        [&b"\"system\""[..], b"\"developer\"", b"\"tools\"", b"\"instructions\""].iter().any(|n| contains(body, n));
+    if !has_prefix {
+        return None;
     }
     let p: Prefix<'_> = serde_json::from_slice(body).ok()?;
     let mut h = Sha256::new();

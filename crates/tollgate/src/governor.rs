@@ -165,6 +165,12 @@ impl Governor {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    /// No budget and no rate limit is installed (requests need no estimate).
+    pub fn is_idle(&self) -> bool {
+        let st = self.lock();
+        st.budgets.is_empty() && st.limits.is_empty()
+    }
+
     pub fn time_zone(&self) -> Tz {
         self.tz
     }

@@ -99,7 +99,10 @@ impl Gateway {
         let spool = config.ledger.clone().unwrap_or_else(|| crate::ledger::SpoolConfig::beside(store.path()));
         let (ledger, drain) = LedgerWriter::start(store.clone(), spool)?;
         let auth = Authenticator::new(store.clone(), hasher, config.server.auth);
-        std::thread::spawn(crate::metering::warm_up);
+        // Tokenizers load on first use (~60 MiB): most deployments never need them.
+        if std::env::var_os("TOLLGATE_WARM_TOKENIZERS").is_some() {
+            std::thread::spawn(crate::metering::warm_up);
+        }
         let pricing = match &config.prices {
             Some(extra) => Pricing::new(tollgate_pricing::Catalog::builtin().merged(extra)),
             None => Pricing::builtin(),

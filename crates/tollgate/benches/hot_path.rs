@@ -73,12 +73,12 @@ fn bench_cache_key(c: &mut Criterion) {
         ("16k", long_chat(40).replace("\"max_tokens\":256", "\"max_tokens\":256,\"temperature\":0")),
     ] {
         g.throughput(Throughput::Bytes(body.len() as u64));
-        g.bench_function(BenchmarkId::new("response_cache_key", &name), |b| {
+        g.bench_function(BenchmarkId::new("response_cache_key", name), |b| {
             b.iter(|| {
                 tollgate::cache::key(black_box("team:t"), ApiFormat::OpenAiChat, black_box(body.as_bytes()), false)
             })
         });
-        g.bench_function(BenchmarkId::new("prompt_prefix_hash", &name), |b| {
+        g.bench_function(BenchmarkId::new("prompt_prefix_hash", name), |b| {
             b.iter(|| tollgate::cache::prefix_hash(ApiFormat::OpenAiChat, black_box(body.as_bytes())))
         });
     }
@@ -258,12 +258,15 @@ fn row() -> LedgerRow {
         usage_source: UsageSource::Provider,
         cost: Some(Money::from_nanos(11_100)),
         cache_savings: Money::ZERO,
+        response_cache_savings: Money::ZERO,
         streamed: false,
         client_disconnected: false,
         cache: "off",
         latency_ms: 1,
         ttft_ms: None,
         attempts: 1,
+        prefix_hash: Some("9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08".into()),
+        attempt_log: Vec::new(),
         attribution,
     }
 }

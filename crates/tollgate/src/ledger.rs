@@ -20,6 +20,7 @@ use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
+// (`Condvar` paces the fsync spool thread's `block` policy.)
 use std::time::Duration;
 
 use serde::{Deserialize, Deserializer, Serialize};
@@ -180,7 +181,11 @@ struct Backlog {
 /// Handle to the ledger. Cheap to clone.
 #[derive(Clone)]
 pub struct LedgerWriter {
-    tx: mpsc::UnboundedSender<Job>,
+    /// The spool thread's queue (used when every batch is fsynced: group commit).
+    tx: Option<mpsc::UnboundedSender<Job>>,
+    /// Without fsync, rows are appended by the request's own task: one
+    /// `write(2)` under a short lock, no thread hop before the acknowledgement.
+    inline: Option<Arc<Mutex<InlineSpool>>>,
     backlog: Arc<Backlog>,
     max_bytes: u64,
     on_full: OnFull,
@@ -267,16 +272,22 @@ impl LedgerWriter {
         replay(&cfg.dir, store.as_ref())?;
         let next_seq = segments(&cfg.dir)?.last().map_or(1, |(s, _)| s + 1);
 
-        let (tx, rx) = mpsc::unbounded_channel::<Job>();
         let (load_tx, load_rx) = std::sync::mpsc::channel::<Load>();
         let backlog = Arc::new(Backlog::default());
-
-        let spool = {
+        let mut threads = Vec::new();
+        let (tx, inline) = if cfg.fsync {
+            let (tx, rx) = mpsc::unbounded_channel::<Job>();
             let backlog = backlog.clone();
             let cfg = cfg.clone();
-            std::thread::Builder::new()
-                .name("ledger-spool".into())
-                .spawn(move || spool_thread(rx, load_tx, backlog, cfg, next_seq))?
+            threads.push(
+                std::thread::Builder::new()
+                    .name("ledger-spool".into())
+                    .spawn(move || spool_thread(rx, load_tx, backlog, cfg, next_seq))?,
+            );
+            (Some(tx), None)
+        } else {
+            let sp = InlineSpool { dir: cfg.dir.clone(), seq: next_seq, file: None, written: 0, load_tx };
+            (None, Some(Arc::new(Mutex::new(sp))))
         };
         let loader = {
             let backlog = backlog.clone();
@@ -284,9 +295,10 @@ impl LedgerWriter {
                 .name("ledger-loader".into())
                 .spawn(move || loader_thread(load_rx, store, backlog))?
         };
+        threads.push(loader);
         Ok((
-            LedgerWriter { tx, backlog, max_bytes: cfg.max_bytes, on_full: cfg.on_full },
-            LedgerDrain { threads: vec![spool, loader] },
+            LedgerWriter { tx, inline, backlog, max_bytes: cfg.max_bytes, on_full: cfg.on_full },
+            LedgerDrain { threads },
         ))
     }
 
@@ -317,22 +329,100 @@ impl BacklogProbe {
 }
 
 impl LedgerWriter {
-    /// Queue a row and wait until it is durable in the spool.
+    /// Write a row and return once it is durable in the spool.
     pub async fn write(&self, row: LedgerRow) {
+        if let Some(sp) = &self.inline {
+            if self.on_full == OnFull::Block {
+                while self.backlog.bytes.load(Ordering::Acquire) >= self.max_bytes {
+                    tracing::warn!("ledger spool full; holding the acknowledgement");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            }
+            let mut row = Some(row);
+            let mut delay = Duration::from_millis(10);
+            // Never drop a row: retry until the disk takes it.
+            while let Err(e) = append_inline(sp, &self.backlog, &mut row) {
+                tracing::error!(error = %e, "cannot append to the ledger spool; retrying");
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(Duration::from_secs(2));
+            }
+            return;
+        }
         let (ack, done) = oneshot::channel();
-        if self.tx.send(Job { row, ack: Some(ack) }).is_err() {
+        if self.tx.as_ref().is_none_or(|tx| tx.send(Job { row, ack: Some(ack) }).is_err()) {
             tracing::error!("ledger writer is gone; row not written");
             return;
         }
         let _ = done.await;
     }
 
-    /// Queue a row without waiting (for paths that cannot await, e.g. `Drop`).
+    /// Write a row without awaiting (for paths that cannot await, e.g. `Drop`).
     pub fn write_detached(&self, row: LedgerRow) {
-        if self.tx.send(Job { row, ack: None }).is_err() {
+        if let Some(sp) = &self.inline {
+            let mut row = Some(row);
+            let mut delay = Duration::from_millis(10);
+            while let Err(e) = append_inline(sp, &self.backlog, &mut row) {
+                tracing::error!(error = %e, "cannot append to the ledger spool; retrying");
+                std::thread::sleep(delay);
+                delay = (delay * 2).min(Duration::from_secs(2));
+            }
+            return;
+        }
+        if self.tx.as_ref().is_none_or(|tx| tx.send(Job { row, ack: None }).is_err()) {
             tracing::error!("ledger writer is gone; row not written");
         }
     }
+}
+
+/// The spool's current segment, written by request tasks themselves.
+struct InlineSpool {
+    dir: PathBuf,
+    seq: u64,
+    file: Option<File>,
+    written: u64,
+    load_tx: std::sync::mpsc::Sender<Load>,
+}
+
+impl Drop for InlineSpool {
+    fn drop(&mut self) {
+        // The last writer is gone: once loaded, this segment can be deleted.
+        if self.file.is_some() || self.written > 0 {
+            let _ = self.load_tx.send(Load::Closed(segment_path(&self.dir, self.seq)));
+        }
+    }
+}
+
+/// Appends one row (serialised once, outside the lock) and hands it to the loader.
+fn append_inline(sp: &Mutex<InlineSpool>, backlog: &Backlog, row: &mut Option<LedgerRow>) -> std::io::Result<()> {
+    let Some(r) = row.as_ref() else { return Ok(()) };
+    let mut line = serde_json::to_vec(r).map_err(std::io::Error::other)?;
+    line.push(b'\n');
+    let bytes = line.len() as u64;
+    let mut g = sp.lock().unwrap_or_else(|p| p.into_inner());
+    if g.file.is_none() {
+        let f = open_segment(&g.dir, g.seq)?;
+        g.file = Some(f);
+    }
+    if let Some(f) = g.file.as_mut() {
+        if let Err(e) = f.write_all(&line) {
+            g.file = None;
+            return Err(e);
+        }
+    }
+    backlog.bytes.fetch_add(bytes, Ordering::AcqRel);
+    g.written += bytes;
+    if let Some(r) = row.take() {
+        // Under the lock, so the loader sees a segment's rows before its close marker.
+        let _ = g.load_tx.send(Load::Batch { bytes, rows: vec![r] });
+    }
+    if g.written >= SEGMENT_BYTES {
+        let closed = segment_path(&g.dir, g.seq);
+        let _ = g.load_tx.send(Load::Closed(closed));
+        g.file = None;
+        g.seq += 1;
+        g.written = 0;
+    }
+    Ok(())
 }
 
 fn open_segment(dir: &Path, seq: u64) -> std::io::Result<File> {
@@ -560,6 +650,28 @@ mod tests {
         tokio::task::spawn_blocking(move || drain.wait()).await.unwrap();
         assert_eq!(count(&store), 500);
         assert!(segments(&cfg.dir).unwrap().is_empty(), "loaded segments are removed");
+    }
+
+    #[tokio::test]
+    async fn the_fsync_spool_thread_group_commits_and_drains() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(SqliteStore::open(&format!("sqlite://{}", dir.path().join("l.db").display())).unwrap());
+        let mut cfg = SpoolConfig::beside(&dir.path().join("l.db"));
+        cfg.fsync = true;
+        let (w, drain) = LedgerWriter::start(store.clone(), cfg.clone()).unwrap();
+        let mut tasks = Vec::new();
+        for i in 0..200 {
+            let w = w.clone();
+            tasks.push(tokio::spawn(async move { w.write(row(&format!("f{i:04}"))).await }));
+        }
+        for t in tasks {
+            t.await.unwrap();
+        }
+        w.write_detached(row("detached"));
+        drop(w);
+        tokio::task::spawn_blocking(move || drain.wait()).await.unwrap();
+        assert_eq!(count(&store), 201);
+        assert!(segments(&cfg.dir).unwrap().is_empty());
     }
 
     #[tokio::test]

@@ -8,6 +8,9 @@ export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/tollgate-target}"
 echo "== cargo test (workspace)"
 cargo test --workspace --locked
 
+echo "== benchmarks compile (smoke; timings live in cargo bench / bench/compare.sh, never in tests)"
+cargo check --workspace --locked --benches --examples
+
 echo "== SDK tests (official openai and anthropic Python SDKs)"
 cargo build --locked -p tollgate
 VENV="${TOLLGATE_VENV:-$HOME/.cache/tollgate-venv}"

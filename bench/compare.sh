@@ -59,6 +59,9 @@ elif [ "$BUILD" = 1 ]; then
 fi
 # A private copy: a rebuild in the shared target dir during the run must not swap the binary.
 cp "${TOLLGATE_BIN:-$TARGET_DIR/release/tollgate}" "$RUN/tollgate"
+if [ -n "${TOLLGATE_BIN:-}" ]; then
+  export BENCH_BINARY_NOTE="TOLLGATE_BIN=$TOLLGATE_BIN, built $(date -u -r "$TOLLGATE_BIN" '+%Y-%m-%d %H:%M UTC')"
+fi
 TG=$RUN/tollgate
 
 OHA=$(command -v oha || true)
@@ -255,6 +258,7 @@ json.dump({"date_utc": datetime.datetime.now(datetime.timezone.utc).strftime("%Y
            "git": rev + ("+dirty" if dirty else ""), "quick": $QUICK == 1, "reps": $REPS, "duration_s": $DUR,
            "concurrency": $CONC, "rates": [$(IFS=,; echo "${RATES[*]}")], "stream_n": $STREAM_N, "pinned": "$PINNED" == "true",
            "load_generator": oha, "litellm": "$LL_STATUS", "litellm_version": "${LL_VERSION:-}",
+           "binary": os.environ.get("BENCH_BINARY_NOTE", ""),
            "loadavg_start": open("/proc/loadavg").read().split()[:3]}, open(sys.argv[1], "w"), indent=1)
 EOF
 

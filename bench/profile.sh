@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Profiles tollgate's request path under load with callgrind (instruction
 # counts; works in VMs without hardware counters) in the production-like
-# configuration of bench/compare.sh. Collection is switched on only after
-# start-up and a warm-up, so the profile is the steady-state request path.
+# configuration of bench/compare.sh. Counters are zeroed after start-up and a
+# warm-up and dumped after the load, so the profile is the steady-state request path.
 #
 #   bench/profile.sh [REQUESTS]      default 4000 non-streaming requests
 #
@@ -52,11 +52,17 @@ PIDS=()
 trap 'for p in "${PIDS[@]}"; do kill -TERM -- "-$p" 2>/dev/null || true; done' EXIT
 setsid taskset -c 0 "$TG" mock-provider --listen "127.0.0.1:$PORT_MOCK" >"$OUT/mock.log" 2>&1 &
 PIDS+=("$!")
-setsid taskset -c 1 valgrind --tool=callgrind --collect-atstart=no --callgrind-out-file="$OUT/callgrind.out" \
+setsid taskset -c 1 valgrind --tool=callgrind --callgrind-out-file="$OUT/callgrind.out" \
   "$TG" --config "$OUT/tollgate.toml" serve >"$OUT/tollgate.log" 2>&1 &
 VG=$!
 PIDS+=("$VG")
 for _ in $(seq 300); do curl -fsS -o /dev/null "http://127.0.0.1:$PORT_TG/healthz" 2>/dev/null && break; sleep 0.2; done
+# Start-up work (the tokenizers load on a background thread) must be over
+# before the counters are zeroed: wait until the process is idle.
+for _ in $(seq 240); do
+  c0=$(python3 "$ROOT/bench/lib/procstat.py" cpu "$VG"); sleep 1; c1=$(python3 "$ROOT/bench/lib/procstat.py" cpu "$VG")
+  [ $((c1 - c0)) -lt 50 ] && break
+done
 
 BODY='{"model":"gpt-4o-mini","messages":[{"role":"system","content":"You are terse."},{"role":"user","content":"Say hello in one short sentence."}],"max_tokens":64}'
 load() {
@@ -65,15 +71,20 @@ load() {
     "http://127.0.0.1:$PORT_TG/v1/chat/completions"
 }
 load 300 >"$OUT/warmup.json"
-callgrind_control -i on "$VG" >/dev/null
+# Counters zeroed after start-up and warm-up, dumped right after the measured load.
+callgrind_control -z "$VG" >/dev/null
 load "$N" >"$OUT/load.json"
-callgrind_control -i off "$VG" >/dev/null
+callgrind_control -d "$VG" >/dev/null
 kill -TERM "$VG"
 for _ in $(seq 300); do kill -0 "$VG" 2>/dev/null || break; sleep 0.2; done
+PROFILE=$(ls -S "$OUT"/callgrind.out.* 2>/dev/null | head -1 || true)
+PROFILE=${PROFILE:-$OUT/callgrind.out}
 
-callgrind_annotate --inclusive=no "$OUT/callgrind.out" 2>/dev/null | head -60 >"$OUT/top-exclusive.txt"
-callgrind_annotate --inclusive=yes "$OUT/callgrind.out" 2>/dev/null | head -120 >"$OUT/top-inclusive.txt"
+# Shorter paths: registry and toolchain prefixes stripped.
+strip() { sed -E 's#/root/.cargo/registry/src/index.crates.io-[0-9a-f]+/##; s#/rustc/[0-9a-f]+/library/##; s# \[/[^]]*\]##'; }
+callgrind_annotate --inclusive=no --threshold=100 "$PROFILE" 2>/dev/null | strip | head -90 >"$OUT/top-exclusive.txt" || true
+callgrind_annotate --inclusive=yes --threshold=100 "$PROFILE" 2>/dev/null | strip | head -200 >"$OUT/top-inclusive.txt" || true
 ok=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["statusCodeDistribution"].get("200", 0))' "$OUT/load.json")
-total=$(awk '/^summary:|^totals:/{print $2; exit}' "$OUT/callgrind.out")
+total=$(awk '/^summary:|^totals:/{print $2; exit}' "$PROFILE")
 echo "requests ok: $ok / $N; instructions: $total; per request: $((total / (ok > 0 ? ok : 1)))"
-echo "profile: $OUT (top-exclusive.txt, top-inclusive.txt; open callgrind.out in kcachegrind for the call graph)"
+echo "profile: $PROFILE (top-exclusive.txt, top-inclusive.txt; open callgrind.out in kcachegrind for the call graph)"

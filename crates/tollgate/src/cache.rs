@@ -78,7 +78,7 @@ fn deterministic(v: &serde_json::Map<String, serde_json::Value>) -> bool {
 }
 
 fn contains(body: &[u8], needle: &[u8]) -> bool {
-    body.windows(needle.len()).any(|w| w == needle)
+    memchr::memmem::find(body, needle).is_some()
 }
 
 /// The cache key, or `None` when the request must not be cached.

@@ -26,18 +26,25 @@ pub const MIN_CLAMPED_OUTPUT: u64 = 16;
 
 /// Whether the body mentions `needle` at all (cheap pre-checks).
 pub fn mentions(body: &[u8], needle: &[u8]) -> bool {
-    body.windows(needle.len()).any(|w| w == needle)
+    memchr::memmem::find(body, needle).is_some()
 }
 
 fn count(body: &[u8], needle: &[u8]) -> u64 {
-    body.windows(needle.len()).filter(|w| *w == needle).count() as u64
+    memchr::memmem::find_iter(body, needle).count() as u64
 }
 
 fn input_upper_bound(prompt_text: &str, body: &[u8]) -> u64 {
-    let images = count(body, b"image_url")
-        + count(body, b"\"image\"")
-        + count(body, b"inline_data")
-        + count(body, b"input_image");
+    // One fast scan decides whether the image markers need counting at all.
+    let maybe_images =
+        memchr::memmem::find(body, b"image").is_some() || memchr::memmem::find(body, b"inline_data").is_some();
+    let images = if maybe_images {
+        count(body, b"image_url")
+            + count(body, b"\"image\"")
+            + count(body, b"inline_data")
+            + count(body, b"input_image")
+    } else {
+        0
+    };
     prompt_text.len() as u64 + FRAMING_TOKENS + images * TOKENS_PER_IMAGE
 }
 

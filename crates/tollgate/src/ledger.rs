@@ -208,6 +208,9 @@ impl LedgerDrain {
 }
 
 const MAX_BATCH: usize = 1024;
+/// How long the loader waits for more rows before a commit (rows are already
+/// durable in the spool; this only trades a few ms of report freshness for fewer commits).
+const LOADER_LINGER: Duration = Duration::from_millis(5);
 const SEGMENT_BYTES: u64 = 8 * 1024 * 1024;
 
 fn segment_path(dir: &Path, seq: u64) -> PathBuf {
@@ -523,10 +526,23 @@ fn loader_thread(rx: std::sync::mpsc::Receiver<Load>, store: Arc<dyn LedgerStore
     let mut closed: Vec<PathBuf> = Vec::new();
     let mut disconnected = false;
     while !disconnected {
-        // Gather what is waiting into one transaction.
+        // Gather what is waiting into one transaction; under load, linger a
+        // few milliseconds so one commit carries many rows.
         match rx.recv() {
             Ok(m) => take(m, &mut pending, &mut pending_bytes, &mut closed),
             Err(_) => disconnected = true,
+        }
+        let linger_until = std::time::Instant::now() + LOADER_LINGER;
+        while !disconnected && pending.len() < MAX_BATCH {
+            let left = linger_until.saturating_duration_since(std::time::Instant::now());
+            if left.is_zero() {
+                break;
+            }
+            match rx.recv_timeout(left) {
+                Ok(m) => take(m, &mut pending, &mut pending_bytes, &mut closed),
+                Err(std::sync::mpsc::RecvTimeoutError::Timeout) => break,
+                Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => disconnected = true,
+            }
         }
         while pending.len() < 8 * MAX_BATCH {
             match rx.try_recv() {

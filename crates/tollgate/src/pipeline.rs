@@ -116,7 +116,8 @@ pub async fn proxy(state: Arc<AppState>, format: ApiFormat, req: Request<Body>) 
     );
     let hang_up = HangUp::default();
     let flag = hang_up.flag.clone();
-    let task = state.tasks.spawn(handle(state.clone(), pending, principal, parts.headers, body, flag));
+    // Boxed: the request future is large, and moving it by value costs more than one allocation.
+    let task = state.tasks.spawn(Box::pin(handle(state.clone(), pending, principal, parts.headers, body, flag)));
     let response = match task.await {
         Ok(r) => r,
         Err(e) => {
@@ -624,7 +625,7 @@ fn relay_stream(state: Arc<AppState>, p: Pending, answer: Answer) -> Response {
     let extra = p.extra_headers.clone();
     let cache_miss = p.row().cache == "miss";
     let tasks = state.tasks.clone();
-    tasks.spawn(relay(state, p, answer, tx));
+    tasks.spawn(Box::pin(relay(state, p, answer, tx)));
     let body = Body::from_stream(futures_util::stream::poll_fn(move |cx| {
         rx.poll_recv(cx).map(|o| o.map(Ok::<Bytes, std::convert::Infallible>))
     }));

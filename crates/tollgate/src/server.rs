@@ -74,6 +74,8 @@ pub fn http_client() -> Result<reqwest::Client, reqwest::Error> {
         .pool_idle_timeout(std::time::Duration::from_secs(90))
         .pool_max_idle_per_host(256)
         .connect_timeout(std::time::Duration::from_secs(10))
+        // Upstream URLs come only from the config: never follow a redirect elsewhere.
+        .redirect(reqwest::redirect::Policy::none())
         .user_agent(concat!("tollgate/", env!("CARGO_PKG_VERSION")))
         .build()
 }

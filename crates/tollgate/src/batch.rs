@@ -12,7 +12,7 @@
 use std::sync::Arc;
 
 use axum::body::{Body, Bytes};
-use axum::extract::{Path, RawQuery, State};
+use axum::extract::{RawQuery, State};
 use axum::http::{HeaderMap, Method, StatusCode};
 use axum::response::Response;
 use axum::routing::{get, post};
@@ -21,13 +21,12 @@ use http_body_util::BodyExt;
 use rusqlite::{params, OptionalExtension};
 use serde_json::Value;
 use tollgate_providers::{ApiFormat, ProviderKind};
-use tollgate_units::{Money, Usage};
 
 use crate::attribution::{attribute, Attribution, KeyTags};
 use crate::auth::Principal;
 use crate::config::Provider;
 use crate::error::{ApiError, ErrorShape};
-use crate::ledger::{LedgerRow, UsageSource};
+use crate::ledger::LedgerRow;
 use crate::pipeline::{error_response, now_ms, HEADER_REQUEST_ID};
 use crate::server::AppState;
 
@@ -36,11 +35,11 @@ const MAX_BODY: usize = 256 * 1024 * 1024;
 pub fn routes() -> Router<Arc<AppState>> {
     Router::new()
         .route("/v1/files", post(openai).get(openai))
-        .route("/v1/files/{*rest}", get(openai_rest).delete(openai_rest))
+        .route("/v1/files/{*rest}", get(openai).delete(openai))
         .route("/v1/batches", post(openai).get(openai))
-        .route("/v1/batches/{*rest}", get(openai_rest).post(openai_rest))
+        .route("/v1/batches/{*rest}", get(openai).post(openai))
         .route("/v1/messages/batches", post(anthropic).get(anthropic))
-        .route("/v1/messages/batches/{*rest}", get(anthropic_rest).post(anthropic_rest).delete(anthropic_rest))
+        .route("/v1/messages/batches/{*rest}", get(anthropic).post(anthropic).delete(anthropic))
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -59,17 +58,6 @@ async fn openai(
 ) -> Response {
     pass(s, Family::OpenAi, method, uri.path().to_string(), q.0, headers, body).await
 }
-async fn openai_rest(
-    State(s): State<Arc<AppState>>,
-    method: Method,
-    uri: axum::http::Uri,
-    _rest: Path<String>,
-    q: RawQuery,
-    headers: HeaderMap,
-    body: Body,
-) -> Response {
-    pass(s, Family::OpenAi, method, uri.path().to_string(), q.0, headers, body).await
-}
 async fn anthropic(
     State(s): State<Arc<AppState>>,
     method: Method,
@@ -80,44 +68,9 @@ async fn anthropic(
 ) -> Response {
     pass(s, Family::Anthropic, method, uri.path().to_string(), q.0, headers, body).await
 }
-async fn anthropic_rest(
-    State(s): State<Arc<AppState>>,
-    method: Method,
-    uri: axum::http::Uri,
-    _rest: Path<String>,
-    q: RawQuery,
-    headers: HeaderMap,
-    body: Body,
-) -> Response {
-    pass(s, Family::Anthropic, method, uri.path().to_string(), q.0, headers, body).await
-}
 
 fn row(request_id: &str, key_id: &str, endpoint: &'static str, attribution: Attribution) -> LedgerRow {
-    LedgerRow {
-        request_id: request_id.to_string(),
-        time_ms: now_ms(),
-        key_id: Some(key_id.to_string()),
-        endpoint,
-        requested_model: None,
-        model: None,
-        provider: None,
-        status: 0,
-        error_code: None,
-        usage: Usage::default(),
-        usage_source: UsageSource::Provider,
-        cost: Some(Money::ZERO),
-        cache_savings: Money::ZERO,
-        response_cache_savings: Money::ZERO,
-        streamed: false,
-        client_disconnected: false,
-        cache: "off",
-        latency_ms: 0,
-        ttft_ms: None,
-        attempts: 0,
-        prefix_hash: None,
-        attempt_log: Vec::new(),
-        attribution,
-    }
+    LedgerRow { attribution, ..LedgerRow::new(request_id, now_ms(), key_id, endpoint) }
 }
 
 #[allow(clippy::too_many_arguments)]

@@ -129,6 +129,38 @@ pub struct LedgerRow {
     pub attribution: Attribution,
 }
 
+impl LedgerRow {
+    /// A row for a request that has just passed auth: nothing spent yet,
+    /// every outcome field to be filled in as the request goes on.
+    pub fn new(request_id: &str, time_ms: i64, key_id: &str, endpoint: &'static str) -> LedgerRow {
+        LedgerRow {
+            request_id: request_id.to_string(),
+            time_ms,
+            key_id: Some(key_id.to_string()),
+            endpoint,
+            requested_model: None,
+            model: None,
+            provider: None,
+            status: 0,
+            error_code: None,
+            usage: Usage::default(),
+            usage_source: UsageSource::Provider,
+            cost: Some(Money::ZERO),
+            cache_savings: Money::ZERO,
+            response_cache_savings: Money::ZERO,
+            streamed: false,
+            client_disconnected: false,
+            cache: "off",
+            latency_ms: 0,
+            ttft_ms: None,
+            attempts: 0,
+            prefix_hash: None,
+            attempt_log: Vec::new(),
+            attribution: Attribution::default(),
+        }
+    }
+}
+
 /// What to do when the spool holds `max_bytes` not yet in the database.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum OnFull {

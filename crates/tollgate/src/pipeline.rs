@@ -26,7 +26,7 @@ use tokio::sync::mpsc;
 use tollgate_providers::{inspect, ApiFormat, RequestInfo, StreamEnd};
 use tollgate_units::{Money, Usage};
 
-use crate::attribution::{attribute, Attribution, KeyTags};
+use crate::attribution::{attribute, KeyTags};
 use crate::auth::Principal;
 use crate::budget::{Action, Facts};
 use crate::config::Provider;
@@ -842,31 +842,7 @@ impl Pending {
         format: ApiFormat,
         started: Instant,
     ) -> Pending {
-        let row = LedgerRow {
-            request_id: request_id.to_string(),
-            time_ms,
-            key_id: Some(key_id.to_string()),
-            endpoint: endpoint_of(format),
-            requested_model: None,
-            model: None,
-            provider: None,
-            status: 0,
-            error_code: None,
-            usage: Usage::default(),
-            usage_source: UsageSource::Provider,
-            cost: Some(Money::ZERO),
-            cache_savings: Money::ZERO,
-            response_cache_savings: Money::ZERO,
-            streamed: false,
-            client_disconnected: false,
-            cache: "off",
-            latency_ms: 0,
-            ttft_ms: None,
-            attempts: 0,
-            prefix_hash: None,
-            attempt_log: Vec::new(),
-            attribution: Attribution::default(),
-        };
+        let row = LedgerRow::new(request_id, time_ms, key_id, endpoint_of(format));
         Pending {
             row: Some(row),
             writer,

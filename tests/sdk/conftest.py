@@ -58,6 +58,21 @@ class Gateway:
     def row_count(self):
         return len(self.get("/api/v1/requests?limit=1000")["rows"])
 
+    def settled_row_count(self, expect=None):
+        """The row count once rows have left the spool (a few ms after their
+        acknowledgement): polls until it equals `expect`, or stops changing."""
+        last, stable = -1, 0
+        for _ in range(200):
+            n = self.row_count()
+            if expect is not None and n == expect:
+                return n
+            stable = stable + 1 if n == last else 0
+            if expect is None and stable >= 3:
+                return n
+            last = n
+            time.sleep(0.02)
+        return last
+
     def mock_total(self, mock):
         with urllib.request.urlopen(mock + "/mock/stats") as r:
             return json.loads(r.read())["total"]

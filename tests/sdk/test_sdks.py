@@ -135,7 +135,7 @@ def test_messages(gateway):
 
 def test_errors_parse_in_each_sdk(gateway, mock):
     before = gateway.mock_total(mock)
-    rows_before = gateway.row_count()
+    rows_before = gateway.settled_row_count()
     bad = openai.OpenAI(base_url=gateway.base + "/v1", api_key="tg_wrong", max_retries=0)
     with pytest.raises(openai.AuthenticationError) as e:
         bad.chat.completions.create(model="gpt-4o-mini", messages=MSG)
@@ -144,7 +144,7 @@ def test_errors_parse_in_each_sdk(gateway, mock):
     with pytest.raises(anthropic.AuthenticationError):
         bad_a.messages.create(model="claude-haiku-4-5", max_tokens=10, messages=MSG)
     assert gateway.mock_total(mock) == before, "a refused key reaches no provider"
-    assert gateway.row_count() == rows_before, "a refused key leaves no ledger row"
+    assert gateway.settled_row_count() == rows_before, "a refused key leaves no ledger row"
 
     with pytest.raises(openai.NotFoundError) as e:
         oai(gateway).chat.completions.create(model="no-such-model", messages=MSG)
@@ -152,4 +152,4 @@ def test_errors_parse_in_each_sdk(gateway, mock):
     with pytest.raises(openai.BadRequestError) as e:
         oai(gateway).chat.completions.create(model="gpt-4o-mini", messages="not a list")
     assert e.value.code == "invalid_request"
-    assert gateway.row_count() == rows_before + 2
+    assert gateway.settled_row_count(expect=rows_before + 2) == rows_before + 2

@@ -70,6 +70,16 @@ pub(crate) fn authorize(state: &AppState, headers: &HeaderMap, access: Access) -
     Ok(role)
 }
 
+/// Runs a blocking store call off the async runtime; any failure is a 500.
+async fn blocking<T: Send + 'static, E: std::fmt::Display + Send + 'static>(
+    f: impl FnOnce() -> Result<T, E> + Send + 'static,
+) -> Result<T, ApiError> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| ApiError::Internal { message: e.to_string() })?
+        .map_err(|e| ApiError::Internal { message: e.to_string() })
+}
+
 fn team_of(role: &Role) -> Option<&str> {
     match role {
         Role::TeamAdmin(t) => Some(t),
@@ -191,10 +201,7 @@ async fn requests(
             }
         }
         let store = state.store.clone();
-        let page = tokio::task::spawn_blocking(move || store.requests(&q))
-            .await
-            .map_err(|e| ApiError::Internal { message: e.to_string() })?
-            .map_err(|e| ApiError::Internal { message: e.to_string() })?;
+        let page = blocking(move || store.requests(&q)).await?;
         let rows: Vec<Value> = page.rows.iter().map(row_json).collect();
         Ok::<_, ApiError>(Json(json!({"rows": rows, "next_cursor": page.next_cursor})))
     };
@@ -354,10 +361,7 @@ async fn spend(
             ));
         }
         let store = state.store.clone();
-        let report = tokio::task::spawn_blocking(move || crate::analytics::spend(&store, &q))
-            .await
-            .map_err(|e| ApiError::Internal { message: e.to_string() })?
-            .map_err(|e| ApiError::Internal { message: e.to_string() })?;
+        let report = blocking(move || crate::analytics::spend(&store, &q)).await?;
         Ok::<_, ApiError>(Json(crate::analytics::report_json(&report)))
     };
     match run.await {
@@ -550,10 +554,7 @@ async fn prompt_cache(
         }
         let store = state.store.clone();
         let by2 = by.clone();
-        let rows = tokio::task::spawn_blocking(move || crate::analytics::prompt_cache(&store, &by2, from))
-            .await
-            .map_err(|e| ApiError::Internal { message: e.to_string() })?
-            .map_err(|e| ApiError::Internal { message: e.to_string() })?;
+        let rows = blocking(move || crate::analytics::prompt_cache(&store, &by2, from)).await?;
         Ok::<_, ApiError>(Json(crate::analytics::prompt_cache_json(&by, &rows)))
     };
     match run.await {

@@ -77,14 +77,13 @@ fn deterministic(v: &serde_json::Map<String, serde_json::Value>) -> bool {
     t0 && one
 }
 
-fn contains(body: &[u8], needle: &[u8]) -> bool {
-    memchr::memmem::find(body, needle).is_some()
-}
-
 /// The cache key, or `None` when the request must not be cached.
 pub fn key(tenant: &str, format: ApiFormat, body: &[u8], cache_non_deterministic: bool) -> Option<[u8; 32]> {
     // Most requests leave the temperature at its (non-zero) default: skip them before parsing.
-    if !cache_non_deterministic && format != ApiFormat::OpenAiEmbeddings && !contains(body, b"\"temperature\"") {
+    if !cache_non_deterministic
+        && format != ApiFormat::OpenAiEmbeddings
+        && !crate::governance::mentions(body, b"\"temperature\"")
+    {
         return None;
     }
     let mut v: serde_json::Map<String, serde_json::Value> = serde_json::from_slice(body).ok()?;
@@ -254,8 +253,9 @@ pub fn prefix_hash(format: ApiFormat, body: &[u8]) -> Option<String> {
         #[serde(borrow, default)]
         tools: Option<&'a serde_json::value::RawValue>,
     }
-    let has_prefix =
-        [&b"\"system\""[..], b"\"developer\"", b"\"tools\"", b"\"instructions\""].iter().any(|n| contains(body, n));
+    let has_prefix = [&b"\"system\""[..], b"\"developer\"", b"\"tools\"", b"\"instructions\""]
+        .iter()
+        .any(|n| crate::governance::mentions(body, n));
     if !has_prefix {
         return None;
     }

@@ -75,7 +75,8 @@ CREATE TABLE IF NOT EXISTS ledger (
 CREATE INDEX IF NOT EXISTS ledger_ts ON ledger (ts_ms);
 CREATE INDEX IF NOT EXISTS ledger_team_ts ON ledger (team, ts_ms);
 CREATE INDEX IF NOT EXISTS ledger_key_ts ON ledger (key_id, ts_ms);
-CREATE INDEX IF NOT EXISTS ledger_trace ON ledger (trace_id);
+-- Most rows carry no trace: they cost this index nothing.
+CREATE INDEX IF NOT EXISTS ledger_trace_set ON ledger (trace_id) WHERE trace_id IS NOT NULL;
 CREATE TABLE IF NOT EXISTS budgets (
     id             TEXT PRIMARY KEY,
     scope          TEXT NOT NULL,
@@ -268,6 +269,8 @@ impl SqliteStore {
         }
         let writer = open(&path)?;
         writer.execute_batch(SCHEMA)?;
+        // Replaced by the partial index `ledger_trace_set`.
+        writer.execute_batch("DROP INDEX IF EXISTS ledger_trace")?;
         // Columns added since the table was first created.
         for (col, decl) in [
             ("attempt_log", "TEXT"),
@@ -785,5 +788,44 @@ impl SqliteStore {
         let mut stmt = conn.prepare(&sql)?;
         let rows = stmt.query_map(rusqlite::params_from_iter(args.iter()), |r| Ok((r.get(0)?, r.get(1)?)))?;
         Ok(rows.collect::<Result<_, _>>()?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn plan(store: &SqliteStore, sql: &str) -> String {
+        store
+            .with_reader(|c| {
+                let mut stmt = c.prepare(&format!("EXPLAIN QUERY PLAN {sql}"))?;
+                let rows = stmt.query_map([], |r| r.get::<_, String>(3))?;
+                Ok(rows.collect::<Result<Vec<_>, _>>()?.join("; "))
+            })
+            .unwrap()
+    }
+
+    #[test]
+    fn trace_lookups_use_the_partial_index_and_the_old_index_is_dropped() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("t.db").display());
+        {
+            let store = SqliteStore::open(&url).unwrap();
+            // A database from before: the full index on trace_id.
+            store.with_reader(|c| Ok(c.execute_batch("CREATE INDEX ledger_trace ON ledger (trace_id)")?)).unwrap();
+        }
+        let store = SqliteStore::open(&url).unwrap();
+        let indexes: Vec<String> = store
+            .with_reader(|c| {
+                let mut stmt =
+                    c.prepare("SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'ledger'")?;
+                let rows = stmt.query_map([], |r| r.get::<_, String>(0))?;
+                Ok(rows.collect::<Result<Vec<_>, _>>()?)
+            })
+            .unwrap();
+        assert!(!indexes.iter().any(|n| n == "ledger_trace"), "{indexes:?}");
+        assert!(indexes.iter().any(|n| n == "ledger_trace_set"), "{indexes:?}");
+        let p = plan(&store, "SELECT request_id FROM ledger WHERE trace_id = 'abc'");
+        assert!(p.contains("ledger_trace_set"), "{p}");
     }
 }

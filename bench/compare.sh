@@ -192,11 +192,11 @@ tollgate_config() {
     echo '[[models]]'
     echo 'name = "gpt-4o-mini"'
     echo 'targets = [{ provider = "openai", model = "gpt-4o-mini" }]'
-    if [ "$stage" = fsync ]; then
-      echo
-      echo '[ledger]'
-      echo 'fsync = true'
-    fi
+    case "$stage" in
+      # The ledger is measured as a stage of its own: off before it.
+      bare|auth|tags|budget) printf '\n[ledger]\nenabled = false\n' ;;
+      fsync) printf '\n[ledger]\nfsync = true\n' ;;
+    esac
   } >"$dir/tollgate.toml"
 }
 export BENCH_UPSTREAM_KEY=sk-bench-upstream
@@ -213,7 +213,7 @@ start_tollgate() {
     bare) TG_HEADERS=("authorization: Bearer sk-client-own-provider-key") ;;
     *)
       local extra=()
-      case "$stage" in budget|fsync) extra=(--budget 1000000/month --rpm 100000000) ;; esac
+      case "$stage" in budget|ledger|fsync) extra=(--budget 1000000/month --rpm 100000000) ;; esac
       local key
       key=$("$TG" --config "$dir/tollgate.toml" keys create --name bench --team t "${extra[@]}" --json |
         python3 -c 'import json,sys; print(json.load(sys.stdin)["key"])')
@@ -270,7 +270,7 @@ for rep in $(seq "$REPS"); do
   measure "$R/direct" - "$PORT_MOCK" "authorization: Bearer sk-bench-upstream" "$TAGS"
 
   log " tollgate (virtual key, 3 tags, key budget + rpm limit, SQLite ledger)"
-  if start_tollgate "$RUN/tg" budget; then
+  if start_tollgate "$RUN/tg" ledger; then
     measure "$R/tollgate" "$TG_SID" "$PORT_TG" "${TG_HEADERS[@]}"
     stop "$TG_SID"
   fi
@@ -289,7 +289,7 @@ for rep in $(seq "$REPS"); do
   fi
 
   if [ "$ABLATION" = 1 ]; then
-    for stage in bare auth tags budget fsync; do
+    for stage in bare auth tags budget ledger fsync; do
       d=$R/ablation/$stage
       mkdir -p "$d"
       if start_tollgate "$RUN/ab-$stage" "$stage"; then

@@ -236,6 +236,9 @@ struct RawLedger {
     /// `block` (default) or `reject`.
     on_full: Option<String>,
     fsync: Option<bool>,
+    /// `false` records nothing: only for measuring the ledger's own cost
+    /// (bench/compare.sh's ablation). The gateway warns loudly at start.
+    enabled: Option<bool>,
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -459,6 +462,8 @@ pub struct Config {
     pub retention_days: Option<u32>,
     /// The ledger spool; `None` until resolved against the database path.
     pub ledger: Option<crate::ledger::SpoolConfig>,
+    /// `[ledger] enabled = false`: no row is recorded (benchmark ablation only).
+    pub ledger_enabled: bool,
     pub governance: GovernanceConfig,
     pub guardrails: Guardrails,
     pub cache: CacheConfig,
@@ -778,6 +783,7 @@ fn resolve(raw: RawConfig, path: &str, text: &str, env: &dyn Env) -> Result<Conf
         Some("reject") => crate::ledger::OnFull::Reject,
         Some(o) => return Err(invalid(format!("ledger.on_full {o:?} is not one of \"block\", \"reject\""))),
     };
+    let ledger_enabled = raw.ledger.enabled.unwrap_or(true);
     let ledger = if raw.ledger.spool_dir.is_some()
         || raw.ledger.spool_max_bytes.is_some()
         || raw.ledger.on_full.is_some()
@@ -938,6 +944,7 @@ fn resolve(raw: RawConfig, path: &str, text: &str, env: &dyn Env) -> Result<Conf
         governance,
         prices,
         ledger,
+        ledger_enabled,
         server: ServerConfig {
             listen,
             admin_token,

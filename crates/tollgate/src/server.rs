@@ -99,7 +99,15 @@ impl Gateway {
         }
         let hasher = key_hasher(&config, store.as_ref())?;
         let spool = config.ledger.clone().unwrap_or_else(|| crate::ledger::SpoolConfig::beside(store.path()));
-        let (ledger, drain) = LedgerWriter::start(store.clone(), spool)?;
+        let (ledger, drain) = if config.ledger_enabled {
+            LedgerWriter::start(store.clone(), spool)?
+        } else {
+            tracing::warn!(
+                "[ledger] enabled = false: requests are NOT recorded (no spend history, no reports); \
+                 this setting exists only to measure the ledger's cost in benchmarks"
+            );
+            LedgerWriter::disabled()
+        };
         let auth = Authenticator::new(store.clone(), hasher, config.server.auth);
         // Tokenizers load on first use (~60 MiB): most deployments never need them.
         if std::env::var_os("TOLLGATE_WARM_TOKENIZERS").is_some() {

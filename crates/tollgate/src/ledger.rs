@@ -745,7 +745,7 @@ mod tests {
             }
         });
         let writes = w.inline.as_ref().map(|sp| sp.lock().unwrap().writes).unwrap();
-        assert!(writes >= 1 && writes < 30, "300 concurrent rows took {writes} writes");
+        assert!((1..30).contains(&writes), "300 concurrent rows took {writes} writes");
         drop(w);
         drain.wait();
         assert_eq!(count(&store), 300, "every row once");

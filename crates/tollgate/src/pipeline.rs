@@ -320,7 +320,7 @@ async fn until_upstream(
         Principal::Key(_) => None,
     };
     let sent = upstream::send(
-        &state.http,
+        &state.upstream,
         &state.config,
         &state.health,
         &plan,
@@ -597,20 +597,27 @@ fn cost_headers(h: &mut HeaderMap, cost: Option<Money>, source: UsageSource) {
     h.insert(HEADER_USAGE, HeaderValue::from_static(source.as_str()));
 }
 
-async fn read_limited(mut resp: reqwest::Response, cap: usize) -> Result<Bytes, ApiError> {
+async fn read_limited(resp: upstream::Response, cap: usize) -> Result<Bytes, ApiError> {
+    use http_body_util::BodyExt;
+    let mut body = resp.into_body();
     let mut buf = Vec::new();
     loop {
-        match resp.chunk().await {
-            Ok(Some(c)) => {
+        match body.frame().await {
+            Some(Ok(frame)) => {
+                let Ok(c) = frame.into_data() else { continue };
                 if buf.len() + c.len() > cap {
                     return Err(ApiError::UpstreamError {
                         message: format!("upstream answer is larger than {cap} bytes"),
                     });
                 }
+                if buf.is_empty() && http_body::Body::is_end_stream(&body) {
+                    // The whole answer in one frame: no copy.
+                    return Ok(c);
+                }
                 buf.extend_from_slice(&c);
             }
-            Ok(None) => return Ok(Bytes::from(buf)),
-            Err(e) => {
+            None => return Ok(Bytes::from(buf)),
+            Some(Err(e)) => {
                 return Err(ApiError::UpstreamError { message: format!("upstream answer broke off: {e}") });
             }
         }
@@ -654,7 +661,7 @@ async fn relay(state: Arc<AppState>, mut p: Pending, answer: Answer, tx: mpsc::S
     let provider = &state.config.providers[answer.provider];
     let idle = provider.timeout;
     let mut meter = answer.translator.stream();
-    let mut upstream = answer.response.bytes_stream();
+    let mut upstream = http_body_util::BodyDataStream::new(answer.response.into_body());
     let mut out: Vec<Bytes> = Vec::with_capacity(4);
     let mut first_byte: Option<Duration> = None;
     // The events as the client saw them, kept for the response cache.

@@ -36,7 +36,10 @@ pub struct AppState {
     pub store: Arc<SqliteStore>,
     pub ledger: LedgerWriter,
     pub pricing: Pricing,
+    /// For calls other than the proxied request (webhooks, embeddings for the semantic cache).
     pub http: reqwest::Client,
+    /// Provider calls on the request path.
+    pub upstream: crate::upstream::Client,
     pub tasks: TaskTracker,
     pub observer: Arc<crate::observe::Observer>,
     pub governor: Arc<Governor>,
@@ -122,6 +125,7 @@ impl Gateway {
             tracing::warn!(%error, "cannot read the ledger to warm up anomaly baselines");
         }
         let http = http_client()?;
+        let upstream = crate::upstream::Client::new()?;
         let (governor, alert_rx) = Governor::new(config.governance.tz);
         let governor = Arc::new(governor);
         let now = crate::pipeline::now_ms();
@@ -179,6 +183,7 @@ impl Gateway {
             ledger,
             pricing,
             http,
+            upstream,
             tasks: TaskTracker::new(),
             observer,
             empty_tags: BTreeMap::new(),

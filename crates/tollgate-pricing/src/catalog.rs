@@ -317,11 +317,11 @@ pub struct Catalog {
     /// Sorted by (provider, model, effective_from).
     entries: Vec<PriceEntry>,
     /// provider → lowercase model name or alias → model name.
-    names: HashMap<String, HashMap<String, String>>,
+    names: crate::FastMap<String, crate::FastMap<String, String>>,
     /// lowercase name or alias → providers having it, in fallback order.
-    providers_by_name: HashMap<String, Vec<String>>,
+    providers_by_name: crate::FastMap<String, Vec<String>>,
     /// provider → model → indices into `entries`, oldest first.
-    groups: HashMap<String, HashMap<String, Vec<usize>>>,
+    groups: crate::FastMap<String, crate::FastMap<String, Vec<usize>>>,
 }
 
 impl Catalog {
@@ -439,7 +439,7 @@ impl Catalog {
             }
         }
 
-        let mut providers_by_name: HashMap<String, Vec<String>> = HashMap::new();
+        let mut providers_by_name: crate::FastMap<String, Vec<String>> = Default::default();
         for (p, n) in names.keys() {
             providers_by_name.entry(n.clone()).or_default().push(p.clone());
         }
@@ -448,11 +448,11 @@ impl Catalog {
         }
 
         // Nested maps so that a lookup borrows its keys instead of allocating.
-        let mut nested_names: HashMap<String, HashMap<String, String>> = HashMap::new();
+        let mut nested_names: crate::FastMap<String, crate::FastMap<String, String>> = Default::default();
         for ((p, n), m) in names {
             nested_names.entry(p).or_default().insert(n, m);
         }
-        let mut nested_groups: HashMap<String, HashMap<String, Vec<usize>>> = HashMap::new();
+        let mut nested_groups: crate::FastMap<String, crate::FastMap<String, Vec<usize>>> = Default::default();
         for ((p, m), g) in groups {
             nested_groups.entry(p).or_default().insert(m, g);
         }

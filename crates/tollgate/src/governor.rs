@@ -15,7 +15,7 @@
 //! Counters live in this process (single-node mode). Spend already in the
 //! ledger for the current period is loaded when a budget is installed.
 
-use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::collections::{BTreeSet, VecDeque};
 use std::sync::{Arc, Mutex};
 
 use chrono_tz::Tz;
@@ -98,10 +98,10 @@ struct LimitState {
 
 #[derive(Default)]
 struct State {
-    budgets: HashMap<Arc<str>, BudgetState>,
-    limits: HashMap<Arc<str>, LimitState>,
+    budgets: crate::FastMap<Arc<str>, BudgetState>,
+    limits: crate::FastMap<Arc<str>, LimitState>,
     /// Calls and settled spend per agent run (`t:` trace id, `s:` session id).
-    runs: HashMap<String, Run>,
+    runs: crate::FastMap<String, Run>,
 }
 
 #[derive(Default)]

@@ -20,7 +20,7 @@
 //! Memory is bounded: at most `max_series` series per dimension and
 //! `max_traces` traces; the idlest are forgotten first.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::hash::BuildHasher;
 
 use tollgate_units::Money;
@@ -217,9 +217,9 @@ struct Retries {
 #[derive(Debug)]
 pub struct Detector {
     cfg: DetectorConfig,
-    series: [HashMap<String, Series>; 5],
-    traces: HashMap<String, TraceState>,
-    retries: HashMap<String, Retries>,
+    series: [crate::FastMap<String, Series>; 5],
+    traces: crate::FastMap<String, TraceState>,
+    retries: crate::FastMap<String, Retries>,
     hasher: std::collections::hash_map::RandomState,
     seq: u64,
 }
@@ -243,8 +243,8 @@ impl Detector {
         Detector {
             cfg,
             series: Default::default(),
-            traces: HashMap::new(),
-            retries: HashMap::new(),
+            traces: Default::default(),
+            retries: Default::default(),
             hasher: Default::default(),
             seq: 0,
         }
@@ -521,7 +521,7 @@ fn learn(cfg: &DetectorConfig, slot: &mut Slot, x: f64) {
 
 /// Forgets the idlest tenth of a full map at once, so a flood of new names
 /// costs one scan per many insertions rather than one per insertion.
-fn evict_oldest<V>(map: &mut HashMap<String, V>, age: impl Fn(&V) -> i64) {
+fn evict_oldest<V>(map: &mut crate::FastMap<String, V>, age: impl Fn(&V) -> i64) {
     let mut ages: Vec<i64> = map.values().map(&age).collect();
     if ages.is_empty() {
         return;
@@ -585,7 +585,7 @@ mod tests {
 
     #[test]
     fn a_full_map_forgets_its_idlest_tenth() {
-        let mut m: HashMap<String, i64> = (0..20).map(|i| (format!("k{i}"), i)).collect();
+        let mut m: crate::FastMap<String, i64> = (0..20).map(|i| (format!("k{i}"), i)).collect();
         evict_oldest(&mut m, |v| *v);
         assert_eq!(m.len(), 18);
         assert!(!m.contains_key("k0") && !m.contains_key("k1") && m.contains_key("k2"));

@@ -8,7 +8,7 @@
 //! (the rest are `other`).
 //! Tag values, users, keys and trace ids are never labels.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashSet};
 use std::fmt::Write as _;
 use std::sync::Mutex;
 
@@ -150,14 +150,14 @@ struct ReqKey {
 struct Inner {
     providers: Names,
     models: Names,
-    requests: HashMap<ReqKey, u64>,
+    requests: crate::FastMap<ReqKey, u64>,
     /// By (provider, model).
-    per_model: HashMap<(u16, u16), ModelStats>,
+    per_model: crate::FastMap<(u16, u16), ModelStats>,
     /// By (code, provider); success rows are not counted.
-    errors: HashMap<(u8, u16), u64>,
+    errors: crate::FastMap<(u8, u16), u64>,
     cache: [u64; CACHE.len()],
     /// By provider: upstream attempts, and attempts beyond the first.
-    attempts: HashMap<u16, (u64, u64)>,
+    attempts: crate::FastMap<u16, (u64, u64)>,
     client_disconnects: u64,
     budgets: BTreeMap<String, (Money, Money)>,
 }
@@ -196,11 +196,11 @@ impl Metrics {
             inner: Mutex::new(Inner {
                 providers,
                 models: Names::new(MAX_MODELS),
-                requests: HashMap::new(),
-                per_model: HashMap::new(),
-                errors: HashMap::new(),
+                requests: Default::default(),
+                per_model: Default::default(),
+                errors: Default::default(),
                 cache: [0; CACHE.len()],
-                attempts: HashMap::new(),
+                attempts: Default::default(),
                 client_disconnects: 0,
                 budgets: BTreeMap::new(),
             }),

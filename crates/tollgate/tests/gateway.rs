@@ -545,6 +545,22 @@ async fn key_policies_model_allow_list_expiry_and_enforced_tags() {
 }
 
 #[tokio::test]
+async fn a_switched_off_ledger_serves_and_records_nothing() {
+    // Benchmark-only: `[ledger] enabled = false` (bench/compare.sh's ablation).
+    let h = Harness::start_with("[ledger]\nenabled = false\n", |c| c).await;
+    for _ in 0..3 {
+        let r = h.post("/v1/chat/completions").json(&chat("gpt-4o-mini", "hi", false)).send().await.unwrap();
+        assert_eq!(r.status(), 200);
+        assert!(!header(&r, "x-tollgate-cost-usd").is_empty(), "still metered and priced");
+        let _ = r.bytes().await.unwrap();
+    }
+    assert_eq!(h.mock_total().await, 3);
+    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    assert!(h.rows().is_empty(), "no row is written");
+    h.stop().await;
+}
+
+#[tokio::test]
 async fn passthrough_auth_forwards_the_clients_provider_key() {
     let h = Harness::start_with("[server]\nauth = \"passthrough\"\n", |c| c).await;
     let r = h

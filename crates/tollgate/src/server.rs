@@ -79,7 +79,7 @@ pub fn http_client() -> Result<reqwest::Client, reqwest::Error> {
         .connect_timeout(std::time::Duration::from_secs(10))
         // Upstream URLs come only from the config: never follow a redirect elsewhere.
         .redirect(reqwest::redirect::Policy::none())
-        .user_agent(concat!("tollgate/", env!("CARGO_PKG_VERSION")))
+        .user_agent(crate::upstream::USER_AGENT)
         .build()
 }
 

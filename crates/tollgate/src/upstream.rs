@@ -38,7 +38,8 @@ pub enum Client {
 }
 
 const PROXY_VARS: [&str; 6] = ["HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy", "ALL_PROXY", "all_proxy"];
-const USER_AGENT: &str = concat!("tollgate/", env!("CARGO_PKG_VERSION"));
+/// The `user-agent` of every call the gateway makes (provider calls, webhooks).
+pub(crate) const USER_AGENT: &str = concat!("tollgate/", env!("CARGO_PKG_VERSION"));
 
 impl Client {
     pub fn new() -> Result<Client, std::io::Error> {

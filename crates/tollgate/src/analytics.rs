@@ -297,7 +297,7 @@ fn rfc3339(ms: i64) -> Option<String> {
         .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
 }
 
-/// The `GET /api/v1/spend` body (DESIGN §2): each grouped dimension at the row's top level.
+/// The `GET /api/v1/spend` body (docs/http-api.md): each grouped dimension at the row's top level.
 pub fn report_json(r: &SpendReport) -> serde_json::Value {
     let rows: Vec<serde_json::Value> = r
         .rows

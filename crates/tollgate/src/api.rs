@@ -125,7 +125,7 @@ pub async fn models(State(state): State<Arc<AppState>>, headers: HeaderMap) -> R
     }
 }
 
-/// One ledger row as the request log shows it (DESIGN §2).
+/// One ledger row as the request log shows it (docs/http-api.md).
 pub fn row_json(r: &LedgerRow) -> Value {
     let time = chrono::DateTime::<chrono::Utc>::from_timestamp_millis(r.time_ms)
         .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true));
@@ -375,7 +375,7 @@ fn ms3339(ms: i64) -> Option<String> {
         .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
 }
 
-/// One budget's state for the API (DESIGN §2 `GET /api/v1/budgets`).
+/// One budget's state for the API (`GET /api/v1/budgets` in docs/http-api.md).
 pub fn budget_json(b: &crate::governor::BudgetStatus, now_ms: i64) -> Value {
     let remaining = b.spec.limit.saturating_sub(b.spent).saturating_sub(b.reserved);
     let forecast =

@@ -4,7 +4,9 @@
 //! same tag): the key's default tags; drop-in headers of other gateways
 //! (`Helicone-Property-*`, `x-portkey-metadata`, `x-litellm-tags`); body
 //! `metadata` and `user`; `x-tollgate-metadata`; `x-tollgate-tags`; and last
-//! the key's *enforced* tags, which no request can override.
+//! the key's *enforced* tags, which no request can override. A key's identity
+//! tags (`team`, `user`, `org`) are always enforced, wherever they are stored:
+//! a request may add any tag its key does not carry, never change who it is.
 //! Pure: headers and values in, [`Attribution`] out.
 
 use std::collections::BTreeMap;
@@ -17,6 +19,8 @@ pub const MAX_TAGS: usize = 32;
 pub const MAX_TAG_KEY_LEN: usize = 64;
 pub const MAX_TAG_VALUE_LEN: usize = 256;
 const MAX_ID_LEN: usize = 256;
+/// Tags that say who a request is: when a key carries one, the request cannot change it.
+pub const IDENTITY_TAGS: &[&str] = &["team", "user", "org"];
 
 /// Who and what one request is for.
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -192,6 +196,13 @@ pub fn attribute(
     }
     for (k, v) in key.enforced {
         tags.insert(k.clone(), v.clone());
+    }
+    // A key's identity is never the request's to change, even when it was
+    // stored as a default (keys made before identity tags were enforced).
+    for k in IDENTITY_TAGS {
+        if let (Some(v), false) = (key.defaults.get(*k), key.enforced.contains_key(*k)) {
+            tags.insert((*k).to_string(), v.clone());
+        }
     }
     if tags.len() > MAX_TAGS {
         return Err(bad(format!("a request may carry at most {MAX_TAGS} tags; this one has {}", tags.len())));

@@ -1,4 +1,4 @@
-//! The command line (DESIGN §1). `main.rs` only parses and calls [`run`].
+//! The command line (docs/cli.md). `main.rs` only parses and calls [`run`].
 
 use std::net::SocketAddr;
 use std::path::PathBuf;

@@ -252,6 +252,22 @@ struct RawServer {
     key_secret_env: Option<String>,
     /// Route `gpt-*`, `claude-*`, `gemini-*`, `provider/model` without a `[[models]]` entry.
     implicit_routes: Option<bool>,
+    /// Environment variable holding the token `/metrics` requires (open when unset).
+    metrics_token_env: Option<String>,
+    /// A client must send a request's headers within this time once it has started.
+    header_read_timeout_ms: Option<u64>,
+    /// A keep-alive connection with no request in progress is closed after this time.
+    idle_timeout_ms: Option<u64>,
+    /// A request body must arrive within this time.
+    body_read_timeout_ms: Option<u64>,
+    /// A client that accepts no bytes of its response for this long is cut.
+    write_timeout_ms: Option<u64>,
+    /// Open client connections at most; more are answered 503 and closed.
+    max_connections: Option<u64>,
+    /// Requests being served at most; more are answered 503 `overloaded`.
+    max_in_flight: Option<u64>,
+    /// After a shutdown signal, requests still running after this long are cut (and ledgered).
+    shutdown_timeout_ms: Option<u64>,
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -275,6 +291,10 @@ struct RawProvider {
     max_retries: Option<u32>,
     #[serde(default)]
     allow_http: bool,
+    /// With `server.auth = "passthrough"`: keep this provider's configured key
+    /// for `tg_` virtual keys (passthrough callers still send only their own).
+    #[serde(default)]
+    allow_key_with_passthrough: bool,
 }
 
 #[derive(Debug, Deserialize)]
@@ -403,6 +423,34 @@ pub struct ServerConfig {
     pub auth: AuthMode,
     pub key_secret: Option<Secret>,
     pub implicit_routes: bool,
+    pub metrics_token: Option<Secret>,
+    pub limits: ServerLimits,
+}
+
+/// Protection of the listener against slow, idle and greedy clients.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ServerLimits {
+    pub header_read_timeout: Duration,
+    pub idle_timeout: Duration,
+    pub body_read_timeout: Duration,
+    pub write_timeout: Duration,
+    pub max_connections: usize,
+    pub max_in_flight: usize,
+    pub shutdown_timeout: Duration,
+}
+
+impl Default for ServerLimits {
+    fn default() -> Self {
+        ServerLimits {
+            header_read_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(75),
+            body_read_timeout: Duration::from_secs(30),
+            write_timeout: Duration::from_secs(30),
+            max_connections: 4096,
+            max_in_flight: 2048,
+            shutdown_timeout: Duration::from_secs(30),
+        }
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -553,6 +601,7 @@ impl Config {
                     timeout_ms: None,
                     max_retries: None,
                     allow_http: false,
+                    allow_key_with_passthrough: false,
                 });
             }
         }
@@ -568,6 +617,7 @@ impl Config {
                 timeout_ms: None,
                 max_retries: None,
                 allow_http: false,
+                allow_key_with_passthrough: false,
             });
         }
         resolve(raw, "built-in defaults", "", env)
@@ -666,6 +716,7 @@ fn resolve(raw: RawConfig, path: &str, text: &str, env: &dyn Env) -> Result<Conf
         ));
     }
 
+    let limits = resolve_limits(&raw.server).map_err(invalid)?;
     let listen_s = raw.server.listen.unwrap_or_else(|| DEFAULT_LISTEN.into());
     let listen: SocketAddr = listen_s
         .parse()
@@ -678,6 +729,12 @@ fn resolve(raw: RawConfig, path: &str, text: &str, env: &dyn Env) -> Result<Conf
         None => DEFAULT_MAX_BODY,
         Some(0) => return Err(invalid("server.max_body_bytes must be greater than 0".into())),
         Some(n) => usize::try_from(n).map_err(|_| invalid("server.max_body_bytes is too large".into()))?,
+    };
+    let metrics_token = match &raw.server.metrics_token_env {
+        Some(var) => Some(Secret(env.var(var).ok_or_else(|| {
+            invalid(format!("server.metrics_token_env: environment variable {var} is not set"))
+        })?)),
+        None => None,
     };
     let auth = match raw.server.auth.as_deref() {
         None | Some("virtual_keys") => AuthMode::VirtualKeys,
@@ -723,6 +780,12 @@ fn resolve(raw: RawConfig, path: &str, text: &str, env: &dyn Env) -> Result<Conf
             })?)),
             None => None,
         };
+        if auth == AuthMode::Passthrough && api_key.is_some() && !p.allow_key_with_passthrough {
+            return Err(invalid(format!(
+                "provider {:?}: server.auth = \"passthrough\" forwards each caller's own provider key, but this provider also has a configured key (api_key_env); remove it, or set allow_key_with_passthrough = true to keep it for tg_ virtual keys only",
+                p.name
+            )));
+        }
         if kind == ProviderKind::AzureOpenAi && p.api_version.is_some() && api_key.is_none() {
             return Err(invalid(format!("provider {:?}: azure_openai needs api_key_env", p.name)));
         }
@@ -952,11 +1015,40 @@ fn resolve(raw: RawConfig, path: &str, text: &str, env: &dyn Env) -> Result<Conf
             auth,
             key_secret,
             implicit_routes: raw.server.implicit_routes.unwrap_or(true),
+            metrics_token,
+            limits,
         },
         storage: StorageConfig { url: raw.storage.url.unwrap_or_else(|| DEFAULT_DB.into()) },
         providers,
         routes,
         source: path.into(),
+    })
+}
+
+fn resolve_limits(s: &RawServer) -> Result<ServerLimits, String> {
+    let d = ServerLimits::default();
+    let ms = |v: Option<u64>, name: &str, default: Duration| -> Result<Duration, String> {
+        match v {
+            None => Ok(default),
+            Some(0) => Err(format!("server.{name} must be greater than 0")),
+            Some(n) => Ok(Duration::from_millis(n)),
+        }
+    };
+    let count = |v: Option<u64>, name: &str, default: usize| -> Result<usize, String> {
+        match v {
+            None => Ok(default),
+            Some(0) => Err(format!("server.{name} must be greater than 0")),
+            Some(n) => usize::try_from(n).map_err(|_| format!("server.{name} is too large")),
+        }
+    };
+    Ok(ServerLimits {
+        header_read_timeout: ms(s.header_read_timeout_ms, "header_read_timeout_ms", d.header_read_timeout)?,
+        idle_timeout: ms(s.idle_timeout_ms, "idle_timeout_ms", d.idle_timeout)?,
+        body_read_timeout: ms(s.body_read_timeout_ms, "body_read_timeout_ms", d.body_read_timeout)?,
+        write_timeout: ms(s.write_timeout_ms, "write_timeout_ms", d.write_timeout)?,
+        max_connections: count(s.max_connections, "max_connections", d.max_connections)?,
+        max_in_flight: count(s.max_in_flight, "max_in_flight", d.max_in_flight)?,
+        shutdown_timeout: ms(s.shutdown_timeout_ms, "shutdown_timeout_ms", d.shutdown_timeout)?,
     })
 }
 

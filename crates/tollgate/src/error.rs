@@ -3,7 +3,7 @@
 //! Every module reports its own typed error; the edge turns it into an
 //! [`ApiError`], and [`ApiError::into_response_for`] renders it in the shape
 //! of the API family the client called (OpenAI or Anthropic), so each SDK can
-//! parse it. The table of codes is DESIGN §2; changing a code is a breaking
+//! parse it. The table of codes is in docs/http-api.md; changing a code is a breaking
 //! change.
 
 use axum::http::{HeaderValue, StatusCode};
@@ -48,6 +48,15 @@ pub enum ApiError {
     /// A bug or an unexpected failure inside the gateway (never a panic to the client).
     #[error("{message}")]
     Internal { message: String },
+    /// An object (batch, file, request, budget) that does not exist or is not the caller's.
+    #[error("{message}")]
+    NotFound { message: String },
+    /// The client did not send its request body in time.
+    #[error("{message}")]
+    RequestTimeout { message: String },
+    /// The gateway is at its connection or in-flight limit.
+    #[error("{message}")]
+    Overloaded { message: String },
 }
 
 impl ApiError {
@@ -97,6 +106,13 @@ impl ApiError {
             }
             ApiError::Internal { .. } => {
                 (StatusCode::INTERNAL_SERVER_ERROR, "internal_error", "api_error", "api_error")
+            }
+            ApiError::NotFound { .. } => (StatusCode::NOT_FOUND, "not_found", "not_found_error", "not_found_error"),
+            ApiError::RequestTimeout { .. } => {
+                (StatusCode::REQUEST_TIMEOUT, "request_timeout", "invalid_request_error", "timeout_error")
+            }
+            ApiError::Overloaded { .. } => {
+                (StatusCode::SERVICE_UNAVAILABLE, "overloaded", "api_error", "overloaded_error")
             }
         }
     }
@@ -173,6 +189,9 @@ mod tests {
             ApiError::UpstreamError { message: m() },
             ApiError::UpstreamTimeout { message: m() },
             ApiError::Internal { message: m() },
+            ApiError::NotFound { message: m() },
+            ApiError::RequestTimeout { message: m() },
+            ApiError::Overloaded { message: m() },
         ]
     }
 
@@ -199,6 +218,9 @@ mod tests {
             r#"502 {"error":{"code":"upstream_error","message":"m","param":null,"type":"api_error"}} {"error":{"code":"upstream_error","message":"m","type":"api_error"},"type":"error"}"#,
             r#"504 {"error":{"code":"upstream_timeout","message":"m","param":null,"type":"timeout_error"}} {"error":{"code":"upstream_timeout","message":"m","type":"timeout_error"},"type":"error"}"#,
             r#"500 {"error":{"code":"internal_error","message":"m","param":null,"type":"api_error"}} {"error":{"code":"internal_error","message":"m","type":"api_error"},"type":"error"}"#,
+            r#"404 {"error":{"code":"not_found","message":"m","param":null,"type":"not_found_error"}} {"error":{"code":"not_found","message":"m","type":"not_found_error"},"type":"error"}"#,
+            r#"408 {"error":{"code":"request_timeout","message":"m","param":null,"type":"invalid_request_error"}} {"error":{"code":"request_timeout","message":"m","type":"timeout_error"},"type":"error"}"#,
+            r#"503 {"error":{"code":"overloaded","message":"m","param":null,"type":"api_error"}} {"error":{"code":"overloaded","message":"m","type":"overloaded_error"},"type":"error"}"#,
         ];
         assert_eq!(got, want);
     }

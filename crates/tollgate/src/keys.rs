@@ -9,6 +9,10 @@ use crate::auth::{generate_key, generate_key_id, KeyHasher};
 use crate::error::ApiError;
 use crate::store::{KeyRecord, KeyStore, NewKey};
 
+/// Characters of a key's secret kept (and shown) to recognise it: `tg_` and
+/// two of the 40 random ones, so the stored prefix gives almost nothing away.
+pub const KEY_PREFIX_SHOWN: usize = 5;
+
 /// What the caller asks for.
 #[derive(Debug, Clone, Default)]
 pub struct KeySpec {
@@ -99,23 +103,29 @@ pub fn create(store: &dyn KeyStore, hasher: &KeyHasher, spec: KeySpec, now_ms: i
     if spec.name.trim().is_empty() {
         return Err(ApiError::invalid_param("a key needs a name", "name"));
     }
+    // Identity tags (team, user, org) are always enforced: a request cannot move itself to another team.
     let mut default_tags = BTreeMap::new();
+    let mut enforced_tags = BTreeMap::new();
     for (k, v) in spec.tags {
         check_tag(&k, &v)?;
-        default_tags.insert(k.to_ascii_lowercase(), v);
+        let k = k.to_ascii_lowercase();
+        if crate::attribution::IDENTITY_TAGS.contains(&k.as_str()) {
+            enforced_tags.insert(k, v);
+        } else {
+            default_tags.insert(k, v);
+        }
     }
-    if let Some(t) = spec.team {
-        check_tag("team", &t)?;
-        default_tags.insert("team".into(), t);
-    }
-    if let Some(u) = spec.user {
-        check_tag("user", &u)?;
-        default_tags.insert("user".into(), u);
-    }
-    let mut enforced_tags = BTreeMap::new();
     for (k, v) in spec.enforce_tags {
         check_tag(&k, &v)?;
         enforced_tags.insert(k.to_ascii_lowercase(), v);
+    }
+    if let Some(t) = spec.team {
+        check_tag("team", &t)?;
+        enforced_tags.insert("team".into(), t);
+    }
+    if let Some(u) = spec.user {
+        check_tag("user", &u)?;
+        enforced_tags.insert("user".into(), u);
     }
     if spec.expires_ms.is_some_and(|e| e <= now_ms) {
         return Err(ApiError::invalid_param("the expiry is in the past", "expires_at"));
@@ -124,7 +134,7 @@ pub fn create(store: &dyn KeyStore, hasher: &KeyHasher, spec: KeySpec, now_ms: i
     let record = KeyRecord {
         id: generate_key_id(),
         name: spec.name,
-        prefix: secret.chars().take(7).collect(),
+        prefix: secret.chars().take(KEY_PREFIX_SHOWN).collect(),
         default_tags,
         enforced_tags,
         models: spec.models,

@@ -306,6 +306,8 @@ impl LedgerWriter {
         cfg: SpoolConfig,
     ) -> Result<(LedgerWriter, LedgerDrain), crate::store::StoreError> {
         std::fs::create_dir_all(&cfg.dir)?;
+        #[cfg(unix)]
+        std::fs::set_permissions(&cfg.dir, std::os::unix::fs::PermissionsExt::from_mode(0o700))?;
         replay(&cfg.dir, store.as_ref())?;
         let next_seq = segments(&cfg.dir)?.last().map_or(1, |(s, _)| s + 1);
 
@@ -535,7 +537,12 @@ fn flush_inline(sp: &Mutex<InlineSpool>, backlog: &Backlog, ticket: u64) -> std:
 }
 
 fn open_segment(dir: &Path, seq: u64) -> std::io::Result<File> {
-    OpenOptions::new().create(true).append(true).open(segment_path(dir, seq))
+    let mut o = OpenOptions::new();
+    o.create(true).append(true);
+    // Spool lines hold attribution and spend: owner only.
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut o, 0o600);
+    o.open(segment_path(dir, seq))
 }
 
 fn spool_thread(

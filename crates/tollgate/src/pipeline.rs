@@ -94,6 +94,7 @@ pub async fn proxy(state: Arc<AppState>, format: ApiFormat, req: Request<Body>) 
     let request_id = uuid::Uuid::now_v7().to_string();
     let shape = shape_of(format);
     let (parts, body) = req.into_parts();
+    let connection = parts.extensions.get::<crate::listener::Connection>().map(|c| c.0.clone());
 
     // auth: a refused request reaches no provider and leaves no ledger row.
     let principal = match state.auth.authenticate(&parts.headers, time_ms).await {
@@ -106,6 +107,8 @@ pub async fn proxy(state: Arc<AppState>, format: ApiFormat, req: Request<Body>) 
 
     // From here on, exactly one ledger row, whatever happens.
     let pending = Pending::new(
+        state.redactor.clone(),
+        state.cut.clone(),
         state.ledger.clone(),
         state.observer.clone(),
         &request_id,
@@ -114,10 +117,25 @@ pub async fn proxy(state: Arc<AppState>, format: ApiFormat, req: Request<Body>) 
         format,
         started,
     );
+    let mut pending = pending;
+    pending.connection = connection;
+    pending.passthrough_key = match &principal {
+        Principal::Passthrough { provider_key, .. } => Some(provider_key.clone()),
+        Principal::Key(_) => None,
+    };
     let hang_up = HangUp::default();
     let flag = hang_up.flag.clone();
     // Boxed: the request future is large, and moving it by value costs more than one allocation.
-    let task = state.tasks.spawn(Box::pin(handle(state.clone(), pending, principal, parts.headers, body, flag)));
+    let cut = state.cut.clone();
+    let handled = Box::pin(handle(state.clone(), pending, principal, parts.headers, body, flag));
+    let task = state.tasks.spawn(async move {
+        tokio::select! {
+            r = handled => r,
+            // The shutdown deadline passed: dropping the request writes its row (`Pending::drop`).
+            _ = cut.cancelled() => ApiError::Overloaded { message: "the gateway is shutting down".into() }
+                .into_response_for(shape),
+        }
+    });
     let response = match task.await {
         Ok(r) => r,
         Err(e) => {
@@ -184,7 +202,18 @@ async fn until_upstream(
         });
     }
 
-    let body = read_body(body, headers, state.config.server.max_body_bytes).await;
+    let limits = &state.config.server.limits;
+    let body = match tokio::time::timeout(
+        limits.body_read_timeout,
+        read_body(body, headers, state.config.server.max_body_bytes),
+    )
+    .await
+    {
+        Ok(b) => b,
+        Err(_) => Err(ApiError::RequestTimeout {
+            message: format!("the request body did not arrive within {} ms", limits.body_read_timeout.as_millis()),
+        }),
+    };
     let info = body.as_ref().map_err(Clone::clone).and_then(|b| inspect(p.format, b).map_err(upstream::adapter_error));
     let info = match info {
         Ok(i) => i,
@@ -202,6 +231,11 @@ async fn until_upstream(
     p.row_mut().attribution = attribution?;
     let model =
         p.info.model.clone().ok_or_else(|| ApiError::invalid_param("you must provide a model parameter", "model"))?;
+    if let Err(why) = policy::check_model_name(&model) {
+        // Never store or forward what the client sent as a name.
+        p.row_mut().requested_model = None;
+        return Err(ApiError::invalid_param(why, "model"));
+    }
 
     if let Principal::Key(k) = principal {
         if !policy::model_allowed(&k.models, &model) {
@@ -657,6 +691,8 @@ enum StreamStop {
     ClientGone,
     Timeout,
     Broken(String),
+    /// The shutdown deadline passed.
+    Shutdown,
 }
 
 async fn relay(state: Arc<AppState>, mut p: Pending, answer: Answer, tx: mpsc::Sender<Bytes>) {
@@ -669,10 +705,12 @@ async fn relay(state: Arc<AppState>, mut p: Pending, answer: Answer, tx: mpsc::S
     // The events as the client saw them, kept for the response cache.
     let mut kept: Option<(Vec<Bytes>, usize)> = p.cache_key.map(|_| (Vec::new(), 0));
     let cap = state.cache.max_entry_bytes();
+    let cut = p.cut.clone();
     let stop = 'relay: loop {
         let next = tokio::select! {
             biased;
             _ = tx.closed() => break 'relay StreamStop::ClientGone,
+            _ = cut.cancelled() => break 'relay StreamStop::Shutdown,
             n = tokio::time::timeout(idle, upstream.next()) => n,
         };
         let chunk = match next {
@@ -694,8 +732,11 @@ async fn relay(state: Arc<AppState>, mut p: Pending, answer: Answer, tx: mpsc::S
                     events.push(b.clone());
                 }
             }
-            if tx.send(b).await.is_err() {
-                break 'relay StreamStop::ClientGone;
+            // A client that stops reading is cut by the listener's write timeout,
+            // which closes this channel.
+            tokio::select! {
+                sent = tx.send(b) => if sent.is_err() { break 'relay StreamStop::ClientGone },
+                _ = cut.cancelled() => break 'relay StreamStop::Shutdown,
             }
         }
     };
@@ -735,6 +776,7 @@ async fn relay(state: Arc<AppState>, mut p: Pending, answer: Answer, tx: mpsc::S
     p.set_usage(&state, provider, &served, usage, source);
     let error = match (&stop, end.completed) {
         (StreamStop::ClientGone, _) => None,
+        (StreamStop::Shutdown, _) => Some(ApiError::Overloaded { message: "the gateway is shutting down".into() }),
         (_, true) => None,
         (StreamStop::Timeout, false) => Some(ApiError::UpstreamTimeout {
             message: format!("provider {} stopped sending for {} ms", provider.name, idle.as_millis()),
@@ -744,13 +786,18 @@ async fn relay(state: Arc<AppState>, mut p: Pending, answer: Answer, tx: mpsc::S
             Some(ApiError::UpstreamError { message: "upstream stream ended before its final event".into() })
         }
     };
+    let stalled = p.connection.as_ref().is_some_and(|c| c.stalled());
     let row = p.row_mut();
     row.status = 200;
     if let Some(e) = &error {
         row.error_code = Some(e.code().to_string());
     }
     if client_gone {
-        row.error_code = Some("client_disconnected".into());
+        // A client that stopped reading was cut by the write timeout; one that left, hung up.
+        row.error_code = Some(if stalled { "client_stalled" } else { "client_disconnected" }.into());
+    }
+    if matches!(stop, StreamStop::Shutdown) {
+        row.error_code = Some("shutdown".into());
     }
     let cost = row.cost;
     if let (Some(key), Some((events, _)), true, true) =
@@ -772,6 +819,7 @@ async fn relay(state: Arc<AppState>, mut p: Pending, answer: Answer, tx: mpsc::S
         }
     }
     let shape = shape_of(p.format);
+    let (p_redactor, p_passthrough) = (p.redactor.clone(), p.passthrough_key.clone());
     let never = AtomicBool::new(false);
     p.commit(&never).await;
 
@@ -780,7 +828,9 @@ async fn relay(state: Arc<AppState>, mut p: Pending, answer: Answer, tx: mpsc::S
     }
     if let Some(e) = error {
         // Tell the client in-band: the SDKs raise on an error event.
-        let _ = tx.send(stream_error_event(&e, shape)).await;
+        let e = p_redactor.error(e, p_passthrough.as_ref().map(|k| k.expose()));
+        let _ = tokio::time::timeout(state.config.server.limits.write_timeout, tx.send(stream_error_event(&e, shape)))
+            .await;
         return;
     }
     let comment = match cost {
@@ -839,10 +889,20 @@ pub struct Pending {
     semantic: Option<(String, String, Vec<f32>)>,
     /// Response headers decided along the way (budget remaining, downgrade, clamp).
     extra_headers: Vec<(&'static str, String)>,
+    /// The client connection (to tell a stalled reader from one that hung up).
+    connection: Option<Arc<crate::listener::ConnState>>,
+    /// A passthrough caller's own provider key, masked in error text.
+    passthrough_key: Option<crate::config::Secret>,
+    /// Fires when the shutdown deadline passes.
+    cut: tokio_util::sync::CancellationToken,
+    redactor: crate::redact::Redactor,
 }
 
 impl Pending {
+    #[allow(clippy::too_many_arguments)]
     fn new(
+        redactor: crate::redact::Redactor,
+        cut: tokio_util::sync::CancellationToken,
         writer: LedgerWriter,
         observer: Arc<crate::observe::Observer>,
         request_id: &str,
@@ -864,6 +924,10 @@ impl Pending {
             cache_key: None,
             semantic: None,
             extra_headers: Vec::new(),
+            connection: None,
+            passthrough_key: None,
+            cut,
+            redactor,
         }
     }
 
@@ -922,6 +986,7 @@ impl Pending {
     }
 
     async fn fail(mut self, e: ApiError, hung_up: &AtomicBool) -> Response {
+        let e = self.redactor.error(e, self.passthrough_key.as_ref().map(|k| k.expose()));
         let request_id = self.request_id().to_string();
         let row = self.row_mut();
         row.status = e.status().as_u16();
@@ -941,9 +1006,15 @@ impl Pending {
 impl Drop for Pending {
     fn drop(&mut self) {
         if let Some(mut row) = self.row.take() {
-            // Only reached when the task unwound (panic) before writing.
-            row.status = StatusCode::INTERNAL_SERVER_ERROR.as_u16();
-            row.error_code = Some("internal_error".into());
+            // Only reached when the task unwound (panic) before writing, or was
+            // cut at the shutdown deadline.
+            if self.cut.is_cancelled() {
+                row.status = StatusCode::SERVICE_UNAVAILABLE.as_u16();
+                row.error_code = Some("shutdown".into());
+            } else {
+                row.status = StatusCode::INTERNAL_SERVER_ERROR.as_u16();
+                row.error_code = Some("internal_error".into());
+            }
             row.latency_ms = self.started.elapsed().as_millis() as u64;
             self.observer.record(&row);
             self.writer.write_detached(row);

@@ -91,9 +91,44 @@ pub fn model_allowed(allowed: &[String], model: &str) -> bool {
     allowed.is_empty() || allowed.iter().any(|p| glob_match(p, model))
 }
 
+/// Longest model name accepted from a client.
+pub const MAX_MODEL_NAME: usize = 256;
+
+/// A model name as a client may send it: 1 to 256 characters of letters,
+/// digits and `. _ - : / @ +`, with no empty or `..` path segment. Names
+/// reach provider URLs and the ledger, so anything else is refused at the edge.
+pub fn check_model_name(model: &str) -> Result<(), String> {
+    if model.is_empty() || model.len() > MAX_MODEL_NAME {
+        return Err(format!("model names are 1 to {MAX_MODEL_NAME} characters"));
+    }
+    if let Some(c) = model.chars().find(|c| !(c.is_ascii_alphanumeric() || "._-:/@+".contains(*c))) {
+        return Err(format!(
+            "model name contains {:?}; model names use letters, digits and . _ - : / @ +",
+            c.escape_default().to_string()
+        ));
+    }
+    if model.split('/').any(|seg| seg.is_empty() || seg == "." || seg == "..") {
+        return Err("model name has an empty, '.' or '..' path segment".into());
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn model_names_that_could_reach_a_url_or_a_terminal_are_refused() {
+        for ok in ["gpt-4o-mini", "anthropic/claude-3-5-haiku-latest", "ft:gpt-4o-mini:org:x:1", "llama3.1:8b",
+            "accounts/fireworks/models/llama-v3p1-70b-instruct", "anthropic.claude-3-5-sonnet-20241022-v2:0"] {
+            assert_eq!(check_model_name(ok), Ok(()), "{ok}");
+        }
+        for bad in ["", "gemini/../../../admin/secret?x=", "a\0b", "gpt\u{1b}[31m", "x\"y", "http://evil/x",
+            "a b", "models//x", "./x", "x%2e%2e", "a#b"] {
+            assert!(check_model_name(bad).is_err(), "{bad}");
+        }
+        assert!(check_model_name(&"a".repeat(257)).is_err());
+    }
 
     #[test]
     fn globs() {

@@ -50,6 +50,10 @@ pub struct AppState {
     pub self_addr: std::sync::OnceLock<SocketAddr>,
     pub alerts_fired: Arc<std::sync::atomic::AtomicU64>,
     pub empty_tags: BTreeMap<String, String>,
+    /// Removes secrets and internal URLs from upstream text shown to clients.
+    pub redactor: crate::redact::Redactor,
+    /// Fired when the shutdown deadline passes: requests still running are cut (and ledgered).
+    pub cut: tokio_util::sync::CancellationToken,
 }
 
 /// A built gateway: its state and the handle that drains the ledger on shutdown.
@@ -173,6 +177,8 @@ impl Gateway {
                 )),
             },
             semantic: config.semantic.clone().map(crate::semantic::SemanticCache::new),
+            redactor: crate::redact::Redactor::new(&config),
+            cut: tokio_util::sync::CancellationToken::new(),
             self_addr: std::sync::OnceLock::new(),
             health: crate::upstream::Health::new(config.circuit_failures, config.circuit_cooldown),
             governor,
@@ -195,24 +201,43 @@ impl Gateway {
         router(self.state.clone())
     }
 
-    /// Serves until `shutdown` resolves, then stops accepting, finishes every
-    /// request in flight and drains the ledger.
+    /// Serves until `shutdown` resolves, then stops accepting and lets the
+    /// requests in flight finish, for at most `[server] shutdown_timeout_ms`:
+    /// past it, what still runs is cut (each cut request keeps its ledger row).
+    /// Then the ledger is drained.
     pub async fn serve(
         self,
         listener: TcpListener,
         shutdown: impl std::future::Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
-        use axum::serve::ListenerExt;
         if let Ok(addr) = listener.local_addr() {
             let _ = self.state.self_addr.set(addr);
         }
-        let listener = listener.tap_io(|tcp| {
-            let _ = tcp.set_nodelay(true);
+        let limits = self.state.config.server.limits;
+        let stop = crate::listener::Stop::default();
+        let graceful = stop.graceful.clone();
+        tokio::spawn(async move {
+            shutdown.await;
+            graceful.cancel();
         });
-        let app = self.router();
-        axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())
-            .with_graceful_shutdown(shutdown)
-            .await?;
+        let connections = crate::listener::serve(listener, self.router(), limits, stop.clone()).await;
+        let state = self.state.clone();
+        let finished = async {
+            connections.wait().await;
+            state.tasks.close();
+            state.tasks.wait().await;
+        };
+        if tokio::time::timeout(limits.shutdown_timeout, finished).await.is_err() {
+            tracing::warn!(
+                timeout_ms = limits.shutdown_timeout.as_millis() as u64,
+                "requests still running at the shutdown deadline: cutting them (their ledger rows are kept)"
+            );
+            state.cut.cancel();
+            stop.hard.cancel();
+            // Cut requests write their rows; give them a moment, then stop waiting for clients.
+            let _ = tokio::time::timeout(std::time::Duration::from_secs(5), connections.wait()).await;
+        }
+        drop(state);
         self.shutdown().await;
         Ok(())
     }

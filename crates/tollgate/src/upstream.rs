@@ -335,9 +335,10 @@ pub async fn send(
     let order: Vec<&Attempt> = if allowed.is_empty() { plan.iter().collect() } else { allowed };
     for attempt in order {
         let provider = &config.providers[attempt.provider];
-        let api_key = match (&provider.api_key, passthrough_key) {
-            (Some(k), _) => Some(k.expose()),
-            (None, pk) => pk,
+        // A passthrough caller's own credential, never the operator's key.
+        let api_key = match passthrough_key {
+            Some(pk) => Some(pk),
+            None => provider.api_key.as_ref().map(|k| k.expose()),
         };
         let target = Target {
             kind: provider.kind,

@@ -26,7 +26,7 @@ pub const MAX_BUDGETS: usize = 256;
 
 const ENDPOINTS: [&str; 5] = ["chat.completions", "embeddings", "responses", "messages", "other"];
 const CLASSES: [&str; 6] = ["1xx", "2xx", "3xx", "4xx", "5xx", "other"];
-/// The public error codes (DESIGN §2), `none` for success, `other` for anything else.
+/// The public error codes (docs/http-api.md), `none` for success, `other` for anything else.
 const CODES: [&str; 15] = [
     "none",
     "invalid_request",

@@ -246,7 +246,31 @@ pub fn sqlite_path(url: &str) -> Result<PathBuf, StoreError> {
     Ok(PathBuf::from(url))
 }
 
+/// Creates the database file readable by its owner only (0600) and tightens an
+/// existing one. It holds key hashes and, unless `TOLLGATE_KEY_SECRET` is set,
+/// the key-hashing secret; SQLite gives the `-wal` and `-shm` files the same mode.
+fn private_file(path: &std::path::Path) -> Result<(), StoreError> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+        std::fs::OpenOptions::new().create(true).append(true).mode(0o600).open(path)?;
+        for p in [path.to_path_buf(), wal_path(path, "-wal"), wal_path(path, "-shm")] {
+            if p.exists() {
+                std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o600))?;
+            }
+        }
+    }
+    Ok(())
+}
+
+fn wal_path(path: &std::path::Path, suffix: &str) -> PathBuf {
+    let mut s = path.as_os_str().to_os_string();
+    s.push(suffix);
+    PathBuf::from(s)
+}
+
 fn open(path: &PathBuf) -> Result<Connection, StoreError> {
+    private_file(path)?;
     let conn = Connection::open(path)?;
     conn.busy_timeout(std::time::Duration::from_secs(10))?;
     // WAL + NORMAL: a committed transaction survives a process crash (kill -9);
@@ -269,6 +293,11 @@ impl SqliteStore {
         }
         let writer = open(&path)?;
         writer.execute_batch(SCHEMA)?;
+        // Key prefixes stored before they were shortened.
+        writer.execute(
+            "UPDATE keys SET prefix = substr(prefix, 1, ?1) WHERE length(prefix) > ?1",
+            params![crate::keys::KEY_PREFIX_SHOWN as i64],
+        )?;
         // Replaced by the partial index `ledger_trace_set`.
         writer.execute_batch("DROP INDEX IF EXISTS ledger_trace")?;
         // Columns added since the table was first created.

@@ -229,7 +229,7 @@ pub(crate) fn prepare_from_chat(
         out.insert("toolConfig".into(), json!({ "functionCallingConfig": c }));
     }
 
-    let model = target.model.strip_prefix("models/").unwrap_or(target.model);
+    let model = crate::openai::path_segment(target.model.strip_prefix("models/").unwrap_or(target.model));
     let url = if info.stream {
         format!("{}/v1beta/models/{model}:streamGenerateContent?alt=sse", base(target))
     } else {

@@ -111,6 +111,8 @@ pub enum AdapterError {
     MalformedUpstream(String),
 }
 
+pub use openai::path_segment;
+
 /// The client's body after the gateway changes it (the model name; usage
 /// in streams) and translated into the target's wire format.
 pub fn prepare(
@@ -425,5 +427,16 @@ impl StreamTranslator {
     /// Usage seen so far (for a client that disconnects mid-stream).
     pub fn usage_so_far(&self) -> Option<Usage> {
         self.meter.usage
+    }
+}
+
+#[cfg(test)]
+mod path_tests {
+    #[test]
+    fn names_cannot_leave_their_path_segment() {
+        assert_eq!(super::path_segment("gemini-1.5-pro"), "gemini-1.5-pro");
+        assert_eq!(super::path_segment("../../../admin/secret?x="), "..%2F..%2F..%2Fadmin%2Fsecret%3Fx%3D");
+        assert_eq!(super::path_segment(".."), "%2E%2E");
+        assert_eq!(super::path_segment("a b#c\0"), "a%20b%23c%00");
     }
 }

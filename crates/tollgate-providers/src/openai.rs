@@ -61,7 +61,7 @@ pub(crate) fn prepare(
             format!("{base}/openai/responses?api-version={v}")
         }
         (ProviderKind::AzureOpenAi, Some(v)) => {
-            format!("{base}/openai/deployments/{}/{endpoint}?api-version={v}", target.model)
+            format!("{base}/openai/deployments/{}/{endpoint}?api-version={v}", path_segment(target.model))
         }
         (ProviderKind::AzureOpenAi, None) => format!("{base}/openai/v1/{endpoint}"),
         _ => format!("{base}/{endpoint}"),
@@ -79,6 +79,26 @@ pub(crate) fn prepare(
 
 pub(crate) fn base<'a>(target: &Target<'a>) -> &'a str {
     target.base_url.trim_end_matches('/')
+}
+
+/// One URL path segment from a model or deployment name: every byte but
+/// `A-Z a-z 0-9 - . _ ~` percent-encoded, so a name can never add a path
+/// segment, a query or a fragment to the provider URL.
+pub fn path_segment(name: &str) -> String {
+    let mut out = String::with_capacity(name.len());
+    for b in name.bytes() {
+        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    // "." and ".." would still be resolved as relative segments.
+    match out.as_str() {
+        "." => "%2E".into(),
+        ".." => "%2E%2E".into(),
+        _ => out,
+    }
 }
 
 pub(crate) fn json_content_type() -> (http::HeaderName, http::HeaderValue) {

@@ -363,7 +363,8 @@ pub fn report_table(r: &SpendReport) -> String {
     );
     let mut lines: Vec<Vec<String>> = vec![head];
     for row in &r.rows {
-        let mut l: Vec<String> = row.dims.iter().map(|d| d.clone().unwrap_or_else(|| "-".into())).collect();
+        let mut l: Vec<String> =
+            row.dims.iter().map(|d| d.as_deref().map_or_else(|| "-".into(), printable)).collect();
         if let Some(b) = row.bucket_ms {
             l.push(rfc3339(b).unwrap_or_default());
         }
@@ -396,15 +397,26 @@ pub fn report_table(r: &SpendReport) -> String {
     s
 }
 
-/// RFC 4180 CSV.
+/// A stored value as a terminal shows it: control characters (ANSI escapes
+/// in a model name) become `?`, so a report cannot rewrite the screen.
+pub fn printable(s: &str) -> String {
+    s.chars().map(|c| if c.is_control() { '?' } else { c }).collect()
+}
+
+/// A text cell for CSV: a leading `=`, `+`, `-`, `@`, tab or carriage return
+/// is what spreadsheets run as a formula, so such a cell gets a leading `'`.
+pub fn csv_text(s: &str) -> String {
+    let s = if s.starts_with(['=', '+', '-', '@', '\t', '\r']) { format!("'{s}") } else { s.to_string() };
+    if s.contains([',', '"', '\n', '\r']) {
+        format!("\"{}\"", s.replace('"', "\"\""))
+    } else {
+        s
+    }
+}
+
+/// RFC 4180 CSV; text cells neutralised against formula injection ([`csv_text`]).
 pub fn report_csv(r: &SpendReport) -> String {
-    let esc = |s: &str| {
-        if s.contains([',', '"', '\n']) {
-            format!("\"{}\"", s.replace('"', "\"\""))
-        } else {
-            s.to_string()
-        }
-    };
+    let esc = |s: &str| csv_text(s);
     let mut head: Vec<String> = r.group_by.iter().map(|d| esc(d)).collect();
     head.extend(
         [
@@ -461,6 +473,16 @@ pub fn parse_time(s: &str, param: &str) -> Result<i64, ApiError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn csv_cells_cannot_be_formulas_and_table_cells_cannot_be_escapes() {
+        assert_eq!(csv_text("=HYPERLINK(\"http://x\")"), "\"'=HYPERLINK(\"\"http://x\"\")\"");
+        for f in ["+1", "-2+3", "@SUM(A1)", "\tx"] {
+            assert!(csv_text(f).trim_start_matches('"').starts_with('\''), "{f}");
+        }
+        assert_eq!(csv_text("gpt-4o-mini"), "gpt-4o-mini");
+        assert_eq!(printable("gpt\u{1b}[31mred"), "gpt?[31mred");
+    }
     use crate::attribution::Attribution;
     use crate::ledger::{LedgerRow, UsageSource};
     use crate::store::LedgerStore;

@@ -35,6 +35,73 @@ pub fn routes() -> Router<Arc<AppState>> {
         .route("/admin/v1/keys/{id}/revoke", post(revoke_key))
 }
 
+/// The admin and analytics routes' gate, run before any handler (and so
+/// before any body is read): the caller must hold an admin token with the
+/// access the method needs, or for `POST /api/v1/outcomes`, a virtual key.
+/// With no admin token configured (loopback only), it refuses what a browser
+/// on another site could send: a foreign `Origin` or `Sec-Fetch-Site`, or a
+/// `Host` that is not a loopback name (DNS rebinding).
+pub(crate) async fn admin_gate(
+    axum::extract::State(state): axum::extract::State<Arc<AppState>>,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let access = if matches!(*req.method(), http::Method::GET | http::Method::HEAD) { Access::Read } else { Access::Write };
+    let open = state.config.server.admin_token.is_none() && state.config.admin_tokens.is_empty();
+    if open {
+        if let Err(e) = same_origin(req.headers()) {
+            return e.into_response();
+        }
+        return next.run(req).await;
+    }
+    match authorize(&state, req.headers(), access) {
+        Ok(_) => next.run(req).await,
+        Err(e) => {
+            // Applications report outcomes with their own virtual key.
+            let outcome = req.method() == http::Method::POST && req.uri().path() == "/api/v1/outcomes";
+            if outcome && matches!(state.auth.authenticate(req.headers(), now_ms()).await, Ok(crate::auth::Principal::Key(_))) {
+                return next.run(req).await;
+            }
+            e.into_response()
+        }
+    }
+}
+
+fn loopback_host(host: &str) -> bool {
+    // `host[:port]`, `[v6]:port`
+    let name = if let Some(rest) = host.strip_prefix('[') {
+        rest.split(']').next().unwrap_or("")
+    } else {
+        host.rsplit_once(':').map(|(h, p)| if p.bytes().all(|b| b.is_ascii_digit()) { h } else { host }).unwrap_or(host)
+    };
+    name.eq_ignore_ascii_case("localhost")
+        || name.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback())
+}
+
+/// Without an admin token, only same-origin calls to a loopback name pass.
+fn same_origin(headers: &HeaderMap) -> Result<(), ApiError> {
+    let refuse = |why: &str| ApiError::Forbidden {
+        message: format!("{why}: without an admin token the admin API only answers same-origin calls on loopback (set TOLLGATE_ADMIN_TOKEN)"),
+    };
+    let host = headers.get(http::header::HOST).and_then(|v| v.to_str().ok()).unwrap_or("");
+    if !loopback_host(host) {
+        return Err(refuse("Host is not a loopback name"));
+    }
+    if let Some(site) = headers.get("sec-fetch-site").and_then(|v| v.to_str().ok()) {
+        if site != "same-origin" && site != "none" {
+            return Err(refuse("cross-site request"));
+        }
+    }
+    if let Some(origin) = headers.get(http::header::ORIGIN) {
+        let o = origin.to_str().unwrap_or("");
+        let authority = o.split_once("://").map(|(_, a)| a).unwrap_or("");
+        if !authority.eq_ignore_ascii_case(host) {
+            return Err(refuse("cross-origin request"));
+        }
+    }
+    Ok(())
+}
+
 /// What an admin-API call does.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Access {
@@ -80,7 +147,7 @@ async fn blocking<T: Send + 'static, E: std::fmt::Display + Send + 'static>(
         .map_err(|e| ApiError::Internal { message: e.to_string() })
 }
 
-fn team_of(role: &Role) -> Option<&str> {
+pub(crate) fn team_of(role: &Role) -> Option<&str> {
     match role {
         Role::TeamAdmin(t) => Some(t),
         _ => None,
@@ -397,7 +464,16 @@ pub fn budget_json(b: &crate::governor::BudgetStatus, now_ms: i64) -> Value {
     })
 }
 
-fn budget_team(b: &crate::budget::BudgetSpec) -> Option<&str> {
+/// Budgets written in the config file change only with the file.
+fn from_config(state: &AppState, id: &str) -> bool {
+    state.config.governance.budgets.iter().any(|b| b.id == id)
+}
+
+fn read_only(id: &str) -> ApiError {
+    ApiError::Forbidden { message: format!("budget {id:?} is defined in the config file: change it there") }
+}
+
+pub(crate) fn budget_team(b: &crate::budget::BudgetSpec) -> Option<&str> {
     b.scope.0.get("team").map(String::as_str)
 }
 
@@ -474,8 +550,16 @@ async fn set_budget(State(state): State<Arc<AppState>>, headers: HeaderMap, body
         let b: BudgetBody =
             serde_json::from_slice(&body).map_err(|e| ApiError::invalid(format!("invalid budget: {e}")))?;
         let spec = budget_spec(b)?;
+        if from_config(&state, &spec.id) {
+            return Err(read_only(&spec.id));
+        }
         if let Some(t) = team_of(&role) {
             if budget_team(&spec) != Some(t) {
+                return Err(not_your_team(t));
+            }
+            // Reusing another team's budget id would overwrite it.
+            let existing = state.governor.status(now_ms()).into_iter().find(|b| b.spec.id == spec.id);
+            if existing.is_some_and(|b| budget_team(&b.spec) != Some(t)) {
                 return Err(not_your_team(t));
             }
         }
@@ -505,6 +589,9 @@ async fn delete_budget(State(state): State<Arc<AppState>>, headers: HeaderMap, P
         Ok(r) => r,
         Err(e) => return e.into_response(),
     };
+    if from_config(&state, &id) {
+        return read_only(&id).into_response();
+    }
     if let Some(t) = team_of(&role) {
         let mine = state.governor.status(now_ms()).iter().any(|b| b.spec.id == id && budget_team(&b.spec) == Some(t));
         if !mine {

@@ -2,14 +2,26 @@
 //! `/v1/messages/batches`.
 //!
 //! Every call is authenticated and ledgered like any request (one row, $0:
-//! managing a batch costs nothing). A batch's owner (key and attribution) is
-//! recorded when it is created; when its results are downloaded, each result
-//! line becomes a ledger row priced at the provider's batch rates and
-//! attributed to that owner. Result rows have deterministic ids
+//! managing a batch costs nothing). Only the documented path shapes pass,
+//! with ids of `[A-Za-z0-9_-]` (no `..`, no encoded characters): the upstream
+//! URL is built from the parsed operation, never from the client's path.
+//! Every object (uploaded file, batch, output file) is owned by the key that
+//! created it; another key sees it only when both keys carry the same team,
+//! and lists are filtered to what the caller owns.
+//!
+//! Creating a batch is governed like a request, for all of its lines at
+//! once: each line's model must pass the key's allow-list and `[[access]]`,
+//! and the batch's most possible cost (batch rates; prompt bytes as input
+//! tokens, each line's max tokens or the default as output) is reserved on
+//! every covering budget and limit. The reservation is held until the
+//! results are downloaded, then settled to what they cost. Each result line
+//! becomes a ledger row priced at the provider's batch rates and attributed
+//! to the batch's owner. Result rows have deterministic ids
 //! (`batch:<batch>:<custom_id>`), so downloading results twice never counts
 //! them twice.
 
-use std::sync::Arc;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
 
 use axum::body::{Body, Bytes};
 use axum::extract::{RawQuery, State};
@@ -18,19 +30,31 @@ use axum::response::Response;
 use axum::routing::{get, post};
 use axum::Router;
 use http_body_util::BodyExt;
-use rusqlite::{params, OptionalExtension};
 use serde_json::Value;
 use tollgate_providers::{ApiFormat, ProviderKind};
+use tollgate_units::Money;
 
 use crate::attribution::{attribute, Attribution, KeyTags};
 use crate::auth::Principal;
+use crate::budget::Facts;
 use crate::config::Provider;
 use crate::error::{ApiError, ErrorShape};
+use crate::governor::{Ask, Refusal, Reservation};
 use crate::ledger::LedgerRow;
 use crate::pipeline::{error_response, now_ms, HEADER_REQUEST_ID};
 use crate::server::AppState;
+use crate::store::sqlite::BatchOwner;
 
 const MAX_BODY: usize = 256 * 1024 * 1024;
+const MAX_ID: usize = 128;
+/// Query parameters a list call may pass on.
+const LIST_PARAMS: &[&str] = &["limit", "after", "before", "after_id", "before_id", "order", "purpose"];
+/// What a batch line may call.
+const BATCH_ENDPOINTS: &[(&str, ApiFormat)] = &[
+    ("/v1/chat/completions", ApiFormat::OpenAiChat),
+    ("/v1/embeddings", ApiFormat::OpenAiEmbeddings),
+    ("/v1/responses", ApiFormat::OpenAiResponses),
+];
 
 pub fn routes() -> Router<Arc<AppState>> {
     Router::new()
@@ -42,10 +66,116 @@ pub fn routes() -> Router<Arc<AppState>> {
         .route("/v1/messages/batches/{*rest}", get(anthropic).post(anthropic).delete(anthropic))
 }
 
+/// Budget reservations of batches created and not yet priced, by batch id.
+#[derive(Default)]
+pub struct Holds(Mutex<HashMap<String, Vec<(String, Reservation)>>>);
+
+impl Holds {
+    fn put(&self, batch: String, held: Vec<(String, Reservation)>) {
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).insert(batch, held);
+    }
+
+    fn take(&self, batch: &str) -> Option<Vec<(String, Reservation)>> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).remove(batch)
+    }
+}
+
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Family {
     OpenAi,
     Anthropic,
+}
+
+/// The batch-API operations tollgate passes on; nothing else.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Op {
+    UploadFile,
+    ListFiles,
+    File(String),
+    DeleteFile(String),
+    FileContent(String),
+    CreateBatch,
+    ListBatches,
+    Batch(String),
+    CancelBatch(String),
+    DeleteBatch(String),
+    Results(String),
+}
+
+impl Op {
+    /// The object the operation touches, which the caller must own.
+    fn object(&self) -> Option<&str> {
+        match self {
+            Op::File(id) | Op::DeleteFile(id) | Op::FileContent(id) => Some(id),
+            Op::Batch(id) | Op::CancelBatch(id) | Op::DeleteBatch(id) | Op::Results(id) => Some(id),
+            _ => None,
+        }
+    }
+
+    fn is_list(&self) -> bool {
+        matches!(self, Op::ListFiles | Op::ListBatches)
+    }
+}
+
+fn valid_id(id: &str) -> bool {
+    !id.is_empty() && id.len() <= MAX_ID && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+}
+
+/// The operation for a method and raw (undecoded) path, or `None`.
+fn parse_op(family: Family, method: &Method, path: &str) -> Option<Op> {
+    let segs: Vec<&str> = path.strip_prefix('/')?.split('/').collect();
+    let id = |s: &str| valid_id(s).then(|| s.to_string());
+    let m = method.as_str();
+    Some(match (family, m, segs.as_slice()) {
+        (Family::OpenAi, "POST", ["v1", "files"]) => Op::UploadFile,
+        (Family::OpenAi, "GET", ["v1", "files"]) => Op::ListFiles,
+        (Family::OpenAi, "GET", ["v1", "files", f]) => Op::File(id(f)?),
+        (Family::OpenAi, "DELETE", ["v1", "files", f]) => Op::DeleteFile(id(f)?),
+        (Family::OpenAi, "GET", ["v1", "files", f, "content"]) => Op::FileContent(id(f)?),
+        (Family::OpenAi, "POST", ["v1", "batches"]) => Op::CreateBatch,
+        (Family::OpenAi, "GET", ["v1", "batches"]) => Op::ListBatches,
+        (Family::OpenAi, "GET", ["v1", "batches", b]) => Op::Batch(id(b)?),
+        (Family::OpenAi, "POST", ["v1", "batches", b, "cancel"]) => Op::CancelBatch(id(b)?),
+        (Family::Anthropic, "POST", ["v1", "messages", "batches"]) => Op::CreateBatch,
+        (Family::Anthropic, "GET", ["v1", "messages", "batches"]) => Op::ListBatches,
+        (Family::Anthropic, "GET", ["v1", "messages", "batches", b]) => Op::Batch(id(b)?),
+        (Family::Anthropic, "DELETE", ["v1", "messages", "batches", b]) => Op::DeleteBatch(id(b)?),
+        (Family::Anthropic, "GET", ["v1", "messages", "batches", b, "results"]) => Op::Results(id(b)?),
+        (Family::Anthropic, "POST", ["v1", "messages", "batches", b, "cancel"]) => Op::CancelBatch(id(b)?),
+        _ => return None,
+    })
+}
+
+/// The upstream URL for an operation, from the provider's base URL and the parsed parts only.
+fn upstream_url(provider: &Provider, family: Family, op: &Op, query: Option<&str>) -> Result<String, ApiError> {
+    // OpenAI-style base URLs end in /v1; Anthropic's do not.
+    let path = match (family, op) {
+        (Family::OpenAi, Op::UploadFile | Op::ListFiles) => "/files".to_string(),
+        (Family::OpenAi, Op::File(f) | Op::DeleteFile(f)) => format!("/files/{f}"),
+        (Family::OpenAi, Op::FileContent(f)) => format!("/files/{f}/content"),
+        (Family::OpenAi, Op::CreateBatch | Op::ListBatches) => "/batches".to_string(),
+        (Family::OpenAi, Op::Batch(b)) => format!("/batches/{b}"),
+        (Family::OpenAi, Op::CancelBatch(b)) => format!("/batches/{b}/cancel"),
+        (Family::Anthropic, Op::CreateBatch | Op::ListBatches) => "/v1/messages/batches".to_string(),
+        (Family::Anthropic, Op::Batch(b) | Op::DeleteBatch(b)) => format!("/v1/messages/batches/{b}"),
+        (Family::Anthropic, Op::Results(b)) => format!("/v1/messages/batches/{b}/results"),
+        (Family::Anthropic, Op::CancelBatch(b)) => format!("/v1/messages/batches/{b}/cancel"),
+        _ => return Err(ApiError::NotFound { message: "no such batch API endpoint".into() }),
+    };
+    let mut url = reqwest::Url::parse(&format!("{}{path}", provider.base_url))
+        .map_err(|e| ApiError::Internal { message: format!("batch URL: {e}") })?;
+    if op.is_list() {
+        if let Some(q) = query {
+            let mut pairs = url.query_pairs_mut();
+            for (k, v) in reqwest::Url::parse(&format!("http://q/?{q}")).map(|u| u.query_pairs().into_owned().collect::<Vec<_>>()).unwrap_or_default() {
+                if !LIST_PARAMS.contains(&k.as_str()) {
+                    return Err(ApiError::invalid_param(format!("unknown query parameter {k:?}"), k));
+                }
+                pairs.append_pair(&k, &v);
+            }
+        }
+    }
+    Ok(url.into())
 }
 
 async fn openai(
@@ -73,6 +203,16 @@ fn row(request_id: &str, key_id: &str, endpoint: &'static str, attribution: Attr
     LedgerRow { attribution, ..LedgerRow::new(request_id, now_ms(), key_id, endpoint) }
 }
 
+/// The caller as an owner of batch objects.
+fn owner_of(principal: &Principal, attribution: &Attribution) -> BatchOwner {
+    let team = match principal {
+        // The key's team is enforced, so the attribution's team is the key's.
+        Principal::Key(_) => attribution.tag("team").map(String::from),
+        Principal::Passthrough { .. } => None,
+    };
+    BatchOwner { key_id: principal.id().to_string(), team }
+}
+
 #[allow(clippy::too_many_arguments)]
 async fn pass(
     state: Arc<AppState>,
@@ -97,20 +237,31 @@ async fn pass(
         Principal::Key(k) => (&k.default_tags, &k.enforced_tags),
         Principal::Passthrough { .. } => (&state.empty_tags, &state.empty_tags),
     };
-    let attribution = attribute(&headers, None, &[], KeyTags { defaults, enforced }).unwrap_or_default();
-    let mut r = row(&request_id, principal.id(), "batch_api", attribution.clone());
-    let outcome = forward(&state, family, &method, &path, query.as_deref(), &headers, body, &principal, &mut r).await;
+    let key_tags = KeyTags { defaults, enforced };
+    let attribution = attribute(&headers, None, &[], key_tags);
+    let mut r = row(&request_id, principal.id(), "batch_api", attribution.clone().unwrap_or_default());
+    let outcome = match attribution {
+        Ok(attribution) => {
+            let call = Call { state: &state, family, principal: &principal, attribution: &attribution, headers: &headers };
+            call.run(&method, &path, query.as_deref(), body, &mut r).await
+        }
+        Err(e) => Err(e),
+    };
     r.latency_ms = started.elapsed().as_millis() as u64;
+    let passthrough = match &principal {
+        Principal::Passthrough { provider_key, .. } => Some(provider_key.expose()),
+        Principal::Key(_) => None,
+    };
     let response = match outcome {
         Ok((status, content_type, bytes)) => {
             r.status = status.as_u16();
-            if status.is_success() {
-                if let Err(e) = after(&state, family, &method, &path, &bytes, &principal, &attribution).await {
-                    tracing::warn!(error = %e, "batch bookkeeping failed");
-                }
+            let bytes = if status.is_success() {
+                bytes
             } else {
                 r.error_code = Some("upstream_error".into());
-            }
+                // Upstream error text can echo what it was sent.
+                Bytes::from(state.redactor.scrub(&String::from_utf8_lossy(&bytes), passthrough))
+            };
             let mut resp = Response::new(Body::from(bytes));
             *resp.status_mut() = status;
             if let Some(ct) = content_type {
@@ -119,6 +270,7 @@ async fn pass(
             resp
         }
         Err(e) => {
+            let e = state.redactor.error(e, passthrough);
             r.status = e.status().as_u16();
             r.error_code = Some(e.code().to_string());
             e.into_response_for(shape)
@@ -140,149 +292,301 @@ fn provider_for(state: &AppState, family: Family) -> Result<&Provider, ApiError>
     })
 }
 
-#[allow(clippy::too_many_arguments)]
-async fn forward(
-    state: &AppState,
-    family: Family,
-    method: &Method,
-    path: &str,
-    query: Option<&str>,
-    headers: &HeaderMap,
-    body: Body,
-    principal: &Principal,
-    r: &mut LedgerRow,
-) -> Result<(StatusCode, Option<http::HeaderValue>, Bytes), ApiError> {
-    let provider = provider_for(state, family)?;
-    r.provider = Some(provider.name.clone());
-    let body = http_body_util::Limited::new(body, MAX_BODY)
-        .collect()
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, crate::store::StoreError> + Send + 'static,
+) -> Result<T, ApiError> {
+    tokio::task::spawn_blocking(f)
         .await
-        .map_err(|_| ApiError::RequestTooLarge { message: format!("batch uploads are limited to {MAX_BODY} bytes") })?
-        .to_bytes();
-    // OpenAI-style base URLs end in /v1; Anthropic's do not.
-    let url = match family {
-        Family::OpenAi => format!("{}{}", provider.base_url, path.trim_start_matches("/v1")),
-        Family::Anthropic => format!("{}{}", provider.base_url, path),
-    };
-    let url = match query {
-        Some(q) => format!("{url}?{q}"),
-        None => url,
-    };
-    let key = match (&provider.api_key, principal) {
-        (Some(k), _) => Some(k.expose().to_string()),
-        (None, Principal::Passthrough { provider_key, .. }) => Some(provider_key.expose().to_string()),
-        (None, Principal::Key(_)) => None,
-    };
-    let mut b = state.http.request(method.clone(), &url).body(body);
-    if let Some(ct) = headers.get(http::header::CONTENT_TYPE) {
-        b = b.header(http::header::CONTENT_TYPE, ct);
-    }
-    match family {
-        Family::OpenAi => {
-            if let Some(k) = key {
-                b = b.bearer_auth(k);
-            }
-        }
-        Family::Anthropic => {
-            if let Some(k) = key {
-                b = b.header("x-api-key", k);
-            }
-            let version =
-                headers.get("anthropic-version").cloned().unwrap_or(http::HeaderValue::from_static("2023-06-01"));
-            b = b.header("anthropic-version", version);
-            if let Some(beta) = headers.get("anthropic-beta") {
-                b = b.header("anthropic-beta", beta);
-            }
-        }
-    }
-    r.attempts = 1;
-    let resp = tokio::time::timeout(provider.timeout, b.send())
-        .await
-        .map_err(|_| ApiError::UpstreamTimeout {
-            message: format!("provider {} did not answer in time", provider.name),
-        })?
-        .map_err(|e| ApiError::UpstreamError { message: format!("cannot reach provider {}: {e}", provider.name) })?;
-    let status = StatusCode::from_u16(resp.status().as_u16()).unwrap_or(StatusCode::BAD_GATEWAY);
-    let ct = resp.headers().get(http::header::CONTENT_TYPE).cloned();
-    let bytes = resp
-        .bytes()
-        .await
-        .map_err(|e| ApiError::UpstreamError { message: format!("upstream answer broke off: {e}") })?;
-    Ok((status, ct, bytes))
+        .map_err(|e| ApiError::Internal { message: e.to_string() })?
+        .map_err(|e| ApiError::Internal { message: e.to_string() })
 }
 
-/// Bookkeeping after a successful call: remember batch owners and output
-/// files; price result downloads.
-async fn after(
-    state: &Arc<AppState>,
+type Answer = (StatusCode, Option<http::HeaderValue>, Bytes);
+
+/// One batch-API call by one caller.
+struct Call<'a> {
+    state: &'a Arc<AppState>,
     family: Family,
-    method: &Method,
-    path: &str,
-    bytes: &Bytes,
-    principal: &Principal,
-    attribution: &Attribution,
-) -> Result<(), crate::store::StoreError> {
-    let store = state.store.clone();
-    let segs: Vec<&str> = path.trim_matches('/').split('/').collect();
-    match (family, method.as_str(), segs.as_slice()) {
-        // Create: record the owner.
-        (Family::OpenAi, "POST", ["v1", "batches"]) | (Family::Anthropic, "POST", ["v1", "messages", "batches"]) => {
-            let Some(id) = serde_json::from_slice::<Value>(bytes).ok().and_then(|v| v["id"].as_str().map(String::from))
-            else {
-                return Ok(());
-            };
-            let provider = provider_for(state, family).map(|p| p.name.clone()).unwrap_or_default();
-            let (key, attr) = (principal.id().to_string(), serde_json::to_string(attribution).unwrap_or_default());
-            tokio::task::spawn_blocking(move || {
-                store.with_reader(|c| {
-                    c.execute(
-                        "INSERT OR IGNORE INTO batches (id, provider, key_id, attribution, created_ms) VALUES (?1, ?2, ?3, ?4, ?5)",
-                        params![id, provider, key, attr, now_ms()],
-                    )?;
-                    Ok(())
-                })
-            })
-            .await
-            .unwrap_or(Ok(()))
+    principal: &'a Principal,
+    attribution: &'a Attribution,
+    headers: &'a HeaderMap,
+}
+
+impl Call<'_> {
+    fn owner(&self) -> BatchOwner {
+        owner_of(self.principal, self.attribution)
+    }
+
+    /// The object must have been created through this gateway by the caller (or its team).
+    async fn check_owner(&self, id: &str) -> Result<(), ApiError> {
+        let store = self.state.store.clone();
+        let id2 = id.to_string();
+        let owner = blocking(move || store.batch_object_owner(&id2)).await?;
+        match owner {
+            Some(o) if o.admits(&self.owner()) => Ok(()),
+            // Someone else's, or unknown here: the same answer, so ids cannot be probed.
+            _ => Err(ApiError::NotFound { message: format!("no batch object {id:?} for this key") }),
         }
-        // Status: remember which file holds its results.
-        (Family::OpenAi, "GET", ["v1", "batches", id]) => {
-            let v: Value = serde_json::from_slice(bytes).unwrap_or(Value::Null);
-            let (Some(file), id) = (v["output_file_id"].as_str().map(String::from), id.to_string()) else {
-                return Ok(());
-            };
-            tokio::task::spawn_blocking(move || {
-                store.with_reader(|c| {
-                    c.execute(
-                        "INSERT OR IGNORE INTO batch_files (file_id, batch_id) VALUES (?1, ?2)",
-                        params![file, id],
-                    )?;
-                    Ok(())
-                })
-            })
-            .await
-            .unwrap_or(Ok(()))
+    }
+
+    async fn run(&self, method: &Method, path: &str, query: Option<&str>, body: Body, r: &mut LedgerRow) -> Result<Answer, ApiError> {
+        let op = parse_op(self.family, method, path)
+            .ok_or_else(|| ApiError::NotFound { message: format!("no such batch API endpoint: {method} {path}") })?;
+        let provider = provider_for(self.state, self.family)?;
+        r.provider = Some(provider.name.clone());
+        if let Some(id) = op.object() {
+            self.check_owner(id).await?;
         }
-        (Family::OpenAi, "GET", ["v1", "files", file, "content"]) => {
-            let file = file.to_string();
-            let s2 = store.clone();
-            let batch: Option<String> = tokio::task::spawn_blocking(move || {
-                s2.with_reader(|c| {
-                    Ok(c.query_row("SELECT batch_id FROM batch_files WHERE file_id = ?1", params![file], |r| r.get(0))
-                        .optional()?)
-                })
-            })
+        let limits = &self.state.config.server.limits;
+        let body = tokio::time::timeout(limits.body_read_timeout, http_body_util::Limited::new(body, MAX_BODY).collect())
             .await
-            .unwrap_or(Ok(None))?;
-            match batch {
-                Some(b) => price_results(state, family, &b, bytes).await,
-                None => Ok(()),
+            .map_err(|_| ApiError::RequestTimeout { message: "the request body did not arrive in time".into() })?
+            .map_err(|_| ApiError::RequestTooLarge { message: format!("batch uploads are limited to {MAX_BODY} bytes") })?
+            .to_bytes();
+        let mut held = Vec::new();
+        if op == Op::CreateBatch {
+            held = self.govern_create(provider, &body).await?;
+        }
+        let url = upstream_url(provider, self.family, &op, query)?;
+        r.attempts = 1;
+        let (status, ct, bytes) = self.send(provider, method.clone(), &url, body).await?;
+        if status.is_success() {
+            let bytes = self.after(provider, &op, bytes, held).await?;
+            return Ok((status, ct, bytes));
+        }
+        Ok((status, ct, bytes))
+    }
+
+    async fn send(&self, provider: &Provider, method: Method, url: &str, body: Bytes) -> Result<Answer, ApiError> {
+        // A passthrough caller's own credential, never the operator's key.
+        let key = match (self.principal, &provider.api_key) {
+            (Principal::Passthrough { provider_key, .. }, _) => Some(provider_key.expose().to_string()),
+            (Principal::Key(_), k) => k.as_ref().map(|k| k.expose().to_string()),
+        };
+        let mut b = self.state.http.request(method, url).body(body);
+        if let Some(ct) = self.headers.get(http::header::CONTENT_TYPE) {
+            b = b.header(http::header::CONTENT_TYPE, ct);
+        }
+        match self.family {
+            Family::OpenAi => {
+                if let Some(k) = key {
+                    b = b.bearer_auth(k);
+                }
+            }
+            Family::Anthropic => {
+                if let Some(k) = key {
+                    b = b.header("x-api-key", k);
+                }
+                let version = self
+                    .headers
+                    .get("anthropic-version")
+                    .cloned()
+                    .unwrap_or(http::HeaderValue::from_static("2023-06-01"));
+                b = b.header("anthropic-version", version);
+                if let Some(beta) = self.headers.get("anthropic-beta") {
+                    b = b.header("anthropic-beta", beta);
+                }
             }
         }
-        (Family::Anthropic, "GET", ["v1", "messages", "batches", id, "results"]) => {
-            price_results(state, family, id, bytes).await
+        let resp = tokio::time::timeout(provider.timeout, b.send())
+            .await
+            .map_err(|_| ApiError::UpstreamTimeout {
+                message: format!("provider {} did not answer in time", provider.name),
+            })?
+            .map_err(|e| ApiError::UpstreamError { message: format!("cannot reach provider {}: {e}", provider.name) })?;
+        let status = StatusCode::from_u16(resp.status().as_u16()).unwrap_or(StatusCode::BAD_GATEWAY);
+        let ct = resp.headers().get(http::header::CONTENT_TYPE).cloned();
+        let bytes = resp
+            .bytes()
+            .await
+            .map_err(|e| ApiError::UpstreamError { message: format!("upstream answer broke off: {e}") })?;
+        Ok((status, ct, bytes))
+    }
+
+    /// A new batch, governed as all of its requests: every model allowed, its
+    /// most possible cost reserved (one reservation per model, all or nothing).
+    async fn govern_create(&self, provider: &Provider, body: &Bytes) -> Result<Vec<(String, Reservation)>, ApiError> {
+        let v: Value = serde_json::from_slice(body).map_err(|e| ApiError::invalid(format!("invalid batch: {e}")))?;
+        let lines: Vec<(ApiFormat, Value)> = match self.family {
+            Family::Anthropic => v["requests"]
+                .as_array()
+                .ok_or_else(|| ApiError::invalid_param("requests must be an array", "requests"))?
+                .iter()
+                .map(|r| (ApiFormat::AnthropicMessages, r["params"].clone()))
+                .collect(),
+            Family::OpenAi => {
+                let file = v["input_file_id"]
+                    .as_str()
+                    .ok_or_else(|| ApiError::invalid_param("input_file_id is required", "input_file_id"))?;
+                if !valid_id(file) {
+                    return Err(ApiError::invalid_param("input_file_id is not a file id", "input_file_id"));
+                }
+                self.check_owner(file).await?;
+                let endpoint = v["endpoint"].as_str().unwrap_or("");
+                let format = BATCH_ENDPOINTS.iter().find(|(e, _)| *e == endpoint).map(|(_, f)| *f).ok_or_else(|| {
+                    ApiError::invalid_param(format!("endpoint {endpoint:?} cannot be batched through tollgate"), "endpoint")
+                })?;
+                let url = upstream_url(provider, Family::OpenAi, &Op::FileContent(file.to_string()), None)?;
+                let (status, _, content) = self.send(provider, Method::GET, &url, Bytes::new()).await?;
+                if !status.is_success() {
+                    return Err(ApiError::UpstreamError {
+                        message: format!("cannot read the batch's input file from provider {} ({status})", provider.name),
+                    });
+                }
+                let mut lines = Vec::new();
+                for (n, line) in String::from_utf8_lossy(&content).lines().enumerate().filter(|(_, l)| !l.trim().is_empty()) {
+                    let l: Value = serde_json::from_str(line).map_err(|e| {
+                        ApiError::invalid_param(format!("input file line {}: not JSON: {e}", n + 1), "input_file_id")
+                    })?;
+                    if l["url"].as_str() != Some(endpoint) {
+                        return Err(ApiError::invalid_param(
+                            format!("input file line {}: url must be the batch's endpoint {endpoint}", n + 1),
+                            "input_file_id",
+                        ));
+                    }
+                    lines.push((format, l["body"].clone()));
+                }
+                lines
+            }
+        };
+        if lines.is_empty() {
+            return Err(ApiError::invalid("a batch needs at least one request"));
         }
-        _ => Ok(()),
+        // Per model: the most its lines can cost at batch rates, and their tokens.
+        let default_out = self.state.config.governance.default_max_output_tokens;
+        let now = now_ms();
+        let mut per_model: BTreeMap<String, (Option<Money>, u64)> = BTreeMap::new();
+        for (format, params) in &lines {
+            let raw = serde_json::to_vec(params).unwrap_or_default();
+            let info = tollgate_providers::inspect(*format, &raw).map_err(crate::upstream::adapter_error)?;
+            let model = info.model.clone().ok_or_else(|| ApiError::invalid_param("every batch request needs a model", "model"))?;
+            crate::policy::check_model_name(&model).map_err(|why| ApiError::invalid_param(why, "model"))?;
+            let input = crate::governance::input_upper_bound(&info.prompt_text, &raw);
+            let output = info.max_output_tokens.unwrap_or(default_out);
+            let u = tollgate_units::Usage { input, output, ..Default::default() };
+            let cost = self.state.pricing.price_tier(provider, &model, &u, now, tollgate_pricing::ServiceTier::Batch).cost;
+            let e = per_model.entry(model).or_insert((Some(Money::ZERO), 0));
+            e.0 = match (e.0, cost) {
+                (Some(a), Some(b)) => Some(Money::from_nanos(a.nanos().saturating_add(b.nanos()))),
+                _ => None,
+            };
+            e.1 = e.1.saturating_add(input + output);
+        }
+        let mut held = Vec::new();
+        for (model, (cost, tokens)) in per_model {
+            if let Principal::Key(k) = self.principal {
+                if !crate::policy::model_allowed(&k.models, &model) {
+                    return Err(ApiError::ModelNotAllowed { message: format!("this key may not use model {model:?}") });
+                }
+            }
+            let facts = Facts { key_id: self.principal.id(), model: &model, provider: Some(&provider.name), attribution: self.attribution };
+            crate::policy::access_allows(&self.state.config.access, &facts, &model)
+                .map_err(|message| ApiError::ModelNotAllowed { message })?;
+            // Earlier models' reservations are released (dropped) if this one is refused.
+            match self.state.governor.reserve(&facts, Ask { cost, tokens }, now) {
+                Ok(res) => held.push((model, res)),
+                Err(Refusal::RateLimited { limit_id, scope, retry_after_ms }) => {
+                    let secs = (retry_after_ms.max(1) as u64).div_ceil(1000);
+                    return Err(ApiError::RateLimited {
+                        message: format!("rate limit {limit_id} ({scope}) reached; retry in {secs} s"),
+                        retry_after_secs: secs,
+                    });
+                }
+                Err(Refusal::Budget { budget_id, scope, remaining, unpriced, .. }) => {
+                    let why = if unpriced { "does not allow models without a known price" } else { "cannot cover this batch" };
+                    return Err(ApiError::BudgetExceeded {
+                        message: format!("budget {budget_id} ({scope}) {why}: ${remaining} remaining"),
+                    });
+                }
+            }
+        }
+        Ok(held)
+    }
+
+    /// Bookkeeping after a successful call: owners of new objects, output
+    /// files, priced results; lists filtered to the caller's objects.
+    async fn after(&self, provider: &Provider, op: &Op, bytes: Bytes, held: Vec<(String, Reservation)>) -> Result<Bytes, ApiError> {
+        let store = self.state.store.clone();
+        let owner = self.owner();
+        let now = now_ms();
+        let v: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+        match op {
+            Op::UploadFile => {
+                if let Some(id) = v["id"].as_str().filter(|id| valid_id(id)).map(String::from) {
+                    blocking(move || store.record_batch_object(&id, "file", &owner, now)).await?;
+                }
+            }
+            Op::CreateBatch => {
+                let Some(id) = v["id"].as_str().filter(|id| valid_id(id)).map(String::from) else {
+                    return Ok(bytes);
+                };
+                let (provider_name, key) = (provider.name.clone(), self.principal.id().to_string());
+                let attr = serde_json::to_string(self.attribution).unwrap_or_default();
+                let id2 = id.clone();
+                blocking(move || {
+                    store.record_batch(&id2, &provider_name, &key, &attr, now)?;
+                    store.record_batch_object(&id2, "batch", &owner, now)
+                })
+                .await?;
+                self.state.batch_holds.put(id, held);
+            }
+            Op::Batch(id) if self.family == Family::OpenAi => {
+                // Its output and error files belong to the batch's owner.
+                let files: Vec<String> = ["output_file_id", "error_file_id"]
+                    .iter()
+                    .filter_map(|f| v[*f].as_str().filter(|id| valid_id(id)).map(String::from))
+                    .collect();
+                let id = id.clone();
+                let output = v["output_file_id"].as_str().map(String::from);
+                blocking(move || {
+                    let batch_owner = store.batch_object_owner(&id)?.unwrap_or(owner);
+                    for f in &files {
+                        store.record_batch_object(f, "file", &batch_owner, now)?;
+                    }
+                    if let Some(out) = output {
+                        store.record_batch_file(&out, &id)?;
+                    }
+                    Ok(())
+                })
+                .await?;
+            }
+            Op::FileContent(file) => {
+                let f = file.clone();
+                if let Some(batch) = blocking(move || store.batch_of_file(&f)).await? {
+                    self.price(&batch, &bytes).await?;
+                }
+            }
+            Op::Results(batch) => self.price(batch, &bytes).await?,
+            Op::ListFiles | Op::ListBatches => return self.filter_list(v, bytes).await,
+            _ => {}
+        }
+        Ok(bytes)
+    }
+
+    /// A list answer with only the caller's objects.
+    async fn filter_list(&self, mut v: Value, bytes: Bytes) -> Result<Bytes, ApiError> {
+        let Some(items) = v["data"].as_array().cloned() else { return Ok(bytes) };
+        let ids: Vec<String> = items.iter().filter_map(|i| i["id"].as_str().map(String::from)).collect();
+        let store = self.state.store.clone();
+        let owners = blocking(move || ids.iter().map(|id| store.batch_object_owner(id)).collect::<Result<Vec<_>, _>>()).await?;
+        let me = self.owner();
+        let mut owners = owners.into_iter();
+        let kept: Vec<Value> = items
+            .into_iter()
+            .filter(|i| i["id"].as_str().is_none() || owners.next().flatten().is_some_and(|o| o.admits(&me)))
+            .collect();
+        if let Some(o) = v.as_object_mut() {
+            o.insert("first_id".into(), kept.first().map(|i| i["id"].clone()).unwrap_or(Value::Null));
+            o.insert("last_id".into(), kept.last().map(|i| i["id"].clone()).unwrap_or(Value::Null));
+            o.insert("data".into(), Value::Array(kept));
+        }
+        Ok(Bytes::from(serde_json::to_vec(&v).unwrap_or_default()))
+    }
+
+    async fn price(&self, batch: &str, bytes: &Bytes) -> Result<(), ApiError> {
+        price_results(self.state, self.family, batch, bytes)
+            .await
+            .map_err(|e| ApiError::Internal { message: e.to_string() })
     }
 }
 
@@ -295,16 +599,7 @@ async fn price_results(
 ) -> Result<(), crate::store::StoreError> {
     let store = state.store.clone();
     let id = batch.to_string();
-    let owner: Option<(String, String, String)> = tokio::task::spawn_blocking(move || {
-        store.with_reader(|c| {
-            Ok(c.query_row("SELECT provider, key_id, attribution FROM batches WHERE id = ?1", params![id], |r| {
-                Ok((r.get(0)?, r.get(1)?, r.get(2)?))
-            })
-            .optional()?)
-        })
-    })
-    .await
-    .unwrap_or(Ok(None))?;
+    let owner = tokio::task::spawn_blocking(move || store.batch(&id)).await.unwrap_or(Ok(None))?;
     let Some((provider_name, key_id, attr)) = owner else {
         tracing::warn!(batch, "results of a batch not created through this gateway: not priced");
         return Ok(());
@@ -312,6 +607,8 @@ async fn price_results(
     let attribution: Attribution = serde_json::from_str(&attr).unwrap_or_default();
     let Some(provider) = state.config.providers.iter().find(|p| p.name == provider_name) else { return Ok(()) };
     let now = now_ms();
+    // What the results cost, per model, to settle the batch's reservations with.
+    let mut actual: BTreeMap<String, (Option<Money>, u64)> = BTreeMap::new();
     for line in String::from_utf8_lossy(bytes).lines().filter(|l| !l.trim().is_empty()) {
         let Ok(v) = serde_json::from_str::<Value>(line) else { continue };
         let custom = v["custom_id"].as_str().unwrap_or("").to_string();
@@ -351,12 +648,25 @@ async fn price_results(
                     let p = state.pricing.price_tier(provider, &model, &u, now, tollgate_pricing::ServiceTier::Batch);
                     r.cost = p.cost;
                     r.cache_savings = p.cache_savings;
+                    let e = actual.entry(model.clone()).or_insert((Some(Money::ZERO), 0));
+                    e.0 = match (e.0, p.cost) {
+                        (Some(a), Some(b)) => Some(Money::from_nanos(a.nanos().saturating_add(b.nanos()))),
+                        _ => None,
+                    };
+                    e.1 = e.1.saturating_add(u.total_tokens());
                 }
             }
             _ => r.error_code = Some("upstream_error".into()),
         }
         state.observer.record(&r);
         state.ledger.write(r).await;
+    }
+    // The first download settles what creation reserved; later ones find nothing held.
+    if let Some(held) = state.batch_holds.take(batch) {
+        for (model, reservation) in held {
+            let (cost, tokens) = actual.get(&model).copied().unwrap_or((Some(Money::ZERO), 0));
+            reservation.settle(cost, tokens, now);
+        }
     }
     Ok(())
 }

@@ -49,11 +49,15 @@ static ASSETS: &[Asset] = &[
 const CSP: &str = "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; \
                    connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'";
 
+/// The dashboard's data routes (behind the admin gate).
+pub fn api_routes() -> Router<Arc<AppState>> {
+    Router::new().route("/ui/api/requests/{id}", get(request_detail))
+}
+
 pub fn routes() -> Router<Arc<AppState>> {
     Router::new()
         .route("/ui", get(index))
         .route("/ui/", get(index))
-        .route("/ui/api/requests/{id}", get(request_detail))
         .route("/ui/{*path}", get(asset))
 }
 
@@ -91,8 +95,8 @@ async fn asset(Path(path): Path<String>) -> Response {
 }
 
 /// The same rule as the analytics API (any admin role may read).
-fn check_admin(state: &AppState, headers: &HeaderMap) -> Result<(), ApiError> {
-    crate::api::authorize(state, headers, crate::api::Access::Read).map(|_| ())
+fn check_admin(state: &AppState, headers: &HeaderMap) -> Result<crate::config::Role, ApiError> {
+    crate::api::authorize(state, headers, crate::api::Access::Read)
 }
 
 fn load_row(state: &AppState, id: &str) -> Result<Option<LedgerRow>, crate::store::StoreError> {
@@ -128,12 +132,18 @@ fn cost_parts(state: &AppState, row: &LedgerRow) -> Option<(tollgate_pricing::Co
 }
 
 async fn request_detail(State(state): State<Arc<AppState>>, headers: HeaderMap, Path(id): Path<String>) -> Response {
-    if let Err(e) = check_admin(&state, &headers) {
-        return e.into_response();
-    }
+    let role = match check_admin(&state, &headers) {
+        Ok(r) => r,
+        Err(e) => return e.into_response(),
+    };
     let s = state.clone();
     let found =
         tokio::task::spawn_blocking(move || load_row(&s, &id).map(|r| r.map(|r| (cost_parts(&s, &r), r)))).await;
+    // A team admin sees its own team's requests only; another team's is "not found".
+    let found = match (found, crate::api::team_of(&role)) {
+        (Ok(Ok(Some((_, row)))), Some(team)) if row.attribution.tag("team") != Some(team) => Ok(Ok(None)),
+        (f, _) => f,
+    };
     match found {
         Ok(Ok(Some((parts, row)))) => Json(json!({
             "request": crate::api::row_json(&row),

@@ -33,7 +33,7 @@ fn count(body: &[u8], needle: &[u8]) -> u64 {
     memchr::memmem::find_iter(body, needle).count() as u64
 }
 
-fn input_upper_bound(prompt_text: &str, body: &[u8]) -> u64 {
+pub(crate) fn input_upper_bound(prompt_text: &str, body: &[u8]) -> u64 {
     // One fast scan decides whether the image markers need counting at all.
     let maybe_images =
         memchr::memmem::find(body, b"image").is_some() || memchr::memmem::find(body, b"inline_data").is_some();

@@ -52,6 +52,8 @@ pub struct AppState {
     pub empty_tags: BTreeMap<String, String>,
     /// Removes secrets and internal URLs from upstream text shown to clients.
     pub redactor: crate::redact::Redactor,
+    /// Budget reservations of batches awaiting their results.
+    pub batch_holds: crate::batch::Holds,
     /// Fired when the shutdown deadline passes: requests still running are cut (and ledgered).
     pub cut: tokio_util::sync::CancellationToken,
 }
@@ -179,6 +181,7 @@ impl Gateway {
             semantic: config.semantic.clone().map(crate::semantic::SemanticCache::new),
             redactor: crate::redact::Redactor::new(&config),
             cut: tokio_util::sync::CancellationToken::new(),
+            batch_holds: crate::batch::Holds::default(),
             self_addr: std::sync::OnceLock::new(),
             health: crate::upstream::Health::new(config.circuit_failures, config.circuit_cooldown),
             governor,
@@ -344,10 +347,16 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(|| async { "ready" }))
         .route("/metrics", get(metrics))
-        .merge(api::routes())
         .merge(crate::batch::routes())
         .merge(crate::dashboard::routes())
-        .merge(crate::observe::routes())
+        .merge(
+            // Admin and analytics routes: authorised before any handler reads a body.
+            api::routes()
+                .merge(crate::dashboard::api_routes())
+                .merge(crate::observe::routes())
+                .route_layer(axum::middleware::from_fn_with_state(state.clone(), api::admin_gate))
+                .layer(axum::extract::DefaultBodyLimit::max(ADMIN_MAX_BODY)),
+        )
         .fallback(not_found)
         .with_state(state)
 }
@@ -368,7 +377,21 @@ async fn messages(State(s): State<Arc<AppState>>, req: Request<Body>) -> Respons
     pipeline::proxy(s, ApiFormat::AnthropicMessages, req).await
 }
 
-async fn metrics(State(s): State<Arc<AppState>>) -> Response {
+/// Largest body an admin or analytics call may send.
+const ADMIN_MAX_BODY: usize = 256 * 1024;
+
+/// `/metrics`: open, or behind `[server] metrics_token_env` when configured.
+async fn metrics(State(s): State<Arc<AppState>>, headers: HeaderMap) -> Response {
+    if let Some(token) = &s.config.server.metrics_token {
+        let h = s.auth.hasher();
+        let ok = crate::auth::presented_key(&headers).is_some_and(|p| h.hash(p) == h.hash(token.expose()));
+        if !ok {
+            return crate::error::ApiError::InvalidApiKey {
+                message: "/metrics needs `Authorization: Bearer <metrics token>`".into(),
+            }
+            .into_response();
+        }
+    }
     // Budget utilisation as of this scrape.
     for b in s.governor.status(crate::pipeline::now_ms()) {
         s.observer.metrics().set_budget(&b.spec.id, b.spent, b.spec.limit);

@@ -106,6 +106,13 @@ CREATE TABLE IF NOT EXISTS batch_files (
     file_id  TEXT PRIMARY KEY,
     batch_id TEXT NOT NULL
 );
+CREATE TABLE IF NOT EXISTS batch_owners (
+    object_id  TEXT PRIMARY KEY,
+    kind       TEXT NOT NULL,
+    key_id     TEXT NOT NULL,
+    team       TEXT,
+    created_ms INTEGER NOT NULL
+);
 CREATE TABLE IF NOT EXISTS alerts_fired (
     budget_id       TEXT NOT NULL,
     period_start_ms INTEGER NOT NULL,
@@ -338,8 +345,82 @@ impl SqliteStore {
     }
 
     /// Runs a read-only query on the reader connection (analytics).
+    /// Records who owns a batch-API object (an uploaded file, a batch, a batch's
+    /// output file). The first owner wins: an id is never handed to another key.
+    pub fn record_batch_object(
+        &self,
+        id: &str,
+        kind: &str,
+        owner: &BatchOwner,
+        now_ms: i64,
+    ) -> Result<(), StoreError> {
+        self.reader().execute(
+            "INSERT OR IGNORE INTO batch_owners (object_id, kind, key_id, team, created_ms) VALUES (?1, ?2, ?3, ?4, ?5)",
+            params![id, kind, owner.key_id, owner.team, now_ms],
+        )?;
+        Ok(())
+    }
+
+    /// Who owns a batch-API object, if it was created through this gateway.
+    pub fn batch_object_owner(&self, id: &str) -> Result<Option<BatchOwner>, StoreError> {
+        Ok(self
+            .reader()
+            .query_row("SELECT key_id, team FROM batch_owners WHERE object_id = ?1", params![id], |r| {
+                Ok(BatchOwner { key_id: r.get(0)?, team: r.get(1)? })
+            })
+            .optional()?)
+    }
+
+    /// Remembers a batch (its provider and attribution price its results later).
+    pub fn record_batch(&self, id: &str, provider: &str, key_id: &str, attribution: &str, now_ms: i64) -> Result<(), StoreError> {
+        self.reader().execute(
+            "INSERT OR IGNORE INTO batches (id, provider, key_id, attribution, created_ms) VALUES (?1, ?2, ?3, ?4, ?5)",
+            params![id, provider, key_id, attribution, now_ms],
+        )?;
+        Ok(())
+    }
+
+    /// A batch's provider, owner key and attribution (JSON).
+    pub fn batch(&self, id: &str) -> Result<Option<(String, String, String)>, StoreError> {
+        Ok(self
+            .reader()
+            .query_row("SELECT provider, key_id, attribution FROM batches WHERE id = ?1", params![id], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+            })
+            .optional()?)
+    }
+
+    /// Remembers which batch an output file belongs to.
+    pub fn record_batch_file(&self, file_id: &str, batch_id: &str) -> Result<(), StoreError> {
+        self.reader()
+            .execute("INSERT OR IGNORE INTO batch_files (file_id, batch_id) VALUES (?1, ?2)", params![file_id, batch_id])?;
+        Ok(())
+    }
+
+    /// The batch an output file belongs to.
+    pub fn batch_of_file(&self, file_id: &str) -> Result<Option<String>, StoreError> {
+        Ok(self
+            .reader()
+            .query_row("SELECT batch_id FROM batch_files WHERE file_id = ?1", params![file_id], |r| r.get(0))
+            .optional()?)
+    }
+
     pub fn with_reader<T>(&self, f: impl FnOnce(&Connection) -> Result<T, StoreError>) -> Result<T, StoreError> {
         f(&self.reader())
+    }
+}
+
+/// Who owns a batch-API object: the creating key, and its team when it has one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BatchOwner {
+    pub key_id: String,
+    pub team: Option<String>,
+}
+
+impl BatchOwner {
+    /// The owning key, or a key of the owning team.
+    pub fn admits(&self, other: &BatchOwner) -> bool {
+        self.key_id == other.key_id || (self.team.is_some() && self.team == other.team)
     }
 }
 

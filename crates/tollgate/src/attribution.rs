@@ -272,7 +272,8 @@ mod tests {
         assert_eq!(
             a.tags,
             map(&[
-                ("team", "growth"),
+                // The key's team is its identity: `team=growth` in the request cannot move it.
+                ("team", "default-team"),
                 ("env", "prod"),
                 ("org", "acme-enforced"),
                 ("feature", "summarize"),

@@ -19,7 +19,7 @@ const MASK: &str = "***";
 /// `authorization: …`, `"x-api-key": "…"`, `api-key=…` and the like.
 static CREDENTIAL_FIELD: LazyLock<Regex> = LazyLock::new(|| {
     Regex::new(
-        r#"(?i)((?:proxy-)?authorization|x-api-key|api-key|x-goog-api-key|cookie|set-cookie|x-tollgate-admin-token)(["']?\s*[:=]\s*["']?)(?:bearer\s+|basic\s+)?[^"',\s}\]]+"#,
+        r#"(?i)((?:proxy-)?authorization|x-api-key|api-key|x-goog-api-key|cookie|set-cookie|x-tollgate-admin-token)((?:\\?["'])?\s*[:=]\s*(?:\\?["'])?)(?:bearer\s+|basic\s+)?[^"',\s}\]\\]+"#,
     )
     .unwrap_or_else(|e| unreachable!("static regex: {e}"))
 });

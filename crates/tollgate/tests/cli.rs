@@ -46,7 +46,9 @@ fn keys_create_list_revoke_and_the_secret_is_never_stored() {
     let secret = v["key"].as_str().unwrap().to_string();
     let id = v["id"].as_str().unwrap().to_string();
     assert!(secret.starts_with("tg_"));
-    assert_eq!(v["tags"]["team"], "growth");
+    // A key's team is enforced: no request can move it to another team.
+    assert_eq!(v["enforced_tags"]["team"], "growth");
+    assert!(v["tags"].get("team").is_none());
     assert_eq!(v["tags"]["env"], "prod");
     assert_eq!(v["enforced_tags"]["org"], "acme");
     assert_eq!(v["models"], serde_json::json!(["gpt-4o-mini", "claude-*"]));

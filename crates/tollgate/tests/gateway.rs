@@ -383,10 +383,14 @@ async fn embeddings_responses_and_gemini_are_metered() {
 #[tokio::test]
 async fn request_log_api_pages_and_filters() {
     let h = Harness::start().await;
+    // A key without a team: each request says which team it is for.
+    let shared = h.add_key("shared", None);
     for i in 0..5 {
         let team = if i % 2 == 0 { "growth" } else { "search" };
         let r = h
-            .post("/v1/chat/completions")
+            .http
+            .post(format!("{}/v1/chat/completions", h.base))
+            .bearer_auth(&shared)
             .header("x-tollgate-tags", format!("team={team}"))
             .json(&chat("gpt-4o-mini", "hi", false))
             .send()
@@ -438,6 +442,7 @@ async fn request_log_api_pages_and_filters() {
 #[tokio::test]
 async fn spend_api_groups_by_columns_and_custom_tags() {
     let h = Harness::start().await;
+    let shared = h.add_key("shared", None);
     let plan = [
         ("growth", "summarize", "gpt-4o-mini"),
         ("growth", "summarize", "gpt-4o-mini"),
@@ -445,7 +450,9 @@ async fn spend_api_groups_by_columns_and_custom_tags() {
     ];
     for (team, feature, model) in plan {
         let r = h
-            .post("/v1/chat/completions")
+            .http
+            .post(format!("{}/v1/chat/completions", h.base))
+            .bearer_auth(&shared)
             .header("x-tollgate-tags", format!("team={team},cost_center=cc-{feature}"))
             .json(&chat(model, "hello", false))
             .send()

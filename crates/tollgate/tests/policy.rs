@@ -106,10 +106,21 @@ deny = ["claude-opus-*"]
             assert_eq!(c, "model_not_allowed");
         }
     }
-    // Another team is not covered by the rule.
+    // A growth key cannot escape the rule by saying it is another team.
     let r = h
         .post("/v1/chat/completions")
         .header("x-tollgate-tags", "team=search")
+        .json(&chat("gpt-4o", "hi", false))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(code(r).await.0, 403, "a request cannot move its key to another team");
+    // Another team's key is not covered by the rule.
+    let search = h.add_key("search", Some("search"));
+    let r = h
+        .http
+        .post(format!("{}/v1/chat/completions", h.base))
+        .bearer_auth(&search)
         .json(&chat("gpt-4o", "hi", false))
         .send()
         .await

@@ -109,6 +109,14 @@ impl Harness {
         }
     }
 
+    /// Another key on the same gateway (its secret): `team` enforced when given.
+    pub fn add_key(&self, name: &str, team: Option<&str>) -> String {
+        use tollgate::store::KeyStore;
+        let hasher = tollgate::auth::KeyHasher::new(&self.store.key_hash_secret().unwrap());
+        let spec = KeySpec { name: name.into(), team: team.map(String::from), ..KeySpec::default() };
+        keys::create(self.store.as_ref(), &hasher, spec, tollgate::pipeline::now_ms()).unwrap().secret
+    }
+
     pub fn post(&self, path: &str) -> reqwest::RequestBuilder {
         self.http.post(format!("{}{}", self.base, path)).bearer_auth(&self.key)
     }

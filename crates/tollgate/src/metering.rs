@@ -65,13 +65,40 @@ pub fn count_tokens(model: &str, text: &str) -> u64 {
         return 0;
     }
     let bytes_fallback = || (text.len() as u64).div_ceil(3);
-    let count =
-        |bpe: Option<&CoreBPE>| bpe.map(|b| b.encode_ordinary(text).len() as u64).unwrap_or_else(bytes_fallback);
+    let count = |bpe: Option<&CoreBPE>| bpe.map(|b| count_in_pieces(b, text)).unwrap_or_else(bytes_fallback);
     match family(model) {
         Family::O200k => count(o200k()),
         Family::Cl100k | Family::Other => count(cl100k()),
         Family::Claude => (count(cl100k()) * 115).div_ceil(100),
     }
+}
+
+/// Longest piece handed to the tokenizer at once. tiktoken's pre-split
+/// regex backtracks without bound on a long run of one character class
+/// (4,000 letters overflow its backtracking limit and it panics), so text is
+/// counted in pieces cut at whitespace where possible: the count can differ
+/// from a single pass by a token at a cut, never by a panic.
+const MAX_PIECE: usize = 256;
+
+fn count_in_pieces(bpe: &CoreBPE, text: &str) -> u64 {
+    let mut total = 0u64;
+    let mut rest = text;
+    while !rest.is_empty() {
+        let mut cut = rest.len().min(MAX_PIECE);
+        while !rest.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        if cut < rest.len() {
+            // Prefer to cut just after the last whitespace of the window.
+            if let Some(ws) = rest[..cut].rfind(char::is_whitespace).filter(|&i| i > 0) {
+                cut = ws + rest[ws..].chars().next().map_or(1, char::len_utf8);
+            }
+        }
+        let (piece, tail) = rest.split_at(cut);
+        total += bpe.encode_ordinary(piece).len() as u64;
+        rest = tail;
+    }
+    total
 }
 
 /// A whole request's usage counted locally (no cache or reasoning split is
@@ -87,6 +114,21 @@ pub fn estimate(model: &str, prompt_text: &str, output_text: &str) -> Usage {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn long_runs_of_one_character_are_counted_not_panicked_on() {
+        for text in ["x".repeat(100_000), " ".repeat(50_000), "ab1".repeat(30_000), "é".repeat(20_000)] {
+            for model in ["gpt-4o-mini", "gpt-4", "claude-haiku-4-5"] {
+                let n = count_tokens(model, &text);
+                assert!(n > 0 && n <= text.len() as u64 + 1, "{model}: {n}");
+            }
+        }
+        // Ordinary text counts the same as one pass would (within a token per cut).
+        let prose = "The quick brown fox jumps over the lazy dog. ".repeat(40);
+        let whole = o200k().unwrap().encode_ordinary(&prose).len() as u64;
+        let pieces = count_tokens("gpt-4o", &prose);
+        assert!(pieces.abs_diff(whole) <= (prose.len() / MAX_PIECE) as u64 + 1, "{pieces} vs {whole}");
+    }
 
     #[test]
     fn counts_with_the_real_tokenizers() {

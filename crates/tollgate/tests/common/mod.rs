@@ -28,9 +28,13 @@ pub struct Harness {
 }
 
 pub async fn start_mock() -> SocketAddr {
+    start_mock_with(tollgate_mock::MockConfig::default()).await
+}
+
+pub async fn start_mock_with(config: tollgate_mock::MockConfig) -> SocketAddr {
     let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = l.local_addr().unwrap();
-    tokio::spawn(tollgate_mock::serve(l, tollgate_mock::MockConfig::default()));
+    tokio::spawn(tollgate_mock::serve(l, config));
     addr
 }
 
@@ -67,7 +71,15 @@ impl Harness {
     }
 
     pub async fn start_with(extra: &str, tweak: impl FnOnce(Config) -> Config) -> Harness {
-        let mock = start_mock().await;
+        Harness::start_with_mock(tollgate_mock::MockConfig::default(), extra, tweak).await
+    }
+
+    pub async fn start_with_mock(
+        mock: tollgate_mock::MockConfig,
+        extra: &str,
+        tweak: impl FnOnce(Config) -> Config,
+    ) -> Harness {
+        let mock = start_mock_with(mock).await;
         let dir = tempfile::tempdir().unwrap();
         let db = format!("sqlite://{}", dir.path().join("t.db").display());
         let text = config_text(mock, extra) + &format!("\n[storage]\nurl = \"{db}\"\n");

@@ -363,8 +363,7 @@ pub fn report_table(r: &SpendReport) -> String {
     );
     let mut lines: Vec<Vec<String>> = vec![head];
     for row in &r.rows {
-        let mut l: Vec<String> =
-            row.dims.iter().map(|d| d.as_deref().map_or_else(|| "-".into(), printable)).collect();
+        let mut l: Vec<String> = row.dims.iter().map(|d| d.as_deref().map_or_else(|| "-".into(), printable)).collect();
         if let Some(b) = row.bucket_ms {
             l.push(rfc3339(b).unwrap_or_default());
         }

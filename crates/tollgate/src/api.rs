@@ -46,7 +46,8 @@ pub(crate) async fn admin_gate(
     req: axum::extract::Request,
     next: axum::middleware::Next,
 ) -> Response {
-    let access = if matches!(*req.method(), http::Method::GET | http::Method::HEAD) { Access::Read } else { Access::Write };
+    let access =
+        if matches!(*req.method(), http::Method::GET | http::Method::HEAD) { Access::Read } else { Access::Write };
     let open = state.config.server.admin_token.is_none() && state.config.admin_tokens.is_empty();
     if open {
         if let Err(e) = same_origin(req.headers()) {
@@ -59,7 +60,9 @@ pub(crate) async fn admin_gate(
         Err(e) => {
             // Applications report outcomes with their own virtual key.
             let outcome = req.method() == http::Method::POST && req.uri().path() == "/api/v1/outcomes";
-            if outcome && matches!(state.auth.authenticate(req.headers(), now_ms()).await, Ok(crate::auth::Principal::Key(_))) {
+            if outcome
+                && matches!(state.auth.authenticate(req.headers(), now_ms()).await, Ok(crate::auth::Principal::Key(_)))
+            {
                 return next.run(req).await;
             }
             e.into_response()
@@ -74,14 +77,15 @@ fn loopback_host(host: &str) -> bool {
     } else {
         host.rsplit_once(':').map(|(h, p)| if p.bytes().all(|b| b.is_ascii_digit()) { h } else { host }).unwrap_or(host)
     };
-    name.eq_ignore_ascii_case("localhost")
-        || name.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback())
+    name.eq_ignore_ascii_case("localhost") || name.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback())
 }
 
 /// Without an admin token, only same-origin calls to a loopback name pass.
 fn same_origin(headers: &HeaderMap) -> Result<(), ApiError> {
-    let refuse = |why: &str| ApiError::Forbidden {
+    let refuse = |why: &str| {
+        ApiError::Forbidden {
         message: format!("{why}: without an admin token the admin API only answers same-origin calls on loopback (set TOLLGATE_ADMIN_TOKEN)"),
+    }
     };
     let host = headers.get(http::header::HOST).and_then(|v| v.to_str().ok()).unwrap_or("");
     if !loopback_host(host) {

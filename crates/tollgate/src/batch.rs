@@ -167,7 +167,10 @@ fn upstream_url(provider: &Provider, family: Family, op: &Op, query: Option<&str
     if op.is_list() {
         if let Some(q) = query {
             let mut pairs = url.query_pairs_mut();
-            for (k, v) in reqwest::Url::parse(&format!("http://q/?{q}")).map(|u| u.query_pairs().into_owned().collect::<Vec<_>>()).unwrap_or_default() {
+            for (k, v) in reqwest::Url::parse(&format!("http://q/?{q}"))
+                .map(|u| u.query_pairs().into_owned().collect::<Vec<_>>())
+                .unwrap_or_default()
+            {
                 if !LIST_PARAMS.contains(&k.as_str()) {
                     return Err(ApiError::invalid_param(format!("unknown query parameter {k:?}"), k));
                 }
@@ -242,7 +245,8 @@ async fn pass(
     let mut r = row(&request_id, principal.id(), "batch_api", attribution.clone().unwrap_or_default());
     let outcome = match attribution {
         Ok(attribution) => {
-            let call = Call { state: &state, family, principal: &principal, attribution: &attribution, headers: &headers };
+            let call =
+                Call { state: &state, family, principal: &principal, attribution: &attribution, headers: &headers };
             call.run(&method, &path, query.as_deref(), body, &mut r).await
         }
         Err(e) => Err(e),
@@ -329,7 +333,14 @@ impl Call<'_> {
         }
     }
 
-    async fn run(&self, method: &Method, path: &str, query: Option<&str>, body: Body, r: &mut LedgerRow) -> Result<Answer, ApiError> {
+    async fn run(
+        &self,
+        method: &Method,
+        path: &str,
+        query: Option<&str>,
+        body: Body,
+        r: &mut LedgerRow,
+    ) -> Result<Answer, ApiError> {
         let op = parse_op(self.family, method, path)
             .ok_or_else(|| ApiError::NotFound { message: format!("no such batch API endpoint: {method} {path}") })?;
         let provider = provider_for(self.state, self.family)?;
@@ -338,11 +349,14 @@ impl Call<'_> {
             self.check_owner(id).await?;
         }
         let limits = &self.state.config.server.limits;
-        let body = tokio::time::timeout(limits.body_read_timeout, http_body_util::Limited::new(body, MAX_BODY).collect())
-            .await
-            .map_err(|_| ApiError::RequestTimeout { message: "the request body did not arrive in time".into() })?
-            .map_err(|_| ApiError::RequestTooLarge { message: format!("batch uploads are limited to {MAX_BODY} bytes") })?
-            .to_bytes();
+        let body =
+            tokio::time::timeout(limits.body_read_timeout, http_body_util::Limited::new(body, MAX_BODY).collect())
+                .await
+                .map_err(|_| ApiError::RequestTimeout { message: "the request body did not arrive in time".into() })?
+                .map_err(|_| ApiError::RequestTooLarge {
+                    message: format!("batch uploads are limited to {MAX_BODY} bytes"),
+                })?
+                .to_bytes();
         let mut held = Vec::new();
         if op == Op::CreateBatch {
             held = self.govern_create(provider, &body).await?;
@@ -393,7 +407,9 @@ impl Call<'_> {
             .map_err(|_| ApiError::UpstreamTimeout {
                 message: format!("provider {} did not answer in time", provider.name),
             })?
-            .map_err(|e| ApiError::UpstreamError { message: format!("cannot reach provider {}: {e}", provider.name) })?;
+            .map_err(|e| ApiError::UpstreamError {
+                message: format!("cannot reach provider {}: {e}", provider.name),
+            })?;
         let status = StatusCode::from_u16(resp.status().as_u16()).unwrap_or(StatusCode::BAD_GATEWAY);
         let ct = resp.headers().get(http::header::CONTENT_TYPE).cloned();
         let bytes = resp
@@ -423,18 +439,27 @@ impl Call<'_> {
                 }
                 self.check_owner(file).await?;
                 let endpoint = v["endpoint"].as_str().unwrap_or("");
-                let format = BATCH_ENDPOINTS.iter().find(|(e, _)| *e == endpoint).map(|(_, f)| *f).ok_or_else(|| {
-                    ApiError::invalid_param(format!("endpoint {endpoint:?} cannot be batched through tollgate"), "endpoint")
-                })?;
+                let format =
+                    BATCH_ENDPOINTS.iter().find(|(e, _)| *e == endpoint).map(|(_, f)| *f).ok_or_else(|| {
+                        ApiError::invalid_param(
+                            format!("endpoint {endpoint:?} cannot be batched through tollgate"),
+                            "endpoint",
+                        )
+                    })?;
                 let url = upstream_url(provider, Family::OpenAi, &Op::FileContent(file.to_string()), None)?;
                 let (status, _, content) = self.send(provider, Method::GET, &url, Bytes::new()).await?;
                 if !status.is_success() {
                     return Err(ApiError::UpstreamError {
-                        message: format!("cannot read the batch's input file from provider {} ({status})", provider.name),
+                        message: format!(
+                            "cannot read the batch's input file from provider {} ({status})",
+                            provider.name
+                        ),
                     });
                 }
                 let mut lines = Vec::new();
-                for (n, line) in String::from_utf8_lossy(&content).lines().enumerate().filter(|(_, l)| !l.trim().is_empty()) {
+                for (n, line) in
+                    String::from_utf8_lossy(&content).lines().enumerate().filter(|(_, l)| !l.trim().is_empty())
+                {
                     let l: Value = serde_json::from_str(line).map_err(|e| {
                         ApiError::invalid_param(format!("input file line {}: not JSON: {e}", n + 1), "input_file_id")
                     })?;
@@ -459,12 +484,16 @@ impl Call<'_> {
         for (format, params) in &lines {
             let raw = serde_json::to_vec(params).unwrap_or_default();
             let info = tollgate_providers::inspect(*format, &raw).map_err(crate::upstream::adapter_error)?;
-            let model = info.model.clone().ok_or_else(|| ApiError::invalid_param("every batch request needs a model", "model"))?;
+            let model = info
+                .model
+                .clone()
+                .ok_or_else(|| ApiError::invalid_param("every batch request needs a model", "model"))?;
             crate::policy::check_model_name(&model).map_err(|why| ApiError::invalid_param(why, "model"))?;
             let input = crate::governance::input_upper_bound(&info.prompt_text, &raw);
             let output = info.max_output_tokens.unwrap_or(default_out);
             let u = tollgate_units::Usage { input, output, ..Default::default() };
-            let cost = self.state.pricing.price_tier(provider, &model, &u, now, tollgate_pricing::ServiceTier::Batch).cost;
+            let cost =
+                self.state.pricing.price_tier(provider, &model, &u, now, tollgate_pricing::ServiceTier::Batch).cost;
             let e = per_model.entry(model).or_insert((Some(Money::ZERO), 0));
             e.0 = match (e.0, cost) {
                 (Some(a), Some(b)) => Some(Money::from_nanos(a.nanos().saturating_add(b.nanos()))),
@@ -479,7 +508,12 @@ impl Call<'_> {
                     return Err(ApiError::ModelNotAllowed { message: format!("this key may not use model {model:?}") });
                 }
             }
-            let facts = Facts { key_id: self.principal.id(), model: &model, provider: Some(&provider.name), attribution: self.attribution };
+            let facts = Facts {
+                key_id: self.principal.id(),
+                model: &model,
+                provider: Some(&provider.name),
+                attribution: self.attribution,
+            };
             crate::policy::access_allows(&self.state.config.access, &facts, &model)
                 .map_err(|message| ApiError::ModelNotAllowed { message })?;
             // Earlier models' reservations are released (dropped) if this one is refused.
@@ -493,7 +527,11 @@ impl Call<'_> {
                     });
                 }
                 Err(Refusal::Budget { budget_id, scope, remaining, unpriced, .. }) => {
-                    let why = if unpriced { "does not allow models without a known price" } else { "cannot cover this batch" };
+                    let why = if unpriced {
+                        "does not allow models without a known price"
+                    } else {
+                        "cannot cover this batch"
+                    };
                     return Err(ApiError::BudgetExceeded {
                         message: format!("budget {budget_id} ({scope}) {why}: ${remaining} remaining"),
                     });
@@ -505,7 +543,13 @@ impl Call<'_> {
 
     /// Bookkeeping after a successful call: owners of new objects, output
     /// files, priced results; lists filtered to the caller's objects.
-    async fn after(&self, provider: &Provider, op: &Op, bytes: Bytes, held: Vec<(String, Reservation)>) -> Result<Bytes, ApiError> {
+    async fn after(
+        &self,
+        provider: &Provider,
+        op: &Op,
+        bytes: Bytes,
+        held: Vec<(String, Reservation)>,
+    ) -> Result<Bytes, ApiError> {
         let store = self.state.store.clone();
         let owner = self.owner();
         let now = now_ms();
@@ -568,7 +612,8 @@ impl Call<'_> {
         let Some(items) = v["data"].as_array().cloned() else { return Ok(bytes) };
         let ids: Vec<String> = items.iter().filter_map(|i| i["id"].as_str().map(String::from)).collect();
         let store = self.state.store.clone();
-        let owners = blocking(move || ids.iter().map(|id| store.batch_object_owner(id)).collect::<Result<Vec<_>, _>>()).await?;
+        let owners =
+            blocking(move || ids.iter().map(|id| store.batch_object_owner(id)).collect::<Result<Vec<_>, _>>()).await?;
         let me = self.owner();
         let mut owners = owners.into_iter();
         let kept: Vec<Value> = items

@@ -731,9 +731,10 @@ fn resolve(raw: RawConfig, path: &str, text: &str, env: &dyn Env) -> Result<Conf
         Some(n) => usize::try_from(n).map_err(|_| invalid("server.max_body_bytes is too large".into()))?,
     };
     let metrics_token = match &raw.server.metrics_token_env {
-        Some(var) => Some(Secret(env.var(var).ok_or_else(|| {
-            invalid(format!("server.metrics_token_env: environment variable {var} is not set"))
-        })?)),
+        Some(var) => Some(Secret(
+            env.var(var)
+                .ok_or_else(|| invalid(format!("server.metrics_token_env: environment variable {var} is not set")))?,
+        )),
         None => None,
     };
     let auth = match raw.server.auth.as_deref() {

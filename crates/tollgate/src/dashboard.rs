@@ -55,10 +55,7 @@ pub fn api_routes() -> Router<Arc<AppState>> {
 }
 
 pub fn routes() -> Router<Arc<AppState>> {
-    Router::new()
-        .route("/ui", get(index))
-        .route("/ui/", get(index))
-        .route("/ui/{*path}", get(asset))
+    Router::new().route("/ui", get(index)).route("/ui/", get(index)).route("/ui/{*path}", get(asset))
 }
 
 fn serve(a: &Asset) -> Response {

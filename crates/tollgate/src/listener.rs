@@ -278,9 +278,8 @@ pub async fn serve(listener: TcpListener, router: Router, limits: ServerLimits, 
         let conn = ConnState::new();
         let io = TokioIo::new(Guarded::new(tcp, conn.clone(), limits));
         let (router, in_flight) = (router.clone(), in_flight.clone());
-        let service = hyper::service::service_fn(move |req| {
-            handle(router.clone(), conn.clone(), peer, in_flight.clone(), req)
-        });
+        let service =
+            hyper::service::service_fn(move |req| handle(router.clone(), conn.clone(), peer, in_flight.clone(), req));
         let builder = builder.clone();
         let stop = stop.clone();
         connections.spawn(async move {
@@ -319,8 +318,11 @@ async fn handle(
         match in_flight.try_acquire_owned() {
             Ok(p) => Some(p),
             Err(_) => {
-                let shape =
-                    if req.headers().contains_key("anthropic-version") { ErrorShape::Anthropic } else { ErrorShape::OpenAi };
+                let shape = if req.headers().contains_key("anthropic-version") {
+                    ErrorShape::Anthropic
+                } else {
+                    ErrorShape::OpenAi
+                };
                 let mut r = overloaded("the gateway is at its limit of requests in flight; retry shortly")
                     .into_response_for(shape);
                 r.headers_mut().insert(http::header::RETRY_AFTER, http::HeaderValue::from_static("1"));

@@ -119,12 +119,29 @@ mod tests {
 
     #[test]
     fn model_names_that_could_reach_a_url_or_a_terminal_are_refused() {
-        for ok in ["gpt-4o-mini", "anthropic/claude-3-5-haiku-latest", "ft:gpt-4o-mini:org:x:1", "llama3.1:8b",
-            "accounts/fireworks/models/llama-v3p1-70b-instruct", "anthropic.claude-3-5-sonnet-20241022-v2:0"] {
+        for ok in [
+            "gpt-4o-mini",
+            "anthropic/claude-3-5-haiku-latest",
+            "ft:gpt-4o-mini:org:x:1",
+            "llama3.1:8b",
+            "accounts/fireworks/models/llama-v3p1-70b-instruct",
+            "anthropic.claude-3-5-sonnet-20241022-v2:0",
+        ] {
             assert_eq!(check_model_name(ok), Ok(()), "{ok}");
         }
-        for bad in ["", "gemini/../../../admin/secret?x=", "a\0b", "gpt\u{1b}[31m", "x\"y", "http://evil/x",
-            "a b", "models//x", "./x", "x%2e%2e", "a#b"] {
+        for bad in [
+            "",
+            "gemini/../../../admin/secret?x=",
+            "a\0b",
+            "gpt\u{1b}[31m",
+            "x\"y",
+            "http://evil/x",
+            "a b",
+            "models//x",
+            "./x",
+            "x%2e%2e",
+            "a#b",
+        ] {
             assert!(check_model_name(bad).is_err(), "{bad}");
         }
         assert!(check_model_name(&"a".repeat(257)).is_err());

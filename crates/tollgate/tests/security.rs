@@ -148,7 +148,9 @@ async fn another_teams_batches_and_files_are_invisible() {
     };
     let status: Value = get(h.key.clone(), format!("/v1/batches/{batch}")).await.json().await.unwrap();
     let out = status["output_file_id"].as_str().unwrap().to_string();
-    for path in [format!("/v1/batches/{batch}"), format!("/v1/files/{out}/content"), format!("/v1/files/{file}/content")] {
+    for path in
+        [format!("/v1/batches/{batch}"), format!("/v1/files/{out}/content"), format!("/v1/files/{file}/content")]
+    {
         let r = get(other.clone(), path.clone()).await;
         assert_eq!(r.status(), 404, "{path}");
         let body = r.text().await.unwrap();
@@ -205,12 +207,8 @@ async fn creating_a_batch_is_governed_like_its_requests() {
     assert_eq!(r.status(), 200);
     let settled = budget(&h).await;
     assert_eq!(settled["reserved_usd"], "0.000000000", "{settled}");
-    let priced: i64 = h
-        .rows()
-        .iter()
-        .filter(|r| r.endpoint == "batch.chat.completions")
-        .map(|r| r.cost.unwrap().nanos())
-        .sum();
+    let priced: i64 =
+        h.rows().iter().filter(|r| r.endpoint == "batch.chat.completions").map(|r| r.cost.unwrap().nanos()).sum();
     assert!(priced > 0);
     let spent: tollgate_units::Money = settled["spent_usd"].as_str().unwrap().parse().unwrap();
     assert_eq!(spent.nanos(), priced, "the reservation settled to what the results cost");
@@ -273,7 +271,8 @@ async fn passthrough_never_sends_the_operators_key_for_a_bogus_bearer() {
     h.stop().await;
 
     // And the configuration that mixes both is refused unless said explicitly.
-    let env: std::collections::HashMap<String, String> = [("OPENAI_API_KEY".to_string(), "sk-x-123456".to_string())].into();
+    let env: std::collections::HashMap<String, String> =
+        [("OPENAI_API_KEY".to_string(), "sk-x-123456".to_string())].into();
     let text = "[server]\nauth = \"passthrough\"\n[[providers]]\nname = \"openai\"\nkind = \"openai\"\napi_key_env = \"OPENAI_API_KEY\"\n";
     let e = tollgate::config::Config::from_toml(text, "t.toml", &env).unwrap_err().to_string();
     assert!(e.contains("allow_key_with_passthrough"), "{e}");
@@ -494,8 +493,7 @@ async fn a_client_that_stops_reading_a_stream_is_cut_and_its_reservation_settled
     assert_eq!(row.error_code.as_deref(), Some("client_stalled"));
     assert!(row.client_disconnected);
     assert!(row.usage.output_tokens() > 0, "what was delivered is counted");
-    let v: Value =
-        h.http.get(format!("{}/api/v1/budgets", h.base)).send().await.unwrap().json().await.unwrap();
+    let v: Value = h.http.get(format!("{}/api/v1/budgets", h.base)).send().await.unwrap().json().await.unwrap();
     assert_eq!(v["budgets"][0]["reserved_usd"], "0.000000000", "{v}");
     assert_ne!(v["budgets"][0]["spent_usd"], "0.000000000", "settled to what was delivered: {v}");
     drop(s);
@@ -603,7 +601,8 @@ async fn a_team_admin_cannot_reach_another_teams_budgets_or_requests() {
     let r = h.post("/v1/chat/completions").json(&chat("gpt-4o-mini", "mine", false)).send().await.unwrap();
     let mine = r.headers()["x-tollgate-request-id"].to_str().unwrap().to_string();
     h.wait_rows(2).await;
-    let detail = |id: &str, token: &'static str| admin(token, reqwest::Method::GET, format!("/ui/api/requests/{id}")).send();
+    let detail =
+        |id: &str, token: &'static str| admin(token, reqwest::Method::GET, format!("/ui/api/requests/{id}")).send();
     assert_eq!(detail(&theirs, "growth-admin-token").await.unwrap().status(), 404);
     assert_eq!(detail(&mine, "growth-admin-token").await.unwrap().status(), 200);
     assert_eq!(detail(&theirs, "root-token-123").await.unwrap().status(), 200);
@@ -618,12 +617,13 @@ async fn echo_upstream() -> String {
     let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let a = l.local_addr().unwrap();
     let echo = |headers: HeaderMap| async move {
-        let dump: Vec<String> =
-            headers.iter().map(|(k, v)| format!("{k}: {}", v.to_str().unwrap_or(""))).collect();
+        let dump: Vec<String> = headers.iter().map(|(k, v)| format!("{k}: {}", v.to_str().unwrap_or(""))).collect();
         let message = format!("bad request; you sent {}; see http://10.1.2.3:9000/internal/debug", dump.join(", "));
         (
             axum::http::StatusCode::BAD_REQUEST,
-            axum::Json(json!({"type": "error", "error": {"type": "invalid_request_error", "message": message, "code": 400}})),
+            axum::Json(
+                json!({"type": "error", "error": {"type": "invalid_request_error", "message": message, "code": 400}}),
+            ),
         )
     };
     let app = axum::Router::new().fallback(echo);

@@ -347,13 +347,7 @@ impl SqliteStore {
     /// Runs a read-only query on the reader connection (analytics).
     /// Records who owns a batch-API object (an uploaded file, a batch, a batch's
     /// output file). The first owner wins: an id is never handed to another key.
-    pub fn record_batch_object(
-        &self,
-        id: &str,
-        kind: &str,
-        owner: &BatchOwner,
-        now_ms: i64,
-    ) -> Result<(), StoreError> {
+    pub fn record_batch_object(&self, id: &str, kind: &str, owner: &BatchOwner, now_ms: i64) -> Result<(), StoreError> {
         self.reader().execute(
             "INSERT OR IGNORE INTO batch_owners (object_id, kind, key_id, team, created_ms) VALUES (?1, ?2, ?3, ?4, ?5)",
             params![id, kind, owner.key_id, owner.team, now_ms],
@@ -372,7 +366,14 @@ impl SqliteStore {
     }
 
     /// Remembers a batch (its provider and attribution price its results later).
-    pub fn record_batch(&self, id: &str, provider: &str, key_id: &str, attribution: &str, now_ms: i64) -> Result<(), StoreError> {
+    pub fn record_batch(
+        &self,
+        id: &str,
+        provider: &str,
+        key_id: &str,
+        attribution: &str,
+        now_ms: i64,
+    ) -> Result<(), StoreError> {
         self.reader().execute(
             "INSERT OR IGNORE INTO batches (id, provider, key_id, attribution, created_ms) VALUES (?1, ?2, ?3, ?4, ?5)",
             params![id, provider, key_id, attribution, now_ms],
@@ -392,8 +393,10 @@ impl SqliteStore {
 
     /// Remembers which batch an output file belongs to.
     pub fn record_batch_file(&self, file_id: &str, batch_id: &str) -> Result<(), StoreError> {
-        self.reader()
-            .execute("INSERT OR IGNORE INTO batch_files (file_id, batch_id) VALUES (?1, ?2)", params![file_id, batch_id])?;
+        self.reader().execute(
+            "INSERT OR IGNORE INTO batch_files (file_id, batch_id) VALUES (?1, ?2)",
+            params![file_id, batch_id],
+        )?;
         Ok(())
     }
 

@@ -457,7 +457,7 @@ pub fn report_csv(r: &SpendReport) -> String {
 
 /// `7d`, `24h`, or an RFC 3339 time → Unix ms.
 pub fn parse_since(s: &str, now_ms: i64) -> Result<i64, ApiError> {
-    if let Some(d) = crate::cli::parse_duration(s) {
+    if let Some(d) = crate::time::parse_duration(s) {
         return Ok(now_ms - d.num_milliseconds());
     }
     parse_time(s, "since")

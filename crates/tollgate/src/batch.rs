@@ -20,8 +20,8 @@
 //! (`batch:<batch>:<custom_id>`), so downloading results twice never counts
 //! them twice.
 
-use std::collections::{BTreeMap, HashMap};
-use std::sync::{Arc, Mutex};
+use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use axum::body::{Body, Bytes};
 use axum::extract::{RawQuery, State};
@@ -41,9 +41,10 @@ use crate::config::Provider;
 use crate::error::{ApiError, ErrorShape};
 use crate::governor::{Ask, Refusal, Reservation};
 use crate::ledger::LedgerRow;
-use crate::pipeline::{error_response, now_ms, HEADER_REQUEST_ID};
-use crate::server::AppState;
+use crate::pipeline::{error_response, HEADER_REQUEST_ID};
+use crate::state::AppState;
 use crate::store::sqlite::BatchOwner;
+use crate::time::now_ms;
 
 const MAX_BODY: usize = 256 * 1024 * 1024;
 const MAX_ID: usize = 128;
@@ -66,19 +67,7 @@ pub fn routes() -> Router<Arc<AppState>> {
         .route("/v1/messages/batches/{*rest}", get(anthropic).post(anthropic).delete(anthropic))
 }
 
-/// Budget reservations of batches created and not yet priced, by batch id.
-#[derive(Default)]
-pub struct Holds(Mutex<HashMap<String, Vec<(String, Reservation)>>>);
-
-impl Holds {
-    fn put(&self, batch: String, held: Vec<(String, Reservation)>) {
-        self.0.lock().unwrap_or_else(|p| p.into_inner()).insert(batch, held);
-    }
-
-    fn take(&self, batch: &str) -> Option<Vec<(String, Reservation)>> {
-        self.0.lock().unwrap_or_else(|p| p.into_inner()).remove(batch)
-    }
-}
+pub use crate::governor::Holds;
 
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Family {

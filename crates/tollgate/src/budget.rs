@@ -47,7 +47,7 @@ impl Scope {
     pub fn matches(&self, f: &Facts<'_>) -> bool {
         self.0.iter().all(|(k, v)| match k.as_str() {
             "key" => f.key_id == v,
-            "model" => crate::policy::glob_match(v, f.model),
+            "model" => crate::pattern::glob_match(v, f.model),
             "provider" => f.provider == Some(v.as_str()),
             tag => f.attribution.tag(tag) == Some(v.as_str()),
         })
@@ -88,7 +88,7 @@ impl Period {
             _ => {
                 let d = s
                     .strip_prefix("rolling:")
-                    .and_then(crate::cli::parse_duration)
+                    .and_then(crate::time::parse_duration)
                     .filter(|d| d.num_milliseconds() > 0)
                     .ok_or_else(|| {
                         format!("period {s:?} is not day, week, month or rolling:DURATION (e.g. rolling:1h)")

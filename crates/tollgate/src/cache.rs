@@ -15,33 +15,7 @@ use sha2::{Digest, Sha256};
 use tollgate_providers::ApiFormat;
 use tollgate_units::{Money, Usage};
 
-/// What a request asks of the cache (`x-tollgate-cache`, else the configured default).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Mode {
-    Off,
-    /// Read and write.
-    On,
-    Read,
-    Write,
-}
-
-impl Mode {
-    pub fn parse(s: &str) -> Option<Mode> {
-        match s.trim().to_ascii_lowercase().as_str() {
-            "off" => Some(Mode::Off),
-            "on" => Some(Mode::On),
-            "read" => Some(Mode::Read),
-            "write" => Some(Mode::Write),
-            _ => None,
-        }
-    }
-    pub fn reads(self) -> bool {
-        matches!(self, Mode::On | Mode::Read)
-    }
-    pub fn writes(self) -> bool {
-        matches!(self, Mode::On | Mode::Write)
-    }
-}
+pub use crate::config::CacheMode as Mode;
 
 /// A cached answer.
 #[derive(Debug, Clone)]

@@ -177,21 +177,7 @@ fn parse_kv(s: &str) -> Result<(String, String), String> {
         .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
         .ok_or_else(|| format!("{s:?} is not key=value"))
 }
-
-/// `30d`, `12h`, `90m`, `45s`.
-pub fn parse_duration(s: &str) -> Option<chrono::Duration> {
-    let s = s.trim();
-    let (num, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit())?);
-    let n: i64 = num.parse().ok()?;
-    match unit {
-        "s" => chrono::Duration::try_seconds(n),
-        "m" => chrono::Duration::try_minutes(n),
-        "h" => chrono::Duration::try_hours(n),
-        "d" => chrono::Duration::try_days(n),
-        "w" => chrono::Duration::try_weeks(n),
-        _ => None,
-    }
-}
+pub use crate::time::parse_duration;
 
 fn load_config(cli: &Cli) -> anyhow::Result<Config> {
     let mut config = Config::load(cli.config.as_deref(), &ProcessEnv)?;
@@ -261,7 +247,7 @@ async fn keys_command(cli: &Cli, cmd: &KeysCommand) -> anyhow::Result<()> {
     }
     let config = load_config(cli)?;
     let store = open_store(&config)?;
-    let now = crate::pipeline::now_ms();
+    let now = crate::time::now_ms();
     match cmd {
         KeysCommand::Create(c) => {
             let spec = key_spec(c, now)?;
@@ -356,7 +342,7 @@ async fn remote_keys(url: &str, token: Option<&str>, cmd: &KeysCommand) -> anyho
     };
     match cmd {
         KeysCommand::Create(c) => {
-            let spec = key_spec(c, crate::pipeline::now_ms())?;
+            let spec = key_spec(c, crate::time::now_ms())?;
             let body = serde_json::json!({
                 "name": spec.name, "team": spec.team, "user": spec.user,
                 "tags": spec.tags.into_iter().collect::<std::collections::BTreeMap<_, _>>(),
@@ -380,33 +366,12 @@ async fn remote_keys(url: &str, token: Option<&str>, cmd: &KeysCommand) -> anyho
     }
 }
 
-/// Ctrl-C or SIGTERM.
-pub async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
-    #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! {
-        _ = ctrl_c => {},
-        _ = term => {},
-    }
-    tracing::info!("shutting down: finishing requests in flight and draining the ledger");
-}
+pub use crate::server::shutdown_signal;
 
 async fn report(cli: &Cli, args: &ReportArgs) -> anyhow::Result<()> {
     use crate::analytics::{self, Bucket, SpendQuery};
     let err = |e: crate::error::ApiError| anyhow::anyhow!("{e}");
-    let now = crate::pipeline::now_ms();
+    let now = crate::time::now_ms();
     let mut q = SpendQuery {
         group_by: args.by.iter().map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect(),
         from_ms: Some(analytics::parse_since(&args.since, now).map_err(err)?),
@@ -459,7 +424,7 @@ async fn report(cli: &Cli, args: &ReportArgs) -> anyhow::Result<()> {
 }
 
 async fn budgets_command(cli: &Cli, cmd: &BudgetsCommand) -> anyhow::Result<()> {
-    let now = crate::pipeline::now_ms();
+    let now = crate::time::now_ms();
     if let Some(url) = &cli.url {
         let http = reqwest::Client::new();
         let base = url.trim_end_matches('/');
@@ -524,7 +489,7 @@ async fn budgets_command(cli: &Cli, cmd: &BudgetsCommand) -> anyhow::Result<()> 
             // The ledger's view: settled spend this period (a running gateway also knows its reservations).
             let (governor, _rx) = crate::governor::Governor::new(config.governance.tz);
             for b in config.governance.budgets.iter().cloned().chain(store.list_budgets()?) {
-                crate::server::install_budget(&store, &governor, b, now)?;
+                crate::governor::install_budget(&store, &governor, b, now)?;
             }
             for s in governor.status(now) {
                 let v = crate::api::budget_json(&s, now);

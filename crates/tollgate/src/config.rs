@@ -355,7 +355,7 @@ pub struct Complexity {
 /// The response cache.
 #[derive(Debug, Clone)]
 pub struct CacheConfig {
-    pub mode: crate::cache::Mode,
+    pub mode: CacheMode,
     pub max_bytes: usize,
     pub ttl_ms: i64,
     /// Share answers within a team rather than only within a key.
@@ -509,14 +509,14 @@ pub struct Config {
     /// Raw ledger rows older than this are deleted (rollups stay).
     pub retention_days: Option<u32>,
     /// The ledger spool; `None` until resolved against the database path.
-    pub ledger: Option<crate::ledger::SpoolConfig>,
+    pub ledger: Option<SpoolConfig>,
     /// `[ledger] enabled = false`: no row is recorded (benchmark ablation only).
     pub ledger_enabled: bool,
     pub governance: GovernanceConfig,
     pub guardrails: Guardrails,
     pub cache: CacheConfig,
     pub routing_rules: Vec<RoutingRule>,
-    pub semantic: Option<crate::semantic::SemanticConfig>,
+    pub semantic: Option<SemanticConfig>,
     pub complexity: Complexity,
     /// Circuit breaker: failures that eject a target, and its rest time.
     pub circuit_failures: u32,
@@ -843,8 +843,8 @@ fn resolve(raw: RawConfig, path: &str, text: &str, env: &dyn Env) -> Result<Conf
     }
 
     let on_full = match raw.ledger.on_full.as_deref() {
-        None | Some("block") => crate::ledger::OnFull::Block,
-        Some("reject") => crate::ledger::OnFull::Reject,
+        None | Some("block") => OnFull::Block,
+        Some("reject") => OnFull::Reject,
         Some(o) => return Err(invalid(format!("ledger.on_full {o:?} is not one of \"block\", \"reject\""))),
     };
     let ledger_enabled = raw.ledger.enabled.unwrap_or(true);
@@ -854,8 +854,9 @@ fn resolve(raw: RawConfig, path: &str, text: &str, env: &dyn Env) -> Result<Conf
         || raw.ledger.fsync.is_some()
     {
         let db = raw.storage.url.clone().unwrap_or_else(|| DEFAULT_DB.into());
-        let db_path = crate::store::sqlite::sqlite_path(&db).map_err(|e| invalid(e.to_string()))?;
-        let mut s = crate::ledger::SpoolConfig::beside(&db_path);
+        let db_path = sqlite_file(&db)
+            .ok_or_else(|| invalid(format!("storage url {db:?} is not supported (use sqlite://PATH)")))?;
+        let mut s = SpoolConfig::beside(&db_path);
         if let Some(d) = raw.ledger.spool_dir {
             s.dir = d.into();
         }
@@ -914,9 +915,10 @@ fn resolve(raw: RawConfig, path: &str, text: &str, env: &dyn Env) -> Result<Conf
 
     let cache = CacheConfig {
         mode: match raw.cache.mode.as_deref() {
-            None => crate::cache::Mode::On,
-            Some(m) => crate::cache::Mode::parse(m)
-                .ok_or_else(|| invalid(format!("cache.mode {m:?} is not on, off, read or write")))?,
+            None => CacheMode::On,
+            Some(m) => {
+                CacheMode::parse(m).ok_or_else(|| invalid(format!("cache.mode {m:?} is not on, off, read or write")))?
+            }
         },
         max_bytes: usize::try_from(raw.cache.max_bytes.unwrap_or(64 * 1024 * 1024)).unwrap_or(usize::MAX),
         ttl_ms: i64::try_from(raw.cache.ttl_ms.unwrap_or(3_600_000)).unwrap_or(i64::MAX),
@@ -980,7 +982,7 @@ fn resolve(raw: RawConfig, path: &str, text: &str, env: &dyn Env) -> Result<Conf
                 t.parse::<f32>().ok().filter(|x| (0.0..=1.0).contains(x)).ok_or_else(|| {
                     invalid(format!("semantic_cache.threshold {t:?} must be a number between 0 and 1"))
                 })?;
-            Some(crate::semantic::SemanticConfig {
+            Some(SemanticConfig {
                 embeddings_model: sc.embeddings_model,
                 threshold,
                 max_age_ms: i64::try_from(sc.max_age_ms.unwrap_or(86_400_000)).unwrap_or(i64::MAX),
@@ -1191,6 +1193,86 @@ fn resolve_governance(
         out.webhooks.push(Webhook { url: Secret(url), slack });
     }
     Ok(out)
+}
+
+/// What to do when the spool holds `max_bytes` not yet in the database.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OnFull {
+    /// Hold each new row's acknowledgement (and so its response's last
+    /// byte) until the database catches up.
+    Block,
+    /// Refuse new requests with 429 `rate_limited` until it catches up.
+    Reject,
+}
+
+#[derive(Debug, Clone)]
+pub struct SpoolConfig {
+    pub dir: std::path::PathBuf,
+    pub max_bytes: u64,
+    pub on_full: OnFull,
+    /// `fdatasync` each batch (survives power loss, not only process death).
+    pub fsync: bool,
+}
+
+impl SpoolConfig {
+    pub fn beside(db_path: &std::path::Path) -> SpoolConfig {
+        let mut dir = db_path.as_os_str().to_owned();
+        dir.push(".spool");
+        SpoolConfig {
+            dir: std::path::PathBuf::from(dir),
+            max_bytes: 256 * 1024 * 1024,
+            on_full: OnFull::Block,
+            fsync: false,
+        }
+    }
+}
+
+/// What a request asks of the cache (`x-tollgate-cache`, else the configured default).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CacheMode {
+    Off,
+    /// Read and write.
+    On,
+    Read,
+    Write,
+}
+
+impl CacheMode {
+    pub fn parse(s: &str) -> Option<CacheMode> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "off" => Some(CacheMode::Off),
+            "on" => Some(CacheMode::On),
+            "read" => Some(CacheMode::Read),
+            "write" => Some(CacheMode::Write),
+            _ => None,
+        }
+    }
+    pub fn reads(self) -> bool {
+        matches!(self, CacheMode::On | CacheMode::Read)
+    }
+    pub fn writes(self) -> bool {
+        matches!(self, CacheMode::On | CacheMode::Write)
+    }
+}
+
+/// The opt-in semantic cache (`[semantic_cache]`).
+#[derive(Debug, Clone)]
+pub struct SemanticConfig {
+    pub embeddings_model: String,
+    /// Cosine similarity at or above which a cached answer is reused.
+    pub threshold: f32,
+    pub max_age_ms: i64,
+    pub max_entries_per_tenant: usize,
+    /// Requested models never answered from the semantic cache.
+    pub exclude_models: Vec<String>,
+}
+
+/// The file of a SQLite storage URL: `sqlite://path`, `sqlite:path` or a bare path.
+pub fn sqlite_file(url: &str) -> Option<std::path::PathBuf> {
+    if let Some(p) = url.strip_prefix("sqlite://").or_else(|| url.strip_prefix("sqlite:")) {
+        return (!p.is_empty()).then(|| std::path::PathBuf::from(p));
+    }
+    (!url.contains("://")).then(|| std::path::PathBuf::from(url))
 }
 
 #[cfg(test)]

@@ -18,7 +18,7 @@ use tollgate_providers::ProviderKind;
 
 use crate::error::ApiError;
 use crate::ledger::LedgerRow;
-use crate::server::AppState;
+use crate::state::AppState;
 
 struct Asset {
     path: &'static str,

@@ -147,7 +147,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     let config = demo_config(mock_addr, addr, &args.demo_db)?;
     let store = Arc::new(SqliteStore::open(&config.storage.url)?);
     let hasher = key_hasher(&config, store.as_ref())?;
-    let now = crate::pipeline::now_ms();
+    let now = crate::time::now_ms();
     let mut team_keys = Vec::new();
     let mut key_ids = BTreeMap::new();
     for team in TEAMS.iter().map(|(t, _)| *t).chain(HISTORY_ONLY_TEAMS.iter().copied()) {
@@ -205,7 +205,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     let stop = async move {
         match args.duration_secs {
             Some(s) => tokio::time::sleep(Duration::from_secs(s)).await,
-            None => crate::cli::shutdown_signal().await,
+            None => crate::server::shutdown_signal().await,
         }
     };
     let served = gateway.serve(listener, stop).await;

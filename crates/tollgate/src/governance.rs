@@ -13,11 +13,12 @@ use bytes::Bytes;
 use tollgate_providers::{inspect, ApiFormat, ProviderKind};
 use tollgate_units::{Money, Usage};
 
+use crate::config::Config;
 use crate::error::ApiError;
 use crate::governor::Ask;
-use crate::pipeline::{now_ms, Pending};
+use crate::pricing::Pricing;
 use crate::routing::Attempt;
-use crate::server::AppState;
+use crate::time::now_ms;
 
 const FRAMING_TOKENS: u64 = 64;
 const TOKENS_PER_IMAGE: u64 = 2_000;
@@ -57,13 +58,14 @@ fn usage(input: u64, output: u64, caching: bool) -> Usage {
 }
 
 /// The most any target of the plan could charge: `None` when no target has a price.
-fn worst_cost(state: &AppState, plan: &[Attempt], u: &Usage) -> Option<Money> {
+fn worst_cost(config: &Config, pricing: &Pricing, plan: &[Attempt], u: &Usage) -> Option<Money> {
     let now = now_ms();
-    plan.iter().filter_map(|a| state.pricing.price(&state.config.providers[a.provider], &a.model, u, now).cost).max()
+    plan.iter().filter_map(|a| pricing.price(&config.providers[a.provider], &a.model, u, now).cost).max()
 }
 
 pub fn max_cost(
-    state: &AppState,
+    config: &Config,
+    pricing: &Pricing,
     plan: &[Attempt],
     info: &tollgate_providers::RequestInfo,
     body: &[u8],
@@ -72,12 +74,16 @@ pub fn max_cost(
     let input = input_upper_bound(&info.prompt_text, body);
     let output = info.max_output_tokens.unwrap_or(default_out);
     let caching = count(body, b"cache_control") > 0;
-    Ask { cost: worst_cost(state, plan, &usage(input, output, caching)), tokens: input.saturating_add(output) }
+    Ask {
+        cost: worst_cost(config, pricing, plan, &usage(input, output, caching)),
+        tokens: input.saturating_add(output),
+    }
 }
 
 /// How many output tokens fit in `remaining` after the input, on the costliest target.
 pub fn output_tokens_within(
-    state: &AppState,
+    config: &Config,
+    pricing: &Pricing,
     plan: &[Attempt],
     info: &tollgate_providers::RequestInfo,
     body: &[u8],
@@ -85,9 +91,9 @@ pub fn output_tokens_within(
 ) -> u64 {
     let input = input_upper_bound(&info.prompt_text, body);
     let caching = count(body, b"cache_control") > 0;
-    let Some(input_cost) = worst_cost(state, plan, &usage(input, 0, caching)) else { return 0 };
-    let per_million =
-        worst_cost(state, plan, &usage(input, 1_000_000, caching)).map_or(0, |c| c.nanos() - input_cost.nanos());
+    let Some(input_cost) = worst_cost(config, pricing, plan, &usage(input, 0, caching)) else { return 0 };
+    let per_million = worst_cost(config, pricing, plan, &usage(input, 1_000_000, caching))
+        .map_or(0, |c| c.nanos() - input_cost.nanos());
     let left = remaining.nanos() - input_cost.nanos();
     if left <= 0 || per_million <= 0 {
         return 0;
@@ -95,15 +101,16 @@ pub fn output_tokens_within(
     (i128::from(left) * 1_000_000 / i128::from(per_million)).min(i128::from(u32::MAX)) as u64
 }
 
-/// Sets the request's output cap to `n` in its own wire format and re-reads it.
+/// Sets the request's output cap to `n` in its own wire format and re-reads
+/// `info` from the new body. `first_target` is the kind of the route's first
+/// provider (OpenAI's reasoning models only take the newer field name).
 pub fn set_max_tokens(
-    state: &AppState,
-    p: &mut Pending,
-    plan: &[Attempt],
+    format: ApiFormat,
+    info: &mut tollgate_providers::RequestInfo,
+    first_target: ProviderKind,
     body: &Bytes,
     n: u64,
 ) -> Result<Bytes, ApiError> {
-    let format = p.format();
     let mut v: serde_json::Map<String, serde_json::Value> =
         serde_json::from_slice(body).map_err(|e| ApiError::invalid(format!("invalid JSON body: {e}")))?;
     let field = match format {
@@ -116,7 +123,7 @@ pub fn set_max_tokens(
             } else if v.contains_key("max_tokens") {
                 "max_tokens"
             } else {
-                match state.config.providers[plan[0].provider].kind {
+                match first_target {
                     // OpenAI's reasoning models only take the newer name.
                     ProviderKind::OpenAi | ProviderKind::AzureOpenAi => "max_completion_tokens",
                     _ => "max_tokens",
@@ -126,9 +133,9 @@ pub fn set_max_tokens(
     };
     v.insert(field.to_string(), serde_json::Value::from(n));
     let new = Bytes::from(serde_json::to_vec(&v).map_err(|e| ApiError::Internal { message: e.to_string() })?);
-    let prompt = std::mem::take(&mut p.info_mut().prompt_text);
-    let mut info = inspect(format, &new).map_err(crate::upstream::adapter_error)?;
-    info.prompt_text = prompt;
-    *p.info_mut() = info;
+    let prompt = std::mem::take(&mut info.prompt_text);
+    let mut fresh = inspect(format, &new).map_err(crate::upstream::adapter_error)?;
+    fresh.prompt_text = prompt;
+    *info = fresh;
     Ok(new)
 }

@@ -487,6 +487,38 @@ impl Drop for Reservation {
     }
 }
 
+/// Puts a budget in force with what the ledger already holds for its window.
+pub fn install_budget(
+    store: &crate::store::sqlite::SqliteStore,
+    governor: &Governor,
+    spec: BudgetSpec,
+    now_ms: i64,
+) -> Result<(), crate::store::StoreError> {
+    let (start, _) = spec.period.window(now_ms, governor.time_zone());
+    let spent = store.spend_per_second(&spec.scope.ledger_filters(), start)?;
+    let fired = match spec.period {
+        Period::Rolling(_) => Default::default(),
+        _ => store.fired_alerts(&spec.id, start)?,
+    };
+    governor.set_budget(spec, spent, fired, now_ms);
+    Ok(())
+}
+
+/// Reservations held beyond one request, by the id of what holds them
+/// (batches created and not yet priced).
+#[derive(Default)]
+pub struct Holds(std::sync::Mutex<std::collections::HashMap<String, Vec<(String, Reservation)>>>);
+
+impl Holds {
+    pub fn put(&self, batch: String, held: Vec<(String, Reservation)>) {
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).insert(batch, held);
+    }
+
+    pub fn take(&self, batch: &str) -> Option<Vec<(String, Reservation)>> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).remove(batch)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

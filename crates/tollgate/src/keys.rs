@@ -9,9 +9,7 @@ use crate::auth::{generate_key, generate_key_id, KeyHasher};
 use crate::error::ApiError;
 use crate::store::{KeyRecord, KeyStore, NewKey};
 
-/// Characters of a key's secret kept (and shown) to recognise it: `tg_` and
-/// two of the 40 random ones, so the stored prefix gives almost nothing away.
-pub const KEY_PREFIX_SHOWN: usize = 5;
+pub use crate::store::KEY_PREFIX_SHOWN;
 
 /// What the caller asks for.
 #[derive(Debug, Clone, Default)]
@@ -162,7 +160,7 @@ pub fn create_governed(
     for b in
         store.list_budgets().map_err(internal)?.into_iter().filter(|b| b.id == format!("key:{}", created.record.id))
     {
-        crate::server::install_budget(store, governor, b, now_ms).map_err(internal)?;
+        crate::governor::install_budget(store, governor, b, now_ms).map_err(internal)?;
     }
     for l in store
         .list_limits()

@@ -43,15 +43,19 @@ pub mod ledger;
 pub mod listener;
 pub mod metering;
 pub mod observe;
+pub mod pattern;
 pub mod pipeline;
 pub mod policy;
 pub mod prices_cli;
 pub mod pricing;
+pub mod record;
 pub mod redact;
 pub mod routing;
 pub mod semantic;
 pub mod server;
+pub mod state;
 pub mod store;
+pub mod time;
 pub mod upstream;
 
 /// A `HashMap` with foldhash (seeded per process): the hot maps are looked up

@@ -33,7 +33,7 @@ use crate::config::Provider;
 use crate::error::{ApiError, ErrorShape};
 use crate::governor::{Refusal, Reservation};
 use crate::ledger::{LedgerRow, LedgerWriter, UsageSource};
-use crate::server::AppState;
+use crate::state::AppState;
 use crate::upstream::{self, Answer};
 use crate::{governance, metering, policy, routing};
 
@@ -56,9 +56,7 @@ const MAX_UPSTREAM_BODY: usize = 64 * 1024 * 1024;
 const FORWARDED_HEADERS: &[&str] =
     &["anthropic-version", "anthropic-beta", "openai-organization", "openai-project", "openai-beta"];
 
-pub fn now_ms() -> i64 {
-    chrono::Utc::now().timestamp_millis()
-}
+pub use crate::time::now_ms;
 
 fn shape_of(format: ApiFormat) -> ErrorShape {
     match format {
@@ -486,7 +484,7 @@ fn govern(
         let ask = if state.governor.is_idle() {
             crate::governor::Ask { cost: Some(Money::ZERO), tokens: 0 }
         } else {
-            governance::max_cost(state, plan, &p.info, &body, default_out)
+            governance::max_cost(&state.config, &state.pricing, plan, &p.info, &body, default_out)
         };
         let attribution = p.row().attribution.clone();
         let facts = Facts { key_id: principal.id(), model, provider: Some(&provider_name), attribution: &attribution };
@@ -495,7 +493,8 @@ fn govern(
                 // Under a binding budget, a request with no output cap is capped
                 // at the amount reserved for it, so it cannot outspend the reservation.
                 if r.remaining().is_some() && p.info.max_output_tokens.is_none() && ask.cost.is_some() {
-                    body = governance::set_max_tokens(state, p, plan, &body, default_out)?;
+                    let first = state.config.providers[plan[0].provider].kind;
+                    body = governance::set_max_tokens(p.format, &mut p.info, first, &body, default_out)?;
                     p.extra_headers.push((HEADER_MAX_TOKENS_CAPPED, default_out.to_string()));
                 }
                 if let Some(rem) = r.remaining() {
@@ -534,11 +533,19 @@ fn govern(
                         p.extra_headers.push((HEADER_DOWNGRADED, to.clone()));
                     }
                     Action::Clamp if !clamped => {
-                        let fits = governance::output_tokens_within(state, plan, &p.info, &body, remaining);
+                        let fits = governance::output_tokens_within(
+                            &state.config,
+                            &state.pricing,
+                            plan,
+                            &p.info,
+                            &body,
+                            remaining,
+                        );
                         if fits < governance::MIN_CLAMPED_OUTPUT {
                             return Err(refuse("cannot cover even a short answer"));
                         }
-                        body = governance::set_max_tokens(state, p, plan, &body, fits)?;
+                        let first = state.config.providers[plan[0].provider].kind;
+                        body = governance::set_max_tokens(p.format, &mut p.info, first, &body, fits)?;
                         clamped = true;
                         p.extra_headers.push((HEADER_CLAMPED, fits.to_string()));
                     }
@@ -929,14 +936,6 @@ impl Pending {
             cut,
             redactor,
         }
-    }
-
-    pub(crate) fn format(&self) -> ApiFormat {
-        self.format
-    }
-
-    pub(crate) fn info_mut(&mut self) -> &mut RequestInfo {
-        &mut self.info
     }
 
     fn row_mut(&mut self) -> &mut LedgerRow {

@@ -78,7 +78,7 @@ pub fn rule_for<'c>(
     facts: &crate::budget::Facts<'_>,
 ) -> Option<&'c crate::config::RoutingRule> {
     rules.iter().find(|r| {
-        (r.models.is_empty() || r.models.iter().any(|m| crate::policy::glob_match(m, shape.model)))
+        (r.models.is_empty() || r.models.iter().any(|m| crate::pattern::glob_match(m, shape.model)))
             && r.scope.as_ref().is_none_or(|s| s.matches(facts))
             && r.max_prompt_bytes.is_none_or(|m| shape.prompt_bytes <= m)
             && r.has_tools.is_none_or(|t| t == shape.has_tools)

@@ -16,16 +16,7 @@ use tollgate_providers::ApiFormat;
 
 use crate::cache::Entry;
 
-#[derive(Debug, Clone)]
-pub struct SemanticConfig {
-    pub embeddings_model: String,
-    /// Cosine similarity at or above which a cached answer is reused.
-    pub threshold: f32,
-    pub max_age_ms: i64,
-    pub max_entries_per_tenant: usize,
-    /// Requested models never answered from the semantic cache.
-    pub exclude_models: Vec<String>,
-}
+pub use crate::config::SemanticConfig;
 
 struct Item {
     vector: Vec<f32>,
@@ -62,7 +53,7 @@ impl SemanticCache {
     }
 
     pub fn excluded(&self, model: &str) -> bool {
-        self.config.exclude_models.iter().any(|p| crate::policy::glob_match(p, model))
+        self.config.exclude_models.iter().any(|p| crate::pattern::glob_match(p, model))
     }
 
     /// The closest fresh answer at or above the threshold, with its similarity.

@@ -5,7 +5,6 @@
 //! only: nothing of the business logic hides in middleware.
 
 use std::collections::BTreeMap;
-use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::body::Body;
@@ -29,34 +28,7 @@ use crate::pricing::Pricing;
 use crate::store::sqlite::SqliteStore;
 use crate::store::KeyStore;
 
-/// Everything a request needs, shared by all requests.
-pub struct AppState {
-    pub config: Arc<Config>,
-    pub auth: Authenticator,
-    pub store: Arc<SqliteStore>,
-    pub ledger: LedgerWriter,
-    pub pricing: Pricing,
-    /// For calls other than the proxied request (webhooks, embeddings for the semantic cache).
-    pub http: reqwest::Client,
-    /// Provider calls on the request path.
-    pub upstream: crate::upstream::Client,
-    pub tasks: TaskTracker,
-    pub observer: Arc<crate::observe::Observer>,
-    pub governor: Arc<Governor>,
-    pub health: crate::upstream::Health,
-    pub cache: crate::cache::Store,
-    pub semantic: Option<crate::semantic::SemanticCache>,
-    /// Where this gateway listens (for calls it makes to itself).
-    pub self_addr: std::sync::OnceLock<SocketAddr>,
-    pub alerts_fired: Arc<std::sync::atomic::AtomicU64>,
-    pub empty_tags: BTreeMap<String, String>,
-    /// Removes secrets and internal URLs from upstream text shown to clients.
-    pub redactor: crate::redact::Redactor,
-    /// Budget reservations of batches awaiting their results.
-    pub batch_holds: crate::batch::Holds,
-    /// Fired when the shutdown deadline passes: requests still running are cut (and ledgered).
-    pub cut: tokio_util::sync::CancellationToken,
-}
+pub use crate::state::AppState;
 
 /// A built gateway: its state and the handle that drains the ledger on shutdown.
 pub struct Gateway {
@@ -77,17 +49,7 @@ pub enum StartError {
     Refused(String),
 }
 
-pub fn http_client() -> Result<reqwest::Client, reqwest::Error> {
-    reqwest::Client::builder()
-        .tcp_nodelay(true)
-        .pool_idle_timeout(std::time::Duration::from_secs(90))
-        .pool_max_idle_per_host(256)
-        .connect_timeout(std::time::Duration::from_secs(10))
-        // Upstream URLs come only from the config: never follow a redirect elsewhere.
-        .redirect(reqwest::redirect::Policy::none())
-        .user_agent(crate::upstream::USER_AGENT)
-        .build()
-}
+pub use crate::upstream::http_client;
 
 /// The key hasher for this database: the configured secret, else one kept in the database.
 pub fn key_hasher(config: &Config, store: &dyn KeyStore) -> Result<KeyHasher, crate::store::StoreError> {
@@ -127,20 +89,20 @@ impl Gateway {
             None => Pricing::builtin(),
         };
         let observer = Arc::new(crate::observe::Observer::new(&config));
-        if let Err(error) = observer.warm_up(&store, crate::pipeline::now_ms()) {
+        if let Err(error) = observer.warm_up(&store, crate::time::now_ms()) {
             tracing::warn!(%error, "cannot read the ledger to warm up anomaly baselines");
         }
         let http = http_client()?;
         let upstream = crate::upstream::Client::new()?;
         let (governor, alert_rx) = Governor::new(config.governance.tz);
         let governor = Arc::new(governor);
-        let now = crate::pipeline::now_ms();
+        let now = crate::time::now_ms();
         for l in config.governance.limits.iter().cloned().chain(store.list_limits()?) {
             governor.set_limit(l, now);
         }
         let mut installed = Vec::new();
         for b in config.governance.budgets.iter().cloned().chain(store.list_budgets()?) {
-            install_budget(&store, &governor, b.clone(), now)?;
+            crate::governor::install_budget(&store, &governor, b.clone(), now)?;
             installed.push(b);
         }
         let alerts_fired = Arc::new(std::sync::atomic::AtomicU64::new(0));
@@ -181,7 +143,7 @@ impl Gateway {
             semantic: config.semantic.clone().map(crate::semantic::SemanticCache::new),
             redactor: crate::redact::Redactor::new(&config),
             cut: tokio_util::sync::CancellationToken::new(),
-            batch_holds: crate::batch::Holds::default(),
+            batch_holds: crate::governor::Holds::default(),
             self_addr: std::sync::OnceLock::new(),
             health: crate::upstream::Health::new(config.circuit_failures, config.circuit_cooldown),
             governor,
@@ -259,27 +221,10 @@ impl Gateway {
     }
 }
 
-/// Puts a budget in force with what the ledger already holds for its window.
-pub fn install_budget(
-    store: &SqliteStore,
-    governor: &Governor,
-    spec: BudgetSpec,
-    now_ms: i64,
-) -> Result<(), crate::store::StoreError> {
-    let (start, _) = spec.period.window(now_ms, governor.time_zone());
-    let spent = store.spend_per_second(&spec.scope.ledger_filters(), start)?;
-    let fired = match spec.period {
-        crate::budget::Period::Rolling(_) => Default::default(),
-        _ => store.fired_alerts(&spec.id, start)?,
-    };
-    governor.set_budget(spec, spent, fired, now_ms);
-    Ok(())
-}
-
 /// Deletes raw ledger rows past the retention period, at start and every ten minutes.
 async fn retention(store: Arc<SqliteStore>, days: u32) {
     loop {
-        let before = crate::pipeline::now_ms() - i64::from(days) * 86_400_000;
+        let before = crate::time::now_ms() - i64::from(days) * 86_400_000;
         let s = store.clone();
         match tokio::task::spawn_blocking(move || s.prune_raw(before)).await {
             Ok(Ok(n)) if n > 0 => {
@@ -316,7 +261,7 @@ async fn watch_governance(
         else {
             continue;
         };
-        let now = crate::pipeline::now_ms();
+        let now = crate::time::now_ms();
         let wanted: Vec<BudgetSpec> = from_config.iter().cloned().chain(budgets).collect();
         for old in &installed {
             if !wanted.iter().any(|w| w.id == old.id) {
@@ -325,7 +270,7 @@ async fn watch_governance(
         }
         for b in &wanted {
             if !installed.contains(b) {
-                if let Err(error) = install_budget(&store, &governor, b.clone(), now) {
+                if let Err(error) = crate::governor::install_budget(&store, &governor, b.clone(), now) {
                     tracing::error!(%error, budget = %b.id, "cannot install budget");
                 }
             }
@@ -353,7 +298,7 @@ pub fn router(state: Arc<AppState>) -> Router {
             // Admin and analytics routes: authorised before any handler reads a body.
             api::routes()
                 .merge(crate::dashboard::api_routes())
-                .merge(crate::observe::routes())
+                .merge(crate::api::observe::routes())
                 .route_layer(axum::middleware::from_fn_with_state(state.clone(), api::admin_gate))
                 .layer(axum::extract::DefaultBodyLimit::max(ADMIN_MAX_BODY)),
         )
@@ -393,7 +338,7 @@ async fn metrics(State(s): State<Arc<AppState>>, headers: HeaderMap) -> Response
         }
     }
     // Budget utilisation as of this scrape.
-    for b in s.governor.status(crate::pipeline::now_ms()) {
+    for b in s.governor.status(crate::time::now_ms()) {
         s.observer.metrics().set_budget(&b.spec.id, b.spent, b.spec.limit);
     }
     let text = s.observer.render(s.ledger.backlog_bytes());
@@ -407,4 +352,27 @@ async fn not_found(headers: HeaderMap, uri: axum::http::Uri) -> Response {
         crate::error::ErrorShape::OpenAi
     };
     crate::error::ApiError::invalid(format!("no such endpoint: {}", uri.path())).into_response_for(shape)
+}
+
+/// Ctrl-C or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = term => {},
+    }
+    tracing::info!("shutting down: finishing requests in flight and draining the ledger");
 }

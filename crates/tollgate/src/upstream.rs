@@ -45,7 +45,7 @@ impl Client {
     pub fn new() -> Result<Client, std::io::Error> {
         if PROXY_VARS.iter().any(|v| std::env::var_os(v).is_some_and(|x| !x.is_empty())) {
             tracing::info!("an HTTP proxy is set in the environment: provider calls go through it");
-            return crate::server::http_client().map(Client::Proxied).map_err(std::io::Error::other);
+            return http_client().map(Client::Proxied).map_err(std::io::Error::other);
         }
         let mut http = HttpConnector::new();
         http.set_nodelay(true);
@@ -296,17 +296,7 @@ impl Health {
     }
 }
 
-/// One upstream attempt, as the ledger keeps it.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct AttemptRecord {
-    pub provider: String,
-    pub model: String,
-    /// The upstream's HTTP status, when it answered.
-    pub status: Option<u16>,
-    /// The public error code this attempt ended with (`None`: it succeeded).
-    pub error: Option<String>,
-    pub latency_ms: u64,
-}
+pub use crate::record::AttemptRecord;
 
 fn now_ms() -> i64 {
     chrono::Utc::now().timestamp_millis()
@@ -459,6 +449,20 @@ pub async fn read_capped(resp: Response, cap: usize) -> Bytes {
         }
     }
     Bytes::from(buf)
+}
+
+/// The reqwest client for calls other than the proxied request (webhooks,
+/// embeddings for the semantic cache, batch passthrough).
+pub fn http_client() -> Result<reqwest::Client, reqwest::Error> {
+    reqwest::Client::builder()
+        .tcp_nodelay(true)
+        .pool_idle_timeout(std::time::Duration::from_secs(90))
+        .pool_max_idle_per_host(256)
+        .connect_timeout(std::time::Duration::from_secs(10))
+        // Upstream URLs come only from the config: never follow a redirect elsewhere.
+        .redirect(reqwest::redirect::Policy::none())
+        .user_agent(crate::upstream::USER_AGENT)
+        .build()
 }
 
 #[cfg(test)]

@@ -8,7 +8,7 @@ pub mod sqlite;
 
 use std::collections::BTreeMap;
 
-use crate::ledger::LedgerRow;
+use crate::record::LedgerRow;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -21,6 +21,10 @@ pub enum StoreError {
     #[error("corrupt value in column {0}")]
     Corrupt(&'static str),
 }
+
+/// Characters of a key's secret kept (and shown) to recognise it: `tg_` and
+/// two of the 40 random ones, so the stored prefix gives almost nothing away.
+pub const KEY_PREFIX_SHOWN: usize = 5;
 
 /// A virtual key as stored: never the secret, only its keyed hash.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -10,7 +10,7 @@ use tollgate_units::{Money, Usage};
 
 use super::{KeyRecord, KeyStore, LedgerStore, NewKey, RequestPage, RequestQuery, StoreError};
 use crate::attribution::Attribution;
-use crate::ledger::{cache_static, endpoint_static, LedgerRow, UsageSource};
+use crate::record::{cache_static, endpoint_static, LedgerRow, UsageSource};
 
 const SCHEMA: &str = r#"
 CREATE TABLE IF NOT EXISTS meta (
@@ -241,16 +241,7 @@ impl std::fmt::Debug for SqliteStore {
 
 /// `sqlite://path`, `sqlite:path` or a bare path.
 pub fn sqlite_path(url: &str) -> Result<PathBuf, StoreError> {
-    if let Some(p) = url.strip_prefix("sqlite://").or_else(|| url.strip_prefix("sqlite:")) {
-        if p.is_empty() {
-            return Err(StoreError::UnsupportedUrl(url.into()));
-        }
-        return Ok(PathBuf::from(p));
-    }
-    if url.contains("://") {
-        return Err(StoreError::UnsupportedUrl(url.into()));
-    }
-    Ok(PathBuf::from(url))
+    crate::config::sqlite_file(url).ok_or_else(|| StoreError::UnsupportedUrl(url.into()))
 }
 
 /// Creates the database file readable by its owner only (0600) and tightens an
@@ -303,7 +294,7 @@ impl SqliteStore {
         // Key prefixes stored before they were shortened.
         writer.execute(
             "UPDATE keys SET prefix = substr(prefix, 1, ?1) WHERE length(prefix) > ?1",
-            params![crate::keys::KEY_PREFIX_SHOWN as i64],
+            params![super::KEY_PREFIX_SHOWN as i64],
         )?;
         // Replaced by the partial index `ledger_trace_set`.
         writer.execute_batch("DROP INDEX IF EXISTS ledger_trace")?;

@@ -4,6 +4,8 @@
 //! without a configured token they are open, which the server only allows
 //! on a loopback address.
 
+pub mod observe;
+
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
@@ -19,9 +21,9 @@ use crate::config::Role;
 use crate::error::ApiError;
 use crate::keys::{self, KeySpec};
 use crate::ledger::LedgerRow;
-use crate::pipeline::now_ms;
-use crate::server::AppState;
+use crate::state::AppState;
 use crate::store::{KeyStore, LedgerStore, RequestQuery};
+use crate::time::now_ms;
 
 pub fn routes() -> Router<Arc<AppState>> {
     Router::new()
@@ -573,7 +575,7 @@ async fn set_budget(State(state): State<Arc<AppState>>, headers: HeaderMap, body
         tokio::task::spawn_blocking(move || {
             let now = now_ms();
             store.upsert_budget(&s2, now)?;
-            crate::server::install_budget(&store, &governor, s2, now)
+            crate::governor::install_budget(&store, &governor, s2, now)
         })
         .await
         .map_err(|e| ApiError::Internal { message: e.to_string() })?

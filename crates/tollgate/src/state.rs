@@ -1,0 +1,46 @@
+//! The state every request shares: configuration, stores, the key
+//! authenticator, the governor, caches, the ledger writer and observers.
+//! Built by `server::Gateway::build`; read by the request path and the HTTP
+//! handlers.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use tokio_util::task::TaskTracker;
+
+use crate::auth::Authenticator;
+use crate::config::Config;
+use crate::governor::Governor;
+use crate::ledger::LedgerWriter;
+use crate::pricing::Pricing;
+use crate::store::sqlite::SqliteStore;
+
+/// Everything a request needs, shared by all requests.
+pub struct AppState {
+    pub config: Arc<Config>,
+    pub auth: Authenticator,
+    pub store: Arc<SqliteStore>,
+    pub ledger: LedgerWriter,
+    pub pricing: Pricing,
+    /// For calls other than the proxied request (webhooks, embeddings for the semantic cache).
+    pub http: reqwest::Client,
+    /// Provider calls on the request path.
+    pub upstream: crate::upstream::Client,
+    pub tasks: TaskTracker,
+    pub observer: Arc<crate::observe::Observer>,
+    pub governor: Arc<Governor>,
+    pub health: crate::upstream::Health,
+    pub cache: crate::cache::Store,
+    pub semantic: Option<crate::semantic::SemanticCache>,
+    /// Where this gateway listens (for calls it makes to itself).
+    pub self_addr: std::sync::OnceLock<SocketAddr>,
+    pub alerts_fired: Arc<std::sync::atomic::AtomicU64>,
+    pub empty_tags: BTreeMap<String, String>,
+    /// Removes secrets and internal URLs from upstream text shown to clients.
+    pub redactor: crate::redact::Redactor,
+    /// Budget reservations of batches awaiting their results.
+    pub batch_holds: crate::governor::Holds,
+    /// Fired when the shutdown deadline passes: requests still running are cut (and ledgered).
+    pub cut: tokio_util::sync::CancellationToken,
+}

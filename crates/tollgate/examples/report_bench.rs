@@ -9,7 +9,7 @@
 
 use std::time::Instant;
 
-use tollgate::analytics::{spend, SpendQuery};
+use tollgate::analytics::SpendQuery;
 use tollgate::attribution::Attribution;
 use tollgate::ledger::{LedgerRow, UsageSource};
 use tollgate::store::sqlite::SqliteStore;
@@ -25,7 +25,7 @@ fn main() {
         .unwrap_or_else(|| std::env::temp_dir().join("tollgate-report-bench.db").display().to_string());
     let store = SqliteStore::open(&path).expect("open db");
     let now = chrono::Utc::now().timestamp_millis();
-    let existing = spend(&store, &SpendQuery::default()).expect("count").total_requests as usize;
+    let existing = store.spend(&SpendQuery::default()).expect("count").total_requests as usize;
     if existing < rows {
         let teams = ["growth", "search", "support", "platform", "data", "infra", "sales", "legal"];
         let models = ["gpt-4o-mini", "gpt-4o", "claude-sonnet-4-5", "claude-haiku-4-5", "gemini-2.5-flash", "o4-mini"];
@@ -89,7 +89,7 @@ fn main() {
     let mut times = Vec::new();
     for run in 0..5 {
         let t = Instant::now();
-        let r = spend(&store, &q).expect("report");
+        let r = store.spend(&q).expect("report");
         let d = t.elapsed();
         eprintln!("run {run}: {:.1?} ({} groups, {} requests, ${})", d, r.rows.len(), r.total_requests, r.total_cost);
         times.push(d);

@@ -413,7 +413,7 @@ async fn report(cli: &Cli, args: &ReportArgs) -> anyhow::Result<()> {
         let config = load_config(cli)?;
         let store = open_store(&config)?;
         q.to_ms = None;
-        tokio::task::spawn_blocking(move || analytics::spend(&store, &q)).await??
+        tokio::task::spawn_blocking(move || store.spend(&q)).await??
     };
     match args.format {
         ReportFormat::Table => print!("{}", analytics::report_table(&report)),

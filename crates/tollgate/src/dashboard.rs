@@ -12,7 +12,6 @@ use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
-use rusqlite::OptionalExtension;
 use serde_json::json;
 use tollgate_providers::ProviderKind;
 
@@ -96,16 +95,6 @@ fn check_admin(state: &AppState, headers: &HeaderMap) -> Result<crate::config::R
     crate::api::authorize(state, headers, crate::api::Access::Read)
 }
 
-fn load_row(state: &AppState, id: &str) -> Result<Option<LedgerRow>, crate::store::StoreError> {
-    state.store.with_reader(|conn| {
-        conn.query_row("SELECT * FROM ledger WHERE request_id = ?1", [id], |r| {
-            Ok(crate::store::sqlite::ledger_from_row(r))
-        })
-        .optional()?
-        .transpose()
-    })
-}
-
 /// The row's cost split by token bucket, recomputed from the catalog; only
 /// given when it adds up to exactly the cost the ledger recorded.
 fn cost_parts(state: &AppState, row: &LedgerRow) -> Option<(tollgate_pricing::CostParts, String)> {
@@ -135,7 +124,7 @@ async fn request_detail(State(state): State<Arc<AppState>>, headers: HeaderMap, 
     };
     let s = state.clone();
     let found =
-        tokio::task::spawn_blocking(move || load_row(&s, &id).map(|r| r.map(|r| (cost_parts(&s, &r), r)))).await;
+        tokio::task::spawn_blocking(move || s.store.request(&id).map(|r| r.map(|r| (cost_parts(&s, &r), r)))).await;
     // A team admin sees its own team's requests only; another team's is "not found".
     let found = match (found, crate::api::team_of(&role)) {
         (Ok(Ok(Some((_, row)))), Some(team)) if row.attribution.tag("team") != Some(team) => Ok(Ok(None)),

@@ -152,15 +152,7 @@ pub fn run(
         }
         PricesCommand::Check { against, format } => {
             let store = store()?;
-            let unpriced = store.with_reader(|c| {
-                let mut stmt = c.prepare(
-                    "SELECT COALESCE(provider, '-'), COALESCE(model, requested_model, '-'), COUNT(*), MAX(ts_ms) \
-                     FROM ledger WHERE cost_nanos IS NULL GROUP BY 1, 2 ORDER BY 3 DESC",
-                )?;
-                let rows =
-                    stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, i64>(2)?)))?;
-                Ok(rows.collect::<Result<Vec<_>, _>>()?)
-            })?;
+            let unpriced = store.unpriced_models()?;
             if unpriced.is_empty() {
                 println!("every model in the ledger has a price");
             } else {

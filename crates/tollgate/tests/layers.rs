@@ -9,7 +9,7 @@ use std::path::Path;
 /// Layer of each top-level module of `crates/tollgate/src`, lowest first.
 const LAYERS: &[(&str, &[&str])] = &[
     // Values: no I/O, no state.
-    ("values", &["error", "time", "pattern", "record", "attribution", "budget", "config"]),
+    ("values", &["error", "time", "pattern", "record", "query", "outcome", "attribution", "budget", "config"]),
     // The only SQL.
     ("storage", &["store"]),
     // Stages and services: values in, values out; never the shared state.
@@ -103,8 +103,7 @@ fn named_modules(text: &str) -> Vec<String> {
             // `use crate::{a, b::c}`: every first segment in the group.
             let end = group.find('}').unwrap_or(group.len());
             for part in group[..end].split(',') {
-                let name: String =
-                    part.trim().chars().take_while(|c| c.is_ascii_alphanumeric() || *c == '_').collect();
+                let name: String = part.trim().chars().take_while(|c| c.is_ascii_alphanumeric() || *c == '_').collect();
                 out.push(name);
             }
         } else {

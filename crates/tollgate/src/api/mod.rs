@@ -434,7 +434,7 @@ async fn spend(
             ));
         }
         let store = state.store.clone();
-        let report = blocking(move || crate::analytics::spend(&store, &q)).await?;
+        let report = blocking(move || store.spend(&q)).await?;
         Ok::<_, ApiError>(Json(crate::analytics::report_json(&report)))
     };
     match run.await {
@@ -647,7 +647,7 @@ async fn prompt_cache(
         }
         let store = state.store.clone();
         let by2 = by.clone();
-        let rows = blocking(move || crate::analytics::prompt_cache(&store, &by2, from)).await?;
+        let rows = blocking(move || store.prompt_cache(&by2, from)).await?;
         Ok::<_, ApiError>(Json(crate::analytics::prompt_cache_json(&by, &rows)))
     };
     match run.await {

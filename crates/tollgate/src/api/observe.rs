@@ -117,7 +117,7 @@ async fn post_outcome(State(state): State<Arc<AppState>>, headers: HeaderMap, bo
             outcomes::Outcome::parse(&body, id, now_ms(), reporter).map_err(|e| ApiError::invalid(e.to_string()))?;
         let store = state.store.clone();
         let stored = o.clone();
-        blocking(move || outcomes::insert(&store, &stored)).await?;
+        blocking(move || store.insert_outcome(&stored)).await?;
         Ok::<_, ApiError>((StatusCode::CREATED, Json(o.to_json())))
     };
     match run.await {
@@ -145,7 +145,7 @@ async fn list_outcomes(
             }
         }
         let store = state.store.clone();
-        let list = blocking(move || outcomes::list(&store, limit)).await?;
+        let list = blocking(move || store.list_outcomes(limit)).await?;
         Ok::<_, ApiError>(Json(json!({"outcomes": list.iter().map(outcomes::Outcome::to_json).collect::<Vec<_>>()})))
     };
     match run.await {
@@ -183,7 +183,7 @@ async fn outcome_cost(
             return Err(ApiError::invalid_param("by is required (feature, prompt, model or a tag name)", "by"));
         }
         let store = state.store.clone();
-        let report = blocking(move || outcomes::cost_report(&store, &q)).await?;
+        let report = blocking(move || store.outcome_cost(&q)).await?;
         Ok::<_, ApiError>(Json(outcomes::report_json(&report)))
     };
     match run.await {

@@ -4,6 +4,8 @@
 //! The traits are blocking on purpose: implementations run on the ledger
 //! writer thread or inside `spawn_blocking`, never on the async request path.
 
+mod outcomes;
+mod reports;
 pub mod sqlite;
 
 use std::collections::BTreeMap;
@@ -69,17 +71,4 @@ pub trait LedgerStore: Send + Sync {
     fn requests(&self, q: &RequestQuery) -> Result<RequestPage, StoreError>;
 }
 
-/// A page query on the request log.
-#[derive(Debug, Clone, Default)]
-pub struct RequestQuery {
-    /// `(dimension, value)` pairs, all of which must match.
-    pub filters: Vec<(String, String)>,
-    pub limit: usize,
-    pub cursor: Option<String>,
-}
-
-#[derive(Debug, Clone)]
-pub struct RequestPage {
-    pub rows: Vec<LedgerRow>,
-    pub next_cursor: Option<String>,
-}
+pub use crate::query::{RequestPage, RequestQuery};

@@ -399,6 +399,25 @@ impl SqliteStore {
             .optional()?)
     }
 
+    /// One request's row, by id.
+    pub fn request(&self, id: &str) -> Result<Option<LedgerRow>, StoreError> {
+        self.reader()
+            .query_row("SELECT * FROM ledger WHERE request_id = ?1", [id], |r| Ok(ledger_from_row(r)))
+            .optional()?
+            .transpose()
+    }
+
+    /// Models with rows but no price: (provider, model, requests), most requests first.
+    pub fn unpriced_models(&self) -> Result<Vec<(String, String, i64)>, StoreError> {
+        let c = self.reader();
+        let mut stmt = c.prepare(
+            "SELECT COALESCE(provider, '-'), COALESCE(model, requested_model, '-'), COUNT(*), MAX(ts_ms) \
+             FROM ledger WHERE cost_nanos IS NULL GROUP BY 1, 2 ORDER BY 3 DESC",
+        )?;
+        let rows = stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, i64>(2)?)))?;
+        Ok(rows.collect::<Result<Vec<_>, _>>()?)
+    }
+
     pub fn with_reader<T>(&self, f: impl FnOnce(&Connection) -> Result<T, StoreError>) -> Result<T, StoreError> {
         f(&self.reader())
     }

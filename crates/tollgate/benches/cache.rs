@@ -69,10 +69,12 @@ fn hit_path(c: &mut Criterion) {
         let config =
             tollgate::config::Config::from_toml(&text, "bench", &std::collections::HashMap::<String, String>::new()).unwrap();
         let store = Arc::new(tollgate::store::sqlite::SqliteStore::open(&config.storage.url).unwrap());
-        let hasher = tollgate::server::key_hasher(&config, store.as_ref()).unwrap();
+        let stores = tollgate::store::Stores::sqlite(store);
+        let hasher = tollgate::server::key_hasher(&config, stores.keys.as_ref()).await.unwrap();
         let spec = tollgate::keys::KeySpec { name: "bench".into(), team: Some("t".into()), ..Default::default() };
-        let secret = tollgate::keys::create(store.as_ref(), &hasher, spec, tollgate::pipeline::now_ms()).unwrap().secret;
-        let gw = tollgate::server::Gateway::build(config, store).unwrap();
+        let secret =
+            tollgate::keys::create(stores.keys.as_ref(), &hasher, spec, tollgate::pipeline::now_ms()).await.unwrap().secret;
+        let gw = tollgate::server::Gateway::build(config, stores).await.unwrap();
         let router = gw.router();
         std::mem::forget(gw);
         (router, secret)

@@ -16,7 +16,6 @@ use tollgate::governor::{Ask, Governor};
 use tollgate::ledger::{LedgerRow, LedgerWriter, SpoolConfig, UsageSource};
 use tollgate::server::Gateway;
 use tollgate::store::sqlite::SqliteStore;
-use tollgate::store::LedgerStore;
 use tollgate::{governance, keys, metering, routing};
 use tollgate_providers::{inspect, ApiFormat};
 use tollgate_units::{Money, Usage};
@@ -118,7 +117,7 @@ fn world() -> World {
     let config = Config::from_toml(&toml, "bench.toml", &ProcessEnv).unwrap();
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     let store = Arc::new(SqliteStore::open(&db).unwrap());
-    let gateway = rt.block_on(async { Gateway::build(config, store).unwrap() });
+    let gateway = rt.block_on(async { Gateway::build(config, tollgate::store::Stores::sqlite(store)).await.unwrap() });
     World { rt, gateway: Some(gateway), _dir: dir }
 }
 
@@ -139,7 +138,16 @@ fn bench_gateway_pieces(c: &mut Criterion) {
         let info = inspect(ApiFormat::OpenAiChat, body.as_bytes()).unwrap();
         let plan = routing::plan(&state.config, "gpt-4o-mini");
         g.bench_function(BenchmarkId::new("max_cost", name), |b| {
-            b.iter(|| governance::max_cost(&state, black_box(&plan), &info, black_box(body.as_bytes()), 4096))
+            b.iter(|| {
+                governance::max_cost(
+                    &state.config,
+                    &state.pricing,
+                    black_box(&plan),
+                    &info,
+                    black_box(body.as_bytes()),
+                    4096,
+                )
+            })
         });
     }
     g.bench_function("routing_plan", |b| b.iter(|| routing::plan(&state.config, black_box("gpt-4o-mini"))));
@@ -163,7 +171,10 @@ fn bench_gateway_pieces(c: &mut Criterion) {
         rpm: None,
         tpm: None,
     };
-    let created = keys::create(state.store.as_ref(), state.auth.hasher(), spec, tollgate::pipeline::now_ms()).unwrap();
+    let created = w
+        .rt
+        .block_on(keys::create(state.stores.keys.as_ref(), state.auth.hasher(), spec, tollgate::pipeline::now_ms()))
+        .unwrap();
     let mut headers = HeaderMap::new();
     headers.insert("authorization", HeaderValue::from_str(&format!("Bearer {}", created.secret)).unwrap());
     g.bench_function("keyed_hash", |b| b.iter(|| state.auth.hasher().hash(black_box(&created.secret))));

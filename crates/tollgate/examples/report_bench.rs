@@ -13,7 +13,6 @@ use tollgate::analytics::SpendQuery;
 use tollgate::attribution::Attribution;
 use tollgate::ledger::{LedgerRow, UsageSource};
 use tollgate::store::sqlite::SqliteStore;
-use tollgate::store::LedgerStore;
 use tollgate_units::{Money, Usage};
 
 fn main() {

@@ -11,7 +11,7 @@ use tokio::sync::mpsc;
 
 use crate::config::Webhook;
 use crate::governor::AlertEvent;
-use crate::store::sqlite::SqliteStore;
+use crate::store::GovernanceStore;
 
 const ATTEMPTS: u32 = 6;
 
@@ -72,20 +72,15 @@ async fn post_with_retries(http: reqwest::Client, hook: Webhook, payload: serde_
 /// Runs until the governor is dropped.
 pub async fn dispatch(
     mut rx: mpsc::UnboundedReceiver<AlertEvent>,
-    store: Arc<SqliteStore>,
+    store: Arc<dyn GovernanceStore>,
     webhooks: Vec<Webhook>,
     http: reqwest::Client,
     fired_total: Arc<std::sync::atomic::AtomicU64>,
 ) {
     while let Some(e) = rx.recv().await {
-        let s = store.clone();
         let (id, start, t) = (e.budget_id.clone(), e.period_start_ms, e.threshold_permille);
-        let first =
-            tokio::task::spawn_blocking(move || s.record_alert(&id, start, t, chrono::Utc::now().timestamp_millis()))
-                .await
-                .ok()
-                .and_then(Result::ok)
-                .unwrap_or(true);
+        // Recorded once per budget, period and threshold: a failure to record still alerts.
+        let first = store.record_alert(id, start, t, crate::time::now_ms()).await.unwrap_or(true);
         if !first {
             continue;
         }

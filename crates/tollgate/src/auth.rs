@@ -149,14 +149,10 @@ impl Authenticator {
         let record = match cached {
             Some(k) => k,
             None => {
-                let store = self.store.clone();
-                let found = tokio::task::spawn_blocking(move || store.key_by_hash(&hash))
-                    .await
-                    .map_err(|e| ApiError::Internal { message: format!("key lookup task failed: {e}") })?
-                    .map_err(|e| {
-                        tracing::error!(error = %e, "key lookup failed");
-                        ApiError::Internal { message: "key lookup failed".into() }
-                    })?;
+                let found = self.store.key_by_hash(hash).await.map_err(|e| {
+                    tracing::error!(error = %e, "key lookup failed");
+                    ApiError::Internal { message: "key lookup failed".into() }
+                })?;
                 let Some(k) = found else {
                     return Err(denied("invalid API key"));
                 };

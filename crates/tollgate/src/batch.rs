@@ -43,7 +43,7 @@ use crate::governor::{Ask, Refusal, Reservation};
 use crate::ledger::LedgerRow;
 use crate::pipeline::{error_response, HEADER_REQUEST_ID};
 use crate::state::AppState;
-use crate::store::sqlite::BatchOwner;
+use crate::store::BatchOwner;
 use crate::time::now_ms;
 
 const MAX_BODY: usize = 256 * 1024 * 1024;
@@ -285,13 +285,9 @@ fn provider_for(state: &AppState, family: Family) -> Result<&Provider, ApiError>
     })
 }
 
-async fn blocking<T: Send + 'static>(
-    f: impl FnOnce() -> Result<T, crate::store::StoreError> + Send + 'static,
-) -> Result<T, ApiError> {
-    tokio::task::spawn_blocking(f)
-        .await
-        .map_err(|e| ApiError::Internal { message: e.to_string() })?
-        .map_err(|e| ApiError::Internal { message: e.to_string() })
+fn internal(e: crate::store::StoreError) -> ApiError {
+    tracing::error!(error = %e, "batch bookkeeping failed");
+    ApiError::Internal { message: format!("storage error: {e}") }
 }
 
 type Answer = (StatusCode, Option<http::HeaderValue>, Bytes);
@@ -312,9 +308,7 @@ impl Call<'_> {
 
     /// The object must have been created through this gateway by the caller (or its team).
     async fn check_owner(&self, id: &str) -> Result<(), ApiError> {
-        let store = self.state.store.clone();
-        let id2 = id.to_string();
-        let owner = blocking(move || store.batch_object_owner(&id2)).await?;
+        let owner = self.state.stores.batches.batch_object_owner(id.to_string()).await.map_err(internal)?;
         match owner {
             Some(o) if o.admits(&self.owner()) => Ok(()),
             // Someone else's, or unknown here: the same answer, so ids cannot be probed.
@@ -539,14 +533,14 @@ impl Call<'_> {
         bytes: Bytes,
         held: Vec<(String, Reservation)>,
     ) -> Result<Bytes, ApiError> {
-        let store = self.state.store.clone();
+        let store = self.state.stores.batches.clone();
         let owner = self.owner();
         let now = now_ms();
         let v: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
         match op {
             Op::UploadFile => {
                 if let Some(id) = v["id"].as_str().filter(|id| valid_id(id)).map(String::from) {
-                    blocking(move || store.record_batch_object(&id, "file", &owner, now)).await?;
+                    store.record_batch_object(id, "file", owner, now).await.map_err(internal)?;
                 }
             }
             Op::CreateBatch => {
@@ -555,12 +549,8 @@ impl Call<'_> {
                 };
                 let (provider_name, key) = (provider.name.clone(), self.principal.id().to_string());
                 let attr = serde_json::to_string(self.attribution).unwrap_or_default();
-                let id2 = id.clone();
-                blocking(move || {
-                    store.record_batch(&id2, &provider_name, &key, &attr, now)?;
-                    store.record_batch_object(&id2, "batch", &owner, now)
-                })
-                .await?;
+                store.record_batch(id.clone(), provider_name, key, attr, now).await.map_err(internal)?;
+                store.record_batch_object(id.clone(), "batch", owner, now).await.map_err(internal)?;
                 self.state.batch_holds.put(id, held);
             }
             Op::Batch(id) if self.family == Family::OpenAi => {
@@ -571,21 +561,16 @@ impl Call<'_> {
                     .collect();
                 let id = id.clone();
                 let output = v["output_file_id"].as_str().map(String::from);
-                blocking(move || {
-                    let batch_owner = store.batch_object_owner(&id)?.unwrap_or(owner);
-                    for f in &files {
-                        store.record_batch_object(f, "file", &batch_owner, now)?;
-                    }
-                    if let Some(out) = output {
-                        store.record_batch_file(&out, &id)?;
-                    }
-                    Ok(())
-                })
-                .await?;
+                let batch_owner = store.batch_object_owner(id.clone()).await.map_err(internal)?.unwrap_or(owner);
+                for f in files {
+                    store.record_batch_object(f, "file", batch_owner.clone(), now).await.map_err(internal)?;
+                }
+                if let Some(out) = output {
+                    store.record_batch_file(out, id).await.map_err(internal)?;
+                }
             }
             Op::FileContent(file) => {
-                let f = file.clone();
-                if let Some(batch) = blocking(move || store.batch_of_file(&f)).await? {
+                if let Some(batch) = store.batch_of_file(file.clone()).await.map_err(internal)? {
                     self.price(&batch, &bytes).await?;
                 }
             }
@@ -600,9 +585,10 @@ impl Call<'_> {
     async fn filter_list(&self, mut v: Value, bytes: Bytes) -> Result<Bytes, ApiError> {
         let Some(items) = v["data"].as_array().cloned() else { return Ok(bytes) };
         let ids: Vec<String> = items.iter().filter_map(|i| i["id"].as_str().map(String::from)).collect();
-        let store = self.state.store.clone();
-        let owners =
-            blocking(move || ids.iter().map(|id| store.batch_object_owner(id)).collect::<Result<Vec<_>, _>>()).await?;
+        let mut owners = Vec::with_capacity(ids.len());
+        for id in ids {
+            owners.push(self.state.stores.batches.batch_object_owner(id).await.map_err(internal)?);
+        }
         let me = self.owner();
         let mut owners = owners.into_iter();
         let kept: Vec<Value> = items
@@ -631,9 +617,7 @@ async fn price_results(
     batch: &str,
     bytes: &Bytes,
 ) -> Result<(), crate::store::StoreError> {
-    let store = state.store.clone();
-    let id = batch.to_string();
-    let owner = tokio::task::spawn_blocking(move || store.batch(&id)).await.unwrap_or(Ok(None))?;
+    let owner = state.stores.batches.batch(batch.to_string()).await?;
     let Some((provider_name, key_id, attr)) = owner else {
         tracing::warn!(batch, "results of a batch not created through this gateway: not priced");
         return Ok(());

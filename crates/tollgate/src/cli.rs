@@ -2,7 +2,6 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::Arc;
 
 use anyhow::{bail, Context};
 use clap::{Args, Parser, Subcommand};
@@ -10,8 +9,7 @@ use clap::{Args, Parser, Subcommand};
 use crate::config::{Config, ProcessEnv};
 use crate::keys::{self, KeySpec};
 use crate::server::{key_hasher, Gateway};
-use crate::store::sqlite::SqliteStore;
-use crate::store::KeyStore;
+use crate::store::Stores;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -187,10 +185,8 @@ fn load_config(cli: &Cli) -> anyhow::Result<Config> {
     Ok(config)
 }
 
-fn open_store(config: &Config) -> anyhow::Result<Arc<SqliteStore>> {
-    let store = SqliteStore::open(&config.storage.url)
-        .with_context(|| format!("cannot open the database {}", config.storage.url))?;
-    Ok(Arc::new(store))
+fn open_store(config: &Config) -> anyhow::Result<Stores> {
+    Stores::open(&config.storage.url).with_context(|| format!("cannot open the database {}", config.storage.url))
 }
 
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
@@ -203,7 +199,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             let store = open_store(&config)?;
             let listen = config.server.listen;
             tracing::info!(config = %config.source, providers = config.providers.len(), db = %config.storage.url, "starting");
-            let gateway = Gateway::build(config, store)?;
+            let gateway = Gateway::build(config, store).await?;
             let listener =
                 tokio::net::TcpListener::bind(listen).await.with_context(|| format!("cannot listen on {listen}"))?;
             eprintln!("tollgate listening on http://{}", listener.local_addr()?);
@@ -236,7 +232,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 Some(extra) => tollgate_pricing::Catalog::builtin().merged(extra),
                 None => tollgate_pricing::Catalog::builtin().clone(),
             };
-            crate::prices_cli::run(cmd, &catalog, || Ok(SqliteStore::open(&config.storage.url)?))
+            crate::prices_cli::run(cmd, &catalog, || open_store(&config)).await
         }
     }
 }
@@ -251,18 +247,18 @@ async fn keys_command(cli: &Cli, cmd: &KeysCommand) -> anyhow::Result<()> {
     match cmd {
         KeysCommand::Create(c) => {
             let spec = key_spec(c, now)?;
-            let hasher = key_hasher(&config, store.as_ref())?;
+            let hasher = key_hasher(&config, store.keys.as_ref()).await?;
             let created =
-                keys::create_with_limits(store.as_ref(), &hasher, spec, now).map_err(|e| anyhow::anyhow!("{e}"))?;
+                keys::create_with_limits(&store, &hasher, spec, now).await.map_err(|e| anyhow::anyhow!("{e}"))?;
             print_created(&keys::created_json(&created), c.json)
         }
         KeysCommand::List { json } => {
-            let list = store.list_keys()?;
+            let list = store.keys.list_keys().await?;
             let v: Vec<_> = list.iter().map(keys::record_json).collect();
             print_list(&v, *json)
         }
         KeysCommand::Revoke { id } => {
-            if !store.revoke_key(id, now)? {
+            if !store.keys.revoke_key(id.clone(), now).await? {
                 bail!("no key with id {id:?}");
             }
             println!("revoked {id}");
@@ -413,7 +409,7 @@ async fn report(cli: &Cli, args: &ReportArgs) -> anyhow::Result<()> {
         let config = load_config(cli)?;
         let store = open_store(&config)?;
         q.to_ms = None;
-        tokio::task::spawn_blocking(move || store.spend(&q)).await??
+        store.reports.spend(q).await?
     };
     match args.format {
         ReportFormat::Table => print!("{}", analytics::report_table(&report)),
@@ -468,12 +464,12 @@ async fn budgets_command(cli: &Cli, cmd: &BudgetsCommand) -> anyhow::Result<()> 
                 block_unpriced: *block_unpriced,
             };
             let spec = crate::api::budget_spec(body).map_err(|e| anyhow::anyhow!("{e}"))?;
-            store.upsert_budget(&spec, now)?;
+            store.governance.upsert_budget(spec.clone(), now).await?;
             println!("budget {} set: {} ${} per {} ({})", spec.id, spec.scope, spec.limit, spec.period, spec.action);
             Ok(())
         }
         BudgetsCommand::List => {
-            for b in config.governance.budgets.iter().cloned().chain(store.list_budgets()?) {
+            for b in config.governance.budgets.iter().cloned().chain(store.governance.list_budgets().await?) {
                 println!(
                     "{:<36} {:<28} ${:<16} {:<14} {}",
                     b.id,
@@ -488,8 +484,8 @@ async fn budgets_command(cli: &Cli, cmd: &BudgetsCommand) -> anyhow::Result<()> 
         BudgetsCommand::Status => {
             // The ledger's view: settled spend this period (a running gateway also knows its reservations).
             let (governor, _rx) = crate::governor::Governor::new(config.governance.tz);
-            for b in config.governance.budgets.iter().cloned().chain(store.list_budgets()?) {
-                crate::governor::install_budget(&store, &governor, b, now)?;
+            for b in config.governance.budgets.iter().cloned().chain(store.governance.list_budgets().await?) {
+                crate::governor::install_budget(&store, &governor, b, now).await?;
             }
             for s in governor.status(now) {
                 let v = crate::api::budget_json(&s, now);
@@ -507,7 +503,7 @@ async fn budgets_command(cli: &Cli, cmd: &BudgetsCommand) -> anyhow::Result<()> 
             Ok(())
         }
         BudgetsCommand::Delete { id } => {
-            if !store.delete_budget(id)? {
+            if !store.governance.delete_budget(id.clone()).await? {
                 bail!("no budget {id:?} in the database (budgets from the config file are changed there)");
             }
             println!("deleted {id}");

@@ -122,27 +122,20 @@ async fn request_detail(State(state): State<Arc<AppState>>, headers: HeaderMap, 
         Ok(r) => r,
         Err(e) => return e.into_response(),
     };
-    let s = state.clone();
-    let found =
-        tokio::task::spawn_blocking(move || s.store.request(&id).map(|r| r.map(|r| (cost_parts(&s, &r), r)))).await;
+    let found = state.stores.requests.request(id).await.map(|r| r.map(|r| (cost_parts(&state, &r), r)));
     // A team admin sees its own team's requests only; another team's is "not found".
     let found = match (found, crate::api::team_of(&role)) {
-        (Ok(Ok(Some((_, row)))), Some(team)) if row.attribution.tag("team") != Some(team) => Ok(Ok(None)),
+        (Ok(Some((_, row))), Some(team)) if row.attribution.tag("team") != Some(team) => Ok(None),
         (f, _) => f,
     };
     match found {
-        Ok(Ok(Some((parts, row)))) => Json(json!({
+        Ok(Some((parts, row))) => Json(json!({
             "request": crate::api::row_json(&row),
             "cost_parts": parts.as_ref().map(|p| &p.0),
             "price_source": parts.as_ref().map(|p| &p.1),
         }))
         .into_response(),
-        Ok(Ok(None)) => (
-            StatusCode::NOT_FOUND,
-            Json(json!({"error": {"message": "no such request", "type": "not_found_error", "code": "not_found", "param": null}})),
-        )
-            .into_response(),
-        Ok(Err(e)) => ApiError::Internal { message: e.to_string() }.into_response(),
+        Ok(None) => ApiError::NotFound { message: "no such request".into() }.into_response(),
         Err(e) => ApiError::Internal { message: e.to_string() }.into_response(),
     }
 }

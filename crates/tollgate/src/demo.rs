@@ -11,7 +11,6 @@
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
@@ -26,8 +25,7 @@ use crate::keys::{self, KeySpec};
 use crate::ledger::{LedgerRow, UsageSource};
 use crate::pricing::Pricing;
 use crate::server::{key_hasher, Gateway};
-use crate::store::sqlite::SqliteStore;
-use crate::store::LedgerStore;
+use crate::store::Stores;
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct DemoArgs {
@@ -145,14 +143,14 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
         .with_context(|| format!("cannot listen on {} (try --listen 127.0.0.1:0)", args.listen))?;
     let addr = listener.local_addr()?;
     let config = demo_config(mock_addr, addr, &args.demo_db)?;
-    let store = Arc::new(SqliteStore::open(&config.storage.url)?);
-    let hasher = key_hasher(&config, store.as_ref())?;
+    let store = Stores::open(&config.storage.url)?;
+    let hasher = key_hasher(&config, store.keys.as_ref()).await?;
     let now = crate::time::now_ms();
     let mut team_keys = Vec::new();
     let mut key_ids = BTreeMap::new();
     for team in TEAMS.iter().map(|(t, _)| *t).chain(HISTORY_ONLY_TEAMS.iter().copied()) {
         let spec = KeySpec { name: format!("{team}-service"), team: Some(team.into()), ..KeySpec::default() };
-        let k = keys::create(store.as_ref(), &hasher, spec, now).map_err(|e| anyhow::anyhow!("{e}"))?;
+        let k = keys::create(store.keys.as_ref(), &hasher, spec, now).await.map_err(|e| anyhow::anyhow!("{e}"))?;
         key_ids.insert(team.to_string(), k.record.id.clone());
         if !HISTORY_ONLY_TEAMS.contains(&team) {
             team_keys.push((team.to_string(), k.secret));
@@ -162,11 +160,11 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     let seeded = if args.history_days > 0 {
         let history = History::new(&config.providers, key_ids, now, args.history_days).generate();
         let n = history.len();
-        let store2 = store.clone();
+        let sink = store.ledger.clone();
         tokio::task::spawn_blocking(move || -> Result<(), crate::store::StoreError> {
             for chunk in history.chunks(2000) {
                 let refs: Vec<&LedgerRow> = chunk.iter().collect();
-                store2.append(&refs)?;
+                sink.append(&refs)?;
             }
             Ok(())
         })
@@ -175,7 +173,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     } else {
         0
     };
-    let gateway = Gateway::build(config, store)?;
+    let gateway = Gateway::build(config, store).await?;
 
     let base = format!("http://{addr}");
     let example_key = team_keys[0].1.clone();

@@ -488,17 +488,17 @@ impl Drop for Reservation {
 }
 
 /// Puts a budget in force with what the ledger already holds for its window.
-pub fn install_budget(
-    store: &crate::store::sqlite::SqliteStore,
+pub async fn install_budget(
+    stores: &crate::store::Stores,
     governor: &Governor,
     spec: BudgetSpec,
     now_ms: i64,
 ) -> Result<(), crate::store::StoreError> {
     let (start, _) = spec.period.window(now_ms, governor.time_zone());
-    let spent = store.spend_per_second(&spec.scope.ledger_filters(), start)?;
+    let spent = stores.reports.spend_per_second(spec.scope.ledger_filters(), start).await?;
     let fired = match spec.period {
         Period::Rolling(_) => Default::default(),
-        _ => store.fired_alerts(&spec.id, start)?,
+        _ => stores.governance.fired_alerts(spec.id.clone(), start).await?,
     };
     governor.set_budget(spec, spent, fired, now_ms);
     Ok(())

@@ -97,7 +97,12 @@ fn check_tag(k: &str, v: &str) -> Result<(), ApiError> {
     Ok(())
 }
 
-pub fn create(store: &dyn KeyStore, hasher: &KeyHasher, spec: KeySpec, now_ms: i64) -> Result<CreatedKey, ApiError> {
+pub async fn create(
+    store: &dyn KeyStore,
+    hasher: &KeyHasher,
+    spec: KeySpec,
+    now_ms: i64,
+) -> Result<CreatedKey, ApiError> {
     if spec.name.trim().is_empty() {
         return Err(ApiError::invalid_param("a key needs a name", "name"));
     }
@@ -141,29 +146,31 @@ pub fn create(store: &dyn KeyStore, hasher: &KeyHasher, spec: KeySpec, now_ms: i
         revoked_ms: None,
     };
     store
-        .insert_key(&NewKey { record: record.clone(), hash: hasher.hash(&secret) })
+        .insert_key(NewKey { record: record.clone(), hash: hasher.hash(&secret) })
+        .await
         .map_err(|e| ApiError::Internal { message: format!("cannot store the key: {e}") })?;
     Ok(CreatedKey { record, secret })
 }
 
 /// Creates a key and the budget and rate limits it asks for (stored, and put
 /// in force on `governor` when the gateway is running in this process).
-pub fn create_governed(
-    store: &crate::store::sqlite::SqliteStore,
+pub async fn create_governed(
+    stores: &crate::store::Stores,
     governor: &crate::governor::Governor,
     hasher: &KeyHasher,
     spec: KeySpec,
     now_ms: i64,
 ) -> Result<CreatedKey, ApiError> {
-    let created = create_with_limits(store, hasher, spec, now_ms)?;
+    let created = create_with_limits(stores, hasher, spec, now_ms).await?;
     let internal = |e: crate::store::StoreError| ApiError::Internal { message: e.to_string() };
-    for b in
-        store.list_budgets().map_err(internal)?.into_iter().filter(|b| b.id == format!("key:{}", created.record.id))
-    {
-        crate::governor::install_budget(store, governor, b, now_ms).map_err(internal)?;
+    let budgets = stores.governance.list_budgets().await.map_err(internal)?;
+    for b in budgets.into_iter().filter(|b| b.id == format!("key:{}", created.record.id)) {
+        crate::governor::install_budget(stores, governor, b, now_ms).await.map_err(internal)?;
     }
-    for l in store
+    for l in stores
+        .governance
         .list_limits()
+        .await
         .map_err(internal)?
         .into_iter()
         .filter(|l| l.id.starts_with(&format!("key:{}/", created.record.id)))
@@ -174,8 +181,8 @@ pub fn create_governed(
 }
 
 /// Creates a key and stores the budget and limits it asks for.
-pub fn create_with_limits(
-    store: &crate::store::sqlite::SqliteStore,
+pub async fn create_with_limits(
+    stores: &crate::store::Stores,
     hasher: &KeyHasher,
     spec: KeySpec,
     now_ms: i64,
@@ -183,14 +190,14 @@ pub fn create_with_limits(
     // Validate the limits before anything is written.
     key_governance("key_check", &spec)?;
     let spec2 = spec.clone();
-    let created = create(store, hasher, spec, now_ms)?;
+    let created = create(stores.keys.as_ref(), hasher, spec, now_ms).await?;
     let (budget, limits) = key_governance(&created.record.id, &spec2)?;
     let internal = |e: crate::store::StoreError| ApiError::Internal { message: e.to_string() };
     if let Some(b) = budget {
-        store.upsert_budget(&b, now_ms).map_err(internal)?;
+        stores.governance.upsert_budget(b, now_ms).await.map_err(internal)?;
     }
     for l in limits {
-        store.upsert_limit(&l, now_ms).map_err(internal)?;
+        stores.governance.upsert_limit(l, now_ms).await.map_err(internal)?;
     }
     Ok(created)
 }

@@ -25,7 +25,7 @@ use std::time::Duration;
 
 use tokio::sync::{mpsc, oneshot};
 
-use crate::store::LedgerStore;
+use crate::store::LedgerSink;
 
 pub use crate::config::{OnFull, SpoolConfig};
 pub use crate::record::{cache_static, endpoint_static, LedgerRow, StaticName, UsageSource};
@@ -113,7 +113,7 @@ fn segments(dir: &Path) -> std::io::Result<Vec<(u64, PathBuf)>> {
 
 /// Loads every segment left by an earlier run into the store, then deletes it.
 /// A torn last line (the process died mid-write) was never acknowledged and is skipped.
-pub fn replay(dir: &Path, store: &dyn LedgerStore) -> Result<u64, crate::store::StoreError> {
+pub fn replay(dir: &Path, store: &dyn LedgerSink) -> Result<u64, crate::store::StoreError> {
     let mut n = 0;
     for (_, path) in segments(dir)? {
         let mut rows = Vec::new();
@@ -144,7 +144,7 @@ impl LedgerWriter {
     /// Replays what an earlier run left in the spool, then starts the spool
     /// and loader threads.
     pub fn start(
-        store: Arc<dyn LedgerStore>,
+        store: Arc<dyn LedgerSink>,
         cfg: SpoolConfig,
     ) -> Result<(LedgerWriter, LedgerDrain), crate::store::StoreError> {
         std::fs::create_dir_all(&cfg.dir)?;
@@ -475,7 +475,7 @@ fn spool_thread(
     }
 }
 
-fn loader_thread(rx: std::sync::mpsc::Receiver<Load>, store: Arc<dyn LedgerStore>, backlog: Arc<Backlog>) {
+fn loader_thread(rx: std::sync::mpsc::Receiver<Load>, store: Arc<dyn LedgerSink>, backlog: Arc<Backlog>) {
     let mut pending: Vec<LedgerRow> = Vec::new();
     let mut pending_bytes = 0u64;
     let mut closed: Vec<PathBuf> = Vec::new();

@@ -6,7 +6,7 @@ use anyhow::{bail, Context};
 use clap::Subcommand;
 use tollgate_pricing::{import, Catalog, PriceEntry};
 
-use crate::store::sqlite::SqliteStore;
+use crate::store::Stores;
 
 #[derive(Debug, Subcommand)]
 pub enum PricesCommand {
@@ -75,10 +75,10 @@ fn read_outside(file: &PathBuf, format: ImportFormat) -> anyhow::Result<(Catalog
     r.map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))
 }
 
-pub fn run(
+pub async fn run(
     cmd: &PricesCommand,
     catalog: &Catalog,
-    store: impl FnOnce() -> anyhow::Result<SqliteStore>,
+    store: impl FnOnce() -> anyhow::Result<Stores>,
 ) -> anyhow::Result<()> {
     match cmd {
         PricesCommand::List { provider } => {
@@ -152,7 +152,7 @@ pub fn run(
         }
         PricesCommand::Check { against, format } => {
             let store = store()?;
-            let unpriced = store.unpriced_models()?;
+            let unpriced = store.reports.unpriced_models().await?;
             if unpriced.is_empty() {
                 println!("every model in the ledger has a price");
             } else {

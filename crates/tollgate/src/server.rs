@@ -25,8 +25,7 @@ use crate::governor::Governor;
 use crate::ledger::{LedgerDrain, LedgerWriter};
 use crate::pipeline;
 use crate::pricing::Pricing;
-use crate::store::sqlite::SqliteStore;
-use crate::store::KeyStore;
+use crate::store::{KeyStore, Stores};
 
 pub use crate::state::AppState;
 
@@ -52,15 +51,15 @@ pub enum StartError {
 pub use crate::upstream::http_client;
 
 /// The key hasher for this database: the configured secret, else one kept in the database.
-pub fn key_hasher(config: &Config, store: &dyn KeyStore) -> Result<KeyHasher, crate::store::StoreError> {
+pub async fn key_hasher(config: &Config, store: &dyn KeyStore) -> Result<KeyHasher, crate::store::StoreError> {
     Ok(match &config.server.key_secret {
         Some(s) => KeyHasher::new(s.expose().as_bytes()),
-        None => KeyHasher::new(&store.key_hash_secret()?),
+        None => KeyHasher::new(&store.key_hash_secret().await?),
     })
 }
 
 impl Gateway {
-    pub fn build(config: Config, store: Arc<SqliteStore>) -> Result<Gateway, StartError> {
+    pub async fn build(config: Config, stores: Stores) -> Result<Gateway, StartError> {
         let admin_open = config.server.admin_token.is_none() && config.admin_tokens.is_empty();
         if admin_open && !config.server.listen.ip().is_loopback() {
             return Err(StartError::Refused(format!(
@@ -68,10 +67,18 @@ impl Gateway {
                 config.server.listen, "TOLLGATE_ADMIN_TOKEN"
             )));
         }
-        let hasher = key_hasher(&config, store.as_ref())?;
-        let spool = config.ledger.clone().unwrap_or_else(|| crate::ledger::SpoolConfig::beside(store.path()));
+        let hasher = key_hasher(&config, stores.keys.as_ref()).await?;
+        let spool = match (&config.ledger, &stores.file) {
+            (Some(s), _) => s.clone(),
+            (None, Some(file)) => crate::ledger::SpoolConfig::beside(file),
+            (None, None) => {
+                return Err(StartError::Refused(
+                    "[ledger] spool_dir is needed when the database is not a local file".into(),
+                ))
+            }
+        };
         let (ledger, drain) = if config.ledger_enabled {
-            LedgerWriter::start(store.clone(), spool)?
+            LedgerWriter::start(stores.ledger.clone(), spool)?
         } else {
             tracing::warn!(
                 "[ledger] enabled = false: requests are NOT recorded (no spend history, no reports); \
@@ -79,7 +86,7 @@ impl Gateway {
             );
             LedgerWriter::disabled()
         };
-        let auth = Authenticator::new(store.clone(), hasher, config.server.auth);
+        let auth = Authenticator::new(stores.keys.clone(), hasher, config.server.auth);
         // Tokenizers load on first use (~60 MiB): most deployments never need them.
         if std::env::var_os("TOLLGATE_WARM_TOKENIZERS").is_some() {
             std::thread::spawn(crate::metering::warm_up);
@@ -89,7 +96,7 @@ impl Gateway {
             None => Pricing::builtin(),
         };
         let observer = Arc::new(crate::observe::Observer::new(&config));
-        if let Err(error) = observer.warm_up(&store, crate::time::now_ms()) {
+        if let Err(error) = observer.warm_up(stores.requests.as_ref(), crate::time::now_ms()).await {
             tracing::warn!(%error, "cannot read the ledger to warm up anomaly baselines");
         }
         let http = http_client()?;
@@ -97,19 +104,19 @@ impl Gateway {
         let (governor, alert_rx) = Governor::new(config.governance.tz);
         let governor = Arc::new(governor);
         let now = crate::time::now_ms();
-        for l in config.governance.limits.iter().cloned().chain(store.list_limits()?) {
+        for l in config.governance.limits.iter().cloned().chain(stores.governance.list_limits().await?) {
             governor.set_limit(l, now);
         }
         let mut installed = Vec::new();
-        for b in config.governance.budgets.iter().cloned().chain(store.list_budgets()?) {
-            crate::governor::install_budget(&store, &governor, b.clone(), now)?;
+        for b in config.governance.budgets.iter().cloned().chain(stores.governance.list_budgets().await?) {
+            crate::governor::install_budget(&stores, &governor, b.clone(), now).await?;
             installed.push(b);
         }
         let alerts_fired = Arc::new(std::sync::atomic::AtomicU64::new(0));
         let mut background = vec![
             tokio::spawn(crate::alerts::dispatch(
                 alert_rx,
-                store.clone(),
+                stores.governance.clone(),
                 config.governance.webhooks.clone(),
                 http.clone(),
                 alerts_fired.clone(),
@@ -120,14 +127,14 @@ impl Gateway {
                 http.clone(),
             )),
             tokio::spawn(watch_governance(
-                store.clone(),
+                stores.clone(),
                 governor.clone(),
                 config.governance.budgets.clone(),
                 installed,
             )),
         ];
         if let Some(days) = config.retention_days {
-            background.push(tokio::spawn(retention(store.clone(), days)));
+            background.push(tokio::spawn(retention(stores.requests.clone(), days)));
         }
         let state = AppState {
             cache: match &config.cache.redis_url {
@@ -150,7 +157,7 @@ impl Gateway {
             alerts_fired,
             config: Arc::new(config),
             auth,
-            store,
+            stores,
             ledger,
             pricing,
             http,
@@ -222,15 +229,14 @@ impl Gateway {
 }
 
 /// Deletes raw ledger rows past the retention period, at start and every ten minutes.
-async fn retention(store: Arc<SqliteStore>, days: u32) {
+async fn retention(log: Arc<dyn crate::store::RequestLog>, days: u32) {
     loop {
         let before = crate::time::now_ms() - i64::from(days) * 86_400_000;
-        let s = store.clone();
-        match tokio::task::spawn_blocking(move || s.prune_raw(before)).await {
-            Ok(Ok(n)) if n > 0 => {
+        match log.prune_raw(before).await {
+            Ok(n) if n > 0 => {
                 tracing::info!(rows = n, days, "deleted raw ledger rows past retention (rollups kept)")
             }
-            Ok(Err(error)) => tracing::warn!(%error, "ledger retention failed"),
+            Err(error) => tracing::warn!(%error, "ledger retention failed"),
             _ => {}
         }
         tokio::time::sleep(std::time::Duration::from_secs(600)).await;
@@ -239,28 +245,21 @@ async fn retention(store: Arc<SqliteStore>, days: u32) {
 
 /// Picks up budgets and limits changed by other processes (`tollgate budgets set` on the database).
 async fn watch_governance(
-    store: Arc<SqliteStore>,
+    stores: Stores,
     governor: Arc<Governor>,
     from_config: Vec<BudgetSpec>,
     mut installed: Vec<BudgetSpec>,
 ) {
-    let mut seen = store.governance_version().ok();
+    let g = stores.governance.clone();
+    let mut seen = g.governance_version().await.ok();
     loop {
         tokio::time::sleep(std::time::Duration::from_secs(2)).await;
-        let s = store.clone();
-        let Ok(Ok(version)) = tokio::task::spawn_blocking(move || s.governance_version()).await else { continue };
+        let Ok(version) = g.governance_version().await else { continue };
         if Some(version) == seen {
             continue;
         }
         seen = Some(version);
-        let s = store.clone();
-        let Ok(Ok((budgets, limits))) = tokio::task::spawn_blocking(move || {
-            Ok::<_, crate::store::StoreError>((s.list_budgets()?, s.list_limits()?))
-        })
-        .await
-        else {
-            continue;
-        };
+        let (Ok(budgets), Ok(limits)) = (g.list_budgets().await, g.list_limits().await) else { continue };
         let now = crate::time::now_ms();
         let wanted: Vec<BudgetSpec> = from_config.iter().cloned().chain(budgets).collect();
         for old in &installed {
@@ -270,7 +269,7 @@ async fn watch_governance(
         }
         for b in &wanted {
             if !installed.contains(b) {
-                if let Err(error) = crate::governor::install_budget(&store, &governor, b.clone(), now) {
+                if let Err(error) = crate::governor::install_budget(&stores, &governor, b.clone(), now).await {
                     tracing::error!(%error, budget = %b.id, "cannot install budget");
                 }
             }

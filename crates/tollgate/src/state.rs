@@ -14,13 +14,13 @@ use crate::config::Config;
 use crate::governor::Governor;
 use crate::ledger::LedgerWriter;
 use crate::pricing::Pricing;
-use crate::store::sqlite::SqliteStore;
+use crate::store::Stores;
 
 /// Everything a request needs, shared by all requests.
 pub struct AppState {
     pub config: Arc<Config>,
     pub auth: Authenticator,
-    pub store: Arc<SqliteStore>,
+    pub stores: Stores,
     pub ledger: LedgerWriter,
     pub pricing: Pricing,
     /// For calls other than the proxied request (webhooks, embeddings for the semantic cache).

@@ -89,15 +89,17 @@ async fn no_hit_across_tenants_and_per_request_modes() {
     let g = Harness::start().await;
     let hasher = tollgate::server::key_hasher(
         &tollgate::config::Config::zero_config(&std::collections::HashMap::<String, String>::new()).unwrap(),
-        g.store.as_ref(),
+        g.stores.keys.as_ref(),
     )
+    .await
     .unwrap();
     let other = tollgate::keys::create(
-        g.store.as_ref(),
+        g.stores.keys.as_ref(),
         &hasher,
         tollgate::keys::KeySpec { name: "other".into(), team: Some("growth".into()), ..Default::default() },
         tollgate::pipeline::now_ms(),
     )
+    .await
     .unwrap()
     .secret;
     let body = det("gpt-4o-mini", "tenant secret answer", false);

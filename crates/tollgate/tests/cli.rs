@@ -166,7 +166,6 @@ fn demo_runs_and_fills_the_ledger() {
     assert!(text.contains("curl -s http://127.0.0.1:") && text.contains("OpenAI(base_url="), "{text}");
     assert!(text.contains("/ui"), "prints the dashboard URL: {text}");
     let store = tollgate::store::sqlite::SqliteStore::open(db.to_str().unwrap()).unwrap();
-    use tollgate::store::LedgerStore;
     let rows =
         store.requests(&tollgate::store::RequestQuery { filters: vec![], limit: 1000, cursor: None }).unwrap().rows;
     assert!(rows.len() > 20, "demo traffic reached the ledger: {}", rows.len());
@@ -226,7 +225,6 @@ fn prices_list_show_import_and_check() {
         "latency_ms": 1, "ttft_ms": null, "attempts": 1, "attribution": {}
     }))
     .unwrap();
-    use tollgate::store::LedgerStore;
     store.append(&[&row]).unwrap();
     let out = tollgate(&["--db", &db, "prices", "check"], &[]);
     let text = String::from_utf8_lossy(&out.stdout);

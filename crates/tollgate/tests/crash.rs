@@ -14,7 +14,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tollgate::store::sqlite::SqliteStore;
-use tollgate::store::{LedgerStore, RequestQuery};
+use tollgate::store::RequestQuery;
 
 const KILL_CYCLES: usize = 20;
 

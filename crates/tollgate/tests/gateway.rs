@@ -384,7 +384,7 @@ async fn embeddings_responses_and_gemini_are_metered() {
 async fn request_log_api_pages_and_filters() {
     let h = Harness::start().await;
     // A key without a team: each request says which team it is for.
-    let shared = h.add_key("shared", None);
+    let shared = h.add_key("shared", None).await;
     for i in 0..5 {
         let team = if i % 2 == 0 { "growth" } else { "search" };
         let r = h
@@ -442,7 +442,7 @@ async fn request_log_api_pages_and_filters() {
 #[tokio::test]
 async fn spend_api_groups_by_columns_and_custom_tags() {
     let h = Harness::start().await;
-    let shared = h.add_key("shared", None);
+    let shared = h.add_key("shared", None).await;
     let plan = [
         ("growth", "summarize", "gpt-4o-mini"),
         ("growth", "summarize", "gpt-4o-mini"),
@@ -498,8 +498,9 @@ async fn key_policies_model_allow_list_expiry_and_enforced_tags() {
     let h = Harness::start().await;
     let hasher = tollgate::server::key_hasher(
         &tollgate::config::Config::zero_config(&std::collections::HashMap::<String, String>::new()).unwrap(),
-        h.store.as_ref(),
+        h.stores.keys.as_ref(),
     )
+    .await
     .unwrap();
     let now = tollgate::pipeline::now_ms();
     let spec = tollgate::keys::KeySpec {
@@ -508,7 +509,7 @@ async fn key_policies_model_allow_list_expiry_and_enforced_tags() {
         enforce_tags: vec![("team".into(), "search".into())],
         ..Default::default()
     };
-    let limited = tollgate::keys::create(h.store.as_ref(), &hasher, spec, now).unwrap().secret;
+    let limited = tollgate::keys::create(h.stores.keys.as_ref(), &hasher, spec, now).await.unwrap().secret;
     let r = h
         .http
         .post(format!("{}/v1/chat/completions", h.base))
@@ -535,7 +536,7 @@ async fn key_policies_model_allow_list_expiry_and_enforced_tags() {
     assert_eq!(h.row(&id).attribution.tag("team"), Some("search"), "an enforced tag wins over the request");
 
     let spec = tollgate::keys::KeySpec { name: "short".into(), expires_ms: Some(now + 300), ..Default::default() };
-    let short = tollgate::keys::create(h.store.as_ref(), &hasher, spec, now).unwrap().secret;
+    let short = tollgate::keys::create(h.stores.keys.as_ref(), &hasher, spec, now).await.unwrap().secret;
     tokio::time::sleep(std::time::Duration::from_millis(400)).await;
     let r = h
         .http

@@ -294,7 +294,7 @@ async fn baselines_and_findings_survive_a_restart_through_the_ledger() {
     }
     h.wait_rows(5).await;
     let o = Observer::with_options(None, ObserveOptions::default());
-    assert_eq!(o.warm_up(&h.store, tollgate::pipeline::now_ms()).unwrap(), 5);
+    assert_eq!(o.warm_up(h.stores.requests.as_ref(), tollgate::pipeline::now_ms()).await.unwrap(), 5);
     let found = o.anomalies();
     assert_eq!(found.len(), 1);
     assert_eq!((found[0].kind, found[0].value.as_str()), (Kind::Loop, "before-restart"));

@@ -116,7 +116,7 @@ deny = ["claude-opus-*"]
         .unwrap();
     assert_eq!(code(r).await.0, 403, "a request cannot move its key to another team");
     // Another team's key is not covered by the rule.
-    let search = h.add_key("search", Some("search"));
+    let search = h.add_key("search", Some("search")).await;
     let r = h
         .http
         .post(format!("{}/v1/chat/completions", h.base))

@@ -95,7 +95,7 @@ fn budget_extra(scope: &str, usd: &str) -> String {
 async fn batch_path_traversal_reaches_neither_the_chat_api_nor_upstream_internals() {
     let h = Harness::start_with(&budget_extra("team = \"growth\"", "0.000001"), |c| c).await;
     // A key allowed no model at all, under a budget of a millionth of a dollar.
-    let (key, _) = restricted_key(&h);
+    let (key, _) = restricted_key(&h).await;
     let body = chat("gpt-4o", "spend the operator's money", false).to_string();
     let before = h.mock_total().await;
     for path in [
@@ -117,24 +117,23 @@ async fn batch_path_traversal_reaches_neither_the_chat_api_nor_upstream_internal
     h.stop().await;
 }
 
-fn restricted_key(h: &Harness) -> (String, String) {
-    use tollgate::store::KeyStore;
-    let hasher = tollgate::auth::KeyHasher::new(&h.store.key_hash_secret().unwrap());
+async fn restricted_key(h: &Harness) -> (String, String) {
+    let hasher = tollgate::auth::KeyHasher::new(&h.stores.keys.key_hash_secret().await.unwrap());
     let spec = tollgate::keys::KeySpec {
         name: "restricted".into(),
         team: Some("growth".into()),
         models: vec!["no-such-model".into()],
         ..Default::default()
     };
-    let k = tollgate::keys::create(h.store.as_ref(), &hasher, spec, tollgate::pipeline::now_ms()).unwrap();
+    let k = tollgate::keys::create(h.stores.keys.as_ref(), &hasher, spec, tollgate::pipeline::now_ms()).await.unwrap();
     (k.secret, k.record.id)
 }
 
 #[tokio::test]
 async fn another_teams_batches_and_files_are_invisible() {
     let h = Harness::start().await;
-    let other = h.add_key("other team", Some("search"));
-    let teammate = h.add_key("teammate", Some("growth"));
+    let other = h.add_key("other team", Some("search")).await;
+    let teammate = h.add_key("teammate", Some("growth")).await;
     let file = upload(&h, &h.key, &batch_lines("gpt-4o-mini", 2)).await;
     // Another team may not build a batch on this team's file.
     let r = create_batch(&h, &other, &file).await;
@@ -165,7 +164,7 @@ async fn another_teams_batches_and_files_are_invisible() {
 async fn creating_a_batch_is_governed_like_its_requests() {
     let h = Harness::start_with(&budget_extra("team = \"growth\"", "0.0001"), |c| c).await;
     // Model allow-list: a key limited to another model.
-    let (restricted, _) = restricted_key(&h);
+    let (restricted, _) = restricted_key(&h).await;
     let file = upload(&h, &restricted, &batch_lines("gpt-4o-mini", 1)).await;
     let r = create_batch(&h, &restricted, &file).await;
     assert_eq!(r.status(), 403);
@@ -521,12 +520,8 @@ async fn requests_over_the_in_flight_cap_are_shed_and_shutdown_has_a_deadline() 
     h.stop().await;
     assert!(started.elapsed() < Duration::from_secs(8), "shutdown waited {:?}", started.elapsed());
     let _ = (a.await, b.await);
-    let rows = tollgate::store::LedgerStore::requests(
-        store.as_ref(),
-        &tollgate::store::RequestQuery { filters: vec![], limit: 100, cursor: None },
-    )
-    .unwrap()
-    .rows;
+    let rows =
+        store.requests(&tollgate::store::RequestQuery { filters: vec![], limit: 100, cursor: None }).unwrap().rows;
     assert_eq!(rows.iter().filter(|r| r.error_code.as_deref() == Some("shutdown")).count(), 2, "{rows:?}");
 }
 
@@ -588,7 +583,7 @@ async fn a_team_admin_cannot_reach_another_teams_budgets_or_requests() {
     assert!(limits.contains(&("b".into(), "50.000000000".into())), "{limits:?}");
     assert!(limits.contains(&("search-monthly".into(), "100.000000000".into())), "{limits:?}");
     // Read another team's request through the dashboard's detail route.
-    let search = h.add_key("search", Some("search"));
+    let search = h.add_key("search", Some("search")).await;
     let r = h
         .http
         .post(format!("{}/v1/chat/completions", h.base))
@@ -728,7 +723,7 @@ async fn metrics_need_their_token_when_one_is_configured() {
 #[tokio::test]
 async fn report_csv_cells_cannot_run_as_formulas_and_tables_print_no_escapes() {
     let h = Harness::start().await;
-    let shared = h.add_key("shared", None);
+    let shared = h.add_key("shared", None).await;
     let r = h
         .http
         .post(format!("{}/v1/chat/completions", h.base))
@@ -782,7 +777,7 @@ async fn the_database_wal_and_spool_are_readable_by_their_owner_only() {
     }
     assert!(checked >= 3, "database, WAL and spool checked ({checked})");
     // The stored key prefix gives away at most 2 of the 40 secret characters.
-    let keys = tollgate::store::KeyStore::list_keys(h.store.as_ref()).unwrap();
+    let keys = h.stores.keys.list_keys().await.unwrap();
     assert!(keys.iter().all(|k| k.prefix.len() <= 5), "{:?}", keys.iter().map(|k| &k.prefix).collect::<Vec<_>>());
     h.stop().await;
 }

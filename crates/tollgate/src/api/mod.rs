@@ -22,7 +22,7 @@ use crate::error::ApiError;
 use crate::keys::{self, KeySpec};
 use crate::ledger::LedgerRow;
 use crate::state::AppState;
-use crate::store::{KeyStore, LedgerStore, RequestQuery};
+use crate::store::RequestQuery;
 use crate::time::now_ms;
 
 pub fn routes() -> Router<Arc<AppState>> {
@@ -143,14 +143,10 @@ pub(crate) fn authorize(state: &AppState, headers: &HeaderMap, access: Access) -
     Ok(role)
 }
 
-/// Runs a blocking store call off the async runtime; any failure is a 500.
-async fn blocking<T: Send + 'static, E: std::fmt::Display + Send + 'static>(
-    f: impl FnOnce() -> Result<T, E> + Send + 'static,
-) -> Result<T, ApiError> {
-    tokio::task::spawn_blocking(f)
-        .await
-        .map_err(|e| ApiError::Internal { message: e.to_string() })?
-        .map_err(|e| ApiError::Internal { message: e.to_string() })
+/// A storage failure, as the client sees it: a 500 (the detail goes to the log).
+fn internal(e: crate::store::StoreError) -> ApiError {
+    tracing::error!(error = %e, "storage call failed");
+    ApiError::Internal { message: format!("storage error: {e}") }
 }
 
 pub(crate) fn team_of(role: &Role) -> Option<&str> {
@@ -273,8 +269,7 @@ async fn requests(
                 other => return Err(ApiError::invalid_param(format!("unknown query parameter {other:?}"), other)),
             }
         }
-        let store = state.store.clone();
-        let page = blocking(move || store.requests(&q)).await?;
+        let page = state.stores.requests.requests(q).await.map_err(internal)?;
         let rows: Vec<Value> = page.rows.iter().map(row_json).collect();
         Ok::<_, ApiError>(Json(json!({"rows": rows, "next_cursor": page.next_cursor})))
     };
@@ -324,13 +319,8 @@ async fn create_key(State(state): State<Arc<AppState>>, headers: HeaderMap, body
             spec.enforce_tags.retain(|(k, _)| k != "team");
             spec.enforce_tags.push(("team".into(), t.to_string()));
         }
-        let store = state.store.clone();
-        let hasher = state.auth.hasher().clone();
-        let governor = state.governor.clone();
         let created =
-            tokio::task::spawn_blocking(move || keys::create_governed(&store, &governor, &hasher, spec, now_ms()))
-                .await
-                .map_err(|e| ApiError::Internal { message: e.to_string() })??;
+            keys::create_governed(&state.stores, &state.governor, state.auth.hasher(), spec, now_ms()).await?;
         Ok::<_, ApiError>((StatusCode::CREATED, Json(keys::created_json(&created))))
     };
     match run.await {
@@ -348,9 +338,8 @@ async fn list_keys(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Re
         Ok(r) => r,
         Err(e) => return e.into_response(),
     };
-    let store = state.store.clone();
-    match tokio::task::spawn_blocking(move || store.list_keys()).await {
-        Ok(Ok(list)) => {
+    match state.stores.keys.list_keys().await {
+        Ok(list) => {
             let list: Vec<_> = list
                 .iter()
                 .filter(|k| team_of(&role).is_none_or(|t| key_team(k) == Some(t)))
@@ -358,8 +347,7 @@ async fn list_keys(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Re
                 .collect();
             Json(json!({ "keys": list })).into_response()
         }
-        Ok(Err(e)) => ApiError::Internal { message: e.to_string() }.into_response(),
-        Err(e) => ApiError::Internal { message: e.to_string() }.into_response(),
+        Err(e) => internal(e).into_response(),
     }
 }
 
@@ -369,27 +357,23 @@ async fn revoke_key(State(state): State<Arc<AppState>>, headers: HeaderMap, Path
         Err(e) => return e.into_response(),
     };
     if let Some(t) = team_of(&role) {
-        let store = state.store.clone();
-        let keys = tokio::task::spawn_blocking(move || store.list_keys()).await;
-        let ok = matches!(&keys, Ok(Ok(list)) if list.iter().any(|k| k.id == id && key_team(k) == Some(t)));
+        let keys = state.stores.keys.list_keys().await;
+        let ok = matches!(&keys, Ok(list) if list.iter().any(|k| k.id == id && key_team(k) == Some(t)));
         if !ok {
             return not_your_team(t).into_response();
         }
     }
-    let store = state.store.clone();
-    let id2 = id.clone();
-    match tokio::task::spawn_blocking(move || store.revoke_key(&id2, now_ms())).await {
-        Ok(Ok(true)) => {
+    match state.stores.keys.revoke_key(id.clone(), now_ms()).await {
+        Ok(true) => {
             state.auth.invalidate();
             Json(json!({"id": id, "revoked": true})).into_response()
         }
-        Ok(Ok(false)) => (
+        Ok(false) => (
             StatusCode::NOT_FOUND,
             Json(json!({"error": {"message": format!("no key {id:?}"), "type": "not_found_error", "code": "not_found", "param": null}})),
         )
             .into_response(),
-        Ok(Err(e)) => ApiError::Internal { message: e.to_string() }.into_response(),
-        Err(e) => ApiError::Internal { message: e.to_string() }.into_response(),
+        Err(e) => internal(e).into_response(),
     }
 }
 
@@ -433,8 +417,7 @@ async fn spend(
                 "group_by",
             ));
         }
-        let store = state.store.clone();
-        let report = blocking(move || store.spend(&q)).await?;
+        let report = state.stores.reports.spend(q).await.map_err(internal)?;
         Ok::<_, ApiError>(Json(crate::analytics::report_json(&report)))
     };
     match run.await {
@@ -569,17 +552,9 @@ async fn set_budget(State(state): State<Arc<AppState>>, headers: HeaderMap, body
                 return Err(not_your_team(t));
             }
         }
-        let store = state.store.clone();
-        let governor = state.governor.clone();
-        let s2 = spec.clone();
-        tokio::task::spawn_blocking(move || {
-            let now = now_ms();
-            store.upsert_budget(&s2, now)?;
-            crate::governor::install_budget(&store, &governor, s2, now)
-        })
-        .await
-        .map_err(|e| ApiError::Internal { message: e.to_string() })?
-        .map_err(|e| ApiError::Internal { message: e.to_string() })?;
+        let now = now_ms();
+        state.stores.governance.upsert_budget(spec.clone(), now).await.map_err(internal)?;
+        crate::governor::install_budget(&state.stores, &state.governor, spec.clone(), now).await.map_err(internal)?;
         let now = now_ms();
         let st = state.governor.status(now).into_iter().find(|b| b.spec.id == spec.id);
         Ok::<_, ApiError>((StatusCode::OK, Json(st.map(|b| budget_json(&b, now)).unwrap_or(Value::Null))))
@@ -604,10 +579,8 @@ async fn delete_budget(State(state): State<Arc<AppState>>, headers: HeaderMap, P
             return not_your_team(t).into_response();
         }
     }
-    let store = state.store.clone();
-    let id2 = id.clone();
-    match tokio::task::spawn_blocking(move || store.delete_budget(&id2)).await {
-        Ok(Ok(found)) => {
+    match state.stores.governance.delete_budget(id.clone()).await {
+        Ok(found) => {
             let in_memory = state.governor.remove_budget(&id);
             if found || in_memory {
                 Json(json!({"id": id, "deleted": true})).into_response()
@@ -615,8 +588,7 @@ async fn delete_budget(State(state): State<Arc<AppState>>, headers: HeaderMap, P
                 (StatusCode::NOT_FOUND, Json(json!({"error": {"message": format!("no budget {id:?}"), "type": "not_found_error", "code": "not_found", "param": null}}))).into_response()
             }
         }
-        Ok(Err(e)) => ApiError::Internal { message: e.to_string() }.into_response(),
-        Err(e) => ApiError::Internal { message: e.to_string() }.into_response(),
+        Err(e) => internal(e).into_response(),
     }
 }
 
@@ -645,9 +617,7 @@ async fn prompt_cache(
                 other => return Err(ApiError::invalid_param(format!("unknown query parameter {other:?}"), other)),
             }
         }
-        let store = state.store.clone();
-        let by2 = by.clone();
-        let rows = blocking(move || store.prompt_cache(&by2, from)).await?;
+        let rows = state.stores.reports.prompt_cache(by.clone(), from).await.map_err(internal)?;
         Ok::<_, ApiError>(Json(crate::analytics::prompt_cache_json(&by, &rows)))
     };
     match run.await {

@@ -15,7 +15,6 @@ use crate::config::Role;
 use crate::error::ApiError;
 use crate::observe::{outcomes, Anomaly, MAX_RECENT};
 use crate::state::AppState;
-use crate::store::StoreError;
 use crate::time::now_ms;
 
 /// Routes this module serves; merged into the server's router.
@@ -89,12 +88,6 @@ async fn list_anomalies(
     }
 }
 
-async fn blocking<T: Send + 'static>(
-    f: impl FnOnce() -> Result<T, StoreError> + Send + 'static,
-) -> Result<T, ApiError> {
-    tokio::task::spawn_blocking(f).await.map_err(internal)?.map_err(internal)
-}
-
 /// Who may report outcomes: an admin token with write access, or an
 /// application with its virtual key.
 async fn outcome_reporter(state: &AppState, headers: &HeaderMap) -> Result<String, ApiError> {
@@ -115,9 +108,7 @@ async fn post_outcome(State(state): State<Arc<AppState>>, headers: HeaderMap, bo
         let id = format!("out_{}", uuid::Uuid::now_v7().simple());
         let o =
             outcomes::Outcome::parse(&body, id, now_ms(), reporter).map_err(|e| ApiError::invalid(e.to_string()))?;
-        let store = state.store.clone();
-        let stored = o.clone();
-        blocking(move || store.insert_outcome(&stored)).await?;
+        state.stores.outcomes.insert_outcome(o.clone()).await.map_err(internal)?;
         Ok::<_, ApiError>((StatusCode::CREATED, Json(o.to_json())))
     };
     match run.await {
@@ -144,8 +135,7 @@ async fn list_outcomes(
                 other => return Err(ApiError::invalid_param(format!("unknown query parameter {other:?}"), other)),
             }
         }
-        let store = state.store.clone();
-        let list = blocking(move || store.list_outcomes(limit)).await?;
+        let list = state.stores.outcomes.list_outcomes(limit).await.map_err(internal)?;
         Ok::<_, ApiError>(Json(json!({"outcomes": list.iter().map(outcomes::Outcome::to_json).collect::<Vec<_>>()})))
     };
     match run.await {
@@ -182,8 +172,7 @@ async fn outcome_cost(
         if q.by.is_empty() {
             return Err(ApiError::invalid_param("by is required (feature, prompt, model or a tag name)", "by"));
         }
-        let store = state.store.clone();
-        let report = blocking(move || store.outcome_cost(&q)).await?;
+        let report = state.stores.outcomes.outcome_cost(q).await.map_err(internal)?;
         Ok::<_, ApiError>(Json(outcomes::report_json(&report)))
     };
     match run.await {

@@ -31,8 +31,7 @@ use tokio::sync::broadcast;
 
 use crate::config::Config;
 use crate::ledger::LedgerRow;
-use crate::store::sqlite::SqliteStore;
-use crate::store::{LedgerStore, RequestQuery, StoreError};
+use crate::store::{RequestLog, RequestQuery, StoreError};
 
 pub use anomaly::{Anomaly, Detector, DetectorConfig, Kind};
 
@@ -172,12 +171,12 @@ impl Observer {
     /// Rebuilds the detector's baselines from the ledger's last
     /// [`WARM_UP_MS`] (at most [`WARM_UP_MAX_ROWS`] rows), oldest first.
     /// What the replay finds is listed but not broadcast. Returns the rows read.
-    pub fn warm_up(&self, store: &SqliteStore, now_ms: i64) -> Result<usize, StoreError> {
+    pub async fn warm_up(&self, store: &dyn RequestLog, now_ms: i64) -> Result<usize, StoreError> {
         let since = now_ms - WARM_UP_MS;
         let mut rows: Vec<LedgerRow> = Vec::new();
         let mut cursor = None;
         'pages: loop {
-            let page = store.requests(&RequestQuery { filters: vec![], limit: 1000, cursor })?;
+            let page = store.requests(RequestQuery { filters: vec![], limit: 1000, cursor }).await?;
             for r in page.rows {
                 // Request ids are time-ordered (UUIDv7), so the pages go back in time.
                 if r.time_ms < since || rows.len() >= WARM_UP_MAX_ROWS {

@@ -1,16 +1,28 @@
-//! Storage, by capability: virtual keys ([`KeyStore`]) and the ledger
-//! ([`LedgerStore`]). SQLite (embedded) is always available.
+//! Storage, by capability: keys, the ledger sink, the request log, reports,
+//! governance, outcomes and batches, each a trait.
 //!
-//! The traits are blocking on purpose: implementations run on the ledger
-//! writer thread or inside `spawn_blocking`, never on the async request path.
+//! Every capability is a trait of async calls (boxed futures, so a store can
+//! sit behind `Arc<dyn …>`), except the ledger sink, which is called only
+//! from the ledger loader's own thread. [`Stores`] holds one of each, opened
+//! from `[storage] url`. SQLite is the embedded implementation: its blocking
+//! calls run on tokio's blocking pool. All SQL lives under this module.
 
+mod adapter;
 mod outcomes;
 mod reports;
 pub mod sqlite;
 
 use std::collections::BTreeMap;
 
+use std::collections::BTreeSet;
+use std::sync::Arc;
+
+use crate::budget::{BudgetSpec, RateLimitSpec};
+use crate::outcome::{CostQuery, CostReport, Outcome};
+use crate::query::{PromptCacheRow, SpendQuery, SpendReport};
 use crate::record::LedgerRow;
+pub use adapter::Sqlite;
+pub use sqlite::BatchOwner;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -22,6 +34,8 @@ pub enum StoreError {
     Io(#[from] std::io::Error),
     #[error("corrupt value in column {0}")]
     Corrupt(&'static str),
+    #[error("storage task failed: {0}")]
+    Task(String),
 }
 
 /// Characters of a key's secret kept (and shown) to recognise it: `tg_` and
@@ -53,22 +67,140 @@ pub struct NewKey {
     pub hash: [u8; 32],
 }
 
+/// What a store call returns: a boxed future, so stores can sit behind `Arc<dyn …>`.
+pub type StoreFuture<'a, T> = futures_util::future::BoxFuture<'a, Result<T, StoreError>>;
+
+/// Virtual keys.
 pub trait KeyStore: Send + Sync {
-    fn insert_key(&self, key: &NewKey) -> Result<(), StoreError>;
-    fn key_by_hash(&self, hash: &[u8; 32]) -> Result<Option<KeyRecord>, StoreError>;
-    fn list_keys(&self) -> Result<Vec<KeyRecord>, StoreError>;
+    fn insert_key(&self, key: NewKey) -> StoreFuture<'_, ()>;
+    fn key_by_hash(&self, hash: [u8; 32]) -> StoreFuture<'_, Option<KeyRecord>>;
+    fn list_keys(&self) -> StoreFuture<'_, Vec<KeyRecord>>;
     /// Marks the key revoked; false when no such key.
-    fn revoke_key(&self, id: &str, now_ms: i64) -> Result<bool, StoreError>;
+    fn revoke_key(&self, id: String, now_ms: i64) -> StoreFuture<'_, bool>;
     /// The server-side secret that keys the key hashes, created on first use.
-    fn key_hash_secret(&self) -> Result<Vec<u8>, StoreError>;
+    fn key_hash_secret(&self) -> StoreFuture<'_, Vec<u8>>;
 }
 
-pub trait LedgerStore: Send + Sync {
+/// Where the ledger loader puts rows. Blocking on purpose: it is called only
+/// from the loader's own thread, which exists to wait on the database.
+pub trait LedgerSink: Send + Sync {
     /// Stores the rows in one transaction; a row whose request id is already
     /// present is skipped (idempotent replay).
     fn append(&self, rows: &[&LedgerRow]) -> Result<(), StoreError>;
+}
+
+/// The request log: rows as they were written.
+pub trait RequestLog: Send + Sync {
     /// Newest first, with an opaque cursor from the previous page.
-    fn requests(&self, q: &RequestQuery) -> Result<RequestPage, StoreError>;
+    fn requests(&self, q: RequestQuery) -> StoreFuture<'_, RequestPage>;
+    /// One request's row.
+    fn request(&self, id: String) -> StoreFuture<'_, Option<LedgerRow>>;
+    /// Deletes raw rows older than `before_ms` (aggregates kept); the number deleted.
+    fn prune_raw(&self, before_ms: i64) -> StoreFuture<'_, u64>;
+}
+
+/// Spend reports over the ledger.
+pub trait Reports: Send + Sync {
+    fn spend(&self, q: SpendQuery) -> StoreFuture<'_, SpendReport>;
+    fn prompt_cache(&self, by: String, from_ms: i64) -> StoreFuture<'_, Vec<PromptCacheRow>>;
+    /// Settled spend per second since `from_ms` for rows matching `filters`.
+    fn spend_per_second(&self, filters: Vec<(String, String)>, from_ms: i64) -> StoreFuture<'_, Vec<(i64, i64)>>;
+    /// Models with rows but no price: (provider, model, requests).
+    fn unpriced_models(&self) -> StoreFuture<'_, Vec<(String, String, i64)>>;
+}
+
+/// Budgets, rate limits and the alerts fired, as set through the API or CLI.
+pub trait GovernanceStore: Send + Sync {
+    fn upsert_budget(&self, b: BudgetSpec, now_ms: i64) -> StoreFuture<'_, ()>;
+    fn delete_budget(&self, id: String) -> StoreFuture<'_, bool>;
+    fn list_budgets(&self) -> StoreFuture<'_, Vec<BudgetSpec>>;
+    fn upsert_limit(&self, l: RateLimitSpec, now_ms: i64) -> StoreFuture<'_, ()>;
+    fn list_limits(&self) -> StoreFuture<'_, Vec<RateLimitSpec>>;
+    /// Changes whenever a budget or limit changes (for replicas to notice).
+    fn governance_version(&self) -> StoreFuture<'_, (i64, i64, i64, i64)>;
+    /// Records an alert once per budget, period and threshold; false when already recorded.
+    fn record_alert(
+        &self,
+        budget_id: String,
+        period_start_ms: i64,
+        threshold: u32,
+        now_ms: i64,
+    ) -> StoreFuture<'_, bool>;
+    fn fired_alerts(&self, budget_id: String, period_start_ms: i64) -> StoreFuture<'_, BTreeSet<u32>>;
+}
+
+/// Reported outcomes and cost per outcome.
+pub trait OutcomeStore: Send + Sync {
+    fn insert_outcome(&self, o: Outcome) -> StoreFuture<'_, ()>;
+    fn list_outcomes(&self, limit: usize) -> StoreFuture<'_, Vec<Outcome>>;
+    fn outcome_cost(&self, q: CostQuery) -> StoreFuture<'_, CostReport>;
+}
+
+/// Owners and bookkeeping of batch-API objects.
+pub trait BatchStore: Send + Sync {
+    fn record_batch_object(
+        &self,
+        id: String,
+        kind: &'static str,
+        owner: BatchOwner,
+        now_ms: i64,
+    ) -> StoreFuture<'_, ()>;
+    fn batch_object_owner(&self, id: String) -> StoreFuture<'_, Option<BatchOwner>>;
+    fn record_batch(
+        &self,
+        id: String,
+        provider: String,
+        key_id: String,
+        attribution: String,
+        now_ms: i64,
+    ) -> StoreFuture<'_, ()>;
+    /// A batch's provider, owner key and attribution (JSON).
+    fn batch(&self, id: String) -> StoreFuture<'_, Option<(String, String, String)>>;
+    fn record_batch_file(&self, file_id: String, batch_id: String) -> StoreFuture<'_, ()>;
+    fn batch_of_file(&self, file_id: String) -> StoreFuture<'_, Option<String>>;
+}
+
+/// Every capability, each behind its trait, opened from `[storage] url`.
+#[derive(Clone)]
+pub struct Stores {
+    pub keys: Arc<dyn KeyStore>,
+    pub ledger: Arc<dyn LedgerSink>,
+    pub requests: Arc<dyn RequestLog>,
+    pub reports: Arc<dyn Reports>,
+    pub governance: Arc<dyn GovernanceStore>,
+    pub outcomes: Arc<dyn OutcomeStore>,
+    pub batches: Arc<dyn BatchStore>,
+    /// The embedded database's file, when there is one (the spool goes beside it).
+    pub file: Option<std::path::PathBuf>,
+}
+
+impl std::fmt::Debug for Stores {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Stores").field("file", &self.file).finish()
+    }
+}
+
+impl Stores {
+    /// Opens the storage a URL names: `sqlite://PATH` (or a bare path).
+    pub fn open(url: &str) -> Result<Stores, StoreError> {
+        Ok(Stores::sqlite(Arc::new(sqlite::SqliteStore::open(url)?)))
+    }
+
+    /// Every capability served by one embedded SQLite database.
+    pub fn sqlite(db: Arc<sqlite::SqliteStore>) -> Stores {
+        let file = Some(db.path().to_path_buf());
+        let s = Arc::new(adapter::Sqlite(db));
+        Stores {
+            keys: s.clone(),
+            ledger: s.clone(),
+            requests: s.clone(),
+            reports: s.clone(),
+            governance: s.clone(),
+            outcomes: s.clone(),
+            batches: s,
+            file,
+        }
+    }
 }
 
 pub use crate::query::{RequestPage, RequestQuery};

@@ -277,7 +277,6 @@ mod tests {
     use crate::attribution::Attribution;
     use crate::query::Bucket;
     use crate::record::{LedgerRow, UsageSource};
-    use crate::store::LedgerStore;
     use tollgate_units::Usage;
 
     fn row(i: i64, t: i64) -> LedgerRow {

@@ -8,7 +8,7 @@ use std::sync::Mutex;
 use rusqlite::{params, Connection, OptionalExtension};
 use tollgate_units::{Money, Usage};
 
-use super::{KeyRecord, KeyStore, LedgerStore, NewKey, RequestPage, RequestQuery, StoreError};
+use super::{KeyRecord, NewKey, RequestPage, RequestQuery, StoreError};
 use crate::attribution::Attribution;
 use crate::record::{cache_static, endpoint_static, LedgerRow, UsageSource};
 
@@ -460,8 +460,9 @@ fn key_from_row(r: &rusqlite::Row<'_>) -> Result<KeyRecord, StoreError> {
     })
 }
 
-impl KeyStore for SqliteStore {
-    fn insert_key(&self, key: &NewKey) -> Result<(), StoreError> {
+/// Keys (the blocking calls behind [`super::KeyStore`]).
+impl SqliteStore {
+    pub fn insert_key(&self, key: &NewKey) -> Result<(), StoreError> {
         let k = &key.record;
         self.reader().execute(
             "INSERT INTO keys (id, name, hash, prefix, default_tags, enforced_tags, models, created_ms, expires_ms, revoked_ms)
@@ -482,7 +483,7 @@ impl KeyStore for SqliteStore {
         Ok(())
     }
 
-    fn key_by_hash(&self, hash: &[u8; 32]) -> Result<Option<KeyRecord>, StoreError> {
+    pub fn key_by_hash(&self, hash: &[u8; 32]) -> Result<Option<KeyRecord>, StoreError> {
         let conn = self.reader();
         let mut stmt = conn.prepare_cached("SELECT * FROM keys WHERE hash = ?1")?;
         let mut rows = stmt.query(params![&hash[..]])?;
@@ -492,7 +493,7 @@ impl KeyStore for SqliteStore {
         }
     }
 
-    fn list_keys(&self) -> Result<Vec<KeyRecord>, StoreError> {
+    pub fn list_keys(&self) -> Result<Vec<KeyRecord>, StoreError> {
         let conn = self.reader();
         let mut stmt = conn.prepare("SELECT * FROM keys ORDER BY created_ms, id")?;
         let mut rows = stmt.query([])?;
@@ -503,14 +504,14 @@ impl KeyStore for SqliteStore {
         Ok(out)
     }
 
-    fn revoke_key(&self, id: &str, now_ms: i64) -> Result<bool, StoreError> {
+    pub fn revoke_key(&self, id: &str, now_ms: i64) -> Result<bool, StoreError> {
         let n = self
             .reader()
             .execute("UPDATE keys SET revoked_ms = COALESCE(revoked_ms, ?2) WHERE id = ?1", params![id, now_ms])?;
         Ok(n > 0)
     }
 
-    fn key_hash_secret(&self) -> Result<Vec<u8>, StoreError> {
+    pub fn key_hash_secret(&self) -> Result<Vec<u8>, StoreError> {
         let conn = self.reader();
         let existing: Option<String> =
             conn.query_row("SELECT value FROM meta WHERE name = 'key_hash_secret'", [], |r| r.get(0)).optional()?;
@@ -589,8 +590,9 @@ fn i(v: u64) -> i64 {
     i64::try_from(v).unwrap_or(i64::MAX)
 }
 
-impl LedgerStore for SqliteStore {
-    fn append(&self, rows: &[&LedgerRow]) -> Result<(), StoreError> {
+/// The ledger (the blocking calls behind [`super::LedgerSink`] and [`super::RequestLog`]).
+impl SqliteStore {
+    pub fn append(&self, rows: &[&LedgerRow]) -> Result<(), StoreError> {
         let mut conn = self.writer.lock().unwrap_or_else(|p| p.into_inner());
         let tx = conn.transaction()?;
         {
@@ -711,7 +713,7 @@ impl LedgerStore for SqliteStore {
         Ok(())
     }
 
-    fn requests(&self, q: &RequestQuery) -> Result<RequestPage, StoreError> {
+    pub fn requests(&self, q: &RequestQuery) -> Result<RequestPage, StoreError> {
         let mut sql = String::from("SELECT * FROM ledger WHERE 1=1");
         let mut args: Vec<String> = Vec::new();
         for (dim, value) in &q.filters {

@@ -12,7 +12,7 @@ use tollgate::config::Config;
 use tollgate::keys::{self, KeySpec};
 use tollgate::server::{key_hasher, Gateway};
 use tollgate::store::sqlite::SqliteStore;
-use tollgate::store::{LedgerStore, RequestQuery};
+use tollgate::store::RequestQuery;
 
 pub struct Harness {
     pub base: String,
@@ -20,6 +20,8 @@ pub struct Harness {
     pub key: String,
     pub key_id: String,
     pub store: Arc<SqliteStore>,
+    /// The same database as every storage capability (what the gateway uses).
+    pub stores: tollgate::store::Stores,
     pub http: reqwest::Client,
     pub _dir: tempfile::TempDir,
     pub backlog: tollgate::ledger::BacklogProbe,
@@ -86,15 +88,16 @@ impl Harness {
         let config =
             tweak(Config::from_toml(&text, "test.toml", &std::collections::HashMap::<String, String>::new()).unwrap());
         let store = Arc::new(SqliteStore::open(&config.storage.url).unwrap());
-        let hasher = key_hasher(&config, store.as_ref()).unwrap();
+        let stores = tollgate::store::Stores::sqlite(store.clone());
+        let hasher = key_hasher(&config, stores.keys.as_ref()).await.unwrap();
         let spec = KeySpec {
             name: "test".into(),
             team: Some("growth".into()),
             tags: vec![("env".into(), "test".into())],
             ..KeySpec::default()
         };
-        let created = keys::create(store.as_ref(), &hasher, spec, tollgate::pipeline::now_ms()).unwrap();
-        let gateway = Gateway::build(config, store.clone()).unwrap();
+        let created = keys::create(stores.keys.as_ref(), &hasher, spec, tollgate::pipeline::now_ms()).await.unwrap();
+        let gateway = Gateway::build(config, stores.clone()).await.unwrap();
         let backlog = gateway.state.ledger.backlog_probe();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
@@ -113,6 +116,7 @@ impl Harness {
             key: created.secret,
             key_id: created.record.id,
             store,
+            stores,
             http: reqwest::Client::new(),
             _dir: dir,
             backlog,
@@ -122,11 +126,10 @@ impl Harness {
     }
 
     /// Another key on the same gateway (its secret): `team` enforced when given.
-    pub fn add_key(&self, name: &str, team: Option<&str>) -> String {
-        use tollgate::store::KeyStore;
-        let hasher = tollgate::auth::KeyHasher::new(&self.store.key_hash_secret().unwrap());
+    pub async fn add_key(&self, name: &str, team: Option<&str>) -> String {
+        let hasher = tollgate::auth::KeyHasher::new(&self.stores.keys.key_hash_secret().await.unwrap());
         let spec = KeySpec { name: name.into(), team: team.map(String::from), ..KeySpec::default() };
-        keys::create(self.store.as_ref(), &hasher, spec, tollgate::pipeline::now_ms()).unwrap().secret
+        keys::create(self.stores.keys.as_ref(), &hasher, spec, tollgate::pipeline::now_ms()).await.unwrap().secret
     }
 
     pub fn post(&self, path: &str) -> reqwest::RequestBuilder {

@@ -540,8 +540,34 @@ fn take(m: Load, pending: &mut Vec<LedgerRow>, bytes: &mut u64, closed: &mut Vec
 mod tests {
     use super::*;
     use crate::attribution::Attribution;
-    use crate::store::sqlite::SqliteStore;
-    use crate::store::RequestQuery;
+    use std::collections::BTreeMap;
+    use std::sync::atomic::AtomicBool;
+
+    /// A database stand-in: rows by request id (idempotent like the real
+    /// sinks), and a lock that makes every append fail, as a locked or
+    /// unreachable database does.
+    #[derive(Default)]
+    struct MemorySink {
+        rows: Mutex<BTreeMap<String, LedgerRow>>,
+        locked: AtomicBool,
+    }
+
+    impl LedgerSink for MemorySink {
+        fn append(&self, rows: &[&LedgerRow]) -> Result<(), crate::store::StoreError> {
+            if self.locked.load(Ordering::Acquire) {
+                return Err(crate::store::StoreError::Task("database is locked".into()));
+            }
+            let mut all = self.rows.lock().unwrap();
+            for r in rows {
+                all.entry(r.request_id.clone()).or_insert_with(|| (*r).clone());
+            }
+            Ok(())
+        }
+    }
+
+    fn sink() -> Arc<MemorySink> {
+        Arc::new(MemorySink::default())
+    }
     use tollgate_units::{Money, Usage};
 
     pub fn row(id: &str) -> LedgerRow {
@@ -572,14 +598,14 @@ mod tests {
         }
     }
 
-    fn count(store: &SqliteStore) -> usize {
-        store.requests(&RequestQuery { filters: vec![], limit: 1000, cursor: None }).unwrap().rows.len()
+    fn count(store: &MemorySink) -> usize {
+        store.rows.lock().unwrap().len()
     }
 
     #[test]
     fn concurrent_requests_share_spool_writes_and_every_row_lands_once() {
         let dir = tempfile::tempdir().unwrap();
-        let store = Arc::new(SqliteStore::open(&format!("sqlite://{}", dir.path().join("l.db").display())).unwrap());
+        let store = Arc::new(MemorySink::default());
         let cfg = SpoolConfig::beside(&dir.path().join("l.db"));
         let (w, drain) = LedgerWriter::start(store.clone(), cfg).unwrap();
         // The gateway's runtime on one core: tasks ready in the same tick share a write.
@@ -612,7 +638,7 @@ mod tests {
     #[test]
     fn replay_loads_leftovers_once_and_skips_a_torn_line() {
         let dir = tempfile::tempdir().unwrap();
-        let store = SqliteStore::open(&format!("sqlite://{}", dir.path().join("l.db").display())).unwrap();
+        let store = MemorySink::default();
         let spool = dir.path().join("spool");
         std::fs::create_dir_all(&spool).unwrap();
         let mut text = String::new();
@@ -632,7 +658,7 @@ mod tests {
     #[tokio::test]
     async fn rows_reach_the_database_and_the_spool_empties_on_drain() {
         let dir = tempfile::tempdir().unwrap();
-        let store = Arc::new(SqliteStore::open(&format!("sqlite://{}", dir.path().join("l.db").display())).unwrap());
+        let store = Arc::new(MemorySink::default());
         let cfg = SpoolConfig::beside(&dir.path().join("l.db"));
         let (w, drain) = LedgerWriter::start(store.clone(), cfg.clone()).unwrap();
         for i in 0..500 {
@@ -647,7 +673,7 @@ mod tests {
     #[tokio::test]
     async fn the_fsync_spool_thread_group_commits_and_drains() {
         let dir = tempfile::tempdir().unwrap();
-        let store = Arc::new(SqliteStore::open(&format!("sqlite://{}", dir.path().join("l.db").display())).unwrap());
+        let store = Arc::new(MemorySink::default());
         let mut cfg = SpoolConfig::beside(&dir.path().join("l.db"));
         cfg.fsync = true;
         let (w, drain) = LedgerWriter::start(store.clone(), cfg.clone()).unwrap();
@@ -670,19 +696,17 @@ mod tests {
     async fn a_locked_database_does_not_stop_acknowledgements() {
         let dir = tempfile::tempdir().unwrap();
         let db = dir.path().join("l.db");
-        let store = Arc::new(SqliteStore::open(&format!("sqlite://{}", db.display())).unwrap());
+        let store = sink();
         let (w, drain) = LedgerWriter::start(store.clone(), SpoolConfig::beside(&db)).unwrap();
-        // Another process-like connection holds the write lock.
-        let blocker = rusqlite::Connection::open(&db).unwrap();
-        blocker.execute_batch("BEGIN IMMEDIATE").unwrap();
+        // The database refuses writes for a while.
+        store.locked.store(true, Ordering::Release);
         for i in 0..50 {
             tokio::time::timeout(Duration::from_secs(2), w.write(row(&format!("b{i}"))))
                 .await
                 .expect("acked while the db is locked");
         }
         assert!(w.backlog_bytes() > 0, "rows wait in the spool");
-        blocker.execute_batch("COMMIT").unwrap();
-        drop(blocker);
+        store.locked.store(false, Ordering::Release);
         drop(w);
         tokio::task::spawn_blocking(move || drain.wait()).await.unwrap();
         assert_eq!(count(&store), 50);
@@ -692,20 +716,18 @@ mod tests {
     async fn reject_policy_refuses_at_the_bound() {
         let dir = tempfile::tempdir().unwrap();
         let db = dir.path().join("l.db");
-        let store = Arc::new(SqliteStore::open(&format!("sqlite://{}", db.display())).unwrap());
+        let store = sink();
         let mut cfg = SpoolConfig::beside(&db);
         cfg.max_bytes = 1000;
         cfg.on_full = OnFull::Reject;
         let (w, drain) = LedgerWriter::start(store.clone(), cfg).unwrap();
-        let blocker = rusqlite::Connection::open(&db).unwrap();
-        blocker.execute_batch("BEGIN IMMEDIATE").unwrap();
+        store.locked.store(true, Ordering::Release);
         assert!(!w.refusing());
         for i in 0..5 {
             w.write(row(&format!("x{i}"))).await;
         }
         assert!(w.refusing(), "backlog {} over the bound", w.backlog_bytes());
-        blocker.execute_batch("COMMIT").unwrap();
-        drop(blocker);
+        store.locked.store(false, Ordering::Release);
         for _ in 0..200 {
             if !w.refusing() {
                 break;

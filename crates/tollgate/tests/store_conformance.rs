@@ -1,0 +1,405 @@
+//! One conformance suite for every storage implementation: each case runs
+//! against a fresh `Stores` of each backend, through the capability traits
+//! only. A backend joins by adding one line to `backends!` at the bottom.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::collections::BTreeMap;
+
+use tollgate::attribution::Attribution;
+use tollgate::budget::{Action, BudgetSpec, LimitKind, Period, RateLimitSpec, Scope};
+use tollgate::query::{Bucket, SpendQuery, SpendRow};
+use tollgate::record::{LedgerRow, UsageSource};
+use tollgate::store::{BatchOwner, KeyRecord, NewKey, RequestQuery, Stores};
+use tollgate_units::{Money, Usage};
+
+/// A deterministic spread of rows over teams, models, users, times and outcomes.
+fn row(i: i64, t: i64) -> LedgerRow {
+    let mut a = Attribution::default();
+    a.tags.insert("team".into(), ["growth", "search", "ops"][(i % 3) as usize].into());
+    a.tags.insert("env".into(), ["prod", "dev"][(i % 2) as usize].into());
+    a.tags.insert("user".into(), format!("u{}", i % 5));
+    if i % 4 != 0 {
+        a.tags.insert("feature".into(), "summarize".into());
+    }
+    a.tags.insert("cost_center".into(), format!("cc{}", i % 3));
+    LedgerRow {
+        request_id: format!("r{i:06}"),
+        time_ms: t,
+        key_id: Some(format!("key_{}", i % 2)),
+        endpoint: "chat.completions",
+        requested_model: Some("m".into()),
+        model: Some(["gpt-4o", "claude-sonnet-4"][(i % 2) as usize].into()),
+        provider: Some("p".into()),
+        status: if i % 7 == 0 { 502 } else { 200 },
+        error_code: if i % 7 == 0 { Some("upstream_error".into()) } else { None },
+        usage: Usage {
+            input: 10 + i as u64,
+            cache_read: (i % 4) as u64,
+            cache_write_5m: 1,
+            output: 5 + (i % 9) as u64,
+            reasoning: (i % 3) as u64,
+            ..Usage::default()
+        },
+        usage_source: if i % 5 == 0 { UsageSource::Estimated } else { UsageSource::Provider },
+        cost: if i % 11 == 0 { None } else { Some(Money::from_nanos(1_000 + i * 37)) },
+        cache_savings: Money::from_nanos(7),
+        response_cache_savings: Money::ZERO,
+        streamed: i % 2 == 0,
+        client_disconnected: false,
+        cache: "off",
+        latency_ms: 1,
+        ttft_ms: None,
+        attempts: 1 + (i % 2) as u32,
+        prefix_hash: None,
+        attempt_log: Vec::new(),
+        attribution: a,
+    }
+}
+
+const BASE: i64 = 1_750_000_123_456; // not aligned to an hour
+const STEP: i64 = 997_331;
+
+fn rows(n: i64) -> Vec<LedgerRow> {
+    (0..n).map(|i| row(i, BASE + i * STEP)).collect()
+}
+
+fn dim(r: &LedgerRow, d: &str) -> Option<String> {
+    match d {
+        "model" => r.model.clone(),
+        "key" => r.key_id.clone(),
+        "provider" => r.provider.clone(),
+        other => r.attribution.tag(other).map(String::from),
+    }
+}
+
+/// What `spend` must answer, computed naively from the rows.
+fn naive(rows: &[LedgerRow], q: &SpendQuery) -> BTreeMap<(Vec<Option<String>>, Option<i64>), SpendRow> {
+    let mut out: BTreeMap<(Vec<Option<String>>, Option<i64>), SpendRow> = BTreeMap::new();
+    for r in rows {
+        if q.from_ms.is_some_and(|f| r.time_ms < f) || q.to_ms.is_some_and(|t| r.time_ms >= t) {
+            continue;
+        }
+        if !q.filters.iter().all(|(d, v)| dim(r, d).as_deref() == Some(v.as_str())) {
+            continue;
+        }
+        let dims: Vec<Option<String>> = q.group_by.iter().map(|d| dim(r, d)).collect();
+        let bucket = q.bucket.map(|b| r.time_ms.div_euclid(b.millis()) * b.millis());
+        let e = out.entry((dims.clone(), bucket)).or_insert_with(|| SpendRow {
+            dims,
+            bucket_ms: bucket,
+            requests: 0,
+            input_tokens: 0,
+            cache_read_tokens: 0,
+            cache_write_tokens: 0,
+            output_tokens: 0,
+            reasoning_tokens: 0,
+            cost: Money::ZERO,
+            cache_savings: Money::ZERO,
+            estimated_requests: 0,
+            unpriced_requests: 0,
+            error_requests: 0,
+            attempts: 0,
+            response_cache_savings: Money::ZERO,
+        });
+        e.requests += 1;
+        e.input_tokens += r.usage.input_tokens();
+        e.cache_read_tokens += r.usage.cache_read;
+        e.cache_write_tokens += r.usage.cache_write_tokens();
+        e.output_tokens += r.usage.output_tokens();
+        e.reasoning_tokens += r.usage.reasoning;
+        e.cost += r.cost.unwrap_or(Money::ZERO);
+        e.cache_savings += r.cache_savings;
+        e.estimated_requests += u64::from(r.usage_source == UsageSource::Estimated);
+        e.unpriced_requests += u64::from(r.cost.is_none());
+        e.error_requests += u64::from(r.status >= 400);
+        e.attempts += u64::from(r.attempts);
+        e.response_cache_savings += r.response_cache_savings;
+    }
+    out
+}
+
+fn append(stores: &Stores, rows: &[LedgerRow]) {
+    let refs: Vec<&LedgerRow> = rows.iter().collect();
+    stores.ledger.append(&refs).unwrap();
+}
+
+async fn all_requests(stores: &Stores) -> Vec<LedgerRow> {
+    let mut out = Vec::new();
+    let mut cursor = None;
+    loop {
+        let page = stores.requests.requests(RequestQuery { filters: vec![], limit: 100, cursor }).await.unwrap();
+        out.extend(page.rows);
+        match page.next_cursor {
+            Some(c) => cursor = Some(c),
+            None => return out,
+        }
+    }
+}
+
+pub async fn ledger_insert_is_idempotent_by_request_id(stores: Stores) {
+    let rows = rows(250);
+    append(&stores, &rows);
+    append(&stores, &rows[..80]); // a replayed spool
+    append(&stores, &rows[200..]);
+    let stored = all_requests(&stores).await;
+    assert_eq!(stored.len(), 250, "every row once");
+    let mut ids: Vec<&str> = stored.iter().map(|r| r.request_id.as_str()).collect();
+    ids.dedup();
+    assert_eq!(ids.len(), 250);
+    // Newest first, and a row reads back as it was written.
+    assert!(stored.windows(2).all(|w| w[0].request_id >= w[1].request_id));
+    let one = stores.requests.request(rows[42].request_id.clone()).await.unwrap().unwrap();
+    assert_eq!(one, rows[42]);
+    assert!(stores.requests.request("no-such-request".into()).await.unwrap().is_none());
+    let total = stores.reports.spend(SpendQuery::default()).await.unwrap();
+    assert_eq!(total.total_requests, 250, "replays are not counted twice in reports either");
+    // Filters on the request log.
+    let page = stores
+        .requests
+        .requests(RequestQuery { filters: vec![("team".into(), "ops".into())], limit: 1000, cursor: None })
+        .await
+        .unwrap();
+    assert_eq!(page.rows.len(), rows.iter().filter(|r| r.attribution.tag("team") == Some("ops")).count());
+}
+
+pub async fn spend_grouping_equals_a_naive_sum(stores: Stores) {
+    let rows = rows(600);
+    append(&stores, &rows);
+    let queries = vec![
+        SpendQuery::default(),
+        SpendQuery { group_by: vec!["team".into(), "model".into()], ..Default::default() },
+        SpendQuery {
+            group_by: vec!["team".into()],
+            from_ms: Some(BASE + 12_345_678),
+            to_ms: Some(BASE + 400_000_000),
+            bucket: Some(Bucket::Hour),
+            ..Default::default()
+        },
+        SpendQuery {
+            group_by: vec!["feature".into(), "env".into()],
+            from_ms: Some(BASE + 1),
+            bucket: Some(Bucket::Day),
+            filters: vec![("team".into(), "growth".into())],
+            ..Default::default()
+        },
+        SpendQuery {
+            group_by: vec!["key".into()],
+            from_ms: Some(BASE + 100),
+            to_ms: Some(BASE + 200),
+            ..Default::default()
+        },
+        SpendQuery { group_by: vec!["user".into(), "cost_center".into()], ..Default::default() },
+        SpendQuery { filters: vec![("model".into(), "gpt-4o".into())], ..Default::default() },
+    ];
+    for q in queries {
+        let got = stores.reports.spend(q.clone()).await.unwrap();
+        let want = naive(&rows, &q);
+        let got_rows: BTreeMap<(Vec<Option<String>>, Option<i64>), SpendRow> =
+            got.rows.iter().map(|r| ((r.dims.clone(), r.bucket_ms), r.clone())).collect();
+        assert_eq!(got_rows, want, "{q:?}");
+        let cost: Money = want.values().map(|r| r.cost).sum();
+        assert_eq!(got.total_cost, cost, "{q:?}");
+        assert_eq!(got.total_requests, want.values().map(|r| r.requests).sum::<u64>(), "{q:?}");
+    }
+}
+
+pub async fn retention_keeps_whole_hour_reports(stores: Stores) {
+    let rows = rows(400);
+    append(&stores, &rows);
+    let cut = BASE + 200 * STEP;
+    let q = SpendQuery {
+        group_by: vec!["team".into()],
+        to_ms: Some(cut.div_euclid(3_600_000) * 3_600_000),
+        ..Default::default()
+    };
+    let before = stores.reports.spend(q.clone()).await.unwrap();
+    let deleted = stores.requests.prune_raw(cut).await.unwrap();
+    assert_eq!(deleted, rows.iter().filter(|r| r.time_ms < cut).count() as u64);
+    assert_eq!(stores.reports.spend(q).await.unwrap(), before, "whole-hour reports survive retention");
+    assert_eq!(all_requests(&stores).await.len(), rows.iter().filter(|r| r.time_ms >= cut).count());
+}
+
+fn key(id: &str, hash: u8) -> NewKey {
+    NewKey {
+        record: KeyRecord {
+            id: id.into(),
+            name: format!("{id} name"),
+            prefix: "tg_Ab".into(),
+            default_tags: [("env".to_string(), "prod".to_string())].into(),
+            enforced_tags: [("team".to_string(), "growth".to_string())].into(),
+            models: vec!["gpt-4o-mini".into(), "claude-*".into()],
+            created_ms: 1_000,
+            expires_ms: Some(9_000_000_000_000),
+            revoked_ms: None,
+        },
+        hash: [hash; 32],
+    }
+}
+
+pub async fn keys_are_found_by_hash_listed_and_revoked(stores: Stores) {
+    let k = &stores.keys;
+    let secret = k.key_hash_secret().await.unwrap();
+    assert!(secret.len() >= 32, "a real secret");
+    assert_eq!(k.key_hash_secret().await.unwrap(), secret, "created once, then stable");
+    k.insert_key(key("key_a", 1)).await.unwrap();
+    k.insert_key(key("key_b", 2)).await.unwrap();
+    let found = k.key_by_hash([1; 32]).await.unwrap().unwrap();
+    assert_eq!(found, key("key_a", 1).record, "a key reads back as written");
+    assert!(k.key_by_hash([9; 32]).await.unwrap().is_none());
+    let mut ids: Vec<String> = k.list_keys().await.unwrap().into_iter().map(|r| r.id).collect();
+    ids.sort();
+    assert_eq!(ids, ["key_a", "key_b"]);
+    assert!(k.revoke_key("key_a".into(), 5_000).await.unwrap());
+    assert_eq!(k.key_by_hash([1; 32]).await.unwrap().unwrap().revoked_ms, Some(5_000));
+    assert!(!k.revoke_key("key_nope".into(), 5_000).await.unwrap(), "no such key");
+    assert!(k.insert_key(key("key_a", 3)).await.is_err(), "ids are unique");
+}
+
+fn budget(id: &str, team: &str, usd: &str) -> BudgetSpec {
+    BudgetSpec {
+        id: id.into(),
+        scope: Scope::parse(&format!("team={team}")).unwrap(),
+        limit: usd.parse().unwrap(),
+        period: Period::parse("month").unwrap(),
+        action: Action::Block,
+        alert_at: vec![500, 800, 1000],
+        block_unpriced: false,
+    }
+}
+
+pub async fn budgets_limits_and_alerts_are_kept(stores: Stores) {
+    let g = &stores.governance;
+    let v0 = g.governance_version().await.unwrap();
+    g.upsert_budget(budget("b1", "growth", "10"), 1).await.unwrap();
+    g.upsert_budget(budget("b2", "search", "20"), 1).await.unwrap();
+    let v1 = g.governance_version().await.unwrap();
+    assert_ne!(v0, v1, "a change is visible to other replicas");
+    g.upsert_budget(budget("b1", "growth", "15"), 2).await.unwrap();
+    let mut list = g.list_budgets().await.unwrap();
+    list.sort_by(|a, b| a.id.cmp(&b.id));
+    assert_eq!(list, vec![budget("b1", "growth", "15"), budget("b2", "search", "20")], "upsert replaces");
+    assert_ne!(g.governance_version().await.unwrap(), v1);
+    assert!(g.delete_budget("b2".into()).await.unwrap());
+    assert!(!g.delete_budget("b2".into()).await.unwrap(), "already gone");
+    assert_eq!(g.list_budgets().await.unwrap().len(), 1);
+    let limit = RateLimitSpec {
+        id: "key:k/rpm".into(),
+        scope: Scope::parse("key=k").unwrap(),
+        kind: LimitKind::Requests,
+        amount: 30,
+        window_ms: 60_000,
+    };
+    g.upsert_limit(limit.clone(), 3).await.unwrap();
+    g.upsert_limit(RateLimitSpec { amount: 60, ..limit.clone() }, 4).await.unwrap();
+    assert_eq!(g.list_limits().await.unwrap(), vec![RateLimitSpec { amount: 60, ..limit }]);
+    // An alert fires once per budget, period and threshold.
+    assert!(g.record_alert("b1".into(), 100, 800, 5).await.unwrap());
+    assert!(!g.record_alert("b1".into(), 100, 800, 6).await.unwrap());
+    assert!(g.record_alert("b1".into(), 200, 800, 7).await.unwrap(), "a new period alerts again");
+    assert!(g.record_alert("b1".into(), 100, 1000, 8).await.unwrap());
+    assert_eq!(g.fired_alerts("b1".into(), 100).await.unwrap(), [800, 1000].into());
+    assert!(g.fired_alerts("b9".into(), 100).await.unwrap().is_empty());
+}
+
+pub async fn spend_per_second_feeds_rolling_budgets(stores: Stores) {
+    let rows = rows(120);
+    append(&stores, &rows);
+    let from = BASE + 30 * STEP;
+    let got = stores.reports.spend_per_second(vec![("team".into(), "growth".into())], from).await.unwrap();
+    let total: i64 = got.iter().map(|(_, n)| n).sum();
+    let want: i64 = rows
+        .iter()
+        .filter(|r| r.time_ms >= from && r.attribution.tag("team") == Some("growth"))
+        .map(|r| r.cost.map_or(0, |c| c.nanos()))
+        .sum();
+    assert_eq!(total, want);
+    let unpriced = stores.reports.unpriced_models().await.unwrap();
+    let n: i64 = unpriced.iter().map(|(_, _, n)| n).sum();
+    assert_eq!(n, rows.iter().filter(|r| r.cost.is_none()).count() as i64);
+}
+
+pub async fn batch_objects_keep_their_first_owner(stores: Stores) {
+    let b = &stores.batches;
+    let growth = BatchOwner { key_id: "key_a".into(), team: Some("growth".into()) };
+    let other = BatchOwner { key_id: "key_b".into(), team: Some("search".into()) };
+    b.record_batch_object("file-1".into(), "file", growth.clone(), 1).await.unwrap();
+    b.record_batch_object("file-1".into(), "file", other.clone(), 2).await.unwrap();
+    assert_eq!(b.batch_object_owner("file-1".into()).await.unwrap(), Some(growth.clone()), "first owner wins");
+    assert!(b.batch_object_owner("file-2".into()).await.unwrap().is_none());
+    b.record_batch("batch_1".into(), "openai".into(), "key_a".into(), "{}".into(), 3).await.unwrap();
+    assert_eq!(
+        b.batch("batch_1".into()).await.unwrap(),
+        Some(("openai".to_string(), "key_a".to_string(), "{}".to_string()))
+    );
+    b.record_batch_file("file-out".into(), "batch_1".into()).await.unwrap();
+    assert_eq!(b.batch_of_file("file-out".into()).await.unwrap().as_deref(), Some("batch_1"));
+    assert!(b.batch_of_file("file-nope".into()).await.unwrap().is_none());
+}
+
+pub async fn outcomes_are_stored_and_priced_per_success(stores: Stores) {
+    let rows = rows(30);
+    append(&stores, &rows);
+    let o = |id: &str, request: &str, success: bool| {
+        tollgate::outcome::Outcome::parse(
+            format!(r#"{{"request_id":"{request}","name":"resolved","success":{success}}}"#).as_bytes(),
+            id.into(),
+            10,
+            "admin".into(),
+        )
+        .unwrap()
+    };
+    stores.outcomes.insert_outcome(o("o1", "r000001", true)).await.unwrap();
+    stores.outcomes.insert_outcome(o("o2", "r000002", false)).await.unwrap();
+    stores.outcomes.insert_outcome(o("o3", "r000004", true)).await.unwrap();
+    assert_eq!(stores.outcomes.list_outcomes(10).await.unwrap().len(), 3);
+    let report = stores
+        .outcomes
+        .outcome_cost(tollgate::outcome::CostQuery { by: "team".into(), ..Default::default() })
+        .await
+        .unwrap();
+    let paid: i64 = [1, 2, 4].iter().map(|i| rows[*i].cost.map_or(0, |c| c.nanos())).sum();
+    assert_eq!(report.total.cost.nanos(), paid, "failed attempts were paid for too");
+    assert_eq!(report.total.successes, 2);
+    assert_eq!(report.total.cost_per_success, tollgate::outcome::per_success(Money::from_nanos(paid), 2));
+}
+
+/// Runs every case against a fresh store of one backend.
+macro_rules! backends {
+    ($($backend:ident => $open:expr;)*) => {$(
+        mod $backend {
+            use super::*;
+
+            async fn fresh() -> (Stores, Box<dyn std::any::Any>) {
+                $open
+            }
+
+            macro_rules! case {
+                ($name:ident) => {
+                    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                    async fn $name() {
+                        let (stores, _guard) = fresh().await;
+                        super::$name(stores).await;
+                    }
+                };
+            }
+
+            case!(ledger_insert_is_idempotent_by_request_id);
+            case!(spend_grouping_equals_a_naive_sum);
+            case!(retention_keeps_whole_hour_reports);
+            case!(keys_are_found_by_hash_listed_and_revoked);
+            case!(budgets_limits_and_alerts_are_kept);
+            case!(spend_per_second_feeds_rolling_budgets);
+            case!(batch_objects_keep_their_first_owner);
+            case!(outcomes_are_stored_and_priced_per_success);
+        }
+    )*};
+}
+
+backends! {
+    sqlite => {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("conformance.db").display());
+        (Stores::open(&url).unwrap(), Box::new(dir))
+    };
+}

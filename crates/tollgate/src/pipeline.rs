@@ -178,8 +178,9 @@ enum Upstream {
     CacheHit(Arc<crate::cache::Entry>),
 }
 
-/// body → attribution → policy → cache → routing → governance → upstream,
-/// up to a 2xx answer's headers (or a cached answer).
+/// The request's way to an answer, one phase per line: each phase reads the
+/// request context (`Pending`) and writes what it decides into it (the ledger
+/// row, headers to send back), so the row is complete whatever phase fails.
 async fn until_upstream(
     state: &AppState,
     p: &mut Pending,
@@ -187,19 +188,55 @@ async fn until_upstream(
     headers: &HeaderMap,
     body: Body,
 ) -> Result<Upstream, ApiError> {
+    let key_tags = key_tags(state, principal);
+    refuse_when_ledger_backed_up(state, p, headers, key_tags)?;
+    let body = read_and_attribute(state, p, headers, body, key_tags).await?;
+    let model = check_policy(state, p, principal)?;
+    let model = reroute(state, p, principal, &body, model);
+    if let Some(hit) = cache_lookup(state, p, principal, headers, &body, &model).await? {
+        return Ok(Upstream::CacheHit(hit));
+    }
+    let mut plan = plan_route(state, &model)?;
+    // Budgets and rate limits: reserve the most this request can cost before any spend.
+    let body = govern(state, p, principal, &model, &mut plan, body)?;
+    send(state, p, principal, headers, &plan, &body).await.map(Upstream::Answer)
+}
+
+/// The tags a caller's key brings (none for a passthrough caller).
+fn key_tags<'a>(state: &'a AppState, principal: &'a Principal) -> KeyTags<'a> {
     let (defaults, enforced) = match principal {
         Principal::Key(k) => (&k.default_tags, &k.enforced_tags),
         Principal::Passthrough { .. } => (&state.empty_tags, &state.empty_tags),
     };
-    let key_tags = KeyTags { defaults, enforced };
-    if state.ledger.refusing() {
-        p.row_mut().attribution = attribute(headers, None, &[], key_tags).unwrap_or_default();
-        return Err(ApiError::RateLimited {
-            message: "the gateway's ledger is backed up (database slow or down); retry shortly".into(),
-            retry_after_secs: 1,
-        });
-    }
+    KeyTags { defaults, enforced }
+}
 
+/// Back-pressure: with the ledger's spool full under `on_full = "reject"`, refuse before any spend.
+fn refuse_when_ledger_backed_up(
+    state: &AppState,
+    p: &mut Pending,
+    headers: &HeaderMap,
+    key_tags: KeyTags<'_>,
+) -> Result<(), ApiError> {
+    if !state.ledger.refusing() {
+        return Ok(());
+    }
+    p.row_mut().attribution = attribute(headers, None, &[], key_tags).unwrap_or_default();
+    Err(ApiError::RateLimited {
+        message: "the gateway's ledger is backed up (database slow or down); retry shortly".into(),
+        retry_after_secs: 1,
+    })
+}
+
+/// Reads the body (size and time bounded), parses what tollgate needs of it,
+/// checks the model name, and attributes the request.
+async fn read_and_attribute(
+    state: &AppState,
+    p: &mut Pending,
+    headers: &HeaderMap,
+    body: Body,
+    key_tags: KeyTags<'_>,
+) -> Result<Bytes, ApiError> {
     let limits = &state.config.server.limits;
     let body = match tokio::time::timeout(
         limits.body_read_timeout,
@@ -227,14 +264,24 @@ async fn until_upstream(
     let attribution = attribute(headers, info.user.as_deref(), &info.metadata, key_tags);
     p.info = info;
     p.row_mut().attribution = attribution?;
-    let model =
-        p.info.model.clone().ok_or_else(|| ApiError::invalid_param("you must provide a model parameter", "model"))?;
-    if let Err(why) = policy::check_model_name(&model) {
+    let model = p
+        .info
+        .model
+        .as_deref()
+        .ok_or_else(|| ApiError::invalid_param("you must provide a model parameter", "model"))?;
+    if let Err(why) = policy::check_model_name(model) {
         // Never store or forward what the client sent as a name.
         p.row_mut().requested_model = None;
         return Err(ApiError::invalid_param(why, "model"));
     }
 
+    Ok(body)
+}
+
+/// May this caller send this request: the key's models, required tags,
+/// `[[access]]`, prompt guardrails, and agent-run caps. Returns the model.
+fn check_policy(state: &AppState, p: &mut Pending, principal: &Principal) -> Result<String, ApiError> {
+    let model = p.info.model.clone().unwrap_or_default();
     if let Principal::Key(k) = principal {
         if !policy::model_allowed(&k.models, &model) {
             return Err(ApiError::ModelNotAllowed { message: format!("this key may not use model {model:?}") });
@@ -263,11 +310,14 @@ async fn until_upstream(
             .admit_run(a.trace_id.as_deref(), a.session.as_deref(), &caps, now_ms())
             .map_err(|message| ApiError::GuardrailViolation { message })?;
     }
+    Ok(model)
+}
 
-    // Cost-aware routing: a matching rule sends the request to a cheaper model.
+/// Cost-aware routing: a matching rule sends the request to a cheaper model.
+fn reroute(state: &AppState, p: &mut Pending, principal: &Principal, body: &Bytes, model: String) -> String {
     let mut model = model;
     if !state.config.routing_rules.is_empty() {
-        let has_tools = crate::governance::mentions(&body, b"\"tools\"");
+        let has_tools = crate::governance::mentions(body, b"\"tools\"");
         let shape = routing::RequestShape {
             model: &model,
             prompt_bytes: p.info.prompt_text.len() as u64,
@@ -282,6 +332,19 @@ async fn until_upstream(
         }
     }
 
+    model
+}
+
+/// The exact cache, then the semantic one: an earlier answer for this
+/// tenant and model costs nothing. On a miss, remembers where to file the answer.
+async fn cache_lookup(
+    state: &AppState,
+    p: &mut Pending,
+    principal: &Principal,
+    headers: &HeaderMap,
+    body: &Bytes,
+    model: &str,
+) -> Result<Option<Arc<crate::cache::Entry>>, ApiError> {
     // Cache: an identical earlier answer for this tenant costs nothing.
     let mode = match headers.get("x-tollgate-cache") {
         None => state.config.cache.mode,
@@ -296,16 +359,16 @@ async fn until_upstream(
         };
         // The model actually routed to is part of the answer's identity.
         let tenant = format!("{tenant}\0{model}");
-        if let Some(key) = crate::cache::key(&tenant, p.format, &body, state.config.cache.non_deterministic) {
+        if let Some(key) = crate::cache::key(&tenant, p.format, body, state.config.cache.non_deterministic) {
             if mode.reads() {
                 if let Some(hit) = state.cache.get(&key, now_ms()).await {
-                    return Ok(Upstream::CacheHit(hit));
+                    return Ok(Some(hit));
                 }
             }
             // Semantic cache: a close-enough question already answered for this tenant.
             if let (Some(sem), Some(addr)) = (&state.semantic, state.self_addr.get()) {
-                let tools = crate::governance::mentions(&body, b"\"tools\"");
-                if p.format != ApiFormat::OpenAiEmbeddings && !tools && !sem.excluded(&model) {
+                let tools = crate::governance::mentions(body, b"\"tools\"");
+                if p.format != ApiFormat::OpenAiEmbeddings && !tools && !sem.excluded(model) {
                     if let Some(v) = crate::semantic::embed(
                         &state.http,
                         *addr,
@@ -317,14 +380,14 @@ async fn until_upstream(
                     {
                         if mode.reads() {
                             if let Some((hit, similarity)) =
-                                sem.lookup(&tenant, p.format, p.info.stream, &model, &v, now_ms())
+                                sem.lookup(&tenant, p.format, p.info.stream, model, &v, now_ms())
                             {
                                 p.extra_headers.push((HEADER_SIMILARITY, format!("{similarity:.4}")));
-                                return Ok(Upstream::CacheHit(hit));
+                                return Ok(Some(hit));
                             }
                         }
                         if mode.writes() {
-                            p.semantic = Some((tenant.clone(), model.clone(), v));
+                            p.semantic = Some((tenant.clone(), model.to_string(), v));
                         }
                     }
                 }
@@ -336,15 +399,28 @@ async fn until_upstream(
         }
     }
 
-    let mut plan = routing::plan(&state.config, &model);
+    Ok(None)
+}
+
+/// The targets to try, in order (strategy, circuit health).
+fn plan_route(state: &AppState, model: &str) -> Result<Vec<routing::Attempt>, ApiError> {
+    let mut plan = routing::plan(&state.config, model);
     if plan.is_empty() {
         return Err(ApiError::ModelNotFound { message: format!("no route for model {model:?}") });
     }
-    order_plan(state, &model, &mut plan);
+    order_plan(state, model, &mut plan);
+    Ok(plan)
+}
 
-    // Budgets and rate limits: reserve the most this request can cost before any spend.
-    let body = govern(state, p, principal, &model, &mut plan, body)?;
-
+/// Sends to the first target that answers (retries, fallbacks); records every attempt.
+async fn send(
+    state: &AppState,
+    p: &mut Pending,
+    principal: &Principal,
+    headers: &HeaderMap,
+    plan: &[routing::Attempt],
+    body: &Bytes,
+) -> Result<Answer, ApiError> {
     let forwarded: Vec<(HeaderName, HeaderValue)> = FORWARDED_HEADERS
         .iter()
         .filter_map(|h| headers.get(*h).map(|v| (HeaderName::from_static(h), v.clone())))
@@ -357,9 +433,9 @@ async fn until_upstream(
         &state.upstream,
         &state.config,
         &state.health,
-        &plan,
+        plan,
         p.format,
-        &body,
+        body,
         &p.info,
         passthrough_key,
         &forwarded,
@@ -373,7 +449,7 @@ async fn until_upstream(
         row.model = Some(m.clone());
         p.provider = Some(*idx);
     }
-    sent.result.map(Upstream::Answer)
+    sent.result
 }
 
 fn remember_semantic(state: &AppState, p: &mut Pending, stream: bool, entry: &crate::cache::Entry) {

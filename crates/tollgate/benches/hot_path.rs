@@ -12,11 +12,11 @@ use tollgate::attribution::{attribute, Attribution, KeyTags};
 use tollgate::auth::KeyHasher;
 use tollgate::budget::{Action, BudgetSpec, Facts, LimitKind, Period, RateLimitSpec, Scope};
 use tollgate::config::{Config, ProcessEnv};
-use tollgate::governor::{Ask, Governor};
+use tollgate::govern::{Ask, Governor};
 use tollgate::ledger::{LedgerRow, LedgerWriter, SpoolConfig, UsageSource};
 use tollgate::server::Gateway;
 use tollgate::store::sqlite::SqliteStore;
-use tollgate::{governance, keys, metering, routing};
+use tollgate::{govern::estimate as governance, keys, metering, routing};
 use tollgate_providers::{inspect, ApiFormat};
 use tollgate_units::{Money, Usage};
 

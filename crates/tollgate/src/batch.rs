@@ -39,7 +39,7 @@ use crate::auth::Principal;
 use crate::budget::Facts;
 use crate::config::Provider;
 use crate::error::{ApiError, ErrorShape};
-use crate::governor::{Ask, Refusal, Reservation};
+use crate::govern::{Ask, Refusal, Reservation};
 use crate::ledger::LedgerRow;
 use crate::pipeline::{error_response, HEADER_REQUEST_ID};
 use crate::state::AppState;
@@ -67,7 +67,7 @@ pub fn routes() -> Router<Arc<AppState>> {
         .route("/v1/messages/batches/{*rest}", get(anthropic).post(anthropic).delete(anthropic))
 }
 
-pub use crate::governor::Holds;
+pub use crate::govern::Holds;
 
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Family {
@@ -472,7 +472,7 @@ impl Call<'_> {
                 .clone()
                 .ok_or_else(|| ApiError::invalid_param("every batch request needs a model", "model"))?;
             crate::policy::check_model_name(&model).map_err(|why| ApiError::invalid_param(why, "model"))?;
-            let input = crate::governance::input_upper_bound(&info.prompt_text, &raw);
+            let input = crate::govern::estimate::input_upper_bound(&info.prompt_text, &raw);
             let output = info.max_output_tokens.unwrap_or(default_out);
             let u = tollgate_units::Usage { input, output, ..Default::default() };
             let cost =

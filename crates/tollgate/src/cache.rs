@@ -56,7 +56,7 @@ pub fn key(tenant: &str, format: ApiFormat, body: &[u8], cache_non_deterministic
     // Most requests leave the temperature at its (non-zero) default: skip them before parsing.
     if !cache_non_deterministic
         && format != ApiFormat::OpenAiEmbeddings
-        && !crate::governance::mentions(body, b"\"temperature\"")
+        && !crate::govern::estimate::mentions(body, b"\"temperature\"")
     {
         return None;
     }
@@ -229,7 +229,7 @@ pub fn prefix_hash(format: ApiFormat, body: &[u8]) -> Option<String> {
     }
     let has_prefix = [&b"\"system\""[..], b"\"developer\"", b"\"tools\"", b"\"instructions\""]
         .iter()
-        .any(|n| crate::governance::mentions(body, n));
+        .any(|n| crate::govern::estimate::mentions(body, n));
     if !has_prefix {
         return None;
     }

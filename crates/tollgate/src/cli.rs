@@ -483,9 +483,9 @@ async fn budgets_command(cli: &Cli, cmd: &BudgetsCommand) -> anyhow::Result<()> 
         }
         BudgetsCommand::Status => {
             // The ledger's view: settled spend this period (a running gateway also knows its reservations).
-            let (governor, _rx) = crate::governor::Governor::new(config.governance.tz);
+            let (governor, _rx) = crate::govern::Governor::new(config.governance.tz);
             for b in config.governance.budgets.iter().cloned().chain(store.governance.list_budgets().await?) {
-                crate::governor::install_budget(&store, &governor, b, now).await?;
+                crate::govern::install_budget(&store, &governor, b, now).await?;
             }
             for s in governor.status(now) {
                 let v = crate::api::budget_json(&s, now);

@@ -156,7 +156,7 @@ pub async fn create(
 /// in force on `governor` when the gateway is running in this process).
 pub async fn create_governed(
     stores: &crate::store::Stores,
-    governor: &crate::governor::Governor,
+    governor: &crate::govern::Governor,
     hasher: &KeyHasher,
     spec: KeySpec,
     now_ms: i64,
@@ -165,7 +165,7 @@ pub async fn create_governed(
     let internal = |e: crate::store::StoreError| ApiError::Internal { message: e.to_string() };
     let budgets = stores.governance.list_budgets().await.map_err(internal)?;
     for b in budgets.into_iter().filter(|b| b.id == format!("key:{}", created.record.id)) {
-        crate::governor::install_budget(stores, governor, b, now_ms).await.map_err(internal)?;
+        crate::govern::install_budget(stores, governor, b, now_ms).await.map_err(internal)?;
     }
     for l in stores
         .governance

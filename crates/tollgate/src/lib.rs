@@ -23,7 +23,6 @@
 //! - [`dashboard`]: the web UI at `/ui`.
 //! - [`cli`], [`demo`]: the command line and the one-minute demo.
 
-pub mod alerts;
 pub mod analytics;
 pub mod api;
 pub mod attribution;
@@ -36,8 +35,7 @@ pub mod config;
 pub mod dashboard;
 pub mod demo;
 pub mod error;
-pub mod governance;
-pub mod governor;
+pub mod govern;
 pub mod keys;
 pub mod ledger;
 pub mod listener;

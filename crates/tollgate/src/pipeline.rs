@@ -31,11 +31,12 @@ use crate::auth::Principal;
 use crate::budget::{Action, Facts};
 use crate::config::Provider;
 use crate::error::{ApiError, ErrorShape};
-use crate::governor::{Refusal, Reservation};
+use crate::govern::estimate;
+use crate::govern::{Refusal, Reservation};
 use crate::ledger::{LedgerRow, LedgerWriter, UsageSource};
 use crate::state::AppState;
 use crate::upstream::{self, Answer};
-use crate::{governance, metering, policy, routing};
+use crate::{metering, policy, routing};
 
 pub const HEADER_REQUEST_ID: &str = "x-tollgate-request-id";
 pub const HEADER_COST: &str = "x-tollgate-cost-usd";
@@ -297,7 +298,7 @@ fn check_policy(state: &AppState, p: &mut Pending, principal: &Principal) -> Res
             .map_err(|message| ApiError::ModelNotAllowed { message })?;
     }
     policy::check_prompt(guard, &model, &p.info).map_err(|message| ApiError::GuardrailViolation { message })?;
-    let caps = crate::governor::RunCaps {
+    let caps = crate::govern::RunCaps {
         max_calls_per_trace: guard.max_calls_per_trace,
         max_usd_per_trace: guard.max_usd_per_trace,
         max_calls_per_session: guard.max_calls_per_session,
@@ -317,7 +318,7 @@ fn check_policy(state: &AppState, p: &mut Pending, principal: &Principal) -> Res
 fn reroute(state: &AppState, p: &mut Pending, principal: &Principal, body: &Bytes, model: String) -> String {
     let mut model = model;
     if !state.config.routing_rules.is_empty() {
-        let has_tools = crate::governance::mentions(body, b"\"tools\"");
+        let has_tools = crate::govern::estimate::mentions(body, b"\"tools\"");
         let shape = routing::RequestShape {
             model: &model,
             prompt_bytes: p.info.prompt_text.len() as u64,
@@ -367,7 +368,7 @@ async fn cache_lookup(
             }
             // Semantic cache: a close-enough question already answered for this tenant.
             if let (Some(sem), Some(addr)) = (&state.semantic, state.self_addr.get()) {
-                let tools = crate::governance::mentions(body, b"\"tools\"");
+                let tools = crate::govern::estimate::mentions(body, b"\"tools\"");
                 if p.format != ApiFormat::OpenAiEmbeddings && !tools && !sem.excluded(model) {
                     if let Some(v) = crate::semantic::embed(
                         &state.http,
@@ -558,9 +559,9 @@ fn govern(
         let provider_name = state.config.providers[plan[0].provider].name.clone();
         // Nothing to enforce: skip the estimate (the reservation is still taken, for symmetry).
         let ask = if state.governor.is_idle() {
-            crate::governor::Ask { cost: Some(Money::ZERO), tokens: 0 }
+            crate::govern::Ask { cost: Some(Money::ZERO), tokens: 0 }
         } else {
-            governance::max_cost(&state.config, &state.pricing, plan, &p.info, &body, default_out)
+            estimate::max_cost(&state.config, &state.pricing, plan, &p.info, &body, default_out)
         };
         let attribution = p.row().attribution.clone();
         let facts = Facts { key_id: principal.id(), model, provider: Some(&provider_name), attribution: &attribution };
@@ -570,7 +571,7 @@ fn govern(
                 // at the amount reserved for it, so it cannot outspend the reservation.
                 if r.remaining().is_some() && p.info.max_output_tokens.is_none() && ask.cost.is_some() {
                     let first = state.config.providers[plan[0].provider].kind;
-                    body = governance::set_max_tokens(p.format, &mut p.info, first, &body, default_out)?;
+                    body = estimate::set_max_tokens(p.format, &mut p.info, first, &body, default_out)?;
                     p.extra_headers.push((HEADER_MAX_TOKENS_CAPPED, default_out.to_string()));
                 }
                 if let Some(rem) = r.remaining() {
@@ -609,7 +610,7 @@ fn govern(
                         p.extra_headers.push((HEADER_DOWNGRADED, to.clone()));
                     }
                     Action::Clamp if !clamped => {
-                        let fits = governance::output_tokens_within(
+                        let fits = estimate::output_tokens_within(
                             &state.config,
                             &state.pricing,
                             plan,
@@ -617,11 +618,11 @@ fn govern(
                             &body,
                             remaining,
                         );
-                        if fits < governance::MIN_CLAMPED_OUTPUT {
+                        if fits < estimate::MIN_CLAMPED_OUTPUT {
                             return Err(refuse("cannot cover even a short answer"));
                         }
                         let first = state.config.providers[plan[0].provider].kind;
-                        body = governance::set_max_tokens(p.format, &mut p.info, first, &body, fits)?;
+                        body = estimate::set_max_tokens(p.format, &mut p.info, first, &body, fits)?;
                         clamped = true;
                         p.extra_headers.push((HEADER_CLAMPED, fits.to_string()));
                     }

@@ -21,7 +21,7 @@ use crate::api;
 use crate::auth::{Authenticator, KeyHasher};
 use crate::budget::BudgetSpec;
 use crate::config::Config;
-use crate::governor::Governor;
+use crate::govern::Governor;
 use crate::ledger::{LedgerDrain, LedgerWriter};
 use crate::pipeline;
 use crate::pricing::Pricing;
@@ -109,19 +109,19 @@ impl Gateway {
         }
         let mut installed = Vec::new();
         for b in config.governance.budgets.iter().cloned().chain(stores.governance.list_budgets().await?) {
-            crate::governor::install_budget(&stores, &governor, b.clone(), now).await?;
+            crate::govern::install_budget(&stores, &governor, b.clone(), now).await?;
             installed.push(b);
         }
         let alerts_fired = Arc::new(std::sync::atomic::AtomicU64::new(0));
         let mut background = vec![
-            tokio::spawn(crate::alerts::dispatch(
+            tokio::spawn(crate::govern::alerts::dispatch(
                 alert_rx,
                 stores.governance.clone(),
                 config.governance.webhooks.clone(),
                 http.clone(),
                 alerts_fired.clone(),
             )),
-            tokio::spawn(crate::alerts::forward_anomalies(
+            tokio::spawn(crate::govern::alerts::forward_anomalies(
                 observer.subscribe_anomalies(),
                 config.governance.webhooks.clone(),
                 http.clone(),
@@ -150,7 +150,7 @@ impl Gateway {
             semantic: config.semantic.clone().map(crate::semantic::SemanticCache::new),
             redactor: crate::redact::Redactor::new(&config),
             cut: tokio_util::sync::CancellationToken::new(),
-            batch_holds: crate::governor::Holds::default(),
+            batch_holds: crate::govern::Holds::default(),
             self_addr: std::sync::OnceLock::new(),
             health: crate::upstream::Health::new(config.circuit_failures, config.circuit_cooldown),
             governor,
@@ -269,7 +269,7 @@ async fn watch_governance(
         }
         for b in &wanted {
             if !installed.contains(b) {
-                if let Err(error) = crate::governor::install_budget(&stores, &governor, b.clone(), now).await {
+                if let Err(error) = crate::govern::install_budget(&stores, &governor, b.clone(), now).await {
                     tracing::error!(%error, budget = %b.id, "cannot install budget");
                 }
             }

@@ -11,7 +11,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::auth::Authenticator;
 use crate::config::Config;
-use crate::governor::Governor;
+use crate::govern::Governor;
 use crate::ledger::LedgerWriter;
 use crate::pricing::Pricing;
 use crate::store::Stores;
@@ -40,7 +40,7 @@ pub struct AppState {
     /// Removes secrets and internal URLs from upstream text shown to clients.
     pub redactor: crate::redact::Redactor,
     /// Budget reservations of batches awaiting their results.
-    pub batch_holds: crate::governor::Holds,
+    pub batch_holds: crate::govern::Holds,
     /// Fired when the shutdown deadline passes: requests still running are cut (and ledgered).
     pub cut: tokio_util::sync::CancellationToken,
 }

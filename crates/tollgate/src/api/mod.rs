@@ -432,7 +432,7 @@ fn ms3339(ms: i64) -> Option<String> {
 }
 
 /// One budget's state for the API (`GET /api/v1/budgets` in docs/http-api.md).
-pub fn budget_json(b: &crate::governor::BudgetStatus, now_ms: i64) -> Value {
+pub fn budget_json(b: &crate::govern::BudgetStatus, now_ms: i64) -> Value {
     let remaining = b.spec.limit.saturating_sub(b.spent).saturating_sub(b.reserved);
     let forecast =
         crate::budget::forecast_exhaustion(b.spent, b.spec.limit, b.period_start_ms, now_ms, b.period_end_ms);
@@ -554,7 +554,7 @@ async fn set_budget(State(state): State<Arc<AppState>>, headers: HeaderMap, body
         }
         let now = now_ms();
         state.stores.governance.upsert_budget(spec.clone(), now).await.map_err(internal)?;
-        crate::governor::install_budget(&state.stores, &state.governor, spec.clone(), now).await.map_err(internal)?;
+        crate::govern::install_budget(&state.stores, &state.governor, spec.clone(), now).await.map_err(internal)?;
         let now = now_ms();
         let st = state.governor.status(now).into_iter().find(|b| b.spec.id == spec.id);
         Ok::<_, ApiError>((StatusCode::OK, Json(st.map(|b| budget_json(&b, now)).unwrap_or(Value::Null))))

@@ -15,7 +15,7 @@ use tollgate_units::{Money, Usage};
 
 use crate::config::Config;
 use crate::error::ApiError;
-use crate::governor::Ask;
+use crate::govern::Ask;
 use crate::pricing::Pricing;
 use crate::routing::Attempt;
 use crate::time::now_ms;

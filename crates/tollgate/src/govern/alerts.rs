@@ -10,7 +10,7 @@ use serde_json::json;
 use tokio::sync::mpsc;
 
 use crate::config::Webhook;
-use crate::governor::AlertEvent;
+use crate::govern::AlertEvent;
 use crate::store::GovernanceStore;
 
 const ATTEMPTS: u32 = 6;

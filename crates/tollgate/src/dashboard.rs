@@ -8,13 +8,14 @@
 use std::sync::Arc;
 
 use axum::extract::{Path, State};
-use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use axum::{Json, Router};
+use axum::{Extension, Json, Router};
 use serde_json::json;
 use tollgate_providers::ProviderKind;
 
+use crate::api::Caller;
 use crate::error::ApiError;
 use crate::ledger::LedgerRow;
 use crate::state::AppState;
@@ -90,11 +91,6 @@ async fn asset(Path(path): Path<String>) -> Response {
     }
 }
 
-/// The same rule as the analytics API (any admin role may read).
-fn check_admin(state: &AppState, headers: &HeaderMap) -> Result<crate::config::Role, ApiError> {
-    crate::api::authorize(state, headers, crate::api::Access::Read)
-}
-
 /// The row's cost split by token bucket, recomputed from the catalog; only
 /// given when it adds up to exactly the cost the ledger recorded.
 fn cost_parts(state: &AppState, row: &LedgerRow) -> Option<(tollgate_pricing::CostParts, String)> {
@@ -117,8 +113,12 @@ fn cost_parts(state: &AppState, row: &LedgerRow) -> Option<(tollgate_pricing::Co
     Some((c.parts, source))
 }
 
-async fn request_detail(State(state): State<Arc<AppState>>, headers: HeaderMap, Path(id): Path<String>) -> Response {
-    let role = match check_admin(&state, &headers) {
+async fn request_detail(
+    State(state): State<Arc<AppState>>,
+    Extension(caller): Extension<Caller>,
+    Path(id): Path<String>,
+) -> Response {
+    let role = match caller.role() {
         Ok(r) => r,
         Err(e) => return e.into_response(),
     };

@@ -281,29 +281,39 @@ async fn watch_governance(
     }
 }
 
+/// The route table, in three groups by who may call:
+///
+/// - **anyone** (no credential): [`PUBLIC_ROUTES`], the health checks, the
+///   dashboard's static files, and `/metrics` unless `[server]
+///   metrics_token_env` is set;
+/// - **a virtual key** (checked by the request path itself, which ledgers
+///   every request that passes): the proxy, `GET /v1/models`, batch passthrough;
+/// - **an admin token**: every `/api/v1/*`, `/admin/v1/*` and `/ui/api/*`
+///   route, behind [`api::admin_gate`], which authorises before any handler
+///   (and so before any body is read) and hands the handler its `Caller`.
 pub fn router(state: Arc<AppState>) -> Router {
-    Router::new()
+    let public = Router::new()
+        .route("/healthz", get(|| async { "ok" }))
+        .route("/readyz", get(|| async { "ready" }))
+        .route("/metrics", get(metrics))
+        .merge(crate::dashboard::routes());
+    let virtual_key = Router::new()
         .route("/v1/chat/completions", post(chat))
         .route("/v1/embeddings", post(embeddings))
         .route("/v1/responses", post(responses))
         .route("/v1/messages", post(messages))
         .route("/v1/models", get(api::models))
-        .route("/healthz", get(|| async { "ok" }))
-        .route("/readyz", get(|| async { "ready" }))
-        .route("/metrics", get(metrics))
-        .merge(crate::batch::routes())
-        .merge(crate::dashboard::routes())
-        .merge(
-            // Admin and analytics routes: authorised before any handler reads a body.
-            api::routes()
-                .merge(crate::dashboard::api_routes())
-                .merge(crate::api::observe::routes())
-                .route_layer(axum::middleware::from_fn_with_state(state.clone(), api::admin_gate))
-                .layer(axum::extract::DefaultBodyLimit::max(ADMIN_MAX_BODY)),
-        )
-        .fallback(not_found)
-        .with_state(state)
+        .merge(crate::batch::routes());
+    let admin = api::routes()
+        .merge(crate::dashboard::api_routes())
+        .merge(crate::api::observe::routes())
+        .route_layer(axum::middleware::from_fn_with_state(state.clone(), api::admin_gate))
+        .layer(axum::extract::DefaultBodyLimit::max(ADMIN_MAX_BODY));
+    public.merge(virtual_key).merge(admin).fallback(not_found).with_state(state)
 }
+
+/// Routes that answer without any credential.
+pub const PUBLIC_ROUTES: &[&str] = &["/healthz", "/readyz", "/metrics", "/ui", "/ui/", "/ui/{*path}"];
 
 async fn chat(State(s): State<Arc<AppState>>, req: Request<Body>) -> Response {
     pipeline::proxy(s, ApiFormat::OpenAiChat, req).await

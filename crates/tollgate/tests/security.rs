@@ -781,3 +781,43 @@ async fn the_database_wal_and_spool_are_readable_by_their_owner_only() {
     assert!(keys.iter().all(|k| k.prefix.len() <= 5), "{:?}", keys.iter().map(|k| &k.prefix).collect::<Vec<_>>());
     h.stop().await;
 }
+
+#[tokio::test]
+async fn only_the_listed_public_routes_answer_without_a_credential() {
+    let h = Harness::start_with("", |mut c| {
+        c.server.admin_token = Some(Secret::new("root-token-123".into()));
+        c
+    })
+    .await;
+    let concrete = |r: &str| r.replace("{*path}", "style.css");
+    for route in tollgate::server::PUBLIC_ROUTES {
+        let r = h.http.get(format!("{}{}", h.base, concrete(route))).send().await.unwrap();
+        assert_eq!(r.status(), 200, "{route} is public");
+    }
+    let admin = [
+        ("GET", "/api/v1/requests"),
+        ("GET", "/api/v1/spend"),
+        ("GET", "/api/v1/budgets"),
+        ("GET", "/api/v1/prompt-cache"),
+        ("GET", "/api/v1/anomalies"),
+        ("GET", "/api/v1/outcomes"),
+        ("POST", "/api/v1/outcomes"),
+        ("GET", "/api/v1/outcomes/cost"),
+        ("GET", "/admin/v1/keys"),
+        ("POST", "/admin/v1/keys"),
+        ("POST", "/admin/v1/keys/key_x/revoke"),
+        ("GET", "/admin/v1/budgets"),
+        ("POST", "/admin/v1/budgets"),
+        ("DELETE", "/admin/v1/budgets/b"),
+        ("GET", "/ui/api/requests/r1"),
+    ];
+    for (m, path) in admin {
+        let r = h.http.request(m.parse().unwrap(), format!("{}{path}", h.base)).send().await.unwrap();
+        assert_eq!(r.status(), 401, "{m} {path} needs a credential");
+    }
+    for path in ["/v1/chat/completions", "/v1/embeddings", "/v1/responses", "/v1/messages", "/v1/batches"] {
+        let r = h.http.post(format!("{}{path}", h.base)).body("{}").send().await.unwrap();
+        assert_eq!(r.status(), 401, "POST {path} needs a virtual key");
+    }
+    h.stop().await;
+}

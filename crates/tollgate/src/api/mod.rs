@@ -13,6 +13,7 @@ use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
+use axum::Extension;
 use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -51,23 +52,51 @@ pub(crate) async fn admin_gate(
     let access =
         if matches!(*req.method(), http::Method::GET | http::Method::HEAD) { Access::Read } else { Access::Write };
     let open = state.config.server.admin_token.is_none() && state.config.admin_tokens.is_empty();
+    let mut req = req;
     if open {
         if let Err(e) = same_origin(req.headers()) {
             return e.into_response();
         }
+        req.extensions_mut().insert(Caller::Admin(Role::Admin));
         return next.run(req).await;
     }
     match authorize(&state, req.headers(), access) {
-        Ok(_) => next.run(req).await,
+        Ok(role) => {
+            req.extensions_mut().insert(Caller::Admin(role));
+            next.run(req).await
+        }
         Err(e) => {
             // Applications report outcomes with their own virtual key.
             let outcome = req.method() == http::Method::POST && req.uri().path() == "/api/v1/outcomes";
-            if outcome
-                && matches!(state.auth.authenticate(req.headers(), now_ms()).await, Ok(crate::auth::Principal::Key(_)))
-            {
-                return next.run(req).await;
+            if outcome {
+                if let Ok(crate::auth::Principal::Key(k)) = state.auth.authenticate(req.headers(), now_ms()).await {
+                    req.extensions_mut().insert(Caller::Key(k.id.clone()));
+                    return next.run(req).await;
+                }
             }
             e.into_response()
+        }
+    }
+}
+
+/// Who the admin gate let through: every admin and analytics handler reads
+/// it from the request's extensions instead of checking credentials itself.
+#[derive(Debug, Clone)]
+pub enum Caller {
+    /// An admin token (or the open admin API on loopback) with its role.
+    Admin(Role),
+    /// A virtual key, admitted only where applications may call (outcomes).
+    Key(String),
+}
+
+impl Caller {
+    /// The admin role, for routes only admin tokens may use.
+    pub fn role(&self) -> Result<Role, ApiError> {
+        match self {
+            Caller::Admin(r) => Ok(r.clone()),
+            Caller::Key(_) => Err(ApiError::InvalidApiKey {
+                message: "admin routes need `Authorization: Bearer <admin token>`".into(),
+            }),
         }
     }
 }
@@ -250,11 +279,11 @@ pub fn parse_filters(raw: &[(String, String)]) -> Result<Vec<(String, String)>, 
 
 async fn requests(
     State(state): State<Arc<AppState>>,
-    headers: HeaderMap,
+    Extension(caller): Extension<Caller>,
     Query(raw): Query<Vec<(String, String)>>,
 ) -> Response {
     let run = async {
-        let role = authorize(&state, &headers, Access::Read)?;
+        let role = caller.role()?;
         let mut q = RequestQuery { filters: parse_filters(&raw)?, limit: 100, cursor: None };
         if let Some(t) = team_of(&role) {
             q.filters.push(("team".into(), t.to_string()));
@@ -297,9 +326,13 @@ struct CreateKeyBody {
     tpm: Option<i64>,
 }
 
-async fn create_key(State(state): State<Arc<AppState>>, headers: HeaderMap, body: axum::body::Bytes) -> Response {
+async fn create_key(
+    State(state): State<Arc<AppState>>,
+    Extension(caller): Extension<Caller>,
+    body: axum::body::Bytes,
+) -> Response {
     let run = async {
-        let role = authorize(&state, &headers, Access::Write)?;
+        let role = caller.role()?;
         let b: CreateKeyBody =
             serde_json::from_slice(&body).map_err(|e| ApiError::invalid(format!("invalid key request: {e}")))?;
         let mut spec = KeySpec {
@@ -333,8 +366,8 @@ fn key_team(k: &crate::store::KeyRecord) -> Option<&str> {
     k.enforced_tags.get("team").or_else(|| k.default_tags.get("team")).map(String::as_str)
 }
 
-async fn list_keys(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Response {
-    let role = match authorize(&state, &headers, Access::Read) {
+async fn list_keys(State(state): State<Arc<AppState>>, Extension(caller): Extension<Caller>) -> Response {
+    let role = match caller.role() {
         Ok(r) => r,
         Err(e) => return e.into_response(),
     };
@@ -351,8 +384,12 @@ async fn list_keys(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Re
     }
 }
 
-async fn revoke_key(State(state): State<Arc<AppState>>, headers: HeaderMap, Path(id): Path<String>) -> Response {
-    let role = match authorize(&state, &headers, Access::Write) {
+async fn revoke_key(
+    State(state): State<Arc<AppState>>,
+    Extension(caller): Extension<Caller>,
+    Path(id): Path<String>,
+) -> Response {
+    let role = match caller.role() {
         Ok(r) => r,
         Err(e) => return e.into_response(),
     };
@@ -379,11 +416,11 @@ async fn revoke_key(State(state): State<Arc<AppState>>, headers: HeaderMap, Path
 
 async fn spend(
     State(state): State<Arc<AppState>>,
-    headers: HeaderMap,
+    Extension(caller): Extension<Caller>,
     Query(raw): Query<Vec<(String, String)>>,
 ) -> Response {
     let run = async {
-        let role = authorize(&state, &headers, Access::Read)?;
+        let role = caller.role()?;
         let mut q = crate::analytics::SpendQuery { filters: parse_filters(&raw)?, ..Default::default() };
         if let Some(t) = team_of(&role) {
             q.filters.push(("team".into(), t.to_string()));
@@ -466,8 +503,8 @@ pub(crate) fn budget_team(b: &crate::budget::BudgetSpec) -> Option<&str> {
     b.scope.0.get("team").map(String::as_str)
 }
 
-async fn budgets(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Response {
-    let role = match authorize(&state, &headers, Access::Read) {
+async fn budgets(State(state): State<Arc<AppState>>, Extension(caller): Extension<Caller>) -> Response {
+    let role = match caller.role() {
         Ok(r) => r,
         Err(e) => return e.into_response(),
     };
@@ -533,9 +570,13 @@ pub fn budget_spec(b: BudgetBody) -> Result<crate::budget::BudgetSpec, ApiError>
     Ok(BudgetSpec { id, scope, limit, period, action, alert_at, block_unpriced: b.block_unpriced })
 }
 
-async fn set_budget(State(state): State<Arc<AppState>>, headers: HeaderMap, body: axum::body::Bytes) -> Response {
+async fn set_budget(
+    State(state): State<Arc<AppState>>,
+    Extension(caller): Extension<Caller>,
+    body: axum::body::Bytes,
+) -> Response {
     let run = async {
-        let role = authorize(&state, &headers, Access::Write)?;
+        let role = caller.role()?;
         let b: BudgetBody =
             serde_json::from_slice(&body).map_err(|e| ApiError::invalid(format!("invalid budget: {e}")))?;
         let spec = budget_spec(b)?;
@@ -565,8 +606,12 @@ async fn set_budget(State(state): State<Arc<AppState>>, headers: HeaderMap, body
     }
 }
 
-async fn delete_budget(State(state): State<Arc<AppState>>, headers: HeaderMap, Path(id): Path<String>) -> Response {
-    let role = match authorize(&state, &headers, Access::Write) {
+async fn delete_budget(
+    State(state): State<Arc<AppState>>,
+    Extension(caller): Extension<Caller>,
+    Path(id): Path<String>,
+) -> Response {
+    let role = match caller.role() {
         Ok(r) => r,
         Err(e) => return e.into_response(),
     };
@@ -595,11 +640,11 @@ async fn delete_budget(State(state): State<Arc<AppState>>, headers: HeaderMap, P
 /// `GET /api/v1/prompt-cache?by=model|key|prompt&from=7d`: provider prompt-cache insight.
 async fn prompt_cache(
     State(state): State<Arc<AppState>>,
-    headers: HeaderMap,
+    Extension(caller): Extension<Caller>,
     Query(raw): Query<Vec<(String, String)>>,
 ) -> Response {
     let run = async {
-        let role = authorize(&state, &headers, Access::Read)?;
+        let role = caller.role()?;
         if team_of(&role).is_some() {
             return Err(ApiError::Forbidden {
                 message: "prompt-cache insight spans teams: admin or viewer only".into(),

@@ -4,13 +4,13 @@
 use std::sync::Arc;
 
 use axum::extract::{Query, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use axum::{Json, Router};
+use axum::{Extension, Json, Router};
 use serde_json::{json, Value};
 
-use crate::api::{authorize, Access};
+use crate::api::Caller;
 use crate::config::Role;
 use crate::error::ApiError;
 use crate::observe::{outcomes, Anomaly, MAX_RECENT};
@@ -56,11 +56,11 @@ fn internal(e: impl std::fmt::Display) -> ApiError {
 
 async fn list_anomalies(
     State(state): State<Arc<AppState>>,
-    headers: HeaderMap,
+    Extension(caller): Extension<Caller>,
     Query(raw): Query<Vec<(String, String)>>,
 ) -> Response {
     let run = || {
-        let role = authorize(&state, &headers, Access::Read)?;
+        let role = caller.role()?;
         let mut list = state.observer.anomalies();
         if let Role::TeamAdmin(t) = &role {
             list.retain(|a| a.team.as_deref() == Some(t.as_str()));
@@ -90,21 +90,21 @@ async fn list_anomalies(
 
 /// Who may report outcomes: an admin token with write access, or an
 /// application with its virtual key.
-async fn outcome_reporter(state: &AppState, headers: &HeaderMap) -> Result<String, ApiError> {
-    let refused = match authorize(state, headers, Access::Write) {
-        Ok(Role::TeamAdmin(t)) => return Ok(format!("team_admin:{t}")),
-        Ok(_) => return Ok("admin".into()),
-        Err(e) => e,
-    };
-    match state.auth.authenticate(headers, now_ms()).await {
-        Ok(crate::auth::Principal::Key(k)) => Ok(k.id.clone()),
-        Ok(crate::auth::Principal::Passthrough { .. }) | Err(_) => Err(refused),
+fn outcome_reporter(caller: &Caller) -> String {
+    match caller {
+        Caller::Admin(Role::TeamAdmin(t)) => format!("team_admin:{t}"),
+        Caller::Admin(_) => "admin".into(),
+        Caller::Key(id) => id.clone(),
     }
 }
 
-async fn post_outcome(State(state): State<Arc<AppState>>, headers: HeaderMap, body: axum::body::Bytes) -> Response {
+async fn post_outcome(
+    State(state): State<Arc<AppState>>,
+    Extension(caller): Extension<Caller>,
+    body: axum::body::Bytes,
+) -> Response {
     let run = async {
-        let reporter = outcome_reporter(&state, &headers).await?;
+        let reporter = outcome_reporter(&caller);
         let id = format!("out_{}", uuid::Uuid::now_v7().simple());
         let o =
             outcomes::Outcome::parse(&body, id, now_ms(), reporter).map_err(|e| ApiError::invalid(e.to_string()))?;
@@ -119,11 +119,11 @@ async fn post_outcome(State(state): State<Arc<AppState>>, headers: HeaderMap, bo
 
 async fn list_outcomes(
     State(state): State<Arc<AppState>>,
-    headers: HeaderMap,
+    Extension(caller): Extension<Caller>,
     Query(raw): Query<Vec<(String, String)>>,
 ) -> Response {
     let run = async {
-        if let Role::TeamAdmin(_) = authorize(&state, &headers, Access::Read)? {
+        if let Role::TeamAdmin(_) = caller.role()? {
             return Err(ApiError::Forbidden {
                 message: "a team admin sees outcomes through /api/v1/outcomes/cost, scoped to its team".into(),
             });
@@ -146,11 +146,11 @@ async fn list_outcomes(
 
 async fn outcome_cost(
     State(state): State<Arc<AppState>>,
-    headers: HeaderMap,
+    Extension(caller): Extension<Caller>,
     Query(raw): Query<Vec<(String, String)>>,
 ) -> Response {
     let run = async {
-        let role = authorize(&state, &headers, Access::Read)?;
+        let role = caller.role()?;
         let mut q = outcomes::CostQuery::default();
         if let Role::TeamAdmin(t) = role {
             q.team = Some(t);

@@ -189,14 +189,14 @@ fn bench_gateway_pieces(c: &mut Criterion) {
     g.finish();
 }
 
-fn governor_with(budgets: usize, limits: usize) -> Arc<Governor> {
+fn governor_with(rt: &tokio::runtime::Runtime, budgets: usize, limits: usize) -> Arc<Governor> {
     let (gov, rx) = Governor::new(chrono_tz::UTC);
     // Alerts are not exercised: the budgets are far from their thresholds.
     std::mem::forget(rx);
     let gov = Arc::new(gov);
     for i in 0..budgets {
         let scope = if i == 0 { "key=key_bench".to_string() } else { format!("team=other{i}") };
-        gov.set_budget(
+        let installed = gov.set_budget(
             BudgetSpec {
                 id: format!("b{i}"),
                 scope: Scope::parse(&scope).unwrap(),
@@ -210,6 +210,7 @@ fn governor_with(budgets: usize, limits: usize) -> Arc<Governor> {
             BTreeSet::new(),
             NOW_MS,
         );
+        rt.block_on(installed).unwrap();
     }
     for i in 0..limits {
         let scope = if i == 0 { "key=key_bench".to_string() } else { format!("team=other{i}") };
@@ -236,12 +237,16 @@ fn bench_governor(c: &mut Criterion) {
     let facts =
         Facts { key_id: "key_bench", model: "gpt-4o-mini", provider: Some("openai"), attribution: &attribution };
     let ask = Ask { cost: Some(Money::from_nanos(150_000)), tokens: 4_300 };
+    // The in-process counters answer at once: a current-thread runtime only drives the futures.
+    let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
     for (budgets, limits) in [(0, 0), (1, 1), (20, 20)] {
-        let gov = governor_with(budgets, limits);
+        let gov = governor_with(&rt, budgets, limits);
         g.bench_function(BenchmarkId::new("reserve_settle", format!("{budgets}b_{limits}l")), |b| {
             b.iter(|| {
-                let r = gov.reserve(black_box(&facts), ask, NOW_MS).unwrap();
-                r.settle(Some(Money::from_nanos(90_000)), 900, NOW_MS);
+                rt.block_on(async {
+                    let r = gov.reserve(black_box(&facts), ask, NOW_MS).await.unwrap();
+                    r.settle(Some(Money::from_nanos(90_000)), 900, NOW_MS).await;
+                })
             })
         });
     }

@@ -500,8 +500,13 @@ impl Call<'_> {
             crate::policy::access_allows(&self.state.config.access, &facts, &model)
                 .map_err(|message| ApiError::ModelNotAllowed { message })?;
             // Earlier models' reservations are released (dropped) if this one is refused.
-            match self.state.governor.reserve(&facts, Ask { cost, tokens }, now) {
+            match self.state.governor.reserve(&facts, Ask { cost, tokens }, now).await {
                 Ok(res) => held.push((model, res)),
+                Err(Refusal::Unavailable(why)) => {
+                    return Err(ApiError::GovernanceUnavailable {
+                        message: format!("budgets and rate limits cannot be checked right now ({why}); retry shortly"),
+                    });
+                }
                 Err(Refusal::RateLimited { limit_id, scope, retry_after_ms }) => {
                     let secs = (retry_after_ms.max(1) as u64).div_ceil(1000);
                     return Err(ApiError::RateLimited {
@@ -683,7 +688,7 @@ async fn price_results(
     if let Some(held) = state.batch_holds.take(batch) {
         for (model, reservation) in held {
             let (cost, tokens) = actual.get(&model).copied().unwrap_or((Some(Money::ZERO), 0));
-            reservation.settle(cost, tokens, now);
+            reservation.settle(cost, tokens, now).await;
         }
     }
     Ok(())

@@ -487,7 +487,7 @@ async fn budgets_command(cli: &Cli, cmd: &BudgetsCommand) -> anyhow::Result<()> 
             for b in config.governance.budgets.iter().cloned().chain(store.governance.list_budgets().await?) {
                 crate::govern::install_budget(&store, &governor, b, now).await?;
             }
-            for s in governor.status(now) {
+            for s in governor.status(now).await {
                 let v = crate::api::budget_json(&s, now);
                 println!(
                     "{:<36} spent ${} of ${} ({}), remaining ${}, period ends {}, forecast run-out {}",

@@ -57,6 +57,10 @@ pub enum ApiError {
     /// The gateway is at its connection or in-flight limit.
     #[error("{message}")]
     Overloaded { message: String },
+    /// Budgets and rate limits cannot be checked (the counter store is
+    /// unreachable), so nothing is sent: never spend without a check.
+    #[error("{message}")]
+    GovernanceUnavailable { message: String },
 }
 
 impl ApiError {
@@ -114,6 +118,9 @@ impl ApiError {
             ApiError::Overloaded { .. } => {
                 (StatusCode::SERVICE_UNAVAILABLE, "overloaded", "api_error", "overloaded_error")
             }
+            ApiError::GovernanceUnavailable { .. } => {
+                (StatusCode::SERVICE_UNAVAILABLE, "governance_unavailable", "api_error", "api_error")
+            }
         }
     }
 
@@ -153,6 +160,7 @@ impl ApiError {
         let mut resp = (status, axum::Json(body)).into_response();
         let retry = match &self {
             ApiError::RateLimited { retry_after_secs, .. } => Some(retry_after_secs.to_string()),
+            ApiError::GovernanceUnavailable { .. } | ApiError::Overloaded { .. } => Some("1".to_string()),
             ApiError::UpstreamRateLimited { retry_after, .. } => retry_after.clone(),
             _ => None,
         };
@@ -192,6 +200,7 @@ mod tests {
             ApiError::NotFound { message: m() },
             ApiError::RequestTimeout { message: m() },
             ApiError::Overloaded { message: m() },
+            ApiError::GovernanceUnavailable { message: m() },
         ]
     }
 
@@ -221,6 +230,7 @@ mod tests {
             r#"404 {"error":{"code":"not_found","message":"m","param":null,"type":"not_found_error"}} {"error":{"code":"not_found","message":"m","type":"not_found_error"},"type":"error"}"#,
             r#"408 {"error":{"code":"request_timeout","message":"m","param":null,"type":"invalid_request_error"}} {"error":{"code":"request_timeout","message":"m","type":"timeout_error"},"type":"error"}"#,
             r#"503 {"error":{"code":"overloaded","message":"m","param":null,"type":"api_error"}} {"error":{"code":"overloaded","message":"m","type":"overloaded_error"},"type":"error"}"#,
+            r#"503 {"error":{"code":"governance_unavailable","message":"m","param":null,"type":"api_error"}} {"error":{"code":"governance_unavailable","message":"m","type":"api_error"},"type":"error"}"#,
         ];
         assert_eq!(got, want);
     }

@@ -199,7 +199,7 @@ async fn until_upstream(
     }
     let mut plan = plan_route(state, &model)?;
     // Budgets and rate limits: reserve the most this request can cost before any spend.
-    let body = govern(state, p, principal, &model, &mut plan, body)?;
+    let body = govern(state, p, principal, &model, &mut plan, body).await?;
     send(state, p, principal, headers, &plan, &body).await.map(Upstream::Answer)
 }
 
@@ -543,7 +543,7 @@ fn order_plan(state: &AppState, model: &str, plan: &mut [routing::Attempt]) {
 /// Reserves the request's maximum cost and tokens against every budget and
 /// limit that covers it; applies a refusing budget's action (downgrade,
 /// clamp) and returns the body to send (it changes when max tokens are set).
-fn govern(
+async fn govern(
     state: &AppState,
     p: &mut Pending,
     principal: &Principal,
@@ -565,7 +565,7 @@ fn govern(
         };
         let attribution = p.row().attribution.clone();
         let facts = Facts { key_id: principal.id(), model, provider: Some(&provider_name), attribution: &attribution };
-        match state.governor.reserve(&facts, ask, now) {
+        match state.governor.reserve(&facts, ask, now).await {
             Ok(r) => {
                 // Under a binding budget, a request with no output cap is capped
                 // at the amount reserved for it, so it cannot outspend the reservation.
@@ -579,6 +579,11 @@ fn govern(
                 }
                 p.reservation = Some(r);
                 return Ok(body);
+            }
+            Err(Refusal::Unavailable(why)) => {
+                return Err(ApiError::GovernanceUnavailable {
+                    message: format!("budgets and rate limits cannot be checked right now ({why}); retry shortly"),
+                });
             }
             Err(Refusal::RateLimited { limit_id, scope, retry_after_ms }) => {
                 let secs = (retry_after_ms.max(1) as u64).div_ceil(1000);
@@ -1055,7 +1060,7 @@ impl Pending {
                 row.attribution.session.as_deref(),
                 row.cost.unwrap_or(Money::ZERO),
             );
-            r.settle(row.cost, row.usage.total_tokens(), now_ms());
+            r.settle(row.cost, row.usage.total_tokens(), now_ms()).await;
         }
         self.observer.record(&row);
         self.writer.write(row).await;

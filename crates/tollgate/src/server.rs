@@ -101,7 +101,7 @@ impl Gateway {
         }
         let http = http_client()?;
         let upstream = crate::upstream::Client::new()?;
-        let (governor, alert_rx) = Governor::new(config.governance.tz);
+        let (governor, alert_rx) = Governor::with_counters(config.governance.tz, stores.counters.clone());
         let governor = Arc::new(governor);
         let now = crate::time::now_ms();
         for l in config.governance.limits.iter().cloned().chain(stores.governance.list_limits().await?) {
@@ -347,7 +347,7 @@ async fn metrics(State(s): State<Arc<AppState>>, headers: HeaderMap) -> Response
         }
     }
     // Budget utilisation as of this scrape.
-    for b in s.governor.status(crate::time::now_ms()) {
+    for b in s.governor.status(crate::time::now_ms()).await {
         s.observer.metrics().set_budget(&b.spec.id, b.spent, b.spec.limit);
     }
     let text = s.observer.render(s.ledger.backlog_bytes());

@@ -403,3 +403,158 @@ backends! {
         (Stores::open(&url).unwrap(), Box::new(dir))
     };
 }
+
+// ------------------------------------------------------------------ counters
+
+use std::sync::Arc;
+
+use tollgate::store::counters::{
+    CounterAsk, CounterRefusal, CounterRule, CounterSettle, CounterStore, CounterView, MemoryCounters,
+};
+
+fn window(limit: i64) -> CounterRule {
+    CounterRule::Window { start_ms: 0, end_ms: 86_400_000, limit: Some(limit) }
+}
+
+fn ask(key: &str, rule: CounterRule, amount: i64) -> CounterAsk {
+    CounterAsk { key: Arc::from(key), rule, amount }
+}
+
+fn settle(key: &str, rule: CounterRule, reserved: i64, actual: i64) -> CounterSettle {
+    CounterSettle { key: Arc::from(key), rule, reserved, actual }
+}
+
+pub async fn counters_reserve_settle_release_and_refuse(c: Arc<dyn CounterStore>) {
+    let b = window(1000);
+    let g1 = c.reserve(&[ask("b", b, 600)], 60_000, 10).await.unwrap().unwrap();
+    assert_eq!(g1.remaining, vec![Some(400)]);
+    let refused = c.reserve(&[ask("b", b, 600)], 60_000, 10).await.unwrap().unwrap_err();
+    assert_eq!(refused, CounterRefusal::Exhausted { index: 0, remaining: 400, resets_at_ms: 86_400_000 });
+    let after = c.settle(g1.lease, &[settle("b", b, 600, 100)], 20).await.unwrap();
+    assert_eq!(after, vec![CounterView { spent: 100, reserved: 0 }]);
+    let g2 = c.reserve(&[ask("b", b, 900)], 60_000, 30).await.unwrap().unwrap();
+    assert_eq!(c.view("b", b, 30).await.unwrap(), CounterView { spent: 100, reserved: 900 });
+    c.release(g2.lease, 40).await.unwrap();
+    assert_eq!(c.view("b", b, 40).await.unwrap(), CounterView { spent: 100, reserved: 0 });
+    // Counters without a limit never refuse, and still count.
+    let alert = CounterRule::Window { start_ms: 0, end_ms: 86_400_000, limit: None };
+    let g = c.reserve(&[ask("a", alert, 5_000_000)], 60_000, 50).await.unwrap().unwrap();
+    assert_eq!(g.remaining, vec![None]);
+    c.settle(g.lease, &[settle("a", alert, 5_000_000, 7)], 60).await.unwrap();
+    assert_eq!(c.view("a", alert, 60).await.unwrap().spent, 7);
+}
+
+pub async fn counters_are_all_or_nothing(c: Arc<dyn CounterStore>) {
+    let (wide, narrow) = (window(1000), window(100));
+    let rate = CounterRule::Rate { capacity: 10, window_ms: 60_000 };
+    let refused = c
+        .reserve(&[ask("wide", wide, 200), ask("rate", rate, 1), ask("narrow", narrow, 200)], 60_000, 0)
+        .await
+        .unwrap();
+    assert!(matches!(refused, Err(CounterRefusal::Exhausted { index: 2, remaining: 100, .. })), "{refused:?}");
+    assert_eq!(c.view("wide", wide, 0).await.unwrap(), CounterView::default(), "nothing taken from the others");
+    assert_eq!(c.view("rate", rate, 0).await.unwrap(), CounterView::default());
+}
+
+pub async fn counters_release_a_dead_owners_reservation_when_its_lease_ends(c: Arc<dyn CounterStore>) {
+    let b = window(1000);
+    let g = c.reserve(&[ask("b", b, 700)], 1_000, 0).await.unwrap().unwrap();
+    assert_eq!(c.expire_leases(500).await.unwrap(), 0, "still leased");
+    assert!(c.reserve(&[ask("b", b, 700)], 1_000, 600).await.unwrap().is_err(), "held while leased");
+    assert_eq!(c.expire_leases(1_500).await.unwrap(), 1);
+    assert_eq!(c.view("b", b, 1_500).await.unwrap(), CounterView { spent: 0, reserved: 0 });
+    // Its owner settling late books the spend once, and gives back nothing twice.
+    c.settle(g.lease, &[settle("b", b, 700, 300)], 2_000).await.unwrap();
+    assert_eq!(c.view("b", b, 2_000).await.unwrap(), CounterView { spent: 300, reserved: 0 });
+    // A new reservation expires without anyone calling expire_leases: reserving past it does.
+    let _lost = c.reserve(&[ask("b", b, 600)], 1_000, 3_000).await.unwrap().unwrap();
+    assert!(c.reserve(&[ask("b", b, 600)], 1_000, 5_000).await.unwrap().is_ok(), "the lost lease ran out");
+}
+
+pub async fn counters_rate_limit_with_exact_retry_after(c: Arc<dyn CounterStore>) {
+    let rpm = CounterRule::Rate { capacity: 2, window_ms: 60_000 };
+    let g1 = c.reserve(&[ask("rpm", rpm, 1)], 60_000, 0).await.unwrap().unwrap();
+    let _g2 = c.reserve(&[ask("rpm", rpm, 1)], 60_000, 0).await.unwrap().unwrap();
+    assert_eq!(
+        c.reserve(&[ask("rpm", rpm, 1)], 60_000, 0).await.unwrap(),
+        Err(CounterRefusal::Wait { index: 0, retry_after_ms: 30_000 })
+    );
+    c.release(g1.lease, 0).await.unwrap();
+    assert!(c.reserve(&[ask("rpm", rpm, 1)], 60_000, 0).await.unwrap().is_ok(), "a release gives the unit back");
+    assert!(c.reserve(&[ask("rpm", rpm, 1)], 60_000, 30_000).await.unwrap().is_ok(), "refilled after 30 s");
+}
+
+pub async fn counters_follow_their_windows(c: Arc<dyn CounterStore>) {
+    let day1 = CounterRule::Window { start_ms: 0, end_ms: 1_000, limit: Some(1000) };
+    let day2 = CounterRule::Window { start_ms: 1_000, end_ms: 2_000, limit: Some(1000) };
+    let g = c.reserve(&[ask("d", day1, 800)], 60_000, 10).await.unwrap().unwrap();
+    c.settle(g.lease, &[settle("d", day1, 800, 800)], 20).await.unwrap();
+    assert!(c.reserve(&[ask("d", day1, 300)], 60_000, 30).await.unwrap().is_err());
+    assert!(c.reserve(&[ask("d", day2, 300)], 60_000, 1_010).await.unwrap().is_ok(), "a new window starts at zero");
+    let rolling = CounterRule::Rolling { len_ms: 60_000, limit: Some(1000) };
+    let g = c.reserve(&[ask("r", rolling, 800)], 60_000, 1_000).await.unwrap().unwrap();
+    c.settle(g.lease, &[settle("r", rolling, 800, 800)], 1_000).await.unwrap();
+    assert!(c.reserve(&[ask("r", rolling, 300)], 60_000, 30_000).await.unwrap().is_err());
+    assert!(c.reserve(&[ask("r", rolling, 300)], 60_000, 62_000).await.unwrap().is_ok(), "the spend slid out");
+    // Seeding from the ledger keeps outstanding reservations.
+    let s = window(1000);
+    let _held = c.reserve(&[ask("s", s, 100)], 60_000, 0).await.unwrap().unwrap();
+    c.seed("s", s, vec![(0, 250), (1, 50)], 0).await.unwrap();
+    assert_eq!(c.view("s", s, 0).await.unwrap(), CounterView { spent: 300, reserved: 100 });
+}
+
+pub async fn concurrent_reservations_never_overspend(c: Arc<dyn CounterStore>) {
+    let b = window(1000);
+    let rpm = CounterRule::Rate { capacity: 1_000, window_ms: 60_000 };
+    let mut tasks = Vec::new();
+    for _ in 0..50 {
+        let c = c.clone();
+        tasks.push(tokio::spawn(async move {
+            let asks = [ask("shared", b, 30), ask("shared-rpm", rpm, 1)];
+            match c.reserve(&asks, 60_000, 5).await.unwrap() {
+                Ok(g) => {
+                    tokio::task::yield_now().await;
+                    let v = c.settle(g.lease, &[settle("shared", b, 30, 30), settle("shared-rpm", rpm, 1, 1)], 6).await;
+                    v.unwrap();
+                    true
+                }
+                Err(_) => false,
+            }
+        }));
+    }
+    let mut granted = 0;
+    for t in tasks {
+        granted += i64::from(t.await.unwrap());
+    }
+    assert_eq!(granted, 33, "exactly what fits: 33 × 30 ≤ 1000 < 34 × 30");
+    assert_eq!(c.view("shared", b, 7).await.unwrap(), CounterView { spent: 990, reserved: 0 });
+}
+
+macro_rules! counter_backends {
+    ($($backend:ident => $open:expr;)*) => {$(
+        mod $backend {
+            use super::*;
+
+            macro_rules! case {
+                ($name:ident) => {
+                    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                    async fn $name() {
+                        let store: Arc<dyn CounterStore> = $open;
+                        super::$name(store).await;
+                    }
+                };
+            }
+
+            case!(counters_reserve_settle_release_and_refuse);
+            case!(counters_are_all_or_nothing);
+            case!(counters_release_a_dead_owners_reservation_when_its_lease_ends);
+            case!(counters_rate_limit_with_exact_retry_after);
+            case!(counters_follow_their_windows);
+            case!(concurrent_reservations_never_overspend);
+        }
+    )*};
+}
+
+counter_backends! {
+    memory_counters => Arc::new(MemoryCounters::default());
+}

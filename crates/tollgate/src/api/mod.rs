@@ -512,6 +512,7 @@ async fn budgets(State(state): State<Arc<AppState>>, Extension(caller): Extensio
     let list: Vec<Value> = state
         .governor
         .status(now)
+        .await
         .iter()
         .filter(|b| team_of(&role).is_none_or(|t| budget_team(&b.spec) == Some(t)))
         .map(|b| budget_json(b, now))
@@ -588,7 +589,7 @@ async fn set_budget(
                 return Err(not_your_team(t));
             }
             // Reusing another team's budget id would overwrite it.
-            let existing = state.governor.status(now_ms()).into_iter().find(|b| b.spec.id == spec.id);
+            let existing = state.governor.status(now_ms()).await.into_iter().find(|b| b.spec.id == spec.id);
             if existing.is_some_and(|b| budget_team(&b.spec) != Some(t)) {
                 return Err(not_your_team(t));
             }
@@ -597,7 +598,7 @@ async fn set_budget(
         state.stores.governance.upsert_budget(spec.clone(), now).await.map_err(internal)?;
         crate::govern::install_budget(&state.stores, &state.governor, spec.clone(), now).await.map_err(internal)?;
         let now = now_ms();
-        let st = state.governor.status(now).into_iter().find(|b| b.spec.id == spec.id);
+        let st = state.governor.status(now).await.into_iter().find(|b| b.spec.id == spec.id);
         Ok::<_, ApiError>((StatusCode::OK, Json(st.map(|b| budget_json(&b, now)).unwrap_or(Value::Null))))
     };
     match run.await {
@@ -619,7 +620,8 @@ async fn delete_budget(
         return read_only(&id).into_response();
     }
     if let Some(t) = team_of(&role) {
-        let mine = state.governor.status(now_ms()).iter().any(|b| b.spec.id == id && budget_team(&b.spec) == Some(t));
+        let mine =
+            state.governor.status(now_ms()).await.iter().any(|b| b.spec.id == id && budget_team(&b.spec) == Some(t));
         if !mine {
             return not_your_team(t).into_response();
         }

@@ -1,28 +1,38 @@
 //! Spend governance at run time: budgets and rate limits, enforced *before*
 //! the provider is called, by reserve → settle.
 //!
-//! Flow of one request:
-//! 1. `reserve` computes nothing itself: the pipeline passes the request's
-//!    maximum possible cost and tokens (an upper bound). Under one lock, every
-//!    applicable budget and limit is checked; only if all pass is the amount
-//!    added to each (all or nothing), so concurrent requests cannot together
-//!    overspend.
+//! The governor holds the rules (which budgets and limits exist, their
+//! alert thresholds) and decides which counters a request touches; the
+//! numbers live in a [`CounterStore`]: in this process ([`MemoryCounters`])
+//! or shared by replicas. Flow of one request:
+//! 1. `reserve` gets the request's maximum possible cost and tokens (an upper
+//!    bound computed by `estimate`). Every applicable budget and limit is
+//!    reserved in one atomic call of the counter store, all or nothing, so
+//!    concurrent requests cannot together overspend; a reservation is held
+//!    under a lease, so one whose owner died is released.
 //! 2. The returned [`Reservation`] is `#[must_use]`; `settle(actual)` replaces
 //!    the reserved amount by the actual one; dropping it unsettled (error,
 //!    panic, cancelled task) releases it.
 //! 3. Crossing an alert threshold sends one [`AlertEvent`] per threshold per period.
 //!
-//! Counters live in this process (single-node mode). Spend already in the
-//! ledger for the current period is loaded when a budget is installed.
+//! Spend already in the ledger for the current period is loaded into the
+//! counters when a budget is installed.
 
-use std::collections::{BTreeSet, VecDeque};
+use std::collections::BTreeSet;
 use std::sync::{Arc, Mutex};
 
 use chrono_tz::Tz;
 use tokio::sync::mpsc;
 use tollgate_units::Money;
 
-use crate::budget::{Action, Bucket, BudgetSpec, Facts, LimitKind, Period, RateLimitSpec};
+use crate::budget::{Action, BudgetSpec, Facts, LimitKind, Period, RateLimitSpec};
+use crate::store::counters::{
+    CounterAsk, CounterError, CounterRefusal, CounterRule, CounterSettle, CounterStore, LeaseId, MemoryCounters,
+};
+
+/// How long a reservation may be held before the counter store gives it
+/// back on its own (its owner died). Longer than any request may run.
+pub const LEASE_MS: i64 = 15 * 60_000;
 
 /// A threshold crossed.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -36,70 +46,46 @@ pub struct AlertEvent {
     pub period_end_ms: i64,
 }
 
-struct BudgetState {
+struct BudgetRule {
     spec: BudgetSpec,
-    start_ms: i64,
-    end_ms: i64,
-    /// Settled spend in the current calendar period.
-    spent: i64,
-    /// Rolling periods: settled spend per second, oldest first.
-    rolling: VecDeque<(i64, i64)>,
-    reserved: i64,
+    key: Arc<str>,
+    /// Thresholds alerted in the window `fired_window`.
     fired: BTreeSet<u32>,
+    fired_window: (i64, i64),
 }
 
-impl BudgetState {
-    fn roll(&mut self, now_ms: i64, tz: Tz) {
+impl BudgetRule {
+    fn counter(&self, now_ms: i64, tz: Tz) -> CounterRule {
+        let limit = (self.spec.action != Action::Alert).then(|| self.spec.limit.nanos());
         match self.spec.period {
-            Period::Rolling(len) => {
-                while self.rolling.front().is_some_and(|(sec, _)| sec * 1000 < now_ms - len) {
-                    self.rolling.pop_front();
-                }
-                let spent: i64 = self.rolling.iter().map(|(_, n)| *n).sum();
-                self.spent = spent;
-                self.start_ms = now_ms - len;
-                self.end_ms = now_ms;
-                // A rolling window re-arms a threshold once spend falls back below it.
-                let limit = self.spec.limit.nanos().max(1);
-                self.fired.retain(|t| i128::from(spent) * 1000 >= i128::from(limit) * i128::from(*t));
-            }
-            _ => {
-                if now_ms >= self.end_ms || now_ms < self.start_ms {
-                    let (s, e) = self.spec.period.window(now_ms, tz);
-                    self.start_ms = s;
-                    self.end_ms = e;
-                    self.spent = 0;
-                    self.fired.clear();
-                }
+            Period::Rolling(len_ms) => CounterRule::Rolling { len_ms, limit },
+            period => {
+                let (start_ms, end_ms) = period.window(now_ms, tz);
+                CounterRule::Window { start_ms, end_ms, limit }
             }
         }
     }
 
-    fn add_spent(&mut self, nanos: i64, now_ms: i64) {
-        self.spent += nanos;
-        if let Period::Rolling(_) = self.spec.period {
-            let sec = now_ms.div_euclid(1000);
-            match self.rolling.back_mut() {
-                Some((s, n)) if *s == sec => *n += nanos,
-                _ => self.rolling.push_back((sec, nanos)),
-            }
-        }
-    }
-
-    fn remaining(&self) -> i64 {
-        self.spec.limit.nanos() - self.spent - self.reserved
+    fn window(&self, now_ms: i64, tz: Tz) -> (i64, i64) {
+        self.spec.period.window(now_ms, tz)
     }
 }
 
-struct LimitState {
+struct LimitRule {
     spec: RateLimitSpec,
-    bucket: Bucket,
+    key: Arc<str>,
+}
+
+impl LimitRule {
+    fn counter(&self) -> CounterRule {
+        CounterRule::Rate { capacity: self.spec.amount, window_ms: self.spec.window_ms }
+    }
 }
 
 #[derive(Default)]
-struct State {
-    budgets: crate::FastMap<Arc<str>, BudgetState>,
-    limits: crate::FastMap<Arc<str>, LimitState>,
+struct Rules {
+    budgets: crate::FastMap<Arc<str>, BudgetRule>,
+    limits: crate::FastMap<Arc<str>, LimitRule>,
     /// Calls and settled spend per agent run (`t:` trace id, `s:` session id).
     runs: crate::FastMap<String, Run>,
 }
@@ -135,12 +121,26 @@ pub struct Ask {
 /// Why a request may not proceed as asked.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Refusal {
-    Budget { budget_id: String, scope: String, action: Action, remaining: Money, resets_at_ms: i64, unpriced: bool },
-    RateLimited { limit_id: String, scope: String, retry_after_ms: i64 },
+    Budget {
+        budget_id: String,
+        scope: String,
+        action: Action,
+        remaining: Money,
+        resets_at_ms: i64,
+        unpriced: bool,
+    },
+    RateLimited {
+        limit_id: String,
+        scope: String,
+        retry_after_ms: i64,
+    },
+    /// The counter store cannot be reached: nothing can be reserved, so nothing is sent.
+    Unavailable(String),
 }
 
 pub struct Governor {
-    state: Mutex<State>,
+    rules: Mutex<Rules>,
+    counters: Arc<dyn CounterStore>,
     tz: Tz,
     alerts: mpsc::UnboundedSender<AlertEvent>,
 }
@@ -155,14 +155,39 @@ pub struct BudgetStatus {
     pub period_end_ms: i64,
 }
 
+/// What one counter of a reservation is for.
+#[derive(Debug, Clone)]
+enum Held {
+    Budget,
+    Limit(LimitKind),
+}
+
+#[derive(Debug, Clone)]
+struct Entry {
+    key: Arc<str>,
+    rule: CounterRule,
+    amount: i64,
+    held: Held,
+}
+
 impl Governor {
+    /// A governor over counters in this process.
     pub fn new(tz: Tz) -> (Governor, mpsc::UnboundedReceiver<AlertEvent>) {
-        let (tx, rx) = mpsc::unbounded_channel();
-        (Governor { state: Mutex::new(State::default()), tz, alerts: tx }, rx)
+        Governor::with_counters(tz, Arc::new(MemoryCounters::default()))
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
-        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    /// A governor over the given counter store (shared by replicas, or in process).
+    pub fn with_counters(tz: Tz, counters: Arc<dyn CounterStore>) -> (Governor, mpsc::UnboundedReceiver<AlertEvent>) {
+        let (tx, rx) = mpsc::unbounded_channel();
+        (Governor { rules: Mutex::new(Rules::default()), counters, tz, alerts: tx }, rx)
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Rules> {
+        self.rules.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub fn counters(&self) -> &Arc<dyn CounterStore> {
+        &self.counters
     }
 
     /// No budget and no rate limit is installed (requests need no estimate).
@@ -176,28 +201,21 @@ impl Governor {
     }
 
     /// Installs or replaces a budget. `spent` is what the ledger already holds
-    /// for its current window (per second for rolling windows); `fired` the
-    /// thresholds already alerted this period. A replaced budget keeps its
-    /// outstanding reservations.
-    pub fn set_budget(&self, spec: BudgetSpec, spent: Vec<(i64, i64)>, fired: BTreeSet<u32>, now_ms: i64) {
-        let (start_ms, end_ms) = spec.period.window(now_ms, self.tz);
-        let mut st = self.lock();
-        let reserved = st.budgets.get(spec.id.as_str()).map_or(0, |b| b.reserved);
-        let total: i64 = spent.iter().map(|(_, n)| n).sum();
-        let b = BudgetState {
-            rolling: if matches!(spec.period, Period::Rolling(_)) {
-                spent.into_iter().collect()
-            } else {
-                VecDeque::new()
-            },
-            spec,
-            start_ms,
-            end_ms,
-            spent: total,
-            reserved,
-            fired,
-        };
-        st.budgets.insert(Arc::from(b.spec.id.as_str()), b);
+    /// for its current window (per second); `fired` the thresholds already
+    /// alerted this period. Outstanding reservations are kept.
+    pub async fn set_budget(
+        &self,
+        spec: BudgetSpec,
+        spent: Vec<(i64, i64)>,
+        fired: BTreeSet<u32>,
+        now_ms: i64,
+    ) -> Result<(), CounterError> {
+        let key: Arc<str> = Arc::from(format!("budget:{}", spec.id));
+        let rule = BudgetRule { fired_window: spec.period.window(now_ms, self.tz), spec, key: key.clone(), fired };
+        let counter = rule.counter(now_ms, self.tz);
+        self.counters.seed(&key, counter, spent, now_ms).await?;
+        self.lock().budgets.insert(Arc::from(rule.spec.id.as_str()), rule);
+        Ok(())
     }
 
     pub fn remove_budget(&self, id: &str) -> bool {
@@ -208,32 +226,40 @@ impl Governor {
         self.lock().budgets.keys().map(|k| k.to_string()).collect()
     }
 
-    pub fn set_limit(&self, spec: RateLimitSpec, now_ms: i64) {
+    pub fn set_limit(&self, spec: RateLimitSpec, _now_ms: i64) {
         let mut st = self.lock();
         if st.limits.get(spec.id.as_str()).is_some_and(|l| l.spec == spec) {
             return;
         }
-        let bucket = Bucket::full(&spec, now_ms);
-        st.limits.insert(Arc::from(spec.id.as_str()), LimitState { spec, bucket });
+        let key: Arc<str> = Arc::from(format!("limit:{}", spec.id));
+        st.limits.insert(Arc::from(spec.id.as_str()), LimitRule { spec, key });
     }
 
-    pub fn status(&self, now_ms: i64) -> Vec<BudgetStatus> {
-        let mut st = self.lock();
-        let tz = self.tz;
-        let mut out: Vec<BudgetStatus> = st
-            .budgets
-            .values_mut()
-            .map(|b| {
-                b.roll(now_ms, tz);
-                BudgetStatus {
-                    spec: b.spec.clone(),
-                    spent: Money::from_nanos(b.spent),
-                    reserved: Money::from_nanos(b.reserved),
-                    period_start_ms: b.start_ms,
-                    period_end_ms: b.end_ms,
-                }
-            })
-            .collect();
+    pub async fn status(&self, now_ms: i64) -> Vec<BudgetStatus> {
+        let rules: Vec<(BudgetSpec, Arc<str>, CounterRule, (i64, i64))> = {
+            let st = self.lock();
+            st.budgets
+                .values()
+                .map(|b| {
+                    let window = match b.spec.period {
+                        Period::Rolling(len) => (now_ms - len, now_ms),
+                        _ => b.window(now_ms, self.tz),
+                    };
+                    (b.spec.clone(), b.key.clone(), b.counter(now_ms, self.tz), window)
+                })
+                .collect()
+        };
+        let mut out = Vec::with_capacity(rules.len());
+        for (spec, key, rule, (start, end)) in rules {
+            let v = self.counters.view(&key, rule, now_ms).await.unwrap_or_default();
+            out.push(BudgetStatus {
+                spec,
+                spent: Money::from_nanos(v.spent),
+                reserved: Money::from_nanos(v.reserved),
+                period_start_ms: start,
+                period_end_ms: end,
+            });
+        }
         out.sort_by(|a, b| a.spec.id.cmp(&b.spec.id));
         out
     }
@@ -301,130 +327,162 @@ impl Governor {
 
     /// Reserves `ask` against every budget and limit that covers `facts`, all
     /// or nothing. Budgets whose action is `alert` never refuse.
-    pub fn reserve(self: &Arc<Self>, facts: &Facts<'_>, ask: Ask, now_ms: i64) -> Result<Reservation, Refusal> {
-        let mut st = self.lock();
-        let tz = self.tz;
+    pub async fn reserve(self: &Arc<Self>, facts: &Facts<'_>, ask: Ask, now_ms: i64) -> Result<Reservation, Refusal> {
         let cost = ask.cost.map_or(0, |c| c.nanos().max(0));
         let tokens = i64::try_from(ask.tokens).unwrap_or(i64::MAX);
-
-        let mut budget_ids: Vec<Arc<str>> = Vec::new();
-        let mut tightest: Option<i64> = None;
-        for (id, b) in st.budgets.iter_mut() {
-            if !b.spec.scope.matches(facts) {
-                continue;
+        let mut entries: Vec<Entry> = Vec::new();
+        let mut unpriced_refusal: Option<(BudgetSpec, Arc<str>, CounterRule)> = None;
+        {
+            let st = self.lock();
+            for b in st.budgets.values() {
+                if !b.spec.scope.matches(facts) {
+                    continue;
+                }
+                let rule = b.counter(now_ms, self.tz);
+                if ask.cost.is_none() && b.spec.block_unpriced && b.spec.action != Action::Alert {
+                    unpriced_refusal = Some((b.spec.clone(), b.key.clone(), rule));
+                    break;
+                }
+                entries.push(Entry { key: b.key.clone(), rule, amount: cost, held: Held::Budget });
             }
-            b.roll(now_ms, tz);
-            if b.spec.action != Action::Alert {
-                let refuse = (ask.cost.is_none() && b.spec.block_unpriced) || b.remaining() < cost;
-                if refuse {
-                    return Err(Refusal::Budget {
-                        budget_id: b.spec.id.clone(),
-                        scope: b.spec.scope.to_string(),
-                        action: b.spec.action.clone(),
-                        remaining: Money::from_nanos(b.remaining().max(0)),
-                        resets_at_ms: match b.spec.period {
-                            Period::Rolling(_) => {
-                                b.rolling.front().map_or(now_ms, |(s, _)| s * 1000 + (b.end_ms - b.start_ms))
-                            }
-                            _ => b.end_ms,
-                        },
-                        unpriced: ask.cost.is_none(),
+            if unpriced_refusal.is_none() {
+                for l in st.limits.values() {
+                    if !l.spec.scope.matches(facts) {
+                        continue;
+                    }
+                    let amount = match l.spec.kind {
+                        LimitKind::Requests => 1,
+                        LimitKind::Tokens => tokens,
+                        LimitKind::Cost => cost,
+                    };
+                    entries.push(Entry {
+                        key: l.key.clone(),
+                        rule: l.counter(),
+                        amount,
+                        held: Held::Limit(l.spec.kind),
                     });
                 }
             }
-            budget_ids.push(id.clone());
         }
-        let mut limit_ids: Vec<(Arc<str>, i64)> = Vec::new();
-        for (id, l) in st.limits.iter_mut() {
-            if !l.spec.scope.matches(facts) {
-                continue;
-            }
-            let units = match l.spec.kind {
-                LimitKind::Requests => 1,
-                LimitKind::Tokens => tokens,
-                LimitKind::Cost => cost,
-            };
-            let wait = if units > l.spec.amount {
-                // Larger than the whole window allows: it can never pass.
-                l.spec.window_ms
-            } else {
-                l.bucket.wait_ms(&l.spec, units, now_ms)
-            };
-            if wait > 0 {
-                return Err(Refusal::RateLimited {
-                    limit_id: l.spec.id.clone(),
-                    scope: l.spec.scope.to_string(),
-                    retry_after_ms: wait,
-                });
-            }
-            limit_ids.push((id.clone(), units));
+        if let Some((spec, key, rule)) = unpriced_refusal {
+            let v = self.counters.view(&key, rule, now_ms).await.unwrap_or_default();
+            return Err(self.budget_refusal(
+                &spec,
+                spec.limit.nanos() - v.spent - v.reserved,
+                end_of(rule, now_ms),
+                true,
+            ));
         }
-        // Everything fits: take it.
-        for id in &budget_ids {
-            if let Some(b) = st.budgets.get_mut(id) {
-                b.reserved += cost;
-                if b.spec.action != Action::Alert {
-                    let r = b.remaining();
-                    tightest = Some(tightest.map_or(r, |t: i64| t.min(r)));
+        if entries.is_empty() {
+            return Ok(Reservation::new(self.clone(), None, entries, cost, tokens, None));
+        }
+        let asks: Vec<CounterAsk> =
+            entries.iter().map(|e| CounterAsk { key: e.key.clone(), rule: e.rule, amount: e.amount }).collect();
+        match self.counters.reserve(&asks, LEASE_MS, now_ms).await {
+            Ok(Ok(granted)) => {
+                let tightest = granted.remaining.iter().flatten().min().copied().map(Money::from_nanos);
+                Ok(Reservation::new(self.clone(), Some(granted.lease), entries, cost, tokens, tightest))
+            }
+            Ok(Err(CounterRefusal::Exhausted { index, remaining, resets_at_ms })) => {
+                let spec = self.spec_of(&entries[index]);
+                match spec {
+                    Some(spec) => Err(self.budget_refusal(&spec, remaining, resets_at_ms, ask.cost.is_none())),
+                    None => Err(Refusal::Unavailable("a budget changed while it was being reserved".into())),
                 }
             }
-        }
-        for (id, units) in &limit_ids {
-            if let Some(l) = st.limits.get_mut(id) {
-                l.bucket.take(&l.spec, *units, now_ms);
+            Ok(Err(CounterRefusal::Wait { index, retry_after_ms })) => {
+                let st = self.lock();
+                let l = st.limits.values().find(|l| l.key == entries[index].key);
+                Err(Refusal::RateLimited {
+                    limit_id: l.map(|l| l.spec.id.clone()).unwrap_or_default(),
+                    scope: l.map(|l| l.spec.scope.to_string()).unwrap_or_default(),
+                    retry_after_ms,
+                })
             }
+            Err(CounterError::Unavailable(why)) => Err(Refusal::Unavailable(why)),
         }
-        Ok(Reservation {
-            governor: self.clone(),
-            budgets: budget_ids,
-            limits: limit_ids,
-            cost,
-            tokens,
-            remaining: tightest.map(Money::from_nanos),
-            done: false,
-        })
     }
 
-    fn finish(&self, r: &Reservation, actual: Option<(i64, i64)>, now_ms: i64) {
+    fn spec_of(&self, e: &Entry) -> Option<BudgetSpec> {
+        let st = self.lock();
+        st.budgets.values().find(|b| b.key == e.key).map(|b| b.spec.clone())
+    }
+
+    fn budget_refusal(&self, spec: &BudgetSpec, remaining: i64, resets_at_ms: i64, unpriced: bool) -> Refusal {
+        Refusal::Budget {
+            budget_id: spec.id.clone(),
+            scope: spec.scope.to_string(),
+            action: spec.action.clone(),
+            remaining: Money::from_nanos(remaining.max(0)),
+            resets_at_ms,
+            unpriced,
+        }
+    }
+
+    /// Books what a reservation actually used (`None`: nothing, give it all
+    /// back) and sends the alerts it crosses.
+    async fn finish(&self, lease: LeaseId, entries: &[Entry], actual: Option<(i64, i64)>, now_ms: i64) {
+        let Some((cost, tokens)) = actual else {
+            if let Err(error) = self.counters.release(lease, now_ms).await {
+                tracing::warn!(%error, "cannot release a reservation (its lease will)");
+            }
+            return;
+        };
+        let settles: Vec<CounterSettle> = entries
+            .iter()
+            .map(|e| CounterSettle {
+                key: e.key.clone(),
+                rule: e.rule,
+                reserved: e.amount,
+                actual: match e.held {
+                    Held::Budget | Held::Limit(LimitKind::Cost) => cost,
+                    Held::Limit(LimitKind::Tokens) => tokens,
+                    Held::Limit(LimitKind::Requests) => e.amount,
+                },
+            })
+            .collect();
+        let views = match self.counters.settle(lease, &settles, now_ms).await {
+            Ok(v) => v,
+            Err(error) => {
+                tracing::error!(%error, "cannot settle a reservation: its spend is in the ledger, not in the counters");
+                return;
+            }
+        };
         let mut fired = Vec::new();
         {
             let mut st = self.lock();
-            let tz = self.tz;
-            for id in &r.budgets {
-                let Some(b) = st.budgets.get_mut(id) else { continue };
-                b.reserved -= r.cost;
-                if let Some((cost, _)) = actual {
-                    b.roll(now_ms, tz);
-                    b.add_spent(cost, now_ms);
-                    let limit = b.spec.limit.nanos().max(1);
-                    for t in b.spec.alert_at.clone() {
-                        let crossed = i128::from(b.spent) * 1000 >= i128::from(limit) * i128::from(t);
-                        if crossed && b.fired.insert(t) {
-                            fired.push(AlertEvent {
-                                budget_id: b.spec.id.clone(),
-                                scope: b.spec.scope.to_string(),
-                                threshold_permille: t,
-                                spent: Money::from_nanos(b.spent),
-                                limit: b.spec.limit,
-                                period_start_ms: b.start_ms,
-                                period_end_ms: b.end_ms,
-                            });
-                        }
-                    }
-                }
-            }
-            for (id, units) in &r.limits {
-                let Some(l) = st.limits.get_mut(id) else { continue };
-                let actual_units = match (l.spec.kind, actual) {
-                    (LimitKind::Requests, _) => *units,
-                    (LimitKind::Tokens, Some((_, tokens))) => tokens,
-                    (LimitKind::Cost, Some((cost, _))) => cost,
-                    (_, None) => 0,
+            for (e, v) in entries.iter().zip(views) {
+                let Held::Budget = e.held else { continue };
+                let Some(b) = st.budgets.values_mut().find(|b| b.key == e.key) else { continue };
+                let window = match b.spec.period {
+                    Period::Rolling(len) => (now_ms - len, now_ms),
+                    _ => b.window(now_ms, self.tz),
                 };
-                if actual_units >= *units {
-                    l.bucket.take(&l.spec, actual_units - units, now_ms);
-                } else {
-                    l.bucket.give(&l.spec, units - actual_units, now_ms);
+                let limit = b.spec.limit.nanos().max(1);
+                match b.spec.period {
+                    // A rolling window re-arms a threshold once spend falls back below it.
+                    Period::Rolling(_) => {
+                        b.fired.retain(|t| i128::from(v.spent) * 1000 >= i128::from(limit) * i128::from(*t))
+                    }
+                    _ if b.fired_window != window => {
+                        b.fired.clear();
+                        b.fired_window = window;
+                    }
+                    _ => {}
+                }
+                for t in b.spec.alert_at.clone() {
+                    let crossed = i128::from(v.spent) * 1000 >= i128::from(limit) * i128::from(t);
+                    if crossed && b.fired.insert(t) {
+                        fired.push(AlertEvent {
+                            budget_id: b.spec.id.clone(),
+                            scope: b.spec.scope.to_string(),
+                            threshold_permille: t,
+                            spent: Money::from_nanos(v.spent),
+                            limit: b.spec.limit,
+                            period_start_ms: window.0,
+                            period_end_ms: window.1,
+                        });
+                    }
                 }
             }
         }
@@ -434,19 +492,37 @@ impl Governor {
     }
 }
 
+/// When a counter's refusal lifts, as far as the governor can tell without its figures.
+fn end_of(rule: CounterRule, now_ms: i64) -> i64 {
+    match rule {
+        CounterRule::Window { end_ms, .. } => end_ms,
+        _ => now_ms,
+    }
+}
+
 /// Money and tokens held for one request until it settles.
 #[must_use = "a reservation must be settled with the actual cost (dropping it releases it)"]
 pub struct Reservation {
     governor: Arc<Governor>,
-    budgets: Vec<Arc<str>>,
-    limits: Vec<(Arc<str>, i64)>,
+    lease: Option<LeaseId>,
+    entries: Vec<Entry>,
     cost: i64,
     tokens: i64,
     remaining: Option<Money>,
-    done: bool,
 }
 
 impl Reservation {
+    fn new(
+        governor: Arc<Governor>,
+        lease: Option<LeaseId>,
+        entries: Vec<Entry>,
+        cost: i64,
+        tokens: i64,
+        remaining: Option<Money>,
+    ) -> Reservation {
+        Reservation { governor, lease, entries, cost, tokens, remaining }
+    }
+
     pub fn governor(&self) -> &Governor {
         &self.governor
     }
@@ -466,23 +542,26 @@ impl Reservation {
 
     /// Replaces the reservation by what the request actually cost
     /// (`None`: unpriced, nothing charged to budgets).
-    pub fn settle(mut self, cost: Option<Money>, tokens: u64, now_ms: i64) {
-        self.done = true;
+    pub async fn settle(mut self, cost: Option<Money>, tokens: u64, now_ms: i64) {
         let tokens = i64::try_from(tokens).unwrap_or(i64::MAX);
-        self.governor.finish(&self, Some((cost.map_or(0, Money::nanos), tokens)), now_ms);
+        if let Some(lease) = self.lease.take() {
+            let entries = std::mem::take(&mut self.entries);
+            self.governor.finish(lease, &entries, Some((cost.map_or(0, Money::nanos), tokens)), now_ms).await;
+        }
     }
 
     /// Gives everything back: nothing was spent.
-    pub fn release(mut self, now_ms: i64) {
-        self.done = true;
-        self.governor.finish(&self, None, now_ms);
+    pub async fn release(mut self, now_ms: i64) {
+        if let Some(lease) = self.lease.take() {
+            self.governor.finish(lease, &[], None, now_ms).await;
+        }
     }
 }
 
 impl Drop for Reservation {
     fn drop(&mut self) {
-        if !self.done {
-            self.governor.finish(self, None, chrono::Utc::now().timestamp_millis());
+        if let Some(lease) = self.lease.take() {
+            self.governor.counters.release_detached(lease);
         }
     }
 }
@@ -500,7 +579,7 @@ pub async fn install_budget(
         Period::Rolling(_) => Default::default(),
         _ => stores.governance.fired_alerts(spec.id.clone(), start).await?,
     };
-    governor.set_budget(spec, spent, fired, now_ms);
+    governor.set_budget(spec, spent, fired, now_ms).await?;
     Ok(())
 }
 
@@ -556,37 +635,37 @@ mod tests {
         Ask { cost: Some(Money::from_nanos(n)), tokens: 10 }
     }
 
-    #[test]
-    fn reserve_settle_release_and_refuse() {
+    #[tokio::test]
+    async fn reserve_settle_release_and_refuse() {
         let (g, _rx) = gov();
         let now = 1_000_000;
-        g.set_budget(budget(1000, Action::Block), vec![], BTreeSet::new(), now);
+        g.set_budget(budget(1000, Action::Block), vec![], BTreeSet::new(), now).await.unwrap();
         let a = attr("growth");
-        let r1 = g.reserve(&facts(&a), ask(600), now).unwrap();
+        let r1 = g.reserve(&facts(&a), ask(600), now).await.unwrap();
         assert_eq!(r1.remaining(), Some(Money::from_nanos(400)));
-        let refused = g.reserve(&facts(&a), ask(600), now).err().unwrap();
+        let refused = g.reserve(&facts(&a), ask(600), now).await.err().unwrap();
         assert!(matches!(refused, Refusal::Budget { remaining, .. } if remaining == Money::from_nanos(400)));
-        r1.settle(Some(Money::from_nanos(100)), 5, now);
+        r1.settle(Some(Money::from_nanos(100)), 5, now).await;
         // 900 left now.
-        let r2 = g.reserve(&facts(&a), ask(900), now).unwrap();
+        let r2 = g.reserve(&facts(&a), ask(900), now).await.unwrap();
         drop(r2); // released
-        let st = g.status(now);
+        let st = g.status(now).await;
         assert_eq!(st[0].spent, Money::from_nanos(100));
         assert_eq!(st[0].reserved, Money::ZERO);
         // Other teams are not covered.
         let other = attr("search");
-        assert!(g.reserve(&facts(&other), ask(10_000), now).is_ok());
+        assert!(g.reserve(&facts(&other), ask(10_000), now).await.is_ok());
     }
 
-    #[test]
-    fn thresholds_fire_once_per_period_and_reset_next_period() {
+    #[tokio::test]
+    async fn thresholds_fire_once_per_period_and_reset_next_period() {
         let (g, mut rx) = gov();
         let day = 86_400_000;
         let now = 10 * day + 1000;
-        g.set_budget(budget(1000, Action::Alert), vec![], BTreeSet::new(), now);
+        g.set_budget(budget(1000, Action::Alert), vec![], BTreeSet::new(), now).await.unwrap();
         let a = attr("growth");
         for _ in 0..4 {
-            g.reserve(&facts(&a), ask(300), now).unwrap().settle(Some(Money::from_nanos(300)), 1, now);
+            g.reserve(&facts(&a), ask(300), now).await.unwrap().settle(Some(Money::from_nanos(300)), 1, now).await;
         }
         let mut got = Vec::new();
         while let Ok(e) = rx.try_recv() {
@@ -594,33 +673,37 @@ mod tests {
         }
         assert_eq!(got, vec![500, 800, 1000], "each threshold once");
         // Alert-only budgets never refuse, even over the limit.
-        assert!(g.reserve(&facts(&a), ask(5000), now).is_ok());
+        assert!(g.reserve(&facts(&a), ask(5000), now).await.is_ok());
         // Next day: spend resets, thresholds re-arm.
         let tomorrow = now + day;
-        g.reserve(&facts(&a), ask(600), tomorrow).unwrap().settle(Some(Money::from_nanos(600)), 1, tomorrow);
+        g.reserve(&facts(&a), ask(600), tomorrow)
+            .await
+            .unwrap()
+            .settle(Some(Money::from_nanos(600)), 1, tomorrow)
+            .await;
         assert_eq!(rx.try_recv().unwrap().threshold_permille, 500);
-        assert_eq!(g.status(tomorrow)[0].spent, Money::from_nanos(600));
+        assert_eq!(g.status(tomorrow).await[0].spent, Money::from_nanos(600));
     }
 
-    #[test]
-    fn unpriced_requests_pass_unless_the_budget_blocks_them() {
+    #[tokio::test]
+    async fn unpriced_requests_pass_unless_the_budget_blocks_them() {
         let (g, _rx) = gov();
         let mut b = budget(1000, Action::Block);
-        g.set_budget(b.clone(), vec![], BTreeSet::new(), 0);
+        g.set_budget(b.clone(), vec![], BTreeSet::new(), 0).await.unwrap();
         let a = attr("growth");
-        assert!(g.reserve(&facts(&a), Ask { cost: None, tokens: 1 }, 0).is_ok());
+        assert!(g.reserve(&facts(&a), Ask { cost: None, tokens: 1 }, 0).await.is_ok());
         b.block_unpriced = true;
-        g.set_budget(b, vec![], BTreeSet::new(), 0);
+        g.set_budget(b, vec![], BTreeSet::new(), 0).await.unwrap();
         assert!(matches!(
-            g.reserve(&facts(&a), Ask { cost: None, tokens: 1 }, 0),
+            g.reserve(&facts(&a), Ask { cost: None, tokens: 1 }, 0).await,
             Err(Refusal::Budget { unpriced: true, .. })
         ));
     }
 
-    #[test]
-    fn rate_limits_are_all_or_nothing_with_exact_retry_after() {
+    #[tokio::test]
+    async fn rate_limits_are_all_or_nothing_with_exact_retry_after() {
         let (g, _rx) = gov();
-        g.set_budget(budget(1_000_000, Action::Block), vec![], BTreeSet::new(), 0);
+        g.set_budget(budget(1_000_000, Action::Block), vec![], BTreeSet::new(), 0).await.unwrap();
         g.set_limit(
             RateLimitSpec {
                 id: "rpm".into(),
@@ -632,31 +715,31 @@ mod tests {
             0,
         );
         let a = attr("growth");
-        let r1 = g.reserve(&facts(&a), ask(10), 0).unwrap();
-        let r2 = g.reserve(&facts(&a), ask(10), 0).unwrap();
-        match g.reserve(&facts(&a), ask(10), 0) {
+        let r1 = g.reserve(&facts(&a), ask(10), 0).await.unwrap();
+        let r2 = g.reserve(&facts(&a), ask(10), 0).await.unwrap();
+        match g.reserve(&facts(&a), ask(10), 0).await {
             Err(Refusal::RateLimited { retry_after_ms, .. }) => assert_eq!(retry_after_ms, 30_000),
             _ => panic!("third request in the minute must be limited"),
         }
         // The refused request reserved nothing from the budget.
-        assert_eq!(g.status(0)[0].reserved, Money::from_nanos(20));
-        r1.settle(Some(Money::from_nanos(5)), 1, 0);
-        r2.release(0);
-        assert_eq!(g.status(0)[0].reserved, Money::ZERO);
-        assert_eq!(g.status(0)[0].spent, Money::from_nanos(5));
+        assert_eq!(g.status(0).await[0].reserved, Money::from_nanos(20));
+        r1.settle(Some(Money::from_nanos(5)), 1, 0).await;
+        r2.release(0).await;
+        assert_eq!(g.status(0).await[0].reserved, Money::ZERO);
+        assert_eq!(g.status(0).await[0].spent, Money::from_nanos(5));
     }
 
-    #[test]
-    fn rolling_dollar_window_slides() {
+    #[tokio::test]
+    async fn rolling_dollar_window_slides() {
         let (g, _rx) = gov();
         let mut b = budget(1000, Action::Block);
         b.period = Period::Rolling(60_000);
-        g.set_budget(b, vec![], BTreeSet::new(), 0);
+        g.set_budget(b, vec![], BTreeSet::new(), 0).await.unwrap();
         let a = attr("growth");
-        g.reserve(&facts(&a), ask(800), 1_000).unwrap().settle(Some(Money::from_nanos(800)), 1, 1_000);
-        assert!(g.reserve(&facts(&a), ask(300), 30_000).is_err());
+        g.reserve(&facts(&a), ask(800), 1_000).await.unwrap().settle(Some(Money::from_nanos(800)), 1, 1_000).await;
+        assert!(g.reserve(&facts(&a), ask(300), 30_000).await.is_err());
         // 61 s later the first spend has left the window.
-        assert!(g.reserve(&facts(&a), ask(300), 62_000).is_ok());
+        assert!(g.reserve(&facts(&a), ask(300), 62_000).await.is_ok());
     }
 }
 

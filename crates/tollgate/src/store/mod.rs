@@ -8,6 +8,7 @@
 //! calls run on tokio's blocking pool. All SQL lives under this module.
 
 mod adapter;
+pub mod counters;
 mod outcomes;
 mod reports;
 pub mod sqlite;
@@ -36,6 +37,8 @@ pub enum StoreError {
     Corrupt(&'static str),
     #[error("storage task failed: {0}")]
     Task(String),
+    #[error(transparent)]
+    Counters(#[from] counters::CounterError),
 }
 
 /// Characters of a key's secret kept (and shown) to recognise it: `tg_` and
@@ -170,6 +173,8 @@ pub struct Stores {
     pub governance: Arc<dyn GovernanceStore>,
     pub outcomes: Arc<dyn OutcomeStore>,
     pub batches: Arc<dyn BatchStore>,
+    /// Budget and rate counters (`[storage] counters_url`; in this process when unset).
+    pub counters: Arc<dyn counters::CounterStore>,
     /// The embedded database's file, when there is one (the spool goes beside it).
     pub file: Option<std::path::PathBuf>,
 }
@@ -198,6 +203,7 @@ impl Stores {
             governance: s.clone(),
             outcomes: s.clone(),
             batches: s,
+            counters: Arc::new(counters::MemoryCounters::default()),
             file,
         }
     }

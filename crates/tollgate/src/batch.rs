@@ -67,8 +67,6 @@ pub fn routes() -> Router<Arc<AppState>> {
         .route("/v1/messages/batches/{*rest}", get(anthropic).post(anthropic).delete(anthropic))
 }
 
-pub use crate::govern::Holds;
-
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Family {
     OpenAi,

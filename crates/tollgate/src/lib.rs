@@ -24,39 +24,39 @@
 //! - [`cli`], [`demo`]: the command line and the one-minute demo.
 
 pub mod analytics;
-pub mod api;
+pub(crate) mod api;
 pub mod attribution;
 pub mod auth;
-pub mod batch;
+pub(crate) mod batch;
 pub mod budget;
 pub mod cache;
 pub mod cli;
 pub mod config;
-pub mod dashboard;
-pub mod demo;
-pub mod error;
+pub(crate) mod dashboard;
+pub(crate) mod demo;
+pub(crate) mod error;
 pub mod govern;
 pub mod keys;
 pub mod ledger;
-pub mod listener;
+pub(crate) mod listener;
 pub mod metering;
 pub mod observe;
 pub mod outcome;
-pub mod pattern;
+pub(crate) mod pattern;
 pub mod pipeline;
-pub mod policy;
-pub mod prices_cli;
-pub mod pricing;
+pub(crate) mod policy;
+pub(crate) mod prices_cli;
+pub(crate) mod pricing;
 pub mod query;
 pub mod record;
-pub mod redact;
+pub(crate) mod redact;
 pub mod routing;
-pub mod semantic;
+pub(crate) mod semantic;
 pub mod server;
-pub mod state;
+pub(crate) mod state;
 pub mod store;
-pub mod time;
-pub mod upstream;
+pub(crate) mod time;
+pub(crate) mod upstream;
 
 /// A `HashMap` with foldhash (seeded per process): the hot maps are looked up
 /// several times per request, where std's SipHash was ~4 % of the CPU.

@@ -1,27 +1,10 @@
 //! tollgate: an LLM gateway that meters, prices, attributes and governs
 //! every request.
 //!
-//! Modules in request order (see `ARCHITECTURE.md`):
-//!
-//! - [`server`]: HTTP server, shared state, graceful shutdown.
-//! - [`pipeline`]: the request path, top to bottom, in one place.
-//! - [`auth`]: virtual keys, stored as keyed hashes.
-//! - [`attribution`]: tags, trace, session, agent, prompt from headers/body/key.
-//! - [`policy`]: model access decisions.
-//! - [`budget`], [`governor`]: budgets and rate limits, reserve → settle.
-//! - [`cache`], [`semantic`]: the exact and the semantic response caches.
-//! - [`routing`]: which provider and model serve a requested name.
-//! - [`upstream`]: send with retries and fallbacks.
-//! - [`metering`]: local token counting when the provider reports none.
-//! - [`pricing`]: usage → money via the price catalog.
-//! - [`ledger`]: one row per authenticated request, spooled then loaded.
-//! - [`observe`]: metrics (and traces, anomaly signals) per finished request.
-//! - [`store`]: storage traits and the embedded SQLite store.
-//! - [`analytics`]: spend grouped by any dimension (CLI, API, dashboard).
-//! - [`api`], [`keys`]: analytics and admin API, key management.
-//! - [`config`], [`error`]: configuration and the public error codes.
-//! - [`dashboard`]: the web UI at `/ui`.
-//! - [`cli`], [`demo`]: the command line and the one-minute demo.
+//! Modules are layered (values, storage, stages, request path, edges; see
+//! `ARCHITECTURE.md`), and each imports only its own layer or lower ones
+//! (`tests/layers.rs`). The request path reads top to bottom in
+//! [`pipeline`]; storage and counters are traits in [`store`].
 
 pub mod analytics;
 pub(crate) mod api;

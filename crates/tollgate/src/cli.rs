@@ -21,7 +21,7 @@ pub struct Cli {
     /// Config file (default: ./tollgate.toml if present, else built-in defaults).
     #[arg(long, global = true)]
     pub config: Option<PathBuf>,
-    /// Database URL (overrides [storage] url), e.g. sqlite://tollgate.db.
+    /// Database URL (overrides `[storage] url`), e.g. sqlite://tollgate.db.
     #[arg(long, global = true)]
     pub db: Option<String>,
     /// Run admin commands against a running gateway instead of the database.
@@ -71,7 +71,7 @@ pub enum Command {
 pub enum BudgetsCommand {
     /// Create or replace a budget.
     Set {
-        /// k=v[,k=v]: key=<key id>, team, user, org, model, provider or any tag.
+        /// k=v[,k=v]: key=`<key id>`, team, user, org, model, provider or any tag.
         #[arg(long)]
         scope: String,
         /// USD, e.g. 500 or 12.50.

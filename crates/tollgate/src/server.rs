@@ -289,7 +289,7 @@ async fn watch_governance(
 /// - **a virtual key** (checked by the request path itself, which ledgers
 ///   every request that passes): the proxy, `GET /v1/models`, batch passthrough;
 /// - **an admin token**: every `/api/v1/*`, `/admin/v1/*` and `/ui/api/*`
-///   route, behind [`api::admin_gate`], which authorises before any handler
+///   route, behind `api::admin_gate`, which authorises before any handler
 ///   (and so before any body is read) and hands the handler its `Caller`.
 pub fn router(state: Arc<AppState>) -> Router {
     let public = Router::new()

@@ -40,7 +40,7 @@ use crate::budget::Facts;
 use crate::config::Provider;
 use crate::error::{ApiError, ErrorShape};
 use crate::govern::{Ask, Refusal, Reservation};
-use crate::ledger::LedgerRow;
+use crate::ledger::{Endpoint, LedgerRow};
 use crate::pipeline::{error_response, HEADER_REQUEST_ID};
 use crate::state::AppState;
 use crate::store::BatchOwner;
@@ -189,7 +189,7 @@ async fn anthropic(
     pass(s, Family::Anthropic, method, uri.path().to_string(), q.0, headers, body).await
 }
 
-fn row(request_id: &str, key_id: &str, endpoint: &'static str, attribution: Attribution) -> LedgerRow {
+fn row(request_id: &str, key_id: &str, endpoint: Endpoint, attribution: Attribution) -> LedgerRow {
     LedgerRow { attribution, ..LedgerRow::new(request_id, now_ms(), key_id, endpoint) }
 }
 
@@ -229,7 +229,7 @@ async fn pass(
     };
     let key_tags = KeyTags { defaults, enforced };
     let attribution = attribute(&headers, None, &[], key_tags);
-    let mut r = row(&request_id, principal.id(), "batch_api", attribution.clone().unwrap_or_default());
+    let mut r = row(&request_id, principal.id(), Endpoint::BatchApi, attribution.clone().unwrap_or_default());
     let outcome = match attribution {
         Ok(attribution) => {
             let call =
@@ -649,10 +649,10 @@ async fn price_results(
             }
         };
         let endpoint = match format {
-            ApiFormat::OpenAiChat => "batch.chat.completions",
-            ApiFormat::OpenAiEmbeddings => "batch.embeddings",
-            ApiFormat::OpenAiResponses => "batch.responses",
-            ApiFormat::AnthropicMessages => "batch.messages",
+            ApiFormat::OpenAiChat => Endpoint::BatchChatCompletions,
+            ApiFormat::OpenAiEmbeddings => Endpoint::BatchEmbeddings,
+            ApiFormat::OpenAiResponses => Endpoint::BatchResponses,
+            ApiFormat::AnthropicMessages => Endpoint::BatchMessages,
         };
         let mut r = row(&format!("batch:{batch}:{custom}"), &key_id, endpoint, attribution.clone());
         r.provider = Some(provider.name.clone());

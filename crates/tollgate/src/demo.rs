@@ -440,8 +440,11 @@ impl<'a> History<'a> {
         let secs = u64::try_from(c.at_ms / 1000).unwrap_or(0);
         let nanos = u32::try_from((c.at_ms % 1000) * 1_000_000).unwrap_or(0);
         let request_id = uuid::Uuid::new_v7(uuid::Timestamp::from_unix(uuid::NoContext, secs, nanos)).to_string();
-        let endpoint =
-            if provider == "anthropic" && c.feature == "reply-draft" { "messages" } else { "chat.completions" };
+        let endpoint = if provider == "anthropic" && c.feature == "reply-draft" {
+            crate::record::Endpoint::Messages
+        } else {
+            crate::record::Endpoint::ChatCompletions
+        };
         self.rows.push(LedgerRow {
             request_id: request_id.clone(),
             time_ms: c.at_ms,
@@ -459,7 +462,7 @@ impl<'a> History<'a> {
             response_cache_savings: Money::ZERO,
             streamed: c.stream,
             client_disconnected: disconnected,
-            cache: "off",
+            cache: crate::record::CacheOutcome::Off,
             latency_ms: latency,
             ttft_ms: if c.stream && ok { Some(ttft) } else { None },
             attempts,

@@ -28,7 +28,7 @@ use tokio::sync::{mpsc, oneshot};
 use crate::store::LedgerSink;
 
 pub use crate::config::{OnFull, SpoolConfig};
-pub use crate::record::{cache_static, endpoint_static, LedgerRow, StaticName, UsageSource};
+pub use crate::record::{CacheOutcome, Endpoint, LedgerRow, UsageSource};
 
 struct Job {
     row: LedgerRow,
@@ -575,7 +575,7 @@ mod tests {
             request_id: id.into(),
             time_ms: 1_700_000_000_000,
             key_id: Some("key_x".into()),
-            endpoint: "chat.completions",
+            endpoint: crate::record::Endpoint::ChatCompletions,
             requested_model: Some("gpt-4o-mini".into()),
             model: Some("gpt-4o-mini-2024-07-18".into()),
             provider: Some("openai".into()),
@@ -588,7 +588,7 @@ mod tests {
             response_cache_savings: Money::ZERO,
             streamed: true,
             client_disconnected: false,
-            cache: "off",
+            cache: crate::record::CacheOutcome::Off,
             latency_ms: 12,
             ttft_ms: Some(3),
             attempts: 1,

@@ -33,7 +33,7 @@ use crate::config::Provider;
 use crate::error::{ApiError, ErrorShape};
 use crate::govern::estimate;
 use crate::govern::{Refusal, Reservation};
-use crate::ledger::{LedgerRow, LedgerWriter, UsageSource};
+use crate::ledger::{CacheOutcome, Endpoint, LedgerRow, LedgerWriter, UsageSource};
 use crate::state::AppState;
 use crate::upstream::{self, Answer};
 use crate::{metering, policy, routing};
@@ -66,12 +66,12 @@ fn shape_of(format: ApiFormat) -> ErrorShape {
     }
 }
 
-fn endpoint_of(format: ApiFormat) -> &'static str {
+fn endpoint_of(format: ApiFormat) -> Endpoint {
     match format {
-        ApiFormat::OpenAiChat => "chat.completions",
-        ApiFormat::OpenAiEmbeddings => "embeddings",
-        ApiFormat::OpenAiResponses => "responses",
-        ApiFormat::AnthropicMessages => "messages",
+        ApiFormat::OpenAiChat => Endpoint::ChatCompletions,
+        ApiFormat::OpenAiEmbeddings => Endpoint::Embeddings,
+        ApiFormat::OpenAiResponses => Endpoint::Responses,
+        ApiFormat::AnthropicMessages => Endpoint::Messages,
     }
 }
 
@@ -393,7 +393,7 @@ async fn cache_lookup(
                     }
                 }
             }
-            p.row_mut().cache = "miss";
+            p.row_mut().cache = CacheOutcome::Miss;
             if mode.writes() {
                 p.cache_key = Some(key);
             }
@@ -465,7 +465,7 @@ async fn serve_hit(mut p: Pending, e: Arc<crate::cache::Entry>, hung_up: &Atomic
     let elapsed_ms = p.started.elapsed().as_millis() as u64;
     let row = p.row_mut();
     row.status = 200;
-    row.cache = "hit";
+    row.cache = CacheOutcome::Hit;
     row.model = Some(e.model.clone());
     row.provider = Some(e.provider.clone());
     row.usage = Usage::default();
@@ -755,7 +755,7 @@ fn relay_stream(state: Arc<AppState>, p: Pending, answer: Answer) -> Response {
     let (tx, mut rx) = mpsc::channel::<Bytes>(32);
     let request_id = p.request_id().to_string();
     let extra = p.extra_headers.clone();
-    let cache_miss = p.row().cache == "miss";
+    let cache_miss = p.row().cache == CacheOutcome::Miss;
     let tasks = state.tasks.clone();
     tasks.spawn(Box::pin(relay(state, p, answer, tx)));
     let body = Body::from_stream(futures_util::stream::poll_fn(move |cx| {

@@ -25,41 +25,107 @@ impl UsageSource {
     }
 }
 
-/// Names from a closed set, kept as `&'static str` on the hot path.
-pub fn endpoint_static(s: &str) -> &'static str {
-    match s {
-        "chat.completions" => "chat.completions",
-        "embeddings" => "embeddings",
-        "responses" => "responses",
-        "messages" => "messages",
-        "batch_api" => "batch_api",
-        "batch.chat.completions" => "batch.chat.completions",
-        "batch.embeddings" => "batch.embeddings",
-        "batch.responses" => "batch.responses",
-        "batch.messages" => "batch.messages",
-        _ => "other",
+/// Which API a row's request called.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Endpoint {
+    ChatCompletions,
+    Embeddings,
+    Responses,
+    Messages,
+    /// Managing files and batches (no spend of its own).
+    BatchApi,
+    /// One result line of a batch, priced at batch rates.
+    BatchChatCompletions,
+    BatchEmbeddings,
+    BatchResponses,
+    BatchMessages,
+}
+
+impl Endpoint {
+    pub const ALL: [Endpoint; 9] = [
+        Endpoint::ChatCompletions,
+        Endpoint::Embeddings,
+        Endpoint::Responses,
+        Endpoint::Messages,
+        Endpoint::BatchApi,
+        Endpoint::BatchChatCompletions,
+        Endpoint::BatchEmbeddings,
+        Endpoint::BatchResponses,
+        Endpoint::BatchMessages,
+    ];
+
+    /// The name in the ledger, the API and metrics.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Endpoint::ChatCompletions => "chat.completions",
+            Endpoint::Embeddings => "embeddings",
+            Endpoint::Responses => "responses",
+            Endpoint::Messages => "messages",
+            Endpoint::BatchApi => "batch_api",
+            Endpoint::BatchChatCompletions => "batch.chat.completions",
+            Endpoint::BatchEmbeddings => "batch.embeddings",
+            Endpoint::BatchResponses => "batch.responses",
+            Endpoint::BatchMessages => "batch.messages",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Endpoint> {
+        Endpoint::ALL.into_iter().find(|e| e.as_str() == s)
     }
 }
 
-pub fn cache_static(s: &str) -> &'static str {
-    match s {
-        "hit" => "hit",
-        "miss" => "miss",
-        _ => "off",
+/// What the response cache did for a request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum CacheOutcome {
+    /// Not looked up (off, or not cacheable).
+    Off,
+    /// Answered from the cache: $0.
+    Hit,
+    /// Looked up, not found.
+    Miss,
+}
+
+impl CacheOutcome {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CacheOutcome::Off => "off",
+            CacheOutcome::Hit => "hit",
+            CacheOutcome::Miss => "miss",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<CacheOutcome> {
+        [CacheOutcome::Off, CacheOutcome::Hit, CacheOutcome::Miss].into_iter().find(|c| c.as_str() == s)
     }
 }
 
-fn de_endpoint<'de, D: Deserializer<'de>>(d: D) -> Result<&'static str, D::Error> {
-    Ok(endpoint_static(&String::deserialize(d)?))
+macro_rules! named {
+    ($t:ty, $what:literal) => {
+        impl std::fmt::Display for $t {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+        impl PartialEq<&str> for $t {
+            fn eq(&self, other: &&str) -> bool {
+                self.as_str() == *other
+            }
+        }
+        impl Serialize for $t {
+            fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                s.serialize_str(self.as_str())
+            }
+        }
+        impl<'de> Deserialize<'de> for $t {
+            fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                let s = String::deserialize(d)?;
+                <$t>::parse(&s).ok_or_else(|| serde::de::Error::custom(format!(concat!("unknown ", $what, " {:?}"), s)))
+            }
+        }
+    };
 }
-
-fn de_cache<'de, D: Deserializer<'de>>(d: D) -> Result<&'static str, D::Error> {
-    Ok(cache_static(&String::deserialize(d)?))
-}
-
-/// A name from a closed set (an alias, so serde does not try to borrow it
-/// from the input: `de_endpoint` / `de_cache` map it to its static string).
-pub type StaticName = &'static str;
+named!(Endpoint, "endpoint");
+named!(CacheOutcome, "cache outcome");
 
 /// One request's entry.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -69,8 +135,7 @@ pub struct LedgerRow {
     pub time_ms: i64,
     pub key_id: Option<String>,
     /// `chat.completions`, `embeddings`, `responses`, `messages`.
-    #[serde(deserialize_with = "de_endpoint")]
-    pub endpoint: StaticName,
+    pub endpoint: Endpoint,
     pub requested_model: Option<String>,
     /// The model that served it (as the provider named it when it did).
     pub model: Option<String>,
@@ -90,8 +155,7 @@ pub struct LedgerRow {
     pub streamed: bool,
     pub client_disconnected: bool,
     /// `hit`, `miss` or `off`.
-    #[serde(deserialize_with = "de_cache")]
-    pub cache: StaticName,
+    pub cache: CacheOutcome,
     pub latency_ms: u64,
     pub ttft_ms: Option<u64>,
     /// Upstream attempts made (retries and fallbacks included).
@@ -108,7 +172,7 @@ pub struct LedgerRow {
 impl LedgerRow {
     /// A row for a request that has just passed auth: nothing spent yet,
     /// every outcome field to be filled in as the request goes on.
-    pub fn new(request_id: &str, time_ms: i64, key_id: &str, endpoint: &'static str) -> LedgerRow {
+    pub fn new(request_id: &str, time_ms: i64, key_id: &str, endpoint: Endpoint) -> LedgerRow {
         LedgerRow {
             request_id: request_id.to_string(),
             time_ms,
@@ -126,7 +190,7 @@ impl LedgerRow {
             response_cache_savings: Money::ZERO,
             streamed: false,
             client_disconnected: false,
-            cache: "off",
+            cache: CacheOutcome::Off,
             latency_ms: 0,
             ttft_ms: None,
             attempts: 0,

@@ -43,7 +43,7 @@ async fn repeated_requests_hit_the_cache_and_save_their_cost() {
     assert_eq!(g.mock_total().await, before + 1, "the hit reached no provider");
     let (row1, row2) = (g.row(&id1), g.row(&id2));
     assert_eq!(row1.cache, "miss");
-    assert_eq!((row2.cache, row2.cost), ("hit", Some(Money::ZERO)));
+    assert_eq!((row2.cache.as_str(), row2.cost), ("hit", Some(Money::ZERO)));
     assert_eq!(Some(row2.response_cache_savings), row1.cost);
 
     // Streaming: miss, then the same events replayed.

@@ -233,13 +233,18 @@ impl Metrics {
         let mut g = self.lock();
         let provider = g.providers.index(row.provider.as_deref(), true);
         let model = g.models.index(row.model.as_deref(), admit_model);
-        let key =
-            ReqKey { endpoint: index_of(&ENDPOINTS, row.endpoint), provider, model, class: class_of(row.status), code };
+        let key = ReqKey {
+            endpoint: index_of(&ENDPOINTS, row.endpoint.as_str()),
+            provider,
+            model,
+            class: class_of(row.status),
+            code,
+        };
         *g.requests.entry(key).or_default() += 1;
         if code != 0 {
             *g.errors.entry((code, provider)).or_default() += 1;
         }
-        g.cache[index_of(&CACHE, row.cache) as usize] += 1;
+        g.cache[index_of(&CACHE, row.cache.as_str()) as usize] += 1;
         if row.attempts > 0 {
             let a = g.attempts.entry(provider).or_default();
             a.0 += u64::from(row.attempts);
@@ -512,7 +517,7 @@ mod tests {
             request_id: "r".into(),
             time_ms: 0,
             key_id: None,
-            endpoint: "chat.completions",
+            endpoint: crate::record::Endpoint::ChatCompletions,
             requested_model: Some(model.into()),
             model: Some(model.into()),
             provider: Some("openai".into()),
@@ -525,7 +530,7 @@ mod tests {
             response_cache_savings: Money::ZERO,
             streamed: false,
             client_disconnected: false,
-            cache: "off",
+            cache: crate::record::CacheOutcome::Off,
             latency_ms: 120,
             ttft_ms: None,
             attempts: 1,

@@ -208,7 +208,7 @@ pub fn span(row: &LedgerRow, scope: &InstrumentationScope) -> SpanData {
     };
     let start = UNIX_EPOCH + Duration::from_millis(u64::try_from(row.time_ms).unwrap_or(0));
     let end = start + Duration::from_millis(row.latency_ms);
-    let op = operation(row.endpoint);
+    let op = operation(row.endpoint.as_str());
     let model_name = row.requested_model.as_deref().or(row.model.as_deref()).unwrap_or("unknown");
 
     let u = &row.usage;
@@ -231,7 +231,7 @@ pub fn span(row: &LedgerRow, scope: &InstrumentationScope) -> SpanData {
     attrs.push(KeyValue::new("tollgate.usage.reasoning_tokens", int(u.reasoning)));
     attrs.push(KeyValue::new("tollgate.usage_source", row.usage_source.as_str()));
     attrs.push(KeyValue::new("tollgate.request_id", row.request_id.clone()));
-    attrs.push(KeyValue::new("tollgate.endpoint", row.endpoint));
+    attrs.push(KeyValue::new("tollgate.endpoint", row.endpoint.as_str()));
     match row.cost {
         Some(c) => {
             attrs.push(KeyValue::new("tollgate.cost_usd", c.to_string()));
@@ -240,7 +240,7 @@ pub fn span(row: &LedgerRow, scope: &InstrumentationScope) -> SpanData {
         None => attrs.push(KeyValue::new("tollgate.priced", false)),
     }
     attrs.push(KeyValue::new("tollgate.cache_savings_usd", row.cache_savings.to_string()));
-    attrs.push(KeyValue::new("tollgate.cache", row.cache));
+    attrs.push(KeyValue::new("tollgate.cache", row.cache.as_str()));
     attrs.push(KeyValue::new("tollgate.streamed", row.streamed));
     attrs.push(KeyValue::new("tollgate.attempts", i64::from(row.attempts)));
     attrs.push(KeyValue::new("http.response.status_code", i64::from(row.status)));
@@ -307,7 +307,7 @@ mod tests {
             request_id: "req-1".into(),
             time_ms: 1_700_000_000_000,
             key_id: Some("key_1".into()),
-            endpoint: "chat.completions",
+            endpoint: crate::record::Endpoint::ChatCompletions,
             requested_model: Some("gpt-4o-mini".into()),
             model: Some("gpt-4o-mini-2024-07-18".into()),
             provider: Some("openai".into()),
@@ -320,7 +320,7 @@ mod tests {
             response_cache_savings: Money::ZERO,
             streamed: true,
             client_disconnected: false,
-            cache: "off",
+            cache: crate::record::CacheOutcome::Off,
             latency_ms: 250,
             ttft_ms: Some(40),
             attempts: 1,

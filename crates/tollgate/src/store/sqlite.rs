@@ -10,7 +10,7 @@ use tollgate_units::{Money, Usage};
 
 use super::{KeyRecord, NewKey, RequestPage, RequestQuery, StoreError};
 use crate::attribution::Attribution;
-use crate::record::{cache_static, endpoint_static, LedgerRow, UsageSource};
+use crate::record::{CacheOutcome, Endpoint, LedgerRow, UsageSource};
 
 const SCHEMA: &str = r#"
 CREATE TABLE IF NOT EXISTS meta (
@@ -191,7 +191,7 @@ fn rollup_key(row: &LedgerRow) -> (i64, [String; 11]) {
             s(row.provider.as_deref()),
             s(a.agent.as_deref()),
             s(a.prompt.as_deref()),
-            row.endpoint.to_string(),
+            row.endpoint.as_str().to_string(),
         ],
     )
 }
@@ -549,7 +549,7 @@ pub(crate) fn ledger_from_row(r: &rusqlite::Row<'_>) -> Result<LedgerRow, StoreE
         request_id: r.get("request_id")?,
         time_ms: r.get("ts_ms")?,
         key_id: r.get("key_id")?,
-        endpoint: endpoint_static(&r.get::<_, String>("endpoint")?),
+        endpoint: Endpoint::parse(&r.get::<_, String>("endpoint")?).ok_or(StoreError::Corrupt("endpoint"))?,
         requested_model: r.get("requested_model")?,
         model: r.get("model")?,
         provider: r.get("provider")?,
@@ -566,7 +566,7 @@ pub(crate) fn ledger_from_row(r: &rusqlite::Row<'_>) -> Result<LedgerRow, StoreE
         response_cache_savings: Money::from_nanos(r.get("response_cache_savings_nanos")?),
         streamed: r.get("streamed")?,
         client_disconnected: r.get("client_disconnected")?,
-        cache: cache_static(&r.get::<_, String>("cache")?),
+        cache: CacheOutcome::parse(&r.get::<_, String>("cache")?).ok_or(StoreError::Corrupt("cache"))?,
         latency_ms: u(r, "latency_ms")?,
         ttft_ms: r.get::<_, Option<i64>>("ttft_ms")?.map(|v| v.max(0) as u64),
         attempts: r.get::<_, i64>("attempts")? as u32,
@@ -611,7 +611,7 @@ impl SqliteStore {
                     row.request_id,
                     row.time_ms,
                     row.key_id,
-                    row.endpoint,
+                    row.endpoint.as_str(),
                     row.requested_model,
                     row.model,
                     row.provider,
@@ -631,7 +631,7 @@ impl SqliteStore {
                     row.cache_savings.nanos(),
                     row.streamed,
                     row.client_disconnected,
-                    row.cache,
+                    row.cache.as_str(),
                     i(row.latency_ms),
                     row.ttft_ms.map(i),
                     row.attempts,

@@ -20,14 +20,12 @@
 
 use std::future::Future;
 use std::io;
-use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use axum::body::Body;
-use axum::extract::ConnectInfo;
 use axum::Router;
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
@@ -166,11 +164,17 @@ impl AsyncRead for Guarded {
                         this.conn.started + std::time::Duration::from_millis(idle) + this.limits.idle_timeout
                     }
                 };
-                if this.read_timer.deadline() != deadline {
+                // The timer is only moved earlier: a later deadline (the usual
+                // case, after each request) is checked when the old one fires,
+                // so a keep-alive request costs no timer registration.
+                if deadline < this.read_timer.deadline() {
                     this.read_timer.as_mut().reset(deadline);
                 }
-                if this.read_timer.as_mut().poll(cx).is_ready() {
-                    return Poll::Ready(Err(timed_out("client sent no complete request in time")));
+                while this.read_timer.as_mut().poll(cx).is_ready() {
+                    if Instant::now() >= deadline {
+                        return Poll::Ready(Err(timed_out("client sent no complete request in time")));
+                    }
+                    this.read_timer.as_mut().reset(deadline);
                 }
                 Poll::Pending
             }
@@ -279,7 +283,7 @@ pub async fn serve(listener: TcpListener, router: Router, limits: ServerLimits, 
         let io = TokioIo::new(Guarded::new(tcp, conn.clone(), limits));
         let (router, in_flight) = (router.clone(), in_flight.clone());
         let service =
-            hyper::service::service_fn(move |req| handle(router.clone(), conn.clone(), peer, in_flight.clone(), req));
+            hyper::service::service_fn(move |req| handle(router.clone(), conn.clone(), in_flight.clone(), req));
         let builder = builder.clone();
         let stop = stop.clone();
         connections.spawn(async move {
@@ -301,12 +305,11 @@ pub async fn serve(listener: TcpListener, router: Router, limits: ServerLimits, 
     connections
 }
 
-/// One request: the in-flight cap, request extensions (peer, connection), and
+/// One request: the in-flight cap, the connection as a request extension, and
 /// the connection's busy mark and the permit held until the response body ends.
 async fn handle(
     router: Router,
     conn: Arc<ConnState>,
-    peer: SocketAddr,
     in_flight: Arc<Semaphore>,
     mut req: http::Request<Incoming>,
 ) -> Result<http::Response<Body>, std::convert::Infallible> {
@@ -330,7 +333,6 @@ async fn handle(
             }
         }
     };
-    req.extensions_mut().insert(ConnectInfo(peer));
     req.extensions_mut().insert(Connection(conn));
     let resp = tower::ServiceExt::oneshot(router, req.map(Body::new)).await.unwrap_or_else(|e| match e {});
     Ok(resp.map(|b| {

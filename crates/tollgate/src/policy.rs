@@ -83,13 +83,18 @@ pub fn check_model_name(model: &str) -> Result<(), String> {
     if model.is_empty() || model.len() > MAX_MODEL_NAME {
         return Err(format!("model names are 1 to {MAX_MODEL_NAME} characters"));
     }
-    if let Some(c) = model.chars().find(|c| !(c.is_ascii_alphanumeric() || "._-:/@+".contains(*c))) {
+    let allowed = |b: u8| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-' | b':' | b'/' | b'@' | b'+');
+    if !model.bytes().all(allowed) {
+        let c = model.chars().find(|c| !(c.is_ascii() && allowed(*c as u8))).unwrap_or('?');
         return Err(format!(
             "model name contains {:?}; model names use letters, digits and . _ - : / @ +",
             c.escape_default().to_string()
         ));
     }
-    if model.split('/').any(|seg| seg.is_empty() || seg == "." || seg == "..") {
+    let bad_segment = |seg: &str| seg.is_empty() || seg == "." || seg == "..";
+    // Most names have no '/': one segment, checked without splitting.
+    let bad = if model.as_bytes().contains(&b'/') { model.split('/').any(bad_segment) } else { bad_segment(model) };
+    if bad {
         return Err("model name has an empty, '.' or '..' path segment".into());
     }
     Ok(())

@@ -1,5 +1,7 @@
-//! Local token counting, for when a provider reports no usage (it omitted
-//! it, the stream was cut, or the client hung up first).
+//! Metering: what a request used. The provider's own usage when it gave it
+//! ([`of_answer`], [`of_stream`]); otherwise local token counting, for when a
+//! provider reports no usage (it omitted it, the stream was cut, or the
+//! client hung up first).
 //!
 //! OpenAI models are counted with their real tokenizer (tiktoken's
 //! `o200k_base` for the GPT-4o / 4.1 / 5 and o-series families,
@@ -12,7 +14,10 @@
 use std::sync::OnceLock;
 
 use tiktoken_rs::CoreBPE;
+use tollgate_providers::StreamEnd;
 use tollgate_units::Usage;
+
+use crate::record::UsageSource;
 
 /// Per-request framing tokens (role markers, separators) a chat prompt adds.
 const PROMPT_OVERHEAD: u64 = 7;
@@ -109,6 +114,38 @@ pub fn estimate(model: &str, prompt_text: &str, output_text: &str) -> Usage {
         output: count_tokens(model, output_text),
         ..Usage::default()
     }
+}
+
+/// A whole (non-streaming) answer's usage: the provider's, else counted here.
+pub fn of_answer(model: &str, prompt_text: &str, reported: Option<Usage>, output_text: &str) -> (Usage, UsageSource) {
+    match reported {
+        Some(u) => (u, UsageSource::Provider),
+        None => (estimate(model, prompt_text, output_text), UsageSource::Estimated),
+    }
+}
+
+/// A stream's usage. One that reached its final event has the provider's
+/// usage; one that did not (cut, timed out, client gone) has no trustworthy
+/// final usage: what the provider said of the input is kept and the output
+/// seen is counted, never less than the provider had reported.
+pub fn of_stream(model: &str, prompt_text: &str, end: &StreamEnd) -> (Usage, UsageSource) {
+    match (&end.usage, end.completed) {
+        (Some(u), true) => (*u, UsageSource::Provider),
+        (reported, _) => {
+            let est = estimate(model, prompt_text, &end.output_text);
+            let u = match reported {
+                Some(r) if r.input_tokens() > 0 => Usage { output: r.output.max(est.output), ..*r },
+                _ => est,
+            };
+            (u, UsageSource::Estimated)
+        }
+    }
+}
+
+/// The provider was called but its answer is unusable (broken, too large,
+/// timed out): it may still bill the prompt, so the prompt is counted here.
+pub fn unusable_answer(model: &str, prompt_text: &str, output_text: &str) -> (Usage, UsageSource) {
+    (estimate(model, prompt_text, output_text), UsageSource::Estimated)
 }
 
 #[cfg(test)]

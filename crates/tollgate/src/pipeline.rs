@@ -665,13 +665,8 @@ async fn whole_body(state: &AppState, mut p: Pending, answer: Answer, hung_up: &
     };
     let served = translated.model.clone().unwrap_or_else(|| answer.model.clone());
     p.row_mut().model = Some(served.clone());
-    match translated.usage {
-        Some(u) => p.set_usage(state, provider, &served, u, UsageSource::Provider),
-        None => {
-            let u = metering::estimate(&served, &p.info.prompt_text, &translated.output_text);
-            p.set_usage(state, provider, &served, u, UsageSource::Estimated);
-        }
-    }
+    let (usage, source) = metering::of_answer(&served, &p.info.prompt_text, translated.usage, &translated.output_text);
+    p.set_usage(state, provider, &served, usage, source);
     p.row_mut().status = 200;
     if let Some(key) = p.cache_key.take() {
         if p.row().usage_source == UsageSource::Provider {
@@ -849,19 +844,7 @@ async fn relay(state: Arc<AppState>, mut p: Pending, answer: Answer, tx: mpsc::S
     row.streamed = true;
     row.ttft_ms = first_byte.map(|d| d.as_millis() as u64);
     row.client_disconnected = client_gone;
-    // A stream that did not reach its end has no trustworthy final usage:
-    // keep what the provider said about the input and count the output seen.
-    let (usage, source) = match (&end.usage, end.completed) {
-        (Some(u), true) => (*u, UsageSource::Provider),
-        (reported, _) => {
-            let est = metering::estimate(&served, &p.info.prompt_text, &end.output_text);
-            let u = match reported {
-                Some(r) if r.input_tokens() > 0 => Usage { output: r.output.max(est.output), ..*r },
-                _ => est,
-            };
-            (u, UsageSource::Estimated)
-        }
-    };
+    let (usage, source) = metering::of_stream(&served, &p.info.prompt_text, &end);
     p.set_usage(&state, provider, &served, usage, source);
     let error = match (&stop, end.completed) {
         (StreamStop::ClientGone, _) => None,
@@ -1044,8 +1027,8 @@ impl Pending {
     /// The provider was called but its answer is unusable: it may still bill
     /// for the prompt, so count the prompt locally.
     fn estimate_spend(&mut self, state: &AppState, provider: &Provider, model: &str, output: &str) {
-        let u = metering::estimate(model, &self.info.prompt_text, output);
-        self.set_usage(state, provider, model, u, UsageSource::Estimated);
+        let (u, source) = metering::unusable_answer(model, &self.info.prompt_text, output);
+        self.set_usage(state, provider, model, u, source);
     }
 
     async fn commit(mut self, hung_up: &AtomicBool) {

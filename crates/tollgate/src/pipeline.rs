@@ -346,61 +346,67 @@ async fn cache_lookup(
     body: &Bytes,
     model: &str,
 ) -> Result<Option<Arc<crate::cache::Entry>>, ApiError> {
-    // Cache: an identical earlier answer for this tenant costs nothing.
     let mode = match headers.get("x-tollgate-cache") {
         None => state.config.cache.mode,
         Some(v) => v.to_str().ok().and_then(crate::cache::Mode::parse).ok_or_else(|| {
             ApiError::invalid_param("x-tollgate-cache must be on, off, read or write", "x-tollgate-cache")
         })?,
     };
-    if mode != crate::cache::Mode::Off {
-        let tenant = match (state.config.cache.per_team, p.row().attribution.tag("team")) {
-            (true, Some(team)) => format!("team:{team}"),
-            _ => format!("key:{}", principal.id()),
-        };
-        // The model actually routed to is part of the answer's identity.
-        let tenant = format!("{tenant}\0{model}");
-        if let Some(key) = crate::cache::key(&tenant, p.format, body, state.config.cache.non_deterministic) {
-            if mode.reads() {
-                if let Some(hit) = state.cache.get(&key, now_ms()).await {
-                    return Ok(Some(hit));
-                }
-            }
-            // Semantic cache: a close-enough question already answered for this tenant.
-            if let (Some(sem), Some(addr)) = (&state.semantic, state.self_addr.get()) {
-                let tools = crate::govern::estimate::mentions(body, b"\"tools\"");
-                if p.format != ApiFormat::OpenAiEmbeddings && !tools && !sem.excluded(model) {
-                    if let Some(v) = crate::semantic::embed(
-                        &state.http,
-                        *addr,
-                        headers,
-                        &sem.config.embeddings_model,
-                        &p.info.prompt_text,
-                    )
-                    .await
-                    {
-                        if mode.reads() {
-                            if let Some((hit, similarity)) =
-                                sem.lookup(&tenant, p.format, p.info.stream, model, &v, now_ms())
-                            {
-                                p.extra_headers.push((HEADER_SIMILARITY, format!("{similarity:.4}")));
-                                return Ok(Some(hit));
-                            }
-                        }
-                        if mode.writes() {
-                            p.semantic = Some((tenant.clone(), model.to_string(), v));
-                        }
-                    }
-                }
-            }
-            p.row_mut().cache = CacheOutcome::Miss;
-            if mode.writes() {
-                p.cache_key = Some(key);
-            }
+    if mode == crate::cache::Mode::Off {
+        return Ok(None);
+    }
+    let tenant = match (state.config.cache.per_team, p.row().attribution.tag("team")) {
+        (true, Some(team)) => format!("team:{team}"),
+        _ => format!("key:{}", principal.id()),
+    };
+    // The model actually routed to is part of the answer's identity.
+    let tenant = format!("{tenant}\0{model}");
+    let Some(key) = crate::cache::key(&tenant, p.format, body, state.config.cache.non_deterministic) else {
+        return Ok(None);
+    };
+    if mode.reads() {
+        if let Some(hit) = state.cache.get(&key, now_ms()).await {
+            return Ok(Some(hit));
         }
     }
-
+    if let Some(hit) = semantic_lookup(state, p, headers, body, model, &tenant, mode).await {
+        return Ok(Some(hit));
+    }
+    p.row_mut().cache = CacheOutcome::Miss;
+    if mode.writes() {
+        p.cache_key = Some(key);
+    }
     Ok(None)
+}
+
+/// The semantic cache: a close-enough question already answered for this
+/// tenant and model. On a miss, remembers the question's embedding to file the answer under.
+async fn semantic_lookup(
+    state: &AppState,
+    p: &mut Pending,
+    headers: &HeaderMap,
+    body: &Bytes,
+    model: &str,
+    tenant: &str,
+    mode: crate::cache::Mode,
+) -> Option<Arc<crate::cache::Entry>> {
+    let (sem, addr) = (state.semantic.as_ref()?, state.self_addr.get()?);
+    let tools = estimate::mentions(body, b"\"tools\"");
+    if p.format == ApiFormat::OpenAiEmbeddings || tools || sem.excluded(model) {
+        return None;
+    }
+    let v =
+        crate::semantic::embed(&state.http, *addr, headers, &sem.config.embeddings_model, &p.info.prompt_text).await?;
+    if mode.reads() {
+        if let Some((hit, similarity)) = sem.lookup(tenant, p.format, p.info.stream, model, &v, now_ms()) {
+            p.extra_headers.push((HEADER_SIMILARITY, format!("{similarity:.4}")));
+            return Some(hit);
+        }
+    }
+    if mode.writes() {
+        p.semantic = Some((tenant.to_string(), model.to_string(), v));
+    }
+    None
 }
 
 /// The targets to try, in order (strategy, circuit health).

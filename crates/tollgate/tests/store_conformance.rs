@@ -408,9 +408,7 @@ backends! {
 
 use std::sync::Arc;
 
-use tollgate::store::counters::{
-    CounterAsk, CounterRefusal, CounterRule, CounterSettle, CounterStore, CounterView, MemoryCounters,
-};
+use tollgate::store::counters::{CounterAsk, CounterRefusal, CounterRule, CounterStore, CounterView, MemoryCounters};
 
 fn window(limit: i64) -> CounterRule {
     CounterRule::Window { start_ms: 0, end_ms: 86_400_000, limit: Some(limit) }
@@ -420,17 +418,13 @@ fn ask(key: &str, rule: CounterRule, amount: i64) -> CounterAsk {
     CounterAsk { key: Arc::from(key), rule, amount }
 }
 
-fn settle(key: &str, rule: CounterRule, reserved: i64, actual: i64) -> CounterSettle {
-    CounterSettle { key: Arc::from(key), rule, reserved, actual }
-}
-
 pub async fn counters_reserve_settle_release_and_refuse(c: Arc<dyn CounterStore>) {
     let b = window(1000);
     let g1 = c.reserve(&[ask("b", b, 600)], 60_000, 10).await.unwrap().unwrap();
     assert_eq!(g1.remaining, vec![Some(400)]);
     let refused = c.reserve(&[ask("b", b, 600)], 60_000, 10).await.unwrap().unwrap_err();
     assert_eq!(refused, CounterRefusal::Exhausted { index: 0, remaining: 400, resets_at_ms: 86_400_000 });
-    let after = c.settle(g1.lease, &[settle("b", b, 600, 100)], 20).await.unwrap();
+    let after = c.settle(g1.lease, &[ask("b", b, 600)], &[100], 20).await.unwrap();
     assert_eq!(after, vec![CounterView { spent: 100, reserved: 0 }]);
     let g2 = c.reserve(&[ask("b", b, 900)], 60_000, 30).await.unwrap().unwrap();
     assert_eq!(c.view("b", b, 30).await.unwrap(), CounterView { spent: 100, reserved: 900 });
@@ -440,7 +434,7 @@ pub async fn counters_reserve_settle_release_and_refuse(c: Arc<dyn CounterStore>
     let alert = CounterRule::Window { start_ms: 0, end_ms: 86_400_000, limit: None };
     let g = c.reserve(&[ask("a", alert, 5_000_000)], 60_000, 50).await.unwrap().unwrap();
     assert_eq!(g.remaining, vec![None]);
-    c.settle(g.lease, &[settle("a", alert, 5_000_000, 7)], 60).await.unwrap();
+    c.settle(g.lease, &[ask("a", alert, 5_000_000)], &[7], 60).await.unwrap();
     assert_eq!(c.view("a", alert, 60).await.unwrap().spent, 7);
 }
 
@@ -464,7 +458,7 @@ pub async fn counters_release_a_dead_owners_reservation_when_its_lease_ends(c: A
     assert_eq!(c.expire_leases(1_500).await.unwrap(), 1);
     assert_eq!(c.view("b", b, 1_500).await.unwrap(), CounterView { spent: 0, reserved: 0 });
     // Its owner settling late books the spend once, and gives back nothing twice.
-    c.settle(g.lease, &[settle("b", b, 700, 300)], 2_000).await.unwrap();
+    c.settle(g.lease, &[ask("b", b, 700)], &[300], 2_000).await.unwrap();
     assert_eq!(c.view("b", b, 2_000).await.unwrap(), CounterView { spent: 300, reserved: 0 });
     // A new reservation expires without anyone calling expire_leases: reserving past it does.
     let _lost = c.reserve(&[ask("b", b, 600)], 1_000, 3_000).await.unwrap().unwrap();
@@ -488,12 +482,12 @@ pub async fn counters_follow_their_windows(c: Arc<dyn CounterStore>) {
     let day1 = CounterRule::Window { start_ms: 0, end_ms: 1_000, limit: Some(1000) };
     let day2 = CounterRule::Window { start_ms: 1_000, end_ms: 2_000, limit: Some(1000) };
     let g = c.reserve(&[ask("d", day1, 800)], 60_000, 10).await.unwrap().unwrap();
-    c.settle(g.lease, &[settle("d", day1, 800, 800)], 20).await.unwrap();
+    c.settle(g.lease, &[ask("d", day1, 800)], &[800], 20).await.unwrap();
     assert!(c.reserve(&[ask("d", day1, 300)], 60_000, 30).await.unwrap().is_err());
     assert!(c.reserve(&[ask("d", day2, 300)], 60_000, 1_010).await.unwrap().is_ok(), "a new window starts at zero");
     let rolling = CounterRule::Rolling { len_ms: 60_000, limit: Some(1000) };
     let g = c.reserve(&[ask("r", rolling, 800)], 60_000, 1_000).await.unwrap().unwrap();
-    c.settle(g.lease, &[settle("r", rolling, 800, 800)], 1_000).await.unwrap();
+    c.settle(g.lease, &[ask("r", rolling, 800)], &[800], 1_000).await.unwrap();
     assert!(c.reserve(&[ask("r", rolling, 300)], 60_000, 30_000).await.unwrap().is_err());
     assert!(c.reserve(&[ask("r", rolling, 300)], 60_000, 62_000).await.unwrap().is_ok(), "the spend slid out");
     // Seeding from the ledger keeps outstanding reservations.
@@ -514,7 +508,7 @@ pub async fn concurrent_reservations_never_overspend(c: Arc<dyn CounterStore>) {
             match c.reserve(&asks, 60_000, 5).await.unwrap() {
                 Ok(g) => {
                     tokio::task::yield_now().await;
-                    let v = c.settle(g.lease, &[settle("shared", b, 30, 30), settle("shared-rpm", rpm, 1, 1)], 6).await;
+                    let v = c.settle(g.lease, &asks, &[30, 1], 6).await;
                     v.unwrap();
                     true
                 }

@@ -27,7 +27,7 @@ use tollgate_units::Money;
 
 use crate::budget::{Action, BudgetSpec, Facts, LimitKind, Period, RateLimitSpec};
 use crate::store::counters::{
-    CounterAsk, CounterError, CounterRefusal, CounterRule, CounterSettle, CounterStore, LeaseId, MemoryCounters,
+    CounterAsk, CounterError, CounterRefusal, CounterRule, CounterStore, LeaseId, MemoryCounters,
 };
 
 /// How long a reservation may be held before the counter store gives it
@@ -52,6 +52,8 @@ struct BudgetRule {
     /// Thresholds alerted in the window `fired_window`.
     fired: BTreeSet<u32>,
     fired_window: (i64, i64),
+    /// The calendar window in force, computed again only when it ends (time zones are not cheap).
+    window: std::cell::Cell<(i64, i64)>,
 }
 
 impl BudgetRule {
@@ -59,15 +61,21 @@ impl BudgetRule {
         let limit = (self.spec.action != Action::Alert).then(|| self.spec.limit.nanos());
         match self.spec.period {
             Period::Rolling(len_ms) => CounterRule::Rolling { len_ms, limit },
-            period => {
-                let (start_ms, end_ms) = period.window(now_ms, tz);
+            _ => {
+                let (start_ms, end_ms) = self.window(now_ms, tz);
                 CounterRule::Window { start_ms, end_ms, limit }
             }
         }
     }
 
     fn window(&self, now_ms: i64, tz: Tz) -> (i64, i64) {
-        self.spec.period.window(now_ms, tz)
+        let (start, end) = self.window.get();
+        if start <= now_ms && now_ms < end {
+            return (start, end);
+        }
+        let w = self.spec.period.window(now_ms, tz);
+        self.window.set(w);
+        w
     }
 }
 
@@ -162,14 +170,6 @@ enum Held {
     Limit(LimitKind),
 }
 
-#[derive(Debug, Clone)]
-struct Entry {
-    key: Arc<str>,
-    rule: CounterRule,
-    amount: i64,
-    held: Held,
-}
-
 impl Governor {
     /// A governor over counters in this process.
     pub fn new(tz: Tz) -> (Governor, mpsc::UnboundedReceiver<AlertEvent>) {
@@ -211,7 +211,9 @@ impl Governor {
         now_ms: i64,
     ) -> Result<(), CounterError> {
         let key: Arc<str> = Arc::from(format!("budget:{}", spec.id));
-        let rule = BudgetRule { fired_window: spec.period.window(now_ms, self.tz), spec, key: key.clone(), fired };
+        let window = spec.period.window(now_ms, self.tz);
+        let rule =
+            BudgetRule { fired_window: window, spec, key: key.clone(), fired, window: std::cell::Cell::new(window) };
         let counter = rule.counter(now_ms, self.tz);
         self.counters.seed(&key, counter, spent, now_ms).await?;
         self.lock().budgets.insert(Arc::from(rule.spec.id.as_str()), rule);
@@ -330,7 +332,8 @@ impl Governor {
     pub async fn reserve(self: &Arc<Self>, facts: &Facts<'_>, ask: Ask, now_ms: i64) -> Result<Reservation, Refusal> {
         let cost = ask.cost.map_or(0, |c| c.nanos().max(0));
         let tokens = i64::try_from(ask.tokens).unwrap_or(i64::MAX);
-        let mut entries: Vec<Entry> = Vec::new();
+        let mut asks: Vec<CounterAsk> = Vec::new();
+        let mut held: Vec<Held> = Vec::new();
         let mut unpriced_refusal: Option<(BudgetSpec, Arc<str>, CounterRule)> = None;
         {
             let st = self.lock();
@@ -343,7 +346,8 @@ impl Governor {
                     unpriced_refusal = Some((b.spec.clone(), b.key.clone(), rule));
                     break;
                 }
-                entries.push(Entry { key: b.key.clone(), rule, amount: cost, held: Held::Budget });
+                asks.push(CounterAsk { key: b.key.clone(), rule, amount: cost });
+                held.push(Held::Budget);
             }
             if unpriced_refusal.is_none() {
                 for l in st.limits.values() {
@@ -355,12 +359,8 @@ impl Governor {
                         LimitKind::Tokens => tokens,
                         LimitKind::Cost => cost,
                     };
-                    entries.push(Entry {
-                        key: l.key.clone(),
-                        rule: l.counter(),
-                        amount,
-                        held: Held::Limit(l.spec.kind),
-                    });
+                    asks.push(CounterAsk { key: l.key.clone(), rule: l.counter(), amount });
+                    held.push(Held::Limit(l.spec.kind));
                 }
             }
         }
@@ -373,18 +373,16 @@ impl Governor {
                 true,
             ));
         }
-        if entries.is_empty() {
-            return Ok(Reservation::new(self.clone(), None, entries, cost, tokens, None));
+        if asks.is_empty() {
+            return Ok(Reservation::new(self.clone(), None, asks, held, cost, tokens, None));
         }
-        let asks: Vec<CounterAsk> =
-            entries.iter().map(|e| CounterAsk { key: e.key.clone(), rule: e.rule, amount: e.amount }).collect();
         match self.counters.reserve(&asks, LEASE_MS, now_ms).await {
             Ok(Ok(granted)) => {
                 let tightest = granted.remaining.iter().flatten().min().copied().map(Money::from_nanos);
-                Ok(Reservation::new(self.clone(), Some(granted.lease), entries, cost, tokens, tightest))
+                Ok(Reservation::new(self.clone(), Some(granted.lease), asks, held, cost, tokens, tightest))
             }
             Ok(Err(CounterRefusal::Exhausted { index, remaining, resets_at_ms })) => {
-                let spec = self.spec_of(&entries[index]);
+                let spec = self.spec_of(&asks[index].key);
                 match spec {
                     Some(spec) => Err(self.budget_refusal(&spec, remaining, resets_at_ms, ask.cost.is_none())),
                     None => Err(Refusal::Unavailable("a budget changed while it was being reserved".into())),
@@ -392,7 +390,7 @@ impl Governor {
             }
             Ok(Err(CounterRefusal::Wait { index, retry_after_ms })) => {
                 let st = self.lock();
-                let l = st.limits.values().find(|l| l.key == entries[index].key);
+                let l = st.limits.values().find(|l| l.key == asks[index].key);
                 Err(Refusal::RateLimited {
                     limit_id: l.map(|l| l.spec.id.clone()).unwrap_or_default(),
                     scope: l.map(|l| l.spec.scope.to_string()).unwrap_or_default(),
@@ -403,9 +401,9 @@ impl Governor {
         }
     }
 
-    fn spec_of(&self, e: &Entry) -> Option<BudgetSpec> {
+    fn spec_of(&self, key: &Arc<str>) -> Option<BudgetSpec> {
         let st = self.lock();
-        st.budgets.values().find(|b| b.key == e.key).map(|b| b.spec.clone())
+        st.budgets.values().find(|b| &b.key == key).map(|b| b.spec.clone())
     }
 
     fn budget_refusal(&self, spec: &BudgetSpec, remaining: i64, resets_at_ms: i64, unpriced: bool) -> Refusal {
@@ -421,27 +419,30 @@ impl Governor {
 
     /// Books what a reservation actually used (`None`: nothing, give it all
     /// back) and sends the alerts it crosses.
-    async fn finish(&self, lease: LeaseId, entries: &[Entry], actual: Option<(i64, i64)>, now_ms: i64) {
+    async fn finish(
+        &self,
+        lease: LeaseId,
+        asks: &[CounterAsk],
+        held: &[Held],
+        actual: Option<(i64, i64)>,
+        now_ms: i64,
+    ) {
         let Some((cost, tokens)) = actual else {
             if let Err(error) = self.counters.release(lease, now_ms).await {
                 tracing::warn!(%error, "cannot release a reservation (its lease will)");
             }
             return;
         };
-        let settles: Vec<CounterSettle> = entries
+        let used: Vec<i64> = asks
             .iter()
-            .map(|e| CounterSettle {
-                key: e.key.clone(),
-                rule: e.rule,
-                reserved: e.amount,
-                actual: match e.held {
-                    Held::Budget | Held::Limit(LimitKind::Cost) => cost,
-                    Held::Limit(LimitKind::Tokens) => tokens,
-                    Held::Limit(LimitKind::Requests) => e.amount,
-                },
+            .zip(held)
+            .map(|(a, h)| match h {
+                Held::Budget | Held::Limit(LimitKind::Cost) => cost,
+                Held::Limit(LimitKind::Tokens) => tokens,
+                Held::Limit(LimitKind::Requests) => a.amount,
             })
             .collect();
-        let views = match self.counters.settle(lease, &settles, now_ms).await {
+        let views = match self.counters.settle(lease, asks, &used, now_ms).await {
             Ok(v) => v,
             Err(error) => {
                 tracing::error!(%error, "cannot settle a reservation: its spend is in the ledger, not in the counters");
@@ -451,9 +452,9 @@ impl Governor {
         let mut fired = Vec::new();
         {
             let mut st = self.lock();
-            for (e, v) in entries.iter().zip(views) {
-                let Held::Budget = e.held else { continue };
-                let Some(b) = st.budgets.values_mut().find(|b| b.key == e.key) else { continue };
+            for ((a, h), v) in asks.iter().zip(held).zip(views) {
+                let Held::Budget = h else { continue };
+                let Some(b) = st.budgets.values_mut().find(|b| b.key == a.key) else { continue };
                 let window = match b.spec.period {
                     Period::Rolling(len) => (now_ms - len, now_ms),
                     _ => b.window(now_ms, self.tz),
@@ -470,7 +471,8 @@ impl Governor {
                     }
                     _ => {}
                 }
-                for t in b.spec.alert_at.clone() {
+                for i in 0..b.spec.alert_at.len() {
+                    let t = b.spec.alert_at[i];
                     let crossed = i128::from(v.spent) * 1000 >= i128::from(limit) * i128::from(t);
                     if crossed && b.fired.insert(t) {
                         fired.push(AlertEvent {
@@ -505,7 +507,8 @@ fn end_of(rule: CounterRule, now_ms: i64) -> i64 {
 pub struct Reservation {
     governor: Arc<Governor>,
     lease: Option<LeaseId>,
-    entries: Vec<Entry>,
+    asks: Vec<CounterAsk>,
+    held: Vec<Held>,
     cost: i64,
     tokens: i64,
     remaining: Option<Money>,
@@ -515,12 +518,13 @@ impl Reservation {
     fn new(
         governor: Arc<Governor>,
         lease: Option<LeaseId>,
-        entries: Vec<Entry>,
+        asks: Vec<CounterAsk>,
+        held: Vec<Held>,
         cost: i64,
         tokens: i64,
         remaining: Option<Money>,
     ) -> Reservation {
-        Reservation { governor, lease, entries, cost, tokens, remaining }
+        Reservation { governor, lease, asks, held, cost, tokens, remaining }
     }
 
     pub fn governor(&self) -> &Governor {
@@ -545,15 +549,15 @@ impl Reservation {
     pub async fn settle(mut self, cost: Option<Money>, tokens: u64, now_ms: i64) {
         let tokens = i64::try_from(tokens).unwrap_or(i64::MAX);
         if let Some(lease) = self.lease.take() {
-            let entries = std::mem::take(&mut self.entries);
-            self.governor.finish(lease, &entries, Some((cost.map_or(0, Money::nanos), tokens)), now_ms).await;
+            let (asks, held) = (std::mem::take(&mut self.asks), std::mem::take(&mut self.held));
+            self.governor.finish(lease, &asks, &held, Some((cost.map_or(0, Money::nanos), tokens)), now_ms).await;
         }
     }
 
     /// Gives everything back: nothing was spent.
     pub async fn release(mut self, now_ms: i64) {
         if let Some(lease) = self.lease.take() {
-            self.governor.finish(lease, &[], None, now_ms).await;
+            self.governor.finish(lease, &[], &[], None, now_ms).await;
         }
     }
 }

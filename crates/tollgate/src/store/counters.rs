@@ -49,17 +49,6 @@ pub struct CounterAsk {
     pub amount: i64,
 }
 
-/// What a settlement books on one counter of the reservation.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct CounterSettle {
-    pub key: Arc<str>,
-    pub rule: CounterRule,
-    /// What was reserved on it.
-    pub reserved: i64,
-    /// What was actually used.
-    pub actual: i64,
-}
-
 pub type LeaseId = u64;
 
 /// A reservation taken: its lease and, per ask, what the counter has left
@@ -96,11 +85,14 @@ pub trait CounterStore: Send + Sync {
         lease_ms: i64,
         now_ms: i64,
     ) -> CounterFuture<'a, Result<Granted, CounterRefusal>>;
-    /// Replaces the lease's reservation by what was used; returns each counter's figures after.
+    /// Replaces the lease's reservation (`asks`, as reserved) by what was
+    /// used on each counter (`actual`, in the same order); returns each
+    /// counter's figures after. The spend is booked even if the lease ran out.
     fn settle<'a>(
         &'a self,
         lease: LeaseId,
-        entries: &'a [CounterSettle],
+        asks: &'a [CounterAsk],
+        actual: &'a [i64],
         now_ms: i64,
     ) -> CounterFuture<'a, Vec<CounterView>>;
     /// Gives the lease's reservation back.
@@ -342,31 +334,31 @@ impl MemoryCounters {
         Ok(Granted { lease, remaining })
     }
 
-    pub fn settle_now(&self, lease: LeaseId, entries: &[CounterSettle], now_ms: i64) -> Vec<CounterView> {
+    pub fn settle_now(&self, lease: LeaseId, asks: &[CounterAsk], actual: &[i64], now_ms: i64) -> Vec<CounterView> {
         let mut st = self.lock();
         // An expired lease was already given back: only the spend is booked.
         let live = st.leases.remove(&lease).is_some();
         if live {
             self.outstanding.fetch_sub(1, Ordering::Relaxed);
         }
-        entries
-            .iter()
-            .map(|e| {
-                let c = st.counters.entry(e.key.clone()).or_default();
-                c.roll(e.rule, now_ms);
-                match e.rule {
+        asks.iter()
+            .zip(actual)
+            .map(|(a, &used)| {
+                let c = st.counters.entry(a.key.clone()).or_default();
+                c.roll(a.rule, now_ms);
+                match a.rule {
                     CounterRule::Rate { .. } => {
-                        let already = if live { e.reserved } else { 0 };
-                        c.add_spent(e.rule, e.actual - already, now_ms);
+                        let already = if live { a.amount } else { 0 };
+                        c.add_spent(a.rule, used - already, now_ms);
                     }
                     rule => {
                         if live {
-                            c.reserved -= e.reserved;
+                            c.reserved -= a.amount;
                         }
-                        c.add_spent(rule, e.actual, now_ms);
+                        c.add_spent(rule, used, now_ms);
                     }
                 }
-                c.view(e.rule)
+                c.view(a.rule)
             })
             .collect()
     }
@@ -420,10 +412,11 @@ impl CounterStore for MemoryCounters {
     fn settle<'a>(
         &'a self,
         lease: LeaseId,
-        entries: &'a [CounterSettle],
+        asks: &'a [CounterAsk],
+        actual: &'a [i64],
         now_ms: i64,
     ) -> CounterFuture<'a, Vec<CounterView>> {
-        Box::pin(std::future::ready(Ok(self.settle_now(lease, entries, now_ms))))
+        Box::pin(std::future::ready(Ok(self.settle_now(lease, asks, actual, now_ms))))
     }
 
     fn release(&self, lease: LeaseId, now_ms: i64) -> CounterFuture<'_, ()> {

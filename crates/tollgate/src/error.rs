@@ -57,6 +57,9 @@ pub enum ApiError {
     /// The gateway is at its connection or in-flight limit.
     #[error("{message}")]
     Overloaded { message: String },
+    /// The route exists, but not with this HTTP method.
+    #[error("{message}")]
+    MethodNotAllowed { message: String },
     /// Budgets and rate limits cannot be checked (the counter store is
     /// unreachable), so nothing is sent: never spend without a check.
     #[error("{message}")]
@@ -117,6 +120,9 @@ impl ApiError {
             }
             ApiError::Overloaded { .. } => {
                 (StatusCode::SERVICE_UNAVAILABLE, "overloaded", "api_error", "overloaded_error")
+            }
+            ApiError::MethodNotAllowed { .. } => {
+                (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", "invalid_request_error", "invalid_request_error")
             }
             ApiError::GovernanceUnavailable { .. } => {
                 (StatusCode::SERVICE_UNAVAILABLE, "governance_unavailable", "api_error", "api_error")
@@ -200,6 +206,7 @@ mod tests {
             ApiError::NotFound { message: m() },
             ApiError::RequestTimeout { message: m() },
             ApiError::Overloaded { message: m() },
+            ApiError::MethodNotAllowed { message: m() },
             ApiError::GovernanceUnavailable { message: m() },
         ]
     }
@@ -230,6 +237,7 @@ mod tests {
             r#"404 {"error":{"code":"not_found","message":"m","param":null,"type":"not_found_error"}} {"error":{"code":"not_found","message":"m","type":"not_found_error"},"type":"error"}"#,
             r#"408 {"error":{"code":"request_timeout","message":"m","param":null,"type":"invalid_request_error"}} {"error":{"code":"request_timeout","message":"m","type":"timeout_error"},"type":"error"}"#,
             r#"503 {"error":{"code":"overloaded","message":"m","param":null,"type":"api_error"}} {"error":{"code":"overloaded","message":"m","type":"overloaded_error"},"type":"error"}"#,
+            r#"405 {"error":{"code":"method_not_allowed","message":"m","param":null,"type":"invalid_request_error"}} {"error":{"code":"method_not_allowed","message":"m","type":"invalid_request_error"},"type":"error"}"#,
             r#"503 {"error":{"code":"governance_unavailable","message":"m","param":null,"type":"api_error"}} {"error":{"code":"governance_unavailable","message":"m","type":"api_error"},"type":"error"}"#,
         ];
         assert_eq!(got, want);

@@ -309,7 +309,12 @@ pub fn router(state: Arc<AppState>) -> Router {
         .merge(crate::api::observe::routes())
         .route_layer(axum::middleware::from_fn_with_state(state.clone(), api::admin_gate))
         .layer(axum::extract::DefaultBodyLimit::max(ADMIN_MAX_BODY));
-    public.merge(virtual_key).merge(admin).fallback(not_found).with_state(state)
+    public
+        .merge(virtual_key)
+        .merge(admin)
+        .method_not_allowed_fallback(method_not_allowed)
+        .fallback(not_found)
+        .with_state(state)
 }
 
 /// Routes that answer without any credential.
@@ -352,6 +357,22 @@ async fn metrics(State(s): State<Arc<AppState>>, headers: HeaderMap) -> Response
     }
     let text = s.observer.render(s.ledger.backlog_bytes());
     ([(http::header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response()
+}
+
+/// The proxy endpoints (POST only).
+const PROXY_ROUTES: [&str; 4] = ["/v1/chat/completions", "/v1/embeddings", "/v1/responses", "/v1/messages"];
+
+/// A known route called with the wrong method: 405 in the API family's shape.
+async fn method_not_allowed(method: http::Method, headers: HeaderMap, uri: axum::http::Uri) -> Response {
+    let anthropic = uri.path().starts_with("/v1/messages") || headers.contains_key("anthropic-version");
+    let shape = if anthropic { crate::error::ErrorShape::Anthropic } else { crate::error::ErrorShape::OpenAi };
+    let mut r =
+        crate::error::ApiError::MethodNotAllowed { message: format!("{} does not accept {method}", uri.path()) }
+            .into_response_for(shape);
+    if PROXY_ROUTES.contains(&uri.path()) {
+        r.headers_mut().insert(http::header::ALLOW, http::HeaderValue::from_static("POST"));
+    }
+    r
 }
 
 async fn not_found(headers: HeaderMap, uri: axum::http::Uri) -> Response {

@@ -686,3 +686,24 @@ async fn azure_openai_deployments_are_proxied_with_their_api_key() {
     assert_eq!(stats["last_auth"], "present");
     h.stop().await;
 }
+
+#[tokio::test]
+async fn a_wrong_method_on_a_proxy_route_gets_405_in_the_familys_shape() {
+    let h = Harness::start().await;
+    for path in ["/v1/chat/completions", "/v1/embeddings", "/v1/responses", "/v1/messages"] {
+        for method in ["GET", "PUT", "DELETE"] {
+            let r = h.http.request(method.parse().unwrap(), format!("{}{path}", h.base)).send().await.unwrap();
+            assert_eq!(r.status(), 405, "{method} {path}");
+            assert_eq!(r.headers()["allow"], "POST");
+            let v: Value = r.json().await.unwrap();
+            assert_eq!(v["error"]["code"], "method_not_allowed", "{method} {path}: {v}");
+            if path == "/v1/messages" {
+                assert_eq!(v["type"], "error", "Anthropic's shape: {v}");
+            } else {
+                assert_eq!(v["error"]["type"], "invalid_request_error", "OpenAI's shape: {v}");
+            }
+        }
+    }
+    assert!(h.rows().is_empty(), "refused before auth: no row");
+    h.stop().await;
+}

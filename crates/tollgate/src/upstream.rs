@@ -123,6 +123,8 @@ fn status_error(provider: &Provider, status: u16, message: Option<String>, retry
             ApiError::UpstreamError { message: format!("provider {name} refused the gateway's credentials ({status})") }
         }
         413 => ApiError::RequestTooLarge { message: format!("provider {name} says the request is too large{detail}") },
+        // The provider does not know the model (or deployment): the contract's 404 on every API family.
+        404 => ApiError::ModelNotFound { message: format!("provider {name} does not serve this model (404){detail}") },
         400..=499 => ApiError::invalid(format!("provider {name} rejected the request ({status}){detail}")),
         _ => ApiError::UpstreamError { message: format!("provider {name} failed ({status}){detail}") },
     }

@@ -707,3 +707,24 @@ async fn a_wrong_method_on_a_proxy_route_gets_405_in_the_familys_shape() {
     assert!(h.rows().is_empty(), "refused before auth: no row");
     h.stop().await;
 }
+
+#[tokio::test]
+async fn a_model_the_provider_does_not_know_is_404_model_not_found_on_every_family() {
+    let h = Harness::start().await;
+    let cases = [
+        ("/v1/chat/completions", chat("gpt-4o-mini", "[mock fault=404] hi", false)),
+        ("/v1/chat/completions", chat("claude-haiku-4-5", "[mock fault=404] hi", false)),
+        (
+            "/v1/messages",
+            serde_json::json!({"model": "claude-haiku-4-5", "max_tokens": 10,
+                "messages": [{"role": "user", "content": "[mock fault=404] hi"}]}),
+        ),
+    ];
+    for (path, body) in cases {
+        let r = h.post(path).header("anthropic-version", "2023-06-01").json(&body).send().await.unwrap();
+        assert_eq!(r.status(), 404, "{path} {body}");
+        let v: Value = r.json().await.unwrap();
+        assert_eq!(v["error"]["code"], "model_not_found", "{path}: {v}");
+    }
+    h.stop().await;
+}

@@ -11,7 +11,8 @@
 //!   cut: its streams end, and their reservations settle to what was
 //!   delivered (the connection is marked stalled for the ledger row);
 //! - at most `max_in_flight` requests run at once; more are answered
-//!   `503 overloaded` before their body is read (`/healthz` is exempt);
+//!   `503 overloaded` before their body is read (`/healthz` and `/readyz`
+//!   are exempt; `/readyz` answers 503 while saturated);
 //! - on shutdown, new connections stop, idle ones close, requests in flight
 //!   get `shutdown_timeout` to finish; then they are cut (and ledgered).
 //!
@@ -251,10 +252,15 @@ pub struct Stop {
 
 /// Serves `router` on `listener` until `stop.graceful` fires, then until every
 /// connection has closed or `stop.hard` fires. Returns the connections' tracker.
-pub async fn serve(listener: TcpListener, router: Router, limits: ServerLimits, stop: Stop) -> TaskTracker {
+pub async fn serve(
+    listener: TcpListener,
+    router: Router,
+    limits: ServerLimits,
+    in_flight: Arc<Semaphore>,
+    stop: Stop,
+) -> TaskTracker {
     let connections = TaskTracker::new();
     let open = Arc::new(Semaphore::new(limits.max_connections));
-    let in_flight = Arc::new(Semaphore::new(limits.max_in_flight));
     let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
     // Idle and header deadlines are the socket wrapper's; hyper's own need a timer we do not give it.
     builder.http1().keep_alive(true);
@@ -314,7 +320,8 @@ async fn handle(
     mut req: http::Request<Incoming>,
 ) -> Result<http::Response<Body>, std::convert::Infallible> {
     let busy = conn.enter();
-    let exempt = req.uri().path() == "/healthz";
+    // Health and readiness must answer (and measure) under load.
+    let exempt = matches!(req.uri().path(), "/healthz" | "/readyz");
     let permit = if exempt {
         None
     } else {

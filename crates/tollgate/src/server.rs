@@ -148,6 +148,7 @@ impl Gateway {
                 )),
             },
             semantic: config.semantic.clone().map(crate::semantic::SemanticCache::new),
+            in_flight: Arc::new(tokio::sync::Semaphore::new(config.server.limits.max_in_flight)),
             redactor: crate::redact::Redactor::new(&config),
             cut: tokio_util::sync::CancellationToken::new(),
             batch_holds: crate::govern::Holds::default(),
@@ -192,7 +193,8 @@ impl Gateway {
             shutdown.await;
             graceful.cancel();
         });
-        let connections = crate::listener::serve(listener, self.router(), limits, stop.clone()).await;
+        let in_flight = self.state.in_flight.clone();
+        let connections = crate::listener::serve(listener, self.router(), limits, in_flight, stop.clone()).await;
         let state = self.state.clone();
         let finished = async {
             connections.wait().await;
@@ -294,7 +296,7 @@ async fn watch_governance(
 pub fn router(state: Arc<AppState>) -> Router {
     let public = Router::new()
         .route("/healthz", get(|| async { "ok" }))
-        .route("/readyz", get(|| async { "ready" }))
+        .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
         .merge(crate::dashboard::routes());
     let virtual_key = Router::new()
@@ -357,6 +359,28 @@ async fn metrics(State(s): State<Arc<AppState>>, headers: HeaderMap) -> Response
     }
     let text = s.observer.render(s.ledger.backlog_bytes());
     ([(http::header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response()
+}
+
+/// Readiness for a load balancer: 503 while the gateway is saturated (every
+/// in-flight permit taken) or its ledger refuses new requests (spool full
+/// with `on_full = "reject"`), so traffic goes to another replica.
+async fn readyz(State(s): State<Arc<AppState>>) -> Response {
+    let max = s.config.server.limits.max_in_flight;
+    let in_flight = max.saturating_sub(s.in_flight.available_permits());
+    let why = if s.in_flight.available_permits() == 0 {
+        Some(format!("saturated: {in_flight} of {max} requests in flight"))
+    } else if s.ledger.refusing() {
+        Some(format!("ledger backed up: {} bytes waiting for the database", s.ledger.backlog_bytes()))
+    } else {
+        None
+    };
+    match why {
+        None => "ready".into_response(),
+        Some(why) => {
+            (http::StatusCode::SERVICE_UNAVAILABLE, [(http::header::RETRY_AFTER, "1")], format!("not ready: {why}\n"))
+                .into_response()
+        }
+    }
 }
 
 /// The proxy endpoints (POST only).

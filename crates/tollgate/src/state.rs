@@ -21,6 +21,8 @@ pub struct AppState {
     pub config: Arc<Config>,
     pub auth: Authenticator,
     pub stores: Stores,
+    /// Permits for requests in flight (`[server] max_in_flight`); the listener takes one per request.
+    pub in_flight: Arc<tokio::sync::Semaphore>,
     pub ledger: LedgerWriter,
     pub pricing: Pricing,
     /// For calls other than the proxied request (webhooks, embeddings for the semantic cache).

@@ -508,8 +508,13 @@ async fn requests_over_the_in_flight_cap_are_shed_and_shutdown_has_a_deadline() 
             .json(&chat("gpt-4o-mini", &format!("[mock latency_ms=20000] slow {i}"), false))
             .send()
     };
+    let ready = |h: &Harness| h.http.get(format!("{}/readyz", h.base)).send();
+    assert_eq!(ready(&h).await.unwrap().status(), 200);
     let (a, b) = (tokio::spawn(slow(1)), tokio::spawn(slow(2)));
     tokio::time::sleep(Duration::from_millis(300)).await;
+    let r = ready(&h).await.unwrap();
+    assert_eq!(r.status(), 503, "saturated: a load balancer should send traffic elsewhere");
+    assert!(r.text().await.unwrap().contains("2 of 2 requests in flight"));
     let r = slow(3).await.unwrap();
     assert_eq!(r.status(), 503);
     assert_eq!(r.json::<Value>().await.unwrap()["error"]["code"], "overloaded");

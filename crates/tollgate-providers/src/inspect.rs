@@ -79,9 +79,53 @@ fn first_byte(raw: &RawValue) -> u8 {
 }
 
 /// Parse the body as a JSON object, with errors a client can act on.
+/// Deepest JSON nesting a request body may have. Provider APIs need a few
+/// levels (tool schemas a dozen or so); a body nested thousands deep is an
+/// attack on whoever parses it next, and is refused at the edge.
+pub const MAX_JSON_DEPTH: usize = 64;
+
+/// Whether `body`'s arrays and objects nest at most `max` deep. A body with
+/// at most `max` brackets in all cannot nest deeper, which a SIMD count
+/// tells at once; only others are scanned (outside strings).
+pub fn nesting_within(body: &[u8], max: usize) -> bool {
+    if memchr::memchr2_iter(b'{', b'[', body).count() <= max {
+        return true;
+    }
+    let (mut depth, mut in_string, mut escaped) = (0usize, false, false);
+    for &b in body {
+        if in_string {
+            match (escaped, b) {
+                (true, _) => escaped = false,
+                (false, b'\\') => escaped = true,
+                (false, b'"') => in_string = false,
+                _ => {}
+            }
+            continue;
+        }
+        match b {
+            b'"' => in_string = true,
+            b'{' | b'[' => {
+                depth += 1;
+                if depth > max {
+                    return false;
+                }
+            }
+            b'}' | b']' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    true
+}
+
 pub(crate) fn object_body(body: &[u8]) -> Result<&str, AdapterError> {
     let text = std::str::from_utf8(body)
         .map_err(|_| AdapterError::InvalidRequest { message: "request body is not valid UTF-8".into(), param: None })?;
+    if !nesting_within(body, MAX_JSON_DEPTH) {
+        return Err(AdapterError::InvalidRequest {
+            message: format!("request body nests JSON deeper than {MAX_JSON_DEPTH} levels"),
+            param: None,
+        });
+    }
     let first = text.trim_start().as_bytes().first().copied();
     if first != Some(b'{') {
         // Still tell "not JSON" apart from "JSON but not an object".

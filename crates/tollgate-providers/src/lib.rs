@@ -439,4 +439,19 @@ mod path_tests {
         assert_eq!(super::path_segment(".."), "%2E%2E");
         assert_eq!(super::path_segment("a b#c\0"), "a%20b%23c%00");
     }
+
+    #[test]
+    fn bodies_nested_too_deep_are_refused_and_brackets_in_strings_do_not_count() {
+        use crate::inspect::{nesting_within, MAX_JSON_DEPTH};
+        let deep = format!(r#"{{"model":"m","x":{}{}}}"#, "[".repeat(20_000), "]".repeat(20_000));
+        assert!(!nesting_within(deep.as_bytes(), MAX_JSON_DEPTH));
+        let e = super::inspect(super::ApiFormat::OpenAiChat, deep.as_bytes()).unwrap_err();
+        assert!(e.to_string().contains("deeper than 64 levels"), "{e}");
+        let quoted = format!(r#"{{"model":"m","messages":[{{"role":"user","content":"{}"}}]}}"#, "[{".repeat(500));
+        assert!(nesting_within(quoted.as_bytes(), MAX_JSON_DEPTH), "brackets inside strings are text");
+        let escaped = format!(r#"{{"a":"\"[[[","b":{}{}}}"#, "[".repeat(60), "]".repeat(60));
+        assert!(nesting_within(escaped.as_bytes(), MAX_JSON_DEPTH));
+        let many_flat = format!(r#"{{"messages":[{}]}}"#, vec![r#"{"role":"user","content":"hi"}"#; 500].join(","));
+        assert!(nesting_within(many_flat.as_bytes(), MAX_JSON_DEPTH), "many brackets, shallow");
+    }
 }

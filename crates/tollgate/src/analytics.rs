@@ -192,21 +192,6 @@ pub fn parse_time(s: &str, param: &str) -> Result<i64, ApiError> {
     })
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn csv_cells_cannot_be_formulas_and_table_cells_cannot_be_escapes() {
-        assert_eq!(csv_text("=HYPERLINK(\"http://x\")"), "\"'=HYPERLINK(\"\"http://x\"\")\"");
-        for f in ["+1", "-2+3", "@SUM(A1)", "\tx"] {
-            assert!(csv_text(f).trim_start_matches('"').starts_with('\''), "{f}");
-        }
-        assert_eq!(csv_text("gpt-4o-mini"), "gpt-4o-mini");
-        assert_eq!(printable("gpt\u{1b}[31mred"), "gpt?[31mred");
-    }
-}
-
 pub fn prompt_cache_json(by: &str, rows: &[PromptCacheRow]) -> serde_json::Value {
     let rows: Vec<serde_json::Value> = rows
         .iter()
@@ -227,4 +212,19 @@ pub fn prompt_cache_json(by: &str, rows: &[PromptCacheRow]) -> serde_json::Value
         })
         .collect();
     serde_json::json!({ "by": by, "rows": rows })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn csv_cells_cannot_be_formulas_and_table_cells_cannot_be_escapes() {
+        assert_eq!(csv_text("=HYPERLINK(\"http://x\")"), "\"'=HYPERLINK(\"\"http://x\"\")\"");
+        for f in ["+1", "-2+3", "@SUM(A1)", "\tx"] {
+            assert!(csv_text(f).trim_start_matches('"').starts_with('\''), "{f}");
+        }
+        assert_eq!(csv_text("gpt-4o-mini"), "gpt-4o-mini");
+        assert_eq!(printable("gpt\u{1b}[31mred"), "gpt?[31mred");
+    }
 }

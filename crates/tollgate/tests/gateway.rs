@@ -728,3 +728,22 @@ async fn a_model_the_provider_does_not_know_is_404_model_not_found_on_every_fami
     }
     h.stop().await;
 }
+
+#[tokio::test]
+async fn a_body_nested_thousands_deep_is_refused_at_the_edge() {
+    let h = Harness::start().await;
+    let before = h.mock_total().await;
+    let deep = format!(
+        r#"{{"model":"gpt-4o-mini","messages":[{{"role":"user","content":"hi"}}],"extra":{}{}}}"#,
+        "[".repeat(20_000),
+        "]".repeat(20_000)
+    );
+    let r = h.post("/v1/chat/completions").header("content-type", "application/json").body(deep).send().await.unwrap();
+    assert_eq!(r.status(), 400);
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(v["error"]["code"], "invalid_request");
+    assert!(v["error"]["message"].as_str().unwrap().contains("deeper than 64"), "{v}");
+    assert_eq!(h.mock_total().await, before, "never forwarded");
+    assert_eq!(h.wait_rows(1).await.len(), 1, "the authenticated request has its row");
+    h.stop().await;
+}

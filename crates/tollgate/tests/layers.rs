@@ -3,6 +3,8 @@
 //! must be given a layer here, or this test fails. ARCHITECTURE.md explains
 //! the layers.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::collections::BTreeMap;
 use std::path::Path;
 

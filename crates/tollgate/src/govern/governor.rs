@@ -163,6 +163,9 @@ pub struct BudgetStatus {
     pub period_end_ms: i64,
 }
 
+/// A budget as `status` reads it: its spec, counter key and rule, and window.
+type BudgetView = (BudgetSpec, Arc<str>, CounterRule, (i64, i64));
+
 /// What one counter of a reservation is for.
 #[derive(Debug, Clone)]
 enum Held {
@@ -238,7 +241,7 @@ impl Governor {
     }
 
     pub async fn status(&self, now_ms: i64) -> Vec<BudgetStatus> {
-        let rules: Vec<(BudgetSpec, Arc<str>, CounterRule, (i64, i64))> = {
+        let rules: Vec<BudgetView> = {
             let st = self.lock();
             st.budgets
                 .values()

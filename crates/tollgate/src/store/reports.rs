@@ -51,11 +51,7 @@ fn dim_sql(d: &str, source: Source, args: &mut Vec<SqlValue>) -> String {
 
 const HOUR_MS: i64 = 3_600_000;
 
-/// Adds up the ledger. Whole hours come from the hourly rollup when every
-/// grouped and filtered dimension is kept there; the partial hours at the
-/// edges of the range (and any other query) read the raw rows — so the
-/// answer is exact either way.
-
+/// `allow_rollup: false` reads raw rows only (the tests compare both ways).
 fn spend_with(store: &SqliteStore, q: &SpendQuery, allow_rollup: bool) -> Result<SpendReport, StoreError> {
     let rollable =
         allow_rollup && q.group_by.iter().chain(q.filters.iter().map(|(d, _)| d)).all(|d| rollup_column(d).is_some());

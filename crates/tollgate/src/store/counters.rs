@@ -449,3 +449,225 @@ impl CounterStore for MemoryCounters {
         Box::pin(std::future::ready(Ok(n)))
     }
 }
+
+// ------------------------------------------------------------------ Redis
+
+/// Counters in Redis, shared by every replica: each call is one atomic
+/// script (`counters.lua`), so a reservation across several counters is all
+/// or nothing for the whole cluster. Keys live under a prefix (one per
+/// deployment, or per test run). Leases are a sorted set by expiry; every
+/// reserve first gives back the reservations whose lease ran out.
+///
+/// One Redis primary holds every counter (a script's keys must share a node).
+pub struct RedisCounters {
+    client: redis::Client,
+    conn: tokio::sync::OnceCell<redis::aio::ConnectionManager>,
+    prefix: String,
+}
+
+impl std::fmt::Debug for RedisCounters {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "RedisCounters({})", self.prefix)
+    }
+}
+
+const SCRIPT: &str = include_str!("counters.lua");
+
+fn kind_args(rule: CounterRule) -> (&'static str, i64, i64, i64) {
+    match rule {
+        CounterRule::Window { start_ms, end_ms, limit } => ("W", start_ms, end_ms, limit.unwrap_or(-1)),
+        CounterRule::Rolling { len_ms, limit } => ("R", len_ms, 0, limit.unwrap_or(-1)),
+        CounterRule::Rate { capacity, window_ms } => ("T", capacity, window_ms, -1),
+    }
+}
+
+fn unavailable(e: redis::RedisError) -> CounterError {
+    CounterError::Unavailable(e.to_string())
+}
+
+impl RedisCounters {
+    /// `url`: `redis://host:port/db`; `prefix` namespaces the keys (`tg:` by default).
+    pub fn new(url: &str, prefix: &str) -> Result<RedisCounters, CounterError> {
+        Ok(RedisCounters {
+            client: redis::Client::open(url).map_err(unavailable)?,
+            conn: tokio::sync::OnceCell::new(),
+            prefix: prefix.to_string(),
+        })
+    }
+
+    async fn call(&self, args: Vec<String>) -> Result<redis::Value, CounterError> {
+        let conn = self
+            .conn
+            .get_or_try_init(|| async { redis::aio::ConnectionManager::new(self.client.clone()).await })
+            .await
+            .map_err(unavailable)?;
+        let mut conn = conn.clone();
+        let mut cmd = redis::cmd("EVAL");
+        cmd.arg(SCRIPT).arg(1).arg(&self.prefix);
+        for a in &args {
+            cmd.arg(a);
+        }
+        cmd.query_async(&mut conn).await.map_err(unavailable)
+    }
+}
+
+fn push_ask(args: &mut Vec<String>, key: &str, rule: CounterRule, amount: i64) {
+    let (kind, a, b, limit) = kind_args(rule);
+    args.extend([
+        key.to_string(),
+        kind.to_string(),
+        a.to_string(),
+        b.to_string(),
+        limit.to_string(),
+        amount.to_string(),
+    ]);
+}
+
+fn int(v: &redis::Value) -> i64 {
+    match v {
+        redis::Value::Int(n) => *n,
+        redis::Value::BulkString(b) => std::str::from_utf8(b).ok().and_then(|s| s.parse().ok()).unwrap_or(0),
+        redis::Value::SimpleString(s) => s.parse().unwrap_or(0),
+        _ => 0,
+    }
+}
+
+fn text(v: &redis::Value) -> String {
+    match v {
+        redis::Value::BulkString(b) => String::from_utf8_lossy(b).into_owned(),
+        redis::Value::SimpleString(s) => s.clone(),
+        redis::Value::Int(n) => n.to_string(),
+        _ => String::new(),
+    }
+}
+
+fn items(v: redis::Value) -> Vec<redis::Value> {
+    match v {
+        redis::Value::Array(a) => a,
+        other => vec![other],
+    }
+}
+
+impl CounterStore for RedisCounters {
+    fn reserve<'a>(
+        &'a self,
+        asks: &'a [CounterAsk],
+        lease_ms: i64,
+        now_ms: i64,
+    ) -> CounterFuture<'a, Result<Granted, CounterRefusal>> {
+        Box::pin(async move {
+            let mut args =
+                vec!["reserve".to_string(), now_ms.to_string(), lease_ms.to_string(), asks.len().to_string()];
+            for a in asks {
+                push_ask(&mut args, &a.key, a.rule, a.amount);
+            }
+            let v = items(self.call(args).await?);
+            let tag = v.first().map(text).unwrap_or_default();
+            let index = |i: usize| v.get(i).map(int).unwrap_or(0).max(0) as usize;
+            Ok(match tag.as_str() {
+                "ok" => Ok(Granted {
+                    lease: index(1) as LeaseId,
+                    remaining: v[2..].iter().map(|r| if text(r) == "none" { None } else { Some(int(r)) }).collect(),
+                }),
+                "wait" => Err(CounterRefusal::Wait { index: index(1), retry_after_ms: v.get(2).map(int).unwrap_or(0) }),
+                "full" => Err(CounterRefusal::Exhausted {
+                    index: index(1),
+                    remaining: v.get(2).map(int).unwrap_or(0),
+                    resets_at_ms: v.get(3).map(int).unwrap_or(now_ms),
+                }),
+                other => {
+                    return Err(CounterError::Unavailable(format!(
+                        "unexpected answer from the counter script: {other}"
+                    )))
+                }
+            })
+        })
+    }
+
+    fn settle<'a>(
+        &'a self,
+        lease: LeaseId,
+        asks: &'a [CounterAsk],
+        actual: &'a [i64],
+        now_ms: i64,
+    ) -> CounterFuture<'a, Vec<CounterView>> {
+        Box::pin(async move {
+            let mut args = vec!["settle".to_string(), now_ms.to_string(), lease.to_string(), asks.len().to_string()];
+            for a in asks {
+                push_ask(&mut args, &a.key, a.rule, a.amount);
+            }
+            args.extend(actual.iter().map(|n| n.to_string()));
+            let v = items(self.call(args).await?);
+            Ok(v.chunks(2)
+                .map(|p| CounterView { spent: int(&p[0]), reserved: p.get(1).map(int).unwrap_or(0) })
+                .collect())
+        })
+    }
+
+    fn release(&self, lease: LeaseId, now_ms: i64) -> CounterFuture<'_, ()> {
+        Box::pin(async move {
+            self.call(vec!["release".into(), now_ms.to_string(), lease.to_string()]).await?;
+            Ok(())
+        })
+    }
+
+    fn release_detached(&self, lease: LeaseId) {
+        // No waiting in `Drop`: the release runs on its own task (the lease is the backstop).
+        let (client, prefix) = (self.client.clone(), self.prefix.clone());
+        if let Ok(handle) = tokio::runtime::Handle::try_current() {
+            handle.spawn(async move {
+                let me = RedisCounters { client, conn: tokio::sync::OnceCell::new(), prefix };
+                if let Err(error) = me.release(lease, crate::time::now_ms()).await {
+                    tracing::warn!(%error, "cannot release a reservation (its lease will)");
+                }
+            });
+        }
+    }
+
+    fn seed<'a>(
+        &'a self,
+        key: &'a str,
+        rule: CounterRule,
+        spent_per_second: Vec<(i64, i64)>,
+        now_ms: i64,
+    ) -> CounterFuture<'a, ()> {
+        Box::pin(async move {
+            let (kind, a, b, limit) = kind_args(rule);
+            let mut args = vec![
+                "seed".into(),
+                now_ms.to_string(),
+                key.to_string(),
+                kind.into(),
+                a.to_string(),
+                b.to_string(),
+                limit.to_string(),
+            ];
+            for (sec, n) in spent_per_second {
+                args.extend([sec.to_string(), n.to_string()]);
+            }
+            self.call(args).await?;
+            Ok(())
+        })
+    }
+
+    fn view<'a>(&'a self, key: &'a str, rule: CounterRule, now_ms: i64) -> CounterFuture<'a, CounterView> {
+        Box::pin(async move {
+            let (kind, a, b, limit) = kind_args(rule);
+            let args = vec![
+                "view".into(),
+                now_ms.to_string(),
+                key.to_string(),
+                kind.into(),
+                a.to_string(),
+                b.to_string(),
+                limit.to_string(),
+            ];
+            let v = items(self.call(args).await?);
+            Ok(CounterView { spent: v.first().map(int).unwrap_or(0), reserved: v.get(1).map(int).unwrap_or(0) })
+        })
+    }
+
+    fn expire_leases(&self, now_ms: i64) -> CounterFuture<'_, usize> {
+        Box::pin(async move { Ok(int(&self.call(vec!["expire".into(), now_ms.to_string()]).await?).max(0) as usize) })
+    }
+}

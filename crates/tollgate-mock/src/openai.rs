@@ -69,6 +69,12 @@ pub(crate) async fn chat(app: App, uri: Uri, headers: HeaderMap, body: Bytes, de
         return response;
     }
     let reply = req.reply(&model);
+    // The tier asked for is the tier served (as OpenAI does when capacity allows).
+    let tier = match req.json.get("service_tier").and_then(Value::as_str) {
+        Some("priority") => "priority",
+        Some("flex") => "flex",
+        _ => "default",
+    };
     let id = format!("chatcmpl-mock{:016}", req.sequence());
     let created = unix_now();
     if !req.flag("stream") {
@@ -83,7 +89,7 @@ pub(crate) async fn chat(app: App, uri: Uri, headers: HeaderMap, body: Bytes, de
                 "logprobs": null,
                 "finish_reason": "stop",
             }],
-            "service_tier": "default",
+            "service_tier": tier,
             "system_fingerprint": FINGERPRINT,
         });
         if !req.no_usage() {
@@ -102,7 +108,7 @@ pub(crate) async fn chat(app: App, uri: Uri, headers: HeaderMap, body: Bytes, de
             "object": "chat.completion.chunk",
             "created": created,
             "model": model,
-            "service_tier": "default",
+            "service_tier": tier,
             "system_fingerprint": FINGERPRINT,
             "choices": choices,
         });

@@ -386,7 +386,7 @@ pub(crate) fn translate_native_body(body: &[u8]) -> Result<TranslatedBody, Adapt
     let m: Message = serde_json::from_slice(body).map_err(malformed)?;
     let usage = m.usage.map(|u| u.to_usage());
     let output_text = if usage.is_none() { blocks_text(&m.content) } else { String::new() };
-    Ok(TranslatedBody { body: Bytes::copy_from_slice(body), usage, model: m.model, output_text })
+    Ok(TranslatedBody { body: Bytes::copy_from_slice(body), usage, model: m.model, service_tier: None, output_text })
 }
 
 fn blocks_text(blocks: &[Block]) -> String {
@@ -434,7 +434,7 @@ pub(crate) fn translate_to_chat_body(t: &ResponseTranslator, body: &[u8]) -> Res
     };
     let out = chat_completion(&head, text, &calls, finish_reason(m.stop_reason.as_deref()), usage.as_ref());
     let output_text = if usage.is_none() { blocks_text(&m.content) } else { String::new() };
-    Ok(TranslatedBody { body: out, usage, model: m.model, output_text })
+    Ok(TranslatedBody { body: out, usage, model: m.model, service_tier: None, output_text })
 }
 
 // ----------------------------------------------------------------- streams

@@ -27,6 +27,8 @@ struct Top<'a> {
     #[serde(borrow)]
     max_tokens: Option<&'a RawValue>,
     #[serde(borrow)]
+    service_tier: Option<&'a RawValue>,
+    #[serde(borrow)]
     max_completion_tokens: Option<&'a RawValue>,
     #[serde(borrow)]
     max_output_tokens: Option<&'a RawValue>,
@@ -147,6 +149,7 @@ pub(crate) fn inspect(format: ApiFormat, body: &[u8]) -> Result<RequestInfo, Ada
     let mut info = RequestInfo {
         model: typed(top.model, "model", "a string")?,
         stream: typed(top.stream, "stream", "a boolean")?.unwrap_or(false),
+        service_tier: typed(top.service_tier, "service_tier", "a string")?,
         ..RequestInfo::default()
     };
     if let Some(opts) = top.stream_options {

@@ -67,6 +67,8 @@ pub struct Target<'a> {
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct RequestInfo {
     pub model: Option<String>,
+    /// The service tier asked for (`service_tier`: `priority`, `flex`, `auto`…).
+    pub service_tier: Option<String>,
     pub stream: bool,
     /// The client itself asked for `stream_options.include_usage`.
     pub client_wants_stream_usage: bool,
@@ -230,6 +232,8 @@ pub struct TranslatedBody {
     pub usage: Option<Usage>,
     /// The served model as the provider named it, if it did.
     pub model: Option<String>,
+    /// The service tier the provider says it served (`priority`, `flex`, `default`…).
+    pub service_tier: Option<String>,
     /// Generated text, filled only when `usage` is `None` (for estimation).
     pub output_text: String,
 }
@@ -334,6 +338,8 @@ enum State {
 pub(crate) struct Meter {
     pub usage: Option<Usage>,
     pub model: Option<String>,
+    /// The service tier the provider says it served (`priority`, `flex`, `default`…).
+    pub service_tier: Option<String>,
     /// The documented terminal event was seen.
     pub completed: bool,
     /// The upstream reported an error inside the stream.
@@ -348,6 +354,8 @@ pub struct StreamEnd {
     /// The usage the provider reported (last value wins), or `None`.
     pub usage: Option<Usage>,
     pub model: Option<String>,
+    /// The service tier the provider says it served, when it says so.
+    pub service_tier: Option<String>,
     /// The stream reached its documented terminal event (`[DONE]`,
     /// `message_stop`, `response.completed`, Gemini's final `finishReason`).
     pub completed: bool,
@@ -418,6 +426,7 @@ impl StreamTranslator {
         StreamEnd {
             usage: m.usage,
             model: m.model.clone(),
+            service_tier: m.service_tier.clone(),
             completed,
             terminator,
             output_text: if m.usage.is_none() { std::mem::take(&mut m.output_text) } else { String::new() },

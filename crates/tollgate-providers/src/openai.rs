@@ -212,20 +212,21 @@ pub(crate) fn translate_body(mode: Mode, body: &[u8]) -> Result<TranslatedBody, 
     struct Head<U> {
         model: Option<String>,
         usage: Option<U>,
+        service_tier: Option<String>,
     }
     let malformed = |e: serde_json::Error| AdapterError::MalformedUpstream(e.to_string());
-    let (usage, model) = match mode {
+    let (usage, model, service_tier) = match mode {
         Mode::OpenAiResponses => {
             let h: Head<ResponsesUsage> = serde_json::from_slice(body).map_err(malformed)?;
-            (h.usage.map(|u| u.to_usage()), h.model)
+            (h.usage.map(|u| u.to_usage()), h.model, h.service_tier)
         }
         _ => {
             let h: Head<ChatUsage> = serde_json::from_slice(body).map_err(malformed)?;
-            (h.usage.map(|u| u.to_usage()), h.model)
+            (h.usage.map(|u| u.to_usage()), h.model, h.service_tier)
         }
     };
     let output_text = if usage.is_none() { body_text(mode, body) } else { String::new() };
-    Ok(TranslatedBody { body: Bytes::copy_from_slice(body), usage, model, output_text })
+    Ok(TranslatedBody { body: Bytes::copy_from_slice(body), usage, model, service_tier, output_text })
 }
 
 /// Generated text, only needed when the provider reported no usage.
@@ -332,9 +333,11 @@ impl ChatStream {
             #[derive(Deserialize)]
             struct M {
                 model: Option<String>,
+                service_tier: Option<String>,
             }
-            if let Ok(M { model: Some(model) }) = serde_json::from_str::<M>(&ev.data) {
+            if let Ok(M { model: Some(model), service_tier }) = serde_json::from_str::<M>(&ev.data) {
                 m.model = Some(model);
+                m.service_tier = service_tier;
             }
         }
         if has_non_null(&ev.data, "\"usage\"") {
@@ -434,12 +437,16 @@ impl ResponsesStream {
                 struct Resp {
                     model: Option<String>,
                     usage: Option<ResponsesUsage>,
+                    service_tier: Option<String>,
                 }
                 let d: Done = serde_json::from_str(&ev.data)
                     .map_err(|e| AdapterError::MalformedUpstream(format!("{kind} event: {e}")))?;
                 if let Some(r) = d.response {
                     if r.model.is_some() {
                         m.model = r.model;
+                    }
+                    if r.service_tier.is_some() {
+                        m.service_tier = r.service_tier;
                     }
                     if let Some(u) = r.usage {
                         m.usage = Some(u.to_usage());

@@ -672,7 +672,7 @@ async fn whole_body(state: &AppState, mut p: Pending, answer: Answer, hung_up: &
     let served = translated.model.clone().unwrap_or_else(|| answer.model.clone());
     p.row_mut().model = Some(served.clone());
     let (usage, source) = metering::of_answer(&served, &p.info.prompt_text, translated.usage, &translated.output_text);
-    p.set_usage(state, provider, &served, usage, source);
+    p.set_usage(state, provider, &served, usage, source, translated.service_tier.as_deref());
     p.row_mut().status = 200;
     if let Some(key) = p.cache_key.take() {
         if p.row().usage_source == UsageSource::Provider {
@@ -851,7 +851,7 @@ async fn relay(state: Arc<AppState>, mut p: Pending, answer: Answer, tx: mpsc::S
     row.ttft_ms = first_byte.map(|d| d.as_millis() as u64);
     row.client_disconnected = client_gone;
     let (usage, source) = metering::of_stream(&served, &p.info.prompt_text, &end);
-    p.set_usage(&state, provider, &served, usage, source);
+    p.set_usage(&state, provider, &served, usage, source, end.service_tier.as_deref());
     let error = match (&stop, end.completed) {
         (StreamStop::ClientGone, _) => None,
         (StreamStop::Shutdown, _) => Some(ApiError::Overloaded { message: "the gateway is shutting down".into() }),
@@ -1021,8 +1021,18 @@ impl Pending {
         &self.row().request_id
     }
 
-    fn set_usage(&mut self, state: &AppState, provider: &Provider, model: &str, usage: Usage, source: UsageSource) {
-        let priced = state.pricing.price(provider, model, &usage, self.row().time_ms);
+    #[allow(clippy::too_many_arguments)]
+    fn set_usage(
+        &mut self,
+        state: &AppState,
+        provider: &Provider,
+        model: &str,
+        usage: Usage,
+        source: UsageSource,
+        served_tier: Option<&str>,
+    ) {
+        let tier = crate::pricing::tier(served_tier, self.info.service_tier.as_deref());
+        let priced = state.pricing.price_tier(provider, model, &usage, self.row().time_ms, tier);
         let row = self.row_mut();
         row.usage = usage;
         row.usage_source = source;
@@ -1034,7 +1044,7 @@ impl Pending {
     /// for the prompt, so count the prompt locally.
     fn estimate_spend(&mut self, state: &AppState, provider: &Provider, model: &str, output: &str) {
         let (u, source) = metering::unusable_answer(model, &self.info.prompt_text, output);
-        self.set_usage(state, provider, model, u, source);
+        self.set_usage(state, provider, model, u, source, None);
     }
 
     async fn commit(mut self, hung_up: &AtomicBool) {

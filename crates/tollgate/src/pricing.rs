@@ -56,3 +56,32 @@ impl Pricing {
         }
     }
 }
+
+/// The tier a request is priced at: the one the provider says it served,
+/// else the one the request asked for, else standard. (`auto` and `default`
+/// are standard; `scale` is a commitment billed outside per-token prices.)
+pub fn tier(served: Option<&str>, requested: Option<&str>) -> ServiceTier {
+    fn parse(s: &str) -> Option<ServiceTier> {
+        match s {
+            "priority" => Some(ServiceTier::Priority),
+            "flex" => Some(ServiceTier::Flex),
+            "default" | "auto" | "standard" | "scale" => Some(ServiceTier::Standard),
+            _ => None,
+        }
+    }
+    served.and_then(parse).or_else(|| requested.and_then(parse)).unwrap_or(ServiceTier::Standard)
+}
+
+#[cfg(test)]
+mod tier_tests {
+    use super::*;
+
+    #[test]
+    fn the_served_tier_wins_then_the_requested_one() {
+        assert_eq!(tier(Some("priority"), Some("auto")), ServiceTier::Priority);
+        assert_eq!(tier(Some("default"), Some("priority")), ServiceTier::Standard, "asked priority, got default");
+        assert_eq!(tier(None, Some("flex")), ServiceTier::Flex);
+        assert_eq!(tier(None, None), ServiceTier::Standard);
+        assert_eq!(tier(Some("unknown"), Some("nonsense")), ServiceTier::Standard);
+    }
+}

@@ -747,3 +747,33 @@ async fn a_body_nested_thousands_deep_is_refused_at_the_edge() {
     assert_eq!(h.wait_rows(1).await.len(), 1, "the authenticated request has its row");
     h.stop().await;
 }
+
+/// Priority and flex requests cost what the provider's price list says for
+/// their tier. The rates are typed here from OpenAI's price list, not read from
+/// the catalog, so the test checks the catalog and the pipeline together.
+#[tokio::test]
+async fn priority_and_flex_requests_are_priced_at_their_tier() {
+    let h = Harness::start().await;
+    // (model, tier, nano-dollars per token: uncached input, cached input, output and reasoning)
+    let cases = [
+        ("gpt-4o-mini", "priority", (250, 125, 1_000)), // $0.25 / $0.125 / $1.00 per million
+        ("gpt-4o-mini", "default", (150, 75, 600)),     // standard: $0.15 / $0.075 / $0.60
+        ("openai/o3", "flex", (1_000, 250, 4_000)),     // half of $2.00 / $0.50 / $8.00
+    ];
+    for stream in [false, true] {
+        for (model, tier, (input, cached, output)) in cases {
+            let mut body = chat(model, "price me by my tier", stream);
+            body["service_tier"] = json!(tier);
+            let r = h.post("/v1/chat/completions").json(&body).send().await.unwrap();
+            assert_eq!(r.status(), 200, "{model} {tier}");
+            let id = header(&r, "x-tollgate-request-id").to_string();
+            let _ = r.bytes().await.unwrap();
+            let row = h.wait_rows(1).await.into_iter().find(|x| x.request_id == id).unwrap_or_else(|| h.row(&id));
+            let u = row.usage;
+            assert!(u.input > 0 && u.output > 0, "{u:?}");
+            let want = u.input as i64 * input + u.cache_read as i64 * cached + (u.output + u.reasoning) as i64 * output;
+            assert_eq!(row.cost.unwrap().nanos(), want, "{model} at {tier} (stream {stream}): {u:?}");
+        }
+    }
+    h.stop().await;
+}

@@ -58,9 +58,17 @@ fn usage(input: u64, output: u64, caching: bool) -> Usage {
 }
 
 /// The most any target of the plan could charge: `None` when no target has a price.
-fn worst_cost(config: &Config, pricing: &Pricing, plan: &[Attempt], u: &Usage) -> Option<Money> {
+/// Priced at the tier the request asks for (priority costs more: it reserves more).
+fn worst_cost(
+    config: &Config,
+    pricing: &Pricing,
+    plan: &[Attempt],
+    info: &tollgate_providers::RequestInfo,
+    u: &Usage,
+) -> Option<Money> {
     let now = now_ms();
-    plan.iter().filter_map(|a| pricing.price(&config.providers[a.provider], &a.model, u, now).cost).max()
+    let tier = crate::pricing::tier(None, info.service_tier.as_deref());
+    plan.iter().filter_map(|a| pricing.price_tier(&config.providers[a.provider], &a.model, u, now, tier).cost).max()
 }
 
 pub fn max_cost(
@@ -75,7 +83,7 @@ pub fn max_cost(
     let output = info.max_output_tokens.unwrap_or(default_out);
     let caching = count(body, b"cache_control") > 0;
     Ask {
-        cost: worst_cost(config, pricing, plan, &usage(input, output, caching)),
+        cost: worst_cost(config, pricing, plan, info, &usage(input, output, caching)),
         tokens: input.saturating_add(output),
     }
 }
@@ -91,8 +99,8 @@ pub fn output_tokens_within(
 ) -> u64 {
     let input = input_upper_bound(&info.prompt_text, body);
     let caching = count(body, b"cache_control") > 0;
-    let Some(input_cost) = worst_cost(config, pricing, plan, &usage(input, 0, caching)) else { return 0 };
-    let per_million = worst_cost(config, pricing, plan, &usage(input, 1_000_000, caching))
+    let Some(input_cost) = worst_cost(config, pricing, plan, info, &usage(input, 0, caching)) else { return 0 };
+    let per_million = worst_cost(config, pricing, plan, info, &usage(input, 1_000_000, caching))
         .map_or(0, |c| c.nanos() - input_cost.nanos());
     let left = remaining.nanos() - input_cost.nanos();
     if left <= 0 || per_million <= 0 {

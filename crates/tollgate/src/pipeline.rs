@@ -167,7 +167,12 @@ async fn handle(
         Err(e) => return Box::pin(p.fail(e, &hung_up)).await,
     };
     if p.info.stream {
-        relay_stream(state, p, answer)
+        // Headers wait for the first event: a stream that fails before it
+        // gets the error's own status, like a non-streaming call.
+        match Box::pin(open_stream(&state, &mut p, answer)).await {
+            Ok(open) => relay_stream(state, p, open),
+            Err(e) => Box::pin(p.fail(e, &hung_up)).await,
+        }
     } else {
         Box::pin(whole_body(&state, p, answer, &hung_up)).await
     }
@@ -752,7 +757,81 @@ async fn read_limited(resp: upstream::Response, cap: usize) -> Result<Bytes, Api
 
 /// Streaming: relay chunk by chunk on a tracked task that meters every chunk
 /// and finalises exactly once, even if the client hangs up.
-fn relay_stream(state: Arc<AppState>, p: Pending, answer: Answer) -> Response {
+/// A provider stream that has produced its first client event.
+struct OpenStream {
+    provider: usize,
+    model: String,
+    meter: tollgate_providers::StreamTranslator,
+    upstream: http_body_util::BodyDataStream<upstream::Body>,
+    /// The client events produced so far (at least one).
+    first: Vec<Bytes>,
+    first_byte: Duration,
+}
+
+/// Reads the provider's stream up to its first client event. Garbage, a
+/// break, the end or silence before it is an error with its own status
+/// (the response has not started); the prompt is counted as possibly billed.
+async fn open_stream(state: &AppState, p: &mut Pending, answer: Answer) -> Result<OpenStream, ApiError> {
+    let provider = &state.config.providers[answer.provider];
+    let mut meter = answer.translator.stream();
+    let mut upstream = http_body_util::BodyDataStream::new(answer.response.into_body());
+    let mut first: Vec<Bytes> = Vec::with_capacity(4);
+    let failure = loop {
+        let chunk = match tokio::time::timeout(provider.timeout, upstream.next()).await {
+            Err(_) => {
+                break ApiError::UpstreamTimeout {
+                    message: format!(
+                        "provider {} sent no stream event within {} ms",
+                        provider.name,
+                        provider.timeout.as_millis()
+                    ),
+                }
+            }
+            Ok(None) => {
+                break ApiError::UpstreamError { message: "upstream stream ended before its first event".into() }
+            }
+            Ok(Some(Err(e))) => break ApiError::UpstreamError { message: format!("upstream stream broke off: {e}") },
+            Ok(Some(Ok(c))) => c,
+        };
+        if let Err(e) = meter.push(&chunk, &mut first) {
+            break upstream::adapter_error(e);
+        }
+        if let Some(bad) = first.iter().find(|e| !event_is_json(e)) {
+            tracing::debug!(bytes = bad.len(), "malformed first stream event");
+            break ApiError::UpstreamError {
+                message: "upstream answered malformed data before its first event".into(),
+            };
+        }
+        if !first.is_empty() {
+            return Ok(OpenStream {
+                provider: answer.provider,
+                model: answer.model,
+                meter,
+                upstream,
+                first,
+                first_byte: p.started.elapsed(),
+            });
+        }
+    };
+    p.estimate_spend(state, provider, &answer.model, "");
+    p.row_mut().streamed = true;
+    Err(failure)
+}
+
+/// Whether an SSE event's data is JSON (or `[DONE]`): checked on the first
+/// events only, where passthrough streams are otherwise relayed unparsed.
+fn event_is_json(event: &[u8]) -> bool {
+    let text = String::from_utf8_lossy(event);
+    let data: Vec<&str> =
+        text.lines().filter_map(|l| l.strip_prefix("data:")).map(|d| d.strip_prefix(' ').unwrap_or(d)).collect();
+    if data.is_empty() {
+        return true;
+    }
+    let payload = data.join("\n");
+    payload.trim() == "[DONE]" || serde_json::from_str::<serde::de::IgnoredAny>(&payload).is_ok()
+}
+
+fn relay_stream(state: Arc<AppState>, p: Pending, answer: OpenStream) -> Response {
     let (tx, mut rx) = mpsc::channel::<Bytes>(32);
     let request_id = p.request_id().to_string();
     let extra = p.extra_headers.clone();
@@ -785,35 +864,19 @@ enum StreamStop {
     Shutdown,
 }
 
-async fn relay(state: Arc<AppState>, mut p: Pending, answer: Answer, tx: mpsc::Sender<Bytes>) {
+async fn relay(state: Arc<AppState>, mut p: Pending, answer: OpenStream, tx: mpsc::Sender<Bytes>) {
     let provider = &state.config.providers[answer.provider];
     let idle = provider.timeout;
-    let mut meter = answer.translator.stream();
-    let mut upstream = http_body_util::BodyDataStream::new(answer.response.into_body());
-    let mut out: Vec<Bytes> = Vec::with_capacity(4);
-    let mut first_byte: Option<Duration> = None;
+    let OpenStream { mut meter, mut upstream, first, first_byte, model: answer_model, .. } = answer;
+    // The events already read are the first to send.
+    let mut out: Vec<Bytes> = first;
+    let first_byte: Option<Duration> = Some(first_byte);
     // The events as the client saw them, kept for the response cache.
     let mut kept: Option<(Vec<Bytes>, usize)> = p.cache_key.map(|_| (Vec::new(), 0));
     let cap = state.cache.max_entry_bytes();
     let cut = p.cut.clone();
     let stop = 'relay: loop {
-        let next = tokio::select! {
-            biased;
-            _ = tx.closed() => break 'relay StreamStop::ClientGone,
-            _ = cut.cancelled() => break 'relay StreamStop::Shutdown,
-            n = tokio::time::timeout(idle, upstream.next()) => n,
-        };
-        let chunk = match next {
-            Err(_) => break StreamStop::Timeout,
-            Ok(None) => break StreamStop::Ended,
-            Ok(Some(Err(e))) => break StreamStop::Broken(format!("upstream stream broke off: {e}")),
-            Ok(Some(Ok(c))) => c,
-        };
-        if let Err(e) = meter.push(&chunk, &mut out) {
-            break StreamStop::Broken(e.to_string());
-        }
         for b in out.drain(..) {
-            first_byte.get_or_insert_with(|| p.started.elapsed());
             if let Some((events, size)) = kept.as_mut() {
                 *size += b.len();
                 if *size > cap {
@@ -829,12 +892,26 @@ async fn relay(state: Arc<AppState>, mut p: Pending, answer: Answer, tx: mpsc::S
                 _ = cut.cancelled() => break 'relay StreamStop::Shutdown,
             }
         }
+        let next = tokio::select! {
+            biased;
+            _ = tx.closed() => break 'relay StreamStop::ClientGone,
+            _ = cut.cancelled() => break 'relay StreamStop::Shutdown,
+            n = tokio::time::timeout(idle, upstream.next()) => n,
+        };
+        let chunk = match next {
+            Err(_) => break StreamStop::Timeout,
+            Ok(None) => break StreamStop::Ended,
+            Ok(Some(Err(e))) => break StreamStop::Broken(format!("upstream stream broke off: {e}")),
+            Ok(Some(Ok(c))) => c,
+        };
+        if let Err(e) = meter.push(&chunk, &mut out) {
+            break StreamStop::Broken(e.to_string());
+        }
     };
     let end: StreamEnd = meter.finish(&mut out);
     let client_gone = matches!(stop, StreamStop::ClientGone);
     if !client_gone {
         for b in out.drain(..) {
-            first_byte.get_or_insert_with(|| p.started.elapsed());
             if let Some((events, _)) = kept.as_mut() {
                 events.push(b.clone());
             }
@@ -844,7 +921,7 @@ async fn relay(state: Arc<AppState>, mut p: Pending, answer: Answer, tx: mpsc::S
         }
     }
 
-    let served = end.model.clone().unwrap_or_else(|| answer.model.clone());
+    let served = end.model.clone().unwrap_or_else(|| answer_model.clone());
     let row = p.row_mut();
     row.model = Some(served.clone());
     row.streamed = true;

@@ -777,3 +777,42 @@ async fn priority_and_flex_requests_are_priced_at_their_tier() {
     }
     h.stop().await;
 }
+
+/// An upstream whose streams fail before their first event: garbage, or an
+/// immediate end. Requests whose prompt says `garbage` get the first.
+async fn failing_stream_upstream() -> String {
+    use axum::routing::post;
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let a = l.local_addr().unwrap();
+    let app = axum::Router::new().route(
+        "/v1/chat/completions",
+        post(|body: String| async move {
+            let events = if body.contains("garbage") { "data: {this is not json\n\n" } else { "" };
+            ([("content-type", "text/event-stream")], events)
+        }),
+    );
+    tokio::spawn(async move { axum::serve(l, app).await });
+    format!("http://{a}/v1")
+}
+
+#[tokio::test]
+async fn a_stream_that_fails_before_its_first_event_gets_an_error_status_not_200() {
+    let upstream = failing_stream_upstream().await;
+    let h = Harness::start_with("", move |mut c| {
+        c.providers[0].base_url = upstream;
+        c.providers[0].max_retries = 0;
+        c
+    })
+    .await;
+    for prompt in ["garbage please", "nothing at all"] {
+        let r = h.post("/v1/chat/completions").json(&chat("gpt-4o-mini", prompt, true)).send().await.unwrap();
+        assert_eq!(r.status(), 502, "{prompt}: the response had not started, so it carries the failure's status");
+        let id = header(&r, "x-tollgate-request-id").to_string();
+        let v: Value = r.json().await.unwrap();
+        assert_eq!(v["error"]["code"], "upstream_error", "{prompt}: {v}");
+        let row = h.wait_rows(1).await.into_iter().find(|x| x.request_id == id).unwrap();
+        assert_eq!((row.status, row.error_code.as_deref()), (502, Some("upstream_error")));
+        assert!(row.streamed && row.usage.input > 0, "the prompt is counted as possibly billed: {:?}", row.usage);
+    }
+    h.stop().await;
+}

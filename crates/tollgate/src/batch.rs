@@ -39,7 +39,7 @@ use crate::auth::Principal;
 use crate::budget::Facts;
 use crate::config::Provider;
 use crate::error::{ApiError, ErrorShape};
-use crate::govern::{Ask, Refusal, Reservation};
+use crate::govern::{Ask, Reservation};
 use crate::ledger::{Endpoint, LedgerRow};
 use crate::pipeline::{error_response, HEADER_REQUEST_ID};
 use crate::state::AppState;
@@ -500,28 +500,7 @@ impl Call<'_> {
             // Earlier models' reservations are released (dropped) if this one is refused.
             match self.state.governor.reserve(&facts, Ask { cost, tokens }, now).await {
                 Ok(res) => held.push((model, res)),
-                Err(Refusal::Unavailable(why)) => {
-                    return Err(ApiError::GovernanceUnavailable {
-                        message: format!("budgets and rate limits cannot be checked right now ({why}); retry shortly"),
-                    });
-                }
-                Err(Refusal::RateLimited { limit_id, scope, retry_after_ms }) => {
-                    let secs = (retry_after_ms.max(1) as u64).div_ceil(1000);
-                    return Err(ApiError::RateLimited {
-                        message: format!("rate limit {limit_id} ({scope}) reached; retry in {secs} s"),
-                        retry_after_secs: secs,
-                    });
-                }
-                Err(Refusal::Budget { budget_id, scope, remaining, unpriced, .. }) => {
-                    let why = if unpriced {
-                        "does not allow models without a known price"
-                    } else {
-                        "cannot cover this batch"
-                    };
-                    return Err(ApiError::BudgetExceeded {
-                        message: format!("budget {budget_id} ({scope}) {why}: ${remaining} remaining"),
-                    });
-                }
+                Err(refusal) => return Err(refusal.into_error("cannot cover this batch")),
             }
         }
         Ok(held)

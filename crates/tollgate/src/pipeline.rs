@@ -591,28 +591,13 @@ async fn govern(
                 p.reservation = Some(r);
                 return Ok(body);
             }
-            Err(Refusal::Unavailable(why)) => {
-                return Err(ApiError::GovernanceUnavailable {
-                    message: format!("budgets and rate limits cannot be checked right now ({why}); retry shortly"),
-                });
-            }
-            Err(Refusal::RateLimited { limit_id, scope, retry_after_ms }) => {
-                let secs = (retry_after_ms.max(1) as u64).div_ceil(1000);
-                return Err(ApiError::RateLimited {
-                    message: format!("rate limit {limit_id} ({scope}) reached; retry in {secs} s"),
-                    retry_after_secs: secs,
-                });
-            }
-            Err(Refusal::Budget { budget_id, scope, action, remaining, resets_at_ms, unpriced }) => {
-                let resets = chrono::DateTime::<chrono::Utc>::from_timestamp_millis(resets_at_ms)
-                    .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
-                    .unwrap_or_default();
-                let refuse = |why: &str| ApiError::BudgetExceeded {
-                    message: format!("budget {budget_id} ({scope}) {why}: ${remaining} remaining, resets at {resets}"),
+            Err(refusal) => {
+                let (action, remaining) = match &refusal {
+                    Refusal::Budget { action, remaining, unpriced: false, .. } => (action.clone(), *remaining),
+                    // Rate limits, unpriced models and unreachable counters admit no alternative.
+                    _ => return Err(refusal.into_error("cannot cover this request")),
                 };
-                if unpriced {
-                    return Err(refuse("does not allow models without a known price"));
-                }
+                let refuse = |why: &str| refusal.clone().into_error(why);
                 match action {
                     Action::Downgrade(to) if !downgraded => {
                         let new_plan = routing::plan(&state.config, &to);

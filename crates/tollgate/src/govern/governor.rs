@@ -146,6 +146,35 @@ pub enum Refusal {
     Unavailable(String),
 }
 
+impl Refusal {
+    /// The client's error for a refusal. `why` says what a budget cannot do
+    /// ("cannot cover this request"); an unpriced model's refusal says so itself.
+    pub fn into_error(self, why: &str) -> crate::error::ApiError {
+        use crate::error::ApiError;
+        match self {
+            Refusal::Unavailable(reason) => ApiError::GovernanceUnavailable {
+                message: format!("budgets and rate limits cannot be checked right now ({reason}); retry shortly"),
+            },
+            Refusal::RateLimited { limit_id, scope, retry_after_ms } => {
+                let secs = (retry_after_ms.max(1) as u64).div_ceil(1000);
+                ApiError::RateLimited {
+                    message: format!("rate limit {limit_id} ({scope}) reached; retry in {secs} s"),
+                    retry_after_secs: secs,
+                }
+            }
+            Refusal::Budget { budget_id, scope, remaining, resets_at_ms, unpriced, .. } => {
+                let resets = chrono::DateTime::<chrono::Utc>::from_timestamp_millis(resets_at_ms)
+                    .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
+                    .unwrap_or_default();
+                let why = if unpriced { "does not allow models without a known price" } else { why };
+                ApiError::BudgetExceeded {
+                    message: format!("budget {budget_id} ({scope}) {why}: ${remaining} remaining, resets at {resets}"),
+                }
+            }
+        }
+    }
+}
+
 pub struct Governor {
     rules: Mutex<Rules>,
     counters: Arc<dyn CounterStore>,

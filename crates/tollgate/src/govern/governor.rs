@@ -198,7 +198,8 @@ type BudgetView = (BudgetSpec, Arc<str>, CounterRule, (i64, i64));
 /// What one counter of a reservation is for.
 #[derive(Debug, Clone)]
 enum Held {
-    Budget,
+    /// A budget, by id.
+    Budget(Arc<str>),
     Limit(LimitKind),
 }
 
@@ -369,7 +370,7 @@ impl Governor {
         let mut unpriced_refusal: Option<(BudgetSpec, Arc<str>, CounterRule)> = None;
         {
             let st = self.lock();
-            for b in st.budgets.values() {
+            for (id, b) in st.budgets.iter() {
                 if !b.spec.scope.matches(facts) {
                     continue;
                 }
@@ -379,7 +380,7 @@ impl Governor {
                     break;
                 }
                 asks.push(CounterAsk { key: b.key.clone(), rule, amount: cost });
-                held.push(Held::Budget);
+                held.push(Held::Budget(id.clone()));
             }
             if unpriced_refusal.is_none() {
                 for l in st.limits.values() {
@@ -469,7 +470,7 @@ impl Governor {
             .iter()
             .zip(held)
             .map(|(a, h)| match h {
-                Held::Budget | Held::Limit(LimitKind::Cost) => cost,
+                Held::Budget(_) | Held::Limit(LimitKind::Cost) => cost,
                 Held::Limit(LimitKind::Tokens) => tokens,
                 Held::Limit(LimitKind::Requests) => a.amount,
             })
@@ -485,8 +486,9 @@ impl Governor {
         {
             let mut st = self.lock();
             for ((a, h), v) in asks.iter().zip(held).zip(views) {
-                let Held::Budget = h else { continue };
-                let Some(b) = st.budgets.values_mut().find(|b| b.key == a.key) else { continue };
+                let Held::Budget(id) = h else { continue };
+                // A budget replaced meanwhile keeps its key; one removed is skipped.
+                let Some(b) = st.budgets.get_mut(id).filter(|b| b.key == a.key) else { continue };
                 let window = match b.spec.period {
                     Period::Rolling(len) => (now_ms - len, now_ms),
                     _ => b.window(now_ms, self.tz),

@@ -461,7 +461,8 @@ impl CounterStore for MemoryCounters {
 /// One Redis primary holds every counter (a script's keys must share a node).
 pub struct RedisCounters {
     client: redis::Client,
-    conn: tokio::sync::OnceCell<redis::aio::ConnectionManager>,
+    /// Shared with the tasks that release dropped reservations.
+    conn: Arc<tokio::sync::OnceCell<redis::aio::ConnectionManager>>,
     prefix: String,
 }
 
@@ -490,7 +491,7 @@ impl RedisCounters {
     pub fn new(url: &str, prefix: &str) -> Result<RedisCounters, CounterError> {
         Ok(RedisCounters {
             client: redis::Client::open(url).map_err(unavailable)?,
-            conn: tokio::sync::OnceCell::new(),
+            conn: Arc::new(tokio::sync::OnceCell::new()),
             prefix: prefix.to_string(),
         })
     }
@@ -613,10 +614,10 @@ impl CounterStore for RedisCounters {
 
     fn release_detached(&self, lease: LeaseId) {
         // No waiting in `Drop`: the release runs on its own task (the lease is the backstop).
-        let (client, prefix) = (self.client.clone(), self.prefix.clone());
+        let (client, conn, prefix) = (self.client.clone(), self.conn.clone(), self.prefix.clone());
         if let Ok(handle) = tokio::runtime::Handle::try_current() {
             handle.spawn(async move {
-                let me = RedisCounters { client, conn: tokio::sync::OnceCell::new(), prefix };
+                let me = RedisCounters { client, conn, prefix };
                 if let Err(error) = me.release(lease, crate::time::now_ms()).await {
                     tracing::warn!(%error, "cannot release a reservation (its lease will)");
                 }

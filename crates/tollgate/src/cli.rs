@@ -185,8 +185,10 @@ fn load_config(cli: &Cli) -> anyhow::Result<Config> {
     Ok(config)
 }
 
-fn open_store(config: &Config) -> anyhow::Result<Stores> {
-    Stores::open(&config.storage.url).with_context(|| format!("cannot open the database {}", config.storage.url))
+async fn open_store(config: &Config) -> anyhow::Result<Stores> {
+    Stores::open_config(&config.storage)
+        .await
+        .with_context(|| format!("cannot open the database {}", config.storage.url_shown()))
 }
 
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
@@ -196,9 +198,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             if let Some(l) = listen {
                 config.server.listen = *l;
             }
-            let store = open_store(&config)?;
+            let store = open_store(&config).await?;
             let listen = config.server.listen;
-            tracing::info!(config = %config.source, providers = config.providers.len(), db = %config.storage.url, "starting");
+            tracing::info!(config = %config.source, providers = config.providers.len(), db = %config.storage.url_shown(), "starting");
             let gateway = Gateway::build(config, store).await?;
             let listener =
                 tokio::net::TcpListener::bind(listen).await.with_context(|| format!("cannot listen on {listen}"))?;
@@ -232,7 +234,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 Some(extra) => tollgate_pricing::Catalog::builtin().merged(extra),
                 None => tollgate_pricing::Catalog::builtin().clone(),
             };
-            crate::prices_cli::run(cmd, &catalog, || open_store(&config)).await
+            crate::prices_cli::run(cmd, &catalog, open_store(&config)).await
         }
     }
 }
@@ -242,7 +244,7 @@ async fn keys_command(cli: &Cli, cmd: &KeysCommand) -> anyhow::Result<()> {
         return remote_keys(url, cli.admin_token.as_deref(), cmd).await;
     }
     let config = load_config(cli)?;
-    let store = open_store(&config)?;
+    let store = open_store(&config).await?;
     let now = crate::time::now_ms();
     match cmd {
         KeysCommand::Create(c) => {
@@ -407,7 +409,7 @@ async fn report(cli: &Cli, args: &ReportArgs) -> anyhow::Result<()> {
         bail!("--url supports --format json only; run the report on the database for table/csv");
     } else {
         let config = load_config(cli)?;
-        let store = open_store(&config)?;
+        let store = open_store(&config).await?;
         q.to_ms = None;
         store.reports.spend(q).await?
     };
@@ -449,7 +451,7 @@ async fn budgets_command(cli: &Cli, cmd: &BudgetsCommand) -> anyhow::Result<()> 
         return Ok(());
     }
     let config = load_config(cli)?;
-    let store = open_store(&config)?;
+    let store = open_store(&config).await?;
     match cmd {
         BudgetsCommand::Set { scope, limit, period, action, alert_at, block_unpriced, id } => {
             let body = crate::api::BudgetBody {

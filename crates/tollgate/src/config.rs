@@ -274,7 +274,11 @@ struct RawServer {
 #[serde(deny_unknown_fields)]
 struct RawStorage {
     url: Option<String>,
+    /// Read from the environment variable this names (a Redis URL may carry a password).
+    counters_url_env: Option<String>,
     counters_url: Option<String>,
+    counters_prefix: Option<String>,
+    on_counters_down: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -455,7 +459,71 @@ impl Default for ServerLimits {
 
 #[derive(Debug, Clone)]
 pub struct StorageConfig {
+    /// `sqlite://PATH` (embedded, one node) or `postgres://USER@HOST:PORT/DB` (shared by replicas).
     pub url: String,
+    /// Redis for budget and rate counters shared by every replica; `None` = this process's own.
+    pub counters_url: Option<Secret>,
+    /// Namespaces the counters' Redis keys (`tg:`); replicas that share budgets share it.
+    pub counters_prefix: String,
+}
+
+impl StorageConfig {
+    /// The database URL without its password, for logs and errors.
+    pub fn url_shown(&self) -> String {
+        without_password(&self.url)
+    }
+}
+
+/// A URL with any password replaced by `***`.
+pub fn without_password(url: &str) -> String {
+    match reqwest::Url::parse(url) {
+        Ok(mut u) if u.password().is_some() => {
+            let _ = u.set_password(Some("***"));
+            u.to_string()
+        }
+        _ => url.to_string(),
+    }
+}
+
+/// `[storage]`: which database, and where budget and rate counters live.
+fn resolve_storage(raw: &RawStorage, env: &dyn Env) -> Result<StorageConfig, String> {
+    let url = raw.url.clone().unwrap_or_else(|| DEFAULT_DB.into());
+    let postgres = url.starts_with("postgres://") || url.starts_with("postgresql://");
+    if !postgres && sqlite_file(&url).is_none() {
+        return Err(format!(
+            "storage.url {:?} is not supported: use sqlite://PATH or postgres://USER@HOST:PORT/DB",
+            without_password(&url)
+        ));
+    }
+    if raw.counters_url.is_some() && raw.counters_url_env.is_some() {
+        return Err("set one of storage.counters_url and storage.counters_url_env".into());
+    }
+    let counters_url = match (&raw.counters_url, &raw.counters_url_env) {
+        (Some(u), _) => Some(u.clone()),
+        (None, Some(var)) => {
+            Some(env.var(var).ok_or_else(|| format!("storage.counters_url_env names {var:?}, which is not set"))?)
+        }
+        (None, None) => None,
+    };
+    if let Some(u) = &counters_url {
+        if !u.starts_with("redis://") {
+            return Err(format!("storage.counters_url {:?} is not a redis://HOST:PORT/DB URL", without_password(u)));
+        }
+    }
+    match raw.on_counters_down.as_deref() {
+        None | Some("fail_closed") => {}
+        Some(other) => {
+            return Err(format!(
+                "storage.on_counters_down {other:?} is not supported: \"fail_closed\" (the default) is the only mode \
+                 this build has; a request that cannot reach the counters is refused with 503 governance_unavailable"
+            ))
+        }
+    }
+    let counters_prefix = raw.counters_prefix.clone().unwrap_or_else(|| "tg:".into());
+    if counters_prefix.is_empty() || counters_prefix.len() > 64 {
+        return Err("storage.counters_prefix must be 1 to 64 characters".into());
+    }
+    Ok(StorageConfig { url, counters_url: counters_url.map(Secret), counters_prefix })
 }
 
 /// One configured upstream.
@@ -705,16 +773,7 @@ fn resolve(raw: RawConfig, path: &str, text: &str, env: &dyn Env) -> Result<Conf
     let governance =
         resolve_governance(&raw.governance, raw.budgets, raw.rate_limits, raw.alerts, text, env).map_err(invalid)?;
 
-    if raw.storage.counters_url.is_some() {
-        return Err(invalid(
-            "storage.counters_url (shared Redis counters) is not supported by this build yet; remove it to run single-node".into(),
-        ));
-    }
-    if !raw.storage.url.as_deref().is_none_or(|u| u.starts_with("sqlite:") || !u.contains("://")) {
-        return Err(invalid(
-            "storage.url: only sqlite://PATH is supported by this build (PostgreSQL is not yet)".into(),
-        ));
-    }
+    let storage = resolve_storage(&raw.storage, env).map_err(invalid)?;
 
     let limits = resolve_limits(&raw.server).map_err(invalid)?;
     let listen_s = raw.server.listen.unwrap_or_else(|| DEFAULT_LISTEN.into());
@@ -848,15 +907,20 @@ fn resolve(raw: RawConfig, path: &str, text: &str, env: &dyn Env) -> Result<Conf
         Some(o) => return Err(invalid(format!("ledger.on_full {o:?} is not one of \"block\", \"reject\""))),
     };
     let ledger_enabled = raw.ledger.enabled.unwrap_or(true);
+    let shared_db = sqlite_file(&storage.url).is_none();
+    if shared_db && raw.ledger.spool_dir.is_none() {
+        return Err(invalid(
+            "ledger.spool_dir is required with a PostgreSQL storage.url: each replica keeps its own local spool \
+             (acknowledged rows are durable there before they reach the database)"
+                .into(),
+        ));
+    }
     let ledger = if raw.ledger.spool_dir.is_some()
         || raw.ledger.spool_max_bytes.is_some()
         || raw.ledger.on_full.is_some()
         || raw.ledger.fsync.is_some()
     {
-        let db = raw.storage.url.clone().unwrap_or_else(|| DEFAULT_DB.into());
-        let db_path = sqlite_file(&db)
-            .ok_or_else(|| invalid(format!("storage url {db:?} is not supported (use sqlite://PATH)")))?;
-        let mut s = SpoolConfig::beside(&db_path);
+        let mut s = SpoolConfig::beside(&sqlite_file(&storage.url).unwrap_or_default());
         if let Some(d) = raw.ledger.spool_dir {
             s.dir = d.into();
         }
@@ -1021,7 +1085,7 @@ fn resolve(raw: RawConfig, path: &str, text: &str, env: &dyn Env) -> Result<Conf
             metrics_token,
             limits,
         },
-        storage: StorageConfig { url: raw.storage.url.unwrap_or_else(|| DEFAULT_DB.into()) },
+        storage,
         providers,
         routes,
         source: path.into(),

@@ -143,7 +143,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
         .with_context(|| format!("cannot listen on {} (try --listen 127.0.0.1:0)", args.listen))?;
     let addr = listener.local_addr()?;
     let config = demo_config(mock_addr, addr, &args.demo_db)?;
-    let store = Stores::open(&config.storage.url)?;
+    let store = Stores::open(&config.storage.url).await?;
     let hasher = key_hasher(&config, store.keys.as_ref()).await?;
     let now = crate::time::now_ms();
     let mut team_keys = Vec::new();

@@ -78,7 +78,7 @@ fn read_outside(file: &PathBuf, format: ImportFormat) -> anyhow::Result<(Catalog
 pub async fn run(
     cmd: &PricesCommand,
     catalog: &Catalog,
-    store: impl FnOnce() -> anyhow::Result<Stores>,
+    store: impl std::future::Future<Output = anyhow::Result<Stores>>,
 ) -> anyhow::Result<()> {
     match cmd {
         PricesCommand::List { provider } => {
@@ -151,7 +151,7 @@ pub async fn run(
             Ok(())
         }
         PricesCommand::Check { against, format } => {
-            let store = store()?;
+            let store = store.await?;
             let unpriced = store.reports.unpriced_models().await?;
             if unpriced.is_empty() {
                 println!("every model in the ledger has a price");

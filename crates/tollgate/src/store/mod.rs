@@ -10,7 +10,9 @@
 mod adapter;
 pub mod counters;
 mod outcomes;
+pub mod postgres;
 mod reports;
+pub mod sql;
 pub mod sqlite;
 
 use std::collections::BTreeMap;
@@ -29,8 +31,10 @@ pub use sqlite::BatchOwner;
 pub enum StoreError {
     #[error("database error: {0}")]
     Sqlite(#[from] rusqlite::Error),
-    #[error("storage url {0:?} is not supported (use sqlite://PATH)")]
+    #[error("storage url {0:?} is not supported (use sqlite://PATH or postgres://USER@HOST:PORT/DB)")]
     UnsupportedUrl(String),
+    #[error("PostgreSQL: {0}")]
+    Postgres(String),
     #[error("{0}")]
     Io(#[from] std::io::Error),
     #[error("corrupt value in column {0}")]
@@ -186,9 +190,53 @@ impl std::fmt::Debug for Stores {
 }
 
 impl Stores {
-    /// Opens the storage a URL names: `sqlite://PATH` (or a bare path).
-    pub fn open(url: &str) -> Result<Stores, StoreError> {
-        Ok(Stores::sqlite(Arc::new(sqlite::SqliteStore::open(url)?)))
+    /// Opens the storage a URL names: `postgres://USER@HOST:PORT/DB` (the
+    /// shared store of several replicas) or `sqlite://PATH` (or a bare path).
+    /// Counters are this process's own; see [`Stores::with_counters`].
+    pub async fn open(url: &str) -> Result<Stores, StoreError> {
+        if postgres::is_postgres_url(url) {
+            return Ok(Stores::postgres(Arc::new(postgres::Postgres::open(url).await?)));
+        }
+        let url = url.to_string();
+        let db = tokio::task::spawn_blocking(move || sqlite::SqliteStore::open(&url))
+            .await
+            .map_err(|e| StoreError::Task(e.to_string()))??;
+        Ok(Stores::sqlite(Arc::new(db)))
+    }
+
+    /// Opens `[storage]`: the database, and the shared counters when
+    /// `counters_url` names a Redis.
+    pub async fn open_config(storage: &crate::config::StorageConfig) -> Result<Stores, StoreError> {
+        let stores = Stores::open(&storage.url).await?;
+        Ok(match &storage.counters_url {
+            None => stores,
+            Some(url) => {
+                let counters = counters::RedisCounters::new(url.expose(), &storage.counters_prefix)?;
+                stores.with_counters(Arc::new(counters))
+            }
+        })
+    }
+
+    /// The same stores with other budget and rate counters.
+    pub fn with_counters(mut self, counters: Arc<dyn counters::CounterStore>) -> Stores {
+        self.counters = counters;
+        self
+    }
+
+    /// Every capability served by one PostgreSQL database (no local file:
+    /// the ledger spool's directory comes from `[ledger] spool_dir`).
+    pub fn postgres(db: Arc<postgres::Postgres>) -> Stores {
+        Stores {
+            keys: db.clone(),
+            ledger: db.clone(),
+            requests: db.clone(),
+            reports: db.clone(),
+            governance: db.clone(),
+            outcomes: db.clone(),
+            batches: db,
+            counters: Arc::new(counters::MemoryCounters::default()),
+            file: None,
+        }
     }
 
     /// Every capability served by one embedded SQLite database.

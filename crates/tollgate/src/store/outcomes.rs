@@ -1,13 +1,11 @@
 //! The outcomes table and cost-per-outcome over SQLite.
 
-use std::collections::BTreeMap;
-
-use rusqlite::types::Value as SqlValue;
 use rusqlite::Connection;
 
-use super::sqlite::{dimension_column, SqliteStore};
+use super::sql::{self, Dialect, OutcomeJoin};
+use super::sqlite::SqliteStore;
 use super::StoreError;
-use crate::outcome::{Acc, CostQuery, CostReport, CostRow, Outcome, Subject};
+use crate::outcome::{CostQuery, CostReport, Outcome, Subject};
 
 const SCHEMA: &str = r#"
 CREATE TABLE IF NOT EXISTS outcomes (
@@ -52,67 +50,24 @@ impl SqliteStore {
     }
 
     pub fn outcome_cost(&self, q: &CostQuery) -> Result<CostReport, StoreError> {
-        let store = self;
-        let mut args: Vec<SqlValue> = Vec::new();
-        let group = match dimension_column(&q.by) {
-            Some(c) => format!("CAST(l.{c} AS TEXT)"),
-            None => {
-                args.push(SqlValue::Text(format!("$.\"{}\"", q.by.replace('"', ""))));
-                format!("json_extract(l.tags, ?{})", args.len())
-            }
-        };
-        let mut wh = String::new();
-        if let Some(n) = &q.name {
-            args.push(SqlValue::Text(n.clone()));
-            wh.push_str(&format!(" AND o.name = ?{}", args.len()));
-        }
-        if let Some(f) = q.from_ms {
-            args.push(SqlValue::Integer(f));
-            wh.push_str(&format!(" AND o.ts_ms >= ?{}", args.len()));
-        }
-        if let Some(t) = q.to_ms {
-            args.push(SqlValue::Integer(t));
-            wh.push_str(&format!(" AND o.ts_ms < ?{}", args.len()));
-        }
-        if let Some(t) = &q.team {
-            args.push(SqlValue::Text(t.clone()));
-            wh.push_str(&format!(" AND l.team = ?{}", args.len()));
-        }
-        // One join per subject kind, so each uses its own index.
-        let part = |col: &str, lcol: &str| {
-            format!(
-                "SELECT o.id, o.success, l.request_id, l.cost_nanos, {group} FROM outcomes o \
-             JOIN ledger l ON l.{lcol} = o.{col} WHERE o.{col} IS NOT NULL{wh}"
-            )
-        };
-        let sql = format!(
-            "{} UNION ALL {} UNION ALL {}",
-            part("request_id", "request_id"),
-            part("trace_id", "trace_id"),
-            part("session", "session")
-        );
-        store.with_reader(|c| {
+        let query = sql::outcome_cost_query(Dialect::Sqlite, q);
+        let joined = self.with_reader(|c| {
             ensure_schema(c)?;
-            let mut stmt = c.prepare(&sql)?;
-            let mut rows = stmt.query(rusqlite::params_from_iter(args.iter()))?;
-            let mut groups: BTreeMap<Option<String>, Acc> = BTreeMap::new();
-            let mut all = Acc::default();
+            let mut stmt = c.prepare(&query.text)?;
+            let mut rows = stmt.query(rusqlite::params_from_iter(super::reports::values(&query)))?;
+            let mut out = Vec::new();
             while let Some(r) = rows.next()? {
-                let oid: String = r.get(0)?;
-                let success: bool = r.get(1)?;
-                let rid: String = r.get(2)?;
-                let cost: Option<i64> = r.get(3)?;
-                let g: Option<String> = r.get(4)?;
-                let acc = groups.entry(g).or_default();
-                acc.rows.insert(rid.clone(), cost);
-                acc.outcomes.insert(oid.clone(), success);
-                all.rows.insert(rid, cost);
-                all.outcomes.insert(oid, success);
+                out.push(OutcomeJoin {
+                    outcome_id: r.get(0)?,
+                    success: r.get(1)?,
+                    request_id: r.get(2)?,
+                    cost_nanos: r.get(3)?,
+                    group: r.get(4)?,
+                });
             }
-            let mut out: Vec<CostRow> = groups.iter().map(|(g, a)| a.finish(g.clone())).collect();
-            out.sort_by(|a, b| b.cost.cmp(&a.cost).then_with(|| a.group.cmp(&b.group)));
-            Ok(CostReport { by: q.by.clone(), rows: out, total: all.finish(None) })
-        })
+            Ok(out)
+        })?;
+        Ok(sql::fold_outcome_cost(q, joined))
     }
 
     /// Recent outcomes, newest first.

@@ -1,270 +1,76 @@
-//! Spend reports and prompt-cache insight over SQLite: whole hours from the
-//! hourly rollup, edge hours and other dimensions from the raw rows.
+//! Spend reports and prompt-cache insight over SQLite (the statements are
+//! built in `sql`, shared with PostgreSQL).
 
 use rusqlite::types::Value as SqlValue;
-use tollgate_units::Money;
 
-use super::sqlite::{dimension_column, SqliteStore};
+use super::sql::{self, Arg, Dialect, PromptCachePart, Sql};
+use super::sqlite::SqliteStore;
 use super::StoreError;
 use crate::query::{PromptCacheRow, SpendQuery, SpendReport, SpendRow};
 
 impl SqliteStore {
-    /// Adds up the ledger. Whole hours come from the hourly rollup when every
-    /// grouped and filtered dimension is kept there; the partial hours at the
-    /// edges of the range (and any other query) read the raw rows — so the
-    /// answer is exact either way.
+    /// Adds up the ledger: whole hours from the hourly rollup, the rest from
+    /// raw rows, exact either way (see [`sql::spend_queries`]).
     pub fn spend(&self, q: &SpendQuery) -> Result<SpendReport, StoreError> {
         spend_with(self, q, true)
     }
 
     /// Provider prompt-cache use grouped by `by`, since `from_ms`.
     pub fn prompt_cache(&self, by: &str, from_ms: i64) -> Result<Vec<PromptCacheRow>, StoreError> {
-        prompt_cache(self, by, from_ms)
+        let q = sql::prompt_cache_query(Dialect::Sqlite, by, from_ms);
+        let parts = self.with_reader(|conn| {
+            let mut stmt = conn.prepare(&q.text)?;
+            let mut rows = stmt.query(rusqlite::params_from_iter(values(&q)))?;
+            let mut out = Vec::new();
+            while let Some(r) = rows.next()? {
+                out.push(PromptCachePart {
+                    value: r.get(0)?,
+                    prefix: r.get(1)?,
+                    sums: [r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?, r.get(6)?],
+                });
+            }
+            Ok(out)
+        })?;
+        Ok(sql::fold_prompt_cache(parts))
     }
 }
 
-/// Which table a query part reads.
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Source {
-    /// One row per request.
-    Raw,
-    /// `ledger_hourly`: sums per hour and rollup dimensions.
-    Hourly,
+/// A statement's arguments as SQLite values.
+pub(super) fn values(q: &Sql) -> Vec<SqlValue> {
+    q.args
+        .iter()
+        .map(|a| match a {
+            Arg::Int(i) => SqlValue::Integer(*i),
+            Arg::Text(t) => SqlValue::Text(t.clone()),
+        })
+        .collect()
 }
-
-fn rollup_column(d: &str) -> Option<&'static str> {
-    let c = dimension_column(d)?;
-    crate::store::sqlite::ROLLUP_DIMENSIONS.iter().find(|r| **r == c).copied()
-}
-
-/// SQL for one dimension: its column, or the tag from the JSON tags.
-fn dim_sql(d: &str, source: Source, args: &mut Vec<SqlValue>) -> String {
-    match (source, dimension_column(d)) {
-        (Source::Hourly, Some(c)) => format!("NULLIF({c}, '')"),
-        (_, Some(c)) => format!("CAST({c} AS TEXT)"),
-        (_, None) => {
-            args.push(SqlValue::Text(format!("$.\"{d}\"")));
-            format!("json_extract(tags, ?{})", args.len())
-        }
-    }
-}
-
-const HOUR_MS: i64 = 3_600_000;
 
 /// `allow_rollup: false` reads raw rows only (the tests compare both ways).
 fn spend_with(store: &SqliteStore, q: &SpendQuery, allow_rollup: bool) -> Result<SpendReport, StoreError> {
-    let rollable =
-        allow_rollup && q.group_by.iter().chain(q.filters.iter().map(|(d, _)| d)).all(|d| rollup_column(d).is_some());
     let mut parts: Vec<SpendRow> = Vec::new();
-    if rollable {
-        let mid_from =
-            q.from_ms.map(|f| f.div_euclid(HOUR_MS) * HOUR_MS + if f.rem_euclid(HOUR_MS) == 0 { 0 } else { HOUR_MS });
-        let mid_to = q.to_ms.map(|t| t.div_euclid(HOUR_MS) * HOUR_MS);
-        let empty_mid = matches!((mid_from, mid_to), (Some(a), Some(b)) if a >= b);
-        if empty_mid {
-            parts.extend(query(store, q, Source::Raw, q.from_ms, q.to_ms)?);
-        } else {
-            parts.extend(query(store, q, Source::Hourly, mid_from, mid_to)?);
-            if let (Some(f), Some(m)) = (q.from_ms, mid_from) {
-                if f < m {
-                    parts.extend(query(store, q, Source::Raw, Some(f), Some(m))?);
+    for part in sql::spend_queries(Dialect::Sqlite, q, allow_rollup) {
+        store.with_reader(|conn| {
+            let mut stmt = conn.prepare(&part.text)?;
+            let mut rows = stmt.query(rusqlite::params_from_iter(values(&part)))?;
+            let n_dims = q.group_by.len();
+            while let Some(r) = rows.next()? {
+                let mut dims = Vec::with_capacity(n_dims);
+                for i in 0..n_dims {
+                    dims.push(r.get::<_, Option<String>>(i)?);
                 }
-            }
-            if let (Some(m), Some(t)) = (mid_to, q.to_ms) {
-                if m < t {
-                    parts.extend(query(store, q, Source::Raw, Some(m), Some(t))?);
+                let bucket_ms = if q.bucket.is_some() { Some(r.get::<_, i64>(n_dims)?) } else { None };
+                let b = n_dims + usize::from(q.bucket.is_some());
+                let mut sums = [None; 13];
+                for (i, s) in sums.iter_mut().enumerate() {
+                    *s = r.get::<_, Option<i64>>(b + i)?;
                 }
+                parts.push(sql::spend_row(dims, bucket_ms, sums));
             }
-        }
-    } else {
-        parts.extend(query(store, q, Source::Raw, q.from_ms, q.to_ms)?);
+            Ok(())
+        })?;
     }
-    // Merge the parts group by group.
-    let mut merged: std::collections::BTreeMap<(Vec<Option<String>>, Option<i64>), SpendRow> =
-        std::collections::BTreeMap::new();
-    for r in parts {
-        match merged.entry((r.dims.clone(), r.bucket_ms)) {
-            std::collections::btree_map::Entry::Vacant(v) => {
-                v.insert(r);
-            }
-            std::collections::btree_map::Entry::Occupied(mut o) => {
-                let m = o.get_mut();
-                m.requests += r.requests;
-                m.input_tokens += r.input_tokens;
-                m.cache_read_tokens += r.cache_read_tokens;
-                m.cache_write_tokens += r.cache_write_tokens;
-                m.output_tokens += r.output_tokens;
-                m.reasoning_tokens += r.reasoning_tokens;
-                m.cost += r.cost;
-                m.cache_savings += r.cache_savings;
-                m.estimated_requests += r.estimated_requests;
-                m.unpriced_requests += r.unpriced_requests;
-                m.error_requests += r.error_requests;
-                m.attempts += r.attempts;
-                m.response_cache_savings += r.response_cache_savings;
-            }
-        }
-    }
-    let mut rows: Vec<SpendRow> = merged.into_values().filter(|r| r.requests > 0).collect();
-    if q.bucket.is_some() {
-        rows.sort_by(|a, b| a.bucket_ms.cmp(&b.bucket_ms).then(b.cost.cmp(&a.cost)));
-    } else {
-        rows.sort_by(|a, b| b.cost.cmp(&a.cost).then(a.dims.cmp(&b.dims)));
-    }
-    let total_cost = rows.iter().map(|r| r.cost).sum();
-    let total_requests = rows.iter().map(|r| r.requests).sum();
-    let unpriced_requests = rows.iter().map(|r| r.unpriced_requests).sum();
-    Ok(SpendReport { group_by: q.group_by.clone(), rows, total_cost, total_requests, unpriced_requests })
-}
-
-fn query(
-    store: &SqliteStore,
-    q: &SpendQuery,
-    source: Source,
-    from_ms: Option<i64>,
-    to_ms: Option<i64>,
-) -> Result<Vec<SpendRow>, StoreError> {
-    let (table, ts) = match source {
-        Source::Raw => ("ledger", "ts_ms"),
-        Source::Hourly => ("ledger_hourly", "hour_ms"),
-    };
-    let mut args: Vec<SqlValue> = Vec::new();
-    let mut select = Vec::new();
-    for d in &q.group_by {
-        select.push(dim_sql(d, source, &mut args));
-    }
-    if let Some(b) = q.bucket {
-        select.push(format!("({ts} / {0}) * {0}", b.millis()));
-    }
-    let mut wh = vec!["1=1".to_string()];
-    if let Some(f) = from_ms {
-        args.push(SqlValue::Integer(f));
-        wh.push(format!("{ts} >= ?{}", args.len()));
-    }
-    if let Some(t) = to_ms {
-        args.push(SqlValue::Integer(t));
-        wh.push(format!("{ts} < ?{}", args.len()));
-    }
-    for (d, v) in &q.filters {
-        let expr = dim_sql(d, source, &mut args);
-        args.push(SqlValue::Text(v.clone()));
-        wh.push(format!("{expr} = ?{}", args.len()));
-    }
-    let n_keys = select.len();
-    let sums = match source {
-        Source::Raw => {
-            "COUNT(*), \
-            SUM(input_uncached + input_audio + cache_read + cache_write_5m + cache_write_1h), \
-            SUM(cache_read), SUM(cache_write_5m + cache_write_1h), \
-            SUM(output_text + output_audio + output_image + reasoning), SUM(reasoning), \
-            SUM(COALESCE(cost_nanos, 0)), SUM(cache_savings_nanos), \
-            SUM(usage_source = 'estimated'), SUM(cost_nanos IS NULL), SUM(status >= 400), SUM(attempts), SUM(response_cache_savings_nanos)"
-        }
-        Source::Hourly => {
-            "SUM(requests), SUM(input_tokens), SUM(cache_read_tokens), SUM(cache_write_tokens), \
-            SUM(output_tokens), SUM(reasoning_tokens), SUM(cost_nanos), SUM(cache_savings_nanos), \
-            SUM(estimated), SUM(unpriced), SUM(errors), SUM(attempts), SUM(response_cache_savings_nanos)"
-        }
-    };
-    let group = if n_keys == 0 {
-        String::new()
-    } else {
-        format!(" GROUP BY {}", (1..=n_keys).map(|i| i.to_string()).collect::<Vec<_>>().join(", "))
-    };
-    let keys_sql = if n_keys == 0 { String::new() } else { format!("{}, ", select.join(", ")) };
-    // The raw table is read whole-row; a full scan beats an index lookup per row.
-    let hint = if source == Source::Raw && from_ms.is_none() { " NOT INDEXED" } else { "" };
-    let sql = format!("SELECT {keys_sql}{sums} FROM {table}{hint} WHERE {}{group}", wh.join(" AND "));
-
-    store.with_reader(|conn| {
-        let mut stmt = conn.prepare(&sql)?;
-        let mut rows = stmt.query(rusqlite::params_from_iter(args.iter()))?;
-        let mut out = Vec::new();
-        let n_dims = q.group_by.len();
-        let u = |r: &rusqlite::Row<'_>, i: usize| -> Result<u64, rusqlite::Error> {
-            Ok(r.get::<_, Option<i64>>(i)?.unwrap_or(0).max(0) as u64)
-        };
-        while let Some(r) = rows.next()? {
-            let mut dims = Vec::with_capacity(n_dims);
-            for i in 0..n_dims {
-                dims.push(r.get::<_, Option<String>>(i)?);
-            }
-            let bucket_ms = if q.bucket.is_some() { Some(r.get::<_, i64>(n_dims)?) } else { None };
-            let b = n_keys;
-            out.push(SpendRow {
-                dims,
-                bucket_ms,
-                requests: u(r, b)?,
-                input_tokens: u(r, b + 1)?,
-                cache_read_tokens: u(r, b + 2)?,
-                cache_write_tokens: u(r, b + 3)?,
-                output_tokens: u(r, b + 4)?,
-                reasoning_tokens: u(r, b + 5)?,
-                cost: Money::from_nanos(r.get::<_, Option<i64>>(b + 6)?.unwrap_or(0)),
-                cache_savings: Money::from_nanos(r.get::<_, Option<i64>>(b + 7)?.unwrap_or(0)),
-                estimated_requests: u(r, b + 8)?,
-                unpriced_requests: u(r, b + 9)?,
-                error_requests: u(r, b + 10)?,
-                attempts: u(r, b + 11)?,
-                response_cache_savings: Money::from_nanos(r.get::<_, Option<i64>>(b + 12)?.unwrap_or(0)),
-            });
-        }
-        Ok(out)
-    })
-}
-
-fn prompt_cache(store: &SqliteStore, by: &str, from_ms: i64) -> Result<Vec<PromptCacheRow>, StoreError> {
-    let mut args: Vec<SqlValue> = Vec::new();
-    let dim = dim_sql(by, Source::Raw, &mut args);
-    args.push(SqlValue::Integer(from_ms));
-    let sql = format!(
-        "SELECT {dim}, prefix_hash, COUNT(*), \
-         SUM(input_uncached + input_audio + cache_read + cache_write_5m + cache_write_1h), SUM(cache_read), \
-         SUM(cache_write_5m + cache_write_1h), SUM(cache_savings_nanos) \
-         FROM ledger WHERE ts_ms >= ?{} AND cache != 'hit' GROUP BY 1, 2",
-        args.len()
-    );
-    let mut groups: std::collections::BTreeMap<Option<String>, PromptCacheRow> = std::collections::BTreeMap::new();
-    store.with_reader(|conn| {
-        let mut stmt = conn.prepare(&sql)?;
-        let mut rows = stmt.query(rusqlite::params_from_iter(args.iter()))?;
-        let u = |r: &rusqlite::Row<'_>, i: usize| -> Result<u64, rusqlite::Error> {
-            Ok(r.get::<_, Option<i64>>(i)?.unwrap_or(0).max(0) as u64)
-        };
-        while let Some(r) = rows.next()? {
-            let value: Option<String> = r.get(0)?;
-            let prefix: Option<String> = r.get(1)?;
-            let (n, input, read, write) = (u(r, 2)?, u(r, 3)?, u(r, 4)?, u(r, 5)?);
-            let saved = Money::from_nanos(r.get::<_, Option<i64>>(6)?.unwrap_or(0));
-            let g = groups.entry(value.clone()).or_insert_with(|| PromptCacheRow {
-                value,
-                requests: 0,
-                input_tokens: 0,
-                cache_read_tokens: 0,
-                cache_write_tokens: 0,
-                saved: Money::ZERO,
-                writes_never_read: 0,
-                prefixed_requests: 0,
-                distinct_prefixes: 0,
-            });
-            g.requests += n;
-            g.input_tokens += input;
-            g.cache_read_tokens += read;
-            g.cache_write_tokens += write;
-            g.saved += saved;
-            if prefix.is_some() {
-                g.prefixed_requests += n;
-                g.distinct_prefixes += 1;
-                if read == 0 {
-                    g.writes_never_read += write;
-                }
-            }
-        }
-        Ok(())
-    })?;
-    let mut out: Vec<PromptCacheRow> = groups.into_values().collect();
-    out.sort_by_key(|r| std::cmp::Reverse(r.input_tokens));
-    Ok(out)
+    Ok(sql::merge_spend(q, parts))
 }
 
 #[cfg(test)]
@@ -273,7 +79,7 @@ mod tests {
     use crate::attribution::Attribution;
     use crate::query::Bucket;
     use crate::record::{LedgerRow, UsageSource};
-    use tollgate_units::Usage;
+    use tollgate_units::{Money, Usage};
 
     fn row(i: i64, t: i64) -> LedgerRow {
         let mut a = Attribution::default();

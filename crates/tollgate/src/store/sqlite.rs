@@ -152,80 +152,7 @@ const ROLLUP_TABLE: &str = r#"CREATE TABLE IF NOT EXISTS ledger_hourly (
 ) WITHOUT ROWID;
 "#;
 
-/// Dimensions kept in the hourly rollup (`ledger_hourly`); NULL is stored as ''.
-pub const ROLLUP_DIMENSIONS: &[&str] =
-    &["key_id", "team", "org", "feature", "env", "model", "requested_model", "provider", "agent", "prompt", "endpoint"];
-
-const HOUR_MS: i64 = 3_600_000;
-
-#[derive(Default)]
-struct RollupSums {
-    requests: i64,
-    input: i64,
-    cache_read: i64,
-    cache_write: i64,
-    output: i64,
-    reasoning: i64,
-    cost: i64,
-    savings: i64,
-    estimated: i64,
-    unpriced: i64,
-    errors: i64,
-    attempts: i64,
-    response_savings: i64,
-}
-
-fn rollup_key(row: &LedgerRow) -> (i64, [String; 11]) {
-    let a = &row.attribution;
-    let s = |v: Option<&str>| v.unwrap_or("").to_string();
-    (
-        row.time_ms.div_euclid(HOUR_MS) * HOUR_MS,
-        [
-            s(row.key_id.as_deref()),
-            s(a.tag("team")),
-            s(a.tag("org")),
-            s(a.tag("feature")),
-            s(a.tag("env")),
-            s(row.model.as_deref()),
-            s(row.requested_model.as_deref()),
-            s(row.provider.as_deref()),
-            s(a.agent.as_deref()),
-            s(a.prompt.as_deref()),
-            row.endpoint.as_str().to_string(),
-        ],
-    )
-}
-
-const LEDGER_COLUMNS: &str = "request_id, ts_ms, key_id, endpoint, requested_model, model, provider, status, \
-    error_code, input_uncached, input_audio, cache_read, cache_write_5m, cache_write_1h, output_text, \
-    output_audio, output_image, reasoning, usage_source, cost_nanos, cache_savings_nanos, streamed, \
-    client_disconnected, cache, latency_ms, ttft_ms, attempts, user, team, org, feature, env, tags, \
-    trace_id, parent_id, session, agent, prompt, attempt_log, response_cache_savings_nanos, prefix_hash";
-
-/// Dimensions that have a column of their own; other names are tags.
-pub fn dimension_column(dim: &str) -> Option<&'static str> {
-    Some(match dim {
-        "key" | "key_id" => "key_id",
-        "user" => "user",
-        "team" => "team",
-        "org" => "org",
-        "feature" => "feature",
-        "env" => "env",
-        "model" => "model",
-        "requested_model" => "requested_model",
-        "provider" => "provider",
-        "session" => "session",
-        "agent" => "agent",
-        "prompt" => "prompt",
-        "trace" | "trace_id" => "trace_id",
-        "endpoint" => "endpoint",
-        "status" => "status",
-        "error_code" => "error_code",
-        "usage_source" => "usage_source",
-        "cache" => "cache",
-        _ => return None,
-    })
-}
+use super::sql::{int as i, rollup_key, tags_json, RollupSums, HOUR_MS, LEDGER_COLUMNS};
 
 pub struct SqliteStore {
     writer: Mutex<Connection>,
@@ -410,10 +337,7 @@ impl SqliteStore {
     /// Models with rows but no price: (provider, model, requests), most requests first.
     pub fn unpriced_models(&self) -> Result<Vec<(String, String, i64)>, StoreError> {
         let c = self.reader();
-        let mut stmt = c.prepare(
-            "SELECT COALESCE(provider, '-'), COALESCE(model, requested_model, '-'), COUNT(*), MAX(ts_ms) \
-             FROM ledger WHERE cost_nanos IS NULL GROUP BY 1, 2 ORDER BY 3 DESC",
-        )?;
+        let mut stmt = c.prepare(super::sql::UNPRICED_MODELS)?;
         let rows = stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, i64>(2)?)))?;
         Ok(rows.collect::<Result<Vec<_>, _>>()?)
     }
@@ -435,10 +359,6 @@ impl BatchOwner {
     pub fn admits(&self, other: &BatchOwner) -> bool {
         self.key_id == other.key_id || (self.team.is_some() && self.team == other.team)
     }
-}
-
-fn tags_json(m: &BTreeMap<String, String>) -> String {
-    serde_json::to_string(m).unwrap_or_else(|_| "{}".into())
 }
 
 fn parse_tags(s: &str, col: &'static str) -> Result<BTreeMap<String, String>, StoreError> {
@@ -586,10 +506,6 @@ pub(crate) fn ledger_from_row(r: &rusqlite::Row<'_>) -> Result<LedgerRow, StoreE
     })
 }
 
-fn i(v: u64) -> i64 {
-    i64::try_from(v).unwrap_or(i64::MAX)
-}
-
 /// The ledger (the blocking calls behind [`super::LedgerSink`] and [`super::RequestLog`]).
 impl SqliteStore {
     pub fn append(&self, rows: &[&LedgerRow]) -> Result<(), StoreError> {
@@ -654,59 +570,15 @@ impl SqliteStore {
                     // Already stored (a replayed row): it is in the rollup too.
                     continue;
                 }
-                let r = rollup.entry(rollup_key(row)).or_default();
-                r.requests += 1;
-                r.input += i(us.input_tokens());
-                r.cache_read += i(us.cache_read);
-                r.cache_write += i(us.cache_write_tokens());
-                r.output += i(us.output_tokens());
-                r.reasoning += i(us.reasoning);
-                r.cost += row.cost.map_or(0, Money::nanos);
-                r.savings += row.cache_savings.nanos();
-                r.estimated += i64::from(row.usage_source == UsageSource::Estimated);
-                r.unpriced += i64::from(row.cost.is_none());
-                r.errors += i64::from(row.status >= 400);
-                r.attempts += i64::from(row.attempts);
-                r.response_savings += row.response_cache_savings.nanos();
+                rollup.entry(rollup_key(row)).or_default().add(row);
             }
-            let mut up = tx.prepare_cached(
-                "INSERT INTO ledger_hourly VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22, ?23, ?24, ?25) \
-                 ON CONFLICT DO UPDATE SET requests = requests + excluded.requests, input_tokens = input_tokens + excluded.input_tokens, \
-                 cache_read_tokens = cache_read_tokens + excluded.cache_read_tokens, cache_write_tokens = cache_write_tokens + excluded.cache_write_tokens, \
-                 output_tokens = output_tokens + excluded.output_tokens, reasoning_tokens = reasoning_tokens + excluded.reasoning_tokens, \
-                 cost_nanos = cost_nanos + excluded.cost_nanos, cache_savings_nanos = cache_savings_nanos + excluded.cache_savings_nanos, \
-                 estimated = estimated + excluded.estimated, unpriced = unpriced + excluded.unpriced, errors = errors + excluded.errors, \
-                 attempts = attempts + excluded.attempts, \
-                 response_cache_savings_nanos = response_cache_savings_nanos + excluded.response_cache_savings_nanos",
-            )?;
+            let mut up = tx.prepare_cached(&super::sql::rollup_upsert(super::sql::Dialect::Sqlite))?;
             for ((hour, k), r) in rollup {
-                up.execute(params![
-                    hour,
-                    k[0],
-                    k[1],
-                    k[2],
-                    k[3],
-                    k[4],
-                    k[5],
-                    k[6],
-                    k[7],
-                    k[8],
-                    k[9],
-                    k[10],
-                    r.requests,
-                    r.input,
-                    r.cache_read,
-                    r.cache_write,
-                    r.output,
-                    r.reasoning,
-                    r.cost,
-                    r.savings,
-                    r.estimated,
-                    r.unpriced,
-                    r.errors,
-                    r.attempts,
-                    r.response_savings
-                ])?;
+                let mut args: Vec<rusqlite::types::Value> = Vec::with_capacity(25);
+                args.push(hour.into());
+                args.extend(k.into_iter().map(rusqlite::types::Value::from));
+                args.extend(r.values().into_iter().map(rusqlite::types::Value::from));
+                up.execute(rusqlite::params_from_iter(args))?;
             }
         }
         tx.commit()?;
@@ -714,39 +586,15 @@ impl SqliteStore {
     }
 
     pub fn requests(&self, q: &RequestQuery) -> Result<RequestPage, StoreError> {
-        let mut sql = String::from("SELECT * FROM ledger WHERE 1=1");
-        let mut args: Vec<String> = Vec::new();
-        for (dim, value) in &q.filters {
-            args.push(value.clone());
-            let n = args.len();
-            match dimension_column(dim) {
-                Some(col) => sql.push_str(&format!(" AND {col} = ?{n}")),
-                None => {
-                    args.push(format!("$.\"{}\"", dim.replace('"', "")));
-                    sql.push_str(&format!(" AND json_extract(tags, ?{}) = ?{n}", n + 1));
-                }
-            }
-        }
-        if let Some(c) = &q.cursor {
-            args.push(c.clone());
-            sql.push_str(&format!(" AND request_id < ?{}", args.len()));
-        }
-        let limit = q.limit.clamp(1, 1000);
-        sql.push_str(&format!(" ORDER BY request_id DESC LIMIT {}", limit + 1));
+        let (query, limit) = super::sql::requests_query(super::sql::Dialect::Sqlite, q);
         let conn = self.reader();
-        let mut stmt = conn.prepare(&sql)?;
-        let mut rows = stmt.query(rusqlite::params_from_iter(args.iter()))?;
+        let mut stmt = conn.prepare(&query.text)?;
+        let mut rows = stmt.query(rusqlite::params_from_iter(super::reports::values(&query)))?;
         let mut out = Vec::new();
         while let Some(r) = rows.next()? {
             out.push(ledger_from_row(r)?);
         }
-        let next_cursor = if out.len() > limit {
-            out.truncate(limit);
-            out.last().map(|r| r.request_id.clone())
-        } else {
-            None
-        };
-        Ok(RequestPage { rows: out, next_cursor })
+        Ok(super::sql::page(out, limit))
     }
 }
 
@@ -856,12 +704,9 @@ impl SqliteStore {
 
     /// A fingerprint of the governance tables, to notice changes made by other processes.
     pub fn governance_version(&self) -> Result<(i64, i64, i64, i64), StoreError> {
-        Ok(self.reader().query_row(
-            "SELECT (SELECT COUNT(*) FROM budgets), (SELECT COALESCE(MAX(updated_ms), 0) FROM budgets), \
-             (SELECT COUNT(*) FROM rate_limits), (SELECT COALESCE(MAX(updated_ms), 0) FROM rate_limits)",
-            [],
-            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
-        )?)
+        Ok(self
+            .reader()
+            .query_row(super::sql::GOVERNANCE_VERSION, [], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?)
     }
 
     /// Records a fired threshold; false when it had already fired this period.
@@ -892,26 +737,11 @@ impl SqliteStore {
 
     /// Settled spend per second since `from_ms` for rows matching `filters` (rolling budgets).
     pub fn spend_per_second(&self, filters: &[(String, String)], from_ms: i64) -> Result<Vec<(i64, i64)>, StoreError> {
-        let mut args: Vec<rusqlite::types::Value> = vec![rusqlite::types::Value::Integer(from_ms)];
-        let mut sql = String::from("SELECT ts_ms / 1000, SUM(COALESCE(cost_nanos, 0)) FROM ledger WHERE ts_ms >= ?1");
-        for (d, v) in filters {
-            match dimension_column(d) {
-                Some(c) => {
-                    args.push(rusqlite::types::Value::Text(v.clone()));
-                    let op = if v.contains('*') { "GLOB" } else { "=" };
-                    sql.push_str(&format!(" AND {c} {op} ?{}", args.len()));
-                }
-                None => {
-                    args.push(rusqlite::types::Value::Text(format!("$.\"{}\"", d.replace('"', ""))));
-                    args.push(rusqlite::types::Value::Text(v.clone()));
-                    sql.push_str(&format!(" AND json_extract(tags, ?{}) = ?{}", args.len() - 1, args.len()));
-                }
-            }
-        }
-        sql.push_str(" GROUP BY 1 ORDER BY 1");
+        let query = super::sql::spend_per_second_query(super::sql::Dialect::Sqlite, filters, from_ms);
         let conn = self.reader();
-        let mut stmt = conn.prepare(&sql)?;
-        let rows = stmt.query_map(rusqlite::params_from_iter(args.iter()), |r| Ok((r.get(0)?, r.get(1)?)))?;
+        let mut stmt = conn.prepare(&query.text)?;
+        let rows =
+            stmt.query_map(rusqlite::params_from_iter(super::reports::values(&query)), |r| Ok((r.get(0)?, r.get(1)?)))?;
         Ok(rows.collect::<Result<_, _>>()?)
     }
 }

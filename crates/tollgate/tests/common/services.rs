@@ -1,0 +1,66 @@
+//! The machine's PostgreSQL and Redis for tests: a fresh database (or key
+//! prefix) per test, from `TOLLGATE_TEST_POSTGRES_URL` / `TOLLGATE_TEST_REDIS_URL`.
+//! Unset, a test skips and says so, except in CI (`CI` set), where `.ci/run`
+//! starts the services and a missing one is a failure.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+#![allow(dead_code)]
+
+/// The URL of a service from `var`, or `None` (a loud skip) outside CI.
+pub fn service_url(var: &str, what: &str) -> Option<String> {
+    match std::env::var(var) {
+        Ok(url) => Some(url),
+        Err(_) => {
+            assert!(std::env::var_os("CI").is_none(), "{var} is not set in CI: .ci/run must start {what}");
+            eprintln!("SKIPPED: needs {what} (set {var})");
+            None
+        }
+    }
+}
+
+/// A database of its own for one test, dropped when this is.
+pub struct PgDatabase {
+    admin_url: String,
+    pub name: String,
+    pub url: String,
+}
+
+impl PgDatabase {
+    /// Creates `tg_test_<uuid>` through the server that `TOLLGATE_TEST_POSTGRES_URL` names.
+    pub async fn create() -> Option<PgDatabase> {
+        let admin_url = service_url("TOLLGATE_TEST_POSTGRES_URL", "PostgreSQL")?;
+        let name = format!("tg_test_{}", uuid::Uuid::now_v7().simple());
+        let (client, conn) = tokio_postgres::connect(&admin_url, tokio_postgres::NoTls).await.unwrap();
+        tokio::spawn(conn);
+        client.batch_execute(&format!("CREATE DATABASE {name}")).await.unwrap();
+        let url = match admin_url.rsplit_once('/') {
+            Some((server, _db)) => format!("{server}/{name}"),
+            None => panic!("TOLLGATE_TEST_POSTGRES_URL must end in /DATABASE"),
+        };
+        Some(PgDatabase { admin_url, name, url })
+    }
+}
+
+impl Drop for PgDatabase {
+    fn drop(&mut self) {
+        let (admin, name) = (self.admin_url.clone(), self.name.clone());
+        // Drop runs inside or outside a runtime: do the async work on a thread of its own.
+        let _ = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+            rt.block_on(async {
+                if let Ok((client, conn)) = tokio_postgres::connect(&admin, tokio_postgres::NoTls).await {
+                    tokio::spawn(conn);
+                    let _ = client.batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")).await;
+                }
+            });
+        })
+        .join();
+    }
+}
+
+/// A Redis key prefix of its own for one test (keys expire with Redis's own
+/// life: this machine's Redis keeps nothing on disk).
+pub fn redis_url_and_prefix() -> Option<(String, String)> {
+    let url = service_url("TOLLGATE_TEST_REDIS_URL", "Redis")?;
+    Some((url, format!("tg-test:{}:", uuid::Uuid::now_v7().simple())))
+}

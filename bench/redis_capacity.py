@@ -93,6 +93,12 @@ LEASE_MS = 15 * 60_000
 # Simulated tenants: keys belong to teams, teams to orgs.
 N_KEYS, N_TEAMS, N_ORGS = 1000, 50, 10
 
+# Every command counters.lua calls (INFO commandstats counts commands run by scripts).
+SCRIPT_COMMANDS = {
+    "hget", "hset", "hincrby", "hgetall", "hdel", "hkeys", "rpush", "lrange",
+    "del", "zrem", "zadd", "zrangebyscore", "incr", "exists",
+}
+
 NANOS = 1_000_000_000  # nano-dollars per dollar (the counters' money unit)
 
 
@@ -155,12 +161,42 @@ def build_asks(k: int, key_no: int, now_ms: int, rolling: bool, cost: int, token
     return chosen
 
 
+def seed_counters(r, cfg: dict) -> int:
+    """Seeds every budget counter (kinds W and R) the scenario can touch, as
+    the gateway does when it installs a budget (`seed`, from the ledger):
+    the script refuses to reserve on a sum counter never seeded. Window
+    budgets start empty; the 1-hour rolling budgets start with a spend in
+    each of the last 3,600 seconds (what a busy scope carries in steady
+    state). Token buckets (T) need no seed."""
+    if cfg["mode"] == "incr":
+        return 0
+    now = int(time.time() * 1000)
+    secs = now // 1000
+    seen = {}
+    for key_no in range(N_KEYS):
+        for a, _ in build_asks(cfg["k"], key_no, now, cfg["rolling"], 1, 1):
+            if a[1] != "T":
+                seen.setdefault(a[0], a[:5])
+    pipe = r.pipeline(transaction=False)
+    for i, (key, kind, a, b, limit) in enumerate(seen.values()):
+        args = ["seed", str(now), key, kind, a, b, limit]
+        if kind == "R":
+            for sec in range(secs - 3599, secs + 1):
+                args.extend([str(sec), "1000000"])
+        pipe.evalsha(cfg["sha"], 1, cfg["prefix"], *args)
+        if i % 200 == 199:
+            pipe.execute()
+    pipe.execute()
+    return len(seen)
+
+
 # ---------------------------------------------------------------- workers
 
 
 def worker_proc(cfg: dict, n_threads: int, ready, go, deadline, out_q, seed: int):
     """One driver process: n_threads threads, one connection each."""
     results = []
+    errors = []
     lock = threading.Lock()
 
     def thread_main(tid: int):
@@ -203,6 +239,10 @@ def worker_proc(cfg: dict, n_threads: int, ready, go, deadline, out_q, seed: int
                     v = r.execute_command("EVALSHA", sha, 1, prefix, *args)
                 lat.append(mono() - t0)
                 if v[0] != b"ok":
+                    if v[0] == b"unseeded":
+                        with lock:
+                            errors.append(f"counter {chosen[int(v[1])][0][0]} was not seeded")
+                        break
                     refused += 1
                     done += 1
                     continue
@@ -243,7 +283,7 @@ def worker_proc(cfg: dict, n_threads: int, ready, go, deadline, out_q, seed: int
     # Keep the result message bounded: a uniform sample of latencies.
     if len(lat) > 200_000:
         lat = random.Random(seed).sample(lat, 200_000)
-    out_q.put((done, refused, abandoned, lat))
+    out_q.put((done, refused, abandoned, lat, errors))
 
 
 # ---------------------------------------------------------------- Redis stats
@@ -286,17 +326,7 @@ def pct(xs: list, p: float) -> float:
 def run(r, base_cfg: dict, name: str, mode: str, c: int, k: int, duration: float, procs: int, **extra) -> dict:
     cfg = dict(base_cfg, mode=mode, k=k, rolling=False, abandon=0.0, lease_ms=LEASE_MS)
     cfg.update(extra)
-    prefix = cfg["prefix"]
-    if cfg["rolling"]:
-        # A 1-hour rolling budget per team, already holding a spend in each of
-        # the last 3,600 seconds (what a busy scope carries in steady state).
-        now = int(time.time() * 1000)
-        secs = now // 1000
-        for team in range(N_TEAMS):
-            args = ["seed", str(now), f"budget:team-{team}-1h", "R", "3600000", "0", str(10**6 * NANOS)]
-            for s in range(secs - 3599, secs + 1):
-                args.extend([str(s), "1000000"])
-            r.evalsha(cfg["sha"], 1, prefix, *args)
+    seed_counters(r, cfg)
     n_procs = max(1, min(procs, c))
     per = [c // n_procs + (1 if i < c % n_procs else 0) for i in range(n_procs)]
     ctx = mp.get_context("fork")
@@ -319,6 +349,9 @@ def run(r, base_cfg: dict, name: str, mode: str, c: int, k: int, duration: float
     for p in ps:
         p.join()
     after = snapshot(r)
+    errs = [e for x in res for e in x[4]]
+    if errs:
+        raise SystemExit(f"{name}: {errs[0]} ({len(errs)} errors)")
     wall = after["t"] - before["t"]
     done = sum(x[0] for x in res)
     refused = sum(x[1] for x in res)
@@ -328,8 +361,10 @@ def run(r, base_cfg: dict, name: str, mode: str, c: int, k: int, duration: float
     outer_names = ("evalsha", "eval") if mode != "incr" else ("incr",)
     outer = sum(cmds.get(n, (0, 0))[0] for n in outer_names)
     script_usec = sum(cmds.get(n, (0, 0))[1] for n in ("evalsha", "eval"))
-    inner = {n: v[0] for n, v in cmds.items() if n not in outer_names}
+    # Only the commands counters.lua can run; anything else is another client of the server.
+    inner = {n: v[0] for n, v in cmds.items() if n in SCRIPT_COMMANDS and n not in outer_names}
     inner_total = sum(inner.values()) if mode != "incr" else 0
+    other = sum(v[0] for n, v in cmds.items() if n not in outer_names and (mode == "incr" or n not in SCRIPT_COMMANDS))
     settled = done - refused - abandoned
     rt = (done + settled) / done if mode != "incr" and done else 2.0
     cpu = after["cpu"] - before["cpu"]
@@ -360,6 +395,8 @@ def run(r, base_cfg: dict, name: str, mode: str, c: int, k: int, duration: float
         "reserve_p99_ms": pct(lat, 99) * 1e3,
         # Other clients of the same server would show up as extra outer calls.
         "foreign_calls": outer - expected_outer,
+        "other_cmds": other,
+        "loadavg_1m": os.getloadavg()[0],
     }
     return row
 

@@ -102,7 +102,7 @@ impl Gateway {
         let http = http_client()?;
         let upstream = crate::upstream::Client::new()?;
         let (governor, alert_rx) = Governor::with_counters(config.governance.tz, stores.counters.clone());
-        let governor = Arc::new(governor);
+        let governor = Arc::new(governor.with_ledger(stores.reports.clone()));
         let now = crate::time::now_ms();
         for l in config.governance.limits.iter().cloned().chain(stores.governance.list_limits().await?) {
             governor.set_limit(l, now);

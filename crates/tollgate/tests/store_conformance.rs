@@ -504,6 +504,7 @@ fn ask(key: &str, rule: CounterRule, amount: i64) -> CounterAsk {
 
 pub async fn counters_reserve_settle_release_and_refuse(c: Arc<dyn CounterStore>) {
     let b = window(1000);
+    seed(&c, "b", b).await;
     let g1 = c.reserve(&[ask("b", b, 600)], 60_000, 10).await.unwrap().unwrap();
     assert_eq!(g1.remaining, vec![Some(400)]);
     let refused = c.reserve(&[ask("b", b, 600)], 60_000, 10).await.unwrap().unwrap_err();
@@ -516,6 +517,7 @@ pub async fn counters_reserve_settle_release_and_refuse(c: Arc<dyn CounterStore>
     assert_eq!(c.view("b", b, 40).await.unwrap(), CounterView { spent: 100, reserved: 0 });
     // Counters without a limit never refuse, and still count.
     let alert = CounterRule::Window { start_ms: 0, end_ms: 86_400_000, limit: None };
+    seed(&c, "a", alert).await;
     let g = c.reserve(&[ask("a", alert, 5_000_000)], 60_000, 50).await.unwrap().unwrap();
     assert_eq!(g.remaining, vec![None]);
     c.settle(g.lease, &[ask("a", alert, 5_000_000)], &[7], 60).await.unwrap();
@@ -525,6 +527,8 @@ pub async fn counters_reserve_settle_release_and_refuse(c: Arc<dyn CounterStore>
 pub async fn counters_are_all_or_nothing(c: Arc<dyn CounterStore>) {
     let (wide, narrow) = (window(1000), window(100));
     let rate = CounterRule::Rate { capacity: 10, window_ms: 60_000 };
+    seed(&c, "wide", wide).await;
+    seed(&c, "narrow", narrow).await;
     let refused = c
         .reserve(&[ask("wide", wide, 200), ask("rate", rate, 1), ask("narrow", narrow, 200)], 60_000, 0)
         .await
@@ -536,6 +540,7 @@ pub async fn counters_are_all_or_nothing(c: Arc<dyn CounterStore>) {
 
 pub async fn counters_release_a_dead_owners_reservation_when_its_lease_ends(c: Arc<dyn CounterStore>) {
     let b = window(1000);
+    seed(&c, "b", b).await;
     let g = c.reserve(&[ask("b", b, 700)], 1_000, 0).await.unwrap().unwrap();
     assert_eq!(c.expire_leases(500).await.unwrap(), 0, "still leased");
     assert!(c.reserve(&[ask("b", b, 700)], 1_000, 600).await.unwrap().is_err(), "held while leased");
@@ -565,24 +570,49 @@ pub async fn counters_rate_limit_with_exact_retry_after(c: Arc<dyn CounterStore>
 pub async fn counters_follow_their_windows(c: Arc<dyn CounterStore>) {
     let day1 = CounterRule::Window { start_ms: 0, end_ms: 1_000, limit: Some(1000) };
     let day2 = CounterRule::Window { start_ms: 1_000, end_ms: 2_000, limit: Some(1000) };
+    seed(&c, "d", day1).await;
     let g = c.reserve(&[ask("d", day1, 800)], 60_000, 10).await.unwrap().unwrap();
     c.settle(g.lease, &[ask("d", day1, 800)], &[800], 20).await.unwrap();
     assert!(c.reserve(&[ask("d", day1, 300)], 60_000, 30).await.unwrap().is_err());
     assert!(c.reserve(&[ask("d", day2, 300)], 60_000, 1_010).await.unwrap().is_ok(), "a new window starts at zero");
     let rolling = CounterRule::Rolling { len_ms: 60_000, limit: Some(1000) };
+    seed(&c, "r", rolling).await;
     let g = c.reserve(&[ask("r", rolling, 800)], 60_000, 1_000).await.unwrap().unwrap();
     c.settle(g.lease, &[ask("r", rolling, 800)], &[800], 1_000).await.unwrap();
     assert!(c.reserve(&[ask("r", rolling, 300)], 60_000, 30_000).await.unwrap().is_err());
     assert!(c.reserve(&[ask("r", rolling, 300)], 60_000, 62_000).await.unwrap().is_ok(), "the spend slid out");
-    // Seeding from the ledger keeps outstanding reservations.
+}
+
+/// A sum counter is seeded from the ledger once before use. Unseeded (new,
+/// or lost by a Redis restarted without data) it refuses to count from zero;
+/// seeded, it is not set back by a later seed (a replica starting, a budget's
+/// limit changing), since in use it is ahead of the ledger.
+pub async fn counters_are_seeded_once_and_refuse_to_count_from_zero(c: Arc<dyn CounterStore>) {
     let s = window(1000);
-    let _held = c.reserve(&[ask("s", s, 100)], 60_000, 0).await.unwrap().unwrap();
+    let rate = CounterRule::Rate { capacity: 10, window_ms: 60_000 };
+    assert_eq!(
+        c.reserve(&[ask("rate", rate, 1), ask("s", s, 100)], 60_000, 0).await.unwrap(),
+        Err(CounterRefusal::Unseeded { index: 1 })
+    );
+    assert_eq!(c.view("rate", rate, 0).await.unwrap(), CounterView::default(), "nothing taken");
     c.seed("s", s, vec![(0, 250), (1, 50)], 0).await.unwrap();
-    assert_eq!(c.view("s", s, 0).await.unwrap(), CounterView { spent: 300, reserved: 100 });
+    let held = c.reserve(&[ask("s", s, 100)], 60_000, 0).await.unwrap().unwrap();
+    assert_eq!(held.remaining, vec![Some(600)]);
+    c.seed("s", s, vec![(0, 5)], 0).await.unwrap();
+    assert_eq!(c.view("s", s, 0).await.unwrap(), CounterView { spent: 300, reserved: 100 }, "seeded once");
+    let rolling = CounterRule::Rolling { len_ms: 60_000, limit: Some(1000) };
+    c.seed("r", rolling, vec![(0, 700)], 1_000).await.unwrap();
+    assert!(c.reserve(&[ask("r", rolling, 400)], 60_000, 1_000).await.unwrap().is_err(), "700 already spent");
+    assert!(c.reserve(&[ask("r", rolling, 400)], 60_000, 61_000).await.unwrap().is_ok(), "the seeded spend slid out");
+}
+
+async fn seed(c: &Arc<dyn CounterStore>, key: &str, rule: CounterRule) {
+    c.seed(key, rule, Vec::new(), 0).await.unwrap();
 }
 
 pub async fn concurrent_reservations_never_overspend(c: Arc<dyn CounterStore>) {
     let b = window(1000);
+    seed(&c, "shared", b).await;
     let rpm = CounterRule::Rate { capacity: 1_000, window_ms: 60_000 };
     let mut tasks = Vec::new();
     for _ in 0..50 {
@@ -629,6 +659,7 @@ macro_rules! counter_backends {
             case!(counters_rate_limit_with_exact_retry_after);
             case!(counters_follow_their_windows);
             case!(concurrent_reservations_never_overspend);
+            case!(counters_are_seeded_once_and_refuse_to_count_from_zero);
         }
     )*};
 }

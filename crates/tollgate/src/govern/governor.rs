@@ -180,6 +180,8 @@ pub struct Governor {
     counters: Arc<dyn CounterStore>,
     tz: Tz,
     alerts: mpsc::UnboundedSender<AlertEvent>,
+    /// Seeds budget counters that the counter store lost (see [`Governor::with_ledger`]).
+    ledger: Option<Arc<dyn crate::store::Reports>>,
 }
 
 /// A budget's figures for the API.
@@ -212,7 +214,14 @@ impl Governor {
     /// A governor over the given counter store (shared by replicas, or in process).
     pub fn with_counters(tz: Tz, counters: Arc<dyn CounterStore>) -> (Governor, mpsc::UnboundedReceiver<AlertEvent>) {
         let (tx, rx) = mpsc::unbounded_channel();
-        (Governor { rules: Mutex::new(Rules::default()), counters, tz, alerts: tx }, rx)
+        (Governor { rules: Mutex::new(Rules::default()), counters, tz, alerts: tx, ledger: None }, rx)
+    }
+
+    /// Where budget counters are seeded from again when the counter store
+    /// lost them (a Redis restarted without persistence).
+    pub fn with_ledger(mut self, ledger: Arc<dyn crate::store::Reports>) -> Governor {
+        self.ledger = Some(ledger);
+        self
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Rules> {
@@ -243,7 +252,9 @@ impl Governor {
         fired: BTreeSet<u32>,
         now_ms: i64,
     ) -> Result<(), CounterError> {
-        let key: Arc<str> = Arc::from(format!("budget:{}", spec.id));
+        // Scope and period are part of the key: changing either starts a
+        // counter seeded afresh; changing the limit keeps the live one.
+        let key: Arc<str> = Arc::from(format!("budget:{}:{}:{}", spec.id, spec.scope, spec.period));
         let window = spec.period.window(now_ms, self.tz);
         let rule =
             BudgetRule { fired_window: window, spec, key: key.clone(), fired, window: std::cell::Cell::new(window) };
@@ -409,7 +420,27 @@ impl Governor {
         if asks.is_empty() {
             return Ok(Reservation::new(self.clone(), None, asks, held, cost, tokens, None));
         }
-        match self.counters.reserve(&asks, LEASE_MS, now_ms).await {
+        let mut answer = self.counters.reserve(&asks, LEASE_MS, now_ms).await;
+        // A budget counter the counter store does not have (Redis restarted
+        // without its data): seed it from the ledger, then ask again, once.
+        if let Ok(Err(CounterRefusal::Unseeded { index })) = answer {
+            match self.spec_of(&asks[index].key) {
+                Some(spec) => {
+                    if let Err(error) = self.reseed(&spec, &asks[index].key, asks[index].rule, now_ms).await {
+                        return Err(Refusal::Unavailable(format!(
+                            "cannot seed budget {} from the ledger: {error}",
+                            spec.id
+                        )));
+                    }
+                    answer = self.counters.reserve(&asks, LEASE_MS, now_ms).await;
+                }
+                None => return Err(Refusal::Unavailable("a budget changed while it was being reserved".into())),
+            }
+        }
+        match answer {
+            Ok(Err(CounterRefusal::Unseeded { .. })) => {
+                Err(Refusal::Unavailable("budget counters are being seeded; retry".into()))
+            }
             Ok(Ok(granted)) => {
                 let tightest = granted.remaining.iter().flatten().min().copied().map(Money::from_nanos);
                 Ok(Reservation::new(self.clone(), Some(granted.lease), asks, held, cost, tokens, tightest))
@@ -432,6 +463,15 @@ impl Governor {
             }
             Err(CounterError::Unavailable(why)) => Err(Refusal::Unavailable(why)),
         }
+    }
+
+    /// Seeds one budget's counter from the ledger's spend in its window.
+    async fn reseed(&self, spec: &BudgetSpec, key: &str, rule: CounterRule, now_ms: i64) -> Result<(), String> {
+        let Some(ledger) = &self.ledger else { return Err("no ledger to seed from".into()) };
+        let (start, _) = spec.period.window(now_ms, self.tz);
+        let spent = ledger.spend_per_second(spec.scope.ledger_filters(), start).await.map_err(|e| e.to_string())?;
+        tracing::warn!(budget = %spec.id, "budget counter missing from the counter store: seeded again from the ledger");
+        self.counters.seed(key, rule, spent, now_ms).await.map_err(|e| e.to_string())
     }
 
     fn spec_of(&self, key: &Arc<str>) -> Option<BudgetSpec> {

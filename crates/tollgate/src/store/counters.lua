@@ -3,7 +3,8 @@
 --   reserve: lease_ms, n, then n asks of 6 fields: key, kind, a, b, limit, amount
 --   settle:  lease, n, then n asks of 6 fields and n used amounts
 --   release: lease
---   seed:    key, kind, a, b, limit, then pairs of (second, amount)
+--   seed:    key, kind, a, b, limit, then pairs of (second, amount); once per counter
+--            (reserve answers 'unseeded' for a sum counter never seeded: Redis lost it)
 --   view:    key, kind, a, b, limit
 --   expire:  (nothing)
 -- kinds: W = window [a, b) with limit; R = rolling over a ms with limit; T = token bucket of capacity a over b ms.
@@ -99,6 +100,9 @@ elseif op == 'reserve' then
   for i = 0, n - 1 do
     local o = 5 + i * 6
     local k, kind, a, b, limit, amt = ARGV[o], ARGV[o + 1], tonumber(ARGV[o + 2]), tonumber(ARGV[o + 3]), tonumber(ARGV[o + 4]), tonumber(ARGV[o + 5])
+    if kind ~= 'T' and redis.call('HEXISTS', ckey(k), 'seeded') == 0 then
+      return {'unseeded', i}
+    end
     local x, res = roll(k, kind, a, b)
     if kind == 'T' then
       if amt > a then return {'wait', i, b} end
@@ -175,6 +179,8 @@ elseif op == 'release' then
   return 1
 elseif op == 'seed' then
   local k, kind, a, b = ARGV[3], ARGV[4], tonumber(ARGV[5]), tonumber(ARGV[6])
+  -- Once: a counter in use is ahead of the ledger it would be seeded from.
+  if redis.call('HSETNX', ckey(k), 'seeded', 1) == 0 then return 0 end
   roll(k, kind, a, b)
   if kind == 'R' then
     redis.call('DEL', skey(k))

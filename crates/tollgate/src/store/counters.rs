@@ -67,6 +67,11 @@ pub enum CounterRefusal {
     Exhausted { index: usize, remaining: i64, resets_at_ms: i64 },
     /// A rate counter has not refilled enough: retry after this long.
     Wait { index: usize, retry_after_ms: i64 },
+    /// A sum counter has never been seeded from the ledger (new, or the
+    /// shared store lost its state, as a Redis restarted without persistence
+    /// does): the caller seeds it and asks again. Counting it from zero
+    /// would forget what was already spent.
+    Unseeded { index: usize },
 }
 
 /// A counter's figures.
@@ -99,8 +104,11 @@ pub trait CounterStore: Send + Sync {
     fn release(&self, lease: LeaseId, now_ms: i64) -> CounterFuture<'_, ()>;
     /// The same without waiting for it (a reservation dropped on an error path).
     fn release_detached(&self, lease: LeaseId);
-    /// Sets what a counter has already spent in its current window (from the
-    /// ledger, per second), keeping its outstanding reservations.
+    /// Sets what a sum counter has already spent in its current window (from
+    /// the ledger, per second), keeping its outstanding reservations, unless
+    /// it has been seeded before: a counter in use is ahead of the ledger
+    /// (settled spend reaches the ledger through the spool), so replicas that
+    /// start, or budgets whose limit changes, never set it back.
     fn seed<'a>(
         &'a self,
         key: &'a str,
@@ -127,6 +135,8 @@ struct Counter {
     level: i128,
     at_ms: i64,
     rate_ready: bool,
+    /// Sum counters: seeded from the ledger (see [`CounterStore::seed`]).
+    seeded: bool,
 }
 
 impl Counter {
@@ -292,6 +302,9 @@ impl MemoryCounters {
                     }
                 }
                 rule => {
+                    if !c.seeded {
+                        return Err(CounterRefusal::Unseeded { index });
+                    }
                     if let Some(limit) = Counter::limit(rule) {
                         let remaining = limit - c.spent - c.reserved;
                         if remaining < a.amount {
@@ -374,6 +387,10 @@ impl MemoryCounters {
     pub fn seed_now(&self, key: &str, rule: CounterRule, spent_per_second: Vec<(i64, i64)>, now_ms: i64) {
         let mut st = self.lock();
         let c = st.counters.entry(Arc::from(key)).or_default();
+        if c.seeded {
+            return;
+        }
+        c.seeded = true;
         c.roll(rule, now_ms);
         c.spent = spent_per_second.iter().map(|(_, n)| n).sum();
         if let CounterRule::Rolling { .. } = rule {
@@ -571,6 +588,7 @@ impl CounterStore for RedisCounters {
                     remaining: v[2..].iter().map(|r| if text(r) == "none" { None } else { Some(int(r)) }).collect(),
                 }),
                 "wait" => Err(CounterRefusal::Wait { index: index(1), retry_after_ms: v.get(2).map(int).unwrap_or(0) }),
+                "unseeded" => Err(CounterRefusal::Unseeded { index: index(1) }),
                 "full" => Err(CounterRefusal::Exhausted {
                     index: index(1),
                     remaining: v.get(2).map(int).unwrap_or(0),

@@ -20,7 +20,8 @@ use crate::store::{KeyRecord, KeyStore};
 
 pub const KEY_PREFIX: &str = "tg_";
 const SECRET_LEN: usize = 40;
-pub const KEY_CACHE_TTL: Duration = Duration::from_secs(5);
+/// Under the 5 s within which a revocation must reach every replica.
+pub const KEY_CACHE_TTL: Duration = Duration::from_secs(4);
 
 /// Computes the keyed hash under which a key is stored.
 #[derive(Clone)]

@@ -11,6 +11,11 @@ use tollgate_units::Money;
 
 use crate::attribution::Attribution;
 
+/// How long a reservation may be held before the counter store gives it
+/// back on its own (its owner died): the default of `[governance] lease_ms`.
+/// Longer than any request may run.
+pub const LEASE_MS: i64 = 15 * 60_000;
+
 /// Which requests a budget or limit covers: every pair must match. Keys are
 /// `key` (key id), `model` (requested model), `provider`, or any tag
 /// (`team`, `user`, `org`, `env`, `feature`, custom…).

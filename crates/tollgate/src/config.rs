@@ -223,6 +223,8 @@ struct RawGovernance {
     /// Output tokens assumed for a request that sets no max tokens when a
     /// budget must reserve its cost; such requests are capped at it.
     default_max_output_tokens: Option<u64>,
+    /// How long a reservation outlives the replica that took it (default 15 min).
+    lease_ms: Option<u64>,
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -334,6 +336,9 @@ pub struct GovernanceConfig {
     pub budgets: Vec<crate::budget::BudgetSpec>,
     pub limits: Vec<crate::budget::RateLimitSpec>,
     pub webhooks: Vec<Webhook>,
+    /// A reservation not settled or released within this long (its replica
+    /// died) is given back. Longer than any request may run.
+    pub lease_ms: i64,
 }
 
 /// A cost-aware routing rule: requests that match go to `route_to`.
@@ -1174,6 +1179,11 @@ fn resolve_governance(
         budgets: Vec::new(),
         limits: Vec::new(),
         webhooks: Vec::new(),
+        lease_ms: match g.lease_ms {
+            None => crate::budget::LEASE_MS,
+            Some(ms) if (1_000..=86_400_000).contains(&ms) => ms as i64,
+            Some(_) => return Err("governance.lease_ms must be between 1000 (1 s) and 86400000 (1 day)".into()),
+        },
     };
     for sb in budgets {
         let at = line_of(text, sb.span());

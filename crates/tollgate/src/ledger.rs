@@ -150,7 +150,10 @@ impl LedgerWriter {
         std::fs::create_dir_all(&cfg.dir)?;
         #[cfg(unix)]
         std::fs::set_permissions(&cfg.dir, std::os::unix::fs::PermissionsExt::from_mode(0o700))?;
-        replay(&cfg.dir, store.as_ref())?;
+        // On a thread of its own: a sink may block on its own runtime (PostgreSQL's
+        // does), which it cannot do on a thread that drives async tasks.
+        std::thread::scope(|s| s.spawn(|| replay(&cfg.dir, store.as_ref())).join())
+            .map_err(|_| crate::store::StoreError::Task("the spool replay panicked".into()))??;
         let next_seq = segments(&cfg.dir)?.last().map_or(1, |(s, _)| s + 1);
 
         let (load_tx, load_rx) = std::sync::mpsc::channel::<Load>();

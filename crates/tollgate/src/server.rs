@@ -102,7 +102,7 @@ impl Gateway {
         let http = http_client()?;
         let upstream = crate::upstream::Client::new()?;
         let (governor, alert_rx) = Governor::with_counters(config.governance.tz, stores.counters.clone());
-        let governor = Arc::new(governor.with_ledger(stores.reports.clone()));
+        let governor = Arc::new(governor.with_ledger(stores.reports.clone()).with_lease(config.governance.lease_ms));
         let now = crate::time::now_ms();
         for l in config.governance.limits.iter().cloned().chain(stores.governance.list_limits().await?) {
             governor.set_limit(l, now);
@@ -133,6 +133,7 @@ impl Gateway {
                 installed,
             )),
         ];
+        background.push(tokio::spawn(sweep_leases(stores.counters.clone())));
         if let Some(days) = config.retention_days {
             background.push(tokio::spawn(retention(stores.requests.clone(), days)));
         }
@@ -227,6 +228,19 @@ impl Gateway {
         drop(state);
         // The writer thread exits once every `LedgerWriter` clone is gone.
         let _ = tokio::task::spawn_blocking(move || drain.wait()).await;
+    }
+}
+
+/// Gives back reservations whose lease ran out (their replica died) every
+/// second, so budgets show them released even when no request comes to do it.
+async fn sweep_leases(counters: Arc<dyn crate::store::counters::CounterStore>) {
+    loop {
+        tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+        match counters.expire_leases(crate::time::now_ms()).await {
+            Ok(n) if n > 0 => tracing::warn!(reservations = n, "released reservations whose lease ran out"),
+            Err(error) => tracing::debug!(%error, "cannot sweep reservation leases"),
+            _ => {}
+        }
     }
 }
 

@@ -30,9 +30,7 @@ use crate::store::counters::{
     CounterAsk, CounterError, CounterRefusal, CounterRule, CounterStore, LeaseId, MemoryCounters,
 };
 
-/// How long a reservation may be held before the counter store gives it
-/// back on its own (its owner died). Longer than any request may run.
-pub const LEASE_MS: i64 = 15 * 60_000;
+pub use crate::budget::LEASE_MS;
 
 /// A threshold crossed.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -182,6 +180,8 @@ pub struct Governor {
     alerts: mpsc::UnboundedSender<AlertEvent>,
     /// Seeds budget counters that the counter store lost (see [`Governor::with_ledger`]).
     ledger: Option<Arc<dyn crate::store::Reports>>,
+    /// How long a reservation outlives its replica ([`LEASE_MS`] unless configured).
+    lease_ms: i64,
 }
 
 /// A budget's figures for the API.
@@ -214,13 +214,29 @@ impl Governor {
     /// A governor over the given counter store (shared by replicas, or in process).
     pub fn with_counters(tz: Tz, counters: Arc<dyn CounterStore>) -> (Governor, mpsc::UnboundedReceiver<AlertEvent>) {
         let (tx, rx) = mpsc::unbounded_channel();
-        (Governor { rules: Mutex::new(Rules::default()), counters, tz, alerts: tx, ledger: None }, rx)
+        (
+            Governor {
+                rules: Mutex::new(Rules::default()),
+                counters,
+                tz,
+                alerts: tx,
+                ledger: None,
+                lease_ms: LEASE_MS,
+            },
+            rx,
+        )
     }
 
     /// Where budget counters are seeded from again when the counter store
     /// lost them (a Redis restarted without persistence).
     pub fn with_ledger(mut self, ledger: Arc<dyn crate::store::Reports>) -> Governor {
         self.ledger = Some(ledger);
+        self
+    }
+
+    /// Sets how long a reservation outlives the process that took it.
+    pub fn with_lease(mut self, lease_ms: i64) -> Governor {
+        self.lease_ms = lease_ms.max(1);
         self
     }
 
@@ -420,7 +436,7 @@ impl Governor {
         if asks.is_empty() {
             return Ok(Reservation::new(self.clone(), None, asks, held, cost, tokens, None));
         }
-        let mut answer = self.counters.reserve(&asks, LEASE_MS, now_ms).await;
+        let mut answer = self.counters.reserve(&asks, self.lease_ms, now_ms).await;
         // A budget counter the counter store does not have (Redis restarted
         // without its data): seed it from the ledger, then ask again, once.
         if let Ok(Err(CounterRefusal::Unseeded { index })) = answer {
@@ -432,7 +448,7 @@ impl Governor {
                             spec.id
                         )));
                     }
-                    answer = self.counters.reserve(&asks, LEASE_MS, now_ms).await;
+                    answer = self.counters.reserve(&asks, self.lease_ms, now_ms).await;
                 }
                 None => return Err(Refusal::Unavailable("a budget changed while it was being reserved".into())),
             }

@@ -145,15 +145,28 @@ impl Authenticator {
         let hash = self.hasher.hash(presented);
         let cached = {
             let cache = self.cache.read().unwrap_or_else(|p| p.into_inner());
-            cache.get(&hash).filter(|(_, at)| at.elapsed() < KEY_CACHE_TTL).map(|(k, _)| k.clone())
+            cache.get(&hash).map(|(k, at)| (k.clone(), at.elapsed() < KEY_CACHE_TTL))
         };
         let record = match cached {
-            Some(k) => k,
-            None => {
-                let found = self.store.key_by_hash(hash).await.map_err(|e| {
-                    tracing::error!(error = %e, "key lookup failed");
-                    ApiError::Internal { message: "key lookup failed".into() }
-                })?;
+            Some((k, true)) => k,
+            stale => {
+                let found = match self.store.key_by_hash(hash).await {
+                    Ok(found) => found,
+                    // The database is unreachable: a key this process knows keeps
+                    // working as last seen (a revocation made meanwhile waits for it).
+                    Err(error) => match stale {
+                        Some((k, _)) => {
+                            tracing::warn!(%error, "key lookup failed; using the key as last read");
+                            return check(k, now_ms);
+                        }
+                        None => {
+                            tracing::error!(%error, "key lookup failed");
+                            return Err(ApiError::StorageUnavailable {
+                                message: "the key store cannot be reached to check this key; retry shortly".into(),
+                            });
+                        }
+                    },
+                };
                 let Some(k) = found else {
                     return Err(denied("invalid API key"));
                 };
@@ -166,14 +179,19 @@ impl Authenticator {
                 k
             }
         };
-        if record.revoked_ms.is_some() {
-            return Err(denied("this API key has been revoked"));
-        }
-        if record.expires_ms.is_some_and(|e| e <= now_ms) {
-            return Err(denied("this API key has expired"));
-        }
-        Ok(Principal::Key(record))
+        check(record, now_ms)
     }
+}
+
+/// A known key may be used unless revoked or expired.
+fn check(record: Arc<KeyRecord>, now_ms: i64) -> Result<Principal, ApiError> {
+    if record.revoked_ms.is_some() {
+        return Err(denied("this API key has been revoked"));
+    }
+    if record.expires_ms.is_some_and(|e| e <= now_ms) {
+        return Err(denied("this API key has expired"));
+    }
+    Ok(Principal::Key(record))
 }
 
 #[cfg(test)]

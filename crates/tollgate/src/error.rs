@@ -64,6 +64,10 @@ pub enum ApiError {
     /// unreachable), so nothing is sent: never spend without a check.
     #[error("{message}")]
     GovernanceUnavailable { message: String },
+    /// The shared database cannot be reached and the key is not among those
+    /// this process already knows, so it cannot be checked.
+    #[error("{message}")]
+    StorageUnavailable { message: String },
 }
 
 impl ApiError {
@@ -127,6 +131,9 @@ impl ApiError {
             ApiError::GovernanceUnavailable { .. } => {
                 (StatusCode::SERVICE_UNAVAILABLE, "governance_unavailable", "api_error", "api_error")
             }
+            ApiError::StorageUnavailable { .. } => {
+                (StatusCode::SERVICE_UNAVAILABLE, "storage_unavailable", "api_error", "api_error")
+            }
         }
     }
 
@@ -166,7 +173,9 @@ impl ApiError {
         let mut resp = (status, axum::Json(body)).into_response();
         let retry = match &self {
             ApiError::RateLimited { retry_after_secs, .. } => Some(retry_after_secs.to_string()),
-            ApiError::GovernanceUnavailable { .. } | ApiError::Overloaded { .. } => Some("1".to_string()),
+            ApiError::GovernanceUnavailable { .. }
+            | ApiError::Overloaded { .. }
+            | ApiError::StorageUnavailable { .. } => Some("1".to_string()),
             ApiError::UpstreamRateLimited { retry_after, .. } => retry_after.clone(),
             _ => None,
         };
@@ -208,6 +217,7 @@ mod tests {
             ApiError::Overloaded { message: m() },
             ApiError::MethodNotAllowed { message: m() },
             ApiError::GovernanceUnavailable { message: m() },
+            ApiError::StorageUnavailable { message: m() },
         ]
     }
 
@@ -239,6 +249,7 @@ mod tests {
             r#"503 {"error":{"code":"overloaded","message":"m","param":null,"type":"api_error"}} {"error":{"code":"overloaded","message":"m","type":"overloaded_error"},"type":"error"}"#,
             r#"405 {"error":{"code":"method_not_allowed","message":"m","param":null,"type":"invalid_request_error"}} {"error":{"code":"method_not_allowed","message":"m","type":"invalid_request_error"},"type":"error"}"#,
             r#"503 {"error":{"code":"governance_unavailable","message":"m","param":null,"type":"api_error"}} {"error":{"code":"governance_unavailable","message":"m","type":"api_error"},"type":"error"}"#,
+            r#"503 {"error":{"code":"storage_unavailable","message":"m","param":null,"type":"api_error"}} {"error":{"code":"storage_unavailable","message":"m","type":"api_error"},"type":"error"}"#,
         ];
         assert_eq!(got, want);
     }

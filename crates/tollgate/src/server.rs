@@ -381,15 +381,28 @@ async fn metrics(State(s): State<Arc<AppState>>, headers: HeaderMap) -> Response
 async fn readyz(State(s): State<Arc<AppState>>) -> Response {
     let max = s.config.server.limits.max_in_flight;
     let in_flight = max.saturating_sub(s.in_flight.available_permits());
+    let probe = std::time::Duration::from_secs(1);
+    // The shared services, each probed with a short deadline.
+    let counters_ok =
+        matches!(tokio::time::timeout(probe, s.stores.counters.expire_leases(crate::time::now_ms())).await, Ok(Ok(_)));
+    let database_ok = matches!(tokio::time::timeout(probe, s.stores.governance.governance_version()).await, Ok(Ok(_)));
     let why = if s.in_flight.available_permits() == 0 {
         Some(format!("saturated: {in_flight} of {max} requests in flight"))
     } else if s.ledger.refusing() {
         Some(format!("ledger backed up: {} bytes waiting for the database", s.ledger.backlog_bytes()))
+    } else if !counters_ok {
+        Some("budget and rate counters unreachable: governed requests are refused (503 governance_unavailable)".into())
     } else {
         None
     };
     match why {
-        None => "ready".into_response(),
+        None if database_ok => "ready".into_response(),
+        // Still serving: known keys and budgets are in memory, rows wait in the spool.
+        None => format!(
+            "ready (degraded: database unreachable; keys as last read, {} bytes of ledger rows waiting in the spool)\n",
+            s.ledger.backlog_bytes()
+        )
+        .into_response(),
         Some(why) => {
             (http::StatusCode::SERVICE_UNAVAILABLE, [(http::header::RETRY_AFTER, "1")], format!("not ready: {why}\n"))
                 .into_response()

@@ -25,6 +25,9 @@ const ADMIN: &str = "replica-test-admin-token";
 /// One shared deployment: the mock provider, the database, the Redis prefix,
 /// and a config file per replica (each with its own spool).
 struct Cluster {
+    /// What replicas connect to (through a relay when the test cuts it).
+    db_url: String,
+    redis_url: String,
     dir: tempfile::TempDir,
     mock: SocketAddr,
     db: services::PgDatabase,
@@ -47,13 +50,15 @@ impl Cluster {
         let mock = l.local_addr().unwrap();
         tokio::spawn(tollgate_mock::serve(l, tollgate_mock::MockConfig::default()));
         Some(Cluster {
+            db_url: db.url.clone(),
+            redis_url: redis.clone(),
             dir: tempfile::tempdir().unwrap(),
             mock,
             db,
             prefix,
             redis,
             extra: extra.to_string(),
-            http: reqwest::Client::new(),
+            http: reqwest::Client::builder().timeout(Duration::from_secs(30)).build().unwrap(),
         })
     }
 
@@ -84,8 +89,8 @@ timeout_ms = 60000
 
 {extra}
 "#,
-                db = self.db.url,
-                redis = self.redis,
+                db = self.db_url,
+                redis = self.redis_url,
                 prefix = self.prefix,
                 spool = spool.display(),
                 mock = self.mock,
@@ -402,4 +407,95 @@ fn spooled_rows(dir: &Path) -> usize {
     std::fs::read_dir(dir)
         .map(|d| d.flatten().filter_map(|e| std::fs::read_to_string(e.path()).ok()).map(|t| t.lines().count()).sum())
         .unwrap_or(0)
+}
+
+/// Redis and PostgreSQL cut and restored under load (through relays, so the
+/// machine's services stay up for other tests): Redis out → governed requests
+/// refused with 503 `governance_unavailable` and nothing sent; Redis back
+/// without its data → budget counters seeded again from the ledger;
+/// PostgreSQL out → known keys keep working, rows wait in the spool and load
+/// when it returns. Every request leaves its row; no overspend.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn outages_of_redis_and_postgres_lose_nothing_and_never_spend_unchecked() {
+    let budget = "[[budgets]]\nid = \"team\"\nscope = { team = \"growth\" }\nlimit_usd = \"1\"\nperiod = \"day\"\naction = \"block\"\n";
+    let Some(mut c) = Cluster::start(budget).await else { return };
+    let redis_relay = services::Relay::start(services::url_addr(&c.redis)).await;
+    let pg_relay = services::Relay::start(services::url_addr(&c.db.url)).await;
+    c.redis_url = services::url_via(&c.redis, redis_relay.addr);
+    c.db_url = services::url_via(&c.db.url, pg_relay.addr);
+    let key = c.key(&["--name", "outage", "--team", "growth"]).await;
+    eprintln!("outage test: key created");
+    let r = c.replica(0).await;
+    eprintln!("outage test: replica up");
+    let ready = || async { c.http.get(format!("{}/readyz", r.base)).send().await.unwrap() };
+    let mut answered = 0u64;
+    let one_replica = [&r];
+    let send = |n: usize| fire(&c.http, &one_replica, &key, n);
+
+    let s = send(20).await;
+    answered += s.len() as u64;
+    assert!(s.iter().all(|s| *s == 200), "{s:?}");
+    assert_eq!(ready().await.status(), 200);
+
+    eprintln!("outage test: Redis unreachable");
+    // Redis unreachable: fail closed, nothing reaches the provider.
+    redis_relay.cut();
+    let before = c.mock_chats().await;
+    let s = send(10).await;
+    answered += s.len() as u64;
+    assert!(s.iter().all(|s| *s == 503), "{s:?}");
+    let one =
+        c.http.post(format!("{}/v1/chat/completions", r.base)).bearer_auth(&key).json(&body()).send().await.unwrap();
+    answered += 1;
+    assert_eq!(one.status(), 503);
+    assert_eq!(one.headers()["retry-after"], "1");
+    let v: Value = one.json().await.unwrap();
+    assert_eq!(v["error"]["code"], "governance_unavailable");
+    assert_eq!(c.mock_chats().await, before, "no request went out unchecked");
+    let not_ready = ready().await;
+    assert_eq!(not_ready.status(), 503);
+    assert!(not_ready.text().await.unwrap().contains("counters unreachable"));
+
+    eprintln!("outage test: Redis back, but empty");
+    // Redis back, but empty (restarted without persistence): counters are seeded from the ledger.
+    c.until_ledgered(&[&r], answered).await;
+    let spent_before = usd(&c.admin(&r, "/api/v1/spend").await["total_cost_usd"]);
+    flush_prefix(&c.redis, &c.prefix).await;
+    redis_relay.restore();
+    let s = send(10).await;
+    answered += s.len() as u64;
+    assert!(s.iter().all(|s| *s == 200), "{s:?}");
+    c.until_ledgered(&[&r], answered).await;
+    let spent = usd(&c.admin(&r, "/api/v1/spend").await["total_cost_usd"]);
+    let budgets = c.admin(&r, "/api/v1/budgets").await;
+    let team = budgets["budgets"].as_array().unwrap().iter().find(|b| b["id"] == "team").unwrap().clone();
+    assert!(spent > spent_before);
+    assert_eq!(usd(&team["spent_usd"]), spent, "the reseeded counter holds everything spent, before the loss too");
+
+    eprintln!("outage test: PostgreSQL unreachable");
+    // PostgreSQL unreachable: the known key keeps working, rows wait in the spool.
+    pg_relay.cut();
+    let s = send(15).await;
+    answered += s.len() as u64;
+    assert!(s.iter().all(|s| *s == 200), "{s:?}");
+    let degraded = ready().await;
+    assert_eq!(degraded.status(), 200);
+    assert!(degraded.text().await.unwrap().contains("degraded: database unreachable"));
+    tokio::time::sleep(Duration::from_secs(5)).await; // past the key cache: served as last read
+    let s = send(5).await;
+    answered += s.len() as u64;
+    assert!(s.iter().all(|s| *s == 200), "{s:?}");
+    pg_relay.restore();
+    let reports = c.until_ledgered(&[&r], answered).await;
+    assert_eq!(reports[0]["total_requests"], answered, "every request answered has its row");
+    assert!(usd(&reports[0]["total_cost_usd"]) <= "1".parse().unwrap());
+}
+
+/// Deletes a test's Redis keys, as a Redis restarted without persistence would have lost them.
+async fn flush_prefix(url: &str, prefix: &str) {
+    let client = redis::Client::open(url).unwrap();
+    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    let keys: Vec<String> = redis::cmd("KEYS").arg(format!("{prefix}*")).query_async(&mut conn).await.unwrap();
+    assert!(!keys.is_empty(), "the test's counters were in Redis");
+    let _: () = redis::cmd("DEL").arg(keys).query_async(&mut conn).await.unwrap();
 }

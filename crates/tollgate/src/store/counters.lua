@@ -1,6 +1,6 @@
 -- tollgate's counters in Redis: one script, so every call is atomic.
 -- ARGV[1] = op (reserve | settle | release | seed | view | expire), ARGV[2] = now_ms, then per op:
---   reserve: lease_ms, n, then n asks of 6 fields: key, kind, a, b, limit, amount
+--   reserve: lease_ms, n, then n asks of 6 fields: key, kind, a, b, limit, amount; then the lease id
 --   settle:  lease, n, then n asks of 6 fields and n used amounts
 --   release: lease
 --   seed:    key, kind, a, b, limit, then pairs of (second, amount); once per counter
@@ -86,7 +86,8 @@ local function give_back(id)
 end
 
 local function expire()
-  local ids = redis.call('ZRANGEBYSCORE', P .. 'leases', '-inf', s(now))
+  -- At most 500 per call, so one call stays short; later calls take the rest.
+  local ids = redis.call('ZRANGEBYSCORE', P .. 'leases', '-inf', s(now), 'LIMIT', 0, 500)
   for _, id in ipairs(ids) do give_back(id) end
   return #ids
 end
@@ -125,7 +126,8 @@ elseif op == 'reserve' then
       end
     end
   end
-  local id = redis.call('INCR', P .. 'lease:seq')
+  -- The caller's random id: unique across Redis restarts, unlike a counter here.
+  local id = ARGV[5 + n * 6]
   local l = P .. 'l:' .. id
   for i = 0, n - 1 do
     local o = 5 + i * 6

@@ -481,7 +481,13 @@ pub struct RedisCounters {
     /// Shared with the tasks that release dropped reservations.
     conn: Arc<tokio::sync::OnceCell<redis::aio::ConnectionManager>>,
     prefix: String,
+    /// Sent by its SHA1 (`EVALSHA`), loaded again when Redis does not know it.
+    script: Arc<redis::Script>,
 }
+
+/// A counter call that takes longer is failed (Redis unreachable or stuck):
+/// the request is refused rather than left waiting.
+const CALL_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
 
 impl std::fmt::Debug for RedisCounters {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -510,22 +516,37 @@ impl RedisCounters {
             client: redis::Client::open(url).map_err(unavailable)?,
             conn: Arc::new(tokio::sync::OnceCell::new()),
             prefix: prefix.to_string(),
+            script: Arc::new(redis::Script::new(SCRIPT)),
         })
     }
 
     async fn call(&self, args: Vec<String>) -> Result<redis::Value, CounterError> {
-        let conn = self
-            .conn
-            .get_or_try_init(|| async { redis::aio::ConnectionManager::new(self.client.clone()).await })
-            .await
-            .map_err(unavailable)?;
-        let mut conn = conn.clone();
-        let mut cmd = redis::cmd("EVAL");
-        cmd.arg(SCRIPT).arg(1).arg(&self.prefix);
-        for a in &args {
-            cmd.arg(a);
+        let work = async {
+            let conn = self
+                .conn
+                .get_or_try_init(|| async {
+                    let config = redis::aio::ConnectionManagerConfig::new()
+                        .set_connection_timeout(std::time::Duration::from_secs(1))
+                        .set_response_timeout(CALL_TIMEOUT)
+                        .set_number_of_retries(1);
+                    redis::aio::ConnectionManager::new_with_config(self.client.clone(), config).await
+                })
+                .await
+                .map_err(unavailable)?;
+            let mut conn = conn.clone();
+            let mut invocation = self.script.key(&self.prefix);
+            for a in &args {
+                invocation.arg(a);
+            }
+            invocation.invoke_async(&mut conn).await.map_err(unavailable)
+        };
+        match tokio::time::timeout(CALL_TIMEOUT, work).await {
+            Ok(answer) => answer,
+            Err(_) => Err(CounterError::Unavailable(format!(
+                "the counter store did not answer within {} ms",
+                CALL_TIMEOUT.as_millis()
+            ))),
         }
-        cmd.query_async(&mut conn).await.map_err(unavailable)
     }
 }
 
@@ -579,12 +600,14 @@ impl CounterStore for RedisCounters {
             for a in asks {
                 push_ask(&mut args, &a.key, a.rule, a.amount);
             }
+            let lease: LeaseId = rand::random();
+            args.push(lease.to_string());
             let v = items(self.call(args).await?);
             let tag = v.first().map(text).unwrap_or_default();
             let index = |i: usize| v.get(i).map(int).unwrap_or(0).max(0) as usize;
             Ok(match tag.as_str() {
                 "ok" => Ok(Granted {
-                    lease: index(1) as LeaseId,
+                    lease,
                     remaining: v[2..].iter().map(|r| if text(r) == "none" { None } else { Some(int(r)) }).collect(),
                 }),
                 "wait" => Err(CounterRefusal::Wait { index: index(1), retry_after_ms: v.get(2).map(int).unwrap_or(0) }),
@@ -632,10 +655,11 @@ impl CounterStore for RedisCounters {
 
     fn release_detached(&self, lease: LeaseId) {
         // No waiting in `Drop`: the release runs on its own task (the lease is the backstop).
-        let (client, conn, prefix) = (self.client.clone(), self.conn.clone(), self.prefix.clone());
+        let (client, conn, prefix, script) =
+            (self.client.clone(), self.conn.clone(), self.prefix.clone(), self.script.clone());
         if let Ok(handle) = tokio::runtime::Handle::try_current() {
             handle.spawn(async move {
-                let me = RedisCounters { client, conn, prefix };
+                let me = RedisCounters { client, conn, prefix, script };
                 if let Err(error) = me.release(lease, crate::time::now_ms()).await {
                     tracing::warn!(%error, "cannot release a reservation (its lease will)");
                 }

@@ -64,3 +64,64 @@ pub fn redis_url_and_prefix() -> Option<(String, String)> {
     let url = service_url("TOLLGATE_TEST_REDIS_URL", "Redis")?;
     Some((url, format!("tg-test:{}:", uuid::Uuid::now_v7().simple())))
 }
+
+/// A TCP relay in front of a service that a test can cut and restore: cut,
+/// it drops every open connection and refuses new ones, as an unreachable
+/// server does, without touching the machine's own service.
+pub struct Relay {
+    pub addr: std::net::SocketAddr,
+    down: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    open: std::sync::Arc<std::sync::Mutex<Vec<tokio::task::AbortHandle>>>,
+}
+
+impl Relay {
+    pub async fn start(upstream: std::net::SocketAddr) -> Relay {
+        use std::sync::atomic::Ordering;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let down = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let open: std::sync::Arc<std::sync::Mutex<Vec<tokio::task::AbortHandle>>> = Default::default();
+        let (d, o) = (down.clone(), open.clone());
+        tokio::spawn(async move {
+            loop {
+                let Ok((mut client, _)) = listener.accept().await else { return };
+                if d.load(Ordering::SeqCst) {
+                    drop(client);
+                    continue;
+                }
+                let task = tokio::spawn(async move {
+                    if let Ok(mut server) = tokio::net::TcpStream::connect(upstream).await {
+                        let _ = tokio::io::copy_bidirectional(&mut client, &mut server).await;
+                    }
+                });
+                o.lock().unwrap().push(task.abort_handle());
+            }
+        });
+        Relay { addr, down, open }
+    }
+
+    pub fn cut(&self) {
+        self.down.store(true, std::sync::atomic::Ordering::SeqCst);
+        for t in self.open.lock().unwrap().drain(..) {
+            t.abort();
+        }
+    }
+
+    pub fn restore(&self) {
+        self.down.store(false, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+/// `host:port` of a `scheme://[user@]host:port/…` URL.
+pub fn url_addr(url: &str) -> std::net::SocketAddr {
+    let rest = url.split_once("://").unwrap().1;
+    let hostport = rest.split('/').next().unwrap();
+    let hostport = hostport.rsplit_once('@').map_or(hostport, |(_, h)| h);
+    hostport.parse().unwrap_or_else(|_| panic!("{hostport} is not host:port (use an IP address in the test URL)"))
+}
+
+/// The same URL with its `host:port` replaced by `addr`.
+pub fn url_via(url: &str, addr: std::net::SocketAddr) -> String {
+    let old = url_addr(url).to_string();
+    url.replacen(&old, &addr.to_string(), 1)
+}

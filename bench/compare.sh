@@ -8,6 +8,12 @@
 #   options: --reps N  --duration S  --no-litellm  --no-ablation  --out DIR
 #            --no-build (use the release binary already built; or TOLLGATE_BIN=path)
 #
+# Multi-replica stages of the ablation run when their services are given:
+#   TOLLGATE_BENCH_REDIS_URL=redis://127.0.0.1:6379        + "redis": counters in Redis
+#   TOLLGATE_BENCH_POSTGRES_URL=postgres://postgres@127.0.0.1:5432/test
+#                                                          + "shared": also keys, budgets, ledger in PostgreSQL
+#   (the PostgreSQL stage creates and drops a database `tollgate_bench`; needs psql).
+#
 # Needs: Rust (cargo), python3 (venv + pip reach PyPI), taskset, curl.
 # Installs into $TOLLGATE_BENCH_WORK (default ~/.cache/tollgate-bench):
 # oha (cargo install --locked) and litellm[proxy] (pip, in a venv).
@@ -181,7 +187,16 @@ tollgate_config() {
     [ "$stage" = bare ] && echo 'auth = "passthrough"'
     echo
     echo '[storage]'
-    echo "url = \"sqlite://$dir/tollgate.db\""
+    if [ "$stage" = shared ]; then
+      echo "url = \"${BENCH_PG_DB}\""
+    else
+      echo "url = \"sqlite://$dir/tollgate.db\""
+    fi
+    case "$stage" in
+      redis|shared)
+        echo "counters_url = \"$TOLLGATE_BENCH_REDIS_URL\""
+        echo "counters_prefix = \"tgbench:$$:$stage:\"" ;;
+    esac
     echo
     echo '[[providers]]'
     echo 'name = "openai"'
@@ -196,6 +211,7 @@ tollgate_config() {
       # The ledger is measured as a stage of its own: off before it.
       bare|auth|tags|budget) printf '\n[ledger]\nenabled = false\n' ;;
       fsync) printf '\n[ledger]\nfsync = true\n' ;;
+      shared) printf '\n[ledger]\nspool_dir = "%s/spool"\n' "$dir" ;;
     esac
   } >"$dir/tollgate.toml"
 }
@@ -213,7 +229,7 @@ start_tollgate() {
     bare) TG_HEADERS=("authorization: Bearer sk-client-own-provider-key") ;;
     *)
       local extra=()
-      case "$stage" in budget|ledger|fsync) extra=(--budget 1000000/month --rpm 100000000) ;; esac
+      case "$stage" in budget|ledger|fsync|redis|shared) extra=(--budget 1000000/month --rpm 100000000) ;; esac
       local key
       key=$("$TG" --config "$dir/tollgate.toml" keys create --name bench --team t "${extra[@]}" --json |
         python3 -c 'import json,sys; print(json.load(sys.stdin)["key"])')
@@ -289,7 +305,14 @@ for rep in $(seq "$REPS"); do
   fi
 
   if [ "$ABLATION" = 1 ]; then
-    for stage in bare auth tags budget ledger fsync; do
+    STAGES=(bare auth tags budget ledger fsync)
+    [ -n "${TOLLGATE_BENCH_REDIS_URL:-}" ] && STAGES+=(redis)
+    if [ -n "${TOLLGATE_BENCH_REDIS_URL:-}" ] && [ -n "${TOLLGATE_BENCH_POSTGRES_URL:-}" ]; then
+      STAGES+=(shared)
+      BENCH_PG_DB="${TOLLGATE_BENCH_POSTGRES_URL%/*}/tollgate_bench"
+      psql -q "$TOLLGATE_BENCH_POSTGRES_URL" -c "DROP DATABASE IF EXISTS tollgate_bench WITH (FORCE)" -c "CREATE DATABASE tollgate_bench"
+    fi
+    for stage in "${STAGES[@]}"; do
       d=$R/ablation/$stage
       mkdir -p "$d"
       if start_tollgate "$RUN/ab-$stage" "$stage"; then

@@ -20,6 +20,8 @@ STAGES = [
     ("budget", "+ key budget + rpm limit"),
     ("ledger", "+ ledger (spool + SQLite): the production configuration"),
     ("fsync", "+ ledger fsync per batch"),
+    ("redis", "ledger stage, counters in Redis (`counters_url`) instead of in process"),
+    ("shared", "redis stage, and keys, budgets and ledger in PostgreSQL: one replica of a cluster"),
 ]
 PCTS = [("p50", "p50"), ("p90", "p90"), ("p99", "p99"), ("p99.9", "p99.9")]
 
@@ -280,14 +282,19 @@ def render(meta, m, ratios, abl):
 
     if abl:
         w("## Ablation (tollgate, features switched on one by one)\n")
-        w("| stage | max req/s (c=64) | CPU µs / request | Δ CPU µs vs previous | added p50 @ 2000 req/s | added p99 @ 2000 req/s | peak RSS MiB |")
+        w("| stage | max req/s (c=64) | CPU µs / request | Δ CPU µs vs previous (redis: vs ledger) | added p50 @ 2000 req/s | added p99 @ 2000 req/s | peak RSS MiB |")
         w("|---|---|---|---|---|---|---|")
         prev = None
         for stage, label in STAGES:
             a = abl.get(stage)
             if not a:
-                w(f"| {label} | not run | | | | | |")
+                if stage not in ("redis", "shared"):
+                    w(f"| {label} | not run | | | | | |")
                 continue
+            # The multi-replica stages change the ledger stage, not the one before them.
+            base = {"redis": "ledger", "shared": "redis"}.get(stage)
+            if base:
+                prev = (abl.get(base) or {}).get("cpu_us_per_req")
             delta = (a["cpu_us_per_req"] - prev) if prev is not None and a["cpu_us_per_req"] is not None else None
             w(f"| {label} | {fmt(a['rps'])} | {fmt(a['cpu_us_per_req'], '{:.1f}')} | {fmt(delta, '{:+.1f}')} | "
               f"{fmt_us(a['added_p50_2000'])}{'' if a['kept_up_2000'] else ' (fell behind)'} | {fmt_us(a['added_p99_2000'])} | {fmt(a['rss_mib'], '{:.1f}')} |")

@@ -1,9 +1,13 @@
-//! Benchmark: `tollgate report --by team,model --since 30d` over a large ledger.
+//! Benchmark: `tollgate report --by team,model --since 30d` over a large
+//! ledger, and how fast the ledger loader writes rows.
 //!
-//! `cargo run --release -p tollgate --example report_bench -- [ROWS] [DB_PATH]`
-//! seeds ROWS (default 1,000,000) synthetic rows spread over 30 days into a
-//! fresh SQLite ledger (reused if DB_PATH already holds them), then runs the
-//! report query 5 times and prints each time and the median.
+//! `cargo run --release -p tollgate --example report_bench -- [ROWS] [DB]`
+//! seeds ROWS (default 1,000,000) synthetic rows spread over 30 days through
+//! the ledger sink the loader uses, in batches of 10,000 (reused if DB
+//! already holds them), prints rows per second, then runs the report query 5
+//! times and prints each time and the median. DB is a SQLite path (default: a
+//! file in the temp directory) or a `postgres://` URL (the database must
+//! exist; the schema is created).
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -12,7 +16,7 @@ use std::time::Instant;
 use tollgate::analytics::SpendQuery;
 use tollgate::attribution::Attribution;
 use tollgate::ledger::{LedgerRow, UsageSource};
-use tollgate::store::sqlite::SqliteStore;
+use tollgate::store::Stores;
 use tollgate_units::{Money, Usage};
 
 fn main() {
@@ -22,9 +26,10 @@ fn main() {
         .get(2)
         .cloned()
         .unwrap_or_else(|| std::env::temp_dir().join("tollgate-report-bench.db").display().to_string());
-    let store = SqliteStore::open(&path).expect("open db");
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    let store = rt.block_on(Stores::open(&path)).expect("open db");
     let now = chrono::Utc::now().timestamp_millis();
-    let existing = store.spend(&SpendQuery::default()).expect("count").total_requests as usize;
+    let existing = rt.block_on(store.reports.spend(SpendQuery::default())).expect("count").total_requests as usize;
     if existing < rows {
         let teams = ["growth", "search", "support", "platform", "data", "infra", "sales", "legal"];
         let models = ["gpt-4o-mini", "gpt-4o", "claude-sonnet-4-5", "claude-haiku-4-5", "gemini-2.5-flash", "o4-mini"];
@@ -72,13 +77,19 @@ fn main() {
             });
             if batch.len() == 10_000 {
                 let refs: Vec<&LedgerRow> = batch.iter().collect();
-                store.append(&refs).expect("append");
+                store.ledger.append(&refs).expect("append");
                 batch.clear();
             }
         }
         let refs: Vec<&LedgerRow> = batch.iter().collect();
-        store.append(&refs).expect("append");
-        eprintln!("seeded {} rows in {:.1?}", rows - existing, t0.elapsed());
+        store.ledger.append(&refs).expect("append");
+        let took = t0.elapsed();
+        println!(
+            "loader: {} rows in {:.1?}: {:.0} rows/s",
+            rows - existing,
+            took,
+            (rows - existing) as f64 / took.as_secs_f64()
+        );
     }
     let q = SpendQuery {
         group_by: vec!["team".into(), "model".into()],
@@ -88,7 +99,7 @@ fn main() {
     let mut times = Vec::new();
     for run in 0..5 {
         let t = Instant::now();
-        let r = store.spend(&q).expect("report");
+        let r = rt.block_on(store.reports.spend(q.clone())).expect("report");
         let d = t.elapsed();
         eprintln!("run {run}: {:.1?} ({} groups, {} requests, ${})", d, r.rows.len(), r.total_requests, r.total_cost);
         times.push(d);

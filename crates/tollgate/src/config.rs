@@ -281,6 +281,10 @@ struct RawStorage {
     counters_url: Option<String>,
     counters_prefix: Option<String>,
     on_counters_down: Option<String>,
+    /// `clickhouse://HOST:PORT/DATABASE`: the ledger also goes there, and the request log and reports read it.
+    analytics_url: Option<String>,
+    /// Read from the environment variable this names (a URL with a password).
+    analytics_url_env: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -470,6 +474,10 @@ pub struct StorageConfig {
     pub counters_url: Option<Secret>,
     /// Namespaces the counters' Redis keys (`tg:`); replicas that share budgets share it.
     pub counters_prefix: String,
+    /// ClickHouse (`clickhouse://HOST:PORT/DATABASE`, its HTTP interface) as the
+    /// analytics store: every ledger row goes there too, and the request log
+    /// and the reports read it. `None`: the database above serves them.
+    pub analytics_url: Option<String>,
 }
 
 impl StorageConfig {
@@ -528,7 +536,26 @@ fn resolve_storage(raw: &RawStorage, env: &dyn Env) -> Result<StorageConfig, Str
     if counters_prefix.is_empty() || counters_prefix.len() > 64 {
         return Err("storage.counters_prefix must be 1 to 64 characters".into());
     }
-    Ok(StorageConfig { url, counters_url: counters_url.map(Secret), counters_prefix })
+    if raw.analytics_url.is_some() && raw.analytics_url_env.is_some() {
+        return Err("set one of storage.analytics_url and storage.analytics_url_env".into());
+    }
+    let analytics_url = match (&raw.analytics_url, &raw.analytics_url_env) {
+        (Some(u), _) => Some(u.clone()),
+        (None, Some(var)) => {
+            Some(env.var(var).ok_or_else(|| format!("storage.analytics_url_env names {var:?}, which is not set"))?)
+        }
+        (None, None) => None,
+    };
+    if let Some(u) = &analytics_url {
+        if !u.starts_with("clickhouse://") {
+            return Err(format!(
+                "storage.analytics_url {:?} is not a clickhouse://HOST:PORT/DATABASE URL (ClickHouse's HTTP interface, \
+                 port 8123 by default)",
+                without_password(u)
+            ));
+        }
+    }
+    Ok(StorageConfig { url, counters_url: counters_url.map(Secret), counters_prefix, analytics_url })
 }
 
 /// One configured upstream.
@@ -1460,6 +1487,10 @@ targets = [{ provider = "local", model = "llama3.1:8b" }]
             ),
             ("[governance]\ntimezone = \"Mars/Olympus\"\n", "not an IANA time zone"),
             ("[[rate_limits]]\nscope = { team = \"g\" }\n", "needs rpm, tpm"),
+            (
+                "[storage]\nanalytics_url = \"http://u:sk-live@127.0.0.1:8123/db\"\n",
+                "storage.analytics_url \"http://u:***@127.0.0.1:8123/db\" is not a clickhouse://HOST:PORT/DATABASE URL",
+            ),
         ];
         for (text, want) in cases {
             let e = Config::from_toml(text, "c.toml", &env(&[])).unwrap_err().to_string();
@@ -1468,6 +1499,10 @@ targets = [{ provider = "local", model = "llama3.1:8b" }]
         }
         let ok = "[[providers]]\nname = \"o\"\nkind = \"openai_compatible\"\nbase_url = \"http://10.0.0.1/v1\"\nallow_http = true\n";
         assert!(Config::from_toml(ok, "c.toml", &env(&[])).is_ok());
+        let ch = "[storage]\nanalytics_url = \"clickhouse://127.0.0.1:8123/tollgate\"\n";
+        let c = Config::from_toml(ch, "c.toml", &env(&[])).unwrap();
+        assert_eq!(c.storage.analytics_url.as_deref(), Some("clickhouse://127.0.0.1:8123/tollgate"));
+        assert!(Config::from_toml("", "c.toml", &env(&[])).unwrap().storage.analytics_url.is_none());
     }
 
     #[test]

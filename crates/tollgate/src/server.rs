@@ -135,7 +135,7 @@ impl Gateway {
         ];
         background.push(tokio::spawn(sweep_leases(stores.counters.clone())));
         if let Some(days) = config.retention_days {
-            background.push(tokio::spawn(retention(stores.requests.clone(), days)));
+            background.push(tokio::spawn(retention(stores.retained.clone(), days)));
         }
         let state = AppState {
             cache: match &config.cache.redis_url {

@@ -28,18 +28,36 @@ local function roll(k, kind, a, b)
     end
     return tonumber(redis.call('HGET', h, 'spent') or '0'), tonumber(redis.call('HGET', h, 'res') or '0')
   elseif kind == 'R' then
+    -- Spend per second in skey(k); 'rsum' is their running total and 'rlo'
+    -- the oldest second that may still be there, so a roll touches only the
+    -- seconds that left the window since the last one (not the whole hash).
     local sk = skey(k)
-    local spent = 0
-    local all = redis.call('HGETALL', sk)
-    for i = 1, #all, 2 do
-      local sec = tonumber(all[i])
-      if sec * 1000 < now - a then
-        redis.call('HDEL', sk, all[i])
-      else
-        spent = spent + tonumber(all[i + 1])
+    local keep_from = math.ceil((now - a) / 1000)
+    local rsum = tonumber(redis.call('HGET', h, 'rsum') or '-1')
+    local lo = tonumber(redis.call('HGET', h, 'rlo') or s(keep_from))
+    if rsum < 0 or keep_from - lo > redis.call('HLEN', sk) then
+      -- Not tracked yet (just seeded), or idle longer than the hash is long: one scan.
+      rsum = 0
+      local all = redis.call('HGETALL', sk)
+      for i = 1, #all, 2 do
+        if tonumber(all[i]) < keep_from then
+          redis.call('HDEL', sk, all[i])
+        else
+          rsum = rsum + tonumber(all[i + 1])
+        end
       end
+      redis.call('HSET', h, 'rsum', s(rsum), 'rlo', s(keep_from))
+    elseif keep_from > lo then
+      for sec = lo, keep_from - 1 do
+        local v = redis.call('HGET', sk, s(sec))
+        if v then
+          rsum = rsum - tonumber(v)
+          redis.call('HDEL', sk, s(sec))
+        end
+      end
+      redis.call('HSET', h, 'rsum', s(rsum), 'rlo', s(keep_from))
     end
-    return spent, tonumber(redis.call('HGET', h, 'res') or '0')
+    return rsum, tonumber(redis.call('HGET', h, 'res') or '0')
   else
     local cap = a * b
     local level = tonumber(redis.call('HGET', h, 'level') or s(cap))
@@ -60,6 +78,7 @@ local function add_spent(k, kind, a, b, n)
     redis.call('HSET', h, 'level', s(math.min(level, a * b)))
   elseif kind == 'R' then
     redis.call('HINCRBY', skey(k), s(math.floor(now / 1000)), s(n))
+    redis.call('HINCRBY', ckey(k), 'rsum', s(n))
   else
     redis.call('HINCRBY', ckey(k), 'spent', s(n))
   end
@@ -187,6 +206,8 @@ elseif op == 'seed' then
   if kind == 'R' then
     redis.call('DEL', skey(k))
     for i = 8, #ARGV, 2 do redis.call('HINCRBY', skey(k), ARGV[i], ARGV[i + 1]) end
+    -- The next roll sums the seeded seconds once.
+    redis.call('HSET', ckey(k), 'rsum', -1)
   else
     local total = 0
     for i = 8, #ARGV, 2 do total = total + tonumber(ARGV[i + 1]) end

@@ -154,10 +154,14 @@ impl Counter {
                 }
             }
             CounterRule::Rolling { len_ms, .. } => {
-                while self.seconds.front().is_some_and(|(sec, _)| sec * 1000 < now_ms - len_ms) {
+                // `spent` is the seconds' running total: only what leaves the window is subtracted.
+                while let Some(&(sec, n)) = self.seconds.front() {
+                    if sec * 1000 >= now_ms - len_ms {
+                        break;
+                    }
+                    self.spent -= n;
                     self.seconds.pop_front();
                 }
-                self.spent = self.seconds.iter().map(|(_, n)| n).sum();
             }
             CounterRule::Rate { capacity, window_ms } => {
                 let cap = i128::from(capacity) * i128::from(window_ms);

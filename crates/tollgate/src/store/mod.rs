@@ -5,9 +5,12 @@
 //! sit behind `Arc<dyn …>`), except the ledger sink, which is called only
 //! from the ledger loader's own thread. [`Stores`] holds one of each, opened
 //! from `[storage] url`. SQLite is the embedded implementation: its blocking
-//! calls run on tokio's blocking pool. All SQL lives under this module.
+//! calls run on tokio's blocking pool. With `[storage] analytics_url`, a
+//! ClickHouse database also gets every ledger row ([`Tee`]) and serves the
+//! request log and the reports. All SQL lives under this module.
 
 mod adapter;
+pub mod clickhouse;
 pub mod counters;
 mod outcomes;
 pub mod postgres;
@@ -31,10 +34,15 @@ pub use sqlite::BatchOwner;
 pub enum StoreError {
     #[error("database error: {0}")]
     Sqlite(#[from] rusqlite::Error),
-    #[error("storage url {0:?} is not supported (use sqlite://PATH or postgres://USER@HOST:PORT/DB)")]
+    #[error(
+        "storage url {0:?} is not supported (use sqlite://PATH or postgres://USER@HOST:PORT/DB; \
+         analytics_url: clickhouse://HOST:PORT/DATABASE)"
+    )]
     UnsupportedUrl(String),
     #[error("PostgreSQL: {0}")]
     Postgres(String),
+    #[error("ClickHouse: {0}")]
+    ClickHouse(String),
     #[error("{0}")]
     Io(#[from] std::io::Error),
     #[error("corrupt value in column {0}")]
@@ -94,6 +102,22 @@ pub trait LedgerSink: Send + Sync {
     /// Stores the rows in one transaction; a row whose request id is already
     /// present is skipped (idempotent replay).
     fn append(&self, rows: &[&LedgerRow]) -> Result<(), StoreError>;
+}
+
+/// Two sinks that both get every row: the primary store first, then the
+/// analytics store. An error from either fails the batch, and the loader
+/// sends the whole batch again; both sides take a replay in their stride (the
+/// primary skips request ids it has, ClickHouse collapses copies).
+pub struct Tee {
+    pub primary: Arc<dyn LedgerSink>,
+    pub analytics: Arc<dyn LedgerSink>,
+}
+
+impl LedgerSink for Tee {
+    fn append(&self, rows: &[&LedgerRow]) -> Result<(), StoreError> {
+        self.primary.append(rows)?;
+        self.analytics.append(rows)
+    }
 }
 
 /// The request log: rows as they were written.
@@ -173,6 +197,10 @@ pub struct Stores {
     pub keys: Arc<dyn KeyStore>,
     pub ledger: Arc<dyn LedgerSink>,
     pub requests: Arc<dyn RequestLog>,
+    /// Where `[ledger] retention_days` deletes raw rows: the primary store
+    /// (whose hourly rollup keeps their sums). An analytics store, when there
+    /// is one, keeps its history.
+    pub retained: Arc<dyn RequestLog>,
     pub reports: Arc<dyn Reports>,
     pub governance: Arc<dyn GovernanceStore>,
     pub outcomes: Arc<dyn OutcomeStore>,
@@ -204,17 +232,30 @@ impl Stores {
         Ok(Stores::sqlite(Arc::new(db)))
     }
 
-    /// Opens `[storage]`: the database, and the shared counters when
-    /// `counters_url` names a Redis.
+    /// Opens `[storage]`: the database, the shared counters when
+    /// `counters_url` names a Redis, and the analytics store when
+    /// `analytics_url` names a ClickHouse.
     pub async fn open_config(storage: &crate::config::StorageConfig) -> Result<Stores, StoreError> {
-        let stores = Stores::open(&storage.url).await?;
-        Ok(match &storage.counters_url {
-            None => stores,
-            Some(url) => {
-                let counters = counters::RedisCounters::new(url.expose(), &storage.counters_prefix)?;
-                stores.with_counters(Arc::new(counters))
-            }
-        })
+        let mut stores = Stores::open(&storage.url).await?;
+        if let Some(url) = &storage.counters_url {
+            let counters = counters::RedisCounters::new(url.expose(), &storage.counters_prefix)?;
+            stores = stores.with_counters(Arc::new(counters));
+        }
+        if let Some(url) = &storage.analytics_url {
+            stores = stores.with_analytics(Arc::new(clickhouse::ClickHouse::open(url).await?));
+        }
+        Ok(stores)
+    }
+
+    /// The same stores with an analytics store: every ledger row goes to the
+    /// primary and then to `analytics` ([`Tee`]), and the request log and the
+    /// reports read `analytics`; keys, governance, outcomes and batches stay
+    /// on the primary (outcome costs join the primary's own ledger).
+    pub fn with_analytics(mut self, analytics: Arc<clickhouse::ClickHouse>) -> Stores {
+        self.ledger = Arc::new(Tee { primary: self.ledger, analytics: analytics.clone() });
+        self.requests = analytics.clone();
+        self.reports = analytics;
+        self
     }
 
     /// The same stores with other budget and rate counters.
@@ -230,6 +271,7 @@ impl Stores {
             keys: db.clone(),
             ledger: db.clone(),
             requests: db.clone(),
+            retained: db.clone(),
             reports: db.clone(),
             governance: db.clone(),
             outcomes: db.clone(),
@@ -247,6 +289,7 @@ impl Stores {
             keys: s.clone(),
             ledger: s.clone(),
             requests: s.clone(),
+            retained: s.clone(),
             reports: s.clone(),
             governance: s.clone(),
             outcomes: s.clone(),

@@ -1,5 +1,6 @@
-//! The machine's PostgreSQL and Redis for tests: a fresh database (or key
-//! prefix) per test, from `TOLLGATE_TEST_POSTGRES_URL` / `TOLLGATE_TEST_REDIS_URL`.
+//! The machine's PostgreSQL, Redis and ClickHouse for tests: a fresh database
+//! (or key prefix) per test, from `TOLLGATE_TEST_POSTGRES_URL` /
+//! `TOLLGATE_TEST_REDIS_URL` / `TOLLGATE_TEST_CLICKHOUSE_URL`.
 //! Unset, a test skips and says so, except in CI (`CI` set), where `.ci/run`
 //! starts the services and a missing one is a failure.
 
@@ -52,6 +53,56 @@ impl Drop for PgDatabase {
                     tokio::spawn(conn);
                     let _ = client.batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")).await;
                 }
+            });
+        })
+        .join();
+    }
+}
+
+/// A ClickHouse database of its own for one test, dropped when this is.
+pub struct ChDatabase {
+    /// `http://HOST:PORT` (the server's HTTP interface).
+    pub http: String,
+    pub name: String,
+    /// `clickhouse://HOST:PORT/NAME`, as `[storage] analytics_url` takes it.
+    pub url: String,
+}
+
+impl ChDatabase {
+    /// Creates `tg_test_<uuid>` on the server that `TOLLGATE_TEST_CLICKHOUSE_URL`
+    /// (`http://HOST:PORT`) names.
+    pub async fn create() -> Option<ChDatabase> {
+        let http = service_url("TOLLGATE_TEST_CLICKHOUSE_URL", "ClickHouse")?.trim_end_matches('/').to_string();
+        let hostport = http.strip_prefix("http://").expect("TOLLGATE_TEST_CLICKHOUSE_URL is http://HOST:PORT");
+        let name = format!("tg_test_{}", uuid::Uuid::now_v7().simple());
+        ch_execute(&http, &format!("CREATE DATABASE {name}")).await;
+        let url = format!("clickhouse://{hostport}/{name}");
+        Some(ChDatabase { http, name, url })
+    }
+}
+
+fn ch_client() -> reqwest::Client {
+    reqwest::Client::builder().no_proxy().build().unwrap()
+}
+
+/// Runs one statement on the server: its answer (TSV); panics with the server's answer if it fails.
+pub async fn ch_execute(http: &str, sql: &str) -> String {
+    let resp = ch_client().post(format!("{http}/")).body(sql.to_string()).send().await.unwrap();
+    let status = resp.status();
+    let text = resp.text().await.unwrap_or_default();
+    assert!(status.is_success(), "{sql}: HTTP {status}: {text}");
+    text
+}
+
+impl Drop for ChDatabase {
+    fn drop(&mut self) {
+        let (http, name) = (self.http.clone(), self.name.clone());
+        // Drop runs inside or outside a runtime: do the async work on a thread of its own.
+        let _ = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+            rt.block_on(async {
+                let drop = format!("DROP DATABASE IF EXISTS {name}");
+                let _ = ch_client().post(format!("{http}/")).body(drop).send().await;
             });
         })
         .join();

@@ -498,6 +498,18 @@ pub fn without_password(url: &str) -> String {
     }
 }
 
+/// A `[storage]` URL given in the file (`KEY`) or by the variable it names (`KEY_env`), one of the two.
+fn url_or_env(key: &str, url: &Option<String>, var: &Option<String>, env: &dyn Env) -> Result<Option<String>, String> {
+    match (url, var) {
+        (Some(_), Some(_)) => Err(format!("set one of storage.{key} and storage.{key}_env")),
+        (Some(u), None) => Ok(Some(u.clone())),
+        (None, Some(var)) => {
+            env.var(var).map(Some).ok_or_else(|| format!("storage.{key}_env names {var:?}, which is not set"))
+        }
+        (None, None) => Ok(None),
+    }
+}
+
 /// `[storage]`: which database, and where budget and rate counters live.
 fn resolve_storage(raw: &RawStorage, env: &dyn Env) -> Result<StorageConfig, String> {
     let url = raw.url.clone().unwrap_or_else(|| DEFAULT_DB.into());
@@ -508,16 +520,7 @@ fn resolve_storage(raw: &RawStorage, env: &dyn Env) -> Result<StorageConfig, Str
             without_password(&url)
         ));
     }
-    if raw.counters_url.is_some() && raw.counters_url_env.is_some() {
-        return Err("set one of storage.counters_url and storage.counters_url_env".into());
-    }
-    let counters_url = match (&raw.counters_url, &raw.counters_url_env) {
-        (Some(u), _) => Some(u.clone()),
-        (None, Some(var)) => {
-            Some(env.var(var).ok_or_else(|| format!("storage.counters_url_env names {var:?}, which is not set"))?)
-        }
-        (None, None) => None,
-    };
+    let counters_url = url_or_env("counters_url", &raw.counters_url, &raw.counters_url_env, env)?;
     if let Some(u) = &counters_url {
         if !u.starts_with("redis://") {
             return Err(format!("storage.counters_url {:?} is not a redis://HOST:PORT/DB URL", without_password(u)));
@@ -536,16 +539,7 @@ fn resolve_storage(raw: &RawStorage, env: &dyn Env) -> Result<StorageConfig, Str
     if counters_prefix.is_empty() || counters_prefix.len() > 64 {
         return Err("storage.counters_prefix must be 1 to 64 characters".into());
     }
-    if raw.analytics_url.is_some() && raw.analytics_url_env.is_some() {
-        return Err("set one of storage.analytics_url and storage.analytics_url_env".into());
-    }
-    let analytics_url = match (&raw.analytics_url, &raw.analytics_url_env) {
-        (Some(u), _) => Some(u.clone()),
-        (None, Some(var)) => {
-            Some(env.var(var).ok_or_else(|| format!("storage.analytics_url_env names {var:?}, which is not set"))?)
-        }
-        (None, None) => None,
-    };
+    let analytics_url = url_or_env("analytics_url", &raw.analytics_url, &raw.analytics_url_env, env)?;
     if let Some(u) = &analytics_url {
         if !u.starts_with("clickhouse://") {
             return Err(format!(
@@ -1487,6 +1481,16 @@ targets = [{ provider = "local", model = "llama3.1:8b" }]
             ),
             ("[governance]\ntimezone = \"Mars/Olympus\"\n", "not an IANA time zone"),
             ("[[rate_limits]]\nscope = { team = \"g\" }\n", "needs rpm, tpm"),
+            (
+                "[storage]\ncounters_url = \"redis://127.0.0.1:6379\"\ncounters_url_env = \"R\"\n",
+                "set one of storage.counters_url and storage.counters_url_env",
+            ),
+            ("[storage]\ncounters_url_env = \"NOPE\"\n", "storage.counters_url_env names \"NOPE\", which is not set"),
+            ("[storage]\ncounters_url = \"memcached://h:1\"\n", "is not a redis://HOST:PORT/DB URL"),
+            ("[storage]\non_counters_down = \"local\"\n", "\"fail_closed\" (the default) is the only mode"),
+            ("[storage]\nurl = \"postgres://tg:pw@10.0.0.5:5432/tg\"\n", "ledger.spool_dir is required"),
+            ("[storage]\nurl = \"mysql://tg:hunter2@h/db\"\n", "\"mysql://tg:***@h/db\" is not supported"),
+            ("[governance]\nlease_ms = 10\n", "governance.lease_ms must be between 1000"),
             (
                 "[storage]\nanalytics_url = \"http://u:sk-live@127.0.0.1:8123/db\"\n",
                 "storage.analytics_url \"http://u:***@127.0.0.1:8123/db\" is not a clickhouse://HOST:PORT/DATABASE URL",

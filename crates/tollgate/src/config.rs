@@ -281,6 +281,8 @@ struct RawStorage {
     counters_url: Option<String>,
     counters_prefix: Option<String>,
     on_counters_down: Option<String>,
+    /// With `on_counters_down = "local"`: the percentage of each budget's room a replica may take alone.
+    local_share_percent: Option<u8>,
     /// `clickhouse://HOST:PORT/DATABASE`: the ledger also goes there, and the request log and reports read it.
     analytics_url: Option<String>,
     /// Read from the environment variable this names (a URL with a password).
@@ -474,10 +476,22 @@ pub struct StorageConfig {
     pub counters_url: Option<Secret>,
     /// Namespaces the counters' Redis keys (`tg:`); replicas that share budgets share it.
     pub counters_prefix: String,
+    /// What a request does when the counters cannot be reached.
+    pub on_counters_down: CountersDown,
     /// ClickHouse (`clickhouse://HOST:PORT/DATABASE`, its HTTP interface) as the
     /// analytics store: every ledger row goes there too, and the request log
     /// and the reports read it. `None`: the database above serves them.
     pub analytics_url: Option<String>,
+}
+
+/// `[storage] on_counters_down`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CountersDown {
+    /// Refuse governed requests (503 `governance_unavailable`).
+    FailClosed,
+    /// Admit on this replica's own counters, within `share_percent` of each
+    /// budget's room last seen, and book that spend when the counters return.
+    Local { share_percent: u8 },
 }
 
 impl StorageConfig {
@@ -526,15 +540,21 @@ fn resolve_storage(raw: &RawStorage, env: &dyn Env) -> Result<StorageConfig, Str
             return Err(format!("storage.counters_url {:?} is not a redis://HOST:PORT/DB URL", without_password(u)));
         }
     }
-    match raw.on_counters_down.as_deref() {
-        None | Some("fail_closed") => {}
-        Some(other) => {
-            return Err(format!(
-                "storage.on_counters_down {other:?} is not supported: \"fail_closed\" (the default) is the only mode \
-                 this build has; a request that cannot reach the counters is refused with 503 governance_unavailable"
-            ))
+    let on_counters_down = match (raw.on_counters_down.as_deref(), raw.local_share_percent) {
+        (None | Some("fail_closed"), None) => CountersDown::FailClosed,
+        (Some("local"), Some(p)) if (1..=100).contains(&p) => CountersDown::Local { share_percent: p },
+        (Some("local"), _) => {
+            return Err("storage.on_counters_down = \"local\" needs storage.local_share_percent, 1 to 100 \
+                 (at most 100 / replicas to never overspend during an outage)"
+                .into())
         }
-    }
+        (None | Some("fail_closed"), Some(_)) => {
+            return Err("storage.local_share_percent applies only with on_counters_down = \"local\"".into())
+        }
+        (Some(other), _) => {
+            return Err(format!("storage.on_counters_down {other:?} is not one of \"fail_closed\", \"local\""))
+        }
+    };
     let counters_prefix = raw.counters_prefix.clone().unwrap_or_else(|| "tg:".into());
     if counters_prefix.is_empty() || counters_prefix.len() > 64 {
         return Err("storage.counters_prefix must be 1 to 64 characters".into());
@@ -549,7 +569,7 @@ fn resolve_storage(raw: &RawStorage, env: &dyn Env) -> Result<StorageConfig, Str
             ));
         }
     }
-    Ok(StorageConfig { url, counters_url: counters_url.map(Secret), counters_prefix, analytics_url })
+    Ok(StorageConfig { url, counters_url: counters_url.map(Secret), counters_prefix, on_counters_down, analytics_url })
 }
 
 /// One configured upstream.
@@ -1487,7 +1507,8 @@ targets = [{ provider = "local", model = "llama3.1:8b" }]
             ),
             ("[storage]\ncounters_url_env = \"NOPE\"\n", "storage.counters_url_env names \"NOPE\", which is not set"),
             ("[storage]\ncounters_url = \"memcached://h:1\"\n", "is not a redis://HOST:PORT/DB URL"),
-            ("[storage]\non_counters_down = \"local\"\n", "\"fail_closed\" (the default) is the only mode"),
+            ("[storage]\non_counters_down = \"local\"\n", "needs storage.local_share_percent, 1 to 100"),
+            ("[storage]\non_counters_down = \"open\"\n", "is not one of \"fail_closed\", \"local\""),
             ("[storage]\nurl = \"postgres://tg:pw@10.0.0.5:5432/tg\"\n", "ledger.spool_dir is required"),
             ("[storage]\nurl = \"mysql://tg:hunter2@h/db\"\n", "\"mysql://tg:***@h/db\" is not supported"),
             ("[governance]\nlease_ms = 10\n", "governance.lease_ms must be between 1000"),

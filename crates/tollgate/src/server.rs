@@ -386,23 +386,31 @@ async fn readyz(State(s): State<Arc<AppState>>) -> Response {
     let counters_ok =
         matches!(tokio::time::timeout(probe, s.stores.counters.expire_leases(crate::time::now_ms())).await, Ok(Ok(_)));
     let database_ok = matches!(tokio::time::timeout(probe, s.stores.governance.governance_version()).await, Ok(Ok(_)));
+    let local_share = matches!(s.config.storage.on_counters_down, crate::config::CountersDown::Local { .. });
     let why = if s.in_flight.available_permits() == 0 {
         Some(format!("saturated: {in_flight} of {max} requests in flight"))
     } else if s.ledger.refusing() {
         Some(format!("ledger backed up: {} bytes waiting for the database", s.ledger.backlog_bytes()))
-    } else if !counters_ok {
+    } else if !counters_ok && !local_share {
         Some("budget and rate counters unreachable: governed requests are refused (503 governance_unavailable)".into())
     } else {
         None
     };
-    match why {
-        None if database_ok => "ready".into_response(),
-        // Still serving: known keys and budgets are in memory, rows wait in the spool.
-        None => format!(
-            "ready (degraded: database unreachable; keys as last read, {} bytes of ledger rows waiting in the spool)\n",
+    // Still serving: known keys and budgets are in memory, rows wait in the spool,
+    // and with `on_counters_down = "local"` budgets are kept on a local share.
+    let mut degraded = Vec::new();
+    if !database_ok {
+        degraded.push(format!(
+            "database unreachable; keys as last read, {} bytes of ledger rows waiting in the spool",
             s.ledger.backlog_bytes()
-        )
-        .into_response(),
+        ));
+    }
+    if !counters_ok && local_share {
+        degraded.push("budget and rate counters unreachable; admitting on this replica's local share".to_string());
+    }
+    match why {
+        None if degraded.is_empty() => "ready".into_response(),
+        None => format!("ready (degraded: {})\n", degraded.join("; ")).into_response(),
         Some(why) => {
             (http::StatusCode::SERVICE_UNAVAILABLE, [(http::header::RETRY_AFTER, "1")], format!("not ready: {why}\n"))
                 .into_response()

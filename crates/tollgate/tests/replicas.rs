@@ -499,3 +499,72 @@ async fn flush_prefix(url: &str, prefix: &str) {
     assert!(!keys.is_empty(), "the test's counters were in Redis");
     let _: () = redis::cmd("DEL").arg(keys).query_async(&mut conn).await.unwrap();
 }
+
+/// `on_counters_down = "local"`: with Redis unreachable, a replica admits on
+/// its own share (50 %) of the room each budget had when last seen, refuses
+/// past it (402), and books what it spent on the shared counters when Redis
+/// returns. The bill never passes the budget, and the counter equals the
+/// ledger after.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_local_share_keeps_serving_through_a_redis_outage_without_overspending() {
+    let budget = "[[budgets]]\nid = \"team\"\nscope = { team = \"growth\" }\nlimit_usd = \"0.0006\"\nperiod = \"day\"\naction = \"block\"\n";
+    let Some(mut c) = Cluster::start(budget).await else { return };
+    let redis_relay = services::Relay::start(services::url_addr(&c.redis)).await;
+    c.redis_url = services::url_via(&c.redis, redis_relay.addr);
+    let config = c.config(0);
+    let text = std::fs::read_to_string(&config)
+        .unwrap()
+        .replace("[ledger]", "on_counters_down = \"local\"\nlocal_share_percent = 50\n\n[ledger]");
+    std::fs::write(&config, text).unwrap();
+    let key = c.key(&["--name", "local", "--team", "growth"]).await;
+    let r = c.replica(0).await;
+    let one = [&r];
+    let (http, key) = (&c.http, key.as_str());
+    let serial = |n: usize| {
+        let one = &one;
+        async move {
+            let mut out = Vec::new();
+            for _ in 0..n {
+                out.extend(fire(http, one, key, 1).await);
+            }
+            out
+        }
+    };
+    let before_outage = serial(5).await;
+    assert!(before_outage.iter().all(|s| *s == 200), "{before_outage:?}");
+    let limit: Money = "0.0006".parse().unwrap();
+    c.until_ledgered(&[&r], 5).await;
+    let spent_before = usd(&c.admin(&r, "/api/v1/spend").await["total_cost_usd"]);
+
+    redis_relay.cut();
+    let during = serial(40).await;
+    let admitted = during.iter().filter(|s| **s == 200).count();
+    let refused = during.iter().filter(|s| **s == 402).count();
+    eprintln!("local share during the outage: {admitted} admitted, {refused} refused");
+    assert_eq!(admitted + refused, 40, "{during:?}");
+    assert!(admitted > 0, "the local share admits while Redis is out");
+    assert!(refused > 0, "and refuses past it");
+    let ready = c.http.get(format!("{}/readyz", r.base)).send().await.unwrap();
+    assert_eq!(ready.status(), 200, "a replica on its local share stays in the load balancer");
+    assert!(ready.text().await.unwrap().contains("admitting on this replica's local share"));
+
+    redis_relay.restore();
+    c.until_ledgered(&[&r], 45).await;
+    let spent = usd(&c.admin(&r, "/api/v1/spend").await["total_cost_usd"]);
+    eprintln!("spent ${spent_before} before the outage, ${spent} after, of ${limit}");
+    assert!(spent <= limit, "overspent: ${spent} > ${limit}");
+    // Within half of what was left when Redis went away (reservations are upper bounds).
+    assert!((spent.nanos() - spent_before.nanos()) * 2 <= limit.nanos() - spent_before.nanos());
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let b = c.admin(&r, "/api/v1/budgets").await;
+        let team = b["budgets"].as_array().unwrap().iter().find(|b| b["id"] == "team").unwrap().clone();
+        if usd(&team["spent_usd"]) == spent && usd(&team["reserved_usd"]) == Money::ZERO {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "the local spend never reached the shared counter: {team}");
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    let after = serial(3).await;
+    assert!(after.iter().all(|s| *s == 200 || *s == 402), "{after:?}");
+}

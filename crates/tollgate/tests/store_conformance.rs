@@ -440,6 +440,7 @@ async fn with_clickhouse() -> Option<(Stores, services::ChDatabase, tempfile::Te
         url: format!("sqlite://{}", dir.path().join("primary.db").display()),
         counters_url: None,
         counters_prefix: "tg:".into(),
+        on_counters_down: tollgate::config::CountersDown::FailClosed,
         analytics_url: Some(ch.url.clone()),
     };
     let stores = Stores::open_config(&storage).await.unwrap();

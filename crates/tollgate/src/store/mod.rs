@@ -12,6 +12,7 @@
 mod adapter;
 pub mod clickhouse;
 pub mod counters;
+pub mod fallback_counters;
 mod outcomes;
 pub mod postgres;
 mod reports;
@@ -238,8 +239,14 @@ impl Stores {
     pub async fn open_config(storage: &crate::config::StorageConfig) -> Result<Stores, StoreError> {
         let mut stores = Stores::open(&storage.url).await?;
         if let Some(url) = &storage.counters_url {
-            let counters = counters::RedisCounters::new(url.expose(), &storage.counters_prefix)?;
-            stores = stores.with_counters(Arc::new(counters));
+            let redis: Arc<dyn counters::CounterStore> =
+                Arc::new(counters::RedisCounters::new(url.expose(), &storage.counters_prefix)?);
+            stores = stores.with_counters(match storage.on_counters_down {
+                crate::config::CountersDown::FailClosed => redis,
+                crate::config::CountersDown::Local { share_percent } => {
+                    Arc::new(fallback_counters::FallbackCounters::new(redis, share_percent))
+                }
+            });
         }
         if let Some(url) = &storage.analytics_url {
             stores = stores.with_analytics(Arc::new(clickhouse::ClickHouse::open(url).await?));

@@ -134,6 +134,9 @@ impl Gateway {
             )),
         ];
         background.push(tokio::spawn(sweep_leases(stores.counters.clone())));
+        if let Some(analytics) = stores.analytics.clone() {
+            background.push(tokio::spawn(roll_up_analytics(analytics)));
+        }
         if let Some(days) = config.retention_days {
             background.push(tokio::spawn(retention(stores.retained.clone(), days)));
         }
@@ -241,6 +244,19 @@ async fn sweep_leases(counters: Arc<dyn crate::store::counters::CounterStore>) {
             Err(error) => tracing::debug!(%error, "cannot sweep reservation leases"),
             _ => {}
         }
+    }
+}
+
+/// Keeps the analytics store's hourly rollup up to date: every minute, the
+/// closed hours with new rows (a day's worth at most per round).
+async fn roll_up_analytics(analytics: Arc<crate::store::clickhouse::ClickHouse>) {
+    loop {
+        match analytics.roll_up(crate::time::now_ms(), 24).await {
+            Ok(n) if n > 0 => tracing::debug!(hours = n, "analytics hourly rollup computed"),
+            Err(error) => tracing::warn!(%error, "analytics hourly rollup failed; reports read raw rows meanwhile"),
+            _ => {}
+        }
+        tokio::time::sleep(std::time::Duration::from_secs(60)).await;
     }
 }
 

@@ -665,6 +665,12 @@ async fn clickhouse_reports_equal_sqlite_reports() {
         started.elapsed()
     );
     compare("first write").await;
+    // Every hour rolled up (long closed by now): whole hours are answered from the rollup.
+    let analytics = ch.analytics.clone().unwrap();
+    let rolled = analytics.roll_up(tollgate::pipeline::now_ms(), usize::MAX).await.unwrap();
+    assert!(rolled > 40, "{rolled} hours rolled up");
+    assert_eq!(analytics.roll_up(tollgate::pipeline::now_ms(), usize::MAX).await.unwrap(), 0, "clean hours stay");
+    compare("rolled up").await;
     // The whole ledger replayed (a spool sent again), in other batches: the
     // primary skips the rows, ClickHouse holds two copies until it merges
     // (merges stopped here, so the copies stay and FINAL must collapse them).
@@ -676,6 +682,9 @@ async fn clickhouse_reports_equal_sqlite_reports() {
     let stored = services::ch_execute(&db.http, &format!("SELECT count() FROM {}.ledger", db.name)).await;
     assert_eq!(stored.trim(), "4000", "both copies of every row are in the table");
     compare("replayed").await;
+    // The replay marked its hours dirty: they were read raw above; rolled up again, they count each row once.
+    assert_eq!(analytics.roll_up(tollgate::pipeline::now_ms(), usize::MAX).await.unwrap(), rolled);
+    compare("replayed, rolled up again").await;
     // The request log reads the same rows back, newest id first.
     let (a, b) = (all_requests(&lite).await, all_requests(&ch).await);
     assert_eq!(a.len(), rows.len());
@@ -683,6 +692,14 @@ async fn clickhouse_reports_equal_sqlite_reports() {
     for r in rows.iter().step_by(97) {
         assert_eq!(ch.requests.request(r.request_id.clone()).await.unwrap().as_ref(), Some(r), "{}", r.request_id);
     }
+    // Whole hours come from the rollup: with the raw rows of the first day
+    // deleted, a report over whole hours is unchanged.
+    let cut = (first / hour + 24) * hour;
+    let q = SpendQuery { group_by: vec!["team".into(), "model".into()], to_ms: Some(cut), ..Default::default() };
+    let before = ch.reports.spend(q.clone()).await.unwrap();
+    assert!(before.total_requests > 100, "{}", before.total_requests);
+    assert!(ch.requests.prune_raw(cut).await.unwrap() > 100);
+    assert_eq!(ch.reports.spend(q).await.unwrap(), before, "answered from the rollup");
     // The primary behind the tee got every row too (outcome costs join it).
     let primary = Stores::open(&format!("sqlite://{}", _dir.path().join("primary.db").display())).await.unwrap();
     assert_eq!(

@@ -86,6 +86,39 @@ PARTITION BY toYYYYMM(toDateTime(intDiv(ts_ms, 1000), 'UTC'))
 ORDER BY (ts_ms, request_id)
 SETTINGS index_granularity = 8192";
 
+/// Exact hourly sums of closed hours, computed from the deduplicated ledger
+/// (`FINAL`) by [`ClickHouse::roll_up`]; each computation of an hour has its
+/// own id, and reports use only the latest complete one of a clean hour.
+const HOURLY_DDL: &str = "CREATE TABLE IF NOT EXISTS ledger_hourly
+(
+    hour_ms Int64, computation Int64,
+    key_id String, team String, org String, feature String, env String, model String,
+    requested_model String, provider String, agent String, prompt String, endpoint String,
+    requests Int64, input_tokens Int64, cache_read_tokens Int64, cache_write_tokens Int64, output_tokens Int64,
+    reasoning_tokens Int64, cost_nanos Int64, cache_savings_nanos Int64, estimated Int64, unpriced Int64,
+    errors Int64, attempts Int64, response_cache_savings_nanos Int64
+)
+ENGINE = MergeTree()
+PARTITION BY toYYYYMM(toDateTime(intDiv(hour_ms, 1000), 'UTC'))
+ORDER BY (hour_ms, computation)";
+
+/// One row per computation of an hour, written after its sums: `marks` is how
+/// many marks the hour had when the computation began.
+const ROLLED_DDL: &str = "CREATE TABLE IF NOT EXISTS ledger_hours_rolled
+(hour_ms Int64, computed_ms Int64, computation Int64, marks Int64)
+ENGINE = MergeTree() ORDER BY (hour_ms, computed_ms)";
+
+/// One row per hour of every ledger batch, written after the batch: an hour
+/// whose marks outnumber its latest computation's `marks` has rows the
+/// computation may not have seen (a late or replayed row), and is read raw.
+const TOUCHED_DDL: &str = "CREATE TABLE IF NOT EXISTS ledger_hours_touched
+(hour_ms Int64, marked_ms Int64)
+ENGINE = MergeTree() ORDER BY (hour_ms, marked_ms)";
+
+/// An hour is rolled up this long after it ends (rows still arriving for it
+/// would only make it dirty again).
+const ROLL_UP_AFTER_MS: i64 = 5 * 60_000;
+
 /// The 13 sums of a spend report, in [`sql::RollupSums::values`] order (the
 /// same meaning as the relational stores' raw sums).
 const SPEND_SUMS: &str = "toInt64(count()) AS s_0, \
@@ -227,7 +260,7 @@ fn glob(expr: &str, pattern: &str) -> String {
 
 /// A spend report's statement: the group's dimensions (`g_0`…), its bucket
 /// (`g_b`, when asked), then the 13 sums, over the deduplicated ledger.
-fn spend_sql(q: &SpendQuery) -> String {
+fn spend_sql(q: &SpendQuery, ranges: &[(Option<i64>, Option<i64>)]) -> String {
     let mut select = Vec::new();
     let mut group = Vec::new();
     for (i, d) in q.group_by.iter().enumerate() {
@@ -239,18 +272,84 @@ fn spend_sql(q: &SpendQuery) -> String {
         group.push("g_b".to_string());
     }
     select.push(SPEND_SUMS.to_string());
-    let mut wh = vec!["1 = 1".to_string()];
-    if let Some(f) = q.from_ms {
-        wh.push(format!("ts_ms >= {f}"));
-    }
-    if let Some(t) = q.to_ms {
-        wh.push(format!("ts_ms < {t}"));
-    }
+    let mut wh = vec![ts_ranges("ts_ms", ranges)];
     for (d, v) in &q.filters {
         wh.push(format!("{} = {}", dim_expr(d), lit(v)));
     }
     let group = if group.is_empty() { String::new() } else { format!(" GROUP BY {}", group.join(", ")) };
     format!("SELECT {} FROM ledger FINAL WHERE {}{group}", select.join(", "), wh.join(" AND "))
+}
+
+/// `col` within any of the half-open ranges (a missing bound is open).
+fn ts_ranges(col: &str, ranges: &[(Option<i64>, Option<i64>)]) -> String {
+    let one = |(from, to): &(Option<i64>, Option<i64>)| match (from, to) {
+        (Some(f), Some(t)) => format!("({col} >= {f} AND {col} < {t})"),
+        (Some(f), None) => format!("{col} >= {f}"),
+        (None, Some(t)) => format!("{col} < {t}"),
+        (None, None) => "1 = 1".into(),
+    };
+    match ranges {
+        [] => "0 = 1".into(),
+        [r] => one(r),
+        _ => format!("({})", ranges.iter().map(one).collect::<Vec<_>>().join(" OR ")),
+    }
+}
+
+/// The same sums from the hourly rollup, for the chosen computations of
+/// clean hours in `[lo, hi)` (rollup dimensions only).
+fn hourly_sql(q: &SpendQuery, computations: &[i64], lo: Option<i64>, hi: Option<i64>) -> String {
+    let mut select = Vec::new();
+    let mut group = Vec::new();
+    for (i, d) in q.group_by.iter().enumerate() {
+        select.push(format!("nullIf({}, '') AS g_{i}", sql::rollup_column(d).unwrap_or("endpoint")));
+        group.push(format!("g_{i}"));
+    }
+    if let Some(b) = q.bucket {
+        select.push(format!("intDiv(hour_ms, {0}) * {0} AS g_b", b.millis()));
+        group.push("g_b".to_string());
+    }
+    for (i, c) in sql::ROLLUP_SUMS.iter().enumerate() {
+        select.push(format!("toInt64(sum({c})) AS s_{i}"));
+    }
+    let ids: Vec<String> = computations.iter().map(i64::to_string).collect();
+    let mut wh = vec![ts_ranges("hour_ms", &[(lo, hi)]), format!("computation IN ({})", ids.join(", "))];
+    for (d, v) in &q.filters {
+        wh.push(format!("nullIf({}, '') = {}", sql::rollup_column(d).unwrap_or("endpoint"), lit(v)));
+    }
+    let group = if group.is_empty() { String::new() } else { format!(" GROUP BY {}", group.join(", ")) };
+    format!("SELECT {} FROM ledger_hourly WHERE {}{group}", select.join(", "), wh.join(" AND "))
+}
+
+/// `[from, to)` without the given (sorted) whole hours.
+fn ranges_without(from: Option<i64>, to: Option<i64>, hours: &[i64]) -> Vec<(Option<i64>, Option<i64>)> {
+    let mut out = Vec::new();
+    let mut start = from;
+    for &h in hours {
+        if start.is_none_or(|s| s < h) {
+            out.push((start, Some(h)));
+        }
+        start = Some(h + sql::HOUR_MS);
+    }
+    if to.is_none() || matches!((start, to), (Some(s), Some(t)) if s < t) || (start.is_none() && to.is_some()) {
+        out.push((start, to));
+    }
+    out
+}
+
+/// What the rollup knows of one hour.
+#[derive(Debug, Default, Clone, Copy)]
+struct HourState {
+    /// Marks written for the hour (one per ledger batch that had rows in it).
+    marks: i64,
+    /// The latest complete computation: the marks it began with, and its id.
+    rolled: Option<(i64, i64)>,
+}
+
+impl HourState {
+    /// Its latest computation saw every row written for it.
+    fn clean(&self) -> Option<i64> {
+        self.rolled.filter(|(marks, _)| *marks >= self.marks).map(|(_, id)| id)
+    }
 }
 
 fn prompt_cache_sql(by: &str, from_ms: i64) -> String {
@@ -559,6 +658,7 @@ fn insert_body(rows: &[&LedgerRow]) -> Result<Bytes, StoreError> {
 }
 
 const INSERT: &str = "INSERT INTO ledger FORMAT JSONEachRow";
+const MARK: &str = "INSERT INTO ledger_hours_touched FORMAT JSONEachRow";
 
 /// A ClickHouse database as the ledger sink, the request log and the reports.
 pub struct ClickHouse {
@@ -603,7 +703,9 @@ impl ClickHouse {
             other => other,
         };
         send(&client, &target, false, None, Bytes::from(create)).await.map_err(named)?;
-        send(&client, &target, true, None, Bytes::from_static(LEDGER_DDL.as_bytes())).await.map_err(named)?;
+        for ddl in [LEDGER_DDL, HOURLY_DDL, ROLLED_DDL, TOUCHED_DDL] {
+            send(&client, &target, true, None, Bytes::from_static(ddl.as_bytes())).await.map_err(named)?;
+        }
         let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
         let writer = Writer { runtime: Some(runtime), client: http_client()? };
         Ok(ClickHouse { target, client, writer: Mutex::new(writer) })
@@ -635,6 +737,71 @@ impl ClickHouse {
             .filter(|l| !l.trim().is_empty())
             .map(|l| serde_json::from_str::<Wire>(l).map_err(|_| StoreError::Corrupt("ledger"))?.into_row())
             .collect()
+    }
+
+    /// The marks and latest computation of every hour in `[lo, hi)` that has either.
+    async fn hour_state(&self, lo: Option<i64>, hi: Option<i64>) -> Result<BTreeMap<i64, HourState>, StoreError> {
+        let range = ts_ranges("hour_ms", &[(lo, hi)]);
+        let mut out: BTreeMap<i64, HourState> = BTreeMap::new();
+        let marks =
+            format!("SELECT hour_ms, toInt64(count()) FROM ledger_hours_touched WHERE {range} GROUP BY hour_ms");
+        for r in self.select(marks).await? {
+            out.entry(int_value(at(&r, 0, "hour")?, "hour")?).or_default().marks =
+                int_value(at(&r, 1, "marks")?, "marks")?;
+        }
+        // One argMax of both fields, so they come from the same computation.
+        let rolled = format!(
+            "SELECT hour_ms, argMax(concat(toString(marks), ':', toString(computation)), computed_ms) \
+             FROM ledger_hours_rolled WHERE {range} GROUP BY hour_ms"
+        );
+        for r in self.select(rolled).await? {
+            let hour = int_value(at(&r, 0, "hour")?, "hour")?;
+            let pair = opt_string(at(&r, 1, "rolled")?, "rolled")?.unwrap_or_default();
+            let (m, id) = pair.split_once(':').ok_or(StoreError::Corrupt("ledger_hours_rolled"))?;
+            let parse = |v: &str| v.parse::<i64>().map_err(|_| StoreError::Corrupt("ledger_hours_rolled"));
+            out.entry(hour).or_default().rolled = Some((parse(m)?, parse(id)?));
+        }
+        Ok(out)
+    }
+
+    /// Computes the exact hourly sums of closed hours that have none or whose
+    /// rows changed since (a late or replayed row), oldest first, at most
+    /// `max_hours` of them; how many it computed. Any replica may run it: a
+    /// computation that races another is as good as it.
+    pub async fn roll_up(&self, now_ms: i64, max_hours: usize) -> Result<usize, StoreError> {
+        let closed_before = (now_ms - ROLL_UP_AFTER_MS).div_euclid(sql::HOUR_MS) * sql::HOUR_MS;
+        let state = self.hour_state(None, Some(closed_before)).await?;
+        let dirty: Vec<i64> =
+            state.iter().filter(|(_, h)| h.clean().is_none()).map(|(hour, _)| *hour).take(max_hours).collect();
+        for hour in &dirty {
+            self.roll_up_hour(*hour, now_ms).await?;
+        }
+        Ok(dirty.len())
+    }
+
+    async fn roll_up_hour(&self, hour: i64, now_ms: i64) -> Result<(), StoreError> {
+        // The marks first: a batch marked later may be missing from the sums, and makes the hour dirty again.
+        let marks = first_int(
+            &self.select(format!("SELECT toInt64(count()) FROM ledger_hours_touched WHERE hour_ms = {hour}")).await?,
+        )?;
+        let id = (rand::random::<u64>() >> 1) as i64;
+        let dims: Vec<String> = sql::ROLLUP_DIMENSIONS
+            .iter()
+            .map(|d| if *d == "endpoint" { (*d).to_string() } else { format!("ifNull({d}, '')") })
+            .collect();
+        self.execute(format!(
+            "INSERT INTO ledger_hourly SELECT {hour}, {id}, {}, {SPEND_SUMS} FROM ledger FINAL \
+             WHERE ts_ms >= {hour} AND ts_ms < {} GROUP BY {}",
+            dims.join(", "),
+            hour + sql::HOUR_MS,
+            sql::ROLLUP_DIMENSIONS.join(", ")
+        ))
+        .await?;
+        // After the sums: a computation is used only once complete.
+        self.execute(format!(
+            "INSERT INTO ledger_hours_rolled (hour_ms, computed_ms, computation, marks) VALUES ({hour}, {now_ms}, {id}, {marks})"
+        ))
+        .await
     }
 
     /// Waits (bounded) until no mutation of the ledger is running.
@@ -703,7 +870,15 @@ impl LedgerSink for ClickHouse {
         let Some(runtime) = w.runtime.as_ref() else {
             return Err(StoreError::ClickHouse("the ledger writer is closed".into()));
         };
-        runtime.block_on(send(&w.client, &self.target, true, Some(INSERT), body)).map(drop)
+        runtime.block_on(async {
+            send(&w.client, &self.target, true, Some(INSERT), body).await?;
+            // After the rows: a computation that missed them sees the mark.
+            let now = crate::time::now_ms();
+            let hours: std::collections::BTreeSet<i64> =
+                rows.iter().map(|r| r.time_ms.div_euclid(sql::HOUR_MS) * sql::HOUR_MS).collect();
+            let marks: String = hours.iter().map(|h| format!("{{\"hour_ms\":{h},\"marked_ms\":{now}}}\n")).collect();
+            send(&w.client, &self.target, true, Some(MARK), Bytes::from(marks)).await.map(drop)
+        })
     }
 }
 
@@ -743,22 +918,48 @@ impl RequestLog for ClickHouse {
 }
 
 impl Reports for ClickHouse {
+    /// Whole clean hours from the hourly rollup (when every grouped and
+    /// filtered dimension is kept there), everything else from the raw rows
+    /// read with `FINAL`: exact either way.
     fn spend(&self, q: SpendQuery) -> StoreFuture<'_, SpendReport> {
         Box::pin(async move {
             let n_dims = q.group_by.len();
             let sums_at = n_dims + usize::from(q.bucket.is_some());
-            let mut parts = Vec::new();
-            for r in self.select(spend_sql(&q)).await? {
-                let dims = (0..n_dims).map(|i| opt_string(at(&r, i, "group")?, "group")).collect::<Result<_, _>>()?;
-                let bucket = match q.bucket {
-                    Some(_) => Some(int_value(at(&r, n_dims, "bucket")?, "bucket")?),
-                    None => None,
-                };
-                let mut sums = [None; 13];
-                for (i, s) in sums.iter_mut().enumerate() {
-                    *s = opt_int_value(at(&r, sums_at + i, "sum")?, "sum")?;
+            let mut statements = Vec::new();
+            let rollable =
+                q.group_by.iter().chain(q.filters.iter().map(|(d, _)| d)).all(|d| sql::rollup_column(d).is_some());
+            let (lo, hi) = sql::whole_hours(&q);
+            let mut clean: Vec<(i64, i64)> = Vec::new();
+            if rollable && !matches!((lo, hi), (Some(a), Some(b)) if a >= b) {
+                clean =
+                    self.hour_state(lo, hi).await?.into_iter().filter_map(|(h, st)| Some((h, st.clean()?))).collect();
+            }
+            if clean.is_empty() {
+                statements.push(spend_sql(&q, &[(q.from_ms, q.to_ms)]));
+            } else {
+                let ids: Vec<i64> = clean.iter().map(|(_, id)| *id).collect();
+                statements.push(hourly_sql(&q, &ids, lo, hi));
+                let hours: Vec<i64> = clean.iter().map(|(h, _)| *h).collect();
+                let raw = ranges_without(q.from_ms, q.to_ms, &hours);
+                if !raw.is_empty() {
+                    statements.push(spend_sql(&q, &raw));
                 }
-                parts.push(sql::spend_row(dims, bucket, sums));
+            }
+            let mut parts = Vec::new();
+            for statement in statements {
+                for r in self.select(statement).await? {
+                    let dims =
+                        (0..n_dims).map(|i| opt_string(at(&r, i, "group")?, "group")).collect::<Result<_, _>>()?;
+                    let bucket = match q.bucket {
+                        Some(_) => Some(int_value(at(&r, n_dims, "bucket")?, "bucket")?),
+                        None => None,
+                    };
+                    let mut sums = [None; 13];
+                    for (i, s) in sums.iter_mut().enumerate() {
+                        *s = opt_int_value(at(&r, sums_at + i, "sum")?, "sum")?;
+                    }
+                    parts.push(sql::spend_row(dims, bucket, sums));
+                }
             }
             Ok(sql::merge_spend(&q, parts))
         })
@@ -844,14 +1045,27 @@ mod tests {
             bucket: Some(crate::query::Bucket::Day),
             filters: vec![("model".into(), "gpt'4".into()), ("user".into(), "u".into())],
         };
-        let s = spend_sql(&q);
+        let s = spend_sql(&q, &[(q.from_ms, q.to_ms)]);
         assert!(s.starts_with("SELECT team AS g_0, toString(status) AS g_1, if(visitParamHas(tags, 'cc')"), "{s}");
         assert!(s.contains("intDiv(ts_ms, 86400000) * 86400000 AS g_b"), "{s}");
-        assert!(s.contains("FROM ledger FINAL WHERE 1 = 1 AND ts_ms >= 5 AND ts_ms < 9"), "{s}");
+        assert!(s.contains("FROM ledger FINAL WHERE (ts_ms >= 5 AND ts_ms < 9) AND"), "{s}");
         assert!(s.contains(r#"model = 'gpt\'4' AND "user" = 'u'"#), "{s}");
         assert!(s.ends_with("GROUP BY g_0, g_1, g_2, g_b"), "{s}");
         let p = spend_per_second_sql(&[("model".into(), "claude-*_x%".into())], 1);
         assert!(p.contains(r"model LIKE 'claude-%\\_x\\%'"), "{p}");
+    }
+
+    #[test]
+    fn raw_ranges_are_the_range_without_the_clean_hours() {
+        let h = sql::HOUR_MS;
+        assert_eq!(
+            ranges_without(Some(10), Some(5 * h + 7), &[h, 2 * h, 4 * h]),
+            vec![(Some(10), Some(h)), (Some(3 * h), Some(4 * h)), (Some(5 * h), Some(5 * h + 7))]
+        );
+        assert_eq!(ranges_without(None, None, &[h]), vec![(None, Some(h)), (Some(2 * h), None)]);
+        assert_eq!(ranges_without(Some(h), Some(2 * h), &[h]), vec![]);
+        assert_eq!(ranges_without(None, None, &[]), vec![(None, None)]);
+        assert_eq!(ts_ranges("t", &[(Some(1), Some(2)), (Some(5), None)]), "((t >= 1 AND t < 2) OR t >= 5)");
     }
 
     #[test]

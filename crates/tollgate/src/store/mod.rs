@@ -206,6 +206,9 @@ pub struct Stores {
     pub governance: Arc<dyn GovernanceStore>,
     pub outcomes: Arc<dyn OutcomeStore>,
     pub batches: Arc<dyn BatchStore>,
+    /// The analytics store, when `[storage] analytics_url` names one (its
+    /// hourly rollup is kept up to date by the server).
+    pub analytics: Option<Arc<clickhouse::ClickHouse>>,
     /// Budget and rate counters (`[storage] counters_url`; in this process when unset).
     pub counters: Arc<dyn counters::CounterStore>,
     /// The embedded database's file, when there is one (the spool goes beside it).
@@ -261,7 +264,8 @@ impl Stores {
     pub fn with_analytics(mut self, analytics: Arc<clickhouse::ClickHouse>) -> Stores {
         self.ledger = Arc::new(Tee { primary: self.ledger, analytics: analytics.clone() });
         self.requests = analytics.clone();
-        self.reports = analytics;
+        self.reports = analytics.clone();
+        self.analytics = Some(analytics);
         self
     }
 
@@ -284,6 +288,7 @@ impl Stores {
             outcomes: db.clone(),
             batches: db,
             counters: Arc::new(counters::MemoryCounters::default()),
+            analytics: None,
             file: None,
         }
     }
@@ -302,6 +307,7 @@ impl Stores {
             outcomes: s.clone(),
             batches: s,
             counters: Arc::new(counters::MemoryCounters::default()),
+            analytics: None,
             file,
         }
     }

@@ -260,7 +260,8 @@ pub enum Source {
     Hourly,
 }
 
-fn rollup_column(d: &str) -> Option<&'static str> {
+/// The rollup column of a dimension, when the hourly rollup keeps it.
+pub fn rollup_column(d: &str) -> Option<&'static str> {
     let c = dimension_column(d)?;
     ROLLUP_DIMENSIONS.iter().find(|r| **r == c).copied()
 }
@@ -285,9 +286,7 @@ pub fn spend_queries(d: Dialect, q: &SpendQuery, allow_rollup: bool) -> Vec<Sql>
     if !rollable {
         return vec![spend_part(d, q, Source::Raw, q.from_ms, q.to_ms)];
     }
-    let mid_from =
-        q.from_ms.map(|f| f.div_euclid(HOUR_MS) * HOUR_MS + if f.rem_euclid(HOUR_MS) == 0 { 0 } else { HOUR_MS });
-    let mid_to = q.to_ms.map(|t| t.div_euclid(HOUR_MS) * HOUR_MS);
+    let (mid_from, mid_to) = whole_hours(q);
     if matches!((mid_from, mid_to), (Some(a), Some(b)) if a >= b) {
         return vec![spend_part(d, q, Source::Raw, q.from_ms, q.to_ms)];
     }
@@ -303,6 +302,13 @@ pub fn spend_queries(d: Dialect, q: &SpendQuery, allow_rollup: bool) -> Vec<Sql>
         }
     }
     parts
+}
+
+/// The whole hours inside a query's range: from its first hour boundary to its last.
+pub fn whole_hours(q: &SpendQuery) -> (Option<i64>, Option<i64>) {
+    let from =
+        q.from_ms.map(|f| f.div_euclid(HOUR_MS) * HOUR_MS + if f.rem_euclid(HOUR_MS) == 0 { 0 } else { HOUR_MS });
+    (from, q.to_ms.map(|t| t.div_euclid(HOUR_MS) * HOUR_MS))
 }
 
 fn spend_part(d: Dialect, q: &SpendQuery, source: Source, from_ms: Option<i64>, to_ms: Option<i64>) -> Sql {

@@ -202,7 +202,8 @@ tollgate_config() {
     echo 'name = "openai"'
     echo 'kind = "openai"'
     echo "base_url = \"http://127.0.0.1:$PORT_MOCK/v1\""
-    echo 'api_key_env = "BENCH_UPSTREAM_KEY"'
+    # Passthrough (the bare stage) forwards the caller's own key: no configured key then.
+    [ "$stage" = bare ] || echo 'api_key_env = "BENCH_UPSTREAM_KEY"'
     echo
     echo '[[models]]'
     echo 'name = "gpt-4o-mini"'

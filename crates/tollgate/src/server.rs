@@ -248,10 +248,10 @@ async fn sweep_leases(counters: Arc<dyn crate::store::counters::CounterStore>) {
 }
 
 /// Keeps the analytics store's hourly rollup up to date: every minute, the
-/// closed hours with new rows (a day's worth at most per round).
+/// closed hours with new rows (60 at most per round).
 async fn roll_up_analytics(analytics: Arc<crate::store::clickhouse::ClickHouse>) {
     loop {
-        match analytics.roll_up(crate::time::now_ms(), 24).await {
+        match analytics.roll_up(crate::time::now_ms(), 60).await {
             Ok(n) if n > 0 => tracing::debug!(hours = n, "analytics hourly rollup computed"),
             Err(error) => tracing::warn!(%error, "analytics hourly rollup failed; reports read raw rows meanwhile"),
             _ => {}

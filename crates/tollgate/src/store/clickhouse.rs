@@ -706,6 +706,14 @@ impl ClickHouse {
         for ddl in [LEDGER_DDL, HOURLY_DDL, ROLLED_DDL, TOUCHED_DDL] {
             send(&client, &target, true, None, Bytes::from_static(ddl.as_bytes())).await.map_err(named)?;
         }
+        // A ledger written before the rollup existed: mark its hours once, so they get rolled up.
+        let marks = "SELECT toInt64(count()) FROM ledger_hours_touched FORMAT TSV";
+        let unmarked = send(&client, &target, true, None, Bytes::from_static(marks.as_bytes())).await.map_err(named)?;
+        if unmarked.trim() == "0" {
+            let mark_all =
+                "INSERT INTO ledger_hours_touched SELECT DISTINCT intDiv(ts_ms, 3600000) * 3600000, 0 FROM ledger";
+            send(&client, &target, true, None, Bytes::from_static(mark_all.as_bytes())).await.map_err(named)?;
+        }
         let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
         let writer = Writer { runtime: Some(runtime), client: http_client()? };
         Ok(ClickHouse { target, client, writer: Mutex::new(writer) })

@@ -108,12 +108,14 @@ const ROLLED_DDL: &str = "CREATE TABLE IF NOT EXISTS ledger_hours_rolled
 (hour_ms Int64, computed_ms Int64, computation Int64, marks Int64)
 ENGINE = MergeTree() ORDER BY (hour_ms, computed_ms)";
 
-/// One row per hour of every ledger batch, written after the batch: an hour
-/// whose marks outnumber its latest computation's `marks` has rows the
-/// computation may not have seen (a late or replayed row), and is read raw.
+/// A mark (`n` = 1) per hour of every ledger batch, written after the batch:
+/// an hour whose marks outnumber its latest computation's `marks` has rows
+/// the computation may not have seen (a late or replayed row), and is read
+/// raw. Summing merges fold an hour's marks into one row; `sum(n)` counts
+/// them the same before and after.
 const TOUCHED_DDL: &str = "CREATE TABLE IF NOT EXISTS ledger_hours_touched
-(hour_ms Int64, marked_ms Int64)
-ENGINE = MergeTree() ORDER BY (hour_ms, marked_ms)";
+(hour_ms Int64, n Int64)
+ENGINE = SummingMergeTree() ORDER BY hour_ms";
 
 /// An hour is rolled up this long after it ends (rows still arriving for it
 /// would only make it dirty again).
@@ -711,7 +713,7 @@ impl ClickHouse {
         let unmarked = send(&client, &target, true, None, Bytes::from_static(marks.as_bytes())).await.map_err(named)?;
         if unmarked.trim() == "0" {
             let mark_all =
-                "INSERT INTO ledger_hours_touched SELECT DISTINCT intDiv(ts_ms, 3600000) * 3600000, 0 FROM ledger";
+                "INSERT INTO ledger_hours_touched SELECT DISTINCT intDiv(ts_ms, 3600000) * 3600000, 1 FROM ledger";
             send(&client, &target, true, None, Bytes::from_static(mark_all.as_bytes())).await.map_err(named)?;
         }
         let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
@@ -751,8 +753,7 @@ impl ClickHouse {
     async fn hour_state(&self, lo: Option<i64>, hi: Option<i64>) -> Result<BTreeMap<i64, HourState>, StoreError> {
         let range = ts_ranges("hour_ms", &[(lo, hi)]);
         let mut out: BTreeMap<i64, HourState> = BTreeMap::new();
-        let marks =
-            format!("SELECT hour_ms, toInt64(count()) FROM ledger_hours_touched WHERE {range} GROUP BY hour_ms");
+        let marks = format!("SELECT hour_ms, toInt64(sum(n)) FROM ledger_hours_touched WHERE {range} GROUP BY hour_ms");
         for r in self.select(marks).await? {
             out.entry(int_value(at(&r, 0, "hour")?, "hour")?).or_default().marks =
                 int_value(at(&r, 1, "marks")?, "marks")?;
@@ -790,7 +791,7 @@ impl ClickHouse {
     async fn roll_up_hour(&self, hour: i64, now_ms: i64) -> Result<(), StoreError> {
         // The marks first: a batch marked later may be missing from the sums, and makes the hour dirty again.
         let marks = first_int(
-            &self.select(format!("SELECT toInt64(count()) FROM ledger_hours_touched WHERE hour_ms = {hour}")).await?,
+            &self.select(format!("SELECT toInt64(sum(n)) FROM ledger_hours_touched WHERE hour_ms = {hour}")).await?,
         )?;
         let id = (rand::random::<u64>() >> 1) as i64;
         let dims: Vec<String> = sql::ROLLUP_DIMENSIONS
@@ -881,10 +882,9 @@ impl LedgerSink for ClickHouse {
         runtime.block_on(async {
             send(&w.client, &self.target, true, Some(INSERT), body).await?;
             // After the rows: a computation that missed them sees the mark.
-            let now = crate::time::now_ms();
             let hours: std::collections::BTreeSet<i64> =
                 rows.iter().map(|r| r.time_ms.div_euclid(sql::HOUR_MS) * sql::HOUR_MS).collect();
-            let marks: String = hours.iter().map(|h| format!("{{\"hour_ms\":{h},\"marked_ms\":{now}}}\n")).collect();
+            let marks: String = hours.iter().map(|h| format!("{{\"hour_ms\":{h},\"n\":1}}\n")).collect();
             send(&w.client, &self.target, true, Some(MARK), Bytes::from(marks)).await.map(drop)
         })
     }

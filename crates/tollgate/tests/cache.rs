@@ -4,6 +4,8 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
+#[path = "common/services.rs"]
+mod services;
 
 use common::{chat, Harness};
 use serde_json::{json, Value};
@@ -231,10 +233,7 @@ async fn semantic_cache_hits_a_paraphrase_above_the_threshold_only() {
 /// Two replicas share answers through Redis (a real server: TOLLGATE_TEST_REDIS_URL).
 #[tokio::test]
 async fn redis_cache_is_shared_by_replicas() {
-    let Ok(url) = std::env::var("TOLLGATE_TEST_REDIS_URL") else {
-        eprintln!("*** SKIPPED redis_cache_is_shared_by_replicas: TOLLGATE_TEST_REDIS_URL is not set ***");
-        return;
-    };
+    let Some(url) = services::service_url("TOLLGATE_TEST_REDIS_URL", "Redis") else { return };
     let extra = format!("[cache]\nscope = \"team\"\nredis_url = \"{url}\"\n");
     let (a, b) = (Harness::start_with(&extra, |c| c).await, Harness::start_with(&extra, |c| c).await);
     let text = format!("shared answer {}", uuid::Uuid::now_v7());

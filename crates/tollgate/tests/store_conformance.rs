@@ -1002,12 +1002,7 @@ macro_rules! counter_backends {
 /// Redis from `TOLLGATE_TEST_REDIS_URL`, under a key prefix of its own. Unset:
 /// skipped, loudly, except in CI (`CI` set), where a missing service fails.
 fn redis() -> Option<Arc<dyn CounterStore>> {
-    let Ok(url) = std::env::var("TOLLGATE_TEST_REDIS_URL") else {
-        assert!(std::env::var_os("CI").is_none(), "TOLLGATE_TEST_REDIS_URL is not set in CI: .ci/run must start Redis");
-        eprintln!("SKIPPED: Redis counter conformance (set TOLLGATE_TEST_REDIS_URL=redis://127.0.0.1:6379)");
-        return None;
-    };
-    let prefix = format!("tg-test:{}:", uuid::Uuid::now_v7().simple());
+    let (url, prefix) = services::redis_url_and_prefix()?;
     Some(Arc::new(tollgate::store::counters::RedisCounters::new(&url, &prefix).unwrap()))
 }
 

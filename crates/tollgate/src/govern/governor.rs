@@ -182,6 +182,8 @@ pub struct Governor {
     ledger: Option<Arc<dyn crate::store::Reports>>,
     /// How long a reservation outlives its replica ([`LEASE_MS`] unless configured).
     lease_ms: i64,
+    /// Held while a budget counter is seeded again from the ledger.
+    reseeding: tokio::sync::Mutex<()>,
 }
 
 /// A budget's figures for the API.
@@ -222,6 +224,7 @@ impl Governor {
                 alerts: tx,
                 ledger: None,
                 lease_ms: LEASE_MS,
+                reseeding: tokio::sync::Mutex::new(()),
             },
             rx,
         )
@@ -439,18 +442,22 @@ impl Governor {
         let mut answer = self.counters.reserve(&asks, self.lease_ms, now_ms).await;
         // A budget counter the counter store does not have (Redis restarted
         // without its data): seed it from the ledger, then ask again, once.
-        if let Ok(Err(CounterRefusal::Unseeded { index })) = answer {
-            match self.spec_of(&asks[index].key) {
-                Some(spec) => {
-                    if let Err(error) = self.reseed(&spec, &asks[index].key, asks[index].rule, now_ms).await {
-                        return Err(Refusal::Unavailable(format!(
-                            "cannot seed budget {} from the ledger: {error}",
-                            spec.id
-                        )));
-                    }
-                    answer = self.counters.reserve(&asks, self.lease_ms, now_ms).await;
+        if let Ok(Err(CounterRefusal::Unseeded { .. })) = answer {
+            // One reseed at a time: requests that found the same counter missing
+            // wait for it, then find it seeded, instead of each reading the ledger.
+            let _one = self.reseeding.lock().await;
+            answer = self.counters.reserve(&asks, self.lease_ms, now_ms).await;
+            if let Ok(Err(CounterRefusal::Unseeded { index })) = answer {
+                let Some(spec) = self.spec_of(&asks[index].key) else {
+                    return Err(Refusal::Unavailable("a budget changed while it was being reserved".into()));
+                };
+                if let Err(error) = self.reseed(&spec, &asks[index].key, asks[index].rule, now_ms).await {
+                    return Err(Refusal::Unavailable(format!(
+                        "cannot seed budget {} from the ledger: {error}",
+                        spec.id
+                    )));
                 }
-                None => return Err(Refusal::Unavailable("a budget changed while it was being reserved".into())),
+                answer = self.counters.reserve(&asks, self.lease_ms, now_ms).await;
             }
         }
         match answer {

@@ -185,8 +185,8 @@ CREATE INDEX outcomes_ts ON outcomes (ts_ms);
 /// Serialises migrations across replicas starting at once (any constant, ours).
 const MIGRATION_LOCK: i64 = 0x746f_6c6c_6761_7465; // "tollgate"
 
-/// Rows per INSERT statement (41 parameters each, under PostgreSQL's 65,535).
-const INSERT_CHUNK: usize = 500;
+/// Rows per INSERT statement (41 array parameters, whatever the rows).
+const INSERT_CHUNK: usize = 5_000;
 
 impl From<tokio_postgres::Error> for StoreError {
     fn from(e: tokio_postgres::Error) -> StoreError {
@@ -284,6 +284,8 @@ impl Postgres {
 /// Applies the migrations not yet applied, each in its own transaction,
 /// holding a session advisory lock so concurrent starts wait for each other.
 async fn migrate(client: &mut Client) -> Result<(), StoreError> {
+    // "already exists, skipping" notices are not news to anyone.
+    client.batch_execute("SET client_min_messages TO warning").await?;
     client.execute("SELECT pg_advisory_lock($1)", &[&MIGRATION_LOCK]).await?;
     let result = async {
         client
@@ -401,54 +403,147 @@ fn ledger_from_row(r: &Row) -> Result<LedgerRow, StoreError> {
     })
 }
 
-/// One row's 41 insert values, in [`LEDGER_COLUMNS`] order.
-fn ledger_values(row: &LedgerRow) -> Vec<Box<dyn ToSql + Sync + Send>> {
-    let a = &row.attribution;
-    let us = &row.usage;
-    let tag = |k: &str| a.tag(k).map(str::to_string);
-    vec![
-        Box::new(row.request_id.clone()),
-        Box::new(row.time_ms),
-        Box::new(row.key_id.clone()),
-        Box::new(row.endpoint.as_str().to_string()),
-        Box::new(row.requested_model.clone()),
-        Box::new(row.model.clone()),
-        Box::new(row.provider.clone()),
-        Box::new(i64::from(row.status)),
-        Box::new(row.error_code.clone()),
-        Box::new(int(us.input)),
-        Box::new(int(us.input_audio)),
-        Box::new(int(us.cache_read)),
-        Box::new(int(us.cache_write_5m)),
-        Box::new(int(us.cache_write_1h)),
-        Box::new(int(us.output)),
-        Box::new(int(us.output_audio)),
-        Box::new(int(us.output_image)),
-        Box::new(int(us.reasoning)),
-        Box::new(row.usage_source.as_str().to_string()),
-        Box::new(row.cost.map(Money::nanos)),
-        Box::new(row.cache_savings.nanos()),
-        Box::new(row.streamed),
-        Box::new(row.client_disconnected),
-        Box::new(row.cache.as_str().to_string()),
-        Box::new(int(row.latency_ms)),
-        Box::new(row.ttft_ms.map(int)),
-        Box::new(i64::from(row.attempts)),
-        Box::new(tag("user")),
-        Box::new(tag("team")),
-        Box::new(tag("org")),
-        Box::new(tag("feature")),
-        Box::new(tag("env")),
-        Box::new(sql::tags_json(&a.tags)),
-        Box::new(a.trace_id.clone()),
-        Box::new(a.parent_id.clone()),
-        Box::new(a.session.clone()),
-        Box::new(a.agent.clone()),
-        Box::new(a.prompt.clone()),
-        Box::new(if row.attempt_log.is_empty() { None } else { serde_json::to_string(&row.attempt_log).ok() }),
-        Box::new(row.response_cache_savings.nanos()),
-        Box::new(row.prefix_hash.clone()),
-    ]
+/// The SQL type of each of the 41 ledger columns, in [`LEDGER_COLUMNS`] order.
+const LEDGER_TYPES: [&str; LEDGER_COLUMN_COUNT] = [
+    "text", "bigint", "text", "text", "text", "text", "text", "bigint", "text", // request … error_code
+    "bigint", "bigint", "bigint", "bigint", "bigint", "bigint", "bigint", "bigint", "bigint", // tokens
+    "text", "bigint", "bigint", "boolean", "boolean", "text", "bigint", "bigint",
+    "bigint", // usage_source … attempts
+    "text", "text", "text", "text", "text", "text", // user, team, org, feature, env, tags
+    "text", "text", "text", "text", "text", "text", "bigint", "text", // trace_id … prefix_hash
+];
+
+/// `n` empty columns with room for `len` values each.
+fn columns<T>(n: usize, len: usize) -> Vec<Vec<T>> {
+    (0..n).map(|_| Vec::with_capacity(len)).collect()
+}
+
+/// A batch's values column by column: one array parameter per column, so a
+/// whole batch is one statement, `INSERT … SELECT * FROM UNNEST(…)`.
+struct Columns<'a> {
+    texts: Vec<Vec<Option<&'a str>>>,
+    owned: Vec<Vec<Option<String>>>,
+    ints: Vec<Vec<Option<i64>>>,
+    bools: Vec<Vec<bool>>,
+}
+
+impl<'a> Columns<'a> {
+    fn of(rows: &[&'a LedgerRow]) -> Columns<'a> {
+        let mut c = Columns {
+            texts: columns(20, rows.len()),
+            owned: columns(2, rows.len()),
+            ints: columns(17, rows.len()),
+            bools: columns(2, rows.len()),
+        };
+        for row in rows {
+            let (a, us) = (&row.attribution, &row.usage);
+            let texts = [
+                Some(row.request_id.as_str()),
+                row.key_id.as_deref(),
+                Some(row.endpoint.as_str()),
+                row.requested_model.as_deref(),
+                row.model.as_deref(),
+                row.provider.as_deref(),
+                row.error_code.as_deref(),
+                Some(row.usage_source.as_str()),
+                Some(row.cache.as_str()),
+                a.tag("user"),
+                a.tag("team"),
+                a.tag("org"),
+                a.tag("feature"),
+                a.tag("env"),
+                a.trace_id.as_deref(),
+                a.parent_id.as_deref(),
+                a.session.as_deref(),
+                a.agent.as_deref(),
+                a.prompt.as_deref(),
+                row.prefix_hash.as_deref(),
+            ];
+            for (col, v) in c.texts.iter_mut().zip(texts) {
+                col.push(v);
+            }
+            c.owned[0].push(Some(sql::tags_json(&a.tags)));
+            c.owned[1].push(if row.attempt_log.is_empty() {
+                None
+            } else {
+                serde_json::to_string(&row.attempt_log).ok()
+            });
+            let ints = [
+                Some(row.time_ms),
+                Some(i64::from(row.status)),
+                Some(int(us.input)),
+                Some(int(us.input_audio)),
+                Some(int(us.cache_read)),
+                Some(int(us.cache_write_5m)),
+                Some(int(us.cache_write_1h)),
+                Some(int(us.output)),
+                Some(int(us.output_audio)),
+                Some(int(us.output_image)),
+                Some(int(us.reasoning)),
+                row.cost.map(Money::nanos),
+                Some(row.cache_savings.nanos()),
+                Some(int(row.latency_ms)),
+                row.ttft_ms.map(int),
+                Some(i64::from(row.attempts)),
+                Some(row.response_cache_savings.nanos()),
+            ];
+            for (col, v) in c.ints.iter_mut().zip(ints) {
+                col.push(v);
+            }
+            c.bools[0].push(row.streamed);
+            c.bools[1].push(row.client_disconnected);
+        }
+        c
+    }
+
+    /// The 41 array parameters, in [`LEDGER_COLUMNS`] order.
+    fn params(&self) -> Vec<&(dyn ToSql + Sync)> {
+        let t = |i: usize| &self.texts[i] as &(dyn ToSql + Sync);
+        let n = |i: usize| &self.ints[i] as &(dyn ToSql + Sync);
+        vec![
+            t(0),
+            n(0),
+            t(1),
+            t(2),
+            t(3),
+            t(4),
+            t(5),
+            n(1),
+            t(6), // request_id … error_code
+            n(2),
+            n(3),
+            n(4),
+            n(5),
+            n(6),
+            n(7),
+            n(8),
+            n(9),
+            n(10), // tokens
+            t(7),
+            n(11),
+            n(12),
+            &self.bools[0],
+            &self.bools[1],
+            t(8),
+            n(13),
+            n(14),
+            n(15),
+            t(9),
+            t(10),
+            t(11),
+            t(12),
+            t(13),
+            &self.owned[0], // user … tags
+            t(14),
+            t(15),
+            t(16),
+            t(17),
+            t(18),
+            &self.owned[1],
+            n(16),
+            t(19),
+        ]
+    }
 }
 
 /// Inserts the rows not yet present and adds exactly those to the hourly
@@ -457,22 +552,18 @@ fn ledger_values(row: &LedgerRow) -> Vec<Box<dyn ToSql + Sync + Send>> {
 async fn append_rows(client: &mut Client, rows: &[&LedgerRow]) -> Result<(), StoreError> {
     let tx = client.transaction().await?;
     let mut rollup: BTreeMap<(i64, [String; 11]), sql::RollupSums> = BTreeMap::new();
+    let arrays: Vec<String> = LEDGER_TYPES.iter().enumerate().map(|(i, t)| format!("${}::{t}[]", i + 1)).collect();
+    let insert = tx
+        .prepare(&format!(
+            "INSERT INTO ledger ({LEDGER_COLUMNS}) SELECT * FROM UNNEST({}) \
+             ON CONFLICT (request_id) DO NOTHING RETURNING request_id",
+            arrays.join(", ")
+        ))
+        .await?;
     for chunk in rows.chunks(INSERT_CHUNK) {
-        let mut placeholders = Vec::with_capacity(chunk.len());
-        let mut values: Vec<Box<dyn ToSql + Sync + Send>> = Vec::with_capacity(chunk.len() * LEDGER_COLUMN_COUNT);
-        for (i, row) in chunk.iter().enumerate() {
-            let base = i * LEDGER_COLUMN_COUNT;
-            let ps: Vec<String> = (1..=LEDGER_COLUMN_COUNT).map(|n| format!("${}", base + n)).collect();
-            placeholders.push(format!("({})", ps.join(", ")));
-            values.extend(ledger_values(row));
-        }
-        let text = format!(
-            "INSERT INTO ledger ({LEDGER_COLUMNS}) VALUES {} ON CONFLICT (request_id) DO NOTHING RETURNING request_id",
-            placeholders.join(", ")
-        );
-        let refs: Vec<&(dyn ToSql + Sync)> = values.iter().map(|v| v.as_ref() as &(dyn ToSql + Sync)).collect();
+        let columns = Columns::of(chunk);
         let inserted: BTreeSet<String> =
-            tx.query(text.as_str(), &refs).await?.iter().map(|r| r.get::<_, String>(0)).collect();
+            tx.query(&insert, &columns.params()).await?.iter().map(|r| r.get::<_, String>(0)).collect();
         // A replayed row (already stored) is in the rollup too; a request id
         // twice in one chunk is inserted once.
         let mut seen = BTreeSet::new();
@@ -483,15 +574,23 @@ async fn append_rows(client: &mut Client, rows: &[&LedgerRow]) -> Result<(), Sto
         }
     }
     if !rollup.is_empty() {
-        let up = tx.prepare(&sql::rollup_upsert(Dialect::Postgres)).await?;
-        for ((hour, dims), sums) in rollup {
-            let mut values: Vec<Box<dyn ToSql + Sync + Send>> = Vec::with_capacity(25);
-            values.push(Box::new(hour));
-            values.extend(dims.into_iter().map(|d| Box::new(d) as Box<dyn ToSql + Sync + Send>));
-            values.extend(sums.values().into_iter().map(|v| Box::new(v) as Box<dyn ToSql + Sync + Send>));
-            let refs: Vec<&(dyn ToSql + Sync)> = values.iter().map(|v| v.as_ref() as &(dyn ToSql + Sync)).collect();
-            tx.execute(&up, &refs).await?;
+        // Every group in one statement, in key order (so loaders of several replicas take row locks alike).
+        let mut hours = Vec::with_capacity(rollup.len());
+        let mut dims: Vec<Vec<String>> = columns(sql::ROLLUP_DIMENSIONS.len(), rollup.len());
+        let mut sums: Vec<Vec<i64>> = columns(sql::ROLLUP_SUMS.len(), rollup.len());
+        for ((hour, key), group) in rollup {
+            hours.push(hour);
+            for (col, v) in dims.iter_mut().zip(key) {
+                col.push(v);
+            }
+            for (col, v) in sums.iter_mut().zip(group.values()) {
+                col.push(v);
+            }
         }
+        let mut params: Vec<&(dyn ToSql + Sync)> = vec![&hours];
+        params.extend(dims.iter().map(|c| c as &(dyn ToSql + Sync)));
+        params.extend(sums.iter().map(|c| c as &(dyn ToSql + Sync)));
+        tx.execute(&sql::rollup_upsert(Dialect::Postgres), &params).await?;
     }
     tx.commit().await?;
     Ok(())

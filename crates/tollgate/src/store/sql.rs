@@ -223,13 +223,24 @@ pub fn rollup_key(row: &LedgerRow) -> (i64, [String; 11]) {
 /// The rollup's upsert: one group's sums added to what is there.
 pub fn rollup_upsert(d: Dialect) -> String {
     let n = 1 + ROLLUP_DIMENSIONS.len() + ROLLUP_SUMS.len();
-    let params: Vec<String> = (1..=n).map(|i| d.param(i)).collect();
+    let values = match d {
+        Dialect::Sqlite => format!("VALUES ({})", (1..=n).map(|i| d.param(i)).collect::<Vec<_>>().join(", ")),
+        // One statement for every group of a batch: an array per column.
+        Dialect::Postgres => {
+            let arrays: Vec<String> = (1..=n)
+                .map(|i| {
+                    let ty = if (2..2 + ROLLUP_DIMENSIONS.len()).contains(&i) { "text" } else { "bigint" };
+                    format!("${i}::{ty}[]")
+                })
+                .collect();
+            format!("SELECT * FROM UNNEST({})", arrays.join(", "))
+        }
+    };
     let set: Vec<String> = ROLLUP_SUMS.iter().map(|c| format!("{c} = ledger_hourly.{c} + excluded.{c}")).collect();
     format!(
-        "INSERT INTO ledger_hourly (hour_ms, {}, {}) VALUES ({}) ON CONFLICT (hour_ms, {}) DO UPDATE SET {}",
+        "INSERT INTO ledger_hourly (hour_ms, {}, {}) {values} ON CONFLICT (hour_ms, {}) DO UPDATE SET {}",
         ROLLUP_DIMENSIONS.join(", "),
         ROLLUP_SUMS.join(", "),
-        params.join(", "),
         ROLLUP_DIMENSIONS.join(", "),
         set.join(", ")
     )

@@ -136,7 +136,7 @@ fn bench_gateway_pieces(c: &mut Criterion) {
     let mut g = c.benchmark_group("reservation");
     for (name, body) in [("small", SMALL_CHAT.to_string()), ("16k", long_chat(40))] {
         let info = inspect(ApiFormat::OpenAiChat, body.as_bytes()).unwrap();
-        let plan = routing::plan(&state.config, "gpt-4o-mini");
+        let plan = routing::plan(&state.config, "gpt-4o-mini", &|_, _| true);
         g.bench_function(BenchmarkId::new("max_cost", name), |b| {
             b.iter(|| {
                 governance::max_cost(
@@ -150,7 +150,9 @@ fn bench_gateway_pieces(c: &mut Criterion) {
             })
         });
     }
-    g.bench_function("routing_plan", |b| b.iter(|| routing::plan(&state.config, black_box("gpt-4o-mini"))));
+    g.bench_function("routing_plan", |b| {
+        b.iter(|| routing::plan(&state.config, black_box("gpt-4o-mini"), &|_, _| true))
+    });
     let provider = &state.config.providers[0];
     let usage = Usage { input: 1_200, cache_read: 800, output: 350, ..Usage::default() };
     g.bench_function("pricing_price", |b| {

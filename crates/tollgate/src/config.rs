@@ -252,8 +252,9 @@ struct RawServer {
     /// `virtual_keys` (default) or `passthrough`.
     auth: Option<String>,
     key_secret_env: Option<String>,
-    /// Route `gpt-*`, `claude-*`, `gemini-*`, `provider/model` without a `[[models]]` entry.
-    implicit_routes: Option<bool>,
+    /// Route `gpt-*`, `claude-*`, `gemini-*`, `provider/model` without a `[[models]]` entry:
+    /// `true` / `"prefix"`, `"known_models"` (only names the price catalog knows), or `false`.
+    implicit_routes: Option<toml::Value>,
     /// Environment variable holding the token `/metrics` requires (open when unset).
     metrics_token_env: Option<String>,
     /// A client must send a request's headers within this time once it has started.
@@ -437,7 +438,7 @@ pub struct ServerConfig {
     pub max_body_bytes: usize,
     pub auth: AuthMode,
     pub key_secret: Option<Secret>,
-    pub implicit_routes: bool,
+    pub implicit_routes: ImplicitRoutes,
     pub metrics_token: Option<Secret>,
     pub limits: ServerLimits,
 }
@@ -482,6 +483,18 @@ pub struct StorageConfig {
     /// analytics store: every ledger row goes there too, and the request log
     /// and the reports read it. `None`: the database above serves them.
     pub analytics_url: Option<String>,
+}
+
+/// `[server] implicit_routes`: how a model name without a `[[models]]` entry is routed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ImplicitRoutes {
+    /// Only `[[models]]` entries are served.
+    Off,
+    /// `provider/model` and the well-known families (`gpt-*`, `claude-*`, …), whatever follows the prefix.
+    Prefix,
+    /// The same, but only names the price catalog knows for that provider;
+    /// others are refused with 404 `model_not_found` before any provider call.
+    KnownModels,
 }
 
 /// `[storage] on_counters_down`.
@@ -1127,7 +1140,18 @@ fn resolve(raw: RawConfig, path: &str, text: &str, env: &dyn Env) -> Result<Conf
             max_body_bytes,
             auth,
             key_secret,
-            implicit_routes: raw.server.implicit_routes.unwrap_or(true),
+            implicit_routes: match &raw.server.implicit_routes {
+                None => ImplicitRoutes::Prefix,
+                Some(toml::Value::Boolean(true)) => ImplicitRoutes::Prefix,
+                Some(toml::Value::Boolean(false)) => ImplicitRoutes::Off,
+                Some(toml::Value::String(s)) if s == "prefix" => ImplicitRoutes::Prefix,
+                Some(toml::Value::String(s)) if s == "known_models" => ImplicitRoutes::KnownModels,
+                Some(other) => {
+                    return Err(invalid(format!(
+                        "server.implicit_routes {other} is not one of true, false, \"prefix\", \"known_models\""
+                    )))
+                }
+            },
             metrics_token,
             limits,
         },
@@ -1535,7 +1559,7 @@ targets = [{ provider = "local", model = "llama3.1:8b" }]
         let c = Config::zero_config(&env(&[("OPENAI_API_KEY", "a"), ("ANTHROPIC_API_KEY", "b")])).unwrap();
         let names: Vec<_> = c.providers.iter().map(|p| p.name.as_str()).collect();
         assert_eq!(names, ["openai", "anthropic"]);
-        assert!(c.server.implicit_routes);
+        assert_eq!(c.server.implicit_routes, ImplicitRoutes::Prefix);
         assert_eq!(c.server.listen.to_string(), DEFAULT_LISTEN);
         assert!(Config::zero_config(&env(&[])).unwrap().providers.is_empty());
     }

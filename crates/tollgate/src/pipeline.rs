@@ -414,9 +414,14 @@ async fn semantic_lookup(
     None
 }
 
+/// The price catalog knows `model` at `provider` (`implicit_routes = "known_models"`).
+fn known_model(state: &AppState, provider: usize, model: &str) -> bool {
+    state.config.providers.get(provider).is_some_and(|p| state.pricing.knows(p, model, now_ms()))
+}
+
 /// The targets to try, in order (strategy, circuit health).
 fn plan_route(state: &AppState, model: &str) -> Result<Vec<routing::Attempt>, ApiError> {
-    let mut plan = routing::plan(&state.config, model);
+    let mut plan = routing::plan(&state.config, model, &|p, m| known_model(state, p, m));
     if plan.is_empty() {
         return Err(ApiError::ModelNotFound { message: format!("no route for model {model:?}") });
     }
@@ -600,7 +605,7 @@ async fn govern(
                 let refuse = |why: &str| refusal.clone().into_error(why);
                 match action {
                     Action::Downgrade(to) if !downgraded => {
-                        let new_plan = routing::plan(&state.config, &to);
+                        let new_plan = routing::plan(&state.config, &to, &|p, m| known_model(state, p, m));
                         if new_plan.is_empty() {
                             return Err(refuse(&format!(
                                 "cannot cover this request and its downgrade model {to:?} has no route"

@@ -38,16 +38,24 @@ impl Pricing {
         self.price_tier(provider, model, usage, at_ms, ServiceTier::Standard)
     }
 
-    /// The same at a service tier (batch results are priced at batch rates).
-    pub fn price_tier(&self, provider: &Provider, model: &str, usage: &Usage, at_ms: i64, tier: ServiceTier) -> Priced {
+    /// The catalog has a price for `model` at `provider`.
+    pub fn knows(&self, provider: &Provider, model: &str, at_ms: i64) -> bool {
+        self.entry(provider, model, at_ms).is_some()
+    }
+
+    fn entry(&self, provider: &Provider, model: &str, at_ms: i64) -> Option<&tollgate_pricing::PriceEntry> {
         let at = DateTime::<Utc>::from_timestamp_millis(at_ms).unwrap_or_else(Utc::now);
         // OpenAI-compatible hosts are named after their vendor (mistral, deepseek…).
         let hint = match provider.kind {
             ProviderKind::OpenAiCompatible => provider.name.as_str(),
             kind => kind_name(kind),
         };
-        let entry = self.catalog.lookup(Some(hint), model, at);
-        match entry {
+        self.catalog.lookup(Some(hint), model, at)
+    }
+
+    /// The same at a service tier (batch results are priced at batch rates).
+    pub fn price_tier(&self, provider: &Provider, model: &str, usage: &Usage, at_ms: i64, tier: ServiceTier) -> Priced {
+        match self.entry(provider, model, at_ms) {
             Some(e) => {
                 let c = tollgate_pricing::cost(e, usage, tier);
                 Priced { cost: Some(c.total), cache_savings: c.cache_savings }

@@ -5,7 +5,7 @@
 //! `provider/model` names and the well-known model families (`gpt-*`,
 //! `claude-*`, `gemini-*`, …) go to the first provider that serves them.
 
-use crate::config::{Config, RouteTarget, Strategy};
+use crate::config::{Config, ImplicitRoutes, RouteTarget, Strategy};
 use tollgate_providers::ProviderKind;
 
 /// One upstream to try, in order.
@@ -18,41 +18,47 @@ pub struct Attempt {
 }
 
 /// The ordered attempts for `model`: its own targets, then each fallback's.
-/// Empty when nothing serves the name.
-pub fn plan(config: &Config, model: &str) -> Vec<Attempt> {
+/// Empty when nothing serves the name. `known(provider, model)` says whether
+/// the price catalog knows a name (used by `implicit_routes = "known_models"`).
+pub fn plan(config: &Config, model: &str, known: &dyn Fn(usize, &str) -> bool) -> Vec<Attempt> {
     let mut out = Vec::new();
-    push_route(config, model, &mut out);
+    push_route(config, model, known, &mut out);
     if out.is_empty() {
         return out;
     }
     if let Some(route) = config.routes.get(model) {
         for f in &route.fallbacks {
-            push_route(config, f, &mut out);
+            push_route(config, f, known, &mut out);
         }
     }
     out.dedup();
     out
 }
 
-fn push_route(config: &Config, name: &str, out: &mut Vec<Attempt>) {
+fn push_route(config: &Config, name: &str, known: &dyn Fn(usize, &str) -> bool, out: &mut Vec<Attempt>) {
     if let Some(route) = config.routes.get(name) {
         for RouteTarget { provider, model, .. } in &route.targets {
             out.push(Attempt { provider: *provider, model: model.clone(), route: name.into() });
         }
         return;
     }
-    if !config.server.implicit_routes {
-        return;
-    }
+    let only_known = match config.server.implicit_routes {
+        ImplicitRoutes::Off => return,
+        ImplicitRoutes::Prefix => false,
+        ImplicitRoutes::KnownModels => true,
+    };
+    let admit = |idx: usize, model: &str| !only_known || known(idx, model);
     if let Some((prefix, rest)) = name.split_once('/') {
         if let Some((idx, _)) = config.provider(prefix) {
             if !rest.is_empty() {
-                out.push(Attempt { provider: idx, model: rest.into(), route: name.into() });
+                if admit(idx, rest) {
+                    out.push(Attempt { provider: idx, model: rest.into(), route: name.into() });
+                }
                 return;
             }
         }
     }
-    if let Some(idx) = implicit_provider(config, name) {
+    if let Some(idx) = implicit_provider(config, name).filter(|idx| admit(*idx, name)) {
         out.push(Attempt { provider: idx, model: name.into(), route: name.into() });
     }
 }
@@ -222,7 +228,7 @@ targets = [{ provider = "ollama", model = "llama3.1" }]
             ("omega", vec![]),
         ];
         for (name, want) in cases {
-            assert_eq!(plan(&c, name), want, "{name}");
+            assert_eq!(plan(&c, name, &|_, _| true), want, "{name}");
         }
     }
 
@@ -253,7 +259,7 @@ targets = [{ provider = "a", model = "m" }, { provider = "b", model = "m" }]
 "#;
         let c = Config::from_toml(text, "t", &HashMap::<String, String>::new()).unwrap();
         let first = |name: &str, draw: u32, view: &dyn Fn(&Attempt) -> TargetView| {
-            let mut p = plan(&c, name);
+            let mut p = plan(&c, name, &|_, _| true);
             order(&c, name, &mut p, view, draw);
             p.iter().map(|a| a.provider).collect::<Vec<_>>()
         };
@@ -280,8 +286,22 @@ targets = [{ provider = "a", model = "m" }, { provider = "b", model = "m" }]
     #[test]
     fn implicit_routes_can_be_turned_off() {
         let mut c = config();
-        c.server.implicit_routes = false;
-        assert!(plan(&c, "gpt-4o-mini").is_empty());
-        assert_eq!(plan(&c, "cheap").len(), 1);
+        c.server.implicit_routes = ImplicitRoutes::Off;
+        assert!(plan(&c, "gpt-4o-mini", &|_, _| true).is_empty());
+        assert_eq!(plan(&c, "cheap", &|_, _| true).len(), 1);
+    }
+
+    #[test]
+    fn known_models_routes_only_names_the_catalog_knows() {
+        let mut c = config();
+        c.server.implicit_routes = ImplicitRoutes::KnownModels;
+        let known = |_: usize, m: &str| m == "gpt-4o-mini" || m == "llama3.1";
+        assert_eq!(plan(&c, "gpt-4o-mini", &known).len(), 1);
+        assert!(plan(&c, "gpt-made-up-9", &known).is_empty(), "an unknown name under a known prefix");
+        assert!(plan(&c, "openai/gpt-made-up-9", &known).is_empty());
+        assert_eq!(plan(&c, "ollama/llama3.1", &known).len(), 1);
+        assert_eq!(plan(&c, "cheap", &known).len(), 1, "[[models]] entries are served whatever the catalog says");
+        c.server.implicit_routes = ImplicitRoutes::Prefix;
+        assert_eq!(plan(&c, "gpt-made-up-9", &known).len(), 1, "prefix routing forwards any name");
     }
 }

@@ -235,3 +235,33 @@ async fn admin_authorization_matrix() {
     assert!(b["budgets"].as_array().unwrap().is_empty(), "growth budgets are hidden from search: {b}");
     h.stop().await;
 }
+
+/// `implicit_routes = "known_models"`: a made-up name under a known family
+/// prefix is refused at the edge with 404 `model_not_found` (both API
+/// families), and never reaches a provider; a name the catalog knows is served.
+#[tokio::test]
+async fn known_models_mode_refuses_made_up_names_at_the_edge() {
+    let h = Harness::start_with("", |mut c| {
+        c.server.implicit_routes = tollgate::config::ImplicitRoutes::KnownModels;
+        c
+    })
+    .await;
+    let ok = h.post("/v1/chat/completions").json(&chat("gpt-4o-mini", "hi", false)).send().await.unwrap();
+    assert_eq!(ok.status(), 200);
+    let before = h.mock_total().await;
+    for model in ["gpt-made-up-9", "openai/gpt-made-up-9", "claude-imaginary-7"] {
+        let r = h.post("/v1/chat/completions").json(&chat(model, "hi", false)).send().await.unwrap();
+        assert_eq!(code(r).await.0, 404, "{model}");
+    }
+    let r = h
+        .post("/v1/messages")
+        .header("anthropic-version", "2023-06-01")
+        .json(&json!({"model": "claude-imaginary-7", "max_tokens": 8, "messages": [{"role": "user", "content": "hi"}]}))
+        .send()
+        .await
+        .unwrap();
+    let (status, code_name, _) = code(r).await;
+    assert_eq!((status, code_name.as_str()), (404, "model_not_found"));
+    assert_eq!(h.mock_total().await, before, "no made-up name reached a provider");
+    h.stop().await;
+}

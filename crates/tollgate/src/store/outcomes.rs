@@ -54,7 +54,7 @@ impl SqliteStore {
         let joined = self.with_reader(|c| {
             ensure_schema(c)?;
             let mut stmt = c.prepare(&query.text)?;
-            let mut rows = stmt.query(rusqlite::params_from_iter(super::reports::values(&query)))?;
+            let mut rows = stmt.query(rusqlite::params_from_iter(super::sqlite::values(&query)))?;
             let mut out = Vec::new();
             while let Some(r) = rows.next()? {
                 out.push(OutcomeJoin {

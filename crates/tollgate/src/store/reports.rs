@@ -1,10 +1,8 @@
 //! Spend reports and prompt-cache insight over SQLite (the statements are
 //! built in `sql`, shared with PostgreSQL).
 
-use rusqlite::types::Value as SqlValue;
-
-use super::sql::{self, Arg, Dialect, PromptCachePart, Sql};
-use super::sqlite::SqliteStore;
+use super::sql::{self, Dialect, PromptCachePart};
+use super::sqlite::{values, SqliteStore};
 use super::StoreError;
 use crate::query::{PromptCacheRow, SpendQuery, SpendReport, SpendRow};
 
@@ -33,17 +31,6 @@ impl SqliteStore {
         })?;
         Ok(sql::fold_prompt_cache(parts))
     }
-}
-
-/// A statement's arguments as SQLite values.
-pub(super) fn values(q: &Sql) -> Vec<SqlValue> {
-    q.args
-        .iter()
-        .map(|a| match a {
-            Arg::Int(i) => SqlValue::Integer(*i),
-            Arg::Text(t) => SqlValue::Text(t.clone()),
-        })
-        .collect()
 }
 
 /// `allow_rollup: false` reads raw rows only (the tests compare both ways).

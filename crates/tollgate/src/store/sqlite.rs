@@ -589,7 +589,7 @@ impl SqliteStore {
         let (query, limit) = super::sql::requests_query(super::sql::Dialect::Sqlite, q);
         let conn = self.reader();
         let mut stmt = conn.prepare(&query.text)?;
-        let mut rows = stmt.query(rusqlite::params_from_iter(super::reports::values(&query)))?;
+        let mut rows = stmt.query(rusqlite::params_from_iter(values(&query)))?;
         let mut out = Vec::new();
         while let Some(r) = rows.next()? {
             out.push(ledger_from_row(r)?);
@@ -740,10 +740,20 @@ impl SqliteStore {
         let query = super::sql::spend_per_second_query(super::sql::Dialect::Sqlite, filters, from_ms);
         let conn = self.reader();
         let mut stmt = conn.prepare(&query.text)?;
-        let rows =
-            stmt.query_map(rusqlite::params_from_iter(super::reports::values(&query)), |r| Ok((r.get(0)?, r.get(1)?)))?;
+        let rows = stmt.query_map(rusqlite::params_from_iter(values(&query)), |r| Ok((r.get(0)?, r.get(1)?)))?;
         Ok(rows.collect::<Result<_, _>>()?)
     }
+}
+
+/// A statement's arguments as SQLite values.
+pub(super) fn values(q: &super::sql::Sql) -> Vec<rusqlite::types::Value> {
+    q.args
+        .iter()
+        .map(|a| match a {
+            super::sql::Arg::Int(i) => rusqlite::types::Value::Integer(*i),
+            super::sql::Arg::Text(t) => rusqlite::types::Value::Text(t.clone()),
+        })
+        .collect()
 }
 
 #[cfg(test)]

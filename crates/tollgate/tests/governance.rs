@@ -4,31 +4,12 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
-
-use std::sync::{Arc, Mutex};
+#[path = "common/services.rs"]
+mod services;
 
 use common::{chat, Harness};
 use serde_json::{json, Value};
 use tollgate_units::Money;
-
-async fn webhook_server() -> (String, Arc<Mutex<Vec<Value>>>) {
-    let got: Arc<Mutex<Vec<Value>>> = Arc::default();
-    let g = got.clone();
-    let app = axum::Router::new().route(
-        "/hook",
-        axum::routing::post(move |body: axum::Json<Value>| {
-            let g = g.clone();
-            async move {
-                g.lock().unwrap().push(body.0);
-                "ok"
-            }
-        }),
-    );
-    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = l.local_addr().unwrap();
-    tokio::spawn(async move { axum::serve(l, app).await.unwrap() });
-    (format!("http://{addr}/hook"), got)
-}
 
 async fn budgets(h: &Harness) -> Vec<Value> {
     let v: Value = h.http.get(format!("{}/api/v1/budgets", h.base)).send().await.unwrap().json().await.unwrap();
@@ -116,7 +97,7 @@ async fn a_dollar_per_minute_limit_holds_under_concurrency() {
 
 #[tokio::test]
 async fn downgrade_clamp_and_alert_actions() {
-    let (hook, got) = webhook_server().await;
+    let (hook, got) = services::webhook().await;
     let extra = format!(
         "[[budgets]]\nid = \"down\"\nscope = {{ team = \"growth\", feature = \"down\" }}\nlimit_usd = \"0.001\"\nperiod = \"day\"\naction = \"downgrade:gpt-4o-mini\"\n\n\
          [[budgets]]\nid = \"clamp\"\nscope = {{ team = \"growth\", feature = \"clamp\" }}\nlimit_usd = \"0.0002\"\nperiod = \"month\"\naction = \"clamp\"\n\n\

@@ -228,7 +228,7 @@ fn usd(v: &Value) -> Money {
 /// the provider, and every replica's spend equals the bill to the nano-dollar.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_replicas_never_overspend_one_budget() {
-    let (hook, alerts) = webhook().await;
+    let (hook, alerts) = services::webhook().await;
     let budget = format!(
         "[[budgets]]\nid = \"shared\"\nscope = {{ team = \"growth\" }}\nlimit_usd = \"0.002\"\nperiod = \"day\"\naction = \"block\"\nalert_at = [0.1, 0.25]\n\n[[alerts]]\nurl = \"{hook}\"\n"
     );
@@ -270,26 +270,6 @@ async fn three_replicas_never_overspend_one_budget() {
         alerts.lock().unwrap().iter().map(|a| a["threshold"].as_str().unwrap().to_string()).collect();
     assert_eq!(got.iter().filter(|t| *t == "0.100").count(), 1, "{got:?}");
     assert_eq!(got.iter().filter(|t| *t == "0.250").count(), 1, "{got:?}");
-}
-
-/// A webhook receiver: its URL and what it received.
-async fn webhook() -> (String, std::sync::Arc<std::sync::Mutex<Vec<Value>>>) {
-    let got: std::sync::Arc<std::sync::Mutex<Vec<Value>>> = Default::default();
-    let g = got.clone();
-    let app = axum::Router::new().route(
-        "/hook",
-        axum::routing::post(move |body: axum::Json<Value>| {
-            let g = g.clone();
-            async move {
-                g.lock().unwrap().push(body.0);
-                "ok"
-            }
-        }),
-    );
-    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = l.local_addr().unwrap();
-    tokio::spawn(async move { axum::serve(l, app).await.unwrap() });
-    (format!("http://{addr}/hook"), got)
 }
 
 /// A key limited to 30 requests a minute, asked 90 times over three replicas

@@ -312,7 +312,7 @@ fn bench_ledger(c: &mut Criterion) {
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     let spool = SpoolConfig::beside(&dir.path().join("w.db"));
     let wstore = Arc::new(SqliteStore::open(&format!("sqlite://{}", dir.path().join("w.db").display())).unwrap());
-    let (writer, drain) = LedgerWriter::start(wstore, spool).unwrap();
+    let (writer, drain, _) = LedgerWriter::start(wstore, spool).unwrap();
     g.bench_function("writer_round_trip_one", |b| {
         b.iter_batched(row, |r| rt.block_on(writer.write(r)), BatchSize::SmallInput)
     });

@@ -8,6 +8,12 @@
 //!                                     deletes a segment once all its rows are in
 //! ```
 //!
+//! Before a request is sent upstream, its [`Intent`] is written to the spool
+//! the same way (write-ahead). The request's row resolves it. A segment is
+//! deleted only once it is loaded *and* every intent in it is resolved, so
+//! an intent whose request died with the process is still on disk at the
+//! next start-up, where it becomes an `interrupted` row ([`Recovered`]).
+//!
 //! "Acknowledged" means the row's bytes were handed to the OS (`write(2)`),
 //! which survives `kill -9`; `fsync = true` also makes it survive power loss.
 //! At start-up every segment left behind is replayed into the database;
@@ -15,6 +21,7 @@
 //! When the database is slow or down, the spool grows up to `max_bytes`; at
 //! the bound the configured [`OnFull`] applies — never silent loss.
 
+use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
@@ -28,11 +35,87 @@ use tokio::sync::{mpsc, oneshot};
 use crate::store::LedgerSink;
 
 pub use crate::config::{OnFull, SpoolConfig};
-pub use crate::record::{CacheOutcome, Endpoint, LedgerRow, UsageSource};
+pub use crate::record::{CacheOutcome, Endpoint, Intent, LedgerRow, UsageSource};
+
+/// One line of the spool.
+enum Item {
+    Row(LedgerRow),
+    Intent(Intent),
+}
 
 struct Job {
-    row: LedgerRow,
+    item: Item,
     ack: Option<oneshot::Sender<()>>,
+}
+
+/// An intent's spool line: `{"intent":{…}}`, told from a row by its first key.
+#[derive(serde::Serialize)]
+struct IntentLine<'a> {
+    intent: &'a Intent,
+}
+
+#[derive(serde::Deserialize)]
+struct IntentLineOwned {
+    intent: Intent,
+}
+
+const INTENT_PREFIX: &[u8] = b"{\"intent\":";
+
+fn serialise(item: &Item, out: &mut Vec<u8>) -> serde_json::Result<()> {
+    match item {
+        Item::Row(r) => serde_json::to_writer(out, r),
+        Item::Intent(i) => serde_json::to_writer(out, &IntentLine { intent: i }),
+    }
+}
+
+/// Intents in the spool that no row has resolved yet, and how many each
+/// segment holds (a segment holding one is not deleted).
+#[derive(Default)]
+struct OpenIntents {
+    by_request: HashMap<String, u64>,
+    per_segment: HashMap<u64, u32>,
+}
+
+impl OpenIntents {
+    fn open(&mut self, request_id: String, seq: u64) {
+        if self.by_request.insert(request_id, seq).is_none() {
+            *self.per_segment.entry(seq).or_default() += 1;
+        }
+    }
+
+    fn resolve(&mut self, request_id: &str) {
+        if let Some(seq) = self.by_request.remove(request_id) {
+            if let Some(n) = self.per_segment.get_mut(&seq) {
+                *n -= 1;
+                if *n == 0 {
+                    self.per_segment.remove(&seq);
+                }
+            }
+        }
+    }
+
+    fn holds(&self, seq: u64) -> bool {
+        self.per_segment.contains_key(&seq)
+    }
+
+    /// Marks what one spool write carried: its intents opened (in segment
+    /// `seq`), the intents of its rows resolved.
+    fn record(&mut self, opened: &mut Vec<String>, rows: &[LedgerRow], seq: u64) {
+        for id in opened.drain(..) {
+            self.open(id, seq);
+        }
+        if !self.by_request.is_empty() {
+            for r in rows {
+                self.resolve(&r.request_id);
+            }
+        }
+    }
+}
+
+type SharedIntents = Arc<Mutex<OpenIntents>>;
+
+fn lock_intents(i: &SharedIntents) -> std::sync::MutexGuard<'_, OpenIntents> {
+    i.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 enum Load {
@@ -40,8 +123,8 @@ enum Load {
         bytes: u64,
         rows: Vec<LedgerRow>,
     },
-    /// Every batch of this segment was sent before this marker.
-    Closed(PathBuf),
+    /// Every batch of this segment (by sequence number) was sent before this marker.
+    Closed(u64),
 }
 
 /// Bytes spooled but not yet in the database, with a wake-up for `Block`.
@@ -111,19 +194,64 @@ fn segments(dir: &Path) -> std::io::Result<Vec<(u64, PathBuf)>> {
     Ok(out)
 }
 
-/// Loads every segment left by an earlier run into the store, then deletes it.
-/// A torn last line (the process died mid-write) was never acknowledged and is skipped.
-pub fn replay(dir: &Path, store: &dyn LedgerSink) -> Result<u64, crate::store::StoreError> {
+/// What an earlier run left in the spool, once its rows are loaded.
+#[derive(Debug, Default)]
+pub struct Recovered {
+    /// Rows loaded into the store.
+    pub rows: u64,
+    /// Intents that no row in the spool resolves: their request was at the
+    /// provider when the gateway stopped, unless the row reached the
+    /// database before the spool let it go (look it up before writing an
+    /// `interrupted` row for it).
+    pub intents: Vec<Intent>,
+    /// The segments holding those intents, kept until they are resolved.
+    held: Vec<PathBuf>,
+}
+
+impl Recovered {
+    /// Deletes the segments kept for the intents, once each has its row.
+    pub fn finish(self) -> std::io::Result<()> {
+        for p in self.held {
+            match std::fs::remove_file(&p) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Loads every row left by an earlier run into the store and deletes each
+/// segment that holds no unresolved intent (see [`Recovered`]). A torn last
+/// line (the process died mid-write) was never acknowledged and is skipped.
+/// Running it again after a crash part-way is harmless: rows are keyed by
+/// request id.
+pub fn replay(dir: &Path, store: &dyn LedgerSink) -> Result<Recovered, crate::store::StoreError> {
     let mut n = 0;
-    for (_, path) in segments(dir)? {
+    let found = segments(dir)?;
+    // Request id → (intent, its segment). Rows come after their intent.
+    let mut open: HashMap<String, (Intent, usize)> = HashMap::new();
+    for (index, (_, path)) in found.iter().enumerate() {
         let mut rows = Vec::new();
-        for line in BufReader::new(File::open(&path)?).split(b'\n') {
+        for line in BufReader::new(File::open(path)?).split(b'\n') {
             let line = line?;
             if line.is_empty() {
                 continue;
             }
+            if line.starts_with(INTENT_PREFIX) {
+                match serde_json::from_slice::<IntentLineOwned>(&line) {
+                    Ok(l) => {
+                        open.insert(l.intent.request_id.clone(), (l.intent, index));
+                    }
+                    Err(e) => tracing::warn!(file = %path.display(), error = %e, "skipping a torn spool line"),
+                }
+                continue;
+            }
             match serde_json::from_slice::<LedgerRow>(&line) {
-                Ok(r) => rows.push(r),
+                Ok(r) => {
+                    open.remove(&r.request_id);
+                    rows.push(r);
+                }
                 Err(e) => tracing::warn!(file = %path.display(), error = %e, "skipping a torn spool line"),
             }
         }
@@ -132,12 +260,22 @@ pub fn replay(dir: &Path, store: &dyn LedgerSink) -> Result<u64, crate::store::S
             store.append(&refs)?;
         }
         n += rows.len() as u64;
-        std::fs::remove_file(&path)?;
     }
-    if n > 0 {
-        tracing::info!(rows = n, "replayed the ledger spool");
+    let holding: std::collections::BTreeSet<usize> = open.values().map(|(_, i)| *i).collect();
+    let mut held = Vec::new();
+    for (index, (_, path)) in found.into_iter().enumerate() {
+        if holding.contains(&index) {
+            held.push(path);
+        } else {
+            std::fs::remove_file(&path)?;
+        }
     }
-    Ok(n)
+    let mut intents: Vec<Intent> = open.into_values().map(|(i, _)| i).collect();
+    intents.sort_by(|a, b| (a.time_ms, &a.request_id).cmp(&(b.time_ms, &b.request_id)));
+    if n > 0 || !intents.is_empty() {
+        tracing::info!(rows = n, unresolved_intents = intents.len(), "replayed the ledger spool");
+    }
+    Ok(Recovered { rows: n, intents, held })
 }
 
 impl LedgerWriter {
@@ -146,15 +284,17 @@ impl LedgerWriter {
     pub fn start(
         store: Arc<dyn LedgerSink>,
         cfg: SpoolConfig,
-    ) -> Result<(LedgerWriter, LedgerDrain), crate::store::StoreError> {
+    ) -> Result<(LedgerWriter, LedgerDrain, Recovered), crate::store::StoreError> {
         std::fs::create_dir_all(&cfg.dir)?;
         #[cfg(unix)]
         std::fs::set_permissions(&cfg.dir, std::os::unix::fs::PermissionsExt::from_mode(0o700))?;
         // On a thread of its own: a sink may block on its own runtime (PostgreSQL's
         // does), which it cannot do on a thread that drives async tasks.
-        std::thread::scope(|s| s.spawn(|| replay(&cfg.dir, store.as_ref())).join())
+        let recovered = std::thread::scope(|s| s.spawn(|| replay(&cfg.dir, store.as_ref())).join())
             .map_err(|_| crate::store::StoreError::Task("the spool replay panicked".into()))??;
+        // Past the segments kept for unresolved intents.
         let next_seq = segments(&cfg.dir)?.last().map_or(1, |(s, _)| s + 1);
+        let intents = SharedIntents::default();
 
         let (load_tx, load_rx) = std::sync::mpsc::channel::<Load>();
         let backlog = Arc::new(Backlog::default());
@@ -163,10 +303,11 @@ impl LedgerWriter {
             let (tx, rx) = mpsc::unbounded_channel::<Job>();
             let backlog = backlog.clone();
             let cfg = cfg.clone();
+            let intents = intents.clone();
             threads.push(
                 std::thread::Builder::new()
                     .name("ledger-spool".into())
-                    .spawn(move || spool_thread(rx, load_tx, backlog, cfg, next_seq))?,
+                    .spawn(move || spool_thread(rx, load_tx, backlog, cfg, next_seq, intents))?,
             );
             (Some(tx), None)
         } else {
@@ -178,6 +319,8 @@ impl LedgerWriter {
                 load_tx,
                 queued: Vec::with_capacity(64 * 1024),
                 queued_rows: Vec::new(),
+                queued_intents: Vec::new(),
+                intents: intents.clone(),
                 enqueued: 0,
                 flushed: 0,
                 torn: false,
@@ -187,14 +330,16 @@ impl LedgerWriter {
         };
         let loader = {
             let backlog = backlog.clone();
+            let dir = cfg.dir.clone();
             std::thread::Builder::new()
                 .name("ledger-loader".into())
-                .spawn(move || loader_thread(load_rx, store, backlog))?
+                .spawn(move || loader_thread(load_rx, store, backlog, dir, intents))?
         };
         threads.push(loader);
         Ok((
             LedgerWriter { tx, inline, backlog, max_bytes: cfg.max_bytes, on_full: cfg.on_full, disabled: false },
             LedgerDrain { threads },
+            recovered,
         ))
     }
 
@@ -241,6 +386,16 @@ impl BacklogProbe {
 impl LedgerWriter {
     /// Write a row and return once it is durable in the spool.
     pub async fn write(&self, row: LedgerRow) {
+        self.put(Item::Row(row)).await;
+    }
+
+    /// Write a request's intent and return once it is durable in the spool:
+    /// called just before the request goes upstream (see [`Intent`]).
+    pub async fn intend(&self, intent: Intent) {
+        self.put(Item::Intent(intent)).await;
+    }
+
+    async fn put(&self, item: Item) {
         if self.disabled {
             return;
         }
@@ -251,7 +406,7 @@ impl LedgerWriter {
                     tokio::time::sleep(Duration::from_millis(50)).await;
                 }
             }
-            let ticket = enqueue_inline(sp, row);
+            let ticket = enqueue_inline(sp, item);
             // Requests that finish in the same scheduler tick join one `write(2)`:
             // under load, one syscall carries many rows; alone, a row is written at once.
             tokio::task::yield_now().await;
@@ -265,7 +420,7 @@ impl LedgerWriter {
             return;
         }
         let (ack, done) = oneshot::channel();
-        if self.tx.as_ref().is_none_or(|tx| tx.send(Job { row, ack: Some(ack) }).is_err()) {
+        if self.tx.as_ref().is_none_or(|tx| tx.send(Job { item, ack: Some(ack) }).is_err()) {
             tracing::error!("ledger writer is gone; row not written");
             return;
         }
@@ -278,7 +433,7 @@ impl LedgerWriter {
             return;
         }
         if let Some(sp) = &self.inline {
-            let ticket = enqueue_inline(sp, row);
+            let ticket = enqueue_inline(sp, Item::Row(row));
             let mut delay = Duration::from_millis(10);
             while let Err(e) = flush_inline(sp, &self.backlog, ticket) {
                 tracing::error!(error = %e, "cannot append to the ledger spool; retrying");
@@ -287,7 +442,7 @@ impl LedgerWriter {
             }
             return;
         }
-        if self.tx.as_ref().is_none_or(|tx| tx.send(Job { row, ack: None }).is_err()) {
+        if self.tx.as_ref().is_none_or(|tx| tx.send(Job { item: Item::Row(row), ack: None }).is_err()) {
             tracing::error!("ledger writer is gone; row not written");
         }
     }
@@ -303,6 +458,9 @@ struct InlineSpool {
     /// Lines queued for the next `write(2)`, and their rows.
     queued: Vec<u8>,
     queued_rows: Vec<LedgerRow>,
+    /// Request ids of the intents among the queued lines.
+    queued_intents: Vec<String>,
+    intents: SharedIntents,
     /// Tickets: rows queued so far, and rows durably in the file so far.
     enqueued: u64,
     flushed: u64,
@@ -316,24 +474,28 @@ impl Drop for InlineSpool {
     fn drop(&mut self) {
         // The last writer is gone: once loaded, this segment can be deleted.
         if self.file.is_some() || self.written > 0 {
-            let _ = self.load_tx.send(Load::Closed(segment_path(&self.dir, self.seq)));
+            let _ = self.load_tx.send(Load::Closed(self.seq));
         }
     }
 }
 
-/// Queues one row's line (serialised outside the lock); returns its ticket.
-fn enqueue_inline(sp: &Mutex<InlineSpool>, row: LedgerRow) -> u64 {
+/// Queues one line (serialised outside the lock); returns its ticket.
+fn enqueue_inline(sp: &Mutex<InlineSpool>, item: Item) -> u64 {
     // A row always serialises (plain strings and numbers); never lose it if not.
-    let line = serde_json::to_vec(&row).unwrap_or_else(|e| {
-        tracing::error!(error = %e, request_id = %row.request_id, "cannot serialise a ledger row for the spool");
-        Vec::new()
-    });
+    let mut line = Vec::with_capacity(1024);
+    if let Err(e) = serialise(&item, &mut line) {
+        tracing::error!(error = %e, "cannot serialise a ledger line for the spool");
+        line.clear();
+    }
     let mut g = sp.lock().unwrap_or_else(|p| p.into_inner());
     if !line.is_empty() {
         g.queued.extend_from_slice(&line);
         g.queued.push(b'\n');
     }
-    g.queued_rows.push(row);
+    match item {
+        Item::Row(row) => g.queued_rows.push(row),
+        Item::Intent(i) => g.queued_intents.push(i.request_id),
+    }
     g.enqueued += 1;
     g.enqueued
 }
@@ -366,14 +528,17 @@ fn flush_inline(sp: &Mutex<InlineSpool>, backlog: &Backlog, ticket: u64) -> std:
     let bytes = g.queued.len() as u64;
     g.queued.clear();
     let rows = std::mem::take(&mut g.queued_rows);
+    {
+        let InlineSpool { queued_intents, intents, seq, .. } = &mut *g;
+        lock_intents(intents).record(queued_intents, &rows, *seq);
+    }
     g.flushed = g.enqueued;
     backlog.bytes.fetch_add(bytes, Ordering::AcqRel);
     g.written += bytes;
     // Under the lock, so the loader sees a segment's rows before its close marker.
     let _ = g.load_tx.send(Load::Batch { bytes, rows });
     if g.written >= SEGMENT_BYTES {
-        let closed = segment_path(&g.dir, g.seq);
-        let _ = g.load_tx.send(Load::Closed(closed));
+        let _ = g.load_tx.send(Load::Closed(g.seq));
         g.file = None;
         g.seq += 1;
         g.written = 0;
@@ -396,6 +561,7 @@ fn spool_thread(
     backlog: Arc<Backlog>,
     cfg: SpoolConfig,
     mut seq: u64,
+    intents: SharedIntents,
 ) {
     let mut file: Option<File> = None;
     let mut written: u64 = 0;
@@ -412,8 +578,8 @@ fn spool_thread(
         buf.clear();
         for j in &batch {
             // Serialising a row cannot fail (plain data); a failure would be a bug.
-            if let Err(e) = serde_json::to_writer(&mut buf, &j.row) {
-                tracing::error!(error = %e, "cannot serialise a ledger row");
+            if let Err(e) = serialise(&j.item, &mut buf) {
+                tracing::error!(error = %e, "cannot serialise a ledger line");
             }
             buf.push(b'\n');
         }
@@ -459,29 +625,45 @@ fn spool_thread(
         backlog.bytes.fetch_add(bytes, Ordering::AcqRel);
         written += bytes;
         let mut rows = Vec::with_capacity(batch.len());
+        let mut opened = Vec::new();
+        let mut acks = Vec::with_capacity(batch.len());
         for job in batch.drain(..) {
-            if let Some(ack) = job.ack {
-                let _ = ack.send(());
+            acks.extend(job.ack);
+            match job.item {
+                Item::Row(r) => rows.push(r),
+                Item::Intent(i) => opened.push(i.request_id),
             }
-            rows.push(job.row);
+        }
+        // Before the acknowledgements: a row can only follow its intent's ack.
+        lock_intents(&intents).record(&mut opened, &rows, seq);
+        for ack in acks {
+            let _ = ack.send(());
         }
         let _ = load_tx.send(Load::Batch { bytes, rows });
         if written >= SEGMENT_BYTES {
             file = None;
-            let _ = load_tx.send(Load::Closed(segment_path(&cfg.dir, seq)));
+            let _ = load_tx.send(Load::Closed(seq));
             seq += 1;
             written = 0;
         }
     }
     if file.is_some() || written > 0 {
-        let _ = load_tx.send(Load::Closed(segment_path(&cfg.dir, seq)));
+        let _ = load_tx.send(Load::Closed(seq));
     }
 }
 
-fn loader_thread(rx: std::sync::mpsc::Receiver<Load>, store: Arc<dyn LedgerSink>, backlog: Arc<Backlog>) {
+fn loader_thread(
+    rx: std::sync::mpsc::Receiver<Load>,
+    store: Arc<dyn LedgerSink>,
+    backlog: Arc<Backlog>,
+    dir: PathBuf,
+    intents: SharedIntents,
+) {
     let mut pending: Vec<LedgerRow> = Vec::new();
     let mut pending_bytes = 0u64;
-    let mut closed: Vec<PathBuf> = Vec::new();
+    let mut closed: Vec<u64> = Vec::new();
+    // Loaded segments that still hold an unresolved intent.
+    let mut held: Vec<u64> = Vec::new();
     let mut disconnected = false;
     while !disconnected {
         // Gather what is waiting into one transaction. The first row wakes
@@ -518,8 +700,16 @@ fn loader_thread(rx: std::sync::mpsc::Receiver<Load>, store: Arc<dyn LedgerSink>
             pending_bytes = 0;
             backlog.drained.notify_all();
         }
-        // Every row of a closed segment is now in the database.
-        for path in closed.drain(..) {
+        // Every row of a closed segment is now in the database; it goes once
+        // the requests whose intents it holds have their rows in the spool.
+        held.append(&mut closed);
+        let done: Vec<u64> = {
+            let open = lock_intents(&intents);
+            held.iter().copied().filter(|s| !open.holds(*s)).collect()
+        };
+        held.retain(|s| !done.contains(s));
+        for seq in done {
+            let path = segment_path(&dir, seq);
             if let Err(e) = std::fs::remove_file(&path) {
                 if e.kind() != std::io::ErrorKind::NotFound {
                     tracing::warn!(file = %path.display(), error = %e, "cannot remove a loaded spool segment");
@@ -529,7 +719,7 @@ fn loader_thread(rx: std::sync::mpsc::Receiver<Load>, store: Arc<dyn LedgerSink>
     }
 }
 
-fn take(m: Load, pending: &mut Vec<LedgerRow>, bytes: &mut u64, closed: &mut Vec<PathBuf>) {
+fn take(m: Load, pending: &mut Vec<LedgerRow>, bytes: &mut u64, closed: &mut Vec<u64>) {
     match m {
         Load::Batch { bytes: b, rows } => {
             *bytes += b;
@@ -610,7 +800,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = Arc::new(MemorySink::default());
         let cfg = SpoolConfig::beside(&dir.path().join("l.db"));
-        let (w, drain) = LedgerWriter::start(store.clone(), cfg).unwrap();
+        let (w, drain, _) = LedgerWriter::start(store.clone(), cfg).unwrap();
         // The gateway's runtime on one core: tasks ready in the same tick share a write.
         let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
         rt.block_on(async {
@@ -653,7 +843,7 @@ mod tests {
         std::fs::write(segment_path(&spool, 7), &text).unwrap();
         // r2 is already in the database (the loader committed it before the crash).
         store.append(&[&row("r2")]).unwrap();
-        assert_eq!(replay(&spool, &store).unwrap(), 3);
+        assert_eq!(replay(&spool, &store).unwrap().rows, 3);
         assert_eq!(count(&store), 2, "duplicates are stored once");
         assert!(segments(&spool).unwrap().is_empty());
     }
@@ -663,7 +853,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = Arc::new(MemorySink::default());
         let cfg = SpoolConfig::beside(&dir.path().join("l.db"));
-        let (w, drain) = LedgerWriter::start(store.clone(), cfg.clone()).unwrap();
+        let (w, drain, _) = LedgerWriter::start(store.clone(), cfg.clone()).unwrap();
         for i in 0..500 {
             w.write(row(&format!("r{i:04}"))).await;
         }
@@ -679,7 +869,7 @@ mod tests {
         let store = Arc::new(MemorySink::default());
         let mut cfg = SpoolConfig::beside(&dir.path().join("l.db"));
         cfg.fsync = true;
-        let (w, drain) = LedgerWriter::start(store.clone(), cfg.clone()).unwrap();
+        let (w, drain, _) = LedgerWriter::start(store.clone(), cfg.clone()).unwrap();
         let mut tasks = Vec::new();
         for i in 0..200 {
             let w = w.clone();
@@ -700,7 +890,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let db = dir.path().join("l.db");
         let store = sink();
-        let (w, drain) = LedgerWriter::start(store.clone(), SpoolConfig::beside(&db)).unwrap();
+        let (w, drain, _) = LedgerWriter::start(store.clone(), SpoolConfig::beside(&db)).unwrap();
         // The database refuses writes for a while.
         store.locked.store(true, Ordering::Release);
         for i in 0..50 {
@@ -723,7 +913,7 @@ mod tests {
         let mut cfg = SpoolConfig::beside(&db);
         cfg.max_bytes = 1000;
         cfg.on_full = OnFull::Reject;
-        let (w, drain) = LedgerWriter::start(store.clone(), cfg).unwrap();
+        let (w, drain, _) = LedgerWriter::start(store.clone(), cfg).unwrap();
         store.locked.store(true, Ordering::Release);
         assert!(!w.refusing());
         for i in 0..5 {
@@ -741,5 +931,78 @@ mod tests {
         drop(w);
         tokio::task::spawn_blocking(move || drain.wait()).await.unwrap();
         assert_eq!(count(&store), 5);
+    }
+
+    fn intent(id: &str, cost_nanos: i64) -> Intent {
+        Intent {
+            request_id: id.into(),
+            time_ms: 1_700_000_000_000,
+            key_id: Some("key_x".into()),
+            endpoint: crate::record::Endpoint::ChatCompletions,
+            requested_model: Some("gpt-4o-mini".into()),
+            provider: Some("openai".into()),
+            model: Some("gpt-4o-mini".into()),
+            streamed: false,
+            upper_bound: Some(Money::from_nanos(cost_nanos)),
+            attribution: Attribution::default(),
+        }
+    }
+
+    /// Both spool writers: an intent resolved by its row leaves nothing
+    /// behind; one whose request never wrote its row keeps its segment on
+    /// disk after the drain, and the next start-up hands it back.
+    #[tokio::test]
+    async fn an_intent_without_its_row_outlives_its_segment_and_comes_back_at_start_up() {
+        for fsync in [false, true] {
+            let dir = tempfile::tempdir().unwrap();
+            let store = sink();
+            let mut cfg = SpoolConfig::beside(&dir.path().join("l.db"));
+            cfg.fsync = fsync;
+            let (w, drain, recovered) = LedgerWriter::start(store.clone(), cfg.clone()).unwrap();
+            assert!(recovered.intents.is_empty());
+            w.intend(intent("done", 900)).await;
+            w.intend(intent("lost", 1_234)).await;
+            w.write(row("done")).await;
+            w.write(row("other")).await;
+            drop(w);
+            tokio::task::spawn_blocking(move || drain.wait()).await.unwrap();
+            assert_eq!(count(&store), 2, "rows are loaded; intents are not rows");
+            assert_eq!(segments(&cfg.dir).unwrap().len(), 1, "fsync={fsync}: the segment holding `lost` is kept");
+
+            let (w, drain, recovered) = LedgerWriter::start(store.clone(), cfg.clone()).unwrap();
+            assert_eq!(recovered.rows, 2, "the kept segment's rows are loaded again (idempotent)");
+            assert_eq!(recovered.intents, vec![intent("lost", 1_234)]);
+            let r = recovered.intents[0].clone().interrupted();
+            assert_eq!(
+                (r.status, r.error_code.as_deref(), r.usage_source),
+                (500, Some("interrupted"), UsageSource::Estimated)
+            );
+            assert_eq!(r.cost, Some(Money::from_nanos(1_234)));
+            recovered.finish().unwrap();
+            drop(w);
+            tokio::task::spawn_blocking(move || drain.wait()).await.unwrap();
+            assert!(segments(&cfg.dir).unwrap().is_empty(), "fsync={fsync}");
+            assert_eq!(count(&store), 2);
+        }
+    }
+
+    /// The spool lets a loaded segment go only when its intents are
+    /// resolved, even when the resolving row lands in a later segment.
+    #[test]
+    fn replay_resolves_an_intent_by_its_row_in_a_later_segment() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = sink();
+        let line = |i: &Intent| serde_json::to_string(&IntentLine { intent: i }).unwrap() + "\n";
+        let a = line(&intent("a", 5)) + &line(&intent("b", 7));
+        std::fs::write(segment_path(dir.path(), 1), a).unwrap();
+        let b = serde_json::to_string(&row("a")).unwrap() + "\n" + &line(&intent("c", 9)) + "{\"intent\":{\"requ";
+        std::fs::write(segment_path(dir.path(), 2), b).unwrap();
+        let r = replay(dir.path(), store.as_ref()).unwrap();
+        assert_eq!(r.rows, 1);
+        let ids: Vec<&str> = r.intents.iter().map(|i| i.request_id.as_str()).collect();
+        assert_eq!(ids, ["b", "c"], "a torn intent line was never acknowledged, so never sent");
+        assert_eq!(segments(dir.path()).unwrap().len(), 2, "both segments hold an open intent");
+        r.finish().unwrap();
+        assert!(segments(dir.path()).unwrap().is_empty());
     }
 }

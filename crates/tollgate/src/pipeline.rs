@@ -205,6 +205,8 @@ async fn until_upstream(
     let mut plan = plan_route(state, &model)?;
     // Budgets and rate limits: reserve the most this request can cost before any spend.
     let body = govern(state, p, principal, &model, &mut plan, body).await?;
+    // Write-ahead: if the gateway dies while the provider works, this becomes the row.
+    intend(state, p, &plan).await;
     send(state, p, principal, headers, &plan, &body).await.map(Upstream::Answer)
 }
 
@@ -573,12 +575,8 @@ async fn govern(
     let mut clamped = false;
     loop {
         let provider_name = state.config.providers[plan[0].provider].name.clone();
-        // Nothing to enforce: skip the estimate (the reservation is still taken, for symmetry).
-        let ask = if state.governor.is_idle() {
-            crate::govern::Ask { cost: Some(Money::ZERO), tokens: 0 }
-        } else {
-            estimate::max_cost(&state.config, &state.pricing, plan, &p.info, &body, default_out)
-        };
+        // Also the write-ahead intent's cost, so computed with no budget in force too.
+        let ask = estimate::max_cost(&state.config, &state.pricing, plan, &p.info, &body, default_out);
         let attribution = p.row().attribution.clone();
         let facts = Facts { key_id: principal.id(), model, provider: Some(&provider_name), attribution: &attribution };
         match state.governor.reserve(&facts, ask, now).await {
@@ -594,6 +592,7 @@ async fn govern(
                     p.extra_headers.push((HEADER_BUDGET_REMAINING, rem.max(Money::ZERO).to_string()));
                 }
                 p.reservation = Some(r);
+                p.upper_bound = ask.cost;
                 return Ok(body);
             }
             Err(refusal) => {
@@ -637,6 +636,27 @@ async fn govern(
             }
         }
     }
+}
+
+/// Puts the request's intent in the spool before it is sent (see `ledger`).
+async fn intend(state: &AppState, p: &Pending, plan: &[routing::Attempt]) {
+    let row = p.row();
+    let first = plan.first();
+    state
+        .ledger
+        .intend(crate::ledger::Intent {
+            request_id: row.request_id.clone(),
+            time_ms: row.time_ms,
+            key_id: row.key_id.clone(),
+            endpoint: row.endpoint,
+            requested_model: row.requested_model.clone(),
+            provider: first.map(|a| state.config.providers[a.provider].name.clone()),
+            model: first.map(|a| a.model.clone()),
+            streamed: p.info.stream,
+            upper_bound: p.upper_bound,
+            attribution: row.attribution.clone(),
+        })
+        .await;
 }
 
 /// Non-streaming: read the whole answer, meter, price, ledger, respond.
@@ -1028,6 +1048,8 @@ pub struct Pending {
     info: RequestInfo,
     provider: Option<usize>,
     reservation: Option<Reservation>,
+    /// The most this request can cost on its route (`None`: unpriced).
+    upper_bound: Option<Money>,
     /// Where to keep this request's answer in the response cache.
     cache_key: Option<[u8; 32]>,
     /// (tenant, model, embedding) to file the answer under in the semantic cache.
@@ -1066,6 +1088,7 @@ impl Pending {
             info: RequestInfo::default(),
             provider: None,
             reservation: None,
+            upper_bound: Some(Money::ZERO),
             cache_key: None,
             semantic: None,
             extra_headers: Vec::new(),

@@ -212,3 +212,49 @@ pub struct AttemptRecord {
     pub error: Option<String>,
     pub latency_ms: u64,
 }
+
+/// The error code of a row made from an [`Intent`] that never got its own
+/// row: the gateway stopped (crash, `kill -9`, power loss) while the request
+/// was at the provider.
+pub const INTERRUPTED: &str = "interrupted";
+
+/// A request about to be sent upstream, written to the spool before it is
+/// sent (write-ahead). Its own row resolves it; an intent still unresolved
+/// when the gateway starts again becomes an `interrupted` row, costed at
+/// `upper_bound`, so spend the provider may bill is never invisible.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Intent {
+    pub request_id: String,
+    pub time_ms: i64,
+    pub key_id: Option<String>,
+    pub endpoint: Endpoint,
+    pub requested_model: Option<String>,
+    /// The first target of the route: the provider and the model sent.
+    pub provider: Option<String>,
+    pub model: Option<String>,
+    pub streamed: bool,
+    /// The most the request can cost on its route (what its reservation
+    /// holds); `None`: no price known.
+    pub upper_bound: Option<Money>,
+    pub attribution: Attribution,
+}
+
+impl Intent {
+    /// The row of a request whose outcome died with the gateway: status 500,
+    /// error `interrupted`, usage and cost estimated at the upper bound.
+    pub fn interrupted(self) -> LedgerRow {
+        let mut row = LedgerRow::new(&self.request_id, self.time_ms, "", self.endpoint);
+        row.key_id = self.key_id;
+        row.requested_model = self.requested_model;
+        row.provider = self.provider;
+        row.model = self.model;
+        row.streamed = self.streamed;
+        row.status = 500;
+        row.error_code = Some(INTERRUPTED.to_string());
+        row.usage_source = UsageSource::Estimated;
+        row.cost = self.upper_bound;
+        row.attempts = 1;
+        row.attribution = self.attribution;
+        row
+    }
+}

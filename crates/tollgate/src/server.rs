@@ -77,15 +77,17 @@ impl Gateway {
                 ))
             }
         };
-        let (ledger, drain) = if config.ledger_enabled {
+        let (ledger, drain, recovered) = if config.ledger_enabled {
             LedgerWriter::start(stores.ledger.clone(), spool)?
         } else {
             tracing::warn!(
                 "[ledger] enabled = false: requests are NOT recorded (no spend history, no reports); \
                  this setting exists only to measure the ledger's cost in benchmarks"
             );
-            LedgerWriter::disabled()
+            let (w, d) = LedgerWriter::disabled();
+            (w, d, Default::default())
         };
+        let interrupted = interrupted_rows(&stores, &recovered.intents).await?;
         let auth = Authenticator::new(stores.keys.clone(), hasher, config.server.auth);
         // Tokenizers load on first use (~60 MiB): most deployments never need them.
         if std::env::var_os("TOLLGATE_WARM_TOKENIZERS").is_some() {
@@ -107,11 +109,17 @@ impl Gateway {
         for l in config.governance.limits.iter().cloned().chain(stores.governance.list_limits().await?) {
             governor.set_limit(l, now);
         }
+        let budgets: Vec<_> =
+            config.governance.budgets.iter().cloned().chain(stores.governance.list_budgets().await?).collect();
+        // Before the budgets are seeded (see `book_interrupted`).
+        governor.book_interrupted(&budgets, &interrupted, now).await.map_err(crate::store::StoreError::from)?;
         let mut installed = Vec::new();
-        for b in config.governance.budgets.iter().cloned().chain(stores.governance.list_budgets().await?) {
+        for b in budgets {
             crate::govern::install_budget(&stores, &governor, b.clone(), now).await?;
             installed.push(b);
         }
+        // Every intent now has its row (its own, or an `interrupted` one).
+        recovered.finish()?;
         let alerts_fired = Arc::new(std::sync::atomic::AtomicU64::new(0));
         let mut background = vec![
             tokio::spawn(crate::govern::alerts::dispatch(
@@ -258,6 +266,35 @@ async fn roll_up_analytics(analytics: Arc<crate::store::clickhouse::ClickHouse>)
         }
         tokio::time::sleep(std::time::Duration::from_secs(60)).await;
     }
+}
+
+/// The rows for intents an earlier run left unresolved: each intent whose
+/// request has no row in the database becomes an `interrupted` row, stored
+/// now (before budgets are seeded from the ledger).
+async fn interrupted_rows(
+    stores: &Stores,
+    intents: &[crate::ledger::Intent],
+) -> Result<Vec<crate::ledger::LedgerRow>, StartError> {
+    let mut rows = Vec::new();
+    for intent in intents {
+        if stores.requests.request(intent.request_id.clone()).await?.is_none() {
+            rows.push(intent.clone().interrupted());
+        }
+    }
+    if rows.is_empty() {
+        return Ok(rows);
+    }
+    let sink = stores.ledger.clone();
+    let refs: Vec<&crate::ledger::LedgerRow> = rows.iter().collect();
+    // On a thread of its own, as the replay: a sink may block on its own runtime.
+    std::thread::scope(|s| s.spawn(|| sink.append(&refs)).join())
+        .map_err(|_| crate::store::StoreError::Task("writing interrupted rows panicked".into()))??;
+    tracing::warn!(
+        rows = rows.len(),
+        "requests were at the provider when the gateway stopped: recorded as `interrupted`, costed at their \
+         reservation's upper bound"
+    );
+    Ok(rows)
 }
 
 /// Deletes raw ledger rows past the retention period, at start and every ten minutes.

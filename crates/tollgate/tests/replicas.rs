@@ -325,7 +325,9 @@ async fn revocation_and_budget_changes_reach_every_replica() {
 
 /// A replica killed with requests in flight: the reservations it held are
 /// released by their lease for the others, and its spool, replayed when it
-/// restarts, reaches PostgreSQL with no row twice.
+/// restarts, reaches PostgreSQL with no row twice. The requests that were at
+/// the provider come back as `interrupted` rows, booked into the shared
+/// (already seeded) Redis budget counter: the budget equals the ledger.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_replica_killed_mid_flight_releases_by_lease_and_replays_its_spool() {
     let extra = "[governance]\nlease_ms = 4000\n\n[[budgets]]\nid = \"team\"\nscope = { team = \"growth\" }\nlimit_usd = \"5\"\nperiod = \"day\"\naction = \"block\"\n";
@@ -371,15 +373,30 @@ async fn a_replica_killed_mid_flight_releases_by_lease_and_replays_its_spool() {
     let left = spooled_rows(&c.spool(1));
     eprintln!("rows still in the killed replica's spool: {left}");
     let restarted = c.replica(1).await;
-    let reports = c.until_ledgered(&[&restarted, &witness], 60).await;
-    assert_eq!(reports[1]["total_requests"], 60, "every acknowledged row once");
+    let reports = c.until_ledgered(&[&restarted, &witness], 65).await;
+    assert_eq!(reports[1]["total_requests"], 65, "every acknowledged row once, and the 5 cut at the provider");
+    assert_eq!(c.mock_chats().await, 65, "one row per upstream call");
     let (client, conn) = tokio_postgres::connect(&c.db.url, tokio_postgres::NoTls).await.unwrap();
     tokio::spawn(conn);
     let row = client.query_one("SELECT COUNT(*), COUNT(DISTINCT request_id) FROM ledger", &[]).await.unwrap();
-    assert_eq!((row.get::<_, i64>(0), row.get::<_, i64>(1)), (60, 60));
+    assert_eq!((row.get::<_, i64>(0), row.get::<_, i64>(1)), (65, 65));
+    let cut = client
+        .query_one(
+            "SELECT COUNT(*), CAST(SUM(cost_nanos) AS BIGINT) FROM ledger \
+             WHERE error_code = 'interrupted' AND usage_source = 'estimated' AND status = 500",
+            &[],
+        )
+        .await
+        .unwrap();
+    assert_eq!(cut.get::<_, i64>(0), 5, "the requests held at the provider are interrupted rows");
     let hourly: i64 =
         client.query_one("SELECT CAST(SUM(requests) AS BIGINT) FROM ledger_hourly", &[]).await.unwrap().get(0);
-    assert_eq!(hourly, 60, "the rollup counts each row once too");
+    assert_eq!(hourly, 65, "the rollup counts each row once too");
+    let total: i64 = client.query_one("SELECT CAST(SUM(cost_nanos) AS BIGINT) FROM ledger", &[]).await.unwrap().get(0);
+    let v = c.admin(&witness, "/api/v1/budgets").await;
+    let b = v["budgets"].as_array().unwrap().iter().find(|b| b["id"] == "team").unwrap().clone();
+    eprintln!("interrupted rows: {} costing {} nanos; budget spent {}", 5, cut.get::<_, i64>(1), b["spent_usd"]);
+    assert_eq!(usd(&b["spent_usd"]), Money::from_nanos(total), "the shared counter books the interrupted rows once");
 }
 
 /// Rows in a spool directory not yet loaded (lines of its segments).

@@ -251,12 +251,6 @@ impl Governor {
         &self.counters
     }
 
-    /// No budget and no rate limit is installed (requests need no estimate).
-    pub fn is_idle(&self) -> bool {
-        let st = self.lock();
-        st.budgets.is_empty() && st.limits.is_empty()
-    }
-
     pub fn time_zone(&self) -> Tz {
         self.tz
     }
@@ -271,15 +265,61 @@ impl Governor {
         fired: BTreeSet<u32>,
         now_ms: i64,
     ) -> Result<(), CounterError> {
-        // Scope and period are part of the key: changing either starts a
-        // counter seeded afresh; changing the limit keeps the live one.
-        let key: Arc<str> = Arc::from(format!("budget:{}:{}:{}", spec.id, spec.scope, spec.period));
+        let key = budget_key(&spec);
         let window = spec.period.window(now_ms, self.tz);
         let rule =
             BudgetRule { fired_window: window, spec, key: key.clone(), fired, window: std::cell::Cell::new(window) };
         let counter = rule.counter(now_ms, self.tz);
         self.counters.seed(&key, counter, spent, now_ms).await?;
         self.lock().budgets.insert(Arc::from(rule.spec.id.as_str()), rule);
+        Ok(())
+    }
+
+    /// Books spend that reached the ledger without passing through these
+    /// counters: the `interrupted` rows written at start-up for requests that
+    /// died with an earlier run. Call it *before* the budgets are installed:
+    /// a counter not yet seeded takes the ledger's total (rows included) when
+    /// it is, and this booking is overwritten; a counter the counter store
+    /// already holds (Redis, seeded by a replica earlier) keeps it. Rows
+    /// outside a budget's current window are not booked to it.
+    pub async fn book_interrupted(
+        &self,
+        specs: &[BudgetSpec],
+        rows: &[crate::record::LedgerRow],
+        now_ms: i64,
+    ) -> Result<(), CounterError> {
+        for spec in specs {
+            let key = budget_key(spec);
+            let rule = BudgetRule {
+                fired_window: (0, 0),
+                spec: spec.clone(),
+                key: key.clone(),
+                fired: BTreeSet::new(),
+                window: std::cell::Cell::new(spec.period.window(now_ms, self.tz)),
+            };
+            let counter = rule.counter(now_ms, self.tz);
+            let (from, to) = match spec.period {
+                Period::Rolling(len) => (now_ms - len, now_ms + 1),
+                _ => rule.window.get(),
+            };
+            for row in rows {
+                let Some(cost) = row.cost.filter(|c| c.nanos() > 0) else { continue };
+                if row.time_ms < from || row.time_ms >= to {
+                    continue;
+                }
+                let facts = Facts {
+                    key_id: row.key_id.as_deref().unwrap_or(""),
+                    model: row.requested_model.as_deref().or(row.model.as_deref()).unwrap_or(""),
+                    provider: row.provider.as_deref(),
+                    attribution: &row.attribution,
+                };
+                if !spec.scope.matches(&facts) {
+                    continue;
+                }
+                let ask = [CounterAsk { key: key.clone(), rule: counter, amount: 0 }];
+                self.counters.settle(NO_LEASE, &ask, &[cost.nanos()], now_ms).await?;
+            }
+        }
         Ok(())
     }
 
@@ -589,6 +629,15 @@ impl Governor {
             let _ = self.alerts.send(e);
         }
     }
+}
+
+/// A lease id no reservation has: settling it books spend without a reservation.
+const NO_LEASE: LeaseId = 0;
+
+/// A budget's counter key. Scope and period are part of it: changing either
+/// starts a counter seeded afresh; changing the limit keeps the live one.
+fn budget_key(spec: &BudgetSpec) -> Arc<str> {
+    Arc::from(format!("budget:{}:{}:{}", spec.id, spec.scope, spec.period))
 }
 
 /// When a counter's refusal lifts, as far as the governor can tell without its figures.

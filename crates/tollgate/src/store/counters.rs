@@ -262,7 +262,7 @@ impl Counters {
 #[derive(Debug)]
 pub struct MemoryCounters {
     state: Mutex<Counters>,
-    /// Reservations outstanding (a cheap look for `is_idle`-style checks and tests).
+    /// Reservations outstanding (a cheap look for tests).
     outstanding: AtomicI64,
 }
 
@@ -604,7 +604,8 @@ impl CounterStore for RedisCounters {
             for a in asks {
                 push_ask(&mut args, &a.key, a.rule, a.amount);
             }
-            let lease: LeaseId = rand::random();
+            // Never 0: that id books spend without a reservation (the governor's `NO_LEASE`).
+            let lease: LeaseId = rand::random::<LeaseId>().max(1);
             args.push(lease.to_string());
             let v = items(self.call(args).await?);
             let tag = v.first().map(text).unwrap_or_default();

@@ -6,13 +6,14 @@ use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use axum::response::{IntoResponse, Response};
+use bytes::Bytes;
 use http::{header, HeaderMap, HeaderName, HeaderValue, Uri};
 use serde_json::Value;
 
 use crate::errors::{error_response, fault_message, invalid_request, Family};
 use crate::knobs::{Fault, Knobs};
 use crate::stats::Stats;
-use crate::stream::HANG;
+use crate::stream::{GARBAGE, HANG};
 use crate::usage::{max_output_limit, measure_prompt, reply_text, usage_for, MockUsage, PromptText};
 use crate::MockConfig;
 
@@ -180,6 +181,9 @@ impl Admitted {
                 tokio::time::sleep(HANG).await;
                 None
             }
+            // Unwinding ends this connection's task: the socket closes with
+            // no response at all (no panic message: `resume_unwind` skips the hook).
+            Some(Fault::Reset) => std::panic::resume_unwind(Box::new("mock fault=reset")),
             _ => None,
         }
     }
@@ -189,6 +193,29 @@ impl Admitted {
         let text = body.to_string();
         let bytes = match self.knobs.fault {
             Some(Fault::Malformed) => String::from("{\"mock\": this is not json"),
+            Some(Fault::Garbage) => {
+                return ([(header::CONTENT_TYPE, HeaderValue::from_static("text/html"))], GARBAGE).into_response()
+            }
+            Some(Fault::ResetMid) => {
+                let mut cut = text.len() / 2;
+                while !text.is_char_boundary(cut) {
+                    cut -= 1;
+                }
+                let half = Bytes::copy_from_slice(&text.as_bytes()[..cut]);
+                // The half, then (after a pause, so the half is on the wire) the break.
+                let parts = futures_util::stream::unfold(Some(half), |half| async move {
+                    match half {
+                        Some(h) => Some((Ok(h), None)),
+                        None => {
+                            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                            Some((Err(std::io::Error::other("mock fault=reset_mid")), None))
+                        }
+                    }
+                });
+                let parts = futures_util::StreamExt::take(parts, 2);
+                let body = axum::body::Body::from_stream(parts);
+                return ([(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))], body).into_response();
+            }
             Some(Fault::Truncate) => {
                 let mut cut = text.len() / 2;
                 while !text.is_char_boundary(cut) {

@@ -29,6 +29,13 @@ pub(crate) enum Fault {
     NoUsage,
     /// Send the provider's in-stream error event half-way, then end.
     StreamError,
+    /// A 200 whose body (or first stream event) is an HTML error page.
+    Garbage,
+    /// Close the connection before any byte of the answer.
+    Reset,
+    /// Send half the answer (half the deltas of a stream), then break the
+    /// connection mid-body.
+    ResetMid,
 }
 
 impl Fault {
@@ -40,6 +47,9 @@ impl Fault {
             "truncate" => Self::Truncate,
             "no_usage" => Self::NoUsage,
             "stream_error" => Self::StreamError,
+            "garbage" => Self::Garbage,
+            "reset" => Self::Reset,
+            "reset_mid" => Self::ResetMid,
             code => match code.parse::<u16>() {
                 Ok(status @ 400..=599) => Self::Status(status),
                 _ => return Err(KnobError::UnknownFault(value.to_owned())),

@@ -85,6 +85,11 @@
 //! - `stream_error`: half the deltas, then the provider's in-stream error
 //!   event, then the end. `stall`: half the deltas, then an hour of silence.
 //!   Both leave non-streamed answers untouched.
+//! - `garbage`: a 200 whose body is an HTML error page; in a stream, that page
+//!   as the first `data:` event (before any real event).
+//! - `reset`: the connection is closed before any byte of the answer.
+//! - `reset_mid`: half the body (half the deltas of a stream), then the
+//!   connection breaks mid-body (no terminal chunk).
 //!
 //! # Auth
 //!

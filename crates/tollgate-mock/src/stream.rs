@@ -11,6 +11,9 @@ use serde_json::Value;
 
 use crate::knobs::{Fault, Knobs};
 
+/// What an intermediary's error page looks like when it answers 200.
+pub(crate) const GARBAGE: &str = "<html><body><h1>502 Bad Gateway</h1></body></html>";
+
 /// How long `timeout` and `stall` faults keep a request hanging.
 pub(crate) const HANG: Duration = Duration::from_secs(3600);
 
@@ -62,8 +65,18 @@ impl Script {
         let half = self.deltas.len() / 2;
         let Self { head, mut deltas, tail } = self;
         let mut stall_at = None;
+        let mut broken_at = None;
         let mut events = head;
         match knobs.fault {
+            Some(Fault::Garbage) => {
+                events.insert(0, Bytes::from(format!("data: {GARBAGE}\n\n")));
+                events.extend(deltas);
+                events.extend(tail);
+            }
+            Some(Fault::ResetMid) => {
+                events.extend(deltas.drain(..half.max(1)));
+                broken_at = Some(events.len());
+            }
             Some(Fault::Truncate) => events.extend(deltas.drain(..half)),
             Some(Fault::Stall) => {
                 events.extend(deltas.drain(..half));
@@ -85,7 +98,7 @@ impl Script {
                 events.extend(tail);
             }
         }
-        let body = paced_body(events, Duration::from_millis(knobs.chunk_delay_ms), stall_at);
+        let body = paced_body(events, Duration::from_millis(knobs.chunk_delay_ms), stall_at, broken_at);
         let headers = [
             (header::CONTENT_TYPE, HeaderValue::from_static(content_type)),
             (header::CACHE_CONTROL, HeaderValue::from_static("no-cache")),
@@ -95,9 +108,10 @@ impl Script {
 }
 
 /// A chunked body sending `events` with `delay` between them, hanging before
-/// event `stall_at` (or after the last one, if it equals the length).
-fn paced_body(events: Vec<Bytes>, delay: Duration, stall_at: Option<usize>) -> Body {
-    if delay.is_zero() && stall_at.is_none() {
+/// event `stall_at` (or after the last one, if it equals the length), or
+/// breaking the connection at event `broken_at`.
+fn paced_body(events: Vec<Bytes>, delay: Duration, stall_at: Option<usize>, broken_at: Option<usize>) -> Body {
+    if delay.is_zero() && stall_at.is_none() && broken_at.is_none() {
         // The fast path: one write, still chunked like a real stream.
         let mut all = BytesMut::with_capacity(events.iter().map(Bytes::len).sum());
         events.iter().for_each(|e| all.extend_from_slice(e));
@@ -109,11 +123,19 @@ fn paced_body(events: Vec<Bytes>, delay: Duration, stall_at: Option<usize>) -> B
             tokio::time::sleep(HANG).await;
             return None;
         }
+        if broken_at == Some(i) {
+            // After a pause, so what came before is on the wire first.
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            return Some((Err(std::io::Error::other("mock fault=reset_mid")), (events, usize::MAX)));
+        }
+        if i == usize::MAX {
+            return None;
+        }
         let next = events.next()?;
         if i > 0 && !delay.is_zero() {
             tokio::time::sleep(delay).await;
         }
-        Some((Ok::<_, Infallible>(next), (events, i + 1)))
+        Some((Ok::<_, std::io::Error>(next), (events, i + 1)))
     });
     Body::from_stream(stream)
 }

@@ -566,6 +566,11 @@ impl ChatStream {
             return Ok(());
         }
         let kind = anthropic_event_type(&ev);
+        if kind.is_empty() {
+            // Every Anthropic event names its type; new types are skipped below,
+            // but data that is not an event at all (an HTML error page) is not.
+            return Err(AdapterError::MalformedUpstream("a stream event with no type".into()));
+        }
         match kind.as_str() {
             "message_start" => {
                 let s: StreamMessage = parse(&ev, &kind)?;

@@ -165,7 +165,11 @@ pub(crate) fn inspect(format: ApiFormat, body: &[u8]) -> Result<RequestInfo, Ada
             Some(n) => Some(n),
             None => typed(top.max_tokens, "max_tokens", "an integer")?,
         },
-        ApiFormat::AnthropicMessages => typed(top.max_tokens, "max_tokens", "an integer")?,
+        // Required by the Messages API: refused here rather than by the provider.
+        ApiFormat::AnthropicMessages => match typed(top.max_tokens, "max_tokens", "an integer")? {
+            Some(n) => Some(n),
+            None => return Err(invalid("max_tokens", "an integer")),
+        },
         ApiFormat::OpenAiResponses => typed(top.max_output_tokens, "max_output_tokens", "an integer")?,
         ApiFormat::OpenAiEmbeddings => None,
     };
@@ -181,6 +185,9 @@ pub(crate) fn inspect(format: ApiFormat, body: &[u8]) -> Result<RequestInfo, Ada
                 serde_json::from_str(messages.get()).map_err(|_| invalid("messages", "an array"))?;
             if format == ApiFormat::AnthropicMessages {
                 if let Some(sys) = top.system {
+                    if first_byte(sys) == b'{' {
+                        return Err(invalid("system", "a string or an array"));
+                    }
                     collect_content(sys, "system", &mut prompt)?;
                 }
             }
@@ -188,6 +195,7 @@ pub(crate) fn inspect(format: ApiFormat, body: &[u8]) -> Result<RequestInfo, Ada
                 if first_byte(m) != b'{' {
                     return Err(invalid(&format!("messages[{i}]"), "an object"));
                 }
+                check_turn(format, m, i)?;
                 collect_piece(m, &format!("messages[{i}]"), &mut prompt)?;
             }
         }
@@ -201,11 +209,11 @@ pub(crate) fn inspect(format: ApiFormat, body: &[u8]) -> Result<RequestInfo, Ada
                 collect_content(input, "input", &mut prompt)?;
             }
         }
-        ApiFormat::OpenAiEmbeddings => {
-            if let Some(input) = top.input {
-                collect_embedding_input(input, &mut prompt)?;
-            }
-        }
+        ApiFormat::OpenAiEmbeddings => match top.input {
+            Some(input) if first_byte(input) != b'n' => collect_embedding_input(input, &mut prompt)?,
+            // Nothing to embed: refused here rather than by the provider.
+            _ => return Err(invalid("input", "a string or an array")),
+        },
     }
     if let Some(tools) = top.tools {
         if first_byte(tools) != b'n' {
@@ -244,6 +252,29 @@ pub(crate) fn inspect(format: ApiFormat, body: &[u8]) -> Result<RequestInfo, Ada
         }
     }
     Ok(info)
+}
+
+/// A conversation turn names its `role`, and carries `content` (an OpenAI
+/// assistant turn may leave it out: its tool calls are the content).
+fn check_turn(format: ApiFormat, m: &RawValue, i: usize) -> Result<(), AdapterError> {
+    #[derive(Deserialize)]
+    struct Turn<'a> {
+        #[serde(borrow)]
+        role: Option<&'a RawValue>,
+        #[serde(borrow)]
+        content: Option<&'a RawValue>,
+    }
+    let t: Turn<'_> = serde_json::from_str(m.get()).map_err(|_| invalid(&format!("messages[{i}]"), "an object"))?;
+    let role: Option<Cow<'_, str>> = match t.role {
+        Some(r) if first_byte(r) == b'"' => serde_json::from_str(r.get()).ok(),
+        _ => None,
+    };
+    let Some(role) = role else { return Err(invalid(&format!("messages[{i}].role"), "a string")) };
+    let content_absent = t.content.is_none_or(|c| first_byte(c) == b'n');
+    if content_absent && !(format == ApiFormat::OpenAiChat && role == "assistant") {
+        return Err(invalid(&format!("messages[{i}].content"), "a string or an array"));
+    }
+    Ok(())
 }
 
 fn push_text(out: &mut String, s: &str) {

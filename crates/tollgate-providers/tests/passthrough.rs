@@ -128,14 +128,14 @@ fn unsupported_combinations_name_endpoint_and_kind() {
         (
             ApiFormat::AnthropicMessages,
             ProviderKind::OpenAi,
-            r#"{"model":"m","messages":[]}"#,
+            r#"{"model":"m","max_tokens":1,"messages":[]}"#,
             "/v1/messages",
             "openai",
         ),
         (
             ApiFormat::AnthropicMessages,
             ProviderKind::Gemini,
-            r#"{"model":"m","messages":[]}"#,
+            r#"{"model":"m","max_tokens":1,"messages":[]}"#,
             "/v1/messages",
             "gemini",
         ),

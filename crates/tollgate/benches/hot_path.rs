@@ -316,6 +316,19 @@ fn bench_ledger(c: &mut Criterion) {
     g.bench_function("writer_round_trip_one", |b| {
         b.iter_batched(row, |r| rt.block_on(writer.write(r)), BatchSize::SmallInput)
     });
+    // What write-ahead adds: the request's intent durable before the send, then its row.
+    g.bench_function("writer_intent_then_row_one", |b| {
+        b.iter_batched(
+            row,
+            |r| {
+                rt.block_on(async {
+                    writer.intend(intent(&r)).await;
+                    writer.write(r).await;
+                })
+            },
+            BatchSize::SmallInput,
+        )
+    });
     // 64 concurrent requests acknowledging together: the group commit's per-row cost.
     g.throughput(Throughput::Elements(64));
     g.bench_function("writer_round_trip_64_concurrent", |b| {
@@ -330,9 +343,41 @@ fn bench_ledger(c: &mut Criterion) {
             BatchSize::SmallInput,
         )
     });
+    g.bench_function("writer_intent_then_row_64_concurrent", |b| {
+        b.iter_batched(
+            || (0..64).map(|_| row()).collect::<Vec<_>>(),
+            |rows| {
+                rt.block_on(async {
+                    let w = &writer;
+                    futures_util::future::join_all(rows.into_iter().map(|r| async move {
+                        w.intend(intent(&r)).await;
+                        w.write(r).await;
+                    }))
+                    .await;
+                })
+            },
+            BatchSize::SmallInput,
+        )
+    });
     g.finish();
     drop(writer);
     drain.wait();
+}
+
+/// The intent a request writes before its send (the fields a real one carries).
+fn intent(r: &LedgerRow) -> tollgate::ledger::Intent {
+    tollgate::ledger::Intent {
+        request_id: r.request_id.clone(),
+        time_ms: r.time_ms,
+        key_id: r.key_id.clone(),
+        endpoint: r.endpoint,
+        requested_model: r.requested_model.clone(),
+        provider: r.provider.clone(),
+        model: r.model.clone(),
+        streamed: r.streamed,
+        upper_bound: r.cost,
+        attribution: r.attribution.clone(),
+    }
 }
 
 criterion_group!(

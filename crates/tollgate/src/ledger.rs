@@ -696,6 +696,10 @@ fn loader_thread(
                 delay = (delay * 2).min(Duration::from_secs(2));
             }
             pending.clear();
+        }
+        // Everything spooled so far is in the database now, intents included
+        // (a batch of intents alone has no row to load but still drains).
+        if pending_bytes > 0 {
             backlog.bytes.fetch_sub(pending_bytes, Ordering::AcqRel);
             pending_bytes = 0;
             backlog.drained.notify_all();

@@ -169,7 +169,7 @@ async fn handle(
     if p.info.stream {
         // Headers wait for the first event: a stream that fails before it
         // gets the error's own status, like a non-streaming call.
-        match Box::pin(open_stream(&state, &mut p, answer)).await {
+        match open_stream(&p, answer) {
             Ok(open) => relay_stream(state, p, open),
             Err(e) => Box::pin(p.fail(e, &hung_up)).await,
         }
@@ -467,6 +467,12 @@ async fn send(
         row.provider = Some(state.config.providers[*idx].name.clone());
         row.model = Some(m.clone());
         p.provider = Some(*idx);
+        if sent.result.is_err() && sent.answered_then_failed {
+            // A stream answered 200 and then failed before its first event:
+            // the provider may still bill the prompt, so it is counted.
+            p.estimate_spend(state, &state.config.providers[*idx], m, "");
+            p.row_mut().streamed = true;
+        }
     }
     sent.result
 }
@@ -662,7 +668,11 @@ async fn intend(state: &AppState, p: &Pending, plan: &[routing::Attempt]) {
 /// Non-streaming: read the whole answer, meter, price, ledger, respond.
 async fn whole_body(state: &AppState, mut p: Pending, answer: Answer, hung_up: &AtomicBool) -> Response {
     let provider = &state.config.providers[answer.provider];
-    let read = tokio::time::timeout(provider.timeout, read_limited(answer.response, MAX_UPSTREAM_BODY)).await;
+    let upstream::Reply::Whole(response) = answer.reply else {
+        let e = ApiError::Internal { message: "a non-streaming request got a stream".into() };
+        return Box::pin(p.fail(e, hung_up)).await;
+    };
+    let read = tokio::time::timeout(provider.timeout, read_limited(response, MAX_UPSTREAM_BODY)).await;
     let bytes = match read {
         Ok(Ok(b)) => b,
         Ok(Err(e)) => {
@@ -778,67 +788,25 @@ struct OpenStream {
     first_byte: Duration,
 }
 
-/// Reads the provider's stream up to its first client event. Garbage, a
-/// break, the end or silence before it is an error with its own status
-/// (the response has not started); the prompt is counted as possibly billed.
-async fn open_stream(state: &AppState, p: &mut Pending, answer: Answer) -> Result<OpenStream, ApiError> {
-    let provider = &state.config.providers[answer.provider];
-    let mut meter = answer.translator.stream();
-    let mut upstream = http_body_util::BodyDataStream::new(answer.response.into_body());
-    let mut first: Vec<Bytes> = Vec::with_capacity(4);
-    let failure = loop {
-        let chunk = match tokio::time::timeout(provider.timeout, upstream.next()).await {
-            Err(_) => {
-                break ApiError::UpstreamTimeout {
-                    message: format!(
-                        "provider {} sent no stream event within {} ms",
-                        provider.name,
-                        provider.timeout.as_millis()
-                    ),
-                }
-            }
-            Ok(None) => {
-                break ApiError::UpstreamError { message: "upstream stream ended before its first event".into() }
-            }
-            Ok(Some(Err(e))) => break ApiError::UpstreamError { message: format!("upstream stream broke off: {e}") },
-            Ok(Some(Ok(c))) => c,
-        };
-        if let Err(e) = meter.push(&chunk, &mut first) {
-            break upstream::adapter_error(e);
-        }
-        if let Some(bad) = first.iter().find(|e| !event_is_json(e)) {
-            tracing::debug!(bytes = bad.len(), "malformed first stream event");
-            break ApiError::UpstreamError {
-                message: "upstream answered malformed data before its first event".into(),
-            };
-        }
-        if !first.is_empty() {
-            return Ok(OpenStream {
+/// The primed stream of a streaming answer (`upstream::send` waited for its
+/// first event, so the response can start).
+fn open_stream(p: &Pending, answer: Answer) -> Result<OpenStream, ApiError> {
+    match answer.reply {
+        upstream::Reply::Stream(primed) => {
+            let primed = *primed;
+            Ok(OpenStream {
                 provider: answer.provider,
                 model: answer.model,
-                meter,
-                upstream,
-                first,
+                meter: primed.meter,
+                upstream: primed.upstream,
+                first: primed.first,
                 first_byte: p.started.elapsed(),
-            });
+            })
         }
-    };
-    p.estimate_spend(state, provider, &answer.model, "");
-    p.row_mut().streamed = true;
-    Err(failure)
-}
-
-/// Whether an SSE event's data is JSON (or `[DONE]`): checked on the first
-/// events only, where passthrough streams are otherwise relayed unparsed.
-fn event_is_json(event: &[u8]) -> bool {
-    let text = String::from_utf8_lossy(event);
-    let data: Vec<&str> =
-        text.lines().filter_map(|l| l.strip_prefix("data:")).map(|d| d.strip_prefix(' ').unwrap_or(d)).collect();
-    if data.is_empty() {
-        return true;
+        upstream::Reply::Whole(_) => {
+            Err(ApiError::Internal { message: "a streaming request got an answer that was not primed".into() })
+        }
     }
-    let payload = data.join("\n");
-    payload.trim() == "[DONE]" || serde_json::from_str::<serde::de::IgnoredAny>(&payload).is_ok()
 }
 
 fn relay_stream(state: Arc<AppState>, p: Pending, answer: OpenStream) -> Response {

@@ -3,7 +3,11 @@
 //!
 //! It returns the first 2xx response (headers received; the body is read by
 //! the caller) or the error that the last attempt ended with, already mapped
-//! to its public code.
+//! to its public code. A streamed answer counts as answered only once its
+//! first event has arrived and parsed ([`Primed`]): garbage, a break, the end
+//! or silence before it fails the attempt like a 5xx (retried, then the
+//! fallbacks), so the client never gets a 200 for a call that failed before
+//! its first byte.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -12,7 +16,9 @@ use std::time::Duration;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::connect::HttpConnector;
-use tollgate_providers::{prepare, AdapterError, ApiFormat, PreparedRequest, RequestInfo, ResponseTranslator, Target};
+use tollgate_providers::{
+    prepare, AdapterError, ApiFormat, PreparedRequest, RequestInfo, ResponseTranslator, StreamTranslator, Target,
+};
 
 use crate::config::{Config, Provider};
 use crate::error::ApiError;
@@ -69,15 +75,85 @@ impl Client {
 
 /// The upstream answered 2xx: here is its response and how to read it.
 pub struct Answer {
-    pub response: Response,
+    pub reply: Reply,
     pub translator: ResponseTranslator,
     pub provider: usize,
     pub model: String,
 }
 
+/// A 2xx answer: whole (the body still to read) or a stream already primed.
+pub enum Reply {
+    Whole(Response),
+    /// Boxed: the stream's state is large, and the whole answer is the common case.
+    Stream(Box<Primed>),
+}
+
+/// A provider stream that has produced its first client event.
+pub struct Primed {
+    pub meter: StreamTranslator,
+    pub upstream: http_body_util::BodyDataStream<Body>,
+    /// The client events produced so far (at least one).
+    pub first: Vec<Bytes>,
+}
+
+/// Reads a provider's stream up to its first client event, within the
+/// provider's timeout per read.
+async fn prime(resp: Response, translator: &ResponseTranslator, provider: &Provider) -> Result<Primed, ApiError> {
+    use futures_util::StreamExt;
+    let mut meter = translator.stream();
+    let mut upstream = http_body_util::BodyDataStream::new(resp.into_body());
+    let mut first: Vec<Bytes> = Vec::with_capacity(4);
+    loop {
+        let chunk = match tokio::time::timeout(provider.timeout, upstream.next()).await {
+            Err(_) => {
+                return Err(ApiError::UpstreamTimeout {
+                    message: format!(
+                        "provider {} sent no stream event within {} ms",
+                        provider.name,
+                        provider.timeout.as_millis()
+                    ),
+                })
+            }
+            Ok(None) => {
+                return Err(ApiError::UpstreamError { message: "upstream stream ended before its first event".into() })
+            }
+            Ok(Some(Err(e))) => {
+                return Err(ApiError::UpstreamError { message: format!("upstream stream broke off: {e}") })
+            }
+            Ok(Some(Ok(c))) => c,
+        };
+        meter.push(&chunk, &mut first).map_err(adapter_error)?;
+        if let Some(bad) = first.iter().find(|e| !event_is_json(e)) {
+            tracing::debug!(bytes = bad.len(), "malformed first stream event");
+            return Err(ApiError::UpstreamError {
+                message: "upstream answered malformed data before its first event".into(),
+            });
+        }
+        if !first.is_empty() {
+            return Ok(Primed { meter, upstream, first });
+        }
+    }
+}
+
+/// Whether an SSE event's data is JSON (or `[DONE]`): checked on the first
+/// events only, where passthrough streams are otherwise relayed unparsed.
+fn event_is_json(event: &[u8]) -> bool {
+    let text = String::from_utf8_lossy(event);
+    let data: Vec<&str> =
+        text.lines().filter_map(|l| l.strip_prefix("data:")).map(|d| d.strip_prefix(' ').unwrap_or(d)).collect();
+    if data.is_empty() {
+        return true;
+    }
+    let payload = data.join("\n");
+    payload.trim() == "[DONE]" || serde_json::from_str::<serde::de::IgnoredAny>(&payload).is_ok()
+}
+
 /// How many attempts a request made, and how it ended.
 pub struct Sent {
     pub result: Result<Answer, ApiError>,
+    /// A provider answered 2xx to an attempt whose stream then failed before
+    /// its first event: it may bill the prompt.
+    pub answered_then_failed: bool,
     pub attempts: u32,
     /// The provider and model of the last attempt (for the ledger on failure).
     pub last: Option<(usize, String)>,
@@ -322,6 +398,7 @@ pub async fn send(
     let mut log: Vec<AttemptRecord> = Vec::new();
     let mut last: Option<(usize, String)> = None;
     let mut last_err: Option<ApiError> = None;
+    let mut answered_then_failed = false;
     let allowed: Vec<&Attempt> = plan.iter().filter(|a| health.allow(a, now_ms())).collect();
     // Every target ejected: try them all rather than fail without asking anyone.
     let order: Vec<&Attempt> = if allowed.is_empty() { plan.iter().collect() } else { allowed };
@@ -362,16 +439,43 @@ pub async fn send(
             };
             match result {
                 Ok(resp) if resp.status().is_success() => {
-                    health.success(attempt, latency_ms);
                     record.status = Some(resp.status().as_u16());
+                    let reply = if prepared.stream {
+                        match prime(resp, &translator, provider).await {
+                            Ok(primed) => Reply::Stream(Box::new(primed)),
+                            Err(err) => {
+                                // The 200 was never passed on: this attempt failed like a 5xx.
+                                tracing::warn!(provider = %provider.name, retry, error = %err, "upstream stream failed before its first event");
+                                health.failure(attempt, now_ms());
+                                answered_then_failed = true;
+                                record.latency_ms = started.elapsed().as_millis() as u64;
+                                record.error = Some(err.code().to_string());
+                                log.push(record);
+                                let timed_out = matches!(err, ApiError::UpstreamTimeout { .. });
+                                last_err = Some(err);
+                                if timed_out {
+                                    // Already waited the whole budget: the next target.
+                                    break;
+                                }
+                                if retry < provider.max_retries {
+                                    tokio::time::sleep(backoff(retry, None)).await;
+                                }
+                                continue;
+                            }
+                        }
+                    } else {
+                        Reply::Whole(resp)
+                    };
+                    health.success(attempt, latency_ms);
                     log.push(record);
                     return Sent {
                         result: Ok(Answer {
-                            response: resp,
+                            reply,
                             translator,
                             provider: attempt.provider,
                             model: attempt.model.clone(),
                         }),
+                        answered_then_failed,
                         attempts,
                         last,
                         log,
@@ -396,7 +500,7 @@ pub async fn send(
                     }
                     if !retryable(status) {
                         // The request itself is at fault: no other target will like it better.
-                        return Sent { result: Err(err), attempts, last, log };
+                        return Sent { result: Err(err), answered_then_failed, attempts, last, log };
                     }
                     health.failure(attempt, now_ms());
                     last_err = Some(err);
@@ -435,7 +539,7 @@ pub async fn send(
         }
     }
     let err = last_err.unwrap_or_else(|| ApiError::ModelNotFound { message: "no route serves this model".into() });
-    Sent { result: Err(err), attempts, last, log }
+    Sent { result: Err(err), answered_then_failed, attempts, last, log }
 }
 
 /// Reads at most `cap` bytes of a body (error bodies are only for messages).

@@ -23,7 +23,8 @@ use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 
-const BODY: &str = r#"{"model":"gpt-4o-mini","max_tokens":64,"messages":[{"role":"system","content":"You are terse."},{"role":"user","content":"Summarise: tolls are fees."}]}"#;
+/// The request; `{LATENCY}` becomes the mock's upstream latency (`OVERLOAD_LATENCY_MS`, default 50).
+const BODY: &str = r#"{"model":"gpt-4o-mini","max_tokens":64,"messages":[{"role":"system","content":"You are terse."},{"role":"user","content":"[mock latency_ms={LATENCY}] Summarise: tolls are fees."}]}"#;
 
 /// One finished request: when it was sent (since the start), its latency, its status (0: transport error).
 type Sample = (Duration, Duration, u16);
@@ -45,6 +46,13 @@ async fn main() {
         .pool_max_idle_per_host(100_000)
         .pool_idle_timeout(Duration::from_secs(30))
         .build(http);
+    let latency = std::env::var("OVERLOAD_LATENCY_MS").unwrap_or_else(|_| "50".into());
+    let body = Bytes::from(BODY.replace("{LATENCY}", &latency));
+    // Clients that have sent and not yet heard back, at most (a client with
+    // none left gives up on that request: counted as `not_sent`).
+    let max_outstanding: usize =
+        std::env::var("OVERLOAD_MAX_OUTSTANDING").ok().and_then(|v| v.parse().ok()).unwrap_or(3000);
+    let outstanding = Arc::new(tokio::sync::Semaphore::new(max_outstanding));
     let samples: Arc<Mutex<Vec<Sample>>> = Arc::default();
     let start = Instant::now();
     // `OVERLOAD_ONLY_BASE=1`: the first phase alone (how bench/overload.sh finds the capacity).
@@ -60,19 +68,25 @@ async fn main() {
         let gap = Duration::from_secs_f64(1.0 / rate);
         let phase_start = Instant::now();
         let mut sent = 0u64;
+        let mut not_sent = 0u64;
         while phase_start.elapsed() < Duration::from_secs(secs) {
             // Open loop: every request due by now goes out now.
             let due = (phase_start.elapsed().as_secs_f64() * rate) as u64;
-            while sent < due {
+            while sent + not_sent < due {
+                let Ok(permit) = outstanding.clone().try_acquire_owned() else {
+                    not_sent += 1;
+                    continue;
+                };
                 sent += 1;
-                let (client, url, key, samples) = (client.clone(), url.clone(), key.clone(), samples.clone());
+                let (client, url, key, samples, body) =
+                    (client.clone(), url.clone(), key.clone(), samples.clone(), body.clone());
                 let at = start.elapsed();
                 tokio::spawn(async move {
                     let req = hyper::Request::post(url)
                         .header("authorization", format!("Bearer {key}"))
                         .header("content-type", "application/json")
                         .header("x-tollgate-tags", "feature=summarize,env=prod,customer=acme")
-                        .body(Full::new(Bytes::from_static(BODY.as_bytes())))
+                        .body(Full::new(body))
                         .expect("request");
                     let t = Instant::now();
                     let status = match client.request(req).await {
@@ -86,18 +100,19 @@ async fn main() {
                         Err(_) => 0,
                     };
                     samples.lock().unwrap_or_else(|p| p.into_inner()).push((at, t.elapsed(), status));
+                    drop(permit);
                 });
             }
             tokio::time::sleep(gap.min(Duration::from_millis(1))).await;
         }
-        bounds.push((name, rate, from, start.elapsed(), sent));
+        bounds.push((name, rate, from, start.elapsed(), sent, not_sent));
     }
     // Let the stragglers finish (bounded).
     tokio::time::sleep(Duration::from_secs(3)).await;
     let all = samples.lock().unwrap_or_else(|p| p.into_inner()).clone();
     let mut report = Vec::new();
     let mut base_p99 = Duration::ZERO;
-    for (name, rate, from, to, sent) in &bounds {
+    for (name, rate, from, to, sent, not_sent) in &bounds {
         let mine: Vec<&Sample> = all.iter().filter(|s| s.0 >= *from && s.0 < *to).collect();
         let mut ok: Vec<Duration> = mine.iter().filter(|s| s.2 == 200).map(|s| s.1).collect();
         ok.sort();
@@ -113,7 +128,7 @@ async fn main() {
             base_p99 = pct(0.99);
         }
         report.push(format!(
-            "\"{name}\":{{\"offered_rps\":{:.0},\"sent\":{sent},\"answered\":{},\"served_rps\":{:.0},\"by_status\":{},\"served_p50_ms\":{:.3},\"served_p99_ms\":{:.3}}}",
+            "\"{name}\":{{\"offered_rps\":{:.0},\"sent\":{sent},\"not_sent\":{not_sent},\"answered\":{},\"served_rps\":{:.0},\"by_status\":{},\"served_p50_ms\":{:.3},\"served_p99_ms\":{:.3}}}",
             rate,
             mine.len(),
             ok.len() as f64 / span,

@@ -143,8 +143,13 @@ oha_run() {
   for h in "$@"; do args+=(-H "$h"); done
   "${PIN_LOAD[@]}" "$OHA" "${args[@]}" "$url" >"$out" 2>"$out.err" || log "oha failed: $(tail -1 "$out.err")"
 }
+# Requests per second answered 200 (refusals are not throughput); warns when any was not.
 max_rps() { python3 -c 'import json,sys
-try: print(int(json.load(open(sys.argv[1]))["summary"]["requestsPerSec"]))
+try:
+    j = json.load(open(sys.argv[1])); codes = j.get("statusCodeDistribution") or {}
+    answered = sum(int(v) for v in codes.values()); ok = int(codes.get("200", 0))
+    if answered != ok: print("WARNING: not every answer was 200: %s" % codes, file=sys.stderr)
+    print(int(j["summary"]["requestsPerSec"] * ok / answered) if answered else 0)
 except Exception: print(0)' "$1"; }
 
 # measure DIR SID PORT header... : warm-up, max throughput (+ CPU, RSS), fixed rates, streaming

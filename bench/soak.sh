@@ -18,6 +18,21 @@ taskset -c 0 $OHA -z 600s -c 64 --no-tui -m POST -H "authorization: Bearer $KEY"
   http://127.0.0.1:19982/v1/chat/completions --output-format json > /tmp/soak-oha.json 2>/tmp/soak-oha.err
 sleep 2
 grep -E 'VmRSS|VmHWM' /proc/$GP/status > /tmp/soak-final.txt
+# Refusals are not throughput, and every answered request has its ledger row.
+python3 - "$D/t.db" /tmp/soak-oha.json >> /tmp/soak-final.txt <<'PY'
+import json, sqlite3, sys, time
+codes = json.load(open(sys.argv[2])).get("statusCodeDistribution") or {}
+answered = sum(int(v) for v in codes.values())
+for _ in range(50):  # the loader commits a few ms after each acknowledgement
+    rows = sqlite3.connect(sys.argv[1]).execute("SELECT COUNT(*) FROM ledger").fetchone()[0]
+    if rows >= answered:
+        break
+    time.sleep(0.1)
+print(f"status codes {codes}; ledger rows {rows} for {answered} answered requests")
+# Requests still in flight at the deadline (at most the 64 connections) have rows and no answer.
+ok = set(codes) == {"200"} and answered <= rows <= answered + 64
+print("CHECK " + ("ok" if ok else "FAILED: refusals or missing rows"))
+PY
 du -sh $D >> /tmp/soak-final.txt; rm -rf "$D"
 kill $SP $GP $MP 2>/dev/null
 echo done >> /tmp/soak-final.txt

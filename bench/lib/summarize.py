@@ -49,7 +49,12 @@ def oha_summary(j):
     total = sum(int(v) for v in codes.values()) + sum(int(v) for v in errors.values())
     ok = int(codes.get("200", 0))
     lp = j.get("latencyPercentiles") or {}
-    out = {"rps": j["summary"].get("requestsPerSec"), "count": total, "ok": ok,
+    # Throughput counts answers of 200 only: a refusal (429, 503, an error) is
+    # never throughput, however fast it comes back.
+    rps = j["summary"].get("requestsPerSec")
+    answered = sum(int(v) for v in codes.values())
+    ok_rps = rps * ok / answered if rps is not None and answered else rps
+    out = {"rps": ok_rps, "count": total, "ok": ok,
            "success": (ok / total) if total else 0.0}
     for key, name in PCTS:
         v = lp.get(key)

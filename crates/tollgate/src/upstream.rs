@@ -587,4 +587,30 @@ mod tests {
         assert!(parsed_uri("/v1/relative").is_none());
         assert!(parsed_uri("ftp://example.com/x").is_none());
     }
+
+    /// The circuit breaker on an explicit clock: ejected after `failures`
+    /// consecutive failures, closed to requests until the cooldown ends, then
+    /// exactly one probe; a failed probe ejects again at once, a good one closes.
+    #[test]
+    fn the_circuit_opens_cools_down_and_lets_one_probe_through() {
+        let h = Health::new(2, Duration::from_millis(400));
+        let a = Attempt { provider: 0, model: "m".into(), route: "m".into() };
+        let other = Attempt { provider: 1, model: "m".into(), route: "m".into() };
+        assert!(h.allow(&a, 0));
+        h.failure(&a, 10);
+        assert!(h.allow(&a, 11), "one failure of two: still closed");
+        h.failure(&a, 20);
+        assert!(!h.allow(&a, 21), "ejected");
+        assert!(!h.allow(&a, 419), "until 20 + 400");
+        assert!(h.allow(&other, 21), "other targets are not affected");
+        assert!(h.allow(&a, 420), "the probe, at the end of the cooldown");
+        assert!(!h.allow(&a, 421), "one probe at a time");
+        h.failure(&a, 430);
+        assert!(!h.allow(&a, 431) && !h.allow(&a, 829), "a failed probe ejects again for a whole cooldown");
+        assert!(h.allow(&a, 830));
+        h.success(&a, 5);
+        assert!(h.allow(&a, 831) && h.allow(&a, 832), "a good probe closes the circuit");
+        h.failure(&a, 840);
+        assert!(h.allow(&a, 841), "the count starts again from zero");
+    }
 }

@@ -50,8 +50,11 @@ async fn fire_500(h: &Harness) -> (usize, usize, usize) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_requests_never_overspend_a_budget() {
+    // A rolling day, not a calendar one: a run that straddles midnight UTC
+    // would otherwise see the budget's window start again half-way (calendar
+    // windows are tested on an explicit clock in `budget::tests`).
     let h = Harness::start_with(
-        "[[budgets]]\nid = \"growth-day\"\nscope = { team = \"growth\" }\nlimit_usd = \"0.002\"\nperiod = \"day\"\naction = \"block\"\n",
+        "[[budgets]]\nid = \"growth-day\"\nscope = { team = \"growth\" }\nlimit_usd = \"0.002\"\nperiod = \"rolling:24h\"\naction = \"block\"\n",
         |c| c,
     )
     .await;

@@ -353,9 +353,10 @@ async fn a_replica_killed_mid_flight_releases_by_lease_and_replays_its_spool() {
         let b = v["budgets"].as_array().unwrap().iter().find(|b| b["id"] == "team").unwrap().clone();
         usd(&b["reserved_usd"])
     };
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    while reserved().await == Money::ZERO {
-        assert!(std::time::Instant::now() < deadline, "the in-flight reservations never showed");
+    // All five at the provider (so each has its intent in the spool) and reserved.
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while c.mock_chats().await < 65 || reserved().await == Money::ZERO {
+        assert!(std::time::Instant::now() < deadline, "the in-flight requests never reached the provider");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     victim.child.start_kill().unwrap();

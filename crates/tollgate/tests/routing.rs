@@ -25,7 +25,10 @@ async fn failover_retries_circuit_breaking_and_translated_fallback() {
         r#"
 [routing]
 circuit_failures = 2
-circuit_cooldown_ms = 400
+# Long enough that no step below can outlast it, however slow the machine:
+# the cooldown and the probe are tested on an explicit clock
+# (upstream::tests::the_circuit_opens_cools_down_and_lets_one_probe_through).
+circuit_cooldown_ms = 600000
 
 [[providers]]
 name = "backup"
@@ -82,17 +85,7 @@ targets = [{{ provider = "backup-anthropic", model = "claude-haiku-4-5" }}]
     assert_eq!(hits(&http, &a).await, a_before, "an open circuit sends nothing to A");
     assert_eq!(h.row(&id).attempts, 1);
 
-    // 3. After the cooldown A is healthy again: one probe goes to it and succeeds; the circuit closes.
-    set_fault(&http, &a, None).await;
-    tokio::time::sleep(std::time::Duration::from_millis(450)).await;
-    let r = h.post("/v1/chat/completions").json(&chat("duo", "probe", false)).send().await.unwrap();
-    let id = r.headers()["x-tollgate-request-id"].to_str().unwrap().to_string();
-    let _ = r.bytes().await.unwrap();
-    let row = h.row(&id);
-    assert_eq!((row.provider.as_deref(), row.attempts), (Some("openai"), 1));
-    assert_eq!(hits(&http, &a).await, a_before + 1);
-
-    // 4. gpt-4o on OpenAI fails with 500 → fallback to Claude on Anthropic, translated both ways.
+    // 3. gpt-4o on OpenAI fails with 500 → fallback to Claude on Anthropic, translated both ways.
     set_fault(&http, &a, Some("500")).await;
     for stream in [false, true] {
         let r = h.post("/v1/chat/completions").json(&chat("smart", "translate me", stream)).send().await.unwrap();
@@ -128,8 +121,8 @@ targets = [{{ provider = "backup-anthropic", model = "claude-haiku-4-5" }}]
         .await
         .unwrap();
     let duo = v["rows"].as_array().unwrap().iter().find(|r| r["requested_model"] == "duo").unwrap();
-    assert_eq!(duo["requests"], 3);
-    assert_eq!(duo["attempts"], 6);
+    assert_eq!(duo["requests"], 2);
+    assert_eq!(duo["attempts"], 5, "4 for the first (3 on A, 1 on B), 1 for the second");
     let _ = b;
     h.stop().await;
 }

@@ -1106,18 +1106,22 @@ impl Pending {
     }
 
     async fn commit(mut self, hung_up: &AtomicBool) {
-        let mut row = self.row.take().unwrap_or_else(|| unreachable!("committed twice"));
-        row.latency_ms = self.started.elapsed().as_millis() as u64;
-        if hung_up.load(Ordering::Acquire) {
-            row.client_disconnected = true;
-        }
+        // Settle while the row is still held: if settling panics, `Drop`
+        // writes the row (the provider may have been paid by then).
         if let Some(r) = self.reservation.take() {
+            let row = self.row();
             r.governor().charge_run(
                 row.attribution.trace_id.as_deref(),
                 row.attribution.session.as_deref(),
                 row.cost.unwrap_or(Money::ZERO),
             );
-            r.settle(row.cost, row.usage.total_tokens(), now_ms()).await;
+            let (cost, tokens) = (row.cost, row.usage.total_tokens());
+            r.settle(cost, tokens, now_ms()).await;
+        }
+        let mut row = self.row.take().unwrap_or_else(|| unreachable!("committed twice"));
+        row.latency_ms = self.started.elapsed().as_millis() as u64;
+        if hung_up.load(Ordering::Acquire) {
+            row.client_disconnected = true;
         }
         self.observer.record(&row);
         self.writer.write(row).await;

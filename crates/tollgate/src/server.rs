@@ -146,7 +146,7 @@ impl Gateway {
             background.push(tokio::spawn(roll_up_analytics(analytics)));
         }
         if let Some(days) = config.retention_days {
-            background.push(tokio::spawn(retention(stores.retained.clone(), days)));
+            background.push(tokio::spawn(retention(stores.retained.clone(), days, governor.clone())));
         }
         let state = AppState {
             cache: match &config.cache.redis_url {
@@ -297,10 +297,15 @@ async fn interrupted_rows(
     Ok(rows)
 }
 
-/// Deletes raw ledger rows past the retention period, at start and every ten minutes.
-async fn retention(log: Arc<dyn crate::store::RequestLog>, days: u32) {
+/// Deletes raw ledger rows past the retention period, at start and every ten
+/// minutes — never a row that a budget in force still counts: budgets are
+/// seeded from raw rows when a gateway starts, so the cut-off stops at the
+/// start of the oldest budget window (a month budget keeps its month).
+async fn retention(log: Arc<dyn crate::store::RequestLog>, days: u32, governor: Arc<Governor>) {
     loop {
-        let before = crate::time::now_ms() - i64::from(days) * 86_400_000;
+        let now = crate::time::now_ms();
+        let oldest_window = governor.status(now).await.iter().map(|b| b.period_start_ms).min();
+        let before = (now - i64::from(days) * 86_400_000).min(oldest_window.unwrap_or(i64::MAX));
         match log.prune_raw(before).await {
             Ok(n) if n > 0 => {
                 tracing::info!(rows = n, days, "deleted raw ledger rows past retention (rollups kept)")

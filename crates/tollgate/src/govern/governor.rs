@@ -726,7 +726,15 @@ pub async fn install_budget(
     let (start, _) = spec.period.window(now_ms, governor.time_zone());
     let spent = stores.reports.spend_per_second(spec.scope.ledger_filters(), start).await?;
     let fired = match spec.period {
-        Period::Rolling(_) => Default::default(),
+        // A rolling window keeps no alert record of its own (its start moves):
+        // a threshold the seeded spend is already past was alerted when it was
+        // crossed, so it is not sent again by a restart (it re-arms once the
+        // spend falls back below it).
+        Period::Rolling(_) => {
+            let total: i128 = spent.iter().map(|(_, n)| i128::from(*n)).sum();
+            let limit = i128::from(spec.limit.nanos().max(1));
+            spec.alert_at.iter().copied().filter(|t| total * 1000 >= limit * i128::from(*t)).collect()
+        }
         _ => stores.governance.fired_alerts(spec.id.clone(), start).await?,
     };
     governor.set_budget(spec, spent, fired, now_ms).await?;

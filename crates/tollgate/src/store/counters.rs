@@ -530,8 +530,8 @@ impl RedisCounters {
                 .conn
                 .get_or_try_init(|| async {
                     let config = redis::aio::ConnectionManagerConfig::new()
-                        .set_connection_timeout(std::time::Duration::from_secs(1))
-                        .set_response_timeout(CALL_TIMEOUT)
+                        .set_connection_timeout(Some(std::time::Duration::from_secs(1)))
+                        .set_response_timeout(Some(CALL_TIMEOUT))
                         .set_number_of_retries(1);
                     redis::aio::ConnectionManager::new_with_config(self.client.clone(), config).await
                 })

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use hmac::{Hmac, Mac};
 use http::HeaderMap;
-use rand::distributions::{Alphanumeric, DistString};
+use rand::distr::{Alphanumeric, SampleString};
 use sha2::Sha256;
 
 use crate::config::{AuthMode, Secret};
@@ -51,12 +51,12 @@ impl KeyHasher {
 
 /// A fresh key secret: `tg_` and 40 random alphanumerics (~238 bits).
 pub fn generate_key() -> String {
-    format!("{KEY_PREFIX}{}", Alphanumeric.sample_string(&mut rand::thread_rng(), SECRET_LEN))
+    format!("{KEY_PREFIX}{}", Alphanumeric.sample_string(&mut rand::rng(), SECRET_LEN))
 }
 
 /// A fresh key id (public, used in budgets and reports).
 pub fn generate_key_id() -> String {
-    format!("key_{}", Alphanumeric.sample_string(&mut rand::thread_rng(), 12).to_ascii_lowercase())
+    format!("key_{}", Alphanumeric.sample_string(&mut rand::rng(), 12).to_ascii_lowercase())
 }
 
 /// Who is calling.

@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use rand::rngs::StdRng;
-use rand::{Rng, SeedableRng};
+use rand::{RngExt, SeedableRng};
 use serde_json::json;
 use tollgate_units::{Money, Usage};
 
@@ -332,11 +332,11 @@ impl<'a> History<'a> {
     }
 
     fn pick<T: Copy>(&mut self, items: &[T]) -> T {
-        items[self.rng.gen_range(0..items.len())]
+        items[self.rng.random_range(0..items.len())]
     }
 
     fn env(&mut self) -> &'static str {
-        match self.rng.gen_range(0..100) {
+        match self.rng.random_range(0..100) {
             0..=74 => "prod",
             75..=91 => "staging",
             _ => "dev",
@@ -361,7 +361,7 @@ impl<'a> History<'a> {
             model,
             prompt_bytes: 2000,
             output_tokens: 200,
-            stream: self.rng.gen_bool(0.35),
+            stream: self.rng.random_bool(0.35),
             trace: None,
             parent: None,
             agent: None,
@@ -402,10 +402,10 @@ impl<'a> History<'a> {
             Outcome::Failed { status, code, attempts } => (c.provider, c.model, status, Some(code), attempts),
         };
         let (first_ms, per_token) = speed(model);
-        let jitter = self.rng.gen_range(0.75..1.4);
+        let jitter = self.rng.random_range(0.75..1.4);
         let ok = status < 400;
         // A few streams lose their client before the end: usage is counted locally.
-        let disconnected = ok && c.stream && self.rng.gen_bool(0.03);
+        let disconnected = ok && c.stream && self.rng.random_bool(0.03);
         let mut usage =
             if ok { Self::usage(provider, model, c.prompt_bytes, c.output_tokens) } else { Usage::default() };
         if disconnected {
@@ -417,7 +417,7 @@ impl<'a> History<'a> {
             ttft + usage.output_tokens() * per_token
         } else {
             // Failed attempts wait on backoff and Retry-After.
-            800 * u64::from(attempts) + self.rng.gen_range(0..1500)
+            800 * u64::from(attempts) + self.rng.random_range(0..1500)
         };
         let (cost, cache_savings) = if !ok {
             (Some(Money::ZERO), Money::ZERO)
@@ -485,10 +485,10 @@ impl<'a> History<'a> {
         let end = self.now_ms - 60_000;
         let mut hour = self.start_ms;
         while hour < end {
-            let expected = per_peak_hour * activity(hour) * self.rng.gen_range(0.7..1.3);
-            let n = expected.floor() as u32 + u32::from(self.rng.gen_bool(expected.fract()));
+            let expected = per_peak_hour * activity(hour) * self.rng.random_range(0.7..1.3);
+            let n = expected.floor() as u32 + u32::from(self.rng.random_bool(expected.fract()));
             for _ in 0..n {
-                let at = hour + self.rng.gen_range(0..HOUR);
+                let at = hour + self.rng.random_range(0..HOUR);
                 if at < end {
                     f(self, at);
                 }
@@ -507,36 +507,36 @@ impl<'a> History<'a> {
         // growth: onboarding emails and the summarize prompt whose v3 doubled its size.
         self.each_hour(9.0, |h, at| {
             let mut c = h.call(at, "growth", "onboarding-email", "gpt-4o-mini");
-            c.prompt_bytes = 6_000 + h.rng.gen_range(0..1_500);
-            c.output_tokens = 300 + h.rng.gen_range(0..120);
+            c.prompt_bytes = 6_000 + h.rng.random_range(0..1_500);
+            c.output_tokens = 300 + h.rng.random_range(0..120);
             c.prompt = Some("onboarding-email@v1".into());
             h.push(&c, Outcome::Ok { attempts: 1 });
         });
         self.each_hour(14.0, move |h, at| {
-            let model = if h.rng.gen_bool(0.7) { "gpt-4o-mini" } else { "claude-haiku-4-5" };
+            let model = if h.rng.random_bool(0.7) { "gpt-4o-mini" } else { "claude-haiku-4-5" };
             let mut c = h.call(at, "growth", "summarize", model);
             let v3 = at >= change;
-            c.prompt_bytes = if v3 { 36_000 } else { 18_000 } + h.rng.gen_range(0..2_000);
-            c.output_tokens = 220 + h.rng.gen_range(0..80);
+            c.prompt_bytes = if v3 { 36_000 } else { 18_000 } + h.rng.random_range(0..2_000);
+            c.output_tokens = 220 + h.rng.random_range(0..80);
             c.prompt = Some(if v3 { "summarize@v3" } else { "summarize@v2" }.into());
             h.push(&c, Outcome::Ok { attempts: 1 });
         });
         // search: cheap query rewriting at volume, and a gpt-4o reranker.
         self.each_hour(28.0, |h, at| {
             let mut c = h.call(at, "search", "query-rewrite", "gemini-2.5-flash");
-            c.prompt_bytes = 1_500 + h.rng.gen_range(0..600);
-            c.output_tokens = 40 + h.rng.gen_range(0..40);
+            c.prompt_bytes = 1_500 + h.rng.random_range(0..600);
+            c.output_tokens = 40 + h.rng.random_range(0..40);
             c.prompt = Some("query-rewrite@v4".into());
             c.stream = false;
             h.push(&c, Outcome::Ok { attempts: 1 });
         });
         self.each_hour(14.0, |h, at| {
             let mut c = h.call(at, "search", "rerank", "gpt-4o");
-            c.prompt_bytes = 24_000 + h.rng.gen_range(0..6_000);
-            c.output_tokens = 30 + h.rng.gen_range(0..30);
+            c.prompt_bytes = 24_000 + h.rng.random_range(0..6_000);
+            c.output_tokens = 30 + h.rng.random_range(0..30);
             c.prompt = Some("rerank@v1".into());
             c.stream = false;
-            let outcome = if h.rng.gen_bool(0.01) {
+            let outcome = if h.rng.random_bool(0.01) {
                 Outcome::Failed { status: 502, code: "upstream_error", attempts: 3 }
             } else {
                 Outcome::Ok { attempts: 1 }
@@ -546,8 +546,8 @@ impl<'a> History<'a> {
         // support: triage, reply drafting (v2 grew the prompt a little), and the support agent.
         self.each_hour(8.0, |h, at| {
             let mut c = h.call(at, "support", "ticket-triage", "claude-haiku-4-5");
-            c.prompt_bytes = 9_000 + h.rng.gen_range(0..3_000);
-            c.output_tokens = 90 + h.rng.gen_range(0..60);
+            c.prompt_bytes = 9_000 + h.rng.random_range(0..3_000);
+            c.output_tokens = 90 + h.rng.random_range(0..60);
             c.prompt = Some("ticket-triage@v2".into());
             h.push(&c, Outcome::Ok { attempts: 1 });
         });
@@ -555,8 +555,8 @@ impl<'a> History<'a> {
         self.each_hour(7.0, move |h, at| {
             let mut c = h.call(at, "support", "reply-draft", "claude-sonnet-4-5");
             let v2 = at >= reply_change;
-            c.prompt_bytes = if v2 { 17_000 } else { 15_000 } + h.rng.gen_range(0..3_000);
-            c.output_tokens = 380 + h.rng.gen_range(0..150);
+            c.prompt_bytes = if v2 { 17_000 } else { 15_000 } + h.rng.random_range(0..3_000);
+            c.output_tokens = 380 + h.rng.random_range(0..150);
             c.prompt = Some(if v2 { "reply-draft@v2" } else { "reply-draft@v1" }.into());
             h.push(&c, Outcome::Ok { attempts: 1 });
         });
@@ -588,11 +588,11 @@ impl<'a> History<'a> {
             );
         });
         self.each_hour(6.0, |h, at| {
-            let model = if h.rng.gen_bool(0.6) { UNPRICED_MODEL } else { "gpt-4.1-mini" };
+            let model = if h.rng.random_bool(0.6) { UNPRICED_MODEL } else { "gpt-4.1-mini" };
             let mut c = h.call(at, "platform", "eval", model);
-            c.env = if h.rng.gen_bool(0.5) { "staging" } else { "dev" };
-            c.prompt_bytes = 4_000 + h.rng.gen_range(0..2_000);
-            c.output_tokens = 150 + h.rng.gen_range(0..100);
+            c.env = if h.rng.random_bool(0.5) { "staging" } else { "dev" };
+            c.prompt_bytes = 4_000 + h.rng.random_range(0..2_000);
+            c.output_tokens = 150 + h.rng.random_range(0..100);
             h.push(&c, Outcome::Ok { attempts: 1 });
         });
         // research: expensive deep-research runs on the biggest models…
@@ -636,39 +636,39 @@ impl<'a> History<'a> {
         context_bytes: u64,
         steps: std::ops::Range<u32>,
     ) {
-        let trace = format!("run-{agent}-{:08x}", self.rng.gen::<u32>());
-        let session = format!("sess-{:05}", self.rng.gen_range(0..100_000));
+        let trace = format!("run-{agent}-{:08x}", self.rng.random::<u32>());
+        let session = format!("sess-{:05}", self.rng.random_range(0..100_000));
         let mut c = self.call(at, team, feature, big);
         c.trace = Some(trace);
         c.agent = Some(agent);
         c.session = Some(session);
         c.prompt = Some(format!("{agent}-plan@v1"));
         c.prompt_bytes = context_bytes;
-        c.output_tokens = 250 + self.rng.gen_range(0..150);
+        c.output_tokens = 250 + self.rng.random_range(0..150);
         c.step = Some("plan".into());
         let (root, mut t) = self.push(&c, Outcome::Ok { attempts: 1 });
-        let n = self.rng.gen_range(steps);
+        let n = self.rng.random_range(steps);
         let mut context = context_bytes;
         for _ in 0..n {
             let tool = self.pick(tools);
-            context += 1_200 + self.rng.gen_range(0..1_500);
+            context += 1_200 + self.rng.random_range(0..1_500);
             let mut s = c.clone();
-            s.at_ms = t + self.rng.gen_range(200..2_500);
+            s.at_ms = t + self.rng.random_range(200..2_500);
             s.model = small;
             s.provider = provider_of(small);
             s.prompt = Some(format!("{agent}-tool@v1"));
             s.prompt_bytes = context;
-            s.output_tokens = 60 + self.rng.gen_range(0..100);
+            s.output_tokens = 60 + self.rng.random_range(0..100);
             s.parent = Some(root.clone());
             s.step = Some(format!("tool:{tool}"));
             s.stream = false;
             t = self.push(&s, Outcome::Ok { attempts: 1 }).1;
         }
         let mut a = c.clone();
-        a.at_ms = t + self.rng.gen_range(200..1_500);
+        a.at_ms = t + self.rng.random_range(200..1_500);
         a.prompt = Some(format!("{agent}-answer@v1"));
         a.prompt_bytes = context;
-        a.output_tokens = 500 + self.rng.gen_range(0..400);
+        a.output_tokens = 500 + self.rng.random_range(0..400);
         a.parent = Some(root);
         a.step = Some("answer".into());
         self.push(&a, Outcome::Ok { attempts: 1 });
@@ -680,12 +680,12 @@ impl<'a> History<'a> {
             return;
         }
         for i in 0..900 {
-            let at = start + i * 8_000 + self.rng.gen_range(0..4_000);
+            let at = start + i * 8_000 + self.rng.random_range(0..4_000);
             let mut c = self.call(at, "research", "batch-labeling", "gpt-4o");
             c.env = "prod";
             c.user = "felix".into();
-            c.prompt_bytes = 30_000 + self.rng.gen_range(0..6_000);
-            c.output_tokens = 900 + self.rng.gen_range(0..300);
+            c.prompt_bytes = 30_000 + self.rng.random_range(0..6_000);
+            c.output_tokens = 900 + self.rng.random_range(0..300);
             c.prompt = Some("label-docs@v1".into());
             c.stream = false;
             self.push(&c, Outcome::Ok { attempts: 1 });
@@ -709,10 +709,10 @@ impl<'a> History<'a> {
         let (root, mut t) = self.push(&c, Outcome::Ok { attempts: 1 });
         for i in 0..420u64 {
             let mut s = c.clone();
-            s.at_ms = t + self.rng.gen_range(1_000..4_000);
+            s.at_ms = t + self.rng.random_range(1_000..4_000);
             // The same search again and again, with the transcript growing each turn.
             s.prompt_bytes = 16_000 + i * 180;
-            s.output_tokens = 280 + self.rng.gen_range(0..20);
+            s.output_tokens = 280 + self.rng.random_range(0..20);
             s.parent = Some(root.clone());
             s.step = Some("tool:web_search".into());
             s.stream = false;
@@ -726,16 +726,16 @@ impl<'a> History<'a> {
             return;
         }
         for i in 0..240 {
-            let at = start + i * 6_000 + self.rng.gen_range(0..3_000);
+            let at = start + i * 6_000 + self.rng.random_range(0..3_000);
             let mut c = self.call(at, "search", "rerank", "gpt-4o");
-            c.prompt_bytes = 24_000 + self.rng.gen_range(0..6_000);
-            c.output_tokens = 30 + self.rng.gen_range(0..30);
+            c.prompt_bytes = 24_000 + self.rng.random_range(0..6_000);
+            c.output_tokens = 30 + self.rng.random_range(0..30);
             c.prompt = Some("rerank@v1".into());
             c.stream = false;
-            let outcome = match self.rng.gen_range(0..100) {
+            let outcome = match self.rng.random_range(0..100) {
                 0..=54 => Outcome::Failed { status: 429, code: "upstream_rate_limited", attempts: 3 },
                 55..=64 => Outcome::Failed { status: 504, code: "upstream_timeout", attempts: 3 },
-                65..=84 => Outcome::Ok { attempts: self.rng.gen_range(2..4) },
+                65..=84 => Outcome::Ok { attempts: self.rng.random_range(2..4) },
                 _ => Outcome::Fallback { provider: "anthropic", model: "claude-sonnet-4-5", attempts: 3 },
             };
             self.push(&c, outcome);

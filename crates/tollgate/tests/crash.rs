@@ -10,8 +10,7 @@
 mod common;
 
 use std::collections::HashSet;
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -26,24 +25,7 @@ struct Proc {
 }
 
 fn start_gateway(config: &std::path::Path, key_secret: &str) -> Proc {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_tollgate"))
-        .args(["--config", config.to_str().unwrap(), "serve", "--listen", "127.0.0.1:0"])
-        .env("TOLLGATE_LOG", "warn")
-        .env("TOLLGATE_KEY_SECRET", key_secret)
-        .stderr(Stdio::piped())
-        .stdout(Stdio::null())
-        .spawn()
-        .unwrap();
-    let stderr = child.stderr.take().unwrap();
-    let mut lines = BufReader::new(stderr).lines();
-    let base = loop {
-        let line = lines.next().expect("gateway exited before listening").unwrap();
-        if let Some(addr) = line.strip_prefix("tollgate listening on ") {
-            break addr.trim().to_string();
-        }
-    };
-    // Keep draining stderr so the child never blocks on a full pipe.
-    std::thread::spawn(move || for _ in lines.by_ref() {});
+    let (child, base) = common::spawn_serve(config, &[("TOLLGATE_KEY_SECRET", key_secret)]);
     Proc { child, base }
 }
 

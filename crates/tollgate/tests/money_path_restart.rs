@@ -37,8 +37,7 @@ mod common;
 #[path = "common/services.rs"]
 mod services;
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -51,7 +50,6 @@ use tollgate::store::counters::{
     CounterAsk, CounterFuture, CounterRefusal, CounterRule, CounterStore, CounterView, Granted, LeaseId, MemoryCounters,
 };
 use tollgate::store::sqlite::SqliteStore;
-use tollgate::store::RequestQuery;
 use tollgate_units::{Money, Usage};
 
 const ADMIN_TOKEN: &str = "restart-test-admin-token";
@@ -153,31 +151,10 @@ impl Site {
     }
 
     fn start(&self) -> Gw {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_tollgate"))
-            .args(["--config", self.config.to_str().unwrap(), "serve", "--listen", "127.0.0.1:0"])
-            .env("TOLLGATE_LOG", "warn")
-            .env("TOLLGATE_KEY_SECRET", KEY_SECRET)
-            .env("TOLLGATE_ADMIN_TOKEN", ADMIN_TOKEN)
-            .env_remove("HTTP_PROXY")
-            .env_remove("HTTPS_PROXY")
-            .env_remove("ALL_PROXY")
-            .env_remove("http_proxy")
-            .env_remove("https_proxy")
-            .env_remove("all_proxy")
-            .stderr(Stdio::piped())
-            .stdout(Stdio::null())
-            .spawn()
-            .unwrap();
-        let stderr = child.stderr.take().unwrap();
-        let mut lines = BufReader::new(stderr).lines();
-        let base = loop {
-            let line = lines.next().expect("gateway exited before listening").unwrap();
-            if let Some(addr) = line.strip_prefix("tollgate listening on ") {
-                break addr.trim().to_string();
-            }
-        };
-        // Keep draining stderr so the child never blocks on a full pipe.
-        std::thread::spawn(move || for _ in lines.by_ref() {});
+        let (child, base) = common::spawn_serve(
+            &self.config,
+            &[("TOLLGATE_KEY_SECRET", KEY_SECRET), ("TOLLGATE_ADMIN_TOKEN", ADMIN_TOKEN)],
+        );
         Gw { child, base, http: self.http.clone(), key: self.key.clone() }
     }
 }
@@ -645,71 +622,19 @@ impl CounterStore for PanickyCounters {
 
 /// The harness's gateway (mock provider, SQLite, key of team `growth`), on
 /// the given counters.
-struct InProcess {
-    base: String,
-    mock: String,
-    key: String,
-    store: Arc<SqliteStore>,
-    http: reqwest::Client,
-    _dir: tempfile::TempDir,
-    shutdown: tokio::sync::oneshot::Sender<()>,
-    server: tokio::task::JoinHandle<()>,
-}
+struct InProcess(common::Harness);
 
 impl InProcess {
     async fn start(extra: &str, counters: Arc<dyn CounterStore>) -> InProcess {
-        let mock = common::start_mock().await;
-        let dir = tempfile::tempdir().unwrap();
-        let db = format!("sqlite://{}", dir.path().join("t.db").display());
-        let text = common::config_text(mock, extra) + &format!("\n[storage]\nurl = \"{db}\"\n");
-        let config = tollgate::config::Config::from_toml(
-            &text,
-            "test.toml",
-            &std::collections::HashMap::<String, String>::new(),
-        )
-        .unwrap();
-        let store = Arc::new(SqliteStore::open(&config.storage.url).unwrap());
-        let stores = tollgate::store::Stores::sqlite(store.clone()).with_counters(counters);
-        let hasher = tollgate::server::key_hasher(&config, stores.keys.as_ref()).await.unwrap();
-        let spec = tollgate::keys::KeySpec { name: "test".into(), team: Some("growth".into()), ..Default::default() };
-        let created =
-            tollgate::keys::create(stores.keys.as_ref(), &hasher, spec, tollgate::pipeline::now_ms()).await.unwrap();
-        let gateway = tollgate::server::Gateway::build(config, stores).await.unwrap();
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-        let server = tokio::spawn(async move {
-            gateway
-                .serve(listener, async move {
-                    let _ = rx.await;
-                })
-                .await
-                .unwrap();
-        });
-        InProcess {
-            base: format!("http://{addr}"),
-            mock: format!("http://{mock}"),
-            key: created.secret,
-            store,
-            http: reqwest::Client::new(),
-            _dir: dir,
-            shutdown: tx,
-            server,
-        }
+        InProcess(common::Harness::start_with_stores(extra, |s| s.with_counters(counters)).await)
     }
 
     async fn chat(&self, text: &str) -> reqwest::Response {
-        self.http
-            .post(format!("{}/v1/chat/completions", self.base))
-            .bearer_auth(&self.key)
-            .json(&common::chat("gpt-4o-mini", text, false))
-            .send()
-            .await
-            .unwrap()
+        self.0.post("/v1/chat/completions").json(&common::chat("gpt-4o-mini", text, false)).send().await.unwrap()
     }
 
     fn rows(&self) -> Vec<LedgerRow> {
-        self.store.requests(&RequestQuery { filters: vec![], limit: 1000, cursor: None }).unwrap().rows
+        self.0.rows()
     }
 
     /// The row of `id`, waiting for it to come through the spool.
@@ -724,20 +649,18 @@ impl InProcess {
     }
 
     async fn upstream_calls(&self) -> u64 {
-        let v: Value = self.http.get(format!("{}/mock/stats", self.mock)).send().await.unwrap().json().await.unwrap();
-        v["total"].as_u64().unwrap()
+        self.0.mock_total().await
     }
 
     async fn budget_spent(&self, id: &str) -> (String, String) {
-        let v: Value =
-            self.http.get(format!("{}/api/v1/budgets", self.base)).send().await.unwrap().json().await.unwrap();
+        let h = &self.0;
+        let v: Value = h.http.get(format!("{}/api/v1/budgets", h.base)).send().await.unwrap().json().await.unwrap();
         let b = v["budgets"].as_array().unwrap().iter().find(|b| b["id"] == id).unwrap().clone();
         (b["spent_usd"].as_str().unwrap().to_string(), b["reserved_usd"].as_str().unwrap().to_string())
     }
 
     async fn stop(self) {
-        let _ = self.shutdown.send(());
-        self.server.await.unwrap();
+        self.0.stop().await;
     }
 }
 

@@ -81,6 +81,24 @@ impl Harness {
         extra: &str,
         tweak: impl FnOnce(Config) -> Config,
     ) -> Harness {
+        Harness::start_full(mock, extra, tweak, |s| s).await
+    }
+
+    /// A harness whose storage capabilities are changed before the gateway
+    /// is built (e.g. another counter store).
+    pub async fn start_with_stores(
+        extra: &str,
+        stores: impl FnOnce(tollgate::store::Stores) -> tollgate::store::Stores,
+    ) -> Harness {
+        Harness::start_full(tollgate_mock::MockConfig::default(), extra, |c| c, stores).await
+    }
+
+    async fn start_full(
+        mock: tollgate_mock::MockConfig,
+        extra: &str,
+        tweak: impl FnOnce(Config) -> Config,
+        tweak_stores: impl FnOnce(tollgate::store::Stores) -> tollgate::store::Stores,
+    ) -> Harness {
         let mock = start_mock_with(mock).await;
         let dir = tempfile::tempdir().unwrap();
         let db = format!("sqlite://{}", dir.path().join("t.db").display());
@@ -88,7 +106,7 @@ impl Harness {
         let config =
             tweak(Config::from_toml(&text, "test.toml", &std::collections::HashMap::<String, String>::new()).unwrap());
         let store = Arc::new(SqliteStore::open(&config.storage.url).unwrap());
-        let stores = tollgate::store::Stores::sqlite(store.clone());
+        let stores = tweak_stores(tollgate::store::Stores::sqlite(store.clone()));
         let hasher = key_hasher(&config, stores.keys.as_ref()).await.unwrap();
         let spec = KeySpec {
             name: "test".into(),
@@ -178,6 +196,35 @@ impl Harness {
             s.await.unwrap();
         }
     }
+}
+
+/// Starts `tollgate --config CONFIG serve` on a free port with `env` set (and
+/// no proxy from the environment); returns the process and its base URL
+/// once it listens. Its stderr keeps being drained.
+pub fn spawn_serve(config: &std::path::Path, env: &[(&str, &str)]) -> (std::process::Child, String) {
+    use std::io::{BufRead, BufReader};
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_tollgate"));
+    cmd.args(["--config", config.to_str().unwrap(), "serve", "--listen", "127.0.0.1:0"])
+        .env("TOLLGATE_LOG", "warn")
+        .stderr(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null());
+    for v in ["HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy", "all_proxy"] {
+        cmd.env_remove(v);
+    }
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let mut child = cmd.spawn().unwrap();
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    let base = loop {
+        let line = lines.next().expect("gateway exited before listening").unwrap();
+        if let Some(addr) = line.strip_prefix("tollgate listening on ") {
+            break addr.trim().to_string();
+        }
+    };
+    // Keep draining stderr so the child never blocks on a full pipe.
+    std::thread::spawn(move || for _ in lines.by_ref() {});
+    (child, base)
 }
 
 pub fn chat(model: &str, text: &str, stream: bool) -> Value {

@@ -8,6 +8,7 @@ use std::collections::HashMap;
 use std::fmt;
 use std::net::SocketAddr;
 use std::path::Path;
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde::Deserialize;
@@ -302,6 +303,8 @@ struct RawProvider {
     api_version: Option<String>,
     timeout_ms: Option<u64>,
     max_retries: Option<u32>,
+    /// At most this many requests in flight to this provider at once.
+    max_connections: Option<u32>,
     #[serde(default)]
     allow_http: bool,
     /// With `server.auth = "passthrough"`: keep this provider's configured key
@@ -595,6 +598,9 @@ pub struct Provider {
     pub api_version: Option<String>,
     pub timeout: Duration,
     pub max_retries: u32,
+    /// `max_connections`: a permit per request in flight to this provider
+    /// (with HTTP/1.1, one open connection each). `None`: unbounded.
+    pub slots: Option<Arc<tokio::sync::Semaphore>>,
 }
 
 /// A client-facing model name and where it goes.
@@ -727,6 +733,7 @@ impl Config {
                     api_version: None,
                     timeout_ms: None,
                     max_retries: None,
+                    max_connections: None,
                     allow_http: false,
                     allow_key_with_passthrough: false,
                 });
@@ -743,6 +750,7 @@ impl Config {
                 api_version: None,
                 timeout_ms: None,
                 max_retries: None,
+                max_connections: None,
                 allow_http: false,
                 allow_key_with_passthrough: false,
             });
@@ -908,6 +916,11 @@ fn resolve(raw: RawConfig, path: &str, text: &str, env: &dyn Env) -> Result<Conf
         if kind == ProviderKind::AzureOpenAi && p.api_version.is_some() && api_key.is_none() {
             return Err(invalid(format!("provider {:?}: azure_openai needs api_key_env", p.name)));
         }
+        let slots = match p.max_connections {
+            Some(0) => return Err(invalid(format!("provider {:?}: max_connections must be at least 1", p.name))),
+            Some(n) => Some(Arc::new(tokio::sync::Semaphore::new(n as usize))),
+            None => None,
+        };
         providers.push(Provider {
             name: p.name,
             kind,
@@ -916,6 +929,7 @@ fn resolve(raw: RawConfig, path: &str, text: &str, env: &dyn Env) -> Result<Conf
             api_version: p.api_version,
             timeout: Duration::from_millis(p.timeout_ms.unwrap_or(60_000).max(1)),
             max_retries: p.max_retries.unwrap_or(2).min(10),
+            slots,
         });
     }
 

@@ -425,6 +425,32 @@ pub async fn send(
             }
         };
         last = Some((attempt.provider, attempt.model.clone()));
+        // The provider's bound on requests in flight: when full, the next
+        // target, or 503 at once (never a queue that grows without end).
+        let permit = match &provider.slots {
+            None => None,
+            Some(slots) => match slots.clone().try_acquire_owned() {
+                Ok(p) => Some(std::sync::Arc::new(p)),
+                Err(_) => {
+                    tracing::warn!(provider = %provider.name, "provider at its max_connections");
+                    let err = ApiError::Overloaded {
+                        message: format!(
+                            "provider {} is at its limit of requests in flight (max_connections); retry shortly",
+                            provider.name
+                        ),
+                    };
+                    log.push(AttemptRecord {
+                        provider: provider.name.clone(),
+                        model: attempt.model.clone(),
+                        status: None,
+                        error: Some(err.code().to_string()),
+                        latency_ms: 0,
+                    });
+                    last_err = Some(err);
+                    continue;
+                }
+            },
+        };
         for retry in 0..=provider.max_retries {
             attempts += 1;
             let started = std::time::Instant::now();
@@ -440,6 +466,11 @@ pub async fn send(
             match result {
                 Ok(resp) if resp.status().is_success() => {
                     record.status = Some(resp.status().as_u16());
+                    // The provider's slot is held until the body is read to its end or dropped.
+                    let resp = match permit.clone() {
+                        Some(p) => resp.map(|b| Held { inner: b, _permit: p }.boxed_unsync()),
+                        None => resp,
+                    };
                     let reply = if prepared.stream {
                         match prime(resp, &translator, provider).await {
                             Ok(primed) => Reply::Stream(Box::new(primed)),
@@ -540,6 +571,32 @@ pub async fn send(
     }
     let err = last_err.unwrap_or_else(|| ApiError::ModelNotFound { message: "no route serves this model".into() });
     Sent { result: Err(err), answered_then_failed, attempts, last, log }
+}
+
+/// A response body that keeps its provider's `max_connections` slot.
+struct Held {
+    inner: Body,
+    _permit: std::sync::Arc<tokio::sync::OwnedSemaphorePermit>,
+}
+
+impl http_body::Body for Held {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<Bytes>, BoxError>>> {
+        std::pin::Pin::new(&mut self.inner).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.inner.size_hint()
+    }
 }
 
 /// Reads at most `cap` bytes of a body (error bodies are only for messages).

@@ -173,3 +173,79 @@ route_to = "gpt-4o-mini"
     }
     h.stop().await;
 }
+
+#[tokio::test]
+async fn a_provider_at_its_max_connections_sheds_to_the_next_target_or_answers_503_at_once() {
+    let (narrow, wide) = (common::start_mock().await, common::start_mock().await);
+    let extra = format!(
+        r#"
+[[providers]]
+name = "narrow"
+kind = "openai"
+base_url = "http://{narrow}/v1"
+max_retries = 0
+max_connections = 1
+
+[[providers]]
+name = "wide"
+kind = "openai"
+base_url = "http://{wide}/v1"
+max_retries = 0
+
+[[models]]
+name = "solo"
+targets = [{{ provider = "narrow", model = "gpt-4o-mini" }}]
+
+[[models]]
+name = "pair"
+targets = [{{ provider = "narrow", model = "gpt-4o-mini" }}, {{ provider = "wide", model = "gpt-4o-mini" }}]
+"#
+    );
+    let h = Harness::start_with(&extra, |c| c).await;
+    let (narrow, wide) = (format!("http://{narrow}"), format!("http://{wide}"));
+    let http = h.http.clone();
+
+    // A stream holds narrow's only slot while its body flows (events 300 ms apart).
+    let held = h
+        .post("/v1/chat/completions")
+        .json(&chat("solo", "[mock chunk_delay_ms=300] a long stream holds the slot", true))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(held.status(), 200);
+    let narrow_calls = hits(&http, &narrow).await;
+    assert_eq!(narrow_calls, 1);
+
+    // A route with only narrow: 503 overloaded at once, nothing sent, one row.
+    let r = h.post("/v1/chat/completions").json(&chat("solo", "no room", false)).send().await.unwrap();
+    assert_eq!(r.status(), 503);
+    assert_eq!(r.headers()["retry-after"], "1");
+    let id = r.headers()["x-tollgate-request-id"].to_str().unwrap().to_string();
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(v["error"]["code"], "overloaded");
+    assert!(v["error"]["message"].as_str().unwrap().contains("narrow"), "{v}");
+    assert_eq!(hits(&http, &narrow).await, narrow_calls, "a full provider is not called");
+    let row = h.row(&id);
+    assert_eq!((row.status, row.error_code.as_deref()), (503, Some("overloaded")));
+    assert_eq!(row.cost.map(|c| c.nanos()), Some(0), "nothing was sent, nothing is owed");
+
+    // A route with a second target: shed to it, both attempts in the row.
+    let r = h.post("/v1/chat/completions").json(&chat("pair", "go wide", false)).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    let id = r.headers()["x-tollgate-request-id"].to_str().unwrap().to_string();
+    let _ = r.bytes().await.unwrap();
+    let row = h.row(&id);
+    assert_eq!(row.provider.as_deref(), Some("wide"));
+    let log: Vec<_> = row.attempt_log.iter().map(|a| (a.provider.as_str(), a.status, a.error.as_deref())).collect();
+    assert_eq!(log, vec![("narrow", None, Some("overloaded")), ("wide", Some(200), None)]);
+    assert_eq!(hits(&http, &wide).await, 1);
+
+    // The stream ends: its slot is free again.
+    let text = held.text().await.unwrap();
+    assert!(text.ends_with("data: [DONE]\n\n"), "{text}");
+    let r = h.post("/v1/chat/completions").json(&chat("solo", "room again", false)).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    let _ = r.bytes().await.unwrap();
+    assert_eq!(hits(&http, &narrow).await, narrow_calls + 1);
+    h.stop().await;
+}

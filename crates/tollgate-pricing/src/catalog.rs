@@ -11,6 +11,9 @@ use tollgate_units::Usage;
 use crate::names;
 
 /// The catalog tollgate ships with (`catalog/prices.toml`).
+/// Generated from the reference catalogs by `tollgate prices generate`.
+const GENERATED_TOML: &str = include_str!("../catalog/generated.toml");
+/// Written by hand; replaces the generated entries of the models it lists.
 const BUILTIN_TOML: &str = include_str!("../catalog/prices.toml");
 
 /// Which price list of a provider a request was served under.
@@ -248,6 +251,10 @@ pub struct PriceEntry {
     pub request_fee: Option<Decimal>,
     /// Set when the rates were derived from GPU-hour amortisation.
     pub gpu: Option<GpuHour>,
+    /// Tokens the model reads at most (prompt and output), when published.
+    pub context_window: Option<u64>,
+    /// Tokens the model writes at most in one answer, when published.
+    pub max_output_tokens: Option<u64>,
 }
 
 impl PriceEntry {
@@ -330,10 +337,19 @@ impl Catalog {
     /// to an empty catalog (every request unpriced) rather than a panic.
     pub fn builtin() -> &'static Catalog {
         static BUILTIN: OnceLock<Catalog> = OnceLock::new();
-        BUILTIN.get_or_init(|| Catalog::from_toml_str(BUILTIN_TOML).unwrap_or_default())
+        BUILTIN.get_or_init(|| {
+            let generated = Catalog::from_toml_str(GENERATED_TOML).unwrap_or_default();
+            let hand = Catalog::from_toml_str(BUILTIN_TOML).unwrap_or_default();
+            generated.overlaid(&hand)
+        })
     }
 
-    /// The text of the built-in catalog file.
+    /// The text of the generated part of the built-in catalog.
+    pub fn generated_toml() -> &'static str {
+        GENERATED_TOML
+    }
+
+    /// The text of the hand-written part of the built-in catalog.
     pub fn builtin_toml() -> &'static str {
         BUILTIN_TOML
     }
@@ -376,6 +392,67 @@ impl Catalog {
         entries.extend(overrides.entries.iter().cloned());
         // Lenient build: later (override) names overwrite earlier ones, and
         // the keys are unique by construction, so it cannot fail.
+        Catalog::build(entries, false).unwrap_or_default()
+    }
+
+    /// This catalog with `hand` laid over it model by model: every
+    /// (provider, model) that `hand` lists keeps only `hand`'s entries (its
+    /// whole price history), the rest stay; where names clash, `hand` wins.
+    /// This is how the hand-written catalog overrides the generated one.
+    pub fn overlaid(&self, hand: &Catalog) -> Catalog {
+        // Every name `hand` uses (model or alias) is `hand`'s alone: a base
+        // entry named so is dropped, a base alias so spelled is removed.
+        let mut claimed: std::collections::HashSet<(&str, String)> = std::collections::HashSet::new();
+        for e in &hand.entries {
+            claimed.insert((e.provider.as_str(), e.model.to_ascii_lowercase()));
+            for a in &e.aliases {
+                claimed.insert((e.provider.as_str(), a.to_ascii_lowercase()));
+            }
+        }
+        // So is a base model that `hand` would price under its name
+        // (`claude-3-5-haiku-latest`, `us.anthropic.…`).
+        // A replaced model's other names stay with the hand-written entry.
+        let mut inherited: HashMap<(String, String), Vec<String>> = HashMap::new();
+        let mut entries: Vec<PriceEntry> = Vec::with_capacity(self.entries.len());
+        for e in &self.entries {
+            let replaced_by = hand
+                .lookup(Some(&e.provider), &e.model, DateTime::<Utc>::MAX_UTC)
+                .filter(|h| h.provider == e.provider)
+                .map(|h| h.model.clone());
+            if let Some(model) = replaced_by {
+                let names = inherited.entry((e.provider.clone(), model)).or_default();
+                for n in std::iter::once(&e.model).chain(&e.aliases) {
+                    if !claimed.contains(&(e.provider.as_str(), n.to_ascii_lowercase())) && !names.contains(n) {
+                        names.push(n.clone());
+                    }
+                }
+                continue;
+            }
+            if claimed.contains(&(e.provider.as_str(), e.model.to_ascii_lowercase())) {
+                continue;
+            }
+            let mut e = e.clone();
+            let provider = e.provider.clone();
+            e.aliases.retain(|a| !claimed.contains(&(provider.as_str(), a.to_ascii_lowercase())));
+            entries.push(e);
+        }
+        // A name inherited by two hand-written models is nobody's.
+        let mut owners: HashMap<(String, String), usize> = HashMap::new();
+        for ((p, _), names) in &inherited {
+            for n in names {
+                *owners.entry((p.clone(), n.to_ascii_lowercase())).or_default() += 1;
+            }
+        }
+        entries.extend(hand.entries.iter().cloned().map(|mut h| {
+            if let Some(names) = inherited.get(&(h.provider.clone(), h.model.clone())) {
+                for n in names {
+                    if owners.get(&(h.provider.clone(), n.to_ascii_lowercase())) == Some(&1) && !h.aliases.contains(n) {
+                        h.aliases.push(n.clone());
+                    }
+                }
+            }
+            h
+        }));
         Catalog::build(entries, false).unwrap_or_default()
     }
 
@@ -499,6 +576,10 @@ impl Catalog {
         for f in &forms {
             if let Some(providers) = self.providers_by_name.get(f) {
                 for p in providers {
+                    // A self-hosted or unknown provider's model is not priced at a reseller's rates.
+                    if provider.is_some() && names::fallback_rank(p) >= names::RESELLER_RANK {
+                        continue;
+                    }
                     if let Some(e) = self.in_force(p, f, day) {
                         return Some(e);
                     }

@@ -16,6 +16,10 @@ pub(crate) fn canonical_provider(p: &str) -> String {
         "aws" | "aws_bedrock" | "aws-bedrock" | "amazon_bedrock" | "bedrock_converse" => "bedrock".to_owned(),
         "mistralai" | "mistral_ai" => "mistral".to_owned(),
         "claude" => "anthropic".to_owned(),
+        "x-ai" | "x_ai" | "grok" => "xai".to_owned(),
+        "together_ai" | "together-ai" | "togetherai" => "together".to_owned(),
+        "fireworks_ai" | "fireworks-ai" | "fireworksai" => "fireworks".to_owned(),
+        "cohere_chat" => "cohere".to_owned(),
         _ => p,
     }
 }
@@ -29,11 +33,18 @@ pub(crate) fn fallback_rank(p: &str) -> u8 {
         "gemini" => 2,
         "mistral" => 3,
         "deepseek" => 4,
-        "bedrock" => 5,
-        "azure_openai" => 6,
-        _ => 7,
+        "xai" => 5,
+        "cohere" => 6,
+        "bedrock" => 7,
+        "azure_openai" => 8,
+        "vertex_ai" => 9,
+        _ => RESELLER_RANK,
     }
 }
+
+/// The rank of providers that host other vendors' (open-weights) models at
+/// their own prices: a request to another provider is never priced by them.
+pub(crate) const RESELLER_RANK: u8 = 10;
 
 const BEDROCK_REGIONS: &[&str] = &["us.", "eu.", "apac.", "global.", "jp.", "au.", "ca.", "us-gov.", "regional."];
 

@@ -110,6 +110,12 @@ pub struct RawPriceEntry {
     pub priority: Option<RawServiceTier>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub long_context: Vec<RawLongContext>,
+    /// Tokens the model reads at most (prompt and output).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub context_window: Option<u64>,
+    /// Tokens the model writes at most in one answer.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_output_tokens: Option<u64>,
 }
 
 /// `batch = { multiplier = "0.5" }` or explicit rates (or both).
@@ -385,6 +391,8 @@ impl RawPriceEntry {
             priority,
             request_fee: self.request_fee,
             gpu,
+            context_window: self.context_window.filter(|&n| n > 0),
+            max_output_tokens: self.max_output_tokens.filter(|&n| n > 0),
         })
     }
 
@@ -402,6 +410,8 @@ impl RawPriceEntry {
             flex: e.flex.as_ref().map(raw_tier),
             priority: e.priority.as_ref().map(raw_tier),
             long_context: e.long_context.iter().map(raw_long).collect(),
+            context_window: e.context_window,
+            max_output_tokens: e.max_output_tokens,
             ..RawPriceEntry::default()
         };
         r.set_rates(&e.rates);

@@ -23,8 +23,27 @@ fn builtin_file_is_valid_and_sourced() {
         Ok(c) => c,
         Err(e) => panic!("catalog/prices.toml is invalid: {e}"),
     };
-    assert_eq!(parsed.len(), Catalog::builtin().len());
-    assert!(parsed.len() >= 100, "only {} entries", parsed.len());
+    assert!(parsed.len() >= 100, "only {} hand-written entries", parsed.len());
+    let generated = match Catalog::from_toml_str(Catalog::generated_toml()) {
+        Ok(c) => c,
+        Err(e) => panic!("catalog/generated.toml is invalid: {e}"),
+    };
+    assert!(generated.len() >= 1500, "only {} generated entries", generated.len());
+    // The built-in catalog is both: every hand-written entry, and the generated ones of other models.
+    let builtin = Catalog::builtin();
+    assert!(builtin.len() >= 1500 && builtin.len() < generated.len() + parsed.len(), "{} entries", builtin.len());
+    for e in parsed.entries() {
+        // With the names of the generated model it replaces added to its aliases.
+        let kept = builtin.entries().any(|b| {
+            let mut b = b.clone();
+            b.aliases.retain(|a| e.aliases.contains(a));
+            &b == e
+        });
+        assert!(kept, "{} is not in the built-in catalog", e.label());
+    }
+    for e in builtin.entries() {
+        assert!(e.source.as_deref().is_some_and(|s| !s.is_empty()), "{} has no source", e.label());
+    }
     for e in parsed.entries() {
         let src = e.source.as_deref().unwrap_or("");
         assert!(src.starts_with("https://"), "{} has no source URL", e.label());

@@ -467,7 +467,8 @@ fn priced_by_hand() {
             Some(9_000_000),
             "bedrock/anthropic.claude-3-7-sonnet-20250219-v1:0",
         ),
-        // not in the bedrock list → Anthropic's own price of claude-opus-4-6: 5,000,000 + 25,000,000
+        // Bedrock's own global-profile price (AWS pricing page, via genai-prices):
+        // 1,000 @5 + 1,000 @25 = 5,000,000 + 25,000,000
         c(
             b,
             "global.anthropic.claude-opus-4-6-v1",
@@ -475,7 +476,18 @@ fn priced_by_hand() {
             usage!(input: 1000, output: 1000),
             Standard,
             Some(30_000_000),
-            "anthropic/claude-opus-4-6@2026-03-13",
+            "bedrock/global.anthropic.claude-opus-4-6-v1:0",
+        ),
+        // in-region id (no `global.`): 10 % above the global profile,
+        // 1,000 @5.50 + 1,000 @27.50 = 5,500,000 + 27,500,000
+        c(
+            b,
+            "anthropic.claude-opus-4-6-v1",
+            day(2026, 4, 1),
+            usage!(input: 1000, output: 1000),
+            Standard,
+            Some(33_000_000),
+            "bedrock/regional.anthropic.claude-opus-4-6-v1:0",
         ),
         // rounding: 1 cached @0.00875 = 8.75 → 9 nd; 1 in @0.035 = 35 nd
         c(
@@ -559,7 +571,10 @@ fn priced_by_hand() {
         // ── Unknown or look-alike models are not priced.
         c(o, "gpt-4o-mini-ultra", now, usage!(input: 1000), Standard, None, ""),
         c(o, "gpt-4o-min", now, usage!(input: 1000), Standard, None, ""),
-        c(None, "chatgpt-4o-latest", now, usage!(input: 1000), Standard, None, ""),
+        // A name only LiteLLM's map lists is priced by it (OpenAI's page: $5 in): 1,000 @5
+        c(None, "chatgpt-4o-latest", now, usage!(input: 1000), Standard, Some(5_000_000), "openai/chatgpt-4o-latest"),
+        // A self-hosted model is never priced at a reseller's (Perplexity's, Groq's…) rates.
+        c(Some("local-vllm"), "llama-3.1-8b-instant", now, usage!(input: 1000), Standard, None, ""),
         c(Some("openai_compatible"), "llama-3.1-70b-instruct", now, usage!(input: 1000), Standard, None, ""),
         c(a, "claude-sonnet-4-5-turbo", now, usage!(input: 1000), Standard, None, ""),
     ];

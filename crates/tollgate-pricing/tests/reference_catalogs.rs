@@ -127,3 +127,106 @@ fn builtin_agrees_with_reference_catalogs() {
     }
     assert!(problems.is_empty(), "headline models disagree:\n{}", problems.join("\n"));
 }
+
+/// Both references, imported; `None` (after saying so) when they are not there.
+fn references(what: &str) -> Option<(Catalog, Catalog)> {
+    let Some(dir) = reference_dir() else {
+        skipped(&format!("{what}: TOLLGATE_REFERENCE_CATALOGS is not set"));
+        return None;
+    };
+    let (g, l) = (dir.join("genai-prices-v2-data.json"), dir.join("litellm-model-prices.json"));
+    if !g.exists() || !l.exists() {
+        skipped(&format!("{what}: the catalogs are not in {}", dir.display()));
+        return None;
+    }
+    let genai = import::genai_prices(&std::fs::read_to_string(g).unwrap()).unwrap();
+    let litellm = import::litellm(&std::fs::read_to_string(l).unwrap()).unwrap();
+    Some((genai, litellm))
+}
+
+/// Hand-written entries that differ from the references on purpose; each
+/// has `notes` in `prices.toml` saying why.
+fn hand_written(entry: &tollgate_pricing::PriceEntry) -> bool {
+    let hand = Catalog::from_toml_str(Catalog::builtin_toml()).unwrap();
+    let found = hand.entries().any(|h| h.provider == entry.provider && h.model == entry.model && h.notes.is_some());
+    found
+}
+
+#[test]
+fn builtin_prices_the_first_party_models_of_both_references() {
+    let Some((genai, litellm)) = references("first-party coverage") else { return };
+    let ours = Catalog::builtin();
+    let at = when();
+    for (name, theirs) in [("genai-prices", &genai), ("litellm", &litellm)] {
+        let mut models = std::collections::BTreeSet::new();
+        for e in theirs.entries().filter(|e| {
+            import::reference::FIRST_PARTY.contains(&e.provider.as_str()) && !import::reference::routing_only(&e.model)
+        }) {
+            models.insert((e.provider.clone(), e.model.clone()));
+        }
+        let (mut same, mut other_reference, mut hand, mut missing) = (0, Vec::new(), Vec::new(), Vec::new());
+        let mut neither = Vec::new();
+        for (p, m) in &models {
+            // The entry in force at the snapshot's date; a model priced only from a later date is not current.
+            let Some(reference) = theirs.lookup(Some(p), m, at).filter(|e| &e.provider == p) else { continue };
+            let Some(mine) = ours.lookup(Some(p), m, at) else {
+                missing.push(format!("{p}/{m}"));
+                continue;
+            };
+            if mine.rates.input == reference.rates.input && mine.rates.output == reference.rates.output {
+                same += 1;
+            } else if hand_written(mine) {
+                hand.push(format!("{p}/{m}"));
+            } else if name == "litellm"
+                && genai.lookup(Some(p), m, at).is_some_and(|g| {
+                    &g.provider == p && g.rates.input == mine.rates.input && g.rates.output == mine.rates.output
+                })
+            {
+                // A conflict, decided for genai-prices by the rule (GENERATED.md lists it).
+                other_reference.push(format!(
+                    "{p}/{m}: genai-prices' {}/{} here, {}/{} in litellm",
+                    mine.rates.input, mine.rates.output, reference.rates.input, reference.rates.output
+                ));
+            } else {
+                neither.push(format!(
+                    "{p}/{m}: {}/{} here, {}/{} in {name}",
+                    mine.rates.input, mine.rates.output, reference.rates.input, reference.rates.output
+                ));
+            }
+        }
+        let total = same + other_reference.len() + hand.len() + missing.len() + neither.len();
+        eprintln!(
+            "{name}: {total} first-party models; {same} at its price, {} at genai-prices' price (conflicts, listed in GENERATED.md), {} hand-written (with notes), {} at neither, {} unpriced",
+            other_reference.len(),
+            hand.len(),
+            neither.len(),
+            missing.len()
+        );
+        for l in hand.iter().chain(&neither).chain(&missing) {
+            eprintln!("    {l}");
+        }
+        assert!(missing.is_empty(), "{name}: unpriced first-party models: {missing:?}");
+        // Every price is a reference's, or a hand-written one that says why.
+        assert!(neither.is_empty(), "{name}: priced at neither reference's price: {neither:?}");
+        if name == "genai-prices" {
+            // At least 95 % at genai-prices' own price (it decides conflicts).
+            assert!(same * 100 >= total * 95, "{name}: only {same} of {total} at the reference's price");
+        } else {
+            // At least 95 % at a reference's price.
+            let at_a_reference = same + other_reference.len();
+            assert!(at_a_reference * 100 >= total * 95, "{name}: only {at_a_reference} of {total} at a reference's price");
+        }
+    }
+}
+
+#[test]
+fn the_generated_catalog_is_what_the_generator_makes_of_the_references() {
+    let Some((genai, litellm)) = references("generated catalog freshness") else { return };
+    let generated = import::reference::generate(&genai, &litellm).catalog;
+    let committed = Catalog::from_toml_str(Catalog::generated_toml()).unwrap();
+    assert_eq!(
+        committed.to_toml_string(),
+        generated.to_toml_string(),
+        "crates/tollgate-pricing/catalog/generated.toml is stale or edited by hand: run `tollgate prices generate`"
+    );
+}

@@ -1,4 +1,4 @@
-//! `tollgate prices list|show|import|check`: the price catalog from the command line.
+//! `tollgate prices list|show|import|check|generate`: the price catalog from the command line.
 
 use std::path::PathBuf;
 
@@ -39,7 +39,23 @@ pub enum PricesCommand {
         #[arg(long, value_enum, requires = "against")]
         format: Option<ImportFormat>,
     },
+    /// Regenerate the built-in catalog's generated part (`generated.toml`) and
+    /// its report (`GENERATED.md`) from the two reference catalogs.
+    Generate {
+        /// genai-prices `data.json` (v2).
+        #[arg(long)]
+        genai: PathBuf,
+        /// LiteLLM's `model_prices_and_context_window.json`.
+        #[arg(long)]
+        litellm: PathBuf,
+        /// Folder to write to.
+        #[arg(long, default_value = CATALOG_DIR)]
+        out_dir: PathBuf,
+    },
 }
+
+/// Where `prices generate` writes by default (run from the repository root).
+const CATALOG_DIR: &str = "crates/tollgate-pricing/catalog";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum ImportFormat {
@@ -147,6 +163,41 @@ pub async fn run(
                 report.skipped_conditions,
                 report.duplicates,
                 report.skipped_fields
+            );
+            Ok(())
+        }
+        PricesCommand::Generate { genai, litellm, out_dir } => {
+            let (g, gr) = read_outside(genai, ImportFormat::GenaiPrices)?;
+            let (l, lr) = read_outside(litellm, ImportFormat::Litellm)?;
+            let generated = import::reference::generate(&g, &l);
+            let hand = Catalog::from_toml_str(Catalog::builtin_toml()).context("the hand-written catalog")?;
+            let overrides: Vec<String> = import::discrepancies_at(&hand, &generated.catalog, chrono::Utc::now())
+                .iter()
+                .map(|d| format!("{d} (the hand-written entry is kept; its `notes` say why)"))
+                .collect();
+            let label = |p: &PathBuf, r: &import::ImportReport| {
+                let name = p.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+                format!("`{name}`, {} models read, {} entries", r.models_read, r.entries_imported)
+            };
+            let header = "# tollgate price catalog, generated part: written by `tollgate prices generate`\n\
+                # from the genai-prices and LiteLLM reference catalogs (see GENERATED.md for\n\
+                # what came from where and every conflict). Do not edit: entries in\n\
+                # prices.toml replace the generated ones of the same model.\n";
+            let toml = format!("{header}{}", generated.catalog.to_toml_string());
+            let report = import::reference::report_markdown(&generated, &label(genai, &gr), &label(litellm, &lr), &overrides);
+            std::fs::create_dir_all(out_dir).with_context(|| format!("cannot create {}", out_dir.display()))?;
+            for (name, text) in [("generated.toml", &toml), ("GENERATED.md", &report)] {
+                let path = out_dir.join(name);
+                std::fs::write(&path, text).with_context(|| format!("cannot write {}", path.display()))?;
+            }
+            println!(
+                "{} entries ({} models from genai-prices, {} from LiteLLM alone), {} conflicts, {} hand-written overrides differ; wrote {}",
+                generated.catalog.len(),
+                generated.from_genai,
+                generated.from_litellm,
+                generated.conflicts.len(),
+                overrides.len(),
+                out_dir.display()
             );
             Ok(())
         }

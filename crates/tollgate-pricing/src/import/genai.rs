@@ -38,6 +38,8 @@ struct GProvider {
 #[derive(Deserialize)]
 struct GModel {
     id: String,
+    #[serde(default)]
+    context_window: Option<u64>,
     #[serde(rename = "match", default)]
     matcher: Option<serde_json::Value>,
     prices: Box<RawValue>,
@@ -117,6 +119,7 @@ pub(super) fn import(json: &str) -> Result<(Catalog, ImportReport), ImportError>
                 match entry_from_prices(&provider, &m.id, &c.prices, &mut report) {
                     Ok(Some(mut e)) => {
                         e.aliases = aliases.clone();
+                        e.context_window = m.context_window.filter(|&n| n > 0);
                         e.effective_from = effective_from;
                         e.source = source.clone();
                         entries.push(e);
@@ -250,5 +253,7 @@ fn entry_from_prices(
         priority: None,
         request_fee,
         gpu: None,
+        context_window: None,
+        max_output_tokens: None,
     }))
 }

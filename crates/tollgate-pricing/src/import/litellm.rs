@@ -157,6 +157,11 @@ pub(super) fn import(json: &str) -> Result<(Catalog, ImportReport), ImportError>
             Some(mut e) => {
                 e.source = source;
                 e.request_fee = request_fee;
+                let count = |name: &str| -> Option<u64> {
+                    fields.get(name).and_then(|v| serde_json::from_str::<u64>(v.get().trim()).ok()).filter(|&n| n > 0)
+                };
+                e.context_window = count("max_input_tokens");
+                e.max_output_tokens = count("max_output_tokens");
                 entries.push(e);
             }
             None => report.skipped_models.push((key, "no per-token input or output price".to_owned())),
@@ -246,6 +251,8 @@ fn entry_from_levels(provider: &str, model: String, levels: &Levels, report: &mu
         priority,
         request_fee: None,
         gpu: None,
+        context_window: None,
+        max_output_tokens: None,
     })
 }
 

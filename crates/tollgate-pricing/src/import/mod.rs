@@ -3,6 +3,8 @@
 //! - [`genai_prices`]: pydantic genai-prices, v2 `data.json`.
 //! - [`litellm`]: LiteLLM's `model_prices_and_context_window.json`.
 //! - [`discrepancies`]: where two catalogs price the same model differently.
+//! - [`reference::generate`]: the built-in catalog from both references, by a
+//!   documented rule.
 //!
 //! Numbers are read from the JSON *text* (`serde_json::value::RawValue`) and
 //! parsed as exact decimals — `2.5e-06` becomes exactly 0.0000025 — so no
@@ -11,6 +13,7 @@
 
 mod genai;
 mod litellm;
+pub mod reference;
 
 use std::collections::BTreeMap;
 use std::str::FromStr;

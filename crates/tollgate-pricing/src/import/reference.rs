@@ -1,0 +1,241 @@
+//! The built-in catalog generated from the two reference catalogs.
+//!
+//! The rule, applied per (provider, model), for the first-party providers in
+//! [`FIRST_PARTY`] only (resellers and aggregators price by the provider's
+//! name and the configuration's `[[prices]]`):
+//!
+//! 1. A model that genai-prices lists is priced by genai-prices, with its whole
+//!    dated history: it is curated per provider from the pricing pages and
+//!    keeps the dates prices changed. Where LiteLLM prices the same model
+//!    differently, genai-prices is kept and the difference is a [`Conflict`]
+//!    in the generated report.
+//! 2. From LiteLLM's entry for the same model, only what genai-prices does not
+//!    say is taken: the maximum output tokens always (a model limit, not a
+//!    price); service tiers (batch, flex, priority) and buckets genai-prices
+//!    leaves out only when both agree on the input and output rates, so two
+//!    price lists are never mixed in one entry.
+//! 3. A model that only LiteLLM lists is priced by LiteLLM (but for its
+//!    region and data-zone routing keys, see [`routing_only`]).
+//! 4. Batch APIs cost half at OpenAI, Azure OpenAI, Anthropic, Gemini,
+//!    Vertex AI and Bedrock: an entry with no batch tier gets a 0.5 multiplier.
+//! 5. Hand-written entries (`catalog/prices.toml`) replace the generated
+//!    ones of the same model ([`Catalog::overlaid`]); each says why.
+//!
+//! Every entry keeps its `source` (the price page the reference cites, or the
+//! reference itself) and its `effective_from` where the reference dates it.
+
+use std::collections::{BTreeMap, HashSet};
+
+use chrono::{DateTime, Utc};
+use rust_decimal::Decimal;
+
+use crate::catalog::{Bucket, Catalog, PriceEntry, ServiceTier, ServiceTierPricing};
+
+/// Providers whose own price lists are generated into the built-in catalog
+/// (canonical ids).
+pub const FIRST_PARTY: &[&str] = &[
+    "openai",
+    "azure_openai",
+    "anthropic",
+    "gemini",
+    "vertex_ai",
+    "bedrock",
+    "mistral",
+    "deepseek",
+    "xai",
+    "cohere",
+    "groq",
+    "together",
+    "fireworks",
+    "perplexity",
+];
+
+const HALF_PRICE_BATCH: &[&str] = &["openai", "azure_openai", "anthropic", "gemini", "vertex_ai", "bedrock"];
+
+/// One rate on which the references disagree for a model both list.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Conflict {
+    pub provider: String,
+    pub model: String,
+    /// LiteLLM's name for the model, when it differs.
+    pub litellm_model: String,
+    /// Bucket name (`input`, `output`, `cache_read`, …).
+    pub what: String,
+    pub genai: Decimal,
+    pub litellm: Decimal,
+}
+
+/// The generated catalog and what the generator decided.
+pub struct Generated {
+    pub catalog: Catalog,
+    /// Differences between the references on models both list (genai-prices kept).
+    pub conflicts: Vec<Conflict>,
+    /// Models priced from genai-prices.
+    pub from_genai: usize,
+    /// Models priced from LiteLLM alone.
+    pub from_litellm: usize,
+    /// genai-prices models that took service tiers or buckets from LiteLLM.
+    pub filled: usize,
+}
+
+fn in_scope(provider: &str) -> bool {
+    FIRST_PARTY.contains(&provider)
+}
+
+/// LiteLLM's keys for a deployment region or data zone (`eu/gpt-4o`,
+/// `us-gov-west-1/anthropic.claude-…`): routing names of LiteLLM's own that
+/// no provider reports and no client sends, so not catalog entries.
+pub fn routing_only(model: &str) -> bool {
+    let Some((first, _)) = model.split_once('/') else { return false };
+    let aws_region = first.contains('-') && first.ends_with(|c: char| c.is_ascii_digit());
+    aws_region || matches!(first, "us" | "eu" | "global" | "apac" | "jp" | "au")
+}
+
+/// Applies the rule above to two imported references.
+pub fn generate(genai: &Catalog, litellm: &Catalog) -> Generated {
+    let latest = DateTime::<Utc>::MAX_UTC;
+    // genai-prices, grouped by model (entries are sorted by provider, model, date).
+    let mut groups: BTreeMap<(String, String), Vec<PriceEntry>> = BTreeMap::new();
+    for e in genai.entries().filter(|e| in_scope(&e.provider)) {
+        groups.entry((e.provider.clone(), e.model.clone())).or_default().push(e.clone());
+    }
+    let mut out: Vec<PriceEntry> = Vec::new();
+    let mut conflicts = Vec::new();
+    let mut filled = 0;
+    for ((provider, model), mut history) in std::mem::take(&mut groups) {
+        let theirs = litellm.lookup(Some(&provider), &model, latest).filter(|e| e.provider == provider);
+        if let Some(theirs) = theirs {
+            let newest = history.len() - 1;
+            let mine = &history[newest];
+            for bucket in Bucket::ALL {
+                if let (Some(a), Some(b)) = (mine.rates.explicit(bucket), theirs.rates.explicit(bucket)) {
+                    if a != b {
+                        conflicts.push(Conflict {
+                            provider: provider.clone(),
+                            model: model.clone(),
+                            litellm_model: theirs.model.clone(),
+                            what: bucket.name().to_owned(),
+                            genai: a,
+                            litellm: b,
+                        });
+                    }
+                }
+            }
+            let agree = mine.rates.input == theirs.rates.input && mine.rates.output == theirs.rates.output;
+            for e in &mut history {
+                e.max_output_tokens = e.max_output_tokens.or(theirs.max_output_tokens);
+                e.context_window = e.context_window.or(theirs.context_window);
+            }
+            if agree && fill_from(&mut history[newest], theirs) {
+                filled += 1;
+            }
+        }
+        out.extend(history);
+    }
+    let from_genai = out.iter().map(|e| (&e.provider, &e.model)).collect::<HashSet<_>>().len();
+
+    // LiteLLM's models that genai-prices does not list (under any of its names).
+    let genai_scope = Catalog::from_entries_lenient(out.clone());
+    let mut from_litellm = HashSet::new();
+    for e in litellm.entries().filter(|e| in_scope(&e.provider) && !routing_only(&e.model)) {
+        let known = genai_scope.lookup(Some(&e.provider), &e.model, latest).is_some_and(|g| g.provider == e.provider);
+        if !known {
+            from_litellm.insert((e.provider.clone(), e.model.clone()));
+            let mut e = e.clone();
+            if e.source.is_none() {
+                e.source = Some("LiteLLM model price map".to_owned());
+            }
+            out.push(e);
+        }
+    }
+    for e in &mut out {
+        if e.batch.is_none() && HALF_PRICE_BATCH.contains(&e.provider.as_str()) {
+            e.batch = Some(ServiceTierPricing {
+                multiplier: Some(Decimal::new(5, 1)),
+                rates: None,
+                long_context: Vec::new(),
+            });
+        }
+    }
+    conflicts.sort_by(|a, b| (&a.provider, &a.model, &a.what).cmp(&(&b.provider, &b.model, &b.what)));
+    Generated {
+        catalog: Catalog::from_entries_lenient(out),
+        conflicts,
+        from_genai,
+        from_litellm: from_litellm.len(),
+        filled,
+    }
+}
+
+/// Takes from `theirs` what `mine` does not price; says whether it took any.
+fn fill_from(mine: &mut PriceEntry, theirs: &PriceEntry) -> bool {
+    let mut took = false;
+    for tier in [ServiceTier::Batch, ServiceTier::Flex, ServiceTier::Priority] {
+        let slot = match tier {
+            ServiceTier::Batch => &mut mine.batch,
+            ServiceTier::Flex => &mut mine.flex,
+            ServiceTier::Priority => &mut mine.priority,
+            ServiceTier::Standard => continue,
+        };
+        if slot.is_none() {
+            if let Some(t) = theirs.service_tier(tier) {
+                *slot = Some(t.clone());
+                took = true;
+            }
+        }
+    }
+    let r = &mut mine.rates;
+    for (slot, theirs) in [
+        (&mut r.cache_read, theirs.rates.cache_read),
+        (&mut r.cache_write_5m, theirs.rates.cache_write_5m),
+        (&mut r.cache_write_1h, theirs.rates.cache_write_1h),
+        (&mut r.input_audio, theirs.rates.input_audio),
+        (&mut r.output_audio, theirs.rates.output_audio),
+        (&mut r.reasoning, theirs.rates.reasoning),
+        (&mut r.output_image, theirs.rates.output_image),
+    ] {
+        if slot.is_none() && theirs.is_some() {
+            *slot = theirs;
+            took = true;
+        }
+    }
+    took
+}
+
+/// The generated report: what came from where, and every conflict.
+pub fn report_markdown(g: &Generated, genai_label: &str, litellm_label: &str, overrides: &[String]) -> String {
+    let mut s = String::new();
+    s.push_str("# Generated price catalog: sources and conflicts\n\n");
+    s.push_str("Written by `tollgate prices generate`; do not edit by hand.\n\n");
+    s.push_str(&format!("- genai-prices: {genai_label}\n- LiteLLM: {litellm_label}\n"));
+    s.push_str(&format!(
+        "- {} entries for {} models: {} from genai-prices ({} completed from LiteLLM), {} from LiteLLM alone\n",
+        g.catalog.len(),
+        g.from_genai + g.from_litellm,
+        g.from_genai,
+        g.filled,
+        g.from_litellm
+    ));
+    s.push_str(&format!("- {} conflicts (genai-prices kept, see the rule in `docs/pricing.md`)\n\n", g.conflicts.len()));
+    if !overrides.is_empty() {
+        s.push_str("## Hand-written entries that differ from the references\n\n");
+        for o in overrides {
+            s.push_str(&format!("- {o}\n"));
+        }
+        s.push('\n');
+    }
+    s.push_str("## Conflicts\n\n| provider | model | LiteLLM name | rate | genai-prices (kept) | LiteLLM |\n|---|---|---|---|---|---|\n");
+    for c in &g.conflicts {
+        let other = if c.litellm_model == c.model { String::new() } else { c.litellm_model.clone() };
+        s.push_str(&format!(
+            "| {} | {} | {} | {} | {} | {} |\n",
+            c.provider,
+            c.model,
+            other,
+            c.what,
+            c.genai.normalize(),
+            c.litellm.normalize()
+        ));
+    }
+    s
+}

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Runs the dashboard browser test (tests/ui/dashboard.test.mjs) against
+# Runs the dashboard money-formatting test (tests/ui/money.test.mjs, no
+# browser) and the dashboard browser test (tests/ui/dashboard.test.mjs) against
 # `tollgate demo`, installing what is missing first: Debian's chromium (apt)
 # and playwright-core (npm ci, from package-lock.json). Never downloads a
 # browser through playwright. Exits non-zero when a check fails.
@@ -31,4 +32,4 @@ if [ ! -x "$TOLLGATE_BIN" ]; then
   (cd "$root" && CARGO_TARGET_DIR="$HOME/.cache/tollgate-target" cargo build -p tollgate)
 fi
 
-exec node --test --test-concurrency=1 --test-reporter=spec dashboard.test.mjs
+exec node --test --test-concurrency=1 --test-reporter=spec money.test.mjs dashboard.test.mjs

@@ -214,7 +214,10 @@ fn builtin_prices_the_first_party_models_of_both_references() {
         } else {
             // At least 95 % at a reference's price.
             let at_a_reference = same + other_reference.len();
-            assert!(at_a_reference * 100 >= total * 95, "{name}: only {at_a_reference} of {total} at a reference's price");
+            assert!(
+                at_a_reference * 100 >= total * 95,
+                "{name}: only {at_a_reference} of {total} at a reference's price"
+            );
         }
     }
 }

@@ -146,6 +146,48 @@ mod tests {
         assert_eq!(Money::from_usd(500).to_string(), "500.000000000");
     }
 
+    /// Every API, header and report prints money this way: the expected
+    /// strings are written out by hand (1 USD = 1_000_000_000 nanos; no
+    /// rounding, no grouping, always 9 decimals, a leading `-` when negative).
+    #[test]
+    fn display_writes_the_hand_written_strings() {
+        for (nanos, want) in [
+            (0, "0.000000000"),
+            (1, "0.000000001"),
+            (999, "0.000000999"),
+            (1_000, "0.000001000"),
+            // just under a cent, a cent, just over
+            (9_999_999, "0.009999999"),
+            (10_000_000, "0.010000000"),
+            (10_000_001, "0.010000001"),
+            // just under a dollar, a dollar, just over
+            (999_999_999, "0.999999999"),
+            (1_000_000_000, "1.000000000"),
+            (1_000_000_001, "1.000000001"),
+            // $1M, and more than $1M with every digit used
+            (1_000_000_000_000_000, "1000000.000000000"),
+            (1_234_567_890_123_456_789, "1234567890.123456789"),
+            (i64::MAX, "9223372036.854775807"),
+            // negative amounts (e.g. a difference between two figures)
+            (-1, "-0.000000001"),
+            (-1_234_500, "-0.001234500"),
+            (-999_999_999, "-0.999999999"),
+            (-1_000_000_000, "-1.000000000"),
+            (-1_000_000_000_000_000, "-1000000.000000000"),
+            (i64::MIN, "-9223372036.854775808"),
+        ] {
+            let m = Money::from_nanos(nanos);
+            assert_eq!(m.to_string(), want, "{nanos} nanos");
+            assert_eq!(serde_json::to_string(&m).unwrap(), format!("\"{want}\""), "{nanos} nanos");
+            if nanos != i64::MIN {
+                assert_eq!(want.parse::<Money>().unwrap(), m, "{want}");
+            }
+        }
+        // The smallest amount (i64::MIN) prints but does not read back: the
+        // parser reads the magnitude, one more than i64::MAX, then negates it.
+        assert!("-9223372036.854775808".parse::<Money>().is_err());
+    }
+
     #[test]
     fn parses_decimal_strings() {
         for (s, n) in [

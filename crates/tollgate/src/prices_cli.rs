@@ -184,7 +184,8 @@ pub async fn run(
                 # what came from where and every conflict). Do not edit: entries in\n\
                 # prices.toml replace the generated ones of the same model.\n";
             let toml = format!("{header}{}", generated.catalog.to_toml_string());
-            let report = import::reference::report_markdown(&generated, &label(genai, &gr), &label(litellm, &lr), &overrides);
+            let report =
+                import::reference::report_markdown(&generated, &label(genai, &gr), &label(litellm, &lr), &overrides);
             std::fs::create_dir_all(out_dir).with_context(|| format!("cannot create {}", out_dir.display()))?;
             for (name, text) in [("generated.toml", &toml), ("GENERATED.md", &report)] {
                 let path = out_dir.join(name);

@@ -657,6 +657,7 @@ async fn azure_openai_deployments_are_proxied_with_their_api_key() {
             api_version: Some("2024-10-21".into()),
             timeout: std::time::Duration::from_secs(5),
             max_retries: 0,
+            slots: None,
         });
         let idx = c.providers.len() - 1;
         c.routes.insert(

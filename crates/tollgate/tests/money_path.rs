@@ -40,6 +40,13 @@ fn nanos(n: i64) -> Money {
     Money::from_nanos(n)
 }
 
+/// `n` nano-dollars (under $1) as the API prints money, written out here
+/// rather than by `Money`'s `Display`: "0." and the nine-digit nano count.
+fn sub_dollar_usd(n: i64) -> String {
+    assert!((0..1_000_000_000).contains(&n), "{n} nanos is not under $1");
+    format!("0.{n:09}")
+}
+
 async fn budgets(h: &Harness) -> Vec<Value> {
     let v: Value = h.http.get(format!("{}/api/v1/budgets", h.base)).send().await.unwrap().json().await.unwrap();
     v["budgets"].as_array().unwrap().clone()
@@ -297,6 +304,100 @@ async fn an_uncapped_request_reserves_its_upper_bound_at_the_costliest_target() 
     h.stop().await;
 }
 
+/// An Anthropic request that asks for prompt caching (`cache_control` on a
+/// block) reserves its input at the dearest input-side rate of the model:
+/// the 1-hour cache write ($2/M for claude-haiku-4-5), which covers the
+/// 5-minute write ($1.25/M, 1.25 × input) and plain input ($1/M). The same
+/// request without `cache_control` reserves its input at the input rate.
+/// Either settles to the cache reads and writes the provider reports.
+#[tokio::test]
+async fn a_prompt_caching_request_reserves_input_at_the_cache_write_rate_and_settles_to_the_reported_writes() {
+    let h = Harness::start_with(
+        "[[budgets]]\nid = \"growth-day\"\nscope = { team = \"growth\" }\nlimit_usd = \"1\"\nperiod = \"day\"\n",
+        |c| c,
+    )
+    .await;
+    let system = "s".repeat(200);
+    let user = "[mock latency_ms=1500]";
+    assert_eq!(user.len(), 22, "5 + 1 + 15 + 1 bytes");
+    let body = json!({
+        "model": "claude-haiku-4-5",
+        "max_tokens": 100,
+        "system": [{"type": "text", "text": system, "cache_control": {"type": "ephemeral"}}],
+        "messages": [{"role": "user", "content": user}],
+    });
+    // Upper bound (claude-haiku-4-5, catalog prices.toml: input $1, cache_write_5m $1.25,
+    // cache_write_1h $2, output $5 per million tokens):
+    //   input bytes: system 200 + "\n" 1 + user 22 = 223; + 64 framing = 287 tokens
+    //   287 input × $2/M (1-hour cache write, the dearest input rate) =   574_000
+    //   100 output (max_tokens) × $5/M                                =   500_000
+    //                                                           total = 1_074_000 nanos = $0.001074000
+    //   (at the 5-minute write rate the input would be 287 × 1_250 = 358_750 ≤ 574_000)
+    // remaining = $1 − $0.001074 = $0.998926
+    let req = h.post("/v1/messages").header("anthropic-version", "2023-06-01").json(&body);
+    let task = tokio::spawn(async move { req.send().await.unwrap() });
+    let started = Instant::now();
+    let held = loop {
+        let b = budget(&h, "growth-day").await;
+        if b["reserved_usd"] != "0.000000000" {
+            break b;
+        }
+        assert!(started.elapsed() < Duration::from_secs(5), "nothing was ever reserved: {b}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert!(!task.is_finished(), "read while the request is in flight");
+    assert_eq!(held["reserved_usd"], "0.001074000", "{held}");
+    assert_eq!(held["remaining_usd"], "0.998926000", "{held}");
+    let r = task.await.unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(header(&r, "x-tollgate-budget-remaining-usd"), "0.998926000");
+    // Settled (mock: T = 200 + 22 = 222 bytes of text):
+    //   prompt = 8 + 222/4 = 63; cache read = 63/4 = 15; writes = 63/8 = 7 → 5m = 7/2 = 3, 1h = 4;
+    //   uncached input = 63 − 15 − 7 = 41; output = min(100, 24) = 24.
+    //   41 input × $1/M     =  41_000
+    //   15 read  × $0.10/M  =   1_500
+    //    3 w5m   × $1.25/M  =   3_750
+    //    4 w1h   × $2/M     =   8_000
+    //   24 out   × $5/M     = 120_000
+    //                 total = 174_250 nanos = $0.000174250
+    //   cache savings: 15 × ($1 − $0.10)/M = 15 × 900 = 13_500 nanos
+    assert_eq!(header(&r, "x-tollgate-cost-usd"), "0.000174250");
+    let id = header(&r, "x-tollgate-request-id");
+    let _ = r.bytes().await.unwrap();
+    let row = h.row(&id);
+    assert_eq!(row.usage_source, UsageSource::Provider);
+    assert_eq!(
+        (row.usage.input, row.usage.cache_read, row.usage.cache_write_5m, row.usage.cache_write_1h, row.usage.output),
+        (41, 15, 3, 4, 24)
+    );
+    assert_eq!(row.cost, Some(nanos(174_250)));
+    assert_eq!(row.cache_savings, nanos(13_500));
+    let after = budget(&h, "growth-day").await;
+    assert_eq!(after["reserved_usd"], "0.000000000", "{after}");
+    assert_eq!(after["spent_usd"], "0.000174250", "{after}");
+
+    // The same text without `cache_control`: input reserved at $1/M.
+    //   287 × $1/M + 100 × $5/M = 287_000 + 500_000 = 787_000 nanos
+    //   remaining = 1_000_000_000 − 174_250 spent − 787_000 = 999_038_750 nanos = $0.999038750
+    // It settles to the same usage (the mock reports writes either way): 174_250 nanos.
+    let plain = json!({
+        "model": "claude-haiku-4-5",
+        "max_tokens": 100,
+        "system": system,
+        "messages": [{"role": "user", "content": user}],
+    });
+    let r = h.post("/v1/messages").header("anthropic-version", "2023-06-01").json(&plain).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(header(&r, "x-tollgate-budget-remaining-usd"), "0.999038750");
+    assert_eq!(header(&r, "x-tollgate-cost-usd"), "0.000174250");
+    let _ = r.bytes().await.unwrap();
+    // 174_250 × 2 = 348_500 nanos spent, nothing held.
+    let after = budget(&h, "growth-day").await;
+    assert_eq!(after["reserved_usd"], "0.000000000", "{after}");
+    assert_eq!(after["spent_usd"], "0.000348500", "{after}");
+    h.stop().await;
+}
+
 // ---------------------------------------------------------------------------
 // 4. A client that hangs up mid-stream.
 // ---------------------------------------------------------------------------
@@ -345,7 +446,7 @@ async fn a_client_that_hangs_up_mid_stream_gets_its_reservation_released_and_pay
         b = budget(&h, "growth-day").await;
     }
     assert_eq!(b["reserved_usd"], "0.000000000", "the reservation is released: {b}");
-    assert_eq!(b["spent_usd"], nanos(want).to_string(), "spent is what the row cost: {b}");
+    assert_eq!(b["spent_usd"], sub_dollar_usd(want), "spent is what the row cost: {b}");
     h.stop().await;
 }
 
@@ -408,7 +509,7 @@ async fn an_answer_without_usage_is_priced_from_a_local_count() {
     assert_eq!((row.usage.input as i64, row.usage.output as i64), (input, output), "{:?}", row.usage);
     assert_eq!(row.usage.cache_read, 0);
     assert_eq!(row.cost, Some(nanos(want)));
-    assert_eq!(cost_header, nanos(want).to_string());
+    assert_eq!(cost_header, sub_dollar_usd(want));
     h.stop().await;
 }
 

@@ -216,7 +216,10 @@ pub fn report_markdown(g: &Generated, genai_label: &str, litellm_label: &str, ov
         g.filled,
         g.from_litellm
     ));
-    s.push_str(&format!("- {} conflicts (genai-prices kept, see the rule in `docs/pricing.md`)\n\n", g.conflicts.len()));
+    s.push_str(&format!(
+        "- {} conflicts (genai-prices kept, see the rule in `docs/pricing.md`)\n\n",
+        g.conflicts.len()
+    ));
     if !overrides.is_empty() {
         s.push_str("## Hand-written entries that differ from the references\n\n");
         for o in overrides {

@@ -569,6 +569,27 @@ impl Governor {
             }
             return;
         };
+        // A calendar window that ended while the request was in flight: settle
+        // against the window in force now, so the spend is booked there (and
+        // its thresholds checked against it) whether or not the counter has
+        // been rolled to it yet; the hold is given back all the same.
+        let renewed: Option<Vec<CounterAsk>> =
+            asks.iter().any(|a| matches!(a.rule, CounterRule::Window { end_ms, .. } if now_ms >= end_ms)).then(|| {
+                let st = self.lock();
+                asks.iter()
+                    .zip(held)
+                    .map(|(a, h)| {
+                        let mut a = a.clone();
+                        if let (Held::Budget(id), CounterRule::Window { end_ms, .. }) = (h, a.rule) {
+                            if let Some(b) = st.budgets.get(id).filter(|b| b.key == a.key && now_ms >= end_ms) {
+                                a.rule = b.counter(now_ms, self.tz);
+                            }
+                        }
+                        a
+                    })
+                    .collect()
+            });
+        let asks = renewed.as_deref().unwrap_or(asks);
         let used: Vec<i64> = asks
             .iter()
             .zip(held)
@@ -898,6 +919,109 @@ mod tests {
         assert!(g.reserve(&facts(&a), ask(300), 30_000).await.is_err());
         // 61 s later the first spend has left the window.
         assert!(g.reserve(&facts(&a), ask(300), 62_000).await.is_ok());
+    }
+
+    // -------------------------------------------------- a reservation across midnight
+    //
+    // A `day` budget in UTC: day N after the epoch is [N × 86_400_000, (N + 1) × 86_400_000) ms.
+    // A reservation taken at 23:59:59 on day 10 and settled at 00:00:01 on day 11
+    // gives its hold back and books its spend in the window in force when it
+    // settles: day 11 (`counters.rs`: "a late settlement for an old window is
+    // booked in the current one"); day 11's thresholds are checked against
+    // day 11's spend only. Figures are nano-dollars, by hand:
+    //   limit 1_000; day 10 spent 850 (alerts at 50 % = 500 and 80 % = 800 fire);
+    //   held at 23:59:59: 100 (1_000 − 850 = 150 left, fits; 150 − 100 = 50 remain);
+    //   settled at 00:00:01: 60 → day 11 spent 60, held 0, 1_000 − 60 = 940 left;
+    //   60 < 500: no alert in day 11.
+
+    const DAY_MS: i64 = 86_400_000;
+    const DAY_10: i64 = 10 * DAY_MS;
+    const DAY_11: i64 = 11 * DAY_MS;
+    /// 23:59:59 on day 10.
+    const BEFORE_MIDNIGHT: i64 = DAY_11 - 1_000;
+    /// 00:00:01 on day 11.
+    const AFTER_MIDNIGHT: i64 = DAY_11 + 1_000;
+
+    fn drain(rx: &mut mpsc::UnboundedReceiver<AlertEvent>) -> Vec<(u32, i64, i64)> {
+        let mut got = Vec::new();
+        while let Ok(e) = rx.try_recv() {
+            got.push((e.threshold_permille, e.spent.nanos(), e.period_start_ms));
+        }
+        got
+    }
+
+    /// Day 10 with 850 spent and 100 held at 23:59:59 (the reservation returned).
+    async fn day_10_with_a_hold_at_midnight(
+        g: &Arc<Governor>,
+        rx: &mut mpsc::UnboundedReceiver<AlertEvent>,
+    ) -> Reservation {
+        g.set_budget(budget(1_000, Action::Block), vec![], BTreeSet::new(), DAY_10).await.unwrap();
+        let a = attr("growth");
+        let noon = DAY_10 + DAY_MS / 2;
+        g.reserve(&facts(&a), ask(850), noon).await.unwrap().settle(Some(Money::from_nanos(850)), 1, noon).await;
+        assert_eq!(drain(rx), vec![(500, 850, DAY_10), (800, 850, DAY_10)]);
+        let r = g.reserve(&facts(&a), ask(100), BEFORE_MIDNIGHT).await.unwrap();
+        assert_eq!(r.remaining(), Some(Money::from_nanos(50)), "1_000 − 850 − 100");
+        let st = &g.status(BEFORE_MIDNIGHT).await[0];
+        assert_eq!((st.period_start_ms, st.period_end_ms), (DAY_10, DAY_11));
+        assert_eq!((st.spent, st.reserved), (Money::from_nanos(850), Money::from_nanos(100)));
+        r
+    }
+
+    /// Nothing touches the budget between midnight and the settlement.
+    #[tokio::test]
+    async fn a_reservation_settled_after_midnight_is_booked_in_the_new_day() {
+        let (g, mut rx) = gov();
+        let r = day_10_with_a_hold_at_midnight(&g, &mut rx).await;
+        r.settle(Some(Money::from_nanos(60)), 1, AFTER_MIDNIGHT).await;
+        assert_eq!(drain(&mut rx), vec![], "day 11 has spent 60 of 1_000: under its first threshold (500)");
+        let st = &g.status(AFTER_MIDNIGHT).await[0];
+        assert_eq!((st.period_start_ms, st.period_end_ms), (DAY_11, DAY_11 + DAY_MS));
+        assert_eq!(st.reserved, Money::ZERO, "the hold is given back");
+        assert_eq!(st.spent, Money::from_nanos(60), "the late settlement is booked in day 11");
+        // Day 11 has 1_000 − 60 = 940 left: 940 fits, 941 does not.
+        let a = attr("growth");
+        let refused = g.reserve(&facts(&a), ask(941), AFTER_MIDNIGHT).await.err().unwrap();
+        assert!(matches!(refused, Refusal::Budget { remaining, .. } if remaining == Money::from_nanos(940)));
+        let r = g.reserve(&facts(&a), ask(940), AFTER_MIDNIGHT).await.unwrap();
+        assert_eq!(r.remaining(), Some(Money::ZERO));
+        r.release(AFTER_MIDNIGHT).await;
+    }
+
+    /// The budget is read (and so its counter rolled to day 11) while the
+    /// request is still in flight: the hold still counts against day 11 until
+    /// it settles, and the settlement lands in day 11 just the same.
+    #[tokio::test]
+    async fn a_hold_carried_into_the_new_day_counts_there_until_it_settles() {
+        let (g, mut rx) = gov();
+        let r = day_10_with_a_hold_at_midnight(&g, &mut rx).await;
+        let st = &g.status(AFTER_MIDNIGHT).await[0];
+        assert_eq!((st.period_start_ms, st.period_end_ms), (DAY_11, DAY_11 + DAY_MS));
+        assert_eq!(
+            (st.spent, st.reserved),
+            (Money::ZERO, Money::from_nanos(100)),
+            "day 11 starts at 0, the hold outstanding"
+        );
+        // 1_000 − 0 − 100 = 900 left in day 11 while the hold is outstanding.
+        let a = attr("growth");
+        let refused = g.reserve(&facts(&a), ask(901), AFTER_MIDNIGHT).await.err().unwrap();
+        assert!(matches!(refused, Refusal::Budget { remaining, .. } if remaining == Money::from_nanos(900)));
+        r.settle(Some(Money::from_nanos(60)), 1, AFTER_MIDNIGHT + 1_000).await;
+        assert_eq!(drain(&mut rx), vec![]);
+        let st = &g.status(AFTER_MIDNIGHT + 1_000).await[0];
+        assert_eq!((st.spent, st.reserved), (Money::from_nanos(60), Money::ZERO));
+    }
+
+    /// A reservation released (its request failed) after midnight gives its
+    /// hold back and books nothing, in either day.
+    #[tokio::test]
+    async fn a_reservation_released_after_midnight_leaves_nothing_held() {
+        let (g, mut rx) = gov();
+        let r = day_10_with_a_hold_at_midnight(&g, &mut rx).await;
+        r.release(AFTER_MIDNIGHT).await;
+        let st = &g.status(AFTER_MIDNIGHT).await[0];
+        assert_eq!((st.spent, st.reserved), (Money::ZERO, Money::ZERO));
+        assert_eq!(drain(&mut rx), vec![]);
     }
 }
 

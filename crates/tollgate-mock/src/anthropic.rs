@@ -35,6 +35,7 @@ pub(crate) async fn messages(app: App, uri: Uri, headers: HeaderMap, body: Bytes
         _ => return invalid_request(Family::Anthropic, "model: Field required"),
     };
     app.stats().record_model(&model);
+    app.stats().record_output_limit(crate::usage::max_output_limit(&req.json));
     if !req.json.get("messages").is_some_and(Value::is_array) {
         return invalid_request(Family::Anthropic, "messages: Field required");
     }

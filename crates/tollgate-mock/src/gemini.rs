@@ -49,6 +49,7 @@ pub(crate) async fn generate(app: App, uri: Uri, headers: HeaderMap, body: Bytes
         }
     };
     app.stats().record_model(model);
+    app.stats().record_output_limit(crate::usage::max_output_limit(&req.json));
     if !req.json.get("contents").is_some_and(Value::is_array) {
         return invalid_request(Family::Gemini, "* GenerateContentRequest.contents: contents is not specified");
     }

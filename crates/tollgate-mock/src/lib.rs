@@ -16,7 +16,7 @@
 //! | `GET /v1/models`, `GET /v1/models/{id}` | OpenAI's model list (Anthropic's when `anthropic-version` is sent) |
 //! | `POST /v1/messages` | Anthropic Messages, streamed or not |
 //! | `POST /v1beta/models/{model}:generateContent`, `:streamGenerateContent[?alt=sse]` (also under `/v1/models/`) | Gemini |
-//! | `GET /mock/stats`, `POST /mock/reset` | request counters: `{"total","paths":{path:n},"models":{model:n},"last_auth":"present"\|"absent"\|null}` |
+//! | `GET /mock/stats`, `POST /mock/reset` | request counters: `{"total","paths":{path:n},"models":{model:n},"last_auth":"present"\|"absent"\|null,"last_output_limit":n\|null}` (the last request's output cap) |
 //!
 //! The response's `model` echoes the requested model. The reply text is
 //! `mock reply <8 hex digits of a prompt digest> tokens flow through …`, one

@@ -38,6 +38,7 @@ fn admit_with_model(
         _ => return Err(invalid_request(Family::OpenAi, "you must provide a model parameter")),
     };
     app.stats().record_model(&model);
+    app.stats().record_output_limit(crate::usage::max_output_limit(&req.json));
     Ok((req, model))
 }
 

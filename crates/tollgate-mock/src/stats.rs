@@ -20,6 +20,8 @@ struct Counts {
     paths: HashMap<String, u64>,
     models: HashMap<String, u64>,
     last_auth: Option<bool>,
+    /// The output cap of the last request (its smallest `max_tokens`-like field), if any.
+    last_output_limit: Option<u64>,
 }
 
 fn bump(map: &mut HashMap<String, u64>, key: &str) {
@@ -51,6 +53,11 @@ impl Stats {
         bump(&mut self.counts().models, model);
     }
 
+    /// Records the output cap the last request carried (`None`: no cap).
+    pub(crate) fn record_output_limit(&self, limit: Option<u64>) {
+        self.counts().last_output_limit = limit;
+    }
+
     pub(crate) fn snapshot(&self) -> Value {
         let counts = self.counts();
         let last_auth = counts.last_auth.map(|present| if present { "present" } else { "absent" });
@@ -59,6 +66,7 @@ impl Stats {
             "paths": counts.paths,
             "models": counts.models,
             "last_auth": last_auth,
+            "last_output_limit": counts.last_output_limit,
         })
     }
 

@@ -413,6 +413,7 @@ impl Catalog {
         // (`claude-3-5-haiku-latest`, `us.anthropic.…`).
         // A replaced model's other names stay with the hand-written entry.
         let mut inherited: HashMap<(String, String), Vec<String>> = HashMap::new();
+        let mut limits: HashMap<(String, String), (Option<u64>, Option<u64>)> = HashMap::new();
         let mut entries: Vec<PriceEntry> = Vec::with_capacity(self.entries.len());
         for e in &self.entries {
             let replaced_by = hand
@@ -420,6 +421,10 @@ impl Catalog {
                 .filter(|h| h.provider == e.provider)
                 .map(|h| h.model.clone());
             if let Some(model) = replaced_by {
+                // Limits are the model's, not a price: kept where `hand` has none.
+                let l = limits.entry((e.provider.clone(), model.clone())).or_default();
+                l.0 = l.0.max(e.context_window);
+                l.1 = l.1.max(e.max_output_tokens);
                 let names = inherited.entry((e.provider.clone(), model)).or_default();
                 for n in std::iter::once(&e.model).chain(&e.aliases) {
                     if !claimed.contains(&(e.provider.as_str(), n.to_ascii_lowercase())) && !names.contains(n) {
@@ -444,6 +449,10 @@ impl Catalog {
             }
         }
         entries.extend(hand.entries.iter().cloned().map(|mut h| {
+            if let Some((cw, mo)) = limits.get(&(h.provider.clone(), h.model.clone())) {
+                h.context_window = h.context_window.or(*cw);
+                h.max_output_tokens = h.max_output_tokens.or(*mo);
+            }
             if let Some(names) = inherited.get(&(h.provider.clone(), h.model.clone())) {
                 for n in names {
                     if owners.get(&(h.provider.clone(), n.to_ascii_lowercase())) == Some(&1) && !h.aliases.contains(n) {

@@ -579,6 +579,7 @@ async fn govern(
     let default_out = state.config.governance.default_max_output_tokens;
     let mut downgraded = false;
     let mut clamped = false;
+    let mut capped = false;
     loop {
         let provider_name = state.config.providers[plan[0].provider].name.clone();
         // Also the write-ahead intent's cost, so computed with no budget in force too.
@@ -587,9 +588,12 @@ async fn govern(
         let facts = Facts { key_id: principal.id(), model, provider: Some(&provider_name), attribution: &attribution };
         match state.governor.reserve(&facts, ask, now).await {
             Ok(r) => {
-                // Under a binding budget, a request with no output cap is capped
-                // at the amount reserved for it, so it cannot outspend the reservation.
-                if r.remaining().is_some() && p.info.max_output_tokens.is_none() && ask.cost.is_some() {
+                // Under a budget, a request that neither it nor its model's
+                // catalog entry bounds is capped at the default reserved for
+                // it, so it cannot outspend the reservation. One bounded by
+                // its model's maximum output is sent as it came.
+                let bound = estimate::output_bound(&state.config, &state.pricing, plan, &p.info, default_out);
+                if r.remaining().is_some() && matches!(bound, estimate::OutputBound::Default(_)) && ask.cost.is_some() {
                     let first = state.config.providers[plan[0].provider].kind;
                     body = estimate::set_max_tokens(p.format, &mut p.info, first, &body, default_out)?;
                     p.extra_headers.push((HEADER_MAX_TOKENS_CAPPED, default_out.to_string()));
@@ -608,6 +612,19 @@ async fn govern(
                     _ => return Err(refusal.into_error("cannot cover this request")),
                 };
                 let refuse = |why: &str| refusal.clone().into_error(why);
+                // No cap in the request, and its model's maximum output does
+                // not fit: cap it at what does (once), before any action.
+                if !capped && p.info.max_output_tokens.is_none() && p.format != ApiFormat::OpenAiEmbeddings {
+                    capped = true;
+                    let cap =
+                        estimate::output_tokens_within(&state.config, &state.pricing, plan, &p.info, &body, remaining);
+                    if cap >= estimate::MIN_CLAMPED_OUTPUT {
+                        let first = state.config.providers[plan[0].provider].kind;
+                        body = estimate::set_max_tokens(p.format, &mut p.info, first, &body, cap)?;
+                        p.extra_headers.push((HEADER_MAX_TOKENS_CAPPED, cap.to_string()));
+                        continue;
+                    }
+                }
                 match action {
                     Action::Downgrade(to) if !downgraded => {
                         let new_plan = routing::plan(&state.config, &to, &|p, m| known_model(state, p, m));

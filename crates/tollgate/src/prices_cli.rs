@@ -139,6 +139,8 @@ pub async fn run(
                     rate(Some(t.rates.output))
                 );
             }
+            let limit = |n: Option<u64>| n.map_or_else(|| "unknown".to_owned(), |n| format!("{n} tokens"));
+            println!("context window: {}; max output: {}", limit(e.context_window), limit(e.max_output_tokens));
             let history = catalog.history(&e.provider, &e.model);
             if history.len() > 1 {
                 println!("history:");

@@ -43,6 +43,11 @@ impl Pricing {
         self.entry(provider, model, at_ms).is_some()
     }
 
+    /// The most output tokens `model` at `provider` writes in one answer, when the catalog says.
+    pub fn max_output_tokens(&self, provider: &Provider, model: &str, at_ms: i64) -> Option<u64> {
+        self.entry(provider, model, at_ms).and_then(|e| e.max_output_tokens)
+    }
+
     fn entry(&self, provider: &Provider, model: &str, at_ms: i64) -> Option<&tollgate_pricing::PriceEntry> {
         let at = DateTime::<Utc>::from_timestamp_millis(at_ms).unwrap_or_else(Utc::now);
         // OpenAI-compatible hosts are named after their vendor (mistral, deepseek…).

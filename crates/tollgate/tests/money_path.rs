@@ -255,8 +255,9 @@ async fn a_tokens_per_minute_limit_counts_settled_tokens_and_refuses_the_request
 // ---------------------------------------------------------------------------
 
 /// A request with no max tokens on a route of a cheap and a costly target
-/// reserves the input bound plus `default_max_output_tokens` (4096) at the
-/// costlier target, while it is in flight; then settles to what it cost.
+/// reserves the input bound plus the models' maximum output (from the
+/// catalog) at the costlier target, while it is in flight; then settles to
+/// what it cost.
 #[tokio::test]
 async fn an_uncapped_request_reserves_its_upper_bound_at_the_costliest_target() {
     let extra = "[[models]]\nname = \"duo\"\ntargets = [{ provider = \"openai\", model = \"gpt-4o-mini\" }, \
@@ -265,10 +266,11 @@ async fn an_uncapped_request_reserves_its_upper_bound_at_the_costliest_target() 
     let h = Harness::start_with(extra, |c| c).await;
     let prompt = "[mock latency_ms=1500]";
     assert_eq!(prompt.len(), 22, "5 + 1 + 15 + 1 bytes");
-    // Upper bound, at gpt-4o (the costlier target):
-    //   input  = 22 prompt bytes + 64 framing = 86 tokens × $2.50/M =    215_000
-    //   output = 4096 (default_max_output_tokens) × $10/M           = 40_960_000
-    //                                                         total = 41_175_000 nanos
+    // Upper bound, at gpt-4o (the costlier target). No cap in the request: the
+    // most both targets can write, 16,384 tokens each (OpenAI's model pages; the catalog).
+    //   input  = 22 prompt bytes + 64 framing = 86 tokens × $2.50/M =     215_000
+    //   output = 16,384 (gpt-4o's maximum output) × $10/M          = 163_840_000
+    //                                                         total = 164_055_000 nanos
     let req = h.post("/v1/chat/completions").json(&chat("duo", prompt, false));
     let task = tokio::spawn(async move { req.send().await.unwrap() });
     let started = Instant::now();
@@ -281,19 +283,20 @@ async fn an_uncapped_request_reserves_its_upper_bound_at_the_costliest_target() 
         tokio::time::sleep(Duration::from_millis(20)).await;
     };
     assert!(!task.is_finished(), "read while the request is in flight");
-    assert_eq!(held["reserved_usd"], "0.041175000", "{held}");
+    assert_eq!(held["reserved_usd"], "0.164055000", "{held}");
     assert_eq!(held["spent_usd"], "0.000000000");
-    // remaining = $1 − $0.041175 = $0.958825
-    assert_eq!(held["remaining_usd"], "0.958825000");
+    // remaining = $1 − $0.164055 = $0.835945
+    assert_eq!(held["remaining_usd"], "0.835945000");
 
     let r = task.await.unwrap();
     assert_eq!(r.status(), 200);
-    assert_eq!(header(&r, "x-tollgate-max-tokens-capped"), "4096");
-    assert_eq!(header(&r, "x-tollgate-budget-remaining-usd"), "0.958825000");
+    // The reservation covers the models' own maximum: nothing is capped.
+    assert!(r.headers().get("x-tollgate-max-tokens-capped").is_none());
+    assert_eq!(header(&r, "x-tollgate-budget-remaining-usd"), "0.835945000");
     let id = header(&r, "x-tollgate-request-id");
     let _ = r.bytes().await.unwrap();
     // Served by gpt-4o-mini (the first target). T = 22 → prompt 8 + 22/4 = 13,
-    // cached 13/4 = 3, uncached 10, output min(4096, 24) = 24:
+    // cached 13/4 = 3, uncached 10, output 24:
     //   10 × 150 + 3 × 75 + 24 × 600 = 1_500 + 225 + 14_400 = 16_125 nanos
     let row = h.row(&id);
     assert!(row.model.as_deref().unwrap().starts_with("gpt-4o-mini"), "{:?}", row.model);
@@ -420,10 +423,10 @@ async fn a_client_that_hangs_up_mid_stream_gets_its_reservation_released_and_pay
     while !String::from_utf8_lossy(&seen).contains("mock reply") {
         seen.extend_from_slice(&s.next().await.unwrap().unwrap());
     }
-    // While the stream runs, its upper bound is held: (52 bytes + 64) × $0.15/M + 4096 × $0.60/M
-    // = 17_400 + 2_457_600 = 2_475_000 nanos.
+    // While the stream runs, its upper bound is held: (52 bytes + 64) × $0.15/M
+    // + 16,384 (gpt-4o-mini's maximum output) × $0.60/M = 17_400 + 9_830_400 = 9_847_800 nanos.
     let held = budget(&h, "growth-day").await;
-    assert_eq!(held["reserved_usd"], "0.002475000", "{held}");
+    assert_eq!(held["reserved_usd"], "0.009847800", "{held}");
     drop(s);
 
     let row = row_of(&h, &id).await;
@@ -744,5 +747,59 @@ async fn the_report_cli_totals_equal_the_hand_worked_sum() {
 
     let table = run("table");
     assert!(table.lines().any(|l| l == "total: 4 requests, $0.000317320 (0 unpriced)"), "{table}");
+    h.stop().await;
+}
+
+// ---------------------------------------------------------------------------
+// 3b. No silent truncation: a request without an output cap is capped only
+//     when a budget binds.
+// ---------------------------------------------------------------------------
+
+async fn last_output_limit(h: &Harness) -> Value {
+    let v: Value = h.http.get(format!("{}/mock/stats", h.mock)).send().await.unwrap().json().await.unwrap();
+    v["last_output_limit"].clone()
+}
+
+#[tokio::test]
+async fn an_uncapped_request_reaches_the_provider_uncapped_unless_a_budget_binds() {
+    // gpt-4o-mini: $0.15 in, $0.60 out per million tokens (150 and 600 nanos a
+    // token); maximum output 16,384 tokens (OpenAI's model page; the catalog).
+    let extra = "[[budgets]]\nid = \"roomy\"\nscope = { team = \"growth\" }\nlimit_usd = \"10\"\nperiod = \"day\"\n\n\
+                 [[budgets]]\nid = \"tight\"\nscope = { team = \"search\" }\nlimit_usd = \"0.0006\"\nperiod = \"day\"\n";
+    let h = Harness::start_with(extra, |c| c).await;
+    let search = h.add_key("search-app", Some("search")).await;
+
+    // Plenty of room: 16,384 × 600 = 9,830,400 nanos of output fits in $10, so the
+    // request goes as it came (no cap), and a 5,000-token answer is not cut at 4,096.
+    let prompt = "[mock output_tokens=5000] go";
+    assert_eq!(prompt.len(), 28, "25 + 3 bytes");
+    let r = h.post("/v1/chat/completions").json(&chat("gpt-4o-mini", prompt, false)).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    assert!(r.headers().get("x-tollgate-max-tokens-capped").is_none());
+    let id = header(&r, "x-tollgate-request-id");
+    let _ = r.bytes().await.unwrap();
+    assert_eq!(last_output_limit(&h).await, Value::Null, "no cap was added");
+    assert_eq!(row_of(&h, &id).await.usage.output, 5_000);
+
+    // Nearly spent: the $0.0006 budget (600,000 nanos) cannot hold 16,384 tokens.
+    //   input bound = (28 bytes + 64 framing) × 150 = 13,800 nanos
+    //   output that fits = (600,000 − 13,800) / 600 = 977 tokens (exactly)
+    // so the request is capped at 977, says so, and reserves 13,800 + 977 × 600 = 600,000.
+    let r = h
+        .http
+        .post(format!("{}/v1/chat/completions", h.base))
+        .bearer_auth(&search)
+        .json(&chat("gpt-4o-mini", prompt, false))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(header(&r, "x-tollgate-max-tokens-capped"), "977");
+    let id = header(&r, "x-tollgate-request-id");
+    let _ = r.bytes().await.unwrap();
+    assert_eq!(last_output_limit(&h).await, json!(977), "the provider got the cap");
+    let _ = row_of(&h, &id).await;
+    let tight = budget(&h, "tight").await;
+    assert_eq!(tight["reserved_usd"], "0.000000000", "{tight}");
     h.stop().await;
 }

@@ -4,8 +4,10 @@
 //!
 //! Upper bound of input tokens: the prompt's UTF-8 byte length (a byte-level
 //! BPE token is at least one byte) plus a framing allowance, plus a fixed
-//! allowance per image part. Output: the request's own max tokens, or the
-//! configured default (and the request is then capped at it). Input is priced
+//! allowance per image part. Output: the request's own max tokens, else the
+//! model's maximum output from the catalog (the most of the route's targets),
+//! else the configured default (and the request is then capped at it under a
+//! budget, since nothing else bounds it). Input is priced
 //! at the cache-write rate when the request asks for prompt caching (writes
 //! cost more than plain input), and at the costliest target of the route.
 
@@ -71,6 +73,48 @@ fn worst_cost(
     plan.iter().filter_map(|a| pricing.price_tier(&config.providers[a.provider], &a.model, u, now, tier).cost).max()
 }
 
+/// The most output tokens the request can produce, and what bounds it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OutputBound {
+    /// The request's own cap.
+    Request(u64),
+    /// No cap in the request: the largest maximum output of the route's
+    /// targets, from the catalog (every target's is known).
+    Model(u64),
+    /// Neither: `default_max_output_tokens`, which only holds if the request
+    /// is capped at it.
+    Default(u64),
+}
+
+impl OutputBound {
+    pub fn tokens(self) -> u64 {
+        match self {
+            OutputBound::Request(n) | OutputBound::Model(n) | OutputBound::Default(n) => n,
+        }
+    }
+}
+
+pub fn output_bound(
+    config: &Config,
+    pricing: &Pricing,
+    plan: &[Attempt],
+    info: &tollgate_providers::RequestInfo,
+    default_out: u64,
+) -> OutputBound {
+    if let Some(n) = info.max_output_tokens {
+        return OutputBound::Request(n);
+    }
+    let now = now_ms();
+    let mut most = None;
+    for a in plan {
+        match pricing.max_output_tokens(&config.providers[a.provider], &a.model, now) {
+            Some(n) => most = Some(most.map_or(n, |m: u64| m.max(n))),
+            None => return OutputBound::Default(default_out),
+        }
+    }
+    most.map_or(OutputBound::Default(default_out), OutputBound::Model)
+}
+
 pub fn max_cost(
     config: &Config,
     pricing: &Pricing,
@@ -80,7 +124,7 @@ pub fn max_cost(
     default_out: u64,
 ) -> Ask {
     let input = input_upper_bound(&info.prompt_text, body);
-    let output = info.max_output_tokens.unwrap_or(default_out);
+    let output = output_bound(config, pricing, plan, info, default_out).tokens();
     let caching = count(body, b"cache_control") > 0;
     Ask {
         cost: worst_cost(config, pricing, plan, info, &usage(input, output, caching)),

@@ -731,7 +731,7 @@ async fn stream_error_sends_each_provider_error_event() {
 async fn stats_count_requests_per_path_and_reset_zeroes_them() {
     let app = mock();
     let empty = send(&app, "GET", "/mock/stats", &[], None).await.json();
-    assert_eq!(empty, json!({"total": 0, "paths": {}, "models": {}, "last_auth": null}));
+    assert_eq!(empty, json!({"total": 0, "paths": {}, "models": {}, "last_auth": null, "last_output_limit": null}));
 
     send(
         &app,
@@ -751,9 +751,12 @@ async fn stats_count_requests_per_path_and_reset_zeroes_them() {
     assert_eq!(stats["paths"]["/v1beta/models/gemini-2.0-flash:generateContent"], 1);
     assert_eq!(stats["models"]["gpt-4o"], 2);
     assert_eq!(stats["last_auth"], "absent");
+    assert_eq!(stats["last_output_limit"], 20, "the last request's maxOutputTokens");
 
     send(&app, "POST", "/v1/messages", &[("x-api-key", "k")], Some(&anthropic_body("claude-haiku-4-5"))).await;
-    assert_eq!(send(&app, "GET", "/mock/stats", &[], None).await.json()["last_auth"], "present");
+    let stats = send(&app, "GET", "/mock/stats", &[], None).await.json();
+    assert_eq!(stats["last_auth"], "present");
+    assert_eq!(stats["last_output_limit"], 1024, "the request's max_tokens");
 
     let reset = send(&app, "POST", "/mock/reset", &[], None).await;
     assert_eq!(reset.status, StatusCode::OK);

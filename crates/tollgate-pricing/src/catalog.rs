@@ -370,6 +370,11 @@ impl Catalog {
         Catalog::build(entries, false).unwrap_or_default()
     }
 
+    /// The entries `keep` accepts, as a catalog of their own.
+    pub fn filtered(&self, keep: impl Fn(&PriceEntry) -> bool) -> Catalog {
+        Catalog::from_entries_lenient(self.entries.iter().filter(|e| keep(e)).cloned().collect())
+    }
+
     /// Builds a catalog from entries as written in a config file
     /// (`[[prices]]` tables in the same format as `prices.toml`).
     pub fn from_raw_entries(raw: Vec<crate::RawPriceEntry>) -> Result<Catalog, CatalogError> {

@@ -7,6 +7,8 @@
 //!   client or the upstream spelled it, and the request's time.
 //! - [`cost()`]: one [`PriceEntry`], one [`tollgate_units::Usage`], one
 //!   [`ServiceTier`] → [`Cost`]. No I/O, no clock.
+//! - [`update`]: a newer catalog applied over the one in force, keeping
+//!   history ([`Catalog::with_update`]).
 //! - [`import`]: readers for outside catalogs (pydantic genai-prices,
 //!   LiteLLM) and [`import::discrepancies`] to compare catalogs.
 //!
@@ -18,6 +20,7 @@ mod cost;
 pub mod import;
 mod names;
 mod raw;
+pub mod update;
 
 pub use catalog::{
     Bucket, Catalog, CatalogError, GpuHour, LongContextTier, PriceEntry, Rates, ServiceTier, ServiceTierPricing,

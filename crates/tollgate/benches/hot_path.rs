@@ -141,7 +141,7 @@ fn bench_gateway_pieces(c: &mut Criterion) {
             b.iter(|| {
                 governance::max_cost(
                     &state.config,
-                    &state.pricing,
+                    &state.pricing.load(),
                     black_box(&plan),
                     &info,
                     black_box(body.as_bytes()),
@@ -156,7 +156,7 @@ fn bench_gateway_pieces(c: &mut Criterion) {
     let provider = &state.config.providers[0];
     let usage = Usage { input: 1_200, cache_read: 800, output: 350, ..Usage::default() };
     g.bench_function("pricing_price", |b| {
-        b.iter(|| state.pricing.price(provider, black_box("gpt-4o-mini-2024-07-18"), &usage, NOW_MS))
+        b.iter(|| state.pricing.load().price(provider, black_box("gpt-4o-mini-2024-07-18"), &usage, NOW_MS))
     });
     g.finish();
 

@@ -473,8 +473,12 @@ impl Call<'_> {
             let input = crate::govern::estimate::input_upper_bound(&info.prompt_text, &raw);
             let output = info.max_output_tokens.unwrap_or(default_out);
             let u = tollgate_units::Usage { input, output, ..Default::default() };
-            let cost =
-                self.state.pricing.price_tier(provider, &model, &u, now, tollgate_pricing::ServiceTier::Batch).cost;
+            let cost = self
+                .state
+                .pricing
+                .load()
+                .price_tier(provider, &model, &u, now, tollgate_pricing::ServiceTier::Batch)
+                .cost;
             let e = per_model.entry(model).or_insert((Some(Money::ZERO), 0));
             e.0 = match (e.0, cost) {
                 (Some(a), Some(b)) => Some(Money::from_nanos(a.nanos().saturating_add(b.nanos()))),
@@ -645,7 +649,13 @@ async fn price_results(
                 r.requested_model = Some(model.clone());
                 if let Some(u) = t.usage {
                     r.usage = u;
-                    let p = state.pricing.price_tier(provider, &model, &u, now, tollgate_pricing::ServiceTier::Batch);
+                    let p = state.pricing.load().price_tier(
+                        provider,
+                        &model,
+                        &u,
+                        now,
+                        tollgate_pricing::ServiceTier::Batch,
+                    );
                     r.cost = p.cost;
                     r.cache_savings = p.cache_savings;
                     let e = actual.entry(model.clone()).or_insert((Some(Money::ZERO), 0));

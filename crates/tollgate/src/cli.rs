@@ -229,10 +229,23 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Report(args) => report(&cli, args).await,
         Command::Budgets(cmd) => budgets_command(&cli, cmd).await,
         Command::Prices(cmd) => {
+            if let (Some(url), crate::prices_cli::PricesCommand::Update { .. }) = (&cli.url, cmd) {
+                return crate::prices_cli::remote_update(url, cli.admin_token.as_deref(), cmd).await;
+            }
             let config = load_config(&cli)?;
+            // The prices the gateway would use: built-in, the price updates in
+            // the database (when there is one already: never created for this),
+            // then [[prices]].
+            let sqlite_file = config.storage.url.strip_prefix("sqlite://");
+            let has_db = sqlite_file.is_none_or(|f| f != ":memory:" && std::path::Path::new(f).exists());
+            let mut base = tollgate_pricing::Catalog::builtin().clone();
+            if has_db && !matches!(cmd, crate::prices_cli::PricesCommand::Generate { .. }) {
+                let updates = open_store(&config).await?.governance.price_updates().await?;
+                base = crate::pricing::Prices::base_with(&updates)?;
+            }
             let catalog = match &config.prices {
-                Some(extra) => tollgate_pricing::Catalog::builtin().merged(extra),
-                None => tollgate_pricing::Catalog::builtin().clone(),
+                Some(extra) => base.merged(extra),
+                None => base,
             };
             crate::prices_cli::run(cmd, &catalog, open_store(&config)).await
         }

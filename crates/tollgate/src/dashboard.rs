@@ -101,7 +101,8 @@ fn cost_parts(state: &AppState, row: &LedgerRow) -> Option<(tollgate_pricing::Co
         kind => crate::config::kind_name(kind),
     };
     let at = chrono::DateTime::<chrono::Utc>::from_timestamp_millis(row.time_ms)?;
-    let entry = state.pricing.catalog().lookup(Some(hint), row.model.as_deref()?, at)?;
+    let pricing = state.pricing.load();
+    let entry = pricing.catalog().lookup(Some(hint), row.model.as_deref()?, at)?;
     let c = tollgate_pricing::cost(entry, &row.usage, tollgate_pricing::ServiceTier::Standard);
     if c.total != recorded {
         return None;

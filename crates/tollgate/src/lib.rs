@@ -28,6 +28,7 @@ pub mod outcome;
 pub(crate) mod pattern;
 pub mod pipeline;
 pub(crate) mod policy;
+pub(crate) mod price_update;
 pub(crate) mod prices_cli;
 pub(crate) mod pricing;
 pub mod query;

@@ -418,7 +418,7 @@ async fn semantic_lookup(
 
 /// The price catalog knows `model` at `provider` (`implicit_routes = "known_models"`).
 fn known_model(state: &AppState, provider: usize, model: &str) -> bool {
-    state.config.providers.get(provider).is_some_and(|p| state.pricing.knows(p, model, now_ms()))
+    state.config.providers.get(provider).is_some_and(|p| state.pricing.load().knows(p, model, now_ms()))
 }
 
 /// The targets to try, in order (strategy, circuit health).
@@ -555,7 +555,7 @@ fn order_plan(state: &AppState, model: &str, plan: &mut [routing::Attempt]) {
         let (latency_ms, ejected) = state.health.view(a, now);
         let unit_cost = if by_cost {
             let u = Usage { input: 1000, output: 1000, ..Usage::default() };
-            state.pricing.price(&state.config.providers[a.provider], &a.model, &u, now).cost.map(Money::nanos)
+            state.pricing.load().price(&state.config.providers[a.provider], &a.model, &u, now).cost.map(Money::nanos)
         } else {
             None
         };
@@ -576,6 +576,7 @@ async fn govern(
     mut body: Bytes,
 ) -> Result<Bytes, ApiError> {
     let now = now_ms();
+    let pricing = state.pricing.load();
     let default_out = state.config.governance.default_max_output_tokens;
     let mut downgraded = false;
     let mut clamped = false;
@@ -583,7 +584,7 @@ async fn govern(
     loop {
         let provider_name = state.config.providers[plan[0].provider].name.clone();
         // Also the write-ahead intent's cost, so computed with no budget in force too.
-        let ask = estimate::max_cost(&state.config, &state.pricing, plan, &p.info, &body, default_out);
+        let ask = estimate::max_cost(&state.config, &pricing, plan, &p.info, &body, default_out);
         let attribution = p.row().attribution.clone();
         let facts = Facts { key_id: principal.id(), model, provider: Some(&provider_name), attribution: &attribution };
         match state.governor.reserve(&facts, ask, now).await {
@@ -592,7 +593,7 @@ async fn govern(
                 // catalog entry bounds is capped at the default reserved for
                 // it, so it cannot outspend the reservation. One bounded by
                 // its model's maximum output is sent as it came.
-                let bound = estimate::output_bound(&state.config, &state.pricing, plan, &p.info, default_out);
+                let bound = estimate::output_bound(&state.config, &pricing, plan, &p.info, default_out);
                 if r.remaining().is_some() && matches!(bound, estimate::OutputBound::Default(_)) && ask.cost.is_some() {
                     let first = state.config.providers[plan[0].provider].kind;
                     body = estimate::set_max_tokens(p.format, &mut p.info, first, &body, default_out)?;
@@ -616,8 +617,7 @@ async fn govern(
                 // not fit: cap it at what does (once), before any action.
                 if !capped && p.info.max_output_tokens.is_none() && p.format != ApiFormat::OpenAiEmbeddings {
                     capped = true;
-                    let cap =
-                        estimate::output_tokens_within(&state.config, &state.pricing, plan, &p.info, &body, remaining);
+                    let cap = estimate::output_tokens_within(&state.config, &pricing, plan, &p.info, &body, remaining);
                     if cap >= estimate::MIN_CLAMPED_OUTPUT {
                         let first = state.config.providers[plan[0].provider].kind;
                         body = estimate::set_max_tokens(p.format, &mut p.info, first, &body, cap)?;
@@ -638,14 +638,8 @@ async fn govern(
                         p.extra_headers.push((HEADER_DOWNGRADED, to.clone()));
                     }
                     Action::Clamp if !clamped => {
-                        let fits = estimate::output_tokens_within(
-                            &state.config,
-                            &state.pricing,
-                            plan,
-                            &p.info,
-                            &body,
-                            remaining,
-                        );
+                        let fits =
+                            estimate::output_tokens_within(&state.config, &pricing, plan, &p.info, &body, remaining);
                         if fits < estimate::MIN_CLAMPED_OUTPUT {
                             return Err(refuse("cannot cover even a short answer"));
                         }
@@ -1107,7 +1101,7 @@ impl Pending {
         served_tier: Option<&str>,
     ) {
         let tier = crate::pricing::tier(served_tier, self.info.service_tier.as_deref());
-        let priced = state.pricing.price_tier(provider, model, &usage, self.row().time_ms, tier);
+        let priced = state.pricing.load().price_tier(provider, model, &usage, self.row().time_ms, tier);
         let row = self.row_mut();
         row.usage = usage;
         row.usage_source = source;

@@ -1,4 +1,4 @@
-//! `tollgate prices list|show|import|check|generate`: the price catalog from the command line.
+//! `tollgate prices list|show|import|check|generate|update`: the price catalog from the command line.
 
 use std::path::PathBuf;
 
@@ -21,6 +21,27 @@ pub enum PricesCommand {
         model: String,
         #[arg(long)]
         provider: Option<String>,
+        /// `text` (default) or `json`.
+        #[arg(long, value_enum, default_value_t = ShowFormat::Text)]
+        format: ShowFormat,
+    },
+    /// Apply a newer catalog (tollgate TOML, genai-prices or LiteLLM JSON, a
+    /// file or an http(s) URL) to the gateways, without a restart: new models
+    /// are priced at once, changed prices from today (UTC), earlier requests
+    /// keep their cost. With --url, through that gateway's admin API.
+    Update {
+        /// A file, or an http(s) URL to fetch.
+        #[arg(long)]
+        from: String,
+        /// Detected from the content when absent.
+        #[arg(long, value_enum)]
+        format: Option<crate::price_update::Format>,
+        /// Show what would change; apply nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// Print the diff as JSON.
+        #[arg(long)]
+        json: bool,
     },
     /// Convert an outside catalog (genai-prices data.json or LiteLLM's price map) into ours.
     Import {
@@ -58,6 +79,12 @@ pub enum PricesCommand {
 const CATALOG_DIR: &str = "crates/tollgate-pricing/catalog";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ShowFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum ImportFormat {
     GenaiPrices,
     Litellm,
@@ -80,6 +107,43 @@ fn entry_line(e: &PriceEntry) -> String {
         rate(Some(r.output)),
         if e.long_context.is_empty() { "" } else { "  (long-context tier)" }
     )
+}
+
+/// One entry as JSON: rates as decimal strings, USD per million tokens.
+fn entry_json(e: &PriceEntry) -> serde_json::Value {
+    let d = |d: Option<rust_decimal::Decimal>| d.map(|d| d.normalize().to_string());
+    let rates = |r: &tollgate_pricing::Rates| {
+        serde_json::json!({
+            "input": d(Some(r.input)), "cache_read": d(r.cache_read), "cache_write_5m": d(r.cache_write_5m),
+            "cache_write_1h": d(r.cache_write_1h), "output": d(Some(r.output)), "reasoning": d(r.reasoning),
+            "input_audio": d(r.input_audio), "output_audio": d(r.output_audio), "output_image": d(r.output_image),
+        })
+    };
+    let tier = |t: tollgate_pricing::ServiceTier| {
+        e.service_tier(t).map(|_| {
+            let r = e.rates_for(0, t);
+            serde_json::json!({ "input": d(Some(r.input)), "output": d(Some(r.output)) })
+        })
+    };
+    serde_json::json!({
+        "provider": e.provider,
+        "model": e.model,
+        "aliases": e.aliases,
+        "effective_from": e.effective_from.map(|d| d.to_string()),
+        "source": e.source,
+        "notes": e.notes,
+        "unit": "USD per million tokens",
+        "rates": rates(&e.rates),
+        "long_context": e.long_context.iter().map(|t| serde_json::json!({
+            "above_input_tokens": t.above_input_tokens, "rates": rates(&t.rates)
+        })).collect::<Vec<_>>(),
+        "batch": tier(tollgate_pricing::ServiceTier::Batch),
+        "flex": tier(tollgate_pricing::ServiceTier::Flex),
+        "priority": tier(tollgate_pricing::ServiceTier::Priority),
+        "request_fee_usd": d(e.request_fee),
+        "context_window": e.context_window,
+        "max_output_tokens": e.max_output_tokens,
+    })
 }
 
 fn read_outside(file: &PathBuf, format: ImportFormat) -> anyhow::Result<(Catalog, import::ImportReport)> {
@@ -110,11 +174,18 @@ pub async fn run(
             println!("{n} entries");
             Ok(())
         }
-        PricesCommand::Show { model, provider } => {
+        PricesCommand::Show { model, provider, format } => {
             let now = chrono::Utc::now();
             let Some(e) = catalog.lookup(provider.as_deref(), model, now) else {
                 bail!("no price for {model:?}: requests to it are recorded as unpriced (add a [[prices]] entry to price it)");
             };
+            if *format == ShowFormat::Json {
+                let history: Vec<serde_json::Value> =
+                    catalog.history(&e.provider, &e.model).into_iter().map(entry_json).collect();
+                let v = serde_json::json!({ "requested": model, "in_force": entry_json(e), "history": history });
+                println!("{}", serde_json::to_string_pretty(&v)?);
+                return Ok(());
+            }
             println!("{model} is priced as {} (source: {})", e.label(), e.source.as_deref().unwrap_or("-"));
             println!("USD per million tokens:");
             let r = &e.rates;
@@ -204,6 +275,21 @@ pub async fn run(
             );
             Ok(())
         }
+        PricesCommand::Update { from, format, dry_run, json } => {
+            let text = crate::price_update::fetch(from).await?;
+            let new = crate::price_update::read(&text, *format).map_err(|e| anyhow::anyhow!("{from}: {e}"))?;
+            let store = store.await?;
+            let now = crate::time::now_ms();
+            let (id, diff) = if *dry_run {
+                (None, crate::price_update::preview(&store, &new, now).await?)
+            } else {
+                crate::price_update::apply(&store, None, &new, from, "cli", now).await?
+            };
+            let mut v = crate::price_update::diff_json(&diff);
+            v["applied"] = serde_json::json!(id.is_some());
+            v["id"] = serde_json::json!(id);
+            print_update(&v, *json, *dry_run)
+        }
         PricesCommand::Check { against, format } => {
             let store = store.await?;
             let unpriced = store.reports.unpriced_models().await?;
@@ -233,4 +319,38 @@ pub async fn run(
             Ok(())
         }
     }
+}
+
+fn print_update(v: &serde_json::Value, json: bool, dry_run: bool) -> anyhow::Result<()> {
+    if json {
+        println!("{}", serde_json::to_string_pretty(v)?);
+        return Ok(());
+    }
+    print!("{}", crate::price_update::diff_text(v));
+    match v["id"].as_i64() {
+        Some(id) => println!("applied as price update #{id}: running gateways take it within 2 s"),
+        None if dry_run => println!("dry run: nothing applied"),
+        None => println!("nothing changes: nothing applied"),
+    }
+    Ok(())
+}
+
+/// `prices update` through a running gateway's admin API (`--url`).
+pub async fn remote_update(url: &str, token: Option<&str>, cmd: &PricesCommand) -> anyhow::Result<()> {
+    let PricesCommand::Update { from, format, dry_run, json } = cmd else {
+        bail!("only `prices update` goes through --url");
+    };
+    let text = crate::price_update::fetch(from).await?;
+    let body = serde_json::json!({ "catalog": text, "format": format, "source": from, "dry_run": dry_run });
+    let mut req = reqwest::Client::new().post(format!("{}/admin/v1/prices", url.trim_end_matches('/'))).json(&body);
+    if let Some(t) = token {
+        req = req.bearer_auth(t);
+    }
+    let r = req.send().await.context("cannot reach the gateway")?;
+    let status = r.status();
+    let v: serde_json::Value = r.json().await.context("the gateway answered non-JSON")?;
+    if !status.is_success() {
+        bail!("the gateway answered {status}: {}", v["error"]["message"].as_str().unwrap_or(""));
+    }
+    print_update(&v, *json, *dry_run)
 }

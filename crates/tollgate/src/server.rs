@@ -24,7 +24,7 @@ use crate::config::Config;
 use crate::govern::Governor;
 use crate::ledger::{LedgerDrain, LedgerWriter};
 use crate::pipeline;
-use crate::pricing::Pricing;
+use crate::pricing::Prices;
 use crate::store::{KeyStore, Stores};
 
 pub use crate::state::AppState;
@@ -93,10 +93,10 @@ impl Gateway {
         if std::env::var_os("TOLLGATE_WARM_TOKENIZERS").is_some() {
             std::thread::spawn(crate::metering::warm_up);
         }
-        let pricing = match &config.prices {
-            Some(extra) => Pricing::new(tollgate_pricing::Catalog::builtin().merged(extra)),
-            None => Pricing::builtin(),
-        };
+        // The built-in prices, the price updates applied so far, the configuration's [[prices]].
+        let pricing = Arc::new(Prices::new(config.prices.clone()));
+        let updates = stores.governance.price_updates().await?;
+        pricing.install(&updates).map_err(|e| StartError::Refused(e.to_string()))?;
         let observer = Arc::new(crate::observe::Observer::new(&config));
         if let Err(error) = observer.warm_up(stores.requests.as_ref(), crate::time::now_ms()).await {
             tracing::warn!(%error, "cannot read the ledger to warm up anomaly baselines");
@@ -141,6 +141,7 @@ impl Gateway {
                 installed,
             )),
         ];
+        background.push(tokio::spawn(watch_prices(stores.clone(), pricing.clone())));
         background.push(tokio::spawn(sweep_leases(stores.counters.clone())));
         if let Some(analytics) = stores.analytics.clone() {
             background.push(tokio::spawn(roll_up_analytics(analytics)));
@@ -317,6 +318,28 @@ async fn retention(log: Arc<dyn crate::store::RequestLog>, days: u32, governor: 
     }
 }
 
+/// Picks up price updates applied through another gateway or the CLI.
+async fn watch_prices(stores: Stores, pricing: Arc<Prices>) {
+    let mut refused = 0;
+    loop {
+        tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+        let Ok(version) = stores.governance.price_update_version().await else { continue };
+        if version == pricing.version() || version == refused {
+            continue;
+        }
+        match stores.governance.price_updates().await {
+            Ok(updates) => match pricing.install(&updates) {
+                Ok(()) => tracing::info!(update = version, "price update applied"),
+                Err(error) => {
+                    refused = version;
+                    tracing::error!(%error, "cannot apply the price updates; the prices in force are kept");
+                }
+            },
+            Err(error) => tracing::warn!(%error, "cannot read the price updates"),
+        }
+    }
+}
+
 /// Picks up budgets and limits changed by other processes (`tollgate budgets set` on the database).
 async fn watch_governance(
     stores: Stores,
@@ -383,9 +406,14 @@ pub fn router(state: Arc<AppState>) -> Router {
         .merge(crate::api::observe::routes())
         .route_layer(axum::middleware::from_fn_with_state(state.clone(), api::admin_gate))
         .layer(axum::extract::DefaultBodyLimit::max(ADMIN_MAX_BODY));
+    // A price update carries a whole catalog: its own, larger body limit.
+    let prices = api::prices::routes()
+        .route_layer(axum::middleware::from_fn_with_state(state.clone(), api::admin_gate))
+        .layer(axum::extract::DefaultBodyLimit::max(api::prices::MAX_BODY));
     public
         .merge(virtual_key)
         .merge(admin)
+        .merge(prices)
         .method_not_allowed_fallback(method_not_allowed)
         .fallback(not_found)
         .with_state(state)

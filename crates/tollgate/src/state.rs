@@ -13,7 +13,7 @@ use crate::auth::Authenticator;
 use crate::config::Config;
 use crate::govern::Governor;
 use crate::ledger::LedgerWriter;
-use crate::pricing::Pricing;
+use crate::pricing::Prices;
 use crate::store::Stores;
 
 /// Everything a request needs, shared by all requests.
@@ -24,7 +24,8 @@ pub struct AppState {
     /// Permits for requests in flight (`[server] max_in_flight`); the listener takes one per request.
     pub in_flight: Arc<tokio::sync::Semaphore>,
     pub ledger: LedgerWriter,
-    pub pricing: Pricing,
+    /// The prices in force (swapped whole by a price update).
+    pub pricing: Arc<Prices>,
     /// For calls other than the proxied request (webhooks, embeddings for the semantic cache).
     pub http: reqwest::Client,
     /// Provider calls on the request path.

@@ -23,6 +23,7 @@ const LAYERS: &[(&str, &[&str])] = &[
             "metering",
             "routing",
             "pricing",
+            "price_update",
             "upstream",
             "cache",
             "semantic",

@@ -10,7 +10,7 @@ use tollgate::attribution::Attribution;
 use tollgate::budget::{Action, BudgetSpec, LimitKind, Period, RateLimitSpec, Scope};
 use tollgate::query::{Bucket, SpendQuery, SpendRow};
 use tollgate::record::{LedgerRow, UsageSource};
-use tollgate::store::{BatchOwner, KeyRecord, NewKey, RequestQuery, Stores};
+use tollgate::store::{BatchOwner, KeyRecord, NewKey, PriceUpdate, RequestQuery, Stores};
 use tollgate_units::{Money, Usage};
 
 #[path = "common/services.rs"]
@@ -309,6 +309,57 @@ pub async fn budgets_limits_and_alerts_are_kept(stores: Stores) {
     assert!(g.fired_alerts("b9".into(), 100).await.unwrap().is_empty());
 }
 
+/// A catalog as `tollgate prices update` stores it: quotes of both kinds,
+/// backslashes, newlines and non-ASCII must come back byte for byte.
+const CATALOG: &str = r#"# Preise für „Ostsee“ — 東京リージョン
+[[model]]
+provider = "openai"
+model = "gpt-4o"
+note = 'it''s "quoted" \ and \n kept'
+input_per_mtok = "2.50"
+"#;
+
+pub async fn price_updates_are_kept_in_order(stores: Stores) {
+    let g = &stores.governance;
+    assert_eq!(g.price_update_version().await.unwrap(), 0, "no update yet");
+    assert!(g.price_updates().await.unwrap().is_empty());
+    let first = g.insert_price_update("prices.toml".into(), "cli".into(), CATALOG.into(), 1_000).await.unwrap();
+    assert_eq!(g.price_update_version().await.unwrap(), first);
+    let second_catalog = format!("{CATALOG}\n# zweite Fassung: ü ß 🚀\n");
+    let second = g
+        .insert_price_update(
+            "https://example.com/prices.toml?v=2&x='y'".into(),
+            "ops-token ☃".into(),
+            second_catalog.clone(),
+            2_000,
+        )
+        .await
+        .unwrap();
+    assert!(first > 0, "ids start above the empty store's version");
+    assert!(second > first, "ids increase");
+    assert_eq!(
+        g.price_updates().await.unwrap(),
+        vec![
+            PriceUpdate {
+                id: first,
+                applied_ms: 1_000,
+                source: "prices.toml".into(),
+                applied_by: "cli".into(),
+                catalog: CATALOG.into(),
+            },
+            PriceUpdate {
+                id: second,
+                applied_ms: 2_000,
+                source: "https://example.com/prices.toml?v=2&x='y'".into(),
+                applied_by: "ops-token ☃".into(),
+                catalog: second_catalog,
+            },
+        ],
+        "oldest first, every field as inserted"
+    );
+    assert_eq!(g.price_update_version().await.unwrap(), second, "the newest id");
+}
+
 pub async fn spend_per_second_feeds_rolling_budgets(stores: Stores) {
     let rows = rows(120);
     append(&stores, &rows);
@@ -403,6 +454,7 @@ macro_rules! backends {
             case_test!($backend, retention_keeps_whole_hour_reports);
             case_test!($backend, keys_are_found_by_hash_listed_and_revoked);
             case_test!($backend, budgets_limits_and_alerts_are_kept);
+            case_test!($backend, price_updates_are_kept_in_order);
             case_test!($backend, spend_per_second_feeds_rolling_budgets);
             case_test!($backend, batch_objects_keep_their_first_owner);
             case_test!($backend, outcomes_are_stored_and_priced_per_success);
@@ -773,10 +825,82 @@ async fn postgres_migrations_are_safe_when_replicas_start_at_once() {
         .iter()
         .map(|r| r.get(0))
         .collect();
-    assert_eq!(versions, vec![1]);
+    assert_eq!(versions, vec![1, 2]);
     // Opening again changes nothing.
     Stores::open(&db.url).await.unwrap();
-    assert_eq!(client.query("SELECT version FROM schema_migrations", &[]).await.unwrap().len(), 1);
+    assert_eq!(client.query("SELECT version FROM schema_migrations", &[]).await.unwrap().len(), 2);
+}
+
+/// A database left at migration 1 by the previous version gets the price
+/// updates table when opened, and its other data stays.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_database_at_migration_1_gets_price_updates_on_open() {
+    let Some(db) = services::PgDatabase::create().await else { return };
+    let stores = Stores::open(&db.url).await.unwrap();
+    stores.governance.upsert_budget(budget("b1", "growth", "10"), 1).await.unwrap();
+    drop(stores);
+    let (client, conn) = tokio_postgres::connect(&db.url, tokio_postgres::NoTls).await.unwrap();
+    tokio::spawn(conn);
+    client.batch_execute("DROP TABLE price_updates; DELETE FROM schema_migrations WHERE version > 1").await.unwrap();
+    let stores = Stores::open(&db.url).await.unwrap();
+    let versions: Vec<i64> = client
+        .query("SELECT version FROM schema_migrations ORDER BY 1", &[])
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(versions, vec![1, 2]);
+    assert_eq!(stores.governance.list_budgets().await.unwrap(), vec![budget("b1", "growth", "10")]);
+    assert_eq!(stores.governance.price_update_version().await.unwrap(), 0);
+    let id = stores.governance.insert_price_update("p.toml".into(), "cli".into(), CATALOG.into(), 5).await.unwrap();
+    assert_eq!(stores.governance.price_update_version().await.unwrap(), id);
+}
+
+/// Replicas applying price updates at once: every update kept once, ids
+/// distinct, and the version the newest id.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_replicas_append_price_updates_at_once() {
+    let Some(db) = services::PgDatabase::create().await else { return };
+    let a = Stores::open(&db.url).await.unwrap();
+    let b = Stores::open(&db.url).await.unwrap();
+    let tasks: Vec<_> = (0..20)
+        .map(|i| {
+            let s = if i % 2 == 0 { a.clone() } else { b.clone() };
+            tokio::spawn(async move {
+                s.governance.insert_price_update(format!("src-{i}"), "cli".into(), CATALOG.into(), i).await.unwrap()
+            })
+        })
+        .collect();
+    let mut ids = Vec::new();
+    for t in tasks {
+        ids.push(t.await.unwrap());
+    }
+    ids.sort_unstable();
+    ids.dedup();
+    assert_eq!(ids.len(), 20);
+    let stored: Vec<i64> = b.governance.price_updates().await.unwrap().iter().map(|u| u.id).collect();
+    assert_eq!(stored, ids, "every update once, oldest first");
+    assert_eq!(a.governance.price_update_version().await.unwrap(), *ids.last().unwrap());
+}
+
+/// A SQLite file written by the previous version (no price updates table)
+/// gets it when opened.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_file_from_before_gets_price_updates_on_open() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("old.db").display());
+    {
+        let old = tollgate::store::sqlite::SqliteStore::open(&url).unwrap();
+        old.upsert_budget(&budget("b1", "growth", "10"), 1).unwrap();
+        old.with_reader(|c| Ok(c.execute_batch("DROP TABLE price_updates")?)).unwrap();
+    }
+    let stores = Stores::open(&url).await.unwrap();
+    assert_eq!(stores.governance.list_budgets().await.unwrap(), vec![budget("b1", "growth", "10")]);
+    assert_eq!(stores.governance.price_update_version().await.unwrap(), 0);
+    let id = stores.governance.insert_price_update("p.toml".into(), "cli".into(), CATALOG.into(), 5).await.unwrap();
+    assert_eq!(stores.governance.price_updates().await.unwrap().len(), 1);
+    assert_eq!(stores.governance.price_update_version().await.unwrap(), id);
 }
 
 /// Two replicas' loaders replaying overlapping spools into one database at

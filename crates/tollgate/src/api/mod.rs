@@ -5,6 +5,7 @@
 //! on a loopback address.
 
 pub mod observe;
+pub mod prices;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;

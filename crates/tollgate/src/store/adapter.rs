@@ -6,8 +6,8 @@ use std::sync::Arc;
 
 use super::sqlite::{BatchOwner, SqliteStore};
 use super::{
-    BatchStore, GovernanceStore, KeyRecord, KeyStore, LedgerSink, NewKey, OutcomeStore, Reports, RequestLog,
-    RequestPage, RequestQuery, StoreError, StoreFuture,
+    BatchStore, GovernanceStore, KeyRecord, KeyStore, LedgerSink, NewKey, OutcomeStore, PriceUpdate, Reports,
+    RequestLog, RequestPage, RequestQuery, StoreError, StoreFuture,
 };
 use crate::budget::{BudgetSpec, RateLimitSpec};
 use crate::outcome::{CostQuery, CostReport, Outcome};
@@ -110,6 +110,21 @@ impl GovernanceStore for Sqlite {
     }
     fn fired_alerts(&self, budget_id: String, period_start_ms: i64) -> StoreFuture<'_, BTreeSet<u32>> {
         blocking(&self.0, move |db| db.fired_alerts(&budget_id, period_start_ms))
+    }
+    fn insert_price_update(
+        &self,
+        source: String,
+        applied_by: String,
+        catalog: String,
+        now_ms: i64,
+    ) -> StoreFuture<'_, i64> {
+        blocking(&self.0, move |db| db.insert_price_update(&source, &applied_by, &catalog, now_ms))
+    }
+    fn price_updates(&self) -> StoreFuture<'_, Vec<PriceUpdate>> {
+        blocking(&self.0, |db| db.price_updates())
+    }
+    fn price_update_version(&self) -> StoreFuture<'_, i64> {
+        blocking(&self.0, |db| db.price_update_version())
     }
 }
 

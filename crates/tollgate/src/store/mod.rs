@@ -83,6 +83,22 @@ pub struct NewKey {
     pub hash: [u8; 32],
 }
 
+/// A price catalog applied to the running gateways (`tollgate prices update`,
+/// `POST /admin/v1/prices`), kept in order so every gateway, and a later
+/// re-price, rebuilds the same catalog.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PriceUpdate {
+    /// Assigned by the store, increasing.
+    pub id: i64,
+    pub applied_ms: i64,
+    /// Where the catalog came from (a file name or URL).
+    pub source: String,
+    /// Who applied it: "cli" or the admin token's name.
+    pub applied_by: String,
+    /// The catalog's text, in tollgate's catalog TOML format.
+    pub catalog: String,
+}
+
 /// What a store call returns: a boxed future, so stores can sit behind `Arc<dyn …>`.
 pub type StoreFuture<'a, T> = futures_util::future::BoxFuture<'a, Result<T, StoreError>>;
 
@@ -141,7 +157,7 @@ pub trait Reports: Send + Sync {
     fn unpriced_models(&self) -> StoreFuture<'_, Vec<(String, String, i64)>>;
 }
 
-/// Budgets, rate limits and the alerts fired, as set through the API or CLI.
+/// Budgets, rate limits, the alerts fired and the price updates, as set through the API or CLI.
 pub trait GovernanceStore: Send + Sync {
     fn upsert_budget(&self, b: BudgetSpec, now_ms: i64) -> StoreFuture<'_, ()>;
     fn delete_budget(&self, id: String) -> StoreFuture<'_, bool>;
@@ -159,6 +175,18 @@ pub trait GovernanceStore: Send + Sync {
         now_ms: i64,
     ) -> StoreFuture<'_, bool>;
     fn fired_alerts(&self, budget_id: String, period_start_ms: i64) -> StoreFuture<'_, BTreeSet<u32>>;
+    /// Appends a price update; returns its id.
+    fn insert_price_update(
+        &self,
+        source: String,
+        applied_by: String,
+        catalog: String,
+        now_ms: i64,
+    ) -> StoreFuture<'_, i64>;
+    /// Every price update, oldest first.
+    fn price_updates(&self) -> StoreFuture<'_, Vec<PriceUpdate>>;
+    /// The id of the newest price update, 0 when there is none (cheap: polled every 2 s by every gateway).
+    fn price_update_version(&self) -> StoreFuture<'_, i64>;
 }
 
 /// Reported outcomes and cost per outcome.

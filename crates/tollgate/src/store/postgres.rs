@@ -19,8 +19,8 @@ use tollgate_units::{Money, Usage};
 
 use super::sql::{self, int, Arg, Dialect, OutcomeJoin, PromptCachePart, Sql, LEDGER_COLUMNS, LEDGER_COLUMN_COUNT};
 use super::{
-    BatchOwner, BatchStore, GovernanceStore, KeyRecord, KeyStore, LedgerSink, NewKey, OutcomeStore, Reports,
-    RequestLog, RequestPage, RequestQuery, StoreError, StoreFuture,
+    BatchOwner, BatchStore, GovernanceStore, KeyRecord, KeyStore, LedgerSink, NewKey, OutcomeStore, PriceUpdate,
+    Reports, RequestLog, RequestPage, RequestQuery, StoreError, StoreFuture,
 };
 use crate::attribution::Attribution;
 use crate::budget::{Action, BudgetSpec, LimitKind, Period, RateLimitSpec, Scope};
@@ -29,9 +29,10 @@ use crate::query::{PromptCacheRow, SpendQuery, SpendReport};
 use crate::record::{CacheOutcome, Endpoint, LedgerRow, UsageSource};
 
 /// Schema versions, applied in order, each once (recorded in `schema_migrations`).
-const MIGRATIONS: &[(i64, &str)] = &[(
-    1,
-    r#"
+const MIGRATIONS: &[(i64, &str)] = &[
+    (
+        1,
+        r#"
 CREATE TABLE meta (
     name  TEXT PRIMARY KEY,
     value TEXT NOT NULL
@@ -180,7 +181,20 @@ CREATE TABLE outcomes (
 );
 CREATE INDEX outcomes_ts ON outcomes (ts_ms);
 "#,
-)];
+    ),
+    (
+        2,
+        r#"
+CREATE TABLE price_updates (
+    id         BIGSERIAL PRIMARY KEY,
+    applied_ms BIGINT NOT NULL,
+    source     TEXT NOT NULL,
+    applied_by TEXT NOT NULL,
+    catalog    TEXT NOT NULL
+);
+"#,
+    ),
+];
 
 /// Serialises migrations across replicas starting at once (any constant, ours).
 const MIGRATION_LOCK: i64 = 0x746f_6c6c_6761_7465; // "tollgate"
@@ -935,6 +949,58 @@ impl GovernanceStore for Postgres {
                 })
                 .collect()
         })
+    }
+
+    fn insert_price_update(
+        &self,
+        source: String,
+        applied_by: String,
+        catalog: String,
+        now_ms: i64,
+    ) -> StoreFuture<'_, i64> {
+        Box::pin(async move {
+            let mut c = self.client().await?;
+            let tx = c.transaction().await?;
+            // One writer at a time (readers are not held up), so ids are
+            // committed in the order they are drawn: a replica that has seen
+            // id N never misses a smaller id committed after it.
+            tx.batch_execute("LOCK TABLE price_updates IN SHARE ROW EXCLUSIVE MODE").await?;
+            let row = tx
+                .query_one(
+                    "INSERT INTO price_updates (applied_ms, source, applied_by, catalog) VALUES ($1, $2, $3, $4) \
+                     RETURNING id",
+                    &[&now_ms, &source, &applied_by, &catalog],
+                )
+                .await?;
+            let id: i64 = row.try_get(0)?;
+            tx.commit().await?;
+            Ok(id)
+        })
+    }
+
+    fn price_updates(&self) -> StoreFuture<'_, Vec<PriceUpdate>> {
+        Box::pin(async move {
+            let rows = self
+                .client()
+                .await?
+                .query("SELECT id, applied_ms, source, applied_by, catalog FROM price_updates ORDER BY id", &[])
+                .await?;
+            rows.iter()
+                .map(|r| {
+                    Ok(PriceUpdate {
+                        id: r.try_get(0)?,
+                        applied_ms: r.try_get(1)?,
+                        source: r.try_get(2)?,
+                        applied_by: r.try_get(3)?,
+                        catalog: r.try_get(4)?,
+                    })
+                })
+                .collect()
+        })
+    }
+
+    fn price_update_version(&self) -> StoreFuture<'_, i64> {
+        Box::pin(async move { Ok(self.client().await?.query_one(sql::PRICE_UPDATE_VERSION, &[]).await?.try_get(0)?) })
     }
 }
 

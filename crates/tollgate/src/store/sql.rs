@@ -599,6 +599,9 @@ pub const GOVERNANCE_VERSION: &str =
     "SELECT (SELECT COUNT(*) FROM budgets), (SELECT COALESCE(MAX(updated_ms), 0) FROM budgets), \
      (SELECT COUNT(*) FROM rate_limits), (SELECT COALESCE(MAX(updated_ms), 0) FROM rate_limits)";
 
+/// The newest price update's id, 0 when there is none (the primary key's index answers it).
+pub const PRICE_UPDATE_VERSION: &str = "SELECT COALESCE(MAX(id), 0) FROM price_updates";
+
 /// A token count as a signed column value.
 pub fn int(v: u64) -> i64 {
     i64::try_from(v).unwrap_or(i64::MAX)

@@ -120,6 +120,13 @@ CREATE TABLE IF NOT EXISTS alerts_fired (
     fired_ms        INTEGER NOT NULL,
     PRIMARY KEY (budget_id, period_start_ms, threshold)
 );
+CREATE TABLE IF NOT EXISTS price_updates (
+    id         INTEGER PRIMARY KEY AUTOINCREMENT,
+    applied_ms INTEGER NOT NULL,
+    source     TEXT NOT NULL,
+    applied_by TEXT NOT NULL,
+    catalog    TEXT NOT NULL
+);
 "#;
 
 const ROLLUP_TABLE: &str = r#"CREATE TABLE IF NOT EXISTS ledger_hourly (
@@ -598,7 +605,7 @@ impl SqliteStore {
     }
 }
 
-/// Budgets, rate limits and fired alerts (the governance tables).
+/// Budgets, rate limits, fired alerts and price updates (the governance tables).
 impl SqliteStore {
     /// Deletes raw ledger rows older than `before_ms`, in small batches so
     /// writers are never held up for long; the hourly rollup keeps their sums.
@@ -733,6 +740,44 @@ impl SqliteStore {
             conn.prepare("SELECT threshold FROM alerts_fired WHERE budget_id = ?1 AND period_start_ms = ?2")?;
         let rows = stmt.query_map(params![budget_id, period_start_ms], |r| r.get::<_, u32>(0))?;
         Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// Appends a price update; its id (AUTOINCREMENT: never reused, so always the newest).
+    pub fn insert_price_update(
+        &self,
+        source: &str,
+        applied_by: &str,
+        catalog: &str,
+        now_ms: i64,
+    ) -> Result<i64, StoreError> {
+        let conn = self.reader();
+        conn.execute(
+            "INSERT INTO price_updates (applied_ms, source, applied_by, catalog) VALUES (?1, ?2, ?3, ?4)",
+            params![now_ms, source, applied_by, catalog],
+        )?;
+        Ok(conn.last_insert_rowid())
+    }
+
+    /// Every price update, oldest first.
+    pub fn price_updates(&self) -> Result<Vec<super::PriceUpdate>, StoreError> {
+        let conn = self.reader();
+        let mut stmt =
+            conn.prepare("SELECT id, applied_ms, source, applied_by, catalog FROM price_updates ORDER BY id")?;
+        let rows = stmt.query_map([], |r| {
+            Ok(super::PriceUpdate {
+                id: r.get(0)?,
+                applied_ms: r.get(1)?,
+                source: r.get(2)?,
+                applied_by: r.get(3)?,
+                catalog: r.get(4)?,
+            })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// The newest price update's id, 0 when there is none.
+    pub fn price_update_version(&self) -> Result<i64, StoreError> {
+        Ok(self.reader().query_row(super::sql::PRICE_UPDATE_VERSION, [], |r| r.get(0))?)
     }
 
     /// Settled spend per second since `from_ms` for rows matching `filters` (rolling budgets).

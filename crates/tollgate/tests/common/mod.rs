@@ -184,6 +184,12 @@ impl Harness {
         self.rows()
     }
 
+    /// The gateway's database (`sqlite://…`), for a CLI run against it.
+    #[allow(dead_code)]
+    pub fn db_url(&self) -> String {
+        format!("sqlite://{}", self._dir.path().join("t.db").display())
+    }
+
     pub fn row(&self, request_id: &str) -> tollgate::ledger::LedgerRow {
         self.rows().into_iter().find(|r| r.request_id == request_id).unwrap_or_else(|| panic!("no row {request_id}"))
     }

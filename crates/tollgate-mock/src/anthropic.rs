@@ -10,9 +10,10 @@ use crate::exchange::{admit, App, Auth};
 use crate::stream::{self, Inserted, Script};
 use crate::usage::{split_deltas, MockUsage};
 
-/// Anthropic reports cache reads and writes outside `input_tokens`.
-fn usage_json(u: &MockUsage, output_tokens: u64) -> Value {
-    json!({
+/// Anthropic reports cache reads and writes outside `input_tokens`, and
+/// server-side tool calls (the `web_searches` knob) under `server_tool_use`.
+fn usage_json(u: &MockUsage, output_tokens: u64, web_searches: u64) -> Value {
+    let mut usage = json!({
         "input_tokens": u.anthropic_input_tokens(),
         "cache_creation_input_tokens": u.cache_write_tokens(),
         "cache_read_input_tokens": u.cache_read_tokens,
@@ -22,7 +23,17 @@ fn usage_json(u: &MockUsage, output_tokens: u64) -> Value {
         },
         "output_tokens": output_tokens,
         "service_tier": "standard",
-    })
+    });
+    add_server_tool_use(&mut usage, web_searches);
+    usage
+}
+
+/// `server_tool_use`, only when the knob asks for searches (as Anthropic
+/// leaves it out of answers that used no server tool).
+fn add_server_tool_use(usage: &mut Value, web_searches: u64) {
+    if web_searches > 0 {
+        usage["server_tool_use"] = json!({"web_search_requests": web_searches});
+    }
 }
 
 pub(crate) async fn messages(app: App, uri: Uri, headers: HeaderMap, body: Bytes) -> Response {
@@ -50,7 +61,8 @@ pub(crate) async fn messages(app: App, uri: Uri, headers: HeaderMap, body: Bytes
     let reply = req.reply(&model);
     let id = format!("msg_mock{:016}", req.sequence());
     let no_usage = req.no_usage();
-    let message = |content: Value, stop_reason: Value, output_tokens: u64| {
+    let web_searches = req.knobs.web_searches;
+    let message = |content: Value, stop_reason: Value, output_tokens: u64, searches: u64| {
         let mut m = json!({
             "id": id,
             "type": "message",
@@ -61,19 +73,25 @@ pub(crate) async fn messages(app: App, uri: Uri, headers: HeaderMap, body: Bytes
             "stop_sequence": null,
         });
         if !no_usage {
-            m["usage"] = usage_json(&reply.usage, output_tokens);
+            m["usage"] = usage_json(&reply.usage, output_tokens, searches);
         }
         m
     };
     if !req.flag("stream") {
-        let body = message(json!([{"type": "text", "text": reply.text}]), json!("end_turn"), reply.usage.output_tokens);
+        let body = message(
+            json!([{"type": "text", "text": reply.text}]),
+            json!("end_turn"),
+            reply.usage.output_tokens,
+            web_searches,
+        );
         return req.json_answer(&body);
     }
 
+    // The searches run after `message_start`: only `message_delta` counts them.
     let mut script = Script::default();
     script.head.push(stream::event(
         "message_start",
-        &json!({"type": "message_start", "message": message(json!([]), Value::Null, 1)}),
+        &json!({"type": "message_start", "message": message(json!([]), Value::Null, 1, 0)}),
     ));
     script.head.push(stream::event(
         "content_block_start",
@@ -96,6 +114,7 @@ pub(crate) async fn messages(app: App, uri: Uri, headers: HeaderMap, body: Bytes
             "cache_read_input_tokens": u.cache_read_tokens,
             "output_tokens": u.output_tokens,
         });
+        add_server_tool_use(&mut delta["usage"], web_searches);
     }
     script.tail.push(stream::event("message_delta", &delta));
     script.tail.push(stream::event("message_stop", &json!({"type": "message_stop"})));

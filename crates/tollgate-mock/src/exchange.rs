@@ -190,7 +190,11 @@ impl Admitted {
 
     /// A complete JSON answer, or the malformed/truncated body a fault asks for.
     pub(crate) fn json_answer(&self, body: &Value) -> Response {
-        let text = body.to_string();
+        self.json_text_answer(body.to_string())
+    }
+
+    /// [`Self::json_answer`] for a body already written as JSON text.
+    pub(crate) fn json_text_answer(&self, text: String) -> Response {
         let bytes = match self.knobs.fault {
             Some(Fault::Malformed) => String::from("{\"mock\": this is not json"),
             Some(Fault::Garbage) => {
@@ -242,6 +246,39 @@ impl Admitted {
             response.headers_mut().insert(name, value);
         }
     }
+}
+
+/// `value` as compact JSON text (as `Value::to_string` writes it), except
+/// that the value at `path` (a chain of object keys, the last one present)
+/// is `raw`, written verbatim: how a JSON number keeps the exact text a knob
+/// gave it (`serde_json` without `arbitrary_precision` would go through `f64`).
+/// `raw` must be valid JSON (knobs check it).
+pub(crate) fn json_text_with_raw(value: &Value, path: &[&str], raw: &str) -> String {
+    fn write(value: &Value, path: &[&str], raw: &str, out: &mut String) {
+        match (path.split_first(), value) {
+            (None, _) => out.push_str(raw),
+            (Some((key, rest)), Value::Object(map)) => {
+                out.push('{');
+                for (i, (k, v)) in map.iter().enumerate() {
+                    if i > 0 {
+                        out.push(',');
+                    }
+                    out.push_str(&Value::from(k.as_str()).to_string());
+                    out.push(':');
+                    if k == key {
+                        write(v, rest, raw, out);
+                    } else {
+                        out.push_str(&v.to_string());
+                    }
+                }
+                out.push('}');
+            }
+            _ => out.push_str(&value.to_string()),
+        }
+    }
+    let mut out = String::new();
+    write(value, path, raw, &mut out);
+    out
 }
 
 /// What the mock model "generated" for one request.

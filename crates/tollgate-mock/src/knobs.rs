@@ -9,6 +9,9 @@ use crate::MockConfig;
 
 /// Streams never get more content deltas than this, whatever the knob says.
 const MAX_CHUNKS: usize = 10_000;
+/// The `web_searches` knob is capped here (Responses answers get one output
+/// item per search).
+const MAX_WEB_SEARCHES: u64 = 1_000;
 /// Content deltas per stream unless a knob says otherwise.
 pub(crate) const DEFAULT_CHUNKS: usize = 4;
 
@@ -66,6 +69,8 @@ pub(crate) enum KnobError {
     UnknownKnob(String),
     #[error("mock: knob `{key}` needs a whole number, got `{value}`")]
     NotANumber { key: String, value: String },
+    #[error("mock: knob `{key}` needs a JSON number such as 0.000123 or 1.5e-05, got `{value}`")]
+    NotAJsonNumber { key: String, value: String },
 }
 
 /// The knobs in force for one request.
@@ -77,15 +82,23 @@ pub(crate) struct Knobs {
     pub output_tokens: Option<u64>,
     pub fault: Option<Fault>,
     pub retry_after: u64,
+    /// Server-side web searches to report (Anthropic's
+    /// `usage.server_tool_use`, Responses `web_search_call` output items).
+    pub web_searches: u64,
+    /// The text of a JSON number of USD that OpenAI chat answers report as
+    /// `usage.cost` (as OpenRouter does), written exactly as given.
+    pub reported_cost: Option<String>,
 }
 
-const HEADER_KNOBS: [(&str, &str); 6] = [
+const HEADER_KNOBS: [(&str, &str); 8] = [
     ("x-mock-latency-ms", "latency_ms"),
     ("x-mock-chunk-delay-ms", "chunk_delay_ms"),
     ("x-mock-chunks", "chunks"),
     ("x-mock-output-tokens", "output_tokens"),
     ("x-mock-fault", "fault"),
     ("x-mock-retry-after", "retry_after"),
+    ("x-mock-web-searches", "web_searches"),
+    ("x-mock-reported-cost", "reported_cost"),
 ];
 
 impl Knobs {
@@ -97,6 +110,8 @@ impl Knobs {
             output_tokens: None,
             fault: None,
             retry_after: 1,
+            web_searches: 0,
+            reported_cost: None,
         }
     }
 
@@ -124,6 +139,8 @@ impl Knobs {
             "output_tokens" => self.output_tokens = Some(number()?),
             "retry_after" => self.retry_after = number()?,
             "fault" => self.fault = Some(Fault::parse(value)?),
+            "web_searches" => self.web_searches = number()?.min(MAX_WEB_SEARCHES),
+            "reported_cost" => self.reported_cost = Some(json_number(key, value)?),
             other => return Err(KnobError::UnknownKnob(other.to_owned())),
         }
         Ok(())
@@ -139,6 +156,15 @@ impl Knobs {
 
     pub(crate) fn has(&self, fault: Fault) -> bool {
         self.fault == Some(fault)
+    }
+}
+
+/// `value` if it is a JSON number (it is written into answers verbatim, so
+/// anything else would break their JSON).
+fn json_number(key: &str, value: &str) -> Result<String, KnobError> {
+    match serde_json::from_str::<serde_json::Number>(value) {
+        Ok(_) if !value.is_empty() && value.trim() == value => Ok(value.to_owned()),
+        _ => Err(KnobError::NotAJsonNumber { key: key.to_owned(), value: value.to_owned() }),
     }
 }
 
@@ -201,5 +227,23 @@ mod tests {
         let plain = Knobs::read(&config, &none, b"no directive [mock").unwrap();
         assert_eq!(plain, Knobs::defaults(&config));
         assert_eq!(Knobs::read(&config, &none, b"[mock chunks=0]").unwrap().chunks, 1);
+        assert!(matches!(Knobs::read(&config, &none, b"[mock web_searches=-1]"), Err(KnobError::NotANumber { .. })));
+        for bad in ["$0.01", ".5", "1.", "0x10", "NaN", "1e999", "\"1\""] {
+            let body = format!("[mock reported_cost={bad}]");
+            let got = Knobs::read(&config, &none, body.as_bytes());
+            assert!(matches!(got, Err(KnobError::NotAJsonNumber { .. })), "{bad}: {got:?}");
+        }
+    }
+
+    #[test]
+    fn tool_and_cost_knobs_keep_what_they_are_given() {
+        let config = MockConfig::default();
+        let mut headers = HeaderMap::new();
+        headers.insert("x-mock-web-searches", "2".parse().unwrap());
+        headers.insert("x-mock-reported-cost", "0.5".parse().unwrap());
+        let from_headers = Knobs::read(&config, &headers, b"{}").unwrap();
+        assert_eq!((from_headers.web_searches, from_headers.reported_cost.as_deref()), (2, Some("0.5")));
+        let knobs = Knobs::read(&config, &headers, b"[mock web_searches=3 reported_cost=1.5e-05]").unwrap();
+        assert_eq!((knobs.web_searches, knobs.reported_cost.as_deref()), (3, Some("1.5e-05")));
     }
 }

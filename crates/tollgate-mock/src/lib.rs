@@ -65,12 +65,22 @@
 //!
 //! Per request, from headers `x-mock-latency-ms`, `x-mock-chunk-delay-ms`,
 //! `x-mock-chunks`, `x-mock-output-tokens`, `x-mock-fault`, `x-mock-retry-after`,
-//! or from a directive anywhere in the raw body, `[mock latency_ms=5 fault=429]`,
-//! with the same names (`latency_ms`, `chunk_delay_ms`, `chunks`, `output_tokens`,
-//! `fault`, `retry_after`). Precedence: [`MockConfig`], then headers, then body.
-//! An unknown knob or fault answers 400 (provider-shaped) naming it.
-//! `latency_ms` is waited before any answer; `chunk_delay_ms` between stream
-//! events; `chunks` (default 4) content deltas per stream.
+//! `x-mock-web-searches`, `x-mock-reported-cost`, or from a directive anywhere
+//! in the raw body, `[mock latency_ms=5 fault=429]`, with the same names
+//! (`latency_ms`, `chunk_delay_ms`, `chunks`, `output_tokens`, `fault`,
+//! `retry_after`, `web_searches`, `reported_cost`). Precedence: [`MockConfig`],
+//! then headers, then body. An unknown knob or fault, or a bad value, answers
+//! 400 (provider-shaped) naming it.
+//!
+//! | knob | effect |
+//! |---|---|
+//! | `latency_ms` | waited before any answer |
+//! | `chunk_delay_ms` | waited between stream events |
+//! | `chunks` | content deltas per stream (default 4, 1–10,000) |
+//! | `output_tokens` | the output count of the usage formulas |
+//! | `fault`, `retry_after` | see *Faults* below |
+//! | `web_searches=N` | server-side web searches (whole number, capped at 1,000): Anthropic answers add `"server_tool_use": {"web_search_requests": N}` to `usage` (the whole body's, and the stream's `message_delta` usage; `message_start` has none); OpenAI Responses answers get N `{"type": "web_search_call", "id": "ws_mock…", "status": "completed", "action": {"type": "search", "query": …}}` items before the message item in `output` (whole body and `response.completed`), and a stream has, per search, `response.output_item.added` (status `in_progress`), `response.web_search_call.in_progress` / `.searching` / `.completed` and `response.output_item.done` events ahead of the message's, whose `output_index` becomes N. Other endpoints ignore it. |
+//! | `reported_cost=DECIMAL` | a JSON number of USD (e.g. `0.000123`, `1.5e-05`), written exactly as given as `usage.cost` in OpenAI chat completions answers (also Azure's; the whole body, and a stream's final usage chunk when `include_usage` is on), as OpenRouter reports its charge. Not a JSON number: 400. Other endpoints ignore it. |
 //!
 //! Faults:
 //! - a status `400`–`599` (e.g. `429`, `500`, `503`, `529`): that status with the

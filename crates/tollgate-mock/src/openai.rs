@@ -7,7 +7,7 @@ use http::{HeaderMap, Uri};
 use serde_json::{json, Value};
 
 use crate::errors::{error_body, invalid_request, Family};
-use crate::exchange::{admit, unix_now, Admitted, App, Auth};
+use crate::exchange::{admit, json_text_with_raw, unix_now, Admitted, App, Auth};
 use crate::stream::{self, Inserted, Script};
 use crate::usage::{split_deltas, MockUsage};
 
@@ -57,6 +57,18 @@ fn chat_usage(u: &MockUsage) -> Value {
     })
 }
 
+/// `body` as JSON text, with the `reported_cost` knob's number (if any) as
+/// `usage.cost`, written as given: what OpenRouter reports (USD) beside the tokens.
+fn with_reported_cost(mut body: Value, cost: Option<&str>) -> String {
+    match cost {
+        Some(raw) if body.get("usage").is_some_and(Value::is_object) => {
+            body["usage"]["cost"] = Value::Null;
+            json_text_with_raw(&body, &["usage", "cost"], raw)
+        }
+        _ => body.to_string(),
+    }
+}
+
 /// `POST /v1/chat/completions` and the Azure chat routes.
 pub(crate) async fn chat(app: App, uri: Uri, headers: HeaderMap, body: Bytes, deployment: Option<String>) -> Response {
     let (req, model) = match admit_with_model(&app, &uri, &headers, &body, deployment) {
@@ -96,14 +108,14 @@ pub(crate) async fn chat(app: App, uri: Uri, headers: HeaderMap, body: Bytes, de
         if !req.no_usage() {
             body["usage"] = chat_usage(&reply.usage);
         }
-        return req.json_answer(&body);
+        return req.json_text_answer(with_reported_cost(body, req.knobs.reported_cost.as_deref()));
     }
 
     // Real OpenAI sends usage only when asked, and then `"usage": null` on
     // every chunk plus one final chunk with empty `choices`.
     let include_usage =
         req.json.pointer("/stream_options/include_usage").and_then(Value::as_bool) == Some(true) && !req.no_usage();
-    let chunk = |choices: Value, usage: Option<Value>| {
+    let chunk_json = |choices: Value, usage: Option<Value>| {
         let mut c = json!({
             "id": id,
             "object": "chat.completion.chunk",
@@ -116,8 +128,9 @@ pub(crate) async fn chat(app: App, uri: Uri, headers: HeaderMap, body: Bytes, de
         if include_usage {
             c["usage"] = usage.unwrap_or(Value::Null);
         }
-        stream::data(&c)
+        c
     };
+    let chunk = |choices: Value, usage: Option<Value>| stream::data(&chunk_json(choices, usage));
     let choice =
         |delta: Value, finish: Value| json!([{"index": 0, "delta": delta, "logprobs": null, "finish_reason": finish}]);
 
@@ -131,7 +144,8 @@ pub(crate) async fn chat(app: App, uri: Uri, headers: HeaderMap, body: Bytes, de
         .collect();
     script.tail.push(chunk(choice(json!({}), json!("stop")), None));
     if include_usage {
-        script.tail.push(chunk(json!([]), Some(chat_usage(&reply.usage))));
+        let last = chunk_json(json!([]), Some(chat_usage(&reply.usage)));
+        script.tail.push(stream::data_text(&with_reported_cost(last, req.knobs.reported_cost.as_deref())));
     }
     script.tail.push(Bytes::from_static(b"data: [DONE]\n\n"));
 
@@ -285,8 +299,24 @@ pub(crate) async fn responses(app: App, uri: Uri, headers: HeaderMap, body: Byte
         r
     };
     let done_item = message("completed", json!([text_part(&reply.text)]));
+    // The `web_searches` knob: that many `web_search_call` items before the
+    // message (as the `web_search` tool leaves them), so the message's
+    // `output_index` is the number of searches.
+    let searches = req.knobs.web_searches;
+    let search_id = |i: u64| format!("ws_mock{:016}_{i}", req.sequence());
+    let search_item = |i: u64, status: &str| {
+        json!({
+            "type": "web_search_call",
+            "id": search_id(i),
+            "status": status,
+            "action": {"type": "search", "query": format!("mock search {} of {searches}", i + 1)},
+        })
+    };
+    let output: Vec<Value> =
+        (0..searches).map(|i| search_item(i, "completed")).chain(std::iter::once(done_item.clone())).collect();
+    let at = searches;
     if !req.flag("stream") {
-        let mut body = response_object("completed", json!([done_item]), usage.as_ref());
+        let mut body = response_object("completed", json!(output), usage.as_ref());
         if usage.is_none() {
             if let Some(map) = body.as_object_mut() {
                 map.remove("usage");
@@ -306,30 +336,45 @@ pub(crate) async fn responses(app: App, uri: Uri, headers: HeaderMap, body: Byte
     let mut script = Script::default();
     script.head.push(next("response.created", json!({"response": in_progress})));
     script.head.push(next("response.in_progress", json!({"response": in_progress})));
+    for i in 0..searches {
+        script.head.push(next(
+            "response.output_item.added",
+            json!({"output_index": i, "item": search_item(i, "in_progress")}),
+        ));
+        for phase in ["in_progress", "searching", "completed"] {
+            script.head.push(next(
+                &format!("response.web_search_call.{phase}"),
+                json!({"output_index": i, "item_id": search_id(i)}),
+            ));
+        }
+        script
+            .head
+            .push(next("response.output_item.done", json!({"output_index": i, "item": search_item(i, "completed")})));
+    }
     script.head.push(next(
         "response.output_item.added",
-        json!({"output_index": 0, "item": message("in_progress", json!([]))}),
+        json!({"output_index": at, "item": message("in_progress", json!([]))}),
     ));
     script.head.push(next(
         "response.content_part.added",
-        json!({"item_id": item_id, "output_index": 0, "content_index": 0, "part": text_part("")}),
+        json!({"item_id": item_id, "output_index": at, "content_index": 0, "part": text_part("")}),
     ));
     for piece in split_deltas(&reply.text, req.knobs.chunks) {
         script.deltas.push(next(
             "response.output_text.delta",
-            json!({"item_id": item_id, "output_index": 0, "content_index": 0, "delta": piece, "logprobs": []}),
+            json!({"item_id": item_id, "output_index": at, "content_index": 0, "delta": piece, "logprobs": []}),
         ));
     }
     script.tail.push(next(
         "response.output_text.done",
-        json!({"item_id": item_id, "output_index": 0, "content_index": 0, "text": reply.text, "logprobs": []}),
+        json!({"item_id": item_id, "output_index": at, "content_index": 0, "text": reply.text, "logprobs": []}),
     ));
     script.tail.push(next(
         "response.content_part.done",
-        json!({"item_id": item_id, "output_index": 0, "content_index": 0, "part": text_part(&reply.text)}),
+        json!({"item_id": item_id, "output_index": at, "content_index": 0, "part": text_part(&reply.text)}),
     ));
-    script.tail.push(next("response.output_item.done", json!({"output_index": 0, "item": done_item})));
-    let mut completed = response_object("completed", json!([done_item]), usage.as_ref());
+    script.tail.push(next("response.output_item.done", json!({"output_index": at, "item": done_item})));
+    let mut completed = response_object("completed", json!(output), usage.as_ref());
     if usage.is_none() {
         if let Some(map) = completed.as_object_mut() {
             map.remove("usage");
@@ -337,11 +382,11 @@ pub(crate) async fn responses(app: App, uri: Uri, headers: HeaderMap, body: Byte
     }
     script.tail.push(next("response.completed", json!({"response": completed})));
 
-    let at = script.cut_position();
+    let cut = script.cut_position();
     let mut response = script.into_response(&req.knobs, "text/event-stream", |inserted| match inserted {
         Inserted::Error => stream::event(
             "error",
-            &json!({"type": "error", "code": "server_error", "message": "The server had an error while processing your request (mock stream_error).", "param": null, "sequence_number": at}),
+            &json!({"type": "error", "code": "server_error", "message": "The server had an error while processing your request (mock stream_error).", "param": null, "sequence_number": cut}),
         ),
         Inserted::Malformed => Bytes::from(format!(
             "event: response.output_text.delta\ndata: {{\"type\":\"response.output_text.delta\",\"item_id\":\"{item_id}\",\"delta\":\n\n"

@@ -22,6 +22,11 @@ pub(crate) fn data(json: &Value) -> Bytes {
     Bytes::from(format!("data: {json}\n\n"))
 }
 
+/// `data: <text>\n\n` for a chunk already written as JSON text.
+pub(crate) fn data_text(json: &str) -> Bytes {
+    Bytes::from(format!("data: {json}\n\n"))
+}
+
 /// `event: <name>\ndata: <json>\n\n` (Anthropic, OpenAI Responses).
 pub(crate) fn event(name: &str, json: &Value) -> Bytes {
     Bytes::from(format!("event: {name}\ndata: {json}\n\n"))

@@ -561,6 +561,201 @@ async fn bad_knobs_answer_400_naming_the_problem() {
     assert!(a.json()["error"]["message"].as_str().unwrap().contains("explode"));
 }
 
+// ---------------------------------------------------------------- tool and cost knobs
+
+#[tokio::test]
+async fn web_searches_knob_adds_server_tool_use_to_anthropic_usage() {
+    let app = mock();
+    let plain = post(&app, "/v1/messages", anthropic_body("claude-haiku-4-5")).await.json();
+    assert!(plain["usage"].get("server_tool_use").is_none(), "no searches, no server_tool_use: {plain}");
+
+    let body = with(anthropic_body("claude-haiku-4-5"), "system", json!("[mock web_searches=3] You are terse."));
+    let whole = post(&app, "/v1/messages", body.clone()).await.json();
+    assert_eq!(whole["usage"]["server_tool_use"], json!({"web_search_requests": 3}));
+    // The token counts follow the formulas as ever (the directive is prompt text).
+    let u = usage_for(
+        chat_text_bytes("Summarise the quarterly report in two sentences please.") + 22,
+        "c",
+        Some(1024),
+        None,
+    );
+    assert_eq!(whole["usage"]["input_tokens"], u.anthropic_input_tokens());
+    assert_eq!(whole["usage"]["output_tokens"], 24);
+
+    // Streamed: message_start (before the searches ran) has none, message_delta the total.
+    let a = post(&app, "/v1/messages", with(body, "stream", json!(true))).await;
+    let jsons = a.event_jsons();
+    let start = jsons.iter().find(|j| j["type"] == "message_start").unwrap();
+    assert!(start["message"]["usage"].get("server_tool_use").is_none(), "{start}");
+    let delta = jsons.iter().find(|j| j["type"] == "message_delta").unwrap();
+    assert_eq!(delta["usage"]["server_tool_use"], json!({"web_search_requests": 3}));
+    assert_eq!(delta["usage"]["output_tokens"], 24);
+
+    // From the header too; the body directive wins over it.
+    let headers = [("x-mock-web-searches", "2")];
+    let via_header =
+        send(&app, "POST", "/v1/messages", &headers, Some(&anthropic_body("claude-haiku-4-5"))).await.json();
+    assert_eq!(via_header["usage"]["server_tool_use"]["web_search_requests"], 2);
+    let both = with(anthropic_body("claude-haiku-4-5"), "system", json!("[mock web_searches=5]"));
+    let both = send(&app, "POST", "/v1/messages", &headers, Some(&both)).await.json();
+    assert_eq!(both["usage"]["server_tool_use"]["web_search_requests"], 5);
+
+    // no_usage wins: no usage, so no count either.
+    let none = with(anthropic_body("claude-haiku-4-5"), "system", json!("[mock web_searches=3 fault=no_usage]"));
+    assert!(!post(&app, "/v1/messages", with(none, "stream", json!(true))).await.body.contains("server_tool_use"));
+
+    // A non-number is refused.
+    let bad = post(&app, "/v1/messages", with(anthropic_body("c"), "system", json!("[mock web_searches=many]"))).await;
+    assert_eq!(bad.status, StatusCode::BAD_REQUEST);
+    assert!(bad.json()["error"]["message"].as_str().unwrap().contains("web_searches"));
+}
+
+/// `output` with each item's `id` blanked (ids carry the request's sequence number).
+fn without_ids(output: &Value) -> Value {
+    let mut items = output.as_array().unwrap().clone();
+    for item in &mut items {
+        item.as_object_mut().unwrap().remove("id");
+    }
+    Value::Array(items)
+}
+
+#[tokio::test]
+async fn web_searches_knob_adds_web_search_call_items_to_responses() {
+    let app = mock();
+    let req = json!({"model": "gpt-4o", "input": "[mock web_searches=2] What happened today?", "max_output_tokens": 8});
+    let plain = post(&app, "/v1/responses", req.clone()).await.json();
+    let output = plain["output"].as_array().unwrap();
+    assert_eq!(output.len(), 3, "{plain}");
+    for (i, item) in output[..2].iter().enumerate() {
+        assert_eq!(item["type"], "web_search_call");
+        assert_eq!(item["status"], "completed");
+        assert!(item["id"].as_str().unwrap().starts_with("ws_"), "{item}");
+        assert_eq!(item["action"]["type"], "search");
+        assert_eq!(item["action"]["query"], format!("mock search {} of 2", i + 1));
+    }
+    assert_ne!(output[0]["id"], output[1]["id"]);
+    assert_eq!((output[2]["type"].as_str(), output[2]["role"].as_str()), (Some("message"), Some("assistant")));
+    // Usage is unchanged by the searches.
+    let u = usage_for("[mock web_searches=2] What happened today?".len() as u64, "gpt-4o", Some(8), None);
+    assert_eq!(plain["usage"]["input_tokens"], u.prompt_tokens);
+    assert_eq!(plain["usage"]["output_tokens"], 8);
+
+    let a = post(&app, "/v1/responses", with(req, "stream", json!(true))).await;
+    let events = a.events();
+    let names: Vec<&str> = events.iter().map(|(n, _)| n.as_deref().unwrap()).collect();
+    let search_events = [
+        "response.output_item.added",
+        "response.web_search_call.in_progress",
+        "response.web_search_call.searching",
+        "response.web_search_call.completed",
+        "response.output_item.done",
+    ];
+    let mut expected = vec!["response.created", "response.in_progress"];
+    expected.extend(search_events);
+    expected.extend(search_events);
+    expected.extend(["response.output_item.added", "response.content_part.added"]);
+    expected.extend(["response.output_text.delta"; 4]);
+    expected.extend([
+        "response.output_text.done",
+        "response.content_part.done",
+        "response.output_item.done",
+        "response.completed",
+    ]);
+    assert_eq!(names, expected);
+    let jsons = a.event_jsons();
+    for (i, (j, name)) in jsons.iter().zip(&names).enumerate() {
+        assert_eq!(j["type"], *name);
+        assert_eq!(j["sequence_number"], i);
+    }
+    // Per search: added in progress, done completed, at output_index 0 and 1.
+    for (search, at) in [(0, 2), (1, 7)] {
+        assert_eq!(jsons[at]["output_index"], search);
+        assert_eq!(jsons[at]["item"]["type"], "web_search_call");
+        assert_eq!(jsons[at]["item"]["status"], "in_progress");
+        let id = jsons[at]["item"]["id"].clone();
+        for k in 1..=3 {
+            assert_eq!((&jsons[at + k]["output_index"], &jsons[at + k]["item_id"]), (&json!(search), &id));
+        }
+        assert_eq!(jsons[at + 4]["item"]["status"], "completed");
+        assert_eq!(jsons[at + 4]["item"]["id"], id);
+    }
+    // The message's events sit at output_index 2, after the searches.
+    assert!(jsons[12..21].iter().all(|j| j["output_index"] == 2), "{jsons:?}");
+    let completed = &jsons[21]["response"];
+    assert_eq!(without_ids(&completed["output"]), without_ids(&plain["output"]));
+    assert_eq!(completed["usage"], plain["usage"]);
+
+    // Chat completions have no such items: the knob leaves them as they were.
+    let chat = post(&app, "/v1/chat/completions", chat_body("gpt-4o", "[mock web_searches=2]")).await.json();
+    assert!(!chat.to_string().contains("web_search"), "{chat}");
+}
+
+#[tokio::test]
+async fn reported_cost_knob_writes_the_number_as_given_into_chat_usage() {
+    let app = mock();
+    let text = "[mock reported_cost=0.000123] hello";
+    let a = post(&app, "/v1/chat/completions", chat_body("gpt-4o-mini", text)).await;
+    assert_eq!(a.status, StatusCode::OK);
+    assert!(a.body.contains(r#""cost":0.000123,"#), "{}", a.body);
+    let j = a.json();
+    assert_eq!(j["usage"]["cost"].as_f64(), Some(0.000123));
+    // The token fields are as without the knob.
+    expect_openai_usage(&j["usage"], &usage_for(chat_text_bytes(text), "gpt-4o-mini", None, None));
+    let plain = post(&app, "/v1/chat/completions", chat_body("gpt-4o-mini", "hello")).await.json();
+    assert!(plain["usage"].get("cost").is_none(), "{plain}");
+
+    // Exponent form and more digits than an f64 holds, verbatim (from a header, on Azure's route).
+    for written in ["1.5e-05", "0.00012345678901234567891"] {
+        let a = send(
+            &app,
+            "POST",
+            "/openai/deployments/d/chat/completions",
+            &[("x-mock-reported-cost", written)],
+            Some(&chat_body("gpt-4o", "hi")),
+        )
+        .await;
+        assert!(a.body.contains(&format!(r#""cost":{written},"#)), "{written}: {}", a.body);
+        assert!(a.json()["usage"]["cost"].is_number());
+    }
+
+    // Streamed with include_usage: only the final usage chunk carries it.
+    let body = json!({"model": "gpt-4o", "stream": true, "stream_options": {"include_usage": true},
+        "messages": [{"role": "user", "content": "[mock reported_cost=0.000123]"}]});
+    let s = post(&app, "/v1/chat/completions", body).await;
+    let events = s.events();
+    assert_eq!(events.last().unwrap().1, "[DONE]");
+    let usage_chunk = &events[events.len() - 2].1;
+    assert!(usage_chunk.contains(r#""cost":0.000123,"#), "{usage_chunk}");
+    let chunks = s.event_jsons();
+    let (last, rest) = chunks.split_last().unwrap();
+    assert_eq!(last["choices"], json!([]));
+    assert_eq!(last["usage"]["cost"].as_f64(), Some(0.000123));
+    assert!(last["usage"]["prompt_tokens"].is_u64());
+    assert!(rest.iter().all(|c| c["usage"].is_null()));
+    // Without include_usage (or with no_usage) there is no usage to put it in.
+    let quiet = post(
+        &app,
+        "/v1/chat/completions",
+        with(chat_body("gpt-4o", "[mock reported_cost=0.000123]"), "stream", json!(true)),
+    )
+    .await;
+    assert!(!quiet.body.contains("cost"), "{}", quiet.body);
+    let none = post(&app, "/v1/chat/completions", chat_body("gpt-4o", "[mock reported_cost=0.1 fault=no_usage]")).await;
+    assert!(none.json().get("usage").is_none());
+
+    // Other endpoints ignore it.
+    let anthropic =
+        post(&app, "/v1/messages", with(anthropic_body("c"), "system", json!("[mock reported_cost=0.5]"))).await;
+    assert!(anthropic.json()["usage"].get("cost").is_none());
+
+    // What is not a JSON number would break the body: refused, naming the knob.
+    for bad in ["$0.01", ".5", "1e", "abc"] {
+        let a = post(&app, "/v1/chat/completions", chat_body("gpt-4o", &format!("[mock reported_cost={bad}]"))).await;
+        assert_eq!(a.status, StatusCode::BAD_REQUEST, "{bad}");
+        assert!(a.json()["error"]["message"].as_str().unwrap().contains("reported_cost"), "{bad}");
+    }
+}
+
 // ---------------------------------------------------------------- faults
 
 #[tokio::test]

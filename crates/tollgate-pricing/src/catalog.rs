@@ -251,6 +251,9 @@ pub struct PriceEntry {
     pub request_fee: Option<Decimal>,
     /// Set when the rates were derived from GPU-hour amortisation.
     pub gpu: Option<GpuHour>,
+    /// USD per 1,000 server-side web searches (Anthropic's web search
+    /// tool, OpenAI's `web_search` tool calls), when the model can run them.
+    pub web_search_per_1k: Option<Decimal>,
     /// Tokens the model reads at most (prompt and output), when published.
     pub context_window: Option<u64>,
     /// Tokens the model writes at most in one answer, when published.

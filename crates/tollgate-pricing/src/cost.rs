@@ -36,9 +36,16 @@ pub struct CostParts {
     pub output_image: Money,
     pub reasoning: Money,
     pub request_fee: Money,
+    /// Server-side web searches, at the entry's price per 1,000.
+    pub web_search: Money,
 }
 
 impl CostParts {
+    /// The part for tool calls and per-request fees (the ledger's `tool_cost`).
+    pub fn tools(&self) -> Money {
+        self.request_fee.saturating_add(self.web_search)
+    }
+
     pub fn sum(&self) -> Money {
         [
             self.input,
@@ -51,6 +58,7 @@ impl CostParts {
             self.output_image,
             self.reasoning,
             self.request_fee,
+            self.web_search,
         ]
         .into_iter()
         .sum()
@@ -80,7 +88,7 @@ impl CostParts {
 ///   entry does not price is billed at standard rates.
 /// - Buckets without their own rate fall back as [`crate::Rates::rate`] says.
 /// - The entry's `request_fee` is charged once per call (not scaled by the
-///   service tier).
+///   service tier); web searches at `web_search_per_1k` per 1,000 calls.
 pub fn cost(entry: &PriceEntry, usage: &Usage, tier: ServiceTier) -> Cost {
     let rates = entry.rates_for(usage.input_tokens(), tier);
     let mut parts = CostParts::default();
@@ -88,6 +96,13 @@ pub fn cost(entry: &PriceEntry, usage: &Usage, tier: ServiceTier) -> Cost {
         *parts.slot(b) = token_cost(b.tokens(usage), rates.rate(b));
     }
     parts.request_fee = entry.request_fee.map_or(Money::ZERO, usd_to_money);
+    // Web searches are billed per call, whatever the service tier.
+    parts.web_search = match (usage.web_search_requests, entry.web_search_per_1k) {
+        (0, _) | (_, None) => Money::ZERO,
+        (n, Some(per_1k)) => {
+            to_money(Decimal::from(n).checked_mul(per_1k).and_then(|d| d.checked_mul(Decimal::from(1_000_000u32))))
+        }
+    };
     let uncached = token_cost(usage.cache_read, rates.input);
     let cache_savings = Money::from_nanos(uncached.nanos().saturating_sub(parts.cache_read.nanos()).max(0));
     Cost { total: parts.sum(), parts, cache_savings }

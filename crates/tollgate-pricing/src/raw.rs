@@ -110,6 +110,9 @@ pub struct RawPriceEntry {
     pub priority: Option<RawServiceTier>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub long_context: Vec<RawLongContext>,
+    /// USD per 1,000 server-side web searches.
+    #[serde(default, with = "opt_dec", skip_serializing_if = "Option::is_none")]
+    pub web_search_per_1k: Option<Decimal>,
     /// Tokens the model reads at most (prompt and output).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub context_window: Option<u64>,
@@ -182,6 +185,9 @@ pub struct RawProviderDefaults {
     pub flex: Option<RawServiceTier>,
     #[serde(default)]
     pub priority: Option<RawServiceTier>,
+    /// USD per 1,000 web searches, for the provider's models that set none.
+    #[serde(default, with = "opt_dec")]
+    pub web_search_per_1k: Option<Decimal>,
 }
 
 #[derive(Deserialize)]
@@ -391,6 +397,7 @@ impl RawPriceEntry {
             priority,
             request_fee: self.request_fee,
             gpu,
+            web_search_per_1k: self.web_search_per_1k.or(provider_defaults.and_then(|d| d.web_search_per_1k)),
             context_window: self.context_window.filter(|&n| n > 0),
             max_output_tokens: self.max_output_tokens.filter(|&n| n > 0),
         })
@@ -410,6 +417,7 @@ impl RawPriceEntry {
             flex: e.flex.as_ref().map(raw_tier),
             priority: e.priority.as_ref().map(raw_tier),
             long_context: e.long_context.iter().map(raw_long).collect(),
+            web_search_per_1k: e.web_search_per_1k,
             context_window: e.context_window,
             max_output_tokens: e.max_output_tokens,
             ..RawPriceEntry::default()

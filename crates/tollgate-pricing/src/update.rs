@@ -96,6 +96,7 @@ impl Catalog {
                         stated.long_context = current.long_context.clone();
                     }
                     stated.request_fee = stated.request_fee.or(current.request_fee);
+                    stated.web_search_per_1k = stated.web_search_per_1k.or(current.web_search_per_1k);
                     let theirs = &stated;
                     let rates = rate_changes(current, theirs);
                     if rates.is_empty() {
@@ -179,5 +180,6 @@ fn rate_changes(old: &PriceEntry, new: &PriceEntry) -> Vec<RateChange> {
         }
     }
     push("request_fee".to_owned(), old.request_fee, new.request_fee);
+    push("web_search_per_1k".to_owned(), old.web_search_per_1k, new.web_search_per_1k);
     out
 }

@@ -568,6 +568,98 @@ fn priced_by_hand() {
             Some(728_000),
             "deepseek/deepseek-chat@2025-09-29",
         ),
+        // ── Server-side web searches: billed per call at web_search_per_1k (USD per
+        // 1,000; catalog/prices.toml `[provider.openai]`, `[provider.azure_openai]`
+        // and `[provider.anthropic]`: "10"), added to the token cost and never
+        // discounted by the service tier. One search = $10 / 1,000 = $0.01 = 10,000,000 nd.
+        //
+        // claude-haiku-4-5 (prices.toml [[model]] anthropic/claude-haiku-4-5: input "1",
+        // output "5"; source https://docs.anthropic.com/en/docs/about-claude/pricing):
+        //   1,000 in @1 = 1,000,000; 100 out @5 = 500,000; 3 searches × 10,000,000 = 30,000,000
+        //   → 31,500,000
+        c(
+            a,
+            "claude-haiku-4-5",
+            now,
+            usage!(input: 1000, output: 100, web_search_requests: 3),
+            Standard,
+            Some(31_500_000),
+            "anthropic/claude-haiku-4-5",
+        ),
+        // the dated name prices the same
+        c(
+            a,
+            "claude-haiku-4-5-20251001",
+            now,
+            usage!(input: 1000, output: 100, web_search_requests: 3),
+            Standard,
+            Some(31_500_000),
+            "anthropic/claude-haiku-4-5",
+        ),
+        // batch halves the tokens only: (1,000,000 + 500,000) / 2 = 750,000; searches 30,000,000 → 30,750,000
+        c(
+            a,
+            "claude-haiku-4-5",
+            now,
+            usage!(input: 1000, output: 100, web_search_requests: 3),
+            Batch,
+            Some(30_750_000),
+            "anthropic/claude-haiku-4-5",
+        ),
+        // gpt-4o from 2024-10-02 (prices.toml: input "2.50", output "10.00";
+        // source https://platform.openai.com/docs/pricing):
+        //   1,000 in @2.50 = 2,500,000; 100 out @10 = 1,000,000; 2 searches = 20,000,000 → 23,500,000
+        c(
+            o,
+            "gpt-4o",
+            now,
+            usage!(input: 1000, output: 100, web_search_requests: 2),
+            Standard,
+            Some(23_500_000),
+            "openai/gpt-4o@2024-10-02",
+        ),
+        // batch: half of 35,000,000 (the 10,000-in / 1,000-out case above) = 17,500,000;
+        //   2 searches at full price 20,000,000 → 37,500,000 (not 27,500,000)
+        c(
+            o,
+            "gpt-4o",
+            now,
+            usage!(input: 10_000, output: 1000, web_search_requests: 2),
+            Batch,
+            Some(37_500_000),
+            "openai/gpt-4o@2024-10-02",
+        ),
+        // priority raises the token rates only: 1,000 in @4.25 = 4,250,000; 100 out @17 = 1,700,000;
+        //   1 search 10,000,000 → 15,950,000
+        c(
+            o,
+            "gpt-4o",
+            now,
+            usage!(input: 1000, output: 100, web_search_requests: 1),
+            Priority,
+            Some(15_950_000),
+            "openai/gpt-4o@2024-10-02",
+        ),
+        // Azure OpenAI gpt-4o (prices.toml: input "2.50"): 1,000 in = 2,500,000; 1 search 10,000,000 → 12,500,000
+        c(
+            Some("azure_openai"),
+            "gpt-4o",
+            now,
+            usage!(input: 1000, web_search_requests: 1),
+            Standard,
+            Some(12_500_000),
+            "azure_openai/gpt-4o",
+        ),
+        // searches alone (no tokens): 1,000 searches = $10 = 10,000,000,000 nd
+        c(
+            a,
+            "claude-haiku-4-5",
+            now,
+            usage!(web_search_requests: 1000),
+            Standard,
+            Some(10_000_000_000),
+            "anthropic/claude-haiku-4-5",
+        ),
         // ── Unknown or look-alike models are not priced.
         c(o, "gpt-4o-mini-ultra", now, usage!(input: 1000), Standard, None, ""),
         c(o, "gpt-4o-min", now, usage!(input: 1000), Standard, None, ""),
@@ -631,4 +723,63 @@ fn parts_and_cache_savings() {
     // Batch halves both the price and the saving.
     let got = cost(e, &usage!(cache_read: 10_000), Batch);
     assert_eq!(got.cache_savings.nanos(), 13_500_000);
+}
+
+#[test]
+fn web_searches_are_their_own_part_rounded_once() {
+    let e = Catalog::builtin().lookup(Some("anthropic"), "claude-haiku-4-5", day(2025, 11, 1)).unwrap();
+    // 1,000 in @1 = 1,000,000; 100 out @5 = 500,000; 3 searches × $10/1,000 = 30,000,000.
+    let got = cost(e, &usage!(input: 1000, output: 100, web_search_requests: 3), Standard);
+    assert_eq!(got.parts.web_search.nanos(), 30_000_000);
+    assert_eq!(got.parts.input.nanos(), 1_000_000);
+    assert_eq!(got.parts.output.nanos(), 500_000);
+    assert_eq!(got.parts.request_fee.nanos(), 0);
+    assert_eq!(got.parts.tools().nanos(), 30_000_000);
+    assert_eq!(got.total.nanos(), 31_500_000);
+    assert_eq!(got.total.to_string(), "0.031500000");
+    // Batch: the tokens halve, the searches do not.
+    let batch = cost(e, &usage!(input: 1000, output: 100, web_search_requests: 3), Batch);
+    assert_eq!(batch.parts.web_search.nanos(), 30_000_000);
+    assert_eq!(batch.total.nanos(), 30_750_000);
+    // No searches: no part.
+    assert_eq!(cost(e, &usage!(input: 1000), Standard).parts.web_search.nanos(), 0);
+
+    // A price that is not a whole number of nanos per search: $0.0125005 per
+    // 1,000 = $0.0000125005 = 12,500.5 nd per search. 3 searches = 37,501.5 nd,
+    // rounded once (half away from zero) → 37,502; rounding each search first
+    // would give 3 × 12,501 = 37,503. With a request fee of $0.000001 (1,000 nd),
+    // tools() is both: 38,502.
+    let custom = Catalog::from_toml_str(
+        r#"
+[[model]]
+provider = "openai"
+model = "searcher"
+input = "1"
+output = "1"
+request_fee = "0.000001"
+web_search_per_1k = "0.0125005"
+"#,
+    )
+    .unwrap();
+    let e = custom.lookup(Some("openai"), "searcher", day(2025, 11, 1)).unwrap();
+    assert_eq!(e.web_search_per_1k.map(|d| d.to_string()).as_deref(), Some("0.0125005"));
+    let got = cost(e, &usage!(web_search_requests: 3), Standard);
+    assert_eq!(got.parts.web_search.nanos(), 37_502);
+    assert_eq!(got.parts.request_fee.nanos(), 1_000);
+    assert_eq!(got.parts.tools().nanos(), 38_502);
+    assert_eq!(got.total.nanos(), 38_502);
+    // An entry with no web_search_per_1k (and no provider default) charges no searches.
+    let plain = Catalog::from_toml_str(
+        r#"
+[[model]]
+provider = "local"
+model = "plain"
+input = "1"
+output = "1"
+"#,
+    )
+    .unwrap();
+    let e = plain.lookup(Some("local"), "plain", day(2025, 11, 1)).unwrap();
+    assert_eq!(e.web_search_per_1k, None);
+    assert_eq!(cost(e, &usage!(input: 1000, web_search_requests: 5), Standard).total.nanos(), 1_000_000);
 }

@@ -34,7 +34,10 @@ fn genai_prices_fixture() {
     assert_eq!(report.skipped_models, vec![("openai/omni-moderation".to_owned(), "no token prices".to_owned())]);
     assert_eq!(report.skipped_conditions, 1, "the time-of-day price");
     assert_eq!(report.skipped_fields.get("cache_audio_read_mtok"), Some(&1));
-    assert_eq!(report.skipped_fields.get("web_searches_kcount"), Some(&1));
+    // Web searches are priced: $10 per 1,000.
+    assert_eq!(report.skipped_fields.get("web_searches_kcount"), None);
+    let sonnet = c.lookup(Some("anthropic"), "claude-sonnet-4-5", day(2025, 11, 1)).unwrap();
+    assert_eq!(sonnet.web_search_per_1k, Some(dec("10")));
 
     // Dated conditional prices.
     let o3 = |at| c.lookup(Some("openai"), "o3", at).unwrap().rates.input;

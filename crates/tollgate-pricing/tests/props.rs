@@ -25,6 +25,7 @@ fn usage_from(v: [u64; 9]) -> Usage {
         output_audio: v[6],
         output_image: v[7],
         reasoning: v[8],
+        web_search_requests: 0,
     }
 }
 

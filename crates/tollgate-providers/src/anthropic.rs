@@ -316,6 +316,13 @@ pub(crate) struct AnthropicUsage {
     cache_read_input_tokens: Option<u64>,
     cache_creation_input_tokens: Option<u64>,
     cache_creation: Option<CacheCreation>,
+    server_tool_use: Option<ServerToolUse>,
+}
+
+/// Server-side tools the request used, billed per call.
+#[derive(Debug, Default, Clone, Deserialize)]
+struct ServerToolUse {
+    web_search_requests: Option<u64>,
 }
 
 #[derive(Debug, Default, Clone, Deserialize)]
@@ -331,6 +338,7 @@ impl AnthropicUsage {
         self.cache_read_input_tokens = d.cache_read_input_tokens.or(self.cache_read_input_tokens);
         self.cache_creation_input_tokens = d.cache_creation_input_tokens.or(self.cache_creation_input_tokens);
         self.cache_creation = d.cache_creation.or(self.cache_creation.take());
+        self.server_tool_use = d.server_tool_use.or(self.server_tool_use.take());
     }
 
     pub(crate) fn to_usage(&self) -> Usage {
@@ -351,6 +359,7 @@ impl AnthropicUsage {
             cache_write_1h: w1,
             // Thinking is billed inside `output_tokens` and not reported apart.
             output: self.output_tokens.unwrap_or(0),
+            web_search_requests: self.server_tool_use.as_ref().and_then(|t| t.web_search_requests).unwrap_or(0),
             ..Usage::default()
         }
     }
@@ -386,7 +395,14 @@ pub(crate) fn translate_native_body(body: &[u8]) -> Result<TranslatedBody, Adapt
     let m: Message = serde_json::from_slice(body).map_err(malformed)?;
     let usage = m.usage.map(|u| u.to_usage());
     let output_text = if usage.is_none() { blocks_text(&m.content) } else { String::new() };
-    Ok(TranslatedBody { body: Bytes::copy_from_slice(body), usage, model: m.model, service_tier: None, output_text })
+    Ok(TranslatedBody {
+        body: Bytes::copy_from_slice(body),
+        usage,
+        model: m.model,
+        service_tier: None,
+        output_text,
+        provider_cost: None,
+    })
 }
 
 fn blocks_text(blocks: &[Block]) -> String {
@@ -434,7 +450,7 @@ pub(crate) fn translate_to_chat_body(t: &ResponseTranslator, body: &[u8]) -> Res
     };
     let out = chat_completion(&head, text, &calls, finish_reason(m.stop_reason.as_deref()), usage.as_ref());
     let output_text = if usage.is_none() { blocks_text(&m.content) } else { String::new() };
-    Ok(TranslatedBody { body: out, usage, model: m.model, service_tier: None, output_text })
+    Ok(TranslatedBody { body: out, usage, model: m.model, service_tier: None, output_text, provider_cost: None })
 }
 
 // ----------------------------------------------------------------- streams

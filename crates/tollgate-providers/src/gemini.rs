@@ -383,7 +383,14 @@ pub(crate) fn translate_to_chat_body(t: &ResponseTranslator, body: &[u8]) -> Res
         String::new()
     };
     let out = chat_completion(&head, text, &calls, finish, usage.as_ref());
-    Ok(TranslatedBody { body: out, usage, model: r.model_version, service_tier: None, output_text })
+    Ok(TranslatedBody {
+        body: out,
+        usage,
+        model: r.model_version,
+        service_tier: None,
+        output_text,
+        provider_cost: None,
+    })
 }
 
 /// Gemini SSE (each event a whole `GenerateContentResponse`) → OpenAI chunks.

@@ -236,6 +236,8 @@ pub struct TranslatedBody {
     pub service_tier: Option<String>,
     /// Generated text, filled only when `usage` is `None` (for estimation).
     pub output_text: String,
+    /// The cost the provider itself reported (OpenRouter's `usage.cost`), if any.
+    pub provider_cost: Option<tollgate_units::Money>,
 }
 
 impl ResponseTranslator {
@@ -346,6 +348,8 @@ pub(crate) struct Meter {
     pub failed: bool,
     pub terminator: Vec<u8>,
     pub output_text: String,
+    /// The cost the provider reported (last value wins).
+    pub provider_cost: Option<tollgate_units::Money>,
 }
 
 /// What is left when the upstream stream has ended (or was cut).
@@ -365,6 +369,8 @@ pub struct StreamEnd {
     pub terminator: Bytes,
     /// Generated text seen so far, kept only while no usage has been seen.
     pub output_text: String,
+    /// The cost the provider itself reported (OpenRouter's `usage.cost`), if any.
+    pub provider_cost: Option<tollgate_units::Money>,
 }
 
 impl StreamTranslator {
@@ -430,6 +436,7 @@ impl StreamTranslator {
             completed,
             terminator,
             output_text: if m.usage.is_none() { std::mem::take(&mut m.output_text) } else { String::new() },
+            provider_cost: m.provider_cost,
         }
     }
 

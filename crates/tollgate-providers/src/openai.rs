@@ -138,6 +138,8 @@ pub(crate) struct ChatUsage {
     completion_tokens: Option<u64>,
     prompt_tokens_details: Option<PromptDetails>,
     completion_tokens_details: Option<CompletionDetails>,
+    /// What the host charged, in USD (OpenRouter and hosts that copy it).
+    cost: Option<Box<serde_json::value::RawValue>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -153,6 +155,11 @@ struct CompletionDetails {
 }
 
 impl ChatUsage {
+    /// The cost the host reported, read exactly from the JSON number's text.
+    pub(crate) fn reported_cost(&self) -> Option<tollgate_units::Money> {
+        self.cost.as_ref().and_then(|c| tollgate_units::Money::from_json_number(c.get()))
+    }
+
     /// Cached and audio tokens are inside `prompt_tokens`; reasoning and
     /// audio inside `completion_tokens`: take them out so buckets are disjoint.
     pub(crate) fn to_usage(&self) -> Usage {
@@ -194,6 +201,18 @@ impl ResponsesUsage {
     }
 }
 
+/// One item of a Responses API answer's `output`, by type only.
+#[derive(Debug, Deserialize)]
+pub(crate) struct OutputItem {
+    #[serde(rename = "type", default)]
+    kind: String,
+}
+
+/// Web searches the Responses API ran: its `web_search_call` output items.
+pub(crate) fn web_searches(output: &[OutputItem]) -> u64 {
+    output.iter().filter(|i| i.kind == "web_search_call").count() as u64
+}
+
 /// `usage` as an OpenAI chat answer reports it, from disjoint buckets.
 pub(crate) fn chat_usage_json(u: &Usage) -> Value {
     json!({
@@ -215,18 +234,28 @@ pub(crate) fn translate_body(mode: Mode, body: &[u8]) -> Result<TranslatedBody, 
         service_tier: Option<String>,
     }
     let malformed = |e: serde_json::Error| AdapterError::MalformedUpstream(e.to_string());
-    let (usage, model, service_tier) = match mode {
+    let (usage, model, service_tier, provider_cost) = match mode {
         Mode::OpenAiResponses => {
-            let h: Head<ResponsesUsage> = serde_json::from_slice(body).map_err(malformed)?;
-            (h.usage.map(|u| u.to_usage()), h.model, h.service_tier)
+            #[derive(Deserialize)]
+            struct ResponsesHead {
+                model: Option<String>,
+                usage: Option<ResponsesUsage>,
+                service_tier: Option<String>,
+                output: Option<Vec<OutputItem>>,
+            }
+            let h: ResponsesHead = serde_json::from_slice(body).map_err(malformed)?;
+            let searches = web_searches(h.output.as_deref().unwrap_or_default());
+            let usage = h.usage.map(|u| Usage { web_search_requests: searches, ..u.to_usage() });
+            (usage, h.model, h.service_tier, None)
         }
         _ => {
             let h: Head<ChatUsage> = serde_json::from_slice(body).map_err(malformed)?;
-            (h.usage.map(|u| u.to_usage()), h.model, h.service_tier)
+            let cost = h.usage.as_ref().and_then(ChatUsage::reported_cost);
+            (h.usage.map(|u| u.to_usage()), h.model, h.service_tier, cost)
         }
     };
     let output_text = if usage.is_none() { body_text(mode, body) } else { String::new() };
-    Ok(TranslatedBody { body: Bytes::copy_from_slice(body), usage, model, service_tier, output_text })
+    Ok(TranslatedBody { body: Bytes::copy_from_slice(body), usage, model, service_tier, output_text, provider_cost })
 }
 
 /// Generated text, only needed when the provider reported no usage.
@@ -349,6 +378,7 @@ impl ChatStream {
             let u: U = serde_json::from_str(&ev.data)
                 .map_err(|e| AdapterError::MalformedUpstream(format!("stream chunk: {e}")))?;
             if let Some(usage) = u.usage {
+                m.provider_cost = usage.reported_cost().or(m.provider_cost);
                 m.usage = Some(usage.to_usage());
                 self.pending = Vec::new();
                 if self.hide_usage_chunk && u.choices.is_none_or(|c| c.is_empty()) {
@@ -438,6 +468,7 @@ impl ResponsesStream {
                     model: Option<String>,
                     usage: Option<ResponsesUsage>,
                     service_tier: Option<String>,
+                    output: Option<Vec<OutputItem>>,
                 }
                 let d: Done = serde_json::from_str(&ev.data)
                     .map_err(|e| AdapterError::MalformedUpstream(format!("{kind} event: {e}")))?;
@@ -449,7 +480,10 @@ impl ResponsesStream {
                         m.service_tier = r.service_tier;
                     }
                     if let Some(u) = r.usage {
-                        m.usage = Some(u.to_usage());
+                        m.usage = Some(Usage {
+                            web_search_requests: web_searches(r.output.as_deref().unwrap_or_default()),
+                            ..u.to_usage()
+                        });
                     }
                 }
                 if kind == "response.failed" {

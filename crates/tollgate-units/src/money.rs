@@ -120,6 +120,48 @@ impl FromStr for Money {
     }
 }
 
+impl Money {
+    /// A JSON number of US dollars (`0.0001234`, `1.5e-05`, `2`) to the
+    /// nearest nano-dollar (half away from zero), read from its text so no
+    /// float rounding takes part. `None` when it is not a number or too large.
+    pub fn from_json_number(text: &str) -> Option<Money> {
+        let t = text.trim();
+        let (neg, t) = match t.strip_prefix('-') {
+            Some(rest) => (true, rest),
+            None => (false, t),
+        };
+        let (mantissa, exp) = match t.split_once(['e', 'E']) {
+            Some((m, e)) => (m, e.strip_prefix('+').unwrap_or(e).parse::<i32>().ok()?),
+            None => (t, 0),
+        };
+        let (int, frac) = mantissa.split_once('.').unwrap_or((mantissa, ""));
+        if (int.is_empty() && frac.is_empty()) || !int.bytes().chain(frac.bytes()).all(|b| b.is_ascii_digit()) {
+            return None;
+        }
+        // value = digits × 10^(exp − frac.len()); nanos = value × 10^9.
+        let digits: String = int.chars().chain(frac.chars()).collect();
+        let digits = digits.trim_start_matches('0');
+        if digits.len() > 30 {
+            return None;
+        }
+        let n: i128 = if digits.is_empty() { 0 } else { digits.parse().ok()? };
+        let shift = exp.checked_sub(i32::try_from(frac.len()).ok()?)?.checked_add(9)?;
+        let nanos: i128 = if shift >= 0 {
+            n.checked_mul(10i128.checked_pow(shift as u32)?)?
+        } else {
+            let div = 10i128.checked_pow(shift.unsigned_abs()).unwrap_or(i128::MAX);
+            let (q, r) = (n / div, n % div);
+            if r * 2 >= div {
+                q + 1
+            } else {
+                q
+            }
+        };
+        let nanos = i64::try_from(nanos).ok()?;
+        Some(Money(if neg { -nanos } else { nanos }))
+    }
+}
+
 impl Serialize for Money {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         s.collect_str(self)
@@ -136,6 +178,42 @@ impl<'de> Deserialize<'de> for Money {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn json_numbers_of_dollars_become_exact_nanos() {
+        for (text, nanos) in [
+            ("0", 0),
+            ("2", 2_000_000_000),
+            ("0.0001234", 123_400),
+            ("1.5e-05", 15_000),
+            ("1.5E-5", 15_000),
+            ("2.5e+00", 2_500_000_000),
+            ("0.0000000004", 0),
+            ("0.0000000005", 1),
+            ("0.00000000149", 1),
+            ("0.0000000015", 2),
+            ("-0.0000000015", -2),
+            ("1e-12", 0),
+            ("12.345678901", 12_345_678_901),
+        ] {
+            assert_eq!(Money::from_json_number(text), Some(Money(nanos)), "{text}");
+        }
+        for bad in [
+            "",
+            "-",
+            ".",
+            "abc",
+            "1.2.3",
+            "\"1\"",
+            "1e",
+            "1e999",
+            "99999999999999999999",
+            "1e2147483647",
+            "1.5e-2147483648",
+        ] {
+            assert_eq!(Money::from_json_number(bad), None, "{bad}");
+        }
+    }
     use proptest::prelude::*;
 
     #[test]

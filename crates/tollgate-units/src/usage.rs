@@ -32,6 +32,10 @@ pub struct Usage {
     pub output_image: u64,
     /// Reasoning / thinking tokens (billed as output by most providers).
     pub reasoning: u64,
+    /// Server-side web searches the provider ran for the request (Anthropic's
+    /// `server_tool_use.web_search_requests`, OpenAI's `web_search_call`
+    /// items): not tokens, billed per call.
+    pub web_search_requests: u64,
 }
 
 impl Usage {
@@ -75,6 +79,7 @@ impl Usage {
             output_audio: self.output_audio.saturating_add(o.output_audio),
             output_image: self.output_image.saturating_add(o.output_image),
             reasoning: self.reasoning.saturating_add(o.reasoning),
+            web_search_requests: self.web_search_requests.saturating_add(o.web_search_requests),
         }
     }
 }
@@ -95,7 +100,9 @@ mod tests {
             output_audio: 2,
             output_image: 0,
             reasoning: 60,
+            web_search_requests: 2,
         };
+        // Web searches are calls, not tokens: in no token total.
         assert_eq!(u.input_tokens(), 1155);
         assert_eq!(u.cache_write_tokens(), 50);
         assert_eq!(u.output_tokens(), 102);

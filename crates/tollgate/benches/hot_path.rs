@@ -277,6 +277,8 @@ fn row() -> LedgerRow {
         cost: Some(Money::from_nanos(11_100)),
         cache_savings: Money::ZERO,
         response_cache_savings: Money::ZERO,
+        tool_cost: Money::ZERO,
+        provider_cost: None,
         streamed: false,
         client_disconnected: false,
         cache: tollgate::record::CacheOutcome::Off,

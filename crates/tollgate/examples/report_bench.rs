@@ -79,6 +79,8 @@ fn main() {
                 cost: Some(Money::from_nanos(150_000 + (i % 1000) as i64)),
                 cache_savings: Money::ZERO,
                 response_cache_savings: Money::ZERO,
+                tool_cost: Money::ZERO,
+                provider_cost: None,
                 streamed: i % 2 == 0,
                 client_disconnected: false,
                 cache: tollgate::record::CacheOutcome::Off,

@@ -47,6 +47,8 @@ pub fn report_json(r: &SpendReport) -> serde_json::Value {
                 "error_requests": row.error_requests,
                 "attempts": row.attempts,
                 "response_cache_savings_usd": row.response_cache_savings.to_string(),
+                "tool_cost_usd": row.tool_cost.to_string(),
+                "web_search_requests": row.web_search_requests,
             });
             if let serde_json::Value::Object(o) = obj {
                 m.extend(o);
@@ -60,6 +62,8 @@ pub fn report_json(r: &SpendReport) -> serde_json::Value {
         "total_requests": r.total_requests,
         "unpriced_requests": r.unpriced_requests,
         "response_cache_savings_usd": r.response_cache_savings().to_string(),
+        "tool_cost_usd": r.tool_cost().to_string(),
+        "web_search_requests": r.web_search_requests(),
     })
 }
 
@@ -81,6 +85,8 @@ pub fn report_table(r: &SpendReport) -> String {
             "saved_usd",
             "estimated",
             "unpriced",
+            "tool_cost_usd",
+            "web_search_requests",
         ]
         .map(String::from),
     );
@@ -101,6 +107,8 @@ pub fn report_table(r: &SpendReport) -> String {
             row.cache_savings.to_string(),
             row.estimated_requests.to_string(),
             row.unpriced_requests.to_string(),
+            row.tool_cost.to_string(),
+            row.web_search_requests.to_string(),
         ]);
         lines.push(l);
     }
@@ -153,6 +161,8 @@ pub fn report_csv(r: &SpendReport) -> String {
             "cache_savings_usd",
             "estimated_requests",
             "unpriced_requests",
+            "tool_cost_usd",
+            "web_search_requests",
         ]
         .map(String::from),
     );
@@ -171,6 +181,8 @@ pub fn report_csv(r: &SpendReport) -> String {
             row.cache_savings.to_string(),
             row.estimated_requests.to_string(),
             row.unpriced_requests.to_string(),
+            row.tool_cost.to_string(),
+            row.web_search_requests.to_string(),
         ]);
         s.push_str(&l.join(","));
         s.push('\n');

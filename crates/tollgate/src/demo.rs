@@ -460,6 +460,8 @@ impl<'a> History<'a> {
             cost,
             cache_savings,
             response_cache_savings: Money::ZERO,
+            tool_cost: Money::ZERO,
+            provider_cost: None,
             streamed: c.stream,
             client_disconnected: disconnected,
             cache: crate::record::CacheOutcome::Off,

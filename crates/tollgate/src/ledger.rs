@@ -37,7 +37,9 @@ use crate::store::LedgerSink;
 pub use crate::config::{OnFull, SpoolConfig};
 pub use crate::record::{CacheOutcome, Endpoint, Intent, LedgerRow, UsageSource};
 
-/// One line of the spool.
+/// One line of the spool. Rows are nearly every line and move once through
+/// a channel: boxing them would add an allocation per request for nothing.
+#[allow(clippy::large_enum_variant)]
 enum Item {
     Row(LedgerRow),
     Intent(Intent),
@@ -783,6 +785,8 @@ mod tests {
             cost: Some(Money::from_nanos(12_345)),
             cache_savings: Money::from_nanos(100),
             response_cache_savings: Money::ZERO,
+            tool_cost: Money::ZERO,
+            provider_cost: None,
             streamed: true,
             client_disconnected: false,
             cache: crate::record::CacheOutcome::Off,

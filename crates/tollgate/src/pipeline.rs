@@ -709,6 +709,7 @@ async fn whole_body(state: &AppState, mut p: Pending, answer: Answer, hung_up: &
     p.row_mut().model = Some(served.clone());
     let (usage, source) = metering::of_answer(&served, &p.info.prompt_text, translated.usage, &translated.output_text);
     p.set_usage(state, provider, &served, usage, source, translated.service_tier.as_deref());
+    p.note_provider_cost(provider, translated.provider_cost);
     p.row_mut().status = 200;
     if let Some(key) = p.cache_key.take() {
         if p.row().usage_source == UsageSource::Provider {
@@ -918,6 +919,7 @@ async fn relay(state: Arc<AppState>, mut p: Pending, answer: OpenStream, tx: mps
     row.client_disconnected = client_gone;
     let (usage, source) = metering::of_stream(&served, &p.info.prompt_text, &end);
     p.set_usage(&state, provider, &served, usage, source, end.service_tier.as_deref());
+    p.note_provider_cost(provider, end.provider_cost);
     let error = match (&stop, end.completed) {
         (StreamStop::ClientGone, _) => None,
         (StreamStop::Shutdown, _) => Some(ApiError::Overloaded { message: "the gateway is shutting down".into() }),
@@ -1107,6 +1109,19 @@ impl Pending {
         row.usage_source = source;
         row.cost = priced.cost;
         row.cache_savings = priced.cache_savings;
+        row.tool_cost = priced.tool_cost;
+    }
+
+    /// Keeps the cost the provider reported beside ours (the metrics count
+    /// disagreements beyond the tolerance: a catalog entry that has drifted).
+    fn note_provider_cost(&mut self, provider: &Provider, reported: Option<Money>) {
+        let row = self.row_mut();
+        row.provider_cost = reported;
+        if let (Some(theirs), Some(ours)) = (reported, row.cost) {
+            if crate::pricing::disagrees(ours, theirs) {
+                tracing::debug!(provider = %provider.name, %ours, %theirs, "the provider's reported cost differs from ours");
+            }
+        }
     }
 
     /// The provider was called but its answer is unusable: it may still bill

@@ -15,6 +15,8 @@ pub struct Priced {
     /// `None`: no price is known for this model (never silently $0).
     pub cost: Option<Money>,
     pub cache_savings: Money,
+    /// The part of `cost` for tool calls (web search) and per-request fees.
+    pub tool_cost: Money,
 }
 
 pub struct Pricing {
@@ -63,9 +65,9 @@ impl Pricing {
         match self.entry(provider, model, at_ms) {
             Some(e) => {
                 let c = tollgate_pricing::cost(e, usage, tier);
-                Priced { cost: Some(c.total), cache_savings: c.cache_savings }
+                Priced { cost: Some(c.total), cache_savings: c.cache_savings, tool_cost: c.parts.tools() }
             }
-            None => Priced { cost: None, cache_savings: Money::ZERO },
+            None => Priced { cost: None, cache_savings: Money::ZERO, tool_cost: Money::ZERO },
         }
     }
 }
@@ -170,4 +172,29 @@ impl Prices {
 /// The UTC day of a time in milliseconds.
 pub fn day_of(ms: i64) -> chrono::NaiveDate {
     DateTime::<Utc>::from_timestamp_millis(ms).unwrap_or_else(Utc::now).date_naive()
+}
+
+/// Whether our price and the one a provider reported for the same request
+/// disagree: by more than 1 % of the larger, and by more than 1,000
+/// nano-dollars (rounding at the provider's side is not a disagreement).
+pub fn disagrees(ours: Money, theirs: Money) -> bool {
+    let diff = (i128::from(ours.nanos()) - i128::from(theirs.nanos())).abs();
+    let larger = i128::from(ours.nanos().abs().max(theirs.nanos().abs()));
+    diff > 1_000 && diff * 100 > larger
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_disagreement_is_over_one_percent_and_over_a_microdollar() {
+        let m = Money::from_nanos;
+        assert!(!disagrees(m(1_000_000), m(1_000_000)));
+        assert!(!disagrees(m(1_000_000), m(1_009_000)), "0.9 %");
+        assert!(disagrees(m(1_000_000), m(1_020_000)), "2 %");
+        assert!(!disagrees(m(10_000), m(10_900)), "9 % but 900 nanos");
+        assert!(disagrees(m(10_000), m(11_001)), "over 1,000 nanos and 1 %");
+        assert!(disagrees(m(0), m(5_000)), "we say free, they charged");
+    }
 }

@@ -65,6 +65,10 @@ pub struct SpendRow {
     pub attempts: u64,
     /// What response-cache hits avoided paying.
     pub response_cache_savings: Money,
+    /// The part of `cost` for server-side tool calls and per-request fees.
+    pub tool_cost: Money,
+    /// Server-side web searches (billed per call).
+    pub web_search_requests: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -80,6 +84,16 @@ impl SpendReport {
     /// What response-cache hits avoided, in total.
     pub fn response_cache_savings(&self) -> Money {
         self.rows.iter().map(|r| r.response_cache_savings).sum()
+    }
+
+    /// The part of the total cost for tool calls and per-request fees.
+    pub fn tool_cost(&self) -> Money {
+        self.rows.iter().map(|r| r.tool_cost).sum()
+    }
+
+    /// Server-side web searches, in total.
+    pub fn web_search_requests(&self) -> u64 {
+        self.rows.iter().map(|r| r.web_search_requests).sum()
     }
 }
 

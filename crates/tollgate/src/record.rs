@@ -152,6 +152,14 @@ pub struct LedgerRow {
     /// A response-cache hit: what the original answer cost (avoided this time).
     #[serde(default)]
     pub response_cache_savings: Money,
+    /// The part of `cost` for server-side tool calls (web search) and
+    /// per-request fees; included in `cost`.
+    #[serde(default)]
+    pub tool_cost: Money,
+    /// What the provider itself said the request cost (OpenRouter's
+    /// `usage.cost`, and hosts that add the same field), beside our own price.
+    #[serde(default)]
+    pub provider_cost: Option<Money>,
     pub streamed: bool,
     pub client_disconnected: bool,
     /// `hit`, `miss` or `off`.
@@ -188,6 +196,8 @@ impl LedgerRow {
             cost: Some(Money::ZERO),
             cache_savings: Money::ZERO,
             response_cache_savings: Money::ZERO,
+            tool_cost: Money::ZERO,
+            provider_cost: None,
             streamed: false,
             client_disconnected: false,
             cache: CacheOutcome::Off,

@@ -39,6 +39,8 @@ fn row(id: &str, t: i64, cost_nanos: i64) -> LedgerRow {
         cost: Some(Money::from_nanos(cost_nanos)),
         cache_savings: Money::ZERO,
         response_cache_savings: Money::ZERO,
+        tool_cost: Money::ZERO,
+        provider_cost: None,
         streamed: false,
         client_disconnected: false,
         cache: tollgate::record::CacheOutcome::Off,

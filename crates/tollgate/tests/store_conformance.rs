@@ -26,6 +26,9 @@ fn row(i: i64, t: i64) -> LedgerRow {
         a.tags.insert("feature".into(), "summarize".into());
     }
     a.tags.insert("cost_center".into(), format!("cc{}", i % 3));
+    // Some priced requests ran server-side web searches: 3 of them, at $0.01 each.
+    let searched = i % 4 == 1 && i % 11 != 0;
+    let tool_cost = Money::from_nanos(if searched { 30_000_000 } else { 0 });
     LedgerRow {
         request_id: format!("r{i:06}"),
         time_ms: t,
@@ -42,12 +45,19 @@ fn row(i: i64, t: i64) -> LedgerRow {
             cache_write_5m: 1,
             output: 5 + (i % 9) as u64,
             reasoning: (i % 3) as u64,
+            web_search_requests: if searched { 3 } else { 0 },
             ..Usage::default()
         },
         usage_source: if i % 5 == 0 { UsageSource::Estimated } else { UsageSource::Provider },
-        cost: if i % 11 == 0 { None } else { Some(Money::from_nanos(1_000 + i * 37)) },
+        cost: if i % 11 == 0 { None } else { Some(Money::from_nanos(1_000 + i * 37 + tool_cost.nanos())) },
         cache_savings: Money::from_nanos(7),
         response_cache_savings: Money::ZERO,
+        tool_cost,
+        provider_cost: match i % 3 {
+            0 => None,
+            1 => Some(Money::from_nanos(123_456_789)),
+            _ => Some(Money::from_nanos(1_000 + i * 41)),
+        },
         streamed: i % 2 == 0,
         client_disconnected: false,
         cache: tollgate::record::CacheOutcome::Off,
@@ -104,6 +114,8 @@ fn naive(rows: &[LedgerRow], q: &SpendQuery) -> BTreeMap<(Vec<Option<String>>, O
             error_requests: 0,
             attempts: 0,
             response_cache_savings: Money::ZERO,
+            tool_cost: Money::ZERO,
+            web_search_requests: 0,
         });
         e.requests += 1;
         e.input_tokens += r.usage.input_tokens();
@@ -118,6 +130,8 @@ fn naive(rows: &[LedgerRow], q: &SpendQuery) -> BTreeMap<(Vec<Option<String>>, O
         e.error_requests += u64::from(r.status >= 400);
         e.attempts += u64::from(r.attempts);
         e.response_cache_savings += r.response_cache_savings;
+        e.tool_cost += r.tool_cost;
+        e.web_search_requests += r.usage.web_search_requests;
     }
     out
 }
@@ -205,7 +219,63 @@ pub async fn spend_grouping_equals_a_naive_sum(stores: Stores) {
         let cost: Money = want.values().map(|r| r.cost).sum();
         assert_eq!(got.total_cost, cost, "{q:?}");
         assert_eq!(got.total_requests, want.values().map(|r| r.requests).sum::<u64>(), "{q:?}");
+        assert_eq!(got.tool_cost(), want.values().map(|r| r.tool_cost).sum::<Money>(), "{q:?}");
+        assert_eq!(got.web_search_requests(), want.values().map(|r| r.web_search_requests).sum::<u64>(), "{q:?}");
     }
+    // The whole ledger: tool costs and web searches are in the totals (whole
+    // hours from the rollup, the edges from raw rows).
+    let all = stores.reports.spend(SpendQuery::default()).await.unwrap();
+    assert_eq!(all.tool_cost().nanos(), rows.iter().map(|r| r.tool_cost.nanos()).sum::<i64>());
+    assert_eq!(all.web_search_requests(), rows.iter().map(|r| r.usage.web_search_requests).sum::<u64>());
+    assert!(all.tool_cost() > Money::ZERO && all.web_search_requests() > 0);
+}
+
+/// A request that ran web searches (and whose provider reported its cost)
+/// and one whose provider reported none.
+fn tool_rows() -> [LedgerRow; 2] {
+    let mut searched = row(1, BASE + 5 * STEP);
+    searched.request_id = "tools-searched".into();
+    searched.usage.web_search_requests = 3;
+    searched.tool_cost = Money::from_nanos(30_000_000);
+    searched.cost = Some(Money::from_nanos(30_000_000 + 93_456_789));
+    searched.provider_cost = Some(Money::from_nanos(123_456_789));
+    let mut plain = row(2, BASE + 6 * STEP);
+    plain.request_id = "tools-none".into();
+    plain.usage.web_search_requests = 0;
+    plain.tool_cost = Money::ZERO;
+    plain.provider_cost = None;
+    [searched, plain]
+}
+
+pub async fn tool_costs_and_provider_costs_read_back(stores: Stores) {
+    let rows = tool_rows();
+    append(&stores, &rows);
+    for r in &rows {
+        let back = stores.requests.request(r.request_id.clone()).await.unwrap().unwrap();
+        assert_eq!(back, *r, "{}", r.request_id);
+    }
+    let [searched, plain] = &rows;
+    let back = stores.requests.request(searched.request_id.clone()).await.unwrap().unwrap();
+    assert_eq!(
+        (back.usage.web_search_requests, back.tool_cost.nanos(), back.provider_cost.map(Money::nanos)),
+        (3, 30_000_000, Some(123_456_789))
+    );
+    let back = stores.requests.request(plain.request_id.clone()).await.unwrap().unwrap();
+    assert_eq!(back.provider_cost, None);
+    // The request log's pages read them the same way.
+    let mut page = all_requests(&stores).await;
+    page.sort_by(|a, b| a.request_id.cmp(&b.request_id));
+    let mut want = rows.to_vec();
+    want.sort_by(|a, b| a.request_id.cmp(&b.request_id));
+    assert_eq!(page, want);
+    let total = stores.reports.spend(SpendQuery::default()).await.unwrap();
+    assert_eq!((total.tool_cost().nanos(), total.web_search_requests()), (30_000_000, 3));
+    let by_model = stores.reports.spend(SpendQuery { group_by: vec!["model".into()], ..Default::default() }).await;
+    let by_model = by_model.unwrap();
+    let searched_model = by_model.rows.iter().find(|r| r.dims[0] == searched.model).unwrap();
+    assert_eq!((searched_model.tool_cost.nanos(), searched_model.web_search_requests), (30_000_000, 3));
+    let plain_model = by_model.rows.iter().find(|r| r.dims[0] == plain.model).unwrap();
+    assert_eq!((plain_model.tool_cost, plain_model.web_search_requests), (Money::ZERO, 0));
 }
 
 pub async fn retention_keeps_whole_hour_reports(stores: Stores) {
@@ -451,6 +521,7 @@ macro_rules! backends {
 
             case_test!($backend, ledger_insert_is_idempotent_by_request_id);
             case_test!($backend, spend_grouping_equals_a_naive_sum);
+            case_test!($backend, tool_costs_and_provider_costs_read_back);
             case_test!($backend, retention_keeps_whole_hour_reports);
             case_test!($backend, keys_are_found_by_hash_listed_and_revoked);
             case_test!($backend, budgets_limits_and_alerts_are_kept);
@@ -488,6 +559,12 @@ backends! {
 async fn with_clickhouse() -> Option<(Stores, services::ChDatabase, tempfile::TempDir)> {
     let ch = services::ChDatabase::create().await?;
     let dir = tempfile::tempdir().unwrap();
+    let stores = open_with_clickhouse(&ch, &dir).await;
+    Some((stores, ch, dir))
+}
+
+/// Opens (again) the stores of [`with_clickhouse`].
+async fn open_with_clickhouse(ch: &services::ChDatabase, dir: &tempfile::TempDir) -> Stores {
     let storage = tollgate::config::StorageConfig {
         url: format!("sqlite://{}", dir.path().join("primary.db").display()),
         counters_url: None,
@@ -495,8 +572,7 @@ async fn with_clickhouse() -> Option<(Stores, services::ChDatabase, tempfile::Te
         on_counters_down: tollgate::config::CountersDown::FailClosed,
         analytics_url: Some(ch.url.clone()),
     };
-    let stores = Stores::open_config(&storage).await.unwrap();
-    Some((stores, ch, dir))
+    Stores::open_config(&storage).await.unwrap()
 }
 
 /// A small deterministic generator (the same rows on every run).
@@ -562,6 +638,8 @@ fn varied_rows(n: usize) -> Vec<LedgerRow> {
                     uuid::Timestamp::from_unix(uuid::NoContext, (t / 1000) as u64, ((t % 1000) * 1_000_000) as u32);
                 uuid::Uuid::new_v7(ts).to_string()
             };
+            let searches = if g.next(5) == 0 { 1 + g.next(4) } else { 0 };
+            let tool_cost = Money::from_nanos(searches as i64 * 10_000_000);
             LedgerRow {
                 request_id,
                 time_ms: t,
@@ -586,15 +664,22 @@ fn varied_rows(n: usize) -> Vec<LedgerRow> {
                     output_audio: if g.next(12) == 0 { g.next(100) } else { 0 },
                     output_image: if g.next(15) == 0 { g.next(1_000) } else { 0 },
                     reasoning: g.next(700),
+                    web_search_requests: searches,
                 },
                 usage_source: if g.next(8) == 0 { UsageSource::Estimated } else { UsageSource::Provider },
-                cost: if g.next(9) == 0 { None } else { Some(Money::from_nanos(g.next(50_000_000) as i64)) },
+                cost: if g.next(9) == 0 {
+                    None
+                } else {
+                    Some(Money::from_nanos(g.next(50_000_000) as i64) + tool_cost)
+                },
                 cache_savings: Money::from_nanos(g.next(100_000) as i64),
                 response_cache_savings: if cache == tollgate::record::CacheOutcome::Hit {
                     Money::from_nanos(g.next(3_000_000) as i64)
                 } else {
                     Money::ZERO
                 },
+                tool_cost,
+                provider_cost: (g.next(3) == 0).then(|| Money::from_nanos(g.next(60_000_000) as i64)),
                 streamed: g.next(2) == 0,
                 client_disconnected: g.next(20) == 0,
                 cache,
@@ -800,6 +885,55 @@ async fn clickhouse_request_log_and_retention() {
     assert_eq!(ch.reports.spend(SpendQuery::default()).await.unwrap().total_requests, 180);
 }
 
+/// A ClickHouse ledger and rollup created before the tool-cost columns (on
+/// 18.16 too: no `ADD COLUMN IF NOT EXISTS` there) get them when opened;
+/// rollup computations from before still answer, and hours recomputed
+/// have the new sums.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn clickhouse_tables_from_before_get_tool_cost_columns_on_open() {
+    let Some((stores, db, dir)) = with_clickhouse().await else { return };
+    let mut old_rows: Vec<LedgerRow> = rows(200).into_iter().map(without_tool_fields).collect();
+    append(&stores, &old_rows);
+    let analytics = stores.analytics.clone().unwrap();
+    assert!(analytics.roll_up(tollgate::pipeline::now_ms(), usize::MAX).await.unwrap() > 40);
+    let before = stores.reports.spend(SpendQuery::default()).await.unwrap();
+    drop((stores, analytics));
+    for (table, col) in [
+        ("ledger", "web_search_requests"),
+        ("ledger", "tool_cost_nanos"),
+        ("ledger", "provider_cost_nanos"),
+        ("ledger_hourly", "tool_cost_nanos"),
+        ("ledger_hourly", "web_search_requests"),
+    ] {
+        services::ch_execute(&db.http, &format!("ALTER TABLE {}.{table} DROP COLUMN {col}", db.name)).await;
+    }
+    let columns = |table: &'static str| {
+        let db = &db;
+        async move {
+            let sql = format!(
+                "SELECT name FROM system.columns WHERE database = '{}' AND table = '{table}' AND name IN \
+                 ('web_search_requests', 'tool_cost_nanos', 'provider_cost_nanos') ORDER BY name",
+                db.name
+            );
+            services::ch_execute(&db.http, &sql).await.lines().map(str::to_string).collect::<Vec<String>>()
+        }
+    };
+    assert!(columns("ledger").await.is_empty(), "the columns are gone");
+    let stores = open_with_clickhouse(&db, &dir).await;
+    assert_eq!(columns("ledger").await, ["provider_cost_nanos", "tool_cost_nanos", "web_search_requests"]);
+    assert_eq!(columns("ledger_hourly").await, ["tool_cost_nanos", "web_search_requests"]);
+    // Opened once more (another replica): nothing to add, no error.
+    drop(open_with_clickhouse(&db, &dir).await);
+    old_rows.sort_by(|a, b| a.request_id.cmp(&b.request_id));
+    old_ledger_takes_tool_costs(&stores, &old_rows, &before).await;
+    // The hours of the new rows are computed again, with the new sums.
+    let analytics = stores.analytics.clone().unwrap();
+    assert_eq!(analytics.roll_up(tollgate::pipeline::now_ms(), usize::MAX).await.unwrap(), 1);
+    let after = stores.reports.spend(SpendQuery::default()).await.unwrap();
+    assert_eq!((after.tool_cost().nanos(), after.web_search_requests()), (30_000_000, 3));
+    assert_eq!(after.total_requests, 202);
+}
+
 // ------------------------------------------------------------------ PostgreSQL, shared by replicas
 
 /// Replicas that start together each run the migrations; every one opens,
@@ -825,10 +959,10 @@ async fn postgres_migrations_are_safe_when_replicas_start_at_once() {
         .iter()
         .map(|r| r.get(0))
         .collect();
-    assert_eq!(versions, vec![1, 2]);
+    assert_eq!(versions, vec![1, 2, 3]);
     // Opening again changes nothing.
     Stores::open(&db.url).await.unwrap();
-    assert_eq!(client.query("SELECT version FROM schema_migrations", &[]).await.unwrap().len(), 2);
+    assert_eq!(client.query("SELECT version FROM schema_migrations", &[]).await.unwrap().len(), 3);
 }
 
 /// A database left at migration 1 by the previous version gets the price
@@ -841,7 +975,12 @@ async fn postgres_database_at_migration_1_gets_price_updates_on_open() {
     drop(stores);
     let (client, conn) = tokio_postgres::connect(&db.url, tokio_postgres::NoTls).await.unwrap();
     tokio::spawn(conn);
-    client.batch_execute("DROP TABLE price_updates; DELETE FROM schema_migrations WHERE version > 1").await.unwrap();
+    client
+        .batch_execute(&format!(
+            "DROP TABLE price_updates; {UNDO_MIGRATION_3} DELETE FROM schema_migrations WHERE version > 1"
+        ))
+        .await
+        .unwrap();
     let stores = Stores::open(&db.url).await.unwrap();
     let versions: Vec<i64> = client
         .query("SELECT version FROM schema_migrations ORDER BY 1", &[])
@@ -850,11 +989,144 @@ async fn postgres_database_at_migration_1_gets_price_updates_on_open() {
         .iter()
         .map(|r| r.get(0))
         .collect();
-    assert_eq!(versions, vec![1, 2]);
+    assert_eq!(versions, vec![1, 2, 3]);
     assert_eq!(stores.governance.list_budgets().await.unwrap(), vec![budget("b1", "growth", "10")]);
     assert_eq!(stores.governance.price_update_version().await.unwrap(), 0);
     let id = stores.governance.insert_price_update("p.toml".into(), "cli".into(), CATALOG.into(), 5).await.unwrap();
     assert_eq!(stores.governance.price_update_version().await.unwrap(), id);
+}
+
+/// Migration 3 undone: the ledger and rollup columns of a database from before it.
+const UNDO_MIGRATION_3: &str = "ALTER TABLE ledger DROP COLUMN web_search_requests, DROP COLUMN tool_cost_nanos, \
+    DROP COLUMN provider_cost_nanos; ALTER TABLE ledger_hourly DROP COLUMN tool_cost_nanos, \
+    DROP COLUMN web_search_requests;";
+
+/// Rows as a version without tool costs wrote them: none of the new fields.
+fn without_tool_fields(mut r: LedgerRow) -> LedgerRow {
+    r.usage.web_search_requests = 0;
+    r.tool_cost = Money::ZERO;
+    r.provider_cost = None;
+    r
+}
+
+/// Checks that `stores`, opened over a ledger written before the tool-cost
+/// columns existed, reads the old rows back unchanged and keeps the new
+/// fields of new rows, in the request log and in the spend report.
+async fn old_ledger_takes_tool_costs(stores: &Stores, old_rows: &[LedgerRow], before: &tollgate::query::SpendReport) {
+    let mut stored = all_requests(stores).await;
+    stored.sort_by(|a, b| a.request_id.cmp(&b.request_id));
+    assert_eq!(stored, old_rows, "old rows read back with no tool cost, searches or provider cost");
+    assert_eq!(stores.reports.spend(SpendQuery::default()).await.unwrap(), *before);
+    let new_rows = tool_rows();
+    append(stores, &new_rows);
+    for r in &new_rows {
+        assert_eq!(stores.requests.request(r.request_id.clone()).await.unwrap().as_ref(), Some(r));
+    }
+    let after = stores.reports.spend(SpendQuery::default()).await.unwrap();
+    assert_eq!((after.tool_cost().nanos(), after.web_search_requests()), (30_000_000, 3));
+    assert_eq!(after.total_requests, before.total_requests + 2);
+}
+
+/// A database from before migration 3 (no tool-cost columns in the ledger
+/// or the rollup) gets them when opened; its rows stay as they were.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_database_at_migration_2_gets_tool_cost_columns_on_open() {
+    let Some(db) = services::PgDatabase::create().await else { return };
+    let old_rows: Vec<LedgerRow> = rows(200).into_iter().map(without_tool_fields).collect();
+    let before = {
+        let stores = Stores::open(&db.url).await.unwrap();
+        append(&stores, &old_rows);
+        stores.reports.spend(SpendQuery::default()).await.unwrap()
+    };
+    let (client, conn) = tokio_postgres::connect(&db.url, tokio_postgres::NoTls).await.unwrap();
+    tokio::spawn(conn);
+    client.batch_execute(&format!("{UNDO_MIGRATION_3} DELETE FROM schema_migrations WHERE version > 2")).await.unwrap();
+    let columns = |table: &'static str| {
+        let client = &client;
+        async move {
+            let rows = client
+                .query(
+                    "SELECT column_name::text FROM information_schema.columns WHERE table_name = $1 \
+                     AND column_name IN ('web_search_requests', 'tool_cost_nanos', 'provider_cost_nanos') ORDER BY 1",
+                    &[&table],
+                )
+                .await
+                .unwrap();
+            rows.iter().map(|r| r.get::<_, String>(0)).collect::<Vec<String>>()
+        }
+    };
+    assert!(columns("ledger").await.is_empty(), "the columns are gone");
+    let stores = Stores::open(&db.url).await.unwrap();
+    let versions: Vec<i64> = client
+        .query("SELECT version FROM schema_migrations ORDER BY 1", &[])
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(versions, vec![1, 2, 3]);
+    assert_eq!(columns("ledger").await, ["provider_cost_nanos", "tool_cost_nanos", "web_search_requests"]);
+    assert_eq!(columns("ledger_hourly").await, ["tool_cost_nanos", "web_search_requests"]);
+    let mut sorted = old_rows.clone();
+    sorted.sort_by(|a, b| a.request_id.cmp(&b.request_id));
+    old_ledger_takes_tool_costs(&stores, &sorted, &before).await;
+}
+
+/// A SQLite file written before the tool-cost columns: the ledger and the
+/// hourly rollup get them when it is opened, and a rollup rebuilt from the
+/// raw rows has their sums too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_file_from_before_gets_tool_cost_columns_on_open() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("old.db");
+    let url = format!("sqlite://{}", path.display());
+    let mut old_rows: Vec<LedgerRow> = rows(200).into_iter().map(without_tool_fields).collect();
+    let before = {
+        let old = tollgate::store::sqlite::SqliteStore::open(&url).unwrap();
+        let refs: Vec<&LedgerRow> = old_rows.iter().collect();
+        old.append(&refs).unwrap();
+        let before = old.spend(&SpendQuery::default()).unwrap();
+        old.with_reader(|c| {
+            Ok(c.execute_batch(
+                "ALTER TABLE ledger DROP COLUMN web_search_requests; ALTER TABLE ledger DROP COLUMN tool_cost_nanos; \
+                 ALTER TABLE ledger DROP COLUMN provider_cost_nanos; \
+                 ALTER TABLE ledger_hourly DROP COLUMN tool_cost_nanos; \
+                 ALTER TABLE ledger_hourly DROP COLUMN web_search_requests;",
+            )?)
+        })
+        .unwrap();
+        before
+    };
+    let columns = |table: &str| -> Vec<String> {
+        let c = rusqlite::Connection::open(&path).unwrap();
+        let mut stmt = c
+            .prepare(
+                "SELECT name FROM pragma_table_info(?1) \
+                 WHERE name IN ('web_search_requests', 'tool_cost_nanos', 'provider_cost_nanos') ORDER BY 1",
+            )
+            .unwrap();
+        let names = stmt.query_map([table], |r| r.get::<_, String>(0)).unwrap();
+        names.collect::<Result<_, _>>().unwrap()
+    };
+    assert!(columns("ledger").is_empty() && columns("ledger_hourly").is_empty(), "the columns are gone");
+    let stores = Stores::open(&url).await.unwrap();
+    assert_eq!(columns("ledger"), ["provider_cost_nanos", "tool_cost_nanos", "web_search_requests"]);
+    assert_eq!(columns("ledger_hourly"), ["tool_cost_nanos", "web_search_requests"]);
+    old_rows.sort_by(|a, b| a.request_id.cmp(&b.request_id));
+    old_ledger_takes_tool_costs(&stores, &old_rows, &before).await;
+    let after = stores.reports.spend(SpendQuery { group_by: vec!["team".into()], ..Default::default() }).await.unwrap();
+    drop(stores);
+    // A file from before the rollup: it is built from the raw rows, new sums included.
+    rusqlite::Connection::open(&path)
+        .unwrap()
+        .execute_batch("DROP TABLE ledger_hourly; DELETE FROM meta WHERE name = 'rollup_v3'")
+        .unwrap();
+    let stores = Stores::open(&url).await.unwrap();
+    assert_eq!(columns("ledger_hourly"), ["tool_cost_nanos", "web_search_requests"]);
+    let rebuilt =
+        stores.reports.spend(SpendQuery { group_by: vec!["team".into()], ..Default::default() }).await.unwrap();
+    assert_eq!(rebuilt, after);
+    assert_eq!((rebuilt.tool_cost().nanos(), rebuilt.web_search_requests()), (30_000_000, 3));
 }
 
 /// Replicas applying price updates at once: every update kept once, ids

@@ -9,7 +9,8 @@
 //! `cache_write_1h_mtok`, `output_mtok`, `input_audio_mtok`,
 //! `output_audio_mtok`, `output_image_mtok`, `output_reasoning_mtok` map to
 //! the bucket of that name; `requests_kcount` (USD per thousand requests)
-//! becomes the request fee. A tier `start` becomes a long-context threshold
+//! becomes the request fee, `web_searches_kcount` the price of 1,000 web
+//! searches. A tier `start` becomes a long-context threshold
 //! (the whole request at the tier's prices above `start` input tokens).
 //! A `start_date` constraint becomes a dated entry; other constraints (time
 //! of day) are skipped and counted. Aliases come from the model's `equals`,
@@ -189,11 +190,16 @@ fn entry_from_prices(
     // bucket → [(start, price)] ascending.
     let mut tiered: BTreeMap<Bucket, Vec<(u64, Decimal)>> = BTreeMap::new();
     let mut request_fee = None;
+    let mut web_search = None;
     for (field, raw) in prices {
         let text = raw.get().trim();
         if field == "requests_kcount" {
             let per_k = decimal_from_json_number(text).ok_or_else(|| format!("{field} is not a number"))?;
             request_fee = Some((per_k / Decimal::from(1000)).normalize());
+            continue;
+        }
+        if field == "web_searches_kcount" {
+            web_search = Some(decimal_from_json_number(text).ok_or_else(|| format!("{field} is not a number"))?);
             continue;
         }
         let Some(bucket) = bucket_of(field) else {
@@ -253,6 +259,7 @@ fn entry_from_prices(
         priority: None,
         request_fee,
         gpu: None,
+        web_search_per_1k: web_search,
         context_window: None,
         max_output_tokens: None,
     }))

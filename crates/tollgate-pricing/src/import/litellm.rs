@@ -251,6 +251,7 @@ fn entry_from_levels(provider: &str, model: String, levels: &Levels, report: &mu
         priority,
         request_fee: None,
         gpu: None,
+        web_search_per_1k: None,
         context_window: None,
         max_output_tokens: None,
     })

@@ -18,7 +18,9 @@
 //!    region and data-zone routing keys, see [`routing_only`]).
 //! 4. Batch APIs cost half at OpenAI, Azure OpenAI, Anthropic, Gemini,
 //!    Vertex AI and Bedrock: an entry with no batch tier gets a 0.5 multiplier.
-//! 5. Hand-written entries (`catalog/prices.toml`) replace the generated
+//! 5. Web searches cost $10 per 1,000 at OpenAI, Azure OpenAI and Anthropic
+//!    where the references give no price of their own.
+//! 6. Hand-written entries (`catalog/prices.toml`) replace the generated
 //!    ones of the same model ([`Catalog::overlaid`]); each says why.
 //!
 //! Every entry keeps its `source` (the price page the reference cites, or the
@@ -49,6 +51,10 @@ pub const FIRST_PARTY: &[&str] = &[
     "fireworks",
     "perplexity",
 ];
+
+/// Web search at $10 per 1,000 calls: Anthropic's web search tool, OpenAI's
+/// `web_search` tool (Azure's the same).
+const TEN_DOLLAR_WEB_SEARCH: &[&str] = &["openai", "azure_openai", "anthropic"];
 
 const HALF_PRICE_BATCH: &[&str] = &["openai", "azure_openai", "anthropic", "gemini", "vertex_ai", "bedrock"];
 
@@ -149,6 +155,9 @@ pub fn generate(genai: &Catalog, litellm: &Catalog) -> Generated {
         }
     }
     for e in &mut out {
+        if e.web_search_per_1k.is_none() && TEN_DOLLAR_WEB_SEARCH.contains(&e.provider.as_str()) {
+            e.web_search_per_1k = Some(Decimal::from(10));
+        }
         if e.batch.is_none() && HALF_PRICE_BATCH.contains(&e.provider.as_str()) {
             e.batch = Some(ServiceTierPricing {
                 multiplier: Some(Decimal::new(5, 1)),
@@ -183,6 +192,10 @@ fn fill_from(mine: &mut PriceEntry, theirs: &PriceEntry) -> bool {
                 took = true;
             }
         }
+    }
+    if mine.web_search_per_1k.is_none() && theirs.web_search_per_1k.is_some() {
+        mine.web_search_per_1k = theirs.web_search_per_1k;
+        took = true;
     }
     let r = &mut mine.rates;
     for (slot, theirs) in [

@@ -247,6 +247,8 @@ pub fn row_json(r: &LedgerRow) -> Value {
         "cost_usd": r.cost.map(|c| c.to_string()),
         "cache_savings_usd": r.cache_savings.to_string(),
         "response_cache_savings_usd": r.response_cache_savings.to_string(),
+        "tool_cost_usd": r.tool_cost.to_string(),
+        "provider_cost_usd": r.provider_cost.map(|c| c.to_string()),
         "usage_source": r.usage_source.as_str(),
         "priced": r.cost.is_some(),
         "streamed": r.streamed,

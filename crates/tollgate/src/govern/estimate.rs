@@ -10,6 +10,8 @@
 //! budget, since nothing else bounds it). Input is priced
 //! at the cache-write rate when the request asks for prompt caching (writes
 //! cost more than plain input), and at the costliest target of the route.
+//! Web searches: the web search tools' `max_uses`, else
+//! [`DEFAULT_WEB_SEARCHES`] when the request offers web search.
 
 use bytes::Bytes;
 use tollgate_providers::{inspect, ApiFormat, ProviderKind};
@@ -51,11 +53,48 @@ pub(crate) fn input_upper_bound(prompt_text: &str, body: &[u8]) -> u64 {
     prompt_text.len() as u64 + FRAMING_TOKENS + images * TOKENS_PER_IMAGE
 }
 
-fn usage(input: u64, output: u64, caching: bool) -> Usage {
+fn usage(input: u64, output: u64, caching: bool, searches: u64) -> Usage {
     if caching {
-        Usage { cache_write_1h: input, output, ..Usage::default() }
+        Usage { cache_write_1h: input, output, web_search_requests: searches, ..Usage::default() }
     } else {
-        Usage { input, output, ..Usage::default() }
+        Usage { input, output, web_search_requests: searches, ..Usage::default() }
+    }
+}
+
+/// Web searches assumed for a request that offers a web search tool without
+/// a cap (OpenAI's `web_search` has none; Anthropic's `max_uses` is optional).
+pub const DEFAULT_WEB_SEARCHES: u64 = 10;
+
+/// The most server-side web searches a request can run: the `max_uses` of
+/// Anthropic's web search tools, else [`DEFAULT_WEB_SEARCHES`] when it offers
+/// one (a `web_search*` tool, or chat's `web_search_options`); 0 otherwise.
+pub fn web_search_bound(body: &[u8]) -> u64 {
+    if !mentions(body, b"web_search") {
+        return 0;
+    }
+    #[derive(serde::Deserialize)]
+    struct Body {
+        #[serde(default)]
+        tools: Vec<Tool>,
+        web_search_options: Option<serde::de::IgnoredAny>,
+    }
+    #[derive(serde::Deserialize)]
+    struct Tool {
+        #[serde(rename = "type", default)]
+        kind: String,
+        max_uses: Option<u64>,
+    }
+    let Ok(b) = serde_json::from_slice::<Body>(body) else { return 0 };
+    let mut offered = b.web_search_options.is_some();
+    let mut most = 0u64;
+    for t in b.tools.iter().filter(|t| t.kind.starts_with("web_search")) {
+        offered = true;
+        most = most.saturating_add(t.max_uses.unwrap_or(DEFAULT_WEB_SEARCHES));
+    }
+    if offered && most == 0 {
+        DEFAULT_WEB_SEARCHES
+    } else {
+        most
     }
 }
 
@@ -126,8 +165,9 @@ pub fn max_cost(
     let input = input_upper_bound(&info.prompt_text, body);
     let output = output_bound(config, pricing, plan, info, default_out).tokens();
     let caching = count(body, b"cache_control") > 0;
+    let searches = web_search_bound(body);
     Ask {
-        cost: worst_cost(config, pricing, plan, info, &usage(input, output, caching)),
+        cost: worst_cost(config, pricing, plan, info, &usage(input, output, caching, searches)),
         tokens: input.saturating_add(output),
     }
 }
@@ -143,8 +183,11 @@ pub fn output_tokens_within(
 ) -> u64 {
     let input = input_upper_bound(&info.prompt_text, body);
     let caching = count(body, b"cache_control") > 0;
-    let Some(input_cost) = worst_cost(config, pricing, plan, info, &usage(input, 0, caching)) else { return 0 };
-    let per_million = worst_cost(config, pricing, plan, info, &usage(input, 1_000_000, caching))
+    let searches = web_search_bound(body);
+    let Some(input_cost) = worst_cost(config, pricing, plan, info, &usage(input, 0, caching, searches)) else {
+        return 0;
+    };
+    let per_million = worst_cost(config, pricing, plan, info, &usage(input, 1_000_000, caching, searches))
         .map_or(0, |c| c.nanos() - input_cost.nanos());
     let left = remaining.nanos() - input_cost.nanos();
     if left <= 0 || per_million <= 0 {
@@ -190,4 +233,28 @@ pub fn set_max_tokens(
     fresh.prompt_text = prompt;
     *info = fresh;
     Ok(new)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn web_searches_are_bounded_by_max_uses_or_the_default() {
+        assert_eq!(web_search_bound(br#"{"messages":[]}"#), 0);
+        // Anthropic's tool with a cap; two tools add up.
+        let a = br#"{"tools":[{"type":"web_search_20250305","name":"web_search","max_uses":3}],"messages":[]}"#;
+        assert_eq!(web_search_bound(a), 3);
+        let two =
+            br#"{"tools":[{"type":"web_search_20250305","max_uses":3},{"type":"web_search_20260209","max_uses":2}]}"#;
+        assert_eq!(web_search_bound(two), 5);
+        // No cap: OpenAI's Responses tool, Anthropic's without max_uses, chat's search options.
+        assert_eq!(web_search_bound(br#"{"tools":[{"type":"web_search"}],"input":"x"}"#), DEFAULT_WEB_SEARCHES);
+        assert_eq!(web_search_bound(br#"{"tools":[{"type":"web_search_20250305"}]}"#), DEFAULT_WEB_SEARCHES);
+        assert_eq!(web_search_bound(br#"{"web_search_options":{},"messages":[]}"#), DEFAULT_WEB_SEARCHES);
+        // A prompt that only talks about web_search offers no tool.
+        assert_eq!(web_search_bound(br#"{"messages":[{"role":"user","content":"what is web_search?"}]}"#), 0);
+        // A function tool is not a search.
+        assert_eq!(web_search_bound(br#"{"tools":[{"type":"function","function":{"name":"web_search"}}]}"#), 0);
+    }
 }

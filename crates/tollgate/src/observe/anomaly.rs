@@ -565,6 +565,8 @@ mod tests {
             cost: Some(Money::from_nanos(cost_nanos)),
             cache_savings: Money::ZERO,
             response_cache_savings: Money::ZERO,
+            tool_cost: Money::ZERO,
+            provider_cost: None,
             streamed: false,
             client_disconnected: false,
             cache: crate::record::CacheOutcome::Off,

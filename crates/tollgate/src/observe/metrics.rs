@@ -160,6 +160,11 @@ struct Inner {
     attempts: crate::FastMap<u16, (u64, u64)>,
     client_disconnects: u64,
     budgets: BTreeMap<String, (Money, Money)>,
+    /// Per provider: rows whose provider reported a cost, and those where it
+    /// disagreed with ours (`pricing::disagrees`).
+    provider_costs: crate::FastMap<u16, (u64, u64)>,
+    /// Per provider: server-side web searches.
+    web_searches: crate::FastMap<u16, u64>,
 }
 
 /// The gateway's counters.
@@ -203,6 +208,8 @@ impl Metrics {
                 attempts: Default::default(),
                 client_disconnects: 0,
                 budgets: BTreeMap::new(),
+                provider_costs: Default::default(),
+                web_searches: Default::default(),
             }),
             known_models,
         }
@@ -252,6 +259,14 @@ impl Metrics {
         }
         if row.client_disconnected {
             g.client_disconnects += 1;
+        }
+        if let (Some(theirs), Some(ours)) = (row.provider_cost, row.cost) {
+            let c = g.provider_costs.entry(provider).or_default();
+            c.0 += 1;
+            c.1 += u64::from(crate::pricing::disagrees(ours, theirs));
+        }
+        if u.web_search_requests > 0 {
+            *g.web_searches.entry(provider).or_default() += u.web_search_requests;
         }
         let s = g.per_model.entry((provider, model)).or_default();
         for (t, n) in s.tokens.iter_mut().zip(tokens) {
@@ -423,6 +438,42 @@ impl Metrics {
         }
         head(o, "tollgate_client_disconnects_total", "counter", "Requests whose client hung up before the end.");
         let _ = writeln!(o, "tollgate_client_disconnects_total {}", g.client_disconnects);
+        let mut pc: Vec<_> = g.provider_costs.iter().collect();
+        pc.sort();
+        head(
+            o,
+            "tollgate_provider_cost_checks_total",
+            "counter",
+            "Priced requests whose provider reported its own cost (OpenRouter's usage.cost and the like).",
+        );
+        for (p, (n, _)) in &pc {
+            let _ =
+                writeln!(o, "tollgate_provider_cost_checks_total{{provider=\"{}\"}} {n}", esc(g.providers.get(**p)));
+        }
+        head(
+            o,
+            "tollgate_provider_cost_disagreements_total",
+            "counter",
+            "Of those, requests where the provider's cost and tollgate's differ by over 1 % and $0.000001.",
+        );
+        for (p, (_, d)) in &pc {
+            let _ = writeln!(
+                o,
+                "tollgate_provider_cost_disagreements_total{{provider=\"{}\"}} {d}",
+                esc(g.providers.get(**p))
+            );
+        }
+        let mut ws: Vec<_> = g.web_searches.iter().collect();
+        ws.sort();
+        head(
+            o,
+            "tollgate_web_search_requests_total",
+            "counter",
+            "Server-side web searches the providers ran (billed per call).",
+        );
+        for (p, n) in &ws {
+            let _ = writeln!(o, "tollgate_web_search_requests_total{{provider=\"{}\"}} {n}", esc(g.providers.get(**p)));
+        }
 
         if !g.budgets.is_empty() {
             head(o, "tollgate_budget_spent_usd", "gauge", "Spend counted against each budget in its current period.");
@@ -528,6 +579,8 @@ mod tests {
             cost: priced.then(|| Money::from_nanos(1_500)),
             cache_savings: Money::ZERO,
             response_cache_savings: Money::ZERO,
+            tool_cost: Money::ZERO,
+            provider_cost: None,
             streamed: false,
             client_disconnected: false,
             cache: crate::record::CacheOutcome::Off,

@@ -318,6 +318,8 @@ mod tests {
             cost: Some(Money::from_nanos(12_345)),
             cache_savings: Money::ZERO,
             response_cache_savings: Money::ZERO,
+            tool_cost: Money::ZERO,
+            provider_cost: None,
             streamed: true,
             client_disconnected: false,
             cache: crate::record::CacheOutcome::Off,

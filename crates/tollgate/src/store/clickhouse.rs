@@ -79,12 +79,26 @@ const LEDGER_DDL: &str = "CREATE TABLE IF NOT EXISTS ledger
     parent_id                    Nullable(String),
     session                      Nullable(String),
     agent                        Nullable(String),
-    prompt                       Nullable(String)
+    prompt                       Nullable(String),
+    web_search_requests          Int64 DEFAULT 0,
+    tool_cost_nanos              Int64 DEFAULT 0,
+    provider_cost_nanos          Nullable(Int64)
 )
 ENGINE = ReplacingMergeTree()
 PARTITION BY toYYYYMM(toDateTime(intDiv(ts_ms, 1000), 'UTC'))
 ORDER BY (ts_ms, request_id)
 SETTINGS index_granularity = 8192";
+
+/// Columns added since the tables were first created, in the order they were
+/// added (each goes at the end, as in the DDL above): (table, column, type).
+/// Rows from before get the default, which is exact (they had none).
+const ADDED_COLUMNS: &[(&str, &str, &str)] = &[
+    ("ledger", "web_search_requests", "Int64 DEFAULT 0"),
+    ("ledger", "tool_cost_nanos", "Int64 DEFAULT 0"),
+    ("ledger", "provider_cost_nanos", "Nullable(Int64)"),
+    ("ledger_hourly", "tool_cost_nanos", "Int64 DEFAULT 0"),
+    ("ledger_hourly", "web_search_requests", "Int64 DEFAULT 0"),
+];
 
 /// Exact hourly sums of closed hours, computed from the deduplicated ledger
 /// (`FINAL`) by [`ClickHouse::roll_up`]; each computation of an hour has its
@@ -96,7 +110,8 @@ const HOURLY_DDL: &str = "CREATE TABLE IF NOT EXISTS ledger_hourly
     requested_model String, provider String, agent String, prompt String, endpoint String,
     requests Int64, input_tokens Int64, cache_read_tokens Int64, cache_write_tokens Int64, output_tokens Int64,
     reasoning_tokens Int64, cost_nanos Int64, cache_savings_nanos Int64, estimated Int64, unpriced Int64,
-    errors Int64, attempts Int64, response_cache_savings_nanos Int64
+    errors Int64, attempts Int64, response_cache_savings_nanos Int64,
+    tool_cost_nanos Int64 DEFAULT 0, web_search_requests Int64 DEFAULT 0
 )
 ENGINE = MergeTree()
 PARTITION BY toYYYYMM(toDateTime(intDiv(hour_ms, 1000), 'UTC'))
@@ -121,7 +136,7 @@ ENGINE = SummingMergeTree() ORDER BY hour_ms";
 /// would only make it dirty again).
 const ROLL_UP_AFTER_MS: i64 = 5 * 60_000;
 
-/// The 13 sums of a spend report, in [`sql::RollupSums::values`] order (the
+/// The sums of a spend report, in [`sql::RollupSums::values`] order (the
 /// same meaning as the relational stores' raw sums).
 const SPEND_SUMS: &str = "toInt64(count()) AS s_0, \
     toInt64(sum(input_uncached + input_audio + cache_read + cache_write_5m + cache_write_1h)) AS s_1, \
@@ -130,7 +145,8 @@ const SPEND_SUMS: &str = "toInt64(count()) AS s_0, \
     toInt64(sum(ifNull(cost_nanos, 0))) AS s_6, toInt64(sum(cache_savings_nanos)) AS s_7, \
     toInt64(countIf(usage_source = 'estimated')) AS s_8, toInt64(countIf(isNull(cost_nanos))) AS s_9, \
     toInt64(countIf(status >= 400)) AS s_10, toInt64(sum(attempts)) AS s_11, \
-    toInt64(sum(response_cache_savings_nanos)) AS s_12";
+    toInt64(sum(response_cache_savings_nanos)) AS s_12, toInt64(sum(tool_cost_nanos)) AS s_13, \
+    toInt64(sum(web_search_requests)) AS s_14";
 
 /// A request id made by `Uuid::now_v7` carries its time: rows are looked up
 /// within this much of it (the row's `ts_ms` is taken at the same moment).
@@ -261,7 +277,7 @@ fn glob(expr: &str, pattern: &str) -> String {
 }
 
 /// A spend report's statement: the group's dimensions (`g_0`…), its bucket
-/// (`g_b`, when asked), then the 13 sums, over the deduplicated ledger.
+/// (`g_b`, when asked), then the sums, over the deduplicated ledger.
 fn spend_sql(q: &SpendQuery, ranges: &[(Option<i64>, Option<i64>)]) -> String {
     let mut select = Vec::new();
     let mut group = Vec::new();
@@ -476,6 +492,12 @@ struct Wire {
     session: Option<String>,
     agent: Option<String>,
     prompt: Option<String>,
+    #[serde(default)]
+    web_search_requests: i64,
+    #[serde(default)]
+    tool_cost_nanos: i64,
+    #[serde(default)]
+    provider_cost_nanos: Option<i64>,
 }
 
 impl Wire {
@@ -525,6 +547,9 @@ impl Wire {
             session: a.session.clone(),
             agent: a.agent.clone(),
             prompt: a.prompt.clone(),
+            web_search_requests: int(us.web_search_requests),
+            tool_cost_nanos: row.tool_cost.nanos(),
+            provider_cost_nanos: row.provider_cost.map(Money::nanos),
         }
     }
 
@@ -550,11 +575,14 @@ impl Wire {
                 output_audio: u(self.output_audio),
                 output_image: u(self.output_image),
                 reasoning: u(self.reasoning),
+                web_search_requests: u(self.web_search_requests),
             },
             usage_source: if self.usage_source == "estimated" { UsageSource::Estimated } else { UsageSource::Provider },
             cost: self.cost_nanos.map(Money::from_nanos),
             cache_savings: Money::from_nanos(self.cache_savings_nanos),
             response_cache_savings: Money::from_nanos(self.response_cache_savings_nanos),
+            tool_cost: Money::from_nanos(self.tool_cost_nanos),
+            provider_cost: self.provider_cost_nanos.map(Money::from_nanos),
             streamed: self.streamed != 0,
             client_disconnected: self.client_disconnected != 0,
             cache: CacheOutcome::parse(&self.cache).ok_or(StoreError::Corrupt("cache"))?,
@@ -659,6 +687,38 @@ fn insert_body(rows: &[&LedgerRow]) -> Result<Bytes, StoreError> {
     Ok(Bytes::from(body))
 }
 
+/// Adds the [`ADDED_COLUMNS`] a table created by an older version lacks.
+/// Checked in `system.columns` first (18.16 has no `ADD COLUMN IF NOT
+/// EXISTS`); a replica that added one at the same moment is no error.
+async fn add_columns(client: &reqwest::Client, t: &Target) -> Result<(), StoreError> {
+    let present = |table: &str| {
+        format!(
+            "SELECT name FROM system.columns WHERE database = {} AND table = {} FORMAT TSV",
+            lit(&t.database),
+            lit(table)
+        )
+    };
+    let mut tables: BTreeMap<&str, Vec<String>> = BTreeMap::new();
+    for (table, col, ty) in ADDED_COLUMNS {
+        if !tables.contains_key(table) {
+            let names = send(client, t, true, None, Bytes::from(present(table))).await?;
+            tables.insert(table, names.lines().map(str::to_string).collect());
+        }
+        if tables.get(table).is_some_and(|names| names.iter().any(|n| n == col)) {
+            continue;
+        }
+        let alter = format!("ALTER TABLE {table} ADD COLUMN {col} {ty}");
+        if let Err(e) = send(client, t, true, None, Bytes::from(alter)).await {
+            let names = send(client, t, true, None, Bytes::from(present(table))).await?;
+            if !names.lines().any(|n| n == *col) {
+                return Err(e);
+            }
+        }
+        tracing::info!(table, column = col, "added a ClickHouse column");
+    }
+    Ok(())
+}
+
 const INSERT: &str = "INSERT INTO ledger FORMAT JSONEachRow";
 const MARK: &str = "INSERT INTO ledger_hours_touched FORMAT JSONEachRow";
 
@@ -708,6 +768,7 @@ impl ClickHouse {
         for ddl in [LEDGER_DDL, HOURLY_DDL, ROLLED_DDL, TOUCHED_DDL] {
             send(&client, &target, true, None, Bytes::from_static(ddl.as_bytes())).await.map_err(named)?;
         }
+        add_columns(&client, &target).await.map_err(named)?;
         // A ledger written before the rollup existed: mark its hours once, so they get rolled up.
         let marks = "SELECT toInt64(count()) FROM ledger_hours_touched FORMAT TSV";
         let unmarked = send(&client, &target, true, None, Bytes::from_static(marks.as_bytes())).await.map_err(named)?;
@@ -799,8 +860,10 @@ impl ClickHouse {
             .map(|d| if *d == "endpoint" { (*d).to_string() } else { format!("ifNull({d}, '')") })
             .collect();
         self.execute(format!(
-            "INSERT INTO ledger_hourly SELECT {hour}, {id}, {}, {SPEND_SUMS} FROM ledger FINAL \
-             WHERE ts_ms >= {hour} AND ts_ms < {} GROUP BY {}",
+            "INSERT INTO ledger_hourly (hour_ms, computation, {}, {}) SELECT {hour}, {id}, {}, {SPEND_SUMS} \
+             FROM ledger FINAL WHERE ts_ms >= {hour} AND ts_ms < {} GROUP BY {}",
+            sql::ROLLUP_DIMENSIONS.join(", "),
+            sql::ROLLUP_SUMS.join(", "),
             dims.join(", "),
             hour + sql::HOUR_MS,
             sql::ROLLUP_DIMENSIONS.join(", ")
@@ -962,7 +1025,7 @@ impl Reports for ClickHouse {
                         Some(_) => Some(int_value(at(&r, n_dims, "bucket")?, "bucket")?),
                         None => None,
                     };
-                    let mut sums = [None; 13];
+                    let mut sums = [None; sql::SPEND_SUM_COUNT];
                     for (i, s) in sums.iter_mut().enumerate() {
                         *s = opt_int_value(at(&r, sums_at + i, "sum")?, "sum")?;
                     }

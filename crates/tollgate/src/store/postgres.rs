@@ -194,12 +194,25 @@ CREATE TABLE price_updates (
 );
 "#,
     ),
+    (
+        3,
+        // Server-side tool use (web searches), the cost of tools and
+        // per-request fees, and the cost the provider reported. Rows and
+        // rollup sums from before had none: 0 (and no provider cost) is exact.
+        r#"
+ALTER TABLE ledger ADD COLUMN IF NOT EXISTS web_search_requests BIGINT NOT NULL DEFAULT 0;
+ALTER TABLE ledger ADD COLUMN IF NOT EXISTS tool_cost_nanos BIGINT NOT NULL DEFAULT 0;
+ALTER TABLE ledger ADD COLUMN IF NOT EXISTS provider_cost_nanos BIGINT;
+ALTER TABLE ledger_hourly ADD COLUMN IF NOT EXISTS tool_cost_nanos BIGINT NOT NULL DEFAULT 0;
+ALTER TABLE ledger_hourly ADD COLUMN IF NOT EXISTS web_search_requests BIGINT NOT NULL DEFAULT 0;
+"#,
+    ),
 ];
 
 /// Serialises migrations across replicas starting at once (any constant, ours).
 const MIGRATION_LOCK: i64 = 0x746f_6c6c_6761_7465; // "tollgate"
 
-/// Rows per INSERT statement (41 array parameters, whatever the rows).
+/// Rows per INSERT statement (44 array parameters, whatever the rows).
 const INSERT_CHUNK: usize = 5_000;
 
 impl From<tokio_postgres::Error> for StoreError {
@@ -375,6 +388,7 @@ fn ledger_from_row(r: &Row) -> Result<LedgerRow, StoreError> {
         output_audio: u("output_audio")?,
         output_image: u("output_image")?,
         reasoning: u("reasoning")?,
+        web_search_requests: u("web_search_requests")?,
     };
     Ok(LedgerRow {
         request_id: r.try_get("request_id")?,
@@ -395,6 +409,8 @@ fn ledger_from_row(r: &Row) -> Result<LedgerRow, StoreError> {
         cost: r.try_get::<_, Option<i64>>("cost_nanos")?.map(Money::from_nanos),
         cache_savings: Money::from_nanos(r.try_get("cache_savings_nanos")?),
         response_cache_savings: Money::from_nanos(r.try_get("response_cache_savings_nanos")?),
+        tool_cost: Money::from_nanos(r.try_get("tool_cost_nanos")?),
+        provider_cost: r.try_get::<_, Option<i64>>("provider_cost_nanos")?.map(Money::from_nanos),
         streamed: r.try_get("streamed")?,
         client_disconnected: r.try_get("client_disconnected")?,
         cache: CacheOutcome::parse(r.try_get("cache")?).ok_or(StoreError::Corrupt("cache"))?,
@@ -417,7 +433,7 @@ fn ledger_from_row(r: &Row) -> Result<LedgerRow, StoreError> {
     })
 }
 
-/// The SQL type of each of the 41 ledger columns, in [`LEDGER_COLUMNS`] order.
+/// The SQL type of each of the 44 ledger columns, in [`LEDGER_COLUMNS`] order.
 const LEDGER_TYPES: [&str; LEDGER_COLUMN_COUNT] = [
     "text", "bigint", "text", "text", "text", "text", "text", "bigint", "text", // request … error_code
     "bigint", "bigint", "bigint", "bigint", "bigint", "bigint", "bigint", "bigint", "bigint", // tokens
@@ -425,6 +441,7 @@ const LEDGER_TYPES: [&str; LEDGER_COLUMN_COUNT] = [
     "bigint", // usage_source … attempts
     "text", "text", "text", "text", "text", "text", // user, team, org, feature, env, tags
     "text", "text", "text", "text", "text", "text", "bigint", "text", // trace_id … prefix_hash
+    "bigint", "bigint", "bigint", // web_search_requests, tool_cost_nanos, provider_cost_nanos
 ];
 
 /// `n` empty columns with room for `len` values each.
@@ -446,7 +463,7 @@ impl<'a> Columns<'a> {
         let mut c = Columns {
             texts: columns(20, rows.len()),
             owned: columns(2, rows.len()),
-            ints: columns(17, rows.len()),
+            ints: columns(20, rows.len()),
             bools: columns(2, rows.len()),
         };
         for row in rows {
@@ -500,6 +517,9 @@ impl<'a> Columns<'a> {
                 row.ttft_ms.map(int),
                 Some(i64::from(row.attempts)),
                 Some(row.response_cache_savings.nanos()),
+                Some(int(us.web_search_requests)),
+                Some(row.tool_cost.nanos()),
+                row.provider_cost.map(Money::nanos),
             ];
             for (col, v) in c.ints.iter_mut().zip(ints) {
                 col.push(v);
@@ -510,7 +530,7 @@ impl<'a> Columns<'a> {
         c
     }
 
-    /// The 41 array parameters, in [`LEDGER_COLUMNS`] order.
+    /// The 44 array parameters, in [`LEDGER_COLUMNS`] order.
     fn params(&self) -> Vec<&(dyn ToSql + Sync)> {
         let t = |i: usize| &self.texts[i] as &(dyn ToSql + Sync);
         let n = |i: usize| &self.ints[i] as &(dyn ToSql + Sync);
@@ -555,7 +575,10 @@ impl<'a> Columns<'a> {
             t(18),
             &self.owned[1],
             n(16),
-            t(19),
+            t(19), // response_cache_savings_nanos, prefix_hash
+            n(17),
+            n(18),
+            n(19), // web_search_requests, tool_cost_nanos, provider_cost_nanos
         ]
     }
 }
@@ -752,7 +775,7 @@ impl Reports for Postgres {
                 for r in self.query(&part).await? {
                     let dims = (0..n_dims).map(|i| r.try_get::<_, Option<String>>(i)).collect::<Result<_, _>>()?;
                     let bucket = if q.bucket.is_some() { Some(r.try_get::<_, i64>(n_dims)?) } else { None };
-                    let mut sums = [None; 13];
+                    let mut sums = [None; sql::SPEND_SUM_COUNT];
                     for (i, s) in sums.iter_mut().enumerate() {
                         *s = r.try_get::<_, Option<i64>>(sums_at + i)?;
                     }

@@ -48,7 +48,7 @@ fn spend_with(store: &SqliteStore, q: &SpendQuery, allow_rollup: bool) -> Result
                 }
                 let bucket_ms = if q.bucket.is_some() { Some(r.get::<_, i64>(n_dims)?) } else { None };
                 let b = n_dims + usize::from(q.bucket.is_some());
-                let mut sums = [None; 13];
+                let mut sums = [None; sql::SPEND_SUM_COUNT];
                 for (i, s) in sums.iter_mut().enumerate() {
                     *s = r.get::<_, Option<i64>>(b + i)?;
                 }
@@ -92,12 +92,15 @@ mod tests {
                 cache_write_5m: 1,
                 output: 5,
                 reasoning: 2,
+                web_search_requests: (i % 3) as u64,
                 ..Usage::default()
             },
             usage_source: if i % 5 == 0 { UsageSource::Estimated } else { UsageSource::Provider },
             cost: if i % 11 == 0 { None } else { Some(Money::from_nanos(1000 + i)) },
             cache_savings: Money::from_nanos(7),
             response_cache_savings: Money::ZERO,
+            tool_cost: Money::from_nanos(if i % 3 == 0 { 10_000_000 } else { 0 }),
+            provider_cost: (i % 2 == 0).then(|| Money::from_nanos(900 + i)),
             streamed: false,
             client_disconnected: false,
             cache: crate::record::CacheOutcome::Off,
@@ -165,5 +168,7 @@ mod tests {
         let want: i64 = rows.iter().map(|r| r.cost.map_or(0, |c| c.nanos())).sum();
         assert_eq!(all.total_cost.nanos(), want);
         assert_eq!(all.unpriced_requests, rows.iter().filter(|r| r.cost.is_none()).count() as u64);
+        assert_eq!(all.tool_cost().nanos(), rows.iter().map(|r| r.tool_cost.nanos()).sum::<i64>());
+        assert_eq!(all.web_search_requests(), rows.iter().map(|r| r.usage.web_search_requests).sum::<u64>());
     }
 }

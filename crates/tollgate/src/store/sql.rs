@@ -113,14 +113,18 @@ pub fn dimension_column(dim: &str) -> Option<&'static str> {
     })
 }
 
-/// The ledger's columns in insert order (41 of them).
+/// The ledger's columns in insert order (44 of them).
 pub const LEDGER_COLUMNS: &str = "request_id, ts_ms, key_id, endpoint, requested_model, model, provider, status, \
     error_code, input_uncached, input_audio, cache_read, cache_write_5m, cache_write_1h, output_text, \
     output_audio, output_image, reasoning, usage_source, cost_nanos, cache_savings_nanos, streamed, \
     client_disconnected, cache, latency_ms, ttft_ms, attempts, \"user\", team, org, feature, env, tags, \
-    trace_id, parent_id, session, agent, prompt, attempt_log, response_cache_savings_nanos, prefix_hash";
+    trace_id, parent_id, session, agent, prompt, attempt_log, response_cache_savings_nanos, prefix_hash, \
+    web_search_requests, tool_cost_nanos, provider_cost_nanos";
 
-pub const LEDGER_COLUMN_COUNT: usize = 41;
+pub const LEDGER_COLUMN_COUNT: usize = 44;
+
+/// How many sums a spend statement selects (and the hourly rollup keeps).
+pub const SPEND_SUM_COUNT: usize = 15;
 
 /// Dimensions kept in the hourly rollup (`ledger_hourly`); NULL is stored as ''.
 pub const ROLLUP_DIMENSIONS: &[&str] =
@@ -142,6 +146,8 @@ pub struct RollupSums {
     pub errors: i64,
     pub attempts: i64,
     pub response_savings: i64,
+    pub tool_cost: i64,
+    pub web_search_requests: i64,
 }
 
 impl RollupSums {
@@ -160,9 +166,11 @@ impl RollupSums {
         self.errors += i64::from(row.status >= 400);
         self.attempts += i64::from(row.attempts);
         self.response_savings += row.response_cache_savings.nanos();
+        self.tool_cost += row.tool_cost.nanos();
+        self.web_search_requests += int(us.web_search_requests);
     }
 
-    pub fn values(&self) -> [i64; 13] {
+    pub fn values(&self) -> [i64; SPEND_SUM_COUNT] {
         [
             self.requests,
             self.input,
@@ -177,6 +185,8 @@ impl RollupSums {
             self.errors,
             self.attempts,
             self.response_savings,
+            self.tool_cost,
+            self.web_search_requests,
         ]
     }
 }
@@ -196,6 +206,8 @@ pub const ROLLUP_SUMS: &[&str] = &[
     "errors",
     "attempts",
     "response_cache_savings_nanos",
+    "tool_cost_nanos",
+    "web_search_requests",
 ];
 
 /// The rollup group a row adds to: its hour and its rollup dimensions.
@@ -255,7 +267,8 @@ const RAW_SUMS: &str = "COUNT(*), \
     CAST(SUM(CASE WHEN usage_source = 'estimated' THEN 1 ELSE 0 END) AS BIGINT), \
     CAST(SUM(CASE WHEN cost_nanos IS NULL THEN 1 ELSE 0 END) AS BIGINT), \
     CAST(SUM(CASE WHEN status >= 400 THEN 1 ELSE 0 END) AS BIGINT), CAST(SUM(attempts) AS BIGINT), \
-    CAST(SUM(response_cache_savings_nanos) AS BIGINT)";
+    CAST(SUM(response_cache_savings_nanos) AS BIGINT), CAST(SUM(tool_cost_nanos) AS BIGINT), \
+    CAST(SUM(web_search_requests) AS BIGINT)";
 
 /// The same sums over the rollup.
 fn hourly_sums() -> String {
@@ -290,7 +303,8 @@ fn dim_sql(d: Dialect, dim: &str, source: Source, args: &mut Vec<Arg>) -> String
 /// rollup when every grouped and filtered dimension is kept there; the
 /// partial hours at the edges of the range (and any other query) read the
 /// raw rows, so the answer is exact either way. Each statement selects the
-/// group's dimensions, then its bucket (when asked), then the 13 sums.
+/// group's dimensions, then its bucket (when asked), then the
+/// [`SPEND_SUM_COUNT`] sums.
 pub fn spend_queries(d: Dialect, q: &SpendQuery, allow_rollup: bool) -> Vec<Sql> {
     let rollable =
         allow_rollup && q.group_by.iter().chain(q.filters.iter().map(|(d, _)| d)).all(|d| rollup_column(d).is_some());
@@ -360,7 +374,7 @@ fn spend_part(d: Dialect, q: &SpendQuery, source: Source, from_ms: Option<i64>, 
 }
 
 /// One result row of a spend statement, as read by a driver.
-pub fn spend_row(dims: Vec<Option<String>>, bucket_ms: Option<i64>, sums: [Option<i64>; 13]) -> SpendRow {
+pub fn spend_row(dims: Vec<Option<String>>, bucket_ms: Option<i64>, sums: [Option<i64>; SPEND_SUM_COUNT]) -> SpendRow {
     let s = sums.map(|v| v.unwrap_or(0));
     let u = |v: i64| v.max(0) as u64;
     SpendRow {
@@ -379,6 +393,8 @@ pub fn spend_row(dims: Vec<Option<String>>, bucket_ms: Option<i64>, sums: [Optio
         error_requests: u(s[10]),
         attempts: u(s[11]),
         response_cache_savings: Money::from_nanos(s[12]),
+        tool_cost: Money::from_nanos(s[13]),
+        web_search_requests: u(s[14]),
     }
 }
 
@@ -405,6 +421,8 @@ pub fn merge_spend(q: &SpendQuery, parts: Vec<SpendRow>) -> SpendReport {
                 m.error_requests += r.error_requests;
                 m.attempts += r.attempts;
                 m.response_cache_savings += r.response_cache_savings;
+                m.tool_cost += r.tool_cost;
+                m.web_search_requests += r.web_search_requests;
             }
         }
     }

@@ -70,7 +70,10 @@ CREATE TABLE IF NOT EXISTS ledger (
     parent_id           TEXT,
     session             TEXT,
     agent               TEXT,
-    prompt              TEXT
+    prompt              TEXT,
+    web_search_requests INTEGER NOT NULL DEFAULT 0,
+    tool_cost_nanos     INTEGER NOT NULL DEFAULT 0,
+    provider_cost_nanos INTEGER
 );
 CREATE INDEX IF NOT EXISTS ledger_ts ON ledger (ts_ms);
 CREATE INDEX IF NOT EXISTS ledger_team_ts ON ledger (team, ts_ms);
@@ -155,6 +158,8 @@ const ROLLUP_TABLE: &str = r#"CREATE TABLE IF NOT EXISTS ledger_hourly (
     errors              INTEGER NOT NULL,
     attempts            INTEGER NOT NULL,
     response_cache_savings_nanos INTEGER NOT NULL,
+    tool_cost_nanos     INTEGER NOT NULL DEFAULT 0,
+    web_search_requests INTEGER NOT NULL DEFAULT 0,
     PRIMARY KEY (hour_ms, key_id, team, org, feature, env, model, requested_model, provider, agent, prompt, endpoint)
 ) WITHOUT ROWID;
 "#;
@@ -213,6 +218,16 @@ fn open(path: &PathBuf) -> Result<Connection, StoreError> {
     Ok(conn)
 }
 
+/// Adds a column to an existing table unless it is there already.
+fn add_column(conn: &Connection, table: &str, col: &str, decl: &str) -> Result<(), StoreError> {
+    let has: bool =
+        conn.prepare(&format!("SELECT 1 FROM pragma_table_info('{table}') WHERE name = ?1"))?.exists(params![col])?;
+    if !has {
+        conn.execute_batch(&format!("ALTER TABLE {table} ADD COLUMN {col} {decl}"))?;
+    }
+    Ok(())
+}
+
 impl SqliteStore {
     pub fn path(&self) -> &std::path::Path {
         &self.path
@@ -237,12 +252,11 @@ impl SqliteStore {
             ("attempt_log", "TEXT"),
             ("response_cache_savings_nanos", "INTEGER NOT NULL DEFAULT 0"),
             ("prefix_hash", "TEXT"),
+            ("web_search_requests", "INTEGER NOT NULL DEFAULT 0"),
+            ("tool_cost_nanos", "INTEGER NOT NULL DEFAULT 0"),
+            ("provider_cost_nanos", "INTEGER"),
         ] {
-            let has: bool =
-                writer.prepare("SELECT 1 FROM pragma_table_info('ledger') WHERE name = ?1")?.exists(params![col])?;
-            if !has {
-                writer.execute_batch(&format!("ALTER TABLE ledger ADD COLUMN {col} {decl}"))?;
-            }
+            add_column(&writer, "ledger", col, decl)?;
         }
         // Databases written before the rollup existed: build it once from the raw rows.
         let built: Option<String> =
@@ -256,10 +270,16 @@ impl SqliteStore {
                  SUM(input_uncached + input_audio + cache_read + cache_write_5m + cache_write_1h), SUM(cache_read), \
                  SUM(cache_write_5m + cache_write_1h), SUM(output_text + output_audio + output_image + reasoning), \
                  SUM(reasoning), SUM(COALESCE(cost_nanos, 0)), SUM(cache_savings_nanos), \
-                 SUM(usage_source = 'estimated'), SUM(cost_nanos IS NULL), SUM(status >= 400), SUM(attempts), SUM(response_cache_savings_nanos) \
+                 SUM(usage_source = 'estimated'), SUM(cost_nanos IS NULL), SUM(status >= 400), SUM(attempts), \
+                 SUM(response_cache_savings_nanos), SUM(tool_cost_nanos), SUM(web_search_requests) \
                  FROM ledger GROUP BY 1,2,3,4,5,6,7,8,9,10,11,12; \
                  INSERT INTO meta (name, value) VALUES ('rollup_v3', 'built'); COMMIT;"
             ))?;
+        }
+        // Rollup sums added since the rollup was first built (its rows from
+        // before summed ledger rows that had none of them: 0 is exact).
+        for col in ["tool_cost_nanos", "web_search_requests"] {
+            add_column(&writer, "ledger_hourly", col, "INTEGER NOT NULL DEFAULT 0")?;
         }
         let reader = open(&path)?;
         Ok(SqliteStore { writer: Mutex::new(writer), reader: Mutex::new(reader), path })
@@ -471,6 +491,7 @@ pub(crate) fn ledger_from_row(r: &rusqlite::Row<'_>) -> Result<LedgerRow, StoreE
         output_audio: u(r, "output_audio")?,
         output_image: u(r, "output_image")?,
         reasoning: u(r, "reasoning")?,
+        web_search_requests: u(r, "web_search_requests")?,
     };
     Ok(LedgerRow {
         request_id: r.get("request_id")?,
@@ -491,6 +512,8 @@ pub(crate) fn ledger_from_row(r: &rusqlite::Row<'_>) -> Result<LedgerRow, StoreE
         cost: r.get::<_, Option<i64>>("cost_nanos")?.map(Money::from_nanos),
         cache_savings: Money::from_nanos(r.get("cache_savings_nanos")?),
         response_cache_savings: Money::from_nanos(r.get("response_cache_savings_nanos")?),
+        tool_cost: Money::from_nanos(r.get("tool_cost_nanos")?),
+        provider_cost: r.get::<_, Option<i64>>("provider_cost_nanos")?.map(Money::from_nanos),
         streamed: r.get("streamed")?,
         client_disconnected: r.get("client_disconnected")?,
         cache: CacheOutcome::parse(&r.get::<_, String>("cache")?).ok_or(StoreError::Corrupt("cache"))?,
@@ -522,7 +545,7 @@ impl SqliteStore {
             let sql = format!(
                 "INSERT OR IGNORE INTO ledger ({LEDGER_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, \
                  ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22, ?23, ?24, ?25, ?26, ?27, ?28, ?29, ?30, \
-                 ?31, ?32, ?33, ?34, ?35, ?36, ?37, ?38, ?39, ?40, ?41)"
+                 ?31, ?32, ?33, ?34, ?35, ?36, ?37, ?38, ?39, ?40, ?41, ?42, ?43, ?44)"
             );
             let mut stmt = tx.prepare_cached(&sql)?;
             let mut rollup: std::collections::HashMap<(i64, [String; 11]), RollupSums> =
@@ -572,6 +595,9 @@ impl SqliteStore {
                     if row.attempt_log.is_empty() { None } else { serde_json::to_string(&row.attempt_log).ok() },
                     row.response_cache_savings.nanos(),
                     row.prefix_hash,
+                    i(us.web_search_requests),
+                    row.tool_cost.nanos(),
+                    row.provider_cost.map(Money::nanos),
                 ])?;
                 if inserted == 0 {
                     // Already stored (a replayed row): it is in the rollup too.
@@ -581,7 +607,8 @@ impl SqliteStore {
             }
             let mut up = tx.prepare_cached(&super::sql::rollup_upsert(super::sql::Dialect::Sqlite))?;
             for ((hour, k), r) in rollup {
-                let mut args: Vec<rusqlite::types::Value> = Vec::with_capacity(25);
+                let mut args: Vec<rusqlite::types::Value> =
+                    Vec::with_capacity(1 + super::sql::ROLLUP_DIMENSIONS.len() + super::sql::ROLLUP_SUMS.len());
                 args.push(hour.into());
                 args.extend(k.into_iter().map(rusqlite::types::Value::from));
                 args.extend(r.values().into_iter().map(rusqlite::types::Value::from));

@@ -153,3 +153,86 @@ def test_errors_parse_in_each_sdk(gateway, mock):
         oai(gateway).chat.completions.create(model="gpt-4o-mini", messages="not a list")
     assert e.value.code == "invalid_request"
     assert gateway.settled_row_count(expect=rows_before + 2) == rows_before + 2
+
+
+# ---------------------------------------------------------------- web search, priced per call
+#
+# Rates, USD per million tokens (crates/tollgate-pricing/catalog/prices.toml):
+# gpt-4o 2.50 in, 1.25 cached, 10.00 out; claude-haiku-4-5 1.00 in, 0.10
+# cache read, 1.25 cache write (5 min), 5.00 out. Web search: $10 per 1,000
+# searches at both, so one search is 10,000,000 nano-dollars.
+
+def nanos(usd):
+    whole, _, frac = usd.partition(".")
+    return int(whole) * 1_000_000_000 + int((frac + "000000000")[:9])
+
+
+def test_responses_web_search_is_priced_per_search(gateway):
+    client = oai(gateway)
+    raw = client.responses.with_raw_response.create(
+        model="gpt-4o", input="[mock web_searches=2] What changed at the toll plaza today?", tools=[{"type": "web_search"}]
+    )
+    resp = raw.parse()
+    searches = [item for item in resp.output if item.type == "web_search_call"]
+    assert len(searches) == 2, "the SDK reads the provider's two search calls"
+    row = gateway.row(raw.headers["x-tollgate-request-id"])
+    assert row["usage"]["web_search_requests"] == 2
+    assert row["tool_cost_usd"] == "0.020000000"
+    u = row["usage"]
+    tokens = u["input"] * 2500 + u["cache_read"] * 1250 + u["output"] * 10_000 + u["reasoning"] * 10_000
+    assert nanos(row["cost_usd"]) == tokens + 20_000_000
+
+
+def test_anthropic_web_search_is_priced_per_search(gateway):
+    client = ant(gateway)
+    raw = client.messages.with_raw_response.create(
+        model="claude-haiku-4-5",
+        max_tokens=64,
+        messages=[{"role": "user", "content": "[mock web_searches=3] Find today's toll rates."}],
+        tools=[{"type": "web_search_20250305", "name": "web_search", "max_uses": 3}],
+    )
+    msg = raw.parse()
+    assert msg.usage.server_tool_use.web_search_requests == 3
+    row = gateway.row(raw.headers["x-tollgate-request-id"])
+    assert row["usage"]["web_search_requests"] == 3
+    assert row["tool_cost_usd"] == "0.030000000"
+    u = row["usage"]
+    tokens = (
+        u["input"] * 1000 + u["cache_read"] * 100 + u["cache_write_5m"] * 1250 + u["cache_write_1h"] * 2000
+        + u["output"] * 5000
+    )
+    assert nanos(row["cost_usd"]) == tokens + 30_000_000
+
+
+def test_a_budget_that_cannot_afford_the_searches_refuses_before_the_provider(gateway, mock):
+    # A key of its own team, under a $0.05 day budget: ten searches ($0.10) do not fit.
+    import json
+    import urllib.request
+
+    def admin(path, body):
+        req = urllib.request.Request(
+            gateway.base + path, data=json.dumps(body).encode(), headers={"content-type": "application/json"}
+        )
+        with urllib.request.urlopen(req) as r:
+            return json.loads(r.read())
+
+    key = admin("/admin/v1/keys", {"name": "searcher", "team": "web-search-budget"})["key"]
+    admin("/admin/v1/budgets", {"scope": {"team": "web-search-budget"}, "limit_usd": "0.05", "period": "day"})
+    client = openai.OpenAI(base_url=gateway.base + "/v1", api_key=key, max_retries=0)
+    before = gateway.mock_total(mock)
+    with pytest.raises(openai.APIStatusError) as e:
+        client.responses.create(
+            model="gpt-4o", input="[mock web_searches=10] Search everything.", tools=[{"type": "web_search"}]
+        )
+    assert e.value.status_code == 402
+    assert e.value.code == "budget_exceeded"
+    assert gateway.mock_total(mock) == before, "refused before the provider was called"
+    # max_uses bounds what an Anthropic request reserves: 3 searches ($0.03) fit.
+    aclient = anthropic.Anthropic(base_url=gateway.base, api_key=key, max_retries=0)
+    msg = aclient.messages.create(
+        model="claude-haiku-4-5",
+        max_tokens=64,
+        messages=[{"role": "user", "content": "[mock web_searches=3] Find today's toll rates."}],
+        tools=[{"type": "web_search_20250305", "name": "web_search", "max_uses": 3}],
+    )
+    assert msg.usage.server_tool_use.web_search_requests == 3

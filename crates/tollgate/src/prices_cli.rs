@@ -296,9 +296,23 @@ pub async fn run(
             if unpriced.is_empty() {
                 println!("every model in the ledger has a price");
             } else {
-                println!("models in the ledger without a price (their requests are `unpriced`):");
+                println!("models in the ledger without a price (their requests are `unpriced`, never counted as $0):");
+                println!(
+                    "  {:<14} {:<44} {:>9} {:>14} {:>14}  at today's catalog",
+                    "provider", "model", "requests", "input tokens", "output tokens"
+                );
                 for (p, m, n) in &unpriced {
-                    println!("  {p:<14} {m:<44} {n} requests");
+                    let risk = spend_at_risk(&store, catalog, p, m).await?;
+                    let priced_now = match risk.repriced {
+                        Some(usd) => format!("would cost ${usd} (the catalog prices it now)"),
+                        None => "no price yet: add one ([[prices]] or `prices update`)".to_owned(),
+                    };
+                    println!(
+                        "  {p:<14} {m:<44} {n:>9} {:>14} {:>14}  {priced_now}{}",
+                        risk.input_tokens,
+                        risk.output_tokens,
+                        if risk.complete { "" } else { " (first 100,000 requests)" }
+                    );
                 }
             }
             if let (Some(file), Some(fmt)) = (against, format) {
@@ -353,4 +367,50 @@ pub async fn remote_update(url: &str, token: Option<&str>, cmd: &PricesCommand) 
         bail!("the gateway answered {status}: {}", v["error"]["message"].as_str().unwrap_or(""));
     }
     print_update(&v, *json, *dry_run)
+}
+
+/// What the unpriced requests of one model consumed, and what they would
+/// cost at the catalog's prices of their day if it knows the model now.
+struct AtRisk {
+    input_tokens: u64,
+    output_tokens: u64,
+    repriced: Option<tollgate_units::Money>,
+    /// Every unpriced request was read (at most 100,000 are).
+    complete: bool,
+}
+
+async fn spend_at_risk(store: &Stores, catalog: &Catalog, provider: &str, model: &str) -> anyhow::Result<AtRisk> {
+    const MAX_ROWS: usize = 100_000;
+    let mut risk = AtRisk { input_tokens: 0, output_tokens: 0, repriced: None, complete: true };
+    let mut filters = vec![("model".to_owned(), model.to_owned())];
+    if !provider.is_empty() {
+        filters.push(("provider".to_owned(), provider.to_owned()));
+    }
+    let (mut cursor, mut seen) = (None, 0usize);
+    loop {
+        let page = store
+            .requests
+            .requests(crate::query::RequestQuery { filters: filters.clone(), limit: 1_000, cursor })
+            .await?;
+        for r in page.rows.iter().filter(|r| r.cost.is_none()) {
+            risk.input_tokens += r.usage.input_tokens();
+            risk.output_tokens += r.usage.output_tokens();
+            let at = chrono::DateTime::<chrono::Utc>::from_timestamp_millis(r.time_ms).unwrap_or_else(chrono::Utc::now);
+            let entry = catalog.lookup((!provider.is_empty()).then_some(provider), model, at);
+            if let Some(e) = entry {
+                let c = tollgate_pricing::cost(e, &r.usage, tollgate_pricing::ServiceTier::Standard).total;
+                risk.repriced = Some(risk.repriced.unwrap_or(tollgate_units::Money::ZERO).saturating_add(c));
+            }
+        }
+        seen += page.rows.len();
+        match page.next_cursor {
+            Some(c) if seen < MAX_ROWS => cursor = Some(c),
+            Some(_) => {
+                risk.complete = false;
+                break;
+            }
+            None => break,
+        }
+    }
+    Ok(risk)
 }

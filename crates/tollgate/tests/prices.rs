@@ -83,6 +83,14 @@ async fn a_price_update_is_previewed_applied_without_restart_and_keeps_earlier_r
     let unknown = request(&h, "gpt-tollgate-test").await;
     assert_eq!(unknown.cost, None, "unpriced, never $0");
 
+    // `prices check` lists it, with what it used and no price yet.
+    h.wait_rows(2).await;
+    let (ok, out, err) = tollgate(&["--db", &h.db_url(), "prices", "check"]).await;
+    assert!(ok, "{err}");
+    let line = out.lines().find(|l| l.contains("gpt-tollgate-test")).unwrap_or_else(|| panic!("{out}"));
+    assert!(line.contains("no price yet"), "{line}");
+    assert!(line.contains(&unknown.usage.input_tokens().to_string()), "{line}");
+
     // A dry run through the gateway's admin API shows the diff and applies nothing.
     let (ok, out, err) = tollgate(&["--url", &h.base, "prices", "update", "--from", file, "--dry-run", "--json"]).await;
     assert!(ok, "{err}");
@@ -131,6 +139,14 @@ async fn a_price_update_is_previewed_applied_without_restart_and_keeps_earlier_r
     assert!(after.cost.unwrap().nanos() < at_rates(&after, 150, 75, 600));
     let known = request(&h, "gpt-tollgate-test").await;
     assert_eq!(known.cost.unwrap().nanos(), at_rates(&known, 1_000, 1_000, 2_000));
+
+    // `prices check` now says what the earlier unpriced request would cost at
+    // the new price: its tokens at $1 in and $2 out.
+    let (ok, out, err) = tollgate(&["--db", &h.db_url(), "prices", "check"]).await;
+    assert!(ok, "{err}");
+    let line = out.lines().find(|l| l.contains("gpt-tollgate-test")).unwrap_or_else(|| panic!("{out}"));
+    let would = tollgate_units::Money::from_nanos(at_rates(&unknown, 1_000, 1_000, 2_000));
+    assert!(line.contains(&format!("would cost ${would}")), "{line}");
 
     // Earlier rows keep the cost they were charged.
     assert_eq!(h.row(&before.request_id).cost, before.cost);

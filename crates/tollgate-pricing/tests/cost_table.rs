@@ -424,6 +424,29 @@ fn priced_by_hand() {
             Some(525_000),
             "gemini/gemini-2.0-flash",
         ),
+        // A newer model's long-context tier, from the generated catalog (Google's
+        // Gemini API pricing page, via genai-prices): gemini-3-pro-preview costs
+        // $2 in / $12 out per million up to 200,000 input tokens, $4 / $18 above.
+        //   at 200,000 (not above): 200,000 @2 + 1,000 @12 = 400,000,000 + 12,000,000
+        c(
+            g,
+            "gemini-3-pro-preview",
+            now,
+            usage!(input: 200_000, output: 1000),
+            Standard,
+            Some(412_000_000),
+            "gemini/gemini-3-pro-preview",
+        ),
+        //   at 250,000: the whole request at the tier, 250,000 @4 + 1,000 @18 = 1,000,000,000 + 18,000,000
+        c(
+            g,
+            "gemini-3-pro-preview",
+            now,
+            usage!(input: 250_000, output: 1000),
+            Standard,
+            Some(1_018_000_000),
+            "gemini/gemini-3-pro-preview",
+        ),
         // gemini 1.5 flash over its 128K tier: 128,001 @0.15 = 19,200,150
         c(g, "gemini-1.5-flash", now, usage!(input: 128_001), Standard, Some(19_200_150), "gemini/gemini-1.5-flash"),
         // ── Bedrock ids.

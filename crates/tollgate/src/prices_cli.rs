@@ -315,6 +315,7 @@ pub async fn run(
                     );
                 }
             }
+            provider_costs(&store).await?;
             if let (Some(file), Some(fmt)) = (against, format) {
                 let (theirs, _) = read_outside(file, *fmt)?;
                 let diffs = import::discrepancies(catalog, &theirs);
@@ -413,4 +414,48 @@ async fn spend_at_risk(store: &Stores, catalog: &Catalog, provider: &str, model:
         }
     }
     Ok(risk)
+}
+
+/// Requests whose provider reported its own cost, compared with ours, per
+/// provider and model (the newest 100,000 requests): a catalog entry that
+/// has drifted shows as disagreements.
+async fn provider_costs(store: &Stores) -> anyhow::Result<()> {
+    use std::collections::BTreeMap;
+    const MAX_ROWS: usize = 100_000;
+    // (provider, model) → (reported, disagreeing, our sum, their sum)
+    type Tally = (u64, u64, tollgate_units::Money, tollgate_units::Money);
+    let mut by: BTreeMap<(String, String), Tally> = BTreeMap::new();
+    let (mut cursor, mut seen) = (None, 0usize);
+    loop {
+        let page =
+            store.requests.requests(crate::query::RequestQuery { filters: vec![], limit: 1_000, cursor }).await?;
+        for r in &page.rows {
+            let (Some(theirs), Some(ours)) = (r.provider_cost, r.cost) else { continue };
+            let t = by
+                .entry((r.provider.clone().unwrap_or_default(), r.model.clone().unwrap_or_default()))
+                .or_insert((0, 0, tollgate_units::Money::ZERO, tollgate_units::Money::ZERO));
+            t.0 += 1;
+            t.1 += u64::from(crate::pricing::disagrees(ours, theirs));
+            t.2 = t.2.saturating_add(ours);
+            t.3 = t.3.saturating_add(theirs);
+        }
+        seen += page.rows.len();
+        match page.next_cursor {
+            Some(c) if seen < MAX_ROWS => cursor = Some(c),
+            _ => break,
+        }
+    }
+    if by.is_empty() {
+        println!("no provider reported its own cost (OpenRouter's usage.cost and the like) in the newest requests");
+        return Ok(());
+    }
+    println!("requests whose provider reported its own cost (newest {MAX_ROWS} at most); a disagreement is over 1 % and $0.000001:");
+    println!(
+        "  {:<14} {:<44} {:>9} {:>13} {:>16} {:>16}",
+        "provider", "model", "reported", "disagreeing", "ours", "theirs"
+    );
+    for ((p, m), (n, d, ours, theirs)) in &by {
+        println!("  {p:<14} {m:<44} {n:>9} {d:>13} {:>16} {:>16}", format!("${ours}"), format!("${theirs}"));
+    }
+    Ok(())
 }

@@ -192,3 +192,47 @@ async fn a_bad_price_update_is_refused_and_changes_nothing() {
     assert!(v["updates"].as_array().unwrap().is_empty());
     h.stop().await;
 }
+
+#[tokio::test]
+async fn prices_check_compares_the_costs_providers_report_with_ours() {
+    let h = Harness::start().await;
+    // Two requests whose provider reports a cost: one far from ours ($0.50
+    // against a few thousandths of a cent), one equal to ours.
+    let far = {
+        let r = h
+            .post("/v1/chat/completions")
+            .json(&chat("gpt-4o-mini", "[mock reported_cost=0.5] price me", false))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+        let id = r.headers()["x-tollgate-request-id"].to_str().unwrap().to_string();
+        let _ = r.bytes().await.unwrap();
+        id
+    };
+    h.wait_rows(1).await;
+    let ours = h.row(&far).cost.unwrap();
+    assert_eq!(h.row(&far).provider_cost, Some(tollgate_units::Money::from_nanos(500_000_000)));
+    // Another, the provider reporting the first one's price: its prompt is a
+    // little longer, so ours is a little higher, but within the tolerance.
+    let exact = format!("[mock reported_cost={ours}] price me");
+    let r = h.post("/v1/chat/completions").json(&chat("gpt-4o-mini", &exact, false)).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    let second = r.headers()["x-tollgate-request-id"].to_str().unwrap().to_string();
+    let _ = r.bytes().await.unwrap();
+    h.wait_rows(2).await;
+    let ours2 = h.row(&second).cost.unwrap();
+    assert!(ours2.nanos() - ours.nanos() < 1_000, "{ours} {ours2}");
+
+    let (ok, out, err) = tollgate(&["--db", &h.db_url(), "prices", "check"]).await;
+    assert!(ok, "{err}");
+    let line = out.lines().find(|l| l.contains("gpt-4o-mini") && l.contains('$')).unwrap_or_else(|| panic!("{out}"));
+    let cols: Vec<&str> = line.split_whitespace().collect();
+    // provider, model, reported, disagreeing, ours, theirs
+    assert_eq!(&cols[..4], &["openai", cols[1], "2", "1"], "{line}");
+    assert!(cols[1].starts_with("gpt-4o-mini"), "{line}");
+    let theirs = tollgate_units::Money::from_nanos(500_000_000).saturating_add(ours);
+    assert_eq!(cols[4], format!("${}", ours.saturating_add(ours2)), "{line}");
+    assert_eq!(cols[5], format!("${theirs}"), "{line}");
+    h.stop().await;
+}

@@ -228,5 +228,9 @@ fn prices_list_show_import_and_check() {
     store.append(&[&row]).unwrap();
     let out = tollgate(&["--db", &db, "prices", "check"], &[]);
     let text = String::from_utf8_lossy(&out.stdout);
-    assert!(text.contains("house-llm") && text.contains("1 requests"), "{text}");
+    let line = text.lines().find(|l| l.contains("house-llm")).unwrap_or_else(|| panic!("{text}"));
+    let cols: Vec<&str> = line.split_whitespace().collect();
+    // provider, model, requests, input tokens, output tokens, then what it would cost now.
+    assert_eq!(&cols[..5], &["local", "house-llm", "1", "0", "0"], "{line}");
+    assert!(line.contains("no price yet"), "{line}");
 }

@@ -26,25 +26,14 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{chat, Harness};
+use common::{chat, header, row_of, sub_dollar_usd, Harness};
 use futures_util::StreamExt;
 use serde_json::{json, Value};
 use tollgate::ledger::UsageSource;
 use tollgate_units::Money;
 
-fn header(r: &reqwest::Response, name: &str) -> String {
-    r.headers().get(name).and_then(|v| v.to_str().ok()).unwrap_or("").to_string()
-}
-
 fn nanos(n: i64) -> Money {
     Money::from_nanos(n)
-}
-
-/// `n` nano-dollars (under $1) as the API prints money, written out here
-/// rather than by `Money`'s `Display`: "0." and the nine-digit nano count.
-fn sub_dollar_usd(n: i64) -> String {
-    assert!((0..1_000_000_000).contains(&n), "{n} nanos is not under $1");
-    format!("0.{n:09}")
 }
 
 async fn budgets(h: &Harness) -> Vec<Value> {
@@ -54,17 +43,6 @@ async fn budgets(h: &Harness) -> Vec<Value> {
 
 async fn budget(h: &Harness, id: &str) -> Value {
     budgets(h).await.into_iter().find(|b| b["id"] == id).unwrap_or_else(|| panic!("no budget {id}"))
-}
-
-/// Waits for the row of `id` (a disconnected client's row may land after the response ends).
-async fn row_of(h: &Harness, id: &str) -> tollgate::ledger::LedgerRow {
-    for _ in 0..250 {
-        if let Some(r) = h.rows().into_iter().find(|r| r.request_id == id) {
-            return r;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    panic!("no row {id}")
 }
 
 /// Tokens of `text` in OpenAI's `o200k_base` (the GPT-4o family's tokenizer),

@@ -32,9 +32,7 @@
 
 mod common;
 
-use std::time::Duration;
-
-use common::{chat, Harness};
+use common::{chat, header, row_of, sub_dollar_usd, Harness};
 use serde_json::{json, Value};
 use tollgate::ledger::{LedgerRow, UsageSource};
 use tollgate_units::Money;
@@ -42,30 +40,8 @@ use tollgate_units::Money;
 /// One web search: $10 / 1,000.
 const SEARCH: i64 = 10_000_000;
 
-fn header(r: &reqwest::Response, name: &str) -> String {
-    r.headers().get(name).and_then(|v| v.to_str().ok()).unwrap_or("").to_string()
-}
-
 fn nanos(n: i64) -> Money {
     Money::from_nanos(n)
-}
-
-/// `n` nano-dollars (under $1) as the API prints money, written out here
-/// rather than by `Money`'s `Display`: "0." and the nine-digit nano count.
-fn sub_dollar_usd(n: i64) -> String {
-    assert!((0..1_000_000_000).contains(&n), "{n} nanos is not under $1");
-    format!("0.{n:09}")
-}
-
-/// Waits for the row of `id` (a streamed row may land just after the last byte).
-async fn row_of(h: &Harness, id: &str) -> LedgerRow {
-    for _ in 0..250 {
-        if let Some(r) = h.rows().into_iter().find(|r| r.request_id == id) {
-            return r;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    panic!("no row {id}")
 }
 
 /// The value of one exact series in `/metrics` (`None` when absent).

@@ -240,3 +240,30 @@ pub fn chat(model: &str, text: &str, stream: bool) -> Value {
         "messages": [{"role": "user", "content": text}],
     })
 }
+
+/// A response header's value as text ("" when absent).
+#[allow(dead_code)]
+pub fn header(r: &reqwest::Response, name: &str) -> String {
+    r.headers().get(name).and_then(|v| v.to_str().ok()).unwrap_or("").to_string()
+}
+
+/// `n` nano-dollars (under $1) as the API prints money, written out here
+/// rather than by `Money`'s `Display`: "0." and the nine-digit nano count.
+#[allow(dead_code)]
+pub fn sub_dollar_usd(n: i64) -> String {
+    assert!((0..1_000_000_000).contains(&n), "{n} nanos is not under $1");
+    format!("0.{n:09}")
+}
+
+/// Waits for the row of `id` (a streamed or disconnected request's row may
+/// land just after its response ends).
+#[allow(dead_code)]
+pub async fn row_of(h: &Harness, id: &str) -> tollgate::ledger::LedgerRow {
+    for _ in 0..250 {
+        if let Some(r) = h.rows().into_iter().find(|r| r.request_id == id) {
+            return r;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    panic!("no row {id}")
+}

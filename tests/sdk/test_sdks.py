@@ -236,3 +236,108 @@ def test_a_budget_that_cannot_afford_the_searches_refuses_before_the_provider(ga
         tools=[{"type": "web_search_20250305", "name": "web_search", "max_uses": 3}],
     )
     assert msg.usage.server_tool_use.web_search_requests == 3
+
+
+# Media endpoints. Prices (OpenAI's published, in the catalog's prices.toml):
+# dall-e-3 hd 1024x1792 $0.12 an image; gpt-image-1 text in $5/M, image out
+# $40/M; whisper-1 $0.0001 a second; tts-1 $15 per million characters. The
+# mock: tokens(s) = 8 + bytes(s)/4; gpt-image-1 high 1024x1536 = 6,240 output
+# tokens an image; whisper bills ceil(seconds); speech is 60 ms a character.
+
+
+def wav_file(path, seconds):
+    """A real WAV file made here: 16 kHz, 16-bit, mono silence."""
+    import wave
+
+    with wave.open(str(path), "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(16_000)
+        w.writeframes(b"\0\0" * int(16_000 * seconds))
+    return path
+
+
+def test_images_generate_is_priced_per_image(gateway):
+    client = oai(gateway)
+    raw = client.images.with_raw_response.generate(
+        model="dall-e-3", prompt="a toll booth at dawn", size="1024x1792", quality="hd"
+    )
+    resp = raw.parse()
+    assert len(resp.data) == 1
+    row = gateway.row(raw.headers["x-tollgate-request-id"])
+    assert row["endpoint"] == "images.generations"
+    assert row["usage"]["images"] == 1
+    assert row["cost_usd"] == "0.120000000"
+
+
+def test_images_generate_by_tokens(gateway):
+    client = oai(gateway)
+    raw = client.images.with_raw_response.generate(
+        model="gpt-image-1", prompt="a red fox in the snow", size="1024x1536", quality="high", n=2
+    )
+    resp = raw.parse()
+    assert len(resp.data) == 2
+    assert resp.usage.output_tokens == 12_480
+    row = gateway.row(raw.headers["x-tollgate-request-id"])
+    # 13 text tokens × $5/M + 12,480 image tokens × $40/M = 65,000 + 499,200,000 nanos.
+    assert row["usage"]["output_image"] == 12_480
+    assert nanos(row["cost_usd"]) == 499_265_000
+
+
+def test_audio_transcriptions_create_with_a_real_wav(gateway, tmp_path):
+    client = oai(gateway)
+    path = wav_file(tmp_path / "speech.wav", 2.5)
+    with open(path, "rb") as f:
+        raw = client.audio.transcriptions.with_raw_response.create(model="whisper-1", file=f)
+    text = raw.parse()
+    assert text.text == "The quick brown fox jumps over the lazy dog."
+    row = gateway.row(raw.headers["x-tollgate-request-id"])
+    assert row["endpoint"] == "audio.transcriptions"
+    assert row["usage_source"] == "provider"
+    # The provider billed ceil(2.5) = 3 seconds × $0.0001.
+    assert row["usage"]["audio_ms"] == 3_000
+    assert row["cost_usd"] == "0.000300000"
+
+
+def test_audio_speech_create(gateway):
+    client = oai(gateway)
+    raw = client.audio.speech.with_raw_response.create(
+        model="tts-1", voice="alloy", input="Hello there", response_format="wav"
+    )
+    audio = raw.content
+    assert audio[:4] == b"RIFF" and len(audio) == 44 + 48 * 660
+    row = gateway.row(raw.headers["x-tollgate-request-id"])
+    assert row["endpoint"] == "audio.speech"
+    # 11 characters × $15 per million.
+    assert row["usage"]["characters"] == 11
+    assert row["cost_usd"] == "0.000165000"
+
+
+def test_a_budget_blocks_each_media_call_before_the_provider(gateway, mock, tmp_path):
+    import json
+    import urllib.request
+
+    def admin(path, body):
+        req = urllib.request.Request(
+            gateway.base + path, data=json.dumps(body).encode(), headers={"content-type": "application/json"}
+        )
+        with urllib.request.urlopen(req) as r:
+            return json.loads(r.read())
+
+    key = admin("/admin/v1/keys", {"name": "media", "team": "media-budget"})["key"]
+    # $0.0001 a day: less than an image ($0.12), 2.5 s of whisper ($0.00025), 11 characters of tts-1 ($0.000165).
+    admin("/admin/v1/budgets", {"scope": {"team": "media-budget"}, "limit_usd": "0.0001", "period": "day"})
+    client = openai.OpenAI(base_url=gateway.base + "/v1", api_key=key, max_retries=0)
+    before = gateway.mock_total(mock)
+    path = wav_file(tmp_path / "speech.wav", 2.5)
+    calls = [
+        lambda: client.images.generate(model="dall-e-3", prompt="x", size="1024x1792", quality="hd"),
+        lambda: client.audio.transcriptions.create(model="whisper-1", file=open(path, "rb")),
+        lambda: client.audio.speech.create(model="tts-1", voice="alloy", input="Hello there").read(),
+    ]
+    for call in calls:
+        with pytest.raises(openai.APIStatusError) as e:
+            call()
+        assert e.value.status_code == 402
+        assert e.value.code == "budget_exceeded"
+    assert gateway.mock_total(mock) == before, "refused before the provider was called"

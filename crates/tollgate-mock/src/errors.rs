@@ -46,6 +46,24 @@ pub(crate) fn invalid_request(family: Family, message: &str) -> Response {
     error_response(family, 400, message, None)
 }
 
+/// OpenAI's 400 for a request parameter: `{"error": {"message", "type":
+/// "invalid_request_error", "param": param, "code": code}}`.
+pub(crate) fn openai_param_error(message: &str, param: &str, code: &str) -> Response {
+    let body = json!({"error": {"message": message, "type": "invalid_request_error", "param": param, "code": code}});
+    (StatusCode::BAD_REQUEST, [(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))], body.to_string())
+        .into_response()
+}
+
+/// OpenAI's 400 for a required parameter left out (or empty).
+pub(crate) fn missing_param(param: &str) -> Response {
+    openai_param_error(&format!("Missing required parameter: '{param}'."), param, "missing_required_parameter")
+}
+
+/// OpenAI's 400 for a parameter whose value is not allowed; `allowed` says what is.
+pub(crate) fn invalid_value(param: &str, value: &str, allowed: &str) -> Response {
+    openai_param_error(&format!("Invalid value: '{value}'. {allowed}"), param, "invalid_value")
+}
+
 /// What a fault status says, worded like the provider would.
 pub(crate) fn fault_message(status: u16) -> String {
     match status {

@@ -112,6 +112,19 @@ pub(crate) fn admit(
     headers: &HeaderMap,
     body: &[u8],
 ) -> Result<Admitted, Response> {
+    gate(app, family, auth, uri, headers)?;
+    let knobs = read_knobs(app, family, headers, body)?;
+    let json: Value = serde_json::from_slice(body)
+        .map_err(|e| invalid_request(family, &format!("could not parse the JSON body of the request: {e}")))?;
+    if !json.is_object() {
+        return Err(invalid_request(family, "the request body must be a JSON object"));
+    }
+    Ok(Admitted::new(app, json, knobs, family))
+}
+
+/// The first step of every endpoint: counts the request and checks its credential.
+#[allow(clippy::result_large_err)]
+pub(crate) fn gate(app: &App, family: Family, auth: Auth, uri: &Uri, headers: &HeaderMap) -> Result<(), Response> {
     let credential = auth.credential(headers, uri);
     app.stats().record_request(uri.path(), credential.is_some());
     if let Some(expected) = &app.0.config.require_api_key {
@@ -119,18 +132,34 @@ pub(crate) fn admit(
             return Err(error_response(family, 401, unauthorized_message(family), None));
         }
     }
+    Ok(())
+}
+
+/// [`admit`] for a body that is not JSON (a multipart form), after [`gate`]:
+/// `fields` (a JSON object) stands in for the parsed body, and knob
+/// directives are read from `knob_text` (the form's text fields; file
+/// contents are never scanned).
+#[allow(clippy::result_large_err)]
+pub(crate) fn admit_form(
+    app: &App,
+    family: Family,
+    headers: &HeaderMap,
+    knob_text: &[u8],
+    fields: Value,
+) -> Result<Admitted, Response> {
+    let knobs = read_knobs(app, family, headers, knob_text)?;
+    Ok(Admitted::new(app, fields, knobs, family))
+}
+
+/// Config, headers, body directives, then the standing fault (if the request names none).
+#[allow(clippy::result_large_err)]
+fn read_knobs(app: &App, family: Family, headers: &HeaderMap, body: &[u8]) -> Result<Knobs, Response> {
     let mut knobs = Knobs::read(&app.0.config, headers, body).map_err(|e| invalid_request(family, &e.to_string()))?;
     let standing = app.0.fault.read().map(|f| f.clone()).unwrap_or(None);
     if let Some(f) = standing {
         knobs.apply_standing_fault(&f).map_err(|e| invalid_request(family, &e.to_string()))?;
     }
-    let json: Value = serde_json::from_slice(body)
-        .map_err(|e| invalid_request(family, &format!("could not parse the JSON body of the request: {e}")))?;
-    if !json.is_object() {
-        return Err(invalid_request(family, "the request body must be a JSON object"));
-    }
-    let prompt = measure_prompt(&json);
-    Ok(Admitted { json, knobs, prompt, family, sequence: app.next_sequence() })
+    Ok(knobs)
 }
 
 fn unauthorized_message(family: Family) -> &'static str {
@@ -142,6 +171,11 @@ fn unauthorized_message(family: Family) -> &'static str {
 }
 
 impl Admitted {
+    fn new(app: &App, json: Value, knobs: Knobs, family: Family) -> Self {
+        let prompt = measure_prompt(&json);
+        Self { json, knobs, prompt, family, sequence: app.next_sequence() }
+    }
+
     /// A per-server unique number for ids.
     pub(crate) fn sequence(&self) -> u64 {
         self.sequence
@@ -195,6 +229,13 @@ impl Admitted {
 
     /// [`Self::json_answer`] for a body already written as JSON text.
     pub(crate) fn json_text_answer(&self, text: String) -> Response {
+        self.text_answer("application/json", text)
+    }
+
+    /// A complete body of `content_type` (JSON, or plain text such as a
+    /// transcript), bent by the request's body fault: `malformed` (a body
+    /// that does not parse as JSON), `garbage`, `reset_mid`, `truncate`.
+    pub(crate) fn text_answer(&self, content_type: &'static str, text: String) -> Response {
         let bytes = match self.knobs.fault {
             Some(Fault::Malformed) => String::from("{\"mock\": this is not json"),
             Some(Fault::Garbage) => {
@@ -218,7 +259,7 @@ impl Admitted {
                 });
                 let parts = futures_util::StreamExt::take(parts, 2);
                 let body = axum::body::Body::from_stream(parts);
-                return ([(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))], body).into_response();
+                return ([(header::CONTENT_TYPE, HeaderValue::from_static(content_type))], body).into_response();
             }
             Some(Fault::Truncate) => {
                 let mut cut = text.len() / 2;
@@ -229,8 +270,7 @@ impl Admitted {
             }
             _ => text,
         };
-        let mut response =
-            ([(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))], bytes).into_response();
+        let mut response = ([(header::CONTENT_TYPE, HeaderValue::from_static(content_type))], bytes).into_response();
         self.add_request_id(&mut response);
         response
     }

@@ -16,7 +16,9 @@
 //! | `GET /v1/models`, `GET /v1/models/{id}` | OpenAI's model list (Anthropic's when `anthropic-version` is sent) |
 //! | `POST /v1/messages` | Anthropic Messages, streamed or not |
 //! | `POST /v1beta/models/{model}:generateContent`, `:streamGenerateContent[?alt=sse]` (also under `/v1/models/`) | Gemini |
-//! | `GET /mock/stats`, `POST /mock/reset` | request counters: `{"total","paths":{path:n},"models":{model:n},"last_auth":"present"\|"absent"\|null,"last_output_limit":n\|null}` (the last request's output cap) |
+//! | `POST /v1/images/generations` (JSON), `POST /v1/images/edits` (multipart) | OpenAI images; see *Media endpoints* |
+//! | `POST /v1/audio/transcriptions`, `POST /v1/audio/translations` (multipart), `POST /v1/audio/speech` (JSON) | OpenAI audio; see *Media endpoints* |
+//! | `GET /mock/stats`, `POST /mock/reset` | request counters: `{"total","paths":{path:n},"models":{model:n},"last_auth":"present"\|"absent"\|null,"last_output_limit":n\|null,"last_path":p\|null,"last_model":m\|null,"last_files":[…]\|null}` (the last request's output cap, path, model if it named one, and, for a multipart request, its file parts as `{"field","filename","content_type","bytes"}`) |
 //!
 //! The response's `model` echoes the requested model. The reply text is
 //! `mock reply <8 hex digits of a prompt digest> tokens flow through …`, one
@@ -60,6 +62,93 @@
 //!   `finishReason: "STOP"`) has the final numbers. SSE events end in `\r\n\r\n`.
 //!
 //! [`usage_for`] and [`usage_for_request`] compute the same numbers for tests.
+//!
+//! # Media endpoints
+//!
+//! OpenAI's image and audio endpoints, with OpenAI's bearer auth, counted in
+//! `/mock/stats` (path, model, and the file parts of multipart uploads), and
+//! taking the knobs like the other endpoints: headers, or `[mock …]`
+//! directives in the JSON body or in a form's text fields (never in file
+//! contents). `latency_ms`, the status faults, `timeout` and `reset` work
+//! everywhere; `malformed`, `truncate`, `garbage`, `reset_mid` bend the
+//! JSON/text bodies; `no_usage` drops `usage`; speech answers stream (see
+//! below), so `chunks`, `chunk_delay_ms` and the stream faults apply to
+//! them. `output_tokens` does not affect them.
+//!
+//! One string's token count is `tokens(s) = 8 + bytes(s)/4`, integer division
+//! (the chat prompt formula for a prompt of just that text; a `[mock …]`
+//! directive in it counts like any other text). Bad requests get OpenAI's 400
+//! `{"error": {"message", "type": "invalid_request_error", "param", "code"}}`
+//! naming the parameter (`code` `missing_required_parameter`, `invalid_value`,
+//! `invalid_type`, `integer_below_min_value` / `integer_above_max_value`).
+//!
+//! **Images** (`/v1/images/generations` JSON; `/v1/images/edits` multipart
+//! with one or more `image` / `image[]` file parts, an optional `mask`, and
+//! the same parameters as text fields). `model` defaults to `dall-e-2` (as
+//! OpenAI's does); `prompt` is required; `n` is 1–10 (default 1; `dall-e-3`:
+//! only 1); `size` must be one of the model's sizes (`dall-e-2`: 256x256,
+//! 512x512, 1024x1024; `dall-e-3`: 1024x1024, 1792x1024, 1024x1792;
+//! `gpt-image*`: 1024x1024, 1536x1024, 1024x1536, auto; other names: any),
+//! default 1024x1024; `quality`: `dall-e-2` standard|auto, `dall-e-3`
+//! standard|hd|auto, `gpt-image*` low|medium|high|auto (default auto), other
+//! names any of those; `response_format` url|b64_json (default url;
+//! `gpt-image*` always b64_json). An edit without an `image` part is a 400.
+//! The answer is `{"created", "data": [n items]}`, each item
+//! `{"b64_json": <a 1×1 PNG>}` or
+//! `{"url": "https://mock.invalid/images/<request sequence>-<index>.png"}`,
+//! plus `"revised_prompt": "A mock illustration of: <prompt>"` for
+//! `dall-e-3`. Only `gpt-image*` models add `usage`:
+//!
+//! | field | value |
+//! |---|---|
+//! | `input_tokens_details.text_tokens` | `T = tokens(prompt)` |
+//! | `input_tokens_details.image_tokens` | `194 × input image parts` (edits; the mask does not count; 0 for generations) |
+//! | `input_tokens` | text + image tokens |
+//! | `output_tokens` | `n ×` gpt-image-1's per-image table: low 272 / 408 / 400, medium 1056 / 1584 / 1568, high 4160 / 6240 / 6208 for 1024x1024 / 1024x1536 / 1536x1024; quality `auto` counts as high, size `auto` as 1024x1024 |
+//! | `total_tokens` | input + output |
+//!
+//! **Transcriptions and translations** (multipart: `file` (required), `model`
+//! (required), `prompt`, `language`, `response_format`, `temperature` 0–1).
+//! The audio's duration `ms`: for a RIFF/WAVE file,
+//! `ceil(data chunk bytes × 1000 / fmt byte rate)` (chunks walked, a data
+//! chunk longer than the file counted as what is present); any other file,
+//! `ceil(bytes × 1000 / 16,000)`; an empty file is a 400. The text is always
+//! `The quick brown fox jumps over the lazy dog.` (44 bytes, `tokens` = 19).
+//! `response_format` (default `json`): `json` → `{"text", "usage"}`;
+//! `verbose_json` → `{"task": "transcribe"|"translate", "language": "english",
+//! "duration": ms/1000 (a float), "text", "segments": [], "usage"}`; `text` →
+//! the text and a newline; `srt` / `vtt` → one cue from 0 to `ms`; the
+//! three text formats are `text/plain; charset=utf-8`, without usage.
+//! Translations never carry `usage` (as OpenAI's). Transcription usage:
+//! - models starting `gpt-4o` (`gpt-4o-transcribe`, `gpt-4o-mini-transcribe`;
+//!   only `json` and `text` accepted): `{"type": "tokens", "input_tokens":
+//!   A+P, "input_token_details": {"text_tokens": P, "audio_tokens": A},
+//!   "output_tokens": O, "total_tokens": A+P+O}` with `A = ceil(ms/100)`
+//!   (10 a second), `P = tokens(prompt)` (0 without a prompt), `O = 19`.
+//! - any other model (`whisper-1`): `{"type": "duration", "seconds":
+//!   ceil(ms/1000)}` (whole seconds, rounded up, as whisper is billed).
+//!
+//! **Speech** (JSON: `model`, `input` (at most 4096 characters) and `voice`
+//! required; `response_format` mp3 (default)|opus|aac|flac|wav|pcm; `speed`
+//! 0.25–4; `instructions`; `stream_format` audio (default)|sse, sse only for
+//! `gpt-4o-mini-tts*`). The speech lasts `ms = 60 × characters of input`
+//! (Unicode scalars; `speed` ignored) of 24 kHz 16-bit mono, i.e. `48 × ms`
+//! bytes: `wav` is a 44-byte RIFF/WAVE header plus that much silence, `pcm`
+//! the silence alone, the others that many deterministic (undecodable) bytes,
+//! as `audio/mpeg`, `audio/opus`, `audio/aac`, `audio/flac`, `audio/wav`,
+//! `audio/pcm`. The body streams in `chunks` pieces (default 4) with
+//! `chunk_delay_ms` between them (5 ms unless set), without usage
+//! (`stream_error` there just ends it half-way: raw audio has no error
+//! event). With
+//! `stream_format: "sse"` it is `text/event-stream`: one
+//! `data: {"type":"speech.audio.delta","audio":<base64 of a piece>}` per
+//! piece, then `data: {"type":"speech.audio.done","usage":{"input_tokens":
+//! I,"output_tokens":O,"total_tokens":I+O}}` with `I = tokens(input)` and
+//! `O = ceil(ms/50)` (20 audio tokens a second).
+//!
+//! [`text_tokens`], [`gpt_image_output_tokens`], [`audio_duration_ms`],
+//! [`billed_seconds`], [`transcription_audio_tokens`] and
+//! [`speech_output_tokens`] compute the same numbers for tests.
 //!
 //! # Knobs
 //!
@@ -110,17 +199,21 @@
 //! whether the last request carried a credential, never its value.
 
 mod anthropic;
+mod audio;
 mod batches;
 mod errors;
 mod exchange;
+mod form;
 mod gemini;
+mod images;
 mod knobs;
 mod openai;
+mod params;
 mod stats;
 mod stream;
 mod usage;
 
-use axum::extract::{DefaultBodyLimit, Path, State};
+use axum::extract::{DefaultBodyLimit, Path, Request, State};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::serve::ListenerExt as _;
@@ -131,9 +224,13 @@ use http::{HeaderMap, Method, Uri};
 use crate::errors::{error_response, Family};
 use crate::exchange::App;
 
+pub use crate::audio::MOCK_TRANSCRIPT;
+pub use crate::images::MOCK_PNG_BASE64;
 pub use crate::openai::embed;
 pub use crate::usage::{
-    is_reasoning_model, usage_for, usage_for_request, MockUsage, DEFAULT_OUTPUT_TOKENS, REASONING_MARKERS,
+    audio_duration_ms, billed_seconds, gpt_image_output_tokens, is_reasoning_model, speech_output_tokens, text_tokens,
+    transcription_audio_tokens, usage_for, usage_for_request, MockUsage, DEFAULT_OUTPUT_TOKENS,
+    GPT_IMAGE_INPUT_IMAGE_TOKENS, NON_WAV_BYTES_PER_SECOND, REASONING_MARKERS, SPEECH_BYTES_PER_MS, SPEECH_MS_PER_CHAR,
 };
 
 /// Server-wide defaults; per-request knobs override the timing ones.
@@ -163,6 +260,11 @@ pub fn router(config: MockConfig) -> Router {
         .route("/openai/v1/responses", post(responses))
         .route("/v1/models", get(models))
         .route("/v1/models/{*rest}", get(model).post(gemini))
+        .route("/v1/images/generations", post(image_generations))
+        .route("/v1/images/edits", post(image_edits))
+        .route("/v1/audio/transcriptions", post(transcriptions))
+        .route("/v1/audio/translations", post(translations))
+        .route("/v1/audio/speech", post(speech))
         .route("/v1/messages", post(messages))
         .route("/v1beta/models/{*rest}", post(gemini))
         .route("/mock/stats", get(stats))
@@ -233,6 +335,28 @@ async fn azure_embeddings(
 
 async fn responses(State(app): State<App>, uri: Uri, headers: HeaderMap, body: Bytes) -> Response {
     openai::responses(app, uri, headers, body).await
+}
+
+async fn image_generations(State(app): State<App>, uri: Uri, headers: HeaderMap, body: Bytes) -> Response {
+    images::generations(app, uri, headers, body).await
+}
+
+// Multipart handlers take the whole request (the form is read inside, so a
+// bad form still counts and gets an OpenAI-shaped 400).
+async fn image_edits(State(app): State<App>, request: Request) -> Response {
+    images::edits(app, request).await
+}
+
+async fn transcriptions(State(app): State<App>, request: Request) -> Response {
+    audio::transcriptions(app, request).await
+}
+
+async fn translations(State(app): State<App>, request: Request) -> Response {
+    audio::translations(app, request).await
+}
+
+async fn speech(State(app): State<App>, uri: Uri, headers: HeaderMap, body: Bytes) -> Response {
+    audio::speech(app, uri, headers, body).await
 }
 
 async fn models(State(app): State<App>, uri: Uri, headers: HeaderMap) -> Response {

@@ -22,6 +22,16 @@ struct Counts {
     last_auth: Option<bool>,
     /// The output cap of the last request (its smallest `max_tokens`-like field), if any.
     last_output_limit: Option<u64>,
+    /// The path of the last request.
+    last_path: Option<String>,
+    /// The model the last request named, if `last_model_fresh` (kept across
+    /// requests otherwise, so a repeated model allocates nothing).
+    last_model: Option<String>,
+    last_model_fresh: bool,
+    /// The file parts of the last request if it was a multipart form
+    /// (`{"field","filename","content_type","bytes"}` each), so tests can see
+    /// that an upload arrived whole.
+    last_files: Option<Value>,
 }
 
 fn bump(map: &mut HashMap<String, u64>, key: &str) {
@@ -31,6 +41,14 @@ fn bump(map: &mut HashMap<String, u64>, key: &str) {
         None => {
             map.insert(key.to_owned(), 1);
         }
+    }
+}
+
+/// `*slot = Some(value)`, allocating only when the value changes.
+fn set_last(slot: &mut Option<String>, value: &str) {
+    match slot {
+        Some(last) if last == value => {}
+        last => *last = Some(value.to_owned()),
     }
 }
 
@@ -47,10 +65,21 @@ impl Stats {
         let mut counts = self.counts();
         bump(&mut counts.paths, path);
         counts.last_auth = Some(auth_present);
+        set_last(&mut counts.last_path, path);
+        counts.last_model_fresh = false;
+        counts.last_files = None;
     }
 
     pub(crate) fn record_model(&self, model: &str) {
-        bump(&mut self.counts().models, model);
+        let mut counts = self.counts();
+        bump(&mut counts.models, model);
+        set_last(&mut counts.last_model, model);
+        counts.last_model_fresh = true;
+    }
+
+    /// Records the file parts of the last (multipart) request.
+    pub(crate) fn record_files(&self, files: Value) {
+        self.counts().last_files = Some(files);
     }
 
     /// Records the output cap the last request carried (`None`: no cap).
@@ -67,6 +96,9 @@ impl Stats {
             "models": counts.models,
             "last_auth": last_auth,
             "last_output_limit": counts.last_output_limit,
+            "last_path": counts.last_path,
+            "last_model": counts.last_model.as_deref().filter(|_| counts.last_model_fresh),
+            "last_files": counts.last_files,
         })
     }
 

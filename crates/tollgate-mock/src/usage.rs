@@ -95,6 +95,97 @@ pub fn usage_for_request(body: &[u8], model: &str) -> Option<MockUsage> {
     Some(usage_for(measure_prompt(&json).bytes, model, max_output_limit(&json), knob))
 }
 
+/// The mock's token count of one string (an image prompt, a transcription
+/// prompt or transcript, a speech input): `8 + bytes/4`, the chat prompt
+/// formula for a prompt of just that text.
+pub fn text_tokens(text: &str) -> u64 {
+    8 + text.len() as u64 / 4
+}
+
+/// Image tokens a `gpt-image-*` edit bills per input image part (`image` /
+/// `image[]`; the mask is not counted).
+pub const GPT_IMAGE_INPUT_IMAGE_TOKENS: u64 = 194;
+
+/// Output tokens of one `gpt-image-*` image, from OpenAI's gpt-image-1 table:
+/// rows by `quality` (`low`, `medium`, `high`; `auto` and anything else count
+/// as `high`), columns by `size` (`1024x1024`, `1024x1536`, `1536x1024`;
+/// `auto` and anything else count as `1024x1024`).
+pub fn gpt_image_output_tokens(quality: &str, size: &str) -> u64 {
+    let (square, portrait, landscape) = match quality {
+        "low" => (272, 408, 400),
+        "medium" => (1056, 1584, 1568),
+        _ => (4160, 6240, 6208),
+    };
+    match size {
+        "1024x1536" => portrait,
+        "1536x1024" => landscape,
+        _ => square,
+    }
+}
+
+/// Bytes a second of audio the mock assumes for an upload that is not a WAV file.
+pub const NON_WAV_BYTES_PER_SECOND: u64 = 16_000;
+
+/// The duration of an uploaded audio file, in milliseconds. A RIFF/WAVE file:
+/// `ceil(data chunk size × 1000 / byte rate)`, the byte rate from its `fmt `
+/// chunk, walking the chunks (sizes little-endian, odd sizes padded to even);
+/// a data chunk declared longer than the file counts only the bytes present.
+/// Anything else (or a WAV without a `fmt ` chunk before `data`, or with a
+/// zero byte rate): `ceil(bytes × 1000 / 16,000)`, i.e. 16,000 bytes a second.
+pub fn audio_duration_ms(file: &[u8]) -> u64 {
+    let fallback = || (file.len() as u64 * 1000).div_ceil(NON_WAV_BYTES_PER_SECOND);
+    wav_duration_ms(file).unwrap_or_else(fallback)
+}
+
+fn wav_duration_ms(file: &[u8]) -> Option<u64> {
+    if file.len() < 12 || &file[..4] != b"RIFF" || &file[8..12] != b"WAVE" {
+        return None;
+    }
+    let le32 = |at: usize| -> Option<u64> {
+        let b = file.get(at..at + 4)?;
+        Some(u64::from(u32::from_le_bytes([b[0], b[1], b[2], b[3]])))
+    };
+    let mut at = 12usize;
+    let mut byte_rate = None;
+    while at + 8 <= file.len() {
+        let id = &file[at..at + 4];
+        let size = le32(at + 4)?;
+        let body = at + 8;
+        match id {
+            b"fmt " => byte_rate = Some(le32(body + 8)?),
+            b"data" => {
+                let present = (file.len() - body) as u64;
+                let rate = byte_rate.filter(|&r| r > 0)?;
+                return Some((size.min(present) * 1000).div_ceil(rate));
+            }
+            _ => {}
+        }
+        at = body.checked_add(usize::try_from(size + size % 2).ok()?)?;
+    }
+    None
+}
+
+/// Whisper-style billing: whole seconds, rounded up (`ceil(ms / 1000)`).
+pub fn billed_seconds(duration_ms: u64) -> u64 {
+    duration_ms.div_ceil(1000)
+}
+
+/// Audio input tokens of a `gpt-4o*` transcription: 10 a second, `ceil(ms / 100)`.
+pub fn transcription_audio_tokens(duration_ms: u64) -> u64 {
+    duration_ms.div_ceil(100)
+}
+
+/// Milliseconds of speech the mock generates per character (Unicode scalar) of input.
+pub const SPEECH_MS_PER_CHAR: u64 = 60;
+
+/// Bytes a millisecond of the mock's speech: 24 kHz, 16-bit, mono PCM.
+pub const SPEECH_BYTES_PER_MS: u64 = 48;
+
+/// Audio output tokens of a streamed (`sse`) speech answer: 20 a second, `ceil(ms / 50)`.
+pub fn speech_output_tokens(duration_ms: u64) -> u64 {
+    duration_ms.div_ceil(50)
+}
+
 /// Whether the mock treats `model` as a reasoning model.
 pub fn is_reasoning_model(model: &str) -> bool {
     let lower = model.to_ascii_lowercase();

@@ -926,7 +926,11 @@ async fn stream_error_sends_each_provider_error_event() {
 async fn stats_count_requests_per_path_and_reset_zeroes_them() {
     let app = mock();
     let empty = send(&app, "GET", "/mock/stats", &[], None).await.json();
-    assert_eq!(empty, json!({"total": 0, "paths": {}, "models": {}, "last_auth": null, "last_output_limit": null}));
+    assert_eq!(
+        empty,
+        json!({"total": 0, "paths": {}, "models": {}, "last_auth": null, "last_output_limit": null,
+               "last_path": null, "last_model": null, "last_files": null})
+    );
 
     send(
         &app,
@@ -947,6 +951,8 @@ async fn stats_count_requests_per_path_and_reset_zeroes_them() {
     assert_eq!(stats["models"]["gpt-4o"], 2);
     assert_eq!(stats["last_auth"], "absent");
     assert_eq!(stats["last_output_limit"], 20, "the last request's maxOutputTokens");
+    assert_eq!(stats["last_path"], "/v1beta/models/gemini-2.0-flash:generateContent");
+    assert_eq!(stats["last_model"], "gemini-2.0-flash");
 
     send(&app, "POST", "/v1/messages", &[("x-api-key", "k")], Some(&anthropic_body("claude-haiku-4-5"))).await;
     let stats = send(&app, "GET", "/mock/stats", &[], None).await.json();
@@ -1008,4 +1014,630 @@ async fn unknown_routes_and_bad_json_get_provider_shaped_errors() {
     assert_eq!(response.status(), StatusCode::BAD_REQUEST);
     let body: Value = serde_json::from_slice(&response.into_body().collect().await.unwrap().to_bytes()).unwrap();
     assert_eq!(body["type"], "error");
+}
+
+// ---------------------------------------------------------------- media: images and audio
+
+/// A multipart part: a text field, or a file `(name, filename, bytes)`.
+enum Part<'a> {
+    Text(&'a str, &'a str),
+    File(&'a str, &'a str, &'a [u8]),
+}
+
+const BOUNDARY: &str = "mock-form-boundary-7MA4YWxkTrZu0gW";
+
+fn form_body(parts: &[Part<'_>]) -> Vec<u8> {
+    let mut body = Vec::new();
+    for part in parts {
+        body.extend_from_slice(format!("--{BOUNDARY}\r\n").as_bytes());
+        match part {
+            Part::Text(name, value) => {
+                body.extend_from_slice(format!("Content-Disposition: form-data; name=\"{name}\"\r\n\r\n").as_bytes());
+                body.extend_from_slice(value.as_bytes());
+            }
+            Part::File(name, filename, bytes) => {
+                body.extend_from_slice(
+                    format!(
+                        "Content-Disposition: form-data; name=\"{name}\"; filename=\"{filename}\"\r\n\
+                         Content-Type: application/octet-stream\r\n\r\n"
+                    )
+                    .as_bytes(),
+                );
+                body.extend_from_slice(bytes);
+            }
+        }
+        body.extend_from_slice(b"\r\n");
+    }
+    body.extend_from_slice(format!("--{BOUNDARY}--\r\n").as_bytes());
+    body
+}
+
+/// A response whose body is kept as the data frames it arrived in.
+struct Frames {
+    status: StatusCode,
+    headers: HeaderMap,
+    frames: Vec<bytes::Bytes>,
+}
+
+impl Frames {
+    fn bytes(&self) -> Vec<u8> {
+        self.frames.concat()
+    }
+
+    fn text(&self) -> String {
+        String::from_utf8(self.bytes()).unwrap()
+    }
+
+    fn json(&self) -> Value {
+        serde_json::from_slice(&self.bytes()).unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.text()))
+    }
+}
+
+async fn send_raw(app: &Router, path: &str, headers: &[(&str, &str)], content_type: &str, body: Vec<u8>) -> Frames {
+    let mut request = Request::builder().method("POST").uri(path).header("content-type", content_type);
+    for (k, v) in headers {
+        request = request.header(*k, *v);
+    }
+    let response = app.clone().oneshot(request.body(Body::from(body)).unwrap()).await.unwrap();
+    let status = response.status();
+    let headers = response.headers().clone();
+    let mut body = response.into_body();
+    let mut frames = Vec::new();
+    while let Some(frame) = body.frame().await {
+        if let Ok(data) = frame.unwrap().into_data() {
+            frames.push(data);
+        }
+    }
+    Frames { status, headers, frames }
+}
+
+async fn send_form(app: &Router, path: &str, headers: &[(&str, &str)], parts: &[Part<'_>]) -> Frames {
+    let content_type = format!("multipart/form-data; boundary={BOUNDARY}");
+    send_raw(app, path, headers, &content_type, form_body(parts)).await
+}
+
+async fn send_json(app: &Router, path: &str, headers: &[(&str, &str)], body: Value) -> Frames {
+    send_raw(app, path, headers, "application/json", body.to_string().into_bytes()).await
+}
+
+/// OpenAI's 400 naming `param`.
+fn expect_param_error(a: &Frames, param: &str, code: &str) {
+    assert_eq!(a.status, StatusCode::BAD_REQUEST, "{}", a.text());
+    let e = a.json();
+    assert_eq!(e["error"]["type"], "invalid_request_error");
+    assert_eq!(e["error"]["param"], param, "{e}");
+    assert_eq!(e["error"]["code"], code, "{e}");
+    assert!(e["error"]["message"].as_str().unwrap().len() > 10);
+}
+
+/// CRC-32 (IEEE), to check the mock's PNG chunk by chunk.
+fn crc32(bytes: &[u8]) -> u32 {
+    !bytes.iter().fold(!0u32, |crc, &b| {
+        (0..8).fold(crc ^ u32::from(b), |c, _| if c & 1 == 1 { (c >> 1) ^ 0xEDB8_8320 } else { c >> 1 })
+    })
+}
+
+fn expect_valid_png(b64: &str) {
+    let png = base64::engine::general_purpose::STANDARD.decode(b64).unwrap();
+    assert_eq!(&png[..8], b"\x89PNG\r\n\x1a\n");
+    let mut at = 8;
+    let mut kinds = Vec::new();
+    while at < png.len() {
+        let len = u32::from_be_bytes(png[at..at + 4].try_into().unwrap()) as usize;
+        let kind_and_data = &png[at + 4..at + 8 + len];
+        let crc = u32::from_be_bytes(png[at + 8 + len..at + 12 + len].try_into().unwrap());
+        assert_eq!(crc32(kind_and_data), crc, "chunk CRC");
+        kinds.push(String::from_utf8(kind_and_data[..4].to_vec()).unwrap());
+        at += 12 + len;
+    }
+    assert_eq!(kinds, ["IHDR", "IDAT", "IEND"]);
+}
+
+/// A RIFF/WAVE file: PCM `rate` Hz, 16-bit, mono, `data_bytes` of silence, with
+/// an odd-sized `LIST` chunk (padded) between `fmt ` and `data`.
+fn wav(rate: u32, data_bytes: u32) -> Vec<u8> {
+    let mut w = Vec::new();
+    w.extend_from_slice(b"RIFF");
+    w.extend_from_slice(&(4 + 24 + 14 + 8 + data_bytes).to_le_bytes());
+    w.extend_from_slice(b"WAVEfmt ");
+    w.extend_from_slice(&16u32.to_le_bytes());
+    w.extend_from_slice(&1u16.to_le_bytes());
+    w.extend_from_slice(&1u16.to_le_bytes());
+    w.extend_from_slice(&rate.to_le_bytes());
+    w.extend_from_slice(&(rate * 2).to_le_bytes());
+    w.extend_from_slice(&2u16.to_le_bytes());
+    w.extend_from_slice(&16u16.to_le_bytes());
+    w.extend_from_slice(b"LIST");
+    w.extend_from_slice(&5u32.to_le_bytes());
+    w.extend_from_slice(b"INFO\x01\x00");
+    w.extend_from_slice(b"data");
+    w.extend_from_slice(&data_bytes.to_le_bytes());
+    w.resize(w.len() + data_bytes as usize, 0);
+    w
+}
+
+#[tokio::test]
+async fn gpt_image_generations_report_the_per_image_token_table() {
+    let app = mock();
+    let prompt = "a red fox in the snow"; // 21 bytes: 8 + 21/4 = 13 text tokens
+    let body = json!({"model": "gpt-image-1", "prompt": prompt, "n": 2, "size": "1024x1536", "quality": "high"});
+    let a = send_json(&app, "/v1/images/generations", &[], body).await;
+    assert_eq!(a.status, StatusCode::OK, "{}", a.text());
+    assert_eq!(a.headers["content-type"], "application/json");
+    assert!(a.headers.contains_key("x-request-id"));
+    let j = a.json();
+    assert!(j["created"].as_u64().unwrap() > 1_700_000_000);
+    let data = j["data"].as_array().unwrap();
+    assert_eq!(data.len(), 2);
+    for item in data {
+        assert_eq!(item.as_object().unwrap().len(), 1, "only b64_json: {item}");
+        expect_valid_png(item["b64_json"].as_str().unwrap());
+    }
+    assert_eq!(
+        j["usage"],
+        json!({"input_tokens": 13, "input_tokens_details": {"text_tokens": 13, "image_tokens": 0},
+               "output_tokens": 12_480, "total_tokens": 12_493})
+    );
+    assert_eq!(tollgate_mock::text_tokens(prompt), 13);
+
+    // gpt-image answers b64_json even when asked for URLs; auto/auto is high at 1024x1024.
+    let auto = json!({"model": "gpt-image-1", "prompt": prompt, "size": "auto", "response_format": "url"});
+    let j = send_json(&app, "/v1/images/generations", &[], auto).await.json();
+    assert!(j["data"][0]["b64_json"].is_string() && j["data"][0].get("url").is_none());
+    assert_eq!(j["usage"]["output_tokens"], 4160);
+    for (quality, size, n, output) in
+        [("low", "1536x1024", 3, 1200), ("medium", "1024x1024", 1, 1056), ("medium", "1536x1024", 2, 3136)]
+    {
+        let body = json!({"model": "gpt-image-1-mini", "prompt": "x", "n": n, "size": size, "quality": quality});
+        let j = send_json(&app, "/v1/images/generations", &[], body).await.json();
+        assert_eq!(j["usage"]["output_tokens"], output, "{quality} {size} ×{n}");
+        assert_eq!(j["usage"]["total_tokens"], 8 + output);
+        assert_eq!(tollgate_mock::gpt_image_output_tokens(quality, size) * n, output);
+    }
+}
+
+#[tokio::test]
+async fn dall_e_generations_answer_urls_or_b64_without_usage() {
+    let app = mock();
+    let body =
+        json!({"model": "dall-e-3", "prompt": "a lighthouse", "size": "1792x1024", "quality": "hd", "user": "u1"});
+    let j = send_json(&app, "/v1/images/generations", &[], body).await.json();
+    assert!(j.get("usage").is_none(), "{j}");
+    let item = &j["data"][0];
+    assert_eq!(j["data"].as_array().unwrap().len(), 1);
+    assert!(item["url"].as_str().unwrap().starts_with("https://mock.invalid/images/"));
+    assert!(item["url"].as_str().unwrap().ends_with("-0.png"));
+    assert_eq!(item["revised_prompt"], "A mock illustration of: a lighthouse");
+
+    // No model: dall-e-2 (OpenAI's default), no revised_prompt.
+    let j =
+        send_json(&app, "/v1/images/generations", &[], json!({"prompt": "p", "n": 3, "response_format": "b64_json"}))
+            .await
+            .json();
+    assert_eq!(j["data"].as_array().unwrap().len(), 3);
+    assert!(j["data"].as_array().unwrap().iter().all(|d| d.as_object().unwrap().keys().eq(["b64_json"])));
+    assert!(j.get("usage").is_none());
+    let stats = send(&app, "GET", "/mock/stats", &[], None).await.json();
+    assert_eq!(stats["models"], json!({"dall-e-3": 1, "dall-e-2": 1}));
+    assert_eq!(stats["paths"]["/v1/images/generations"], 2);
+    assert_eq!(stats["last_model"], "dall-e-2");
+    assert_eq!(stats["last_path"], "/v1/images/generations");
+}
+
+#[tokio::test]
+async fn image_edits_read_the_form_and_bill_194_tokens_per_input_image() {
+    let app = mock();
+    let png = base64::engine::general_purpose::STANDARD.decode(tollgate_mock::MOCK_PNG_BASE64).unwrap();
+    let prompt = "add a hat"; // 9 bytes: 8 + 2 = 10 text tokens
+    let parts = [
+        Part::File("image[]", "a.png", &png),
+        Part::File("image[]", "b.png", &png),
+        Part::File("mask", "mask.png", &png),
+        Part::Text("model", "gpt-image-1"),
+        Part::Text("prompt", prompt),
+        Part::Text("n", "2"),
+        Part::Text("quality", "low"),
+        Part::Text("size", "1536x1024"),
+    ];
+    let a = send_form(&app, "/v1/images/edits", &[], &parts).await;
+    assert_eq!(a.status, StatusCode::OK, "{}", a.text());
+    let j = a.json();
+    assert_eq!(j["data"].as_array().unwrap().len(), 2);
+    expect_valid_png(j["data"][1]["b64_json"].as_str().unwrap());
+    assert_eq!(
+        j["usage"],
+        json!({"input_tokens": 10 + 388, "input_tokens_details": {"text_tokens": 10, "image_tokens": 388},
+               "output_tokens": 800, "total_tokens": 10 + 388 + 800})
+    );
+    let stats = send(&app, "GET", "/mock/stats", &[], None).await.json();
+    assert_eq!(stats["paths"]["/v1/images/edits"], 1);
+    assert_eq!(stats["last_model"], "gpt-image-1");
+    assert_eq!(
+        stats["last_files"],
+        json!([
+            {"field": "image[]", "filename": "a.png", "content_type": "application/octet-stream", "bytes": png.len()},
+            {"field": "image[]", "filename": "b.png", "content_type": "application/octet-stream", "bytes": png.len()},
+            {"field": "mask", "filename": "mask.png", "content_type": "application/octet-stream", "bytes": png.len()},
+        ])
+    );
+
+    // One `image` part, no model: dall-e-2, a URL, no usage.
+    let parts = [Part::File("image", "a.png", &png), Part::Text("prompt", prompt)];
+    let j = send_form(&app, "/v1/images/edits", &[], &parts).await.json();
+    assert!(j["data"][0]["url"].is_string() && j.get("usage").is_none(), "{j}");
+
+    // No image part at all.
+    let a = send_form(&app, "/v1/images/edits", &[], &[Part::Text("prompt", prompt)]).await;
+    expect_param_error(&a, "image", "missing_required_parameter");
+    // Not a form.
+    let a = send_json(&app, "/v1/images/edits", &[], json!({"prompt": prompt})).await;
+    assert_eq!(a.status, StatusCode::BAD_REQUEST);
+    assert_eq!(a.json()["error"]["type"], "invalid_request_error");
+}
+
+#[tokio::test]
+async fn image_requests_with_bad_values_get_openai_400s() {
+    let app = mock();
+    let gen = |body: Value| send_json(&app, "/v1/images/generations", &[], body);
+    expect_param_error(&gen(json!({"model": "dall-e-2"})).await, "prompt", "missing_required_parameter");
+    expect_param_error(&gen(json!({"prompt": "p", "n": 0})).await, "n", "integer_below_min_value");
+    expect_param_error(&gen(json!({"prompt": "p", "n": 11})).await, "n", "integer_above_max_value");
+    expect_param_error(&gen(json!({"prompt": "p", "n": "two"})).await, "n", "invalid_type");
+    expect_param_error(&gen(json!({"model": "dall-e-3", "prompt": "p", "n": 2})).await, "n", "invalid_value");
+    expect_param_error(
+        &gen(json!({"model": "dall-e-2", "prompt": "p", "size": "1792x1024"})).await,
+        "size",
+        "invalid_value",
+    );
+    expect_param_error(
+        &gen(json!({"model": "dall-e-3", "prompt": "p", "size": "512x512"})).await,
+        "size",
+        "invalid_value",
+    );
+    expect_param_error(
+        &gen(json!({"model": "gpt-image-1", "prompt": "p", "size": "512x512"})).await,
+        "size",
+        "invalid_value",
+    );
+    expect_param_error(
+        &gen(json!({"model": "dall-e-3", "prompt": "p", "quality": "high"})).await,
+        "quality",
+        "invalid_value",
+    );
+    expect_param_error(
+        &gen(json!({"model": "gpt-image-1", "prompt": "p", "quality": "hd"})).await,
+        "quality",
+        "invalid_value",
+    );
+    expect_param_error(
+        &gen(json!({"prompt": "p", "response_format": "png"})).await,
+        "response_format",
+        "invalid_value",
+    );
+    let form = [Part::File("image", "a.png", b"x"), Part::Text("prompt", "p"), Part::Text("n", "11")];
+    expect_param_error(&send_form(&app, "/v1/images/edits", &[], &form).await, "n", "integer_above_max_value");
+}
+
+#[tokio::test]
+async fn transcriptions_measure_wav_headers_and_bill_by_model() {
+    let app = mock();
+    let audio = wav(16_000, 80_000); // 80,000 bytes at 32,000 bytes/s: 2.5 s
+    assert_eq!(tollgate_mock::audio_duration_ms(&audio), 2500);
+    let text = tollgate_mock::MOCK_TRANSCRIPT;
+    assert_eq!(tollgate_mock::text_tokens(text), 19);
+
+    let parts = [Part::File("file", "speech.wav", &audio), Part::Text("model", "whisper-1")];
+    let a = send_form(&app, "/v1/audio/transcriptions", &[], &parts).await;
+    assert_eq!(a.status, StatusCode::OK, "{}", a.text());
+    assert_eq!(a.headers["content-type"], "application/json");
+    assert_eq!(a.json(), json!({"text": text, "usage": {"type": "duration", "seconds": 3}}));
+
+    let prompt = "Names: Ada"; // 10 bytes: 8 + 2 = 10 text tokens
+    let parts = [
+        Part::File("file", "speech.wav", &audio),
+        Part::Text("model", "gpt-4o-transcribe"),
+        Part::Text("prompt", prompt),
+        Part::Text("language", "en"),
+        Part::Text("temperature", "0.2"),
+    ];
+    let j = send_form(&app, "/v1/audio/transcriptions", &[], &parts).await.json();
+    assert_eq!(
+        j,
+        json!({"text": text, "usage": {"type": "tokens", "input_tokens": 35,
+               "input_token_details": {"text_tokens": 10, "audio_tokens": 25},
+               "output_tokens": 19, "total_tokens": 54}})
+    );
+    let parts = [Part::File("file", "speech.wav", &audio), Part::Text("model", "gpt-4o-mini-transcribe")];
+    let j = send_form(&app, "/v1/audio/transcriptions", &[], &parts).await.json();
+    assert_eq!(j["usage"]["input_token_details"], json!({"text_tokens": 0, "audio_tokens": 25}));
+    assert_eq!(j["usage"]["total_tokens"], 25 + 19);
+
+    let parts = [
+        Part::File("file", "speech.wav", &audio),
+        Part::Text("model", "whisper-1"),
+        Part::Text("response_format", "verbose_json"),
+    ];
+    let j = send_form(&app, "/v1/audio/transcriptions", &[], &parts).await.json();
+    assert_eq!(
+        j,
+        json!({"task": "transcribe", "language": "english", "duration": 2.5, "text": text, "segments": [],
+               "usage": {"type": "duration", "seconds": 3}})
+    );
+
+    // Not a WAV: 16,000 bytes a second; 40,001 bytes is 2,501 ms.
+    let mp3 = vec![0xFFu8; 40_001];
+    assert_eq!(tollgate_mock::audio_duration_ms(&mp3), 2501);
+    let parts = [Part::File("file", "speech.mp3", &mp3), Part::Text("model", "whisper-1")];
+    let j = send_form(&app, "/v1/audio/transcriptions", &[], &parts).await.json();
+    assert_eq!(j["usage"]["seconds"], 3);
+
+    let stats = send(&app, "GET", "/mock/stats", &[], None).await.json();
+    assert_eq!(stats["paths"]["/v1/audio/transcriptions"], 5);
+    assert_eq!(stats["models"]["whisper-1"], 3);
+    assert_eq!(
+        stats["last_files"],
+        json!([{"field": "file", "filename": "speech.mp3", "content_type": "application/octet-stream", "bytes": 40_001}])
+    );
+}
+
+#[test]
+fn wav_durations_walk_the_chunks_and_round_up() {
+    use tollgate_mock::{audio_duration_ms, billed_seconds, speech_output_tokens, transcription_audio_tokens};
+    // 44.1 kHz: one sample (2 bytes of 88,200/s) is 0.0227 ms, rounded up to 1 ms.
+    assert_eq!(audio_duration_ms(&wav(44_100, 2)), 1);
+    assert_eq!(audio_duration_ms(&wav(16_000, 32_000)), 1000);
+    assert_eq!(billed_seconds(1000), 1);
+    assert_eq!(billed_seconds(1001), 2);
+    assert_eq!(transcription_audio_tokens(2501), 26);
+    assert_eq!(speech_output_tokens(660), 14);
+    // A data chunk declared longer than the file counts what is there.
+    let mut short = wav(16_000, 32_000);
+    short.truncate(short.len() - 16_000);
+    assert_eq!(audio_duration_ms(&short), 500);
+    // `data` before `fmt `: not a usable WAV, so 16,000 bytes a second.
+    let mut odd = b"RIFF\0\0\0\0WAVEdata\x04\0\0\0\0\0\0\0".to_vec();
+    odd.resize(16_000, 0);
+    assert_eq!(audio_duration_ms(&odd), 1000);
+    assert_eq!(audio_duration_ms(b""), 0);
+}
+
+#[tokio::test]
+async fn transcription_text_formats_are_plain_text_without_usage() {
+    let app = mock();
+    let audio = wav(16_000, 80_000);
+    let text = tollgate_mock::MOCK_TRANSCRIPT;
+    let ask = |format: &'static str| {
+        let audio = audio.clone();
+        let app = app.clone();
+        async move {
+            let parts = [
+                Part::File("file", "a.wav", &audio),
+                Part::Text("model", "whisper-1"),
+                Part::Text("response_format", format),
+            ];
+            send_form(&app, "/v1/audio/transcriptions", &[], &parts).await
+        }
+    };
+    let a = ask("text").await;
+    assert_eq!(a.status, StatusCode::OK);
+    assert_eq!(a.headers["content-type"], "text/plain; charset=utf-8");
+    assert_eq!(a.text(), format!("{text}\n"));
+    assert_eq!(ask("srt").await.text(), format!("1\n00:00:00,000 --> 00:00:02,500\n{text}\n\n"));
+    assert_eq!(ask("vtt").await.text(), format!("WEBVTT\n\n00:00:00.000 --> 00:00:02.500\n{text}\n\n"));
+
+    // gpt-4o transcription models answer json (or text) only.
+    let parts = [
+        Part::File("file", "a.wav", &audio),
+        Part::Text("model", "gpt-4o-transcribe"),
+        Part::Text("response_format", "verbose_json"),
+    ];
+    expect_param_error(
+        &send_form(&app, "/v1/audio/transcriptions", &[], &parts).await,
+        "response_format",
+        "invalid_value",
+    );
+    let parts = [
+        Part::File("file", "a.wav", &audio),
+        Part::Text("model", "gpt-4o-transcribe"),
+        Part::Text("response_format", "text"),
+    ];
+    assert_eq!(send_form(&app, "/v1/audio/transcriptions", &[], &parts).await.text(), format!("{text}\n"));
+}
+
+#[tokio::test]
+async fn translations_answer_only_the_text() {
+    let app = mock();
+    let audio = wav(16_000, 80_000);
+    let parts = [Part::File("file", "a.wav", &audio), Part::Text("model", "whisper-1"), Part::Text("prompt", "hi")];
+    let a = send_form(&app, "/v1/audio/translations", &[], &parts).await;
+    assert_eq!(a.status, StatusCode::OK, "{}", a.text());
+    assert_eq!(a.json(), json!({"text": tollgate_mock::MOCK_TRANSCRIPT}));
+    let parts =
+        [Part::File("file", "a.wav", &audio), Part::Text("model", "whisper-1"), Part::Text("response_format", "srt")];
+    let a = send_form(&app, "/v1/audio/translations", &[], &parts).await;
+    assert_eq!(a.headers["content-type"], "text/plain; charset=utf-8");
+    assert!(a.text().starts_with("1\n00:00:00,000 --> 00:00:02,500\n"));
+    let parts = [
+        Part::File("file", "a.wav", &audio),
+        Part::Text("model", "whisper-1"),
+        Part::Text("response_format", "verbose_json"),
+    ];
+    let j = send_form(&app, "/v1/audio/translations", &[], &parts).await.json();
+    assert_eq!(j["task"], "translate");
+    assert!(j.get("usage").is_none());
+}
+
+#[tokio::test]
+async fn audio_uploads_with_missing_parts_get_openai_400s() {
+    let app = mock();
+    let audio = wav(16_000, 3200);
+    for path in ["/v1/audio/transcriptions", "/v1/audio/translations"] {
+        let a = send_form(&app, path, &[], &[Part::Text("model", "whisper-1")]).await;
+        expect_param_error(&a, "file", "missing_required_parameter");
+        let a = send_form(&app, path, &[], &[Part::File("file", "a.wav", &audio)]).await;
+        expect_param_error(&a, "model", "missing_required_parameter");
+        let parts = [
+            Part::File("file", "a.wav", &audio),
+            Part::Text("model", "whisper-1"),
+            Part::Text("response_format", "xml"),
+        ];
+        expect_param_error(&send_form(&app, path, &[], &parts).await, "response_format", "invalid_value");
+    }
+    let stats = send(&app, "GET", "/mock/stats", &[], None).await.json();
+    assert_eq!(stats["paths"]["/v1/audio/transcriptions"], 3, "rejected requests count too");
+
+    // Uploads beyond axum's 2 MB default are read whole: 3,200,000 bytes is 200 s.
+    let big = vec![1u8; 3_200_000];
+    let parts = [Part::File("file", "long.mp3", &big), Part::Text("model", "whisper-1")];
+    let j = send_form(&app, "/v1/audio/transcriptions", &[], &parts).await.json();
+    assert_eq!(j["usage"], json!({"type": "duration", "seconds": 200}));
+}
+
+#[tokio::test]
+async fn speech_streams_wav_of_60_ms_per_character_in_chunks() {
+    let app = mock();
+    let body =
+        json!({"model": "tts-1", "input": "0123456789", "voice": "alloy", "response_format": "wav", "speed": 1.0});
+    let started = Instant::now();
+    let a = send_json(&app, "/v1/audio/speech", &[], body).await;
+    assert_eq!(a.status, StatusCode::OK);
+    assert_eq!(a.headers["content-type"], "audio/wav");
+    assert!(a.frames.len() >= 3, "{} chunks", a.frames.len());
+    assert!(started.elapsed() >= Duration::from_millis(5 * (a.frames.len() as u64 - 1)));
+    let wav_bytes = a.bytes();
+    assert_eq!(wav_bytes.len(), 44 + 28_800, "header + 0.6 s × 48,000 bytes/s");
+    assert_eq!(&wav_bytes[..4], b"RIFF");
+    assert_eq!(&wav_bytes[8..16], b"WAVEfmt ");
+    assert_eq!(u32::from_le_bytes(wav_bytes[24..28].try_into().unwrap()), 24_000, "sample rate");
+    assert_eq!(u16::from_le_bytes(wav_bytes[34..36].try_into().unwrap()), 16, "bits per sample");
+    assert_eq!(tollgate_mock::audio_duration_ms(&wav_bytes), 600, "the mock reads its own WAV back");
+    assert!(wav_bytes[44..].iter().all(|&b| b == 0));
+
+    for (format, content_type, len) in
+        [("pcm", "audio/pcm", 28_800), ("mp3", "audio/mpeg", 28_800), ("flac", "audio/flac", 28_800)]
+    {
+        let body = json!({"model": "tts-1-hd", "input": "0123456789", "voice": "nova", "response_format": format});
+        let a = send_json(&app, "/v1/audio/speech", &[], body).await;
+        assert_eq!(a.headers["content-type"], content_type);
+        assert_eq!(a.bytes().len(), len, "{format}");
+    }
+    // mp3 is the default; `chunks` sets the number of pieces.
+    let body = json!({"model": "tts-1", "input": "héllo", "voice": "alloy"});
+    let a = send_json(&app, "/v1/audio/speech", &[("x-mock-chunks", "6")], body).await;
+    assert_eq!(a.headers["content-type"], "audio/mpeg");
+    assert_eq!(a.frames.len(), 6);
+    assert_eq!(a.bytes().len(), 5 * 60 * 48, "characters, not bytes");
+    let stats = send(&app, "GET", "/mock/stats", &[], None).await.json();
+    assert_eq!(stats["paths"]["/v1/audio/speech"], 5);
+    assert_eq!(stats["last_model"], "tts-1");
+}
+
+#[tokio::test]
+async fn speech_sse_streams_base64_deltas_and_usage_at_the_end() {
+    let app = mock();
+    let input = "Hello there"; // 11 chars: 660 ms; 8 + 11/4 = 10 input tokens; ceil(660/50) = 14 output
+    let body = json!({"model": "gpt-4o-mini-tts", "input": input, "voice": "coral", "instructions": "Cheerful.",
+                      "response_format": "pcm", "stream_format": "sse"});
+    let a = send_json(&app, "/v1/audio/speech", &[], body).await;
+    assert_eq!(a.status, StatusCode::OK);
+    assert_eq!(a.headers["content-type"], "text/event-stream");
+    let answer = Answer { status: a.status, headers: a.headers.clone(), body: a.text() };
+    let events = answer.event_jsons();
+    assert_eq!(events.len(), 4 + 1);
+    let mut audio = Vec::new();
+    for delta in &events[..4] {
+        assert_eq!(delta["type"], "speech.audio.delta");
+        audio.extend(base64::engine::general_purpose::STANDARD.decode(delta["audio"].as_str().unwrap()).unwrap());
+    }
+    assert_eq!(audio.len(), 660 * 48);
+    assert_eq!(
+        events[4],
+        json!({"type": "speech.audio.done", "usage": {"input_tokens": 10, "output_tokens": 14, "total_tokens": 24}})
+    );
+
+    let tts1 = json!({"model": "tts-1", "input": input, "voice": "coral", "stream_format": "sse"});
+    expect_param_error(&send_json(&app, "/v1/audio/speech", &[], tts1).await, "stream_format", "invalid_value");
+    let no_usage = json!({"model": "gpt-4o-mini-tts", "input": input, "voice": "coral", "stream_format": "sse"});
+    let a = send_json(&app, "/v1/audio/speech", &[("x-mock-fault", "no_usage")], no_usage).await;
+    let answer = Answer { status: a.status, headers: a.headers.clone(), body: a.text() };
+    assert_eq!(answer.event_jsons().last().unwrap(), &json!({"type": "speech.audio.done"}));
+}
+
+#[tokio::test]
+async fn speech_requests_with_bad_values_get_openai_400s() {
+    let app = mock();
+    let speech = |body: Value| send_json(&app, "/v1/audio/speech", &[], body);
+    expect_param_error(&speech(json!({"input": "hi", "voice": "alloy"})).await, "model", "missing_required_parameter");
+    expect_param_error(
+        &speech(json!({"model": "tts-1", "voice": "alloy"})).await,
+        "input",
+        "missing_required_parameter",
+    );
+    expect_param_error(&speech(json!({"model": "tts-1", "input": "hi"})).await, "voice", "missing_required_parameter");
+    let long = "a".repeat(4097);
+    expect_param_error(
+        &speech(json!({"model": "tts-1", "input": long, "voice": "alloy"})).await,
+        "input",
+        "string_above_max_length",
+    );
+    let body = json!({"model": "tts-1", "input": "hi", "voice": "alloy", "response_format": "ogg"});
+    expect_param_error(&speech(body).await, "response_format", "invalid_value");
+    let body = json!({"model": "tts-1", "input": "hi", "voice": "alloy", "speed": 5});
+    expect_param_error(&speech(body).await, "speed", "invalid_value");
+}
+
+#[tokio::test]
+async fn media_endpoints_take_auth_knobs_and_faults_like_the_others() {
+    let app = router(MockConfig { require_api_key: Some("sk-mock".into()), ..MockConfig::default() });
+    let key = [("authorization", "Bearer sk-mock")];
+    let image = json!({"model": "gpt-image-1", "prompt": "p"});
+    let none = send_json(&app, "/v1/images/generations", &[], image.clone()).await;
+    assert_eq!(none.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(none.json()["error"]["code"], "invalid_api_key");
+    assert_eq!(send_json(&app, "/v1/images/generations", &key, image.clone()).await.status, StatusCode::OK);
+    let audio = wav(16_000, 3200);
+    let upload = [Part::File("file", "a.wav", &audio), Part::Text("model", "whisper-1")];
+    assert_eq!(send_form(&app, "/v1/audio/transcriptions", &[], &upload).await.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(send_form(&app, "/v1/audio/transcriptions", &key, &upload).await.status, StatusCode::OK);
+    let stats = send(&app, "GET", "/mock/stats", &[], None).await.json();
+    assert_eq!(stats["last_auth"], "present");
+
+    let app = mock();
+    // A status fault from a header, from a JSON directive, from a form field's directive.
+    let a = send_json(&app, "/v1/images/generations", &[("x-mock-fault", "503")], image.clone()).await;
+    assert_eq!(a.status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(a.headers["retry-after"], "1");
+    let speech = json!({"model": "tts-1", "input": "hi [mock fault=429 retry_after=4]", "voice": "alloy"});
+    let a = send_json(&app, "/v1/audio/speech", &[], speech).await;
+    assert_eq!(a.status, StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(a.headers["retry-after"], "4");
+    assert_eq!(a.json()["error"]["code"], "rate_limit_exceeded");
+    let upload = [
+        Part::File("file", "a.wav", &audio),
+        Part::Text("model", "whisper-1"),
+        Part::Text("prompt", "[mock fault=500]"),
+    ];
+    assert_eq!(
+        send_form(&app, "/v1/audio/transcriptions", &[], &upload).await.status,
+        StatusCode::INTERNAL_SERVER_ERROR
+    );
+    // A directive in the file's bytes is not a knob.
+    let sneaky = b"[mock fault=500]".repeat(100);
+    let upload = [Part::File("file", "a.bin", &sneaky), Part::Text("model", "whisper-1")];
+    assert_eq!(send_form(&app, "/v1/audio/transcriptions", &[], &upload).await.status, StatusCode::OK);
+    // no_usage and truncate bend the answers as elsewhere.
+    let a = send_json(&app, "/v1/images/generations", &[("x-mock-fault", "no_usage")], image.clone()).await;
+    assert!(a.json().get("usage").is_none());
+    let a = send_json(&app, "/v1/images/generations", &[("x-mock-fault", "truncate")], image.clone()).await;
+    assert!(serde_json::from_slice::<Value>(&a.bytes()).is_err());
+    let speech = json!({"model": "tts-1", "input": "0123456789", "voice": "alloy", "response_format": "pcm"});
+    let a = send_json(&app, "/v1/audio/speech", &[("x-mock-fault", "truncate")], speech).await;
+    assert_eq!(a.bytes().len(), 28_800 / 2, "half the chunks");
+    let speech = json!({"model": "tts-1", "input": "0123456789", "voice": "alloy", "response_format": "pcm"});
+    let a = send_json(&app, "/v1/audio/speech", &[("x-mock-fault", "stream_error")], speech).await;
+    assert_eq!(a.bytes().len(), 28_800 / 2, "raw audio has no error event: it ends half-way");
+    let started = Instant::now();
+    let a = send_json(&app, "/v1/images/generations", &[("x-mock-latency-ms", "40")], image).await;
+    assert_eq!(a.status, StatusCode::OK);
+    assert!(started.elapsed() >= Duration::from_millis(40));
 }

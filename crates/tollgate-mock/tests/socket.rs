@@ -99,3 +99,28 @@ async fn configured_latency_delays_every_answer() {
     let body: Value = response.json().await.unwrap();
     assert_eq!(body["usage"]["output_tokens"], 5);
 }
+
+#[tokio::test]
+async fn speech_audio_arrives_in_paced_chunks_over_the_wire() {
+    let addr = start(MockConfig::default()).await;
+    let client = reqwest::Client::new();
+    let started = Instant::now();
+    let response = client
+        .post(format!("http://{addr}/v1/audio/speech"))
+        .json(&json!({"model": "tts-1", "input": "0123456789", "voice": "alloy", "response_format": "wav"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.headers()["content-type"], "audio/wav");
+    let mut stream = response.bytes_stream();
+    let (mut reads, mut total) = (0, 0);
+    while let Some(chunk) = stream.next().await {
+        reads += 1;
+        total += chunk.unwrap().len();
+    }
+    // 4 chunks 5 ms apart (the default pause): several reads, and at least 15 ms.
+    assert_eq!(total, 44 + 28_800);
+    assert!(reads >= 3, "{reads} reads");
+    assert!(started.elapsed() >= Duration::from_millis(15), "{:?}", started.elapsed());
+}

@@ -45,6 +45,8 @@ impl ServiceTier {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Bucket {
     Input,
+    /// Input image tokens counted apart (image generation and editing models).
+    InputImage,
     InputAudio,
     CacheRead,
     CacheWrite5m,
@@ -56,8 +58,9 @@ pub enum Bucket {
 }
 
 impl Bucket {
-    pub const ALL: [Bucket; 9] = [
+    pub const ALL: [Bucket; 10] = [
         Bucket::Input,
+        Bucket::InputImage,
         Bucket::InputAudio,
         Bucket::CacheRead,
         Bucket::CacheWrite5m,
@@ -72,6 +75,7 @@ impl Bucket {
     pub fn name(self) -> &'static str {
         match self {
             Bucket::Input => "input",
+            Bucket::InputImage => "input_image",
             Bucket::InputAudio => "input_audio",
             Bucket::CacheRead => "cache_read",
             Bucket::CacheWrite5m => "cache_write_5m",
@@ -86,6 +90,7 @@ impl Bucket {
     pub fn tokens(self, u: &Usage) -> u64 {
         match self {
             Bucket::Input => u.input,
+            Bucket::InputImage => u.input_image,
             Bucket::InputAudio => u.input_audio,
             Bucket::CacheRead => u.cache_read,
             Bucket::CacheWrite5m => u.cache_write_5m,
@@ -104,6 +109,9 @@ impl Bucket {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Rates {
     pub input: Decimal,
+    /// Input image tokens counted apart (`input_tokens_details.image_tokens`
+    /// of image generation and editing models).
+    pub input_image: Option<Decimal>,
     pub input_audio: Option<Decimal>,
     pub cache_read: Option<Decimal>,
     pub cache_write_5m: Option<Decimal>,
@@ -120,6 +128,7 @@ impl Rates {
     pub fn new(input: Decimal, output: Decimal) -> Rates {
         Rates {
             input,
+            input_image: None,
             input_audio: None,
             cache_read: None,
             cache_write_5m: None,
@@ -135,6 +144,7 @@ impl Rates {
     pub fn explicit(&self, bucket: Bucket) -> Option<Decimal> {
         match bucket {
             Bucket::Input => Some(self.input),
+            Bucket::InputImage => self.input_image,
             Bucket::InputAudio => self.input_audio,
             Bucket::CacheRead => self.cache_read,
             Bucket::CacheWrite5m => self.cache_write_5m,
@@ -151,12 +161,13 @@ impl Rates {
     /// bucket bills those tokens like the nearest listed kind, so:
     /// - `cache_write_1h` → `cache_write_5m` → `input`
     /// - `cache_write_5m` → `input`; `cache_read` → `input` (no cache discount)
-    /// - `input_audio` → `input`
+    /// - `input_image`, `input_audio` → `input`
     /// - `reasoning`, `output_audio`, `output_image` → `output`
     pub fn rate(&self, bucket: Bucket) -> Decimal {
         match bucket {
             Bucket::Input => self.input,
             Bucket::Output => self.output,
+            Bucket::InputImage => self.input_image.unwrap_or(self.input),
             Bucket::InputAudio => self.input_audio.unwrap_or(self.input),
             Bucket::CacheRead => self.cache_read.unwrap_or(self.input),
             Bucket::CacheWrite5m => self.cache_write_5m.unwrap_or(self.input),
@@ -171,6 +182,7 @@ impl Rates {
         let s = |d: Decimal| d.checked_mul(m).unwrap_or(Decimal::MAX);
         Rates {
             input: s(self.input),
+            input_image: self.input_image.map(s),
             input_audio: self.input_audio.map(s),
             cache_read: self.cache_read.map(s),
             cache_write_5m: self.cache_write_5m.map(s),
@@ -254,6 +266,14 @@ pub struct PriceEntry {
     /// USD per 1,000 server-side web searches (Anthropic's web search
     /// tool, OpenAI's `web_search` tool calls), when the model can run them.
     pub web_search_per_1k: Option<Decimal>,
+    /// USD per image generated, for models billed per image (`dall-e-3`;
+    /// the price depends on size and quality, so such entries are named
+    /// `QUALITY/WIDTH-x-HEIGHT/MODEL` or `WIDTH-x-HEIGHT/MODEL`).
+    pub per_image: Option<Decimal>,
+    /// USD per second of input audio (transcription billed by duration, `whisper-1`).
+    pub per_audio_second: Option<Decimal>,
+    /// USD per input character (text to speech billed by length, `tts-1`).
+    pub per_character: Option<Decimal>,
     /// Tokens the model reads at most (prompt and output), when published.
     pub context_window: Option<u64>,
     /// Tokens the model writes at most in one answer, when published.
@@ -289,6 +309,13 @@ impl PriceEntry {
             Some(m) => chosen.scaled(m),
             None => chosen.clone(),
         }
+    }
+
+    /// True when the entry prices a unit other than tokens: images
+    /// generated, seconds of input audio or input characters. Such a model's
+    /// request is only priced in full when its usage counts those units.
+    pub fn per_unit_priced(&self) -> bool {
+        self.per_image.is_some() || self.per_audio_second.is_some() || self.per_character.is_some()
     }
 
     /// `provider/model@date` for messages.
@@ -332,6 +359,9 @@ pub struct Catalog {
     providers_by_name: crate::FastMap<String, Vec<String>>,
     /// provider → model → indices into `entries`, oldest first.
     groups: crate::FastMap<String, crate::FastMap<String, Vec<usize>>>,
+    /// What an importer read but could not make an entry of (see
+    /// [`Catalog::left_out`]); empty for any other catalog.
+    left_out: Vec<crate::import::LeftOut>,
 }
 
 impl Catalog {
@@ -550,7 +580,7 @@ impl Catalog {
         for ((p, m), g) in groups {
             nested_groups.entry(p).or_default().insert(m, g);
         }
-        Ok(Catalog { entries, names: nested_names, providers_by_name, groups: nested_groups })
+        Ok(Catalog { entries, names: nested_names, providers_by_name, groups: nested_groups, left_out: Vec::new() })
     }
 
     /// Every entry, sorted by provider, model and date.
@@ -560,6 +590,19 @@ impl Catalog {
 
     pub fn len(&self) -> usize {
         self.entries.len()
+    }
+
+    /// Models of an imported reference catalog that were left out for want of
+    /// a usable price (an image-generation model whose only prices are zeros,
+    /// which would otherwise price every image at $0). Only an import sets
+    /// them; a catalog built any other way has none.
+    pub fn left_out(&self) -> &[crate::import::LeftOut] {
+        &self.left_out
+    }
+
+    pub(crate) fn with_left_out(mut self, left_out: Vec<crate::import::LeftOut>) -> Catalog {
+        self.left_out = left_out;
+        self
     }
 
     pub fn is_empty(&self) -> bool {

@@ -1,7 +1,9 @@
 //! The pure cost function: one price entry × one request's usage → money.
 //!
-//! Each bucket's part is `tokens × USD-per-million / 1e6`, computed exactly
-//! in decimal and rounded once to whole nano-dollars (half away from zero).
+//! Each bucket's part is `tokens × USD-per-million / 1e6`, and each per-unit
+//! part `units × USD-per-unit` (images, seconds of audio, characters),
+//! computed exactly in decimal and rounded once to whole nano-dollars (half
+//! away from zero).
 //! The total is the sum of the rounded parts, so the parts always add up to
 //! the total exactly — a ledger row's breakdown never disagrees with its sum.
 
@@ -23,10 +25,12 @@ pub struct Cost {
     pub cache_savings: Money,
 }
 
-/// The cost of each token bucket, plus the per-request fee.
+/// The cost of each token bucket, of each unit billed apart from tokens,
+/// plus the per-request fee.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
 pub struct CostParts {
     pub input: Money,
+    pub input_image: Money,
     pub input_audio: Money,
     pub cache_read: Money,
     pub cache_write_5m: Money,
@@ -38,6 +42,12 @@ pub struct CostParts {
     pub request_fee: Money,
     /// Server-side web searches, at the entry's price per 1,000.
     pub web_search: Money,
+    /// Images generated, at the entry's `per_image`.
+    pub images: Money,
+    /// Seconds of input audio, at the entry's `per_audio_second`.
+    pub audio: Money,
+    /// Input characters, at the entry's `per_character`.
+    pub characters: Money,
 }
 
 impl CostParts {
@@ -49,6 +59,7 @@ impl CostParts {
     pub fn sum(&self) -> Money {
         [
             self.input,
+            self.input_image,
             self.input_audio,
             self.cache_read,
             self.cache_write_5m,
@@ -59,6 +70,9 @@ impl CostParts {
             self.reasoning,
             self.request_fee,
             self.web_search,
+            self.images,
+            self.audio,
+            self.characters,
         ]
         .into_iter()
         .sum()
@@ -67,6 +81,7 @@ impl CostParts {
     fn slot(&mut self, b: Bucket) -> &mut Money {
         match b {
             Bucket::Input => &mut self.input,
+            Bucket::InputImage => &mut self.input_image,
             Bucket::InputAudio => &mut self.input_audio,
             Bucket::CacheRead => &mut self.cache_read,
             Bucket::CacheWrite5m => &mut self.cache_write_5m,
@@ -89,6 +104,13 @@ impl CostParts {
 /// - Buckets without their own rate fall back as [`crate::Rates::rate`] says.
 /// - The entry's `request_fee` is charged once per call (not scaled by the
 ///   service tier); web searches at `web_search_per_1k` per 1,000 calls.
+/// - Units billed apart from tokens, each its own part: `usage.images` ×
+///   `per_image`, `usage.audio_ms` / 1000 × `per_audio_second`,
+///   `usage.characters` × `per_character`. Like the request fee they are
+///   **not** scaled by the service tier (nor by a long-context tier). A unit
+///   the entry has no price for costs nothing here: whether an entry covers
+///   the units a request used is for the caller to check (see
+///   [`PriceEntry::per_unit_priced`]).
 pub fn cost(entry: &PriceEntry, usage: &Usage, tier: ServiceTier) -> Cost {
     let rates = entry.rates_for(usage.input_tokens(), tier);
     let mut parts = CostParts::default();
@@ -103,6 +125,10 @@ pub fn cost(entry: &PriceEntry, usage: &Usage, tier: ServiceTier) -> Cost {
             to_money(Decimal::from(n).checked_mul(per_1k).and_then(|d| d.checked_mul(Decimal::from(1_000_000u32))))
         }
     };
+    parts.images = unit_cost(usage.images, entry.per_image, Decimal::from(1_000_000_000u64));
+    // Milliseconds × USD per second × 1e9 nd / 1000 ms.
+    parts.audio = unit_cost(usage.audio_ms, entry.per_audio_second, Decimal::from(1_000_000u64));
+    parts.characters = unit_cost(usage.characters, entry.per_character, Decimal::from(1_000_000_000u64));
     let uncached = token_cost(usage.cache_read, rates.input);
     let cache_savings = Money::from_nanos(uncached.nanos().saturating_sub(parts.cache_read.nanos()).max(0));
     Cost { total: parts.sum(), parts, cache_savings }
@@ -115,6 +141,15 @@ fn token_cost(tokens: u64, rate_per_million: Decimal) -> Money {
     }
     let nanos = Decimal::from(tokens).checked_mul(rate_per_million).and_then(|d| d.checked_mul(Decimal::from(1000u32)));
     to_money(nanos)
+}
+
+/// `units × price × nanos_per_unit_price` nano-dollars, exact until the one
+/// rounding; nothing when there are no units or no price.
+fn unit_cost(units: u64, price: Option<Decimal>, nanos_per_unit_price: Decimal) -> Money {
+    match (units, price) {
+        (0, _) | (_, None) => Money::ZERO,
+        (n, Some(p)) => to_money(Decimal::from(n).checked_mul(p).and_then(|d| d.checked_mul(nanos_per_unit_price))),
+    }
 }
 
 fn usd_to_money(usd: Decimal) -> Money {
@@ -149,5 +184,19 @@ mod tests {
         // 3 tokens at $0.075/M = 225 nd exactly.
         assert_eq!(token_cost(3, Decimal::new(75, 3)).nanos(), 225);
         assert_eq!(token_cost(u64::MAX, Decimal::from(1_000_000_000u64)).nanos(), i64::MAX);
+    }
+
+    #[test]
+    fn units_are_rounded_once() {
+        let per_ms = Decimal::from(1_000_000u64);
+        // 1 ms at $0.0001/s = 0.0000001 USD = 100 nd exactly.
+        assert_eq!(unit_cost(1, Some(Decimal::new(1, 4)), per_ms).nanos(), 100);
+        // 3 ms at $0.0000005/s = 1.5 nd → 2 (half away from zero).
+        assert_eq!(unit_cost(3, Some(Decimal::new(5, 7)), per_ms).nanos(), 2);
+        // 1 ms at $0.0000004/s = 0.4 nd → 0.
+        assert_eq!(unit_cost(1, Some(Decimal::new(4, 7)), per_ms).nanos(), 0);
+        assert_eq!(unit_cost(5, None, per_ms).nanos(), 0);
+        assert_eq!(unit_cost(0, Some(Decimal::ONE), per_ms).nanos(), 0);
+        assert_eq!(unit_cost(u64::MAX, Some(Decimal::MAX), per_ms).nanos(), i64::MAX);
     }
 }

@@ -22,7 +22,34 @@
 //! above_input_tokens = 200000       # total input tokens > threshold
 //! input = "6"
 //! output = "22.50"
+//!
+//! [[model]]
+//! provider = "openai"
+//! model = "gpt-image-1"
+//! input = "5"                       # text input tokens
+//! input_image = "10"                # input image tokens counted apart
+//! output = "40"
+//! output_image = "40"
+//!
+//! [[model]]                         # billed per unit, not per token:
+//! provider = "openai"               # input/output may be left out (then 0)
+//! model = "hd/1024-x-1792/dall-e-3" # QUALITY/WIDTH-x-HEIGHT/MODEL
+//! per_image = "0.12"                # USD per image generated
+//!
+//! [[model]]
+//! provider = "openai"
+//! model = "whisper-1"
+//! per_audio_second = "0.0001"       # USD per second of input audio
+//!
+//! [[model]]
+//! provider = "openai"
+//! model = "tts-1"
+//! per_character = "0.000015"        # USD per input character
 //! ```
+//!
+//! `input` and `output` are required unless the entry sets a per-unit price
+//! (`per_image`, `per_audio_second`, `per_character`); then a missing one is 0.
+//! Per-unit prices are not scaled by the service tier.
 //!
 //! A self-hosted model may give `gpu_hour_usd` and `tokens_per_gpu_hour`
 //! (optionally `output_tokens_per_gpu_hour`) instead of `input`/`output`.
@@ -78,6 +105,8 @@ pub struct RawPriceEntry {
     #[serde(default, with = "opt_dec", skip_serializing_if = "Option::is_none")]
     pub input: Option<Decimal>,
     #[serde(default, with = "opt_dec", skip_serializing_if = "Option::is_none")]
+    pub input_image: Option<Decimal>,
+    #[serde(default, with = "opt_dec", skip_serializing_if = "Option::is_none")]
     pub input_audio: Option<Decimal>,
     #[serde(default, with = "opt_dec", skip_serializing_if = "Option::is_none")]
     pub cache_read: Option<Decimal>,
@@ -96,6 +125,15 @@ pub struct RawPriceEntry {
     /// USD per request.
     #[serde(default, with = "opt_dec", skip_serializing_if = "Option::is_none")]
     pub request_fee: Option<Decimal>,
+    /// USD per image generated.
+    #[serde(default, with = "opt_dec", skip_serializing_if = "Option::is_none")]
+    pub per_image: Option<Decimal>,
+    /// USD per second of input audio.
+    #[serde(default, with = "opt_dec", skip_serializing_if = "Option::is_none")]
+    pub per_audio_second: Option<Decimal>,
+    /// USD per input character.
+    #[serde(default, with = "opt_dec", skip_serializing_if = "Option::is_none")]
+    pub per_character: Option<Decimal>,
     #[serde(default, with = "opt_dec", skip_serializing_if = "Option::is_none")]
     pub gpu_hour_usd: Option<Decimal>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -130,6 +168,8 @@ pub struct RawServiceTier {
     #[serde(default, with = "opt_dec", skip_serializing_if = "Option::is_none")]
     pub input: Option<Decimal>,
     #[serde(default, with = "opt_dec", skip_serializing_if = "Option::is_none")]
+    pub input_image: Option<Decimal>,
+    #[serde(default, with = "opt_dec", skip_serializing_if = "Option::is_none")]
     pub input_audio: Option<Decimal>,
     #[serde(default, with = "opt_dec", skip_serializing_if = "Option::is_none")]
     pub cache_read: Option<Decimal>,
@@ -156,6 +196,8 @@ pub struct RawLongContext {
     pub above_input_tokens: u64,
     #[serde(default, with = "opt_dec", skip_serializing_if = "Option::is_none")]
     pub input: Option<Decimal>,
+    #[serde(default, with = "opt_dec", skip_serializing_if = "Option::is_none")]
+    pub input_image: Option<Decimal>,
     #[serde(default, with = "opt_dec", skip_serializing_if = "Option::is_none")]
     pub input_audio: Option<Decimal>,
     #[serde(default, with = "opt_dec", skip_serializing_if = "Option::is_none")]
@@ -207,8 +249,12 @@ struct WriteDoc<'a> {
     model: &'a [RawPriceEntry],
 }
 
-/// The nine rate fields of a raw table, in [`Bucket::ALL`] order.
-type RateFields = [Option<Decimal>; 9];
+/// The ten rate fields of a raw table, in [`Bucket::ALL`] order.
+type RateFields = [Option<Decimal>; 10];
+
+/// Where `output` is in [`RateFields`] (`input` is first).
+const OUTPUT_FIELD: usize = 6;
+const _: () = assert!(matches!(Bucket::ALL[0], Bucket::Input) && matches!(Bucket::ALL[OUTPUT_FIELD], Bucket::Output));
 
 macro_rules! rate_fields_impl {
     ($t:ty) => {
@@ -216,6 +262,7 @@ macro_rules! rate_fields_impl {
             fn rate_fields(&self) -> RateFields {
                 [
                     self.input,
+                    self.input_image,
                     self.input_audio,
                     self.cache_read,
                     self.cache_write_5m,
@@ -229,6 +276,7 @@ macro_rules! rate_fields_impl {
 
             fn set_rates(&mut self, r: &Rates) {
                 self.input = Some(r.input);
+                self.input_image = r.input_image;
                 self.input_audio = r.input_audio;
                 self.cache_read = r.cache_read;
                 self.cache_write_5m = r.cache_write_5m;
@@ -253,7 +301,7 @@ fn rates_from(f: RateFields, what: &str) -> Result<Rates, String> {
             }
         }
     }
-    let [input, input_audio, cache_read, cache_write_5m, cache_write_1h, output, output_audio, output_image, reasoning] =
+    let [input, input_image, input_audio, cache_read, cache_write_5m, cache_write_1h, output, output_audio, output_image, reasoning] =
         f;
     let input = input.ok_or_else(|| format!("{what}: missing `input` rate"))?;
     let output = output.ok_or_else(|| {
@@ -261,6 +309,7 @@ fn rates_from(f: RateFields, what: &str) -> Result<Rates, String> {
     })?;
     Ok(Rates {
         input,
+        input_image,
         input_audio,
         cache_read,
         cache_write_5m,
@@ -333,6 +382,17 @@ impl RawPriceEntry {
             ),
         };
 
+        for (name, price) in [
+            ("per_image", self.per_image),
+            ("per_audio_second", self.per_audio_second),
+            ("per_character", self.per_character),
+        ] {
+            if price.is_some_and(|d| d.is_sign_negative() && !d.is_zero()) {
+                return Err(err(format!("{name} is negative")));
+            }
+        }
+        let per_unit = self.per_image.is_some() || self.per_audio_second.is_some() || self.per_character.is_some();
+
         let uses_gpu = self.gpu_hour_usd.is_some()
             || self.tokens_per_gpu_hour.is_some()
             || self.output_tokens_per_gpu_hour.is_some();
@@ -354,10 +414,17 @@ impl RawPriceEntry {
             let rate = |t: u64| gpu.per_million(t).ok_or_else(|| err("tokens per GPU-hour must be above 0".into()));
             let mut fields = self.rate_fields();
             fields[0] = Some(rate(tph)?);
-            fields[5] = Some(rate(self.output_tokens_per_gpu_hour.unwrap_or(tph))?);
+            fields[OUTPUT_FIELD] = Some(rate(self.output_tokens_per_gpu_hour.unwrap_or(tph))?);
             (rates_from(fields, "rates").map_err(err)?, Some(gpu))
         } else {
-            (rates_from(self.rate_fields(), "rates").map_err(err)?, None)
+            let mut fields = self.rate_fields();
+            if per_unit {
+                // Billed per image, second or character: tokens cost nothing
+                // unless the entry says otherwise.
+                fields[0] = fields[0].or(Some(Decimal::ZERO));
+                fields[OUTPUT_FIELD] = fields[OUTPUT_FIELD].or(Some(Decimal::ZERO));
+            }
+            (rates_from(fields, "rates").map_err(err)?, None)
         };
 
         let long_context = long_context_from(&self.long_context, "rates").map_err(err)?;
@@ -396,6 +463,9 @@ impl RawPriceEntry {
             flex,
             priority,
             request_fee: self.request_fee,
+            per_image: self.per_image,
+            per_audio_second: self.per_audio_second,
+            per_character: self.per_character,
             gpu,
             web_search_per_1k: self.web_search_per_1k.or(provider_defaults.and_then(|d| d.web_search_per_1k)),
             context_window: self.context_window.filter(|&n| n > 0),
@@ -413,6 +483,9 @@ impl RawPriceEntry {
             source: e.source.clone(),
             notes: e.notes.clone(),
             request_fee: e.request_fee,
+            per_image: e.per_image,
+            per_audio_second: e.per_audio_second,
+            per_character: e.per_character,
             batch: e.batch.as_ref().map(raw_tier),
             flex: e.flex.as_ref().map(raw_tier),
             priority: e.priority.as_ref().map(raw_tier),

@@ -13,8 +13,8 @@
 //! - **unchanged**: nothing happens.
 //!
 //! A changed model keeps what the update does not state: its service tiers,
-//! long-context tiers and request fee (an update that omits them is taken as
-//! silent on them, not as removing them), and its limits.
+//! long-context tiers, request fee and per-unit prices (an update that omits
+//! them is taken as silent on them, not as removing them), and its limits.
 //!
 //! Nothing is ever removed: a model the update does not list keeps its price
 //! (it is reported as "not in the update").
@@ -27,7 +27,8 @@ use crate::catalog::{Bucket, Catalog, PriceEntry, ServiceTier};
 /// One rate that an update changes.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RateChange {
-    /// `input`, `output`, `cache_read`, …, `batch.input`, `long_context>200000.output`, `request_fee`.
+    /// `input`, `output`, `cache_read`, …, `batch.input`, `long_context>200000.output`, `request_fee`,
+    /// `per_image`, `per_audio_second`, `per_character`.
     pub what: String,
     pub old: Option<Decimal>,
     pub new: Option<Decimal>,
@@ -97,6 +98,9 @@ impl Catalog {
                     }
                     stated.request_fee = stated.request_fee.or(current.request_fee);
                     stated.web_search_per_1k = stated.web_search_per_1k.or(current.web_search_per_1k);
+                    stated.per_image = stated.per_image.or(current.per_image);
+                    stated.per_audio_second = stated.per_audio_second.or(current.per_audio_second);
+                    stated.per_character = stated.per_character.or(current.per_character);
                     let theirs = &stated;
                     let rates = rate_changes(current, theirs);
                     if rates.is_empty() {
@@ -181,5 +185,8 @@ fn rate_changes(old: &PriceEntry, new: &PriceEntry) -> Vec<RateChange> {
     }
     push("request_fee".to_owned(), old.request_fee, new.request_fee);
     push("web_search_per_1k".to_owned(), old.web_search_per_1k, new.web_search_per_1k);
+    push("per_image".to_owned(), old.per_image, new.per_image);
+    push("per_audio_second".to_owned(), old.per_audio_second, new.per_audio_second);
+    push("per_character".to_owned(), old.per_character, new.per_character);
     out
 }

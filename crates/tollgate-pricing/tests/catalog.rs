@@ -159,6 +159,76 @@ input = "1"
     assert!(entry_error(gpu_and_rates).contains("not both"));
 
     assert!(matches!(Catalog::from_toml_str("[[model]\n"), Err(CatalogError::Toml(_))));
+
+    let negative_unit = "[[model]]\nprovider = \"openai\"\nmodel = \"p\"\nper_image = \"-0.04\"\n";
+    let e = entry_error(negative_unit);
+    assert!(e.contains("openai/p") && e.contains("per_image is negative"), "{e}");
+    let float_unit = "[[model]]\nprovider = \"openai\"\nmodel = \"q\"\nper_character = 0.000015\n";
+    assert!(entry_error(float_unit).contains("decimal strings"));
+    // Without a per-unit price, input and output are still required.
+    let nothing = "[[model]]\nprovider = \"openai\"\nmodel = \"z\"\n";
+    assert!(entry_error(nothing).contains("missing `input`"));
+}
+
+#[test]
+fn per_unit_prices_need_no_token_rates() {
+    let c = Catalog::from_toml_str(
+        r#"
+[[model]]
+provider = "openai"
+model = "hd/1024-x-1792/dall-e-3"
+per_image = "0.12"
+
+[[model]]
+provider = "openai"
+model = "whisper-1"
+per_audio_second = "0.0001"
+
+[[model]]
+provider = "openai"
+model = "tts-1"
+per_character = "0.000015"
+input = "1"
+
+[[model]]
+provider = "openai"
+model = "gpt-image-1"
+input = "5"
+input_image = "10"
+output = "40"
+batch = { input = "2.5", input_image = "5", output = "20" }
+"#,
+    )
+    .unwrap();
+    let now = day(2025, 11, 1);
+    let d = c.lookup(Some("openai"), "hd/1024-x-1792/dall-e-3", now).unwrap();
+    assert_eq!((d.rates.input, d.rates.output), (Default::default(), Default::default()));
+    assert_eq!(d.per_image.map(|p| p.to_string()).as_deref(), Some("0.12"));
+    assert!(d.per_unit_priced());
+    let w = c.lookup(Some("openai"), "whisper-1", now).unwrap();
+    assert!(w.per_unit_priced() && w.per_image.is_none() && w.per_audio_second.is_some());
+    // A token rate given beside a per-unit price is kept; the other is 0.
+    let t = c.lookup(Some("openai"), "tts-1", now).unwrap();
+    assert_eq!((t.rates.input.to_string(), t.rates.output.to_string()), ("1".to_owned(), "0".to_owned()));
+    let g = c.lookup(Some("openai"), "gpt-image-1", now).unwrap();
+    assert!(!g.per_unit_priced());
+    // input_image falls back to input when absent, and has its own batch rate here.
+    assert_eq!(g.rates_for(0, ServiceTier::Batch).input_image.map(|d| d.to_string()).as_deref(), Some("5"));
+    let u = Usage { input_image: 1000, ..Usage::default() };
+    // 1,000 image tokens @10 = 10,000,000 nd; batch @5 = 5,000,000.
+    assert_eq!(cost(g, &u, ServiceTier::Standard).total.nanos(), 10_000_000);
+    assert_eq!(cost(g, &u, ServiceTier::Batch).total.nanos(), 5_000_000);
+    let plain =
+        Catalog::from_toml_str("[[model]]\nprovider = \"x\"\nmodel = \"m\"\ninput = \"3\"\noutput = \"4\"\n").unwrap();
+    let m = plain.lookup(Some("x"), "m", now).unwrap();
+    assert_eq!(m.rates.rate(tollgate_pricing::Bucket::InputImage).to_string(), "3");
+    // 1,000 image tokens at the input rate @3 = 3,000,000.
+    assert_eq!(cost(m, &u, ServiceTier::Standard).total.nanos(), 3_000_000);
+    // Written and read back: the per-unit prices survive (token rates written as 0).
+    let text = c.to_toml_string();
+    assert!(text.contains("per_image = \"0.12\"") && text.contains("per_audio_second = \"0.0001\""), "{text}");
+    let back = Catalog::from_toml_str(&text).unwrap();
+    assert_eq!(back.entries().collect::<Vec<_>>(), c.entries().collect::<Vec<_>>());
 }
 
 #[test]

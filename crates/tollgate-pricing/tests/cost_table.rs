@@ -3,13 +3,16 @@
 //!
 //! Arithmetic used throughout: tokens × $R per million = tokens × R × 1000
 //! nano-dollars (nd). E.g. 1,000 tokens @ $0.15/M = 1,000 × 150 = 150,000 nd.
+//! Units billed apart from tokens: images × $P per image = images × P × 1e9 nd;
+//! milliseconds of audio × $P per second = ms × P × 1e6 nd; characters × $P
+//! per character = characters × P × 1e9 nd.
 
 // Test helpers outside #[test] fns unwrap too: a test may panic.
 #![allow(clippy::unwrap_used)]
 
 use chrono::{DateTime, TimeZone, Utc};
 use tollgate_pricing::{cost, Catalog, ServiceTier};
-use tollgate_units::Usage;
+use tollgate_units::{Money, Usage};
 
 use ServiceTier::{Batch, Flex, Priority, Standard};
 
@@ -683,6 +686,123 @@ fn priced_by_hand() {
             Some(10_000_000_000),
             "anthropic/claude-haiku-4-5",
         ),
+        // ── Images, transcription and speech (catalog/prices.toml, OpenAI's published
+        // prices, source https://openai.com/api/pricing/). Per-unit prices are not
+        // scaled by the service tier.
+        //
+        // dall-e-3, HD, 1024x1792: $0.120 per image; 2 images = $0.24 = 240,000,000 nd
+        c(
+            o,
+            "hd/1024-x-1792/dall-e-3",
+            now,
+            usage!(images: 2),
+            Standard,
+            Some(240_000_000),
+            "openai/hd/1024-x-1792/dall-e-3",
+        ),
+        // the batch tier does not halve a per-image price: still 240,000,000
+        c(
+            o,
+            "hd/1024-x-1792/dall-e-3",
+            now,
+            usage!(images: 2),
+            Batch,
+            Some(240_000_000),
+            "openai/hd/1024-x-1792/dall-e-3",
+        ),
+        // dall-e-3, standard, 1024x1024: $0.040; the size alone names the default (standard) quality:
+        //   1 image = 40,000,000
+        c(
+            o,
+            "1024-x-1024/dall-e-3",
+            now,
+            usage!(images: 1),
+            Standard,
+            Some(40_000_000),
+            "openai/standard/1024-x-1024/dall-e-3",
+        ),
+        // Azure at OpenAI's price (prices.toml azure_openai, same source): 2 × $0.12 = 240,000,000
+        c(
+            Some("azure_openai"),
+            "hd/1024-x-1792/dall-e-3",
+            now,
+            usage!(images: 2),
+            Standard,
+            Some(240_000_000),
+            "azure_openai/hd/1024-x-1792/dall-e-3",
+        ),
+        // dall-e-2, 256x256: $0.016 per image; 3 images = $0.048 = 48,000,000 nd
+        c(o, "256-x-256/dall-e-2", now, usage!(images: 3), Standard, Some(48_000_000), "openai/256-x-256/dall-e-2"),
+        // `standard/…` is the same price (an alias): 48,000,000
+        c(
+            o,
+            "standard/256-x-256/dall-e-2",
+            now,
+            usage!(images: 3),
+            Standard,
+            Some(48_000_000),
+            "openai/256-x-256/dall-e-2",
+        ),
+        // The bare model name has no price (not $0): the size decides the price.
+        c(o, "dall-e-3", now, usage!(images: 1), Standard, None, ""),
+        c(o, "dall-e-2", now, usage!(images: 1), Standard, None, ""),
+        c(Some("azure_openai"), "dall-e-3", now, usage!(images: 1), Standard, None, ""),
+        // gpt-image-1: text input $5/M, input image tokens $10/M, output image tokens $40/M:
+        //   50 text × 5 × 1000 = 250,000; 323 image × 10 × 1000 = 3,230,000;
+        //   4,160 output image × 40 × 1000 = 166,400,000 → 169,880,000 nd ($0.16988)
+        c(
+            o,
+            "gpt-image-1",
+            now,
+            usage!(input: 50, input_image: 323, output_image: 4160),
+            Standard,
+            Some(169_880_000),
+            "openai/gpt-image-1",
+        ),
+        // whisper-1: $0.006 per minute = $0.0001 per second; 12,500 ms = 12.5 s × $0.0001 = $0.00125
+        //   = 12,500 × 0.0001 × 1e6 = 1,250,000 nd
+        c(o, "whisper-1", now, usage!(audio_ms: 12_500), Standard, Some(1_250_000), "openai/whisper-1"),
+        // not halved in batch either
+        c(o, "whisper-1", now, usage!(audio_ms: 12_500), Batch, Some(1_250_000), "openai/whisper-1"),
+        // 1 ms = 0.001 s × $0.0001 = $0.0000001 = 100 nd exactly
+        c(o, "whisper-1", now, usage!(audio_ms: 1), Standard, Some(100), "openai/whisper-1"),
+        // gpt-4o-transcribe: text in $2.50/M, audio in $6/M, out $10/M:
+        //   18 × 2,500 = 45,000; 125 × 6,000 = 750,000; 40 × 10,000 = 400,000 → 1,195,000 nd
+        c(
+            o,
+            "gpt-4o-transcribe",
+            now,
+            usage!(input: 18, input_audio: 125, output: 40),
+            Standard,
+            Some(1_195_000),
+            "openai/gpt-4o-transcribe",
+        ),
+        // gpt-4o-mini-transcribe: $1.25 / $3 audio / $5 out:
+        //   18 × 1,250 = 22,500; 125 × 3,000 = 375,000; 40 × 5,000 = 200,000 → 597,500 nd
+        c(
+            o,
+            "gpt-4o-mini-transcribe",
+            now,
+            usage!(input: 18, input_audio: 125, output: 40),
+            Standard,
+            Some(597_500),
+            "openai/gpt-4o-mini-transcribe",
+        ),
+        // tts-1: $15 per 1M characters = $0.000015 each; 1,000 characters = $0.015 = 15,000,000 nd
+        c(o, "tts-1", now, usage!(characters: 1000), Standard, Some(15_000_000), "openai/tts-1"),
+        // tts-1-hd: $30 per 1M characters = $0.00003 each; 333 characters = $0.00999 = 9,990,000 nd
+        c(o, "tts-1-hd", now, usage!(characters: 333), Standard, Some(9_990_000), "openai/tts-1-hd"),
+        // gpt-4o-mini-tts: text in $0.60/M, audio out $12/M:
+        //   20 × 600 = 12,000; 1,250 × 12,000 = 15,000,000 → 15,012,000 nd
+        c(
+            o,
+            "gpt-4o-mini-tts",
+            now,
+            usage!(input: 20, output_audio: 1250),
+            Standard,
+            Some(15_012_000),
+            "openai/gpt-4o-mini-tts",
+        ),
         // ── Unknown or look-alike models are not priced.
         c(o, "gpt-4o-mini-ultra", now, usage!(input: 1000), Standard, None, ""),
         c(o, "gpt-4o-min", now, usage!(input: 1000), Standard, None, ""),
@@ -805,4 +925,88 @@ output = "1"
     let e = plain.lookup(Some("local"), "plain", day(2025, 11, 1)).unwrap();
     assert_eq!(e.web_search_per_1k, None);
     assert_eq!(cost(e, &usage!(input: 1000, web_search_requests: 5), Standard).total.nanos(), 1_000_000);
+}
+
+#[test]
+fn per_unit_parts_are_their_own_and_rounded_once() {
+    let now = day(2025, 11, 1);
+    let builtin = Catalog::builtin();
+    let get = |p: &str, m: &str| builtin.lookup(Some(p), m, now).unwrap();
+
+    // dall-e-3 HD 1024x1792 (https://openai.com/api/pricing/: $0.120 per image) × 2 = 240,000,000 nd.
+    let e = get("openai", "hd/1024-x-1792/dall-e-3");
+    assert!(e.per_unit_priced());
+    let got = cost(e, &usage!(images: 2), Standard);
+    assert_eq!(got.parts.images.nanos(), 240_000_000);
+    assert_eq!(got.total.to_string(), "0.240000000");
+    // Not a tool fee.
+    assert_eq!(got.parts.tools().nanos(), 0);
+
+    // dall-e-2 256x256 ($0.016) × 3 = $0.048.
+    let got = cost(get("openai", "256-x-256/dall-e-2"), &usage!(images: 3), Standard);
+    assert_eq!(got.parts.images.nanos(), 48_000_000);
+    assert_eq!(got.total.to_string(), "0.048000000");
+
+    // gpt-image-1: 50 text in @5 = 250,000; 323 image in @10 = 3,230,000; 4,160 image out @40 = 166,400,000.
+    let e = get("openai", "gpt-image-1");
+    assert!(!e.per_unit_priced());
+    let got = cost(e, &usage!(input: 50, input_image: 323, output_image: 4160), Standard);
+    assert_eq!(got.parts.input.nanos(), 250_000);
+    assert_eq!(got.parts.input_image.nanos(), 3_230_000);
+    assert_eq!(got.parts.output_image.nanos(), 166_400_000);
+    assert_eq!(got.total.nanos(), 169_880_000);
+    // Batch halves token prices, input image tokens included: 84,940,000.
+    assert_eq!(cost(e, &usage!(input: 50, input_image: 323, output_image: 4160), Batch).total.nanos(), 84_940_000);
+
+    // whisper-1 ($0.006/min = $0.0001/s): 12,500 ms = $0.00125 = 1,250,000 nd.
+    let w = get("openai", "whisper-1");
+    let got = cost(w, &usage!(audio_ms: 12_500), Standard);
+    assert_eq!(got.parts.audio.nanos(), 1_250_000);
+    assert_eq!(got.total.to_string(), "0.001250000");
+    // 1 ms = 100 nd exactly; 7 ms = 700 nd.
+    assert_eq!(cost(w, &usage!(audio_ms: 1), Standard).parts.audio.nanos(), 100);
+    assert_eq!(cost(w, &usage!(audio_ms: 7), Standard).parts.audio.nanos(), 700);
+
+    // tts-1 ($15 / 1M characters): 1,000 characters = $0.015; tts-1-hd ($30 / 1M): 333 = $0.00999.
+    assert_eq!(cost(get("openai", "tts-1"), &usage!(characters: 1000), Standard).parts.characters.nanos(), 15_000_000);
+    assert_eq!(cost(get("openai", "tts-1-hd"), &usage!(characters: 333), Standard).parts.characters.nanos(), 9_990_000);
+
+    // gpt-4o-transcribe: 18 text in @2.50 = 45,000; 125 audio in @6 = 750,000; 40 out @10 = 400,000.
+    let got = cost(get("openai", "gpt-4o-transcribe"), &usage!(input: 18, input_audio: 125, output: 40), Standard);
+    assert_eq!(
+        (got.parts.input.nanos(), got.parts.input_audio.nanos(), got.parts.output.nanos()),
+        (45_000, 750_000, 400_000)
+    );
+    assert_eq!(got.total.nanos(), 1_195_000);
+
+    // gpt-4o-mini-tts: 20 in @0.60 = 12,000; 1,250 audio out @12 = 15,000,000.
+    let got = cost(get("openai", "gpt-4o-mini-tts"), &usage!(input: 20, output_audio: 1250), Standard);
+    assert_eq!((got.parts.input.nanos(), got.parts.output_audio.nanos()), (12_000, 15_000_000));
+    assert_eq!(got.total.nanos(), 15_012_000);
+
+    // A unit the entry has no price for costs nothing here (the gateway checks coverage):
+    // gpt-4o with 3 images and 1,000 input tokens = the tokens only, 1,000 @2.50 = 2,500,000.
+    let got = cost(get("openai", "gpt-4o"), &usage!(input: 1000, images: 3, audio_ms: 5000, characters: 40), Standard);
+    assert_eq!((got.parts.images, got.parts.audio, got.parts.characters), (Money::ZERO, Money::ZERO, Money::ZERO));
+    assert_eq!(got.total.nanos(), 2_500_000);
+
+    // Rounded once per part, half away from zero: at $0.0001835 per second a millisecond is
+    // 183.5 nd, so 3 ms = 550.5 nd → 551 (rounding each millisecond first would give 3 × 184 = 552),
+    // 1 ms → 184, 2 ms = 367 exactly.
+    let custom = Catalog::from_toml_str(
+        r#"
+[[model]]
+provider = "local"
+model = "stt"
+per_audio_second = "0.0001835"
+"#,
+    )
+    .unwrap();
+    let e = custom.lookup(Some("local"), "stt", now).unwrap();
+    assert_eq!((e.rates.input, e.rates.output), (Default::default(), Default::default()));
+    assert_eq!(cost(e, &usage!(audio_ms: 3), Standard).parts.audio.nanos(), 551);
+    assert_eq!(cost(e, &usage!(audio_ms: 1), Standard).parts.audio.nanos(), 184);
+    assert_eq!(cost(e, &usage!(audio_ms: 2), Standard).parts.audio.nanos(), 367);
+    // With tokens as well (none priced: the entry gives only a per-second price) the total is the part.
+    assert_eq!(cost(e, &usage!(audio_ms: 3, input: 1000, output: 1000), Standard).total.nanos(), 551);
 }

@@ -1,5 +1,6 @@
 //! Property tests of the cost function over every built-in entry: monotone
-//! in every bucket, parts add up to the total, long-context boundary exact.
+//! in every bucket and every unit billed apart from tokens, parts add up to
+//! the total, long-context boundary exact.
 
 // Test helpers outside #[test] fns unwrap too: a test may panic.
 #![allow(clippy::unwrap_used)]
@@ -14,25 +15,48 @@ fn entries() -> Vec<&'static PriceEntry> {
     Catalog::builtin().entries().collect()
 }
 
-fn usage_from(v: [u64; 9]) -> Usage {
+/// Token buckets in [`Bucket::ALL`] order, then images, audio ms, characters.
+fn usage_from(v: [u64; 10], units: [u64; 3]) -> Usage {
     Usage {
         input: v[0],
-        input_audio: v[1],
-        cache_read: v[2],
-        cache_write_5m: v[3],
-        cache_write_1h: v[4],
-        output: v[5],
-        output_audio: v[6],
-        output_image: v[7],
-        reasoning: v[8],
+        input_image: v[1],
+        input_audio: v[2],
+        cache_read: v[3],
+        cache_write_5m: v[4],
+        cache_write_1h: v[5],
+        output: v[6],
+        output_audio: v[7],
+        output_image: v[8],
+        reasoning: v[9],
         web_search_requests: 0,
+        images: units[0],
+        audio_ms: units[1],
+        characters: units[2],
     }
+}
+
+/// One of the units billed apart from tokens.
+fn add_unit(u: Usage, unit: usize, n: u64) -> Usage {
+    let mut u = u;
+    match unit {
+        0 => u.images += n,
+        1 => u.audio_ms += n,
+        _ => u.characters += n,
+    }
+    u
+}
+
+/// Entries priced per unit (dall-e, whisper, tts…), so the unit properties
+/// are not only tried on entries that ignore the units.
+fn per_unit_entries() -> Vec<&'static PriceEntry> {
+    Catalog::builtin().entries().filter(|e| e.per_unit_priced()).collect()
 }
 
 fn add(u: Usage, b: Bucket, n: u64) -> Usage {
     let mut u = u;
     let slot = match b {
         Bucket::Input => &mut u.input,
+        Bucket::InputImage => &mut u.input_image,
         Bucket::InputAudio => &mut u.input_audio,
         Bucket::CacheRead => &mut u.cache_read,
         Bucket::CacheWrite5m => &mut u.cache_write_5m,
@@ -74,14 +98,15 @@ proptest! {
     #[test]
     fn monotone_in_every_bucket(
         idx in 0usize..10_000,
-        counts in prop::array::uniform9(0u64..3_000_000),
-        bucket in 0usize..9,
+        counts in prop::array::uniform10(0u64..3_000_000),
+        units in prop::array::uniform3(0u64..100_000),
+        bucket in 0usize..10,
         delta in 1u64..500_000,
         t in tier(),
     ) {
         let all = entries();
         let e = all[idx % all.len()];
-        let u = usage_from(counts);
+        let u = usage_from(counts, units);
         let b = Bucket::ALL[bucket];
         let before = cost(e, &u, t);
         let after = cost(e, &add(u, b, delta), t);
@@ -91,15 +116,51 @@ proptest! {
     #[test]
     fn parts_sum_to_total(
         idx in 0usize..10_000,
-        counts in prop::array::uniform9(0u64..50_000_000),
+        counts in prop::array::uniform10(0u64..50_000_000),
+        units in prop::array::uniform3(0u64..10_000_000),
+        per_unit in any::<bool>(),
         t in tier(),
     ) {
-        let all = entries();
+        let all = if per_unit { per_unit_entries() } else { entries() };
         let e = all[idx % all.len()];
-        let c = cost(e, &usage_from(counts), t);
+        let c = cost(e, &usage_from(counts, units), t);
         prop_assert_eq!(c.parts.sum(), c.total);
         prop_assert!(c.total.nanos() >= 0);
         prop_assert!(c.cache_savings.nanos() >= 0);
+    }
+
+    #[test]
+    fn monotone_in_every_unit_and_not_scaled_by_tier(
+        idx in 0usize..10_000,
+        counts in prop::array::uniform10(0u64..3_000_000),
+        units in prop::array::uniform3(0u64..1_000_000),
+        unit in 0usize..3,
+        delta in 1u64..100_000,
+        t in tier(),
+    ) {
+        let all = per_unit_entries();
+        prop_assume!(!all.is_empty());
+        let e = all[idx % all.len()];
+        let u = usage_from(counts, units);
+        let before = cost(e, &u, t);
+        let after = cost(e, &add_unit(u, unit, delta), t);
+        prop_assert!(after.total >= before.total, "{} {:?} unit {}: {} < {}", e.label(), t, unit, after.total, before.total);
+        // Per-unit parts are the same under every service tier.
+        let standard = cost(e, &u, ServiceTier::Standard);
+        prop_assert_eq!(
+            (before.parts.images, before.parts.audio, before.parts.characters),
+            (standard.parts.images, standard.parts.audio, standard.parts.characters)
+        );
+        // And each is its units × price, rounded once.
+        let exact = |n: u64, price: Option<Decimal>, scale: u64| {
+            price.map_or(0, |p| (Decimal::from(n) * p * Decimal::from(scale))
+                .round_dp_with_strategy(0, RoundingStrategy::MidpointAwayFromZero)
+                .to_i64()
+                .unwrap())
+        };
+        prop_assert_eq!(before.parts.images.nanos(), exact(u.images, e.per_image, 1_000_000_000));
+        prop_assert_eq!(before.parts.audio.nanos(), exact(u.audio_ms, e.per_audio_second, 1_000_000));
+        prop_assert_eq!(before.parts.characters.nanos(), exact(u.characters, e.per_character, 1_000_000_000));
     }
 
     #[test]

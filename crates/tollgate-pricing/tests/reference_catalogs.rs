@@ -157,6 +157,8 @@ fn builtin_prices_the_first_party_models_of_both_references() {
     let Some((genai, litellm)) = references("first-party coverage") else { return };
     let ours = Catalog::builtin();
     let at = when();
+    // Per-image estimates of a token-billed model, left out by the generator (GENERATED.md lists them).
+    let left_out = import::reference::generate(&genai, &litellm).left_out;
     for (name, theirs) in [("genai-prices", &genai), ("litellm", &litellm)] {
         let mut models = std::collections::BTreeSet::new();
         for e in theirs.entries().filter(|e| {
@@ -165,7 +167,7 @@ fn builtin_prices_the_first_party_models_of_both_references() {
             models.insert((e.provider.clone(), e.model.clone()));
         }
         let (mut same, mut other_reference, mut hand, mut missing) = (0, Vec::new(), Vec::new(), Vec::new());
-        let mut neither = Vec::new();
+        let (mut neither, mut by_tokens) = (Vec::new(), Vec::new());
         for (p, m) in &models {
             // The entry in force at the snapshot's date; a model priced only from a later date is not current.
             let Some(reference) = theirs.lookup(Some(p), m, at).filter(|e| &e.provider == p) else { continue };
@@ -177,6 +179,13 @@ fn builtin_prices_the_first_party_models_of_both_references() {
                 same += 1;
             } else if hand_written(mine) {
                 hand.push(format!("{p}/{m}"));
+            } else if reference.per_image.is_some()
+                && mine.model != *m
+                && (mine.rates.output_image.is_some() || mine.rates.input_image.is_some())
+                && left_out.iter().any(|l| &l.provider == p && &l.model == m)
+            {
+                // A per-image estimate of a model billed by image tokens: priced by that model's tokens.
+                by_tokens.push(format!("{p}/{m} as {}", mine.label()));
             } else if name == "litellm"
                 && genai.lookup(Some(p), m, at).is_some_and(|g| {
                     &g.provider == p && g.rates.input == mine.rates.input && g.rates.output == mine.rates.output
@@ -194,15 +203,16 @@ fn builtin_prices_the_first_party_models_of_both_references() {
                 ));
             }
         }
-        let total = same + other_reference.len() + hand.len() + missing.len() + neither.len();
+        let total = same + other_reference.len() + hand.len() + by_tokens.len() + missing.len() + neither.len();
         eprintln!(
-            "{name}: {total} first-party models; {same} at its price, {} at genai-prices' price (conflicts, listed in GENERATED.md), {} hand-written (with notes), {} at neither, {} unpriced",
+            "{name}: {total} first-party models; {same} at its price, {} at genai-prices' price (conflicts, listed in GENERATED.md), {} hand-written (with notes), {} by the image tokens of the model they estimate (left out, listed in GENERATED.md), {} at neither, {} unpriced",
             other_reference.len(),
             hand.len(),
+            by_tokens.len(),
             neither.len(),
             missing.len()
         );
-        for l in hand.iter().chain(&neither).chain(&missing) {
+        for l in hand.iter().chain(&by_tokens).chain(&neither).chain(&missing) {
             eprintln!("    {l}");
         }
         assert!(missing.is_empty(), "{name}: unpriced first-party models: {missing:?}");
@@ -232,4 +242,58 @@ fn the_generated_catalog_is_what_the_generator_makes_of_the_references() {
         generated.to_toml_string(),
         "crates/tollgate-pricing/catalog/generated.toml is stale or edited by hand: run `tollgate prices generate`"
     );
+}
+
+/// No image model of LiteLLM's map (`mode` `image_generation` or
+/// `image_edit`) at a first-party provider is priced at $0 per image by the
+/// built-in catalog: its name finds an entry that prices images (per image,
+/// or by output image tokens), or none at all (unpriced, never $0).
+#[test]
+fn no_image_model_is_priced_at_zero() {
+    let Some(dir) = reference_dir() else {
+        skipped("image models at $0: TOLLGATE_REFERENCE_CATALOGS is not set");
+        return;
+    };
+    let path = dir.join("litellm-model-prices.json");
+    if !path.exists() {
+        skipped(&format!("image models at $0: the catalogs are not in {}", dir.display()));
+        return;
+    }
+    let map: serde_json::Map<String, serde_json::Value> =
+        serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    let ours = Catalog::builtin();
+    let at = when();
+    let (mut checked, mut priced, mut problems) = (0, 0, Vec::new());
+    for (key, v) in &map {
+        let mode = v.get("mode").and_then(|m| m.as_str()).unwrap_or("");
+        if mode != "image_generation" && mode != "image_edit" {
+            continue;
+        }
+        let raw = v.get("litellm_provider").and_then(|p| p.as_str()).unwrap_or("");
+        let provider = match raw {
+            "azure" => "azure_openai",
+            "bedrock_converse" => "bedrock",
+            p if p.starts_with("vertex_ai") => "vertex_ai",
+            p => p,
+        };
+        if !import::reference::FIRST_PARTY.contains(&provider) {
+            continue;
+        }
+        // The key, and the key without LiteLLM's routing prefix (`azure/…`).
+        let names = [Some(key.as_str()), key.split_once('/').map(|(_, rest)| rest)];
+        for name in names.into_iter().flatten().filter(|n| !import::reference::routing_only(n)) {
+            checked += 1;
+            // No entry: unpriced, never $0 (the key with its prefix is not a name providers use).
+            let Some(e) = ours.lookup(Some(provider), name, at) else { continue };
+            priced += 1;
+            let per_image = e.per_image.unwrap_or_default();
+            let image_tokens = e.rates.rate(tollgate_pricing::Bucket::OutputImage);
+            if per_image.is_zero() && image_tokens.is_zero() {
+                problems.push(format!("{provider}/{name} ({key}) → {}: an image at $0", e.label()));
+            }
+        }
+    }
+    eprintln!("{checked} image-model names looked up, {priced} priced, {} at $0", problems.len());
+    assert!(checked > 100, "only {checked} image models found");
+    assert!(problems.is_empty(), "image models priced at $0:\n{}", problems.join("\n"));
 }

@@ -125,3 +125,37 @@ fn models_the_update_does_not_list_are_kept_and_reported() {
     assert_eq!(diff.not_in_update, vec![("openai".to_string(), "gpt-4o-mini".to_string())]);
     assert!(updated.lookup(Some("openai"), "gpt-4o-mini", Utc::now()).is_some());
 }
+
+#[test]
+fn per_unit_prices_change_from_the_update_and_are_kept_when_unstated() {
+    let current = Catalog::from_toml_str(
+        "[[model]]\nprovider = \"openai\"\nmodel = \"whisper-1\"\nsource = \"x\"\nper_audio_second = \"0.0001\"\n\n\
+         [[model]]\nprovider = \"openai\"\nmodel = \"tts-1\"\nsource = \"x\"\nper_character = \"0.000015\"\n",
+    )
+    .unwrap();
+    // whisper-1 gets dearer per second; tts-1 is restated with token rates only (silent on its per-character price).
+    let newer = Catalog::from_toml_str(
+        "[[model]]\nprovider = \"openai\"\nmodel = \"whisper-1\"\nsource = \"y\"\nper_audio_second = \"0.00012\"\n\n\
+         [[model]]\nprovider = \"openai\"\nmodel = \"tts-1\"\nsource = \"y\"\ninput = \"0\"\noutput = \"0\"\n",
+    )
+    .unwrap();
+    let (updated, diff) = current.with_update(&newer, day(2026, 12, 6));
+    assert_eq!(diff.changed.len(), 1, "{diff:?}");
+    let c = &diff.changed[0];
+    assert_eq!(c.model, "whisper-1");
+    let what: Vec<(&str, String, String)> = c
+        .rates
+        .iter()
+        .map(|r| (r.what.as_str(), r.old.unwrap().normalize().to_string(), r.new.unwrap().normalize().to_string()))
+        .collect();
+    assert_eq!(what, vec![("per_audio_second", "0.0001".to_owned(), "0.00012".to_owned())]);
+    assert_eq!(diff.unchanged, 1);
+    // 10,000 ms of audio: before the update 10,000 × 0.0001 × 1e6 = 1,000,000 nd; from it 1,200,000 nd.
+    let u = Usage { audio_ms: 10_000, characters: 1_000, ..Usage::default() };
+    let at = |d: u32| Utc.with_ymd_and_hms(2026, 12, d, 12, 0, 0).single().unwrap();
+    let w = |d| cost(updated.lookup(Some("openai"), "whisper-1", at(d)).unwrap(), &u, ServiceTier::Standard);
+    assert_eq!((w(5).total.nanos(), w(6).total.nanos()), (1_000_000, 1_200_000));
+    // tts-1 keeps $0.000015 per character: 1,000 × 0.000015 × 1e9 = 15,000,000 nd.
+    let t = updated.lookup(Some("openai"), "tts-1", at(6)).unwrap();
+    assert_eq!(cost(t, &u, ServiceTier::Standard).total.nanos(), 15_000_000);
+}

@@ -144,6 +144,15 @@ pub(crate) fn not_json(e: &serde_json::Error) -> AdapterError {
 }
 
 pub(crate) fn inspect(format: ApiFormat, body: &[u8]) -> Result<RequestInfo, AdapterError> {
+    if let ApiFormat::Media(m) = format {
+        if m.multipart() {
+            return Err(AdapterError::InvalidRequest {
+                message: format!("`{}` takes a multipart/form-data body", m.path()),
+                param: None,
+            });
+        }
+        return crate::media::inspect_json(m, body);
+    }
     let text = object_body(body)?;
     let top: Top<'_> = serde_json::from_str(text).map_err(|e| not_json(&e))?;
     let mut info = RequestInfo {
@@ -171,7 +180,7 @@ pub(crate) fn inspect(format: ApiFormat, body: &[u8]) -> Result<RequestInfo, Ada
             None => return Err(invalid("max_tokens", "an integer")),
         },
         ApiFormat::OpenAiResponses => typed(top.max_output_tokens, "max_output_tokens", "an integer")?,
-        ApiFormat::OpenAiEmbeddings => None,
+        ApiFormat::OpenAiEmbeddings | ApiFormat::Media(_) => None,
     };
 
     let mut prompt = String::new();
@@ -214,6 +223,7 @@ pub(crate) fn inspect(format: ApiFormat, body: &[u8]) -> Result<RequestInfo, Ada
             // Nothing to embed: refused here rather than by the provider.
             _ => return Err(invalid("input", "a string or an array")),
         },
+        ApiFormat::Media(_) => {}
     }
     if let Some(tools) = top.tools {
         if first_byte(tools) != b'n' {

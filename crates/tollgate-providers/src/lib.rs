@@ -11,13 +11,18 @@
 //! Layout: `sse` (incremental SSE parser), `openai` (chat, embeddings,
 //! responses; also `openai_compatible` and `azure_openai`), `anthropic`
 //! (native Messages and OpenAI-chat translation), `gemini`
-//! (`generateContent` / `streamGenerateContent` translation).
+//! (`generateContent` / `streamGenerateContent` translation), `media`
+//! (OpenAI's images and audio endpoints: what bounds their cost, and the
+//! units their answers bill).
 
 mod anthropic;
 mod gemini;
 mod inspect;
+pub mod media;
 mod openai;
 pub mod sse;
+
+pub use media::{MediaEndpoint, MediaRequest};
 
 use bytes::Bytes;
 pub use tollgate_units::Usage;
@@ -33,6 +38,8 @@ pub enum ApiFormat {
     OpenAiResponses,
     /// `POST /v1/messages` (Anthropic Messages)
     AnthropicMessages,
+    /// OpenAI's images and audio endpoints (`/v1/images/…`, `/v1/audio/…`).
+    Media(MediaEndpoint),
 }
 
 /// The kind of upstream, as configured (`kind = "…"` in `[[providers]]`).
@@ -82,6 +89,8 @@ pub struct RequestInfo {
     /// All prompt text (messages, system, tools, input) concatenated, for
     /// local token counting when the provider reports no usage.
     pub prompt_text: String,
+    /// What a media request asks for (images, audio, speech); `None` otherwise.
+    pub media: Option<MediaRequest>,
 }
 
 /// A request ready to send upstream.
@@ -138,8 +147,11 @@ pub fn prepare(
         (F::AnthropicMessages, K::Anthropic) => (anthropic::prepare_native(target, body, info)?, Mode::AnthropicNative),
         (F::OpenAiChat, K::Anthropic) => (anthropic::prepare_from_chat(target, body, info)?, Mode::AnthropicToChat),
         (F::OpenAiChat, K::Gemini) => (gemini::prepare_from_chat(target, body, info)?, Mode::GeminiToChat),
+        (F::Media(m), K::OpenAi | K::OpenAiCompatible | K::AzureOpenAi) => {
+            (openai::prepare(format, target, body, info)?, Mode::Media(m))
+        }
         (
-            F::OpenAiEmbeddings | F::OpenAiResponses | F::AnthropicMessages,
+            F::OpenAiEmbeddings | F::OpenAiResponses | F::AnthropicMessages | F::Media(_),
             K::OpenAi | K::OpenAiCompatible | K::AzureOpenAi | K::Anthropic | K::Gemini,
         ) => {
             return Err(AdapterError::Unsupported(format!(
@@ -171,6 +183,19 @@ impl ApiFormat {
             ApiFormat::OpenAiEmbeddings => "/v1/embeddings",
             ApiFormat::OpenAiResponses => "/v1/responses",
             ApiFormat::AnthropicMessages => "/v1/messages",
+            ApiFormat::Media(MediaEndpoint::ImageGenerations) => "/v1/images/generations",
+            ApiFormat::Media(MediaEndpoint::ImageEdits) => "/v1/images/edits",
+            ApiFormat::Media(MediaEndpoint::Transcriptions) => "/v1/audio/transcriptions",
+            ApiFormat::Media(MediaEndpoint::Translations) => "/v1/audio/translations",
+            ApiFormat::Media(MediaEndpoint::Speech) => "/v1/audio/speech",
+        }
+    }
+
+    /// The media endpoint, for images and audio requests.
+    pub fn media(self) -> Option<MediaEndpoint> {
+        match self {
+            ApiFormat::Media(m) => Some(m),
+            _ => None,
         }
     }
 }
@@ -197,6 +222,23 @@ pub fn usage_of(format: ApiFormat, body: &[u8]) -> Result<TranslatedBody, Adapte
         ApiFormat::OpenAiEmbeddings => openai::translate_body(Mode::OpenAiEmbeddings, body),
         ApiFormat::OpenAiResponses => openai::translate_body(Mode::OpenAiResponses, body),
         ApiFormat::AnthropicMessages => anthropic::translate_native_body(body),
+        ApiFormat::Media(m) => media_body(m, body),
+    }
+}
+
+fn media_body(m: MediaEndpoint, body: &[u8]) -> Result<TranslatedBody, AdapterError> {
+    match m {
+        MediaEndpoint::ImageGenerations | MediaEndpoint::ImageEdits => media::translate_images(body),
+        MediaEndpoint::Transcriptions | MediaEndpoint::Translations => media::translate_audio(body),
+        // Audio out: no usage in the answer (the request's characters are the bill).
+        MediaEndpoint::Speech => Ok(TranslatedBody {
+            body: Bytes::copy_from_slice(body),
+            usage: None,
+            model: None,
+            service_tier: None,
+            output_text: String::new(),
+            provider_cost: None,
+        }),
     }
 }
 
@@ -209,6 +251,8 @@ enum Mode {
     AnthropicNative,
     AnthropicToChat,
     GeminiToChat,
+    /// OpenAI's media answers, relayed as they are.
+    Media(MediaEndpoint),
 }
 
 /// Turns one upstream answer back into the client's format. Created by
@@ -258,6 +302,7 @@ impl ResponseTranslator {
             Mode::AnthropicNative => anthropic::translate_native_body(body),
             Mode::AnthropicToChat => anthropic::translate_to_chat_body(self, body),
             Mode::GeminiToChat => gemini::translate_to_chat_body(self, body),
+            Mode::Media(m) => media_body(m, body),
         }
     }
 
@@ -270,7 +315,8 @@ impl ResponseTranslator {
     /// Start metering a 2xx upstream event stream.
     pub fn stream(&self) -> StreamTranslator {
         let state = match self.mode {
-            Mode::OpenAiChat | Mode::OpenAiEmbeddings => {
+            // Media requests are never streams (inspect refuses `stream`).
+            Mode::OpenAiChat | Mode::OpenAiEmbeddings | Mode::Media(_) => {
                 State::OpenAiChat(openai::ChatStream::new(!self.client_wants_stream_usage))
             }
             Mode::OpenAiResponses => State::OpenAiResponses(openai::ResponsesStream::default()),

@@ -29,11 +29,17 @@ pub(crate) fn prepare(
         ApiFormat::OpenAiEmbeddings => "embeddings",
         ApiFormat::OpenAiResponses => "responses",
         ApiFormat::OpenAiChat | ApiFormat::AnthropicMessages => "chat/completions",
+        ApiFormat::Media(m) => m.path(),
     };
+    // A multipart upload is streamed by the gateway, which rewrites its
+    // model field and sets its content type; only the URL and auth are made here.
+    let upload = format.media().is_some_and(|m| m.multipart());
     // Without it, an OpenAI stream carries no usage at all.
     let inject_usage = format == ApiFormat::OpenAiChat && info.stream && !info.client_wants_stream_usage;
-    let rename = info.model.as_deref() != Some(target.model);
-    let body = if rename || inject_usage {
+    let rename = info.model.as_deref() != Some(target.model) && !upload;
+    let body = if upload {
+        Bytes::new()
+    } else if rename || inject_usage {
         rewrite_top(body, |top| {
             if rename {
                 top.insert("model".into(), raw_json(&Value::from(target.model))?);
@@ -66,7 +72,7 @@ pub(crate) fn prepare(
         (ProviderKind::AzureOpenAi, None) => format!("{base}/openai/v1/{endpoint}"),
         _ => format!("{base}/{endpoint}"),
     };
-    let mut headers = vec![json_content_type()];
+    let mut headers = if upload { Vec::with_capacity(1) } else { vec![json_content_type()] };
     if let Some(key) = target.api_key {
         headers.push(if target.kind == ProviderKind::AzureOpenAi {
             secret_header("api-key", key)?

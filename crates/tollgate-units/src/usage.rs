@@ -13,8 +13,12 @@ use serde::{Deserialize, Serialize};
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(default)]
 pub struct Usage {
-    /// Input tokens read without any cache discount (text and image), audio excluded.
+    /// Input tokens read without any cache discount (text, and images where
+    /// the provider does not count them apart), audio excluded.
     pub input: u64,
+    /// Input image tokens that the provider counts apart (image generation
+    /// and editing models: `input_tokens_details.image_tokens`).
+    pub input_image: u64,
     /// Uncached input audio tokens.
     pub input_audio: u64,
     /// Input tokens served from the provider's prompt cache.
@@ -36,12 +40,22 @@ pub struct Usage {
     /// `server_tool_use.web_search_requests`, OpenAI's `web_search_call`
     /// items): not tokens, billed per call.
     pub web_search_requests: u64,
+    /// Images generated, for models billed per image (the price depends on
+    /// the image's size and quality; token-billed image models use
+    /// `output_image` instead).
+    pub images: u64,
+    /// Input audio in milliseconds, for models billed by the second of audio
+    /// (transcription and translation).
+    pub audio_ms: u64,
+    /// Input characters, for models billed by the character (text to speech).
+    pub characters: u64,
 }
 
 impl Usage {
     /// All input tokens, cache reads and writes included (the API's `input_tokens`).
     pub fn input_tokens(&self) -> u64 {
         self.input
+            .saturating_add(self.input_image)
             .saturating_add(self.input_audio)
             .saturating_add(self.cache_read)
             .saturating_add(self.cache_write_tokens())
@@ -71,6 +85,7 @@ impl Usage {
     pub fn saturating_add(self, o: Usage) -> Usage {
         Usage {
             input: self.input.saturating_add(o.input),
+            input_image: self.input_image.saturating_add(o.input_image),
             input_audio: self.input_audio.saturating_add(o.input_audio),
             cache_read: self.cache_read.saturating_add(o.cache_read),
             cache_write_5m: self.cache_write_5m.saturating_add(o.cache_write_5m),
@@ -80,6 +95,9 @@ impl Usage {
             output_image: self.output_image.saturating_add(o.output_image),
             reasoning: self.reasoning.saturating_add(o.reasoning),
             web_search_requests: self.web_search_requests.saturating_add(o.web_search_requests),
+            images: self.images.saturating_add(o.images),
+            audio_ms: self.audio_ms.saturating_add(o.audio_ms),
+            characters: self.characters.saturating_add(o.characters),
         }
     }
 }
@@ -92,6 +110,7 @@ mod tests {
     fn totals_follow_the_api_convention() {
         let u = Usage {
             input: 100,
+            input_image: 7,
             input_audio: 5,
             cache_read: 1000,
             cache_write_5m: 20,
@@ -101,12 +120,16 @@ mod tests {
             output_image: 0,
             reasoning: 60,
             web_search_requests: 2,
+            images: 3,
+            audio_ms: 1500,
+            characters: 40,
         };
-        // Web searches are calls, not tokens: in no token total.
-        assert_eq!(u.input_tokens(), 1155);
+        // Web searches, images, seconds and characters are not tokens: in no token total.
+        assert_eq!(u.input_tokens(), 1162);
         assert_eq!(u.cache_write_tokens(), 50);
         assert_eq!(u.output_tokens(), 102);
-        assert_eq!(u.total_tokens(), 1257);
+        assert_eq!(u.total_tokens(), 1264);
+        assert_eq!(u.saturating_add(u).audio_ms, 3000);
         assert!(!u.is_zero());
         assert!(Usage::default().is_zero());
         assert_eq!(u.saturating_add(u).reasoning, 120);

@@ -250,6 +250,8 @@ struct RawServer {
     listen: Option<String>,
     admin_token_env: Option<String>,
     max_body_bytes: Option<u64>,
+    /// The largest multipart upload (image edits, audio), relayed as a stream.
+    max_upload_bytes: Option<u64>,
     /// `virtual_keys` (default) or `passthrough`.
     auth: Option<String>,
     key_secret_env: Option<String>,
@@ -439,6 +441,9 @@ pub struct ServerConfig {
     pub listen: SocketAddr,
     pub admin_token: Option<Secret>,
     pub max_body_bytes: usize,
+    /// The largest multipart upload (image edits, transcriptions,
+    /// translations); streamed to the provider, never held whole.
+    pub max_upload_bytes: usize,
     pub auth: AuthMode,
     pub key_secret: Option<Secret>,
     pub implicit_routes: ImplicitRoutes,
@@ -685,6 +690,8 @@ impl<S: std::hash::BuildHasher> Env for HashMap<String, String, S> {
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
 pub const DEFAULT_DB: &str = "sqlite://tollgate.db";
 pub const DEFAULT_MAX_BODY: usize = 8 * 1024 * 1024;
+/// OpenAI takes audio files up to 25 MB; the form's other parts need a little more.
+pub const DEFAULT_MAX_UPLOAD: usize = 26 * 1024 * 1024;
 
 /// Providers built from the environment when there is no config file.
 const ZERO_CONFIG: &[(&str, &str, &str, &str)] = &[
@@ -855,6 +862,11 @@ fn resolve(raw: RawConfig, path: &str, text: &str, env: &dyn Env) -> Result<Conf
         None => DEFAULT_MAX_BODY,
         Some(0) => return Err(invalid("server.max_body_bytes must be greater than 0".into())),
         Some(n) => usize::try_from(n).map_err(|_| invalid("server.max_body_bytes is too large".into()))?,
+    };
+    let max_upload_bytes = match raw.server.max_upload_bytes {
+        None => DEFAULT_MAX_UPLOAD,
+        Some(0) => return Err(invalid("server.max_upload_bytes must be greater than 0".into())),
+        Some(n) => usize::try_from(n).map_err(|_| invalid("server.max_upload_bytes is too large".into()))?,
     };
     let metrics_token = match &raw.server.metrics_token_env {
         Some(var) => Some(Secret(
@@ -1152,6 +1164,7 @@ fn resolve(raw: RawConfig, path: &str, text: &str, env: &dyn Env) -> Result<Conf
             listen,
             admin_token,
             max_body_bytes,
+            max_upload_bytes,
             auth,
             key_secret,
             implicit_routes: match &raw.server.implicit_routes {

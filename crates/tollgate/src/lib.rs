@@ -40,6 +40,7 @@ pub mod server;
 pub(crate) mod state;
 pub mod store;
 pub(crate) mod time;
+pub(crate) mod upload;
 pub(crate) mod upstream;
 
 /// A `HashMap` with foldhash (seeded per process): the hot maps are looked up

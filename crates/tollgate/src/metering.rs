@@ -124,6 +124,56 @@ pub fn of_answer(model: &str, prompt_text: &str, reported: Option<Usage>, output
     }
 }
 
+/// A media answer's usage. Images report how many were made (and tokens,
+/// for token-billed models); transcriptions report seconds or tokens except
+/// in the text formats; speech reports nothing unless it was asked for as
+/// events. Without a report, the request's own units stand in, flagged
+/// estimated — except the characters of a model billed by the character,
+/// which the request tells exactly (the provider bills that very count).
+pub fn of_media(
+    model: &str,
+    info: &tollgate_providers::RequestInfo,
+    reported: Option<Usage>,
+    output_text: &str,
+    bills_characters: bool,
+) -> (Usage, UsageSource) {
+    use crate::govern::estimate;
+    let Some(m) = info.media.as_ref() else { return of_answer(model, &info.prompt_text, reported, output_text) };
+    let speech = m.endpoint == Some(tollgate_providers::MediaEndpoint::Speech);
+    if speech {
+        return match reported {
+            Some(u) => (Usage { characters: m.characters, ..u }, UsageSource::Provider),
+            None if bills_characters => (Usage { characters: m.characters, ..Usage::default() }, UsageSource::Provider),
+            None => (
+                Usage {
+                    characters: m.characters,
+                    input: count_tokens(model, &info.prompt_text),
+                    output_audio: m.characters.saturating_mul(estimate::SPEECH_AUDIO_TOKENS_PER_CHARACTER),
+                    ..Usage::default()
+                },
+                UsageSource::Estimated,
+            ),
+        };
+    }
+    match reported {
+        Some(u) => (u, UsageSource::Provider),
+        None if m.endpoint.is_some_and(|e| e.images()) => {
+            (Usage { images: m.n, ..Usage::default() }, UsageSource::Estimated)
+        }
+        None => {
+            let ms = estimate::audio_ms_bound(m);
+            let u = Usage {
+                audio_ms: ms,
+                input_audio: ms.div_ceil(1000).saturating_mul(estimate::AUDIO_TOKENS_PER_SECOND),
+                input: count_tokens(model, &info.prompt_text),
+                output: count_tokens(model, output_text),
+                ..Usage::default()
+            };
+            (u, UsageSource::Estimated)
+        }
+    }
+}
+
 /// A stream's usage. One that reached its final event has the provider's
 /// usage; one that did not (cut, timed out, client gone) has no trustworthy
 /// final usage: what the provider said of the input is kept and the output

@@ -23,7 +23,7 @@ use bytes::Bytes;
 use futures_util::StreamExt;
 use http_body_util::BodyExt;
 use tokio::sync::mpsc;
-use tollgate_providers::{inspect, ApiFormat, RequestInfo, StreamEnd};
+use tollgate_providers::{inspect, ApiFormat, MediaEndpoint, RequestInfo, StreamEnd};
 use tollgate_units::{Money, Usage};
 
 use crate::attribution::{attribute, KeyTags};
@@ -72,6 +72,13 @@ fn endpoint_of(format: ApiFormat) -> Endpoint {
         ApiFormat::OpenAiEmbeddings => Endpoint::Embeddings,
         ApiFormat::OpenAiResponses => Endpoint::Responses,
         ApiFormat::AnthropicMessages => Endpoint::Messages,
+        ApiFormat::Media(m) => match m {
+            MediaEndpoint::ImageGenerations => Endpoint::ImagesGenerations,
+            MediaEndpoint::ImageEdits => Endpoint::ImagesEdits,
+            MediaEndpoint::Transcriptions => Endpoint::AudioTranscriptions,
+            MediaEndpoint::Translations => Endpoint::AudioTranslations,
+            MediaEndpoint::Speech => Endpoint::AudioSpeech,
+        },
     }
 }
 
@@ -166,6 +173,10 @@ async fn handle(
         Ok(Upstream::CacheHit(entry)) => return Box::pin(serve_hit(p, entry, &hung_up)).await,
         Err(e) => return Box::pin(p.fail(e, &hung_up)).await,
     };
+    if p.format == ApiFormat::Media(MediaEndpoint::Speech) {
+        // Audio out: relayed as it comes, metered by the request's characters.
+        return relay_audio(state, p, answer);
+    }
     if p.info.stream {
         // Headers wait for the first event: a stream that fails before it
         // gets the error's own status, like a non-streaming call.
@@ -246,6 +257,27 @@ async fn read_and_attribute(
     key_tags: KeyTags<'_>,
 ) -> Result<Bytes, ApiError> {
     let limits = &state.config.server.limits;
+    let timed_out = || ApiError::RequestTimeout {
+        message: format!("the request body did not arrive within {} ms", limits.body_read_timeout.as_millis()),
+    };
+    if let Some(m) = p.format.media().filter(|m| m.multipart()) {
+        // An upload: its fields are read now, its file streamed when it is sent.
+        let ct = headers.get(http::header::CONTENT_TYPE).and_then(|v| v.to_str().ok());
+        let declared =
+            headers.get(http::header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
+        let head = crate::upload::read_head(m, ct, declared, body, state.config.server.max_upload_bytes);
+        let read = tokio::time::timeout(limits.body_read_timeout, head).await.unwrap_or_else(|_| Err(timed_out()));
+        let (info, upload) = match read {
+            Ok(r) => r,
+            Err(e) => {
+                p.row_mut().attribution = attribute(headers, None, &[], key_tags).unwrap_or_default();
+                return Err(e);
+            }
+        };
+        p.upload = Some(upload);
+        p.info = info;
+        return attribute_and_check(p, headers, key_tags, Bytes::new());
+    }
     let body = match tokio::time::timeout(
         limits.body_read_timeout,
         read_body(body, headers, state.config.server.max_body_bytes),
@@ -253,9 +285,7 @@ async fn read_and_attribute(
     .await
     {
         Ok(b) => b,
-        Err(_) => Err(ApiError::RequestTimeout {
-            message: format!("the request body did not arrive within {} ms", limits.body_read_timeout.as_millis()),
-        }),
+        Err(_) => Err(timed_out()),
     };
     let info = body.as_ref().map_err(Clone::clone).and_then(|b| inspect(p.format, b).map_err(upstream::adapter_error));
     let info = match info {
@@ -267,10 +297,20 @@ async fn read_and_attribute(
         }
     };
     let body = body?;
-    p.row_mut().requested_model = info.model.clone();
     p.row_mut().prefix_hash = crate::cache::prefix_hash(p.format, &body);
-    let attribution = attribute(headers, info.user.as_deref(), &info.metadata, key_tags);
     p.info = info;
+    attribute_and_check(p, headers, key_tags, body)
+}
+
+/// Attributes the request from its headers and body, and checks its model name.
+fn attribute_and_check(
+    p: &mut Pending,
+    headers: &HeaderMap,
+    key_tags: KeyTags<'_>,
+    body: Bytes,
+) -> Result<Bytes, ApiError> {
+    p.row_mut().requested_model = p.info.model.clone();
+    let attribution = attribute(headers, p.info.user.as_deref(), &p.info.metadata, key_tags);
     p.row_mut().attribution = attribution?;
     let model = p
         .info
@@ -353,6 +393,10 @@ async fn cache_lookup(
     body: &Bytes,
     model: &str,
 ) -> Result<Option<Arc<crate::cache::Entry>>, ApiError> {
+    if p.format.media().is_some() {
+        // Images and audio are not kept in the response cache.
+        return Ok(None);
+    }
     let mode = match headers.get("x-tollgate-cache") {
         None => state.config.cache.mode,
         Some(v) => v.to_str().ok().and_then(crate::cache::Mode::parse).ok_or_else(|| {
@@ -448,18 +492,25 @@ async fn send(
         Principal::Passthrough { provider_key, .. } => Some(provider_key.expose()),
         Principal::Key(_) => None,
     };
-    let sent = upstream::send(
+    let too_large = p.upload.as_ref().map(crate::upload::Upload::too_large);
+    let mut sent = upstream::send(
         &state.upstream,
         &state.config,
         &state.health,
         plan,
         p.format,
         body,
+        &mut p.upload,
         &p.info,
         passthrough_key,
         &forwarded,
     )
     .await;
+    if sent.result.is_err() && too_large.is_some_and(|f| f.load(Ordering::Acquire)) {
+        // The upload went past its limit while it was relayed: the provider got an incomplete request.
+        let limit = state.config.server.max_upload_bytes;
+        sent.result = Err(ApiError::RequestTooLarge { message: format!("the upload is larger than {limit} bytes") });
+    }
     let row = p.row_mut();
     row.attempts = sent.attempts;
     row.attempt_log = sent.log;
@@ -594,7 +645,11 @@ async fn govern(
                 // it, so it cannot outspend the reservation. One bounded by
                 // its model's maximum output is sent as it came.
                 let bound = estimate::output_bound(&state.config, &pricing, plan, &p.info, default_out);
-                if r.remaining().is_some() && matches!(bound, estimate::OutputBound::Default(_)) && ask.cost.is_some() {
+                if r.remaining().is_some()
+                    && matches!(bound, estimate::OutputBound::Default(_))
+                    && ask.cost.is_some()
+                    && p.info.media.is_none()
+                {
                     let first = state.config.providers[plan[0].provider].kind;
                     body = estimate::set_max_tokens(p.format, &mut p.info, first, &body, default_out)?;
                     p.extra_headers.push((HEADER_MAX_TOKENS_CAPPED, default_out.to_string()));
@@ -615,7 +670,11 @@ async fn govern(
                 let refuse = |why: &str| refusal.clone().into_error(why);
                 // No cap in the request, and its model's maximum output does
                 // not fit: cap it at what does (once), before any action.
-                if !capped && p.info.max_output_tokens.is_none() && p.format != ApiFormat::OpenAiEmbeddings {
+                if !capped
+                    && p.info.max_output_tokens.is_none()
+                    && p.format != ApiFormat::OpenAiEmbeddings
+                    && p.info.media.is_none()
+                {
                     capped = true;
                     let cap = estimate::output_tokens_within(&state.config, &pricing, plan, &p.info, &body, remaining);
                     if cap >= estimate::MIN_CLAMPED_OUTPUT {
@@ -637,7 +696,7 @@ async fn govern(
                         downgraded = true;
                         p.extra_headers.push((HEADER_DOWNGRADED, to.clone()));
                     }
-                    Action::Clamp if !clamped => {
+                    Action::Clamp if !clamped && p.info.media.is_none() => {
                         let fits =
                             estimate::output_tokens_within(&state.config, &pricing, plan, &p.info, &body, remaining);
                         if fits < estimate::MIN_CLAMPED_OUTPUT {
@@ -683,6 +742,9 @@ async fn whole_body(state: &AppState, mut p: Pending, answer: Answer, hung_up: &
         let e = ApiError::Internal { message: "a non-streaming request got a stream".into() };
         return Box::pin(p.fail(e, hung_up)).await;
     };
+    // Transcriptions in text formats answer text/plain: the client gets the provider's own type.
+    let content_type =
+        if p.info.media.is_some() { response.headers().get(http::header::CONTENT_TYPE).cloned() } else { None };
     let read = tokio::time::timeout(provider.timeout, read_limited(response, MAX_UPSTREAM_BODY)).await;
     let bytes = match read {
         Ok(Ok(b)) => b,
@@ -707,7 +769,11 @@ async fn whole_body(state: &AppState, mut p: Pending, answer: Answer, hung_up: &
     };
     let served = translated.model.clone().unwrap_or_else(|| answer.model.clone());
     p.row_mut().model = Some(served.clone());
-    let (usage, source) = metering::of_answer(&served, &p.info.prompt_text, translated.usage, &translated.output_text);
+    let (usage, source) = if p.info.media.is_some() {
+        metering::of_media(&served, &p.info, translated.usage, &translated.output_text, false)
+    } else {
+        metering::of_answer(&served, &p.info.prompt_text, translated.usage, &translated.output_text)
+    };
     p.set_usage(state, provider, &served, usage, source, translated.service_tier.as_deref());
     p.note_provider_cost(provider, translated.provider_cost);
     p.row_mut().status = 200;
@@ -734,7 +800,7 @@ async fn whole_body(state: &AppState, mut p: Pending, answer: Answer, hung_up: &
 
     let mut resp = Response::new(Body::from(translated.body));
     let h = resp.headers_mut();
-    h.insert(http::header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    h.insert(http::header::CONTENT_TYPE, content_type.unwrap_or_else(|| HeaderValue::from_static("application/json")));
     h.insert(HEADER_REQUEST_ID, header(&request_id));
     cost_headers(h, cost, source);
     h.insert(HEADER_MODEL, header(&served));
@@ -989,6 +1055,113 @@ async fn relay(state: Arc<AppState>, mut p: Pending, answer: OpenStream, tx: mps
     }
 }
 
+/// Speech: the provider's audio relayed as it arrives (never held whole),
+/// on a tracked task; the row is written before the last chunk leaves.
+fn relay_audio(state: Arc<AppState>, p: Pending, answer: Answer) -> Response {
+    let upstream::Reply::Whole(response) = answer.reply else {
+        let e = ApiError::Internal { message: "a speech request got an event stream it did not ask for".into() };
+        let request_id = p.request_id().to_string();
+        let shape = shape_of(p.format);
+        state.tasks.spawn(async move {
+            let _ = p.fail(e.clone(), &AtomicBool::new(false)).await;
+        });
+        return error_response(
+            ApiError::Internal { message: "a speech request got an event stream it did not ask for".into() },
+            shape,
+            &request_id,
+        );
+    };
+    let content_type = response
+        .headers()
+        .get(http::header::CONTENT_TYPE)
+        .cloned()
+        .unwrap_or_else(|| HeaderValue::from_static("application/octet-stream"));
+    let (tx, mut rx) = mpsc::channel::<Bytes>(16);
+    let request_id = p.request_id().to_string();
+    let extra = p.extra_headers.clone();
+    let tasks = state.tasks.clone();
+    tasks.spawn(Box::pin(relay_audio_body(state, p, answer.provider, answer.model, response, tx)));
+    let body = Body::from_stream(futures_util::stream::poll_fn(move |cx| {
+        rx.poll_recv(cx).map(|o| o.map(Ok::<Bytes, std::convert::Infallible>))
+    }));
+    let mut resp = Response::new(body);
+    let h = resp.headers_mut();
+    h.insert(http::header::CONTENT_TYPE, content_type);
+    h.insert(HEADER_REQUEST_ID, header(&request_id));
+    for (k, v) in extra {
+        h.insert(k, header(&v));
+    }
+    resp
+}
+
+async fn relay_audio_body(
+    state: Arc<AppState>,
+    mut p: Pending,
+    provider: usize,
+    model: String,
+    response: upstream::Response,
+    tx: mpsc::Sender<Bytes>,
+) {
+    let provider = &state.config.providers[provider];
+    let idle = provider.timeout;
+    let mut events =
+        p.info.media.as_ref().is_some_and(|m| m.speech_events).then(tollgate_providers::media::SpeechEvents::default);
+    let mut upstream = http_body_util::BodyDataStream::new(response.into_body());
+    // One chunk behind: the last one leaves after the row is written.
+    let mut held: Option<Bytes> = None;
+    let cut = p.cut.clone();
+    let stop = loop {
+        let next = tokio::select! {
+            biased;
+            _ = tx.closed() => break StreamStop::ClientGone,
+            _ = cut.cancelled() => break StreamStop::Shutdown,
+            n = tokio::time::timeout(idle, upstream.next()) => n,
+        };
+        match next {
+            Err(_) => break StreamStop::Timeout,
+            Ok(None) => break StreamStop::Ended,
+            Ok(Some(Err(e))) => break StreamStop::Broken(format!("upstream audio broke off: {e}")),
+            Ok(Some(Ok(c))) => {
+                if let Some(ev) = events.as_mut() {
+                    ev.push(&c);
+                }
+                if let Some(prev) = held.replace(c) {
+                    if tx.send(prev).await.is_err() {
+                        break StreamStop::ClientGone;
+                    }
+                }
+            }
+        }
+    };
+    let reported = events.and_then(|e| e.usage);
+    let bills_characters = state.pricing.load().bills_characters(provider, &model, p.row().time_ms);
+    let (usage, source) = metering::of_media(&model, &p.info, reported, "", bills_characters);
+    p.set_usage(&state, provider, &model, usage, source, None);
+    let stalled = p.connection.as_ref().is_some_and(|c| c.stalled());
+    let row = p.row_mut();
+    row.model = Some(model.clone());
+    row.status = 200;
+    row.error_code = match &stop {
+        StreamStop::Ended => None,
+        StreamStop::ClientGone => Some(if stalled { "client_stalled" } else { "client_disconnected" }.into()),
+        StreamStop::Shutdown => Some("shutdown".into()),
+        StreamStop::Timeout => Some("upstream_timeout".into()),
+        StreamStop::Broken(m) => {
+            tracing::warn!(provider = %provider.name, error = %m, "speech audio broke off");
+            Some("upstream_error".into())
+        }
+    };
+    row.client_disconnected = matches!(stop, StreamStop::ClientGone);
+    let never = AtomicBool::new(false);
+    let ended = matches!(stop, StreamStop::Ended);
+    p.commit(&never).await;
+    if ended {
+        if let Some(last) = held {
+            let _ = tx.send(last).await;
+        }
+    }
+}
+
 fn stream_error_event(e: &ApiError, shape: ErrorShape) -> Bytes {
     let body = e.body(shape);
     Bytes::from(match shape {
@@ -1033,6 +1206,8 @@ pub struct Pending {
     upper_bound: Option<Money>,
     /// Where to keep this request's answer in the response cache.
     cache_key: Option<[u8; 32]>,
+    /// A multipart upload's parts still to relay (sent with the request).
+    upload: Option<crate::upload::Upload>,
     /// (tenant, model, embedding) to file the answer under in the semantic cache.
     semantic: Option<(String, String, Vec<f32>)>,
     /// Response headers decided along the way (budget remaining, downgrade, clamp).
@@ -1071,6 +1246,7 @@ impl Pending {
             reservation: None,
             upper_bound: Some(Money::ZERO),
             cache_key: None,
+            upload: None,
             semantic: None,
             extra_headers: Vec::new(),
             connection: None,
@@ -1103,7 +1279,14 @@ impl Pending {
         served_tier: Option<&str>,
     ) {
         let tier = crate::pricing::tier(served_tier, self.info.service_tier.as_deref());
-        let priced = state.pricing.load().price_tier(provider, model, &usage, self.row().time_ms, tier);
+        let priced = state.pricing.load().price_request(
+            provider,
+            model,
+            &usage,
+            self.row().time_ms,
+            tier,
+            self.info.media.as_ref(),
+        );
         let row = self.row_mut();
         row.usage = usage;
         row.usage_source = source;
@@ -1127,7 +1310,11 @@ impl Pending {
     /// The provider was called but its answer is unusable: it may still bill
     /// for the prompt, so count the prompt locally.
     fn estimate_spend(&mut self, state: &AppState, provider: &Provider, model: &str, output: &str) {
-        let (u, source) = metering::unusable_answer(model, &self.info.prompt_text, output);
+        let (u, source) = if self.info.media.is_some() {
+            metering::of_media(model, &self.info, None, output, false)
+        } else {
+            metering::unusable_answer(model, &self.info.prompt_text, output)
+        };
         self.set_usage(state, provider, model, u, source, None);
     }
 

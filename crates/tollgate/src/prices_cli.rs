@@ -117,6 +117,7 @@ fn entry_json(e: &PriceEntry) -> serde_json::Value {
             "input": d(Some(r.input)), "cache_read": d(r.cache_read), "cache_write_5m": d(r.cache_write_5m),
             "cache_write_1h": d(r.cache_write_1h), "output": d(Some(r.output)), "reasoning": d(r.reasoning),
             "input_audio": d(r.input_audio), "output_audio": d(r.output_audio), "output_image": d(r.output_image),
+            "input_image": d(r.input_image),
         })
     };
     let tier = |t: tollgate_pricing::ServiceTier| {
@@ -141,6 +142,10 @@ fn entry_json(e: &PriceEntry) -> serde_json::Value {
         "flex": tier(tollgate_pricing::ServiceTier::Flex),
         "priority": tier(tollgate_pricing::ServiceTier::Priority),
         "request_fee_usd": d(e.request_fee),
+        "web_search_per_1k_usd": d(e.web_search_per_1k),
+        "per_image_usd": d(e.per_image),
+        "per_audio_second_usd": d(e.per_audio_second),
+        "per_character_usd": d(e.per_character),
         "context_window": e.context_window,
         "max_output_tokens": e.max_output_tokens,
     })
@@ -199,8 +204,16 @@ pub async fn run(
                 ("input_audio", r.input_audio),
                 ("output_audio", r.output_audio),
                 ("output_image", r.output_image),
+                ("input_image", r.input_image),
             ] {
                 println!("  {name:<15} {}", rate(v));
+            }
+            for (unit, v) in
+                [("an image", e.per_image), ("a second of audio", e.per_audio_second), ("a character", e.per_character)]
+            {
+                if let Some(v) = v {
+                    println!("USD {} {unit}", v.normalize());
+                }
             }
             for t in &e.long_context {
                 println!(

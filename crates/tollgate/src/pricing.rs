@@ -4,7 +4,7 @@
 
 use chrono::{DateTime, Utc};
 use tollgate_pricing::{Catalog, ServiceTier};
-use tollgate_providers::ProviderKind;
+use tollgate_providers::{MediaRequest, ProviderKind};
 use tollgate_units::{Money, Usage};
 
 use crate::config::{kind_name, Provider};
@@ -60,16 +60,73 @@ impl Pricing {
         self.catalog.lookup(Some(hint), model, at)
     }
 
+    /// A request's price, media included: an image answer that reports only
+    /// how many images it made is priced per image at its size and quality
+    /// (the catalog's `QUALITY/W-x-H/MODEL`, then `W-x-H/MODEL` entries);
+    /// one that reports image tokens is priced by its tokens.
+    pub fn price_request(
+        &self,
+        provider: &Provider,
+        model: &str,
+        usage: &Usage,
+        at_ms: i64,
+        tier: ServiceTier,
+        media: Option<&MediaRequest>,
+    ) -> Priced {
+        if let Some(m) = media {
+            let by_tokens = usage.output_image > 0 || usage.input_image > 0;
+            if usage.images > 0 && !by_tokens {
+                for name in image_variants(model, m) {
+                    if let Some(e) = self.entry(provider, &name, at_ms) {
+                        return priced(e, usage, tier);
+                    }
+                }
+            }
+        }
+        self.price_tier(provider, model, usage, at_ms, tier)
+    }
+
+    /// Whether `model` at `provider` is billed by the character (text to speech).
+    pub fn bills_characters(&self, provider: &Provider, model: &str, at_ms: i64) -> bool {
+        self.entry(provider, model, at_ms).is_some_and(|e| e.per_character.is_some())
+    }
+
     /// The same at a service tier (batch results are priced at batch rates).
     pub fn price_tier(&self, provider: &Provider, model: &str, usage: &Usage, at_ms: i64, tier: ServiceTier) -> Priced {
         match self.entry(provider, model, at_ms) {
-            Some(e) => {
-                let c = tollgate_pricing::cost(e, usage, tier);
-                Priced { cost: Some(c.total), cache_savings: c.cache_savings, tool_cost: c.parts.tools() }
-            }
+            Some(e) => priced(e, usage, tier),
             None => Priced { cost: None, cache_savings: Money::ZERO, tool_cost: Money::ZERO },
         }
     }
+}
+
+fn priced(e: &tollgate_pricing::PriceEntry, usage: &Usage, tier: ServiceTier) -> Priced {
+    let c = tollgate_pricing::cost(e, usage, tier);
+    Priced { cost: Some(c.total), cache_savings: c.cache_savings, tool_cost: c.parts.tools() }
+}
+
+/// The catalog names of a per-image price, most specific first:
+/// `hd/1024-x-1792/dall-e-3`, then `1024-x-1792/dall-e-3`. Absent size and
+/// quality are the API's defaults (1024x1024; `standard`); `auto` is priced
+/// as the costliest (`high`, and the largest size is the estimator's to pick).
+pub fn image_variants(model: &str, m: &MediaRequest) -> Vec<String> {
+    let size = match m.size.as_deref() {
+        None | Some("auto") => "1024x1024",
+        Some(s) => s,
+    };
+    let size = size.to_ascii_lowercase().replace('x', "-x-");
+    let quality = match m.quality.as_deref() {
+        None => {
+            if model.starts_with("gpt-image") {
+                "high"
+            } else {
+                "standard"
+            }
+        }
+        Some("auto") => "high",
+        Some(q) => q,
+    };
+    vec![format!("{quality}/{size}/{model}"), format!("{size}/{model}")]
 }
 
 /// The tier a request is priced at: the one the provider says it served,

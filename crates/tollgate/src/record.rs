@@ -39,10 +39,15 @@ pub enum Endpoint {
     BatchEmbeddings,
     BatchResponses,
     BatchMessages,
+    ImagesGenerations,
+    ImagesEdits,
+    AudioTranscriptions,
+    AudioTranslations,
+    AudioSpeech,
 }
 
 impl Endpoint {
-    pub const ALL: [Endpoint; 9] = [
+    pub const ALL: [Endpoint; 14] = [
         Endpoint::ChatCompletions,
         Endpoint::Embeddings,
         Endpoint::Responses,
@@ -52,6 +57,11 @@ impl Endpoint {
         Endpoint::BatchEmbeddings,
         Endpoint::BatchResponses,
         Endpoint::BatchMessages,
+        Endpoint::ImagesGenerations,
+        Endpoint::ImagesEdits,
+        Endpoint::AudioTranscriptions,
+        Endpoint::AudioTranslations,
+        Endpoint::AudioSpeech,
     ];
 
     /// The name in the ledger, the API and metrics.
@@ -66,6 +76,11 @@ impl Endpoint {
             Endpoint::BatchEmbeddings => "batch.embeddings",
             Endpoint::BatchResponses => "batch.responses",
             Endpoint::BatchMessages => "batch.messages",
+            Endpoint::ImagesGenerations => "images.generations",
+            Endpoint::ImagesEdits => "images.edits",
+            Endpoint::AudioTranscriptions => "audio.transcriptions",
+            Endpoint::AudioTranslations => "audio.translations",
+            Endpoint::AudioSpeech => "audio.speech",
         }
     }
 

@@ -151,7 +151,18 @@ pub fn order(config: &Config, model: &str, attempts: &mut [Attempt], view: impl 
 fn implicit_provider(config: &Config, name: &str) -> Option<usize> {
     let by_kind = |kind: ProviderKind| config.providers.iter().position(|p| p.kind == kind);
     let by_name = |n: &str| config.providers.iter().position(|p| p.name == n);
-    let openai = ["gpt-", "chatgpt-", "text-embedding-", "omni-moderation", "davinci", "babbage", "codex-"];
+    let openai = [
+        "gpt-",
+        "chatgpt-",
+        "text-embedding-",
+        "omni-moderation",
+        "davinci",
+        "babbage",
+        "codex-",
+        "dall-e-",
+        "whisper-",
+        "tts-",
+    ];
     if openai.iter().any(|p| name.starts_with(p)) || is_o_series(name) {
         return by_kind(ProviderKind::OpenAi).or_else(|| by_kind(ProviderKind::AzureOpenAi));
     }

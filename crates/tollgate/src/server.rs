@@ -15,7 +15,7 @@ use axum::routing::{get, post};
 use axum::Router;
 use tokio::net::TcpListener;
 use tokio_util::task::TaskTracker;
-use tollgate_providers::ApiFormat;
+use tollgate_providers::{ApiFormat, MediaEndpoint};
 
 use crate::api;
 use crate::auth::{Authenticator, KeyHasher};
@@ -399,6 +399,11 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/v1/embeddings", post(embeddings))
         .route("/v1/responses", post(responses))
         .route("/v1/messages", post(messages))
+        .route("/v1/images/generations", post(images_generations))
+        .route("/v1/images/edits", post(images_edits))
+        .route("/v1/audio/transcriptions", post(audio_transcriptions))
+        .route("/v1/audio/translations", post(audio_translations))
+        .route("/v1/audio/speech", post(audio_speech))
         .route("/v1/models", get(api::models))
         .merge(crate::batch::routes());
     let admin = api::routes()
@@ -424,6 +429,26 @@ pub const PUBLIC_ROUTES: &[&str] = &["/healthz", "/readyz", "/metrics", "/ui", "
 
 async fn chat(State(s): State<Arc<AppState>>, req: Request<Body>) -> Response {
     pipeline::proxy(s, ApiFormat::OpenAiChat, req).await
+}
+
+async fn images_generations(State(s): State<Arc<AppState>>, req: Request<Body>) -> Response {
+    pipeline::proxy(s, ApiFormat::Media(MediaEndpoint::ImageGenerations), req).await
+}
+
+async fn images_edits(State(s): State<Arc<AppState>>, req: Request<Body>) -> Response {
+    pipeline::proxy(s, ApiFormat::Media(MediaEndpoint::ImageEdits), req).await
+}
+
+async fn audio_transcriptions(State(s): State<Arc<AppState>>, req: Request<Body>) -> Response {
+    pipeline::proxy(s, ApiFormat::Media(MediaEndpoint::Transcriptions), req).await
+}
+
+async fn audio_translations(State(s): State<Arc<AppState>>, req: Request<Body>) -> Response {
+    pipeline::proxy(s, ApiFormat::Media(MediaEndpoint::Translations), req).await
+}
+
+async fn audio_speech(State(s): State<Arc<AppState>>, req: Request<Body>) -> Response {
+    pipeline::proxy(s, ApiFormat::Media(MediaEndpoint::Speech), req).await
 }
 
 async fn embeddings(State(s): State<Arc<AppState>>, req: Request<Body>) -> Response {

@@ -14,7 +14,7 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use bytes::Bytes;
-use http_body_util::{BodyExt, Full};
+use http_body_util::{BodyExt, Either, Full};
 use hyper_util::client::legacy::connect::HttpConnector;
 use tollgate_providers::{
     prepare, AdapterError, ApiFormat, PreparedRequest, RequestInfo, ResponseTranslator, StreamTranslator, Target,
@@ -37,11 +37,15 @@ pub enum Client {
     /// the prepared request as is: reqwest's per-request layers (URL parsed
     /// three times, redirect and retry wrappers) were ~10 % of the gateway's
     /// CPU per request (bench/PROFILE.md).
-    Direct(Box<hyper_util::client::legacy::Client<hyper_rustls::HttpsConnector<HttpConnector>, Full<Bytes>>>),
+    Direct(Box<hyper_util::client::legacy::Client<hyper_rustls::HttpsConnector<HttpConnector>, Outgoing>>),
     /// An HTTP(S) proxy is set in the environment (`HTTPS_PROXY`, `ALL_PROXY`…):
     /// reqwest, which speaks it (and honours `NO_PROXY`).
     Proxied(reqwest::Client),
 }
+
+/// A request body: whole (JSON, the common case, no allocation) or a
+/// multipart upload relayed as it arrives (sent once, never retried).
+pub type Outgoing = Either<Full<Bytes>, Body>;
 
 const PROXY_VARS: [&str; 6] = ["HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy", "ALL_PROXY", "all_proxy"];
 /// The `user-agent` of every call the gateway makes (provider calls, webhooks).
@@ -225,6 +229,7 @@ fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
 async fn send_once(
     client: &Client,
     req: &PreparedRequest,
+    upload: Option<Body>,
     extra_headers: &[(http::HeaderName, http::HeaderValue)],
     timeout: Duration,
 ) -> Result<Response, SendFailure> {
@@ -233,7 +238,11 @@ async fn send_once(
             Client::Direct(c) => {
                 let uri = parsed_uri(&req.url)
                     .ok_or_else(|| SendFailure::Transport(format!("invalid upstream URL {:?}", req.url).into()))?;
-                let mut r = http::Request::new(Full::new(req.body.clone()));
+                let body = match upload {
+                    Some(b) => Either::Right(b),
+                    None => Either::Left(Full::new(req.body.clone())),
+                };
+                let mut r = http::Request::new(body);
                 *r.method_mut() = http::Method::POST;
                 *r.uri_mut() = uri;
                 let h = r.headers_mut();
@@ -245,7 +254,11 @@ async fn send_once(
                 Ok(resp.map(|b| b.map_err(|e| Box::new(e) as BoxError).boxed_unsync()))
             }
             Client::Proxied(c) => {
-                let mut b = c.post(&req.url).body(req.body.clone());
+                let body = match upload {
+                    Some(b) => reqwest::Body::wrap_stream(b.into_data_stream()),
+                    None => reqwest::Body::from(req.body.clone()),
+                };
+                let mut b = c.post(&req.url).body(body);
                 for (k, v) in req.headers.iter().chain(extra_headers) {
                     b = b.header(k, v);
                 }
@@ -390,6 +403,7 @@ pub async fn send(
     plan: &[Attempt],
     format: ApiFormat,
     body: &Bytes,
+    upload: &mut Option<crate::upload::Upload>,
     info: &RequestInfo,
     passthrough_key: Option<&str>,
     extra_headers: &[(http::HeaderName, http::HeaderValue)],
@@ -416,7 +430,7 @@ pub async fn send(
             model: &attempt.model,
             api_version: provider.api_version.as_deref(),
         };
-        let (prepared, translator) = match prepare(format, &target, body, info) {
+        let (mut prepared, translator) = match prepare(format, &target, body, info) {
             Ok((p, t)) => (p, t.with_created(chrono::Utc::now().timestamp().max(0) as u64)),
             Err(e) => {
                 // This target cannot take this endpoint; a fallback may.
@@ -451,10 +465,32 @@ pub async fn send(
                 }
             },
         };
+        let uploading = format.media().is_some_and(|m| m.multipart());
+        if uploading {
+            if let Some(u) = upload.as_ref() {
+                if let Ok(v) = http::HeaderValue::from_str(&u.content_type()) {
+                    prepared.headers.push((http::header::CONTENT_TYPE, v));
+                }
+            }
+        }
         for retry in 0..=provider.max_retries {
+            // An upload streams the client's body as it arrives: it can be sent once only.
+            let streamed = if uploading {
+                match upload.take() {
+                    Some(u) => Some(u.into_body(&attempt.model)),
+                    None => {
+                        let err = last_err.take().unwrap_or_else(|| ApiError::UpstreamError {
+                            message: "the upload could not be sent".into(),
+                        });
+                        return Sent { result: Err(err), answered_then_failed, attempts, last, log };
+                    }
+                }
+            } else {
+                None
+            };
             attempts += 1;
             let started = std::time::Instant::now();
-            let result = send_once(http, &prepared, extra_headers, provider.timeout).await;
+            let result = send_once(http, &prepared, streamed, extra_headers, provider.timeout).await;
             let latency_ms = started.elapsed().as_millis() as u64;
             let mut record = AttemptRecord {
                 provider: provider.name.clone(),

@@ -25,6 +25,7 @@ const LAYERS: &[(&str, &[&str])] = &[
             "pricing",
             "price_update",
             "upstream",
+            "upload",
             "cache",
             "semantic",
             "govern",

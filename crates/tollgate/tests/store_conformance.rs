@@ -46,6 +46,11 @@ fn row(i: i64, t: i64) -> LedgerRow {
             output: 5 + (i % 9) as u64,
             reasoning: (i % 3) as u64,
             web_search_requests: if searched { 3 } else { 0 },
+            // Image-editing, image-generation, transcription and speech requests.
+            input_image: if i % 5 == 2 { 300 + i as u64 } else { 0 },
+            images: if i % 6 == 3 { 2 } else { 0 },
+            audio_ms: if i % 7 == 4 { 1_500 + i as u64 } else { 0 },
+            characters: if i % 8 == 6 { 90 + i as u64 } else { 0 },
             ..Usage::default()
         },
         usage_source: if i % 5 == 0 { UsageSource::Estimated } else { UsageSource::Provider },
@@ -244,6 +249,8 @@ fn tool_rows() -> [LedgerRow; 2] {
     plain.usage.web_search_requests = 0;
     plain.tool_cost = Money::ZERO;
     plain.provider_cost = None;
+    // Media units too (columns added after the tool costs).
+    (plain.usage.input_image, plain.usage.images, plain.usage.audio_ms, plain.usage.characters) = (302, 1, 2_500, 77);
     [searched, plain]
 }
 
@@ -276,6 +283,38 @@ pub async fn tool_costs_and_provider_costs_read_back(stores: Stores) {
     assert_eq!((searched_model.tool_cost.nanos(), searched_model.web_search_requests), (30_000_000, 3));
     let plain_model = by_model.rows.iter().find(|r| r.dims[0] == plain.model).unwrap();
     assert_eq!((plain_model.tool_cost, plain_model.web_search_requests), (Money::ZERO, 0));
+}
+
+/// A request of each kind billed in media units (and one with image input
+/// tokens): every unit reads back as written, from the request and from the
+/// request log, and image tokens count as input tokens in reports.
+pub async fn media_units_read_back(stores: Stores) {
+    let mut all = row(3, BASE + 7 * STEP);
+    all.request_id = "media-all".into();
+    all.usage.input_image = 1_234;
+    all.usage.images = 3;
+    all.usage.audio_ms = 61_500;
+    all.usage.characters = 4_321;
+    let mut none = row(4, BASE + 8 * STEP);
+    none.request_id = "media-none".into();
+    (none.usage.input_image, none.usage.images, none.usage.audio_ms, none.usage.characters) = (0, 0, 0, 0);
+    let rows = [all, none];
+    append(&stores, &rows);
+    let back = stores.requests.request("media-all".into()).await.unwrap().unwrap();
+    assert_eq!(
+        (back.usage.input_image, back.usage.images, back.usage.audio_ms, back.usage.characters),
+        (1_234, 3, 61_500, 4_321)
+    );
+    for r in &rows {
+        assert_eq!(stores.requests.request(r.request_id.clone()).await.unwrap().as_ref(), Some(r), "{}", r.request_id);
+    }
+    let mut page = all_requests(&stores).await;
+    page.sort_by(|a, b| a.request_id.cmp(&b.request_id));
+    assert_eq!(page, rows.to_vec(), "the request log reads them the same way");
+    let total = stores.reports.spend(SpendQuery::default()).await.unwrap();
+    let input: u64 = total.rows.iter().map(|r| r.input_tokens).sum();
+    assert_eq!(input, rows.iter().map(|r| r.usage.input_tokens()).sum::<u64>());
+    assert!(input > rows.iter().map(|r| r.usage.input_tokens() - r.usage.input_image).sum::<u64>());
 }
 
 pub async fn retention_keeps_whole_hour_reports(stores: Stores) {
@@ -522,6 +561,7 @@ macro_rules! backends {
             case_test!($backend, ledger_insert_is_idempotent_by_request_id);
             case_test!($backend, spend_grouping_equals_a_naive_sum);
             case_test!($backend, tool_costs_and_provider_costs_read_back);
+            case_test!($backend, media_units_read_back);
             case_test!($backend, retention_keeps_whole_hour_reports);
             case_test!($backend, keys_are_found_by_hash_listed_and_revoked);
             case_test!($backend, budgets_limits_and_alerts_are_kept);
@@ -665,6 +705,10 @@ fn varied_rows(n: usize) -> Vec<LedgerRow> {
                     output_image: if g.next(15) == 0 { g.next(1_000) } else { 0 },
                     reasoning: g.next(700),
                     web_search_requests: searches,
+                    input_image: if g.next(8) == 0 { g.next(1_200) } else { 0 },
+                    images: if g.next(15) == 0 { 1 + g.next(4) } else { 0 },
+                    audio_ms: if g.next(15) == 0 { g.next(600_000) } else { 0 },
+                    characters: if g.next(15) == 0 { g.next(4_000) } else { 0 },
                 },
                 usage_source: if g.next(8) == 0 { UsageSource::Estimated } else { UsageSource::Provider },
                 cost: if g.next(9) == 0 {
@@ -885,8 +929,8 @@ async fn clickhouse_request_log_and_retention() {
     assert_eq!(ch.reports.spend(SpendQuery::default()).await.unwrap().total_requests, 180);
 }
 
-/// A ClickHouse ledger and rollup created before the tool-cost columns (on
-/// 18.16 too: no `ADD COLUMN IF NOT EXISTS` there) get them when opened;
+/// A ClickHouse ledger and rollup created before the tool-cost and media-unit
+/// columns (on 18.16 too: no `ADD COLUMN IF NOT EXISTS` there) get them when opened;
 /// rollup computations from before still answer, and hours recomputed
 /// have the new sums.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -904,6 +948,10 @@ async fn clickhouse_tables_from_before_get_tool_cost_columns_on_open() {
         ("ledger", "provider_cost_nanos"),
         ("ledger_hourly", "tool_cost_nanos"),
         ("ledger_hourly", "web_search_requests"),
+        ("ledger", "input_image_tokens"),
+        ("ledger", "images"),
+        ("ledger", "audio_ms"),
+        ("ledger", "characters"),
     ] {
         services::ch_execute(&db.http, &format!("ALTER TABLE {}.{table} DROP COLUMN {col}", db.name)).await;
     }
@@ -911,16 +959,17 @@ async fn clickhouse_tables_from_before_get_tool_cost_columns_on_open() {
         let db = &db;
         async move {
             let sql = format!(
-                "SELECT name FROM system.columns WHERE database = '{}' AND table = '{table}' AND name IN \
-                 ('web_search_requests', 'tool_cost_nanos', 'provider_cost_nanos') ORDER BY name",
-                db.name
+                "SELECT name FROM system.columns WHERE database = '{}' AND table = '{table}' AND name IN ({}) \
+                 ORDER BY name",
+                db.name,
+                added_list()
             );
             services::ch_execute(&db.http, &sql).await.lines().map(str::to_string).collect::<Vec<String>>()
         }
     };
     assert!(columns("ledger").await.is_empty(), "the columns are gone");
     let stores = open_with_clickhouse(&db, &dir).await;
-    assert_eq!(columns("ledger").await, ["provider_cost_nanos", "tool_cost_nanos", "web_search_requests"]);
+    assert_eq!(columns("ledger").await, LEDGER_ADDED);
     assert_eq!(columns("ledger_hourly").await, ["tool_cost_nanos", "web_search_requests"]);
     // Opened once more (another replica): nothing to add, no error.
     drop(open_with_clickhouse(&db, &dir).await);
@@ -959,10 +1008,10 @@ async fn postgres_migrations_are_safe_when_replicas_start_at_once() {
         .iter()
         .map(|r| r.get(0))
         .collect();
-    assert_eq!(versions, vec![1, 2, 3]);
+    assert_eq!(versions, vec![1, 2, 3, 4]);
     // Opening again changes nothing.
     Stores::open(&db.url).await.unwrap();
-    assert_eq!(client.query("SELECT version FROM schema_migrations", &[]).await.unwrap().len(), 3);
+    assert_eq!(client.query("SELECT version FROM schema_migrations", &[]).await.unwrap().len(), 4);
 }
 
 /// A database left at migration 1 by the previous version gets the price
@@ -977,7 +1026,7 @@ async fn postgres_database_at_migration_1_gets_price_updates_on_open() {
     tokio::spawn(conn);
     client
         .batch_execute(&format!(
-            "DROP TABLE price_updates; {UNDO_MIGRATION_3} DELETE FROM schema_migrations WHERE version > 1"
+            "DROP TABLE price_updates; {UNDO_MIGRATION_4} {UNDO_MIGRATION_3} DELETE FROM schema_migrations WHERE version > 1"
         ))
         .await
         .unwrap();
@@ -989,7 +1038,7 @@ async fn postgres_database_at_migration_1_gets_price_updates_on_open() {
         .iter()
         .map(|r| r.get(0))
         .collect();
-    assert_eq!(versions, vec![1, 2, 3]);
+    assert_eq!(versions, vec![1, 2, 3, 4]);
     assert_eq!(stores.governance.list_budgets().await.unwrap(), vec![budget("b1", "growth", "10")]);
     assert_eq!(stores.governance.price_update_version().await.unwrap(), 0);
     let id = stores.governance.insert_price_update("p.toml".into(), "cli".into(), CATALOG.into(), 5).await.unwrap();
@@ -1001,11 +1050,34 @@ const UNDO_MIGRATION_3: &str = "ALTER TABLE ledger DROP COLUMN web_search_reques
     DROP COLUMN provider_cost_nanos; ALTER TABLE ledger_hourly DROP COLUMN tool_cost_nanos, \
     DROP COLUMN web_search_requests;";
 
-/// Rows as a version without tool costs wrote them: none of the new fields.
+/// Migration 4 undone: the ledger's media-unit columns.
+const UNDO_MIGRATION_4: &str = "ALTER TABLE ledger DROP COLUMN input_image_tokens, DROP COLUMN images, \
+    DROP COLUMN audio_ms, DROP COLUMN characters;";
+
+/// The ledger's columns added since it was first created, as the stores'
+/// catalogs list them (sorted by name).
+const LEDGER_ADDED: [&str; 7] = [
+    "audio_ms",
+    "characters",
+    "images",
+    "input_image_tokens",
+    "provider_cost_nanos",
+    "tool_cost_nanos",
+    "web_search_requests",
+];
+
+/// [`LEDGER_ADDED`] as an SQL list.
+fn added_list() -> String {
+    LEDGER_ADDED.map(|c| format!("'{c}'")).join(", ")
+}
+
+/// Rows as a version without tool costs (nor media units) wrote them: none
+/// of the new fields.
 fn without_tool_fields(mut r: LedgerRow) -> LedgerRow {
     r.usage.web_search_requests = 0;
     r.tool_cost = Money::ZERO;
     r.provider_cost = None;
+    (r.usage.input_image, r.usage.images, r.usage.audio_ms, r.usage.characters) = (0, 0, 0, 0);
     r
 }
 
@@ -1028,7 +1100,8 @@ async fn old_ledger_takes_tool_costs(stores: &Stores, old_rows: &[LedgerRow], be
 }
 
 /// A database from before migration 3 (no tool-cost columns in the ledger
-/// or the rollup) gets them when opened; its rows stay as they were.
+/// or the rollup, no media-unit columns of migration 4) gets them when
+/// opened; its rows stay as they were.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_database_at_migration_2_gets_tool_cost_columns_on_open() {
     let Some(db) = services::PgDatabase::create().await else { return };
@@ -1040,14 +1113,22 @@ async fn postgres_database_at_migration_2_gets_tool_cost_columns_on_open() {
     };
     let (client, conn) = tokio_postgres::connect(&db.url, tokio_postgres::NoTls).await.unwrap();
     tokio::spawn(conn);
-    client.batch_execute(&format!("{UNDO_MIGRATION_3} DELETE FROM schema_migrations WHERE version > 2")).await.unwrap();
+    client
+        .batch_execute(&format!(
+            "{UNDO_MIGRATION_4} {UNDO_MIGRATION_3} DELETE FROM schema_migrations WHERE version > 2"
+        ))
+        .await
+        .unwrap();
     let columns = |table: &'static str| {
         let client = &client;
         async move {
             let rows = client
                 .query(
-                    "SELECT column_name::text FROM information_schema.columns WHERE table_name = $1 \
-                     AND column_name IN ('web_search_requests', 'tool_cost_nanos', 'provider_cost_nanos') ORDER BY 1",
+                    &format!(
+                        "SELECT column_name::text FROM information_schema.columns WHERE table_name = $1 \
+                         AND column_name IN ({}) ORDER BY 1",
+                        added_list()
+                    ),
                     &[&table],
                 )
                 .await
@@ -1064,17 +1145,17 @@ async fn postgres_database_at_migration_2_gets_tool_cost_columns_on_open() {
         .iter()
         .map(|r| r.get(0))
         .collect();
-    assert_eq!(versions, vec![1, 2, 3]);
-    assert_eq!(columns("ledger").await, ["provider_cost_nanos", "tool_cost_nanos", "web_search_requests"]);
+    assert_eq!(versions, vec![1, 2, 3, 4]);
+    assert_eq!(columns("ledger").await, LEDGER_ADDED);
     assert_eq!(columns("ledger_hourly").await, ["tool_cost_nanos", "web_search_requests"]);
     let mut sorted = old_rows.clone();
     sorted.sort_by(|a, b| a.request_id.cmp(&b.request_id));
     old_ledger_takes_tool_costs(&stores, &sorted, &before).await;
 }
 
-/// A SQLite file written before the tool-cost columns: the ledger and the
-/// hourly rollup get them when it is opened, and a rollup rebuilt from the
-/// raw rows has their sums too.
+/// A SQLite file written before the tool-cost and media-unit columns: the
+/// ledger and the hourly rollup get them when it is opened, and a rollup
+/// rebuilt from the raw rows has their sums too (image tokens in its input).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sqlite_file_from_before_gets_tool_cost_columns_on_open() {
     let dir = tempfile::tempdir().unwrap();
@@ -1091,7 +1172,9 @@ async fn sqlite_file_from_before_gets_tool_cost_columns_on_open() {
                 "ALTER TABLE ledger DROP COLUMN web_search_requests; ALTER TABLE ledger DROP COLUMN tool_cost_nanos; \
                  ALTER TABLE ledger DROP COLUMN provider_cost_nanos; \
                  ALTER TABLE ledger_hourly DROP COLUMN tool_cost_nanos; \
-                 ALTER TABLE ledger_hourly DROP COLUMN web_search_requests;",
+                 ALTER TABLE ledger_hourly DROP COLUMN web_search_requests; \
+                 ALTER TABLE ledger DROP COLUMN input_image_tokens; ALTER TABLE ledger DROP COLUMN images; \
+                 ALTER TABLE ledger DROP COLUMN audio_ms; ALTER TABLE ledger DROP COLUMN characters;",
             )?)
         })
         .unwrap();
@@ -1100,17 +1183,14 @@ async fn sqlite_file_from_before_gets_tool_cost_columns_on_open() {
     let columns = |table: &str| -> Vec<String> {
         let c = rusqlite::Connection::open(&path).unwrap();
         let mut stmt = c
-            .prepare(
-                "SELECT name FROM pragma_table_info(?1) \
-                 WHERE name IN ('web_search_requests', 'tool_cost_nanos', 'provider_cost_nanos') ORDER BY 1",
-            )
+            .prepare(&format!("SELECT name FROM pragma_table_info(?1) WHERE name IN ({}) ORDER BY 1", added_list()))
             .unwrap();
         let names = stmt.query_map([table], |r| r.get::<_, String>(0)).unwrap();
         names.collect::<Result<_, _>>().unwrap()
     };
     assert!(columns("ledger").is_empty() && columns("ledger_hourly").is_empty(), "the columns are gone");
     let stores = Stores::open(&url).await.unwrap();
-    assert_eq!(columns("ledger"), ["provider_cost_nanos", "tool_cost_nanos", "web_search_requests"]);
+    assert_eq!(columns("ledger"), LEDGER_ADDED);
     assert_eq!(columns("ledger_hourly"), ["tool_cost_nanos", "web_search_requests"]);
     old_rows.sort_by(|a, b| a.request_id.cmp(&b.request_id));
     old_ledger_takes_tool_costs(&stores, &old_rows, &before).await;

@@ -6,15 +6,20 @@
 //! million) or `{base, tiers: [{start, price}]}`.
 //!
 //! Mapping: `input_mtok`, `cache_read_mtok`, `cache_write_mtok` (5-minute),
-//! `cache_write_1h_mtok`, `output_mtok`, `input_audio_mtok`,
-//! `output_audio_mtok`, `output_image_mtok`, `output_reasoning_mtok` map to
-//! the bucket of that name; `requests_kcount` (USD per thousand requests)
+//! `cache_write_1h_mtok`, `output_mtok`, `input_image_mtok`,
+//! `input_audio_mtok`, `output_audio_mtok`, `output_image_mtok`,
+//! `output_reasoning_mtok` map to the bucket of that name; `requests_kcount` (USD per thousand requests)
 //! becomes the request fee, `web_searches_kcount` the price of 1,000 web
 //! searches. A tier `start` becomes a long-context threshold
 //! (the whole request at the tier's prices above `start` input tokens).
 //! A `start_date` constraint becomes a dated entry; other constraints (time
 //! of day) are skipped and counted. Aliases come from the model's `equals`,
 //! `starts_with` and `contains` match values, used as exact names.
+//!
+//! genai-prices prices tokens (and requests) only: it has no price per image,
+//! per second of audio or per character, so no entry from it sets one.
+//! Cached image and audio reads (`cache_image_read_mtok`,
+//! `cache_audio_read_mtok`) have no bucket and are skipped and counted.
 
 use std::collections::BTreeMap;
 
@@ -69,6 +74,7 @@ struct GTier {
 fn bucket_of(field: &str) -> Option<Bucket> {
     Some(match field {
         "input_mtok" => Bucket::Input,
+        "input_image_mtok" => Bucket::InputImage,
         "input_audio_mtok" => Bucket::InputAudio,
         "cache_read_mtok" => Bucket::CacheRead,
         "cache_write_mtok" => Bucket::CacheWrite5m,
@@ -258,6 +264,9 @@ fn entry_from_prices(
         flex: None,
         priority: None,
         request_fee,
+        per_image: None,
+        per_audio_second: None,
+        per_character: None,
         gpu: None,
         web_search_per_1k: web_search,
         context_window: None,

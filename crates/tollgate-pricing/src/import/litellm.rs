@@ -11,21 +11,49 @@
 //! `cache_creation_input_token_cost_above_1hr` → cache_write_1h,
 //! `input_cost_per_audio_token` / `output_cost_per_audio_token` → audio,
 //! `output_cost_per_reasoning_token` → reasoning,
+//! `input_cost_per_image_token` → input_image,
 //! `output_cost_per_image_token` → output_image,
 //! `input_cost_per_request` → request fee.
 //! A field may carry `_above_<N>k_tokens` (a long-context tier above N×1000
 //! input tokens; buckets the tier does not list keep their base rate) and/or
 //! `_batches`, `_flex`, `_priority` (service tiers). A service tier whose
 //! rates are all one multiple of the standard ones becomes a multiplier,
-//! otherwise explicit rates. Everything else (per image, per second, per
-//! query, other tiers…) is skipped and counted.
+//! otherwise explicit rates.
+//!
+//! Prices per unit, each only for the kind of model it bills in tollgate's
+//! usage (LiteLLM also lists per-image prices of *input* images for
+//! embedding and chat models, per-second prices of Bedrock's provisioned
+//! throughput and per-character prices of Vertex's older chat billing; those
+//! are skipped):
+//! - image generation and editing (`mode` `image_generation`, `image_edit`):
+//!   `output_cost_per_image`, else `input_cost_per_image` (LiteLLM's name for
+//!   the price of a generated image), else `input_cost_per_pixel` (or
+//!   `output_cost_per_pixel`) × width × height of a key
+//!   `QUALITY/WIDTH-x-HEIGHT/MODEL` or `WIDTH-x-HEIGHT/MODEL` → per_image.
+//!   Not when the model has a per-token image price
+//!   (`output_cost_per_image_token`): it is billed by tokens, and the
+//!   per-image figure is LiteLLM's estimate of them.
+//! - transcription (`audio_transcription`): `input_cost_per_second` →
+//!   per_audio_second, only when the model has no per-token audio price
+//!   (`input_cost_per_audio_token`): for a token-billed transcription model the
+//!   per-second figure is an estimate, not the bill.
+//! - text to speech (`audio_speech`): `input_cost_per_character` → per_character.
+//!
+//! A zero per-unit price counts as none. An entry priced only per unit gets
+//! token rates of 0. An image model left with no per-image price and no
+//! image-token price (only zeros, or per-pixel prices on a key without a size)
+//! would price every image at $0: it is left out, in the report's skipped
+//! models and in [`Catalog::left_out`].
+//!
+//! Everything else (per query, per second of video or output, other
+//! tiers…) is skipped and counted.
 
 use std::collections::BTreeMap;
 
-use rust_decimal::Decimal;
+use rust_decimal::{Decimal, RoundingStrategy};
 use serde_json::value::RawValue;
 
-use super::{decimal_from_json_number, dedupe, rates_from_map, ImportError, ImportReport};
+use super::{decimal_from_json_number, dedupe, rates_from_map, ImportError, ImportReport, LeftOut};
 use crate::catalog::{Bucket, Catalog, LongContextTier, PriceEntry, Rates, ServiceTier, ServiceTierPricing};
 use crate::names;
 
@@ -46,6 +74,7 @@ fn base_target(name: &str) -> Option<Target> {
         "input_cost_per_audio_token" => Target::Bucket(Bucket::InputAudio),
         "output_cost_per_audio_token" => Target::Bucket(Bucket::OutputAudio),
         "output_cost_per_reasoning_token" => Target::Bucket(Bucket::Reasoning),
+        "input_cost_per_image_token" => Target::Bucket(Bucket::InputImage),
         "output_cost_per_image_token" => Target::Bucket(Bucket::OutputImage),
         "input_cost_per_request" => Target::RequestFee,
         _ => return None,
@@ -109,6 +138,7 @@ pub(super) fn import(json: &str) -> Result<(Catalog, ImportReport), ImportError>
         serde_json::from_str(json).map_err(|e| ImportError::Json(e.to_string()))?;
     let mut report = ImportReport::default();
     let mut entries = Vec::new();
+    let mut left_out = Vec::new();
     for (key, raw) in map {
         if key == "sample_spec" {
             continue;
@@ -126,11 +156,23 @@ pub(super) fn import(json: &str) -> Result<(Catalog, ImportReport), ImportError>
         }
         let provider = provider_id(&provider_raw);
         let source: Option<String> = fields.get("source").and_then(|v| serde_json::from_str(v.get()).ok());
+        let mode: String = fields.get("mode").and_then(|v| serde_json::from_str(v.get()).ok()).unwrap_or_default();
+        let model = model_name(&key, &provider_raw, &provider);
 
         let mut levels: Levels = BTreeMap::new();
         let mut request_fee = None;
+        let mut unit_fields: BTreeMap<&str, Decimal> = BTreeMap::new();
         for (name, value) in &fields {
             if !name.contains("cost") {
+                continue;
+            }
+            if UNIT_FIELDS.contains(&name.as_str()) {
+                match decimal_from_json_number(value.get()) {
+                    Some(d) => {
+                        unit_fields.insert(name.as_str(), d);
+                    }
+                    None => report.skip_field(name),
+                }
                 continue;
             }
             let Some((target, threshold, tier)) = decompose(name) else {
@@ -153,30 +195,154 @@ pub(super) fn import(json: &str) -> Result<(Catalog, ImportReport), ImportError>
                 }
             }
         }
-        match entry_from_levels(&provider, model_name(&key, &provider_raw, &provider), &levels, &mut report) {
-            Some(mut e) => {
-                e.source = source;
-                e.request_fee = request_fee;
-                let count = |name: &str| -> Option<u64> {
-                    fields.get(name).and_then(|v| serde_json::from_str::<u64>(v.get().trim()).ok()).filter(|&n| n > 0)
-                };
-                e.context_window = count("max_input_tokens");
-                e.max_output_tokens = count("max_output_tokens");
-                entries.push(e);
+        let units = per_unit_prices(&model, &mode, &fields, &unit_fields, &mut report);
+        let image_model = IMAGE_MODES.contains(&mode.as_str());
+        let entry = entry_from_levels(&provider, model.clone(), &levels, units.any(), &mut report).map(|mut e| {
+            e.source = source;
+            e.request_fee = request_fee;
+            e.per_image = units.per_image;
+            e.per_audio_second = units.per_audio_second;
+            e.per_character = units.per_character;
+            let count = |name: &str| -> Option<u64> {
+                fields.get(name).and_then(|v| serde_json::from_str::<u64>(v.get().trim()).ok()).filter(|&n| n > 0)
+            };
+            e.context_window = count("max_input_tokens");
+            e.max_output_tokens = count("max_output_tokens");
+            e
+        });
+        match entry {
+            // An image model that would price every image at $0 is left out.
+            Some(e) if image_model && e.per_image.is_none() && e.rates.rate(Bucket::OutputImage).is_zero() => {
+                let reason = NO_IMAGE_PRICE.to_owned();
+                left_out.push(LeftOut { provider: e.provider, model: e.model, reason: reason.clone() });
+                report.skipped_models.push((key, reason));
+            }
+            Some(e) => entries.push(e),
+            None if image_model => {
+                let reason = NO_IMAGE_PRICE.to_owned();
+                left_out.push(LeftOut { provider, model, reason: reason.clone() });
+                report.skipped_models.push((key, reason));
             }
             None => report.skipped_models.push((key, "no per-token input or output price".to_owned())),
         }
     }
     let entries = dedupe(entries, &mut report);
-    Ok((Catalog::from_entries_lenient(entries), report))
+    Ok((Catalog::from_entries_lenient(entries).with_left_out(left_out), report))
 }
 
-fn entry_from_levels(provider: &str, model: String, levels: &Levels, report: &mut ImportReport) -> Option<PriceEntry> {
-    let base = levels.get(&(None, None))?;
-    if !base.contains_key(&Bucket::Input) && !base.contains_key(&Bucket::Output) {
+/// Why an image model is left out.
+const NO_IMAGE_PRICE: &str = "image generation without a per-image or image-token price (it would price images at $0)";
+
+/// LiteLLM modes whose models are billed per image generated (or edited).
+const IMAGE_MODES: &[&str] = &["image_generation", "image_edit"];
+
+/// LiteLLM's per-unit price fields that may become a per-unit price.
+const UNIT_FIELDS: &[&str] = &[
+    "input_cost_per_image",
+    "output_cost_per_image",
+    "input_cost_per_pixel",
+    "output_cost_per_pixel",
+    "input_cost_per_second",
+    "input_cost_per_character",
+];
+
+/// The per-unit prices of one LiteLLM entry.
+#[derive(Default)]
+struct Units {
+    per_image: Option<Decimal>,
+    per_audio_second: Option<Decimal>,
+    per_character: Option<Decimal>,
+}
+
+impl Units {
+    fn any(&self) -> bool {
+        self.per_image.is_some() || self.per_audio_second.is_some() || self.per_character.is_some()
+    }
+}
+
+/// The per-unit prices of an entry by the rules in the module docs; every
+/// unit field found that does not become one is counted as skipped.
+fn per_unit_prices(
+    model: &str,
+    mode: &str,
+    fields: &BTreeMap<String, Box<RawValue>>,
+    found: &BTreeMap<&str, Decimal>,
+    report: &mut ImportReport,
+) -> Units {
+    let positive = |name: &'static str| found.get(name).copied().filter(|d| *d > Decimal::ZERO).map(|d| (name, d));
+    let mut units = Units::default();
+    let mut used: Vec<&str> = Vec::new();
+    if IMAGE_MODES.contains(&mode) && !fields.contains_key("output_cost_per_image_token") {
+        let per_image = positive("output_cost_per_image").or_else(|| positive("input_cost_per_image"));
+        let from_pixels = || {
+            let (w, h) = pixel_size(model)?;
+            let (name, per_pixel) = positive("input_cost_per_pixel").or_else(|| positive("output_cost_per_pixel"))?;
+            // LiteLLM's per-pixel figures are the per-image prices divided by
+            // the pixels and rounded as floats (hd 1024x1792 dall-e-3 at
+            // Azure: 7.19343e-08 × 1,835,008 = 0.131999…), so the product is
+            // not the price: it is rounded back to 4 decimal places (a
+            // hundredth of a cent, finer than any published per-image price).
+            let pixels = Decimal::from(w).checked_mul(Decimal::from(h))?;
+            let price =
+                per_pixel.checked_mul(pixels)?.round_dp_with_strategy(4, RoundingStrategy::MidpointAwayFromZero);
+            (!price.is_zero()).then(|| (name, price.normalize()))
+        };
+        if let Some((name, d)) = per_image.or_else(from_pixels) {
+            used.push(name);
+            units.per_image = Some(d);
+        }
+    }
+    if mode == "audio_transcription" && !fields.contains_key("input_cost_per_audio_token") {
+        if let Some((name, d)) = positive("input_cost_per_second") {
+            used.push(name);
+            units.per_audio_second = Some(d);
+        }
+    }
+    if mode == "audio_speech" {
+        if let Some((name, d)) = positive("input_cost_per_character") {
+            used.push(name);
+            units.per_character = Some(d);
+        }
+    }
+    for name in found.keys().filter(|n| !used.contains(n)) {
+        report.skip_field(name);
+    }
+    units
+}
+
+/// Width and height of a `QUALITY/WIDTH-x-HEIGHT/MODEL` or
+/// `WIDTH-x-HEIGHT/MODEL` name.
+fn pixel_size(model: &str) -> Option<(u64, u64)> {
+    let parts: Vec<&str> = model.split('/').collect();
+    let size = match parts.as_slice() {
+        [size, _] | [_, size, _] => *size,
+        _ => return None,
+    };
+    let (w, h) = size.split_once("-x-")?;
+    let (w, h): (u64, u64) = (w.parse().ok()?, h.parse().ok()?);
+    (w > 0 && h > 0).then_some((w, h))
+}
+
+/// The entry of one model's price levels; `None` when it has no per-token
+/// input or output price, unless it is priced per unit (`per_unit`: then
+/// tokens it does not price cost 0).
+fn entry_from_levels(
+    provider: &str,
+    model: String,
+    levels: &Levels,
+    per_unit: bool,
+    report: &mut ImportReport,
+) -> Option<PriceEntry> {
+    let no_tokens = BTreeMap::new();
+    let base = match levels.get(&(None, None)) {
+        Some(b) => b,
+        None if per_unit => &no_tokens,
+        None => return None,
+    };
+    if !per_unit && !base.contains_key(&Bucket::Input) && !base.contains_key(&Bucket::Output) {
         return None;
     }
-    let rates = rates_from_map(base)?;
+    let rates = rates_from_map(base).unwrap_or_else(|| Rates::new(Decimal::ZERO, Decimal::ZERO));
     let long_map = |tier: Option<ServiceTier>| -> BTreeMap<u64, BTreeMap<Bucket, Decimal>> {
         levels
             .iter()
@@ -250,6 +416,9 @@ fn entry_from_levels(provider: &str, model: String, levels: &Levels, report: &mu
         flex,
         priority,
         request_fee: None,
+        per_image: None,
+        per_audio_second: None,
+        per_character: None,
         gpu: None,
         web_search_per_1k: None,
         context_window: None,
@@ -294,5 +463,20 @@ mod tests {
         assert!(decompose("input_cost_per_token_ultrafast").is_none());
         assert!(decompose("output_cost_per_image").is_none());
         assert!(decompose("input_cost_per_token_cache_hit").is_none());
+        assert!(decompose("input_cost_per_image_token") == Some((b(Bucket::InputImage), None, None)));
+        assert!(
+            decompose("input_cost_per_image_token_batches")
+                == Some((b(Bucket::InputImage), None, Some(ServiceTier::Batch)))
+        );
+    }
+
+    #[test]
+    fn sizes_are_read_from_image_keys() {
+        assert_eq!(pixel_size("hd/1024-x-1792/dall-e-3"), Some((1024, 1792)));
+        assert_eq!(pixel_size("256-x-256/dall-e-2"), Some((256, 256)));
+        assert_eq!(pixel_size("dall-e-3"), None);
+        assert_eq!(pixel_size("1024-x-1024/50-steps/stability.stable-diffusion-xl-v1"), None);
+        assert_eq!(pixel_size("hd/1024x1792/dall-e-3"), None);
+        assert_eq!(pixel_size("0-x-1024/m"), None);
     }
 }

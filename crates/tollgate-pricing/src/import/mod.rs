@@ -56,6 +56,18 @@ impl ImportReport {
     }
 }
 
+/// A model of a reference catalog that was not made an entry for want of a
+/// usable price ([`Catalog::left_out`]), or that the generator left out
+/// ([`reference::Generated::left_out`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LeftOut {
+    /// Canonical provider id.
+    pub provider: String,
+    /// The model name as the catalog would have named it.
+    pub model: String,
+    pub reason: String,
+}
+
 /// Reads pydantic genai-prices v2 `data.json`.
 pub fn genai_prices(json: &str) -> Result<Catalog, ImportError> {
     genai::import(json).map(|(c, _)| c)
@@ -91,7 +103,8 @@ pub struct Discrepancy {
     /// The model name in the other catalog, when it differs.
     pub their_model: String,
     /// `input`, `output`, `cache_read`, … or `long_context>200000.output`,
-    /// `batch.input`; `long_context>N` alone when one side lacks the tier.
+    /// `batch.input`; `long_context>N` alone when one side lacks the tier;
+    /// `per_image`, `per_audio_second`, `per_character`.
     pub what: String,
     pub ours: Option<Decimal>,
     pub theirs: Option<Decimal>,
@@ -123,7 +136,8 @@ pub fn discrepancies(ours: &Catalog, theirs: &Catalog) -> Vec<Discrepancy> {
 /// in `theirs` with the same name normalisation as [`Catalog::lookup`], but
 /// only at the same provider. A bucket is compared when both sides list it
 /// (input and output always); long-context tiers are compared by threshold;
-/// batch/flex/priority input and output when both sides price the tier.
+/// batch/flex/priority input and output when both sides price the tier;
+/// per-unit prices (per image, second of audio, character) when both give one.
 pub fn discrepancies_at(ours: &Catalog, theirs: &Catalog, at: DateTime<Utc>) -> Vec<Discrepancy> {
     let mut out = Vec::new();
     let mut seen = std::collections::HashSet::new();
@@ -160,6 +174,17 @@ fn compare_entries(a: &PriceEntry, b: &PriceEntry, out: &mut Vec<Discrepancy>) {
         });
     };
     compare_rates("", &a.rates, &b.rates, &mut push);
+    for (what, x, y) in [
+        ("per_image", a.per_image, b.per_image),
+        ("per_audio_second", a.per_audio_second, b.per_audio_second),
+        ("per_character", a.per_character, b.per_character),
+    ] {
+        if let (Some(x), Some(y)) = (x, y) {
+            if x != y {
+                push(what.to_owned(), Some(x), Some(y));
+            }
+        }
+    }
     for t in &a.long_context {
         let prefix = format!("long_context>{}", t.above_input_tokens);
         match b.long_context.iter().find(|x| x.above_input_tokens == t.above_input_tokens) {
@@ -206,6 +231,7 @@ pub(crate) fn rates_from_map(m: &BTreeMap<Bucket, Decimal>) -> Option<Rates> {
     let get = |b: Bucket| m.get(&b).copied();
     Some(Rates {
         input: get(Bucket::Input).unwrap_or(Decimal::ZERO),
+        input_image: get(Bucket::InputImage),
         input_audio: get(Bucket::InputAudio),
         cache_read: get(Bucket::CacheRead),
         cache_write_5m: get(Bucket::CacheWrite5m),

@@ -12,6 +12,14 @@
 //! cost more than plain input), and at the costliest target of the route.
 //! Web searches: the web search tools' `max_uses`, else
 //! [`DEFAULT_WEB_SEARCHES`] when the request offers web search.
+//!
+//! Media ([`media_cost`]): images at `n` × the per-image price of their size
+//! and quality, or `n` × the image tokens of that size and quality for
+//! token-billed models (whichever of the two the catalog knows, the larger);
+//! audio at its exact length when a WAVE header tells it, else at the
+//! longest the upload's size allows at [`MIN_AUDIO_BITS_PER_SECOND`]; speech
+//! at its characters, or [`SPEECH_AUDIO_TOKENS_PER_CHARACTER`] audio tokens
+//! per character for token-billed models.
 
 use bytes::Bytes;
 use tollgate_providers::{inspect, ApiFormat, ProviderKind};
@@ -154,6 +162,97 @@ pub fn output_bound(
     most.map_or(OutputBound::Default(default_out), OutputBound::Model)
 }
 
+/// Output image tokens of one gpt-image answer by quality and size
+/// (OpenAI's published table for gpt-image-1; `auto` counted as the largest).
+pub fn image_output_tokens(quality: Option<&str>, size: Option<&str>) -> u64 {
+    let q = match quality {
+        Some("low") => 0,
+        Some("medium") => 1,
+        _ => 2,
+    };
+    let s = match size {
+        Some("1024x1024") => 0,
+        Some("1536x1024") => 2,
+        _ => 1,
+    };
+    [[272, 408, 400], [1056, 1584, 1568], [4160, 6240, 6208]][q][s]
+}
+
+/// Input image tokens assumed for each image an edit uploads (a bound of
+/// what an image model reads of one input image; settled at what it reports).
+pub const INPUT_IMAGE_TOKENS: u64 = 6_500;
+/// The lowest bit rate assumed of compressed audio whose length the gateway
+/// cannot read: its longest possible length is its size at this rate.
+pub const MIN_AUDIO_BITS_PER_SECOND: u64 = 6_000;
+/// Audio tokens per second of input audio (OpenAI's audio models: one token per 100 ms).
+pub const AUDIO_TOKENS_PER_SECOND: u64 = 10;
+/// Output audio tokens reserved per character of text to speak (token-billed speech models).
+pub const SPEECH_AUDIO_TOKENS_PER_CHARACTER: u64 = 2;
+
+/// The longest an upload's audio can be: exact from its header, else its size at the lowest bit rate.
+pub fn audio_ms_bound(m: &tollgate_providers::MediaRequest) -> u64 {
+    match (m.audio_ms, m.audio_bytes_at_most) {
+        (Some(ms), _) => ms,
+        (None, Some(bytes)) => bytes.saturating_mul(8_000) / MIN_AUDIO_BITS_PER_SECOND,
+        (None, None) => 0,
+    }
+}
+
+/// The most a media request can cost on its route's costliest target.
+fn media_cost(
+    config: &Config,
+    pricing: &Pricing,
+    plan: &[Attempt],
+    info: &tollgate_providers::RequestInfo,
+    m: &tollgate_providers::MediaRequest,
+    default_out: u64,
+) -> Ask {
+    let now = now_ms();
+    let tier = crate::pricing::tier(None, info.service_tier.as_deref());
+    let input = info.prompt_text.len() as u64 + FRAMING_TOKENS;
+    let mut shapes: Vec<Usage> = Vec::with_capacity(2);
+    let images = m.endpoint.is_some_and(|e| e.images());
+    let speech = m.endpoint == Some(tollgate_providers::MediaEndpoint::Speech);
+    if images {
+        // Images: by tokens, or by count (the estimator cannot know which the target reports).
+        let per_image = image_output_tokens(m.quality.as_deref(), m.size.as_deref());
+        shapes.push(Usage {
+            input,
+            input_image: m.input_images.saturating_mul(INPUT_IMAGE_TOKENS),
+            output_image: m.n.saturating_mul(per_image),
+            images: m.n,
+            ..Usage::default()
+        });
+        shapes.push(Usage { input, images: m.n, ..Usage::default() });
+    } else if speech {
+        shapes.push(Usage {
+            input: input.max(m.characters),
+            characters: m.characters,
+            output_audio: m.characters.saturating_mul(SPEECH_AUDIO_TOKENS_PER_CHARACTER),
+            ..Usage::default()
+        });
+    } else {
+        let ms = audio_ms_bound(m);
+        let output = output_bound(config, pricing, plan, info, default_out).tokens();
+        shapes.push(Usage {
+            input,
+            audio_ms: ms,
+            input_audio: ms.div_ceil(1000).saturating_mul(AUDIO_TOKENS_PER_SECOND),
+            output,
+            ..Usage::default()
+        });
+    }
+    let cost = plan
+        .iter()
+        .flat_map(|a| {
+            let p = &config.providers[a.provider];
+            shapes.iter().filter_map(move |u| pricing.price_request(p, &a.model, u, now, tier, Some(m)).cost)
+        })
+        .max();
+    let tokens = shapes.iter().map(Usage::total_tokens).max().unwrap_or(0);
+    Ask { cost, tokens }
+}
+
 pub fn max_cost(
     config: &Config,
     pricing: &Pricing,
@@ -162,6 +261,9 @@ pub fn max_cost(
     body: &[u8],
     default_out: u64,
 ) -> Ask {
+    if let Some(m) = info.media.as_ref() {
+        return media_cost(config, pricing, plan, info, m, default_out);
+    }
     let input = input_upper_bound(&info.prompt_text, body);
     let output = output_bound(config, pricing, plan, info, default_out).tokens();
     let caching = count(body, b"cache_control") > 0;
@@ -209,7 +311,7 @@ pub fn set_max_tokens(
     let mut v: serde_json::Map<String, serde_json::Value> =
         serde_json::from_slice(body).map_err(|e| ApiError::invalid(format!("invalid JSON body: {e}")))?;
     let field = match format {
-        ApiFormat::OpenAiEmbeddings => return Ok(body.clone()),
+        ApiFormat::OpenAiEmbeddings | ApiFormat::Media(_) => return Ok(body.clone()),
         ApiFormat::OpenAiResponses => "max_output_tokens",
         ApiFormat::AnthropicMessages => "max_tokens",
         ApiFormat::OpenAiChat => {

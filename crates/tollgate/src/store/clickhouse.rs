@@ -82,7 +82,11 @@ const LEDGER_DDL: &str = "CREATE TABLE IF NOT EXISTS ledger
     prompt                       Nullable(String),
     web_search_requests          Int64 DEFAULT 0,
     tool_cost_nanos              Int64 DEFAULT 0,
-    provider_cost_nanos          Nullable(Int64)
+    provider_cost_nanos          Nullable(Int64),
+    input_image_tokens           Int64 DEFAULT 0,
+    images                       Int64 DEFAULT 0,
+    audio_ms                     Int64 DEFAULT 0,
+    characters                   Int64 DEFAULT 0
 )
 ENGINE = ReplacingMergeTree()
 PARTITION BY toYYYYMM(toDateTime(intDiv(ts_ms, 1000), 'UTC'))
@@ -98,6 +102,10 @@ const ADDED_COLUMNS: &[(&str, &str, &str)] = &[
     ("ledger", "provider_cost_nanos", "Nullable(Int64)"),
     ("ledger_hourly", "tool_cost_nanos", "Int64 DEFAULT 0"),
     ("ledger_hourly", "web_search_requests", "Int64 DEFAULT 0"),
+    ("ledger", "input_image_tokens", "Int64 DEFAULT 0"),
+    ("ledger", "images", "Int64 DEFAULT 0"),
+    ("ledger", "audio_ms", "Int64 DEFAULT 0"),
+    ("ledger", "characters", "Int64 DEFAULT 0"),
 ];
 
 /// Exact hourly sums of closed hours, computed from the deduplicated ledger
@@ -139,7 +147,7 @@ const ROLL_UP_AFTER_MS: i64 = 5 * 60_000;
 /// The sums of a spend report, in [`sql::RollupSums::values`] order (the
 /// same meaning as the relational stores' raw sums).
 const SPEND_SUMS: &str = "toInt64(count()) AS s_0, \
-    toInt64(sum(input_uncached + input_audio + cache_read + cache_write_5m + cache_write_1h)) AS s_1, \
+    toInt64(sum(input_uncached + input_image_tokens + input_audio + cache_read + cache_write_5m + cache_write_1h)) AS s_1, \
     toInt64(sum(cache_read)) AS s_2, toInt64(sum(cache_write_5m + cache_write_1h)) AS s_3, \
     toInt64(sum(output_text + output_audio + output_image + reasoning)) AS s_4, toInt64(sum(reasoning)) AS s_5, \
     toInt64(sum(ifNull(cost_nanos, 0))) AS s_6, toInt64(sum(cache_savings_nanos)) AS s_7, \
@@ -373,7 +381,7 @@ impl HourState {
 fn prompt_cache_sql(by: &str, from_ms: i64) -> String {
     format!(
         "SELECT {} AS g_v, prefix_hash AS g_p, toInt64(count()) AS s_0, \
-         toInt64(sum(input_uncached + input_audio + cache_read + cache_write_5m + cache_write_1h)) AS s_1, \
+         toInt64(sum(input_uncached + input_image_tokens + input_audio + cache_read + cache_write_5m + cache_write_1h)) AS s_1, \
          toInt64(sum(cache_read)) AS s_2, toInt64(sum(cache_write_5m + cache_write_1h)) AS s_3, \
          toInt64(sum(cache_savings_nanos)) AS s_4 \
          FROM ledger FINAL WHERE ts_ms >= {from_ms} AND cache != 'hit' GROUP BY g_v, g_p",
@@ -498,6 +506,14 @@ struct Wire {
     tool_cost_nanos: i64,
     #[serde(default)]
     provider_cost_nanos: Option<i64>,
+    #[serde(default)]
+    input_image_tokens: i64,
+    #[serde(default)]
+    images: i64,
+    #[serde(default)]
+    audio_ms: i64,
+    #[serde(default)]
+    characters: i64,
 }
 
 impl Wire {
@@ -550,6 +566,10 @@ impl Wire {
             web_search_requests: int(us.web_search_requests),
             tool_cost_nanos: row.tool_cost.nanos(),
             provider_cost_nanos: row.provider_cost.map(Money::nanos),
+            input_image_tokens: int(us.input_image),
+            images: int(us.images),
+            audio_ms: int(us.audio_ms),
+            characters: int(us.characters),
         }
     }
 
@@ -567,6 +587,7 @@ impl Wire {
             error_code: self.error_code,
             usage: Usage {
                 input: u(self.input_uncached),
+                input_image: u(self.input_image_tokens),
                 input_audio: u(self.input_audio),
                 cache_read: u(self.cache_read),
                 cache_write_5m: u(self.cache_write_5m),
@@ -576,6 +597,9 @@ impl Wire {
                 output_image: u(self.output_image),
                 reasoning: u(self.reasoning),
                 web_search_requests: u(self.web_search_requests),
+                images: u(self.images),
+                audio_ms: u(self.audio_ms),
+                characters: u(self.characters),
             },
             usage_source: if self.usage_source == "estimated" { UsageSource::Estimated } else { UsageSource::Provider },
             cost: self.cost_nanos.map(Money::from_nanos),
@@ -1181,6 +1205,10 @@ mod tests {
         row.cost = None;
         row.ttft_ms = Some(12);
         row.streamed = true;
+        row.usage.input_image = 11;
+        row.usage.images = 2;
+        row.usage.audio_ms = 1500;
+        row.usage.characters = 42;
         let json = serde_json::to_string(&Wire::of(&row)).unwrap();
         let back: Wire = serde_json::from_str(&json).unwrap();
         assert_eq!(back.team.as_deref(), Some("a\"b\\c\nd"));

@@ -207,12 +207,25 @@ ALTER TABLE ledger_hourly ADD COLUMN IF NOT EXISTS tool_cost_nanos BIGINT NOT NU
 ALTER TABLE ledger_hourly ADD COLUMN IF NOT EXISTS web_search_requests BIGINT NOT NULL DEFAULT 0;
 "#,
     ),
+    (
+        4,
+        // Input image tokens counted apart, and the units of models billed
+        // per image, per second of input audio and per input character.
+        // Rows from before had none: 0 is exact. (The rollup's input_tokens
+        // sum takes image tokens in; it needs no column of its own.)
+        r#"
+ALTER TABLE ledger ADD COLUMN IF NOT EXISTS input_image_tokens BIGINT NOT NULL DEFAULT 0;
+ALTER TABLE ledger ADD COLUMN IF NOT EXISTS images BIGINT NOT NULL DEFAULT 0;
+ALTER TABLE ledger ADD COLUMN IF NOT EXISTS audio_ms BIGINT NOT NULL DEFAULT 0;
+ALTER TABLE ledger ADD COLUMN IF NOT EXISTS characters BIGINT NOT NULL DEFAULT 0;
+"#,
+    ),
 ];
 
 /// Serialises migrations across replicas starting at once (any constant, ours).
 const MIGRATION_LOCK: i64 = 0x746f_6c6c_6761_7465; // "tollgate"
 
-/// Rows per INSERT statement (44 array parameters, whatever the rows).
+/// Rows per INSERT statement (48 array parameters, whatever the rows).
 const INSERT_CHUNK: usize = 5_000;
 
 impl From<tokio_postgres::Error> for StoreError {
@@ -380,6 +393,7 @@ fn ledger_from_row(r: &Row) -> Result<LedgerRow, StoreError> {
     };
     let usage = Usage {
         input: u("input_uncached")?,
+        input_image: u("input_image_tokens")?,
         input_audio: u("input_audio")?,
         cache_read: u("cache_read")?,
         cache_write_5m: u("cache_write_5m")?,
@@ -389,6 +403,9 @@ fn ledger_from_row(r: &Row) -> Result<LedgerRow, StoreError> {
         output_image: u("output_image")?,
         reasoning: u("reasoning")?,
         web_search_requests: u("web_search_requests")?,
+        images: u("images")?,
+        audio_ms: u("audio_ms")?,
+        characters: u("characters")?,
     };
     Ok(LedgerRow {
         request_id: r.try_get("request_id")?,
@@ -433,7 +450,7 @@ fn ledger_from_row(r: &Row) -> Result<LedgerRow, StoreError> {
     })
 }
 
-/// The SQL type of each of the 44 ledger columns, in [`LEDGER_COLUMNS`] order.
+/// The SQL type of each of the 48 ledger columns, in [`LEDGER_COLUMNS`] order.
 const LEDGER_TYPES: [&str; LEDGER_COLUMN_COUNT] = [
     "text", "bigint", "text", "text", "text", "text", "text", "bigint", "text", // request … error_code
     "bigint", "bigint", "bigint", "bigint", "bigint", "bigint", "bigint", "bigint", "bigint", // tokens
@@ -442,6 +459,7 @@ const LEDGER_TYPES: [&str; LEDGER_COLUMN_COUNT] = [
     "text", "text", "text", "text", "text", "text", // user, team, org, feature, env, tags
     "text", "text", "text", "text", "text", "text", "bigint", "text", // trace_id … prefix_hash
     "bigint", "bigint", "bigint", // web_search_requests, tool_cost_nanos, provider_cost_nanos
+    "bigint", "bigint", "bigint", "bigint", // input_image_tokens, images, audio_ms, characters
 ];
 
 /// `n` empty columns with room for `len` values each.
@@ -463,7 +481,7 @@ impl<'a> Columns<'a> {
         let mut c = Columns {
             texts: columns(20, rows.len()),
             owned: columns(2, rows.len()),
-            ints: columns(20, rows.len()),
+            ints: columns(24, rows.len()),
             bools: columns(2, rows.len()),
         };
         for row in rows {
@@ -520,6 +538,10 @@ impl<'a> Columns<'a> {
                 Some(int(us.web_search_requests)),
                 Some(row.tool_cost.nanos()),
                 row.provider_cost.map(Money::nanos),
+                Some(int(us.input_image)),
+                Some(int(us.images)),
+                Some(int(us.audio_ms)),
+                Some(int(us.characters)),
             ];
             for (col, v) in c.ints.iter_mut().zip(ints) {
                 col.push(v);
@@ -530,7 +552,7 @@ impl<'a> Columns<'a> {
         c
     }
 
-    /// The 44 array parameters, in [`LEDGER_COLUMNS`] order.
+    /// The 48 array parameters, in [`LEDGER_COLUMNS`] order.
     fn params(&self) -> Vec<&(dyn ToSql + Sync)> {
         let t = |i: usize| &self.texts[i] as &(dyn ToSql + Sync);
         let n = |i: usize| &self.ints[i] as &(dyn ToSql + Sync);
@@ -579,6 +601,10 @@ impl<'a> Columns<'a> {
             n(17),
             n(18),
             n(19), // web_search_requests, tool_cost_nanos, provider_cost_nanos
+            n(20),
+            n(21),
+            n(22),
+            n(23), // input_image_tokens, images, audio_ms, characters
         ]
     }
 }

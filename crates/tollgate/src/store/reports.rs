@@ -93,6 +93,8 @@ mod tests {
                 output: 5,
                 reasoning: 2,
                 web_search_requests: (i % 3) as u64,
+                input_image: (i % 4) as u64 * 50,
+                images: (i % 2) as u64,
                 ..Usage::default()
             },
             usage_source: if i % 5 == 0 { UsageSource::Estimated } else { UsageSource::Provider },
@@ -170,5 +172,8 @@ mod tests {
         assert_eq!(all.unpriced_requests, rows.iter().filter(|r| r.cost.is_none()).count() as u64);
         assert_eq!(all.tool_cost().nanos(), rows.iter().map(|r| r.tool_cost.nanos()).sum::<i64>());
         assert_eq!(all.web_search_requests(), rows.iter().map(|r| r.usage.web_search_requests).sum::<u64>());
+        // Input image tokens are input tokens, in the raw sums as in the rollup's.
+        let input: u64 = all.rows.iter().map(|r| r.input_tokens).sum();
+        assert_eq!(input, rows.iter().map(|r| r.usage.input_tokens()).sum::<u64>());
     }
 }

@@ -113,15 +113,15 @@ pub fn dimension_column(dim: &str) -> Option<&'static str> {
     })
 }
 
-/// The ledger's columns in insert order (44 of them).
+/// The ledger's columns in insert order (48 of them).
 pub const LEDGER_COLUMNS: &str = "request_id, ts_ms, key_id, endpoint, requested_model, model, provider, status, \
     error_code, input_uncached, input_audio, cache_read, cache_write_5m, cache_write_1h, output_text, \
     output_audio, output_image, reasoning, usage_source, cost_nanos, cache_savings_nanos, streamed, \
     client_disconnected, cache, latency_ms, ttft_ms, attempts, \"user\", team, org, feature, env, tags, \
     trace_id, parent_id, session, agent, prompt, attempt_log, response_cache_savings_nanos, prefix_hash, \
-    web_search_requests, tool_cost_nanos, provider_cost_nanos";
+    web_search_requests, tool_cost_nanos, provider_cost_nanos, input_image_tokens, images, audio_ms, characters";
 
-pub const LEDGER_COLUMN_COUNT: usize = 44;
+pub const LEDGER_COLUMN_COUNT: usize = 48;
 
 /// How many sums a spend statement selects (and the hourly rollup keeps).
 pub const SPEND_SUM_COUNT: usize = 15;
@@ -260,7 +260,7 @@ pub fn rollup_upsert(d: Dialect) -> String {
 
 /// Sums over raw rows, in [`RollupSums::values`] order.
 const RAW_SUMS: &str = "COUNT(*), \
-    CAST(SUM(input_uncached + input_audio + cache_read + cache_write_5m + cache_write_1h) AS BIGINT), \
+    CAST(SUM(input_uncached + input_image_tokens + input_audio + cache_read + cache_write_5m + cache_write_1h) AS BIGINT), \
     CAST(SUM(cache_read) AS BIGINT), CAST(SUM(cache_write_5m + cache_write_1h) AS BIGINT), \
     CAST(SUM(output_text + output_audio + output_image + reasoning) AS BIGINT), CAST(SUM(reasoning) AS BIGINT), \
     CAST(SUM(COALESCE(cost_nanos, 0)) AS BIGINT), CAST(SUM(cache_savings_nanos) AS BIGINT), \
@@ -448,7 +448,7 @@ pub fn prompt_cache_query(d: Dialect, by: &str, from_ms: i64) -> Sql {
     Sql {
         text: format!(
             "SELECT {dim}, prefix_hash, COUNT(*), \
-             CAST(SUM(input_uncached + input_audio + cache_read + cache_write_5m + cache_write_1h) AS BIGINT), \
+             CAST(SUM(input_uncached + input_image_tokens + input_audio + cache_read + cache_write_5m + cache_write_1h) AS BIGINT), \
              CAST(SUM(cache_read) AS BIGINT), CAST(SUM(cache_write_5m + cache_write_1h) AS BIGINT), \
              CAST(SUM(cache_savings_nanos) AS BIGINT) \
              FROM ledger WHERE ts_ms >= {from} AND cache != 'hit' GROUP BY 1, 2"

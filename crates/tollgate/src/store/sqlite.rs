@@ -73,7 +73,11 @@ CREATE TABLE IF NOT EXISTS ledger (
     prompt              TEXT,
     web_search_requests INTEGER NOT NULL DEFAULT 0,
     tool_cost_nanos     INTEGER NOT NULL DEFAULT 0,
-    provider_cost_nanos INTEGER
+    provider_cost_nanos INTEGER,
+    input_image_tokens  INTEGER NOT NULL DEFAULT 0,
+    images              INTEGER NOT NULL DEFAULT 0,
+    audio_ms            INTEGER NOT NULL DEFAULT 0,
+    characters          INTEGER NOT NULL DEFAULT 0
 );
 CREATE INDEX IF NOT EXISTS ledger_ts ON ledger (ts_ms);
 CREATE INDEX IF NOT EXISTS ledger_team_ts ON ledger (team, ts_ms);
@@ -255,6 +259,10 @@ impl SqliteStore {
             ("web_search_requests", "INTEGER NOT NULL DEFAULT 0"),
             ("tool_cost_nanos", "INTEGER NOT NULL DEFAULT 0"),
             ("provider_cost_nanos", "INTEGER"),
+            ("input_image_tokens", "INTEGER NOT NULL DEFAULT 0"),
+            ("images", "INTEGER NOT NULL DEFAULT 0"),
+            ("audio_ms", "INTEGER NOT NULL DEFAULT 0"),
+            ("characters", "INTEGER NOT NULL DEFAULT 0"),
         ] {
             add_column(&writer, "ledger", col, decl)?;
         }
@@ -267,8 +275,9 @@ impl SqliteStore {
                  COALESCE(key_id,''), COALESCE(team,''), COALESCE(org,''), COALESCE(feature,''), COALESCE(env,''), \
                  COALESCE(model,''), COALESCE(requested_model,''), COALESCE(provider,''), COALESCE(agent,''), \
                  COALESCE(prompt,''), endpoint, COUNT(*), \
-                 SUM(input_uncached + input_audio + cache_read + cache_write_5m + cache_write_1h), SUM(cache_read), \
-                 SUM(cache_write_5m + cache_write_1h), SUM(output_text + output_audio + output_image + reasoning), \
+                 SUM(input_uncached + input_image_tokens + input_audio + cache_read + cache_write_5m + cache_write_1h), \
+                 SUM(cache_read), SUM(cache_write_5m + cache_write_1h), \
+                 SUM(output_text + output_audio + output_image + reasoning), \
                  SUM(reasoning), SUM(COALESCE(cost_nanos, 0)), SUM(cache_savings_nanos), \
                  SUM(usage_source = 'estimated'), SUM(cost_nanos IS NULL), SUM(status >= 400), SUM(attempts), \
                  SUM(response_cache_savings_nanos), SUM(tool_cost_nanos), SUM(web_search_requests) \
@@ -483,6 +492,7 @@ pub(crate) fn ledger_from_row(r: &rusqlite::Row<'_>) -> Result<LedgerRow, StoreE
     let tags: String = r.get("tags")?;
     let usage = Usage {
         input: u(r, "input_uncached")?,
+        input_image: u(r, "input_image_tokens")?,
         input_audio: u(r, "input_audio")?,
         cache_read: u(r, "cache_read")?,
         cache_write_5m: u(r, "cache_write_5m")?,
@@ -492,6 +502,9 @@ pub(crate) fn ledger_from_row(r: &rusqlite::Row<'_>) -> Result<LedgerRow, StoreE
         output_image: u(r, "output_image")?,
         reasoning: u(r, "reasoning")?,
         web_search_requests: u(r, "web_search_requests")?,
+        images: u(r, "images")?,
+        audio_ms: u(r, "audio_ms")?,
+        characters: u(r, "characters")?,
     };
     Ok(LedgerRow {
         request_id: r.get("request_id")?,
@@ -545,7 +558,7 @@ impl SqliteStore {
             let sql = format!(
                 "INSERT OR IGNORE INTO ledger ({LEDGER_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, \
                  ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22, ?23, ?24, ?25, ?26, ?27, ?28, ?29, ?30, \
-                 ?31, ?32, ?33, ?34, ?35, ?36, ?37, ?38, ?39, ?40, ?41, ?42, ?43, ?44)"
+                 ?31, ?32, ?33, ?34, ?35, ?36, ?37, ?38, ?39, ?40, ?41, ?42, ?43, ?44, ?45, ?46, ?47, ?48)"
             );
             let mut stmt = tx.prepare_cached(&sql)?;
             let mut rollup: std::collections::HashMap<(i64, [String; 11]), RollupSums> =
@@ -598,6 +611,10 @@ impl SqliteStore {
                     i(us.web_search_requests),
                     row.tool_cost.nanos(),
                     row.provider_cost.map(Money::nanos),
+                    i(us.input_image),
+                    i(us.images),
+                    i(us.audio_ms),
+                    i(us.characters),
                 ])?;
                 if inserted == 0 {
                     // Already stored (a replayed row): it is in the rollup too.

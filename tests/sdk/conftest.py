@@ -10,6 +10,7 @@ import urllib.request
 
 import pytest
 
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 BIN = os.environ.get("TOLLGATE_BIN") or os.path.expanduser("~/.cache/tollgate-target/debug/tollgate")
 
 
@@ -108,17 +109,54 @@ base_url = "{mock}"
 name = "gemini"
 kind = "gemini"
 base_url = "{mock}"
+
+[[providers]]
+name = "bedrock"
+kind = "bedrock"
+region = "us-east-1"
+base_url = "{mock}"
+
+[[providers]]
+name = "vertex"
+kind = "vertex"
+project = "tollgate-mock"
+location = "us-central1"
+base_url = "{mock}"
+
+[[models]]
+name = "vertex-gemini"
+targets = [{{ provider = "vertex", model = "gemini-2.5-flash" }}]
+
+[[models]]
+name = "vertex-claude"
+targets = [{{ provider = "vertex", model = "claude-sonnet-4-5@20250929" }}]
 """
         )
+    # The mock's test service account, its token endpoint set to the mock.
+    with open(os.path.join(ROOT, "crates/tollgate-mock/fixtures/test-service-account.json")) as f:
+        account = json.load(f)
+    account["token_uri"] = mock + "/token"
+    sa_path = os.path.join(d, "service-account.json")
+    with open(sa_path, "w") as f:
+        json.dump(account, f)
+    # The mock's AWS credential: Bedrock requests are signed with it (SigV4) and verified.
+    aws = {
+        "AWS_ACCESS_KEY_ID": "AKIDTOLLGATEMOCK",
+        "AWS_SECRET_ACCESS_KEY": "tollgate-mock-secret-key",
+        "GOOGLE_APPLICATION_CREDENTIALS": sa_path,
+    }
     out = subprocess.run(
         [BIN, "--config", cfg, "--db", db, "keys", "create", "--name", "sdk", "--team", "sdk-team", "--json"],
         check=True,
         capture_output=True,
         text=True,
+        env={**os.environ, **aws},
     )
     created = json.loads(out.stdout)
     assert created["key"].startswith("tg_")
-    proc, base = _start(["--config", cfg, "--db", db, "serve", "--listen", "127.0.0.1:0"], r"listening on (http://\S+)")
+    proc, base = _start(
+        ["--config", cfg, "--db", db, "serve", "--listen", "127.0.0.1:0"], r"listening on (http://\S+)", env=aws
+    )
     yield Gateway(base, created["key"], created["id"])
     proc.terminate()
     proc.wait(timeout=20)

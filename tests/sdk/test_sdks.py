@@ -4,6 +4,8 @@ Every case checks that the ledger row's token counts equal the usage the
 provider reported to the SDK.
 """
 
+import time
+
 import anthropic
 import openai
 import pytest
@@ -341,3 +343,122 @@ def test_a_budget_blocks_each_media_call_before_the_provider(gateway, mock, tmp_
         assert e.value.status_code == 402
         assert e.value.code == "budget_exceeded"
     assert gateway.mock_total(mock) == before, "refused before the provider was called"
+
+
+# Amazon Bedrock (the mock verifies every request's SigV4 signature). Catalog
+# price of anthropic.claude-3-5-haiku-20241022-v1:0 on Bedrock: input $0.80/M,
+# cache read $0.08/M, cache write $1/M, output $4/M. Mock: P = 8 + T/4 for T
+# bytes of system and message text; with the cache, reads P/4, writes P/8,
+# input the rest; output min(max_tokens, 24).
+BEDROCK_MODEL = "us.anthropic.claude-3-5-haiku-20241022-v1:0"
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_openai_sdk_to_bedrock_with_cache_tokens(gateway, stream):
+    client = oai(gateway)
+    # T = 21 ("[mock bedrock_cache] ") + 379 = 400 → P = 108: read 27, write 13, input 68; output 24.
+    msgs = [{"role": "user", "content": "[mock bedrock_cache] " + "t" * 379}]
+    if stream:
+        with client.chat.completions.with_streaming_response.create(
+            model=BEDROCK_MODEL, messages=msgs, stream=True, stream_options={"include_usage": True}
+        ) as raw:
+            request_id = raw.headers["x-tollgate-request-id"]
+            chunks = list(raw.parse())
+        usage = chunks[-1].usage
+        text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+        assert text
+    else:
+        raw = client.chat.completions.with_raw_response.create(model=BEDROCK_MODEL, messages=msgs)
+        request_id = raw.headers["x-tollgate-request-id"]
+        usage = raw.parse().usage
+    assert (usage.prompt_tokens, usage.completion_tokens, usage.prompt_tokens_details.cached_tokens) == (108, 24, 27)
+    row = gateway.row(request_id)
+    assert row["provider"] == "bedrock"
+    assert row["usage"]["input"] == 68 and row["usage"]["cache_read"] == 27 and row["usage"]["cache_write_5m"] == 13
+    # 68 × 800 + 27 × 80 + 13 × 1,000 + 24 × 4,000 nanos.
+    assert nanos(row["cost_usd"]) == 165_560
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_anthropic_sdk_to_bedrock(gateway, stream):
+    client = ant(gateway)
+    system = [{"type": "text", "text": "s" * 399, "cache_control": {"type": "ephemeral"}}]
+    msgs = [{"role": "user", "content": "q"}]
+    if stream:
+        with client.messages.with_streaming_response.create(
+            model=BEDROCK_MODEL, max_tokens=64, system=system, messages=msgs, stream=True
+        ) as raw:
+            request_id = raw.headers["x-tollgate-request-id"]
+            events = list(raw.parse())
+        usage = [e for e in events if e.type == "message_delta"][-1].usage
+        assert events[-1].type == "message_stop"
+        assert (usage.output_tokens, usage.cache_read_input_tokens, usage.cache_creation_input_tokens) == (24, 27, 13)
+    else:
+        raw = client.messages.with_raw_response.create(model=BEDROCK_MODEL, max_tokens=64, system=system, messages=msgs)
+        request_id = raw.headers["x-tollgate-request-id"]
+        msg = raw.parse()
+        usage = msg.usage
+        assert (usage.input_tokens, usage.output_tokens) == (68, 24)
+        assert (usage.cache_read_input_tokens, usage.cache_creation_input_tokens) == (27, 13)
+    row = gateway.row(request_id)
+    assert row["provider"] == "bedrock"
+    assert nanos(row["cost_usd"]) == 165_560
+
+
+# Google Vertex AI (the mock issues tokens for its test service account and
+# refuses Vertex calls without one). Catalog prices on Vertex, in nanos a
+# token: gemini-2.5-flash input 300, cache read 30, output 2,500;
+# claude-sonnet-4-5@20250929 input 3,000, cache read 300, 1-hour write 6,000,
+# output 15,000. "Summarise toll roads." is 21 bytes: P = 8 + 21/4 = 13.
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_google_genai_sdk_to_the_native_route_to_vertex_gemini(gateway, stream):
+    from google import genai
+
+    client = genai.Client(api_key=gateway.key, http_options={"base_url": gateway.base})
+    if stream:
+        chunks = list(client.models.generate_content_stream(model="vertex-gemini", contents="Summarise toll roads."))
+        usage = chunks[-1].usage_metadata
+        text = "".join(c.text or "" for c in chunks)
+    else:
+        resp = client.models.generate_content(model="vertex-gemini", contents="Summarise toll roads.")
+        usage = resp.usage_metadata
+        text = resp.text
+    assert text
+    assert (usage.prompt_token_count, usage.cached_content_token_count, usage.candidates_token_count) == (13, 3, 24)
+    row = None
+    for _ in range(100):
+        rows = gateway.get("/api/v1/requests?limit=1000")["rows"]
+        found = [r for r in rows if r["endpoint"] == "generate_content" and r["streamed"] == stream]
+        if found:
+            row = found[0]
+            break
+        time.sleep(0.02)
+    assert row is not None, "the native call's ledger row"
+    assert row["provider"] == "vertex"
+    assert (row["usage"]["input"], row["usage"]["cache_read"], row["usage"]["output"]) == (10, 3, 24)
+    # 10 × 300 + 3 × 30 + 24 × 2,500 nanos.
+    assert nanos(row["cost_usd"]) == 63_090
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_anthropic_sdk_to_vertex_claude(gateway, stream):
+    client = ant(gateway)
+    msgs = [{"role": "user", "content": "Summarise toll roads."}]
+    if stream:
+        with client.messages.with_streaming_response.create(
+            model="vertex-claude", max_tokens=64, messages=msgs, stream=True
+        ) as raw:
+            request_id = raw.headers["x-tollgate-request-id"]
+            events = list(raw.parse())
+        assert events[-1].type == "message_stop"
+    else:
+        raw = client.messages.with_raw_response.create(model="vertex-claude", max_tokens=64, messages=msgs)
+        request_id = raw.headers["x-tollgate-request-id"]
+        u = raw.parse().usage
+        assert (u.input_tokens, u.cache_read_input_tokens, u.cache_creation_input_tokens, u.output_tokens) == (9, 3, 1, 24)
+    row = gateway.row(request_id)
+    assert row["provider"] == "vertex"
+    # 9 × 3,000 + 3 × 300 + 1 × 6,000 (1-hour write) + 24 × 15,000 nanos.
+    assert nanos(row["cost_usd"]) == 393_900

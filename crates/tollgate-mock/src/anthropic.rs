@@ -6,7 +6,7 @@ use http::{HeaderMap, Uri};
 use serde_json::{json, Value};
 
 use crate::errors::{error_body, invalid_request, Family};
-use crate::exchange::{admit, App, Auth};
+use crate::exchange::{admit, Admitted, App, Auth};
 use crate::stream::{self, Inserted, Script};
 use crate::usage::{split_deltas, MockUsage};
 
@@ -45,7 +45,16 @@ pub(crate) async fn messages(app: App, uri: Uri, headers: HeaderMap, body: Bytes
         Some(model) if !model.is_empty() => model.to_owned(),
         _ => return invalid_request(Family::Anthropic, "model: Field required"),
     };
-    app.stats().record_model(&model);
+    let streaming = req.flag("stream");
+    answer(&app, req, &model, streaming).await
+}
+
+/// Everything after the credential check, the body parse and the model,
+/// shared with Vertex AI's `publishers/anthropic` routes (whose model comes
+/// from the URL): checks the body, then answers as a Messages response,
+/// streamed (`event:` SSE) when `streaming`.
+pub(crate) async fn answer(app: &App, req: Admitted, model: &str, streaming: bool) -> Response {
+    app.stats().record_model(model);
     app.stats().record_output_limit(crate::usage::max_output_limit(&req.json));
     if !req.json.get("messages").is_some_and(Value::is_array) {
         return invalid_request(Family::Anthropic, "messages: Field required");
@@ -58,7 +67,7 @@ pub(crate) async fn messages(app: App, uri: Uri, headers: HeaderMap, body: Bytes
     if let Some(response) = req.before_answer().await {
         return response;
     }
-    let reply = req.reply(&model);
+    let reply = req.reply(model);
     let id = format!("msg_mock{:016}", req.sequence());
     let no_usage = req.no_usage();
     let web_searches = req.knobs.web_searches;
@@ -77,7 +86,7 @@ pub(crate) async fn messages(app: App, uri: Uri, headers: HeaderMap, body: Bytes
         }
         m
     };
-    if !req.flag("stream") {
+    if !streaming {
         let body = message(
             json!([{"type": "text", "text": reply.text}]),
             json!("end_turn"),

@@ -10,6 +10,8 @@ pub(crate) enum Family {
     OpenAi,
     Anthropic,
     Gemini,
+    /// Amazon Bedrock Runtime (`{"message"}` bodies, the error's name in `x-amzn-ErrorType`).
+    Bedrock,
 }
 
 /// The provider's JSON error body for `status`.
@@ -27,6 +29,7 @@ pub(crate) fn error_body(family: Family, status: u16, message: &str) -> Value {
         Family::Gemini => json!({
             "error": {"code": status, "message": message, "status": gemini_status(status)}
         }),
+        Family::Bedrock => json!({"message": message}),
     }
 }
 
@@ -36,8 +39,28 @@ pub(crate) fn error_response(family: Family, status: u16, message: &str, retry_a
     let body = error_body(family, status, message).to_string();
     let mut response =
         (code, [(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))], body).into_response();
+    if family == Family::Bedrock {
+        response.headers_mut().insert(ERROR_TYPE, HeaderValue::from_static(bedrock_error_type(status)));
+    }
     if let Some(seconds) = retry_after {
         response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+    }
+    response
+}
+
+/// The header naming a Bedrock (AWS REST-JSON) error: `x-amzn-ErrorType`.
+const ERROR_TYPE: &str = "x-amzn-errortype";
+
+/// A Bedrock error answer with an explicit error name: `status`,
+/// `x-amzn-ErrorType: <error_type>` and `{"message": message}`. The name may
+/// carry AWS's `:<namespace>` suffix (clients take the part before the colon).
+pub(crate) fn bedrock_error(status: u16, error_type: &str, message: &str) -> Response {
+    let code = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    let body = error_body(Family::Bedrock, status, message).to_string();
+    let mut response =
+        (code, [(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))], body).into_response();
+    if let Ok(value) = HeaderValue::from_str(error_type) {
+        response.headers_mut().insert(ERROR_TYPE, value);
     }
     response
 }
@@ -98,6 +121,20 @@ fn anthropic_kind(status: u16) -> &'static str {
         504 => "timeout_error",
         400..=499 => "invalid_request_error",
         _ => "api_error",
+    }
+}
+
+/// Bedrock Runtime's exception for a status (the Converse operation's errors).
+fn bedrock_error_type(status: u16) -> &'static str {
+    match status {
+        403 => "AccessDeniedException",
+        404 => "ResourceNotFoundException",
+        408 => "ModelTimeoutException",
+        424 => "ModelErrorException",
+        429 => "ThrottlingException",
+        503 => "ServiceUnavailableException",
+        400..=499 => "ValidationException",
+        _ => "InternalServerException",
     }
 }
 

@@ -29,12 +29,16 @@ pub(crate) struct Inner {
     pub batches: crate::batches::Batches,
     /// A fault applied to every request until cleared (`POST /mock/fault`).
     pub fault: std::sync::RwLock<Option<String>>,
+    /// The OAuth token endpoint's issued access tokens (Vertex AI).
+    pub tokens: crate::vertex::Tokens,
 }
 
 impl App {
     pub(crate) fn new(config: MockConfig) -> Self {
+        let tokens = crate::vertex::Tokens::new(config.token_failures);
         Self(Arc::new(Inner {
             config,
+            tokens,
             stats: Stats::default(),
             sequence: AtomicU64::new(1),
             fault: std::sync::RwLock::new(None),
@@ -52,8 +56,16 @@ impl App {
         }
     }
 
+    pub(crate) fn tokens(&self) -> &crate::vertex::Tokens {
+        &self.0.tokens
+    }
+
     pub(crate) fn stats(&self) -> &Stats {
         &self.0.stats
+    }
+
+    pub(crate) fn config(&self) -> &MockConfig {
+        &self.0.config
     }
 
     fn next_sequence(&self) -> u64 {
@@ -113,6 +125,14 @@ pub(crate) fn admit(
     body: &[u8],
 ) -> Result<Admitted, Response> {
     gate(app, family, auth, uri, headers)?;
+    admit_body(app, family, headers, body)
+}
+
+/// The rest of [`admit`] once the request is counted and its credential
+/// checked (Bedrock checks a signature over the body instead of a key):
+/// reads knobs and parses the body as a JSON object.
+#[allow(clippy::result_large_err)]
+pub(crate) fn admit_body(app: &App, family: Family, headers: &HeaderMap, body: &[u8]) -> Result<Admitted, Response> {
     let knobs = read_knobs(app, family, headers, body)?;
     let json: Value = serde_json::from_slice(body)
         .map_err(|e| invalid_request(family, &format!("could not parse the JSON body of the request: {e}")))?;
@@ -129,6 +149,7 @@ pub(crate) fn gate(app: &App, family: Family, auth: Auth, uri: &Uri, headers: &H
     app.stats().record_request(uri.path(), credential.is_some());
     if let Some(expected) = &app.0.config.require_api_key {
         if credential != Some(expected.as_str()) {
+            app.stats().record_refused(refusal_name(family));
             return Err(error_response(family, 401, unauthorized_message(family), None));
         }
     }
@@ -167,6 +188,17 @@ fn unauthorized_message(family: Family) -> &'static str {
         Family::OpenAi => "Incorrect API key provided.",
         Family::Anthropic => "invalid x-api-key",
         Family::Gemini => "API key not valid. Please pass a valid API key.",
+        Family::Bedrock => "The security token included in the request is invalid.",
+    }
+}
+
+/// The provider's name for a refused credential, for `/mock/stats`.
+fn refusal_name(family: Family) -> &'static str {
+    match family {
+        Family::OpenAi => "invalid_api_key",
+        Family::Anthropic => "authentication_error",
+        Family::Gemini => "UNAUTHENTICATED",
+        Family::Bedrock => "UnrecognizedClientException",
     }
 }
 
@@ -280,9 +312,15 @@ impl Admitted {
         let name = match self.family {
             Family::OpenAi => HeaderName::from_static("x-request-id"),
             Family::Anthropic => HeaderName::from_static("request-id"),
+            Family::Bedrock => HeaderName::from_static("x-amzn-requestid"),
             Family::Gemini => return,
         };
-        if let Ok(value) = HeaderValue::try_from(format!("req_mock{:016}", self.sequence)) {
+        let id = match self.family {
+            // AWS request ids are UUIDs.
+            Family::Bedrock => format!("00000000-0000-4000-8000-{:012x}", self.sequence),
+            _ => format!("req_mock{:016}", self.sequence),
+        };
+        if let Ok(value) = HeaderValue::try_from(id) {
             response.headers_mut().insert(name, value);
         }
     }

@@ -6,7 +6,7 @@ use http::{HeaderMap, Uri};
 use serde_json::{json, Map, Value};
 
 use crate::errors::{error_body, error_response, invalid_request, Family};
-use crate::exchange::{admit, query_param, App, Auth};
+use crate::exchange::{admit, query_param, Admitted, App, Auth};
 use crate::stream::{Inserted, Script};
 use crate::usage::{split_deltas, MockUsage};
 
@@ -48,6 +48,14 @@ pub(crate) async fn generate(app: App, uri: Uri, headers: HeaderMap, body: Bytes
             return error_response(Family::Gemini, 404, &format!("method {other} is not supported by the mock"), None)
         }
     };
+    answer(&app, req, &uri, model, streaming).await
+}
+
+/// Everything after the credential check and the body parse, shared with
+/// Vertex AI's `publishers/google` routes: checks the body, then answers
+/// `generateContent` (`streaming` false) or `streamGenerateContent` (SSE with
+/// `?alt=sse`, else one JSON array) for `model`.
+pub(crate) async fn answer(app: &App, req: Admitted, uri: &Uri, model: &str, streaming: bool) -> Response {
     app.stats().record_model(model);
     app.stats().record_output_limit(crate::usage::max_output_limit(&req.json));
     if !req.json.get("contents").is_some_and(Value::is_array) {
@@ -90,7 +98,7 @@ pub(crate) async fn generate(app: App, uri: Uri, headers: HeaderMap, body: Bytes
     let error = error_body(Family::Gemini, 503, "The model is overloaded. Please try again later. (mock stream_error)");
     const MALFORMED: &str = "{\"candidates\": [{\"content\": {\"parts\": [{\"text\": ";
 
-    let mut response = if query_param(&uri, "alt") == Some("sse") {
+    let mut response = if query_param(uri, "alt") == Some("sse") {
         let script = Script {
             deltas: values.iter().map(|v| Bytes::from(format!("data: {v}{SSE_END}"))).collect(),
             ..Script::default()

@@ -39,6 +39,10 @@ pub(crate) enum Fault {
     /// Send half the answer (half the deltas of a stream), then break the
     /// connection mid-body.
     ResetMid,
+    /// In an AWS event stream (Bedrock's ConverseStream), flip a byte in the
+    /// payload of the second message so its message CRC fails. Other
+    /// answers ignore it.
+    CorruptFrame,
 }
 
 impl Fault {
@@ -53,6 +57,7 @@ impl Fault {
             "garbage" => Self::Garbage,
             "reset" => Self::Reset,
             "reset_mid" => Self::ResetMid,
+            "corrupt_frame" => Self::CorruptFrame,
             code => match code.parse::<u16>() {
                 Ok(status @ 400..=599) => Self::Status(status),
                 _ => return Err(KnobError::UnknownFault(value.to_owned())),
@@ -63,7 +68,7 @@ impl Fault {
 
 #[derive(Debug, thiserror::Error)]
 pub(crate) enum KnobError {
-    #[error("mock: unknown fault `{0}` (use a 4xx/5xx status, timeout, stall, malformed, truncate, no_usage or stream_error)")]
+    #[error("mock: unknown fault `{0}` (use a 4xx/5xx status, timeout, stall, malformed, truncate, no_usage, stream_error, garbage, reset, reset_mid or corrupt_frame)")]
     UnknownFault(String),
     #[error("mock: unknown knob `{0}`")]
     UnknownKnob(String),
@@ -71,6 +76,8 @@ pub(crate) enum KnobError {
     NotANumber { key: String, value: String },
     #[error("mock: knob `{key}` needs a JSON number such as 0.000123 or 1.5e-05, got `{value}`")]
     NotAJsonNumber { key: String, value: String },
+    #[error("mock: knob `{key}` needs one of {allowed}, got `{value}`")]
+    NotOneOf { key: String, value: String, allowed: String },
 }
 
 /// The knobs in force for one request.
@@ -88,9 +95,24 @@ pub(crate) struct Knobs {
     /// The text of a JSON number of USD that OpenAI chat answers report as
     /// `usage.cost` (as OpenRouter does), written exactly as given.
     pub reported_cost: Option<String>,
+    /// Bedrock answers report prompt-cache reads and writes even without a
+    /// `cachePoint` block (the bare directive `[mock bedrock_cache]`).
+    pub bedrock_cache: bool,
+    /// The exception a Bedrock stream's `stream_error` sends (its
+    /// `:exception-type`); `internalServerException` unless set.
+    pub exception_type: &'static str,
 }
 
-const HEADER_KNOBS: [(&str, &str); 8] = [
+/// The exceptions a ConverseStream may carry in its event stream.
+pub(crate) const BEDROCK_STREAM_EXCEPTIONS: [&str; 5] = [
+    "internalServerException",
+    "modelStreamErrorException",
+    "serviceUnavailableException",
+    "throttlingException",
+    "validationException",
+];
+
+const HEADER_KNOBS: [(&str, &str); 10] = [
     ("x-mock-latency-ms", "latency_ms"),
     ("x-mock-chunk-delay-ms", "chunk_delay_ms"),
     ("x-mock-chunks", "chunks"),
@@ -99,6 +121,8 @@ const HEADER_KNOBS: [(&str, &str); 8] = [
     ("x-mock-retry-after", "retry_after"),
     ("x-mock-web-searches", "web_searches"),
     ("x-mock-reported-cost", "reported_cost"),
+    ("x-mock-bedrock-cache", "bedrock_cache"),
+    ("x-mock-exception-type", "exception_type"),
 ];
 
 impl Knobs {
@@ -112,6 +136,8 @@ impl Knobs {
             retry_after: 1,
             web_searches: 0,
             reported_cost: None,
+            bedrock_cache: false,
+            exception_type: BEDROCK_STREAM_EXCEPTIONS[0],
         }
     }
 
@@ -141,6 +167,23 @@ impl Knobs {
             "fault" => self.fault = Some(Fault::parse(value)?),
             "web_searches" => self.web_searches = number()?.min(MAX_WEB_SEARCHES),
             "reported_cost" => self.reported_cost = Some(json_number(key, value)?),
+            "bedrock_cache" => self.bedrock_cache = flag(key, value)?,
+            // `[mock corrupt_frame]`: shorthand for `fault=corrupt_frame`.
+            "corrupt_frame" => {
+                if flag(key, value)? {
+                    self.fault = Some(Fault::CorruptFrame);
+                }
+            }
+            "exception_type" => {
+                self.exception_type =
+                    BEDROCK_STREAM_EXCEPTIONS.iter().find(|e| **e == value).copied().ok_or_else(|| {
+                        KnobError::NotOneOf {
+                            key: key.to_owned(),
+                            value: value.to_owned(),
+                            allowed: BEDROCK_STREAM_EXCEPTIONS.join(", "),
+                        }
+                    })?;
+            }
             other => return Err(KnobError::UnknownKnob(other.to_owned())),
         }
         Ok(())
@@ -159,6 +202,18 @@ impl Knobs {
     }
 }
 
+/// The value a bare word in a directive (`[mock bedrock_cache]`) stands for.
+const FLAG: &str = "true";
+
+/// A yes/no knob: a bare word, or `=true` / `=false` (`=1` / `=0`).
+fn flag(key: &str, value: &str) -> Result<bool, KnobError> {
+    match value {
+        "true" | "1" => Ok(true),
+        "false" | "0" => Ok(false),
+        _ => Err(KnobError::NotOneOf { key: key.to_owned(), value: value.to_owned(), allowed: "true, false".into() }),
+    }
+}
+
 /// `value` if it is a JSON number (it is written into answers verbatim, so
 /// anything else would break their JSON).
 fn json_number(key: &str, value: &str) -> Result<String, KnobError> {
@@ -173,8 +228,9 @@ pub(crate) fn body_output_tokens(body: &[u8]) -> Option<u64> {
     directives(body).filter(|(k, _)| *k == "output_tokens").filter_map(|(_, v)| v.parse().ok()).last()
 }
 
-/// Every `key=value` pair of every `[mock …]` directive in the raw body.
-/// Scanning raw bytes (not parsed JSON) keeps this cheap and format-blind.
+/// Every `key=value` pair of every `[mock …]` directive in the raw body; a
+/// bare word (no `=`) is a flag, `(word, "true")`. Scanning raw bytes (not
+/// parsed JSON) keeps this cheap and format-blind.
 fn directives(body: &[u8]) -> impl Iterator<Item = (&str, &str)> {
     const OPEN: &[u8] = b"[mock";
     let mut rest = body;
@@ -193,7 +249,7 @@ fn directives(body: &[u8]) -> impl Iterator<Item = (&str, &str)> {
     })
     .filter_map(|inner| std::str::from_utf8(inner).ok())
     .flat_map(str::split_whitespace)
-    .filter_map(|pair| pair.split_once('='))
+    .map(|pair| pair.split_once('=').unwrap_or((pair, FLAG)))
 }
 
 #[cfg(test)]
@@ -202,7 +258,7 @@ mod tests {
 
     #[test]
     fn body_directives_override_headers_and_config() {
-        let config = MockConfig { latency_ms: 7, chunk_delay_ms: 3, require_api_key: None };
+        let config = MockConfig { latency_ms: 7, chunk_delay_ms: 3, require_api_key: None, ..MockConfig::default() };
         let mut headers = HeaderMap::new();
         headers.insert("x-mock-chunks", "9".parse().unwrap());
         headers.insert("x-mock-fault", "500".parse().unwrap());
@@ -233,6 +289,26 @@ mod tests {
             let got = Knobs::read(&config, &none, body.as_bytes());
             assert!(matches!(got, Err(KnobError::NotAJsonNumber { .. })), "{bad}: {got:?}");
         }
+    }
+
+    #[test]
+    fn bare_words_are_flags() {
+        let config = MockConfig::default();
+        let none = HeaderMap::new();
+        let knobs = Knobs::read(&config, &none, b"hi [mock bedrock_cache] [mock corrupt_frame chunks=3]").unwrap();
+        assert!(knobs.bedrock_cache);
+        assert_eq!((knobs.fault, knobs.chunks), (Some(Fault::CorruptFrame), 3));
+        assert!(!Knobs::read(&config, &none, b"[mock bedrock_cache=false]").unwrap().bedrock_cache);
+        assert_eq!(
+            Knobs::read(&config, &none, b"[mock fault=corrupt_frame]").unwrap().fault,
+            Some(Fault::CorruptFrame)
+        );
+        assert!(matches!(Knobs::read(&config, &none, b"[mock verbose]"), Err(KnobError::UnknownKnob(_))));
+        assert!(matches!(Knobs::read(&config, &none, b"[mock bedrock_cache=yes]"), Err(KnobError::NotOneOf { .. })));
+        let e = Knobs::read(&config, &none, b"[mock exception_type=throttlingException]").unwrap();
+        assert_eq!(e.exception_type, "throttlingException");
+        assert_eq!(Knobs::defaults(&config).exception_type, "internalServerException");
+        assert!(matches!(Knobs::read(&config, &none, b"[mock exception_type=boom]"), Err(KnobError::NotOneOf { .. })));
     }
 
     #[test]

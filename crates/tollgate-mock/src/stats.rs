@@ -12,6 +12,12 @@ use serde_json::{json, Value};
 #[derive(Debug, Default)]
 pub(crate) struct Stats {
     total: AtomicU64,
+    /// Requests refused for their credentials (401s, Bedrock's SigV4 403s).
+    refused: AtomicU64,
+    /// `POST /token` requests (Vertex AI's OAuth endpoint), whatever their outcome.
+    token_requests: AtomicU64,
+    /// Access tokens the token endpoint issued.
+    tokens_issued: AtomicU64,
     inner: Mutex<Counts>,
 }
 
@@ -32,6 +38,13 @@ struct Counts {
     /// (`{"field","filename","content_type","bytes"}` each), so tests can see
     /// that an upload arrived whole.
     last_files: Option<Value>,
+    /// Why the last request was refused for its credentials (the provider's
+    /// error name, e.g. `InvalidSignatureException`), if it was.
+    last_refusal: Option<&'static str>,
+    /// The region of the last verified AWS SigV4 credential scope (Bedrock).
+    last_aws_region: Option<String>,
+    /// Why the last refused token request was refused (its `error_description`).
+    last_token_error: Option<String>,
 }
 
 fn bump(map: &mut HashMap<String, u64>, key: &str) {
@@ -68,6 +81,35 @@ impl Stats {
         set_last(&mut counts.last_path, path);
         counts.last_model_fresh = false;
         counts.last_files = None;
+        counts.last_refusal = None;
+    }
+
+    /// Marks the request just counted as refused for its credentials;
+    /// `reason` is the provider's name for the error.
+    pub(crate) fn record_refused(&self, reason: &'static str) {
+        self.refused.fetch_add(1, Ordering::Relaxed);
+        self.counts().last_refusal = Some(reason);
+    }
+
+    /// Records the region of a verified AWS SigV4 credential scope.
+    pub(crate) fn record_aws_region(&self, region: &str) {
+        set_last(&mut self.counts().last_aws_region, region);
+    }
+
+    /// Counts one `POST /token` request (not in `total` or `paths`, so the
+    /// counters of the model routes stay the gateway's model calls).
+    pub(crate) fn record_token_request(&self) {
+        self.token_requests.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Counts one access token issued.
+    pub(crate) fn record_token_issued(&self) {
+        self.tokens_issued.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Records why the last token request was refused.
+    pub(crate) fn record_token_error(&self, description: &str) {
+        set_last(&mut self.counts().last_token_error, description);
     }
 
     pub(crate) fn record_model(&self, model: &str) {
@@ -99,12 +141,21 @@ impl Stats {
             "last_path": counts.last_path,
             "last_model": counts.last_model.as_deref().filter(|_| counts.last_model_fresh),
             "last_files": counts.last_files,
+            "refused": self.refused.load(Ordering::Relaxed),
+            "last_refusal": counts.last_refusal,
+            "last_aws_region": counts.last_aws_region,
+            "token_requests": self.token_requests.load(Ordering::Relaxed),
+            "tokens_issued": self.tokens_issued.load(Ordering::Relaxed),
+            "last_token_error": counts.last_token_error,
         })
     }
 
     pub(crate) fn reset(&self) {
         let mut counts = self.counts();
         self.total.store(0, Ordering::Relaxed);
+        self.refused.store(0, Ordering::Relaxed);
+        self.token_requests.store(0, Ordering::Relaxed);
+        self.tokens_issued.store(0, Ordering::Relaxed);
         *counts = Counts::default();
     }
 }

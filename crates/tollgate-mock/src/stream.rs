@@ -67,6 +67,18 @@ impl Script {
         content_type: &'static str,
         insert: impl FnOnce(Inserted) -> Bytes,
     ) -> Response {
+        let plan = self.plan(knobs, insert);
+        let body = paced_body(plan.events, Duration::from_millis(knobs.chunk_delay_ms), plan.stall_at, plan.broken_at);
+        let headers = [
+            (header::CONTENT_TYPE, HeaderValue::from_static(content_type)),
+            (header::CACHE_CONTROL, HeaderValue::from_static("no-cache")),
+        ];
+        (headers, body).into_response()
+    }
+
+    /// The events to send once the request's fault is applied (see
+    /// [`Self::into_response`]), for a caller that frames or paces them itself.
+    pub(crate) fn plan(self, knobs: &Knobs, insert: impl FnOnce(Inserted) -> Bytes) -> Plan {
         let half = self.deltas.len() / 2;
         let Self { head, mut deltas, tail } = self;
         let mut stall_at = None;
@@ -103,19 +115,29 @@ impl Script {
                 events.extend(tail);
             }
         }
-        let body = paced_body(events, Duration::from_millis(knobs.chunk_delay_ms), stall_at, broken_at);
-        let headers = [
-            (header::CONTENT_TYPE, HeaderValue::from_static(content_type)),
-            (header::CACHE_CONTROL, HeaderValue::from_static("no-cache")),
-        ];
-        (headers, body).into_response()
+        Plan { events, stall_at, broken_at }
     }
+}
+
+/// A stream's events with its fault applied.
+#[derive(Debug)]
+pub(crate) struct Plan {
+    pub events: Vec<Bytes>,
+    /// Hang (an hour) before this event (`stall`).
+    pub stall_at: Option<usize>,
+    /// Break the connection at this event (`reset_mid`).
+    pub broken_at: Option<usize>,
 }
 
 /// A chunked body sending `events` with `delay` between them, hanging before
 /// event `stall_at` (or after the last one, if it equals the length), or
 /// breaking the connection at event `broken_at`.
-fn paced_body(events: Vec<Bytes>, delay: Duration, stall_at: Option<usize>, broken_at: Option<usize>) -> Body {
+pub(crate) fn paced_body(
+    events: Vec<Bytes>,
+    delay: Duration,
+    stall_at: Option<usize>,
+    broken_at: Option<usize>,
+) -> Body {
     if delay.is_zero() && stall_at.is_none() && broken_at.is_none() {
         // The fast path: one write, still chunked like a real stream.
         let mut all = BytesMut::with_capacity(events.iter().map(Bytes::len).sum());

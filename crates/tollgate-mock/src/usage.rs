@@ -43,7 +43,8 @@ pub struct MockUsage {
 }
 
 impl MockUsage {
-    /// Anthropic cache writes of both TTLs (`prompt/8`); only Anthropic reports them.
+    /// Anthropic cache writes of both TTLs (`prompt/8`); only Anthropic (and
+    /// Bedrock, for a request that uses the cache) reports them.
     pub fn cache_write_tokens(&self) -> u64 {
         self.cache_write_5m_tokens + self.cache_write_1h_tokens
     }
@@ -62,7 +63,8 @@ impl MockUsage {
 
 /// The usage for a prompt of `prompt_text_bytes` bytes of text, sent to
 /// `model`, with the request's smallest output limit (`max_tokens`,
-/// `max_completion_tokens`, `max_output_tokens`, Gemini's `maxOutputTokens`)
+/// `max_completion_tokens`, `max_output_tokens`, Gemini's `maxOutputTokens`,
+/// Bedrock's `inferenceConfig.maxTokens`)
 /// and the `output_tokens` knob if any.
 pub fn usage_for(
     prompt_text_bytes: u64,
@@ -232,6 +234,7 @@ pub(crate) fn max_output_limit(json: &Value) -> Option<u64> {
         json.get("max_output_tokens"),
         json.get("generationConfig").and_then(|g| g.get("maxOutputTokens")),
         json.get("generation_config").and_then(|g| g.get("max_output_tokens")),
+        json.get("inferenceConfig").and_then(|c| c.get("maxTokens")),
     ];
     candidates.into_iter().flatten().filter_map(Value::as_u64).min()
 }
@@ -332,6 +335,7 @@ mod tests {
     fn max_output_limit_takes_the_smallest() {
         assert_eq!(max_output_limit(&json!({"max_tokens":50,"max_completion_tokens":7})), Some(7));
         assert_eq!(max_output_limit(&json!({"generationConfig":{"maxOutputTokens":3}})), Some(3));
+        assert_eq!(max_output_limit(&json!({"inferenceConfig":{"maxTokens":9,"temperature":0.5}})), Some(9));
         assert_eq!(max_output_limit(&json!({})), None);
     }
 }

@@ -929,7 +929,8 @@ async fn stats_count_requests_per_path_and_reset_zeroes_them() {
     assert_eq!(
         empty,
         json!({"total": 0, "paths": {}, "models": {}, "last_auth": null, "last_output_limit": null,
-               "last_path": null, "last_model": null, "last_files": null})
+               "last_path": null, "last_model": null, "last_files": null, "refused": 0, "last_refusal": null,
+               "last_aws_region": null, "token_requests": 0, "tokens_issued": 0, "last_token_error": null})
     );
 
     send(
@@ -999,8 +1000,11 @@ async fn required_api_key_is_checked_in_each_provider_header() {
     );
     assert_eq!(post(&app, &format!("{gem}?key=sk-mock"), gemini_body()).await.status, StatusCode::OK);
 
-    // rejected requests still count as upstream calls
-    assert_eq!(send(&app, "GET", "/mock/stats", &[], None).await.json()["total"], 10);
+    // rejected requests still count as upstream calls, and as refused
+    let stats = send(&app, "GET", "/mock/stats", &[], None).await.json();
+    assert_eq!(stats["total"], 10);
+    assert_eq!(stats["refused"], 5);
+    assert_eq!(stats["last_refusal"], Value::Null, "the last request was accepted");
 }
 
 #[tokio::test]

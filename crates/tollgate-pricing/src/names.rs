@@ -16,6 +16,7 @@ pub(crate) fn canonical_provider(p: &str) -> String {
         "aws" | "aws_bedrock" | "aws-bedrock" | "amazon_bedrock" | "bedrock_converse" => "bedrock".to_owned(),
         "mistralai" | "mistral_ai" => "mistral".to_owned(),
         "claude" => "anthropic".to_owned(),
+        "vertex" | "vertex-ai" | "vertexai" | "google_vertex" | "google-vertex" => "vertex_ai".to_owned(),
         "x-ai" | "x_ai" | "grok" => "xai".to_owned(),
         "together_ai" | "together-ai" | "togetherai" => "together".to_owned(),
         "fireworks_ai" | "fireworks-ai" | "fireworksai" => "fireworks".to_owned(),

@@ -496,3 +496,121 @@ impl ChatStream {
         m.terminator = openai::DONE.to_vec();
     }
 }
+
+// ------------------------------------------------------ the native API (client)
+
+/// Reads a native `generateContent` body: the prompt text (contents, system
+/// instruction, tools) and `generationConfig.maxOutputTokens`. The model and
+/// whether it streams are in the URL, so the gateway sets them.
+pub(crate) fn inspect_native(body: &[u8]) -> Result<RequestInfo, AdapterError> {
+    let text = crate::inspect::object_body(body)?;
+    let v: Map<String, Value> = serde_json::from_str(text).map_err(|e| crate::inspect::not_json(&e))?;
+    let contents = v.get("contents").and_then(Value::as_array).ok_or_else(|| invalid("contents", "an array"))?;
+    let mut prompt = String::new();
+    let mut push_parts = |parts: &Value| {
+        for p in parts.as_array().into_iter().flatten() {
+            if let Some(t) = p["text"].as_str() {
+                if !prompt.is_empty() {
+                    prompt.push('\n');
+                }
+                prompt.push_str(t);
+            }
+        }
+    };
+    if let Some(s) = v.get("systemInstruction") {
+        push_parts(&s["parts"]);
+    }
+    for c in contents {
+        if !c.is_object() {
+            return Err(invalid("contents[]", "an object"));
+        }
+        push_parts(&c["parts"]);
+    }
+    if let Some(t) = v.get("tools").filter(|t| !t.is_null()) {
+        prompt.push('\n');
+        prompt.push_str(&t.to_string());
+    }
+    let max_output_tokens = match v.get("generationConfig").and_then(|g| g.get("maxOutputTokens")) {
+        None | Some(Value::Null) => None,
+        Some(n) => Some(n.as_u64().ok_or_else(|| invalid("generationConfig.maxOutputTokens", "an integer"))?),
+    };
+    Ok(RequestInfo { prompt_text: prompt, max_output_tokens, ..RequestInfo::default() })
+}
+
+/// A native body to AI Studio, as it came (the model is in the URL).
+pub(crate) fn prepare_native(
+    target: &Target<'_>,
+    body: &[u8],
+    info: &RequestInfo,
+) -> Result<PreparedRequest, AdapterError> {
+    let model = crate::openai::path_segment(target.model.strip_prefix("models/").unwrap_or(target.model));
+    let url = if info.stream {
+        format!("{}/v1beta/models/{model}:streamGenerateContent?alt=sse", base(target))
+    } else {
+        format!("{}/v1beta/models/{model}:generateContent", base(target))
+    };
+    let mut headers = vec![json_content_type()];
+    if let Some(key) = target.api_key {
+        headers.push(secret_header("x-goog-api-key", key)?);
+    }
+    Ok(PreparedRequest { url, headers, body: Bytes::copy_from_slice(body), stream: info.stream })
+}
+
+/// A native answer, relayed as it is; its usage and model read.
+pub(crate) fn translate_native_body(body: &[u8]) -> Result<TranslatedBody, AdapterError> {
+    let r: Response = serde_json::from_slice(body).map_err(|e| AdapterError::MalformedUpstream(e.to_string()))?;
+    let usage = r.usage_metadata.as_ref().map(UsageMetadata::to_usage);
+    let mut output_text = String::new();
+    if usage.is_none() {
+        for c in r.candidates {
+            for p in c.content.map(|c| c.parts).unwrap_or_default() {
+                output_text.push_str(p.text.as_deref().unwrap_or(""));
+            }
+        }
+    }
+    Ok(TranslatedBody {
+        body: Bytes::copy_from_slice(body),
+        usage,
+        model: r.model_version,
+        service_tier: None,
+        output_text,
+        provider_cost: None,
+    })
+}
+
+/// A native SSE stream, relayed event by event as it came, metered from
+/// `usageMetadata` (the last one wins); complete once a candidate finished.
+#[derive(Debug, Default)]
+pub(crate) struct NativeStream;
+
+impl NativeStream {
+    pub(crate) fn on_event(&mut self, ev: Event, m: &mut Meter, out: &mut Vec<Bytes>) -> Result<(), AdapterError> {
+        if !ev.has_data {
+            out.push(ev.raw);
+            return Ok(());
+        }
+        let r: Response = serde_json::from_str(&ev.data)
+            .map_err(|e| AdapterError::MalformedUpstream(format!("stream event: {e}")))?;
+        if r.error.is_some() {
+            m.failed = true;
+        }
+        if let Some(u) = &r.usage_metadata {
+            m.usage = Some(u.to_usage());
+        }
+        if let Some(v) = r.model_version {
+            m.model = Some(v);
+        }
+        for c in r.candidates {
+            if m.usage.is_none() {
+                for p in c.content.iter().flat_map(|c| c.parts.iter()) {
+                    m.output_text.push_str(p.text.as_deref().unwrap_or(""));
+                }
+            }
+            if c.finish_reason.is_some() {
+                m.completed = true;
+            }
+        }
+        out.push(ev.raw);
+        Ok(())
+    }
+}

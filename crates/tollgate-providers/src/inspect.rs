@@ -144,6 +144,9 @@ pub(crate) fn not_json(e: &serde_json::Error) -> AdapterError {
 }
 
 pub(crate) fn inspect(format: ApiFormat, body: &[u8]) -> Result<RequestInfo, AdapterError> {
+    if format == ApiFormat::GeminiNative {
+        return crate::gemini::inspect_native(body);
+    }
     if let ApiFormat::Media(m) = format {
         if m.multipart() {
             return Err(AdapterError::InvalidRequest {
@@ -180,7 +183,7 @@ pub(crate) fn inspect(format: ApiFormat, body: &[u8]) -> Result<RequestInfo, Ada
             None => return Err(invalid("max_tokens", "an integer")),
         },
         ApiFormat::OpenAiResponses => typed(top.max_output_tokens, "max_output_tokens", "an integer")?,
-        ApiFormat::OpenAiEmbeddings | ApiFormat::Media(_) => None,
+        ApiFormat::OpenAiEmbeddings | ApiFormat::Media(_) | ApiFormat::GeminiNative => None,
     };
 
     let mut prompt = String::new();
@@ -223,7 +226,7 @@ pub(crate) fn inspect(format: ApiFormat, body: &[u8]) -> Result<RequestInfo, Ada
             // Nothing to embed: refused here rather than by the provider.
             _ => return Err(invalid("input", "a string or an array")),
         },
-        ApiFormat::Media(_) => {}
+        ApiFormat::Media(_) | ApiFormat::GeminiNative => {}
     }
     if let Some(tools) = top.tools {
         if first_byte(tools) != b'n' {

@@ -16,11 +16,15 @@
 //! units their answers bill).
 
 mod anthropic;
+mod bedrock;
+pub mod eventstream;
 mod gemini;
 mod inspect;
 pub mod media;
 mod openai;
+pub mod sigv4;
 pub mod sse;
+pub mod vertex;
 
 pub use media::{MediaEndpoint, MediaRequest};
 
@@ -40,6 +44,10 @@ pub enum ApiFormat {
     AnthropicMessages,
     /// OpenAI's images and audio endpoints (`/v1/images/…`, `/v1/audio/…`).
     Media(MediaEndpoint),
+    /// `POST /v1beta/models/{model}:generateContent` and
+    /// `:streamGenerateContent` (Google's native Gemini API; the model and
+    /// whether it streams come from the URL).
+    GeminiNative,
 }
 
 /// The kind of upstream, as configured (`kind = "…"` in `[[providers]]`).
@@ -50,6 +58,10 @@ pub enum ProviderKind {
     AzureOpenAi,
     Anthropic,
     Gemini,
+    /// Amazon Bedrock's Converse API (requests signed with AWS SigV4 by the gateway).
+    Bedrock,
+    /// Google Vertex AI: Gemini and Claude models (the gateway adds a service account's access token).
+    Vertex,
 }
 
 /// Where and how to send one attempt. Borrowed from the gateway's config.
@@ -147,12 +159,27 @@ pub fn prepare(
         (F::AnthropicMessages, K::Anthropic) => (anthropic::prepare_native(target, body, info)?, Mode::AnthropicNative),
         (F::OpenAiChat, K::Anthropic) => (anthropic::prepare_from_chat(target, body, info)?, Mode::AnthropicToChat),
         (F::OpenAiChat, K::Gemini) => (gemini::prepare_from_chat(target, body, info)?, Mode::GeminiToChat),
+        (F::OpenAiChat, K::Bedrock) => (bedrock::prepare_from_chat(target, body, info)?, Mode::BedrockToChat),
+        (F::AnthropicMessages, K::Bedrock) => {
+            (bedrock::prepare_from_messages(target, body, info)?, Mode::BedrockToMessages)
+        }
+        (F::OpenAiChat, K::Vertex) if vertex::is_claude(target.model) => {
+            (vertex::prepare_claude_from_chat(target, body, info)?, Mode::AnthropicToChat)
+        }
+        (F::OpenAiChat, K::Vertex) => (vertex::prepare_gemini_from_chat(target, body, info)?, Mode::GeminiToChat),
+        (F::AnthropicMessages, K::Vertex) if vertex::is_claude(target.model) => {
+            (vertex::prepare_claude_native(target, body, info)?, Mode::AnthropicNative)
+        }
+        (F::GeminiNative, K::Gemini) => (gemini::prepare_native(target, body, info)?, Mode::GeminiNative),
+        (F::GeminiNative, K::Vertex) if !vertex::is_claude(target.model) => {
+            (vertex::gemini_request(target, Bytes::copy_from_slice(body), info.stream), Mode::GeminiNative)
+        }
         (F::Media(m), K::OpenAi | K::OpenAiCompatible | K::AzureOpenAi) => {
             (openai::prepare(format, target, body, info)?, Mode::Media(m))
         }
         (
-            F::OpenAiEmbeddings | F::OpenAiResponses | F::AnthropicMessages | F::Media(_),
-            K::OpenAi | K::OpenAiCompatible | K::AzureOpenAi | K::Anthropic | K::Gemini,
+            F::OpenAiEmbeddings | F::OpenAiResponses | F::AnthropicMessages | F::Media(_) | F::GeminiNative,
+            K::OpenAi | K::OpenAiCompatible | K::AzureOpenAi | K::Anthropic | K::Gemini | K::Bedrock | K::Vertex,
         ) => {
             return Err(AdapterError::Unsupported(format!(
                 "{} cannot be routed to a provider of kind `{}`",
@@ -188,6 +215,7 @@ impl ApiFormat {
             ApiFormat::Media(MediaEndpoint::Transcriptions) => "/v1/audio/transcriptions",
             ApiFormat::Media(MediaEndpoint::Translations) => "/v1/audio/translations",
             ApiFormat::Media(MediaEndpoint::Speech) => "/v1/audio/speech",
+            ApiFormat::GeminiNative => "/v1beta/models/{model}:generateContent",
         }
     }
 
@@ -209,6 +237,8 @@ impl ProviderKind {
             ProviderKind::AzureOpenAi => "azure_openai",
             ProviderKind::Anthropic => "anthropic",
             ProviderKind::Gemini => "gemini",
+            ProviderKind::Bedrock => "bedrock",
+            ProviderKind::Vertex => "vertex",
         }
     }
 }
@@ -223,6 +253,7 @@ pub fn usage_of(format: ApiFormat, body: &[u8]) -> Result<TranslatedBody, Adapte
         ApiFormat::OpenAiResponses => openai::translate_body(Mode::OpenAiResponses, body),
         ApiFormat::AnthropicMessages => anthropic::translate_native_body(body),
         ApiFormat::Media(m) => media_body(m, body),
+        ApiFormat::GeminiNative => gemini::translate_native_body(body),
     }
 }
 
@@ -253,6 +284,12 @@ enum Mode {
     GeminiToChat,
     /// OpenAI's media answers, relayed as they are.
     Media(MediaEndpoint),
+    /// Bedrock Converse → OpenAI chat.
+    BedrockToChat,
+    /// Bedrock Converse → Anthropic Messages.
+    BedrockToMessages,
+    /// Gemini's native API, relayed as it is.
+    GeminiNative,
 }
 
 /// Turns one upstream answer back into the client's format. Created by
@@ -303,6 +340,9 @@ impl ResponseTranslator {
             Mode::AnthropicToChat => anthropic::translate_to_chat_body(self, body),
             Mode::GeminiToChat => gemini::translate_to_chat_body(self, body),
             Mode::Media(m) => media_body(m, body),
+            Mode::BedrockToChat => bedrock::translate_to_chat_body(self, body),
+            Mode::BedrockToMessages => bedrock::translate_to_messages_body(self, body),
+            Mode::GeminiNative => gemini::translate_native_body(body),
         }
     }
 
@@ -323,8 +363,20 @@ impl ResponseTranslator {
             Mode::AnthropicNative => State::AnthropicNative(anthropic::NativeStream::default()),
             Mode::AnthropicToChat => State::AnthropicToChat(anthropic::ChatStream::new(self)),
             Mode::GeminiToChat => State::GeminiToChat(gemini::ChatStream::new(self)),
+            Mode::BedrockToChat => State::BedrockToChat(bedrock::ChatStream::new(self)),
+            Mode::BedrockToMessages => State::BedrockToMessages(bedrock::MessagesStream::new(self)),
+            Mode::GeminiNative => State::GeminiNative(gemini::NativeStream),
         };
-        StreamTranslator { parser: sse::Parser::new(), events: Vec::new(), meter: Meter::default(), state }
+        // Bedrock streams in AWS's binary event-stream framing, the others in SSE.
+        let frames = matches!(self.mode, Mode::BedrockToChat | Mode::BedrockToMessages).then(eventstream::Decoder::new);
+        StreamTranslator {
+            parser: sse::Parser::new(),
+            events: Vec::new(),
+            frames,
+            messages: Vec::new(),
+            meter: Meter::default(),
+            state,
+        }
     }
 }
 
@@ -368,6 +420,8 @@ pub fn error_message(body: &[u8]) -> Option<String> {
 pub struct StreamTranslator {
     parser: sse::Parser,
     events: Vec<sse::Event>,
+    frames: Option<eventstream::Decoder>,
+    messages: Vec<eventstream::Message>,
     meter: Meter,
     state: State,
 }
@@ -379,6 +433,9 @@ enum State {
     AnthropicNative(anthropic::NativeStream),
     AnthropicToChat(anthropic::ChatStream),
     GeminiToChat(gemini::ChatStream),
+    BedrockToChat(bedrock::ChatStream),
+    BedrockToMessages(bedrock::MessagesStream),
+    GeminiNative(gemini::NativeStream),
 }
 
 /// What every stream translator tracks, whatever the format.
@@ -423,6 +480,22 @@ impl StreamTranslator {
     /// Feed one upstream chunk (any split, even mid-line or mid-UTF-8);
     /// append client-format bytes to `out` (possibly none).
     pub fn push(&mut self, chunk: &[u8], out: &mut Vec<Bytes>) -> Result<(), AdapterError> {
+        if let Some(frames) = self.frames.as_mut() {
+            // A corrupt frame is an upstream error, never a silent truncation.
+            let decoded = frames.push(chunk, &mut self.messages);
+            let mut result = decoded.map_err(|e| AdapterError::MalformedUpstream(format!("event stream: {e}")));
+            for msg in self.messages.drain(..) {
+                let r = match &mut self.state {
+                    State::BedrockToChat(s) => s.on_message(&msg, &mut self.meter, out),
+                    State::BedrockToMessages(s) => s.on_message(&msg, &mut self.meter, out),
+                    _ => Ok(()),
+                };
+                if result.is_ok() {
+                    result = r;
+                }
+            }
+            return result;
+        }
         self.parser.push(chunk, &mut self.events);
         self.dispatch(out)
     }
@@ -436,6 +509,9 @@ impl StreamTranslator {
                 State::AnthropicNative(s) => s.on_event(ev, &mut self.meter, out),
                 State::AnthropicToChat(s) => s.on_event(ev, &mut self.meter, out),
                 State::GeminiToChat(s) => s.on_event(ev, &mut self.meter, out),
+                State::GeminiNative(s) => s.on_event(ev, &mut self.meter, out),
+                // Fed by frames in `push`, never by SSE events.
+                State::BedrockToChat(_) | State::BedrockToMessages(_) => Ok(()),
             };
             if result.is_ok() {
                 result = r;
@@ -461,6 +537,9 @@ impl StreamTranslator {
             State::AnthropicNative(s) => s.finish(&mut self.meter),
             State::AnthropicToChat(s) => s.finish(&mut self.meter, out),
             State::GeminiToChat(s) => s.finish(&mut self.meter, out),
+            State::BedrockToChat(s) => s.finish(&mut self.meter, out),
+            State::BedrockToMessages(s) => s.finish(&mut self.meter, out),
+            State::GeminiNative(_) => {}
         }
         let m = &mut self.meter;
         let terminator = std::mem::take(&mut m.terminator);

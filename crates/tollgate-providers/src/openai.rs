@@ -28,7 +28,7 @@ pub(crate) fn prepare(
     let endpoint = match format {
         ApiFormat::OpenAiEmbeddings => "embeddings",
         ApiFormat::OpenAiResponses => "responses",
-        ApiFormat::OpenAiChat | ApiFormat::AnthropicMessages => "chat/completions",
+        ApiFormat::OpenAiChat | ApiFormat::AnthropicMessages | ApiFormat::GeminiNative => "chat/completions",
         ApiFormat::Media(m) => m.path(),
     };
     // A multipart upload is streamed by the gateway, which rewrites its

@@ -89,7 +89,9 @@ pub fn presented_key(headers: &HeaderMap) -> Option<&str> {
             return Some(token);
         }
     }
-    for h in ["x-api-key", "api-key"] {
+    // Google's SDKs send their key as `x-goog-api-key` (or `?key=`, which the
+    // native Gemini route moves into that header).
+    for h in ["x-api-key", "api-key", "x-goog-api-key"] {
         if let Some(v) = headers.get(h).and_then(|v| v.to_str().ok()).map(str::trim) {
             if !v.is_empty() {
                 return Some(v);
@@ -217,5 +219,8 @@ mod tests {
         assert_eq!(presented_key(&m), Some("tg_abc"));
         m.insert("authorization", "Bearer tg_xyz".parse().unwrap());
         assert_eq!(presented_key(&m), Some("tg_xyz"));
+        let mut g = HeaderMap::new();
+        g.insert("x-goog-api-key", "tg_goog".parse().unwrap());
+        assert_eq!(presented_key(&g), Some("tg_goog"));
     }
 }

@@ -637,7 +637,7 @@ async fn price_results(
             ApiFormat::OpenAiResponses => Endpoint::BatchResponses,
             ApiFormat::AnthropicMessages => Endpoint::BatchMessages,
             // A batch result line is chat, embeddings, responses or messages (read above).
-            ApiFormat::Media(_) => Endpoint::BatchChatCompletions,
+            ApiFormat::Media(_) | ApiFormat::GeminiNative => Endpoint::BatchChatCompletions,
         };
         let mut r = row(&format!("batch:{batch}:{custom}"), &key_id, endpoint, attribution.clone());
         r.provider = Some(provider.name.clone());

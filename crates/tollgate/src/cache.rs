@@ -263,7 +263,7 @@ pub fn prefix_hash(format: ApiFormat, body: &[u8]) -> Option<String> {
                 feed(s);
             }
         }
-        ApiFormat::OpenAiEmbeddings | ApiFormat::Media(_) => return None,
+        ApiFormat::OpenAiEmbeddings | ApiFormat::Media(_) | ApiFormat::GeminiNative => return None,
     }
     if let Some(t) = p.tools {
         feed(t);

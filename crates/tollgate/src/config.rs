@@ -303,6 +303,19 @@ struct RawProvider {
     /// Refused with a clear message: secrets never live in the file.
     api_key: Option<toml::Spanned<toml::Value>>,
     api_version: Option<String>,
+    /// `bedrock`: the AWS region (`us-east-1`…); the endpoint and the signature's scope.
+    region: Option<String>,
+    /// `bedrock`: the environment variables holding the AWS credentials
+    /// (defaults: `AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`, `AWS_SESSION_TOKEN`).
+    aws_access_key_id_env: Option<String>,
+    aws_secret_access_key_env: Option<String>,
+    aws_session_token_env: Option<String>,
+    /// `vertex`: the Google Cloud project and location (`us-central1`, `global`…).
+    project: Option<String>,
+    location: Option<String>,
+    /// `vertex`: the environment variable naming the service account's key
+    /// file (default `GOOGLE_APPLICATION_CREDENTIALS`).
+    credentials_env: Option<String>,
     timeout_ms: Option<u64>,
     max_retries: Option<u32>,
     /// At most this many requests in flight to this provider at once.
@@ -606,6 +619,29 @@ pub struct Provider {
     /// `max_connections`: a permit per request in flight to this provider
     /// (with HTTP/1.1, one open connection each). `None`: unbounded.
     pub slots: Option<Arc<tokio::sync::Semaphore>>,
+    /// `bedrock`: the region and credentials its requests are signed with (SigV4).
+    pub aws: Option<AwsSigning>,
+    /// `vertex`: the service account whose access tokens authorise its requests.
+    pub vertex: Option<VertexAuth>,
+}
+
+/// How a Vertex AI provider's requests are authorised: the service account's
+/// key (the JSON Google issues), exchanged for short-lived access tokens.
+#[derive(Debug, Clone)]
+pub struct VertexAuth {
+    pub project: String,
+    pub location: String,
+    /// The key file's contents (it holds the private key: never printed).
+    pub service_account_json: Secret,
+}
+
+/// How a Bedrock provider's requests are signed (AWS Signature Version 4).
+#[derive(Debug, Clone)]
+pub struct AwsSigning {
+    pub region: String,
+    pub access_key_id: Secret,
+    pub secret_access_key: Secret,
+    pub session_token: Option<Secret>,
 }
 
 /// A client-facing model name and where it goes.
@@ -738,6 +774,13 @@ impl Config {
                     api_key_env: Some((*var).into()),
                     api_key: None,
                     api_version: None,
+                    region: None,
+                    aws_access_key_id_env: None,
+                    aws_secret_access_key_env: None,
+                    aws_session_token_env: None,
+                    project: None,
+                    location: None,
+                    credentials_env: None,
                     timeout_ms: None,
                     max_retries: None,
                     max_connections: None,
@@ -755,6 +798,13 @@ impl Config {
                 api_key_env: Some("GOOGLE_API_KEY".into()),
                 api_key: None,
                 api_version: None,
+                region: None,
+                aws_access_key_id_env: None,
+                aws_secret_access_key_env: None,
+                aws_session_token_env: None,
+                project: None,
+                location: None,
+                credentials_env: None,
                 timeout_ms: None,
                 max_retries: None,
                 max_connections: None,
@@ -791,6 +841,8 @@ fn parse_kind(s: &str) -> Option<ProviderKind> {
         "azure_openai" => ProviderKind::AzureOpenAi,
         "anthropic" => ProviderKind::Anthropic,
         "gemini" => ProviderKind::Gemini,
+        "bedrock" => ProviderKind::Bedrock,
+        "vertex" => ProviderKind::Vertex,
         _ => return None,
     })
 }
@@ -803,6 +855,8 @@ pub fn kind_name(kind: ProviderKind) -> &'static str {
         ProviderKind::AzureOpenAi => "azure_openai",
         ProviderKind::Anthropic => "anthropic",
         ProviderKind::Gemini => "gemini",
+        ProviderKind::Bedrock => "bedrock",
+        ProviderKind::Vertex => "vertex",
     }
 }
 
@@ -811,8 +865,57 @@ fn default_base_url(kind: ProviderKind) -> Option<&'static str> {
         ProviderKind::OpenAi => Some("https://api.openai.com/v1"),
         ProviderKind::Anthropic => Some("https://api.anthropic.com"),
         ProviderKind::Gemini => Some("https://generativelanguage.googleapis.com"),
-        ProviderKind::AzureOpenAi | ProviderKind::OpenAiCompatible => None,
+        // Bedrock's endpoint depends on the region (`bedrock_endpoint`).
+        ProviderKind::AzureOpenAi | ProviderKind::OpenAiCompatible | ProviderKind::Bedrock | ProviderKind::Vertex => {
+            None
+        }
     }
+}
+
+/// A Vertex provider's project, location and service-account key (the key
+/// file named by an environment variable; never the configuration file).
+fn vertex_auth(p: &RawProvider, env: &dyn Env) -> Result<VertexAuth, String> {
+    let name = |s: &Option<String>, what: &str| {
+        s.clone()
+            .filter(|v| !v.is_empty() && v.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_'))
+            .ok_or_else(|| format!("provider {:?}: kind vertex needs a {what} (letters, digits, - and _)", p.name))
+    };
+    let project = name(&p.project, "project")?;
+    let location = name(&p.location, "location")?;
+    let var = p.credentials_env.clone().unwrap_or_else(|| "GOOGLE_APPLICATION_CREDENTIALS".to_owned());
+    let path = env.var(&var).filter(|s| !s.is_empty()).ok_or_else(|| {
+        format!(
+            "provider {:?}: environment variable {var} (the service account key file for vertex) is not set",
+            p.name
+        )
+    })?;
+    let json = std::fs::read_to_string(&path).map_err(|e| {
+        format!("provider {:?}: cannot read the service account key file {path:?} ({var}): {e}", p.name)
+    })?;
+    Ok(VertexAuth { project, location, service_account_json: Secret(json) })
+}
+
+/// A Bedrock provider's region and credentials (from the environment; never the file).
+fn aws_signing(p: &RawProvider, env: &dyn Env) -> Result<AwsSigning, String> {
+    let region = p.region.clone().ok_or_else(|| format!("provider {:?}: kind bedrock needs a region", p.name))?;
+    if region.is_empty() || !region.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-') {
+        return Err(format!("provider {:?}: region {region:?} is not an AWS region like us-east-1", p.name));
+    }
+    let var = |name: &Option<String>, default: &str| name.clone().unwrap_or_else(|| default.to_owned());
+    let key_var = var(&p.aws_access_key_id_env, "AWS_ACCESS_KEY_ID");
+    let secret_var = var(&p.aws_secret_access_key_env, "AWS_SECRET_ACCESS_KEY");
+    let token_var = var(&p.aws_session_token_env, "AWS_SESSION_TOKEN");
+    let get = |v: &str| {
+        env.var(v).filter(|s| !s.is_empty()).ok_or_else(|| {
+            format!("provider {:?}: environment variable {v} (the AWS credentials for bedrock) is not set", p.name)
+        })
+    };
+    Ok(AwsSigning {
+        region,
+        access_key_id: Secret(get(&key_var)?),
+        secret_access_key: Secret(get(&secret_var)?),
+        session_token: env.var(&token_var).filter(|s| !s.is_empty()).map(Secret),
+    })
 }
 
 fn is_loopback_host(host: &str) -> bool {
@@ -900,18 +1003,53 @@ fn resolve(raw: RawConfig, path: &str, text: &str, env: &dyn Env) -> Result<Conf
         }
         let kind = parse_kind(p.kind.get_ref()).ok_or_else(|| {
             invalid(format!(
-                "{}provider {:?}: kind {:?} is not one of openai, openai_compatible, azure_openai, anthropic, gemini",
+                "{}provider {:?}: kind {:?} is not one of openai, openai_compatible, azure_openai, anthropic, gemini, bedrock, vertex",
                 line_of(text, p.kind.span()),
                 p.name,
                 p.kind.get_ref()
             ))
         })?;
+        let aws = if kind == ProviderKind::Bedrock {
+            Some(aws_signing(&p, env).map_err(invalid)?)
+        } else {
+            if p.region.is_some() || p.aws_access_key_id_env.is_some() || p.aws_secret_access_key_env.is_some() {
+                return Err(invalid(format!(
+                    "provider {:?}: region and aws_*_env are for kind = \"bedrock\" only",
+                    p.name
+                )));
+            }
+            None
+        };
+        let vertex = if kind == ProviderKind::Vertex {
+            Some(vertex_auth(&p, env).map_err(invalid)?)
+        } else {
+            if p.project.is_some() || p.location.is_some() || p.credentials_env.is_some() {
+                return Err(invalid(format!(
+                    "provider {:?}: project, location and credentials_env are for kind = \"vertex\" only",
+                    p.name
+                )));
+            }
+            None
+        };
         let base_url = match &p.base_url {
             Some(u) => check_base_url(u.get_ref(), p.allow_http)
                 .map_err(|m| invalid(format!("{}provider {:?}: {m}", line_of(text, u.span()), p.name)))?,
+            None if kind == ProviderKind::Vertex => match vertex.as_ref().map(|v| v.location.as_str()) {
+                Some("global") => "https://aiplatform.googleapis.com".to_owned(),
+                Some(l) => format!("https://{l}-aiplatform.googleapis.com"),
+                None => String::new(),
+            },
+            None if kind == ProviderKind::Bedrock => {
+                format!("https://bedrock-runtime.{}.amazonaws.com", aws.as_ref().map_or("", |a| a.region.as_str()))
+            }
             None => default_base_url(kind)
                 .ok_or_else(|| invalid(format!("provider {:?}: kind {} needs a base_url", p.name, kind_name(kind))))?
                 .to_string(),
+        };
+        // Vertex requests go to the project's and location's path under the endpoint.
+        let base_url = match &vertex {
+            Some(v) => format!("{}/v1/projects/{}/locations/{}", base_url.trim_end_matches('/'), v.project, v.location),
+            None => base_url,
         };
         let api_key = match &p.api_key_env {
             Some(var) => Some(Secret(env.var(var).ok_or_else(|| {
@@ -942,6 +1080,8 @@ fn resolve(raw: RawConfig, path: &str, text: &str, env: &dyn Env) -> Result<Conf
             timeout: Duration::from_millis(p.timeout_ms.unwrap_or(60_000).max(1)),
             max_retries: p.max_retries.unwrap_or(2).min(10),
             slots,
+            aws,
+            vertex,
         });
     }
 

@@ -15,6 +15,8 @@ use serde_json::json;
 pub enum ErrorShape {
     OpenAi,
     Anthropic,
+    /// Google's (the native Gemini API): `{"error": {"code", "message", "status", "details"}}`.
+    Google,
 }
 
 /// A failure the client sees. Each variant is one stable public code.
@@ -164,6 +166,19 @@ impl ApiError {
                 "type": "error",
                 "error": { "type": anthropic_type, "message": message, "code": code }
             }),
+            // Google's canonical status names; tollgate's own code is the ErrorInfo reason.
+            ErrorShape::Google => json!({
+                "error": {
+                    "code": self.status().as_u16(),
+                    "message": message,
+                    "status": google_status(self.status()),
+                    "details": [{
+                        "@type": "type.googleapis.com/google.rpc.ErrorInfo",
+                        "reason": code,
+                        "domain": "tollgate",
+                    }],
+                }
+            }),
         }
     }
 
@@ -183,6 +198,22 @@ impl ApiError {
             resp.headers_mut().insert(http::header::RETRY_AFTER, v);
         }
         resp
+    }
+}
+
+/// The `google.rpc.Code` name Google's APIs give an HTTP status.
+fn google_status(s: StatusCode) -> &'static str {
+    match s.as_u16() {
+        400 | 405 | 413 => "INVALID_ARGUMENT",
+        401 => "UNAUTHENTICATED",
+        402 | 429 => "RESOURCE_EXHAUSTED",
+        403 => "PERMISSION_DENIED",
+        404 => "NOT_FOUND",
+        408 | 504 => "DEADLINE_EXCEEDED",
+        409 => "ABORTED",
+        501 => "UNIMPLEMENTED",
+        503 | 502 => "UNAVAILABLE",
+        _ => "INTERNAL",
     }
 }
 

@@ -18,6 +18,7 @@ pub mod config;
 pub(crate) mod dashboard;
 pub(crate) mod demo;
 pub(crate) mod error;
+pub(crate) mod google_auth;
 pub mod govern;
 pub mod keys;
 pub mod ledger;

@@ -62,6 +62,7 @@ pub use crate::time::now_ms;
 fn shape_of(format: ApiFormat) -> ErrorShape {
     match format {
         ApiFormat::AnthropicMessages => ErrorShape::Anthropic,
+        ApiFormat::GeminiNative => ErrorShape::Google,
         _ => ErrorShape::OpenAi,
     }
 }
@@ -79,6 +80,34 @@ fn endpoint_of(format: ApiFormat) -> Endpoint {
             MediaEndpoint::Translations => Endpoint::AudioTranslations,
             MediaEndpoint::Speech => Endpoint::AudioSpeech,
         },
+        ApiFormat::GeminiNative => Endpoint::GenerateContent,
+    }
+}
+
+/// The model and method of a native Gemini call, from its URL
+/// (`/v1beta/models/{model}:generateContent` or `:streamGenerateContent`).
+fn gemini_call(uri: &http::Uri) -> Result<(String, bool), ApiError> {
+    let path = uri.path();
+    let rest = path.strip_prefix("/v1beta/models/").or_else(|| path.strip_prefix("/v1/models/")).unwrap_or("");
+    let (model, method) = rest.rsplit_once(':').unwrap_or((rest, ""));
+    match method {
+        "generateContent" => Ok((model.to_owned(), false)),
+        "streamGenerateContent" => Ok((model.to_owned(), true)),
+        _ => Err(ApiError::invalid(format!(
+            "{path}: the native Gemini API serves `models/{{model}}:generateContent` and `:streamGenerateContent`"
+        ))),
+    }
+}
+
+/// Google's SDKs may send their key as `?key=`: it becomes the
+/// `x-goog-api-key` header, so auth reads it like any other key.
+fn key_from_query(uri: &http::Uri, headers: &mut HeaderMap) {
+    if headers.contains_key("x-goog-api-key") {
+        return;
+    }
+    let key = uri.query().into_iter().flat_map(|q| q.split('&')).find_map(|kv| kv.strip_prefix("key="));
+    if let Some(v) = key.and_then(|k| HeaderValue::from_str(k).ok()) {
+        headers.insert(HeaderName::from_static("x-goog-api-key"), v);
     }
 }
 
@@ -99,7 +128,13 @@ pub async fn proxy(state: Arc<AppState>, format: ApiFormat, req: Request<Body>) 
     let time_ms = now_ms();
     let request_id = uuid::Uuid::now_v7().to_string();
     let shape = shape_of(format);
-    let (parts, body) = req.into_parts();
+    let (mut parts, body) = req.into_parts();
+    let gemini = if format == ApiFormat::GeminiNative {
+        key_from_query(&parts.uri, &mut parts.headers);
+        Some(gemini_call(&parts.uri))
+    } else {
+        None
+    };
     let connection = parts.extensions.get::<crate::listener::Connection>().map(|c| c.0.clone());
 
     // auth: a refused request reaches no provider and leaves no ledger row.
@@ -125,6 +160,14 @@ pub async fn proxy(state: Arc<AppState>, format: ApiFormat, req: Request<Body>) 
     );
     let mut pending = pending;
     pending.connection = connection;
+    match gemini {
+        Some(Ok(call)) => pending.gemini_call = Some(call),
+        Some(Err(e)) => {
+            let never = AtomicBool::new(false);
+            return Box::pin(pending.fail(e, &never)).await;
+        }
+        None => {}
+    }
     pending.passthrough_key = match &principal {
         Principal::Passthrough { provider_key, .. } => Some(provider_key.clone()),
         Principal::Key(_) => None,
@@ -289,7 +332,14 @@ async fn read_and_attribute(
     };
     let info = body.as_ref().map_err(Clone::clone).and_then(|b| inspect(p.format, b).map_err(upstream::adapter_error));
     let info = match info {
-        Ok(i) => i,
+        Ok(mut i) => {
+            if let Some((model, stream)) = p.gemini_call.take() {
+                // The native Gemini API names the model and the streaming in the URL.
+                i.model = Some(model);
+                i.stream = stream;
+            }
+            i
+        }
         Err(e) => {
             // Keep what attribution the headers alone give, for the row.
             p.row_mut().attribution = attribute(headers, None, &[], key_tags).unwrap_or_default();
@@ -393,8 +443,9 @@ async fn cache_lookup(
     body: &Bytes,
     model: &str,
 ) -> Result<Option<Arc<crate::cache::Entry>>, ApiError> {
-    if p.format.media().is_some() {
-        // Images and audio are not kept in the response cache.
+    if p.format.media().is_some() || p.format == ApiFormat::GeminiNative {
+        // Images and audio are not kept in the response cache, nor native
+        // Gemini answers (whether they stream is in the URL, not the body the key is made of).
         return Ok(None);
     }
     let mode = match headers.get("x-tollgate-cache") {
@@ -497,6 +548,7 @@ async fn send(
         &state.upstream,
         &state.config,
         &state.health,
+        &state.tokens,
         plan,
         p.format,
         body,
@@ -1045,11 +1097,14 @@ async fn relay(state: Arc<AppState>, mut p: Pending, answer: OpenStream, tx: mps
             .await;
         return;
     }
-    let comment = match cost {
-        Some(c) => format!(": {HEADER_COST}={c}\n\n"),
-        None => format!(": {HEADER_PRICED}=false\n\n"),
-    };
-    let _ = tx.send(Bytes::from(comment)).await;
+    // Google's SDKs read every SSE block as JSON: a native Gemini stream gets no cost comment.
+    if shape != ErrorShape::Google {
+        let comment = match cost {
+            Some(c) => format!(": {HEADER_COST}={c}\n\n"),
+            None => format!(": {HEADER_PRICED}=false\n\n"),
+        };
+        let _ = tx.send(Bytes::from(comment)).await;
+    }
     if !end.terminator.is_empty() {
         let _ = tx.send(end.terminator).await;
     }
@@ -1167,6 +1222,7 @@ fn stream_error_event(e: &ApiError, shape: ErrorShape) -> Bytes {
     Bytes::from(match shape {
         ErrorShape::OpenAi => format!("data: {body}\n\n"),
         ErrorShape::Anthropic => format!("event: error\ndata: {body}\n\n"),
+        ErrorShape::Google => format!("data: {body}\n\n"),
     })
 }
 
@@ -1208,6 +1264,8 @@ pub struct Pending {
     cache_key: Option<[u8; 32]>,
     /// A multipart upload's parts still to relay (sent with the request).
     upload: Option<crate::upload::Upload>,
+    /// A native Gemini call's model and whether it streams (from its URL).
+    gemini_call: Option<(String, bool)>,
     /// (tenant, model, embedding) to file the answer under in the semantic cache.
     semantic: Option<(String, String, Vec<f32>)>,
     /// Response headers decided along the way (budget remaining, downgrade, clamp).
@@ -1247,6 +1305,7 @@ impl Pending {
             upper_bound: Some(Money::ZERO),
             cache_key: None,
             upload: None,
+            gemini_call: None,
             semantic: None,
             extra_headers: Vec::new(),
             connection: None,

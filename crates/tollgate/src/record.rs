@@ -44,10 +44,12 @@ pub enum Endpoint {
     AudioTranscriptions,
     AudioTranslations,
     AudioSpeech,
+    /// Google's native Gemini API (`generateContent`, `streamGenerateContent`).
+    GenerateContent,
 }
 
 impl Endpoint {
-    pub const ALL: [Endpoint; 14] = [
+    pub const ALL: [Endpoint; 15] = [
         Endpoint::ChatCompletions,
         Endpoint::Embeddings,
         Endpoint::Responses,
@@ -62,6 +64,7 @@ impl Endpoint {
         Endpoint::AudioTranscriptions,
         Endpoint::AudioTranslations,
         Endpoint::AudioSpeech,
+        Endpoint::GenerateContent,
     ];
 
     /// The name in the ledger, the API and metrics.
@@ -81,6 +84,7 @@ impl Endpoint {
             Endpoint::AudioTranscriptions => "audio.transcriptions",
             Endpoint::AudioTranslations => "audio.translations",
             Endpoint::AudioSpeech => "audio.speech",
+            Endpoint::GenerateContent => "generate_content",
         }
     }
 

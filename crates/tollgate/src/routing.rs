@@ -169,8 +169,11 @@ fn implicit_provider(config: &Config, name: &str) -> Option<usize> {
     if name.starts_with("claude-") {
         return by_kind(ProviderKind::Anthropic);
     }
+    if is_bedrock_id(name) {
+        return by_kind(ProviderKind::Bedrock);
+    }
     if name.starts_with("gemini-") || name.starts_with("gemma-") {
-        return by_kind(ProviderKind::Gemini);
+        return by_kind(ProviderKind::Gemini).or_else(|| by_kind(ProviderKind::Vertex));
     }
     let mistral = ["mistral-", "open-mistral", "codestral", "ministral-", "pixtral-", "magistral-", "devstral-"];
     if mistral.iter().any(|p| name.starts_with(p)) {
@@ -180,6 +183,16 @@ fn implicit_provider(config: &Config, name: &str) -> Option<usize> {
         return by_name("deepseek");
     }
     None
+}
+
+/// A Bedrock model id (`anthropic.claude-…-v1:0`, `amazon.nova-pro-v1:0`),
+/// bare or under a cross-region inference profile (`us.`, `eu.`, `apac.`, `global.`…).
+fn is_bedrock_id(name: &str) -> bool {
+    let vendors =
+        ["anthropic.", "amazon.", "meta.", "mistral.", "cohere.", "ai21.", "deepseek.", "writer.", "qwen.", "openai."];
+    let profiles = ["us.", "eu.", "apac.", "global.", "us-gov.", "jp.", "au.", "ca."];
+    let bare = profiles.iter().find_map(|p| name.strip_prefix(p)).unwrap_or(name);
+    vendors.iter().any(|v| bare.starts_with(v))
 }
 
 /// `o1`, `o3-mini`, `o4-mini-2025-04-16`, …

@@ -167,6 +167,7 @@ impl Gateway {
             batch_holds: crate::govern::Holds::default(),
             self_addr: std::sync::OnceLock::new(),
             health: crate::upstream::Health::new(config.circuit_failures, config.circuit_cooldown),
+            tokens: crate::upstream::ProviderTokens::new(&config.providers, &http).map_err(StartError::Refused)?,
             governor,
             alerts_fired,
             config: Arc::new(config),
@@ -404,6 +405,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/v1/audio/transcriptions", post(audio_transcriptions))
         .route("/v1/audio/translations", post(audio_translations))
         .route("/v1/audio/speech", post(audio_speech))
+        .route("/v1beta/models/{model_call}", post(gemini_native))
         .route("/v1/models", get(api::models))
         .merge(crate::batch::routes());
     let admin = api::routes()
@@ -449,6 +451,11 @@ async fn audio_translations(State(s): State<Arc<AppState>>, req: Request<Body>) 
 
 async fn audio_speech(State(s): State<Arc<AppState>>, req: Request<Body>) -> Response {
     pipeline::proxy(s, ApiFormat::Media(MediaEndpoint::Speech), req).await
+}
+
+/// Google's native Gemini API: `/v1beta/models/{model}:generateContent` and `:streamGenerateContent`.
+async fn gemini_native(State(s): State<Arc<AppState>>, req: Request<Body>) -> Response {
+    pipeline::proxy(s, ApiFormat::GeminiNative, req).await
 }
 
 async fn embeddings(State(s): State<Arc<AppState>>, req: Request<Body>) -> Response {

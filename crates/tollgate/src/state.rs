@@ -30,6 +30,8 @@ pub struct AppState {
     pub http: reqwest::Client,
     /// Provider calls on the request path.
     pub upstream: crate::upstream::Client,
+    /// Access tokens of the Vertex providers (by provider index).
+    pub tokens: crate::upstream::ProviderTokens,
     pub tasks: TaskTracker,
     pub observer: Arc<crate::observe::Observer>,
     pub governor: Arc<Governor>,

@@ -77,6 +77,34 @@ impl Client {
     }
 }
 
+/// The access-token sources of the providers that need one (Vertex: a
+/// service account's tokens), by provider index.
+#[derive(Debug, Default)]
+pub struct ProviderTokens {
+    google: Vec<Option<std::sync::Arc<crate::google_auth::TokenSource>>>,
+}
+
+impl ProviderTokens {
+    pub fn new(providers: &[Provider], http: &reqwest::Client) -> Result<ProviderTokens, String> {
+        let mut google = Vec::with_capacity(providers.len());
+        for p in providers {
+            google.push(match &p.vertex {
+                Some(v) => {
+                    let account = crate::google_auth::ServiceAccount::from_json(v.service_account_json.expose())
+                        .map_err(|e| format!("provider {:?}: the service account key: {e}", p.name))?;
+                    Some(crate::google_auth::TokenSource::new(account, http.clone()))
+                }
+                None => None,
+            });
+        }
+        Ok(ProviderTokens { google })
+    }
+
+    fn google(&self, provider: usize) -> Option<&crate::google_auth::TokenSource> {
+        self.google.get(provider).and_then(|t| t.as_deref())
+    }
+}
+
 /// The upstream answered 2xx: here is its response and how to read it.
 pub struct Answer {
     pub reply: Reply,
@@ -400,6 +428,7 @@ pub async fn send(
     http: &Client,
     config: &Config,
     health: &Health,
+    tokens: &ProviderTokens,
     plan: &[Attempt],
     format: ApiFormat,
     body: &Bytes,
@@ -465,6 +494,68 @@ pub async fn send(
                 }
             },
         };
+        if let Some(aws) = &provider.aws {
+            // Bedrock: AWS Signature V4 over the exact request, at this moment.
+            let creds = tollgate_providers::sigv4::Credentials {
+                access_key_id: aws.access_key_id.expose(),
+                secret_access_key: aws.secret_access_key.expose(),
+                session_token: aws.session_token.as_ref().map(|t| t.expose()),
+            };
+            let now = chrono::Utc::now().timestamp().max(0) as u64;
+            match tollgate_providers::sigv4::sign(
+                "POST",
+                &prepared.url,
+                &prepared.headers,
+                &prepared.body,
+                &creds,
+                &aws.region,
+                "bedrock",
+                now,
+            ) {
+                Ok(signed) => prepared.headers.extend(signed.into_iter().map(|(k, mut v)| {
+                    v.set_sensitive(true);
+                    (k, v)
+                })),
+                Err(e) => {
+                    last_err.get_or_insert(ApiError::Internal {
+                        message: format!("cannot sign the request to provider {}: {e}", provider.name),
+                    });
+                    continue;
+                }
+            }
+        }
+        if let Some(source) = tokens.google(attempt.provider) {
+            // Vertex: the service account's access token (cached, refreshed ahead of expiry).
+            match source.token().await {
+                Ok(token) => match http::HeaderValue::from_str(&format!("Bearer {token}")) {
+                    Ok(mut v) => {
+                        v.set_sensitive(true);
+                        prepared.headers.push((http::header::AUTHORIZATION, v));
+                    }
+                    Err(_) => {
+                        last_err = Some(ApiError::UpstreamError {
+                            message: format!("provider {}: the access token is not a valid header", provider.name),
+                        });
+                        continue;
+                    }
+                },
+                Err(e) => {
+                    tracing::warn!(provider = %provider.name, error = %e, "no access token for the provider");
+                    let err = ApiError::UpstreamError {
+                        message: format!("cannot get an access token for provider {}: {e}", provider.name),
+                    };
+                    log.push(AttemptRecord {
+                        provider: provider.name.clone(),
+                        model: attempt.model.clone(),
+                        status: None,
+                        error: Some(err.code().to_string()),
+                        latency_ms: 0,
+                    });
+                    last_err = Some(err);
+                    continue;
+                }
+            }
+        }
         let uploading = format.media().is_some_and(|m| m.multipart());
         if uploading {
             if let Some(u) = upload.as_ref() {

@@ -658,6 +658,8 @@ async fn azure_openai_deployments_are_proxied_with_their_api_key() {
             timeout: std::time::Duration::from_secs(5),
             max_retries: 0,
             slots: None,
+            aws: None,
+            vertex: None,
         });
         let idx = c.providers.len() - 1;
         c.routes.insert(

@@ -25,6 +25,7 @@ const LAYERS: &[(&str, &[&str])] = &[
             "pricing",
             "price_update",
             "upstream",
+            "google_auth",
             "upload",
             "cache",
             "semantic",

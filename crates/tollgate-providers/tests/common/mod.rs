@@ -20,6 +20,8 @@ pub fn target(kind: ProviderKind, model: &'static str) -> Target<'static> {
         ProviderKind::AzureOpenAi => "https://res.openai.azure.com",
         ProviderKind::Anthropic => "https://api.anthropic.com",
         ProviderKind::Gemini => "https://generativelanguage.googleapis.com",
+        ProviderKind::Bedrock => "https://bedrock-runtime.us-east-1.amazonaws.com",
+        ProviderKind::Vertex => "https://us-east5-aiplatform.googleapis.com/v1/projects/p/locations/us-east5",
     };
     Target { kind, base_url, api_key: Some("sk-test"), model, api_version: None }
 }

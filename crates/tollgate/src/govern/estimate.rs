@@ -312,6 +312,15 @@ pub fn set_max_tokens(
         serde_json::from_slice(body).map_err(|e| ApiError::invalid(format!("invalid JSON body: {e}")))?;
     let field = match format {
         ApiFormat::OpenAiEmbeddings | ApiFormat::Media(_) => return Ok(body.clone()),
+        ApiFormat::GeminiNative => {
+            // Nested: `generationConfig.maxOutputTokens`.
+            let config = v.entry("generationConfig").or_insert_with(|| serde_json::json!({}));
+            match config.as_object_mut() {
+                Some(c) => c.insert("maxOutputTokens".into(), serde_json::Value::from(n)),
+                None => return Err(ApiError::invalid_param("generationConfig must be an object", "generationConfig")),
+            };
+            ""
+        }
         ApiFormat::OpenAiResponses => "max_output_tokens",
         ApiFormat::AnthropicMessages => "max_tokens",
         ApiFormat::OpenAiChat => {
@@ -328,11 +337,18 @@ pub fn set_max_tokens(
             }
         }
     };
-    v.insert(field.to_string(), serde_json::Value::from(n));
+    if !field.is_empty() {
+        v.insert(field.to_string(), serde_json::Value::from(n));
+    }
     let new = Bytes::from(serde_json::to_vec(&v).map_err(|e| ApiError::Internal { message: e.to_string() })?);
     let prompt = std::mem::take(&mut info.prompt_text);
     let mut fresh = inspect(format, &new).map_err(crate::upstream::adapter_error)?;
     fresh.prompt_text = prompt;
+    if format == ApiFormat::GeminiNative {
+        // The model and the streaming are in the URL, not the body.
+        fresh.model = info.model.take();
+        fresh.stream = info.stream;
+    }
     *info = fresh;
     Ok(new)
 }

@@ -167,6 +167,24 @@ async fn the_native_gemini_route_takes_google_keys_and_streams_the_same_usage() 
     assert!(row.streamed);
     assert_eq!((row.usage, row.cost), (gemini_usage(), nanos(GEMINI_COST)));
 
+    // A Gemini name without a [[models]] entry goes to the AI Studio provider,
+    // its body as it came; the same prices there (gemini-2.5-flash: $0.30 in,
+    // $0.03 cached, $2.50 out, https://ai.google.dev/gemini-api/docs/pricing).
+    let r = h
+        .http
+        .post(format!("{}/v1beta/models/gemini-2.5-flash:generateContent", h.base))
+        .header("x-goog-api-key", &h.key)
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let row = h.row(&header(&r, "x-tollgate-request-id"));
+    assert_eq!(row.provider.as_deref(), Some("gemini"));
+    assert_eq!((row.usage, row.cost), (gemini_usage(), nanos(GEMINI_COST)));
+    let s = stats(&h).await;
+    assert_eq!(s["last_path"], "/v1beta/models/gemini-2.5-flash:generateContent", "{s}");
+
     // Errors come in Google's shape, with tollgate's code as the reason.
     let r = h
         .http

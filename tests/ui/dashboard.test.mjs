@@ -280,6 +280,20 @@ test('budgets, anomalies, errors and data quality', async () => {
   assert.ok(await page.$('[data-filter="usage_source:estimated"]'));
   const est = await page.$$('[data-testid="request-log"] tbody tr');
   assert.ok(est.length > 0);
+
+  // A change through the admin API appears in the audit log view.
+  const set = await fetch(`${base}/admin/v1/budgets`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify({ scope: { team: 'audit-check' }, limit_usd: '12.50', period: 'day' }),
+  });
+  assert.equal(set.status, 200, await set.text());
+  await open('audit');
+  const actions = await page.$$eval('[data-testid="audit-table"] tbody tr td:nth-child(3)', (tds) => tds.map((t) => t.textContent));
+  assert.ok(actions.includes('budget.set'), actions.join(','));
+  const targets = await page.$$eval('[data-testid="audit-table"] tbody tr td:nth-child(4)', (tds) => tds.map((t) => t.textContent));
+  assert.ok(targets.some((t) => t.includes('audit-check')), targets.join(','));
+  await shot('audit');
 });
 
 test('no script errors on any page', () => {

@@ -134,13 +134,14 @@ fn bench_gateway_pieces(c: &mut Criterion) {
     let state = w.gateway.as_ref().unwrap().state.clone();
 
     let mut g = c.benchmark_group("reservation");
+    let config = state.config();
     for (name, body) in [("small", SMALL_CHAT.to_string()), ("16k", long_chat(40))] {
         let info = inspect(ApiFormat::OpenAiChat, body.as_bytes()).unwrap();
-        let plan = routing::plan(&state.config, "gpt-4o-mini", &|_, _| true);
+        let plan = routing::plan(&config, "gpt-4o-mini", &|_, _| true);
         g.bench_function(BenchmarkId::new("max_cost", name), |b| {
             b.iter(|| {
                 governance::max_cost(
-                    &state.config,
+                    &config,
                     &state.pricing.load(),
                     black_box(&plan),
                     &info,
@@ -150,10 +151,8 @@ fn bench_gateway_pieces(c: &mut Criterion) {
             })
         });
     }
-    g.bench_function("routing_plan", |b| {
-        b.iter(|| routing::plan(&state.config, black_box("gpt-4o-mini"), &|_, _| true))
-    });
-    let provider = &state.config.providers[0];
+    g.bench_function("routing_plan", |b| b.iter(|| routing::plan(&config, black_box("gpt-4o-mini"), &|_, _| true)));
+    let provider = &config.providers[0];
     let usage = Usage { input: 1_200, cache_read: 800, output: 350, ..Usage::default() };
     g.bench_function("pricing_price", |b| {
         b.iter(|| state.pricing.load().price(provider, black_box("gpt-4o-mini-2024-07-18"), &usage, NOW_MS))

@@ -251,7 +251,7 @@ async fn pass(
             } else {
                 r.error_code = Some("upstream_error".into());
                 // Upstream error text can echo what it was sent.
-                Bytes::from(state.redactor.scrub(&String::from_utf8_lossy(&bytes), passthrough))
+                Bytes::from(state.live().redactor.scrub(&String::from_utf8_lossy(&bytes), passthrough))
             };
             let mut resp = Response::new(Body::from(bytes));
             *resp.status_mut() = status;
@@ -261,7 +261,7 @@ async fn pass(
             resp
         }
         Err(e) => {
-            let e = state.redactor.error(e, passthrough);
+            let e = state.live().redactor.error(e, passthrough);
             r.status = e.status().as_u16();
             r.error_code = Some(e.code().to_string());
             e.into_response_for(shape)
@@ -276,9 +276,9 @@ async fn pass(
     response
 }
 
-fn provider_for(state: &AppState, family: Family) -> Result<&Provider, ApiError> {
+fn provider_for(state: &AppState, family: Family) -> Result<Provider, ApiError> {
     let kind = if family == Family::Anthropic { ProviderKind::Anthropic } else { ProviderKind::OpenAi };
-    state.config.providers.iter().find(|p| p.kind == kind).ok_or_else(|| ApiError::ModelNotFound {
+    state.config().providers.iter().find(|p| p.kind == kind).cloned().ok_or_else(|| ApiError::ModelNotFound {
         message: format!("no {} provider is configured for batch APIs", crate::config::kind_name(kind)),
     })
 }
@@ -329,7 +329,7 @@ impl Call<'_> {
         if let Some(id) = op.object() {
             self.check_owner(id).await?;
         }
-        let limits = &self.state.config.server.limits;
+        let limits = &self.state.config().server.limits;
         let body =
             tokio::time::timeout(limits.body_read_timeout, http_body_util::Limited::new(body, MAX_BODY).collect())
                 .await
@@ -340,13 +340,13 @@ impl Call<'_> {
                 .to_bytes();
         let mut held = Vec::new();
         if op == Op::CreateBatch {
-            held = self.govern_create(provider, &body).await?;
+            held = self.govern_create(&provider, &body).await?;
         }
-        let url = upstream_url(provider, self.family, &op, query)?;
+        let url = upstream_url(&provider, self.family, &op, query)?;
         r.attempts = 1;
-        let (status, ct, bytes) = self.send(provider, method.clone(), &url, body).await?;
+        let (status, ct, bytes) = self.send(&provider, method.clone(), &url, body).await?;
         if status.is_success() {
-            let bytes = self.after(provider, &op, bytes, held).await?;
+            let bytes = self.after(&provider, &op, bytes, held).await?;
             return Ok((status, ct, bytes));
         }
         Ok((status, ct, bytes))
@@ -459,7 +459,7 @@ impl Call<'_> {
             return Err(ApiError::invalid("a batch needs at least one request"));
         }
         // Per model: the most its lines can cost at batch rates, and their tokens.
-        let default_out = self.state.config.governance.default_max_output_tokens;
+        let default_out = self.state.config().governance.default_max_output_tokens;
         let now = now_ms();
         let mut per_model: BTreeMap<String, (Option<Money>, u64)> = BTreeMap::new();
         for (format, params) in &lines {
@@ -499,7 +499,7 @@ impl Call<'_> {
                 provider: Some(&provider.name),
                 attribution: self.attribution,
             };
-            crate::policy::access_allows(&self.state.config.access, &facts, &model)
+            crate::policy::access_allows(&self.state.config().access, &facts, &model)
                 .map_err(|message| ApiError::ModelNotAllowed { message })?;
             // Earlier models' reservations are released (dropped) if this one is refused.
             match self.state.governor.reserve(&facts, Ask { cost, tokens }, now).await {
@@ -609,7 +609,8 @@ async fn price_results(
         return Ok(());
     };
     let attribution: Attribution = serde_json::from_str(&attr).unwrap_or_default();
-    let Some(provider) = state.config.providers.iter().find(|p| p.name == provider_name) else { return Ok(()) };
+    let config = state.config();
+    let Some(provider) = config.providers.iter().find(|p| p.name == provider_name) else { return Ok(()) };
     let now = now_ms();
     // What the results cost, per model, to settle the batch's reservations with.
     let mut actual: BTreeMap<String, (Option<Money>, u64)> = BTreeMap::new();

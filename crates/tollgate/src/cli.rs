@@ -65,6 +65,14 @@ pub enum Command {
     /// The price catalog: list, show, import, check.
     #[command(subcommand)]
     Prices(crate::prices_cli::PricesCommand),
+    /// The audit log: who changed keys, budgets, limits, prices and the configuration.
+    #[command(subcommand)]
+    Audit(crate::audit_cli::AuditCommand),
+    /// Make the running gateway re-read its configuration file (as SIGHUP
+    /// does): providers, routes, routing rules, guardrails, access rules and
+    /// prices are swapped at once; a bad file changes nothing and says why.
+    /// Talks to --url (default: the configuration's listen address).
+    Reload,
 }
 
 #[derive(Debug, Subcommand)]
@@ -177,6 +185,56 @@ fn parse_kv(s: &str) -> Result<(String, String), String> {
 }
 pub use crate::time::parse_duration;
 
+/// `SIGHUP` re-reads the configuration file (see `server::reload`).
+/// Holds the state weakly: the ledger drains at shutdown only once every
+/// holder of the state is gone.
+fn reload_on_sighup(state: std::sync::Arc<crate::state::AppState>) {
+    let state = std::sync::Arc::downgrade(&state);
+    #[cfg(unix)]
+    tokio::spawn(async move {
+        let Ok(mut hangups) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) else {
+            tracing::warn!("cannot listen for SIGHUP: reload with `tollgate reload` instead");
+            return;
+        };
+        while hangups.recv().await.is_some() {
+            let Some(state) = state.upgrade() else { return };
+            let who = crate::audit::AuditEntry::new(
+                crate::time::now_ms(),
+                "signal:SIGHUP",
+                "admin",
+                crate::audit::CONFIG_RELOAD,
+                "",
+            )
+            .with_source(Some("signal"));
+            match crate::server::reload(&state, who).await {
+                Ok(done) => eprintln!("tollgate: {done}"),
+                Err(e) => eprintln!("tollgate: the configuration was not reloaded (nothing changed): {e}"),
+            }
+        }
+    });
+}
+
+/// `tollgate reload`: asks the running gateway (`--url`, else the
+/// configuration's listen address) to re-read its configuration file.
+async fn reload_command(cli: &Cli) -> anyhow::Result<()> {
+    let url = match &cli.url {
+        Some(u) => u.trim_end_matches('/').to_owned(),
+        None => format!("http://{}", load_config(cli)?.server.listen),
+    };
+    let mut req = reqwest::Client::new().post(format!("{url}/admin/v1/reload"));
+    if let Some(t) = cli.admin_token.as_deref() {
+        req = req.bearer_auth(t);
+    }
+    let r = req.send().await.with_context(|| format!("cannot reach the gateway at {url}"))?;
+    let status = r.status();
+    let v: serde_json::Value = r.json().await.context("the gateway answered non-JSON")?;
+    if !status.is_success() {
+        anyhow::bail!("{}", v["error"]["message"].as_str().unwrap_or("the gateway refused the reload"));
+    }
+    println!("{}", v["message"].as_str().unwrap_or("reloaded"));
+    Ok(())
+}
+
 fn load_config(cli: &Cli) -> anyhow::Result<Config> {
     let mut config = Config::load(cli.config.as_deref(), &ProcessEnv)?;
     if let Some(db) = &cli.db {
@@ -205,6 +263,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             let listener =
                 tokio::net::TcpListener::bind(listen).await.with_context(|| format!("cannot listen on {listen}"))?;
             eprintln!("tollgate listening on http://{}", listener.local_addr()?);
+            reload_on_sighup(gateway.state.clone());
             gateway.serve(listener, shutdown_signal()).await?;
             eprintln!("tollgate stopped; ledger drained");
             Ok(())
@@ -225,6 +284,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             }
             Ok(())
         }
+        Command::Reload => reload_command(&cli).await,
+        Command::Audit(cmd) => crate::audit_cli::run(&cli, cmd).await,
         Command::Keys(cmd) => keys_command(&cli, cmd).await,
         Command::Report(args) => report(&cli, args).await,
         Command::Budgets(cmd) => budgets_command(&cli, cmd).await,
@@ -265,6 +326,7 @@ async fn keys_command(cli: &Cli, cmd: &KeysCommand) -> anyhow::Result<()> {
             let hasher = key_hasher(&config, store.keys.as_ref()).await?;
             let created =
                 keys::create_with_limits(&store, &hasher, spec, now).await.map_err(|e| anyhow::anyhow!("{e}"))?;
+            crate::audit_cli::key_created(&store, &created, now).await;
             print_created(&keys::created_json(&created), c.json)
         }
         KeysCommand::List { json } => {
@@ -273,7 +335,7 @@ async fn keys_command(cli: &Cli, cmd: &KeysCommand) -> anyhow::Result<()> {
             print_list(&v, *json)
         }
         KeysCommand::Revoke { id } => {
-            if !store.keys.revoke_key(id.clone(), now).await? {
+            if !crate::audit_cli::revoke_key(&store, id, now).await? {
                 bail!("no key with id {id:?}");
             }
             println!("revoked {id}");
@@ -479,7 +541,7 @@ async fn budgets_command(cli: &Cli, cmd: &BudgetsCommand) -> anyhow::Result<()> 
                 block_unpriced: *block_unpriced,
             };
             let spec = crate::api::budget_spec(body).map_err(|e| anyhow::anyhow!("{e}"))?;
-            store.governance.upsert_budget(spec.clone(), now).await?;
+            crate::audit_cli::set_budget(&store, &spec, now).await?;
             println!("budget {} set: {} ${} per {} ({})", spec.id, spec.scope, spec.limit, spec.period, spec.action);
             Ok(())
         }
@@ -518,7 +580,7 @@ async fn budgets_command(cli: &Cli, cmd: &BudgetsCommand) -> anyhow::Result<()> 
             Ok(())
         }
         BudgetsCommand::Delete { id } => {
-            if !store.governance.delete_budget(id.clone()).await? {
+            if !crate::audit_cli::delete_budget(&store, id, now).await? {
                 bail!("no budget {id:?} in the database (budgets from the config file are changed there)");
             }
             println!("deleted {id}");

@@ -95,7 +95,8 @@ async fn asset(Path(path): Path<String>) -> Response {
 /// given when it adds up to exactly the cost the ledger recorded.
 fn cost_parts(state: &AppState, row: &LedgerRow) -> Option<(tollgate_pricing::CostParts, String)> {
     let recorded = row.cost?;
-    let provider = state.config.providers.iter().find(|p| Some(&p.name) == row.provider.as_ref())?;
+    let config = state.config();
+    let provider = config.providers.iter().find(|p| Some(&p.name) == row.provider.as_ref())?;
     let hint = match provider.kind {
         ProviderKind::OpenAiCompatible => provider.name.as_str(),
         kind => crate::config::kind_name(kind),

@@ -82,6 +82,10 @@ pub fn key_governance(
 pub struct CreatedKey {
     pub record: KeyRecord,
     pub secret: String,
+    /// The budget stored with it ([`create_with_limits`]).
+    pub budget: Option<crate::budget::BudgetSpec>,
+    /// The rate limits stored with it ([`create_with_limits`]).
+    pub limits: Vec<crate::budget::RateLimitSpec>,
 }
 
 fn check_tag(k: &str, v: &str) -> Result<(), ApiError> {
@@ -149,7 +153,7 @@ pub async fn create(
         .insert_key(NewKey { record: record.clone(), hash: hasher.hash(&secret) })
         .await
         .map_err(|e| ApiError::Internal { message: format!("cannot store the key: {e}") })?;
-    Ok(CreatedKey { record, secret })
+    Ok(CreatedKey { record, secret, budget: None, limits: Vec::new() })
 }
 
 /// Creates a key and the budget and rate limits it asks for (stored, and put
@@ -190,15 +194,17 @@ pub async fn create_with_limits(
     // Validate the limits before anything is written.
     key_governance("key_check", &spec)?;
     let spec2 = spec.clone();
-    let created = create(stores.keys.as_ref(), hasher, spec, now_ms).await?;
+    let mut created = create(stores.keys.as_ref(), hasher, spec, now_ms).await?;
     let (budget, limits) = key_governance(&created.record.id, &spec2)?;
     let internal = |e: crate::store::StoreError| ApiError::Internal { message: e.to_string() };
-    if let Some(b) = budget {
-        stores.governance.upsert_budget(b, now_ms).await.map_err(internal)?;
+    if let Some(b) = &budget {
+        stores.governance.upsert_budget(b.clone(), now_ms).await.map_err(internal)?;
     }
-    for l in limits {
-        stores.governance.upsert_limit(l, now_ms).await.map_err(internal)?;
+    for l in &limits {
+        stores.governance.upsert_limit(l.clone(), now_ms).await.map_err(internal)?;
     }
+    created.budget = budget;
+    created.limits = limits;
     Ok(created)
 }
 
@@ -220,6 +226,28 @@ pub fn record_json(k: &KeyRecord) -> Value {
         "expires_at": ms_to_rfc3339(k.expires_ms),
         "revoked_at": ms_to_rfc3339(k.revoked_ms),
     })
+}
+
+/// The team a key belongs to (enforced, else default tag).
+pub fn key_team(k: &KeyRecord) -> Option<&str> {
+    k.enforced_tags.get("team").or_else(|| k.default_tags.get("team")).map(String::as_str)
+}
+
+/// A key as the audit log shows it: [`record_json`] (never the secret or
+/// its hash), with the budget and limits it was created with, if any.
+pub fn audit_state(
+    k: &KeyRecord,
+    budget: Option<&crate::budget::BudgetSpec>,
+    limits: &[crate::budget::RateLimitSpec],
+) -> Value {
+    let mut v = record_json(k);
+    if let Some(b) = budget {
+        v["budget"] = crate::audit::budget_state(b);
+    }
+    if !limits.is_empty() {
+        v["limits"] = Value::Array(limits.iter().map(crate::audit::limit_state).collect());
+    }
+    v
 }
 
 /// A new key with its secret (shown once).

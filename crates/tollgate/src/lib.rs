@@ -9,6 +9,8 @@
 pub mod analytics;
 pub(crate) mod api;
 pub mod attribution;
+pub mod audit;
+pub(crate) mod audit_cli;
 pub mod auth;
 pub(crate) mod batch;
 pub mod budget;

@@ -45,6 +45,8 @@ use crate::error::{ApiError, ErrorShape};
 #[derive(Debug)]
 pub struct ConnState {
     started: Instant,
+    /// The client's address (the audit log's "from where").
+    peer: std::net::SocketAddr,
     /// Requests of this connection being served (their response not yet finished).
     in_flight: AtomicUsize,
     /// Bumped when a request starts: a first byte seen before it is stale.
@@ -56,14 +58,20 @@ pub struct ConnState {
 }
 
 impl ConnState {
-    fn new() -> Arc<ConnState> {
+    fn new(peer: std::net::SocketAddr) -> Arc<ConnState> {
         Arc::new(ConnState {
             started: Instant::now(),
+            peer,
             in_flight: AtomicUsize::new(0),
             epoch: AtomicU64::new(0),
             idle_since_ms: AtomicU64::new(0),
             stalled: AtomicBool::new(false),
         })
+    }
+
+    /// The address the client connected from.
+    pub fn peer(&self) -> std::net::SocketAddr {
+        self.peer
     }
 
     /// The client stopped reading its response and was cut for it.
@@ -285,7 +293,7 @@ pub async fn serve(
             connections.spawn(refuse(tcp));
             continue;
         };
-        let conn = ConnState::new();
+        let conn = ConnState::new(peer);
         let io = TokioIo::new(Guarded::new(tcp, conn.clone(), limits));
         let (router, in_flight) = (router.clone(), in_flight.clone());
         let service =

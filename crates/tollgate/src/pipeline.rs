@@ -34,7 +34,7 @@ use crate::error::{ApiError, ErrorShape};
 use crate::govern::estimate;
 use crate::govern::{Refusal, Reservation};
 use crate::ledger::{CacheOutcome, Endpoint, LedgerRow, LedgerWriter, UsageSource};
-use crate::state::AppState;
+use crate::state::{AppState, Live};
 use crate::upstream::{self, Answer};
 use crate::{metering, policy, routing};
 
@@ -148,7 +148,7 @@ pub async fn proxy(state: Arc<AppState>, format: ApiFormat, req: Request<Body>) 
 
     // From here on, exactly one ledger row, whatever happens.
     let pending = Pending::new(
-        state.redactor.clone(),
+        state.live(),
         state.cut.clone(),
         state.ledger.clone(),
         state.observer.clone(),
@@ -248,15 +248,16 @@ async fn until_upstream(
     headers: &HeaderMap,
     body: Body,
 ) -> Result<Upstream, ApiError> {
+    let live = p.live.clone();
     let key_tags = key_tags(state, principal);
     refuse_when_ledger_backed_up(state, p, headers, key_tags)?;
-    let body = read_and_attribute(state, p, headers, body, key_tags).await?;
+    let body = read_and_attribute(p, headers, body, key_tags).await?;
     let model = check_policy(state, p, principal)?;
-    let model = reroute(state, p, principal, &body, model);
+    let model = reroute(p, principal, &body, model);
     if let Some(hit) = cache_lookup(state, p, principal, headers, &body, &model).await? {
         return Ok(Upstream::CacheHit(hit));
     }
-    let mut plan = plan_route(state, &model)?;
+    let mut plan = plan_route(state, &live, &model)?;
     // Budgets and rate limits: reserve the most this request can cost before any spend.
     let body = govern(state, p, principal, &model, &mut plan, body).await?;
     // Write-ahead: if the gateway dies while the provider works, this becomes the row.
@@ -293,13 +294,13 @@ fn refuse_when_ledger_backed_up(
 /// Reads the body (size and time bounded), parses what tollgate needs of it,
 /// checks the model name, and attributes the request.
 async fn read_and_attribute(
-    state: &AppState,
     p: &mut Pending,
     headers: &HeaderMap,
     body: Body,
     key_tags: KeyTags<'_>,
 ) -> Result<Bytes, ApiError> {
-    let limits = &state.config.server.limits;
+    let live = p.live.clone();
+    let limits = &live.config.server.limits;
     let timed_out = || ApiError::RequestTimeout {
         message: format!("the request body did not arrive within {} ms", limits.body_read_timeout.as_millis()),
     };
@@ -308,7 +309,7 @@ async fn read_and_attribute(
         let ct = headers.get(http::header::CONTENT_TYPE).and_then(|v| v.to_str().ok());
         let declared =
             headers.get(http::header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
-        let head = crate::upload::read_head(m, ct, declared, body, state.config.server.max_upload_bytes);
+        let head = crate::upload::read_head(m, ct, declared, body, live.config.server.max_upload_bytes);
         let read = tokio::time::timeout(limits.body_read_timeout, head).await.unwrap_or_else(|_| Err(timed_out()));
         let (info, upload) = match read {
             Ok(r) => r,
@@ -323,7 +324,7 @@ async fn read_and_attribute(
     }
     let body = match tokio::time::timeout(
         limits.body_read_timeout,
-        read_body(body, headers, state.config.server.max_body_bytes),
+        read_body(body, headers, live.config.server.max_body_bytes),
     )
     .await
     {
@@ -379,19 +380,20 @@ fn attribute_and_check(
 /// May this caller send this request: the key's models, required tags,
 /// `[[access]]`, prompt guardrails, and agent-run caps. Returns the model.
 fn check_policy(state: &AppState, p: &mut Pending, principal: &Principal) -> Result<String, ApiError> {
+    let live = p.live.clone();
     let model = p.info.model.clone().unwrap_or_default();
     if let Principal::Key(k) = principal {
         if !policy::model_allowed(&k.models, &model) {
             return Err(ApiError::ModelNotAllowed { message: format!("this key may not use model {model:?}") });
         }
     }
-    let guard = &state.config.guardrails;
+    let guard = &live.config.guardrails;
     policy::require_tags(guard, &mut p.row_mut().attribution.tags)
         .map_err(|message| ApiError::GuardrailViolation { message })?;
     {
         let a = &p.row().attribution;
         let facts = Facts { key_id: principal.id(), model: &model, provider: None, attribution: a };
-        policy::access_allows(&state.config.access, &facts, &model)
+        policy::access_allows(&live.config.access, &facts, &model)
             .map_err(|message| ApiError::ModelNotAllowed { message })?;
     }
     policy::check_prompt(guard, &model, &p.info).map_err(|message| ApiError::GuardrailViolation { message })?;
@@ -412,19 +414,20 @@ fn check_policy(state: &AppState, p: &mut Pending, principal: &Principal) -> Res
 }
 
 /// Cost-aware routing: a matching rule sends the request to a cheaper model.
-fn reroute(state: &AppState, p: &mut Pending, principal: &Principal, body: &Bytes, model: String) -> String {
+fn reroute(p: &mut Pending, principal: &Principal, body: &Bytes, model: String) -> String {
+    let live = p.live.clone();
     let mut model = model;
-    if !state.config.routing_rules.is_empty() {
+    if !live.config.routing_rules.is_empty() {
         let has_tools = crate::govern::estimate::mentions(body, b"\"tools\"");
         let shape = routing::RequestShape {
             model: &model,
             prompt_bytes: p.info.prompt_text.len() as u64,
             has_tools,
-            complex: routing::is_complex(&state.config.complexity, &p.info.prompt_text, has_tools),
+            complex: routing::is_complex(&live.config.complexity, &p.info.prompt_text, has_tools),
         };
         let a = p.row().attribution.clone();
         let facts = Facts { key_id: principal.id(), model: &model, provider: None, attribution: &a };
-        if let Some(rule) = routing::rule_for(&state.config.routing_rules, &shape, &facts) {
+        if let Some(rule) = routing::rule_for(&live.config.routing_rules, &shape, &facts) {
             p.extra_headers.push((HEADER_ROUTED_BY, rule.name.clone()));
             model = rule.route_to.clone();
         }
@@ -443,13 +446,14 @@ async fn cache_lookup(
     body: &Bytes,
     model: &str,
 ) -> Result<Option<Arc<crate::cache::Entry>>, ApiError> {
+    let live = p.live.clone();
     if p.format.media().is_some() || p.format == ApiFormat::GeminiNative {
         // Images and audio are not kept in the response cache, nor native
         // Gemini answers (whether they stream is in the URL, not the body the key is made of).
         return Ok(None);
     }
     let mode = match headers.get("x-tollgate-cache") {
-        None => state.config.cache.mode,
+        None => live.config.cache.mode,
         Some(v) => v.to_str().ok().and_then(crate::cache::Mode::parse).ok_or_else(|| {
             ApiError::invalid_param("x-tollgate-cache must be on, off, read or write", "x-tollgate-cache")
         })?,
@@ -457,13 +461,13 @@ async fn cache_lookup(
     if mode == crate::cache::Mode::Off {
         return Ok(None);
     }
-    let tenant = match (state.config.cache.per_team, p.row().attribution.tag("team")) {
+    let tenant = match (live.config.cache.per_team, p.row().attribution.tag("team")) {
         (true, Some(team)) => format!("team:{team}"),
         _ => format!("key:{}", principal.id()),
     };
     // The model actually routed to is part of the answer's identity.
     let tenant = format!("{tenant}\0{model}");
-    let Some(key) = crate::cache::key(&tenant, p.format, body, state.config.cache.non_deterministic) else {
+    let Some(key) = crate::cache::key(&tenant, p.format, body, live.config.cache.non_deterministic) else {
         return Ok(None);
     };
     if mode.reads() {
@@ -512,17 +516,17 @@ async fn semantic_lookup(
 }
 
 /// The price catalog knows `model` at `provider` (`implicit_routes = "known_models"`).
-fn known_model(state: &AppState, provider: usize, model: &str) -> bool {
-    state.config.providers.get(provider).is_some_and(|p| state.pricing.load().knows(p, model, now_ms()))
+fn known_model(state: &AppState, live: &Live, provider: usize, model: &str) -> bool {
+    live.config.providers.get(provider).is_some_and(|p| state.pricing.load().knows(p, model, now_ms()))
 }
 
 /// The targets to try, in order (strategy, circuit health).
-fn plan_route(state: &AppState, model: &str) -> Result<Vec<routing::Attempt>, ApiError> {
-    let mut plan = routing::plan(&state.config, model, &|p, m| known_model(state, p, m));
+fn plan_route(state: &AppState, live: &Live, model: &str) -> Result<Vec<routing::Attempt>, ApiError> {
+    let mut plan = routing::plan(&live.config, model, &|p, m| known_model(state, live, p, m));
     if plan.is_empty() {
         return Err(ApiError::ModelNotFound { message: format!("no route for model {model:?}") });
     }
-    order_plan(state, model, &mut plan);
+    order_plan(state, live, model, &mut plan);
     Ok(plan)
 }
 
@@ -535,6 +539,7 @@ async fn send(
     plan: &[routing::Attempt],
     body: &Bytes,
 ) -> Result<Answer, ApiError> {
+    let live = p.live.clone();
     let forwarded: Vec<(HeaderName, HeaderValue)> = FORWARDED_HEADERS
         .iter()
         .filter_map(|h| headers.get(*h).map(|v| (HeaderName::from_static(h), v.clone())))
@@ -546,9 +551,9 @@ async fn send(
     let too_large = p.upload.as_ref().map(crate::upload::Upload::too_large);
     let mut sent = upstream::send(
         &state.upstream,
-        &state.config,
+        &live.config,
         &state.health,
-        &state.tokens,
+        &live.tokens,
         plan,
         p.format,
         body,
@@ -560,20 +565,20 @@ async fn send(
     .await;
     if sent.result.is_err() && too_large.is_some_and(|f| f.load(Ordering::Acquire)) {
         // The upload went past its limit while it was relayed: the provider got an incomplete request.
-        let limit = state.config.server.max_upload_bytes;
+        let limit = live.config.server.max_upload_bytes;
         sent.result = Err(ApiError::RequestTooLarge { message: format!("the upload is larger than {limit} bytes") });
     }
     let row = p.row_mut();
     row.attempts = sent.attempts;
     row.attempt_log = sent.log;
     if let Some((idx, m)) = &sent.last {
-        row.provider = Some(state.config.providers[*idx].name.clone());
+        row.provider = Some(live.config.providers[*idx].name.clone());
         row.model = Some(m.clone());
         p.provider = Some(*idx);
         if sent.result.is_err() && sent.answered_then_failed {
             // A stream answered 200 and then failed before its first event:
             // the provider may still bill the prompt, so it is counted.
-            p.estimate_spend(state, &state.config.providers[*idx], m, "");
+            p.estimate_spend(state, &live.config.providers[*idx], m, "");
             p.row_mut().streamed = true;
         }
     }
@@ -648,23 +653,23 @@ async fn read_body(body: Body, headers: &HeaderMap, limit: usize) -> Result<Byte
 }
 
 /// Orders the route's targets by its strategy and the targets' health.
-fn order_plan(state: &AppState, model: &str, plan: &mut [routing::Attempt]) {
+fn order_plan(state: &AppState, live: &Live, model: &str, plan: &mut [routing::Attempt]) {
     if plan.len() < 2 {
         return;
     }
     let now = now_ms();
-    let by_cost = state.config.routes.get(model).is_some_and(|r| r.strategy == crate::config::Strategy::LeastCost);
+    let by_cost = live.config.routes.get(model).is_some_and(|r| r.strategy == crate::config::Strategy::LeastCost);
     let view = |a: &routing::Attempt| {
         let (latency_ms, ejected) = state.health.view(a, now);
         let unit_cost = if by_cost {
             let u = Usage { input: 1000, output: 1000, ..Usage::default() };
-            state.pricing.load().price(&state.config.providers[a.provider], &a.model, &u, now).cost.map(Money::nanos)
+            state.pricing.load().price(&live.config.providers[a.provider], &a.model, &u, now).cost.map(Money::nanos)
         } else {
             None
         };
         routing::TargetView { latency_ms, unit_cost, ejected }
     };
-    routing::order(&state.config, model, plan, view, rand::random::<u32>());
+    routing::order(&live.config, model, plan, view, rand::random::<u32>());
 }
 
 /// Reserves the request's maximum cost and tokens against every budget and
@@ -678,16 +683,17 @@ async fn govern(
     plan: &mut Vec<routing::Attempt>,
     mut body: Bytes,
 ) -> Result<Bytes, ApiError> {
+    let live = p.live.clone();
     let now = now_ms();
     let pricing = state.pricing.load();
-    let default_out = state.config.governance.default_max_output_tokens;
+    let default_out = live.config.governance.default_max_output_tokens;
     let mut downgraded = false;
     let mut clamped = false;
     let mut capped = false;
     loop {
-        let provider_name = state.config.providers[plan[0].provider].name.clone();
+        let provider_name = live.config.providers[plan[0].provider].name.clone();
         // Also the write-ahead intent's cost, so computed with no budget in force too.
-        let ask = estimate::max_cost(&state.config, &pricing, plan, &p.info, &body, default_out);
+        let ask = estimate::max_cost(&live.config, &pricing, plan, &p.info, &body, default_out);
         let attribution = p.row().attribution.clone();
         let facts = Facts { key_id: principal.id(), model, provider: Some(&provider_name), attribution: &attribution };
         match state.governor.reserve(&facts, ask, now).await {
@@ -696,13 +702,13 @@ async fn govern(
                 // catalog entry bounds is capped at the default reserved for
                 // it, so it cannot outspend the reservation. One bounded by
                 // its model's maximum output is sent as it came.
-                let bound = estimate::output_bound(&state.config, &pricing, plan, &p.info, default_out);
+                let bound = estimate::output_bound(&live.config, &pricing, plan, &p.info, default_out);
                 if r.remaining().is_some()
                     && matches!(bound, estimate::OutputBound::Default(_))
                     && ask.cost.is_some()
                     && p.info.media.is_none()
                 {
-                    let first = state.config.providers[plan[0].provider].kind;
+                    let first = live.config.providers[plan[0].provider].kind;
                     body = estimate::set_max_tokens(p.format, &mut p.info, first, &body, default_out)?;
                     p.extra_headers.push((HEADER_MAX_TOKENS_CAPPED, default_out.to_string()));
                 }
@@ -728,9 +734,9 @@ async fn govern(
                     && p.info.media.is_none()
                 {
                     capped = true;
-                    let cap = estimate::output_tokens_within(&state.config, &pricing, plan, &p.info, &body, remaining);
+                    let cap = estimate::output_tokens_within(&live.config, &pricing, plan, &p.info, &body, remaining);
                     if cap >= estimate::MIN_CLAMPED_OUTPUT {
-                        let first = state.config.providers[plan[0].provider].kind;
+                        let first = live.config.providers[plan[0].provider].kind;
                         body = estimate::set_max_tokens(p.format, &mut p.info, first, &body, cap)?;
                         p.extra_headers.push((HEADER_MAX_TOKENS_CAPPED, cap.to_string()));
                         continue;
@@ -738,7 +744,7 @@ async fn govern(
                 }
                 match action {
                     Action::Downgrade(to) if !downgraded => {
-                        let new_plan = routing::plan(&state.config, &to, &|p, m| known_model(state, p, m));
+                        let new_plan = routing::plan(&live.config, &to, &|p, m| known_model(state, &live, p, m));
                         if new_plan.is_empty() {
                             return Err(refuse(&format!(
                                 "cannot cover this request and its downgrade model {to:?} has no route"
@@ -750,11 +756,11 @@ async fn govern(
                     }
                     Action::Clamp if !clamped && p.info.media.is_none() => {
                         let fits =
-                            estimate::output_tokens_within(&state.config, &pricing, plan, &p.info, &body, remaining);
+                            estimate::output_tokens_within(&live.config, &pricing, plan, &p.info, &body, remaining);
                         if fits < estimate::MIN_CLAMPED_OUTPUT {
                             return Err(refuse("cannot cover even a short answer"));
                         }
-                        let first = state.config.providers[plan[0].provider].kind;
+                        let first = live.config.providers[plan[0].provider].kind;
                         body = estimate::set_max_tokens(p.format, &mut p.info, first, &body, fits)?;
                         clamped = true;
                         p.extra_headers.push((HEADER_CLAMPED, fits.to_string()));
@@ -768,6 +774,7 @@ async fn govern(
 
 /// Puts the request's intent in the spool before it is sent (see `ledger`).
 async fn intend(state: &AppState, p: &Pending, plan: &[routing::Attempt]) {
+    let live = p.live.clone();
     let row = p.row();
     let first = plan.first();
     state
@@ -778,7 +785,7 @@ async fn intend(state: &AppState, p: &Pending, plan: &[routing::Attempt]) {
             key_id: row.key_id.clone(),
             endpoint: row.endpoint,
             requested_model: row.requested_model.clone(),
-            provider: first.map(|a| state.config.providers[a.provider].name.clone()),
+            provider: first.map(|a| live.config.providers[a.provider].name.clone()),
             model: first.map(|a| a.model.clone()),
             streamed: p.info.stream,
             upper_bound: p.upper_bound,
@@ -789,7 +796,8 @@ async fn intend(state: &AppState, p: &Pending, plan: &[routing::Attempt]) {
 
 /// Non-streaming: read the whole answer, meter, price, ledger, respond.
 async fn whole_body(state: &AppState, mut p: Pending, answer: Answer, hung_up: &AtomicBool) -> Response {
-    let provider = &state.config.providers[answer.provider];
+    let live = p.live.clone();
+    let provider = &live.config.providers[answer.provider];
     let upstream::Reply::Whole(response) = answer.reply else {
         let e = ApiError::Internal { message: "a non-streaming request got a stream".into() };
         return Box::pin(p.fail(e, hung_up)).await;
@@ -973,7 +981,8 @@ enum StreamStop {
 }
 
 async fn relay(state: Arc<AppState>, mut p: Pending, answer: OpenStream, tx: mpsc::Sender<Bytes>) {
-    let provider = &state.config.providers[answer.provider];
+    let live = p.live.clone();
+    let provider = &live.config.providers[answer.provider];
     let idle = provider.timeout;
     let OpenStream { mut meter, mut upstream, first, first_byte, model: answer_model, .. } = answer;
     // The events already read are the first to send.
@@ -1093,8 +1102,8 @@ async fn relay(state: Arc<AppState>, mut p: Pending, answer: OpenStream, tx: mps
     if let Some(e) = error {
         // Tell the client in-band: the SDKs raise on an error event.
         let e = p_redactor.error(e, p_passthrough.as_ref().map(|k| k.expose()));
-        let _ = tokio::time::timeout(state.config.server.limits.write_timeout, tx.send(stream_error_event(&e, shape)))
-            .await;
+        let _ =
+            tokio::time::timeout(live.config.server.limits.write_timeout, tx.send(stream_error_event(&e, shape))).await;
         return;
     }
     // Google's SDKs read every SSE block as JSON: a native Gemini stream gets no cost comment.
@@ -1157,7 +1166,8 @@ async fn relay_audio_body(
     response: upstream::Response,
     tx: mpsc::Sender<Bytes>,
 ) {
-    let provider = &state.config.providers[provider];
+    let live = p.live.clone();
+    let provider = &live.config.providers[provider];
     let idle = provider.timeout;
     let mut events =
         p.info.media.as_ref().is_some_and(|m| m.speech_events).then(tollgate_providers::media::SpeechEvents::default);
@@ -1251,6 +1261,8 @@ impl Drop for HangUp {
 /// `Drop` if the task unwinds before either.
 pub struct Pending {
     row: Option<LedgerRow>,
+    /// The configuration this request runs under, from its start to its end.
+    live: Arc<Live>,
     writer: LedgerWriter,
     observer: Arc<crate::observe::Observer>,
     format: ApiFormat,
@@ -1282,7 +1294,7 @@ pub struct Pending {
 impl Pending {
     #[allow(clippy::too_many_arguments)]
     fn new(
-        redactor: crate::redact::Redactor,
+        live: Arc<Live>,
         cut: tokio_util::sync::CancellationToken,
         writer: LedgerWriter,
         observer: Arc<crate::observe::Observer>,
@@ -1293,8 +1305,10 @@ impl Pending {
         started: Instant,
     ) -> Pending {
         let row = LedgerRow::new(request_id, time_ms, key_id, endpoint_of(format));
+        let redactor = live.redactor.clone();
         Pending {
             row: Some(row),
+            live,
             writer,
             observer,
             format,

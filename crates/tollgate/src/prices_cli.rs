@@ -299,6 +299,9 @@ pub async fn run(
                 crate::price_update::apply(&store, None, &new, from, "cli", now).await?
             };
             let mut v = crate::price_update::diff_json(&diff);
+            if let Some(id) = id {
+                crate::audit_cli::price_updated(&store, id, from, &v, now).await;
+            }
             v["applied"] = serde_json::json!(id.is_some());
             v["id"] = serde_json::json!(id);
             print_update(&v, *json, *dry_run)

@@ -164,8 +164,8 @@ mod tier_tests {
 /// request sees half of one; a request reads one version for all its pricing.
 pub struct Prices {
     current: arc_swap::ArcSwap<Pricing>,
-    /// The configuration's `[[prices]]`, laid over everything else.
-    config: Option<Catalog>,
+    /// The configuration's `[[prices]]`, laid over everything else (replaced by a reload).
+    config: arc_swap::ArcSwapOption<Catalog>,
     /// The newest update applied (0: none).
     applied: std::sync::atomic::AtomicI64,
 }
@@ -182,10 +182,10 @@ impl Prices {
     pub fn new(config: Option<Catalog>) -> Prices {
         let p = Prices {
             current: arc_swap::ArcSwap::from_pointee(Pricing::builtin()),
-            config,
+            config: arc_swap::ArcSwapOption::from_pointee(config),
             applied: std::sync::atomic::AtomicI64::new(0),
         };
-        if let Some(extra) = &p.config {
+        if let Some(extra) = p.config.load().as_deref() {
             p.current.store(std::sync::Arc::new(Pricing::new(Catalog::builtin().merged(extra))));
         }
         p
@@ -212,10 +212,15 @@ impl Prices {
         Ok(catalog)
     }
 
+    /// A reloaded configuration's `[[prices]]`, in force once `install` rebuilds.
+    pub fn set_config(&self, config: Option<Catalog>) {
+        self.config.store(config.map(std::sync::Arc::new));
+    }
+
     /// Rebuilds from every update (all of them, oldest first) and swaps.
     pub fn install(&self, updates: &[crate::store::PriceUpdate]) -> Result<(), BadUpdate> {
         let base = Prices::base_with(updates)?;
-        let catalog = match &self.config {
+        let catalog = match self.config.load().as_deref() {
             Some(extra) => base.merged(extra),
             None => base,
         };

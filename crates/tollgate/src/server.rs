@@ -60,6 +60,8 @@ pub async fn key_hasher(config: &Config, store: &dyn KeyStore) -> Result<KeyHash
 
 impl Gateway {
     pub async fn build(config: Config, stores: Stores) -> Result<Gateway, StartError> {
+        // A configuration read from a file can be reloaded from it.
+        let config_path = Some(std::path::PathBuf::from(&config.source)).filter(|p| p.is_file());
         let admin_open = config.server.admin_token.is_none() && config.admin_tokens.is_empty();
         if admin_open && !config.server.listen.ip().is_loopback() {
             return Err(StartError::Refused(format!(
@@ -162,15 +164,19 @@ impl Gateway {
             },
             semantic: config.semantic.clone().map(crate::semantic::SemanticCache::new),
             in_flight: Arc::new(tokio::sync::Semaphore::new(config.server.limits.max_in_flight)),
-            redactor: crate::redact::Redactor::new(&config),
             cut: tokio_util::sync::CancellationToken::new(),
             batch_holds: crate::govern::Holds::default(),
             self_addr: std::sync::OnceLock::new(),
             health: crate::upstream::Health::new(config.circuit_failures, config.circuit_cooldown),
-            tokens: crate::upstream::ProviderTokens::new(&config.providers, &http).map_err(StartError::Refused)?,
             governor,
             alerts_fired,
-            config: Arc::new(config),
+            live: arc_swap::ArcSwap::from_pointee(crate::state::Live {
+                tokens: crate::upstream::ProviderTokens::new(&config.providers, &http, None)
+                    .map_err(StartError::Refused)?,
+                redactor: crate::redact::Redactor::new(&config),
+                config: Arc::new(config),
+            }),
+            config_path,
             auth,
             stores,
             ledger,
@@ -200,7 +206,7 @@ impl Gateway {
         if let Ok(addr) = listener.local_addr() {
             let _ = self.state.self_addr.set(addr);
         }
-        let limits = self.state.config.server.limits;
+        let limits = self.state.config().server.limits;
         let stop = crate::listener::Stop::default();
         let graceful = stop.graceful.clone();
         tokio::spawn(async move {
@@ -411,6 +417,7 @@ pub fn router(state: Arc<AppState>) -> Router {
     let admin = api::routes()
         .merge(crate::dashboard::api_routes())
         .merge(crate::api::observe::routes())
+        .route("/admin/v1/reload", post(reload_route))
         .route_layer(axum::middleware::from_fn_with_state(state.clone(), api::admin_gate))
         .layer(axum::extract::DefaultBodyLimit::max(ADMIN_MAX_BODY));
     // A price update carries a whole catalog: its own, larger body limit.
@@ -473,9 +480,102 @@ async fn messages(State(s): State<Arc<AppState>>, req: Request<Body>) -> Respons
 /// Largest body an admin or analytics call may send.
 const ADMIN_MAX_BODY: usize = 256 * 1024;
 
+/// What a reload re-reads and swaps; every other section keeps its running
+/// value until a restart (listeners, storage, ledger, auth, caches, budgets
+/// and limits from the file, telemetry).
+pub const RELOADED_SECTIONS: &str =
+    "[[providers]], [[models]], [[routing_rules]], [guardrails] and complexity routing, [[access]], [[prices]]";
+
+/// Re-reads the configuration file the gateway started with, validates it
+/// completely, and swaps the providers, routes, routing rules, guardrails,
+/// access rules and prices at once. A request already running keeps the
+/// configuration it started with to its end. A bad file changes nothing, and
+/// the error says why (file, line, key).
+/// `who` is the audit entry to record (actor, role, source); the reload adds
+/// what changed (providers and routes, before and after) and its target.
+pub async fn reload(state: &AppState, who: crate::audit::AuditEntry) -> Result<String, String> {
+    let path = state
+        .config_path
+        .as_ref()
+        .ok_or("the gateway was started without a configuration file: there is nothing to reload")?;
+    let fresh = Config::load(Some(path), &crate::config::ProcessEnv).map_err(|e| e.to_string())?;
+    let old = state.live();
+    let summary = |c: &Config| {
+        let mut routes: Vec<&str> = c.routes.keys().map(String::as_str).collect();
+        routes.sort_unstable();
+        serde_json::json!({
+            "providers": c.providers.iter().map(|p| p.name.as_str()).collect::<Vec<_>>(),
+            "routes": routes,
+            "routing_rules": c.routing_rules.len(),
+            "access_rules": c.access.len(),
+            "prices": c.prices.as_ref().map_or(0, |p| p.entries().count()),
+        })
+    };
+    let before = summary(&old.config);
+    let mut next = (*old.config).clone();
+    next.providers = fresh.providers;
+    next.routes = fresh.routes;
+    next.routing_rules = fresh.routing_rules;
+    next.guardrails = fresh.guardrails;
+    next.complexity = fresh.complexity;
+    next.access = fresh.access;
+    next.prices = fresh.prices;
+    let tokens =
+        crate::upstream::ProviderTokens::new(&next.providers, &state.http, Some((&old.tokens, &old.config.providers)))?;
+    let redactor = crate::redact::Redactor::new(&next);
+    // Prices: the stored updates again, with the new file's [[prices]] over them.
+    let updates =
+        state.stores.governance.price_updates().await.map_err(|e| format!("cannot read the price updates: {e}"))?;
+    let (providers, routes) = (next.providers.len(), next.routes.len());
+    let prices = next.prices.clone();
+    let after = summary(&next);
+    state.live.store(Arc::new(crate::state::Live { config: Arc::new(next), tokens, redactor }));
+    state.pricing.set_config(prices);
+    state.pricing.install(&updates).map_err(|e| e.to_string())?;
+    // Circuit state is kept by provider index, which the new file may renumber.
+    state.health.reset();
+    let entry = crate::audit::AuditEntry { target: path.display().to_string(), ..who }
+        .with_before(Some(before))
+        .with_after(Some(after));
+    state.stores.record_audit(entry).await;
+    let done = format!(
+        "reloaded {}: {providers} providers, {routes} routes; swapped {RELOADED_SECTIONS} (other sections apply at restart)",
+        path.display()
+    );
+    tracing::info!("{done}");
+    Ok(done)
+}
+
+/// `POST /admin/v1/reload` (admin role): the same as `SIGHUP`.
+async fn reload_route(
+    State(s): State<Arc<AppState>>,
+    axum::Extension(caller): axum::Extension<crate::api::Caller>,
+    axum::Extension(actor): axum::Extension<crate::api::audit::Actor>,
+) -> Response {
+    match caller.role() {
+        Ok(crate::config::Role::Admin) => {}
+        Ok(_) => {
+            return crate::error::ApiError::Forbidden {
+                message: "only an admin token may reload the configuration".into(),
+            }
+            .into_response()
+        }
+        Err(e) => return e.into_response(),
+    }
+    let who = actor.entry(crate::time::now_ms(), crate::audit::CONFIG_RELOAD, "");
+    match reload(&s, who).await {
+        Ok(message) => axum::Json(serde_json::json!({ "reloaded": true, "message": message })).into_response(),
+        Err(message) => {
+            tracing::warn!(error = %message, "reload refused: the running configuration is unchanged");
+            crate::error::ApiError::invalid(format!("the configuration was not reloaded (nothing changed): {message}"))
+                .into_response()
+        }
+    }
+}
+
 /// `/metrics`: open, or behind `[server] metrics_token_env` when configured.
 async fn metrics(State(s): State<Arc<AppState>>, headers: HeaderMap) -> Response {
-    if let Some(token) = &s.config.server.metrics_token {
+    if let Some(token) = &s.config().server.metrics_token {
         let h = s.auth.hasher();
         let ok = crate::auth::presented_key(&headers).is_some_and(|p| h.hash(p) == h.hash(token.expose()));
         if !ok {
@@ -497,14 +597,14 @@ async fn metrics(State(s): State<Arc<AppState>>, headers: HeaderMap) -> Response
 /// in-flight permit taken) or its ledger refuses new requests (spool full
 /// with `on_full = "reject"`), so traffic goes to another replica.
 async fn readyz(State(s): State<Arc<AppState>>) -> Response {
-    let max = s.config.server.limits.max_in_flight;
+    let max = s.config().server.limits.max_in_flight;
     let in_flight = max.saturating_sub(s.in_flight.available_permits());
     let probe = std::time::Duration::from_secs(1);
     // The shared services, each probed with a short deadline.
     let counters_ok =
         matches!(tokio::time::timeout(probe, s.stores.counters.expire_leases(crate::time::now_ms())).await, Ok(Ok(_)));
     let database_ok = matches!(tokio::time::timeout(probe, s.stores.governance.governance_version()).await, Ok(Ok(_)));
-    let local_share = matches!(s.config.storage.on_counters_down, crate::config::CountersDown::Local { .. });
+    let local_share = matches!(s.config().storage.on_counters_down, crate::config::CountersDown::Local { .. });
     let why = if s.in_flight.available_permits() == 0 {
         Some(format!("saturated: {in_flight} of {max} requests in flight"))
     } else if s.ledger.refusing() {

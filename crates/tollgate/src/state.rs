@@ -16,9 +16,22 @@ use crate::ledger::LedgerWriter;
 use crate::pricing::Prices;
 use crate::store::Stores;
 
+/// What a reload swaps: the configuration and what is built from it. A
+/// request takes one snapshot when it starts and keeps it to its end, so its
+/// route (provider indices), its provider's credentials and its prices all
+/// come from the same configuration, whatever reloads happen meanwhile.
+pub struct Live {
+    pub config: Arc<Config>,
+    /// Access tokens of the Vertex providers (by provider index).
+    pub tokens: crate::upstream::ProviderTokens,
+    /// Removes secrets and internal URLs from upstream text shown to clients.
+    pub redactor: crate::redact::Redactor,
+}
+
 /// Everything a request needs, shared by all requests.
 pub struct AppState {
-    pub config: Arc<Config>,
+    /// The configuration in force, swapped whole by a reload (`server::reload`).
+    pub live: arc_swap::ArcSwap<Live>,
     pub auth: Authenticator,
     pub stores: Stores,
     /// Permits for requests in flight (`[server] max_in_flight`); the listener takes one per request.
@@ -30,8 +43,6 @@ pub struct AppState {
     pub http: reqwest::Client,
     /// Provider calls on the request path.
     pub upstream: crate::upstream::Client,
-    /// Access tokens of the Vertex providers (by provider index).
-    pub tokens: crate::upstream::ProviderTokens,
     pub tasks: TaskTracker,
     pub observer: Arc<crate::observe::Observer>,
     pub governor: Arc<Governor>,
@@ -42,10 +53,22 @@ pub struct AppState {
     pub self_addr: std::sync::OnceLock<SocketAddr>,
     pub alerts_fired: Arc<std::sync::atomic::AtomicU64>,
     pub empty_tags: BTreeMap<String, String>,
-    /// Removes secrets and internal URLs from upstream text shown to clients.
-    pub redactor: crate::redact::Redactor,
     /// Budget reservations of batches awaiting their results.
     pub batch_holds: crate::govern::Holds,
     /// Fired when the shutdown deadline passes: requests still running are cut (and ledgered).
     pub cut: tokio_util::sync::CancellationToken,
+    /// The configuration file the gateway started with (what a reload re-reads).
+    pub config_path: Option<std::path::PathBuf>,
+}
+
+impl AppState {
+    /// The configuration in force now (a reload may replace it for later calls).
+    pub fn config(&self) -> Arc<Config> {
+        self.live.load().config.clone()
+    }
+
+    /// The whole snapshot a request keeps to its end.
+    pub fn live(&self) -> Arc<Live> {
+        self.live.load_full()
+    }
 }

@@ -85,14 +85,36 @@ pub struct ProviderTokens {
 }
 
 impl ProviderTokens {
-    pub fn new(providers: &[Provider], http: &reqwest::Client) -> Result<ProviderTokens, String> {
+    /// One token source per Vertex provider. With `previous` (a reload), a
+    /// provider of the same name and key file keeps its source, and so its
+    /// cached token.
+    pub fn new(
+        providers: &[Provider],
+        http: &reqwest::Client,
+        previous: Option<(&ProviderTokens, &[Provider])>,
+    ) -> Result<ProviderTokens, String> {
         let mut google = Vec::with_capacity(providers.len());
         for p in providers {
             google.push(match &p.vertex {
                 Some(v) => {
-                    let account = crate::google_auth::ServiceAccount::from_json(v.service_account_json.expose())
-                        .map_err(|e| format!("provider {:?}: the service account key: {e}", p.name))?;
-                    Some(crate::google_auth::TokenSource::new(account, http.clone()))
+                    let kept = previous.and_then(|(tokens, old)| {
+                        let i = old.iter().position(|o| {
+                            o.name == p.name
+                                && o.vertex.as_ref().is_some_and(|ov| {
+                                    ov.service_account_json.expose() == v.service_account_json.expose()
+                                })
+                        })?;
+                        tokens.google.get(i).cloned().flatten()
+                    });
+                    match kept {
+                        Some(source) => Some(source),
+                        None => {
+                            let account =
+                                crate::google_auth::ServiceAccount::from_json(v.service_account_json.expose())
+                                    .map_err(|e| format!("provider {:?}: the service account key: {e}", p.name))?;
+                            Some(crate::google_auth::TokenSource::new(account, http.clone()))
+                        }
+                    }
                 }
                 None => None,
             });
@@ -353,6 +375,11 @@ struct TargetHealth {
 }
 
 impl Health {
+    /// Forgets every target's health (a reload may renumber the providers).
+    pub fn reset(&self) {
+        self.lock().clear();
+    }
+
     pub fn new(failures: u32, cooldown: Duration) -> Health {
         Health {
             targets: Mutex::new(HashMap::new()),

@@ -11,7 +11,7 @@ use std::path::Path;
 /// Layer of each top-level module of `crates/tollgate/src`, lowest first.
 const LAYERS: &[(&str, &[&str])] = &[
     // Values: no I/O, no state.
-    ("values", &["error", "time", "pattern", "record", "query", "outcome", "attribution", "budget", "config"]),
+    ("values", &["error", "time", "pattern", "record", "query", "outcome", "attribution", "budget", "config", "audit"]),
     // The only SQL.
     ("storage", &["store"]),
     // Stages and services: values in, values out; never the shared state.
@@ -41,7 +41,7 @@ const LAYERS: &[(&str, &[&str])] = &[
     // The shared state and the request path over it.
     ("request path", &["state", "pipeline"]),
     // HTTP handlers, the server, the command line.
-    ("edges", &["api", "batch", "dashboard", "server", "cli", "demo", "prices_cli"]),
+    ("edges", &["api", "batch", "dashboard", "server", "cli", "demo", "prices_cli", "audit_cli"]),
 ];
 
 fn layer_of(module: &str) -> Option<usize> {

@@ -7,6 +7,7 @@
 use std::collections::BTreeMap;
 
 use tollgate::attribution::Attribution;
+use tollgate::audit::{AuditEntry, AuditQuery};
 use tollgate::budget::{Action, BudgetSpec, LimitKind, Period, RateLimitSpec, Scope};
 use tollgate::query::{Bucket, SpendQuery, SpendRow};
 use tollgate::record::{LedgerRow, UsageSource};
@@ -531,6 +532,114 @@ pub async fn outcomes_are_stored_and_priced_per_success(stores: Stores) {
     assert_eq!(report.total.cost_per_success, tollgate::outcome::per_success(Money::from_nanos(paid), 2));
 }
 
+/// Audit entries as the admin API and the CLI write them: states with
+/// quotes, backslashes, newlines, non-ASCII and nesting; some without a
+/// team, a before, an after or a source.
+fn audit_entries() -> Vec<AuditEntry> {
+    let e =
+        |i: i64, actor: &str, action: &str, target: &str, team: Option<&str>| {
+            AuditEntry::new(BASE + i * 1_000, actor, "admin", action, target)
+                .with_team(team)
+                .with_source(if i % 3 == 0 { None } else { Some(format!("10.0.0.{i}")) })
+        };
+    vec![
+        e(0, "admin-token:ops", "key.create", "key_a", Some("growth")).with_after(Some(serde_json::json!({
+            "id": "key_a", "name": "ci \"bot\" \\ ☃\nline", "tags": {"team": "growth"}, "models": ["gpt-*"],
+        }))),
+        e(1, "cli:alice", "budget.set", "team=growth/month", Some("growth"))
+            .with_after(Some(serde_json::json!({"limit_usd": "10.000000000"}))),
+        e(2, "admin-token:ops", "budget.set", "team=growth/month", Some("growth"))
+            .with_before(Some(serde_json::json!({"limit_usd": "10.000000000"})))
+            .with_after(Some(serde_json::json!({"limit_usd": "25.000000000"}))),
+        e(3, "admin-token:growth-admin", "key.revoke", "key_b", Some("search"))
+            .with_before(Some(serde_json::json!({"revoked_at": null})))
+            .with_after(Some(serde_json::json!({"revoked_at": "2025-06-15T15:06:40Z"}))),
+        e(4, "cli:alice", "price.update", "price_update:1", None)
+            .with_after(Some(serde_json::json!({"id": 1, "changed": [{"rates": {"input": "2.5"}}]}))),
+        e(5, "admin-token:ops", "budget.delete", "team=growth/month", Some("growth"))
+            .with_before(Some(serde_json::json!({"limit_usd": "25.000000000"}))),
+        AuditEntry::new(BASE + 6_000, "reload", "system", "config.reload", "tollgate.toml"),
+    ]
+}
+
+async fn audit_pages(stores: &Stores, q: AuditQuery) -> Vec<Vec<AuditEntry>> {
+    let mut pages = Vec::new();
+    let mut q = q;
+    loop {
+        let page = stores.audit.list(q.clone()).await.unwrap();
+        pages.push(page.entries);
+        match page.next_cursor {
+            Some(c) => q.cursor = Some(c),
+            None => return pages,
+        }
+    }
+}
+
+pub async fn audit_log_lists_newest_first_filters_and_pages(stores: Stores) {
+    assert!(stores.audit.list(AuditQuery::default()).await.unwrap().entries.is_empty(), "empty at first");
+    let mut written = Vec::new();
+    for e in audit_entries() {
+        let id = stores.audit.record(e.clone()).await.unwrap();
+        written.push(AuditEntry { id: Some(id), ..e });
+    }
+    assert!(written.windows(2).all(|w| w[0].id < w[1].id), "ids increase");
+    let newest_first: Vec<AuditEntry> = written.iter().rev().cloned().collect();
+    let all = stores.audit.list(AuditQuery::default()).await.unwrap();
+    assert_eq!(all.entries, newest_first, "newest first, every field as recorded");
+    assert_eq!(all.next_cursor, None);
+    let ids = |q: AuditQuery| {
+        let stores = stores.clone();
+        async move {
+            let page = stores.audit.list(q).await.unwrap();
+            page.entries.iter().map(|e| e.target.clone() + "@" + &e.action).collect::<Vec<_>>()
+        }
+    };
+    // Time bounds: since inclusive, until exclusive.
+    let q = AuditQuery { since_ms: Some(BASE + 2_000), until_ms: Some(BASE + 5_000), ..AuditQuery::default() };
+    assert_eq!(
+        stores.audit.list(q).await.unwrap().entries.iter().map(|e| e.time_ms - BASE).collect::<Vec<_>>(),
+        vec![4_000, 3_000, 2_000]
+    );
+    let q = AuditQuery { actor: Some("cli:alice".into()), ..AuditQuery::default() };
+    assert_eq!(ids(q).await, vec!["price_update:1@price.update", "team=growth/month@budget.set"]);
+    let q = AuditQuery { action: Some("budget.set".into()), ..AuditQuery::default() };
+    assert_eq!(ids(q).await.len(), 2, "an exact action");
+    let q = AuditQuery { action: Some("budget.*".into()), ..AuditQuery::default() };
+    assert_eq!(
+        ids(q).await,
+        vec!["team=growth/month@budget.delete", "team=growth/month@budget.set", "team=growth/month@budget.set"],
+        "a family of actions"
+    );
+    let q = AuditQuery { action: Some("budget".into()), ..AuditQuery::default() };
+    assert!(ids(q).await.is_empty(), "no partial match without the prefix form");
+    let q = AuditQuery { action: Some("%".into()), ..AuditQuery::default() };
+    assert!(ids(q).await.is_empty(), "no wildcard of the database's");
+    let q = AuditQuery { team: Some("growth".into()), ..AuditQuery::default() };
+    assert_eq!(ids(q).await.len(), 4, "a team's entries only");
+    let q = AuditQuery {
+        team: Some("growth".into()),
+        actor: Some("admin-token:ops".into()),
+        action: Some("budget.*".into()),
+        ..AuditQuery::default()
+    };
+    assert_eq!(ids(q).await, vec!["team=growth/month@budget.delete", "team=growth/month@budget.set"], "filters add up");
+    // Paging, both ways: every entry once, in order.
+    let pages = audit_pages(&stores, AuditQuery { limit: 3, ..AuditQuery::default() }).await;
+    assert_eq!(pages.iter().map(Vec::len).collect::<Vec<_>>(), vec![3, 3, 1]);
+    assert_eq!(pages.concat(), newest_first);
+    let pages = audit_pages(&stores, AuditQuery { limit: 2, oldest_first: true, ..AuditQuery::default() }).await;
+    assert_eq!(pages.iter().map(Vec::len).collect::<Vec<_>>(), vec![2, 2, 2, 1]);
+    assert_eq!(pages.concat(), written);
+    let exact = audit_pages(&stores, AuditQuery { limit: 7, ..AuditQuery::default() }).await;
+    assert_eq!(exact.len(), 1, "a full last page has no next cursor");
+    let filtered = audit_pages(
+        &stores,
+        AuditQuery { limit: 1, team: Some("growth".into()), oldest_first: true, ..AuditQuery::default() },
+    )
+    .await;
+    assert_eq!(filtered.concat().iter().map(|e| e.time_ms - BASE).collect::<Vec<_>>(), vec![0, 1_000, 2_000, 5_000]);
+}
+
 /// One case's test in a backend's module. A case that cannot hold on a
 /// backend is listed here with the reason: it stays compiled and is run with
 /// `cargo test -- --ignored`, unchanged.
@@ -569,6 +678,7 @@ macro_rules! backends {
             case_test!($backend, spend_per_second_feeds_rolling_budgets);
             case_test!($backend, batch_objects_keep_their_first_owner);
             case_test!($backend, outcomes_are_stored_and_priced_per_success);
+            case_test!($backend, audit_log_lists_newest_first_filters_and_pages);
         }
     )*};
 }
@@ -1008,10 +1118,10 @@ async fn postgres_migrations_are_safe_when_replicas_start_at_once() {
         .iter()
         .map(|r| r.get(0))
         .collect();
-    assert_eq!(versions, vec![1, 2, 3, 4]);
+    assert_eq!(versions, vec![1, 2, 3, 4, 5]);
     // Opening again changes nothing.
     Stores::open(&db.url).await.unwrap();
-    assert_eq!(client.query("SELECT version FROM schema_migrations", &[]).await.unwrap().len(), 4);
+    assert_eq!(client.query("SELECT version FROM schema_migrations", &[]).await.unwrap().len(), 5);
 }
 
 /// A database left at migration 1 by the previous version gets the price
@@ -1026,7 +1136,8 @@ async fn postgres_database_at_migration_1_gets_price_updates_on_open() {
     tokio::spawn(conn);
     client
         .batch_execute(&format!(
-            "DROP TABLE price_updates; {UNDO_MIGRATION_4} {UNDO_MIGRATION_3} DELETE FROM schema_migrations WHERE version > 1"
+            "DROP TABLE price_updates; {UNDO_MIGRATION_5} {UNDO_MIGRATION_4} {UNDO_MIGRATION_3} \
+             DELETE FROM schema_migrations WHERE version > 1"
         ))
         .await
         .unwrap();
@@ -1038,7 +1149,7 @@ async fn postgres_database_at_migration_1_gets_price_updates_on_open() {
         .iter()
         .map(|r| r.get(0))
         .collect();
-    assert_eq!(versions, vec![1, 2, 3, 4]);
+    assert_eq!(versions, vec![1, 2, 3, 4, 5]);
     assert_eq!(stores.governance.list_budgets().await.unwrap(), vec![budget("b1", "growth", "10")]);
     assert_eq!(stores.governance.price_update_version().await.unwrap(), 0);
     let id = stores.governance.insert_price_update("p.toml".into(), "cli".into(), CATALOG.into(), 5).await.unwrap();
@@ -1049,6 +1160,9 @@ async fn postgres_database_at_migration_1_gets_price_updates_on_open() {
 const UNDO_MIGRATION_3: &str = "ALTER TABLE ledger DROP COLUMN web_search_requests, DROP COLUMN tool_cost_nanos, \
     DROP COLUMN provider_cost_nanos; ALTER TABLE ledger_hourly DROP COLUMN tool_cost_nanos, \
     DROP COLUMN web_search_requests;";
+
+/// Migration 5 undone: the audit log.
+const UNDO_MIGRATION_5: &str = "DROP TABLE audit_log;";
 
 /// Migration 4 undone: the ledger's media-unit columns.
 const UNDO_MIGRATION_4: &str = "ALTER TABLE ledger DROP COLUMN input_image_tokens, DROP COLUMN images, \
@@ -1115,7 +1229,7 @@ async fn postgres_database_at_migration_2_gets_tool_cost_columns_on_open() {
     tokio::spawn(conn);
     client
         .batch_execute(&format!(
-            "{UNDO_MIGRATION_4} {UNDO_MIGRATION_3} DELETE FROM schema_migrations WHERE version > 2"
+            "{UNDO_MIGRATION_5} {UNDO_MIGRATION_4} {UNDO_MIGRATION_3} DELETE FROM schema_migrations WHERE version > 2"
         ))
         .await
         .unwrap();
@@ -1145,7 +1259,7 @@ async fn postgres_database_at_migration_2_gets_tool_cost_columns_on_open() {
         .iter()
         .map(|r| r.get(0))
         .collect();
-    assert_eq!(versions, vec![1, 2, 3, 4]);
+    assert_eq!(versions, vec![1, 2, 3, 4, 5]);
     assert_eq!(columns("ledger").await, LEDGER_ADDED);
     assert_eq!(columns("ledger_hourly").await, ["tool_cost_nanos", "web_search_requests"]);
     let mut sorted = old_rows.clone();
@@ -1234,6 +1348,49 @@ async fn postgres_replicas_append_price_updates_at_once() {
     let stored: Vec<i64> = b.governance.price_updates().await.unwrap().iter().map(|u| u.id).collect();
     assert_eq!(stored, ids, "every update once, oldest first");
     assert_eq!(a.governance.price_update_version().await.unwrap(), *ids.last().unwrap());
+}
+
+/// A SQLite file written before the audit log gets it when opened, its other data kept.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_file_from_before_gets_the_audit_log_on_open() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("old.db").display());
+    {
+        let old = tollgate::store::sqlite::SqliteStore::open(&url).unwrap();
+        old.upsert_budget(&budget("b1", "growth", "10"), 1).unwrap();
+        old.with_reader(|c| Ok(c.execute_batch("DROP INDEX audit_log_ts; DROP TABLE audit_log")?)).unwrap();
+    }
+    let stores = Stores::open(&url).await.unwrap();
+    assert_eq!(stores.governance.list_budgets().await.unwrap(), vec![budget("b1", "growth", "10")]);
+    assert!(stores.audit.list(AuditQuery::default()).await.unwrap().entries.is_empty());
+    let e = AuditEntry::new(5, "cli:alice", "cli", "budget.delete", "b1");
+    let id = stores.audit.record(e.clone()).await.unwrap();
+    assert_eq!(stores.audit.list(AuditQuery::default()).await.unwrap().entries, vec![AuditEntry { id: Some(id), ..e }]);
+}
+
+/// A PostgreSQL database left at migration 4 gets the audit log (migration 5) when opened.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_database_at_migration_4_gets_the_audit_log_on_open() {
+    let Some(db) = services::PgDatabase::create().await else { return };
+    let stores = Stores::open(&db.url).await.unwrap();
+    stores.governance.upsert_budget(budget("b1", "growth", "10"), 1).await.unwrap();
+    drop(stores);
+    let (client, conn) = tokio_postgres::connect(&db.url, tokio_postgres::NoTls).await.unwrap();
+    tokio::spawn(conn);
+    client.batch_execute(&format!("{UNDO_MIGRATION_5} DELETE FROM schema_migrations WHERE version > 4")).await.unwrap();
+    let stores = Stores::open(&db.url).await.unwrap();
+    let versions: Vec<i64> = client
+        .query("SELECT version FROM schema_migrations ORDER BY 1", &[])
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(versions, vec![1, 2, 3, 4, 5]);
+    assert_eq!(stores.governance.list_budgets().await.unwrap(), vec![budget("b1", "growth", "10")]);
+    let e = AuditEntry::new(5, "cli:alice", "cli", "budget.delete", "b1");
+    let id = stores.audit.record(e.clone()).await.unwrap();
+    assert_eq!(stores.audit.list(AuditQuery::default()).await.unwrap().entries, vec![AuditEntry { id: Some(id), ..e }]);
 }
 
 /// A SQLite file written by the previous version (no price updates table)

@@ -830,6 +830,39 @@ async function anomalies(ctx) {
   ];
 }
 
+// ---------------------------------------------------------------- audit log
+
+/** A changed value, shortly: the fields that differ between before and after. */
+function auditChange(e) {
+  const b = e.before || {};
+  const a = e.after || {};
+  if (!e.before && e.after) return 'created';
+  if (e.before && !e.after) return 'deleted';
+  const keys = [...new Set([...Object.keys(b), ...Object.keys(a)])].filter((k) => JSON.stringify(b[k]) !== JSON.stringify(a[k]));
+  const show = (v) => (v === undefined ? '–' : typeof v === 'string' ? v : JSON.stringify(v));
+  return keys.slice(0, 4).map((k) => `${k}: ${show(b[k])} → ${show(a[k])}`).join('; ') || 'no field changed';
+}
+
+async function audit() {
+  const d = await api.getOptional('/api/v1/audit', [['limit', '200']]);
+  const entries = (d && d.entries) || [];
+  if (!entries.length) {
+    return [title('Audit log'), h('div', { class: 'empty-state', 'data-testid': 'no-audit' }, h('b', {}, d ? 'No changes recorded yet.' : 'The audit log is not available to this token.'),
+      h('p', {}, 'Every change to keys, budgets, prices and the configuration — who, what, when and from where — is listed here.'))];
+  }
+  return [
+    title('Audit log', 'Every change to keys, budgets, prices and the configuration: who made it, from where, and what it changed (secrets never appear).'),
+    card(null, table([
+      { label: 'When', cell: (e) => when(new Date(e.time_ms).toISOString()) },
+      { label: 'Who', cell: (e) => h('span', {}, e.actor, ' ', h('span', { class: 'muted' }, `(${e.actor_role})`)) },
+      { label: 'Action', cell: (e) => h('span', { class: 'badge' }, e.action) },
+      { label: 'Target', cell: (e) => h('span', { class: 'wrap' }, e.target || '–') },
+      { label: 'From', cell: (e) => e.source || '–' },
+      { label: 'Change', cell: (e) => h('span', { class: 'wrap' }, auditChange(e)) },
+    ], entries, { testid: 'audit-table' })),
+  ];
+}
+
 // ---------------------------------------------------------------- data quality
 
 async function quality(ctx) {
@@ -894,11 +927,12 @@ export const VIEWS = {
   prompts: { title: 'Prompt versions', render: prompts },
   budgets: { title: 'Budgets', render: budgets },
   anomalies: { title: 'Anomalies', render: anomalies },
+  audit: { title: 'Audit log', render: audit },
   quality: { title: 'Errors & data quality', render: quality },
 };
 
 export const NAV = [
   ['Spend', [['overview', 'Overview'], ['spenders', 'Top spenders'], ['models', 'Model mix'], ['tokens', 'Tokens & caching'], ['costs', 'Cost per request']]],
   ['Drill down', [['requests', 'Request log'], ['agents', 'Agent runs'], ['prompts', 'Prompt versions']]],
-  ['Watch', [['budgets', 'Budgets'], ['anomalies', 'Anomalies'], ['quality', 'Errors & data quality']]],
+  ['Watch', [['budgets', 'Budgets'], ['anomalies', 'Anomalies'], ['quality', 'Errors & data quality'], ['audit', 'Audit log']]],
 ];

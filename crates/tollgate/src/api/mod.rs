@@ -4,6 +4,7 @@
 //! without a configured token they are open, which the server only allows
 //! on a loopback address.
 
+pub mod audit;
 pub mod observe;
 pub mod prices;
 
@@ -19,9 +20,12 @@ use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
+pub use audit::Actor;
+
+use crate::audit::{budget_state, scope_team, BUDGET_DELETE, BUDGET_SET, KEY_CREATE, KEY_REVOKE};
 use crate::config::Role;
 use crate::error::ApiError;
-use crate::keys::{self, KeySpec};
+use crate::keys::{self, key_team, KeySpec};
 use crate::ledger::LedgerRow;
 use crate::state::AppState;
 use crate::store::RequestQuery;
@@ -33,6 +37,7 @@ pub fn routes() -> Router<Arc<AppState>> {
         .route("/api/v1/spend", get(spend))
         .route("/api/v1/budgets", get(budgets))
         .route("/api/v1/prompt-cache", get(prompt_cache))
+        .route("/api/v1/audit", get(audit::list))
         .route("/admin/v1/budgets", get(budgets).post(set_budget))
         .route("/admin/v1/budgets/{id}", axum::routing::delete(delete_budget))
         .route("/admin/v1/keys", get(list_keys).post(create_key))
@@ -52,17 +57,21 @@ pub(crate) async fn admin_gate(
 ) -> Response {
     let access =
         if matches!(*req.method(), http::Method::GET | http::Method::HEAD) { Access::Read } else { Access::Write };
-    let open = state.config.server.admin_token.is_none() && state.config.admin_tokens.is_empty();
+    let open = state.config().server.admin_token.is_none() && state.config().admin_tokens.is_empty();
     let mut req = req;
     if open {
         if let Err(e) = same_origin(req.headers()) {
             return e.into_response();
         }
+        let actor = Actor::admin("loopback".into(), &Role::Admin, audit::peer_of(&req));
+        req.extensions_mut().insert(actor);
         req.extensions_mut().insert(Caller::Admin(Role::Admin));
         return next.run(req).await;
     }
     match authorize(&state, req.headers(), access) {
-        Ok(role) => {
+        Ok((role, name)) => {
+            let actor = Actor::admin(name, &role, audit::peer_of(&req));
+            req.extensions_mut().insert(actor);
             req.extensions_mut().insert(Caller::Admin(role));
             next.run(req).await
         }
@@ -71,6 +80,9 @@ pub(crate) async fn admin_gate(
             let outcome = req.method() == http::Method::POST && req.uri().path() == "/api/v1/outcomes";
             if outcome {
                 if let Ok(crate::auth::Principal::Key(k)) = state.auth.authenticate(req.headers(), now_ms()).await {
+                    let actor =
+                        Actor { name: format!("key:{}", k.id), role: "key".into(), source: audit::peer_of(&req) };
+                    req.extensions_mut().insert(actor);
                     req.extensions_mut().insert(Caller::Key(k.id.clone()));
                     return next.run(req).await;
                 }
@@ -148,11 +160,13 @@ pub enum Access {
 /// Who is calling the admin / analytics API, deny by default: the admin token
 /// (`TOLLGATE_ADMIN_TOKEN`) or one of `[[admin_tokens]]` with its role. With no
 /// token configured at all the API is open (the server only allows that on loopback).
-pub(crate) fn authorize(state: &AppState, headers: &HeaderMap, access: Access) -> Result<Role, ApiError> {
-    let main = &state.config.server.admin_token;
-    let tokens = &state.config.admin_tokens;
+/// The role, and the caller's name for the audit log: `admin-token:main` (the
+/// server's own token), `admin-token:<name>` (`[[admin_tokens]]`) or `loopback`.
+pub(crate) fn authorize(state: &AppState, headers: &HeaderMap, access: Access) -> Result<(Role, String), ApiError> {
+    let main = &state.config().server.admin_token;
+    let tokens = &state.config().admin_tokens;
     if main.is_none() && tokens.is_empty() {
-        return Ok(Role::Admin);
+        return Ok((Role::Admin, "loopback".into()));
     }
     let denied =
         || ApiError::InvalidApiKey { message: "admin routes need `Authorization: Bearer <admin token>`".into() };
@@ -160,17 +174,17 @@ pub(crate) fn authorize(state: &AppState, headers: &HeaderMap, access: Access) -
     // Compare keyed hashes so the comparison takes the same time whatever matches.
     let h = state.auth.hasher();
     let hp = h.hash(presented);
-    let role = if main.as_ref().is_some_and(|t| h.hash(t.expose()) == hp) {
-        Role::Admin
+    let (role, name) = if main.as_ref().is_some_and(|t| h.hash(t.expose()) == hp) {
+        (Role::Admin, "admin-token:main".to_owned())
     } else if let Some(t) = tokens.iter().find(|t| h.hash(t.token.expose()) == hp) {
-        t.role.clone()
+        (t.role.clone(), format!("admin-token:{}", t.name))
     } else {
         return Err(denied());
     };
     if access == Access::Write && role == Role::Viewer {
         return Err(ApiError::Forbidden { message: "the viewer role cannot change anything".into() });
     }
-    Ok(role)
+    Ok((role, name))
 }
 
 /// A storage failure, as the client sees it: a 500 (the detail goes to the log).
@@ -198,13 +212,12 @@ pub async fn models(State(state): State<Arc<AppState>>, headers: HeaderMap) -> R
         state.observer.auth_refused();
         return e.into_response_for(shape);
     }
-    let mut names: Vec<(&str, &str)> = state
-        .config
+    let config = state.config();
+    let mut names: Vec<(&str, &str)> = config
         .routes
         .values()
         .map(|r| {
-            let owner =
-                r.targets.first().map(|t| state.config.providers[t.provider].name.as_str()).unwrap_or("tollgate");
+            let owner = r.targets.first().map(|t| config.providers[t.provider].name.as_str()).unwrap_or("tollgate");
             (r.name.as_str(), owner)
         })
         .collect();
@@ -332,6 +345,7 @@ struct CreateKeyBody {
 async fn create_key(
     State(state): State<Arc<AppState>>,
     Extension(caller): Extension<Caller>,
+    Extension(actor): Extension<Actor>,
     body: axum::body::Bytes,
 ) -> Response {
     let run = async {
@@ -355,18 +369,17 @@ async fn create_key(
             spec.enforce_tags.retain(|(k, _)| k != "team");
             spec.enforce_tags.push(("team".into(), t.to_string()));
         }
-        let created =
-            keys::create_governed(&state.stores, &state.governor, state.auth.hasher(), spec, now_ms()).await?;
+        let now = now_ms();
+        let created = keys::create_governed(&state.stores, &state.governor, state.auth.hasher(), spec, now).await?;
+        let after = keys::audit_state(&created.record, created.budget.as_ref(), &created.limits);
+        let entry = actor.entry(now, KEY_CREATE, &created.record.id).with_team(keys::key_team(&created.record));
+        state.stores.record_audit(entry.with_after(Some(after))).await;
         Ok::<_, ApiError>((StatusCode::CREATED, Json(keys::created_json(&created))))
     };
     match run.await {
         Ok(r) => r.into_response(),
         Err(e) => e.into_response(),
     }
-}
-
-fn key_team(k: &crate::store::KeyRecord) -> Option<&str> {
-    k.enforced_tags.get("team").or_else(|| k.default_tags.get("team")).map(String::as_str)
 }
 
 async fn list_keys(State(state): State<Arc<AppState>>, Extension(caller): Extension<Caller>) -> Response {
@@ -390,22 +403,41 @@ async fn list_keys(State(state): State<Arc<AppState>>, Extension(caller): Extens
 async fn revoke_key(
     State(state): State<Arc<AppState>>,
     Extension(caller): Extension<Caller>,
+    Extension(actor): Extension<Actor>,
     Path(id): Path<String>,
 ) -> Response {
     let role = match caller.role() {
         Ok(r) => r,
         Err(e) => return e.into_response(),
     };
+    // The key as it was (the audit log's "before"; a team admin's ownership check).
+    let before = state.stores.keys.list_keys().await.map(|list| list.into_iter().find(|k| k.id == id));
     if let Some(t) = team_of(&role) {
-        let keys = state.stores.keys.list_keys().await;
-        let ok = matches!(&keys, Ok(list) if list.iter().any(|k| k.id == id && key_team(k) == Some(t)));
+        let ok = matches!(&before, Ok(Some(k)) if key_team(k) == Some(t));
         if !ok {
             return not_your_team(t).into_response();
         }
     }
-    match state.stores.keys.revoke_key(id.clone(), now_ms()).await {
+    let now = now_ms();
+    match state.stores.keys.revoke_key(id.clone(), now).await {
         Ok(true) => {
             state.auth.invalidate();
+            // Revoking a revoked key changes nothing: no entry.
+            let before = before.ok().flatten();
+            if before.as_ref().is_none_or(|k| k.revoked_ms.is_none()) {
+                let entry = actor.entry(now, KEY_REVOKE, &id);
+                let entry = match before {
+                    Some(k) => {
+                        let after = crate::store::KeyRecord { revoked_ms: Some(now), ..k.clone() };
+                        entry
+                            .with_team(key_team(&k))
+                            .with_before(Some(keys::audit_state(&k, None, &[])))
+                            .with_after(Some(keys::audit_state(&after, None, &[])))
+                    }
+                    None => entry.with_after(Some(json!({"id": id, "revoked_at": ms3339(now)}))),
+                };
+                state.stores.record_audit(entry).await;
+            }
             Json(json!({"id": id, "revoked": true})).into_response()
         }
         Ok(false) => (
@@ -495,7 +527,7 @@ pub fn budget_json(b: &crate::govern::BudgetStatus, now_ms: i64) -> Value {
 
 /// Budgets written in the config file change only with the file.
 fn from_config(state: &AppState, id: &str) -> bool {
-    state.config.governance.budgets.iter().any(|b| b.id == id)
+    state.config().governance.budgets.iter().any(|b| b.id == id)
 }
 
 fn read_only(id: &str) -> ApiError {
@@ -577,6 +609,7 @@ pub fn budget_spec(b: BudgetBody) -> Result<crate::budget::BudgetSpec, ApiError>
 async fn set_budget(
     State(state): State<Arc<AppState>>,
     Extension(caller): Extension<Caller>,
+    Extension(actor): Extension<Actor>,
     body: axum::body::Bytes,
 ) -> Response {
     let run = async {
@@ -598,7 +631,17 @@ async fn set_budget(
             }
         }
         let now = now_ms();
+        let before = stored_budget(&state, &spec.id).await;
         state.stores.governance.upsert_budget(spec.clone(), now).await.map_err(internal)?;
+        // Setting a budget to what it was changes nothing: no entry.
+        if before.as_ref() != Some(&spec) {
+            let entry = actor
+                .entry(now, BUDGET_SET, &spec.id)
+                .with_team(scope_team(&spec.scope))
+                .with_before(before.as_ref().map(budget_state))
+                .with_after(Some(budget_state(&spec)));
+            state.stores.record_audit(entry).await;
+        }
         crate::govern::install_budget(&state.stores, &state.governor, spec.clone(), now).await.map_err(internal)?;
         let now = now_ms();
         let st = state.governor.status(now).await.into_iter().find(|b| b.spec.id == spec.id);
@@ -613,6 +656,7 @@ async fn set_budget(
 async fn delete_budget(
     State(state): State<Arc<AppState>>,
     Extension(caller): Extension<Caller>,
+    Extension(actor): Extension<Actor>,
     Path(id): Path<String>,
 ) -> Response {
     let role = match caller.role() {
@@ -629,8 +673,17 @@ async fn delete_budget(
             return not_your_team(t).into_response();
         }
     }
+    let before = stored_budget(&state, &id).await;
+    let now = now_ms();
     match state.stores.governance.delete_budget(id.clone()).await {
         Ok(found) => {
+            if found {
+                let entry = actor
+                    .entry(now, BUDGET_DELETE, &id)
+                    .with_team(before.as_ref().and_then(|b| scope_team(&b.scope)))
+                    .with_before(before.as_ref().map(budget_state));
+                state.stores.record_audit(entry).await;
+            }
             let in_memory = state.governor.remove_budget(&id);
             if found || in_memory {
                 Json(json!({"id": id, "deleted": true})).into_response()
@@ -640,6 +693,12 @@ async fn delete_budget(
         }
         Err(e) => internal(e).into_response(),
     }
+}
+
+/// A budget as stored (set through the API or CLI), for the audit log's
+/// "before"; `None` when there is none, or the store cannot say.
+async fn stored_budget(state: &AppState, id: &str) -> Option<crate::budget::BudgetSpec> {
+    state.stores.governance.list_budgets().await.ok()?.into_iter().find(|b| b.id == id)
 }
 
 /// `GET /api/v1/prompt-cache?by=model|key|prompt&from=7d`: provider prompt-cache insight.

@@ -8,7 +8,7 @@ use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json, Router};
 use serde_json::{json, Value};
 
-use super::{internal, Caller};
+use super::{internal, Actor, Caller};
 use crate::config::Role;
 use crate::error::ApiError;
 use crate::price_update::{self, Format};
@@ -73,6 +73,7 @@ struct UpdateBody {
 async fn apply(
     State(state): State<Arc<AppState>>,
     Extension(caller): Extension<Caller>,
+    Extension(actor): Extension<Actor>,
     body: axum::body::Bytes,
 ) -> Response {
     let run = async {
@@ -94,6 +95,11 @@ async fn apply(
                 .map_err(|e| ApiError::Internal { message: e.to_string() })?
         };
         let mut v = price_update::diff_json(&diff);
+        if let Some(id) = id {
+            let (before, after) = crate::audit::price_update_states(id, &source, &v);
+            let entry = actor.entry(now, crate::audit::PRICE_UPDATE, format!("price_update:{id}"));
+            state.stores.record_audit(entry.with_before(Some(before)).with_after(Some(after))).await;
+        }
         v["applied"] = json!(id.is_some());
         v["id"] = json!(id);
         Ok::<_, ApiError>(Json(v))

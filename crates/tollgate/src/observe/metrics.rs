@@ -5,8 +5,10 @@
 //! codes and token buckets are closed sets; providers come from the config;
 //! a served model gets its own label only when it is configured or priced by
 //! the catalog on a successful answer, and only up to [`MAX_MODELS`] names
-//! (the rest are `other`).
-//! Tag values, users, keys and trace ids are never labels.
+//! (the rest are `other`). A team gets its own `team` label value only when
+//! the configuration file names it (a `[[budgets]]` scope or a team admin
+//! token), up to [`MAX_TEAMS`]; other team tags count as `other`.
+//! Other tag values, users, keys and trace ids are never labels.
 
 use std::collections::{BTreeMap, HashSet};
 use std::fmt::Write as _;
@@ -23,6 +25,8 @@ pub const MAX_MODELS: usize = 64;
 pub const MAX_PROVIDERS: usize = 32;
 /// Distinct budgets reported as gauges.
 pub const MAX_BUDGETS: usize = 256;
+/// Distinct team label values (teams named in the configuration file).
+pub const MAX_TEAMS: usize = 64;
 
 const ENDPOINTS: [&str; 5] = ["chat.completions", "embeddings", "responses", "messages", "other"];
 const CLASSES: [&str; 6] = ["1xx", "2xx", "3xx", "4xx", "5xx", "other"];
@@ -59,6 +63,9 @@ const TOKEN_BUCKETS: [&str; 9] = [
 ];
 /// Histogram upper bounds in milliseconds (rendered in seconds).
 const BOUNDS_MS: [u64; 14] = [5, 10, 25, 50, 100, 250, 500, 1_000, 2_500, 5_000, 10_000, 30_000, 60_000, 120_000];
+/// Upper bounds of the gateway-overhead histogram, in milliseconds (the
+/// ledger's latencies are whole milliseconds: `0.001` holds "under 1 ms").
+const OVERHEAD_BOUNDS_MS: [u64; 12] = [1, 2, 5, 10, 25, 50, 100, 250, 500, 1_000, 2_500, 5_000];
 
 const NONE: u16 = 0;
 const OTHER: u16 = 1;
@@ -109,16 +116,22 @@ impl Names {
     }
 }
 
-#[derive(Debug, Default, Clone, Copy)]
-struct Hist {
-    buckets: [u64; BOUNDS_MS.len()],
+#[derive(Debug, Clone, Copy)]
+struct Hist<const N: usize> {
+    buckets: [u64; N],
     count: u64,
     sum_ms: u64,
 }
 
-impl Hist {
-    fn observe(&mut self, ms: u64) {
-        if let Some(i) = BOUNDS_MS.iter().position(|b| ms <= *b) {
+impl<const N: usize> Default for Hist<N> {
+    fn default() -> Self {
+        Hist { buckets: [0; N], count: 0, sum_ms: 0 }
+    }
+}
+
+impl<const N: usize> Hist<N> {
+    fn observe(&mut self, bounds: &[u64; N], ms: u64) {
+        if let Some(i) = bounds.iter().position(|b| ms <= *b) {
             self.buckets[i] += 1;
         }
         self.count += 1;
@@ -131,10 +144,11 @@ struct ModelStats {
     tokens: [u64; TOKEN_BUCKETS.len()],
     cost_nanos: i64,
     cache_savings_nanos: i64,
+    response_cache_savings_nanos: i64,
     unpriced: u64,
     estimated: u64,
-    latency: Hist,
-    ttft: Hist,
+    latency: Hist<{ BOUNDS_MS.len() }>,
+    ttft: Hist<{ BOUNDS_MS.len() }>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -165,6 +179,14 @@ struct Inner {
     provider_costs: crate::FastMap<u16, (u64, u64)>,
     /// Per provider: server-side web searches.
     web_searches: crate::FastMap<u16, u64>,
+    teams: Names,
+    /// Priced spend in nanos by team label.
+    team_cost: crate::FastMap<u16, i64>,
+    /// By the provider of the first attempt: requests that moved on to
+    /// another target (provider or model).
+    fallbacks: crate::FastMap<u16, u64>,
+    /// Gateway overhead of non-streamed answered requests.
+    overhead: Hist<{ OVERHEAD_BOUNDS_MS.len() }>,
 }
 
 /// The gateway's counters.
@@ -188,6 +210,7 @@ impl Metrics {
     pub fn new(config: Option<&Config>) -> Metrics {
         let mut known_models = HashSet::new();
         let mut providers = Names::new(MAX_PROVIDERS);
+        let mut teams = Names::new(MAX_TEAMS);
         if let Some(c) = config {
             for p in &c.providers {
                 providers.index(Some(&p.name), true);
@@ -195,6 +218,15 @@ impl Metrics {
             for r in c.routes.values() {
                 known_models.insert(r.name.clone());
                 known_models.extend(r.targets.iter().map(|t| t.model.clone()));
+            }
+            // The teams the configuration names: budget scopes, team admins.
+            let budget_teams = c.governance.budgets.iter().filter_map(|b| b.scope.0.get("team"));
+            let admin_teams = c.admin_tokens.iter().filter_map(|t| match &t.role {
+                crate::config::Role::TeamAdmin(team) => Some(team),
+                _ => None,
+            });
+            for t in budget_teams.chain(admin_teams) {
+                teams.index(Some(t), true);
             }
         }
         Metrics {
@@ -210,6 +242,10 @@ impl Metrics {
                 budgets: BTreeMap::new(),
                 provider_costs: Default::default(),
                 web_searches: Default::default(),
+                teams,
+                team_cost: Default::default(),
+                fallbacks: Default::default(),
+                overhead: Hist::default(),
             }),
             known_models,
         }
@@ -268,6 +304,25 @@ impl Metrics {
         if u.web_search_requests > 0 {
             *g.web_searches.entry(provider).or_default() += u.web_search_requests;
         }
+        // Teams outside the configuration share `other` (no allocation).
+        let team = g.teams.index(row.attribution.tag("team"), false);
+        let spent = g.team_cost.entry(team).or_default();
+        if let Some(c) = row.cost {
+            *spent = spent.saturating_add(c.nanos());
+        }
+        if let Some((first, rest)) = row.attempt_log.split_first() {
+            if rest.iter().any(|a| a.provider != first.provider || a.model != first.model) {
+                let p = g.providers.index(Some(&first.provider), true);
+                *g.fallbacks.entry(p).or_default() += 1;
+            }
+            // What the gateway added to a non-streamed answer: the whole
+            // request less the upstream calls (a stream's duration is the
+            // model's, so streams are left out).
+            if row.status < 400 && !row.streamed {
+                let upstream = row.attempt_log.iter().fold(0u64, |t, a| t.saturating_add(a.latency_ms));
+                g.overhead.observe(&OVERHEAD_BOUNDS_MS, row.latency_ms.saturating_sub(upstream));
+            }
+        }
         let s = g.per_model.entry((provider, model)).or_default();
         for (t, n) in s.tokens.iter_mut().zip(tokens) {
             *t += n;
@@ -277,12 +332,14 @@ impl Metrics {
             None => s.unpriced += 1,
         }
         s.cache_savings_nanos = s.cache_savings_nanos.saturating_add(row.cache_savings.nanos());
+        s.response_cache_savings_nanos =
+            s.response_cache_savings_nanos.saturating_add(row.response_cache_savings.nanos());
         if row.usage_source == UsageSource::Estimated {
             s.estimated += 1;
         }
-        s.latency.observe(row.latency_ms);
+        s.latency.observe(&BOUNDS_MS, row.latency_ms);
         if let Some(t) = row.ttft_ms {
-            s.ttft.observe(t);
+            s.ttft.observe(&BOUNDS_MS, t);
         }
     }
 
@@ -365,6 +422,24 @@ impl Metrics {
         }
         head(
             o,
+            "tollgate_team_cost_usd_total",
+            "counter",
+            "Priced spend in USD by team (teams named in the configuration; `other` for the rest, `none` without a team tag).",
+        );
+        // Configured teams from the start (at 0), `none` and `other` once seen.
+        for i in 0..g.teams.names.len() as u16 {
+            let nanos = g.team_cost.get(&i).copied();
+            if i > OTHER || nanos.is_some() {
+                let _ = writeln!(
+                    o,
+                    "tollgate_team_cost_usd_total{{team=\"{}\"}} {}",
+                    esc(g.teams.get(i)),
+                    Money::from_nanos(nanos.unwrap_or(0))
+                );
+            }
+        }
+        head(
+            o,
             "tollgate_cache_savings_usd_total",
             "counter",
             "What provider cache reads saved against the uncached input rate, in USD.",
@@ -373,6 +448,17 @@ impl Metrics {
             o.push_str("tollgate_cache_savings_usd_total{");
             pm(o, &g, **k);
             let _ = writeln!(o, "}} {}", Money::from_nanos(s.cache_savings_nanos));
+        }
+        head(
+            o,
+            "tollgate_response_cache_savings_usd_total",
+            "counter",
+            "What gateway response-cache hits avoided paying (the cached answer's original cost), in USD.",
+        );
+        for (k, s) in &models {
+            o.push_str("tollgate_response_cache_savings_usd_total{");
+            pm(o, &g, **k);
+            let _ = writeln!(o, "}} {}", Money::from_nanos(s.response_cache_savings_nanos));
         }
         head(
             o,
@@ -403,7 +489,7 @@ impl Metrics {
             "Time from arrival to the ledger row (whole request, stream included).",
         );
         for (k, s) in &models {
-            hist(o, "tollgate_request_duration_seconds", &s.latency, |o| pm(o, &g, **k));
+            hist(o, "tollgate_request_duration_seconds", &BOUNDS_MS, &s.latency, |o| pm(o, &g, **k));
         }
         head(
             o,
@@ -413,9 +499,16 @@ impl Metrics {
         );
         for (k, s) in &models {
             if s.ttft.count > 0 {
-                hist(o, "tollgate_time_to_first_token_seconds", &s.ttft, |o| pm(o, &g, **k));
+                hist(o, "tollgate_time_to_first_token_seconds", &BOUNDS_MS, &s.ttft, |o| pm(o, &g, **k));
             }
         }
+        head(
+            o,
+            "tollgate_gateway_overhead_seconds",
+            "histogram",
+            "Time the gateway added to a non-streamed answered request: the whole request less its upstream calls.",
+        );
+        hist_unlabelled(o, "tollgate_gateway_overhead_seconds", &OVERHEAD_BOUNDS_MS, &g.overhead);
 
         head(o, "tollgate_cache_requests_total", "counter", "Requests by gateway response-cache result.");
         for (c, n) in CACHE.iter().zip(g.cache) {
@@ -435,6 +528,24 @@ impl Metrics {
         );
         for (p, (_, r)) in &att {
             let _ = writeln!(o, "tollgate_upstream_retries_total{{provider=\"{}\"}} {r}", esc(g.providers.get(**p)));
+        }
+        head(
+            o,
+            "tollgate_fallback_requests_total",
+            "counter",
+            "Requests that moved on from their first target to another provider or model, by the first target's provider.",
+        );
+        // Configured providers from the start (at 0), `none` and `other` once seen.
+        for i in 0..g.providers.names.len() as u16 {
+            let n = g.fallbacks.get(&i).copied();
+            if i > OTHER || n.is_some() {
+                let _ = writeln!(
+                    o,
+                    "tollgate_fallback_requests_total{{provider=\"{}\"}} {}",
+                    esc(g.providers.get(i)),
+                    n.unwrap_or(0)
+                );
+            }
         }
         head(o, "tollgate_client_disconnects_total", "counter", "Requests whose client hung up before the end.");
         let _ = writeln!(o, "tollgate_client_disconnects_total {}", g.client_disconnects);
@@ -513,9 +624,9 @@ fn head(o: &mut String, name: &str, kind: &str, help: &str) {
     let _ = writeln!(o, "# HELP {name} {help}\n# TYPE {name} {kind}");
 }
 
-fn hist(o: &mut String, name: &str, h: &Hist, labels: impl Fn(&mut String)) {
+fn hist<const N: usize>(o: &mut String, name: &str, bounds: &[u64; N], h: &Hist<N>, labels: impl Fn(&mut String)) {
     let mut cum = 0;
-    for (b, n) in BOUNDS_MS.iter().zip(h.buckets) {
+    for (b, n) in bounds.iter().zip(h.buckets) {
         cum += n;
         let _ = write!(o, "{name}_bucket{{");
         labels(o);
@@ -530,6 +641,18 @@ fn hist(o: &mut String, name: &str, h: &Hist, labels: impl Fn(&mut String)) {
     let _ = write!(o, "{name}_count{{");
     labels(o);
     let _ = writeln!(o, "}} {}", h.count);
+}
+
+/// A histogram without labels of its own.
+fn hist_unlabelled<const N: usize>(o: &mut String, name: &str, bounds: &[u64; N], h: &Hist<N>) {
+    let mut cum = 0;
+    for (b, n) in bounds.iter().zip(h.buckets) {
+        cum += n;
+        let _ = writeln!(o, "{name}_bucket{{le=\"{}\"}} {cum}", seconds(*b));
+    }
+    let _ = writeln!(o, "{name}_bucket{{le=\"+Inf\"}} {}", h.count);
+    let _ = writeln!(o, "{name}_sum {}", seconds(h.sum_ms));
+    let _ = writeln!(o, "{name}_count {}", h.count);
 }
 
 /// Milliseconds as a decimal number of seconds, without going through a float.

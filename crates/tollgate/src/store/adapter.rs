@@ -6,9 +6,10 @@ use std::sync::Arc;
 
 use super::sqlite::{BatchOwner, SqliteStore};
 use super::{
-    BatchStore, GovernanceStore, KeyRecord, KeyStore, LedgerSink, NewKey, OutcomeStore, PriceUpdate, Reports,
+    AuditLog, BatchStore, GovernanceStore, KeyRecord, KeyStore, LedgerSink, NewKey, OutcomeStore, PriceUpdate, Reports,
     RequestLog, RequestPage, RequestQuery, StoreError, StoreFuture,
 };
+use crate::audit::{AuditEntry, AuditPage, AuditQuery};
 use crate::budget::{BudgetSpec, RateLimitSpec};
 use crate::outcome::{CostQuery, CostReport, Outcome};
 use crate::query::{PromptCacheRow, SpendQuery, SpendReport};
@@ -171,6 +172,15 @@ impl BatchStore for Sqlite {
     }
     fn batch_of_file(&self, file_id: String) -> StoreFuture<'_, Option<String>> {
         blocking(&self.0, move |db| db.batch_of_file(&file_id))
+    }
+}
+
+impl AuditLog for Sqlite {
+    fn record(&self, entry: AuditEntry) -> StoreFuture<'_, i64> {
+        blocking(&self.0, move |db| db.record_audit(&entry))
+    }
+    fn list(&self, q: AuditQuery) -> StoreFuture<'_, AuditPage> {
+        blocking(&self.0, move |db| db.audit(&q))
     }
 }
 

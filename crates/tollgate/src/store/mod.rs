@@ -1,5 +1,5 @@
 //! Storage, by capability: keys, the ledger sink, the request log, reports,
-//! governance, outcomes and batches, each a trait.
+//! governance, outcomes, batches and the audit log, each a trait.
 //!
 //! Every capability is a trait of async calls (boxed futures, so a store can
 //! sit behind `Arc<dyn …>`), except the ledger sink, which is called only
@@ -24,6 +24,7 @@ use std::collections::BTreeMap;
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
+use crate::audit::{AuditEntry, AuditPage, AuditQuery};
 use crate::budget::{BudgetSpec, RateLimitSpec};
 use crate::outcome::{CostQuery, CostReport, Outcome};
 use crate::query::{PromptCacheRow, SpendQuery, SpendReport};
@@ -220,6 +221,17 @@ pub trait BatchStore: Send + Sync {
     fn batch_of_file(&self, file_id: String) -> StoreFuture<'_, Option<String>>;
 }
 
+/// Who changed keys, budgets, limits, prices and the configuration: an
+/// append-only log, kept by the primary store (never the analytics store).
+pub trait AuditLog: Send + Sync {
+    /// Appends an entry as given (its `id` is ignored; callers scrub it
+    /// first, see [`Stores::record_audit`]); returns the id it was given.
+    fn record(&self, entry: AuditEntry) -> StoreFuture<'_, i64>;
+    /// The entries `q` asks for, newest first (oldest first with
+    /// `q.oldest_first`), a page at a time.
+    fn list(&self, q: AuditQuery) -> StoreFuture<'_, AuditPage>;
+}
+
 /// Every capability, each behind its trait, opened from `[storage] url`.
 #[derive(Clone)]
 pub struct Stores {
@@ -234,6 +246,8 @@ pub struct Stores {
     pub governance: Arc<dyn GovernanceStore>,
     pub outcomes: Arc<dyn OutcomeStore>,
     pub batches: Arc<dyn BatchStore>,
+    /// The audit log (always the primary store).
+    pub audit: Arc<dyn AuditLog>,
     /// The analytics store, when `[storage] analytics_url` names one (its
     /// hourly rollup is kept up to date by the server).
     pub analytics: Option<Arc<clickhouse::ClickHouse>>,
@@ -287,14 +301,30 @@ impl Stores {
 
     /// The same stores with an analytics store: every ledger row goes to the
     /// primary and then to `analytics` ([`Tee`]), and the request log and the
-    /// reports read `analytics`; keys, governance, outcomes and batches stay
-    /// on the primary (outcome costs join the primary's own ledger).
+    /// reports read `analytics`; keys, governance, outcomes, batches and the
+    /// audit log stay on the primary (outcome costs join the primary's own ledger).
     pub fn with_analytics(mut self, analytics: Arc<clickhouse::ClickHouse>) -> Stores {
         self.ledger = Arc::new(Tee { primary: self.ledger, analytics: analytics.clone() });
         self.requests = analytics.clone();
         self.reports = analytics.clone();
         self.analytics = Some(analytics);
         self
+    }
+
+    /// Records a change in the audit log, with secret-looking fields scrubbed
+    /// from its states ([`crate::audit::scrub`]). Never fails the change it
+    /// records: an entry the store cannot take is logged (a warning with the
+    /// entry's who, what and target) and dropped. Returns the id when stored.
+    pub async fn record_audit(&self, entry: AuditEntry) -> Option<i64> {
+        let entry = entry.scrubbed();
+        let (actor, action, target) = (entry.actor.clone(), entry.action.clone(), entry.target.clone());
+        match self.audit.record(entry).await {
+            Ok(id) => Some(id),
+            Err(error) => {
+                tracing::warn!(%error, %actor, %action, %target, "cannot write the audit log entry");
+                None
+            }
+        }
     }
 
     /// The same stores with other budget and rate counters.
@@ -314,7 +344,8 @@ impl Stores {
             reports: db.clone(),
             governance: db.clone(),
             outcomes: db.clone(),
-            batches: db,
+            batches: db.clone(),
+            audit: db,
             counters: Arc::new(counters::MemoryCounters::default()),
             analytics: None,
             file: None,
@@ -333,7 +364,8 @@ impl Stores {
             reports: s.clone(),
             governance: s.clone(),
             outcomes: s.clone(),
-            batches: s,
+            batches: s.clone(),
+            audit: s,
             counters: Arc::new(counters::MemoryCounters::default()),
             analytics: None,
             file,

@@ -19,10 +19,11 @@ use tollgate_units::{Money, Usage};
 
 use super::sql::{self, int, Arg, Dialect, OutcomeJoin, PromptCachePart, Sql, LEDGER_COLUMNS, LEDGER_COLUMN_COUNT};
 use super::{
-    BatchOwner, BatchStore, GovernanceStore, KeyRecord, KeyStore, LedgerSink, NewKey, OutcomeStore, PriceUpdate,
-    Reports, RequestLog, RequestPage, RequestQuery, StoreError, StoreFuture,
+    AuditLog, BatchOwner, BatchStore, GovernanceStore, KeyRecord, KeyStore, LedgerSink, NewKey, OutcomeStore,
+    PriceUpdate, Reports, RequestLog, RequestPage, RequestQuery, StoreError, StoreFuture,
 };
 use crate::attribution::Attribution;
+use crate::audit::{AuditEntry, AuditPage, AuditQuery};
 use crate::budget::{Action, BudgetSpec, LimitKind, Period, RateLimitSpec, Scope};
 use crate::outcome::{CostQuery, CostReport, Outcome, Subject};
 use crate::query::{PromptCacheRow, SpendQuery, SpendReport};
@@ -218,6 +219,26 @@ ALTER TABLE ledger ADD COLUMN IF NOT EXISTS input_image_tokens BIGINT NOT NULL D
 ALTER TABLE ledger ADD COLUMN IF NOT EXISTS images BIGINT NOT NULL DEFAULT 0;
 ALTER TABLE ledger ADD COLUMN IF NOT EXISTS audio_ms BIGINT NOT NULL DEFAULT 0;
 ALTER TABLE ledger ADD COLUMN IF NOT EXISTS characters BIGINT NOT NULL DEFAULT 0;
+"#,
+    ),
+    (
+        5,
+        // The audit log: who changed keys, budgets, limits, prices or the
+        // configuration, what before and after (JSON text), when, from where.
+        r#"
+CREATE TABLE IF NOT EXISTS audit_log (
+    id          BIGSERIAL PRIMARY KEY,
+    ts_ms       BIGINT NOT NULL,
+    actor       TEXT NOT NULL,
+    actor_role  TEXT NOT NULL,
+    action      TEXT NOT NULL,
+    target      TEXT NOT NULL,
+    team        TEXT,
+    before_json TEXT,
+    after_json  TEXT,
+    source      TEXT
+);
+CREATE INDEX IF NOT EXISTS audit_log_ts ON audit_log (ts_ms);
 "#,
     ),
 ];
@@ -1050,6 +1071,60 @@ impl GovernanceStore for Postgres {
 
     fn price_update_version(&self) -> StoreFuture<'_, i64> {
         Box::pin(async move { Ok(self.client().await?.query_one(sql::PRICE_UPDATE_VERSION, &[]).await?.try_get(0)?) })
+    }
+}
+
+impl AuditLog for Postgres {
+    fn record(&self, e: AuditEntry) -> StoreFuture<'_, i64> {
+        Box::pin(async move {
+            let row = self
+                .client()
+                .await?
+                .query_one(
+                    &format!(
+                        "INSERT INTO audit_log ({}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) RETURNING id",
+                        sql::AUDIT_COLUMNS
+                    ),
+                    &[
+                        &e.time_ms,
+                        &e.actor,
+                        &e.actor_role,
+                        &e.action,
+                        &e.target,
+                        &e.team,
+                        &sql::audit_state(&e.before),
+                        &sql::audit_state(&e.after),
+                        &e.source,
+                    ],
+                )
+                .await?;
+            Ok(row.try_get(0)?)
+        })
+    }
+
+    fn list(&self, q: AuditQuery) -> StoreFuture<'_, AuditPage> {
+        Box::pin(async move {
+            let (query, limit) = sql::audit_query(Dialect::Postgres, &q);
+            let rows = self.query(&query).await?;
+            let entries = rows
+                .iter()
+                .map(|r| {
+                    Ok(AuditEntry {
+                        id: Some(r.try_get(0)?),
+                        time_ms: r.try_get(1)?,
+                        actor: r.try_get(2)?,
+                        actor_role: r.try_get(3)?,
+                        action: r.try_get(4)?,
+                        target: r.try_get(5)?,
+                        team: r.try_get(6)?,
+                        before: sql::audit_state_of(r.try_get(7)?, "audit_log.before_json")?,
+                        after: sql::audit_state_of(r.try_get(8)?, "audit_log.after_json")?,
+                        source: r.try_get(9)?,
+                    })
+                })
+                .collect::<Result<Vec<_>, StoreError>>()?;
+            Ok(AuditPage::cut(entries, limit))
+        })
     }
 }
 

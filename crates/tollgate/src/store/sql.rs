@@ -629,3 +629,55 @@ pub fn int(v: u64) -> i64 {
 pub fn tags_json(m: &BTreeMap<String, String>) -> String {
     serde_json::to_string(m).unwrap_or_else(|_| "{}".into())
 }
+
+/// The audit log's columns, in insert and select order (after `id`).
+pub const AUDIT_COLUMNS: &str = "ts_ms, actor, actor_role, action, target, team, before_json, after_json, source";
+
+/// An audit entry's `before`/`after` state for a TEXT column.
+pub fn audit_state(v: &Option<serde_json::Value>) -> Option<String> {
+    v.as_ref().map(|v| serde_json::to_string(v).unwrap_or_else(|_| "null".into()))
+}
+
+/// A stored `before`/`after` state read back.
+pub fn audit_state_of(s: Option<String>, col: &'static str) -> Result<Option<serde_json::Value>, super::StoreError> {
+    s.map(|s| serde_json::from_str(&s).map_err(|_| super::StoreError::Corrupt(col))).transpose()
+}
+
+/// One page of the audit log: `id, AUDIT_COLUMNS` for the entries `q`
+/// asks for, one past its page size (see [`crate::audit::AuditPage::cut`]).
+pub fn audit_query(d: Dialect, q: &crate::audit::AuditQuery) -> (Sql, usize) {
+    let mut args = Vec::new();
+    let mut text = format!("SELECT id, {AUDIT_COLUMNS} FROM audit_log WHERE 1=1");
+    if let Some(t) = q.since_ms {
+        text.push_str(&format!(" AND ts_ms >= {}", d.bind(&mut args, Arg::Int(t))));
+    }
+    if let Some(t) = q.until_ms {
+        text.push_str(&format!(" AND ts_ms < {}", d.bind(&mut args, Arg::Int(t))));
+    }
+    if let Some(a) = &q.actor {
+        text.push_str(&format!(" AND actor = {}", d.bind(&mut args, Arg::Text(a.clone()))));
+    }
+    match q.action_filter() {
+        Some((prefix, true)) => {
+            // substr (not LIKE): no wildcard in the prefix to escape, case-sensitive in both dialects.
+            // The length is a number of ours, written in (PostgreSQL wants an int4 there).
+            let n = prefix.chars().count();
+            let p = d.bind(&mut args, Arg::Text(prefix.to_string()));
+            text.push_str(&format!(" AND substr(action, 1, {n}) = {p}"));
+        }
+        Some((exact, false)) => {
+            text.push_str(&format!(" AND action = {}", d.bind(&mut args, Arg::Text(exact.to_string()))));
+        }
+        None => {}
+    }
+    if let Some(t) = &q.team {
+        text.push_str(&format!(" AND team = {}", d.bind(&mut args, Arg::Text(t.clone()))));
+    }
+    let (cmp, order) = if q.oldest_first { (">", "ASC") } else { ("<", "DESC") };
+    if let Some(c) = q.cursor {
+        text.push_str(&format!(" AND id {cmp} {}", d.bind(&mut args, Arg::Int(c))));
+    }
+    let limit = q.page_size();
+    text.push_str(&format!(" ORDER BY id {order} LIMIT {}", limit + 1));
+    (Sql { text, args }, limit)
+}

@@ -134,6 +134,19 @@ CREATE TABLE IF NOT EXISTS price_updates (
     applied_by TEXT NOT NULL,
     catalog    TEXT NOT NULL
 );
+CREATE TABLE IF NOT EXISTS audit_log (
+    id          INTEGER PRIMARY KEY AUTOINCREMENT,
+    ts_ms       INTEGER NOT NULL,
+    actor       TEXT NOT NULL,
+    actor_role  TEXT NOT NULL,
+    action      TEXT NOT NULL,
+    target      TEXT NOT NULL,
+    team        TEXT,
+    before_json TEXT,
+    after_json  TEXT,
+    source      TEXT
+);
+CREATE INDEX IF NOT EXISTS audit_log_ts ON audit_log (ts_ms);
 "#;
 
 const ROLLUP_TABLE: &str = r#"CREATE TABLE IF NOT EXISTS ledger_hourly (
@@ -831,6 +844,54 @@ impl SqliteStore {
         let mut stmt = conn.prepare(&query.text)?;
         let rows = stmt.query_map(rusqlite::params_from_iter(values(&query)), |r| Ok((r.get(0)?, r.get(1)?)))?;
         Ok(rows.collect::<Result<_, _>>()?)
+    }
+}
+
+/// The audit log (the blocking calls behind [`super::AuditLog`]).
+impl SqliteStore {
+    /// Appends an entry; its id (AUTOINCREMENT: never reused, so always increasing).
+    pub fn record_audit(&self, e: &crate::audit::AuditEntry) -> Result<i64, StoreError> {
+        use super::sql::{audit_state, AUDIT_COLUMNS};
+        let conn = self.reader();
+        conn.execute(
+            &format!("INSERT INTO audit_log ({AUDIT_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)"),
+            params![
+                e.time_ms,
+                e.actor,
+                e.actor_role,
+                e.action,
+                e.target,
+                e.team,
+                audit_state(&e.before),
+                audit_state(&e.after),
+                e.source
+            ],
+        )?;
+        Ok(conn.last_insert_rowid())
+    }
+
+    pub fn audit(&self, q: &crate::audit::AuditQuery) -> Result<crate::audit::AuditPage, StoreError> {
+        use super::sql::audit_state_of;
+        let (query, limit) = super::sql::audit_query(super::sql::Dialect::Sqlite, q);
+        let conn = self.reader();
+        let mut stmt = conn.prepare(&query.text)?;
+        let mut rows = stmt.query(rusqlite::params_from_iter(values(&query)))?;
+        let mut out = Vec::new();
+        while let Some(r) = rows.next()? {
+            out.push(crate::audit::AuditEntry {
+                id: Some(r.get(0)?),
+                time_ms: r.get(1)?,
+                actor: r.get(2)?,
+                actor_role: r.get(3)?,
+                action: r.get(4)?,
+                target: r.get(5)?,
+                team: r.get(6)?,
+                before: audit_state_of(r.get(7)?, "audit_log.before_json")?,
+                after: audit_state_of(r.get(8)?, "audit_log.after_json")?,
+                source: r.get(9)?,
+            });
+        }
+        Ok(crate::audit::AuditPage::cut(out, limit))
     }
 }
 

@@ -30,12 +30,12 @@ pub(crate) struct Inner {
     /// A fault applied to every request until cleared (`POST /mock/fault`).
     pub fault: std::sync::RwLock<Option<String>>,
     /// The OAuth token endpoint's issued access tokens (Vertex AI).
-    pub tokens: crate::vertex::Tokens,
+    pub tokens: crate::service_account::Tokens,
 }
 
 impl App {
     pub(crate) fn new(config: MockConfig) -> Self {
-        let tokens = crate::vertex::Tokens::new(config.token_failures);
+        let tokens = crate::service_account::Tokens::new(config.token_failures);
         Self(Arc::new(Inner {
             config,
             tokens,
@@ -56,7 +56,7 @@ impl App {
         }
     }
 
-    pub(crate) fn tokens(&self) -> &crate::vertex::Tokens {
+    pub(crate) fn tokens(&self) -> &crate::service_account::Tokens {
         &self.0.tokens
     }
 

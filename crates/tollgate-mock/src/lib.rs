@@ -420,6 +420,7 @@ mod images;
 mod knobs;
 mod openai;
 mod params;
+mod service_account;
 mod stats;
 mod stream;
 mod usage;
@@ -440,15 +441,15 @@ pub use crate::audio::MOCK_TRANSCRIPT;
 pub use crate::bedrock::{MAX_CLOCK_SKEW_SECS, SIGV4_SERVICE};
 pub use crate::images::MOCK_PNG_BASE64;
 pub use crate::openai::embed;
+pub use crate::service_account::{
+    test_service_account_json, ACCESS_TOKEN_PREFIX, ASSERTION_CLOCK_SKEW_SECS, CLOUD_PLATFORM_SCOPE,
+    JWT_BEARER_GRANT_TYPE, MAX_ASSERTION_LIFETIME_SECS, TEST_PROJECT_ID, TEST_SERVICE_ACCOUNT_EMAIL,
+    TEST_SERVICE_ACCOUNT_JSON, VERTEX_ANTHROPIC_VERSION,
+};
 pub use crate::usage::{
     audio_duration_ms, billed_seconds, gpt_image_output_tokens, is_reasoning_model, speech_output_tokens, text_tokens,
     transcription_audio_tokens, usage_for, usage_for_request, MockUsage, DEFAULT_OUTPUT_TOKENS,
     GPT_IMAGE_INPUT_IMAGE_TOKENS, NON_WAV_BYTES_PER_SECOND, REASONING_MARKERS, SPEECH_BYTES_PER_MS, SPEECH_MS_PER_CHAR,
-};
-pub use crate::vertex::{
-    test_service_account_json, ACCESS_TOKEN_PREFIX, ASSERTION_CLOCK_SKEW_SECS, CLOUD_PLATFORM_SCOPE,
-    JWT_BEARER_GRANT_TYPE, MAX_ASSERTION_LIFETIME_SECS, TEST_PROJECT_ID, TEST_SERVICE_ACCOUNT_EMAIL,
-    TEST_SERVICE_ACCOUNT_JSON, VERTEX_ANTHROPIC_VERSION,
 };
 
 /// The AWS access key id Bedrock requests must be signed with, by default.

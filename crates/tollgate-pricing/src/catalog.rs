@@ -361,7 +361,7 @@ pub struct Catalog {
     groups: crate::FastMap<String, crate::FastMap<String, Vec<usize>>>,
     /// What an importer read but could not make an entry of (see
     /// [`Catalog::left_out`]); empty for any other catalog.
-    left_out: Vec<crate::import::LeftOut>,
+    left_out: Vec<LeftOut>,
 }
 
 impl Catalog {
@@ -596,11 +596,11 @@ impl Catalog {
     /// a usable price (an image-generation model whose only prices are zeros,
     /// which would otherwise price every image at $0). Only an import sets
     /// them; a catalog built any other way has none.
-    pub fn left_out(&self) -> &[crate::import::LeftOut] {
+    pub fn left_out(&self) -> &[LeftOut] {
         &self.left_out
     }
 
-    pub(crate) fn with_left_out(mut self, left_out: Vec<crate::import::LeftOut>) -> Catalog {
+    pub(crate) fn with_left_out(mut self, left_out: Vec<LeftOut>) -> Catalog {
         self.left_out = left_out;
         self
     }
@@ -669,4 +669,16 @@ impl Catalog {
     pub fn to_toml_string(&self) -> String {
         crate::raw::write_catalog(self)
     }
+}
+
+/// A model of a reference catalog that was not made an entry for want of a
+/// usable price ([`Catalog::left_out`]), or that the generator left out
+/// (`import::reference::Generated::left_out`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LeftOut {
+    /// Canonical provider id.
+    pub provider: String,
+    /// The model name as the catalog would have named it.
+    pub model: String,
+    pub reason: String,
 }

@@ -144,18 +144,6 @@ pub(crate) fn not_json(e: &serde_json::Error) -> AdapterError {
 }
 
 pub(crate) fn inspect(format: ApiFormat, body: &[u8]) -> Result<RequestInfo, AdapterError> {
-    if format == ApiFormat::GeminiNative {
-        return crate::gemini::inspect_native(body);
-    }
-    if let ApiFormat::Media(m) = format {
-        if m.multipart() {
-            return Err(AdapterError::InvalidRequest {
-                message: format!("`{}` takes a multipart/form-data body", m.path()),
-                param: None,
-            });
-        }
-        return crate::media::inspect_json(m, body);
-    }
     let text = object_body(body)?;
     let top: Top<'_> = serde_json::from_str(text).map_err(|e| not_json(&e))?;
     let mut info = RequestInfo {

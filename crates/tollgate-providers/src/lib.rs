@@ -199,7 +199,15 @@ pub fn prepare(
 
 /// Parse the few fields the gateway needs from a client body.
 pub fn inspect(format: ApiFormat, body: &[u8]) -> Result<RequestInfo, AdapterError> {
-    inspect::inspect(format, body)
+    match format {
+        ApiFormat::GeminiNative => gemini::inspect_native(body),
+        ApiFormat::Media(m) if m.multipart() => Err(AdapterError::InvalidRequest {
+            message: format!("`{}` takes a multipart/form-data body", m.path()),
+            param: None,
+        }),
+        ApiFormat::Media(m) => media::inspect_json(m, body),
+        _ => inspect::inspect(format, body),
+    }
 }
 
 impl ApiFormat {

@@ -32,14 +32,11 @@ pub enum AuditCommand {
     },
 }
 
-/// Runs an `audit` subcommand against the database `--db` / `--config` name.
-pub async fn run(cli: &crate::cli::Cli, cmd: &AuditCommand) -> anyhow::Result<()> {
-    if cli.url.is_some() {
+/// Runs an `audit` subcommand against the database of `config` (`--db` /
+/// `--config`); `remote` is `--url`, which this command does not use.
+pub async fn run(config: &crate::config::Config, remote: Option<&str>, cmd: &AuditCommand) -> anyhow::Result<()> {
+    if remote.is_some() {
         bail!("`audit export` reads the database (--db or --config); from a running gateway use GET /api/v1/audit");
-    }
-    let mut config = crate::config::Config::load(cli.config.as_deref(), &crate::config::ProcessEnv)?;
-    if let Some(db) = &cli.db {
-        config.storage.url = db.clone();
     }
     let stores = Stores::open_config(&config.storage)
         .await

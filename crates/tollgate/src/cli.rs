@@ -285,7 +285,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Reload => reload_command(&cli).await,
-        Command::Audit(cmd) => crate::audit_cli::run(&cli, cmd).await,
+        Command::Audit(cmd) => crate::audit_cli::run(&load_config(&cli)?, cli.url.as_deref(), cmd).await,
         Command::Keys(cmd) => keys_command(&cli, cmd).await,
         Command::Report(args) => report(&cli, args).await,
         Command::Budgets(cmd) => budgets_command(&cli, cmd).await,

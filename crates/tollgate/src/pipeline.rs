@@ -549,6 +549,7 @@ async fn send(
         Principal::Key(_) => None,
     };
     let too_large = p.upload.as_ref().map(crate::upload::Upload::too_large);
+    let mut upload = p.upload.take().map(|u| Box::new(u) as Box<dyn upstream::Upload>);
     let mut sent = upstream::send(
         &state.upstream,
         &live.config,
@@ -557,7 +558,7 @@ async fn send(
         plan,
         p.format,
         body,
-        &mut p.upload,
+        &mut upload,
         &p.info,
         passthrough_key,
         &forwarded,

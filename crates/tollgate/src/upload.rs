@@ -6,7 +6,7 @@
 //! size…) and the first bytes of the audio file (a WAVE header tells its
 //! length exactly). It stops at the first file part once the model is
 //! known; a file part that comes *before* the model field has to be held
-//! (bounded by the upload limit) to reach it. [`Upload::into_body`] then
+//! (bounded by the upload limit) to reach it. `Upload::into_body` then
 //! re-encodes the parts read so far — with the routed model's name in the
 //! `model` field — followed by the rest of the client's body as it arrives,
 //! with the client's own boundary (which its content cannot contain).
@@ -230,17 +230,19 @@ impl Upload {
     pub fn too_large(&self) -> Arc<AtomicBool> {
         self.too_large.clone()
     }
+}
 
+impl crate::upstream::Upload for Upload {
     /// The content type to send upstream.
-    pub fn content_type(&self) -> String {
+    fn content_type(&self) -> String {
         format!("multipart/form-data; boundary={}", self.boundary)
     }
 
     /// The body to send upstream: the parts read so far (the `model` field
     /// set to `model`), then the rest of the client's body as it arrives.
-    pub fn into_body(self, model: &str) -> crate::upstream::Body {
+    fn into_body(self: Box<Self>, model: &str) -> crate::upstream::Body {
         use http_body_util::BodyExt;
-        let Upload { boundary, parts, streaming, rest, too_large } = self;
+        let Upload { boundary, parts, streaming, rest, too_large } = *self;
         let mut queue: VecDeque<Bytes> = VecDeque::new();
         let last = parts.len();
         for (i, part) in parts.into_iter().enumerate() {
@@ -342,6 +344,7 @@ impl Relay {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::upstream::Upload as _;
     use http_body_util::BodyExt;
 
     fn form(boundary: &str, parts: &[(&str, Option<&str>, &[u8])]) -> Vec<u8> {
@@ -399,7 +402,7 @@ mod tests {
         assert_eq!(m.audio_ms, Some(2_500), "80,000 bytes at 32,000 B/s");
         assert_eq!(m.audio_bytes_at_most, Some(len));
         assert_eq!(up.content_type(), ct);
-        let relayed = collect(up.into_body("whisper-1")).await.unwrap();
+        let relayed = collect(Box::new(up).into_body("whisper-1")).await.unwrap();
         let expected = form(
             "XyZ",
             &[("model", None, b"whisper-1"), ("file", Some("a.wav"), &audio), ("response_format", None, b"json")],
@@ -421,7 +424,7 @@ mod tests {
         .unwrap();
         assert_eq!(info.model.as_deref(), Some("whisper-1"));
         assert_eq!(info.media.unwrap().audio_ms, Some(100));
-        assert_eq!(collect(up.into_body("whisper-1")).await.unwrap(), sent);
+        assert_eq!(collect(Box::new(up).into_body("whisper-1")).await.unwrap(), sent);
     }
 
     #[tokio::test]
@@ -438,7 +441,7 @@ mod tests {
         // Not declared: the head is read, and the relay fails at the limit.
         let (_, up) = read_head(MediaEndpoint::Transcriptions, ct, None, chunked(sent, 1000), 10_000).await.unwrap();
         let flag = up.too_large();
-        assert!(collect(up.into_body("whisper-1")).await.is_err());
+        assert!(collect(Box::new(up).into_body("whisper-1")).await.is_err());
         assert!(flag.load(Ordering::Acquire));
     }
 

@@ -43,6 +43,15 @@ pub enum Client {
     Proxied(reqwest::Client),
 }
 
+/// A request body relayed as it arrives (a multipart upload, `crate::upload`):
+/// it can be sent once only, so an attempt that fails is not retried.
+pub trait Upload: Send {
+    /// The `content-type` to send (with the multipart boundary).
+    fn content_type(&self) -> String;
+    /// The body, with `model` (the routed model) where the request names its model.
+    fn into_body(self: Box<Self>, model: &str) -> Body;
+}
+
 /// A request body: whole (JSON, the common case, no allocation) or a
 /// multipart upload relayed as it arrives (sent once, never retried).
 pub type Outgoing = Either<Full<Bytes>, Body>;
@@ -459,7 +468,7 @@ pub async fn send(
     plan: &[Attempt],
     format: ApiFormat,
     body: &Bytes,
-    upload: &mut Option<crate::upload::Upload>,
+    upload: &mut Option<Box<dyn Upload>>,
     info: &RequestInfo,
     passthrough_key: Option<&str>,
     extra_headers: &[(http::HeaderName, http::HeaderValue)],

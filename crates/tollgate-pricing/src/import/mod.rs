@@ -56,17 +56,7 @@ impl ImportReport {
     }
 }
 
-/// A model of a reference catalog that was not made an entry for want of a
-/// usable price ([`Catalog::left_out`]), or that the generator left out
-/// ([`reference::Generated::left_out`]).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct LeftOut {
-    /// Canonical provider id.
-    pub provider: String,
-    /// The model name as the catalog would have named it.
-    pub model: String,
-    pub reason: String,
-}
+pub use crate::catalog::LeftOut;
 
 /// Reads pydantic genai-prices v2 `data.json`.
 pub fn genai_prices(json: &str) -> Result<Catalog, ImportError> {

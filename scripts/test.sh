@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Runs every test: the Rust workspace (unit, integration, property tests),
-# then the official openai / anthropic Python SDKs against a real gateway.
+# then the official openai / anthropic / google-genai Python SDKs (and
+# botocore's SigV4 signer) against a real gateway.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/tollgate-target}"
@@ -15,7 +16,7 @@ cargo test --workspace --locked
 echo "== benchmarks compile (smoke; timings live in cargo bench / bench/compare.sh, never in tests)"
 cargo check --workspace --locked --benches --examples
 
-echo "== SDK tests (official openai and anthropic Python SDKs)"
+echo "== SDK tests (official openai, anthropic and google-genai Python SDKs, botocore)"
 cargo build --locked -p tollgate
 VENV="${TOLLGATE_VENV:-$HOME/.cache/tollgate-venv}"
 if [ ! -x "$VENV/bin/python" ]; then

@@ -18,7 +18,7 @@ use serde_json::{json, Map, Value};
 use crate::anthropic::{content_text, data_url, image_url_of, max_tokens, parse_chat_body, stop_list, tool_call_parts};
 use crate::eventstream::Message;
 use crate::inspect::invalid;
-use crate::openai::{self, base, chat_completion, chunk, json_content_type, usage_chunk, ChatHead, ToolCall};
+use crate::openai::{self, base, chat_completion, chunk, json_content_type, ChatHead, ToolCall};
 use crate::sse::data_event;
 use crate::{AdapterError, Meter, PreparedRequest, RequestInfo, ResponseTranslator, Target, TranslatedBody, Usage};
 
@@ -654,15 +654,7 @@ impl ChatStream {
     }
 
     pub(crate) fn finish(&mut self, m: &mut Meter, out: &mut Vec<Bytes>) {
-        if !m.completed || m.failed {
-            return;
-        }
-        if self.include_usage {
-            if let Some(u) = &m.usage {
-                out.push(usage_chunk(&self.head, u));
-            }
-        }
-        m.terminator = openai::DONE.to_vec();
+        openai::finish_translated(&self.head, self.include_usage, m, out);
     }
 }
 

@@ -9,9 +9,7 @@ use serde_json::{json, Map, Value};
 
 use crate::anthropic::{content_text, data_url, image_url_of, max_tokens, parse_chat_body, stop_list, tool_call_parts};
 use crate::inspect::invalid;
-use crate::openai::{
-    self, base, chat_completion, chunk, json_content_type, secret_header, usage_chunk, ChatHead, ToolCall,
-};
+use crate::openai::{self, base, chat_completion, chunk, json_content_type, secret_header, ChatHead, ToolCall};
 use crate::sse::Event;
 use crate::{AdapterError, Meter, PreparedRequest, RequestInfo, ResponseTranslator, Target, TranslatedBody, Usage};
 
@@ -484,16 +482,7 @@ impl ChatStream {
     }
 
     pub(crate) fn finish(&mut self, m: &mut Meter, out: &mut Vec<Bytes>) {
-        if !m.completed || m.failed {
-            return;
-        }
-        // Usage can follow the finishReason chunk, so it is sent only now.
-        if self.include_usage {
-            if let Some(u) = &m.usage {
-                out.push(usage_chunk(&self.head, u));
-            }
-        }
-        m.terminator = openai::DONE.to_vec();
+        openai::finish_translated(&self.head, self.include_usage, m, out);
     }
 }
 

@@ -626,6 +626,21 @@ pub(crate) fn usage_chunk(head: &ChatHead, usage: &Usage) -> Bytes {
     data_event(v.to_string().as_bytes())
 }
 
+/// The end of a chat stream translated from another format (Gemini,
+/// Bedrock): once it completed, the usage chunk the client asked for (usage
+/// can follow the finish reason, so it is sent only now), then `[DONE]`.
+pub(crate) fn finish_translated(head: &ChatHead, include_usage: bool, m: &mut crate::Meter, out: &mut Vec<Bytes>) {
+    if !m.completed || m.failed {
+        return;
+    }
+    if include_usage {
+        if let Some(u) = &m.usage {
+            out.push(usage_chunk(head, u));
+        }
+    }
+    m.terminator = DONE.to_vec();
+}
+
 /// An error inside a translated stream, in the shape OpenAI streams use.
 pub(crate) fn error_chunk(message: &str, kind: &str) -> Bytes {
     let v = json!({ "error": { "message": message, "type": kind, "code": null, "param": null } });

@@ -14,6 +14,12 @@ use crate::budget::{BudgetSpec, LimitKind, RateLimitSpec};
 pub const KEY_CREATE: &str = "key.create";
 /// A key revoked.
 pub const KEY_REVOKE: &str = "key.revoke";
+/// A key given a new secret (the old one valid for a grace period).
+pub const KEY_ROTATE: &str = "key.rotate";
+/// A user signed in to the dashboard (a session opened).
+pub const SESSION_START: &str = "session.start";
+/// A session revoked by an admin.
+pub const SESSION_REVOKE: &str = "session.revoke";
 /// A budget created or replaced.
 pub const BUDGET_SET: &str = "budget.set";
 /// A budget deleted.

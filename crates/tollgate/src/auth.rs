@@ -101,8 +101,9 @@ pub fn presented_key(headers: &HeaderMap) -> Option<&str> {
     None
 }
 
-/// A key looked up recently, and when.
-type CachedKey = (Arc<KeyRecord>, Instant);
+/// A key looked up recently (and whether the secret presented was its
+/// previous one), and when.
+type CachedKey = (Arc<KeyRecord>, bool, Instant);
 
 pub struct Authenticator {
     store: Arc<dyn KeyStore>,
@@ -147,19 +148,19 @@ impl Authenticator {
         let hash = self.hasher.hash(presented);
         let cached = {
             let cache = self.cache.read().unwrap_or_else(|p| p.into_inner());
-            cache.get(&hash).map(|(k, at)| (k.clone(), at.elapsed() < KEY_CACHE_TTL))
+            cache.get(&hash).map(|(k, previous, at)| (k.clone(), *previous, at.elapsed() < KEY_CACHE_TTL))
         };
-        let record = match cached {
-            Some((k, true)) => k,
+        let (record, previous) = match cached {
+            Some((k, previous, true)) => (k, previous),
             stale => {
                 let found = match self.store.key_by_hash(hash).await {
                     Ok(found) => found,
                     // The database is unreachable: a key this process knows keeps
                     // working as last seen (a revocation made meanwhile waits for it).
                     Err(error) => match stale {
-                        Some((k, _)) => {
+                        Some((k, previous, _)) => {
                             tracing::warn!(%error, "key lookup failed; using the key as last read");
-                            return check(k, now_ms);
+                            return check(k, previous, now_ms);
                         }
                         None => {
                             tracing::error!(%error, "key lookup failed");
@@ -172,26 +173,31 @@ impl Authenticator {
                 let Some(k) = found else {
                     return Err(denied("invalid API key"));
                 };
-                let k = Arc::new(k);
+                let previous = k.previous_secret;
+                let k = Arc::new(k.record);
                 let mut cache = self.cache.write().unwrap_or_else(|p| p.into_inner());
                 if cache.len() > 100_000 {
                     cache.clear();
                 }
-                cache.insert(hash, (k.clone(), Instant::now()));
-                k
+                cache.insert(hash, (k.clone(), previous, Instant::now()));
+                (k, previous)
             }
         };
-        check(record, now_ms)
+        check(record, previous, now_ms)
     }
 }
 
-/// A known key may be used unless revoked or expired.
-fn check(record: Arc<KeyRecord>, now_ms: i64) -> Result<Principal, ApiError> {
+/// A known key may be used unless revoked or expired; a rotated key's
+/// previous secret only until its grace period ends.
+fn check(record: Arc<KeyRecord>, previous_secret: bool, now_ms: i64) -> Result<Principal, ApiError> {
     if record.revoked_ms.is_some() {
         return Err(denied("this API key has been revoked"));
     }
     if record.expires_ms.is_some_and(|e| e <= now_ms) {
         return Err(denied("this API key has expired"));
+    }
+    if previous_secret && record.previous.as_ref().is_none_or(|p| p.valid_until_ms <= now_ms) {
+        return Err(denied("this API key was rotated and the grace period of its previous secret has ended"));
     }
     Ok(Principal::Key(record))
 }

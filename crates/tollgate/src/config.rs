@@ -77,6 +77,8 @@ struct RawConfig {
     access: Vec<RawAccess>,
     #[serde(default)]
     admin_tokens: Vec<RawAdminToken>,
+    /// Sign-in to the dashboard and the admin API with an OpenID Connect provider.
+    oidc: Option<RawOidc>,
     #[serde(default)]
     ledger: RawLedger,
     /// Extra or overriding prices (self-hosted models, negotiated rates).
@@ -242,6 +244,36 @@ struct RawLedger {
     /// `false` records nothing: only for measuring the ledger's own cost
     /// (bench/compare.sh's ablation). The gateway warns loudly at start.
     enabled: Option<bool>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawOidc {
+    issuer: String,
+    client_id: String,
+    /// Environment variable holding the client secret (never the file).
+    client_secret_env: String,
+    /// Where the provider sends the browser back: `https://gateway.example/ui/auth/callback`.
+    redirect_url: String,
+    scopes: Option<Vec<String>>,
+    /// The claim (in the ID token or from the userinfo endpoint) listing the user's groups.
+    groups_claim: Option<String>,
+    /// How long a session lasts (`8h`, `30m`).
+    session_ttl: Option<String>,
+    /// Plain http to a non-loopback issuer (tests on a private network only).
+    #[serde(default)]
+    allow_http: bool,
+    #[serde(default)]
+    roles: Vec<RawOidcRole>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawOidcRole {
+    group: String,
+    /// `admin`, `team_admin` or `viewer`.
+    role: String,
+    team: Option<String>,
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -430,6 +462,42 @@ pub enum Role {
     TeamAdmin(String),
     /// Reads analytics; changes nothing.
     Viewer,
+}
+
+/// Sign-in with an OpenID Connect provider (authorization code with PKCE).
+#[derive(Debug, Clone)]
+pub struct OidcConfig {
+    /// The issuer, exactly as the provider's ID tokens name it (no trailing slash added or removed).
+    pub issuer: String,
+    pub client_id: String,
+    pub client_secret: Secret,
+    pub redirect_url: String,
+    pub scopes: Vec<String>,
+    pub groups_claim: String,
+    pub session_ttl: Duration,
+    /// Group → role, in the file's order.
+    pub roles: Vec<(String, Role)>,
+}
+
+impl OidcConfig {
+    /// The role of a user in `groups`: the most privileged that any of its
+    /// groups maps to (admin, then team admin — the first such rule in the
+    /// file — then viewer); `None` when no group maps to a role.
+    pub fn role_for(&self, groups: &[String]) -> Option<Role> {
+        let mapped = || self.roles.iter().filter(|(g, _)| groups.iter().any(|x| x == g)).map(|(_, r)| r);
+        if mapped().any(|r| *r == Role::Admin) {
+            return Some(Role::Admin);
+        }
+        if let Some(r) = mapped().find(|r| matches!(r, Role::TeamAdmin(_))) {
+            return Some(r.clone());
+        }
+        mapped().find(|r| **r == Role::Viewer).cloned()
+    }
+
+    /// Cookies get `Secure` when the gateway is reached over https.
+    pub fn secure_cookies(&self) -> bool {
+        self.redirect_url.starts_with("https://")
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -697,6 +765,8 @@ pub struct Config {
     pub circuit_cooldown: Duration,
     pub access: Vec<AccessRule>,
     pub admin_tokens: Vec<AdminToken>,
+    /// Dashboard and admin-API sign-in through an identity provider.
+    pub oidc: Option<OidcConfig>,
     /// Prices from the file, merged over the built-in catalog.
     pub prices: Option<tollgate_pricing::Catalog>,
     /// Where the settings came from (a file path, or "built-in defaults").
@@ -944,6 +1014,66 @@ fn check_base_url(url: &str, allow_http: bool) -> Result<String, String> {
     Ok(url.trim_end_matches('/').to_string())
 }
 
+fn parse_role(role: &str, team: Option<String>, what: &str) -> Result<Role, String> {
+    match (role, team) {
+        ("admin", None) => Ok(Role::Admin),
+        ("viewer", None) => Ok(Role::Viewer),
+        ("team_admin", Some(team)) if !team.is_empty() => Ok(Role::TeamAdmin(team)),
+        ("team_admin", _) => Err(format!("{what}: team_admin needs a team")),
+        (r, _) => Err(format!("{what}: role {r:?} is not admin, team_admin or viewer (team only with team_admin)")),
+    }
+}
+
+fn resolve_oidc(o: RawOidc, env: &dyn Env) -> Result<OidcConfig, String> {
+    let issuer = check_base_url(&o.issuer, o.allow_http).map_err(|e| format!("[oidc] issuer: {e}"))?;
+    // The issuer is compared with the ID token's `iss` as written.
+    let issuer = if o.issuer.ends_with('/') { format!("{issuer}/") } else { issuer };
+    let redirect = reqwest::Url::parse(&o.redirect_url)
+        .map_err(|e| format!("[oidc] redirect_url {:?} is not a URL: {e}", o.redirect_url))?;
+    if !matches!(redirect.scheme(), "http" | "https") || !redirect.path().ends_with("/ui/auth/callback") {
+        return Err(format!(
+            "[oidc] redirect_url {:?} must be the gateway's http(s) address ending in /ui/auth/callback",
+            o.redirect_url
+        ));
+    }
+    if o.client_id.is_empty() {
+        return Err("[oidc] client_id is empty".into());
+    }
+    let client_secret = env
+        .var(&o.client_secret_env)
+        .ok_or_else(|| format!("[oidc] client_secret_env: environment variable {} is not set", o.client_secret_env))?;
+    let scopes = o.scopes.unwrap_or_else(|| vec!["openid".into(), "profile".into(), "email".into()]);
+    if !scopes.iter().any(|s| s == "openid") {
+        return Err("[oidc] scopes must include \"openid\"".into());
+    }
+    let ttl_text = o.session_ttl.unwrap_or_else(|| "8h".into());
+    let session_ttl = crate::time::parse_duration(&ttl_text)
+        .and_then(|d| d.to_std().ok())
+        .filter(|d| *d >= Duration::from_secs(60) && *d <= Duration::from_secs(30 * 86_400))
+        .ok_or_else(|| format!("[oidc] session_ttl {ttl_text:?} must be a duration from 1m to 30d, like 8h"))?;
+    if o.roles.is_empty() {
+        return Err("[oidc] needs at least one [[oidc.roles]] (group = \"…\", role = \"admin\")".into());
+    }
+    let mut roles = Vec::new();
+    for r in o.roles {
+        let role = parse_role(&r.role, r.team, &format!("[[oidc.roles]] group {:?}", r.group))?;
+        if r.group.is_empty() {
+            return Err("[[oidc.roles]]: group is empty".into());
+        }
+        roles.push((r.group, role));
+    }
+    Ok(OidcConfig {
+        issuer,
+        client_id: o.client_id,
+        client_secret: Secret(client_secret),
+        redirect_url: o.redirect_url,
+        scopes,
+        groups_claim: o.groups_claim.unwrap_or_else(|| "groups".into()),
+        session_ttl,
+        roles,
+    })
+}
+
 fn resolve(raw: RawConfig, path: &str, text: &str, env: &dyn Env) -> Result<Config, ConfigError> {
     let invalid = |message: String| ConfigError::Invalid { path: path.into(), message };
 
@@ -1185,22 +1315,14 @@ fn resolve(raw: RawConfig, path: &str, text: &str, env: &dyn Env) -> Result<Conf
                 t.name, t.token_env
             ))
         })?;
-        let role = match (t.role.as_str(), t.team) {
-            ("admin", None) => Role::Admin,
-            ("viewer", None) => Role::Viewer,
-            ("team_admin", Some(team)) if !team.is_empty() => Role::TeamAdmin(team),
-            ("team_admin", _) => {
-                return Err(invalid(format!("[[admin_tokens]] {:?}: team_admin needs a team", t.name)))
-            }
-            (r, _) => {
-                return Err(invalid(format!(
-                    "[[admin_tokens]] {:?}: role {r:?} is not admin, team_admin or viewer (team only with team_admin)",
-                    t.name
-                )))
-            }
-        };
+        let role = parse_role(&t.role, t.team, &format!("[[admin_tokens]] {:?}", t.name)).map_err(invalid)?;
         admin_tokens.push(AdminToken { name: t.name, token: Secret(token), role });
     }
+
+    let oidc = match raw.oidc {
+        None => None,
+        Some(o) => Some(resolve_oidc(o, env).map_err(invalid)?),
+    };
 
     let cache = CacheConfig {
         mode: match raw.cache.mode.as_deref() {
@@ -1296,6 +1418,7 @@ fn resolve(raw: RawConfig, path: &str, text: &str, env: &dyn Env) -> Result<Conf
         guardrails,
         access,
         admin_tokens,
+        oidc,
         governance,
         prices,
         ledger,
@@ -1719,6 +1842,58 @@ targets = [{ provider = "local", model = "llama3.1:8b" }]
         let c = Config::from_toml(ch, "c.toml", &env(&[])).unwrap();
         assert_eq!(c.storage.analytics_url.as_deref(), Some("clickhouse://127.0.0.1:8123/tollgate"));
         assert!(Config::from_toml("", "c.toml", &env(&[])).unwrap().storage.analytics_url.is_none());
+    }
+
+    #[test]
+    fn oidc_sign_in_is_read_and_checked() {
+        let base = |extra: &str| {
+            format!(
+                "[oidc]\nissuer = \"https://idp.example.com/realms/acme\"\nclient_id = \"tollgate\"\n\
+                 client_secret_env = \"OIDC_SECRET\"\nredirect_url = \"https://gw.example/ui/auth/callback\"\n{extra}"
+            )
+        };
+        let roles = "[[oidc.roles]]\ngroup = \"admins\"\nrole = \"admin\"\n\
+                     [[oidc.roles]]\ngroup = \"growth\"\nrole = \"team_admin\"\nteam = \"growth\"\n\
+                     [[oidc.roles]]\ngroup = \"fin\"\nrole = \"viewer\"\n";
+        let c = Config::from_toml(&base(roles), "c.toml", &env(&[("OIDC_SECRET", "s3cret")])).unwrap();
+        let o = c.oidc.unwrap();
+        assert_eq!(o.issuer, "https://idp.example.com/realms/acme");
+        assert_eq!(o.scopes, ["openid", "profile", "email"]);
+        assert_eq!(o.groups_claim, "groups");
+        assert_eq!(o.session_ttl, Duration::from_secs(8 * 3600));
+        assert!(o.secure_cookies());
+        assert!(!format!("{o:?}").contains("s3cret"));
+        let g = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        // The most privileged role wins, whatever the order of groups.
+        assert_eq!(o.role_for(&g(&["fin", "admins"])), Some(Role::Admin));
+        assert_eq!(o.role_for(&g(&["fin", "growth"])), Some(Role::TeamAdmin("growth".into())));
+        assert_eq!(o.role_for(&g(&["fin"])), Some(Role::Viewer));
+        assert_eq!(o.role_for(&g(&["other"])), None);
+        let cases = [
+            (base(roles), vec![], "OIDC_SECRET is not set"),
+            (base(""), vec![("OIDC_SECRET", "s")], "at least one [[oidc.roles]]"),
+            (base(&format!("session_ttl = \"10s\"\n{roles}")), vec![("OIDC_SECRET", "s")], "session_ttl"),
+            (base(&format!("scopes = [\"profile\"]\n{roles}")), vec![("OIDC_SECRET", "s")], "must include \"openid\""),
+            (
+                base("[[oidc.roles]]\ngroup = \"x\"\nrole = \"team_admin\"\n"),
+                vec![("OIDC_SECRET", "s")],
+                "team_admin needs a team",
+            ),
+            (
+                base(roles).replace("https://idp.example.com", "http://idp.example.com"),
+                vec![("OIDC_SECRET", "s")],
+                "plain http to a non-loopback host",
+            ),
+            (
+                base(roles).replace("/ui/auth/callback", "/callback"),
+                vec![("OIDC_SECRET", "s")],
+                "ending in /ui/auth/callback",
+            ),
+        ];
+        for (text, vars, want) in cases {
+            let e = Config::from_toml(&text, "c.toml", &env(&vars)).unwrap_err().to_string();
+            assert!(e.contains(want), "{want}: got {e}");
+        }
     }
 
     #[test]

@@ -70,6 +70,10 @@ pub enum ApiError {
     /// this process already knows, so it cannot be checked.
     #[error("{message}")]
     StorageUnavailable { message: String },
+    /// A signed-in browser's state-changing call without its session's CSRF
+    /// token, or from another site.
+    #[error("{message}")]
+    CsrfFailed { message: String },
 }
 
 impl ApiError {
@@ -104,6 +108,9 @@ impl ApiError {
                 (StatusCode::NOT_FOUND, "model_not_found", "not_found_error", "not_found_error")
             }
             ApiError::Forbidden { .. } => (StatusCode::FORBIDDEN, "forbidden", "permission_error", "permission_error"),
+            ApiError::CsrfFailed { .. } => {
+                (StatusCode::FORBIDDEN, "csrf_failed", "permission_error", "permission_error")
+            }
             ApiError::RequestTooLarge { .. } => {
                 (StatusCode::PAYLOAD_TOO_LARGE, "request_too_large", "invalid_request_error", "request_too_large")
             }
@@ -249,6 +256,7 @@ mod tests {
             ApiError::MethodNotAllowed { message: m() },
             ApiError::GovernanceUnavailable { message: m() },
             ApiError::StorageUnavailable { message: m() },
+            ApiError::CsrfFailed { message: m() },
         ]
     }
 
@@ -281,6 +289,7 @@ mod tests {
             r#"405 {"error":{"code":"method_not_allowed","message":"m","param":null,"type":"invalid_request_error"}} {"error":{"code":"method_not_allowed","message":"m","type":"invalid_request_error"},"type":"error"}"#,
             r#"503 {"error":{"code":"governance_unavailable","message":"m","param":null,"type":"api_error"}} {"error":{"code":"governance_unavailable","message":"m","type":"api_error"},"type":"error"}"#,
             r#"503 {"error":{"code":"storage_unavailable","message":"m","param":null,"type":"api_error"}} {"error":{"code":"storage_unavailable","message":"m","type":"api_error"},"type":"error"}"#,
+            r#"403 {"error":{"code":"csrf_failed","message":"m","param":null,"type":"permission_error"}} {"error":{"code":"csrf_failed","message":"m","type":"permission_error"},"type":"error"}"#,
         ];
         assert_eq!(got, want);
     }

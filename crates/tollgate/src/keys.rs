@@ -148,6 +148,7 @@ pub async fn create(
         created_ms: now_ms,
         expires_ms: spec.expires_ms,
         revoked_ms: None,
+        previous: None,
     };
     store
         .insert_key(NewKey { record: record.clone(), hash: hasher.hash(&secret) })
@@ -225,7 +226,57 @@ pub fn record_json(k: &KeyRecord) -> Value {
         "created_at": ms_to_rfc3339(Some(k.created_ms)),
         "expires_at": ms_to_rfc3339(k.expires_ms),
         "revoked_at": ms_to_rfc3339(k.revoked_ms),
+        "previous_prefix": k.previous.as_ref().map(|p| &p.prefix),
+        "previous_valid_until": k.previous.as_ref().and_then(|p| ms_to_rfc3339(Some(p.valid_until_ms))),
     })
+}
+
+/// The longest grace period a rotated key's previous secret may keep working.
+pub const MAX_GRACE_MS: i64 = 30 * 86_400_000;
+
+/// A rotated key: the record after rotation, and its new secret (shown once).
+#[derive(Debug)]
+pub struct RotatedKey {
+    pub before: KeyRecord,
+    pub record: KeyRecord,
+    pub secret: String,
+}
+
+/// Gives key `id` a new secret; the current one keeps working for
+/// `grace_ms` (0: refused at once). `Ok(None)` when there is no such key;
+/// a revoked key cannot be rotated.
+pub async fn rotate(
+    store: &dyn KeyStore,
+    hasher: &KeyHasher,
+    id: &str,
+    grace_ms: i64,
+    now_ms: i64,
+) -> Result<Option<RotatedKey>, ApiError> {
+    if !(0..=MAX_GRACE_MS).contains(&grace_ms) {
+        return Err(ApiError::invalid_param("the grace period must be from 0 seconds to 30 days", "grace_seconds"));
+    }
+    let internal = |e: crate::store::StoreError| ApiError::Internal { message: format!("key store: {e}") };
+    let Some(before) = store.list_keys().await.map_err(internal)?.into_iter().find(|k| k.id == id) else {
+        return Ok(None);
+    };
+    if before.revoked_ms.is_some() {
+        return Err(ApiError::invalid(format!("key {id:?} is revoked: a revoked key cannot be rotated")));
+    }
+    let secret = generate_key();
+    let prefix: String = secret.chars().take(KEY_PREFIX_SHOWN).collect();
+    let valid_until = now_ms.saturating_add(grace_ms);
+    let done =
+        store.rotate_key(id.to_string(), hasher.hash(&secret), prefix.clone(), valid_until).await.map_err(internal)?;
+    if !done {
+        // Revoked (or deleted) between the read and the update.
+        return Err(ApiError::invalid(format!("key {id:?} is revoked: a revoked key cannot be rotated")));
+    }
+    let record = KeyRecord {
+        prefix,
+        previous: Some(crate::store::PreviousSecret { prefix: before.prefix.clone(), valid_until_ms: valid_until }),
+        ..before.clone()
+    };
+    Ok(Some(RotatedKey { before, record, secret }))
 }
 
 /// The team a key belongs to (enforced, else default tag).

@@ -62,7 +62,7 @@ impl Gateway {
     pub async fn build(config: Config, stores: Stores) -> Result<Gateway, StartError> {
         // A configuration read from a file can be reloaded from it.
         let config_path = Some(std::path::PathBuf::from(&config.source)).filter(|p| p.is_file());
-        let admin_open = config.server.admin_token.is_none() && config.admin_tokens.is_empty();
+        let admin_open = config.server.admin_token.is_none() && config.admin_tokens.is_empty() && config.oidc.is_none();
         if admin_open && !config.server.listen.ip().is_loopback() {
             return Err(StartError::Refused(format!(
                 "refusing to listen on {} with an unauthenticated admin API: set {} (server.admin_token_env)",
@@ -90,6 +90,8 @@ impl Gateway {
             (w, d, Default::default())
         };
         let interrupted = interrupted_rows(&stores, &recovered.intents).await?;
+        // Cookies are signed with a key derived from the key-hash secret, never with it directly.
+        let cookie_key = crate::session::CookieKey::new(&hasher.hash("tollgate session cookies v1"));
         let auth = Authenticator::new(stores.keys.clone(), hasher, config.server.auth);
         // Tokenizers load on first use (~60 MiB): most deployments never need them.
         if std::env::var_os("TOLLGATE_WARM_TOKENIZERS").is_some() {
@@ -145,6 +147,7 @@ impl Gateway {
         ];
         background.push(tokio::spawn(watch_prices(stores.clone(), pricing.clone())));
         background.push(tokio::spawn(sweep_leases(stores.counters.clone())));
+        background.push(tokio::spawn(prune_sessions(stores.sessions.clone())));
         if let Some(analytics) = stores.analytics.clone() {
             background.push(tokio::spawn(roll_up_analytics(analytics)));
         }
@@ -177,6 +180,8 @@ impl Gateway {
                 config: Arc::new(config),
             }),
             config_path,
+            oidc: crate::oidc::Oidc::new(http.clone()),
+            cookie_key,
             auth,
             stores,
             ledger,
@@ -260,6 +265,19 @@ async fn sweep_leases(counters: Arc<dyn crate::store::counters::CounterStore>) {
             Err(error) => tracing::debug!(%error, "cannot sweep reservation leases"),
             _ => {}
         }
+    }
+}
+
+/// Deletes sign-in sessions a day after they expired or were revoked (the
+/// audit log keeps who signed in), once an hour.
+async fn prune_sessions(sessions: Arc<dyn crate::store::SessionStore>) {
+    loop {
+        match sessions.prune_sessions(crate::time::now_ms() - 86_400_000).await {
+            Ok(n) if n > 0 => tracing::debug!(sessions = n, "ended sessions deleted"),
+            Err(error) => tracing::warn!(%error, "cannot delete ended sessions"),
+            _ => {}
+        }
+        tokio::time::sleep(std::time::Duration::from_secs(3600)).await;
     }
 }
 
@@ -389,10 +407,10 @@ async fn watch_governance(
 ///
 /// - **anyone** (no credential): [`PUBLIC_ROUTES`], the health checks, the
 ///   dashboard's static files, and `/metrics` unless `[server]
-///   metrics_token_env` is set;
+///   metrics_token_env` is set; the sign-in routes ([`SIGN_IN_ROUTES`]);
 /// - **a virtual key** (checked by the request path itself, which ledgers
 ///   every request that passes): the proxy, `GET /v1/models`, batch passthrough;
-/// - **an admin token**: every `/api/v1/*`, `/admin/v1/*` and `/ui/api/*`
+/// - **an admin token or a dashboard session**: every `/api/v1/*`, `/admin/v1/*` and `/ui/api/*`
 ///   route, behind `api::admin_gate`, which authorises before any handler
 ///   (and so before any body is read) and hands the handler its `Caller`.
 pub fn router(state: Arc<AppState>) -> Router {
@@ -400,7 +418,8 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
-        .merge(crate::dashboard::routes());
+        .merge(crate::dashboard::routes())
+        .merge(api::session::routes());
     let virtual_key = Router::new()
         .route("/v1/chat/completions", post(chat))
         .route("/v1/embeddings", post(embeddings))
@@ -434,7 +453,12 @@ pub fn router(state: Arc<AppState>) -> Router {
 }
 
 /// Routes that answer without any credential.
-pub const PUBLIC_ROUTES: &[&str] = &["/healthz", "/readyz", "/metrics", "/ui", "/ui/", "/ui/{*path}"];
+pub const PUBLIC_ROUTES: &[&str] =
+    &["/healthz", "/readyz", "/metrics", "/ui", "/ui/", "/ui/{*path}", "/ui/auth/status"];
+
+/// The sign-in routes, also without a credential: each carries its own
+/// checks (`api::session`): a signed state, a session and its CSRF token.
+pub const SIGN_IN_ROUTES: &[&str] = &["/ui/auth/login", "/ui/auth/callback", "/ui/auth/logout"];
 
 async fn chat(State(s): State<Arc<AppState>>, req: Request<Body>) -> Response {
     pipeline::proxy(s, ApiFormat::OpenAiChat, req).await

@@ -57,6 +57,11 @@ pub struct AppState {
     pub batch_holds: crate::govern::Holds,
     /// Fired when the shutdown deadline passes: requests still running are cut (and ledgered).
     pub cut: tokio_util::sync::CancellationToken,
+    /// Dashboard sign-in: the OpenID Connect relying party (used when `[oidc]` is set).
+    pub oidc: crate::oidc::Oidc,
+    /// Signs session cookies and derives CSRF tokens (from the server's key secret,
+    /// so every replica on the same database accepts the same cookies).
+    pub cookie_key: crate::session::CookieKey,
     /// The configuration file the gateway started with (what a reload re-reads).
     pub config_path: Option<std::path::PathBuf>,
 }

@@ -11,7 +11,22 @@ use std::path::Path;
 /// Layer of each top-level module of `crates/tollgate/src`, lowest first.
 const LAYERS: &[(&str, &[&str])] = &[
     // Values: no I/O, no state.
-    ("values", &["error", "time", "pattern", "record", "query", "outcome", "attribution", "budget", "config", "audit"]),
+    (
+        "values",
+        &[
+            "error",
+            "time",
+            "pattern",
+            "record",
+            "query",
+            "outcome",
+            "attribution",
+            "budget",
+            "config",
+            "audit",
+            "session",
+        ],
+    ),
     // The only SQL.
     ("storage", &["store"]),
     // Stages and services: values in, values out; never the shared state.
@@ -26,6 +41,7 @@ const LAYERS: &[(&str, &[&str])] = &[
             "price_update",
             "upstream",
             "google_auth",
+            "oidc",
             "upload",
             "cache",
             "semantic",

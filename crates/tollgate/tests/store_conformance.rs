@@ -11,7 +11,10 @@ use tollgate::audit::{AuditEntry, AuditQuery};
 use tollgate::budget::{Action, BudgetSpec, LimitKind, Period, RateLimitSpec, Scope};
 use tollgate::query::{Bucket, SpendQuery, SpendRow};
 use tollgate::record::{LedgerRow, UsageSource};
-use tollgate::store::{BatchOwner, KeyRecord, NewKey, PriceUpdate, RequestQuery, Stores};
+use tollgate::session::Session;
+use tollgate::store::{
+    BatchOwner, FiredAlert, KeyMatch, KeyRecord, NewKey, PreviousSecret, PriceUpdate, RequestQuery, Stores,
+};
 use tollgate_units::{Money, Usage};
 
 #[path = "common/services.rs"]
@@ -349,6 +352,7 @@ fn key(id: &str, hash: u8) -> NewKey {
             created_ms: 1_000,
             expires_ms: Some(9_000_000_000_000),
             revoked_ms: None,
+            previous: None,
         },
         hash: [hash; 32],
     }
@@ -362,15 +366,80 @@ pub async fn keys_are_found_by_hash_listed_and_revoked(stores: Stores) {
     k.insert_key(key("key_a", 1)).await.unwrap();
     k.insert_key(key("key_b", 2)).await.unwrap();
     let found = k.key_by_hash([1; 32]).await.unwrap().unwrap();
-    assert_eq!(found, key("key_a", 1).record, "a key reads back as written");
+    assert_eq!(
+        found,
+        KeyMatch { record: key("key_a", 1).record, previous_secret: false },
+        "a key reads back as written"
+    );
     assert!(k.key_by_hash([9; 32]).await.unwrap().is_none());
     let mut ids: Vec<String> = k.list_keys().await.unwrap().into_iter().map(|r| r.id).collect();
     ids.sort();
     assert_eq!(ids, ["key_a", "key_b"]);
     assert!(k.revoke_key("key_a".into(), 5_000).await.unwrap());
-    assert_eq!(k.key_by_hash([1; 32]).await.unwrap().unwrap().revoked_ms, Some(5_000));
+    assert_eq!(k.key_by_hash([1; 32]).await.unwrap().unwrap().record.revoked_ms, Some(5_000));
     assert!(!k.revoke_key("key_nope".into(), 5_000).await.unwrap(), "no such key");
     assert!(k.insert_key(key("key_a", 3)).await.is_err(), "ids are unique");
+}
+
+pub async fn rotated_keys_answer_to_both_secrets(stores: Stores) {
+    let k = &stores.keys;
+    k.insert_key(key("key_r", 1)).await.unwrap();
+    assert!(k.rotate_key("key_r".into(), [2; 32], "tg_Cd".into(), 7_000).await.unwrap());
+    let new = k.key_by_hash([2; 32]).await.unwrap().unwrap();
+    assert!(!new.previous_secret);
+    assert_eq!(new.record.prefix, "tg_Cd");
+    let prev = Some(PreviousSecret { prefix: "tg_Ab".into(), valid_until_ms: 7_000 });
+    assert_eq!(new.record.previous, prev);
+    let old = k.key_by_hash([1; 32]).await.unwrap().unwrap();
+    assert!(old.previous_secret, "the old secret is found as the previous one");
+    assert_eq!(old.record, new.record);
+    // A second rotation forgets the first secret.
+    assert!(k.rotate_key("key_r".into(), [3; 32], "tg_Ef".into(), 9_000).await.unwrap());
+    assert!(k.key_by_hash([1; 32]).await.unwrap().is_none());
+    assert!(k.key_by_hash([2; 32]).await.unwrap().unwrap().previous_secret);
+    let listed = k.list_keys().await.unwrap();
+    assert_eq!(listed[0].previous, Some(PreviousSecret { prefix: "tg_Cd".into(), valid_until_ms: 9_000 }));
+    // No such key; a revoked key cannot be rotated.
+    assert!(!k.rotate_key("key_nope".into(), [4; 32], "tg_Gh".into(), 1).await.unwrap());
+    assert!(k.revoke_key("key_r".into(), 10_000).await.unwrap());
+    assert!(!k.rotate_key("key_r".into(), [4; 32], "tg_Gh".into(), 1).await.unwrap());
+    assert!(k.key_by_hash([4; 32]).await.unwrap().is_none());
+}
+
+fn session(handle: &str, n: u8, created_ms: i64, expires_ms: i64) -> Session {
+    Session {
+        handle: handle.into(),
+        id_hash: [n; 32],
+        subject: format!("user-{n}"),
+        name: format!("User {n}"),
+        email: n.is_multiple_of(2).then(|| format!("u{n}@example.com")),
+        groups: vec!["platform-admins".into(), format!("g{n}")],
+        created_ms,
+        expires_ms,
+        revoked_ms: None,
+        source: Some("127.0.0.1".into()),
+    }
+}
+
+pub async fn sessions_are_kept_listed_revoked_and_pruned(stores: Stores) {
+    let s = &stores.sessions;
+    s.insert_session(session("h1", 1, 1_000, 10_000)).await.unwrap();
+    s.insert_session(session("h2", 2, 2_000, 20_000)).await.unwrap();
+    s.insert_session(session("h3", 3, 3_000, 4_000)).await.unwrap();
+    assert_eq!(s.session([2; 32]).await.unwrap(), Some(session("h2", 2, 2_000, 20_000)), "reads back as written");
+    assert_eq!(s.session([9; 32]).await.unwrap(), None);
+    let handles = |v: Vec<Session>| v.into_iter().map(|x| x.handle).collect::<Vec<_>>();
+    assert_eq!(handles(s.active_sessions(5_000).await.unwrap()), ["h2", "h1"], "newest first, expired left out");
+    assert!(s.revoke_session("h1".into(), 6_000).await.unwrap());
+    assert!(!s.revoke_session("h1".into(), 7_000).await.unwrap(), "already revoked");
+    assert!(!s.revoke_session("nope".into(), 7_000).await.unwrap());
+    assert_eq!(s.session([1; 32]).await.unwrap().unwrap().revoked_ms, Some(6_000));
+    assert_eq!(handles(s.active_sessions(5_000).await.unwrap()), ["h2"]);
+    assert!(s.insert_session(session("h1", 1, 1, 2)).await.is_err(), "ids are unique");
+    // h3 expired at 4 000 and h1 was revoked at 6 000: both go; h2 stays.
+    assert_eq!(s.prune_sessions(6_500).await.unwrap(), 2);
+    assert!(s.session([1; 32]).await.unwrap().is_none());
+    assert!(s.session([2; 32]).await.unwrap().is_some());
 }
 
 fn budget(id: &str, team: &str, usd: &str) -> BudgetSpec {
@@ -416,6 +485,15 @@ pub async fn budgets_limits_and_alerts_are_kept(stores: Stores) {
     assert!(g.record_alert("b1".into(), 200, 800, 7).await.unwrap(), "a new period alerts again");
     assert!(g.record_alert("b1".into(), 100, 1000, 8).await.unwrap());
     assert_eq!(g.fired_alerts("b1".into(), 100).await.unwrap(), [800, 1000].into());
+    let recent = g.recent_alerts(2).await.unwrap();
+    assert_eq!(
+        recent,
+        [
+            FiredAlert { budget_id: "b1".into(), period_start_ms: 100, threshold: 1000, fired_ms: 8 },
+            FiredAlert { budget_id: "b1".into(), period_start_ms: 200, threshold: 800, fired_ms: 7 },
+        ],
+        "newest first, as many as asked"
+    );
     assert!(g.fired_alerts("b9".into(), 100).await.unwrap().is_empty());
 }
 
@@ -673,6 +751,8 @@ macro_rules! backends {
             case_test!($backend, media_units_read_back);
             case_test!($backend, retention_keeps_whole_hour_reports);
             case_test!($backend, keys_are_found_by_hash_listed_and_revoked);
+            case_test!($backend, rotated_keys_answer_to_both_secrets);
+            case_test!($backend, sessions_are_kept_listed_revoked_and_pruned);
             case_test!($backend, budgets_limits_and_alerts_are_kept);
             case_test!($backend, price_updates_are_kept_in_order);
             case_test!($backend, spend_per_second_feeds_rolling_budgets);
@@ -1118,10 +1198,10 @@ async fn postgres_migrations_are_safe_when_replicas_start_at_once() {
         .iter()
         .map(|r| r.get(0))
         .collect();
-    assert_eq!(versions, vec![1, 2, 3, 4, 5]);
+    assert_eq!(versions, vec![1, 2, 3, 4, 5, 6]);
     // Opening again changes nothing.
     Stores::open(&db.url).await.unwrap();
-    assert_eq!(client.query("SELECT version FROM schema_migrations", &[]).await.unwrap().len(), 5);
+    assert_eq!(client.query("SELECT version FROM schema_migrations", &[]).await.unwrap().len(), 6);
 }
 
 /// A database left at migration 1 by the previous version gets the price
@@ -1149,7 +1229,7 @@ async fn postgres_database_at_migration_1_gets_price_updates_on_open() {
         .iter()
         .map(|r| r.get(0))
         .collect();
-    assert_eq!(versions, vec![1, 2, 3, 4, 5]);
+    assert_eq!(versions, vec![1, 2, 3, 4, 5, 6]);
     assert_eq!(stores.governance.list_budgets().await.unwrap(), vec![budget("b1", "growth", "10")]);
     assert_eq!(stores.governance.price_update_version().await.unwrap(), 0);
     let id = stores.governance.insert_price_update("p.toml".into(), "cli".into(), CATALOG.into(), 5).await.unwrap();
@@ -1259,7 +1339,7 @@ async fn postgres_database_at_migration_2_gets_tool_cost_columns_on_open() {
         .iter()
         .map(|r| r.get(0))
         .collect();
-    assert_eq!(versions, vec![1, 2, 3, 4, 5]);
+    assert_eq!(versions, vec![1, 2, 3, 4, 5, 6]);
     assert_eq!(columns("ledger").await, LEDGER_ADDED);
     assert_eq!(columns("ledger_hourly").await, ["tool_cost_nanos", "web_search_requests"]);
     let mut sorted = old_rows.clone();
@@ -1386,7 +1466,7 @@ async fn postgres_database_at_migration_4_gets_the_audit_log_on_open() {
         .iter()
         .map(|r| r.get(0))
         .collect();
-    assert_eq!(versions, vec![1, 2, 3, 4, 5]);
+    assert_eq!(versions, vec![1, 2, 3, 4, 5, 6]);
     assert_eq!(stores.governance.list_budgets().await.unwrap(), vec![budget("b1", "growth", "10")]);
     let e = AuditEntry::new(5, "cli:alice", "cli", "budget.delete", "b1");
     let id = stores.audit.record(e.clone()).await.unwrap();

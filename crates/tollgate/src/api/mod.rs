@@ -7,6 +7,7 @@
 pub mod audit;
 pub mod observe;
 pub mod prices;
+pub mod session;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -22,7 +23,7 @@ use serde_json::{json, Value};
 
 pub use audit::Actor;
 
-use crate::audit::{budget_state, scope_team, BUDGET_DELETE, BUDGET_SET, KEY_CREATE, KEY_REVOKE};
+use crate::audit::{budget_state, scope_team, BUDGET_DELETE, BUDGET_SET, KEY_CREATE, KEY_REVOKE, KEY_ROTATE};
 use crate::config::Role;
 use crate::error::ApiError;
 use crate::keys::{self, key_team, KeySpec};
@@ -42,14 +43,19 @@ pub fn routes() -> Router<Arc<AppState>> {
         .route("/admin/v1/budgets/{id}", axum::routing::delete(delete_budget))
         .route("/admin/v1/keys", get(list_keys).post(create_key))
         .route("/admin/v1/keys/{id}/revoke", post(revoke_key))
+        .route("/admin/v1/keys/{id}/rotate", post(rotate_key))
+        .route("/api/v1/alerts", get(alerts))
+        .merge(session::admin_routes())
 }
 
 /// The admin and analytics routes' gate, run before any handler (and so
 /// before any body is read): the caller must hold an admin token with the
-/// access the method needs, or for `POST /api/v1/outcomes`, a virtual key.
-/// With no admin token configured (loopback only), it refuses what a browser
-/// on another site could send: a foreign `Origin` or `Sec-Fetch-Site`, or a
-/// `Host` that is not a loopback name (DNS rebinding).
+/// access the method needs, or a dashboard session (`[oidc]`; a
+/// state-changing call also needs the session's CSRF token), or for
+/// `POST /api/v1/outcomes`, a virtual key. With no admin token and no
+/// sign-in configured (loopback only), it refuses what a browser on another
+/// site could send: a foreign `Origin` or `Sec-Fetch-Site`, or a `Host` that
+/// is not a loopback name (DNS rebinding).
 pub(crate) async fn admin_gate(
     axum::extract::State(state): axum::extract::State<Arc<AppState>>,
     req: axum::extract::Request,
@@ -57,7 +63,8 @@ pub(crate) async fn admin_gate(
 ) -> Response {
     let access =
         if matches!(*req.method(), http::Method::GET | http::Method::HEAD) { Access::Read } else { Access::Write };
-    let open = state.config().server.admin_token.is_none() && state.config().admin_tokens.is_empty();
+    let config = state.config();
+    let open = config.server.admin_token.is_none() && config.admin_tokens.is_empty() && config.oidc.is_none();
     let mut req = req;
     if open {
         if let Err(e) = same_origin(req.headers()) {
@@ -67,6 +74,29 @@ pub(crate) async fn admin_gate(
         req.extensions_mut().insert(actor);
         req.extensions_mut().insert(Caller::Admin(Role::Admin));
         return next.run(req).await;
+    }
+    // A browser signed in through the identity provider (a bearer token, when
+    // one is sent too, is what counts).
+    if crate::auth::presented_key(req.headers()).is_none() {
+        match session::from_cookie(&state, req.headers()).await {
+            Ok(Some(signed)) => {
+                if access == Access::Write {
+                    if let Err(e) = session::check_csrf(&state, req.headers(), &signed.id) {
+                        return e.into_response();
+                    }
+                    if signed.role == Role::Viewer {
+                        return ApiError::Forbidden { message: "the viewer role cannot change anything".into() }
+                            .into_response();
+                    }
+                }
+                let actor = session::actor_of(&signed, audit::peer_of(&req));
+                req.extensions_mut().insert(actor);
+                req.extensions_mut().insert(Caller::Admin(signed.role));
+                return next.run(req).await;
+            }
+            Ok(None) => {}
+            Err(e) => return e.into_response(),
+        }
     }
     match authorize(&state, req.headers(), access) {
         Ok((role, name)) => {
@@ -163,9 +193,10 @@ pub enum Access {
 /// The role, and the caller's name for the audit log: `admin-token:main` (the
 /// server's own token), `admin-token:<name>` (`[[admin_tokens]]`) or `loopback`.
 pub(crate) fn authorize(state: &AppState, headers: &HeaderMap, access: Access) -> Result<(Role, String), ApiError> {
-    let main = &state.config().server.admin_token;
-    let tokens = &state.config().admin_tokens;
-    if main.is_none() && tokens.is_empty() {
+    let config = state.config();
+    let main = &config.server.admin_token;
+    let tokens = &config.admin_tokens;
+    if main.is_none() && tokens.is_empty() && config.oidc.is_none() {
         return Ok((Role::Admin, "loopback".into()));
     }
     let denied =
@@ -365,9 +396,19 @@ async fn create_key(
             tpm: b.tpm,
         };
         if let Some(t) = team_of(&role) {
-            // A team admin's keys always belong to its team.
-            spec.enforce_tags.retain(|(k, _)| k != "team");
-            spec.enforce_tags.push(("team".into(), t.to_string()));
+            // A team admin's keys always belong to its team: asking for
+            // another team (as `team` or a team tag) is refused.
+            let asked = spec.team.iter().chain(
+                spec.enforce_tags
+                    .iter()
+                    .chain(&spec.tags)
+                    .filter(|(k, _)| k.eq_ignore_ascii_case("team"))
+                    .map(|(_, v)| v),
+            );
+            if asked.into_iter().any(|v| v != t) {
+                return Err(not_your_team(t));
+            }
+            spec.team = Some(t.to_string());
         }
         let now = now_ms();
         let created = keys::create_governed(&state.stores, &state.governor, state.auth.hasher(), spec, now).await?;
@@ -446,6 +487,113 @@ async fn revoke_key(
         )
             .into_response(),
         Err(e) => internal(e).into_response(),
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RotateBody {
+    /// How long the current secret keeps working (0: not at all).
+    #[serde(default)]
+    grace_seconds: i64,
+}
+
+/// `POST /admin/v1/keys/{id}/rotate`: a new secret, shown once; the old one
+/// keeps working for `grace_seconds`. Budgets, limits and history stay with
+/// the key (same id).
+async fn rotate_key(
+    State(state): State<Arc<AppState>>,
+    Extension(caller): Extension<Caller>,
+    Extension(actor): Extension<Actor>,
+    Path(id): Path<String>,
+    body: axum::body::Bytes,
+) -> Response {
+    let run = async {
+        let role = caller.role()?;
+        let b: RotateBody = if body.iter().all(u8::is_ascii_whitespace) {
+            RotateBody { grace_seconds: 0 }
+        } else {
+            serde_json::from_slice(&body).map_err(|e| ApiError::invalid(format!("invalid rotation: {e}")))?
+        };
+        let list = state.stores.keys.list_keys().await.map_err(internal)?;
+        let current = list.iter().find(|k| k.id == id);
+        if let Some(t) = team_of(&role) {
+            if current.is_none_or(|k| key_team(k) != Some(t)) {
+                return Err(not_your_team(t));
+            }
+        }
+        let now = now_ms();
+        let grace_ms = b.grace_seconds.checked_mul(1000).unwrap_or(i64::MAX);
+        let rotated = keys::rotate(state.stores.keys.as_ref(), state.auth.hasher(), &id, grace_ms, now)
+            .await?
+            .ok_or_else(|| ApiError::NotFound { message: format!("no key {id:?}") })?;
+        // This process forgets the old secret's cached state at once; other
+        // replicas within the key cache's few seconds.
+        state.auth.invalidate();
+        let entry = actor
+            .entry(now, KEY_ROTATE, &id)
+            .with_team(key_team(&rotated.record))
+            .with_before(Some(keys::audit_state(&rotated.before, None, &[])))
+            .with_after(Some(keys::audit_state(&rotated.record, None, &[])));
+        state.stores.record_audit(entry).await;
+        let mut v = keys::record_json(&rotated.record);
+        v["key"] = Value::String(rotated.secret);
+        Ok::<_, ApiError>(Json(v))
+    };
+    match run.await {
+        Ok(r) => r.into_response(),
+        Err(e) => e.into_response(),
+    }
+}
+
+/// `GET /api/v1/alerts?limit=`: the budget alerts fired, newest first (a
+/// team admin sees its own team's budgets' alerts only).
+async fn alerts(
+    State(state): State<Arc<AppState>>,
+    Extension(caller): Extension<Caller>,
+    Query(raw): Query<Vec<(String, String)>>,
+) -> Response {
+    let run = async {
+        let role = caller.role()?;
+        let mut limit = 100usize;
+        for (k, v) in &raw {
+            match k.as_str() {
+                "limit" => {
+                    limit = v
+                        .parse()
+                        .ok()
+                        .filter(|n| (1..=1000).contains(n))
+                        .ok_or_else(|| ApiError::invalid_param("limit must be 1 to 1000", "limit"))?
+                }
+                other => return Err(ApiError::invalid_param(format!("unknown query parameter {other:?}"), other)),
+            }
+        }
+        let now = now_ms();
+        let budgets = state.governor.status(now).await;
+        let fired = state.stores.governance.recent_alerts(limit).await.map_err(internal)?;
+        let list: Vec<Value> = fired
+            .iter()
+            .filter_map(|a| {
+                let spec = budgets.iter().find(|b| b.spec.id == a.budget_id).map(|b| &b.spec);
+                if let Some(t) = team_of(&role) {
+                    if spec.and_then(budget_team) != Some(t) {
+                        return None;
+                    }
+                }
+                Some(json!({
+                    "budget_id": a.budget_id,
+                    "scope": spec.map(|s| &s.scope.0),
+                    "threshold": format!("{}.{:03}", a.threshold / 1000, a.threshold % 1000),
+                    "period_start": ms3339(a.period_start_ms),
+                    "fired_at": ms3339(a.fired_ms),
+                }))
+            })
+            .collect();
+        Ok::<_, ApiError>(Json(json!({ "alerts": list })))
+    };
+    match run.await {
+        Ok(r) => r.into_response(),
+        Err(e) => e.into_response(),
     }
 }
 

@@ -34,8 +34,17 @@ impl KeyStore for Sqlite {
     fn insert_key(&self, key: NewKey) -> StoreFuture<'_, ()> {
         blocking(&self.0, move |db| db.insert_key(&key))
     }
-    fn key_by_hash(&self, hash: [u8; 32]) -> StoreFuture<'_, Option<KeyRecord>> {
+    fn key_by_hash(&self, hash: [u8; 32]) -> StoreFuture<'_, Option<super::KeyMatch>> {
         blocking(&self.0, move |db| db.key_by_hash(&hash))
+    }
+    fn rotate_key(
+        &self,
+        id: String,
+        hash: [u8; 32],
+        prefix: String,
+        previous_valid_until_ms: i64,
+    ) -> StoreFuture<'_, bool> {
+        blocking(&self.0, move |db| db.rotate_key(&id, &hash, &prefix, previous_valid_until_ms))
     }
     fn list_keys(&self) -> StoreFuture<'_, Vec<KeyRecord>> {
         blocking(&self.0, |db| db.list_keys())
@@ -111,6 +120,9 @@ impl GovernanceStore for Sqlite {
     }
     fn fired_alerts(&self, budget_id: String, period_start_ms: i64) -> StoreFuture<'_, BTreeSet<u32>> {
         blocking(&self.0, move |db| db.fired_alerts(&budget_id, period_start_ms))
+    }
+    fn recent_alerts(&self, limit: usize) -> StoreFuture<'_, Vec<super::FiredAlert>> {
+        blocking(&self.0, move |db| db.recent_alerts(limit))
     }
     fn insert_price_update(
         &self,
@@ -188,5 +200,23 @@ impl AuditLog for Sqlite {
 impl LedgerSink for SqliteStore {
     fn append(&self, rows: &[&LedgerRow]) -> Result<(), StoreError> {
         SqliteStore::append(self, rows)
+    }
+}
+
+impl super::SessionStore for Sqlite {
+    fn insert_session(&self, s: crate::session::Session) -> StoreFuture<'_, ()> {
+        blocking(&self.0, move |db| db.insert_session(&s))
+    }
+    fn session(&self, id_hash: [u8; 32]) -> StoreFuture<'_, Option<crate::session::Session>> {
+        blocking(&self.0, move |db| db.session(&id_hash))
+    }
+    fn active_sessions(&self, now_ms: i64) -> StoreFuture<'_, Vec<crate::session::Session>> {
+        blocking(&self.0, move |db| db.active_sessions(now_ms))
+    }
+    fn revoke_session(&self, handle: String, now_ms: i64) -> StoreFuture<'_, bool> {
+        blocking(&self.0, move |db| db.revoke_session(&handle, now_ms))
+    }
+    fn prune_sessions(&self, before_ms: i64) -> StoreFuture<'_, u64> {
+        blocking(&self.0, move |db| db.prune_sessions(before_ms))
     }
 }

@@ -29,6 +29,7 @@ use crate::budget::{BudgetSpec, RateLimitSpec};
 use crate::outcome::{CostQuery, CostReport, Outcome};
 use crate::query::{PromptCacheRow, SpendQuery, SpendReport};
 use crate::record::LedgerRow;
+use crate::session::Session;
 pub use adapter::Sqlite;
 pub use sqlite::BatchOwner;
 
@@ -75,6 +76,35 @@ pub struct KeyRecord {
     pub created_ms: i64,
     pub expires_ms: Option<i64>,
     pub revoked_ms: Option<i64>,
+    /// The secret it had before its last rotation, while that one still works.
+    pub previous: Option<PreviousSecret>,
+}
+
+/// A rotated key's former secret: accepted until `valid_until_ms` (the grace
+/// period chosen at rotation), then refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PreviousSecret {
+    pub prefix: String,
+    pub valid_until_ms: i64,
+}
+
+/// A key found by the hash of a presented secret, and which of its secrets
+/// that was.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyMatch {
+    pub record: KeyRecord,
+    /// The secret presented is the key's previous one (valid only within its grace period).
+    pub previous_secret: bool,
+}
+
+/// An alert recorded as fired: a budget crossed a threshold in a period.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FiredAlert {
+    pub budget_id: String,
+    pub period_start_ms: i64,
+    /// Thousandths of the limit (800 = 80 %).
+    pub threshold: u32,
+    pub fired_ms: i64,
 }
 
 /// A key to create (the secret's hash is computed by `auth`).
@@ -106,10 +136,23 @@ pub type StoreFuture<'a, T> = futures_util::future::BoxFuture<'a, Result<T, Stor
 /// Virtual keys.
 pub trait KeyStore: Send + Sync {
     fn insert_key(&self, key: NewKey) -> StoreFuture<'_, ()>;
-    fn key_by_hash(&self, hash: [u8; 32]) -> StoreFuture<'_, Option<KeyRecord>>;
+    /// The key whose current secret, or previous secret (kept after a
+    /// rotation until its grace period ends), hashes to `hash`.
+    fn key_by_hash(&self, hash: [u8; 32]) -> StoreFuture<'_, Option<KeyMatch>>;
     fn list_keys(&self) -> StoreFuture<'_, Vec<KeyRecord>>;
     /// Marks the key revoked; false when no such key.
     fn revoke_key(&self, id: String, now_ms: i64) -> StoreFuture<'_, bool>;
+    /// Gives a key a new secret (`hash`, shown as `prefix`); its current
+    /// secret becomes the previous one, accepted until `previous_valid_until_ms`
+    /// (an older previous secret is forgotten). False when there is no such
+    /// key, or it is revoked.
+    fn rotate_key(
+        &self,
+        id: String,
+        hash: [u8; 32],
+        prefix: String,
+        previous_valid_until_ms: i64,
+    ) -> StoreFuture<'_, bool>;
     /// The server-side secret that keys the key hashes, created on first use.
     fn key_hash_secret(&self) -> StoreFuture<'_, Vec<u8>>;
 }
@@ -176,6 +219,8 @@ pub trait GovernanceStore: Send + Sync {
         now_ms: i64,
     ) -> StoreFuture<'_, bool>;
     fn fired_alerts(&self, budget_id: String, period_start_ms: i64) -> StoreFuture<'_, BTreeSet<u32>>;
+    /// The alerts fired most recently, newest first.
+    fn recent_alerts(&self, limit: usize) -> StoreFuture<'_, Vec<FiredAlert>>;
     /// Appends a price update; returns its id.
     fn insert_price_update(
         &self,
@@ -232,6 +277,21 @@ pub trait AuditLog: Send + Sync {
     fn list(&self, q: AuditQuery) -> StoreFuture<'_, AuditPage>;
 }
 
+/// Dashboard sign-in sessions (shared by every replica on the database, so
+/// a session works on any of them and a revocation reaches them all).
+pub trait SessionStore: Send + Sync {
+    fn insert_session(&self, s: Session) -> StoreFuture<'_, ()>;
+    /// The session whose id hashes to `id_hash`, revoked or not.
+    fn session(&self, id_hash: [u8; 32]) -> StoreFuture<'_, Option<Session>>;
+    /// Sessions not revoked and not expired at `now_ms`, newest first.
+    fn active_sessions(&self, now_ms: i64) -> StoreFuture<'_, Vec<Session>>;
+    /// Revokes the session with this handle; false when there is none or it
+    /// was already revoked.
+    fn revoke_session(&self, handle: String, now_ms: i64) -> StoreFuture<'_, bool>;
+    /// Deletes sessions that expired or were revoked before `before_ms`.
+    fn prune_sessions(&self, before_ms: i64) -> StoreFuture<'_, u64>;
+}
+
 /// Every capability, each behind its trait, opened from `[storage] url`.
 #[derive(Clone)]
 pub struct Stores {
@@ -248,6 +308,8 @@ pub struct Stores {
     pub batches: Arc<dyn BatchStore>,
     /// The audit log (always the primary store).
     pub audit: Arc<dyn AuditLog>,
+    /// Dashboard sign-in sessions (always the primary store).
+    pub sessions: Arc<dyn SessionStore>,
     /// The analytics store, when `[storage] analytics_url` names one (its
     /// hourly rollup is kept up to date by the server).
     pub analytics: Option<Arc<clickhouse::ClickHouse>>,
@@ -345,7 +407,8 @@ impl Stores {
             governance: db.clone(),
             outcomes: db.clone(),
             batches: db.clone(),
-            audit: db,
+            audit: db.clone(),
+            sessions: db,
             counters: Arc::new(counters::MemoryCounters::default()),
             analytics: None,
             file: None,
@@ -365,7 +428,8 @@ impl Stores {
             governance: s.clone(),
             outcomes: s.clone(),
             batches: s.clone(),
-            audit: s,
+            audit: s.clone(),
+            sessions: s,
             counters: Arc::new(counters::MemoryCounters::default()),
             analytics: None,
             file,

@@ -241,6 +241,29 @@ CREATE TABLE IF NOT EXISTS audit_log (
 CREATE INDEX IF NOT EXISTS audit_log_ts ON audit_log (ts_ms);
 "#,
     ),
+    (
+        6,
+        // Key rotation (the previous secret, accepted until its grace period
+        // ends) and the dashboard's sign-in sessions.
+        r#"
+ALTER TABLE keys ADD COLUMN IF NOT EXISTS prev_hash BYTEA;
+ALTER TABLE keys ADD COLUMN IF NOT EXISTS prev_prefix TEXT;
+ALTER TABLE keys ADD COLUMN IF NOT EXISTS prev_valid_until_ms BIGINT;
+CREATE UNIQUE INDEX IF NOT EXISTS keys_prev_hash ON keys (prev_hash) WHERE prev_hash IS NOT NULL;
+CREATE TABLE IF NOT EXISTS sessions (
+    id_hash     BYTEA PRIMARY KEY,
+    handle      TEXT NOT NULL UNIQUE,
+    subject     TEXT NOT NULL,
+    name        TEXT NOT NULL,
+    email       TEXT,
+    groups_json TEXT NOT NULL,
+    created_ms  BIGINT NOT NULL,
+    expires_ms  BIGINT NOT NULL,
+    revoked_ms  BIGINT,
+    source      TEXT
+);
+"#,
+    ),
 ];
 
 /// Serialises migrations across replicas starting at once (any constant, ours).
@@ -405,6 +428,30 @@ fn key_from_row(r: &Row) -> Result<KeyRecord, StoreError> {
         created_ms: r.try_get("created_ms")?,
         expires_ms: r.try_get("expires_ms")?,
         revoked_ms: r.try_get("revoked_ms")?,
+        previous: match (
+            r.try_get::<_, Option<String>>("prev_prefix")?,
+            r.try_get::<_, Option<i64>>("prev_valid_until_ms")?,
+        ) {
+            (Some(prefix), Some(valid_until_ms)) => Some(super::PreviousSecret { prefix, valid_until_ms }),
+            _ => None,
+        },
+    })
+}
+
+fn session_from_row(r: &Row) -> Result<crate::session::Session, StoreError> {
+    let hash: Vec<u8> = r.try_get("id_hash")?;
+    let groups: String = r.try_get("groups_json")?;
+    Ok(crate::session::Session {
+        handle: r.try_get("handle")?,
+        id_hash: hash.try_into().map_err(|_| StoreError::Corrupt("sessions.id_hash"))?,
+        subject: r.try_get("subject")?,
+        name: r.try_get("name")?,
+        email: r.try_get("email")?,
+        groups: serde_json::from_str(&groups).map_err(|_| StoreError::Corrupt("sessions.groups_json"))?,
+        created_ms: r.try_get("created_ms")?,
+        expires_ms: r.try_get("expires_ms")?,
+        revoked_ms: r.try_get("revoked_ms")?,
+        source: r.try_get("source")?,
     })
 }
 
@@ -728,11 +775,43 @@ impl KeyStore for Postgres {
         })
     }
 
-    fn key_by_hash(&self, hash: [u8; 32]) -> StoreFuture<'_, Option<KeyRecord>> {
+    fn key_by_hash(&self, hash: [u8; 32]) -> StoreFuture<'_, Option<super::KeyMatch>> {
         Box::pin(async move {
             let c = self.client().await?;
-            let stmt = c.prepare_cached("SELECT * FROM keys WHERE hash = $1").await?;
-            c.query_opt(&stmt, &[&&hash[..]]).await?.as_ref().map(key_from_row).transpose()
+            let stmt = c
+                .prepare_cached(
+                    "SELECT *, false AS previous_secret FROM keys WHERE hash = $1 \
+                     UNION ALL SELECT *, true FROM keys WHERE prev_hash = $1 LIMIT 1",
+                )
+                .await?;
+            match c.query_opt(&stmt, &[&&hash[..]]).await? {
+                Some(r) => Ok(Some(super::KeyMatch {
+                    record: key_from_row(&r)?,
+                    previous_secret: r.try_get("previous_secret")?,
+                })),
+                None => Ok(None),
+            }
+        })
+    }
+
+    fn rotate_key(
+        &self,
+        id: String,
+        hash: [u8; 32],
+        prefix: String,
+        previous_valid_until_ms: i64,
+    ) -> StoreFuture<'_, bool> {
+        Box::pin(async move {
+            let n = self
+                .client()
+                .await?
+                .execute(
+                    "UPDATE keys SET prev_hash = hash, prev_prefix = prefix, prev_valid_until_ms = $4, hash = $2, \
+                     prefix = $3 WHERE id = $1 AND revoked_ms IS NULL",
+                    &[&id, &&hash[..], &prefix, &previous_valid_until_ms],
+                )
+                .await?;
+            Ok(n > 0)
         })
     }
 
@@ -1021,6 +1100,31 @@ impl GovernanceStore for Postgres {
         })
     }
 
+    fn recent_alerts(&self, limit: usize) -> StoreFuture<'_, Vec<super::FiredAlert>> {
+        Box::pin(async move {
+            let rows = self
+                .client()
+                .await?
+                .query(
+                    "SELECT budget_id, period_start_ms, threshold, fired_ms FROM alerts_fired \
+                     ORDER BY fired_ms DESC, budget_id, threshold LIMIT $1",
+                    &[&i64::try_from(limit).unwrap_or(i64::MAX)],
+                )
+                .await?;
+            rows.iter()
+                .map(|r| {
+                    Ok(super::FiredAlert {
+                        budget_id: r.try_get(0)?,
+                        period_start_ms: r.try_get(1)?,
+                        threshold: u32::try_from(r.try_get::<_, i64>(2)?)
+                            .map_err(|_| StoreError::Corrupt("alerts_fired.threshold"))?,
+                        fired_ms: r.try_get(3)?,
+                    })
+                })
+                .collect()
+        })
+    }
+
     fn insert_price_update(
         &self,
         source: String,
@@ -1291,6 +1395,79 @@ impl BatchStore for Postgres {
                 .query_opt("SELECT batch_id FROM batch_files WHERE file_id = $1", &[&file_id])
                 .await?;
             row.map(|r| Ok(r.try_get(0)?)).transpose()
+        })
+    }
+}
+
+impl super::SessionStore for Postgres {
+    fn insert_session(&self, s: crate::session::Session) -> StoreFuture<'_, ()> {
+        Box::pin(async move {
+            self.client()
+                .await?
+                .execute(
+                    "INSERT INTO sessions (id_hash, handle, subject, name, email, groups_json, created_ms, expires_ms, \
+                     revoked_ms, source) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+                    &[
+                        &&s.id_hash[..],
+                        &s.handle,
+                        &s.subject,
+                        &s.name,
+                        &s.email,
+                        &serde_json::to_string(&s.groups).unwrap_or_else(|_| "[]".into()),
+                        &s.created_ms,
+                        &s.expires_ms,
+                        &s.revoked_ms,
+                        &s.source,
+                    ],
+                )
+                .await?;
+            Ok(())
+        })
+    }
+
+    fn session(&self, id_hash: [u8; 32]) -> StoreFuture<'_, Option<crate::session::Session>> {
+        Box::pin(async move {
+            let c = self.client().await?;
+            let stmt = c.prepare_cached("SELECT * FROM sessions WHERE id_hash = $1").await?;
+            c.query_opt(&stmt, &[&&id_hash[..]]).await?.as_ref().map(session_from_row).transpose()
+        })
+    }
+
+    fn active_sessions(&self, now_ms: i64) -> StoreFuture<'_, Vec<crate::session::Session>> {
+        Box::pin(async move {
+            let rows = self
+                .client()
+                .await?
+                .query(
+                    "SELECT * FROM sessions WHERE revoked_ms IS NULL AND expires_ms > $1 ORDER BY created_ms DESC, handle",
+                    &[&now_ms],
+                )
+                .await?;
+            rows.iter().map(session_from_row).collect()
+        })
+    }
+
+    fn revoke_session(&self, handle: String, now_ms: i64) -> StoreFuture<'_, bool> {
+        Box::pin(async move {
+            let n = self
+                .client()
+                .await?
+                .execute(
+                    "UPDATE sessions SET revoked_ms = $2 WHERE handle = $1 AND revoked_ms IS NULL",
+                    &[&handle, &now_ms],
+                )
+                .await?;
+            Ok(n > 0)
+        })
+    }
+
+    fn prune_sessions(&self, before_ms: i64) -> StoreFuture<'_, u64> {
+        Box::pin(async move {
+            Ok(self
+                .client()
+                .await?
+                .execute("DELETE FROM sessions WHERE expires_ms < $1 OR revoked_ms < $1", &[&before_ms])
+                .await?)
         })
     }
 }

@@ -147,6 +147,18 @@ CREATE TABLE IF NOT EXISTS audit_log (
     source      TEXT
 );
 CREATE INDEX IF NOT EXISTS audit_log_ts ON audit_log (ts_ms);
+CREATE TABLE IF NOT EXISTS sessions (
+    id_hash     BLOB PRIMARY KEY,
+    handle      TEXT NOT NULL UNIQUE,
+    subject     TEXT NOT NULL,
+    name        TEXT NOT NULL,
+    email       TEXT,
+    groups_json TEXT NOT NULL,
+    created_ms  INTEGER NOT NULL,
+    expires_ms  INTEGER NOT NULL,
+    revoked_ms  INTEGER,
+    source      TEXT
+);
 "#;
 
 const ROLLUP_TABLE: &str = r#"CREATE TABLE IF NOT EXISTS ledger_hourly (
@@ -279,6 +291,13 @@ impl SqliteStore {
         ] {
             add_column(&writer, "ledger", col, decl)?;
         }
+        // Key rotation: the previous secret's hash, prefix and grace period.
+        for (col, decl) in [("prev_hash", "BLOB"), ("prev_prefix", "TEXT"), ("prev_valid_until_ms", "INTEGER")] {
+            add_column(&writer, "keys", col, decl)?;
+        }
+        writer.execute_batch(
+            "CREATE UNIQUE INDEX IF NOT EXISTS keys_prev_hash ON keys (prev_hash) WHERE prev_hash IS NOT NULL",
+        )?;
         // Databases written before the rollup existed: build it once from the raw rows.
         let built: Option<String> =
             writer.query_row("SELECT value FROM meta WHERE name = 'rollup_v3'", [], |r| r.get(0)).optional()?;
@@ -426,6 +445,10 @@ fn key_from_row(r: &rusqlite::Row<'_>) -> Result<KeyRecord, StoreError> {
         created_ms: r.get("created_ms")?,
         expires_ms: r.get("expires_ms")?,
         revoked_ms: r.get("revoked_ms")?,
+        previous: match (r.get::<_, Option<String>>("prev_prefix")?, r.get::<_, Option<i64>>("prev_valid_until_ms")?) {
+            (Some(prefix), Some(valid_until_ms)) => Some(super::PreviousSecret { prefix, valid_until_ms }),
+            _ => None,
+        },
     })
 }
 
@@ -452,14 +475,35 @@ impl SqliteStore {
         Ok(())
     }
 
-    pub fn key_by_hash(&self, hash: &[u8; 32]) -> Result<Option<KeyRecord>, StoreError> {
+    pub fn key_by_hash(&self, hash: &[u8; 32]) -> Result<Option<super::KeyMatch>, StoreError> {
         let conn = self.reader();
-        let mut stmt = conn.prepare_cached("SELECT * FROM keys WHERE hash = ?1")?;
+        let mut stmt = conn.prepare_cached(
+            "SELECT *, hash <> ?1 AS previous_secret FROM keys WHERE hash = ?1 \
+             UNION ALL SELECT *, 1 FROM keys WHERE prev_hash = ?1",
+        )?;
         let mut rows = stmt.query(params![&hash[..]])?;
         match rows.next()? {
-            Some(r) => Ok(Some(key_from_row(r)?)),
+            Some(r) => Ok(Some(super::KeyMatch {
+                record: key_from_row(r)?,
+                previous_secret: r.get::<_, bool>("previous_secret")?,
+            })),
             None => Ok(None),
         }
+    }
+
+    pub fn rotate_key(
+        &self,
+        id: &str,
+        hash: &[u8; 32],
+        prefix: &str,
+        previous_valid_until_ms: i64,
+    ) -> Result<bool, StoreError> {
+        let n = self.reader().execute(
+            "UPDATE keys SET prev_hash = hash, prev_prefix = prefix, prev_valid_until_ms = ?4, hash = ?2, prefix = ?3 \
+             WHERE id = ?1 AND revoked_ms IS NULL",
+            params![id, &hash[..], prefix, previous_valid_until_ms],
+        )?;
+        Ok(n > 0)
     }
 
     pub fn list_keys(&self) -> Result<Vec<KeyRecord>, StoreError> {
@@ -799,6 +843,23 @@ impl SqliteStore {
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
+    pub fn recent_alerts(&self, limit: usize) -> Result<Vec<super::FiredAlert>, StoreError> {
+        let conn = self.reader();
+        let mut stmt = conn.prepare(
+            "SELECT budget_id, period_start_ms, threshold, fired_ms FROM alerts_fired \
+             ORDER BY fired_ms DESC, budget_id, threshold LIMIT ?1",
+        )?;
+        let rows = stmt.query_map(params![i64::try_from(limit).unwrap_or(i64::MAX)], |r| {
+            Ok(super::FiredAlert {
+                budget_id: r.get(0)?,
+                period_start_ms: r.get(1)?,
+                threshold: r.get(2)?,
+                fired_ms: r.get(3)?,
+            })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
     /// Appends a price update; its id (AUTOINCREMENT: never reused, so always the newest).
     pub fn insert_price_update(
         &self,
@@ -904,6 +965,84 @@ pub(super) fn values(q: &super::sql::Sql) -> Vec<rusqlite::types::Value> {
             super::sql::Arg::Text(t) => rusqlite::types::Value::Text(t.clone()),
         })
         .collect()
+}
+
+fn session_from_row(r: &rusqlite::Row<'_>) -> Result<crate::session::Session, StoreError> {
+    let hash: Vec<u8> = r.get("id_hash")?;
+    let groups: String = r.get("groups_json")?;
+    Ok(crate::session::Session {
+        handle: r.get("handle")?,
+        id_hash: hash.try_into().map_err(|_| StoreError::Corrupt("sessions.id_hash"))?,
+        subject: r.get("subject")?,
+        name: r.get("name")?,
+        email: r.get("email")?,
+        groups: serde_json::from_str(&groups).map_err(|_| StoreError::Corrupt("sessions.groups_json"))?,
+        created_ms: r.get("created_ms")?,
+        expires_ms: r.get("expires_ms")?,
+        revoked_ms: r.get("revoked_ms")?,
+        source: r.get("source")?,
+    })
+}
+
+/// Sign-in sessions (the blocking calls behind [`super::SessionStore`]).
+impl SqliteStore {
+    pub fn insert_session(&self, s: &crate::session::Session) -> Result<(), StoreError> {
+        self.reader().execute(
+            "INSERT INTO sessions (id_hash, handle, subject, name, email, groups_json, created_ms, expires_ms, revoked_ms, source) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+            params![
+                &s.id_hash[..],
+                s.handle,
+                s.subject,
+                s.name,
+                s.email,
+                serde_json::to_string(&s.groups).unwrap_or_else(|_| "[]".into()),
+                s.created_ms,
+                s.expires_ms,
+                s.revoked_ms,
+                s.source
+            ],
+        )?;
+        Ok(())
+    }
+
+    pub fn session(&self, id_hash: &[u8; 32]) -> Result<Option<crate::session::Session>, StoreError> {
+        let conn = self.reader();
+        let mut stmt = conn.prepare_cached("SELECT * FROM sessions WHERE id_hash = ?1")?;
+        let mut rows = stmt.query(params![&id_hash[..]])?;
+        match rows.next()? {
+            Some(r) => Ok(Some(session_from_row(r)?)),
+            None => Ok(None),
+        }
+    }
+
+    pub fn active_sessions(&self, now_ms: i64) -> Result<Vec<crate::session::Session>, StoreError> {
+        let conn = self.reader();
+        let mut stmt = conn.prepare(
+            "SELECT * FROM sessions WHERE revoked_ms IS NULL AND expires_ms > ?1 ORDER BY created_ms DESC, handle",
+        )?;
+        let mut rows = stmt.query(params![now_ms])?;
+        let mut out = Vec::new();
+        while let Some(r) = rows.next()? {
+            out.push(session_from_row(r)?);
+        }
+        Ok(out)
+    }
+
+    pub fn revoke_session(&self, handle: &str, now_ms: i64) -> Result<bool, StoreError> {
+        let n = self.reader().execute(
+            "UPDATE sessions SET revoked_ms = ?2 WHERE handle = ?1 AND revoked_ms IS NULL",
+            params![handle, now_ms],
+        )?;
+        Ok(n > 0)
+    }
+
+    pub fn prune_sessions(&self, before_ms: i64) -> Result<u64, StoreError> {
+        let n = self
+            .reader()
+            .execute("DELETE FROM sessions WHERE expires_ms < ?1 OR revoked_ms < ?1", params![before_ms])?;
+        Ok(n as u64)
+    }
 }
 
 #[cfg(test)]

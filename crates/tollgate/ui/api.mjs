@@ -1,5 +1,6 @@
 // The dashboard's only way to the gateway: the JSON APIs, with the admin
-// token (if the user pasted one) from sessionStorage.
+// token (if the user pasted one) from sessionStorage, or the SSO session's
+// cookie (sent by the browser) and its CSRF token (kept in memory only).
 
 const TOKEN_KEY = 'tollgate.adminToken';
 
@@ -20,6 +21,17 @@ export function setToken(t) {
   }
 }
 
+/** The SSO session's CSRF token (from /ui/auth/status): every non-GET call carries it. */
+let csrf = '';
+
+export function csrfToken() {
+  return csrf;
+}
+
+export function setCsrfToken(t) {
+  csrf = t || '';
+}
+
 export class ApiError extends Error {
   constructor(status, message, code) {
     super(message);
@@ -38,28 +50,61 @@ export function url(path, params = []) {
   return s ? `${path}?${s}` : path;
 }
 
-/** GET a JSON API. Throws ApiError (status 0 when the gateway is unreachable). */
-export async function get(path, params = []) {
+async function send(method, path, { params = [], body } = {}) {
   const headers = { accept: 'application/json' };
   const t = token();
   if (t) headers.authorization = `Bearer ${t}`;
+  if (method !== 'GET' && method !== 'HEAD' && csrf) headers['x-csrf-token'] = csrf;
+  const init = { method, headers, credentials: 'same-origin' };
+  if (body !== undefined) {
+    headers['content-type'] = 'application/json';
+    init.body = JSON.stringify(body);
+  }
   let r;
   try {
-    r = await fetch(url(path, params), { headers });
+    r = await fetch(url(path, params), init);
   } catch (e) {
     throw new ApiError(0, `cannot reach the gateway: ${e.message}`);
   }
-  let body = null;
+  let data = null;
   try {
-    body = await r.json();
+    data = await r.json();
   } catch {
-    body = null;
+    data = null;
   }
   if (!r.ok) {
-    const err = body && body.error;
+    const err = data && data.error;
     throw new ApiError(r.status, (err && err.message) || `HTTP ${r.status}`, err && err.code);
   }
-  return body;
+  return data;
+}
+
+/** A write: refreshes the CSRF token once if the gateway says it no longer matches. */
+async function write(method, path, body) {
+  try {
+    return await send(method, path, { body });
+  } catch (e) {
+    if (!(e instanceof ApiError && e.status === 403 && e.code === 'csrf_failed' && csrf)) throw e;
+    const st = await authStatus();
+    if (!st || !st.csrf_token || st.csrf_token === csrf) throw e;
+    setCsrfToken(st.csrf_token);
+    return send(method, path, { body });
+  }
+}
+
+/** GET a JSON API. Throws ApiError (status 0 when the gateway is unreachable). */
+export function get(path, params = []) {
+  return send('GET', path, { params });
+}
+
+/** POST a JSON body; same errors as `get`. */
+export function post(path, body = {}) {
+  return write('POST', path, body);
+}
+
+/** DELETE; same errors as `get`. */
+export function del(path) {
+  return write('DELETE', path, undefined);
 }
 
 /** Like `get`, but a missing endpoint (404) gives `null` instead of an error. */
@@ -71,6 +116,39 @@ export async function getOptional(path, params = []) {
     const missing = e instanceof ApiError && ([404, 405, 501].includes(e.status) || (e.status === 400 && /^no such endpoint/.test(e.message)));
     if (missing) return null;
     throw e;
+  }
+}
+
+/**
+ * `GET /ui/auth/status`: whether SSO is configured and who is signed in.
+ * A gateway without it (or unreachable) gives null: the dashboard works as
+ * before, with a pasted admin token or none.
+ */
+export async function authStatus() {
+  try {
+    const r = await fetch('/ui/auth/status', { headers: { accept: 'application/json' }, credentials: 'same-origin', cache: 'no-store' });
+    if (!r.ok) return null;
+    const d = await r.json();
+    return d && typeof d === 'object' ? d : null;
+  } catch {
+    return null;
+  }
+}
+
+/** Ends the SSO session (`POST /ui/auth/logout`). */
+export async function logout() {
+  const headers = {};
+  if (csrf) headers['x-csrf-token'] = csrf;
+  const r = await fetch('/ui/auth/logout', { method: 'POST', headers, credentials: 'same-origin' });
+  setCsrfToken('');
+  if (!r.ok && r.status !== 401) {
+    let msg = `HTTP ${r.status}`;
+    try {
+      msg = (await r.json()).error.message || msg;
+    } catch {
+      /* keep the status */
+    }
+    throw new ApiError(r.status, msg);
   }
 }
 

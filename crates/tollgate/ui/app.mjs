@@ -1,5 +1,6 @@
 // The dashboard shell: hash routing, the time range and filter bar shared by
-// every view, the admin-token prompt, and error banners.
+// every view, sign-in (SSO or a pasted admin token), who is signed in, and
+// error banners.
 
 import * as api from './api.mjs';
 import { destroyAll } from './charts.mjs';
@@ -38,6 +39,110 @@ export function hashFor(s) {
 }
 
 let state = parseHash();
+
+/** `GET /ui/auth/status` as last read (null: a gateway without SSO support). */
+let auth = null;
+
+/** The SSO user signed in, or null. */
+export function user() {
+  return auth && auth.signed_in && auth.user ? auth.user : null;
+}
+
+/**
+ * The caller's role: `admin`, `team_admin` or `viewer` for an SSO session;
+ * null when unknown (a pasted admin token, or an open gateway): then every
+ * control shows and the API's 403 speaks.
+ */
+export function role() {
+  if (api.token()) return null;
+  const u = user();
+  return u ? u.role : null;
+}
+
+/** Whether create/rotate/revoke/edit/delete controls are shown. */
+export function canWrite() {
+  return role() !== 'viewer';
+}
+
+/** A team admin's team (its keys and budgets are its team's only), else null. */
+export function myTeam() {
+  const u = user();
+  return role() === 'team_admin' && u.team ? u.team : null;
+}
+
+function needsSignIn() {
+  return Boolean(auth && auth.oidc && !auth.signed_in && !api.token());
+}
+
+let expiryTimer;
+
+async function refreshAuth() {
+  auth = await api.authStatus();
+  api.setCsrfToken(auth && auth.signed_in ? auth.csrf_token : '');
+  updateWho();
+  clearTimeout(expiryTimer);
+  const ends = auth && auth.signed_in && auth.expires_at ? Date.parse(auth.expires_at) : NaN;
+  if (Number.isFinite(ends)) {
+    // When the session ends, the sign-in screen comes back by itself.
+    expiryTimer = setTimeout(async () => {
+      await refreshAuth();
+      if (needsSignIn()) render();
+    }, Math.min(2 ** 31 - 1, Math.max(0, ends - Date.now()) + 1000));
+  }
+}
+
+function updateWho() {
+  const who = document.getElementById('whoami');
+  const out = document.getElementById('sign-out');
+  const u = user();
+  who.hidden = !u;
+  out.hidden = !u;
+  if (!u) {
+    who.replaceChildren();
+    return;
+  }
+  const roleText = u.role === 'team_admin' && u.team ? `team_admin · ${u.team}` : u.role;
+  who.replaceChildren(h('span', { class: 'who-name' }, u.name || u.subject), ' ', h('span', { class: `badge role ${u.role}` }, roleText));
+  who.dataset.role = u.role;
+  who.dataset.team = u.team || '';
+  const until = auth.expires_at ? `signed in until ${new Date(auth.expires_at).toLocaleString('en-GB')}` : 'signed in';
+  who.title = [u.email, u.subject && `subject ${u.subject}`, until].filter(Boolean).join(' · ');
+}
+
+/** Where SSO sends the user back to: this page (never the sign-in screen itself). */
+function returnTo() {
+  const hash = location.hash && !/^#\/?signin/.test(location.hash) ? location.hash : '';
+  return `/ui/${hash}`;
+}
+
+function renderSignIn({ error = '', notice = '' } = {}) {
+  ++generation;
+  destroyAll();
+  document.body.classList.add('signed-out');
+  document.title = 'Sign in · tollgate';
+  const view = document.getElementById('view');
+  view.dataset.view = 'signin';
+  const input = h('input', { type: 'password', id: 'signin-token', name: 'token', placeholder: 'paste an admin token', 'aria-label': 'admin token', autocomplete: 'off' });
+  const form = h('form', { id: 'signin-token-form', class: 'signin-token' }, input, h('button', { type: 'submit', class: 'button ghost' }, 'Use token'));
+  form.addEventListener('submit', (e) => {
+    e.preventDefault();
+    const t = input.value.trim();
+    if (!t) return;
+    api.setToken(t);
+    updateTokenButton();
+    render();
+  });
+  view.replaceChildren(h('div', { class: 'signin', 'data-testid': 'signin' },
+    h('h2', {}, 'Sign in to tollgate'),
+    h('p', { class: 'lede' }, 'This gateway shows its spend, keys and budgets to signed-in people only.'),
+    error ? h('div', { class: 'banner error', id: 'signin-error', 'data-testid': 'signin-error' }, h('b', {}, 'Sign-in failed. '), error) : null,
+    notice ? h('div', { class: 'banner warn', id: 'signin-notice' }, notice) : null,
+    h('a', { id: 'sso-login', class: 'button sso', href: `/ui/auth/login?return_to=${encodeURIComponent(returnTo())}` }, 'Sign in with SSO'),
+    h('p', { class: 'or muted' }, 'or paste an admin token'),
+    form,
+  ));
+  view.dataset.loaded = 'true';
+}
 
 /** A link to another view (keeping the range and filters unless told otherwise). */
 export function link(patch, text, attrs = {}) {
@@ -162,8 +267,34 @@ function updateTokenButton() {
   document.getElementById('token-button').textContent = api.token() ? 'Admin token ✓' : 'Admin token';
 }
 
-function showError(e) {
+function setupSignOut() {
+  const out = document.getElementById('sign-out');
+  out.addEventListener('click', async () => {
+    out.disabled = true;
+    try {
+      await api.logout();
+    } catch (e) {
+      console.error(e);
+    }
+    out.disabled = false;
+    await refreshAuth();
+    if (!needsSignIn()) history.replaceState(null, '', '#/overview');
+    render();
+  });
+}
+
+async function showError(e) {
   const view = document.getElementById('view');
+  if (e instanceof api.ApiError && e.status === 401 && auth && auth.oidc && !api.token()) {
+    // The SSO session ended (expired, or signed out elsewhere).
+    const mine = generation;
+    await refreshAuth();
+    if (mine !== generation) return;
+    if (needsSignIn()) {
+      renderSignIn({ notice: 'Your session has ended: sign in again.' });
+      return;
+    }
+  }
   if (e instanceof api.ApiError && e.status === 401) {
     document.getElementById('token-form').classList.add('open');
     view.replaceChildren(h('div', { class: 'banner warn' },
@@ -178,6 +309,15 @@ function showError(e) {
 let generation = 0;
 
 export async function render() {
+  const signin = /^#\/?signin/.test(location.hash);
+  if (needsSignIn()) {
+    const error = signin ? parseHash().params.error || '' : '';
+    const notice = !error && auth.session_error ? `Your session is no longer valid (${auth.session_error}): sign in again.` : '';
+    renderSignIn({ error, notice });
+    return;
+  }
+  if (signin) history.replaceState(null, '', '#/overview');
+  document.body.classList.remove('signed-out');
   state = parseHash();
   const mine = ++generation;
   destroyAll();
@@ -203,11 +343,18 @@ export async function render() {
   } catch (e) {
     if (mine !== generation) return;
     console.error(e);
-    showError(e);
+    await showError(e);
+    if (mine !== generation || view.dataset.view === 'signin') return;
   }
   view.dataset.loaded = 'true';
 }
 
-window.addEventListener('hashchange', render);
-setupBar();
-render();
+async function start() {
+  setupBar();
+  setupSignOut();
+  await refreshAuth();
+  window.addEventListener('hashchange', render);
+  render();
+}
+
+start();

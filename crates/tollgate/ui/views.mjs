@@ -7,29 +7,30 @@ import { filterLink, go, hrefFor, link, requestsLink } from './app.mjs';
 import { chart, color, tokenTick, usdTick } from './charts.mjs';
 import { card, chartBox, h, note, table } from './dom.mjs';
 import { avgNanos, fmtCount, fmtMs, fmtPct, fmtUsd, nanos, sumUsd, toFloat, usdString } from './money.mjs';
+import { budgets, keys } from './manage.mjs';
 
 // ---------------------------------------------------------------- helpers
 
 /** An amount: "$12.35" on screen, the exact API string in `title` and `data-usd`. */
-function money(v, attrs = {}) {
+export function money(v, attrs = {}) {
   const n = typeof v === 'bigint' ? v : nanos(v);
   return h('span', { class: 'money', title: `$${usdString(n)}`, 'data-usd': usdString(n), ...attrs }, fmtUsd(n));
 }
 
-function kpi(label, value, { testid, sub, tone } = {}) {
+export function kpi(label, value, { testid, sub, tone } = {}) {
   return h('div', { class: `kpi ${tone || ''}`, 'data-testid': testid }, h('div', { class: 'kpi-label' }, label),
     h('div', { class: 'kpi-value' }, value), sub ? h('div', { class: 'kpi-sub' }, sub) : null);
 }
 
-function kpis(...items) {
+export function kpis(...items) {
   return h('div', { class: 'kpis' }, items);
 }
 
-function grid(...items) {
+export function grid(...items) {
   return h('div', { class: 'grid' }, items);
 }
 
-function title(text, sub) {
+export function title(text, sub) {
   return h('div', { class: 'view-head' }, h('h2', {}, text), sub ? h('p', { class: 'lede' }, sub) : null);
 }
 
@@ -75,7 +76,7 @@ function bucketLabel(iso, bucket) {
     : d.toLocaleDateString('en-GB', { weekday: 'short', day: 'numeric', month: 'short' });
 }
 
-function when(iso) {
+export function when(iso) {
   if (!iso) return '–';
   return new Date(iso).toLocaleString('en-GB', { month: 'short', day: 'numeric', hour: '2-digit', minute: '2-digit', second: '2-digit' });
 }
@@ -471,7 +472,7 @@ const BUCKETS = [
   ['reasoning', 'Reasoning'],
 ];
 
-function dl(pairs) {
+export function dl(pairs) {
   return h('dl', { class: 'facts' }, pairs.filter(Boolean).map(([k, v]) => [h('dt', {}, k), h('dd', {}, v === null || v === undefined || v === '' ? '–' : v)]));
 }
 
@@ -716,50 +717,19 @@ async function prompts(ctx) {
 
 // ---------------------------------------------------------------- budgets
 
-function scopeText(scope) {
+export function scopeText(scope) {
   if (!scope || !Object.keys(scope).length) return 'everything';
   return Object.entries(scope).map(([k, v]) => `${k} ${v}`).join(', ');
 }
 
-function periodText(p) {
+export function periodText(p) {
   const m = /^rolling:(\d+)([smhdw])$/.exec(p || '');
   if (!m) return `per ${p}`;
   const unit = { s: 'second', m: 'minute', h: 'hour', d: 'day', w: 'week' }[m[2]];
   return `rolling ${m[1]} ${unit}${m[1] === '1' ? '' : 's'}`;
 }
 
-async function budgets() {
-  const d = await api.getOptional('/api/v1/budgets');
-  const list = (d && (Array.isArray(d) ? d : d.budgets)) || [];
-  if (!list.length) {
-    return [title('Budgets'), h('div', { class: 'empty-state', 'data-testid': 'no-budgets' }, h('b', {}, 'No budgets configured.'),
-      h('p', {}, 'Budgets cap what a team, key, feature or user may spend per day or month, alert at 50 / 80 / 100 % and can block requests. Configure them with [[budgets]] in tollgate.toml.'))];
-  }
-  return [
-    title('Budgets', 'Spent (solid), reserved by requests in flight (striped) and what is left, with alert marks.'),
-    h('div', { class: 'budgets' }, list.map((b) => {
-      const limit = nanos(b.limit_usd);
-      const spent = nanos(b.spent_usd);
-      const reserved = nanos(b.reserved_usd);
-      const pct = (n) => (limit > 0n ? Math.min(100, (Number(n) / Number(limit)) * 100) : 0);
-      const over = spent >= limit;
-      return card(h('span', {}, scopeText(b.scope), h('span', { class: 'muted' }, ` · ${periodText(b.period)} · when reached: ${b.action || 'alert'}`)),
-        h('div', { class: 'budget-bar', 'data-testid': 'budget' },
-          h('div', { class: `spent ${over ? 'over' : ''}`, style: `width:${pct(spent)}%` }),
-          h('div', { class: 'reserved', style: `width:${Math.max(0, Math.min(100 - pct(spent), pct(reserved)))}%` }),
-          (b.alert_at || []).map((a) => h('div', { class: 'mark', style: `left:${Math.min(100, a * 100)}%`, title: `alert at ${Math.round(a * 100)}%` }))),
-        dl([
-          ['Spent', h('span', {}, money(b.spent_usd), ` of `, money(b.limit_usd), ` (${fmtPct(spent, limit)})`)],
-          ['Reserved', money(b.reserved_usd)],
-          ['Remaining', money(b.remaining_usd)],
-          ['Period', `${when(b.period_start)} → ${when(b.period_end)}`],
-          over
-            ? ['Over budget by', h('span', { class: 'up' }, money(spent - limit))]
-            : ['Runs out', b.forecast_exhaustion ? h('span', { class: 'up' }, when(b.forecast_exhaustion)) : 'not before the period ends'],
-        ]));
-    })),
-  ];
-}
+// The budgets view (with its form, preview and alerts) is in manage.mjs.
 
 // ---------------------------------------------------------------- anomalies
 
@@ -926,6 +896,7 @@ export const VIEWS = {
   run: { title: 'Run', render: run, parent: 'agents' },
   prompts: { title: 'Prompt versions', render: prompts },
   budgets: { title: 'Budgets', render: budgets },
+  keys: { title: 'Keys', render: keys },
   anomalies: { title: 'Anomalies', render: anomalies },
   audit: { title: 'Audit log', render: audit },
   quality: { title: 'Errors & data quality', render: quality },
@@ -934,5 +905,6 @@ export const VIEWS = {
 export const NAV = [
   ['Spend', [['overview', 'Overview'], ['spenders', 'Top spenders'], ['models', 'Model mix'], ['tokens', 'Tokens & caching'], ['costs', 'Cost per request']]],
   ['Drill down', [['requests', 'Request log'], ['agents', 'Agent runs'], ['prompts', 'Prompt versions']]],
-  ['Watch', [['budgets', 'Budgets'], ['anomalies', 'Anomalies'], ['quality', 'Errors & data quality'], ['audit', 'Audit log']]],
+  ['Watch', [['anomalies', 'Anomalies'], ['quality', 'Errors & data quality'], ['audit', 'Audit log']]],
+  ['Manage', [['keys', 'Keys'], ['budgets', 'Budgets & alerts']]],
 ];

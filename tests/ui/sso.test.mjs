@@ -13,8 +13,12 @@
 // - CSRF: no token, a foreign Origin, and a real cross-origin form post are
 //   refused; a tampered session cookie is refused; signing out ends the session.
 //
+// Saves the sign-in screen, the keys list with a new secret, a key's page
+// while rotating and the budget form with its preview to docs/screenshots/.
+//
 // TOLLGATE_BIN: the binary (default ~/.cache/tollgate-target/debug/tollgate).
 // CHROMIUM: the browser (default /usr/bin/chromium).
+// TOLLGATE_SCREENSHOTS: where to save screenshots (default docs/screenshots).
 
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -32,6 +36,7 @@ import { nanos } from '../../crates/tollgate/ui/money.mjs';
 
 const BIN = process.env.TOLLGATE_BIN || path.join(os.homedir(), '.cache/tollgate-target/debug/tollgate');
 const CHROMIUM = process.env.CHROMIUM || '/usr/bin/chromium';
+const SHOTS = process.env.TOLLGATE_SCREENSHOTS || path.resolve(path.dirname(new URL(import.meta.url).pathname), '../../docs/screenshots');
 const SKIP = fs.existsSync(CHROMIUM) ? false : `no browser at ${CHROMIUM} (apt-get install chromium, or set CHROMIUM): the SSO browser test did NOT run`;
 if (SKIP) console.error(`\n*** sso.test.mjs SKIPPED: ${SKIP} ***\n`);
 
@@ -313,12 +318,18 @@ async function openKey(page, id) {
 }
 
 /** Through the identity provider's dev login and consent screens, back to the dashboard. */
+async function shot(page, name) {
+  fs.mkdirSync(SHOTS, { recursive: true });
+  await page.screenshot({ path: path.join(SHOTS, `${name}.png`) });
+}
+
 async function signIn(who, { expectError = false } = {}) {
   const page = pages[who];
   await page.goto(`${gw}/ui/`);
   await page.waitForSelector('#sso-login', { timeout: 20_000 });
   assert.match(await page.getAttribute('#sso-login', 'href'), /^\/ui\/auth\/login\?return_to=/);
   assert.equal(await page.isVisible('#whoami'), false, 'nobody is shown as signed in yet');
+  if (who === 'alice') await shot(page, 'sign-in');
   await page.click('#sso-login');
   await page.waitForURL((u) => u.href.startsWith(`${issuer}/`), { timeout: 20_000 });
   await page.fill('input[name="login"]', who);
@@ -386,6 +397,7 @@ test('a2. a user in no mapped group is turned away with the reason', { skip: SKI
 test('b. alice creates a key for team platform; its secret works', { skip: SKIP, timeout: 60_000 }, async () => {
   const page = pages.alice;
   made.a = await createKeyInUi(page, { name: 'platform-a', team: 'platform', tags: 'env=test' });
+  await shot(page, 'keys');
   const k = await keyById(made.a.id);
   assert.equal(k.enforced_tags.team, 'platform');
   assert.equal(k.name, 'platform-a');
@@ -419,6 +431,7 @@ test('c. alice rotates it with a 3 s grace: both secrets work, then only the new
   const prev = await page.textContent('#key-previous-prefix');
   assert.ok(prev.includes(k.previous_prefix), prev);
   assert.match(prev, /valid until/);
+  await shot(page, 'key-page');
   // Past the grace period (plus the gateway's key cache of up to 4 s), the old one is refused.
   const wait = Date.parse(k.previous_valid_until) + 5_000 - Date.now();
   await sleep(Math.max(0, wait));
@@ -457,6 +470,7 @@ test('e. alice sets a budget through the form, with a preview of what it covers'
   assert.match(preview, /covers [\d,.k]+ requests, \$[\d,.]+ in the last 30 days/, preview);
   assert.match(preview, /active keys? belongs? to team platform/, preview);
   assert.match(preview, /of the \$100\.00 limit/, preview);
+  await shot(page, 'budget-form');
   await page.click('#budget-form button[type="submit"]');
   await page.waitForSelector('#budget-saved:not([hidden])', { timeout: 10_000 });
   assert.equal(await page.$('[data-testid="action-error"]:not([hidden])'), null);

@@ -65,7 +65,8 @@ impl Gateway {
         let admin_open = config.server.admin_token.is_none() && config.admin_tokens.is_empty() && config.oidc.is_none();
         if admin_open && !config.server.listen.ip().is_loopback() {
             return Err(StartError::Refused(format!(
-                "refusing to listen on {} with an unauthenticated admin API: set {} (server.admin_token_env)",
+                "refusing to listen on {} with an unauthenticated admin API: set {} (server.admin_token_env), \
+                 [[admin_tokens]] or [oidc] sign-in",
                 config.server.listen, "TOLLGATE_ADMIN_TOKEN"
             )));
         }
@@ -269,8 +270,10 @@ async fn sweep_leases(counters: Arc<dyn crate::store::counters::CounterStore>) {
 }
 
 /// Deletes sign-in sessions a day after they expired or were revoked (the
-/// audit log keeps who signed in), once an hour.
+/// audit log keeps who signed in), once an hour, the first time ten minutes
+/// after start (never in the way of a start-up that must read the database).
 async fn prune_sessions(sessions: Arc<dyn crate::store::SessionStore>) {
+    tokio::time::sleep(std::time::Duration::from_secs(600)).await;
     loop {
         match sessions.prune_sessions(crate::time::now_ms() - 86_400_000).await {
             Ok(n) if n > 0 => tracing::debug!(sessions = n, "ended sessions deleted"),
@@ -508,7 +511,7 @@ const ADMIN_MAX_BODY: usize = 256 * 1024;
 /// value until a restart (listeners, storage, ledger, auth, caches, budgets
 /// and limits from the file, telemetry).
 pub const RELOADED_SECTIONS: &str =
-    "[[providers]], [[models]], [[routing_rules]], [guardrails] and complexity routing, [[access]], [[prices]]";
+    "[[providers]], [[models]], [[routing_rules]], [guardrails] and complexity routing, [[access]], [[prices]], [oidc]";
 
 /// Re-reads the configuration file the gateway started with, validates it
 /// completely, and swaps the providers, routes, routing rules, guardrails,
@@ -533,6 +536,14 @@ pub async fn reload(state: &AppState, who: crate::audit::AuditEntry) -> Result<S
             "routing_rules": c.routing_rules.len(),
             "access_rules": c.access.len(),
             "prices": c.prices.as_ref().map_or(0, |p| p.entries().count()),
+            "oidc_roles": c.oidc.as_ref().map(|o| o.roles.iter().map(|(group, role)| {
+                let role = match role {
+                    crate::config::Role::Admin => "admin".to_string(),
+                    crate::config::Role::Viewer => "viewer".to_string(),
+                    crate::config::Role::TeamAdmin(t) => format!("team_admin:{t}"),
+                };
+                serde_json::json!({"group": group, "role": role})
+            }).collect::<Vec<_>>()),
         })
     };
     let before = summary(&old.config);
@@ -544,6 +555,9 @@ pub async fn reload(state: &AppState, who: crate::audit::AuditEntry) -> Result<S
     next.complexity = fresh.complexity;
     next.access = fresh.access;
     next.prices = fresh.prices;
+    // Sign-in: a group removed from [[oidc.roles]] loses its role at once
+    // (sessions map their groups to a role on every request).
+    next.oidc = fresh.oidc;
     let tokens =
         crate::upstream::ProviderTokens::new(&next.providers, &state.http, Some((&old.tokens, &old.config.providers)))?;
     let redactor = crate::redact::Redactor::new(&next);

@@ -570,7 +570,9 @@ async fn alerts(
         }
         let now = now_ms();
         let budgets = state.governor.status(now).await;
-        let fired = state.stores.governance.recent_alerts(limit).await.map_err(internal)?;
+        // A team admin sees its own budgets' alerts: read further back, then keep `limit`.
+        let read = if team_of(&role).is_some() { 1000 } else { limit };
+        let fired = state.stores.governance.recent_alerts(read).await.map_err(internal)?;
         let list: Vec<Value> = fired
             .iter()
             .filter_map(|a| {
@@ -588,6 +590,7 @@ async fn alerts(
                     "fired_at": ms3339(a.fired_ms),
                 }))
             })
+            .take(limit)
             .collect();
         Ok::<_, ApiError>(Json(json!({ "alerts": list })))
     };

@@ -261,10 +261,16 @@ async fn callback(
     };
     let Some(role) = cfg.role_for(&identity.groups) else {
         tracing::warn!(subject = %identity.subject, groups = ?identity.groups, "sign-in refused: no role for these groups");
-        return failed(
-            &format!("{} is not in any group that [[oidc.roles]] maps to a tollgate role", identity.name),
-            secure,
-        );
+        let why = if identity.groups.is_empty() {
+            format!(
+                "the identity provider sent no groups for {} (claim {:?}, in the ID token or at userinfo): \
+                 no tollgate role can be given",
+                identity.name, cfg.groups_claim
+            )
+        } else {
+            format!("{} is not in any group that [[oidc.roles]] maps to a tollgate role", identity.name)
+        };
+        return failed(&why, secure);
     };
     let id = session::random_token();
     let hash = id_hash(&state, &id);

@@ -313,6 +313,97 @@ impl Bucket {
     }
 }
 
+/// Rules (budgets or rate limits, by id) indexed by one exact part of their
+/// scope, so a request looks only at the rules that can cover it instead of
+/// every rule: with 100 000 per-user budgets, a request checks the few whose
+/// anchor it carries. The anchor is the most selective exact part: `key`,
+/// then a tag, then `provider`, then an exact `model`; a scope whose only
+/// parts are model globs (`claude-*`) is checked on every request. A
+/// candidate still has to match its whole scope ([`Scope::matches`]).
+#[derive(Debug, Default)]
+pub struct ScopeIndex {
+    /// dimension → value → ids anchored there.
+    by_part: crate::FastMap<String, crate::FastMap<String, Vec<std::sync::Arc<str>>>>,
+    /// Scopes of model globs only.
+    unanchored: Vec<std::sync::Arc<str>>,
+    /// Where each id is filed (`None`: unanchored).
+    anchor_of: crate::FastMap<std::sync::Arc<str>, Option<(String, String)>>,
+}
+
+impl ScopeIndex {
+    fn anchor(scope: &Scope) -> Option<(String, String)> {
+        let rank = |k: &str, v: &str| match k {
+            "key" => Some(0),
+            "model" if v.contains('*') => None,
+            "model" => Some(3),
+            "provider" => Some(2),
+            _ => Some(1),
+        };
+        scope
+            .0
+            .iter()
+            .filter_map(|(k, v)| rank(k, v).map(|r| (r, k, v)))
+            .min_by_key(|(r, _, _)| *r)
+            .map(|(_, k, v)| (k.clone(), v.clone()))
+    }
+
+    /// Files `id` under its scope (replacing where it was filed before).
+    pub fn insert(&mut self, id: std::sync::Arc<str>, scope: &Scope) {
+        self.remove(&id);
+        let anchor = Self::anchor(scope);
+        match &anchor {
+            Some((k, v)) => self.by_part.entry(k.clone()).or_default().entry(v.clone()).or_default().push(id.clone()),
+            None => self.unanchored.push(id.clone()),
+        }
+        self.anchor_of.insert(id, anchor);
+    }
+
+    pub fn remove(&mut self, id: &str) {
+        let Some(anchor) = self.anchor_of.remove(id) else { return };
+        match anchor {
+            Some((k, v)) => {
+                if let Some(values) = self.by_part.get_mut(&k) {
+                    if let Some(ids) = values.get_mut(&v) {
+                        ids.retain(|x| &**x != id);
+                        if ids.is_empty() {
+                            values.remove(&v);
+                        }
+                    }
+                    if values.is_empty() {
+                        self.by_part.remove(&k);
+                    }
+                }
+            }
+            None => self.unanchored.retain(|x| &**x != id),
+        }
+    }
+
+    /// Calls `f` with every id that may cover `facts` (each once); the
+    /// caller checks the whole scope.
+    pub fn candidates<'a>(&'a self, facts: &Facts<'_>, mut f: impl FnMut(&'a std::sync::Arc<str>)) {
+        for (dim, values) in &self.by_part {
+            let value = match dim.as_str() {
+                "key" => Some(facts.key_id),
+                "model" => Some(facts.model),
+                "provider" => facts.provider,
+                tag => facts.attribution.tag(tag),
+            };
+            if let Some(ids) = value.and_then(|v| values.get(v)) {
+                ids.iter().for_each(&mut f);
+            }
+        }
+        self.unanchored.iter().for_each(f);
+    }
+
+    pub fn len(&self) -> usize {
+        self.anchor_of.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.anchor_of.is_empty()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -396,5 +487,73 @@ mod tests {
         b.give(&spec, 100, 1000);
         assert_eq!(b.wait_ms(&spec, 60, 1000), 0, "never above capacity");
         assert!(b.wait_ms(&spec, 61, 1000) > 0);
+    }
+
+    mod index {
+        use super::*;
+        use proptest::prelude::*;
+        use std::sync::Arc;
+
+        fn part() -> impl Strategy<Value = (String, String)> {
+            prop_oneof![
+                (0..4u8).prop_map(|i| ("key".to_string(), format!("key_{i}"))),
+                (0..3u8).prop_map(|i| ("team".to_string(), format!("t{i}"))),
+                (0..3u8).prop_map(|i| ("user".to_string(), format!("u{i}"))),
+                (0..2u8).prop_map(|i| ("provider".to_string(), ["openai", "anthropic"][i as usize].to_string())),
+                prop_oneof![Just("gpt-4o"), Just("gpt-*"), Just("claude-*"), Just("*")]
+                    .prop_map(|m| ("model".to_string(), m.to_string())),
+            ]
+        }
+
+        fn scope() -> impl Strategy<Value = Scope> {
+            proptest::collection::btree_map(part().prop_map(|(k, v)| (k, v)), Just(()), 1..4)
+                .prop_map(|m| Scope(m.into_keys().collect()))
+        }
+
+        proptest! {
+            /// The index finds exactly the rules a scan of every rule finds.
+            #[test]
+            fn index_equals_a_full_scan(
+                scopes in proptest::collection::vec(scope(), 0..40),
+                removed in proptest::collection::vec(0..40usize, 0..10),
+                key in 0..4u8, team in 0..4u8, user in 0..4u8, provider in 0..3u8, model in 0..3u8,
+            ) {
+                let mut index = ScopeIndex::default();
+                let mut live: Vec<(Arc<str>, Scope)> = Vec::new();
+                for (i, s) in scopes.iter().enumerate() {
+                    let id: Arc<str> = Arc::from(format!("r{}", i % 30)); // some ids replaced
+                    index.insert(id.clone(), s);
+                    live.retain(|(x, _)| *x != id);
+                    live.push((id, s.clone()));
+                }
+                for r in removed {
+                    let id = format!("r{r}");
+                    index.remove(&id);
+                    live.retain(|(x, _)| **x != *id);
+                }
+                prop_assert_eq!(index.len(), live.len());
+                let mut a = Attribution::default();
+                a.tags.insert("team".into(), format!("t{team}"));
+                if user < 3 {
+                    a.tags.insert("user".into(), format!("u{user}"));
+                }
+                let key_id = format!("key_{key}");
+                let model = ["gpt-4o", "gpt-4o-mini", "claude-opus-4-1"][model as usize];
+                let provider = ["openai", "anthropic", "none"][provider as usize];
+                let f = Facts { key_id: &key_id, model, provider: (provider != "none").then_some(provider), attribution: &a };
+                let mut found: Vec<String> = Vec::new();
+                index.candidates(&f, |id| found.push(id.to_string()));
+                let mut unique = found.clone();
+                unique.sort();
+                unique.dedup();
+                prop_assert_eq!(unique.len(), found.len(), "each candidate once");
+                let lookup: std::collections::HashMap<_, _> = live.iter().map(|(id, s)| (id.to_string(), s)).collect();
+                let mut matched: Vec<String> = found.into_iter().filter(|id| lookup[id].matches(&f)).collect();
+                matched.sort();
+                let mut want: Vec<String> = live.iter().filter(|(_, s)| s.matches(&f)).map(|(id, _)| id.to_string()).collect();
+                want.sort();
+                prop_assert_eq!(matched, want);
+            }
+        }
     }
 }

@@ -118,11 +118,8 @@ impl Gateway {
             config.governance.budgets.iter().cloned().chain(stores.governance.list_budgets().await?).collect();
         // Before the budgets are seeded (see `book_interrupted`).
         governor.book_interrupted(&budgets, &interrupted, now).await.map_err(crate::store::StoreError::from)?;
-        let mut installed = Vec::new();
-        for b in budgets {
-            crate::govern::install_budget(&stores, &governor, b.clone(), now).await?;
-            installed.push(b);
-        }
+        crate::govern::install_budgets(&stores, &governor, budgets.clone(), now).await?;
+        let installed = budgets;
         // Every intent now has its row (its own, or an `interrupted` one).
         recovered.finish()?;
         let alerts_fired = Arc::new(std::sync::atomic::AtomicU64::new(0));
@@ -387,17 +384,19 @@ async fn watch_governance(
         let (Ok(budgets), Ok(limits)) = (g.list_budgets().await, g.list_limits().await) else { continue };
         let now = crate::time::now_ms();
         let wanted: Vec<BudgetSpec> = from_config.iter().cloned().chain(budgets).collect();
+        // By id, so that a change among 100 000 budgets costs a pass, not a pass per budget.
+        let wanted_ids: std::collections::HashSet<&str> = wanted.iter().map(|w| w.id.as_str()).collect();
         for old in &installed {
-            if !wanted.iter().any(|w| w.id == old.id) {
+            if !wanted_ids.contains(old.id.as_str()) {
                 governor.remove_budget(&old.id);
             }
         }
-        for b in &wanted {
-            if !installed.contains(b) {
-                if let Err(error) = crate::govern::install_budget(&stores, &governor, b.clone(), now).await {
-                    tracing::error!(%error, budget = %b.id, "cannot install budget");
-                }
-            }
+        let before: std::collections::HashMap<&str, &BudgetSpec> =
+            installed.iter().map(|b| (b.id.as_str(), b)).collect();
+        let changed: Vec<BudgetSpec> =
+            wanted.iter().filter(|b| before.get(b.id.as_str()) != Some(b)).cloned().collect();
+        if let Err(error) = crate::govern::install_budgets(&stores, &governor, changed, now).await {
+            tracing::error!(%error, "cannot install the budgets that changed");
         }
         installed = wanted;
         for l in limits {

@@ -494,6 +494,10 @@ pub async fn budgets_limits_and_alerts_are_kept(stores: Stores) {
         ],
         "newest first, as many as asked"
     );
+    let mut since = g.alerts_fired_since(150).await.unwrap();
+    since.sort_by_key(|a| a.fired_ms);
+    assert_eq!(since, [FiredAlert { budget_id: "b1".into(), period_start_ms: 200, threshold: 800, fired_ms: 7 }]);
+    assert_eq!(g.alerts_fired_since(0).await.unwrap().len(), 3);
     assert!(g.fired_alerts("b9".into(), 100).await.unwrap().is_empty());
 }
 

@@ -92,6 +92,10 @@ impl LimitRule {
 struct Rules {
     budgets: crate::FastMap<Arc<str>, BudgetRule>,
     limits: crate::FastMap<Arc<str>, LimitRule>,
+    /// Budgets and limits by an exact part of their scope: a request looks
+    /// only at those that can cover it (flat cost with many per-user budgets).
+    budget_index: crate::budget::ScopeIndex,
+    limit_index: crate::budget::ScopeIndex,
     /// Calls and settled spend per agent run (`t:` trace id, `s:` session id).
     runs: crate::FastMap<String, Run>,
 }
@@ -204,7 +208,8 @@ type BudgetView = (BudgetSpec, Arc<str>, CounterRule, (i64, i64));
 enum Held {
     /// A budget, by id.
     Budget(Arc<str>),
-    Limit(LimitKind),
+    /// A rate limit, by id, and what it counts.
+    Limit(Arc<str>, LimitKind),
 }
 
 impl Governor {
@@ -271,7 +276,10 @@ impl Governor {
             BudgetRule { fired_window: window, spec, key: key.clone(), fired, window: std::cell::Cell::new(window) };
         let counter = rule.counter(now_ms, self.tz);
         self.counters.seed(&key, counter, spent, now_ms).await?;
-        self.lock().budgets.insert(Arc::from(rule.spec.id.as_str()), rule);
+        let id: Arc<str> = Arc::from(rule.spec.id.as_str());
+        let mut st = self.lock();
+        st.budget_index.insert(id.clone(), &rule.spec.scope);
+        st.budgets.insert(id, rule);
         Ok(())
     }
 
@@ -324,7 +332,9 @@ impl Governor {
     }
 
     pub fn remove_budget(&self, id: &str) -> bool {
-        self.lock().budgets.remove(id).is_some()
+        let mut st = self.lock();
+        st.budget_index.remove(id);
+        st.budgets.remove(id).is_some()
     }
 
     pub fn budget_ids(&self) -> Vec<String> {
@@ -337,7 +347,9 @@ impl Governor {
             return;
         }
         let key: Arc<str> = Arc::from(format!("limit:{}", spec.id));
-        st.limits.insert(Arc::from(spec.id.as_str()), LimitRule { spec, key });
+        let id: Arc<str> = Arc::from(spec.id.as_str());
+        st.limit_index.insert(id.clone(), &spec.scope);
+        st.limits.insert(id, LimitRule { spec, key });
     }
 
     pub async fn status(&self, now_ms: i64) -> Vec<BudgetStatus> {
@@ -440,10 +452,13 @@ impl Governor {
         let mut unpriced_refusal: Option<(BudgetSpec, Arc<str>, CounterRule)> = None;
         {
             let st = self.lock();
-            for (id, b) in st.budgets.iter() {
-                if !b.spec.scope.matches(facts) {
-                    continue;
+            let mut budgets: Vec<(&Arc<str>, &BudgetRule)> = Vec::new();
+            st.budget_index.candidates(facts, |id| {
+                if let Some(b) = st.budgets.get(id).filter(|b| b.spec.scope.matches(facts)) {
+                    budgets.push((id, b));
                 }
+            });
+            for (id, b) in budgets {
                 let rule = b.counter(now_ms, self.tz);
                 if ask.cost.is_none() && b.spec.block_unpriced && b.spec.action != Action::Alert {
                     unpriced_refusal = Some((b.spec.clone(), b.key.clone(), rule));
@@ -453,17 +468,20 @@ impl Governor {
                 held.push(Held::Budget(id.clone()));
             }
             if unpriced_refusal.is_none() {
-                for l in st.limits.values() {
-                    if !l.spec.scope.matches(facts) {
-                        continue;
+                let mut limits: Vec<(&Arc<str>, &LimitRule)> = Vec::new();
+                st.limit_index.candidates(facts, |id| {
+                    if let Some(l) = st.limits.get(id).filter(|l| l.spec.scope.matches(facts)) {
+                        limits.push((id, l));
                     }
+                });
+                for (id, l) in limits {
                     let amount = match l.spec.kind {
                         LimitKind::Requests => 1,
                         LimitKind::Tokens => tokens,
                         LimitKind::Cost => cost,
                     };
                     asks.push(CounterAsk { key: l.key.clone(), rule: l.counter(), amount });
-                    held.push(Held::Limit(l.spec.kind));
+                    held.push(Held::Limit(id.clone(), l.spec.kind));
                 }
             }
         }
@@ -488,7 +506,7 @@ impl Governor {
             let _one = self.reseeding.lock().await;
             answer = self.counters.reserve(&asks, self.lease_ms, now_ms).await;
             if let Ok(Err(CounterRefusal::Unseeded { index })) = answer {
-                let Some(spec) = self.spec_of(&asks[index].key) else {
+                let Some(spec) = self.spec_of(&held[index], &asks[index].key) else {
                     return Err(Refusal::Unavailable("a budget changed while it was being reserved".into()));
                 };
                 if let Err(error) = self.reseed(&spec, &asks[index].key, asks[index].rule, now_ms).await {
@@ -509,7 +527,7 @@ impl Governor {
                 Ok(Reservation::new(self.clone(), Some(granted.lease), asks, held, cost, tokens, tightest))
             }
             Ok(Err(CounterRefusal::Exhausted { index, remaining, resets_at_ms })) => {
-                let spec = self.spec_of(&asks[index].key);
+                let spec = self.spec_of(&held[index], &asks[index].key);
                 match spec {
                     Some(spec) => Err(self.budget_refusal(&spec, remaining, resets_at_ms, ask.cost.is_none())),
                     None => Err(Refusal::Unavailable("a budget changed while it was being reserved".into())),
@@ -517,7 +535,10 @@ impl Governor {
             }
             Ok(Err(CounterRefusal::Wait { index, retry_after_ms })) => {
                 let st = self.lock();
-                let l = st.limits.values().find(|l| l.key == asks[index].key);
+                let l = match &held[index] {
+                    Held::Limit(id, _) => st.limits.get(id).filter(|l| l.key == asks[index].key),
+                    Held::Budget(_) => None,
+                };
                 Err(Refusal::RateLimited {
                     limit_id: l.map(|l| l.spec.id.clone()).unwrap_or_default(),
                     scope: l.map(|l| l.spec.scope.to_string()).unwrap_or_default(),
@@ -537,9 +558,12 @@ impl Governor {
         self.counters.seed(key, rule, spent, now_ms).await.map_err(|e| e.to_string())
     }
 
-    fn spec_of(&self, key: &Arc<str>) -> Option<BudgetSpec> {
+    /// The budget a held counter belongs to (`None`: not a budget, or
+    /// replaced by one with another counter meanwhile).
+    fn spec_of(&self, held: &Held, key: &Arc<str>) -> Option<BudgetSpec> {
+        let Held::Budget(id) = held else { return None };
         let st = self.lock();
-        st.budgets.values().find(|b| &b.key == key).map(|b| b.spec.clone())
+        st.budgets.get(id).filter(|b| &b.key == key).map(|b| b.spec.clone())
     }
 
     fn budget_refusal(&self, spec: &BudgetSpec, remaining: i64, resets_at_ms: i64, unpriced: bool) -> Refusal {
@@ -594,9 +618,9 @@ impl Governor {
             .iter()
             .zip(held)
             .map(|(a, h)| match h {
-                Held::Budget(_) | Held::Limit(LimitKind::Cost) => cost,
-                Held::Limit(LimitKind::Tokens) => tokens,
-                Held::Limit(LimitKind::Requests) => a.amount,
+                Held::Budget(_) | Held::Limit(_, LimitKind::Cost) => cost,
+                Held::Limit(_, LimitKind::Tokens) => tokens,
+                Held::Limit(_, LimitKind::Requests) => a.amount,
             })
             .collect();
         let views = match self.counters.settle(lease, asks, &used, now_ms).await {
@@ -744,6 +768,44 @@ pub async fn install_budget(
     spec: BudgetSpec,
     now_ms: i64,
 ) -> Result<(), crate::store::StoreError> {
+    install(stores, governor, spec, None, now_ms).await
+}
+
+/// Installs many budgets (at start-up, or when replicas notice a change):
+/// the alerts they already fired this period are read once for all of them,
+/// not once per budget.
+pub async fn install_budgets(
+    stores: &crate::store::Stores,
+    governor: &Governor,
+    specs: Vec<BudgetSpec>,
+    now_ms: i64,
+) -> Result<(), crate::store::StoreError> {
+    let Some(from) = specs.iter().map(|s| s.period.window(now_ms, governor.time_zone()).0).min() else {
+        return Ok(());
+    };
+    let mut fired: std::collections::HashMap<(String, i64), BTreeSet<u32>> = std::collections::HashMap::new();
+    for a in stores.governance.alerts_fired_since(from).await? {
+        fired.entry((a.budget_id, a.period_start_ms)).or_default().insert(a.threshold);
+    }
+    // Every budget is tried; the first failure is returned (the rest are installed).
+    let mut first_error = None;
+    for spec in specs {
+        let id = spec.id.clone();
+        if let Err(error) = install(stores, governor, spec, Some(&mut fired), now_ms).await {
+            tracing::error!(%error, budget = %id, "cannot install budget");
+            first_error.get_or_insert(error);
+        }
+    }
+    first_error.map_or(Ok(()), Err)
+}
+
+async fn install(
+    stores: &crate::store::Stores,
+    governor: &Governor,
+    spec: BudgetSpec,
+    prefetched: Option<&mut std::collections::HashMap<(String, i64), BTreeSet<u32>>>,
+    now_ms: i64,
+) -> Result<(), crate::store::StoreError> {
     let (start, _) = spec.period.window(now_ms, governor.time_zone());
     let spent = stores.reports.spend_per_second(spec.scope.ledger_filters(), start).await?;
     let fired = match spec.period {
@@ -756,7 +818,10 @@ pub async fn install_budget(
             let limit = i128::from(spec.limit.nanos().max(1));
             spec.alert_at.iter().copied().filter(|t| total * 1000 >= limit * i128::from(*t)).collect()
         }
-        _ => stores.governance.fired_alerts(spec.id.clone(), start).await?,
+        _ => match prefetched {
+            Some(map) => map.remove(&(spec.id.clone(), start)).unwrap_or_default(),
+            None => stores.governance.fired_alerts(spec.id.clone(), start).await?,
+        },
     };
     governor.set_budget(spec, spent, fired, now_ms).await?;
     Ok(())

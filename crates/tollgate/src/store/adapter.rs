@@ -124,6 +124,9 @@ impl GovernanceStore for Sqlite {
     fn recent_alerts(&self, limit: usize) -> StoreFuture<'_, Vec<super::FiredAlert>> {
         blocking(&self.0, move |db| db.recent_alerts(limit))
     }
+    fn alerts_fired_since(&self, from_ms: i64) -> StoreFuture<'_, Vec<super::FiredAlert>> {
+        blocking(&self.0, move |db| db.alerts_fired_since(from_ms))
+    }
     fn insert_price_update(
         &self,
         source: String,

@@ -221,6 +221,9 @@ pub trait GovernanceStore: Send + Sync {
     fn fired_alerts(&self, budget_id: String, period_start_ms: i64) -> StoreFuture<'_, BTreeSet<u32>>;
     /// The alerts fired most recently, newest first.
     fn recent_alerts(&self, limit: usize) -> StoreFuture<'_, Vec<FiredAlert>>;
+    /// Every alert fired for a period starting at `period_start_from_ms` or
+    /// later (one read for many budgets at start-up).
+    fn alerts_fired_since(&self, period_start_from_ms: i64) -> StoreFuture<'_, Vec<FiredAlert>>;
     /// Appends a price update; returns its id.
     fn insert_price_update(
         &self,

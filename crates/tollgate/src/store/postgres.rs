@@ -1100,6 +1100,30 @@ impl GovernanceStore for Postgres {
         })
     }
 
+    fn alerts_fired_since(&self, from_ms: i64) -> StoreFuture<'_, Vec<super::FiredAlert>> {
+        Box::pin(async move {
+            let rows = self
+                .client()
+                .await?
+                .query(
+                    "SELECT budget_id, period_start_ms, threshold, fired_ms FROM alerts_fired WHERE period_start_ms >= $1",
+                    &[&from_ms],
+                )
+                .await?;
+            rows.iter()
+                .map(|r| {
+                    Ok(super::FiredAlert {
+                        budget_id: r.try_get(0)?,
+                        period_start_ms: r.try_get(1)?,
+                        threshold: u32::try_from(r.try_get::<_, i64>(2)?)
+                            .map_err(|_| StoreError::Corrupt("alerts_fired.threshold"))?,
+                        fired_ms: r.try_get(3)?,
+                    })
+                })
+                .collect()
+        })
+    }
+
     fn recent_alerts(&self, limit: usize) -> StoreFuture<'_, Vec<super::FiredAlert>> {
         Box::pin(async move {
             let rows = self

@@ -843,6 +843,22 @@ impl SqliteStore {
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
+    pub fn alerts_fired_since(&self, from_ms: i64) -> Result<Vec<super::FiredAlert>, StoreError> {
+        let conn = self.reader();
+        let mut stmt = conn.prepare(
+            "SELECT budget_id, period_start_ms, threshold, fired_ms FROM alerts_fired WHERE period_start_ms >= ?1",
+        )?;
+        let rows = stmt.query_map(params![from_ms], |r| {
+            Ok(super::FiredAlert {
+                budget_id: r.get(0)?,
+                period_start_ms: r.get(1)?,
+                threshold: r.get(2)?,
+                fired_ms: r.get(3)?,
+            })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
     pub fn recent_alerts(&self, limit: usize) -> Result<Vec<super::FiredAlert>, StoreError> {
         let conn = self.reader();
         let mut stmt = conn.prepare(

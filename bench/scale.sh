@@ -1,0 +1,185 @@
+#!/usr/bin/env bash
+# Flat as the configuration grows: the production shape (virtual key with 3
+# tags, key budget, rpm limit, SQLite ledger, a priced model) measured alone,
+# then with many budgets and many keys in the database. For each scenario:
+# start-up time, max throughput, the gateway's CPU per request and the mock
+# upstream's CPU per request in the same run (their ratio), and peak RSS.
+#
+#   bench/scale.sh                     3 repetitions, 10 s per point
+#   bench/scale.sh --quick             1 repetition, 3 s per point
+#   options: --reps N --duration S --budgets N (default 100000) --keys N (default 1000000)
+#            --no-build (use the release binary already built; or TOLLGATE_BIN=path)
+#
+# Budgets are spread over scopes as SaaS teams set them: per team, per user
+# and per customer tag (none covers the measured requests, whose team, user
+# and customer are others: the question is what a request pays for budgets
+# it does not hit). Keys are written straight into the database (hashes of
+# random secrets) before start; the measured key is one of them.
+# Writes bench/scale.json and prints a table. Needs oha (see compare.sh),
+# python3, taskset, curl.
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+WORK=${TOLLGATE_BENCH_WORK:-$HOME/.cache/tollgate-bench}
+TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
+REPS=3 DUR=10 BUDGETS=100000 KEYS=1000000 BUILD=1
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --quick) REPS=1 DUR=3 ;;
+    --reps) REPS=$2; shift ;;
+    --duration) DUR=$2; shift ;;
+    --budgets) BUDGETS=$2; shift ;;
+    --keys) KEYS=$2; shift ;;
+    --no-build) BUILD=0 ;;
+    -h|--help) sed -n '2,20p' "$0"; exit 0 ;;
+    *) echo "unknown option $1" >&2; exit 2 ;;
+  esac
+  shift
+done
+CONC=64 PORT_MOCK=18911 PORT_TG=18912
+RUN=$WORK/scale-$(date -u +%Y%m%dT%H%M%SZ)
+mkdir -p "$RUN"
+log() { printf '[%s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
+
+if [ "$(nproc)" -ge 2 ] && command -v taskset >/dev/null; then
+  PIN_GW=(taskset -c 1) PIN_LOAD=(taskset -c 0)
+else
+  PIN_GW=() PIN_LOAD=()
+fi
+if [ -z "${TOLLGATE_BIN:-}" ] && [ "$BUILD" = 1 ]; then
+  log "building tollgate (release)"
+  (cd "$ROOT" && CARGO_TARGET_DIR=$TARGET_DIR cargo build --release -p tollgate -q)
+fi
+cp "${TOLLGATE_BIN:-$TARGET_DIR/release/tollgate}" "$RUN/tollgate"
+TG=$RUN/tollgate
+OHA=$(command -v oha || echo "$WORK/tools/bin/oha")
+[ -x "$OHA" ] || { log "oha is missing: run bench/compare.sh once, or cargo install oha --locked"; exit 1; }
+
+PIDS=()
+cleanup() { for p in "${PIDS[@]}"; do kill -KILL -- "-$p" 2>/dev/null || true; done; }
+trap cleanup EXIT
+start() { local var=$1 logf=$2; shift 2; setsid "$@" >"$logf" 2>&1 & PIDS+=("$!"); printf -v "$var" '%s' "$!"; }
+stop() {
+  kill -TERM -- "-$1" 2>/dev/null || true
+  for _ in $(seq 100); do kill -0 "$1" 2>/dev/null || return 0; sleep 0.1; done
+  kill -KILL -- "-$1" 2>/dev/null || true
+}
+cpu_ms() { python3 "$ROOT/bench/lib/procstat.py" cpu "$1"; }
+rss_kib() { python3 "$ROOT/bench/lib/procstat.py" rss "$1"; }
+BODY='{"model":"gpt-4o-mini","messages":[{"role":"system","content":"You are terse."},{"role":"user","content":"Say hello in one short sentence."}],"max_tokens":64}'
+TAGS='x-tollgate-tags: feature=summarize,env=prod,customer=acme-corp'
+export BENCH_UPSTREAM_KEY=sk-bench-upstream
+
+start MOCK_SID "$RUN/mock.log" "${PIN_LOAD[@]}" "$TG" mock-provider --listen "127.0.0.1:$PORT_MOCK"
+until curl -fsS -o /dev/null "http://127.0.0.1:$PORT_MOCK/v1/models" 2>/dev/null; do sleep 0.2; done
+
+# scenario DIR NAME BUDGETS KEYS -> one JSON line on stdout
+scenario() {
+  local dir=$1 name=$2 nbudgets=$3 nkeys=$4
+  rm -rf "$dir"; mkdir -p "$dir"
+  cat >"$dir/tollgate.toml" <<EOF
+[server]
+listen = "127.0.0.1:$PORT_TG"
+
+[storage]
+url = "sqlite://$dir/tollgate.db"
+
+[[providers]]
+name = "openai"
+kind = "openai"
+base_url = "http://127.0.0.1:$PORT_MOCK/v1"
+api_key_env = "BENCH_UPSTREAM_KEY"
+
+[[models]]
+name = "gpt-4o-mini"
+targets = [{ provider = "openai", model = "gpt-4o-mini" }]
+EOF
+  local key
+  key=$("$TG" --config "$dir/tollgate.toml" keys create --name bench --team t --budget 1000000/month --rpm 100000000 --json |
+    python3 -c 'import json,sys; print(json.load(sys.stdin)["key"])')
+  # Budgets and keys the measured requests do not hit, straight into the database.
+  python3 - "$dir/tollgate.db" "$nbudgets" "$nkeys" <<'PY'
+import json, os, sqlite3, sys, time
+db, nb, nk = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+c = sqlite3.connect(db)
+now = int(time.time() * 1000)
+alerts = json.dumps([500, 800, 1000])
+rows = []
+for i in range(nb):
+    dim = ("team", "user", "customer")[i % 3]
+    rows.append((f"{dim}-{i}", f"{dim}={dim}-{i}", 100 * 10**9, "month", "block", alerts, 0, now))
+c.executemany("INSERT INTO budgets VALUES (?,?,?,?,?,?,?,?)", rows)
+batch = []
+for i in range(nk):
+    batch.append((f"key_scale{i:08d}", f"k{i}", os.urandom(32), "tg_Xx", json.dumps({"env": "prod"}),
+                  json.dumps({"team": f"team-{i % 1000}"}), "[]", now))
+    if len(batch) == 50000:
+        c.executemany("INSERT INTO keys (id, name, hash, prefix, default_tags, enforced_tags, models, created_ms) VALUES (?,?,?,?,?,?,?,?)", batch)
+        batch = []
+if batch:
+    c.executemany("INSERT INTO keys (id, name, hash, prefix, default_tags, enforced_tags, models, created_ms) VALUES (?,?,?,?,?,?,?,?)", batch)
+c.commit()
+PY
+  local t0 t1
+  t0=$(date +%s%N)
+  start TG_SID "$dir/tollgate.log" "${PIN_GW[@]}" "$TG" --config "$dir/tollgate.toml" serve
+  until curl -fsS -o /dev/null "http://127.0.0.1:$PORT_TG/healthz" 2>/dev/null; do
+    kill -0 "$TG_SID" 2>/dev/null || { log "tollgate exited: $(tail -3 "$dir/tollgate.log")"; return 1; }
+    sleep 0.05
+  done
+  t1=$(date +%s%N)
+  local rss_idle; rss_idle=$(rss_kib "$TG_SID")
+  local url=http://127.0.0.1:$PORT_TG/v1/chat/completions
+  local args=(--no-tui --output-format json -c "$CONC" -m POST -T application/json -d "$BODY" -H "authorization: Bearer $key" -H "$TAGS")
+  "${PIN_LOAD[@]}" "$OHA" "${args[@]}" -z 1s "$url" >"$dir/warmup.json" 2>/dev/null
+  local g0 m0 g1 m1
+  g0=$(cpu_ms "$TG_SID"); m0=$(cpu_ms "$MOCK_SID")
+  "${PIN_LOAD[@]}" "$OHA" "${args[@]}" -z "${DUR}s" "$url" >"$dir/max.json" 2>/dev/null
+  g1=$(cpu_ms "$TG_SID"); m1=$(cpu_ms "$MOCK_SID")
+  python3 - "$dir/max.json" "$name" "$nbudgets" "$nkeys" "$((g1 - g0))" "$((m1 - m0))" "$(( (t1 - t0) / 1000000 ))" "$rss_idle" "$(rss_kib "$TG_SID")" <<'PY'
+import json, sys
+j = json.load(open(sys.argv[1]))
+codes = j.get("statusCodeDistribution") or {}
+ok = int(codes.get("200", 0))
+if sum(int(v) for v in codes.values()) != ok:
+    print(f"WARNING: not every answer was 200: {codes}", file=sys.stderr)
+name, nb, nk, g, m, start_ms, rss0, rss1 = sys.argv[2], *map(int, sys.argv[3:])
+print(json.dumps({"scenario": name, "budgets": nb, "keys": nk, "ok": ok,
+                  "rps": round(j["summary"]["requestsPerSec"]),
+                  "gateway_cpu_us_per_req": round(g * 1000 / ok, 1) if ok else None,
+                  "mock_cpu_us_per_req": round(m * 1000 / ok, 1) if ok else None,
+                  "ratio": round(g / m, 2) if m else None,
+                  "startup_ms": start_ms, "rss_idle_kib": rss0, "rss_peak_kib": rss1}))
+PY
+  stop "$TG_SID"
+}
+
+: >"$RUN/scale.jsonl"
+for rep in $(seq "$REPS"); do
+  log "repetition $rep/$REPS"
+  for s in "small 0 0" "budgets $BUDGETS 0" "keys 0 $KEYS"; do
+    set -- $s
+    log " $1: $2 budgets, $3 keys"
+    scenario "$RUN/$1" "$1" "$2" "$3" | tee -a "$RUN/scale.jsonl" >&2
+  done
+done
+
+python3 - "$RUN/scale.jsonl" "$ROOT/bench/scale.json" "$(git -C "$ROOT" rev-parse --short HEAD)" <<'PY'
+import json, statistics, sys
+rows = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
+out = {"git": sys.argv[3], "scenarios": {}}
+for name in dict.fromkeys(r["scenario"] for r in rows):
+    rs = [r for r in rows if r["scenario"] == name]
+    med = lambda k: statistics.median(r[k] for r in rs if r[k] is not None)
+    out["scenarios"][name] = {k: med(k) for k in ("rps", "gateway_cpu_us_per_req", "mock_cpu_us_per_req", "ratio",
+                                                  "startup_ms", "rss_idle_kib", "rss_peak_kib")}
+    out["scenarios"][name].update(budgets=rs[0]["budgets"], keys=rs[0]["keys"], reps=len(rs))
+json.dump(out, open(sys.argv[2], "w"), indent=1)
+small = out["scenarios"].get("small")
+print(f"{'scenario':10} {'budgets':>8} {'keys':>9} {'req/s':>7} {'gw µs/req':>10} {'mock µs/req':>11} {'ratio':>6} {'vs small':>9} {'start ms':>9} {'RSS MiB':>8}")
+for name, s in out["scenarios"].items():
+    vs = f"{(s['gateway_cpu_us_per_req'] / small['gateway_cpu_us_per_req'] - 1) * 100:+.1f}%" if small else ""
+    print(f"{name:10} {s['budgets']:>8} {s['keys']:>9} {s['rps']:>7.0f} {s['gateway_cpu_us_per_req']:>10.1f} "
+          f"{s['mock_cpu_us_per_req']:>11.1f} {s['ratio']:>6.2f} {vs:>9} {s['startup_ms']:>9.0f} {s['rss_peak_kib'] / 1024:>8.1f}")
+PY
+log "raw data: $RUN"

@@ -4,6 +4,8 @@
 # then with many budgets and many keys in the database. For each scenario:
 # start-up time, max throughput, the gateway's CPU per request and the mock
 # upstream's CPU per request in the same run (their ratio), and peak RSS.
+# With the small configuration, also long streams: 10 000-chunk streams
+# through the gateway, its CPU per chunk and its RSS before and after.
 #
 #   bench/scale.sh                     3 repetitions, 10 s per point
 #   bench/scale.sh --quick             1 repetition, 3 s per point
@@ -151,10 +153,32 @@ print(json.dumps({"scenario": name, "budgets": nb, "keys": nk, "ok": ok,
                   "ratio": round(g / m, 2) if m else None,
                   "startup_ms": start_ms, "rss_idle_kib": rss0, "rss_peak_kib": rss1}))
 PY
+  if [ "$name" = small ]; then long_stream "$dir" "$key"; fi
   stop "$TG_SID"
 }
 
+# long_stream DIR KEY: 20 streams of 10 000 chunks each, one after another,
+# through the running gateway: its CPU per chunk and its RSS before and after.
+long_stream() {
+  local dir=$1 key=$2 n=20 chunks=10000
+  local body='{"model":"gpt-4o-mini","stream":true,"messages":[{"role":"user","content":"long [mock chunks='$chunks']"}]}'
+  local r0 g0 m0 g1 m1 r1
+  r0=$(python3 "$ROOT/bench/lib/procstat.py" vmrss "$TG_SID" 2>/dev/null || rss_kib "$TG_SID")
+  g0=$(cpu_ms "$TG_SID"); m0=$(cpu_ms "$MOCK_SID")
+  "${PIN_LOAD[@]}" python3 "$ROOT/bench/lib/stream_client.py" --port "$PORT_TG" --body "$body" -n "$n" --warmup 2 \
+    --header "authorization: Bearer $key" >"$dir/stream10k.json" 2>"$dir/stream10k.err" || log "stream client failed: $(tail -1 "$dir/stream10k.err")"
+  g1=$(cpu_ms "$TG_SID"); m1=$(cpu_ms "$MOCK_SID")
+  r1=$(python3 "$ROOT/bench/lib/procstat.py" vmrss "$TG_SID" 2>/dev/null || rss_kib "$TG_SID")
+  python3 -c 'import json,sys
+n, chunks, g, m, r0, r1 = map(int, sys.argv[1:7])
+total = (n + 2) * chunks  # the probe warms up with 2 streams first
+print(json.dumps({"scenario": "stream10k", "streams": n + 2, "chunks_per_stream": chunks,
+                  "gateway_cpu_us_per_chunk": round(g * 1000 / total, 3), "mock_cpu_us_per_chunk": round(m * 1000 / total, 3),
+                  "rss_before_kib": r0, "rss_after_kib": r1}))' "$n" "$chunks" "$((g1 - g0))" "$((m1 - m0))" "$r0" "$r1" | tee -a "$RUN/stream.jsonl" >&2
+}
+
 : >"$RUN/scale.jsonl"
+: >"$RUN/stream.jsonl"
 for rep in $(seq "$REPS"); do
   log "repetition $rep/$REPS"
   for s in "small 0 0" "budgets $BUDGETS 0" "keys 0 $KEYS"; do
@@ -164,10 +188,14 @@ for rep in $(seq "$REPS"); do
   done
 done
 
-python3 - "$RUN/scale.jsonl" "$ROOT/bench/scale.json" "$(git -C "$ROOT" rev-parse --short HEAD)" <<'PY'
+python3 - "$RUN/scale.jsonl" "$ROOT/bench/scale.json" "$(git -C "$ROOT" rev-parse --short HEAD)" "$RUN/stream.jsonl" <<'PY'
 import json, statistics, sys
 rows = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
+streams = [json.loads(l) for l in open(sys.argv[4]) if l.strip()]
 out = {"git": sys.argv[3], "scenarios": {}}
+if streams:
+    out["stream10k"] = {k: statistics.median(s[k] for s in streams)
+                        for k in ("gateway_cpu_us_per_chunk", "mock_cpu_us_per_chunk", "rss_before_kib", "rss_after_kib")}
 for name in dict.fromkeys(r["scenario"] for r in rows):
     rs = [r for r in rows if r["scenario"] == name]
     med = lambda k: statistics.median(r[k] for r in rs if r[k] is not None)
@@ -181,5 +209,9 @@ for name, s in out["scenarios"].items():
     vs = f"{(s['gateway_cpu_us_per_req'] / small['gateway_cpu_us_per_req'] - 1) * 100:+.1f}%" if small else ""
     print(f"{name:10} {s['budgets']:>8} {s['keys']:>9} {s['rps']:>7.0f} {s['gateway_cpu_us_per_req']:>10.1f} "
           f"{s['mock_cpu_us_per_req']:>11.1f} {s['ratio']:>6.2f} {vs:>9} {s['startup_ms']:>9.0f} {s['rss_peak_kib'] / 1024:>8.1f}")
+if streams:
+    st = out["stream10k"]
+    print(f"long streams (10 000 chunks): gateway {st['gateway_cpu_us_per_chunk']:.3f} µs CPU per chunk, "
+          f"mock {st['mock_cpu_us_per_chunk']:.3f}; RSS {st['rss_before_kib'] / 1024:.1f} -> {st['rss_after_kib'] / 1024:.1f} MiB")
 PY
 log "raw data: $RUN"

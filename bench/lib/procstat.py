@@ -3,6 +3,7 @@
 
 `procstat.py cpu SID`  -> utime+stime in milliseconds, summed over every process of session SID
 `procstat.py rss SID`  -> VmHWM (peak RSS) in KiB, summed over the session's processes
+`procstat.py vmrss SID` -> VmRSS (current RSS) in KiB, summed likewise
 The gateways are started with `setsid`, so a session is exactly one gateway
 and everything it spawned (LiteLLM's uvicorn worker, tollgate's threads).
 """
@@ -34,13 +35,13 @@ def cpu_ms(sid):
     return total * 1000 // TICK
 
 
-def rss_kib(sid):
+def rss_kib(sid, field="VmHWM:"):
     total = 0
     for pid, _ in session_pids(sid):
         try:
             with open(f"/proc/{pid}/status") as f:
                 for line in f:
-                    if line.startswith("VmHWM:"):
+                    if line.startswith(field):
                         total += int(line.split()[1])
         except OSError:
             pass
@@ -49,4 +50,4 @@ def rss_kib(sid):
 
 if __name__ == "__main__":
     what, sid = sys.argv[1], int(sys.argv[2])
-    print(cpu_ms(sid) if what == "cpu" else rss_kib(sid))
+    print(cpu_ms(sid) if what == "cpu" else rss_kib(sid, "VmRSS:") if what == "vmrss" else rss_kib(sid))

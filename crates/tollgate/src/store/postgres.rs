@@ -438,6 +438,16 @@ fn key_from_row(r: &Row) -> Result<KeyRecord, StoreError> {
     })
 }
 
+/// `SELECT budget_id, period_start_ms, threshold, fired_ms FROM alerts_fired …`
+fn fired_alert_from_row(r: &Row) -> Result<super::FiredAlert, StoreError> {
+    Ok(super::FiredAlert {
+        budget_id: r.try_get(0)?,
+        period_start_ms: r.try_get(1)?,
+        threshold: u32::try_from(r.try_get::<_, i64>(2)?).map_err(|_| StoreError::Corrupt("alerts_fired.threshold"))?,
+        fired_ms: r.try_get(3)?,
+    })
+}
+
 fn session_from_row(r: &Row) -> Result<crate::session::Session, StoreError> {
     let hash: Vec<u8> = r.try_get("id_hash")?;
     let groups: String = r.try_get("groups_json")?;
@@ -1110,17 +1120,7 @@ impl GovernanceStore for Postgres {
                     &[&from_ms],
                 )
                 .await?;
-            rows.iter()
-                .map(|r| {
-                    Ok(super::FiredAlert {
-                        budget_id: r.try_get(0)?,
-                        period_start_ms: r.try_get(1)?,
-                        threshold: u32::try_from(r.try_get::<_, i64>(2)?)
-                            .map_err(|_| StoreError::Corrupt("alerts_fired.threshold"))?,
-                        fired_ms: r.try_get(3)?,
-                    })
-                })
-                .collect()
+            rows.iter().map(fired_alert_from_row).collect()
         })
     }
 
@@ -1135,17 +1135,7 @@ impl GovernanceStore for Postgres {
                     &[&i64::try_from(limit).unwrap_or(i64::MAX)],
                 )
                 .await?;
-            rows.iter()
-                .map(|r| {
-                    Ok(super::FiredAlert {
-                        budget_id: r.try_get(0)?,
-                        period_start_ms: r.try_get(1)?,
-                        threshold: u32::try_from(r.try_get::<_, i64>(2)?)
-                            .map_err(|_| StoreError::Corrupt("alerts_fired.threshold"))?,
-                        fired_ms: r.try_get(3)?,
-                    })
-                })
-                .collect()
+            rows.iter().map(fired_alert_from_row).collect()
         })
     }
 

@@ -848,14 +848,7 @@ impl SqliteStore {
         let mut stmt = conn.prepare(
             "SELECT budget_id, period_start_ms, threshold, fired_ms FROM alerts_fired WHERE period_start_ms >= ?1",
         )?;
-        let rows = stmt.query_map(params![from_ms], |r| {
-            Ok(super::FiredAlert {
-                budget_id: r.get(0)?,
-                period_start_ms: r.get(1)?,
-                threshold: r.get(2)?,
-                fired_ms: r.get(3)?,
-            })
-        })?;
+        let rows = stmt.query_map(params![from_ms], fired_alert_from_row)?;
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
@@ -865,14 +858,7 @@ impl SqliteStore {
             "SELECT budget_id, period_start_ms, threshold, fired_ms FROM alerts_fired \
              ORDER BY fired_ms DESC, budget_id, threshold LIMIT ?1",
         )?;
-        let rows = stmt.query_map(params![i64::try_from(limit).unwrap_or(i64::MAX)], |r| {
-            Ok(super::FiredAlert {
-                budget_id: r.get(0)?,
-                period_start_ms: r.get(1)?,
-                threshold: r.get(2)?,
-                fired_ms: r.get(3)?,
-            })
-        })?;
+        let rows = stmt.query_map(params![i64::try_from(limit).unwrap_or(i64::MAX)], fired_alert_from_row)?;
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
@@ -981,6 +967,16 @@ pub(super) fn values(q: &super::sql::Sql) -> Vec<rusqlite::types::Value> {
             super::sql::Arg::Text(t) => rusqlite::types::Value::Text(t.clone()),
         })
         .collect()
+}
+
+/// `SELECT budget_id, period_start_ms, threshold, fired_ms FROM alerts_fired …`
+fn fired_alert_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<super::FiredAlert> {
+    Ok(super::FiredAlert {
+        budget_id: r.get(0)?,
+        period_start_ms: r.get(1)?,
+        threshold: r.get(2)?,
+        fired_ms: r.get(3)?,
+    })
 }
 
 fn session_from_row(r: &rusqlite::Row<'_>) -> Result<crate::session::Session, StoreError> {

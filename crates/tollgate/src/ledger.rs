@@ -408,10 +408,15 @@ impl LedgerWriter {
                     tokio::time::sleep(Duration::from_millis(50)).await;
                 }
             }
+            let intent = matches!(item, Item::Intent(_));
             let ticket = enqueue_inline(sp, item);
             // Requests that finish in the same scheduler tick join one `write(2)`:
             // under load, one syscall carries many rows; alone, a row is written at once.
-            tokio::task::yield_now().await;
+            // An intent is written at once: it stands between the request and
+            // its provider, and a turn of the scheduler there is latency.
+            if !intent {
+                tokio::task::yield_now().await;
+            }
             let mut delay = Duration::from_millis(10);
             // Never drop a row: retry until the disk takes it.
             while let Err(e) = flush_inline(sp, &self.backlog, ticket) {

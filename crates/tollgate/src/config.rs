@@ -464,6 +464,17 @@ pub enum Role {
     Viewer,
 }
 
+impl Role {
+    /// `admin`, `viewer` or `team_admin:<team>` (the audit log's and the reload summary's form).
+    pub fn label(&self) -> String {
+        match self {
+            Role::Admin => "admin".to_owned(),
+            Role::Viewer => "viewer".to_owned(),
+            Role::TeamAdmin(t) => format!("team_admin:{t}"),
+        }
+    }
+}
+
 /// Sign-in with an OpenID Connect provider (authorization code with PKCE).
 #[derive(Debug, Clone)]
 pub struct OidcConfig {

@@ -242,23 +242,21 @@ pub struct RotatedKey {
     pub secret: String,
 }
 
-/// Gives key `id` a new secret; the current one keeps working for
-/// `grace_ms` (0: refused at once). `Ok(None)` when there is no such key;
-/// a revoked key cannot be rotated.
+/// Gives the key `before` (as the caller just read it) a new secret; the
+/// current one keeps working for `grace_ms` (0: refused at once). A revoked
+/// key cannot be rotated.
 pub async fn rotate(
     store: &dyn KeyStore,
     hasher: &KeyHasher,
-    id: &str,
+    before: KeyRecord,
     grace_ms: i64,
     now_ms: i64,
-) -> Result<Option<RotatedKey>, ApiError> {
+) -> Result<RotatedKey, ApiError> {
     if !(0..=MAX_GRACE_MS).contains(&grace_ms) {
         return Err(ApiError::invalid_param("the grace period must be from 0 seconds to 30 days", "grace_seconds"));
     }
     let internal = |e: crate::store::StoreError| ApiError::Internal { message: format!("key store: {e}") };
-    let Some(before) = store.list_keys().await.map_err(internal)?.into_iter().find(|k| k.id == id) else {
-        return Ok(None);
-    };
+    let id = before.id.as_str();
     if before.revoked_ms.is_some() {
         return Err(ApiError::invalid(format!("key {id:?} is revoked: a revoked key cannot be rotated")));
     }
@@ -276,7 +274,7 @@ pub async fn rotate(
         previous: Some(crate::store::PreviousSecret { prefix: before.prefix.clone(), valid_until_ms: valid_until }),
         ..before.clone()
     };
-    Ok(Some(RotatedKey { before, record, secret }))
+    Ok(RotatedKey { before, record, secret })
 }
 
 /// The team a key belongs to (enforced, else default tag).

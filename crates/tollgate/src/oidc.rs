@@ -265,7 +265,8 @@ impl Oidc {
     }
 }
 
-fn clip(s: &str) -> String {
+/// At most 200 characters of a provider's text, for messages.
+pub(crate) fn clip(s: &str) -> String {
     s.chars().take(200).collect()
 }
 

@@ -535,14 +535,9 @@ pub async fn reload(state: &AppState, who: crate::audit::AuditEntry) -> Result<S
             "routing_rules": c.routing_rules.len(),
             "access_rules": c.access.len(),
             "prices": c.prices.as_ref().map_or(0, |p| p.entries().count()),
-            "oidc_roles": c.oidc.as_ref().map(|o| o.roles.iter().map(|(group, role)| {
-                let role = match role {
-                    crate::config::Role::Admin => "admin".to_string(),
-                    crate::config::Role::Viewer => "viewer".to_string(),
-                    crate::config::Role::TeamAdmin(t) => format!("team_admin:{t}"),
-                };
-                serde_json::json!({"group": group, "role": role})
-            }).collect::<Vec<_>>()),
+            "oidc_roles": c.oidc.as_ref().map(|o| {
+                o.roles.iter().map(|(group, role)| serde_json::json!({"group": group, "role": role.label()})).collect::<Vec<_>>()
+            }),
         })
     };
     let before = summary(&old.config);

@@ -33,12 +33,7 @@ pub struct Actor {
 
 impl Actor {
     pub(crate) fn admin(name: String, role: &Role, source: Option<String>) -> Actor {
-        let role = match role {
-            Role::Admin => "admin".to_owned(),
-            Role::Viewer => "viewer".to_owned(),
-            Role::TeamAdmin(t) => format!("team_admin:{t}"),
-        };
-        Actor { name, role, source }
+        Actor { name, role: role.label(), source }
     }
 
     /// An entry by this actor, from its address (states and team to be added).

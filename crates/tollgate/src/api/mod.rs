@@ -165,16 +165,22 @@ fn same_origin(headers: &HeaderMap) -> Result<(), ApiError> {
     if !loopback_host(host) {
         return Err(refuse("Host is not a loopback name"));
     }
+    from_this_site(headers).map_err(refuse)
+}
+
+/// What a browser says of where a call comes from: refused when
+/// `Sec-Fetch-Site` names another site, or `Origin` is not the `Host` called.
+pub(crate) fn from_this_site(headers: &HeaderMap) -> Result<(), &'static str> {
     if let Some(site) = headers.get("sec-fetch-site").and_then(|v| v.to_str().ok()) {
         if site != "same-origin" && site != "none" {
-            return Err(refuse("cross-site request"));
+            return Err("cross-site request");
         }
     }
     if let Some(origin) = headers.get(http::header::ORIGIN) {
-        let o = origin.to_str().unwrap_or("");
-        let authority = o.split_once("://").map(|(_, a)| a).unwrap_or("");
+        let host = headers.get(http::header::HOST).and_then(|v| v.to_str().ok()).unwrap_or("");
+        let authority = origin.to_str().unwrap_or("").split_once("://").map(|(_, a)| a).unwrap_or("");
         if !authority.eq_ignore_ascii_case(host) {
-            return Err(refuse("cross-origin request"));
+            return Err("cross-origin request");
         }
     }
     Ok(())
@@ -515,18 +521,16 @@ async fn rotate_key(
         } else {
             serde_json::from_slice(&body).map_err(|e| ApiError::invalid(format!("invalid rotation: {e}")))?
         };
-        let list = state.stores.keys.list_keys().await.map_err(internal)?;
-        let current = list.iter().find(|k| k.id == id);
+        let current = state.stores.keys.list_keys().await.map_err(internal)?.into_iter().find(|k| k.id == id);
         if let Some(t) = team_of(&role) {
-            if current.is_none_or(|k| key_team(k) != Some(t)) {
+            if current.as_ref().is_none_or(|k| key_team(k) != Some(t)) {
                 return Err(not_your_team(t));
             }
         }
+        let current = current.ok_or_else(|| ApiError::NotFound { message: format!("no key {id:?}") })?;
         let now = now_ms();
         let grace_ms = b.grace_seconds.checked_mul(1000).unwrap_or(i64::MAX);
-        let rotated = keys::rotate(state.stores.keys.as_ref(), state.auth.hasher(), &id, grace_ms, now)
-            .await?
-            .ok_or_else(|| ApiError::NotFound { message: format!("no key {id:?}") })?;
+        let rotated = keys::rotate(state.stores.keys.as_ref(), state.auth.hasher(), current, grace_ms, now).await?;
         // This process forgets the old secret's cached state at once; other
         // replicas within the key cache's few seconds.
         state.auth.invalidate();
@@ -649,7 +653,7 @@ async fn spend(
     }
 }
 
-fn ms3339(ms: i64) -> Option<String> {
+pub(crate) fn ms3339(ms: i64) -> Option<String> {
     chrono::DateTime::<chrono::Utc>::from_timestamp_millis(ms)
         .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
 }

@@ -27,10 +27,11 @@ use axum::{Extension, Json, Router};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use super::{internal, Actor, Caller};
+use super::{internal, ms3339, Actor, Caller};
 use crate::audit::{SESSION_REVOKE, SESSION_START};
 use crate::config::{OidcConfig, Role};
 use crate::error::ApiError;
+use crate::oidc::clip;
 use crate::session::{self, LoginState, Session};
 use crate::state::AppState;
 use crate::time::now_ms;
@@ -103,18 +104,7 @@ pub(crate) async fn from_cookie(state: &AppState, headers: &HeaderMap) -> Result
 /// must not come from another site (`Sec-Fetch-Site`, `Origin`).
 pub(crate) fn check_csrf(state: &AppState, headers: &HeaderMap, session_id: &str) -> Result<(), ApiError> {
     let refuse = |m: &str| ApiError::CsrfFailed { message: m.to_string() };
-    if let Some(site) = headers.get("sec-fetch-site").and_then(|v| v.to_str().ok()) {
-        if site != "same-origin" && site != "none" {
-            return Err(refuse("cross-site request refused"));
-        }
-    }
-    if let Some(origin) = headers.get(header::ORIGIN) {
-        let host = headers.get(header::HOST).and_then(|v| v.to_str().ok()).unwrap_or("");
-        let authority = origin.to_str().unwrap_or("").split_once("://").map(|(_, a)| a).unwrap_or("");
-        if !authority.eq_ignore_ascii_case(host) {
-            return Err(refuse("cross-origin request refused"));
-        }
-    }
+    super::from_this_site(headers).map_err(|why| refuse(&format!("{why} refused")))?;
     let presented = headers.get(session::CSRF_HEADER).and_then(|v| v.to_str().ok()).unwrap_or("");
     if !session::csrf_ok(&state.cookie_key, session_id, presented) {
         return Err(refuse(
@@ -127,11 +117,6 @@ pub(crate) fn check_csrf(state: &AppState, headers: &HeaderMap, session_id: &str
 /// The actor an audit entry names for a signed-in user: `oidc:<subject>`.
 pub(crate) fn actor_of(s: &SignedIn, source: Option<String>) -> Actor {
     Actor::admin(format!("oidc:{}", s.session.subject), &s.role, source)
-}
-
-fn ms3339(ms: i64) -> Option<String> {
-    chrono::DateTime::<chrono::Utc>::from_timestamp_millis(ms)
-        .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
 }
 
 /// `GET /ui/auth/status`.
@@ -304,10 +289,6 @@ async fn callback(
         &login.return_to,
         &[session::session_set_cookie(&cookie, max_age, secure), session::clear_login_cookie(secure)],
     )
-}
-
-fn clip(s: &str) -> String {
-    s.chars().take(200).collect()
 }
 
 /// `POST /ui/auth/logout`: ends the caller's session (with its CSRF token).

@@ -240,3 +240,61 @@ mod tests {
         assert_eq!(printable("gpt\u{1b}[31mred"), "gpt?[31mred");
     }
 }
+
+/// The FOCUS chargeback export of `[from_ms, to_ms)`: spend in daily
+/// buckets, grouped by provider, model, `by` and every dimension a rate card
+/// names (so each card is chosen per group), then folded to one row per day ×
+/// provider × model × `by` value (`crate::chargeback::focus_rows`).
+pub async fn focus_export(
+    reports: &dyn crate::store::Reports,
+    cards: &[crate::chargeback::RateCard],
+    by: Option<&str>,
+    from_ms: i64,
+    to_ms: i64,
+    filters: Vec<(String, String)>,
+) -> Result<Vec<crate::chargeback::FocusRow>, ApiError> {
+    if let Some(b) = by {
+        check_dimension(b)?;
+    }
+    let group_by = crate::chargeback::export_group_by(by, cards);
+    if group_by.len() > MAX_GROUP_BY {
+        return Err(ApiError::invalid_param(
+            format!(
+                "the export groups by {} (provider, model, by and the rate cards' dimensions); at most {MAX_GROUP_BY} can be grouped at once",
+                group_by.join(", ")
+            ),
+            "by",
+        ));
+    }
+    let report = reports
+        .spend(SpendQuery {
+            group_by: group_by.clone(),
+            from_ms: Some(from_ms),
+            to_ms: Some(to_ms),
+            bucket: Some(Bucket::Day),
+            filters,
+        })
+        .await
+        .map_err(|e| ApiError::Internal { message: format!("storage error: {e}") })?;
+    Ok(crate::chargeback::focus_rows(crate::chargeback::ExportInput {
+        group_by: &group_by,
+        rows: &report.rows,
+        by,
+        cards,
+    }))
+}
+
+/// A start or end given as a date (`2026-11-01`, UTC midnight), an RFC 3339
+/// time, or (for a start) a duration back from now (`30d`).
+pub fn parse_day_or_time(s: &str, now_ms: i64, param: &str) -> Result<i64, ApiError> {
+    if let Ok(d) = chrono::NaiveDate::parse_from_str(s, "%Y-%m-%d") {
+        return d
+            .and_hms_opt(0, 0, 0)
+            .map(|t| t.and_utc().timestamp_millis())
+            .ok_or_else(|| ApiError::invalid_param(format!("{param} {s:?} is not a date"), param));
+    }
+    if let Some(d) = crate::time::parse_duration(s) {
+        return Ok(now_ms - d.num_milliseconds());
+    }
+    parse_time(s, param)
+}

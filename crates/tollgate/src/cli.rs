@@ -68,6 +68,13 @@ pub enum Command {
     /// The audit log: who changed keys, budgets, limits, prices and the configuration.
     #[command(subcommand)]
     Audit(crate::audit_cli::AuditCommand),
+    /// Compare the ledger with a provider's own cost and usage reports
+    /// (OpenAI's organization costs and usage, Anthropic's cost and usage
+    /// reports), per UTC day and model; saves the result.
+    Reconcile(crate::finops_cli::ReconcileArgs),
+    /// Chargeback and showback: spend per day × model × a dimension as a
+    /// FOCUS CSV, with `[[rate_cards]]` applied (billed cost).
+    Export(crate::finops_cli::ExportArgs),
     /// Make the running gateway re-read its configuration file (as SIGHUP
     /// does): providers, routes, routing rules, guardrails, access rules and
     /// prices are swapped at once; a bad file changes nothing and says why.
@@ -235,7 +242,7 @@ async fn reload_command(cli: &Cli) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn load_config(cli: &Cli) -> anyhow::Result<Config> {
+pub(crate) fn load_config(cli: &Cli) -> anyhow::Result<Config> {
     let mut config = Config::load(cli.config.as_deref(), &ProcessEnv)?;
     if let Some(db) = &cli.db {
         config.storage.url = db.clone();
@@ -243,7 +250,7 @@ fn load_config(cli: &Cli) -> anyhow::Result<Config> {
     Ok(config)
 }
 
-async fn open_store(config: &Config) -> anyhow::Result<Stores> {
+pub(crate) async fn open_store(config: &Config) -> anyhow::Result<Stores> {
     Stores::open_config(&config.storage)
         .await
         .with_context(|| format!("cannot open the database {}", config.storage.url_shown()))
@@ -285,6 +292,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Reload => reload_command(&cli).await,
+        Command::Reconcile(args) => crate::finops_cli::reconcile(&cli, args).await,
+        Command::Export(args) => crate::finops_cli::export(&cli, args).await,
         Command::Audit(cmd) => crate::audit_cli::run(&load_config(&cli)?, cli.url.as_deref(), cmd).await,
         Command::Keys(cmd) => keys_command(&cli, cmd).await,
         Command::Report(args) => report(&cli, args).await,

@@ -84,6 +84,27 @@ struct RawConfig {
     /// Extra or overriding prices (self-hosted models, negotiated rates).
     #[serde(default)]
     prices: Vec<tollgate_pricing::RawPriceEntry>,
+    /// Scheduled reconciliation against the providers' cost reports.
+    reconcile: Option<RawReconcile>,
+    /// Markups and discounts that turn cost into the amount billed to a team or customer.
+    #[serde(default)]
+    rate_cards: Vec<crate::chargeback::RawRateCard>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawReconcile {
+    /// How often (default `24h`).
+    every: Option<String>,
+    /// The days each run covers, back from today (default `7d`).
+    since: Option<String>,
+    /// A line alerts when its drift exceeds both: this share of the
+    /// provider's cost (default `"1"` %) and this amount (default `"0.01"` USD).
+    tolerance_percent: Option<String>,
+    tolerance_usd: Option<String>,
+    /// Default: every provider with `admin_key_env`.
+    #[serde(default)]
+    providers: Vec<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -358,6 +379,14 @@ struct RawProvider {
     /// for `tg_` virtual keys (passthrough callers still send only their own).
     #[serde(default)]
     allow_key_with_passthrough: bool,
+    /// The environment variable holding an organization admin key, which
+    /// reads the provider's own cost and usage reports (`tollgate reconcile`).
+    admin_key_env: Option<String>,
+    /// The provider's accounts (OpenAI project ids, Anthropic workspace ids)
+    /// that the gateway's keys belong to; spend on others is "outside the
+    /// gateway". Empty: every account is the gateway's.
+    #[serde(default)]
+    billing_accounts: Vec<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -702,6 +731,12 @@ pub struct Provider {
     pub aws: Option<AwsSigning>,
     /// `vertex`: the service account whose access tokens authorise its requests.
     pub vertex: Option<VertexAuth>,
+    /// `admin_key_env`, and the admin key it held when the file was read
+    /// (`None` when the variable is not set: reconciliation says so).
+    pub admin_key_env: Option<String>,
+    pub admin_key: Option<Secret>,
+    /// `billing_accounts`: the provider accounts that are the gateway's.
+    pub billing_accounts: Vec<String>,
 }
 
 /// How a Vertex AI provider's requests are authorised: the service account's
@@ -756,6 +791,10 @@ pub struct RouteTarget {
 #[derive(Debug, Clone)]
 pub struct Config {
     pub server: ServerConfig,
+    /// `[reconcile]`: the scheduled reconciliation, when configured.
+    pub reconcile: Option<ReconcileConfig>,
+    /// `[[rate_cards]]`, in file order (chargeback exports apply them).
+    pub rate_cards: Vec<crate::chargeback::RateCard>,
     pub storage: StorageConfig,
     pub providers: Vec<Provider>,
     pub routes: HashMap<String, Route>,
@@ -784,6 +823,32 @@ pub struct Config {
     pub source: String,
 }
 
+/// `[reconcile]`: compare the ledger with the providers' cost reports on a schedule.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReconcileConfig {
+    pub every: Duration,
+    /// The days each run covers, back from today.
+    pub since: chrono::Duration,
+    /// Alert when a line's drift exceeds this share of the provider's cost
+    /// (basis points: 100 = 1 %) and `tolerance` in dollars.
+    pub tolerance_bp: i64,
+    pub tolerance: Money,
+    /// The providers reconciled (names in `[[providers]]`).
+    pub providers: Vec<String>,
+}
+
+impl ReconcileConfig {
+    /// Whether a line's drift is beyond the tolerance.
+    pub fn beyond(&self, line: &crate::reconciliation::ReconLine) -> bool {
+        let drift = line.drift().nanos().unsigned_abs();
+        let share_beyond = match line.drift_bp() {
+            Some(bp) => bp.unsigned_abs() > self.tolerance_bp.unsigned_abs(),
+            None => drift > 0,
+        };
+        drift > self.tolerance.nanos().unsigned_abs() && share_beyond
+    }
+}
+
 /// What the process environment supplies (injected so tests need no globals).
 pub trait Env {
     fn var(&self, name: &str) -> Option<String>;
@@ -809,6 +874,65 @@ pub const DEFAULT_DB: &str = "sqlite://tollgate.db";
 pub const DEFAULT_MAX_BODY: usize = 8 * 1024 * 1024;
 /// OpenAI takes audio files up to 25 MB; the form's other parts need a little more.
 pub const DEFAULT_MAX_UPLOAD: usize = 26 * 1024 * 1024;
+
+fn reconcile_config(r: RawReconcile, providers: &[Provider]) -> Result<ReconcileConfig, String> {
+    let invalid = |message: String| message;
+    let duration = |what: &str, v: Option<&str>, default: &str| {
+        let text = v.unwrap_or(default);
+        crate::time::parse_duration(text)
+            .filter(|d| d.num_seconds() > 0)
+            .ok_or_else(|| invalid(format!("reconcile.{what} {text:?} is not a duration like 24h or 7d")))
+    };
+    let every = duration("every", r.every.as_deref(), "24h")?;
+    if every.num_minutes() < 1 {
+        return Err(invalid("reconcile.every must be at least 1m (the providers' reports change once a day)".into()));
+    }
+    let since = duration("since", r.since.as_deref(), "7d")?;
+    let percent = r.tolerance_percent.as_deref().unwrap_or("1");
+    let tolerance_bp = rust_decimal::Decimal::from_str_exact(percent)
+        .ok()
+        .filter(|d| !d.is_sign_negative())
+        .and_then(|d| (d * rust_decimal::Decimal::from(100)).round().to_string().parse::<i64>().ok())
+        .ok_or_else(|| invalid(format!("reconcile.tolerance_percent {percent:?} is not a percentage like \"1\" or \"0.5\"")))?;
+    let usd = r.tolerance_usd.as_deref().unwrap_or("0.01");
+    let tolerance: Money = usd
+        .parse()
+        .ok()
+        .filter(|m: &Money| m.nanos() >= 0)
+        .ok_or_else(|| invalid(format!("reconcile.tolerance_usd {usd:?} is not an amount like \"0.01\"")))?;
+    let names: Vec<String> = if r.providers.is_empty() {
+        providers.iter().filter(|p| p.admin_key_env.is_some()).map(|p| p.name.clone()).collect()
+    } else {
+        r.providers
+    };
+    for name in &names {
+        let p = providers
+            .iter()
+            .find(|p| &p.name == name)
+            .ok_or_else(|| invalid(format!("reconcile.providers: {name:?} is not defined in [[providers]]")))?;
+        if !matches!(p.kind, ProviderKind::OpenAi | ProviderKind::Anthropic) {
+            return Err(invalid(format!(
+                "reconcile.providers: {name:?} is of kind {}; only openai and anthropic providers publish cost reports tollgate can read",
+                kind_name(p.kind)
+            )));
+        }
+        if p.admin_key_env.is_none() {
+            return Err(invalid(format!(
+                "reconcile.providers: {name:?} has no admin_key_env (the environment variable holding an organization admin key)"
+            )));
+        }
+    }
+    if names.is_empty() {
+        return Err(invalid("[reconcile] has no provider to reconcile: give a provider admin_key_env".into()));
+    }
+    Ok(ReconcileConfig {
+        every: Duration::from_secs(u64::try_from(every.num_seconds()).unwrap_or(86_400)),
+        since,
+        tolerance_bp,
+        tolerance,
+        providers: names,
+    })
+}
 
 /// Providers built from the environment when there is no config file.
 const ZERO_CONFIG: &[(&str, &str, &str, &str)] = &[
@@ -867,6 +991,8 @@ impl Config {
                     max_connections: None,
                     allow_http: false,
                     allow_key_with_passthrough: false,
+                    admin_key_env: None,
+                    billing_accounts: Vec::new(),
                 });
             }
         }
@@ -891,6 +1017,8 @@ impl Config {
                 max_connections: None,
                 allow_http: false,
                 allow_key_with_passthrough: false,
+                admin_key_env: None,
+                billing_accounts: Vec::new(),
             });
         }
         resolve(raw, "built-in defaults", "", env)
@@ -1223,6 +1351,9 @@ fn resolve(raw: RawConfig, path: &str, text: &str, env: &dyn Env) -> Result<Conf
             slots,
             aws,
             vertex,
+            admin_key: p.admin_key_env.as_deref().and_then(|var| env.var(var)).map(Secret),
+            admin_key_env: p.admin_key_env,
+            billing_accounts: p.billing_accounts,
         });
     }
 
@@ -1418,7 +1549,14 @@ fn resolve(raw: RawConfig, path: &str, text: &str, env: &dyn Env) -> Result<Conf
     if raw.ledger.retention_days == Some(0) {
         return Err(invalid("ledger.retention_days must be at least 1".into()));
     }
+    let reconcile = match raw.reconcile {
+        None => None,
+        Some(r) => Some(reconcile_config(r, &providers).map_err(invalid)?),
+    };
+    let rate_cards = crate::chargeback::rate_cards_from_raw(raw.rate_cards).map_err(invalid)?;
     Ok(Config {
+        reconcile,
+        rate_cards,
         retention_days: raw.ledger.retention_days,
         semantic,
         routing_rules,

@@ -50,6 +50,13 @@ impl Pricing {
         self.entry(provider, model, at_ms).and_then(|e| e.max_output_tokens)
     }
 
+    /// The catalog's name for `model` at `provider` (a dated snapshot such
+    /// as `gpt-4o-mini-2024-07-18` → `gpt-4o-mini`); the name as given when
+    /// the catalog does not know it.
+    pub fn canonical_model(&self, provider: &Provider, model: &str, at_ms: i64) -> String {
+        self.entry(provider, model, at_ms).map_or_else(|| model.to_owned(), |e| e.model.clone())
+    }
+
     fn entry(&self, provider: &Provider, model: &str, at_ms: i64) -> Option<&tollgate_pricing::PriceEntry> {
         let at = DateTime::<Utc>::from_timestamp_millis(at_ms).unwrap_or_else(Utc::now);
         // OpenAI-compatible hosts are named after their vendor (mistral, deepseek…).

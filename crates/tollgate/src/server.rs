@@ -190,7 +190,9 @@ impl Gateway {
             observer,
             empty_tags: BTreeMap::new(),
         };
-        Ok(Gateway { state: Arc::new(state), drain, background })
+        let state = Arc::new(state);
+        background.push(tokio::spawn(reconcile_on_schedule(Arc::downgrade(&state))));
+        Ok(Gateway { state, drain, background })
     }
 
     pub fn router(&self) -> Router {
@@ -250,6 +252,43 @@ impl Gateway {
         drop(state);
         // The writer thread exits once every `LedgerWriter` clone is gone.
         let _ = tokio::task::spawn_blocking(move || drain.wait()).await;
+    }
+}
+
+/// `[reconcile]`: reconciles each configured provider against its cost
+/// reports every `every` (the first time a minute after start), with the
+/// configuration in force at each round (a reload can add, change or remove
+/// the section). A failed round is a warning; the next one tries again.
+async fn reconcile_on_schedule(state: std::sync::Weak<AppState>) {
+    tokio::time::sleep(std::time::Duration::from_secs(60)).await;
+    loop {
+        let Some(s) = state.upgrade() else { return };
+        let config = s.config();
+        let every = match &config.reconcile {
+            None => std::time::Duration::from_secs(60),
+            Some(rc) => {
+                let now = crate::time::now_ms();
+                let pricing: Arc<crate::pricing::Pricing> = Arc::clone(&s.pricing.load());
+                for name in &rc.providers {
+                    let Some(provider) = config.providers.iter().find(|p| &p.name == name) else { continue };
+                    let since = now - rc.since.num_milliseconds();
+                    let alerting = Some((rc, config.governance.webhooks.as_slice()));
+                    match crate::reconcile::run_and_save(&s.http, &s.stores, &pricing, provider, since, now, alerting, now)
+                        .await
+                    {
+                        Ok(lines) => {
+                            let t = crate::reconciliation::totals(&lines);
+                            tracing::info!(provider = %name, drift = %t.drift, outside = %t.outside, "reconciled with the provider's cost report");
+                        }
+                        Err(error) => tracing::warn!(provider = %name, %error, "reconciliation failed; it runs again next round"),
+                    }
+                }
+                rc.every
+            }
+        };
+        drop(config);
+        drop(s);
+        tokio::time::sleep(every).await;
     }
 }
 

@@ -42,6 +42,9 @@ async fn harness(secret: &str) -> Harness {
                 session_token: None,
             }),
             vertex: None,
+            admin_key_env: None,
+            admin_key: None,
+            billing_accounts: Vec::new(),
         });
         c
     })

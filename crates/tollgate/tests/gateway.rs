@@ -660,6 +660,9 @@ async fn azure_openai_deployments_are_proxied_with_their_api_key() {
             slots: None,
             aws: None,
             vertex: None,
+            admin_key_env: None,
+            admin_key: None,
+            billing_accounts: Vec::new(),
         });
         let idx = c.providers.len() - 1;
         c.routes.insert(

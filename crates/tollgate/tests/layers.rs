@@ -25,6 +25,8 @@ const LAYERS: &[(&str, &[&str])] = &[
             "config",
             "audit",
             "session",
+            "chargeback",
+            "reconciliation",
         ],
     ),
     // The only SQL.
@@ -52,12 +54,13 @@ const LAYERS: &[(&str, &[&str])] = &[
             "keys",
             "redact",
             "listener",
+            "reconcile",
         ],
     ),
     // The shared state and the request path over it.
     ("request path", &["state", "pipeline"]),
     // HTTP handlers, the server, the command line.
-    ("edges", &["api", "batch", "dashboard", "server", "cli", "demo", "prices_cli", "audit_cli"]),
+    ("edges", &["api", "batch", "dashboard", "server", "cli", "demo", "prices_cli", "audit_cli", "finops_cli"]),
 ];
 
 fn layer_of(module: &str) -> Option<usize> {

@@ -10,6 +10,7 @@ use tollgate::attribution::Attribution;
 use tollgate::audit::{AuditEntry, AuditQuery};
 use tollgate::budget::{Action, BudgetSpec, LimitKind, Period, RateLimitSpec, Scope};
 use tollgate::query::{Bucket, SpendQuery, SpendRow};
+use tollgate::reconciliation::{LineKind, ReconLine};
 use tollgate::record::{LedgerRow, UsageSource};
 use tollgate::session::Session;
 use tollgate::store::{
@@ -442,6 +443,63 @@ pub async fn sessions_are_kept_listed_revoked_and_pruned(stores: Stores) {
     assert!(s.session([2; 32]).await.unwrap().is_some());
 }
 
+fn recon_line(provider: &str, day: &str, model: &str, kind: LineKind, account: Option<&str>, g: i64, p: i64) -> ReconLine {
+    ReconLine {
+        provider: provider.into(),
+        day: day.into(),
+        model: model.into(),
+        kind,
+        account: account.map(String::from),
+        gateway_cost: Money::from_nanos(g),
+        provider_cost: Money::from_nanos(p),
+        gateway_input_tokens: 1_000,
+        gateway_output_tokens: 200,
+        provider_input_tokens: 1_000,
+        provider_output_tokens: 200,
+        gateway_requests: 2,
+        provider_requests: 2,
+        cause: (g != p).then(|| "price: example".to_owned()),
+        reconciled_ms: 0,
+    }
+}
+
+pub async fn reconciliation_lines_are_replaced_per_provider_and_day(stores: Stores) {
+    let r = &stores.reconciliation;
+    let first = vec![
+        recon_line("openai", "2026-12-01", "gpt-4o", LineKind::Matched, None, 100, 125),
+        recon_line("openai", "2026-12-02", "gpt-4o", LineKind::Matched, None, 100, 100),
+        recon_line("openai", "2026-12-02", "gpt-4o", LineKind::Outside, Some("proj_x"), 0, 450),
+    ];
+    r.save_reconciliation("openai".into(), "2026-12-01".into(), "2026-12-02".into(), first.clone(), 7).await.unwrap();
+    let other = vec![recon_line("anthropic", "2026-12-02", "claude-haiku-4-5", LineKind::Matched, None, 9, 9)];
+    r.save_reconciliation("anthropic".into(), "2026-12-02".into(), "2026-12-02".into(), other, 8).await.unwrap();
+    let all = r.reconciliation(None, "2026-12-01".into(), "2026-12-31".into()).await.unwrap();
+    let keys: Vec<_> = all.iter().map(|l| (l.day.as_str(), l.provider.as_str(), l.kind)).collect();
+    assert_eq!(
+        keys,
+        [
+            ("2026-12-01", "openai", LineKind::Matched),
+            ("2026-12-02", "anthropic", LineKind::Matched),
+            ("2026-12-02", "openai", LineKind::Matched),
+            ("2026-12-02", "openai", LineKind::Outside)
+        ],
+        "sorted by day, provider, kind"
+    );
+    let mut expected = first[0].clone();
+    expected.reconciled_ms = 7;
+    assert_eq!(all[0], expected, "reads back as written, stamped");
+    assert_eq!(all[3].account.as_deref(), Some("proj_x"));
+    // A new run over 2026-12-02 replaces that day's lines of that provider only.
+    let rerun = vec![recon_line("openai", "2026-12-02", "gpt-4o", LineKind::Matched, None, 100, 101)];
+    r.save_reconciliation("openai".into(), "2026-12-02".into(), "2026-12-02".into(), rerun, 9).await.unwrap();
+    let openai = r.reconciliation(Some("openai".into()), "2026-12-01".into(), "2026-12-31".into()).await.unwrap();
+    assert_eq!(openai.len(), 2, "the outside line of the replaced day is gone");
+    assert_eq!((openai[0].provider_cost.nanos(), openai[1].provider_cost.nanos()), (125, 101));
+    assert_eq!(openai[1].reconciled_ms, 9);
+    let one_day = r.reconciliation(None, "2026-12-02".into(), "2026-12-02".into()).await.unwrap();
+    assert_eq!(one_day.len(), 2, "anthropic's line stays");
+}
+
 fn budget(id: &str, team: &str, usd: &str) -> BudgetSpec {
     BudgetSpec {
         id: id.into(),
@@ -757,6 +815,7 @@ macro_rules! backends {
             case_test!($backend, keys_are_found_by_hash_listed_and_revoked);
             case_test!($backend, rotated_keys_answer_to_both_secrets);
             case_test!($backend, sessions_are_kept_listed_revoked_and_pruned);
+            case_test!($backend, reconciliation_lines_are_replaced_per_provider_and_day);
             case_test!($backend, budgets_limits_and_alerts_are_kept);
             case_test!($backend, price_updates_are_kept_in_order);
             case_test!($backend, spend_per_second_feeds_rolling_budgets);

@@ -54,6 +54,9 @@ async fn harness(mock: tollgate_mock::MockConfig) -> Harness {
                     &format!("{mock}/token"),
                 )),
             }),
+            admin_key_env: None,
+            admin_key: None,
+            billing_accounts: Vec::new(),
         });
         let idx = c.providers.len() - 1;
         for (name, model) in [("vg", "gemini-2.5-flash"), ("vc", "claude-sonnet-4-5@20250929")] {

@@ -5,6 +5,7 @@
 //! on a loopback address.
 
 pub mod audit;
+pub mod finops;
 pub mod observe;
 pub mod prices;
 pub mod session;
@@ -46,6 +47,7 @@ pub fn routes() -> Router<Arc<AppState>> {
         .route("/admin/v1/keys/{id}/rotate", post(rotate_key))
         .route("/api/v1/alerts", get(alerts))
         .merge(session::admin_routes())
+        .merge(finops::routes())
 }
 
 /// The admin and analytics routes' gate, run before any handler (and so

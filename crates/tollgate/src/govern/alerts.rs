@@ -50,7 +50,7 @@ pub fn body(e: &AlertEvent, slack: bool) -> serde_json::Value {
     })
 }
 
-async fn post_with_retries(http: reqwest::Client, hook: Webhook, payload: serde_json::Value) {
+pub(crate) async fn post_with_retries(http: reqwest::Client, hook: Webhook, payload: serde_json::Value) {
     let mut delay = Duration::from_millis(200);
     for attempt in 1..=ATTEMPTS {
         match http.post(hook.url.expose()).json(&payload).timeout(Duration::from_secs(10)).send().await {

@@ -223,3 +223,24 @@ impl super::SessionStore for Sqlite {
         blocking(&self.0, move |db| db.prune_sessions(before_ms))
     }
 }
+
+impl super::ReconciliationStore for Sqlite {
+    fn save_reconciliation(
+        &self,
+        provider: String,
+        from_day: String,
+        to_day: String,
+        lines: Vec<crate::reconciliation::ReconLine>,
+        now_ms: i64,
+    ) -> StoreFuture<'_, ()> {
+        blocking(&self.0, move |db| db.save_reconciliation(&provider, &from_day, &to_day, &lines, now_ms))
+    }
+    fn reconciliation(
+        &self,
+        provider: Option<String>,
+        from_day: String,
+        to_day: String,
+    ) -> StoreFuture<'_, Vec<crate::reconciliation::ReconLine>> {
+        blocking(&self.0, move |db| db.reconciliation(provider.as_deref(), &from_day, &to_day))
+    }
+}

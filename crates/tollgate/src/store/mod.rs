@@ -28,6 +28,7 @@ use crate::audit::{AuditEntry, AuditPage, AuditQuery};
 use crate::budget::{BudgetSpec, RateLimitSpec};
 use crate::outcome::{CostQuery, CostReport, Outcome};
 use crate::query::{PromptCacheRow, SpendQuery, SpendReport};
+use crate::reconciliation::ReconLine;
 use crate::record::LedgerRow;
 use crate::session::Session;
 pub use adapter::Sqlite;
@@ -295,6 +296,25 @@ pub trait SessionStore: Send + Sync {
     fn prune_sessions(&self, before_ms: i64) -> StoreFuture<'_, u64>;
 }
 
+/// Reconciliation results: the latest run's lines per provider and UTC day
+/// (a new run over some days replaces those days' lines).
+pub trait ReconciliationStore: Send + Sync {
+    /// Replaces `provider`'s lines of the days `from_day..=to_day`
+    /// (`YYYY-MM-DD`) with `lines`, stamped `now_ms`.
+    fn save_reconciliation(
+        &self,
+        provider: String,
+        from_day: String,
+        to_day: String,
+        lines: Vec<ReconLine>,
+        now_ms: i64,
+    ) -> StoreFuture<'_, ()>;
+    /// The lines of the days `from_day..=to_day`, of one provider or all,
+    /// sorted by day, provider, kind, model and account.
+    fn reconciliation(&self, provider: Option<String>, from_day: String, to_day: String)
+        -> StoreFuture<'_, Vec<ReconLine>>;
+}
+
 /// Every capability, each behind its trait, opened from `[storage] url`.
 #[derive(Clone)]
 pub struct Stores {
@@ -313,6 +333,8 @@ pub struct Stores {
     pub audit: Arc<dyn AuditLog>,
     /// Dashboard sign-in sessions (always the primary store).
     pub sessions: Arc<dyn SessionStore>,
+    /// Reconciliation results (always the primary store).
+    pub reconciliation: Arc<dyn ReconciliationStore>,
     /// The analytics store, when `[storage] analytics_url` names one (its
     /// hourly rollup is kept up to date by the server).
     pub analytics: Option<Arc<clickhouse::ClickHouse>>,
@@ -411,7 +433,8 @@ impl Stores {
             outcomes: db.clone(),
             batches: db.clone(),
             audit: db.clone(),
-            sessions: db,
+            sessions: db.clone(),
+            reconciliation: db,
             counters: Arc::new(counters::MemoryCounters::default()),
             analytics: None,
             file: None,
@@ -432,7 +455,8 @@ impl Stores {
             outcomes: s.clone(),
             batches: s.clone(),
             audit: s.clone(),
-            sessions: s,
+            sessions: s.clone(),
+            reconciliation: s,
             counters: Arc::new(counters::MemoryCounters::default()),
             analytics: None,
             file,

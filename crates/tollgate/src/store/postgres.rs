@@ -264,6 +264,30 @@ CREATE TABLE IF NOT EXISTS sessions (
 );
 "#,
     ),
+    (
+        7,
+        // Reconciliation results: the latest run's lines per provider and day.
+        r#"
+CREATE TABLE IF NOT EXISTS reconciliation (
+    provider               TEXT NOT NULL,
+    day                    TEXT NOT NULL,
+    kind                   TEXT NOT NULL,
+    model                  TEXT NOT NULL,
+    account                TEXT NOT NULL,
+    gateway_cost_nanos     BIGINT NOT NULL,
+    provider_cost_nanos    BIGINT NOT NULL,
+    gateway_input_tokens   BIGINT NOT NULL,
+    gateway_output_tokens  BIGINT NOT NULL,
+    provider_input_tokens  BIGINT NOT NULL,
+    provider_output_tokens BIGINT NOT NULL,
+    gateway_requests       BIGINT NOT NULL,
+    provider_requests      BIGINT NOT NULL,
+    cause                  TEXT,
+    reconciled_ms          BIGINT NOT NULL,
+    PRIMARY KEY (provider, day, kind, model, account)
+);
+"#,
+    ),
 ];
 
 /// Serialises migrations across replicas starting at once (any constant, ours).
@@ -1482,6 +1506,109 @@ impl super::SessionStore for Postgres {
                 .await?
                 .execute("DELETE FROM sessions WHERE expires_ms < $1 OR revoked_ms < $1", &[&before_ms])
                 .await?)
+        })
+    }
+}
+
+impl super::ReconciliationStore for Postgres {
+    fn save_reconciliation(
+        &self,
+        provider: String,
+        from_day: String,
+        to_day: String,
+        lines: Vec<crate::reconciliation::ReconLine>,
+        now_ms: i64,
+    ) -> StoreFuture<'_, ()> {
+        Box::pin(async move {
+            let mut c = self.client().await?;
+            let tx = c.transaction().await?;
+            tx.execute(
+                "DELETE FROM reconciliation WHERE provider = $1 AND day >= $2 AND day <= $3",
+                &[&provider, &from_day, &to_day],
+            )
+            .await?;
+            let stmt = tx
+                .prepare_cached(&format!(
+                    "INSERT INTO reconciliation ({}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15) \
+                     ON CONFLICT (provider, day, kind, model, account) DO UPDATE SET \
+                     gateway_cost_nanos = EXCLUDED.gateway_cost_nanos, provider_cost_nanos = EXCLUDED.provider_cost_nanos, \
+                     gateway_input_tokens = EXCLUDED.gateway_input_tokens, gateway_output_tokens = EXCLUDED.gateway_output_tokens, \
+                     provider_input_tokens = EXCLUDED.provider_input_tokens, provider_output_tokens = EXCLUDED.provider_output_tokens, \
+                     gateway_requests = EXCLUDED.gateway_requests, provider_requests = EXCLUDED.provider_requests, \
+                     cause = EXCLUDED.cause, reconciled_ms = EXCLUDED.reconciled_ms",
+                    sql::RECONCILIATION_COLUMNS
+                ))
+                .await?;
+            for l in &lines {
+                tx.execute(
+                    &stmt,
+                    &[
+                        &provider,
+                        &l.day,
+                        &l.kind.as_str(),
+                        &l.model,
+                        &l.account.as_deref().unwrap_or(""),
+                        &l.gateway_cost.nanos(),
+                        &l.provider_cost.nanos(),
+                        &sql::int(l.gateway_input_tokens),
+                        &sql::int(l.gateway_output_tokens),
+                        &sql::int(l.provider_input_tokens),
+                        &sql::int(l.provider_output_tokens),
+                        &sql::int(l.gateway_requests),
+                        &sql::int(l.provider_requests),
+                        &l.cause,
+                        &now_ms,
+                    ],
+                )
+                .await?;
+            }
+            tx.commit().await?;
+            Ok(())
+        })
+    }
+
+    fn reconciliation(
+        &self,
+        provider: Option<String>,
+        from_day: String,
+        to_day: String,
+    ) -> StoreFuture<'_, Vec<crate::reconciliation::ReconLine>> {
+        Box::pin(async move {
+            let c = self.client().await?;
+            let rows = c
+                .query(
+                    &format!(
+                        "SELECT {} FROM reconciliation WHERE day >= $1 AND day <= $2 AND ($3::TEXT IS NULL OR provider = $3) \
+                         ORDER BY day, provider, kind, model, account",
+                        sql::RECONCILIATION_COLUMNS
+                    ),
+                    &[&from_day, &to_day, &provider],
+                )
+                .await?;
+            let mut out = Vec::with_capacity(rows.len());
+            for r in rows {
+                let kind: String = r.try_get(2)?;
+                let account: String = r.try_get(4)?;
+                out.push(crate::reconciliation::ReconLine {
+                    provider: r.try_get(0)?,
+                    day: r.try_get(1)?,
+                    kind: crate::reconciliation::LineKind::parse(&kind)
+                        .ok_or(StoreError::Corrupt("reconciliation.kind"))?,
+                    model: r.try_get(3)?,
+                    account: (!account.is_empty()).then_some(account),
+                    gateway_cost: tollgate_units::Money::from_nanos(r.try_get(5)?),
+                    provider_cost: tollgate_units::Money::from_nanos(r.try_get(6)?),
+                    gateway_input_tokens: sql::count(r.try_get(7)?),
+                    gateway_output_tokens: sql::count(r.try_get(8)?),
+                    provider_input_tokens: sql::count(r.try_get(9)?),
+                    provider_output_tokens: sql::count(r.try_get(10)?),
+                    gateway_requests: sql::count(r.try_get(11)?),
+                    provider_requests: sql::count(r.try_get(12)?),
+                    cause: r.try_get(13)?,
+                    reconciled_ms: r.try_get(14)?,
+                });
+            }
+            Ok(out)
         })
     }
 }

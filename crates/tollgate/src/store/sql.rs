@@ -625,6 +625,16 @@ pub fn int(v: u64) -> i64 {
     i64::try_from(v).unwrap_or(i64::MAX)
 }
 
+/// A count column read back (never negative).
+pub fn count(v: i64) -> u64 {
+    u64::try_from(v).unwrap_or(0)
+}
+
+/// The reconciliation table's columns, in insert and select order.
+pub const RECONCILIATION_COLUMNS: &str = "provider, day, kind, model, account, gateway_cost_nanos, \
+     provider_cost_nanos, gateway_input_tokens, gateway_output_tokens, provider_input_tokens, \
+     provider_output_tokens, gateway_requests, provider_requests, cause, reconciled_ms";
+
 /// Serialises tags (or any string map) for a TEXT column.
 pub fn tags_json(m: &BTreeMap<String, String>) -> String {
     serde_json::to_string(m).unwrap_or_else(|_| "{}".into())

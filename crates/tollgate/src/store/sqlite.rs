@@ -159,6 +159,24 @@ CREATE TABLE IF NOT EXISTS sessions (
     revoked_ms  INTEGER,
     source      TEXT
 );
+CREATE TABLE IF NOT EXISTS reconciliation (
+    provider               TEXT NOT NULL,
+    day                    TEXT NOT NULL,
+    kind                   TEXT NOT NULL,
+    model                  TEXT NOT NULL,
+    account                TEXT NOT NULL,
+    gateway_cost_nanos     INTEGER NOT NULL,
+    provider_cost_nanos    INTEGER NOT NULL,
+    gateway_input_tokens   INTEGER NOT NULL,
+    gateway_output_tokens  INTEGER NOT NULL,
+    provider_input_tokens  INTEGER NOT NULL,
+    provider_output_tokens INTEGER NOT NULL,
+    gateway_requests       INTEGER NOT NULL,
+    provider_requests      INTEGER NOT NULL,
+    cause                  TEXT,
+    reconciled_ms          INTEGER NOT NULL,
+    PRIMARY KEY (provider, day, kind, model, account)
+);
 "#;
 
 const ROLLUP_TABLE: &str = r#"CREATE TABLE IF NOT EXISTS ledger_hourly (
@@ -994,6 +1012,91 @@ fn session_from_row(r: &rusqlite::Row<'_>) -> Result<crate::session::Session, St
         revoked_ms: r.get("revoked_ms")?,
         source: r.get("source")?,
     })
+}
+
+/// Reconciliation results (the blocking calls behind [`super::ReconciliationStore`]).
+impl SqliteStore {
+    pub fn save_reconciliation(
+        &self,
+        provider: &str,
+        from_day: &str,
+        to_day: &str,
+        lines: &[crate::reconciliation::ReconLine],
+        now_ms: i64,
+    ) -> Result<(), StoreError> {
+        let mut conn = self.reader();
+        let tx = conn.transaction()?;
+        tx.execute(
+            "DELETE FROM reconciliation WHERE provider = ?1 AND day >= ?2 AND day <= ?3",
+            params![provider, from_day, to_day],
+        )?;
+        {
+            let mut stmt = tx.prepare_cached(&format!(
+                "INSERT OR REPLACE INTO reconciliation ({}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)",
+                super::sql::RECONCILIATION_COLUMNS
+            ))?;
+            for l in lines {
+                stmt.execute(params![
+                    provider,
+                    l.day,
+                    l.kind.as_str(),
+                    l.model,
+                    l.account.as_deref().unwrap_or(""),
+                    l.gateway_cost.nanos(),
+                    l.provider_cost.nanos(),
+                    super::sql::int(l.gateway_input_tokens),
+                    super::sql::int(l.gateway_output_tokens),
+                    super::sql::int(l.provider_input_tokens),
+                    super::sql::int(l.provider_output_tokens),
+                    super::sql::int(l.gateway_requests),
+                    super::sql::int(l.provider_requests),
+                    l.cause,
+                    now_ms
+                ])?;
+            }
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    pub fn reconciliation(
+        &self,
+        provider: Option<&str>,
+        from_day: &str,
+        to_day: &str,
+    ) -> Result<Vec<crate::reconciliation::ReconLine>, StoreError> {
+        let conn = self.reader();
+        let mut stmt = conn.prepare_cached(&format!(
+            "SELECT {} FROM reconciliation WHERE day >= ?1 AND day <= ?2 AND (?3 IS NULL OR provider = ?3) \
+             ORDER BY day, provider, kind, model, account",
+            super::sql::RECONCILIATION_COLUMNS
+        ))?;
+        let mut rows = stmt.query(params![from_day, to_day, provider])?;
+        let mut out = Vec::new();
+        while let Some(r) = rows.next()? {
+            let kind: String = r.get(2)?;
+            let account: String = r.get(4)?;
+            out.push(crate::reconciliation::ReconLine {
+                provider: r.get(0)?,
+                day: r.get(1)?,
+                kind: crate::reconciliation::LineKind::parse(&kind)
+                    .ok_or(StoreError::Corrupt("reconciliation.kind"))?,
+                model: r.get(3)?,
+                account: (!account.is_empty()).then_some(account),
+                gateway_cost: tollgate_units::Money::from_nanos(r.get(5)?),
+                provider_cost: tollgate_units::Money::from_nanos(r.get(6)?),
+                gateway_input_tokens: super::sql::count(r.get(7)?),
+                gateway_output_tokens: super::sql::count(r.get(8)?),
+                provider_input_tokens: super::sql::count(r.get(9)?),
+                provider_output_tokens: super::sql::count(r.get(10)?),
+                gateway_requests: super::sql::count(r.get(11)?),
+                provider_requests: super::sql::count(r.get(12)?),
+                cause: r.get(13)?,
+                reconciled_ms: r.get(14)?,
+            });
+        }
+        Ok(out)
+    }
 }
 
 /// Sign-in sessions (the blocking calls behind [`super::SessionStore`]).

@@ -1,0 +1,142 @@
+//! The FinOps commands: `tollgate reconcile` (the ledger against a
+//! provider's own cost and usage reports) and `tollgate export` (FOCUS
+//! chargeback CSV).
+
+use anyhow::Context;
+use clap::Args;
+
+use crate::cli::{load_config, open_store, Cli};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ReconcileFormat {
+    Table,
+    Json,
+}
+
+#[derive(Debug, Args)]
+pub struct ReconcileArgs {
+    /// The `[[providers]]` name (kind openai or anthropic, with `admin_key_env`).
+    #[arg(long)]
+    pub provider: String,
+    /// Start: a duration back from now (30d) or an RFC 3339 time; whole UTC days.
+    #[arg(long, default_value = "30d")]
+    pub since: String,
+    /// End (RFC 3339; default now); whole UTC days.
+    #[arg(long)]
+    pub until: Option<String>,
+    #[arg(long, value_enum, default_value = "table")]
+    pub format: ReconcileFormat,
+}
+
+/// `tollgate reconcile`: on the database (the configuration's providers and
+/// admin keys), or with `--url` on a running gateway (JSON only).
+pub async fn reconcile(cli: &Cli, args: &ReconcileArgs) -> anyhow::Result<()> {
+    let err = |e: crate::error::ApiError| anyhow::anyhow!("{e}");
+    let now = crate::time::now_ms();
+    let since = crate::analytics::parse_since(&args.since, now).map_err(err)?;
+    let until = match &args.until {
+        Some(u) => crate::analytics::parse_time(u, "until").map_err(err)?,
+        None => now,
+    };
+    if let Some(url) = &cli.url {
+        let mut params = vec![("provider", args.provider.clone()), ("since", args.since.clone())];
+        if let Some(u) = &args.until {
+            params.push(("until", u.clone()));
+        }
+        let mut req = reqwest::Client::new()
+            .post(format!("{}/admin/v1/reconciliation/run", url.trim_end_matches('/')))
+            .query(&params);
+        if let Some(t) = &cli.admin_token {
+            req = req.bearer_auth(t);
+        }
+        let resp = req.send().await.with_context(|| format!("cannot reach the gateway at {url}"))?;
+        let status = resp.status();
+        let text = resp.text().await?;
+        if !status.is_success() {
+            anyhow::bail!("the gateway answered {status}: {text}");
+        }
+        if args.format != ReconcileFormat::Json {
+            anyhow::bail!("--url supports --format json only; run on the database for the table");
+        }
+        println!("{text}");
+        return Ok(());
+    }
+    let config = load_config(cli)?;
+    let provider = config
+        .providers
+        .iter()
+        .find(|p| p.name == args.provider)
+        .ok_or_else(|| anyhow::anyhow!("provider {:?} is not in [[providers]]", args.provider))?;
+    let store = open_store(&config).await?;
+    let prices = crate::pricing::Prices::new(config.prices.clone());
+    prices.install(&store.governance.price_updates().await?).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let pricing = prices.load();
+    let http = reqwest::Client::new();
+    let lines = crate::reconcile::run_and_save(&http, &store, &pricing, provider, since, until, None, now).await?;
+    match args.format {
+        ReconcileFormat::Table => print!("{}", crate::reconciliation::report_table(&lines)),
+        ReconcileFormat::Json => {
+            println!("{}", serde_json::to_string_pretty(&crate::reconciliation::report_json(&lines))?)
+        }
+    }
+    Ok(())
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ExportFormat {
+    /// The FinOps Open Cost and Usage Specification's columns (CSV).
+    Focus,
+}
+
+#[derive(Debug, Args)]
+pub struct ExportArgs {
+    #[arg(long, value_enum, default_value = "focus")]
+    pub format: ExportFormat,
+    /// Start: a date (2026-11-01, UTC), an RFC 3339 time or a duration back from now.
+    #[arg(long)]
+    pub since: String,
+    /// End, exclusive (a date or RFC 3339 time; default now).
+    #[arg(long)]
+    pub until: Option<String>,
+    /// One row per day × provider × model × this dimension (team, feature, customer…).
+    #[arg(long)]
+    pub by: Option<String>,
+    /// Write here instead of standard output.
+    #[arg(long, short)]
+    pub output: Option<std::path::PathBuf>,
+}
+
+/// `tollgate export --format focus`: chargeback/showback CSV, rate cards applied.
+pub async fn export(cli: &Cli, args: &ExportArgs) -> anyhow::Result<()> {
+    let err = |e: crate::error::ApiError| anyhow::anyhow!("{e}");
+    let now = crate::time::now_ms();
+    let from = crate::analytics::parse_day_or_time(&args.since, now, "since").map_err(err)?;
+    let to = match &args.until {
+        Some(u) => crate::analytics::parse_day_or_time(u, now, "until").map_err(err)?,
+        None => now,
+    };
+    anyhow::ensure!(from < to, "--since must be before --until");
+    let config = load_config(cli)?;
+    let store = open_store(&config).await?;
+    let rows = crate::analytics::focus_export(
+        store.reports.as_ref(),
+        &config.rate_cards,
+        args.by.as_deref(),
+        from,
+        to,
+        Vec::new(),
+    )
+    .await
+    .map_err(err)?;
+    let mut out: Box<dyn std::io::Write> = match &args.output {
+        Some(path) => Box::new(std::io::BufWriter::new(
+            std::fs::File::create(path).with_context(|| format!("cannot write {}", path.display()))?,
+        )),
+        None => Box::new(std::io::BufWriter::new(std::io::stdout().lock())),
+    };
+    crate::chargeback::write_focus_csv(&rows, &mut out)?;
+    out.flush()?;
+    let (list, effective, billed) = crate::chargeback::totals(&rows);
+    eprintln!("{} rows · list ${list} · effective ${effective} · billed ${billed}", rows.len());
+    Ok(())
+}

@@ -46,7 +46,12 @@ pub(crate) async fn messages(app: App, uri: Uri, headers: HeaderMap, body: Bytes
         _ => return invalid_request(Family::Anthropic, "model: Field required"),
     };
     let streaming = req.flag("stream");
-    answer(&app, req, &model, streaming).await
+    let (usage, web_searches) = (req.usage(&model), req.knobs.web_searches);
+    let response = answer(&app, req, &model, streaming).await;
+    if response.status().is_success() {
+        crate::billing::served_message(&app, &headers, &model, &usage, web_searches);
+    }
+    response
 }
 
 /// Everything after the credential check, the body parse and the model,

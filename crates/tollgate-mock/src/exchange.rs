@@ -31,6 +31,8 @@ pub(crate) struct Inner {
     pub fault: std::sync::RwLock<Option<String>>,
     /// The OAuth token endpoint's issued access tokens (Vertex AI).
     pub tokens: crate::service_account::Tokens,
+    /// What the served calls billed (the organization cost and usage reports).
+    pub billing: crate::billing::Book,
 }
 
 impl App {
@@ -43,6 +45,7 @@ impl App {
             sequence: AtomicU64::new(1),
             fault: std::sync::RwLock::new(None),
             batches: Default::default(),
+            billing: Default::default(),
         }))
     }
 
@@ -54,6 +57,10 @@ impl App {
         if let Ok(mut w) = self.0.fault.write() {
             *w = fault;
         }
+    }
+
+    pub(crate) fn billing(&self) -> &crate::billing::Book {
+        &self.0.billing
     }
 
     pub(crate) fn tokens(&self) -> &crate::service_account::Tokens {
@@ -225,9 +232,14 @@ impl Admitted {
         self.knobs.has(Fault::NoUsage)
     }
 
+    /// The usage this request gets from `model` (that of [`Self::reply`]).
+    pub(crate) fn usage(&self, model: &str) -> MockUsage {
+        usage_for(self.prompt.bytes, model, max_output_limit(&self.json), self.knobs.output_tokens)
+    }
+
     /// The usage and reply text this request gets from `model`.
     pub(crate) fn reply(&self, model: &str) -> Reply {
-        let usage = usage_for(self.prompt.bytes, model, max_output_limit(&self.json), self.knobs.output_tokens);
+        let usage = self.usage(model);
         let text = reply_text(usage.visible_output_tokens(), self.prompt.digest);
         Reply { usage, text }
     }

@@ -22,6 +22,9 @@
 //! | `POST /token` | Google's OAuth 2.0 token endpoint for a service account's JWT-bearer grant; see *Vertex AI* |
 //! | `POST /v1/projects/{project}/locations/{location}/publishers/google/models/{model}:generateContent`, `:streamGenerateContent[?alt=sse]` (also under `/v1beta1/`) | Vertex AI Gemini, OAuth-bearer; see *Vertex AI* |
 //! | `POST /v1/projects/{project}/locations/{location}/publishers/anthropic/models/{model}:rawPredict`, `:streamRawPredict` (also under `/v1beta1/`) | Claude on Vertex AI, OAuth-bearer; see *Vertex AI* |
+//! | `GET /v1/organization/costs`, `GET /v1/organization/usage/completions`, `GET /v1/organization/usage/embeddings` | OpenAI's organization cost and usage reports (admin key as bearer); see *Billing reports* |
+//! | `GET /v1/organizations/cost_report`, `GET /v1/organizations/usage_report/messages` | Anthropic's Admin API cost and usage reports (`x-api-key`, `anthropic-version`); see *Billing reports* |
+//! | `POST /mock/billing`, `GET /mock/billing` | inject usage that bypassed the mock and price adjustments into the billing book; read the book; see *Billing reports* |
 //! | `GET /mock/stats`, `POST /mock/reset` | request counters: `{"total","paths":{path:n},"models":{model:n},"last_auth":"present"\|"absent"\|null,"last_output_limit":n\|null,"last_path":p\|null,"last_model":m\|null,"last_files":[…]\|null,"refused":n,"last_refusal":name\|null,"last_aws_region":r\|null,"token_requests":n,"tokens_issued":n,"last_token_error":d\|null}` (the last request's output cap, path (as received, percent-encoding intact), model if it named one, and, for a multipart request, its file parts as `{"field","filename","content_type","bytes"}`; `refused` counts requests refused for their credential (401s, Bedrock's 403s), `last_refusal` is the provider's name for the last request's refusal (e.g. `invalid_api_key`, `InvalidSignatureException`) or null if it was not refused, `last_aws_region` the region of the last verified SigV4 credential scope; `token_requests` counts `POST /token` requests whatever their outcome, `tokens_issued` the access tokens issued, `last_token_error` the `error_description` of the last refused token request; token requests are not counted in `total`, `paths` or `last_*`) |
 //!
 //! The response's `model` echoes the requested model. The reply text is
@@ -68,6 +71,31 @@
 //!   `finishReason: "STOP"`) has the final numbers. SSE events end in `\r\n\r\n`.
 //!
 //! [`usage_for`] and [`usage_for_request`] compute the same numbers for tests.
+//!
+//! # Billing reports
+//!
+//! Every answered call of `POST /v1/chat/completions`, `/v1/responses`,
+//! `/v1/embeddings` (not Azure's routes) and `POST /v1/messages` (not Vertex
+//! AI's), streamed or not, goes into a billing book with the usage its answer
+//! reports, keyed by UTC day, project ([`MockConfig::billing_project`]) or
+//! workspace ([`MockConfig::billing_workspace`]), `api_key_id`
+//! ([`billing_api_key_id`]: `key_` + 12 hex digits of an FNV-1a hash of the
+//! call's key, or `key_none`), model, service tier and endpoint, and is priced
+//! with the built-in catalog of `tollgate-pricing` (integer nano-dollars). The
+//! report routes answer the providers' documented shapes from it: daily
+//! buckets with paging (`limit`, `page` / `next_page`, `has_more`), grouping
+//! (`group_by` / `group_by[]`), filters; OpenAI costs split by `line_item`
+//! (`"<model>, input"`, `"<model>, cached input"`, `"<model>, output"`,
+//! `"web search tool calls"`) with `amount.value` a JSON number of USD written
+//! exactly from the integer; Anthropic's `amount` a decimal string of cents.
+//! With [`MockConfig::admin_api_key`] set, other keys get the provider's 401.
+//! `POST /mock/billing` `{"clear", "extra": [{"family", "day", "project_id" |
+//! "workspace_id", "api_key_id", "model", "input_tokens", "cached_input_tokens",
+//! "output_tokens", "requests", …}], "price_adjustments": [{"family", "day",
+//! "model", "percent"}]}` adds usage that bypassed the mock and bills a
+//! model's day at `percent`/100 of the catalog; `GET /mock/billing` shows
+//! the priced book; `POST /mock/reset` empties it. The sources checked, every
+//! field and every rounding rule are written out at the top of `src/billing.rs`.
 //!
 //! # Media endpoints
 //!
@@ -412,6 +440,7 @@ mod anthropic;
 mod audio;
 mod batches;
 mod bedrock;
+mod billing;
 mod errors;
 mod exchange;
 mod form;
@@ -439,6 +468,7 @@ use crate::exchange::App;
 
 pub use crate::audio::MOCK_TRANSCRIPT;
 pub use crate::bedrock::{MAX_CLOCK_SKEW_SECS, SIGV4_SERVICE};
+pub use crate::billing::api_key_id as billing_api_key_id;
 pub use crate::images::MOCK_PNG_BASE64;
 pub use crate::openai::embed;
 pub use crate::service_account::{
@@ -480,7 +510,22 @@ pub struct MockConfig {
     /// The first this many `POST /token` requests answer 503 (to test a
     /// failing token refresh); default 0.
     pub token_failures: u64,
+    /// When set, the organization cost and usage report routes (see *Billing
+    /// reports*) take only this admin key (OpenAI: `Authorization: Bearer`;
+    /// Anthropic: `x-api-key`) and answer others 401; `None` (the default)
+    /// accepts any key.
+    pub admin_api_key: Option<String>,
+    /// The OpenAI project served calls are billed to (default [`DEFAULT_BILLING_PROJECT`]).
+    pub billing_project: String,
+    /// The Anthropic workspace served calls are billed to (default [`DEFAULT_BILLING_WORKSPACE`]).
+    pub billing_workspace: String,
 }
+
+/// The OpenAI `project_id` of served calls unless configured.
+pub const DEFAULT_BILLING_PROJECT: &str = "proj_tollgate";
+
+/// The Anthropic `workspace_id` of served calls unless configured.
+pub const DEFAULT_BILLING_WORKSPACE: &str = "wrkspc_tollgate";
 
 /// The lifetime of the mock's OAuth access tokens unless configured (Google's is an hour).
 pub const DEFAULT_TOKEN_TTL_SECS: u64 = 3600;
@@ -495,6 +540,9 @@ impl Default for MockConfig {
             aws_secret_access_key: DEFAULT_AWS_SECRET_ACCESS_KEY.to_owned(),
             token_ttl_secs: DEFAULT_TOKEN_TTL_SECS,
             token_failures: 0,
+            admin_api_key: None,
+            billing_project: DEFAULT_BILLING_PROJECT.to_owned(),
+            billing_workspace: DEFAULT_BILLING_WORKSPACE.to_owned(),
         }
     }
 }
@@ -543,6 +591,12 @@ pub fn router(config: MockConfig) -> Router {
         .route("/v1/messages/batches", post(batches::create_anthropic))
         .route("/v1/messages/batches/{id}", get(batches::get_anthropic))
         .route("/v1/messages/batches/{id}/results", get(batches::anthropic_results))
+        .route("/v1/organization/costs", get(billing::openai_costs))
+        .route("/v1/organization/usage/completions", get(billing::openai_usage_completions))
+        .route("/v1/organization/usage/embeddings", get(billing::openai_usage_embeddings))
+        .route("/v1/organizations/cost_report", get(billing::anthropic_cost_report))
+        .route("/v1/organizations/usage_report/messages", get(billing::anthropic_usage_messages))
+        .route("/mock/billing", get(billing::show).post(billing::inject))
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .with_state(App::new(config))
@@ -687,6 +741,7 @@ async fn stats(State(app): State<App>) -> Response {
 
 async fn reset(State(app): State<App>) -> Response {
     app.stats().reset();
+    app.billing().clear();
     axum::Json(serde_json::json!({"reset": true})).into_response()
 }
 

@@ -88,6 +88,7 @@ pub(crate) async fn chat(app: App, uri: Uri, headers: HeaderMap, body: Bytes, de
         Some("flex") => "flex",
         _ => "default",
     };
+    crate::billing::served_completion(&app, &uri, &headers, &model, tier, &reply.usage, 0);
     let id = format!("chatcmpl-mock{:016}", req.sequence());
     let created = unix_now();
     if !req.flag("stream") {
@@ -209,8 +210,9 @@ pub(crate) async fn embeddings(
         })
         .collect();
     let mut body = json!({"object": "list", "data": data, "model": model});
+    let prompt = req.usage(&model).prompt_tokens;
+    crate::billing::served_embedding(&app, &uri, &headers, &model, prompt);
     if !req.no_usage() {
-        let prompt = req.reply(&model).usage.prompt_tokens;
         body["usage"] = json!({"prompt_tokens": prompt, "total_tokens": prompt});
     }
     req.json_answer(&body)
@@ -262,6 +264,7 @@ pub(crate) async fn responses(app: App, uri: Uri, headers: HeaderMap, body: Byte
         return response;
     }
     let reply = req.reply(&model);
+    crate::billing::served_completion(&app, &uri, &headers, &model, "default", &reply.usage, req.knobs.web_searches);
     let id = format!("resp_mock{:016}", req.sequence());
     let item_id = format!("msg_mock{:016}", req.sequence());
     let created = unix_now();

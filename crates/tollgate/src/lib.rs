@@ -51,6 +51,7 @@ pub mod store;
 pub(crate) mod time;
 pub(crate) mod upload;
 pub(crate) mod upstream;
+pub mod whatif;
 
 /// A `HashMap` with foldhash (seeded per process): the hot maps are looked up
 /// several times per request, where std's SipHash was ~4 % of the CPU.

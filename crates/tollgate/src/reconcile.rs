@@ -10,7 +10,9 @@
 //!   a line item is `"<model>, <kind>"` (input, cached input, output…).
 //!   `GET {base_url}/organization/usage/completions?…&group_by=project_id&group_by=model&group_by=batch`:
 //!   `input_tokens` (cached included), `input_cached_tokens`, `output_tokens`,
-//!   `num_model_requests`, `project_id`, `model`, `batch`.
+//!   `num_model_requests`, `project_id`, `model`, `batch`; and
+//!   `…/organization/usage/embeddings` (grouped by `project_id`, `model`).
+//!   A line item without a model ("web search tool calls") is a tool charge.
 //! - Anthropic `GET {base_url}/v1/organizations/cost_report?starting_at=T&ending_at=T&group_by[]=workspace_id&group_by[]=description`:
 //!   `{"amount":"<decimal string, in cents>","currency":"USD","workspace_id","model","cost_type","service_tier"}`;
 //!   `GET {base_url}/v1/organizations/usage_report/messages?…&bucket_width=1d&group_by[]=workspace_id&group_by[]=model&group_by[]=service_tier`:
@@ -103,7 +105,7 @@ pub async fn reconcile_provider(
             .map_or(from_ms, |t| t.and_utc().timestamp_millis());
         pricing.canonical_model(provider, model, at)
     };
-    for c in &mut report.costs {
+    for c in report.costs.iter_mut().filter(|c| c.model != reconciliation::TOOLS) {
         c.model = canon(&c.model, &c.day);
     }
     for u in &mut report.usage {
@@ -197,25 +199,33 @@ pub async fn gateway_lines(
             filters: vec![("provider".into(), provider.name.clone())],
         })
         .await?;
-    Ok(report
-        .rows
-        .into_iter()
-        .map(|r| {
-            let day_ms = r.bucket_ms.unwrap_or(from_ms);
-            let model = r.dims.first().cloned().flatten().unwrap_or_default();
-            GatewayLine {
+    let mut lines = Vec::with_capacity(report.rows.len());
+    for r in report.rows {
+        let day_ms = r.bucket_ms.unwrap_or(from_ms);
+        let model = r.dims.first().cloned().flatten().unwrap_or_default();
+        // Providers bill server-side tool calls (web search) and request
+        // fees on lines of their own, without a model: so does the ledger here.
+        if !r.tool_cost.is_zero() {
+            lines.push(GatewayLine {
                 day: day_text(day_ms),
-                model: pricing.canonical_model(provider, &model, day_ms + DAY_MS / 2),
-                cost: r.cost,
-                input_tokens: r.input_tokens,
-                cache_read_tokens: r.cache_read_tokens,
-                output_tokens: r.output_tokens,
-                requests: r.requests,
-                estimated_requests: r.estimated_requests,
-                unpriced_requests: r.unpriced_requests,
-            }
-        })
-        .collect())
+                model: reconciliation::TOOLS.to_owned(),
+                cost: r.tool_cost,
+                ..GatewayLine::default()
+            });
+        }
+        lines.push(GatewayLine {
+            day: day_text(day_ms),
+            model: pricing.canonical_model(provider, &model, day_ms + DAY_MS / 2),
+            cost: Money::from_nanos(r.cost.nanos().saturating_sub(r.tool_cost.nanos())),
+            input_tokens: r.input_tokens,
+            cache_read_tokens: r.cache_read_tokens,
+            output_tokens: r.output_tokens,
+            requests: r.requests,
+            estimated_requests: r.estimated_requests,
+            unpriced_requests: r.unpriced_requests,
+        });
+    }
+    Ok(lines)
 }
 
 /// Reads the provider's cost and usage reports over `[from_ms, to_ms)`.
@@ -326,8 +336,10 @@ impl Reader<'_> {
                     _ => None,
                 }
                 .ok_or_else(|| self.malformed(COSTS, "an amount that is not a number"))?;
-                let line_item = r["line_item"].as_str().unwrap_or("(other)");
-                let model = line_item.rsplit_once(", ").map_or(line_item, |(m, _)| m);
+                // "<model>, <kind>"; a line item without a model (web
+                // search tool calls) is a tool charge.
+                let line_item = r["line_item"].as_str().unwrap_or(reconciliation::TOOLS);
+                let model = line_item.rsplit_once(", ").map_or(reconciliation::TOOLS, |(m, _)| m);
                 report.costs.push(CostLine {
                     day: day.clone(),
                     account: r["project_id"].as_str().map(str::to_owned),
@@ -341,7 +353,13 @@ impl Reader<'_> {
             q.push(("group_by", g.into()));
         }
         const USAGE: &str = "the organization usage API";
-        for bucket in self.pages(USAGE, &format!("{base}/organization/usage/completions"), &q).await? {
+        let mut buckets = self.pages(USAGE, &format!("{base}/organization/usage/completions"), &q).await?;
+        let mut q: Vec<(&str, String)> = window.to_vec();
+        for g in ["project_id", "model"] {
+            q.push(("group_by", g.into()));
+        }
+        buckets.extend(self.pages(USAGE, &format!("{base}/organization/usage/embeddings"), &q).await?);
+        for bucket in buckets {
             let day = openai_day(&bucket).ok_or_else(|| self.malformed(USAGE, "a bucket without start_time"))?;
             for r in bucket["results"].as_array().into_iter().flatten() {
                 let n = |k: &str| r[k].as_u64().unwrap_or(0);
@@ -387,7 +405,12 @@ impl Reader<'_> {
                 report.costs.push(CostLine {
                     day: day.clone(),
                     account: r["workspace_id"].as_str().map(str::to_owned),
-                    model: r["model"].as_str().unwrap_or("(other)").to_owned(),
+                    // Tool charges (web search, code execution) name no model.
+                    model: match r["cost_type"].as_str() {
+                        Some("tokens") | None => r["model"].as_str().unwrap_or(reconciliation::TOOLS),
+                        Some(_) => reconciliation::TOOLS,
+                    }
+                    .to_owned(),
                     cost,
                 });
             }

@@ -14,6 +14,10 @@ use std::collections::BTreeMap;
 use serde::Serialize;
 use tollgate_units::Money;
 
+/// The model name of tool charges (web search, code execution, request
+/// fees): providers bill them on lines of their own, without a model.
+pub const TOOLS: &str = "(tools)";
+
 /// One cost line of a provider's cost report: what it charged one account
 /// for one model on one UTC day.
 #[derive(Debug, Clone, PartialEq, Eq)]

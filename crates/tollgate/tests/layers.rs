@@ -55,6 +55,7 @@ const LAYERS: &[(&str, &[&str])] = &[
             "redact",
             "listener",
             "reconcile",
+            "whatif",
         ],
     ),
     // The shared state and the request path over it.

@@ -251,15 +251,35 @@ test('budgets, anomalies, errors and data quality', async () => {
   assert.ok(budgets.length > 0 || none, 'budgets or an explicit "no budgets configured"');
   await shot('budgets');
 
-  await open('anomalies');
-  const found = await fetch(`${base}/api/v1/anomalies`);
-  if (found.ok) {
-    // Each kind's count on screen is the API's.
+  // The incidents on screen are the API's, in its order (largest excess
+  // first). Live traffic may open one between the two reads: read again then.
+  let incidents = null;
+  const shownIds = () => page.$$eval('[data-testid="incident-name"]', (els) => els.map((e) => e.dataset.id));
+  for (let attempt = 0; attempt < 3; attempt += 1) {
+    await open('anomalies');
+    const found = await fetch(`${base}/api/v1/anomalies`);
+    if (!found.ok) break;
+    incidents = (await found.json()).incidents;
+    if ((await shownIds()).join() === incidents.slice(0, 200).map((i) => i.id).join()) break;
+  }
+  if (incidents && incidents.length) {
+    assert.deepEqual(await shownIds(), incidents.slice(0, 200).map((i) => i.id));
+    const excess = (i) => nanos(i.excess_usd || '0');
+    for (let k = 1; k < incidents.length; k += 1) {
+      assert.ok(excess(incidents[k - 1]) >= excess(incidents[k]), 'incidents are ranked by excess dollars');
+    }
+    // A few incidents worth reading, not one anomaly per dimension.
+    assert.ok(incidents.length <= 10, `${incidents.length} incidents`);
+    assert.equal(await text('[data-testid="incident-count"] .kpi-value'), fmtCount(incidents.length));
+    // Each kind's count of incidents on screen is the API's.
     const counts = {};
-    for (const a of (await found.json()).anomalies) counts[a.kind] = (counts[a.kind] || 0) + 1;
+    for (const i of incidents) for (const kind of new Set(i.kinds)) counts[kind] = (counts[kind] || 0) + 1;
     for (const [kind, n] of Object.entries(counts)) {
       assert.equal(await text(`[data-testid="kind-${kind}"] .kpi-value`), fmtCount(n), kind);
     }
+    // An incident of a past hour no longer grows: its excess on screen is the API's, exactly.
+    const closed = incidents.find((i) => i.excess_usd && i.to && Date.parse(i.to) < Date.now());
+    if (closed) assert.equal(await usd(`[data-testid="incident-excess"][data-id="${closed.id}"]`), closed.excess_usd);
   } else {
     assert.ok(await page.$('[data-testid="no-anomalies"]'));
   }

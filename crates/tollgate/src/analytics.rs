@@ -226,21 +226,6 @@ pub fn prompt_cache_json(by: &str, rows: &[PromptCacheRow]) -> serde_json::Value
     serde_json::json!({ "by": by, "rows": rows })
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn csv_cells_cannot_be_formulas_and_table_cells_cannot_be_escapes() {
-        assert_eq!(csv_text("=HYPERLINK(\"http://x\")"), "\"'=HYPERLINK(\"\"http://x\"\")\"");
-        for f in ["+1", "-2+3", "@SUM(A1)", "\tx"] {
-            assert!(csv_text(f).trim_start_matches('"').starts_with('\''), "{f}");
-        }
-        assert_eq!(csv_text("gpt-4o-mini"), "gpt-4o-mini");
-        assert_eq!(printable("gpt\u{1b}[31mred"), "gpt?[31mred");
-    }
-}
-
 /// The FOCUS chargeback export of `[from_ms, to_ms)`: spend in daily
 /// buckets, grouped by provider, model, `by` and every dimension a rate card
 /// names (so each card is chosen per group), then folded to one row per day ×
@@ -297,4 +282,19 @@ pub fn parse_day_or_time(s: &str, now_ms: i64, param: &str) -> Result<i64, ApiEr
         return Ok(now_ms - d.num_milliseconds());
     }
     parse_time(s, param)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn csv_cells_cannot_be_formulas_and_table_cells_cannot_be_escapes() {
+        assert_eq!(csv_text("=HYPERLINK(\"http://x\")"), "\"'=HYPERLINK(\"\"http://x\"\")\"");
+        for f in ["+1", "-2+3", "@SUM(A1)", "\tx"] {
+            assert!(csv_text(f).trim_start_matches('"').starts_with('\''), "{f}");
+        }
+        assert_eq!(csv_text("gpt-4o-mini"), "gpt-4o-mini");
+        assert_eq!(printable("gpt\u{1b}[31mred"), "gpt?[31mred");
+    }
 }

@@ -482,12 +482,15 @@ struct Totals {
     cards: BTreeSet<String>,
 }
 
+/// Day (ms), provider, model, `by` value: one output row.
+type GroupKey = (i64, Option<String>, Option<String>, Option<String>);
+
 /// Prices each fine row with its own rate card, then adds them up to one
 /// row per day × provider × model × `by` value, sorted by day, provider,
 /// model and `by` value (unset values first).
 pub fn focus_rows(input: ExportInput<'_>) -> Vec<FocusRow> {
     let by_at = input.by.and_then(|b| input.group_by.iter().position(|g| g.as_str() == b));
-    let mut groups: BTreeMap<(i64, Option<String>, Option<String>, Option<String>), Totals> = BTreeMap::new();
+    let mut groups: BTreeMap<GroupKey, Totals> = BTreeMap::new();
     for row in input.rows {
         let card = rate_card_for(input.cards, |d| dim_value(input.group_by, &row.dims, d));
         let day = row.bucket_ms.unwrap_or(0).div_euclid(DAY_MS) * DAY_MS;

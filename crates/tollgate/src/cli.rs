@@ -75,6 +75,9 @@ pub enum Command {
     /// Chargeback and showback: spend per day × model × a dimension as a
     /// FOCUS CSV, with `[[rate_cards]]` applied (billed cost).
     Export(crate::finops_cli::ExportArgs),
+    /// Re-price the ledger's history under another model mapping, candidate
+    /// routing rules, batch prices or an exact cache: cost before and after.
+    Whatif(crate::finops_cli::WhatIfArgs),
     /// Make the running gateway re-read its configuration file (as SIGHUP
     /// does): providers, routes, routing rules, guardrails, access rules and
     /// prices are swapped at once; a bad file changes nothing and says why.
@@ -294,6 +297,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Reload => reload_command(&cli).await,
         Command::Reconcile(args) => crate::finops_cli::reconcile(&cli, args).await,
         Command::Export(args) => crate::finops_cli::export(&cli, args).await,
+        Command::Whatif(args) => crate::finops_cli::whatif(&cli, args).await,
         Command::Audit(cmd) => crate::audit_cli::run(&load_config(&cli)?, cli.url.as_deref(), cmd).await,
         Command::Keys(cmd) => keys_command(&cli, cmd).await,
         Command::Report(args) => report(&cli, args).await,

@@ -64,6 +64,9 @@ struct RawConfig {
     alerts: Vec<RawAlert>,
     #[serde(default)]
     governance: RawGovernance,
+    /// When spend is unusual enough to report (`GET /api/v1/anomalies`, alerts).
+    #[serde(default)]
+    anomalies: RawAnomalies,
     #[serde(default)]
     guardrails: RawGuardrails,
     #[serde(default)]
@@ -253,6 +256,15 @@ struct RawGovernance {
 
 #[derive(Debug, Deserialize, Default)]
 #[serde(deny_unknown_fields)]
+struct RawAnomalies {
+    /// Days of history an hour of the day needs before its spend can be a spike.
+    min_history_days: Option<u32>,
+    /// A spike must exceed the usual spend by at least this many dollars (decimal string).
+    min_excess_usd: Option<String>,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
 struct RawLedger {
     /// Default: `<database path>.spool` beside the database.
     spool_dir: Option<String>,
@@ -425,6 +437,33 @@ pub struct GovernanceConfig {
     /// A reservation not settled or released within this long (its replica
     /// died) is given back. Longer than any request may run.
     pub lease_ms: i64,
+}
+
+/// Days of history an hour-of-day baseline needs before it can report a
+/// spend spike. Three days is the least that gives both a usual level and a
+/// spread worth comparing with (one day is a single sample; two cannot tell
+/// a habit from a coincidence); more would delay detection on a new
+/// deployment by as many days. A series seen for the first time has none.
+pub const DEFAULT_ANOMALY_MIN_DAYS: u32 = 3;
+/// How far above the usual spend an hour must be before it is reported.
+/// The statistics flag any hour far outside its habits, which for a small
+/// series is a few cents: $1.00 an hour is about the least anyone acts on,
+/// and a burst worth acting on crosses it within minutes.
+pub const DEFAULT_ANOMALY_MIN_EXCESS: Money = Money::from_usd(1);
+
+/// `[anomalies]`: when spend is unusual enough to report.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AnomalyConfig {
+    /// Days of history an hour-of-day baseline needs (`min_history_days`).
+    pub min_history_days: u32,
+    /// The least excess over the usual spend that is reported (`min_excess_usd`).
+    pub min_excess: Money,
+}
+
+impl Default for AnomalyConfig {
+    fn default() -> Self {
+        AnomalyConfig { min_history_days: DEFAULT_ANOMALY_MIN_DAYS, min_excess: DEFAULT_ANOMALY_MIN_EXCESS }
+    }
 }
 
 /// A cost-aware routing rule: requests that match go to `route_to`.
@@ -805,6 +844,8 @@ pub struct Config {
     /// `[ledger] enabled = false`: no row is recorded (benchmark ablation only).
     pub ledger_enabled: bool,
     pub governance: GovernanceConfig,
+    /// `[anomalies]`: the spend anomaly detector's thresholds.
+    pub anomalies: AnomalyConfig,
     pub guardrails: Guardrails,
     pub cache: CacheConfig,
     pub routing_rules: Vec<RoutingRule>,
@@ -893,7 +934,9 @@ fn reconcile_config(r: RawReconcile, providers: &[Provider]) -> Result<Reconcile
         .ok()
         .filter(|d| !d.is_sign_negative())
         .and_then(|d| (d * rust_decimal::Decimal::from(100)).round().to_string().parse::<i64>().ok())
-        .ok_or_else(|| invalid(format!("reconcile.tolerance_percent {percent:?} is not a percentage like \"1\" or \"0.5\"")))?;
+        .ok_or_else(|| {
+            invalid(format!("reconcile.tolerance_percent {percent:?} is not a percentage like \"1\" or \"0.5\""))
+        })?;
     let usd = r.tolerance_usd.as_deref().unwrap_or("0.01");
     let tolerance: Money = usd
         .parse()
@@ -1569,6 +1612,7 @@ fn resolve(raw: RawConfig, path: &str, text: &str, env: &dyn Env) -> Result<Conf
         admin_tokens,
         oidc,
         governance,
+        anomalies: resolve_anomalies(&raw.anomalies).map_err(invalid)?,
         prices,
         ledger,
         ledger_enabled,
@@ -1599,6 +1643,22 @@ fn resolve(raw: RawConfig, path: &str, text: &str, env: &dyn Env) -> Result<Conf
         routes,
         source: path.into(),
     })
+}
+
+fn resolve_anomalies(a: &RawAnomalies) -> Result<AnomalyConfig, String> {
+    let min_history_days = a.min_history_days.unwrap_or(DEFAULT_ANOMALY_MIN_DAYS);
+    if !(1..=60).contains(&min_history_days) {
+        return Err(format!("anomalies.min_history_days {min_history_days} must be between 1 and 60"));
+    }
+    let min_excess = match a.min_excess_usd.as_deref() {
+        None => DEFAULT_ANOMALY_MIN_EXCESS,
+        Some(text) => text
+            .parse::<Money>()
+            .ok()
+            .filter(|m| m.nanos() >= 0)
+            .ok_or_else(|| format!("anomalies.min_excess_usd {text:?} is not an amount like \"1.00\""))?,
+    };
+    Ok(AnomalyConfig { min_history_days, min_excess })
 }
 
 fn resolve_limits(s: &RawServer) -> Result<ServerLimits, String> {
@@ -2079,5 +2139,30 @@ mod example_tests {
         assert_eq!(c.access.len(), 1);
         assert_eq!(c.admin_tokens[0].role, Role::TeamAdmin("growth".into()));
         assert!(c.prices.is_some());
+    }
+}
+
+#[cfg(test)]
+mod anomaly_config_tests {
+    use super::*;
+
+    #[test]
+    fn anomaly_thresholds_default_and_parse() {
+        let env: HashMap<String, String> = HashMap::new();
+        let c = Config::from_toml("", "c.toml", &env).unwrap();
+        assert_eq!(c.anomalies, AnomalyConfig { min_history_days: 3, min_excess: Money::from_usd(1) });
+        assert_eq!(c.anomalies, AnomalyConfig::default());
+        let text = "[anomalies]\nmin_history_days = 7\nmin_excess_usd = \"2.50\"\n";
+        let c = Config::from_toml(text, "c.toml", &env).unwrap();
+        assert_eq!(c.anomalies, AnomalyConfig { min_history_days: 7, min_excess: Money::from_nanos(2_500_000_000) });
+        for (text, want) in [
+            ("[anomalies]\nmin_history_days = 0\n", "anomalies.min_history_days"),
+            ("[anomalies]\nmin_excess_usd = \"-1\"\n", "anomalies.min_excess_usd"),
+            ("[anomalies]\nmin_excess_usd = \"lots\"\n", "anomalies.min_excess_usd"),
+            ("[anomalies]\nmin_excess = \"1\"\n", "min_excess"),
+        ] {
+            let e = Config::from_toml(text, "c.toml", &env).unwrap_err().to_string();
+            assert!(e.contains(want), "{want}: got {e}");
+        }
     }
 }

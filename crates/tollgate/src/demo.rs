@@ -37,7 +37,10 @@ pub struct DemoArgs {
     /// Stop after this many seconds (default: run until Ctrl-C).
     #[arg(long)]
     pub duration_secs: Option<u64>,
-    /// Live requests (or agent runs) per second after the opening burst.
+    /// Live traffic at this many times the seeded history's pace (1: the
+    /// same rate for each kind of request and hour of the day, so the anomaly
+    /// detector sees an ordinary day but for the one deliberate incident;
+    /// more makes every series spike).
     #[arg(long, default_value_t = 1)]
     pub rate: u32,
     /// Days of history to seed before live traffic starts (0: none).
@@ -197,7 +200,16 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     println!("    print(c.chat.completions.create(model='gpt-4o-mini', messages=[{{'role':'user','content':'hi'}}]).usage)\"\n");
     println!("  curl -s '{base}/api/v1/requests?limit=5'                  # the request log");
     println!("  curl -s '{base}/api/v1/spend?group_by=team&from=7d'       # spend by team");
-    println!("\nlive traffic is flowing ({} teams, {} kinds of request); Ctrl-C to stop", TEAMS.len(), LIVE.len());
+    println!(
+        "\nlive traffic is flowing ({} teams, {} kinds of request, at the history's hourly pace); Ctrl-C to stop",
+        TEAMS.len(),
+        LIVE.len()
+    );
+    println!(
+        "in {} s support's reply-draft job runs away for {} s: watch it become one incident at {base}/ui#/anomalies",
+        RUNAWAY_AFTER.as_secs(),
+        RUNAWAY_CALLS * RUNAWAY_EVERY.as_secs()
+    );
 
     let traffic = tokio::spawn(traffic(base.clone(), team_keys, args.rate.max(1)));
     let stop = async move {
@@ -769,6 +781,10 @@ struct LiveKind {
     output_tokens: u64,
     /// Agent runs: the agent, and the model its tool steps use.
     agent: Option<(&'static str, &'static str)>,
+    /// Requests (or agent runs) an hour at the busiest hour: the rate
+    /// [`History::generate`] seeds this kind with, so a live hour looks like
+    /// the seeded ones for the same hour of the day.
+    per_peak_hour: f64,
 }
 
 const LIVE: &[LiveKind] = &[
@@ -780,6 +796,8 @@ const LIVE: &[LiveKind] = &[
         prompt_bytes: 1_500,
         output_tokens: 60,
         agent: None,
+        // Half of the history's 28 (the kind is listed twice).
+        per_peak_hour: 14.0,
     },
     LiveKind {
         team: "growth",
@@ -789,6 +807,7 @@ const LIVE: &[LiveKind] = &[
         prompt_bytes: 36_000,
         output_tokens: 240,
         agent: None,
+        per_peak_hour: 14.0,
     },
     LiveKind {
         team: "support",
@@ -798,6 +817,7 @@ const LIVE: &[LiveKind] = &[
         prompt_bytes: 9_000,
         output_tokens: 110,
         agent: None,
+        per_peak_hour: 8.0,
     },
     LiveKind {
         team: "search",
@@ -807,6 +827,7 @@ const LIVE: &[LiveKind] = &[
         prompt_bytes: 24_000,
         output_tokens: 45,
         agent: None,
+        per_peak_hour: 14.0,
     },
     LiveKind {
         team: "growth",
@@ -816,6 +837,7 @@ const LIVE: &[LiveKind] = &[
         prompt_bytes: 6_000,
         output_tokens: 350,
         agent: None,
+        per_peak_hour: 9.0,
     },
     LiveKind {
         team: "search",
@@ -825,6 +847,7 @@ const LIVE: &[LiveKind] = &[
         prompt_bytes: 1_500,
         output_tokens: 60,
         agent: None,
+        per_peak_hour: 14.0,
     },
     LiveKind {
         team: "support",
@@ -834,6 +857,7 @@ const LIVE: &[LiveKind] = &[
         prompt_bytes: 17_000,
         output_tokens: 450,
         agent: None,
+        per_peak_hour: 7.0,
     },
     LiveKind {
         team: "platform",
@@ -843,6 +867,7 @@ const LIVE: &[LiveKind] = &[
         prompt_bytes: 5_000,
         output_tokens: 200,
         agent: None,
+        per_peak_hour: 6.0,
     },
     LiveKind {
         team: "support",
@@ -852,6 +877,7 @@ const LIVE: &[LiveKind] = &[
         prompt_bytes: 12_000,
         output_tokens: 300,
         agent: Some(("support-agent", "claude-haiku-4-5")),
+        per_peak_hour: 2.5,
     },
     LiveKind {
         team: "platform",
@@ -861,6 +887,7 @@ const LIVE: &[LiveKind] = &[
         prompt_bytes: 20_000,
         output_tokens: 300,
         agent: Some(("reviewer", "gpt-4o-mini")),
+        per_peak_hour: 1.5,
     },
 ];
 
@@ -874,76 +901,152 @@ fn prompt_text(n: u64, bytes: usize, output_tokens: u64) -> String {
     s
 }
 
-/// Plays today's traffic through the real gateway: every kind of request in
-/// [`LIVE`] in turn, agent kinds as a plan step, tool steps and an answer
-/// sharing one trace id.
+/// Live requests (or agent runs) an hour at `at_ms`: every kind's
+/// `per_peak_hour` shaped by [`activity`], the history's own pattern, times `rate`.
+fn live_per_hour(at_ms: i64, rate: u32) -> f64 {
+    LIVE.iter().map(|k| k.per_peak_hour).sum::<f64>() * activity(at_ms) * f64::from(rate)
+}
+
+/// A kind of live request, each as likely as its share of the traffic.
+fn pick_kind(rng: &mut StdRng) -> &'static LiveKind {
+    let total: f64 = LIVE.iter().map(|k| k.per_peak_hour).sum();
+    let mut x = rng.random_range(0.0..total);
+    for kind in LIVE {
+        if x < kind.per_peak_hour {
+            return kind;
+        }
+        x -= kind.per_peak_hour;
+    }
+    &LIVE[LIVE.len() - 1]
+}
+
+/// Plays today's traffic through the real gateway at the seeded history's
+/// pace (times `rate`): the same rate for each kind of request and hour of
+/// the day, arriving at random as the history's do, so the anomaly detector
+/// sees an ordinary hour. One request of each kind goes at once, so live
+/// rows appear in the first seconds. Meanwhile [`runaway`] plays the one
+/// deliberate incident.
 async fn traffic(base: String, team_keys: Vec<(String, String)>, rate: u32) {
     let http = reqwest::Client::new();
-    let mut n: u64 = 0;
-    let burst = 40;
-    loop {
-        n += 1;
-        let kind = &LIVE[(n as usize) % LIVE.len()];
-        let Some((_, key)) = team_keys.iter().find(|(t, _)| t == kind.team) else { continue };
-        let env = ["prod", "prod", "prod", "staging", "dev"][(n as usize / LIVE.len()) % 5];
-        let user = USERS.iter().find(|(t, _)| *t == kind.team).map_or("someone", |(_, u)| u[(n as usize) % u.len()]);
-        let trace = kind.agent.map(|(agent, _)| format!("live-{agent}-{n:06}"));
-        let steps: u64 = if kind.agent.is_some() { 2 + n % 3 } else { 0 };
-        let mut parent: Option<String> = None;
-        for step in 0..=steps {
-            let (model, step_name, prompt, bytes, out) = match (step, kind.agent) {
-                (0, _) => (kind.model, "plan", kind.prompt.map(String::from), kind.prompt_bytes, kind.output_tokens),
-                (s, Some((agent, small))) if s < steps => {
-                    (small, "tool:search", Some(format!("{agent}-tool@v1")), kind.prompt_bytes + s as usize * 1_500, 90)
-                }
-                (_, Some((agent, _))) => (
-                    kind.model,
-                    "answer",
-                    Some(format!("{agent}-answer@v1")),
-                    kind.prompt_bytes + steps as usize * 1_500,
-                    600,
-                ),
-                (_, None) => break,
-            };
-            let stream = (n + step).is_multiple_of(3);
-            let body = json!({
-                "model": model,
-                "stream": stream,
-                "messages": [
-                    {"role": "system", "content": "You are a helpful assistant for the demo."},
-                    {"role": "user", "content": prompt_text(n, bytes, out)}
-                ]
-            });
-            let mut tags = format!("feature={},env={env},user={user}", kind.feature);
-            if kind.agent.is_some() {
-                tags.push_str(&format!(",step={step_name}"));
-            }
-            let mut req = http
-                .post(format!("{base}/v1/chat/completions"))
-                .bearer_auth(key)
-                .header("x-tollgate-tags", tags)
-                .header("x-tollgate-session-id", format!("sess-live-{}", n % 17))
-                .json(&body);
-            if let Some(p) = &prompt {
-                req = req.header("x-tollgate-prompt", p);
-            }
-            if let (Some(t), Some((agent, _))) = (&trace, kind.agent) {
-                req = req.header("x-tollgate-trace-id", t).header("x-tollgate-agent", agent);
-            }
-            if let Some(p) = &parent {
-                req = req.header("x-tollgate-parent-id", p);
-            }
-            if let Ok(r) = req.send().await {
-                let id = r.headers().get("x-tollgate-request-id").and_then(|v| v.to_str().ok()).map(String::from);
-                if parent.is_none() {
-                    parent = id;
-                }
-                let _ = r.bytes().await;
-            }
+    let paced = async {
+        let mut rng = StdRng::seed_from_u64(0x11fe_7a1c);
+        let mut n: u64 = 0;
+        for kind in LIVE {
+            n += 1;
+            send_live(&http, &base, &team_keys, kind, n).await;
         }
-        if n > burst {
-            tokio::time::sleep(Duration::from_millis(1000 / u64::from(rate))).await;
+        loop {
+            // Exponential gaps: a Poisson process at the current hour's rate.
+            let per_hour = live_per_hour(crate::time::now_ms(), rate).max(0.1);
+            let u: f64 = rng.random_range(f64::MIN_POSITIVE..1.0);
+            let gap_secs = (-u.ln() * 3_600.0 / per_hour).min(3_600.0);
+            tokio::time::sleep(Duration::from_secs_f64(gap_secs)).await;
+            n += 1;
+            let kind = pick_kind(&mut rng);
+            send_live(&http, &base, &team_keys, kind, n).await;
         }
+    };
+    tokio::join!(paced, runaway(&http, &base, &team_keys));
+}
+
+/// One live request, or one agent run: a plan step, tool steps and an
+/// answer sharing one trace id.
+async fn send_live(http: &reqwest::Client, base: &str, team_keys: &[(String, String)], kind: &LiveKind, n: u64) {
+    let Some((_, key)) = team_keys.iter().find(|(t, _)| t == kind.team) else { return };
+    let env = ["prod", "prod", "prod", "staging", "dev"][(n as usize / LIVE.len()) % 5];
+    let user = USERS.iter().find(|(t, _)| *t == kind.team).map_or("someone", |(_, u)| u[(n as usize) % u.len()]);
+    let trace = kind.agent.map(|(agent, _)| format!("live-{agent}-{n:06}"));
+    let steps: u64 = if kind.agent.is_some() { 2 + n % 3 } else { 0 };
+    let mut parent: Option<String> = None;
+    for step in 0..=steps {
+        let (model, step_name, prompt, bytes, out) = match (step, kind.agent) {
+            (0, _) => (kind.model, "plan", kind.prompt.map(String::from), kind.prompt_bytes, kind.output_tokens),
+            (s, Some((agent, small))) if s < steps => {
+                (small, "tool:search", Some(format!("{agent}-tool@v1")), kind.prompt_bytes + s as usize * 1_500, 90)
+            }
+            (_, Some((agent, _))) => (
+                kind.model,
+                "answer",
+                Some(format!("{agent}-answer@v1")),
+                kind.prompt_bytes + steps as usize * 1_500,
+                600,
+            ),
+            (_, None) => break,
+        };
+        let stream = (n + step).is_multiple_of(3);
+        let body = json!({
+            "model": model,
+            "stream": stream,
+            "messages": [
+                {"role": "system", "content": "You are a helpful assistant for the demo."},
+                {"role": "user", "content": prompt_text(n, bytes, out)}
+            ]
+        });
+        let mut tags = format!("feature={},env={env},user={user}", kind.feature);
+        if kind.agent.is_some() {
+            tags.push_str(&format!(",step={step_name}"));
+        }
+        let mut req = http
+            .post(format!("{base}/v1/chat/completions"))
+            .bearer_auth(key)
+            .header("x-tollgate-tags", tags)
+            .header("x-tollgate-session-id", format!("sess-live-{}", n % 17))
+            .json(&body);
+        if let Some(p) = &prompt {
+            req = req.header("x-tollgate-prompt", p);
+        }
+        if let (Some(t), Some((agent, _))) = (&trace, kind.agent) {
+            req = req.header("x-tollgate-trace-id", t).header("x-tollgate-agent", agent);
+        }
+        if let Some(p) = &parent {
+            req = req.header("x-tollgate-parent-id", p);
+        }
+        if let Ok(r) = req.send().await {
+            let id = r.headers().get("x-tollgate-request-id").and_then(|v| v.to_str().ok()).map(String::from);
+            if parent.is_none() {
+                parent = id;
+            }
+            let _ = r.bytes().await;
+        }
+    }
+}
+
+/// The deliberate incident starts this long after live traffic.
+const RUNAWAY_AFTER: Duration = Duration::from_secs(90);
+/// Its requests, one every [`RUNAWAY_EVERY`].
+const RUNAWAY_CALLS: u64 = 80;
+const RUNAWAY_EVERY: Duration = Duration::from_secs(1);
+
+/// The deliberate incident: support's reply-draft job re-drafts its whole
+/// ticket backlog with each ticket's history attached. [`RUNAWAY_CALLS`]
+/// requests of about 60 kB (some 15,000 input tokens, 800 output) to
+/// claude-sonnet-4-5, about $0.05 each with the mock's usage: some $4 in 80
+/// seconds, where the support key usually spends well under $1 in an hour.
+/// Its key, team, feature and model cross their thresholds on the same
+/// requests, so the anomaly view shows one incident, named after the
+/// support key, ranked first by its excess.
+async fn runaway(http: &reqwest::Client, base: &str, team_keys: &[(String, String)]) {
+    let Some((_, key)) = team_keys.iter().find(|(t, _)| t == "support") else { return };
+    tokio::time::sleep(RUNAWAY_AFTER).await;
+    for i in 0..RUNAWAY_CALLS {
+        let body = json!({
+            "model": "claude-sonnet-4-5",
+            "messages": [
+                {"role": "system", "content": "You are a helpful assistant for the demo."},
+                {"role": "user", "content": prompt_text(i, 60_000, 800)}
+            ]
+        });
+        let req = http
+            .post(format!("{base}/v1/chat/completions"))
+            .bearer_auth(key)
+            .header("x-tollgate-tags", "feature=reply-draft,env=prod,user=ravi")
+            .header("x-tollgate-prompt", "reply-draft@v2")
+            .header("x-tollgate-session-id", "sess-live-backlog")
+            .json(&body);
+        if let Ok(r) = req.send().await {
+            let _ = r.bytes().await;
+        }
+        tokio::time::sleep(RUNAWAY_EVERY).await;
     }
 }
 
@@ -1018,5 +1121,105 @@ mod tests {
         for t in ["growth", "search", "support", "platform"] {
             assert!(spend("research") > spend(t), "research {} vs {t} {}", spend("research"), spend(t));
         }
+    }
+
+    #[test]
+    fn live_traffic_keeps_the_seeded_pace() {
+        // A weekday at 11:00 UTC (activity 1.0): every kind at its peak rate,
+        // the history's 9 + 14 + 28 + 14 + 8 + 7 + 2.5 + 1.5 + 6 = 90 an hour.
+        // At weekends (activity × 0.35), `--rate 2` doubles it.
+        let thursday_11h = 1_759_968_000_000 + 11 * HOUR; // 2025-10-09 00:00 UTC + 11 h
+        assert_eq!(live_per_hour(thursday_11h, 1), 90.0);
+        assert_eq!(live_per_hour(thursday_11h + 2 * DAY, 2), 90.0 * 0.35 * 2.0);
+    }
+
+    /// Ten minutes of live traffic after the seeded week, through the
+    /// detector as the demo runs it (the history replayed, then live rows):
+    /// the ordinary traffic raises nothing, and the deliberate runaway is one
+    /// incident named after the support key, its excess about what it cost.
+    #[test]
+    fn ten_minutes_of_live_traffic_raise_one_incident_the_runaway() {
+        use crate::observe::anomaly::{Detector, DetectorConfig, Incident, IncidentBook};
+        let providers = providers();
+        // 2025-10-09 08:53:20 UTC, a Thursday: the runaway (08:54:50 to 08:56:10) is in one hour.
+        let now = 1_760_000_000_000;
+        let keys: BTreeMap<String, String> =
+            [("growth", "k1"), ("search", "k2"), ("support", "k3"), ("platform", "k4"), ("research", "k5")]
+                .map(|(a, b)| (a.into(), b.into()))
+                .into();
+        let history = History::new(&providers, keys.clone(), now, 7).generate();
+
+        // The live rows, priced as the seeded ones are.
+        let mut live = History::new(&providers, keys, now, 7);
+        let mut rng = StdRng::seed_from_u64(7);
+        let mut at = now + 1_000;
+        while at < now + 10 * 60_000 {
+            let kind = pick_kind(&mut rng);
+            match kind.agent {
+                Some((agent, small)) => live.agent_run(
+                    at,
+                    kind.team,
+                    kind.feature,
+                    agent,
+                    kind.model,
+                    small,
+                    &["search"],
+                    kind.prompt_bytes as u64,
+                    1..4,
+                ),
+                None => {
+                    let mut c = live.call(at, kind.team, kind.feature, kind.model);
+                    c.prompt_bytes = kind.prompt_bytes as u64;
+                    c.output_tokens = kind.output_tokens;
+                    c.prompt = kind.prompt.map(String::from);
+                    live.push(&c, Outcome::Ok { attempts: 1 });
+                }
+            }
+            let u: f64 = rng.random_range(f64::MIN_POSITIVE..1.0);
+            at += (-u.ln() * 3_600_000.0 / live_per_hour(at, 1)) as i64;
+        }
+        let start = now + i64::try_from(RUNAWAY_AFTER.as_millis()).unwrap();
+        let every = i64::try_from(RUNAWAY_EVERY.as_millis()).unwrap();
+        for i in 0..RUNAWAY_CALLS {
+            let mut c = live.call(start + i as i64 * every, "support", "reply-draft", "claude-sonnet-4-5");
+            c.env = "prod";
+            c.prompt_bytes = 60_000;
+            c.output_tokens = 800;
+            c.prompt = Some("reply-draft@v2".into());
+            c.session = Some("sess-live-backlog".into());
+            c.stream = false;
+            live.push(&c, Outcome::Ok { attempts: 1 });
+        }
+        let mut live = live.rows;
+        live.sort_by_key(|r| r.time_ms);
+        let runaway_cost: Money = live
+            .iter()
+            .filter(|r| r.attribution.session.as_deref() == Some("sess-live-backlog"))
+            .filter_map(|r| r.cost)
+            .sum();
+        assert!(runaway_cost > Money::from_usd(3), "{runaway_cost}");
+
+        let mut detector = Detector::new(DetectorConfig::default());
+        let mut book = IncidentBook::default();
+        for r in history.iter().chain(&live) {
+            book.apply(&detector.findings(r));
+        }
+        let all = book.ranked();
+        let summaries: Vec<String> = all.iter().map(Incident::summary).collect();
+        assert!(all.len() <= 8, "a handful of incidents, not {}: {summaries:#?}", all.len());
+        let new: Vec<&Incident> = all.iter().filter(|i| i.first_seen_ms >= now).collect();
+        assert_eq!(new.len(), 1, "{summaries:#?}");
+        let runaway = new[0];
+        assert_eq!(runaway.name, "key k3", "{summaries:#?}");
+        for (dim, value) in [("team", "support"), ("feature", "reply-draft"), ("model", "claude-sonnet-4-5")] {
+            assert!(runaway.dimensions.iter().any(|(d, v)| *d == dim && v == value), "{}", runaway.summary());
+        }
+        // The excess is what the runaway cost, give or take the hour's ordinary spend.
+        let excess = runaway.excess.unwrap_or(Money::ZERO);
+        let slack = Money::from_usd(1);
+        assert!(
+            excess > runaway_cost.saturating_sub(slack) && excess < runaway_cost + slack,
+            "{excess} vs {runaway_cost}"
+        );
     }
 }

@@ -140,3 +140,65 @@ pub async fn export(cli: &Cli, args: &ExportArgs) -> anyhow::Result<()> {
     eprintln!("{} rows · list ${list} · effective ${effective} · billed ${billed}", rows.len());
     Ok(())
 }
+
+#[derive(Debug, Args)]
+pub struct WhatIfArgs {
+    /// Start: a duration back from now (30d), a date or an RFC 3339 time.
+    #[arg(long, default_value = "30d")]
+    pub since: String,
+    /// End, exclusive (default now).
+    #[arg(long)]
+    pub until: Option<String>,
+    /// Serve FROM's traffic with TO instead (repeatable; `*` globs on FROM).
+    #[arg(long = "map", value_name = "FROM=TO")]
+    pub maps: Vec<String>,
+    /// Price the traffic of DIM=VALUE (team=growth, env=batch…) at batch rates (repeatable).
+    #[arg(long = "batch", value_name = "DIM=VALUE")]
+    pub batches: Vec<String>,
+    /// Assume an exact response cache with this TTL (30m, 1h, none).
+    #[arg(long)]
+    pub cache: Option<String>,
+    /// A configuration file whose `[[routing_rules]]` (and the providers and
+    /// models they route to) are the candidate rules.
+    #[arg(long)]
+    pub rules: Option<std::path::PathBuf>,
+    /// Group by these dimensions.
+    #[arg(long, value_delimiter = ',', default_value = "team,feature,model")]
+    pub by: Vec<String>,
+    #[arg(long, value_enum, default_value = "table")]
+    pub format: ReconcileFormat,
+}
+
+/// `tollgate whatif`: replays the ledger's history under a scenario.
+pub async fn whatif(cli: &Cli, args: &WhatIfArgs) -> anyhow::Result<()> {
+    let err = |e: crate::error::ApiError| anyhow::anyhow!("{e}");
+    let now = crate::time::now_ms();
+    let from = crate::analytics::parse_day_or_time(&args.since, now, "since").map_err(err)?;
+    let to = match &args.until {
+        Some(u) => crate::analytics::parse_day_or_time(u, now, "until").map_err(err)?,
+        None => now,
+    };
+    for d in &args.by {
+        crate::analytics::check_dimension(d).map_err(err)?;
+    }
+    let rules = match &args.rules {
+        Some(path) => Some(crate::config::Config::load(Some(path), &crate::config::ProcessEnv)?),
+        None => None,
+    };
+    let scenario = crate::whatif::scenario_from(&args.maps, &args.batches, args.cache.as_deref(), rules.as_ref())
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let config = load_config(cli)?;
+    let store = open_store(&config).await?;
+    let prices = crate::pricing::Prices::new(config.prices.clone());
+    prices.install(&store.governance.price_updates().await?).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let pricing = prices.load();
+    let replay = crate::whatif::Replay::new(&pricing, &scenario, &args.by).with_providers(&config.providers);
+    let report = crate::whatif::replay_window(store.requests.as_ref(), replay, from, to).await?;
+    match args.format {
+        ReconcileFormat::Table => print!("{}", crate::whatif::report_table(&report, &args.by)),
+        ReconcileFormat::Json => {
+            println!("{}", serde_json::to_string_pretty(&crate::whatif::report_json(&report, &args.by))?)
+        }
+    }
+    Ok(())
+}

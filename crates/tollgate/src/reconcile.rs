@@ -136,22 +136,17 @@ pub async fn run_and_save(
     for l in &mut lines {
         l.reconciled_ms = now_ms;
     }
-    let before = stores
-        .reconciliation
-        .reconciliation(Some(provider.name.clone()), from_day.clone(), to_day.clone())
-        .await?;
-    stores
-        .reconciliation
-        .save_reconciliation(provider.name.clone(), from_day, to_day, lines.clone(), now_ms)
-        .await?;
+    let before =
+        stores.reconciliation.reconciliation(Some(provider.name.clone()), from_day.clone(), to_day.clone()).await?;
+    stores.reconciliation.save_reconciliation(provider.name.clone(), from_day, to_day, lines.clone(), now_ms).await?;
     if let Some((tolerance, hooks)) = alerting {
         let news: Vec<&ReconLine> = lines
             .iter()
             .filter(|l| l.kind == LineKind::Matched && tolerance.beyond(l))
             .filter(|l| {
-                !before.iter().any(|b| {
-                    b.kind == l.kind && b.day == l.day && b.model == l.model && b.drift() == l.drift()
-                })
+                !before
+                    .iter()
+                    .any(|b| b.kind == l.kind && b.day == l.day && b.model == l.model && b.drift() == l.drift())
             })
             .collect();
         if !news.is_empty() {

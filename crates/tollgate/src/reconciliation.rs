@@ -260,7 +260,8 @@ fn slot<'a>(
 
 /// Why a matched line's two sides differ, from what the lines carry.
 fn cause(l: &ReconLine, g: Option<&GatewayLine>, tiers: Option<&BTreeMap<String, u64>>) -> Option<String> {
-    if l.drift().is_zero() && l.gateway_input_tokens == l.provider_input_tokens
+    if l.drift().is_zero()
+        && l.gateway_input_tokens == l.provider_input_tokens
         && l.gateway_output_tokens == l.provider_output_tokens
     {
         return None;
@@ -287,9 +288,12 @@ fn cause(l: &ReconLine, g: Option<&GatewayLine>, tiers: Option<&BTreeMap<String,
         l.gateway_input_tokens == l.provider_input_tokens && l.gateway_output_tokens == l.provider_output_tokens;
     if !provider_usage && l.gateway_input_tokens + l.gateway_output_tokens > 0 {
         if l.provider_cost.is_zero() {
-            causes.push("the provider reports nothing for this model on this day (its reports may lag by a day)".into());
+            causes
+                .push("the provider reports nothing for this model on this day (its reports may lag by a day)".into());
         } else if !l.drift().is_zero() {
-            causes.push("the provider's usage report has no tokens for this model, so only the costs can be compared".into());
+            causes.push(
+                "the provider's usage report has no tokens for this model, so only the costs can be compared".into(),
+            );
         }
     } else if same_tokens && causes.is_empty() {
         let pct = match l.drift_bp() {
@@ -487,15 +491,22 @@ mod tests {
             costs: vec![cost("2026-12-02", "proj_gw", "gpt-4o", 1_250_000_000)],
             usage: vec![usage("2026-12-02", "proj_gw", "gpt-4o", 200_000, 50_000, 40)],
         };
-        let lines =
-            reconcile("openai", &report, &[ledger("2026-12-02", "gpt-4o", 1_000_000_000, 200_000, 50_000, 40)], &ours());
+        let lines = reconcile(
+            "openai",
+            &report,
+            &[ledger("2026-12-02", "gpt-4o", 1_000_000_000, 200_000, 50_000, 40)],
+            &ours(),
+        );
         let l = &lines[0];
         assert_eq!(l.drift(), Money::from_nanos(-250_000_000));
         assert_eq!(l.drift_bp(), Some(-2_000));
         assert_eq!(percent_text(-2_000), "-20.00");
         let cause = l.cause.as_deref().unwrap();
         assert!(cause.starts_with("price: the same tokens on both sides"), "{cause}");
-        assert!(cause.contains("$1.250000000") && cause.contains("$1.000000000") && cause.contains("-20.00 %"), "{cause}");
+        assert!(
+            cause.contains("$1.250000000") && cause.contains("$1.000000000") && cause.contains("-20.00 %"),
+            "{cause}"
+        );
     }
 
     #[test]
@@ -548,7 +559,12 @@ mod tests {
         let lines =
             reconcile("openai", &report, &[ledger("2026-12-04", "gpt-4o-mini", 270_000, 1_000, 200, 2)], &ours());
         let cause = lines[0].cause.as_deref().unwrap();
-        assert!(cause.contains("usage missing from the ledger: the provider reports 500 more input and 100 more output tokens"), "{cause}");
+        assert!(
+            cause.contains(
+                "usage missing from the ledger: the provider reports 500 more input and 100 more output tokens"
+            ),
+            "{cause}"
+        );
         assert!(cause.contains("(3 requests against the ledger's 2)"), "{cause}");
     }
 

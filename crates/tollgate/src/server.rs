@@ -132,7 +132,7 @@ impl Gateway {
                 alerts_fired.clone(),
             )),
             tokio::spawn(crate::govern::alerts::forward_anomalies(
-                observer.subscribe_anomalies(),
+                observer.subscribe_incidents(),
                 config.governance.webhooks.clone(),
                 http.clone(),
             )),
@@ -273,14 +273,18 @@ async fn reconcile_on_schedule(state: std::sync::Weak<AppState>) {
                     let Some(provider) = config.providers.iter().find(|p| &p.name == name) else { continue };
                     let since = now - rc.since.num_milliseconds();
                     let alerting = Some((rc, config.governance.webhooks.as_slice()));
-                    match crate::reconcile::run_and_save(&s.http, &s.stores, &pricing, provider, since, now, alerting, now)
-                        .await
+                    match crate::reconcile::run_and_save(
+                        &s.http, &s.stores, &pricing, provider, since, now, alerting, now,
+                    )
+                    .await
                     {
                         Ok(lines) => {
                             let t = crate::reconciliation::totals(&lines);
                             tracing::info!(provider = %name, drift = %t.drift, outside = %t.outside, "reconciled with the provider's cost report");
                         }
-                        Err(error) => tracing::warn!(provider = %name, %error, "reconciliation failed; it runs again next round"),
+                        Err(error) => {
+                            tracing::warn!(provider = %name, %error, "reconciliation failed; it runs again next round")
+                        }
                     }
                 }
                 rc.every

@@ -137,7 +137,10 @@ async fn reconciliation_finds_clean_days_a_price_difference_with_its_cause_and_o
     let report = run(&h, "openai", "3d").await;
     // The clean days: both sides equal to the nano-dollar.
     let past = line(&report, "rows", &day(-2), "gpt-4o-mini");
-    assert_eq!((past["gateway_cost_usd"].as_str(), past["drift_usd"].as_str()), (Some("0.000270000"), Some("0.000000000")));
+    assert_eq!(
+        (past["gateway_cost_usd"].as_str(), past["drift_usd"].as_str()),
+        (Some("0.000270000"), Some("0.000000000"))
+    );
     assert_eq!(past["cause"], Value::Null);
     let mini = line(&report, "rows", &day(0), "gpt-4o-mini");
     assert_eq!(mini["drift_usd"], "0.000000000", "{mini}");
@@ -335,5 +338,39 @@ markup_percent = "15"
     // The seeded day's row: 270,000 × 1.15 = 310,500 nanos.
     let past = focus.iter().find(|r| r["ChargePeriodStart"].starts_with(&day(-2))).unwrap();
     assert_eq!((past["EffectiveCost"].as_str(), past["BilledCost"].as_str()), ("0.000270000", "0.000310500"));
+    h.stop().await;
+}
+
+#[tokio::test]
+async fn whatif_reprices_history_under_a_model_map() {
+    let h = Harness::start().await;
+    // Two seeded gpt-4o rows of 1,000 input and 200 output tokens:
+    // 1,000 × 2,500 + 200 × 10,000 = 4,500,000 nanos each at $2.50 / $10 per
+    // million. As gpt-4o-mini ($0.15 / $0.60): 1,000 × 150 + 200 × 600 =
+    // 270,000 each. A gpt-4o-mini row the map does not touch keeps its
+    // recorded 270,000.
+    h.store
+        .append(&[
+            &past_row("w1", 2, "gpt-4o", 1_000, 200, 4_500_000),
+            &past_row("w2", 1, "gpt-4o", 1_000, 200, 4_500_000),
+            &past_row("w3", 1, "gpt-4o-mini", 1_000, 200, 270_000),
+        ])
+        .unwrap();
+    let v: Value = h
+        .http
+        .get(format!("{}/api/v1/whatif", h.base))
+        .query(&[("since", "3d"), ("map", "gpt-4o=gpt-4o-mini"), ("by", "model")])
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(v["before_usd"], "0.009270000", "{v:#}");
+    assert_eq!(v["after_usd"], "0.000810000", "{v:#}");
+    assert_eq!(v["rows_seen"], 3);
+    assert_eq!(v["repriced"], 2);
+    let r = h.http.get(format!("{}/api/v1/whatif", h.base)).query(&[("since", "3d")]).send().await.unwrap();
+    assert_eq!(r.status(), 400, "no scenario is a clear error");
     h.stop().await;
 }

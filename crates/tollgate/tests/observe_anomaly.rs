@@ -120,7 +120,10 @@ fn a_spike_is_flagged_once_per_series_with_the_seasonal_expectation() {
 
 #[test]
 fn a_night_spike_below_the_daily_peak_is_still_flagged() {
-    let mut d = Detector::new(DetectorConfig::default());
+    // The night spike is $0.40 above the usual: under the default minimum
+    // excess ($1.00), which is not what this test is about.
+    let mut d =
+        Detector::new(DetectorConfig { min_excess: Money::from_nanos(10_000_000), ..DetectorConfig::default() });
     let mut noise = Lcg(3);
     assert!(play(&mut d, &mut noise, T0, 10 * 24 + 3).is_empty());
     // 03:00: three times the night level, yet less than a normal afternoon hour.
@@ -272,6 +275,15 @@ async fn the_gateway_reports_loops_and_retry_spirals() {
     let s = list.iter().find(|a| a["kind"] == "retry_spiral").unwrap_or_else(|| panic!("{v}"));
     assert_eq!(s["value"], h.key_id.as_str());
     assert_eq!(s["request_ids"].as_array().unwrap().len(), 10);
+    // The loop and the retry spiral share no request: two incidents, each named after its cause.
+    let incidents = v["incidents"].as_array().unwrap();
+    let names: BTreeSet<&str> = incidents.iter().map(|i| i["name"].as_str().unwrap()).collect();
+    let key = format!("key {}", h.key_id);
+    assert_eq!(names, BTreeSet::from(["trace agent-run-7", key.as_str()]), "{v}");
+    let looped = incidents.iter().find(|i| i["name"] == "trace agent-run-7").unwrap();
+    assert_eq!(looped["kinds"], serde_json::json!(["loop"]));
+    assert_eq!(looped["excess_usd"], Value::Null);
+    assert_eq!(looped["anomalies"], serde_json::json!([l["id"]]));
 
     let only: Value =
         h.http.get(format!("{}/api/v1/anomalies?kind=loop", h.base)).send().await.unwrap().json().await.unwrap();

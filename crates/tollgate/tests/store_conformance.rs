@@ -443,7 +443,15 @@ pub async fn sessions_are_kept_listed_revoked_and_pruned(stores: Stores) {
     assert!(s.session([2; 32]).await.unwrap().is_some());
 }
 
-fn recon_line(provider: &str, day: &str, model: &str, kind: LineKind, account: Option<&str>, g: i64, p: i64) -> ReconLine {
+fn recon_line(
+    provider: &str,
+    day: &str,
+    model: &str,
+    kind: LineKind,
+    account: Option<&str>,
+    g: i64,
+    p: i64,
+) -> ReconLine {
     ReconLine {
         provider: provider.into(),
         day: day.into(),
@@ -1261,10 +1269,10 @@ async fn postgres_migrations_are_safe_when_replicas_start_at_once() {
         .iter()
         .map(|r| r.get(0))
         .collect();
-    assert_eq!(versions, vec![1, 2, 3, 4, 5, 6]);
+    assert_eq!(versions, vec![1, 2, 3, 4, 5, 6, 7]);
     // Opening again changes nothing.
     Stores::open(&db.url).await.unwrap();
-    assert_eq!(client.query("SELECT version FROM schema_migrations", &[]).await.unwrap().len(), 6);
+    assert_eq!(client.query("SELECT version FROM schema_migrations", &[]).await.unwrap().len(), 7);
 }
 
 /// A database left at migration 1 by the previous version gets the price
@@ -1292,7 +1300,7 @@ async fn postgres_database_at_migration_1_gets_price_updates_on_open() {
         .iter()
         .map(|r| r.get(0))
         .collect();
-    assert_eq!(versions, vec![1, 2, 3, 4, 5, 6]);
+    assert_eq!(versions, vec![1, 2, 3, 4, 5, 6, 7]);
     assert_eq!(stores.governance.list_budgets().await.unwrap(), vec![budget("b1", "growth", "10")]);
     assert_eq!(stores.governance.price_update_version().await.unwrap(), 0);
     let id = stores.governance.insert_price_update("p.toml".into(), "cli".into(), CATALOG.into(), 5).await.unwrap();
@@ -1402,7 +1410,7 @@ async fn postgres_database_at_migration_2_gets_tool_cost_columns_on_open() {
         .iter()
         .map(|r| r.get(0))
         .collect();
-    assert_eq!(versions, vec![1, 2, 3, 4, 5, 6]);
+    assert_eq!(versions, vec![1, 2, 3, 4, 5, 6, 7]);
     assert_eq!(columns("ledger").await, LEDGER_ADDED);
     assert_eq!(columns("ledger_hourly").await, ["tool_cost_nanos", "web_search_requests"]);
     let mut sorted = old_rows.clone();
@@ -1529,7 +1537,7 @@ async fn postgres_database_at_migration_4_gets_the_audit_log_on_open() {
         .iter()
         .map(|r| r.get(0))
         .collect();
-    assert_eq!(versions, vec![1, 2, 3, 4, 5, 6]);
+    assert_eq!(versions, vec![1, 2, 3, 4, 5, 6, 7]);
     assert_eq!(stores.governance.list_budgets().await.unwrap(), vec![budget("b1", "growth", "10")]);
     let e = AuditEntry::new(5, "cli:alice", "cli", "budget.delete", "b1");
     let id = stores.audit.record(e.clone()).await.unwrap();

@@ -733,7 +733,7 @@ export function periodText(p) {
 
 // ---------------------------------------------------------------- anomalies
 
-/** The request-log filters behind an anomaly (`filter` is "dimension:value"). */
+/** The request-log filters behind an anomaly or incident (`filter` is "dimension:value"). */
 function anomalyFilters(a) {
   if (typeof a.filter === 'string' && a.filter.includes(':')) {
     const i = a.filter.indexOf(':');
@@ -742,13 +742,6 @@ function anomalyFilters(a) {
   if (a.dimension && a.value !== undefined && a.value !== null) return [[a.dimension, String(a.value)]];
   if (a.scope && typeof a.scope === 'object') return Object.entries(a.scope).map(([k, v]) => [k, String(v)]);
   return [];
-}
-
-function anomalyAmount(a, v) {
-  if (v === null || v === undefined || v === '') return '';
-  if (a.unit === 'usd') return money(v);
-  const unit = { input_tokens: 'tokens', failed_requests: 'failed requests', requests: 'requests' }[a.unit] || a.unit || '';
-  return `${fmtCount(Number(v))} ${unit}`.trim();
 }
 
 const KIND_LABELS = {
@@ -763,40 +756,60 @@ function kindLabel(k) {
   return KIND_LABELS[k] || (k || 'anomaly').replace(/_/g, ' ');
 }
 
+/** The API's incidents, or (from an older gateway) one per anomaly. */
+function incidentsOf(d) {
+  if (d && Array.isArray(d.incidents)) return d.incidents;
+  const all = (d && (Array.isArray(d) ? d : d.anomalies)) || [];
+  return all.map((a) => ({
+    id: a.id, name: `${a.dimension} ${a.value}`, dimension: a.dimension, value: a.value, dimensions: [{ dimension: a.dimension, value: a.value }],
+    kinds: [a.kind], excess_usd: a.excess_usd ?? null, message: a.message, filter: a.filter, requests: (a.request_ids || []).length,
+    request_ids: a.request_ids || [], first_seen: a.detected_at, last_seen: a.detected_at,
+  }));
+}
+
 async function anomalies(ctx) {
   const [d, names] = await Promise.all([api.getOptional('/api/v1/anomalies'), keyNames()]);
-  const all = (d && (Array.isArray(d) ? d : d.anomalies)) || [];
+  const all = incidentsOf(d);
   if (!all.length) {
     return [title('Anomalies'), h('div', { class: 'empty-state', 'data-testid': 'no-anomalies' }, h('b', {}, d ? 'No anomalies detected.' : 'Anomaly detection is not available on this gateway yet.'),
-      h('p', {}, 'Spend spikes against each team\'s, key\'s and model\'s usual pattern, and agent loops, show up here with links to the requests behind them.'))];
+      h('p', {}, 'Spend spikes against each key\'s, team\'s, feature\'s and model\'s usual pattern, agent loops and retry spirals show up here as incidents, with links to the requests behind them.'))];
   }
+  // Incidents per kind of finding (an incident with a spike and a loop counts under both).
   const counts = new Map();
-  for (const a of all) counts.set(a.kind, (counts.get(a.kind) || 0) + 1);
-  // Loops and retry spirals are rarer and more urgent than spikes: list them first.
+  for (const i of all) for (const k of new Set(i.kinds)) counts.set(k, (counts.get(k) || 0) + 1);
+  // Loops and retry spirals are rarer and more urgent than spikes: list their tabs first.
   const kinds = [...counts.keys()].sort((a, b) => (a === 'spend_spike') - (b === 'spend_spike') || counts.get(a) - counts.get(b));
   const kind = ctx.params.kind && counts.has(ctx.params.kind) ? ctx.params.kind : '';
-  const list = all.filter((a) => !kind || a.kind === kind).sort((a, b) => (a.kind === 'spend_spike') - (b.kind === 'spend_spike'));
-  const where = (a) => anomalyFilters(a).map(([k, v]) => `${k} ${k === 'key' ? names.get(v) || v : v}`).join(', ') || '–';
-  const go2 = (a) => {
-    const f = anomalyFilters(a);
+  // The API ranks incidents by excess dollars; keep its order.
+  const list = all.filter((i) => !kind || i.kinds.includes(kind));
+  const show = (dim, v) => `${dim} ${dim === 'key' ? names.get(v) || v : v}`;
+  const also = (i) => (i.dimensions || []).filter((x) => !(x.dimension === i.dimension && x.value === i.value)).map((x) => show(x.dimension, x.value)).join(', ') || '–';
+  const go2 = (i) => {
+    const f = anomalyFilters(i);
     if (f.length === 1 && (f[0][0] === 'trace' || f[0][0] === 'trace_id')) return link({ view: 'run', arg: f[0][1], filters: [] }, 'see the run →', { class: 'go' });
     if (f.length) return requestsLink(f);
-    if (a.request_ids?.length) return link({ view: 'request', arg: a.request_ids[0] }, 'see a request →', { class: 'go' });
+    if (i.request_ids?.length) return link({ view: 'request', arg: i.request_ids[0] }, 'see a request →', { class: 'go' });
     return '';
   };
+  const when2 = (i) => (i.first_seen === i.last_seen ? when(i.first_seen) : `${when(i.first_seen)} – ${when(i.last_seen)}`);
   return [
-    title('Anomalies', 'Spend far above the usual for that hour of the day, agent loops and retry spirals, each linked to the requests behind it.'),
-    kpis(...kinds.map((k) => kpi(kindLabel(k), fmtCount(counts.get(k)), { tone: k === 'spend_spike' ? '' : 'warn', testid: `kind-${k}` }))),
+    title('Anomalies', 'Incidents, largest first: the findings one burst causes on its key, team, feature and model grouped into one, named after the most specific cause, with the dollars above the usual spend for that hour of the day.'),
+    kpis(
+      kpi('Incidents', fmtCount(all.length), { testid: 'incident-count' }),
+      ...kinds.map((k) => kpi(kindLabel(k), fmtCount(counts.get(k)), { tone: k === 'spend_spike' ? '' : 'warn', testid: `kind-${k}` })),
+    ),
     tabs([['', `All (${all.length})`], ...kinds.map((k) => [k, `${kindLabel(k)} (${counts.get(k)})`])], kind, (k) => hrefFor({ view: 'anomalies', params: k ? { kind: k } : {} }), 'anomaly-kinds'),
     card(null, table([
-      { label: 'Detected', cell: (a) => when(a.detected_at || a.time || a.from) },
-      { label: 'Kind', cell: (a) => h('span', { class: `badge ${a.kind === 'spend_spike' ? 'warn' : 'bad'}` }, kindLabel(a.kind)) },
-      { label: 'Where', cell: where },
-      { label: 'Observed', num: true, cell: (a) => anomalyAmount(a, a.observed) },
-      { label: 'Usual', num: true, cell: (a) => anomalyAmount(a, a.expected) },
-      { label: 'What happened', cell: (a) => h('span', { class: 'wrap' }, a.message || a.summary || '') },
+      { label: 'Incident', cell: (i) => h('b', { 'data-testid': 'incident-name', 'data-id': i.id }, show(i.dimension, i.value)) },
+      { label: 'Kind', cell: (i) => i.kinds.map((k) => h('span', { class: `badge ${k === 'spend_spike' ? 'warn' : 'bad'}` }, kindLabel(k))) },
+      { label: 'Also', cell: (i) => h('span', { class: 'wrap muted' }, also(i)) },
+      { label: 'Above usual', num: true, title: 'the largest excess over the usual spend among its key, team, feature and model (they describe the same dollars)', cell: (i) => (i.excess_usd ? money(i.excess_usd, { 'data-testid': 'incident-excess', 'data-id': i.id }) : '–') },
+      { label: 'Requests', num: true, cell: (i) => fmtCount(i.requests ?? (i.request_ids || []).length) },
+      { label: 'When', cell: when2 },
+      { label: 'What happened', cell: (i) => h('span', { class: 'wrap' }, i.message || '') },
       { label: '', cell: go2 },
-    ], list.slice(0, 200), { testid: 'anomalies-table' })),
+    ], list.slice(0, 200), { testid: 'incidents-table' })),
+    note('Requests: the requests behind the incident that the gateway kept (at most 50). Spend is compared with the same hour of the day over past days; a spike needs a few days of history and a minimum excess ([anomalies] in tollgate.toml).'),
   ];
 }
 

@@ -23,6 +23,59 @@ pub fn routes() -> Router<Arc<AppState>> {
         .route("/api/v1/reconciliation", get(list))
         .route("/admin/v1/reconciliation/run", post(run))
         .route("/api/v1/export/focus", get(focus))
+        .route("/api/v1/whatif", get(whatif))
+}
+
+/// `GET /api/v1/whatif?since=30d&map=gpt-4o=gpt-4o-mini&batch=team=growth&cache=1h&by=team,model`:
+/// the what-if replay (`tollgate whatif`; candidate routing rules only
+/// through the command, which reads them from a file). Organisation-wide.
+async fn whatif(
+    State(state): State<Arc<AppState>>,
+    Extension(caller): Extension<Caller>,
+    Query(raw): Query<Vec<(String, String)>>,
+) -> Response {
+    let run = async {
+        organisation_wide(&caller.role()?)?;
+        let now = now_ms();
+        let (mut since, mut until) = (now - 30 * 86_400_000, now);
+        let (mut maps, mut batches, mut cache) = (Vec::new(), Vec::new(), None);
+        let mut by: Vec<String> = vec!["team".into(), "feature".into(), "model".into()];
+        for (k, v) in &raw {
+            match k.as_str() {
+                "since" | "from" => since = crate::analytics::parse_day_or_time(v, now, "since")?,
+                "until" | "to" => until = crate::analytics::parse_day_or_time(v, now, "until")?,
+                "map" => maps.push(v.clone()),
+                "batch" => batches.push(v.clone()),
+                "cache" => cache = Some(v.clone()),
+                "by" => {
+                    by = v.split(',').map(|d| d.trim().to_owned()).filter(|d| !d.is_empty()).collect();
+                    for d in &by {
+                        crate::analytics::check_dimension(d)?;
+                    }
+                    if by.len() > crate::analytics::MAX_GROUP_BY {
+                        return Err(ApiError::invalid_param("too many dimensions", "by"));
+                    }
+                }
+                other => return Err(ApiError::invalid_param(format!("unknown query parameter {other:?}"), other)),
+            }
+        }
+        if since >= until {
+            return Err(ApiError::invalid_param("since must be before until", "since"));
+        }
+        let scenario = crate::whatif::scenario_from(&maps, &batches, cache.as_deref(), None)
+            .map_err(|m| ApiError::invalid_param(m, "map"))?;
+        let config = state.config();
+        let pricing: Arc<crate::pricing::Pricing> = Arc::clone(&state.pricing.load());
+        let replay = crate::whatif::Replay::new(&pricing, &scenario, &by).with_providers(&config.providers);
+        let report = crate::whatif::replay_window(state.stores.requests.as_ref(), replay, since, until)
+            .await
+            .map_err(internal)?;
+        Ok::<_, ApiError>(Json(crate::whatif::report_json(&report, &by)))
+    };
+    match run.await {
+        Ok(r) => r.into_response(),
+        Err(e) => e.into_response(),
+    }
 }
 
 /// `GET /api/v1/export/focus?since=2026-11-01&until=2026-12-01&by=team`: the
@@ -112,8 +165,9 @@ fn window(raw: &[(String, String)], now: i64) -> Result<Window, ApiError> {
 fn organisation_wide(role: &Role) -> Result<(), ApiError> {
     match role {
         Role::TeamAdmin(_) => Err(ApiError::Forbidden {
-            message: "the provider's invoice covers the whole organisation; a team admin cannot read its reconciliation"
-                .into(),
+            message:
+                "the provider's invoice covers the whole organisation; a team admin cannot read its reconciliation"
+                    .into(),
         }),
         _ => Ok(()),
     }
@@ -189,7 +243,8 @@ async fn run(
 fn api_error(e: ReconcileError) -> ApiError {
     match e {
         ReconcileError::Store(e) => internal(e),
-        e @ (ReconcileError::Refused { .. } | ReconcileError::Unreachable { .. } | ReconcileError::Malformed { .. }) => {
+        e
+        @ (ReconcileError::Refused { .. } | ReconcileError::Unreachable { .. } | ReconcileError::Malformed { .. }) => {
             ApiError::UpstreamError { message: e.to_string() }
         }
         e @ ReconcileError::UnknownProvider(_) => ApiError::NotFound { message: e.to_string() },

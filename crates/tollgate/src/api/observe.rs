@@ -13,7 +13,7 @@ use serde_json::{json, Value};
 use crate::api::Caller;
 use crate::config::Role;
 use crate::error::ApiError;
-use crate::observe::{outcomes, Anomaly, MAX_RECENT};
+use crate::observe::{anomaly, outcomes, Anomaly, Incident, MAX_RECENT};
 use crate::state::AppState;
 use crate::time::now_ms;
 
@@ -47,6 +47,32 @@ pub fn anomaly_json(a: &Anomaly) -> Value {
         "filter": a.filter,
         "from": a.window_ms.and_then(|w| rfc3339(w.0)),
         "to": a.window_ms.and_then(|w| rfc3339(w.1)),
+        "excess_usd": a.excess.map(|m| m.to_string()),
+        "incident": a.incident,
+    })
+}
+
+/// One incident as `GET /api/v1/anomalies` shows it (docs/http-api.md).
+pub fn incident_json(i: &Incident) -> Value {
+    json!({
+        "id": i.id,
+        "name": i.name,
+        "dimension": i.dimension,
+        "value": i.value,
+        "dimensions": i.dimensions.iter().map(|(d, v)| json!({"dimension": d, "value": v})).collect::<Vec<_>>(),
+        "kinds": i.kinds.iter().map(|k| k.as_str()).collect::<Vec<_>>(),
+        "team": i.team,
+        "excess_usd": i.excess.map(|m| m.to_string()),
+        "summary": i.summary(),
+        "message": i.message,
+        "filter": i.filter,
+        "requests": i.requests.len(),
+        "request_ids": i.requests,
+        "anomalies": i.anomalies,
+        "first_seen": rfc3339(i.first_seen_ms),
+        "last_seen": rfc3339(i.last_seen_ms),
+        "from": i.window_ms.and_then(|w| rfc3339(w.0)),
+        "to": i.window_ms.and_then(|w| rfc3339(w.1)),
     })
 }
 
@@ -62,25 +88,43 @@ async fn list_anomalies(
     let run = || {
         let role = caller.role()?;
         let mut list = state.observer.anomalies();
+        let mut incidents = state.observer.incidents();
         if let Role::TeamAdmin(t) = &role {
             list.retain(|a| a.team.as_deref() == Some(t.as_str()));
+            incidents.retain(|i| i.team.as_deref() == Some(t.as_str()));
         }
         let mut limit = 100usize;
         for (k, v) in &raw {
             match k.as_str() {
-                "kind" => list.retain(|a| a.kind.as_str() == v),
-                "dimension" => list.retain(|a| a.dimension == v),
-                "value" => list.retain(|a| a.value == *v),
+                "kind" => {
+                    list.retain(|a| a.kind.as_str() == v);
+                    incidents.retain(|i| i.kinds.iter().any(|kind| kind.as_str() == v));
+                }
+                "dimension" => {
+                    list.retain(|a| a.dimension == v);
+                    incidents.retain(|i| i.dimensions.iter().any(|(d, _)| d == v));
+                }
+                "value" => {
+                    list.retain(|a| a.value == *v);
+                    incidents.retain(|i| i.dimensions.iter().any(|(_, x)| x == v));
+                }
                 "from" | "since" => {
                     let t = crate::analytics::parse_since(v, now_ms())?;
                     list.retain(|a| a.detected_at_ms >= t);
+                    incidents.retain(|i| i.last_seen_ms >= t);
                 }
                 "limit" => limit = v.parse().map_err(|_| ApiError::invalid_param("limit must be a number", "limit"))?,
                 other => return Err(ApiError::invalid_param(format!("unknown query parameter {other:?}"), other)),
             }
         }
-        list.truncate(limit.clamp(1, MAX_RECENT));
-        Ok::<_, ApiError>(Json(json!({"anomalies": list.iter().map(anomaly_json).collect::<Vec<_>>()})))
+        let limit = limit.clamp(1, MAX_RECENT);
+        list.truncate(limit);
+        anomaly::rank(&mut incidents);
+        incidents.truncate(limit);
+        Ok::<_, ApiError>(Json(json!({
+            "anomalies": list.iter().map(anomaly_json).collect::<Vec<_>>(),
+            "incidents": incidents.iter().map(incident_json).collect::<Vec<_>>(),
+        })))
     };
     match run() {
         Ok(j) => j.into_response(),

@@ -3,14 +3,17 @@
 //! every configured webhook (generic JSON or Slack-compatible), retried with
 //! backoff.
 
+use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::json;
+use tokio::sync::broadcast::error::RecvError;
 use tokio::sync::mpsc;
 
 use crate::config::Webhook;
 use crate::govern::AlertEvent;
+use crate::observe::Incident;
 use crate::store::GovernanceStore;
 
 const ATTEMPTS: u32 = 6;
@@ -92,42 +95,100 @@ pub async fn dispatch(
     }
 }
 
+/// How long a new incident waits before it is posted: the other series of
+/// a burst (its team, its model) usually cross their thresholds a few
+/// requests after the first, and belong in the same message.
+pub const INCIDENT_SETTLE: Duration = Duration::from_secs(30);
+
+/// Incidents remembered as posted, so a finding joining one later does not
+/// post it again.
+const POSTED_KEPT: usize = 4096;
+
+/// An incident as posted to a webhook: Slack gets `{"text": …}`; JSON keeps
+/// the anomaly notice's `type`, `id`, `kind`, `dimension`, `value`,
+/// `message`, `filter` and `detected_at` (of the incident: its id, first
+/// kind, cause, and first finding) and adds the incident's fields.
+pub fn incident_body(i: &Incident, slack: bool) -> serde_json::Value {
+    if slack {
+        return json!({ "text": format!("tollgate anomaly: {}. {}", i.summary(), i.message) });
+    }
+    json!({
+        "type": "anomaly",
+        "id": i.id,
+        "kind": i.kinds.first().map(|k| format!("{k:?}")),
+        "kinds": i.kinds.iter().map(|k| k.as_str()).collect::<Vec<_>>(),
+        "dimension": i.dimension,
+        "value": i.value,
+        "name": i.name,
+        "dimensions": i.dimensions.iter().map(|(d, v)| json!({"dimension": d, "value": v})).collect::<Vec<_>>(),
+        "team": i.team,
+        "excess_usd": i.excess.map(|m| m.to_string()),
+        "summary": i.summary(),
+        "message": i.message,
+        "filter": i.filter,
+        "requests": i.requests.len(),
+        "request_ids": i.requests,
+        "detected_at": rfc3339(i.first_seen_ms),
+        "first_seen": rfc3339(i.first_seen_ms),
+        "last_seen": rfc3339(i.last_seen_ms),
+    })
+}
+
 /// Anomalies (spend spikes, loops, retry spirals) go to the same webhooks as
-/// budget alerts, once each as the detector reports them.
+/// budget alerts, once per incident: [`INCIDENT_SETTLE`] after it opens, as
+/// it then stands (the findings that joined it meanwhile included). Logging
+/// is the observer's (once per incident).
 pub async fn forward_anomalies(
-    mut rx: tokio::sync::broadcast::Receiver<crate::observe::anomaly::Anomaly>,
+    mut rx: tokio::sync::broadcast::Receiver<Incident>,
     webhooks: Vec<Webhook>,
     http: reqwest::Client,
 ) {
-    loop {
-        let a = match rx.recv().await {
-            Ok(a) => a,
-            Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
-                tracing::warn!(missed = n, "anomaly alerts fell behind; some were not sent");
-                continue;
-            }
-            Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
+    if webhooks.is_empty() {
+        return;
+    }
+    // Incidents waiting to be posted: when, and the latest snapshot.
+    let mut pending: Vec<(tokio::time::Instant, Incident)> = Vec::new();
+    let mut posted: VecDeque<String> = VecDeque::new();
+    let mut open = true;
+    while open || !pending.is_empty() {
+        let next = pending.iter().map(|(at, _)| *at).min();
+        let got = match (open, next) {
+            (true, Some(at)) => tokio::select! {
+                r = rx.recv() => Some(r),
+                () = tokio::time::sleep_until(at) => None,
+            },
+            (true, None) => Some(rx.recv().await),
+            (false, _) => None,
         };
-        tracing::warn!(kind = ?a.kind, dimension = a.dimension, value = %a.value, "anomaly: {}", a.message);
-        for hook in &webhooks {
-            let payload = if hook.slack {
-                json!({ "text": format!("tollgate anomaly: {}", a.message) })
-            } else {
-                json!({
-                    "type": "anomaly",
-                    "id": a.id,
-                    "kind": format!("{:?}", a.kind),
-                    "dimension": a.dimension,
-                    "value": a.value,
-                    "observed": a.observed,
-                    "expected": a.expected,
-                    "unit": a.unit,
-                    "message": a.message,
-                    "filter": a.filter,
-                    "detected_at": rfc3339(a.detected_at_ms),
-                })
-            };
-            tokio::spawn(post_with_retries(http.clone(), hook.clone(), payload));
+        match got {
+            Some(Ok(i)) => {
+                if posted.contains(&i.id) {
+                    tracing::debug!(incident = %i.id, "incident already posted; not posting it again");
+                } else if let Some(p) = pending.iter_mut().find(|(_, p)| p.id == i.id) {
+                    p.1 = i;
+                } else {
+                    pending.push((tokio::time::Instant::now() + INCIDENT_SETTLE, i));
+                }
+            }
+            Some(Err(RecvError::Lagged(n))) => {
+                tracing::warn!(missed = n, "anomaly alerts fell behind; some were not sent");
+            }
+            Some(Err(RecvError::Closed)) => open = false,
+            None => {}
+        }
+        // What is due; everything once no more can come.
+        let now = tokio::time::Instant::now();
+        let (due, waiting): (Vec<_>, Vec<_>) = pending.into_iter().partition(|(at, _)| !open || *at <= now);
+        pending = waiting;
+        for (_, i) in due {
+            tracing::debug!(incident = %i.id, name = %i.name, "posting the incident to the alert webhooks");
+            for hook in &webhooks {
+                tokio::spawn(post_with_retries(http.clone(), hook.clone(), incident_body(&i, hook.slack)));
+            }
+            if posted.len() >= POSTED_KEPT {
+                posted.pop_front();
+            }
+            posted.push_back(i.id);
         }
     }
 }

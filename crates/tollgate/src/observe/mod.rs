@@ -4,8 +4,12 @@
 //! - [`otel`]: one OpenTelemetry span per request over OTLP/HTTP, when
 //!   `TOLLGATE_OTLP_ENDPOINT` is set.
 //! - [`anomaly`]: spend spikes against seasonal baselines, loops, token
-//!   growth and retry spirals; `GET /api/v1/anomalies`, and a broadcast
-//!   channel ([`Observer::subscribe_anomalies`]) for alert delivery.
+//!   growth and retry spirals, grouped into incidents (the findings one
+//!   burst causes on its key, team, feature, model and agent are one
+//!   incident); `GET /api/v1/anomalies`, and broadcast channels
+//!   ([`Observer::subscribe_anomalies`], [`Observer::subscribe_incidents`])
+//!   for alert delivery. A new incident is logged once at `warn`; the
+//!   findings that join it are logged at `debug`.
 //! - [`outcomes`]: `POST /api/v1/outcomes` and cost per successful outcome.
 //!
 //! The pipeline calls [`Observer::record`] once per ledger row, just before
@@ -14,7 +18,8 @@
 //! goes into a bounded queue drained by its own thread.
 //!
 //! In memory only (lost at restart): the metric counters, the recent
-//! anomalies (the last [`MAX_RECENT`]) and the detector's baselines — the
+//! anomalies (the last [`MAX_RECENT`]) and incidents (the last
+//! [`anomaly::MAX_INCIDENTS`]), and the detector's baselines — the
 //! latter are rebuilt at start from the ledger's last days by
 //! [`Observer::warm_up`]. Outcomes are stored in the database.
 
@@ -33,7 +38,7 @@ use crate::config::Config;
 use crate::ledger::LedgerRow;
 use crate::store::{RequestLog, RequestQuery, StoreError};
 
-pub use anomaly::{Anomaly, Detector, DetectorConfig, Kind};
+pub use anomaly::{Anomaly, Detector, DetectorConfig, Findings, Growth, Incident, IncidentBook, Kind};
 
 /// Anomalies kept for `GET /api/v1/anomalies`.
 pub const MAX_RECENT: usize = 1_000;
@@ -59,11 +64,19 @@ impl ObserveOptions {
     }
 }
 
+/// The recent findings and the incidents they are filed under.
+#[derive(Default)]
+struct Recent {
+    list: VecDeque<Anomaly>,
+    book: IncidentBook,
+}
+
 struct Anomalies {
     detector: Mutex<Detector>,
-    recent: Mutex<VecDeque<Anomaly>>,
+    recent: Mutex<Recent>,
     counts: [AtomicU64; 4],
     tx: broadcast::Sender<Anomaly>,
+    incidents: broadcast::Sender<Incident>,
 }
 
 pub struct Observer {
@@ -85,9 +98,13 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 
 impl Observer {
     /// The gateway's observer: configured model and provider names label the
-    /// metrics; options come from the environment.
+    /// metrics; the detector's thresholds come from `[anomalies]`, the other
+    /// options from the environment.
     pub fn new(config: &Config) -> Observer {
-        Observer::with_options(Some(config), ObserveOptions::from_env())
+        let mut options = ObserveOptions::from_env();
+        options.detector.min_days = config.anomalies.min_history_days;
+        options.detector.min_excess = config.anomalies.min_excess;
+        Observer::with_options(Some(config), options)
     }
 
     pub fn with_options(config: Option<&Config>, options: ObserveOptions) -> Observer {
@@ -102,14 +119,16 @@ impl Observer {
             }
         });
         let (tx, _) = broadcast::channel(256);
+        let (incidents, _) = broadcast::channel(256);
         Observer {
             metrics: metrics::Metrics::new(config),
             auth_refused: AtomicU64::new(0),
             anomalies: Anomalies {
                 detector: Mutex::new(Detector::new(options.detector)),
-                recent: Mutex::new(VecDeque::new()),
+                recent: Mutex::new(Recent::default()),
                 counts: Default::default(),
                 tx,
+                incidents,
             },
             otel,
         }
@@ -123,39 +142,75 @@ impl Observer {
     /// One finished request, success or not.
     pub fn record(&self, row: &LedgerRow) {
         self.metrics.record(row);
-        let found = lock(&self.anomalies.detector).observe(row);
-        for a in found {
-            self.publish(a, true);
+        let found = lock(&self.anomalies.detector).findings(row);
+        if !found.is_empty() {
+            self.publish(found, true);
         }
         if let Some(x) = &self.otel {
             x.export(row);
         }
     }
 
-    fn publish(&self, a: Anomaly, live: bool) {
-        let kind_index = Kind::ALL.iter().position(|k| *k == a.kind).unwrap_or(0);
-        self.anomalies.counts[kind_index].fetch_add(1, Ordering::Relaxed);
-        if live {
-            tracing::warn!(kind = a.kind.as_str(), dimension = a.dimension, value = %a.value, "{}", a.message);
+    /// Files one row's findings under their incidents; `live` (not a
+    /// replay): logs and broadcasts them.
+    fn publish(&self, found: Findings, live: bool) {
+        for a in &found.anomalies {
+            let kind_index = Kind::ALL.iter().position(|k| *k == a.kind).unwrap_or(0);
+            self.anomalies.counts[kind_index].fetch_add(1, Ordering::Relaxed);
+        }
+        let filed = {
+            let mut r = lock(&self.anomalies.recent);
+            let filed = r.book.apply(&found);
+            for a in &found.anomalies {
+                if r.list.len() >= MAX_RECENT {
+                    r.list.pop_front();
+                }
+                r.list.push_back(a.clone());
+            }
+            filed
+        };
+        if !live {
+            return;
+        }
+        for (a, (opened, incident)) in found.anomalies.into_iter().zip(filed) {
+            if opened {
+                tracing::warn!(
+                    incident = %incident.id, kind = a.kind.as_str(), dimension = a.dimension, value = %a.value,
+                    "anomaly: {}", a.message
+                );
+            } else {
+                tracing::debug!(
+                    incident = %incident.id, kind = a.kind.as_str(), dimension = a.dimension, value = %a.value,
+                    "anomaly, part of {}: {}", incident.name, a.message
+                );
+            }
             // No receiver is fine: alert delivery may not be configured.
-            let _ = self.anomalies.tx.send(a.clone());
+            let _ = self.anomalies.tx.send(a);
+            let _ = self.anomalies.incidents.send(incident);
         }
-        let mut r = lock(&self.anomalies.recent);
-        if r.len() >= MAX_RECENT {
-            r.pop_front();
-        }
-        r.push_back(a);
     }
 
-    /// Anomalies as they are detected (for alert delivery: webhooks, Slack…).
-    /// Findings from [`Observer::warm_up`]'s replay of old rows are not sent.
+    /// Anomalies as they are detected. Findings from [`Observer::warm_up`]'s
+    /// replay of old rows are not sent.
     pub fn subscribe_anomalies(&self) -> broadcast::Receiver<Anomaly> {
         self.anomalies.tx.subscribe()
     }
 
+    /// Incidents as they open and as findings join them (for alert delivery:
+    /// webhooks, Slack…), each time as it then stands. Not sent for
+    /// [`Observer::warm_up`]'s replay, nor when only its excess grows.
+    pub fn subscribe_incidents(&self) -> broadcast::Receiver<Incident> {
+        self.anomalies.incidents.subscribe()
+    }
+
     /// Recent anomalies, newest first.
     pub fn anomalies(&self) -> Vec<Anomaly> {
-        lock(&self.anomalies.recent).iter().rev().cloned().collect()
+        lock(&self.anomalies.recent).list.iter().rev().cloned().collect()
+    }
+
+    /// Recent incidents, newest first ([`anomaly::rank`] orders them by excess).
+    pub fn incidents(&self) -> Vec<Incident> {
+        lock(&self.anomalies.recent).book.recent()
     }
 
     /// The metric registry, e.g. for budget gauges ([`metrics::Metrics::set_budget`]).
@@ -190,15 +245,15 @@ impl Observer {
             }
         }
         rows.sort_by_key(|r| r.time_ms);
-        let mut found = Vec::new();
         {
+            // The detector, then the findings: the order `record` takes them in.
             let mut d = lock(&self.anomalies.detector);
             for r in &rows {
-                found.extend(d.observe(r));
+                let found = d.findings(r);
+                if !found.is_empty() {
+                    self.publish(found, false);
+                }
             }
-        }
-        for a in found {
-            self.publish(a, false);
         }
         Ok(rows.len())
     }

@@ -67,6 +67,15 @@ impl RequestLog for Sqlite {
     fn requests(&self, q: RequestQuery) -> StoreFuture<'_, RequestPage> {
         blocking(&self.0, move |db| db.requests(&q))
     }
+    fn rows_between(
+        &self,
+        from_ms: i64,
+        to_ms: i64,
+        after: Option<(i64, String)>,
+        limit: usize,
+    ) -> StoreFuture<'_, Vec<LedgerRow>> {
+        blocking(&self.0, move |db| db.rows_between(from_ms, to_ms, after, limit))
+    }
     fn request(&self, id: String) -> StoreFuture<'_, Option<LedgerRow>> {
         blocking(&self.0, move |db| db.request(&id))
     }

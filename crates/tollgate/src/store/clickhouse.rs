@@ -989,6 +989,24 @@ impl RequestLog for ClickHouse {
         Box::pin(async move { Ok(self.select_rows(request_sql(&id)).await?.into_iter().next()) })
     }
 
+    fn rows_between(
+        &self,
+        from_ms: i64,
+        to_ms: i64,
+        after: Option<(i64, String)>,
+        limit: usize,
+    ) -> StoreFuture<'_, Vec<LedgerRow>> {
+        Box::pin(async move {
+            let mut wh = format!("ts_ms >= {from_ms} AND ts_ms < {to_ms}");
+            if let Some((t, id)) = &after {
+                wh.push_str(&format!(" AND (ts_ms > {t} OR (ts_ms = {t} AND request_id > {}))", lit(id)));
+            }
+            let n = limit.clamp(1, 100_000);
+            self.select_rows(format!("SELECT * FROM ledger FINAL WHERE {wh} ORDER BY ts_ms, request_id LIMIT {n}"))
+                .await
+        })
+    }
+
     /// Deletes the rows older than `before_ms` (a mutation, waited for); the
     /// number of requests that matched. ClickHouse keeps no rollup: reports
     /// over the deleted time are gone with them.

@@ -190,6 +190,16 @@ pub trait RequestLog: Send + Sync {
     fn request(&self, id: String) -> StoreFuture<'_, Option<LedgerRow>>;
     /// Deletes raw rows older than `before_ms` (aggregates kept); the number deleted.
     fn prune_raw(&self, before_ms: i64) -> StoreFuture<'_, u64>;
+    /// Rows with `from_ms <= time < to_ms`, oldest first (by time, then
+    /// request id), after `after` (the last row of the previous page), at
+    /// most `limit`: every row of a window, a page at a time (what-if replay).
+    fn rows_between(
+        &self,
+        from_ms: i64,
+        to_ms: i64,
+        after: Option<(i64, String)>,
+        limit: usize,
+    ) -> StoreFuture<'_, Vec<LedgerRow>>;
 }
 
 /// Spend reports over the ledger.
@@ -311,8 +321,12 @@ pub trait ReconciliationStore: Send + Sync {
     ) -> StoreFuture<'_, ()>;
     /// The lines of the days `from_day..=to_day`, of one provider or all,
     /// sorted by day, provider, kind, model and account.
-    fn reconciliation(&self, provider: Option<String>, from_day: String, to_day: String)
-        -> StoreFuture<'_, Vec<ReconLine>>;
+    fn reconciliation(
+        &self,
+        provider: Option<String>,
+        from_day: String,
+        to_day: String,
+    ) -> StoreFuture<'_, Vec<ReconLine>>;
 }
 
 /// Every capability, each behind its trait, opened from `[storage] url`.

@@ -892,6 +892,20 @@ impl RequestLog for Postgres {
         })
     }
 
+    fn rows_between(
+        &self,
+        from_ms: i64,
+        to_ms: i64,
+        after: Option<(i64, String)>,
+        limit: usize,
+    ) -> StoreFuture<'_, Vec<LedgerRow>> {
+        Box::pin(async move {
+            let query = sql::rows_between_query(Dialect::Postgres, from_ms, to_ms, after, limit);
+            let rows = self.query(&query).await?;
+            rows.iter().map(ledger_from_row).collect()
+        })
+    }
+
     fn request(&self, id: String) -> StoreFuture<'_, Option<LedgerRow>> {
         Box::pin(async move {
             let c = self.client().await?;

@@ -542,6 +542,25 @@ pub fn requests_query(d: Dialect, q: &crate::query::RequestQuery) -> (Sql, usize
     (Sql { text, args }, limit)
 }
 
+/// Rows of `[from_ms, to_ms)` oldest first, after the `(time, request id)`
+/// of the previous page's last row ([`super::RequestLog::rows_between`]).
+pub fn rows_between_query(d: Dialect, from_ms: i64, to_ms: i64, after: Option<(i64, String)>, limit: usize) -> Sql {
+    let mut args = Vec::new();
+    let mut text = format!(
+        "SELECT * FROM ledger WHERE ts_ms >= {} AND ts_ms < {}",
+        d.bind(&mut args, Arg::Int(from_ms)),
+        d.bind(&mut args, Arg::Int(to_ms))
+    );
+    if let Some((t, id)) = after {
+        let t1 = d.bind(&mut args, Arg::Int(t));
+        let t2 = d.bind(&mut args, Arg::Int(t));
+        let id = d.bind(&mut args, Arg::Text(id));
+        text.push_str(&format!(" AND (ts_ms > {t1} OR (ts_ms = {t2} AND request_id > {id}))"));
+    }
+    text.push_str(&format!(" ORDER BY ts_ms, request_id LIMIT {}", limit.clamp(1, 100_000)));
+    Sql { text, args }
+}
+
 /// Cuts a page read with [`requests_query`] to `limit`, with the next cursor.
 pub fn page(mut rows: Vec<LedgerRow>, limit: usize) -> crate::query::RequestPage {
     let next_cursor = if rows.len() > limit {

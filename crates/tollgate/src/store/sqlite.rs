@@ -711,6 +711,24 @@ impl SqliteStore {
         Ok(())
     }
 
+    pub fn rows_between(
+        &self,
+        from_ms: i64,
+        to_ms: i64,
+        after: Option<(i64, String)>,
+        limit: usize,
+    ) -> Result<Vec<LedgerRow>, StoreError> {
+        let query = super::sql::rows_between_query(super::sql::Dialect::Sqlite, from_ms, to_ms, after, limit);
+        let conn = self.reader();
+        let mut stmt = conn.prepare_cached(&query.text)?;
+        let mut rows = stmt.query(rusqlite::params_from_iter(values(&query)))?;
+        let mut out = Vec::new();
+        while let Some(r) = rows.next()? {
+            out.push(ledger_from_row(r)?);
+        }
+        Ok(out)
+    }
+
     pub fn requests(&self, q: &RequestQuery) -> Result<RequestPage, StoreError> {
         let (query, limit) = super::sql::requests_query(super::sql::Dialect::Sqlite, q);
         let conn = self.reader();

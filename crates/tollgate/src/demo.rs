@@ -73,11 +73,15 @@ url = "sqlite://{db}"
 name = "openai"
 kind = "openai"
 base_url = "http://{mock}/v1"
+admin_key_env = "TOLLGATE_DEMO_ADMIN_KEY"
+billing_accounts = ["{MOCK_PROJECT}"]
 
 [[providers]]
 name = "anthropic"
 kind = "anthropic"
 base_url = "http://{mock}"
+admin_key_env = "TOLLGATE_DEMO_ADMIN_KEY"
+billing_accounts = ["{MOCK_WORKSPACE}"]
 
 [[providers]]
 name = "gemini"
@@ -97,6 +101,11 @@ fallbacks = ["claude-sonnet-4-5"]
 [[models]]
 name = "{UNPRICED_MODEL}"
 targets = [{{ provider = "local-vllm", model = "{UNPRICED_MODEL}" }}]
+
+# The providers' own cost reports, read again every hour (also at start).
+[reconcile]
+every = "1h"
+since = "7d"
 
 # research's batch week blew through this one (it has no live traffic to block).
 [[budgets]]
@@ -128,7 +137,106 @@ action = "downgrade:gpt-4o-mini"
 alert_at = [0.5, 0.8, 1.0]
 "#
     );
-    Ok(Config::from_toml(&text, "demo config", &std::collections::HashMap::<String, String>::new())?)
+    let mut config = Config::from_toml(&text, "demo config", &std::collections::HashMap::<String, String>::new())?;
+    // The mock accepts any admin key for its cost and usage reports.
+    for p in config.providers.iter_mut().filter(|p| p.admin_key_env.is_some()) {
+        p.admin_key = Some(crate::config::Secret::new("demo-admin-key".into()));
+    }
+    Ok(config)
+}
+
+/// The mock's default project and workspace: where the calls it serves are billed.
+const MOCK_PROJECT: &str = "proj_tollgate";
+const MOCK_WORKSPACE: &str = "wrkspc_tollgate";
+
+/// Fills the mock's billing book with the seeded history (the mock bills what
+/// it serves; the history never went through it), then a few things a
+/// finance team should see: a day where the provider billed gpt-4o above the
+/// catalog, and spend on a project and a workspace that are not the
+/// gateway's. Then reconciles both providers over the history, so the
+/// dashboard's reconciliation view is filled at once.
+async fn seed_reconciliation(
+    gateway: &Gateway,
+    mock: SocketAddr,
+    history: &[LedgerRow],
+    days: u32,
+    now: i64,
+) -> anyhow::Result<Vec<crate::reconciliation::ReconLine>> {
+    // Identical calls are one entry of `requests` calls (priced per call, as
+    // the ledger prices each row).
+    let mut groups: BTreeMap<(&str, String, String, &str, &str, [u64; 6]), u64> = BTreeMap::new();
+    for r in history {
+        let family = match r.provider.as_deref() {
+            Some("openai") => "openai",
+            Some("anthropic") => "anthropic",
+            _ => continue,
+        };
+        if r.status >= 400 || r.cache == crate::record::CacheOutcome::Hit || r.cost.is_none() {
+            continue;
+        }
+        let Some(model) = r.model.clone() else { continue };
+        let endpoint = match r.endpoint {
+            crate::record::Endpoint::Embeddings | crate::record::Endpoint::BatchEmbeddings => "embeddings",
+            _ => "completions",
+        };
+        let tier = if r.endpoint.as_str().starts_with("batch.") { "batch" } else { "standard" };
+        let u = &r.usage;
+        let usage =
+            [u.input, u.cache_read, u.cache_write_5m, u.cache_write_1h, u.output + u.reasoning, u.web_search_requests];
+        *groups.entry((family, day_text(r.time_ms), model, endpoint, tier, usage)).or_default() += 1;
+    }
+    let mut extra: Vec<serde_json::Value> = groups
+        .into_iter()
+        .map(|((family, day, model, endpoint, tier, u), n)| {
+            let account = if family == "openai" { "project_id" } else { "workspace_id" };
+            let mut e = json!({
+                "family": family, "day": day, account: if family == "openai" { MOCK_PROJECT } else { MOCK_WORKSPACE },
+                "api_key_id": "key_tollgate", "model": model, "requests": n, "service_tier": tier,
+                "input_tokens": u[0] * n, "cached_input_tokens": u[1] * n,
+                "cache_creation_5m_input_tokens": u[2] * n, "cache_creation_1h_input_tokens": u[3] * n,
+                "output_tokens": u[4] * n, "web_search_requests": u[5] * n,
+            });
+            if family == "openai" {
+                e["endpoint"] = json!(endpoint);
+            }
+            e
+        })
+        .collect();
+    // Outside the gateway: a data-science notebook on its own OpenAI project,
+    // and a sandbox workspace at Anthropic.
+    extra.push(json!({"family": "openai", "day": day_text(now - 2 * DAY), "project_id": "proj_data-science",
+        "api_key_id": "key_notebook", "model": "gpt-4o", "requests": 40, "input_tokens": 2_000_000, "output_tokens": 300_000}));
+    extra.push(json!({"family": "anthropic", "day": day_text(now - DAY), "workspace_id": "wrkspc_sandbox",
+        "api_key_id": "key_sandbox", "model": "claude-sonnet-4-5", "requests": 25, "input_tokens": 800_000, "output_tokens": 100_000}));
+    let body = json!({
+        "extra": extra,
+        // Three days ago the provider billed gpt-4o 10 % above the catalog.
+        "price_adjustments": [{"family": "openai", "day": day_text(now - 3 * DAY), "model": "gpt-4o", "percent": "110"}],
+    });
+    let http = reqwest::Client::new();
+    let r = http.post(format!("http://{mock}/mock/billing")).json(&body).send().await?;
+    anyhow::ensure!(
+        r.status().is_success(),
+        "the mock refused the billing seed: {}",
+        r.text().await.unwrap_or_default()
+    );
+    let state = &gateway.state;
+    let config = state.config();
+    let pricing = state.pricing.load();
+    let mut lines = Vec::new();
+    for name in ["openai", "anthropic"] {
+        let Some(provider) = config.providers.iter().find(|p| p.name == name) else { continue };
+        let since = now - i64::from(days) * DAY;
+        lines.extend(
+            crate::reconcile::run_and_save(&state.http, &state.stores, &pricing, provider, since, now, None, now)
+                .await?,
+        );
+    }
+    Ok(lines)
+}
+
+fn day_text(ms: i64) -> String {
+    crate::reconcile::day_text(ms)
 }
 
 pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
@@ -160,23 +268,37 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
         }
     }
 
-    let seeded = if args.history_days > 0 {
+    let history = if args.history_days > 0 {
         let history = History::new(&config.providers, key_ids, now, args.history_days).generate();
-        let n = history.len();
         let sink = store.ledger.clone();
+        let history = std::sync::Arc::new(history);
+        let rows = history.clone();
         tokio::task::spawn_blocking(move || -> Result<(), crate::store::StoreError> {
-            for chunk in history.chunks(2000) {
+            for chunk in rows.chunks(2000) {
                 let refs: Vec<&LedgerRow> = chunk.iter().collect();
                 sink.append(&refs)?;
             }
             Ok(())
         })
         .await??;
-        n
+        history
     } else {
-        0
+        std::sync::Arc::new(Vec::new())
     };
+    let seeded = history.len();
     let gateway = Gateway::build(config, store).await?;
+    let reconciled = if seeded > 0 {
+        match seed_reconciliation(&gateway, mock_addr, &history, args.history_days, now).await {
+            Ok(lines) => Some(crate::reconciliation::totals(&lines)),
+            Err(e) => {
+                eprintln!("tollgate demo: the reconciliation seed failed ({e}); the reconciliation view stays empty");
+                None
+            }
+        }
+    } else {
+        None
+    };
+    drop(history);
 
     let base = format!("http://{addr}");
     let example_key = team_keys[0].1.clone();
@@ -184,6 +306,12 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     println!("database: {} (recreated at each start)", args.demo_db);
     if seeded > 0 {
         println!("seeded {seeded} requests of history over the last {} days", args.history_days);
+    }
+    if let Some(t) = reconciled {
+        println!(
+            "reconciled with the mock providers' cost reports: drift ${} on {} line(s), ${} outside the gateway ({base}/ui#/reconciliation)",
+            t.drift, t.drifting_lines, t.outside
+        );
     }
     println!("\ndashboard: {base}/ui\n");
     println!("try it:\n");

@@ -204,6 +204,9 @@ pub fn attribute(
             tags.insert((*k).to_string(), v.clone());
         }
     }
+    // Set by the gateway only (shadow budgets that would have refused the
+    // request), never by the request or its key.
+    tags.remove(crate::budget::SHADOW_TAG);
     if tags.len() > MAX_TAGS {
         return Err(bad(format!("a request may carry at most {MAX_TAGS} tags; this one has {}", tags.len())));
     }

@@ -171,6 +171,11 @@ pub enum Action {
     Clamp,
     /// Serve it with this (cheaper) model instead.
     Downgrade(String),
+    /// Act as `block` would, without acting: the request goes through, and
+    /// its row records that this budget would have refused it. The budget's
+    /// counter books only what `block` would have let through, so it refuses
+    /// exactly what the same budget in `block` mode would.
+    Shadow,
 }
 
 impl Action {
@@ -179,9 +184,10 @@ impl Action {
             "block" => Ok(Action::Block),
             "alert" => Ok(Action::Alert),
             "clamp" => Ok(Action::Clamp),
+            "shadow" => Ok(Action::Shadow),
             _ => match s.strip_prefix("downgrade:") {
                 Some(m) if !m.is_empty() => Ok(Action::Downgrade(m.to_string())),
-                _ => Err(format!("action {s:?} is not block, alert, clamp or downgrade:MODEL")),
+                _ => Err(format!("action {s:?} is not block, alert, clamp, shadow or downgrade:MODEL")),
             },
         }
     }
@@ -194,9 +200,14 @@ impl fmt::Display for Action {
             Action::Alert => f.write_str("alert"),
             Action::Clamp => f.write_str("clamp"),
             Action::Downgrade(m) => write!(f, "downgrade:{m}"),
+            Action::Shadow => f.write_str("shadow"),
         }
     }
 }
+
+/// The tag a request's row carries when shadow budgets would have refused
+/// it: their ids, comma separated.
+pub const SHADOW_TAG: &str = "shadow_refused";
 
 /// A budget as configured.
 #[derive(Debug, Clone, PartialEq, Eq)]

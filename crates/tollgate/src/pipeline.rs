@@ -716,6 +716,11 @@ async fn govern(
                 if let Some(rem) = r.remaining() {
                     p.extra_headers.push((HEADER_BUDGET_REMAINING, rem.max(Money::ZERO).to_string()));
                 }
+                // Shadow budgets that would have refused it: kept in the row.
+                if !r.shadow_refused.is_empty() {
+                    let ids = r.shadow_refused.join(",");
+                    p.row_mut().attribution.tags.insert(crate::budget::SHADOW_TAG.to_owned(), ids);
+                }
                 p.reservation = Some(r);
                 p.upper_bound = ask.cost;
                 return Ok(body);

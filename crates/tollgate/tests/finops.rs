@@ -374,3 +374,68 @@ async fn whatif_reprices_history_under_a_model_map() {
     assert_eq!(r.status(), 400, "no scenario is a clear error");
     h.stop().await;
 }
+
+/// The same request sequence to two gateways: one whose team budget blocks,
+/// one whose same budget only shadows. The shadow gateway serves everything
+/// and marks exactly the requests the blocking one refused.
+#[tokio::test]
+async fn a_shadow_budget_marks_exactly_what_the_same_budget_in_block_mode_refuses() {
+    let budget = |action: &str| {
+        format!(
+            "[[budgets]]\nid = \"growth-day\"\nscope = {{ team = \"growth\" }}\nlimit_usd = \"0.002\"\nperiod = \"day\"\naction = \"{action}\"\n"
+        )
+    };
+    let block = Harness::start_with(&budget("block"), |c| c).await;
+    let shadow = Harness::start_with(&budget("shadow"), |c| c).await;
+    // A mixed sequence, as the demo sends: small and large prompts, cheap and
+    // dearer models, output caps that bound each reservation.
+    let models = ["gpt-4o-mini", "gpt-4o", "gpt-4o-mini", "claude-haiku-4-5"];
+    let sequence: Vec<Value> = (0..24)
+        .map(|i| {
+            let text = "tell me about budgets ".repeat(1 + (i % 5) * 8);
+            json!({"model": models[i % 4], "max_tokens": 40 + (i % 3) * 30,
+                   "messages": [{"role": "user", "content": format!("{i}: {text}")}]})
+        })
+        .collect();
+    let (mut refused, mut marked) = (Vec::new(), Vec::new());
+    for (i, body) in sequence.iter().enumerate() {
+        let r = block.post("/v1/chat/completions").json(body).send().await.unwrap();
+        let status = r.status().as_u16();
+        let _ = r.bytes().await;
+        assert!(status == 200 || status == 402, "{status}");
+        if status == 402 {
+            refused.push(i);
+        }
+        let r = shadow.post("/v1/chat/completions").json(body).send().await.unwrap();
+        assert_eq!(r.status(), 200, "a shadow budget never refuses");
+        let id = common::header(&r, "x-tollgate-request-id");
+        let _ = r.bytes().await;
+        let row = common::row_of(&shadow, &id).await;
+        if let Some(ids) = row.attribution.tags.get("shadow_refused") {
+            assert_eq!(ids, "growth-day");
+            marked.push(i);
+        }
+    }
+    assert!(!refused.is_empty() && refused.len() < sequence.len(), "the budget runs out part way: {refused:?}");
+    assert_eq!(marked, refused, "the shadow budget marks what block refuses");
+    // /api/v1/budgets shows what it would have refused this period.
+    let v: Value =
+        shadow.http.get(format!("{}/api/v1/budgets", shadow.base)).send().await.unwrap().json().await.unwrap();
+    let b = v["budgets"].as_array().unwrap().iter().find(|b| b["id"] == "growth-day").unwrap();
+    assert_eq!(b["action"], "shadow");
+    assert_eq!(b["shadow"]["would_refuse_requests"], refused.len());
+    // A request cannot mark itself.
+    let r = shadow
+        .post("/v1/chat/completions")
+        .header("x-tollgate-tags", "shadow_refused=nobody")
+        .json(&chat("gpt-4o-mini", "hi", false))
+        .send()
+        .await
+        .unwrap();
+    let id = common::header(&r, "x-tollgate-request-id");
+    let _ = r.bytes().await;
+    let row = common::row_of(&shadow, &id).await;
+    assert_ne!(row.attribution.tags.get("shadow_refused").map(String::as_str), Some("nobody"));
+    block.stop().await;
+    shadow.stop().await;
+}

@@ -701,15 +701,47 @@ async fn budgets(State(state): State<Arc<AppState>>, Extension(caller): Extensio
         Err(e) => return e.into_response(),
     };
     let now = now_ms();
-    let list: Vec<Value> = state
-        .governor
-        .status(now)
-        .await
-        .iter()
-        .filter(|b| team_of(&role).is_none_or(|t| budget_team(&b.spec) == Some(t)))
-        .map(|b| budget_json(b, now))
-        .collect();
+    let mut list = Vec::new();
+    for b in state.governor.status(now).await.iter() {
+        if team_of(&role).is_some_and(|t| budget_team(&b.spec) != Some(t)) {
+            continue;
+        }
+        let mut v = budget_json(b, now);
+        if b.spec.action == crate::budget::Action::Shadow {
+            match shadow_refusals(&state, b, now).await {
+                Ok(shadow) => v["shadow"] = shadow,
+                Err(e) => return e.into_response(),
+            }
+        }
+        list.push(v);
+    }
     Json(json!({ "budgets": list })).into_response()
+}
+
+/// What a shadow budget would have refused this period: the rows whose
+/// `shadow_refused` tag names it (one spend query over the period).
+async fn shadow_refusals(state: &AppState, b: &crate::govern::BudgetStatus, now: i64) -> Result<Value, ApiError> {
+    let report = state
+        .stores
+        .reports
+        .spend(crate::analytics::SpendQuery {
+            group_by: vec![crate::budget::SHADOW_TAG.into()],
+            from_ms: Some(b.period_start_ms),
+            to_ms: Some(now + 1),
+            bucket: None,
+            filters: b.spec.scope.ledger_filters(),
+        })
+        .await
+        .map_err(internal)?;
+    let (mut requests, mut cost) = (0u64, tollgate_units::Money::ZERO);
+    for r in &report.rows {
+        let names = r.dims.first().cloned().flatten().unwrap_or_default();
+        if names.split(',').any(|id| id == b.spec.id) {
+            requests += r.requests;
+            cost += r.cost;
+        }
+    }
+    Ok(json!({ "would_refuse_requests": requests, "would_refuse_usd": cost.to_string() }))
 }
 
 #[derive(Debug, Deserialize)]

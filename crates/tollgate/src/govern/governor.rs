@@ -450,6 +450,8 @@ impl Governor {
         let mut asks: Vec<CounterAsk> = Vec::new();
         let mut held: Vec<Held> = Vec::new();
         let mut unpriced_refusal: Option<(BudgetSpec, Arc<str>, CounterRule)> = None;
+        // Shadow budgets: reserved on their own after the rest, never refusing.
+        let mut shadows: Vec<(CounterAsk, Held)> = Vec::new();
         {
             let st = self.lock();
             let mut budgets: Vec<(&Arc<str>, &BudgetRule)> = Vec::new();
@@ -460,6 +462,10 @@ impl Governor {
             });
             for (id, b) in budgets {
                 let rule = b.counter(now_ms, self.tz);
+                if b.spec.action == Action::Shadow {
+                    shadows.push((CounterAsk { key: b.key.clone(), rule, amount: cost }, Held::Budget(id.clone())));
+                    continue;
+                }
                 if ask.cost.is_none() && b.spec.block_unpriced && b.spec.action != Action::Alert {
                     unpriced_refusal = Some((b.spec.clone(), b.key.clone(), rule));
                     break;
@@ -495,7 +501,8 @@ impl Governor {
             ));
         }
         if asks.is_empty() {
-            return Ok(Reservation::new(self.clone(), None, asks, held, cost, tokens, None));
+            let r = Reservation::new(self.clone(), None, asks, held, cost, tokens, None);
+            return Ok(self.reserve_shadows(r, shadows, now_ms).await);
         }
         let mut answer = self.counters.reserve(&asks, self.lease_ms, now_ms).await;
         // A budget counter the counter store does not have (Redis restarted
@@ -524,7 +531,8 @@ impl Governor {
             }
             Ok(Ok(granted)) => {
                 let tightest = granted.remaining.iter().flatten().min().copied().map(Money::from_nanos);
-                Ok(Reservation::new(self.clone(), Some(granted.lease), asks, held, cost, tokens, tightest))
+                let r = Reservation::new(self.clone(), Some(granted.lease), asks, held, cost, tokens, tightest);
+                Ok(self.reserve_shadows(r, shadows, now_ms).await)
             }
             Ok(Err(CounterRefusal::Exhausted { index, remaining, resets_at_ms })) => {
                 let spec = self.spec_of(&held[index], &asks[index].key);
@@ -547,6 +555,40 @@ impl Governor {
             }
             Err(CounterError::Unavailable(why)) => Err(Refusal::Unavailable(why)),
         }
+    }
+
+    /// Reserves on each shadow budget that covers an admitted request, as
+    /// `block` would: granted, the hold is settled with the request; refused,
+    /// nothing is booked (as `block` books nothing for a refused request) and
+    /// the reservation names the budget in [`Reservation::shadow_refused`].
+    /// A counter store that cannot answer leaves the request unmarked.
+    async fn reserve_shadows(
+        self: &Arc<Self>,
+        mut r: Reservation,
+        shadows: Vec<(CounterAsk, Held)>,
+        now_ms: i64,
+    ) -> Reservation {
+        for (ask, held) in shadows {
+            let Held::Budget(id) = &held else { continue };
+            let mut answer = self.counters.reserve(std::slice::from_ref(&ask), self.lease_ms, now_ms).await;
+            if let Ok(Err(CounterRefusal::Unseeded { .. })) = answer {
+                let _one = self.reseeding.lock().await;
+                if let Some(spec) = self.spec_of(&held, &ask.key) {
+                    if let Err(error) = self.reseed(&spec, &ask.key, ask.rule, now_ms).await {
+                        tracing::warn!(budget = %spec.id, %error, "cannot seed a shadow budget from the ledger");
+                    }
+                }
+                answer = self.counters.reserve(std::slice::from_ref(&ask), self.lease_ms, now_ms).await;
+            }
+            match answer {
+                Ok(Ok(granted)) => r.shadows.push((granted.lease, ask, held)),
+                Ok(Err(CounterRefusal::Exhausted { .. })) => r.shadow_refused.push(id.to_string()),
+                Ok(Err(_)) | Err(_) => {
+                    tracing::debug!(budget = %id, "shadow budget not checked (counters unavailable)")
+                }
+            }
+        }
+        r
     }
 
     /// Seeds one budget's counter from the ledger's spend in its window.
@@ -703,6 +745,10 @@ pub struct Reservation {
     cost: i64,
     tokens: i64,
     remaining: Option<Money>,
+    /// Holds on shadow budgets, each under its own lease.
+    shadows: Vec<(LeaseId, CounterAsk, Held)>,
+    /// Shadow budgets that would have refused this request.
+    pub shadow_refused: Vec<String>,
 }
 
 impl Reservation {
@@ -715,7 +761,17 @@ impl Reservation {
         tokens: i64,
         remaining: Option<Money>,
     ) -> Reservation {
-        Reservation { governor, lease, asks, held, cost, tokens, remaining }
+        Reservation {
+            governor,
+            lease,
+            asks,
+            held,
+            cost,
+            tokens,
+            remaining,
+            shadows: Vec::new(),
+            shadow_refused: Vec::new(),
+        }
     }
 
     pub fn governor(&self) -> &Governor {
@@ -739,9 +795,13 @@ impl Reservation {
     /// (`None`: unpriced, nothing charged to budgets).
     pub async fn settle(mut self, cost: Option<Money>, tokens: u64, now_ms: i64) {
         let tokens = i64::try_from(tokens).unwrap_or(i64::MAX);
+        let actual = Some((cost.map_or(0, Money::nanos), tokens));
         if let Some(lease) = self.lease.take() {
             let (asks, held) = (std::mem::take(&mut self.asks), std::mem::take(&mut self.held));
-            self.governor.finish(lease, &asks, &held, Some((cost.map_or(0, Money::nanos), tokens)), now_ms).await;
+            self.governor.finish(lease, &asks, &held, actual, now_ms).await;
+        }
+        for (lease, ask, held) in std::mem::take(&mut self.shadows) {
+            self.governor.finish(lease, &[ask], &[held], actual, now_ms).await;
         }
     }
 
@@ -750,12 +810,18 @@ impl Reservation {
         if let Some(lease) = self.lease.take() {
             self.governor.finish(lease, &[], &[], None, now_ms).await;
         }
+        for (lease, _, _) in std::mem::take(&mut self.shadows) {
+            self.governor.finish(lease, &[], &[], None, now_ms).await;
+        }
     }
 }
 
 impl Drop for Reservation {
     fn drop(&mut self) {
         if let Some(lease) = self.lease.take() {
+            self.governor.counters.release_detached(lease);
+        }
+        for (lease, _, _) in self.shadows.drain(..) {
             self.governor.counters.release_detached(lease);
         }
     }

@@ -117,6 +117,9 @@ pub enum BudgetsCommand {
     Status,
     /// Delete a budget by id.
     Delete { id: String },
+    /// Replay the ledger's history against a budget: when it would have
+    /// triggered and what it would have refused (nothing is changed).
+    Simulate(crate::finops_cli::SimulateArgs),
 }
 
 #[derive(Debug, Args)]
@@ -510,6 +513,9 @@ async fn report(cli: &Cli, args: &ReportArgs) -> anyhow::Result<()> {
 }
 
 async fn budgets_command(cli: &Cli, cmd: &BudgetsCommand) -> anyhow::Result<()> {
+    if let BudgetsCommand::Simulate(args) = cmd {
+        return crate::finops_cli::simulate(cli, args).await;
+    }
     let now = crate::time::now_ms();
     if let Some(url) = &cli.url {
         let http = reqwest::Client::new();
@@ -528,6 +534,7 @@ async fn budgets_command(cli: &Cli, cmd: &BudgetsCommand) -> anyhow::Result<()> 
             }
             BudgetsCommand::List | BudgetsCommand::Status => auth(http.get(format!("{base}/api/v1/budgets"))),
             BudgetsCommand::Delete { id } => auth(http.delete(format!("{base}/admin/v1/budgets/{id}"))),
+            BudgetsCommand::Simulate(_) => unreachable!("answered above"),
         };
         let r = req.send().await?;
         let status = r.status();
@@ -599,5 +606,6 @@ async fn budgets_command(cli: &Cli, cmd: &BudgetsCommand) -> anyhow::Result<()> 
             println!("deleted {id}");
             Ok(())
         }
+        BudgetsCommand::Simulate(_) => unreachable!("answered above"),
     }
 }

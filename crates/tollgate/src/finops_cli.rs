@@ -39,6 +39,9 @@ pub async fn reconcile(cli: &Cli, args: &ReconcileArgs) -> anyhow::Result<()> {
         None => now,
     };
     if let Some(url) = &cli.url {
+        if args.format != ReconcileFormat::Json {
+            anyhow::bail!("--url supports --format json only; run on the database for the table");
+        }
         let mut params = vec![("provider", args.provider.clone()), ("since", args.since.clone())];
         if let Some(u) = &args.until {
             params.push(("until", u.clone()));
@@ -54,9 +57,6 @@ pub async fn reconcile(cli: &Cli, args: &ReconcileArgs) -> anyhow::Result<()> {
         let text = resp.text().await?;
         if !status.is_success() {
             anyhow::bail!("the gateway answered {status}: {text}");
-        }
-        if args.format != ReconcileFormat::Json {
-            anyhow::bail!("--url supports --format json only; run on the database for the table");
         }
         println!("{text}");
         return Ok(());
@@ -198,6 +198,79 @@ pub async fn whatif(cli: &Cli, args: &WhatIfArgs) -> anyhow::Result<()> {
         ReconcileFormat::Table => print!("{}", crate::whatif::report_table(&report, &args.by)),
         ReconcileFormat::Json => {
             println!("{}", serde_json::to_string_pretty(&crate::whatif::report_json(&report, &args.by))?)
+        }
+    }
+    Ok(())
+}
+
+#[derive(Debug, Args)]
+pub struct SimulateArgs {
+    /// k=v[,k=v]: key=`<key id>`, team, user, org, model, provider or any tag.
+    #[arg(long)]
+    pub scope: String,
+    /// USD, e.g. 500 or 12.50.
+    #[arg(long)]
+    pub limit: String,
+    /// day | week | month | rolling:DURATION.
+    #[arg(long)]
+    pub period: String,
+    /// Alert thresholds to report, e.g. 0.5,0.8,1.0.
+    #[arg(long)]
+    pub alert_at: Option<String>,
+    /// Start: a duration back from now (90d), a date or an RFC 3339 time.
+    #[arg(long, default_value = "90d")]
+    pub since: String,
+    /// End, exclusive (default now).
+    #[arg(long)]
+    pub until: Option<String>,
+    #[arg(long, value_enum, default_value = "table")]
+    pub format: ReconcileFormat,
+}
+
+/// `tollgate budgets simulate`: a budget replayed over the ledger's history.
+pub async fn simulate(cli: &Cli, args: &SimulateArgs) -> anyhow::Result<()> {
+    let err = |e: crate::error::ApiError| anyhow::anyhow!("{e}");
+    let now = crate::time::now_ms();
+    let from = crate::analytics::parse_day_or_time(&args.since, now, "since").map_err(err)?;
+    let to = match &args.until {
+        Some(u) => crate::analytics::parse_day_or_time(u, now, "until").map_err(err)?,
+        None => now,
+    };
+    anyhow::ensure!(from < to, "--since must be before --until");
+    let spec = crate::api::budget_spec(crate::api::BudgetBody {
+        id: Some("simulated".into()),
+        scope: serde_json::Value::String(args.scope.clone()),
+        limit_usd: args.limit.clone(),
+        period: args.period.clone(),
+        action: Some("block".into()),
+        alert_at: args
+            .alert_at
+            .as_ref()
+            .map(|a| a.split(',').map(|x| serde_json::Value::String(x.trim().to_owned())).collect()),
+        block_unpriced: false,
+    })
+    .map_err(err)?;
+    let config = load_config(cli)?;
+    let store = open_store(&config).await?;
+    let mut replayer = crate::budget_replay::Replayer::new(spec.clone(), config.governance.tz);
+    let mut after: Option<(i64, String)> = None;
+    loop {
+        let page = store.requests.rows_between(from, to, after.clone(), crate::whatif::REPLAY_PAGE).await?;
+        for row in &page {
+            replayer.feed(row);
+        }
+        match page.last() {
+            Some(last) if page.len() == crate::whatif::REPLAY_PAGE => {
+                after = Some((last.time_ms, last.request_id.clone()))
+            }
+            _ => break,
+        }
+    }
+    let replay = replayer.finish();
+    match args.format {
+        ReconcileFormat::Table => print!("{}", crate::budget_replay::replay_table(&spec, &replay)),
+        ReconcileFormat::Json => {
+            println!("{}", serde_json::to_string_pretty(&crate::budget_replay::replay_json(&spec, &replay))?)
         }
     }
     Ok(())

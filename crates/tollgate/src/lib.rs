@@ -14,6 +14,7 @@ pub(crate) mod audit_cli;
 pub mod auth;
 pub(crate) mod batch;
 pub mod budget;
+pub mod budget_replay;
 pub mod cache;
 pub mod chargeback;
 pub mod cli;

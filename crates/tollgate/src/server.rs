@@ -595,6 +595,10 @@ pub async fn reload(state: &AppState, who: crate::audit::AuditEntry) -> Result<S
     // Sign-in: a group removed from [[oidc.roles]] loses its role at once
     // (sessions map their groups to a role on every request).
     next.oidc = fresh.oidc;
+    // Read at each use: the next scheduled reconciliation and the next export
+    // follow the new file.
+    next.reconcile = fresh.reconcile;
+    next.rate_cards = fresh.rate_cards;
     let tokens =
         crate::upstream::ProviderTokens::new(&next.providers, &state.http, Some((&old.tokens, &old.config.providers)))?;
     let redactor = crate::redact::Redactor::new(&next);

@@ -22,6 +22,7 @@ const LAYERS: &[(&str, &[&str])] = &[
             "outcome",
             "attribution",
             "budget",
+            "budget_replay",
             "config",
             "audit",
             "session",

@@ -6,6 +6,8 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
+#[path = "common/services.rs"]
+mod services;
 
 use common::{chat, Harness};
 use serde_json::{json, Value};
@@ -438,4 +440,50 @@ async fn a_shadow_budget_marks_exactly_what_the_same_budget_in_block_mode_refuse
     assert_ne!(row.attribution.tags.get("shadow_refused").map(String::as_str), Some("nobody"));
     block.stop().await;
     shadow.stop().await;
+}
+
+/// Drift beyond `[reconcile]`'s tolerance goes to the alert webhooks, once
+/// per drift: running again with the same drift sends nothing new.
+#[tokio::test]
+async fn drift_beyond_the_tolerance_is_posted_to_the_webhooks_once() {
+    let (hook, got) = services::webhook().await;
+    let h = Harness::start_with(&format!("[[alerts]]\nurl = \"{hook}\"\n"), |mut c| {
+        for p in c.providers.iter_mut().filter(|p| p.name == "openai") {
+            p.admin_key = Some(tollgate::config::Secret::new("admin-key".into()));
+            p.billing_accounts = vec!["proj_tollgate".into()];
+        }
+        c.reconcile = Some(tollgate::config::ReconcileConfig {
+            every: std::time::Duration::from_secs(86_400),
+            since: chrono::Duration::days(1),
+            tolerance_bp: 100,
+            tolerance: Money::from_nanos(1),
+            providers: vec!["openai".into()],
+        });
+        c
+    })
+    .await;
+    send(&h, "/v1/chat/completions", chat("gpt-4o", "a question worth some tokens", false)).await;
+    h.wait_rows(1).await;
+    mock_billing(&h, json!({"price_adjustments": [{"family": "openai", "day": day(0), "model": "gpt-4o", "percent": "150"}]}))
+        .await;
+    let report = run(&h, "openai", "1d").await;
+    assert_eq!(report["drifting_lines"], 1);
+    let mut alert = None;
+    for _ in 0..100 {
+        if let Some(a) = got.lock().unwrap().iter().find(|a| a["type"] == "reconciliation_drift").cloned() {
+            alert = Some(a);
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    let alert = alert.expect("the drift is posted to the webhook");
+    assert_eq!(alert["provider"], "openai");
+    assert_eq!(alert["lines"][0]["model"], "gpt-4o");
+    assert_eq!(alert["lines"][0]["drift_percent"], "-33.33");
+    // The same drift again: no second alert.
+    run(&h, "openai", "1d").await;
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let n = got.lock().unwrap().iter().filter(|a| a["type"] == "reconciliation_drift").count();
+    assert_eq!(n, 1);
+    h.stop().await;
 }

@@ -78,9 +78,11 @@ function spendQuery(from, { groupBy, bucket, filters = [] } = {}) {
   return `/api/v1/spend?${q}`;
 }
 
-/** Navigates to a view and waits until it has rendered (or failed). */
+/** Navigates to a view and waits until it has rendered (or failed); the same view again is reloaded. */
 async function open(hash) {
-  await page.goto(`${base}/ui#/${hash}`);
+  const url = `${base}/ui#/${hash}`;
+  if (page.url() === url) await page.reload();
+  else await page.goto(url);
   return loaded();
 }
 
@@ -314,6 +316,136 @@ test('budgets, anomalies, errors and data quality', async () => {
   const targets = await page.$$eval('[data-testid="audit-table"] tbody tr td:nth-child(4)', (tds) => tds.map((t) => t.textContent));
   assert.ok(targets.some((t) => t.includes('audit-check')), targets.join(','));
   await shot('audit');
+});
+
+/** Waits until `#reconcile-done` says a run finished, or `action-error` says why not. */
+async function reconcileOutcome() {
+  await page.waitForSelector('#reconcile-done:not([hidden]), [data-testid="action-error"]:not([hidden])', { timeout: 30_000 });
+  const failed = await page.$('[data-testid="action-error"]:not([hidden])');
+  assert.equal(failed, null, `reconcile now failed: ${failed && (await failed.textContent())}`);
+  await page.waitForSelector('[data-reconcile]:not([disabled])');
+}
+
+test('reconciliation: the lines on screen are the API\'s, the drifting day stands out, an admin reconciles now', async () => {
+  // The demo reconciles at start and again on its schedule: read again if a run lands between the two reads.
+  const reconciliation = (from, provider) => api(`/api/v1/reconciliation?since=${encodeURIComponent(from)}${provider ? `&provider=${provider}` : ''}`);
+  const kpiValues = async () => Promise.all(['recon-gateway', 'recon-provider', 'recon-drift', 'recon-outside'].map((t) => usd(`[data-testid="${t}"]`)));
+  const apiValues = (w) => [w.gateway_cost_usd, w.provider_cost_usd, w.drift_usd, w.outside_gateway_usd];
+  let want;
+  let v;
+  for (let attempt = 0; attempt < 3; attempt += 1) {
+    v = await open('reconciliation');
+    want = await reconciliation(v.from);
+    if ((await kpiValues()).join() === apiValues(want).join()) break;
+  }
+  assert.ok(want.rows.length > 0, 'the demo reconciles its providers at start');
+  assert.deepEqual(await kpiValues(), apiValues(want));
+  assert.match(await text('[data-testid="recon-drifting"]'), new RegExp(`^${fmtCount(want.drifting_lines)} of ${fmtCount(want.rows.length)} line`));
+  assert.equal((await page.$$('[data-testid="recon-table"] tbody tr:not(.detail)')).length, want.rows.length);
+
+  // The seeded day the provider billed gpt-4o above the catalog: drifting, with its cause, listed first.
+  const priced = want.rows.find((l) => l.provider === 'openai' && l.model === 'gpt-4o' && l.cause && l.cause.startsWith('price'));
+  assert.ok(priced, JSON.stringify(want.rows.filter((l) => l.cause)));
+  assert.ok(nanos(priced.drift_usd) < 0n, 'the provider billed more than the gateway recorded');
+  const id = `openai/${priced.day}/gpt-4o`;
+  assert.equal(await usd(`[data-testid="line-drift"][data-line="${id}"]`), priced.drift_usd);
+  assert.equal(await text(`[data-testid="line-cause"][data-line="${id}"]`), priced.cause);
+  assert.ok(await page.$eval(`[data-testid="line-drift"][data-line="${id}"]`, (e) => e.closest('tr').classList.contains('drifting')));
+  assert.ok(await page.$eval('[data-testid="recon-table"] tbody tr', (tr) => tr.classList.contains('drifting')), 'drifting lines come first');
+  const clean = want.rows.filter((l) => nanos(l.drift_usd) === 0n).length;
+  assert.equal(await page.$$eval('[data-testid="recon-table"] tbody tr:not(.drifting):not(.detail)', (trs) => trs.length), clean);
+
+  // Outside the gateway: the notebook's OpenAI project and the sandbox workspace.
+  assert.ok(nanos(want.outside_gateway_usd) > 0n);
+  for (const l of want.outside) {
+    assert.equal(await usd(`[data-testid="outside-cost"][data-line="${l.provider}/${l.day}/${l.model}/${l.account}"]`), l.provider_cost_usd);
+  }
+  const accounts = await page.$$eval('[data-testid="outside-table"] tbody tr td:nth-child(4)', (tds) => tds.map((t) => t.textContent));
+  assert.deepEqual(accounts.sort(), want.outside.map((l) => l.account).sort());
+  await shot('reconciliation');
+
+  // One provider: its tab, its lines only, the API's totals for it.
+  await page.click('[data-testid="recon-providers"] a[data-tab="anthropic"]');
+  await page.waitForFunction(() => location.hash.includes('provider=anthropic'));
+  v = await loaded();
+  const providers = await page.$$eval('[data-testid="recon-table"] tbody tr:not(.detail) td:nth-child(2)', (tds) => [...new Set(tds.map((t) => t.textContent))]);
+  assert.deepEqual(providers, ['anthropic']);
+
+  // Reconcile now (the demo's admin API is open): the lines are read again and saved.
+  const clicked = Math.floor(Date.now() / 1000) * 1000;
+  await page.click('[data-reconcile="anthropic"]');
+  await reconcileOutcome();
+  assert.match(await text('#reconcile-done'), /^Reconciled anthropic\./);
+  const after = await reconciliation(v.from, 'anthropic');
+  assert.ok(after.rows.length > 0);
+  for (const l of [...after.rows, ...after.outside]) assert.ok(Date.parse(l.reconciled_at) >= clicked, `${l.day} ${l.model} reconciled at ${l.reconciled_at}`);
+  assert.deepEqual(await kpiValues(), apiValues(after));
+  assert.equal((await page.$$('[data-testid="recon-table"] tbody tr:not(.detail)')).length, after.rows.length);
+
+  // A provider without reports: the API's reason, the view kept.
+  await page.fill('#reconcile-form input[name="provider"]', 'gemini');
+  await page.click('#reconcile-form button[type="submit"]');
+  const refused = await page.waitForSelector('[data-testid="action-error"]:not([hidden])');
+  assert.match(await refused.textContent(), /gemini/);
+  assert.ok(await page.$('[data-testid="recon-table"]'));
+
+  // No lines yet: what reconciliation needs. A team admin (403): why it cannot see them.
+  const route = (url) => url.pathname === '/api/v1/reconciliation';
+  await page.route(route, (r) => r.fulfill({
+    status: 200,
+    contentType: 'application/json',
+    body: JSON.stringify({ rows: [], outside: [], gateway_cost_usd: '0.000000000', provider_cost_usd: '0.000000000', drift_usd: '0.000000000', drifting_lines: 0, outside_gateway_usd: '0.000000000' }),
+  }));
+  await open('reconciliation');
+  const empty = await text('[data-testid="no-reconciliation"]');
+  for (const needed of ['admin_key_env', 'tollgate reconcile', '[reconcile]', 'docs/finops.md']) assert.ok(empty.includes(needed), `${needed} in: ${empty}`);
+  assert.ok(await page.$('#reconcile-form'), 'an admin can run the first reconciliation from the view');
+  await page.unroute(route);
+  const message = "the provider's invoice covers the whole organisation; a team admin cannot read its reconciliation";
+  await page.route(route, (r) => r.fulfill({ status: 403, contentType: 'application/json', body: JSON.stringify({ error: { message, type: 'permission_error', code: 'forbidden' } }) }));
+  await open('reconciliation');
+  const forbidden = await text('[data-testid="finops-forbidden"]');
+  assert.ok(forbidden.includes('team admin') && forbidden.includes(message), forbidden);
+  await page.unroute(route);
+});
+
+test('what-if: a scenario from the form, its savings equal /api/v1/whatif, groups by savings', async () => {
+  await open('whatif');
+  assert.ok(await page.$('[data-testid="whatif-idle"]'), 'no scenario: the form and a hint, no replay');
+  // Research's labelling day at batch prices and its deep research on Sonnet
+  // instead of Opus: only seeded history changes, so the savings hold still
+  // under the live traffic.
+  const map = 'claude-opus-4-1=claude-sonnet-4-5';
+  const batch = 'feature=batch-labeling';
+  await page.fill('#whatif-form input[name="map"]', map);
+  await page.fill('#whatif-form input[name="batch"]', batch);
+  await page.click('[data-testid="whatif-run"]');
+  await page.waitForFunction(() => location.hash.startsWith('#/whatif?') && location.hash.includes('batch='));
+  const v = await loaded();
+  await page.waitForSelector('[data-testid="whatif-table"]');
+  const q = new URLSearchParams([['since', v.from], ['map', map], ['batch', batch], ['by', 'team,feature,model']]);
+  const want = await api(`/api/v1/whatif?${q}`);
+  assert.ok(nanos(want.savings_usd) > 0n, want.savings_usd);
+  assert.equal(await usd('[data-testid="whatif-savings"]'), want.savings_usd);
+  assert.equal(await text('[data-testid="whatif-repriced"]'), fmtCount(want.repriced));
+  assert.equal(await text('[data-testid="whatif-not-repriced"]'), fmtCount(want.not_repriced));
+  assert.equal(await text('[data-testid="whatif-undecided"]'), fmtCount(want.undecided));
+  const scenario = await page.$$eval('[data-testid="whatif-scenario"] li', (lis) => lis.map((l) => l.textContent));
+  assert.deepEqual(scenario, want.scenario);
+  assert.equal(scenario.length, 2);
+  // The groups, largest savings first: the ones that save are the API's, in its order.
+  const shown = await page.$$eval('[data-testid="group-savings"]', (els) => els.map((e) => e.dataset.usd));
+  for (let k = 1; k < shown.length; k += 1) assert.ok(nanos(shown[k - 1]) >= nanos(shown[k]), 'sorted by savings');
+  const saving = (list) => list.filter((s) => nanos(s) > 0n);
+  assert.deepEqual(saving(shown), saving(want.rows.map((r) => r.savings_usd)));
+  const labelling = want.rows.find((r) => r.team === 'research' && r.feature === 'batch-labeling' && r.model === 'gpt-4o');
+  assert.ok(labelling && nanos(labelling.savings_usd) > 0n);
+  await shot('whatif');
+
+  // A scenario the API refuses: its reason, and the form to fix it.
+  await open(`whatif?map=${encodeURIComponent('gpt-4o')}`);
+  assert.match(await text('[data-testid="whatif-error"]'), /not FROM=TO/);
+  assert.equal(await page.inputValue('#whatif-form input[name="map"]'), 'gpt-4o');
 });
 
 test('no script errors on any page', () => {

@@ -39,6 +39,7 @@ static ASSETS: &[Asset] = &[
     asset!("api.mjs", "text/javascript; charset=utf-8"),
     asset!("charts.mjs", "text/javascript; charset=utf-8"),
     asset!("dom.mjs", "text/javascript; charset=utf-8"),
+    asset!("finops.mjs", "text/javascript; charset=utf-8"),
     asset!("manage.mjs", "text/javascript; charset=utf-8"),
     asset!("money.mjs", "text/javascript; charset=utf-8"),
     asset!("views.mjs", "text/javascript; charset=utf-8"),

@@ -24,6 +24,10 @@ pub struct ReconcileArgs {
     /// End (RFC 3339; default now); whole UTC days.
     #[arg(long)]
     pub until: Option<String>,
+    /// Read the provider's side from this CSV file instead of its API
+    /// (columns named as the API's fields; see docs/finops.md).
+    #[arg(long, value_name = "FILE")]
+    pub from_csv: Option<std::path::PathBuf>,
     #[arg(long, value_enum, default_value = "table")]
     pub format: ReconcileFormat,
 }
@@ -38,6 +42,9 @@ pub async fn reconcile(cli: &Cli, args: &ReconcileArgs) -> anyhow::Result<()> {
         Some(u) => crate::analytics::parse_time(u, "until").map_err(err)?,
         None => now,
     };
+    if let (Some(_), Some(_)) = (&cli.url, &args.from_csv) {
+        anyhow::bail!("--from-csv reads a file here: run it on the database, without --url");
+    }
     if let Some(url) = &cli.url {
         if args.format != ReconcileFormat::Json {
             anyhow::bail!("--url supports --format json only; run on the database for the table");
@@ -71,8 +78,18 @@ pub async fn reconcile(cli: &Cli, args: &ReconcileArgs) -> anyhow::Result<()> {
     let prices = crate::pricing::Prices::new(config.prices.clone());
     prices.install(&store.governance.price_updates().await?).map_err(|e| anyhow::anyhow!("{e}"))?;
     let pricing = prices.load();
-    let http = reqwest::Client::new();
-    let lines = crate::reconcile::run_and_save(&http, &store, &pricing, provider, since, until, None, now).await?;
+    let lines = match &args.from_csv {
+        Some(path) => {
+            let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+            let report = crate::reconcile::report_from_csv(&text, provider.kind)
+                .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+            crate::reconcile::reconcile_from_report(&store, &pricing, provider, report, since, until, now).await?
+        }
+        None => {
+            let http = reqwest::Client::new();
+            crate::reconcile::run_and_save(&http, &store, &pricing, provider, since, until, None, now).await?
+        }
+    };
     match args.format {
         ReconcileFormat::Table => print!("{}", crate::reconciliation::report_table(&lines)),
         ReconcileFormat::Json => {

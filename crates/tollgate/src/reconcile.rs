@@ -215,7 +215,8 @@ pub async fn gateway_lines(
             input_tokens: r.input_tokens,
             cache_read_tokens: r.cache_read_tokens,
             output_tokens: r.output_tokens,
-            requests: r.requests,
+            // Failed requests are not billed: the provider does not count them.
+            requests: r.requests.saturating_sub(r.error_requests),
             estimated_requests: r.estimated_requests,
             unpriced_requests: r.unpriced_requests,
         });
@@ -455,4 +456,208 @@ fn rfc3339(ms: i64) -> String {
     chrono::DateTime::<chrono::Utc>::from_timestamp_millis(ms)
         .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
         .unwrap_or_default()
+}
+
+/// A provider report read from a CSV file (`tollgate reconcile --from-csv`):
+/// one line per day × model (× account), with a header naming the columns
+/// as the providers' cost and usage APIs name their fields, so an export of
+/// those reports (or a console export with these headers) reads as the API
+/// would. Recognised columns (case-insensitive; unknown ones are ignored):
+///
+/// - the day: `day`, `date`, `start_time` (Unix seconds), `starting_at`
+///   (RFC 3339) — a `YYYY-MM-DD`, an RFC 3339 time or Unix seconds;
+/// - the model: `model`, or `line_item` (`"<model>, <kind>"`);
+/// - the account: `project_id`, `workspace_id` or `account`;
+/// - the cost: `cost_usd`, `amount_usd` or `amount_value` in dollars,
+///   `amount_cents` in cents, and `amount` in the provider's own unit
+///   (dollars for OpenAI, cents for Anthropic);
+/// - tokens: `input_tokens` (all input), or Anthropic's
+///   `uncached_input_tokens` + `cache_creation_input_tokens` +
+///   `cache_read_input_tokens`; `input_cached_tokens` /
+///   `cache_read_input_tokens`; `output_tokens`; `num_model_requests` or
+///   `requests`; `service_tier` or `batch` (`true`).
+///
+/// A line with a cost becomes a cost line; a line with tokens, a usage line.
+pub fn report_from_csv(text: &str, kind: ProviderKind) -> Result<ProviderReport, String> {
+    let mut lines = parse_csv(text).into_iter();
+    let header: Vec<String> =
+        lines.next().ok_or("the file is empty")?.iter().map(|h| h.trim().to_lowercase()).collect();
+    let col = |names: &[&str]| names.iter().find_map(|n| header.iter().position(|h| h == n));
+    let day_col = col(&["day", "date", "start_time", "starting_at"])
+        .ok_or("no day column (day, date, start_time or starting_at)")?;
+    let model_col = col(&["model", "line_item"]).ok_or("no model column (model or line_item)")?;
+    let account_col = col(&["project_id", "workspace_id", "account"]);
+    let usd_col = col(&["cost_usd", "amount_usd", "amount_value"]);
+    let cents_col = col(&["amount_cents"]);
+    let native_col = col(&["amount"]);
+    let n = |row: &[String], names: &[&str]| -> Result<Option<u64>, String> {
+        match col(names).and_then(|i| row.get(i)).map(|v| v.trim()).filter(|v| !v.is_empty()) {
+            None => Ok(None),
+            Some(v) => v.parse::<u64>().map(Some).map_err(|_| format!("{v:?} is not a whole number of tokens")),
+        }
+    };
+    let mut report = ProviderReport::default();
+    for (i, row) in lines.enumerate() {
+        let line = i + 2;
+        if row.iter().all(|c| c.trim().is_empty()) {
+            continue;
+        }
+        let at = |c: usize| row.get(c).map_or("", |v| v.trim());
+        let day = csv_day(at(day_col)).ok_or_else(|| format!("line {line}: {:?} is not a day", at(day_col)))?;
+        let raw_model = at(model_col);
+        let model = raw_model.rsplit_once(", ").map_or(raw_model, |(m, _)| m).to_owned();
+        let account = account_col.map(at).filter(|a| !a.is_empty()).map(str::to_owned);
+        let money = |text: &str, cents: bool| {
+            let t = if cents { format!("{text}e-2") } else { text.to_owned() };
+            Money::from_json_number(&t).ok_or_else(|| format!("line {line}: {text:?} is not an amount"))
+        };
+        let cost = if let Some(c) = usd_col.filter(|c| !at(*c).is_empty()) {
+            Some(money(at(c), false)?)
+        } else if let Some(c) = cents_col.filter(|c| !at(*c).is_empty()) {
+            Some(money(at(c), true)?)
+        } else if let Some(c) = native_col.filter(|c| !at(*c).is_empty()) {
+            Some(money(at(c), kind == ProviderKind::Anthropic)?)
+        } else {
+            None
+        };
+        if let Some(cost) = cost {
+            report.costs.push(CostLine { day: day.clone(), account: account.clone(), model: model.clone(), cost });
+        }
+        let e = |r: Result<Option<u64>, String>| r.map_err(|m| format!("line {line}: {m}"));
+        let cache_read = e(n(&row, &["input_cached_tokens", "cache_read_input_tokens"]))?;
+        let input = match e(n(&row, &["input_tokens"]))? {
+            Some(v) => Some(v),
+            None => match e(n(&row, &["uncached_input_tokens"]))? {
+                Some(u) => {
+                    Some(u + e(n(&row, &["cache_creation_input_tokens"]))?.unwrap_or(0) + cache_read.unwrap_or(0))
+                }
+                None => None,
+            },
+        };
+        let output = e(n(&row, &["output_tokens"]))?;
+        if input.is_some() || output.is_some() {
+            let tier = match col(&["service_tier"]).map(at) {
+                Some(t) if !t.is_empty() && t != "standard" && t != "default" => Some(t.to_owned()),
+                _ => col(&["batch"]).map(at).filter(|b| b.eq_ignore_ascii_case("true")).map(|_| "batch".to_owned()),
+            };
+            report.usage.push(UsageLine {
+                day,
+                account,
+                model,
+                input_tokens: input.unwrap_or(0),
+                cache_read_tokens: cache_read.unwrap_or(0),
+                output_tokens: output.unwrap_or(0),
+                requests: e(n(&row, &["num_model_requests", "requests"]))?.unwrap_or(0),
+                tier,
+            });
+        }
+    }
+    Ok(report)
+}
+
+/// RFC 4180 records: quoted fields may hold commas, doubled quotes and line breaks.
+fn parse_csv(text: &str) -> Vec<Vec<String>> {
+    let (mut rows, mut row, mut field) = (Vec::new(), Vec::new(), String::new());
+    let (mut quoted, mut chars) = (false, text.trim_start_matches('\u{feff}').chars().peekable());
+    while let Some(c) = chars.next() {
+        match (c, quoted) {
+            ('"', true) if chars.peek() == Some(&'"') => {
+                field.push('"');
+                chars.next();
+            }
+            ('"', true) => quoted = false,
+            ('"', false) if field.is_empty() => quoted = true,
+            (',', false) => row.push(std::mem::take(&mut field)),
+            ('\r', false) if chars.peek() == Some(&'\n') => {}
+            ('\n', false) => {
+                row.push(std::mem::take(&mut field));
+                rows.push(std::mem::take(&mut row));
+            }
+            (c, _) => field.push(c),
+        }
+    }
+    if !field.is_empty() || !row.is_empty() {
+        row.push(field);
+        rows.push(row);
+    }
+    rows
+}
+
+fn csv_day(v: &str) -> Option<String> {
+    if let Ok(d) = chrono::NaiveDate::parse_from_str(v, "%Y-%m-%d") {
+        return Some(d.format("%Y-%m-%d").to_string());
+    }
+    if let Ok(t) = chrono::DateTime::parse_from_rfc3339(v) {
+        return Some(day_text(t.timestamp_millis()));
+    }
+    v.parse::<i64>().ok().map(|s| day_text(s * 1000))
+}
+
+/// Reconciles one provider against a report read from a file (`--from-csv`)
+/// instead of its API; saved like an API run.
+pub async fn reconcile_from_report(
+    stores: &Stores,
+    pricing: &Pricing,
+    provider: &Provider,
+    mut report: ProviderReport,
+    since_ms: i64,
+    until_ms: i64,
+    now_ms: i64,
+) -> Result<Vec<ReconLine>, ReconcileError> {
+    let (from_ms, to_ms) = whole_days(since_ms, until_ms);
+    let (from_day, to_day) = (day_text(from_ms), day_text(to_ms - 1));
+    report.costs.retain(|c| c.day >= from_day && c.day <= to_day);
+    report.usage.retain(|u| u.day >= from_day && u.day <= to_day);
+    let at = |day: &str| {
+        chrono::NaiveDate::parse_from_str(day, "%Y-%m-%d")
+            .ok()
+            .and_then(|d| d.and_hms_opt(12, 0, 0))
+            .map_or(from_ms, |t| t.and_utc().timestamp_millis())
+    };
+    for c in report.costs.iter_mut().filter(|c| c.model != reconciliation::TOOLS) {
+        c.model = pricing.canonical_model(provider, &c.model, at(&c.day));
+    }
+    for u in &mut report.usage {
+        u.model = pricing.canonical_model(provider, &u.model, at(&u.day));
+    }
+    let gateway = gateway_lines(stores.reports.as_ref(), pricing, provider, from_ms, to_ms).await?;
+    let mut lines = reconciliation::reconcile(&provider.name, &report, &gateway, &provider.billing_accounts);
+    for l in &mut lines {
+        l.reconciled_ms = now_ms;
+    }
+    stores.reconciliation.save_reconciliation(provider.name.clone(), from_day, to_day, lines.clone(), now_ms).await?;
+    Ok(lines)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_csv_export_reads_as_the_api_would() {
+        // OpenAI's units: amount in dollars; the line item names the model.
+        let text = "\u{feff}date,project_id,line_item,amount,input_tokens,input_cached_tokens,output_tokens,num_model_requests\r\n\
+                    2026-12-01,proj_a,\"gpt-4o-2024-08-06, input\",0.0025,1000,0,200,2\r\n\
+                    1796169600,proj_b,gpt-4o,4.5,,,,\r\n\r\n";
+        let r = report_from_csv(text, ProviderKind::OpenAi).unwrap();
+        assert_eq!(r.costs.len(), 2);
+        assert_eq!((r.costs[0].day.as_str(), r.costs[0].model.as_str()), ("2026-12-01", "gpt-4o-2024-08-06"));
+        assert_eq!(r.costs[0].cost, Money::from_nanos(2_500_000));
+        // 1796169600 is 2026-12-02T00:00:00Z (1,764,633,600 + 365 × 86,400).
+        assert_eq!((r.costs[1].day.as_str(), r.costs[1].account.as_deref()), ("2026-12-02", Some("proj_b")));
+        assert_eq!(r.costs[1].cost, Money::from_nanos(4_500_000_000));
+        assert_eq!(r.usage.len(), 1, "the second line has no tokens");
+        assert_eq!((r.usage[0].input_tokens, r.usage[0].output_tokens, r.usage[0].requests), (1000, 200, 2));
+        // Anthropic's units: amount in cents; input is uncached + writes + reads.
+        let text = "starting_at,workspace_id,model,amount,uncached_input_tokens,cache_creation_input_tokens,cache_read_input_tokens,output_tokens,service_tier\n\
+                    2026-12-01T00:00:00Z,wrkspc_a,claude-haiku-4-5,123.45,100,20,30,40,batch\n";
+        let r = report_from_csv(text, ProviderKind::Anthropic).unwrap();
+        assert_eq!(r.costs[0].cost, Money::from_nanos(1_234_500_000));
+        assert_eq!((r.usage[0].input_tokens, r.usage[0].cache_read_tokens), (150, 30));
+        assert_eq!(r.usage[0].tier.as_deref(), Some("batch"));
+        assert!(report_from_csv("model,amount\nx,1\n", ProviderKind::OpenAi).unwrap_err().contains("no day column"));
+        assert!(report_from_csv("day,model,amount\n2026-12-01,x,lots\n", ProviderKind::OpenAi)
+            .unwrap_err()
+            .contains("line 2"));
+    }
 }

@@ -337,7 +337,8 @@ export async function render() {
   try {
     const content = await def.render(ctx);
     if (mine !== generation) return;
-    view.replaceChildren(...[content].flat());
+    // A view may leave out a part with null.
+    view.replaceChildren(...[content].flat().filter((c) => c !== null && c !== undefined && c !== false));
     // Charts measure their container, so they are drawn once it is in the page.
     for (const f of later) f();
   } catch (e) {

@@ -26,9 +26,10 @@ function append(el, children) {
 
 /**
  * A table. `columns`: [{ label, cell: row => node|string, num: bool, title }].
- * `onRow` makes rows clickable.
+ * `onRow` makes rows clickable; `rowClass` gives a row's extra class;
+ * `detail` (row => node|null) adds a full-width row under it (class `detail`).
  */
-export function table(columns, rows, { onRow, testid, empty = 'Nothing here for this time range and filters.' } = {}) {
+export function table(columns, rows, { onRow, rowClass, detail, testid, empty = 'Nothing here for this time range and filters.' } = {}) {
   if (!rows.length) return h('p', { class: 'empty', 'data-testid': testid ? `${testid}-empty` : undefined }, empty);
   return h(
     'div',
@@ -40,11 +41,12 @@ export function table(columns, rows, { onRow, testid, empty = 'Nothing here for 
       h(
         'tbody',
         {},
-        rows.map((r) =>
-          h(
+        rows.map((r) => {
+          const extra = rowClass ? rowClass(r) : '';
+          const row = h(
             'tr',
             {
-              class: onRow ? 'clickable' : '',
+              class: [onRow ? 'clickable' : '', extra].filter(Boolean).join(' '),
               onclick: onRow
                 ? (e) => {
                     if (e.target.closest('a')) return;
@@ -53,8 +55,10 @@ export function table(columns, rows, { onRow, testid, empty = 'Nothing here for 
                 : undefined,
             },
             columns.map((c) => h('td', { class: c.num ? 'num' : '' }, c.cell(r))),
-          ),
-        ),
+          );
+          const more = detail ? detail(r) : null;
+          return more ? [row, h('tr', { class: ['detail', extra].filter(Boolean).join(' ') }, h('td', { colspan: String(columns.length) }, more))] : row;
+        }),
       ),
     ),
   );

@@ -14,7 +14,7 @@ import { dl, kpi, kpis, money, periodText, scopeText, title, when } from './view
 // ---------------------------------------------------------------- helpers
 
 /** An error banner for actions on the page (the view itself stays). */
-function errorBanner() {
+export function errorBanner() {
   const el = h('div', { class: 'banner error', 'data-testid': 'action-error', role: 'alert', hidden: true });
   return {
     el,
@@ -33,7 +33,7 @@ function errorBanner() {
 }
 
 /** A success note that replaces the last one. */
-function okBanner(id) {
+export function okBanner(id) {
   const el = h('div', { class: 'banner ok', id, role: 'status', hidden: true });
   return {
     el,
@@ -48,11 +48,11 @@ function okBanner(id) {
   };
 }
 
-function field(label, control, hint) {
+export function field(label, control, hint) {
   return h('label', { class: 'field' }, h('span', { class: 'field-label' }, label), control, hint ? h('span', { class: 'field-hint' }, hint) : null);
 }
 
-function formValue(form, name) {
+export function formValue(form, name) {
   const el = form.elements.namedItem(name);
   return el ? String(el.value ?? '').trim() : '';
 }

@@ -8,6 +8,7 @@ import { chart, color, tokenTick, usdTick } from './charts.mjs';
 import { card, chartBox, h, note, table } from './dom.mjs';
 import { avgNanos, fmtCount, fmtMs, fmtPct, fmtUsd, nanos, sumUsd, toFloat, usdString } from './money.mjs';
 import { budgets, keys } from './manage.mjs';
+import { reconciliation, whatif } from './finops.mjs';
 
 // ---------------------------------------------------------------- helpers
 
@@ -39,7 +40,7 @@ function select(options, current, onchange, attrs = {}) {
     options.map(([v, label]) => h('option', { value: v, selected: v === current }, label)));
 }
 
-function tabs(options, current, hrefFor, testid) {
+export function tabs(options, current, hrefFor, testid) {
   return h('div', { class: 'tabs', 'data-testid': testid }, options.map(([v, label]) =>
     h('a', { href: hrefFor(v), class: v === current ? 'active' : '', 'data-tab': v }, label)));
 }
@@ -913,11 +914,14 @@ export const VIEWS = {
   anomalies: { title: 'Anomalies', render: anomalies },
   audit: { title: 'Audit log', render: audit },
   quality: { title: 'Errors & data quality', render: quality },
+  reconciliation: { title: 'Reconciliation', render: reconciliation },
+  whatif: { title: 'What-if', render: whatif },
 };
 
 export const NAV = [
   ['Spend', [['overview', 'Overview'], ['spenders', 'Top spenders'], ['models', 'Model mix'], ['tokens', 'Tokens & caching'], ['costs', 'Cost per request']]],
   ['Drill down', [['requests', 'Request log'], ['agents', 'Agent runs'], ['prompts', 'Prompt versions']]],
   ['Watch', [['anomalies', 'Anomalies'], ['quality', 'Errors & data quality'], ['audit', 'Audit log']]],
+  ['FinOps', [['reconciliation', 'Reconciliation'], ['whatif', 'What-if']]],
   ['Manage', [['keys', 'Keys'], ['budgets', 'Budgets & alerts']]],
 ];

@@ -464,8 +464,11 @@ async fn drift_beyond_the_tolerance_is_posted_to_the_webhooks_once() {
     .await;
     send(&h, "/v1/chat/completions", chat("gpt-4o", "a question worth some tokens", false)).await;
     h.wait_rows(1).await;
-    mock_billing(&h, json!({"price_adjustments": [{"family": "openai", "day": day(0), "model": "gpt-4o", "percent": "150"}]}))
-        .await;
+    mock_billing(
+        &h,
+        json!({"price_adjustments": [{"family": "openai", "day": day(0), "model": "gpt-4o", "percent": "150"}]}),
+    )
+    .await;
     let report = run(&h, "openai", "1d").await;
     assert_eq!(report["drifting_lines"], 1);
     let mut alert = None;

@@ -92,6 +92,19 @@ struct RawConfig {
     /// Markups and discounts that turn cost into the amount billed to a team or customer.
     #[serde(default)]
     rate_cards: Vec<crate::chargeback::RawRateCard>,
+    /// One CloudEvent per ledger row, posted in batches to a webhook.
+    usage_events: Option<RawUsageEvents>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawUsageEvents {
+    /// A literal URL: loopback only (a remote one, which may carry a token, comes from `url_env`).
+    url: Option<String>,
+    url_env: Option<String>,
+    batch_max: Option<u64>,
+    flush_ms: Option<u64>,
+    queue_max: Option<u64>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -834,6 +847,8 @@ pub struct Config {
     pub reconcile: Option<ReconcileConfig>,
     /// `[[rate_cards]]`, in file order (chargeback exports apply them).
     pub rate_cards: Vec<crate::chargeback::RateCard>,
+    /// `[usage_events]`: the usage-event stream, when configured (applies at start).
+    pub usage_events: Option<UsageEventsConfig>,
     pub storage: StorageConfig,
     pub providers: Vec<Provider>,
     pub routes: HashMap<String, Route>,
@@ -974,6 +989,68 @@ fn reconcile_config(r: RawReconcile, providers: &[Provider]) -> Result<Reconcile
         tolerance_bp,
         tolerance,
         providers: names,
+    })
+}
+
+/// `[usage_events]`: one CloudEvent per ledger row, posted to a webhook in batches.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UsageEventsConfig {
+    /// Where batches are posted (may carry a token: never logged).
+    pub url: Secret,
+    /// Events per POST at most.
+    pub batch_max: usize,
+    /// How long the first event of a batch waits for more before the batch goes.
+    pub flush: Duration,
+    /// Events waiting to be sent at most; past it, new ones are dropped and counted.
+    pub queue_max: usize,
+}
+
+pub const DEFAULT_USAGE_EVENTS_BATCH: usize = 100;
+pub const DEFAULT_USAGE_EVENTS_FLUSH_MS: u64 = 1_000;
+pub const DEFAULT_USAGE_EVENTS_QUEUE: usize = 100_000;
+
+fn usage_events_config(r: RawUsageEvents, env: &dyn Env) -> Result<UsageEventsConfig, String> {
+    // The URL may carry a token: no message below repeats it.
+    let url = match (r.url, r.url_env) {
+        (Some(u), None) => {
+            let parsed = reqwest::Url::parse(&u).map_err(|_| "usage_events.url is not a URL".to_string())?;
+            let loopback =
+                matches!(parsed.scheme(), "http" | "https") && is_loopback_host(parsed.host_str().unwrap_or(""));
+            if !loopback {
+                return Err("usage_events.url is accepted only for a loopback address (http://127.0.0.1:…); \
+                            name the variable holding any other URL with usage_events.url_env"
+                    .into());
+            }
+            u
+        }
+        (None, Some(var)) => {
+            let u = env.var(&var).ok_or_else(|| format!("usage_events.url_env names {var:?}, which is not set"))?;
+            let parsed = reqwest::Url::parse(&u)
+                .map_err(|_| format!("usage_events.url_env: the value of {var} is not a URL"))?;
+            if !matches!(parsed.scheme(), "http" | "https") {
+                return Err(format!("usage_events.url_env: the value of {var} is not an http:// or https:// URL"));
+            }
+            u
+        }
+        _ => return Err("[usage_events] needs exactly one of url, url_env".into()),
+    };
+    let batch_max = r.batch_max.unwrap_or(DEFAULT_USAGE_EVENTS_BATCH as u64);
+    if !(1..=1000).contains(&batch_max) {
+        return Err(format!("usage_events.batch_max {batch_max} must be between 1 and 1000"));
+    }
+    let flush_ms = r.flush_ms.unwrap_or(DEFAULT_USAGE_EVENTS_FLUSH_MS);
+    if !(1..=60_000).contains(&flush_ms) {
+        return Err(format!("usage_events.flush_ms {flush_ms} must be between 1 and 60000"));
+    }
+    let queue_max = r.queue_max.unwrap_or(DEFAULT_USAGE_EVENTS_QUEUE as u64);
+    if !(batch_max..=10_000_000).contains(&queue_max) {
+        return Err(format!("usage_events.queue_max {queue_max} must be between batch_max ({batch_max}) and 10000000"));
+    }
+    Ok(UsageEventsConfig {
+        url: Secret(url),
+        batch_max: usize::try_from(batch_max).unwrap_or(DEFAULT_USAGE_EVENTS_BATCH),
+        flush: Duration::from_millis(flush_ms),
+        queue_max: usize::try_from(queue_max).unwrap_or(DEFAULT_USAGE_EVENTS_QUEUE),
     })
 }
 
@@ -1597,9 +1674,14 @@ fn resolve(raw: RawConfig, path: &str, text: &str, env: &dyn Env) -> Result<Conf
         Some(r) => Some(reconcile_config(r, &providers).map_err(invalid)?),
     };
     let rate_cards = crate::chargeback::rate_cards_from_raw(raw.rate_cards).map_err(invalid)?;
+    let usage_events = match raw.usage_events {
+        None => None,
+        Some(u) => Some(usage_events_config(u, env).map_err(invalid)?),
+    };
     Ok(Config {
         reconcile,
         rate_cards,
+        usage_events,
         retention_days: raw.ledger.retention_days,
         semantic,
         routing_rules,

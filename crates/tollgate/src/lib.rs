@@ -52,6 +52,7 @@ pub mod store;
 pub(crate) mod time;
 pub(crate) mod upload;
 pub(crate) mod upstream;
+pub mod usage_events;
 pub mod whatif;
 
 /// A `HashMap` with foldhash (seeded per process): the hot maps are looked up

@@ -34,6 +34,8 @@ pub struct Gateway {
     pub state: Arc<AppState>,
     drain: LedgerDrain,
     background: Vec<tokio::task::JoinHandle<()>>,
+    /// `[usage_events]`: flushed after the ledger drains.
+    usage_events: Option<crate::usage_events::UsageEvents>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -80,6 +82,19 @@ impl Gateway {
                 ))
             }
         };
+        // Before the ledger starts, so rows replayed from the spool are streamed too.
+        let usage_events = match &config.usage_events {
+            Some(u) => Some(crate::usage_events::UsageEvents::start(
+                u,
+                crate::usage_events::source(config.server.listen),
+                http_client()?,
+            )),
+            None => None,
+        };
+        let stores = match &usage_events {
+            Some(u) => stores.with_usage_events(u.tap()),
+            None => stores,
+        };
         let (ledger, drain, recovered) = if config.ledger_enabled {
             LedgerWriter::start(stores.ledger.clone(), spool)?
         } else {
@@ -103,6 +118,9 @@ impl Gateway {
         let updates = stores.governance.price_updates().await?;
         pricing.install(&updates).map_err(|e| StartError::Refused(e.to_string()))?;
         let observer = Arc::new(crate::observe::Observer::new(&config));
+        if let Some(u) = &usage_events {
+            observer.metrics().track_usage_events(u.counters());
+        }
         if let Err(error) = observer.warm_up(stores.requests.as_ref(), crate::time::now_ms()).await {
             tracing::warn!(%error, "cannot read the ledger to warm up anomaly baselines");
         }
@@ -192,7 +210,7 @@ impl Gateway {
         };
         let state = Arc::new(state);
         background.push(tokio::spawn(reconcile_on_schedule(Arc::downgrade(&state))));
-        Ok(Gateway { state, drain, background })
+        Ok(Gateway { state, drain, background, usage_events })
     }
 
     pub fn router(&self) -> Router {
@@ -243,7 +261,7 @@ impl Gateway {
 
     /// Waits for in-flight requests (streams included), then drains the ledger.
     pub async fn shutdown(self) {
-        let Gateway { state, drain, background } = self;
+        let Gateway { state, drain, background, usage_events } = self;
         for b in background {
             b.abort();
         }
@@ -252,6 +270,10 @@ impl Gateway {
         drop(state);
         // The writer thread exits once every `LedgerWriter` clone is gone.
         let _ = tokio::task::spawn_blocking(move || drain.wait()).await;
+        // Every stored row is queued now: a last, bounded flush.
+        if let Some(u) = usage_events {
+            u.finish().await;
+        }
     }
 }
 

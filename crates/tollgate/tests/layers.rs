@@ -57,6 +57,7 @@ const LAYERS: &[(&str, &[&str])] = &[
             "listener",
             "reconcile",
             "whatif",
+            "usage_events",
         ],
     ),
     // The shared state and the request path over it.

@@ -195,6 +195,19 @@ pub struct Metrics {
     inner: Mutex<Inner>,
     /// Served-model names that always get their own label (configured routes and targets).
     known_models: HashSet<String>,
+    /// The usage-event stream's counters, once `[usage_events]` starts it.
+    usage_events: std::sync::OnceLock<std::sync::Arc<UsageEventCounters>>,
+}
+
+/// What the usage-event stream (`[usage_events]`) did since start.
+#[derive(Debug, Default)]
+pub struct UsageEventCounters {
+    /// Events in batches the webhook accepted (2xx).
+    pub sent: std::sync::atomic::AtomicU64,
+    /// POSTs that failed (an error or a non-2xx answer; the batch is retried).
+    pub failed_posts: std::sync::atomic::AtomicU64,
+    /// Events dropped: the queue was full, or the gateway stopped before they went.
+    pub dropped: std::sync::atomic::AtomicU64,
 }
 
 /// Numbers from other parts of the observer, rendered with the metrics.
@@ -248,7 +261,13 @@ impl Metrics {
                 overhead: Hist::default(),
             }),
             known_models,
+            usage_events: std::sync::OnceLock::new(),
         }
+    }
+
+    /// Renders the usage-event stream's counters from now on (the first call wins).
+    pub fn track_usage_events(&self, counters: std::sync::Arc<UsageEventCounters>) {
+        let _ = self.usage_events.set(counters);
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
@@ -615,6 +634,20 @@ impl Metrics {
             let _ = writeln!(o, "tollgate_otel_spans_exported_total {}", s.exported);
             head(o, "tollgate_otel_spans_dropped_total", "counter", "Spans dropped (queue full or export failed).");
             let _ = writeln!(o, "tollgate_otel_spans_dropped_total {}", s.dropped);
+        }
+        if let Some(u) = self.usage_events.get() {
+            use std::sync::atomic::Ordering::Relaxed;
+            head(o, "tollgate_usage_events_sent_total", "counter", "Usage events the webhook accepted.");
+            let _ = writeln!(o, "tollgate_usage_events_sent_total {}", u.sent.load(Relaxed));
+            head(o, "tollgate_usage_events_failed_posts_total", "counter", "Usage-event POSTs that failed (retried).");
+            let _ = writeln!(o, "tollgate_usage_events_failed_posts_total {}", u.failed_posts.load(Relaxed));
+            head(
+                o,
+                "tollgate_usage_events_dropped_total",
+                "counter",
+                "Usage events dropped (queue full, or unsent at shutdown).",
+            );
+            let _ = writeln!(o, "tollgate_usage_events_dropped_total {}", u.dropped.load(Relaxed));
         }
         out
     }

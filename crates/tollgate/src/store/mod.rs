@@ -182,6 +182,29 @@ impl LedgerSink for Tee {
     }
 }
 
+/// Told of rows once they are durable (the usage-event stream). Called on
+/// the ledger loader's thread: it must never block (queue, don't send).
+pub trait RowTap: Send + Sync {
+    fn stored(&self, rows: &[&LedgerRow]);
+}
+
+/// A sink whose rows, once `inner` has stored them, go to a [`RowTap`]. A
+/// batch `inner` refuses reaches the tap only when the loader's retry stores
+/// it; a batch replayed from the spool reaches it again (consumers dedup by
+/// request id).
+pub struct Tapped {
+    pub inner: Arc<dyn LedgerSink>,
+    pub tap: Arc<dyn RowTap>,
+}
+
+impl LedgerSink for Tapped {
+    fn append(&self, rows: &[&LedgerRow]) -> Result<(), StoreError> {
+        self.inner.append(rows)?;
+        self.tap.stored(rows);
+        Ok(())
+    }
+}
+
 /// The request log: rows as they were written.
 pub trait RequestLog: Send + Sync {
     /// Newest first, with an opaque cursor from the previous page.
@@ -409,6 +432,14 @@ impl Stores {
         self.requests = analytics.clone();
         self.reports = analytics.clone();
         self.analytics = Some(analytics);
+        self
+    }
+
+    /// The same stores with every ledger row, once stored (in the primary
+    /// and the analytics store alike), also handed to `tap` ([`Tapped`]): the
+    /// usage-event stream (`[usage_events]`).
+    pub fn with_usage_events(mut self, tap: Arc<dyn RowTap>) -> Stores {
+        self.ledger = Arc::new(Tapped { inner: self.ledger, tap });
         self
     }
 

@@ -269,6 +269,60 @@ pub async fn focus_export(
     }))
 }
 
+/// What each row of `report` bills under the rate cards: the same query
+/// grouped also by the dimensions the cards name, each fine row priced by
+/// its own card, added up to `report`'s rows (by their dimensions and
+/// bucket). `None` without rate cards, or when the cards' dimensions do not
+/// fit in one query beside the report's own.
+pub async fn billed_per_row(
+    reports: &dyn crate::store::Reports,
+    q: &SpendQuery,
+    report: &SpendReport,
+    cards: &[crate::chargeback::RateCard],
+) -> Result<Option<Vec<tollgate_units::Money>>, crate::store::StoreError> {
+    if cards.is_empty() {
+        return Ok(None);
+    }
+    let mut group_by = q.group_by.clone();
+    for d in crate::chargeback::dims_needed(cards) {
+        if !group_by.contains(&d) {
+            group_by.push(d);
+        }
+    }
+    if group_by.len() > MAX_GROUP_BY {
+        return Ok(None);
+    }
+    let n = q.group_by.len();
+    let fine = reports.spend(SpendQuery { group_by: group_by.clone(), ..q.clone() }).await?;
+    let mut billed: std::collections::HashMap<(Vec<Option<String>>, Option<i64>), i64> = Default::default();
+    for row in &fine.rows {
+        let dim = |name: &str| group_by.iter().position(|g| g == name).and_then(|i| row.dims.get(i)?.as_deref());
+        let amount = crate::chargeback::rate_card_for(cards, dim).map_or(row.cost, |c| c.billed(row.cost));
+        *billed.entry((row.dims[..n].to_vec(), row.bucket_ms)).or_default() += amount.nanos();
+    }
+    Ok(Some(
+        report
+            .rows
+            .iter()
+            .map(|r| tollgate_units::Money::from_nanos(billed.get(&(r.dims.clone(), r.bucket_ms)).copied().unwrap_or(0)))
+            .collect(),
+    ))
+}
+
+/// `report_json` with each row's billed amount (`billed_usd`) and the total.
+pub fn report_json_billed(r: &SpendReport, billed: Option<&[tollgate_units::Money]>) -> serde_json::Value {
+    let mut v = report_json(r);
+    if let Some(billed) = billed {
+        if let Some(rows) = v["rows"].as_array_mut() {
+            for (row, b) in rows.iter_mut().zip(billed) {
+                row["billed_usd"] = b.to_string().into();
+            }
+        }
+        v["total_billed_usd"] = billed.iter().copied().sum::<tollgate_units::Money>().to_string().into();
+    }
+    v
+}
+
 /// A start or end given as a date (`2026-11-01`, UTC midnight), an RFC 3339
 /// time, or (for a start) a duration back from now (`30d`).
 pub fn parse_day_or_time(s: &str, now_ms: i64, param: &str) -> Result<i64, ApiError> {

@@ -337,6 +337,23 @@ markup_percent = "15"
         }
     }
     assert!(growth_billed > growth_effective);
+    // /api/v1/spend shows the billed amount beside the cost, each row priced
+    // by its card: at the export's grain, the same total to the nano-dollar.
+    let spend: Value = h
+        .http
+        .get(format!("{}/api/v1/spend", h.base))
+        .query(&[("from", from.as_str()), ("group_by", "team,provider,model"), ("bucket", "day")])
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let billed_rows: i64 = spend["rows"].as_array().unwrap().iter().map(|r| nanos(&r["billed_usd"])).sum();
+    assert_eq!(billed_rows, total("BilledCost"));
+    assert_eq!(nanos(&spend["total_billed_usd"]), total("BilledCost"));
+    let search_row = spend["rows"].as_array().unwrap().iter().find(|r| r["team"] == "search").unwrap();
+    assert_eq!(search_row["billed_usd"], search_row["cost_usd"], "no card for search");
     // The seeded day's row: 270,000 × 1.15 = 310,500 nanos.
     let past = focus.iter().find(|r| r["ChargePeriodStart"].starts_with(&day(-2))).unwrap();
     assert_eq!((past["EffectiveCost"].as_str(), past["BilledCost"].as_str()), ("0.000270000", "0.000310500"));

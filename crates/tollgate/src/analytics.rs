@@ -304,7 +304,9 @@ pub async fn billed_per_row(
         report
             .rows
             .iter()
-            .map(|r| tollgate_units::Money::from_nanos(billed.get(&(r.dims.clone(), r.bucket_ms)).copied().unwrap_or(0)))
+            .map(|r| {
+                tollgate_units::Money::from_nanos(billed.get(&(r.dims.clone(), r.bucket_ms)).copied().unwrap_or(0))
+            })
             .collect(),
     ))
 }

@@ -149,6 +149,9 @@ alert_at = [0.5, 0.8, 1.0]
 const MOCK_PROJECT: &str = "proj_tollgate";
 const MOCK_WORKSPACE: &str = "wrkspc_tollgate";
 
+/// Family, day, model, endpoint, tier, and one call's disjoint usage buckets.
+type BillingKey<'a> = (&'a str, String, String, &'a str, &'a str, [u64; 6]);
+
 /// Fills the mock's billing book with the seeded history (the mock bills what
 /// it serves; the history never went through it), then a few things a
 /// finance team should see: a day where the provider billed gpt-4o above the
@@ -164,7 +167,7 @@ async fn seed_reconciliation(
 ) -> anyhow::Result<Vec<crate::reconciliation::ReconLine>> {
     // Identical calls are one entry of `requests` calls (priced per call, as
     // the ledger prices each row).
-    let mut groups: BTreeMap<(&str, String, String, &str, &str, [u64; 6]), u64> = BTreeMap::new();
+    let mut groups: BTreeMap<BillingKey<'_>, u64> = BTreeMap::new();
     for r in history {
         let family = match r.provider.as_deref() {
             Some("openai") => "openai",

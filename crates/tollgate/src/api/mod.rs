@@ -649,8 +649,9 @@ async fn spend(
         let report = state.stores.reports.spend(q.clone()).await.map_err(internal)?;
         // With [[rate_cards]], each row also says what it bills.
         let cards = &state.config().rate_cards;
-        let billed =
-            crate::analytics::billed_per_row(state.stores.reports.as_ref(), &q, &report, cards).await.map_err(internal)?;
+        let billed = crate::analytics::billed_per_row(state.stores.reports.as_ref(), &q, &report, cards)
+            .await
+            .map_err(internal)?;
         Ok::<_, ApiError>(Json(crate::analytics::report_json_billed(&report, billed.as_deref())))
     };
     match run.await {

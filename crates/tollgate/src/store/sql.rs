@@ -555,7 +555,9 @@ pub fn rows_between_query(d: Dialect, from_ms: i64, to_ms: i64, after: Option<(i
         let t1 = d.bind(&mut args, Arg::Int(t));
         let t2 = d.bind(&mut args, Arg::Int(t));
         let id = d.bind(&mut args, Arg::Text(id));
-        text.push_str(&format!(" AND (ts_ms > {t1} OR (ts_ms = {t2} AND request_id > {id}))"));
+        let t3 = d.bind(&mut args, Arg::Int(t));
+        // `ts_ms >= t` first: the index range starts at the cursor, not at `from_ms`.
+        text.push_str(&format!(" AND ts_ms >= {t3} AND (ts_ms > {t1} OR (ts_ms = {t2} AND request_id > {id}))"));
     }
     text.push_str(&format!(" ORDER BY ts_ms, request_id LIMIT {}", limit.clamp(1, 100_000)));
     Sql { text, args }

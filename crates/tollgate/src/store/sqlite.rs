@@ -414,10 +414,9 @@ impl SqliteStore {
 
     /// One request's row, by id.
     pub fn request(&self, id: &str) -> Result<Option<LedgerRow>, StoreError> {
-        self.reader()
-            .query_row("SELECT * FROM ledger WHERE request_id = ?1", [id], |r| Ok(ledger_from_row(r)))
-            .optional()?
-            .transpose()
+        let conn = self.reader();
+        let mut stmt = conn.prepare_cached("SELECT * FROM ledger WHERE request_id = ?1")?;
+        Ok(ledger_rows(&mut stmt, &[rusqlite::types::Value::Text(id.to_owned())])?.into_iter().next())
     }
 
     /// Models with rows but no price: (provider, model, requests), most requests first.
@@ -559,67 +558,143 @@ impl SqliteStore {
     }
 }
 
-fn u(r: &rusqlite::Row<'_>, col: &str) -> Result<u64, rusqlite::Error> {
+fn u(r: &rusqlite::Row<'_>, col: usize) -> Result<u64, rusqlite::Error> {
     Ok(r.get::<_, i64>(col)?.max(0) as u64)
 }
 
-pub(crate) fn ledger_from_row(r: &rusqlite::Row<'_>) -> Result<LedgerRow, StoreError> {
-    let tags: String = r.get("tags")?;
+/// The ledger's columns by name, resolved to their positions once per
+/// statement: rusqlite's lookup by name compares every column's name on each
+/// call, which was most of the cost of reading many rows.
+macro_rules! ledger_columns {
+    ($($col:ident),* $(,)?) => {
+        #[allow(non_snake_case)]
+        pub(crate) struct LedgerCols { $($col: usize,)* }
+
+        impl LedgerCols {
+            pub(crate) fn of(stmt: &rusqlite::Statement<'_>) -> Result<LedgerCols, StoreError> {
+                Ok(LedgerCols { $($col: stmt.column_index(stringify!($col))?,)* })
+            }
+        }
+    };
+}
+
+ledger_columns!(
+    tags,
+    input_uncached,
+    input_image_tokens,
+    input_audio,
+    cache_read,
+    cache_write_5m,
+    cache_write_1h,
+    output_text,
+    output_audio,
+    output_image,
+    reasoning,
+    web_search_requests,
+    images,
+    audio_ms,
+    characters,
+    request_id,
+    ts_ms,
+    key_id,
+    endpoint,
+    requested_model,
+    model,
+    provider,
+    status,
+    error_code,
+    usage_source,
+    cost_nanos,
+    cache_savings_nanos,
+    response_cache_savings_nanos,
+    tool_cost_nanos,
+    provider_cost_nanos,
+    streamed,
+    client_disconnected,
+    cache,
+    latency_ms,
+    ttft_ms,
+    attempts,
+    prefix_hash,
+    attempt_log,
+    trace_id,
+    parent_id,
+    session,
+    agent,
+    prompt,
+);
+
+/// Every row of a `SELECT * FROM ledger …` statement.
+fn ledger_rows(
+    stmt: &mut rusqlite::Statement<'_>,
+    args: &[rusqlite::types::Value],
+) -> Result<Vec<LedgerRow>, StoreError> {
+    let c = LedgerCols::of(stmt)?;
+    let mut rows = stmt.query(rusqlite::params_from_iter(args))?;
+    let mut out = Vec::new();
+    while let Some(r) = rows.next()? {
+        out.push(ledger_from_row(r, &c)?);
+    }
+    Ok(out)
+}
+
+pub(crate) fn ledger_from_row(r: &rusqlite::Row<'_>, c: &LedgerCols) -> Result<LedgerRow, StoreError> {
+    let tags: String = r.get(c.tags)?;
     let usage = Usage {
-        input: u(r, "input_uncached")?,
-        input_image: u(r, "input_image_tokens")?,
-        input_audio: u(r, "input_audio")?,
-        cache_read: u(r, "cache_read")?,
-        cache_write_5m: u(r, "cache_write_5m")?,
-        cache_write_1h: u(r, "cache_write_1h")?,
-        output: u(r, "output_text")?,
-        output_audio: u(r, "output_audio")?,
-        output_image: u(r, "output_image")?,
-        reasoning: u(r, "reasoning")?,
-        web_search_requests: u(r, "web_search_requests")?,
-        images: u(r, "images")?,
-        audio_ms: u(r, "audio_ms")?,
-        characters: u(r, "characters")?,
+        input: u(r, c.input_uncached)?,
+        input_image: u(r, c.input_image_tokens)?,
+        input_audio: u(r, c.input_audio)?,
+        cache_read: u(r, c.cache_read)?,
+        cache_write_5m: u(r, c.cache_write_5m)?,
+        cache_write_1h: u(r, c.cache_write_1h)?,
+        output: u(r, c.output_text)?,
+        output_audio: u(r, c.output_audio)?,
+        output_image: u(r, c.output_image)?,
+        reasoning: u(r, c.reasoning)?,
+        web_search_requests: u(r, c.web_search_requests)?,
+        images: u(r, c.images)?,
+        audio_ms: u(r, c.audio_ms)?,
+        characters: u(r, c.characters)?,
     };
     Ok(LedgerRow {
-        request_id: r.get("request_id")?,
-        time_ms: r.get("ts_ms")?,
-        key_id: r.get("key_id")?,
-        endpoint: Endpoint::parse(&r.get::<_, String>("endpoint")?).ok_or(StoreError::Corrupt("endpoint"))?,
-        requested_model: r.get("requested_model")?,
-        model: r.get("model")?,
-        provider: r.get("provider")?,
-        status: r.get::<_, i64>("status")? as u16,
-        error_code: r.get("error_code")?,
+        request_id: r.get(c.request_id)?,
+        time_ms: r.get(c.ts_ms)?,
+        key_id: r.get(c.key_id)?,
+        endpoint: Endpoint::parse(&r.get::<_, String>(c.endpoint)?).ok_or(StoreError::Corrupt("endpoint"))?,
+        requested_model: r.get(c.requested_model)?,
+        model: r.get(c.model)?,
+        provider: r.get(c.provider)?,
+        status: r.get::<_, i64>(c.status)? as u16,
+        error_code: r.get(c.error_code)?,
         usage,
-        usage_source: if r.get::<_, String>("usage_source")? == "estimated" {
+        usage_source: if r.get::<_, String>(c.usage_source)? == "estimated" {
             UsageSource::Estimated
         } else {
             UsageSource::Provider
         },
-        cost: r.get::<_, Option<i64>>("cost_nanos")?.map(Money::from_nanos),
-        cache_savings: Money::from_nanos(r.get("cache_savings_nanos")?),
-        response_cache_savings: Money::from_nanos(r.get("response_cache_savings_nanos")?),
-        tool_cost: Money::from_nanos(r.get("tool_cost_nanos")?),
-        provider_cost: r.get::<_, Option<i64>>("provider_cost_nanos")?.map(Money::from_nanos),
-        streamed: r.get("streamed")?,
-        client_disconnected: r.get("client_disconnected")?,
-        cache: CacheOutcome::parse(&r.get::<_, String>("cache")?).ok_or(StoreError::Corrupt("cache"))?,
-        latency_ms: u(r, "latency_ms")?,
-        ttft_ms: r.get::<_, Option<i64>>("ttft_ms")?.map(|v| v.max(0) as u64),
-        attempts: r.get::<_, i64>("attempts")? as u32,
-        prefix_hash: r.get("prefix_hash")?,
+        cost: r.get::<_, Option<i64>>(c.cost_nanos)?.map(Money::from_nanos),
+        cache_savings: Money::from_nanos(r.get(c.cache_savings_nanos)?),
+        response_cache_savings: Money::from_nanos(r.get(c.response_cache_savings_nanos)?),
+        tool_cost: Money::from_nanos(r.get(c.tool_cost_nanos)?),
+        provider_cost: r.get::<_, Option<i64>>(c.provider_cost_nanos)?.map(Money::from_nanos),
+        streamed: r.get(c.streamed)?,
+        client_disconnected: r.get(c.client_disconnected)?,
+        cache: CacheOutcome::parse(&r.get::<_, String>(c.cache)?).ok_or(StoreError::Corrupt("cache"))?,
+        latency_ms: u(r, c.latency_ms)?,
+        ttft_ms: r.get::<_, Option<i64>>(c.ttft_ms)?.map(|v| v.max(0) as u64),
+        attempts: r.get::<_, i64>(c.attempts)? as u32,
+        prefix_hash: r.get(c.prefix_hash)?,
         attempt_log: r
-            .get::<_, Option<String>>("attempt_log")?
+            .get::<_, Option<String>>(c.attempt_log)?
             .and_then(|j| serde_json::from_str(&j).ok())
             .unwrap_or_default(),
         attribution: Attribution {
             tags: parse_tags(&tags, "tags")?,
-            trace_id: r.get("trace_id")?,
-            parent_id: r.get("parent_id")?,
-            session: r.get("session")?,
-            agent: r.get("agent")?,
-            prompt: r.get("prompt")?,
+            trace_id: r.get(c.trace_id)?,
+            parent_id: r.get(c.parent_id)?,
+            session: r.get(c.session)?,
+            agent: r.get(c.agent)?,
+            prompt: r.get(c.prompt)?,
         },
     })
 }
@@ -721,24 +796,14 @@ impl SqliteStore {
         let query = super::sql::rows_between_query(super::sql::Dialect::Sqlite, from_ms, to_ms, after, limit);
         let conn = self.reader();
         let mut stmt = conn.prepare_cached(&query.text)?;
-        let mut rows = stmt.query(rusqlite::params_from_iter(values(&query)))?;
-        let mut out = Vec::new();
-        while let Some(r) = rows.next()? {
-            out.push(ledger_from_row(r)?);
-        }
-        Ok(out)
+        ledger_rows(&mut stmt, &values(&query))
     }
 
     pub fn requests(&self, q: &RequestQuery) -> Result<RequestPage, StoreError> {
         let (query, limit) = super::sql::requests_query(super::sql::Dialect::Sqlite, q);
         let conn = self.reader();
         let mut stmt = conn.prepare(&query.text)?;
-        let mut rows = stmt.query(rusqlite::params_from_iter(values(&query)))?;
-        let mut out = Vec::new();
-        while let Some(r) = rows.next()? {
-            out.push(ledger_from_row(r)?);
-        }
-        Ok(super::sql::page(out, limit))
+        Ok(super::sql::page(ledger_rows(&mut stmt, &values(&query))?, limit))
     }
 }
 

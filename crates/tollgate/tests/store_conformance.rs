@@ -165,6 +165,31 @@ async fn all_requests(stores: &Stores) -> Vec<LedgerRow> {
     }
 }
 
+/// `rows_between` pages a window oldest first, by (time, request id), with
+/// rows sharing a time split across pages: each row once, none outside.
+pub async fn rows_between_pages_a_window_oldest_first(stores: Stores) {
+    // 30 rows at 10 distinct times (3 per time, ids not in time order), and
+    // one row on each side of the window.
+    let mut rows: Vec<LedgerRow> = (0..30).map(|i| row(29 - i, 1_000 + (i % 10) * 7)).collect();
+    rows.push(row(100, 999));
+    rows.push(row(101, 1_000 + 9 * 7 + 1));
+    append(&stores, &rows);
+    let (from, to) = (1_000, 1_000 + 9 * 7 + 1);
+    let mut seen: Vec<(i64, String)> = Vec::new();
+    let mut after = None;
+    loop {
+        let page = stores.requests.rows_between(from, to, after.clone(), 4).await.unwrap();
+        seen.extend(page.iter().map(|r| (r.time_ms, r.request_id.clone())));
+        match page.last() {
+            Some(last) if page.len() == 4 => after = Some((last.time_ms, last.request_id.clone())),
+            _ => break,
+        }
+    }
+    let mut expected: Vec<(i64, String)> = rows[..30].iter().map(|r| (r.time_ms, r.request_id.clone())).collect();
+    expected.sort();
+    assert_eq!(seen, expected, "every row of the window once, by time then id");
+}
+
 pub async fn ledger_insert_is_idempotent_by_request_id(stores: Stores) {
     let rows = rows(250);
     append(&stores, &rows);
@@ -823,6 +848,7 @@ macro_rules! backends {
             case_test!($backend, keys_are_found_by_hash_listed_and_revoked);
             case_test!($backend, rotated_keys_answer_to_both_secrets);
             case_test!($backend, sessions_are_kept_listed_revoked_and_pruned);
+            case_test!($backend, rows_between_pages_a_window_oldest_first);
             case_test!($backend, reconciliation_lines_are_replaced_per_provider_and_day);
             case_test!($backend, budgets_limits_and_alerts_are_kept);
             case_test!($backend, price_updates_are_kept_in_order);

@@ -546,18 +546,19 @@ pub fn requests_query(d: Dialect, q: &crate::query::RequestQuery) -> (Sql, usize
 /// of the previous page's last row ([`super::RequestLog::rows_between`]).
 pub fn rows_between_query(d: Dialect, from_ms: i64, to_ms: i64, after: Option<(i64, String)>, limit: usize) -> Sql {
     let mut args = Vec::new();
+    // One lower bound, the cursor's time when there is one: the index range
+    // then starts at the cursor (with two lower bounds the planner may start
+    // at `from_ms` and walk every earlier row again on each page).
+    let lower = after.as_ref().map_or(from_ms, |(t, _)| (*t).max(from_ms));
     let mut text = format!(
         "SELECT * FROM ledger WHERE ts_ms >= {} AND ts_ms < {}",
-        d.bind(&mut args, Arg::Int(from_ms)),
+        d.bind(&mut args, Arg::Int(lower)),
         d.bind(&mut args, Arg::Int(to_ms))
     );
     if let Some((t, id)) = after {
         let t1 = d.bind(&mut args, Arg::Int(t));
-        let t2 = d.bind(&mut args, Arg::Int(t));
         let id = d.bind(&mut args, Arg::Text(id));
-        let t3 = d.bind(&mut args, Arg::Int(t));
-        // `ts_ms >= t` first: the index range starts at the cursor, not at `from_ms`.
-        text.push_str(&format!(" AND ts_ms >= {t3} AND (ts_ms > {t1} OR (ts_ms = {t2} AND request_id > {id}))"));
+        text.push_str(&format!(" AND (ts_ms > {t1} OR request_id > {id})"));
     }
     text.push_str(&format!(" ORDER BY ts_ms, request_id LIMIT {}", limit.clamp(1, 100_000)));
     Sql { text, args }

@@ -22,6 +22,11 @@ const MAX_ID_LEN: usize = 256;
 /// Tags that say who a request is: when a key carries one, the request cannot change it.
 pub const IDENTITY_TAGS: &[&str] = &["team", "user", "org"];
 
+/// The tag a request's row carries when shadow budgets would have refused
+/// it (their ids, comma separated). Set by the gateway only: dropped from
+/// what a request or its key sends.
+pub const SHADOW_TAG: &str = "shadow_refused";
+
 /// Who and what one request is for.
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(default)]
@@ -206,7 +211,7 @@ pub fn attribute(
     }
     // Set by the gateway only (shadow budgets that would have refused the
     // request), never by the request or its key.
-    tags.remove(crate::budget::SHADOW_TAG);
+    tags.remove(SHADOW_TAG);
     if tags.len() > MAX_TAGS {
         return Err(bad(format!("a request may carry at most {MAX_TAGS} tags; this one has {}", tags.len())));
     }

@@ -205,10 +205,6 @@ impl fmt::Display for Action {
     }
 }
 
-/// The tag a request's row carries when shadow budgets would have refused
-/// it: their ids, comma separated.
-pub const SHADOW_TAG: &str = "shadow_refused";
-
 /// A budget as configured.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BudgetSpec {

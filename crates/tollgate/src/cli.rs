@@ -248,7 +248,15 @@ async fn reload_command(cli: &Cli) -> anyhow::Result<()> {
     Ok(())
 }
 
-pub(crate) fn load_config(cli: &Cli) -> anyhow::Result<Config> {
+fn finops_target(cli: &Cli) -> anyhow::Result<crate::finops_cli::Target<'_>> {
+    Ok(crate::finops_cli::Target {
+        config: load_config(cli)?,
+        url: cli.url.as_deref(),
+        admin_token: cli.admin_token.as_deref(),
+    })
+}
+
+fn load_config(cli: &Cli) -> anyhow::Result<Config> {
     let mut config = Config::load(cli.config.as_deref(), &ProcessEnv)?;
     if let Some(db) = &cli.db {
         config.storage.url = db.clone();
@@ -256,7 +264,7 @@ pub(crate) fn load_config(cli: &Cli) -> anyhow::Result<Config> {
     Ok(config)
 }
 
-pub(crate) async fn open_store(config: &Config) -> anyhow::Result<Stores> {
+async fn open_store(config: &Config) -> anyhow::Result<Stores> {
     Stores::open_config(&config.storage)
         .await
         .with_context(|| format!("cannot open the database {}", config.storage.url_shown()))
@@ -298,9 +306,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Reload => reload_command(&cli).await,
-        Command::Reconcile(args) => crate::finops_cli::reconcile(&cli, args).await,
-        Command::Export(args) => crate::finops_cli::export(&cli, args).await,
-        Command::Whatif(args) => crate::finops_cli::whatif(&cli, args).await,
+        Command::Reconcile(args) => crate::finops_cli::reconcile(finops_target(&cli)?, args).await,
+        Command::Export(args) => crate::finops_cli::export(finops_target(&cli)?, args).await,
+        Command::Whatif(args) => crate::finops_cli::whatif(finops_target(&cli)?, args).await,
         Command::Audit(cmd) => crate::audit_cli::run(&load_config(&cli)?, cli.url.as_deref(), cmd).await,
         Command::Keys(cmd) => keys_command(&cli, cmd).await,
         Command::Report(args) => report(&cli, args).await,
@@ -514,7 +522,7 @@ async fn report(cli: &Cli, args: &ReportArgs) -> anyhow::Result<()> {
 
 async fn budgets_command(cli: &Cli, cmd: &BudgetsCommand) -> anyhow::Result<()> {
     if let BudgetsCommand::Simulate(args) = cmd {
-        return crate::finops_cli::simulate(cli, args).await;
+        return crate::finops_cli::simulate(finops_target(cli)?, args).await;
     }
     let now = crate::time::now_ms();
     if let Some(url) = &cli.url {

@@ -5,7 +5,35 @@
 use anyhow::Context;
 use clap::Args;
 
-use crate::cli::{load_config, open_store, Cli};
+use crate::config::Config;
+use crate::store::Stores;
+
+/// What a FinOps command gets from the global options: the configuration
+/// (with `--db` applied), and `--url` / `--admin-token` for a running gateway.
+pub struct Target<'a> {
+    pub config: Config,
+    pub url: Option<&'a str>,
+    pub admin_token: Option<&'a str>,
+}
+
+/// `--since` (a duration back from now, a date or an RFC 3339 time) and
+/// `--until` (default now), as Unix ms.
+fn window(since: &str, until: Option<&str>) -> anyhow::Result<(i64, i64)> {
+    let err = |e: crate::error::ApiError| anyhow::anyhow!("{e}");
+    let now = crate::time::now_ms();
+    let from = crate::analytics::parse_day_or_time(since, now, "since").map_err(err)?;
+    let to = match until {
+        Some(u) => crate::analytics::parse_day_or_time(u, now, "until").map_err(err)?,
+        None => now,
+    };
+    Ok((from, to))
+}
+
+async fn open_store(config: &Config) -> anyhow::Result<Stores> {
+    Stores::open_config(&config.storage)
+        .await
+        .with_context(|| format!("cannot open the database {}", config.storage.url_shown()))
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum ReconcileFormat {
@@ -34,7 +62,7 @@ pub struct ReconcileArgs {
 
 /// `tollgate reconcile`: on the database (the configuration's providers and
 /// admin keys), or with `--url` on a running gateway (JSON only).
-pub async fn reconcile(cli: &Cli, args: &ReconcileArgs) -> anyhow::Result<()> {
+pub async fn reconcile(cli: Target<'_>, args: &ReconcileArgs) -> anyhow::Result<()> {
     let err = |e: crate::error::ApiError| anyhow::anyhow!("{e}");
     let now = crate::time::now_ms();
     let since = crate::analytics::parse_since(&args.since, now).map_err(err)?;
@@ -42,10 +70,10 @@ pub async fn reconcile(cli: &Cli, args: &ReconcileArgs) -> anyhow::Result<()> {
         Some(u) => crate::analytics::parse_time(u, "until").map_err(err)?,
         None => now,
     };
-    if let (Some(_), Some(_)) = (&cli.url, &args.from_csv) {
+    if let (Some(_), Some(_)) = (cli.url, &args.from_csv) {
         anyhow::bail!("--from-csv reads a file here: run it on the database, without --url");
     }
-    if let Some(url) = &cli.url {
+    if let Some(url) = cli.url {
         if args.format != ReconcileFormat::Json {
             anyhow::bail!("--url supports --format json only; run on the database for the table");
         }
@@ -56,7 +84,7 @@ pub async fn reconcile(cli: &Cli, args: &ReconcileArgs) -> anyhow::Result<()> {
         let mut req = reqwest::Client::new()
             .post(format!("{}/admin/v1/reconciliation/run", url.trim_end_matches('/')))
             .query(&params);
-        if let Some(t) = &cli.admin_token {
+        if let Some(t) = cli.admin_token {
             req = req.bearer_auth(t);
         }
         let resp = req.send().await.with_context(|| format!("cannot reach the gateway at {url}"))?;
@@ -68,7 +96,7 @@ pub async fn reconcile(cli: &Cli, args: &ReconcileArgs) -> anyhow::Result<()> {
         println!("{text}");
         return Ok(());
     }
-    let config = load_config(cli)?;
+    let config = cli.config;
     let provider = config
         .providers
         .iter()
@@ -124,16 +152,11 @@ pub struct ExportArgs {
 }
 
 /// `tollgate export --format focus`: chargeback/showback CSV, rate cards applied.
-pub async fn export(cli: &Cli, args: &ExportArgs) -> anyhow::Result<()> {
+pub async fn export(cli: Target<'_>, args: &ExportArgs) -> anyhow::Result<()> {
     let err = |e: crate::error::ApiError| anyhow::anyhow!("{e}");
-    let now = crate::time::now_ms();
-    let from = crate::analytics::parse_day_or_time(&args.since, now, "since").map_err(err)?;
-    let to = match &args.until {
-        Some(u) => crate::analytics::parse_day_or_time(u, now, "until").map_err(err)?,
-        None => now,
-    };
+    let (from, to) = window(&args.since, args.until.as_deref())?;
     anyhow::ensure!(from < to, "--since must be before --until");
-    let config = load_config(cli)?;
+    let config = cli.config;
     let store = open_store(&config).await?;
     let rows = crate::analytics::focus_export(
         store.reports.as_ref(),
@@ -187,14 +210,9 @@ pub struct WhatIfArgs {
 }
 
 /// `tollgate whatif`: replays the ledger's history under a scenario.
-pub async fn whatif(cli: &Cli, args: &WhatIfArgs) -> anyhow::Result<()> {
+pub async fn whatif(cli: Target<'_>, args: &WhatIfArgs) -> anyhow::Result<()> {
     let err = |e: crate::error::ApiError| anyhow::anyhow!("{e}");
-    let now = crate::time::now_ms();
-    let from = crate::analytics::parse_day_or_time(&args.since, now, "since").map_err(err)?;
-    let to = match &args.until {
-        Some(u) => crate::analytics::parse_day_or_time(u, now, "until").map_err(err)?,
-        None => now,
-    };
+    let (from, to) = window(&args.since, args.until.as_deref())?;
     for d in &args.by {
         crate::analytics::check_dimension(d).map_err(err)?;
     }
@@ -204,7 +222,7 @@ pub async fn whatif(cli: &Cli, args: &WhatIfArgs) -> anyhow::Result<()> {
     };
     let scenario = crate::whatif::scenario_from(&args.maps, &args.batches, args.cache.as_deref(), rules.as_ref())
         .map_err(|e| anyhow::anyhow!("{e}"))?;
-    let config = load_config(cli)?;
+    let config = cli.config;
     let store = open_store(&config).await?;
     let prices = crate::pricing::Prices::new(config.prices.clone());
     prices.install(&store.governance.price_updates().await?).map_err(|e| anyhow::anyhow!("{e}"))?;
@@ -245,14 +263,9 @@ pub struct SimulateArgs {
 }
 
 /// `tollgate budgets simulate`: a budget replayed over the ledger's history.
-pub async fn simulate(cli: &Cli, args: &SimulateArgs) -> anyhow::Result<()> {
+pub async fn simulate(cli: Target<'_>, args: &SimulateArgs) -> anyhow::Result<()> {
     let err = |e: crate::error::ApiError| anyhow::anyhow!("{e}");
-    let now = crate::time::now_ms();
-    let from = crate::analytics::parse_day_or_time(&args.since, now, "since").map_err(err)?;
-    let to = match &args.until {
-        Some(u) => crate::analytics::parse_day_or_time(u, now, "until").map_err(err)?,
-        None => now,
-    };
+    let (from, to) = window(&args.since, args.until.as_deref())?;
     anyhow::ensure!(from < to, "--since must be before --until");
     let spec = crate::api::budget_spec(crate::api::BudgetBody {
         id: Some("simulated".into()),
@@ -267,7 +280,7 @@ pub async fn simulate(cli: &Cli, args: &SimulateArgs) -> anyhow::Result<()> {
         block_unpriced: false,
     })
     .map_err(err)?;
-    let config = load_config(cli)?;
+    let config = cli.config;
     let store = open_store(&config).await?;
     let mut replayer = crate::budget_replay::Replayer::new(spec.clone(), config.governance.tz);
     let mut after: Option<(i64, String)> = None;

@@ -719,7 +719,7 @@ async fn govern(
                 // Shadow budgets that would have refused it: kept in the row.
                 if !r.shadow_refused.is_empty() {
                     let ids = r.shadow_refused.join(",");
-                    p.row_mut().attribution.tags.insert(crate::budget::SHADOW_TAG.to_owned(), ids);
+                    p.row_mut().attribution.tags.insert(crate::attribution::SHADOW_TAG.to_owned(), ids);
                 }
                 p.reservation = Some(r);
                 p.upper_bound = ask.cost;

@@ -730,7 +730,7 @@ async fn shadow_refusals(state: &AppState, b: &crate::govern::BudgetStatus, now:
         .stores
         .reports
         .spend(crate::analytics::SpendQuery {
-            group_by: vec![crate::budget::SHADOW_TAG.into()],
+            group_by: vec![crate::attribution::SHADOW_TAG.into()],
             from_ms: Some(b.period_start_ms),
             to_ms: Some(now + 1),
             bucket: None,

@@ -163,6 +163,9 @@ test('top spenders: each team row equals the grouped spend', async () => {
   const want = await api(spendQuery(v.from, { groupBy: 'team' }));
   const row = want.rows.find((r) => r.team === QUIET_TEAM);
   assert.equal(await usd(`[data-testid="row-cost"][data-key="${QUIET_TEAM}"]`), row.cost_usd);
+  // The demo's rate card bills research its cost + 12.5 %: shown beside the spend, as the API says.
+  assert.equal(await usd(`[data-testid="row-billed"][data-key="${QUIET_TEAM}"]`), row.billed_usd);
+  assert.notEqual(row.billed_usd, row.cost_usd);
   // research crossed its budget: it is the top spender of the week.
   const first = await page.$eval('[data-testid="spend-table"] tbody tr td a', (a) => a.textContent);
   assert.equal(first, QUIET_TEAM);

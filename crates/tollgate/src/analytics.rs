@@ -68,7 +68,9 @@ pub fn report_json(r: &SpendReport) -> serde_json::Value {
 }
 
 /// Text table for the terminal.
-pub fn report_table(r: &SpendReport) -> String {
+/// `billed`: each row's amount under `[[rate_cards]]` ([`billed_per_row`]),
+/// shown beside the cost when there are cards.
+pub fn report_table(r: &SpendReport, billed: Option<&[tollgate_units::Money]>) -> String {
     let mut head: Vec<String> = r.group_by.clone();
     if r.rows.iter().any(|x| x.bucket_ms.is_some()) {
         head.push("bucket".into());
@@ -90,8 +92,11 @@ pub fn report_table(r: &SpendReport) -> String {
         ]
         .map(String::from),
     );
+    if billed.is_some() {
+        head.push("billed_usd".into());
+    }
     let mut lines: Vec<Vec<String>> = vec![head];
-    for row in &r.rows {
+    for (i, row) in r.rows.iter().enumerate() {
         let mut l: Vec<String> = row.dims.iter().map(|d| d.as_deref().map_or_else(|| "-".into(), printable)).collect();
         if let Some(b) = row.bucket_ms {
             l.push(rfc3339(b).unwrap_or_default());
@@ -110,6 +115,9 @@ pub fn report_table(r: &SpendReport) -> String {
             row.tool_cost.to_string(),
             row.web_search_requests.to_string(),
         ]);
+        if let Some(b) = billed.and_then(|b| b.get(i)) {
+            l.push(b.to_string());
+        }
         lines.push(l);
     }
     let widths: Vec<usize> =
@@ -120,10 +128,11 @@ pub fn report_table(r: &SpendReport) -> String {
         s.push_str(cells.join("  ").trim_end());
         s.push('\n');
     }
-    s.push_str(&format!(
-        "total: {} requests, ${} ({} unpriced)\n",
-        r.total_requests, r.total_cost, r.unpriced_requests
-    ));
+    s.push_str(&format!("total: {} requests, ${} ({} unpriced)", r.total_requests, r.total_cost, r.unpriced_requests));
+    if let Some(b) = billed {
+        s.push_str(&format!(", billed ${}", b.iter().copied().sum::<tollgate_units::Money>()));
+    }
+    s.push('\n');
     s
 }
 
@@ -145,7 +154,7 @@ pub fn csv_text(s: &str) -> String {
 }
 
 /// RFC 4180 CSV; text cells neutralised against formula injection ([`csv_text`]).
-pub fn report_csv(r: &SpendReport) -> String {
+pub fn report_csv(r: &SpendReport, billed: Option<&[tollgate_units::Money]>) -> String {
     let esc = |s: &str| csv_text(s);
     let mut head: Vec<String> = r.group_by.iter().map(|d| esc(d)).collect();
     head.extend(
@@ -166,8 +175,11 @@ pub fn report_csv(r: &SpendReport) -> String {
         ]
         .map(String::from),
     );
+    if billed.is_some() {
+        head.push("billed_usd".into());
+    }
     let mut s = head.join(",") + "\n";
-    for row in &r.rows {
+    for (i, row) in r.rows.iter().enumerate() {
         let mut l: Vec<String> = row.dims.iter().map(|d| esc(d.as_deref().unwrap_or(""))).collect();
         l.push(row.bucket_ms.and_then(rfc3339).unwrap_or_default());
         l.extend([
@@ -184,6 +196,9 @@ pub fn report_csv(r: &SpendReport) -> String {
             row.tool_cost.to_string(),
             row.web_search_requests.to_string(),
         ]);
+        if let Some(b) = billed.and_then(|b| b.get(i)) {
+            l.push(b.to_string());
+        }
         s.push_str(&l.join(","));
         s.push('\n');
     }

@@ -479,7 +479,7 @@ async fn report(cli: &Cli, args: &ReportArgs) -> anyhow::Result<()> {
     for d in q.group_by.iter().chain(q.filters.iter().map(|(d, _)| d)) {
         analytics::check_dimension(d).map_err(err)?;
     }
-    let report = if let Some(url) = &cli.url {
+    let (report, billed) = if let Some(url) = &cli.url {
         // Remote: the same query through the API, re-rendered here.
         let mut params: Vec<(String, String)> = vec![("from".into(), args.since.clone())];
         if !q.group_by.is_empty() {
@@ -510,12 +510,18 @@ async fn report(cli: &Cli, args: &ReportArgs) -> anyhow::Result<()> {
         let config = load_config(cli)?;
         let store = open_store(&config).await?;
         q.to_ms = None;
-        store.reports.spend(q).await?
+        let report = store.reports.spend(q.clone()).await?;
+        // With [[rate_cards]], what each row bills beside its cost.
+        let billed = analytics::billed_per_row(store.reports.as_ref(), &q, &report, &config.rate_cards).await?;
+        (report, billed)
     };
+    let billed = billed.as_deref();
     match args.format {
-        ReportFormat::Table => print!("{}", analytics::report_table(&report)),
-        ReportFormat::Csv => print!("{}", analytics::report_csv(&report)),
-        ReportFormat::Json => println!("{}", serde_json::to_string_pretty(&analytics::report_json(&report))?),
+        ReportFormat::Table => print!("{}", analytics::report_table(&report, billed)),
+        ReportFormat::Csv => print!("{}", analytics::report_csv(&report, billed)),
+        ReportFormat::Json => {
+            println!("{}", serde_json::to_string_pretty(&analytics::report_json_billed(&report, billed))?)
+        }
     }
     Ok(())
 }

@@ -102,6 +102,13 @@ fallbacks = ["claude-sonnet-4-5"]
 name = "{UNPRICED_MODEL}"
 targets = [{{ provider = "local-vllm", model = "{UNPRICED_MODEL}" }}]
 
+# Chargeback: research is billed its cost plus 12.5 % (shown as "Billed"
+# beside the spend, and in `tollgate export --format focus`).
+[[rate_cards]]
+name = "research chargeback"
+when = {{ team = "research" }}
+markup_percent = "12.5"
+
 # The providers' own cost reports, read again every hour (also at start).
 [reconcile]
 every = "1h"

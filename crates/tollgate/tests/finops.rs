@@ -507,3 +507,82 @@ async fn drift_beyond_the_tolerance_is_posted_to_the_webhooks_once() {
     assert_eq!(n, 1);
     h.stop().await;
 }
+
+/// The FinOps commands as a user runs them, on a database with seeded rows:
+/// `report` bills beside the cost, `budgets simulate`, `export`, `whatif`.
+#[test]
+fn the_finops_commands_run_on_the_database() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("f.db");
+    let config = dir.path().join("tollgate.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[storage]\nurl = \"sqlite://{}\"\n\n[[rate_cards]]\nname = \"growth markup\"\nwhen = {{ team = \"growth\" }}\nmarkup_percent = \"15\"\n",
+            db.display()
+        ),
+    )
+    .unwrap();
+    {
+        let store = tollgate::store::sqlite::SqliteStore::open(&format!("sqlite://{}", db.display())).unwrap();
+        let mut search = past_row("c3", 1, "gpt-4o-mini", 1_000, 200, 270_000);
+        search.attribution.tags.insert("team".into(), "search".into());
+        store
+            .append(&[
+                &past_row("c1", 2, "gpt-4o-mini", 1_000, 200, 270_000),
+                &past_row("c2", 1, "gpt-4o", 1_000, 200, 4_500_000),
+                &search,
+            ])
+            .unwrap();
+    }
+    let run = |args: &[&str]| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_tollgate"))
+            .arg("--config")
+            .arg(&config)
+            .args(args)
+            .env("TOLLGATE_LOG", "warn")
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8(out.stdout).unwrap()
+    };
+    // growth: 270,000 + 4,500,000 = 4,770,000 nanos, billed × 1.15 =
+    // 5,485,500; search: 270,000, no card.
+    let csv = run(&["report", "--by", "team", "--since", "7d", "--format", "csv"]);
+    let head: Vec<&str> = csv.lines().next().unwrap().split(',').collect();
+    let billed = head.iter().position(|c| *c == "billed_usd").expect("a billed_usd column");
+    let growth: Vec<&str> = csv.lines().find(|l| l.starts_with("growth,")).unwrap().split(',').collect();
+    assert_eq!(growth[billed], "0.005485500");
+    let search: Vec<&str> = csv.lines().find(|l| l.starts_with("search,")).unwrap().split(',').collect();
+    assert_eq!(search[billed], "0.000270000");
+    // A $0.001 daily budget on growth: 270,000 fits two days ago; yesterday's
+    // 4,500,000 does not (refused, nothing booked).
+    let sim: Value = serde_json::from_str(&run(&[
+        "budgets",
+        "simulate",
+        "--scope",
+        "team=growth",
+        "--limit",
+        "0.001",
+        "--period",
+        "day",
+        "--since",
+        "7d",
+        "--format",
+        "json",
+    ]))
+    .unwrap();
+    assert_eq!((sim["rows_covered"].as_u64(), sim["refused_requests"].as_u64()), (Some(2), Some(1)));
+    assert_eq!(sim["refused_usd"], "0.004500000");
+    // The FOCUS file: effective 5,040,000 in all; billed 5,485,500 + 270,000.
+    let out = dir.path().join("focus.csv");
+    run(&["export", "--format", "focus", "--since", &day(-7), "--by", "team", "--output", out.to_str().unwrap()]);
+    let focus = parse_csv(&std::fs::read_to_string(&out).unwrap());
+    let sum = |col: &str| focus.iter().map(|r| r[col].parse::<Money>().unwrap().nanos()).sum::<i64>();
+    assert_eq!((sum("EffectiveCost"), sum("BilledCost")), (5_040_000, 5_755_500));
+    // What-if: gpt-4o → gpt-4o-mini turns 4,500,000 into 270,000.
+    let w: Value =
+        serde_json::from_str(&run(&["whatif", "--since", "7d", "--map", "gpt-4o=gpt-4o-mini", "--format", "json"]))
+            .unwrap();
+    assert_eq!((w["before_usd"].as_str(), w["after_usd"].as_str()), (Some("0.005040000"), Some("0.000810000")));
+}

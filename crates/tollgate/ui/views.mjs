@@ -176,6 +176,10 @@ function spendTable(entries, dim, total, { testid, names } = {}) {
     { label: 'Share', num: true, cell: (e) => fmtPct(e.cost, total) },
     { label: 'Per request', num: true, cell: (e) => money(avgNanos(e.cost, e.requests)) },
     { label: 'Cache savings', num: true, cell: (e) => money(e.savings) },
+    // With [[rate_cards]], the API says what each row bills.
+    ...(entries.some((e) => e.billed !== null)
+      ? [{ label: 'Billed', num: true, cell: (e) => (e.billed === null ? '–' : money(e.billed, { 'data-testid': 'row-billed', 'data-key': e.key })) }]
+      : []),
     { label: '', cell: (e) => (e.raw === null ? '' : requestsLink([[dim, e.raw]])) },
   ], entries, { testid });
 }
@@ -186,6 +190,7 @@ function entriesOf(rows, dim) {
     input: e.rows.reduce((a, r) => a + r.input_tokens, 0),
     output: e.rows.reduce((a, r) => a + r.output_tokens, 0),
     savings: sumUsd(e.rows.map((r) => r.cache_savings_usd)),
+    billed: e.rows.every((r) => r.billed_usd !== undefined) ? sumUsd(e.rows.map((r) => r.billed_usd)) : null,
   }));
 }
 

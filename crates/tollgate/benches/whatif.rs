@@ -75,6 +75,40 @@ fn main() {
     };
     let by: Vec<String> = ["team", "feature", "model"].map(String::from).to_vec();
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().expect("runtime");
+    // Reports over the history (issue 19: under 1 s at 10 M rows): the
+    // report `--by team,model --since 30d`, the dashboard overview's five
+    // spend queries over 7 days, and the request log's first page and one
+    // half-way down.
+    let end = start_ms + n as i64 * 2_000;
+    let spend = |group_by: &[&str], days: i64, bucket: Option<tollgate::query::Bucket>| tollgate::query::SpendQuery {
+        group_by: group_by.iter().map(|d| d.to_string()).collect(),
+        from_ms: Some(end - days * 86_400_000),
+        to_ms: None,
+        bucket,
+        filters: vec![],
+    };
+    let t = Instant::now();
+    let report = rt.block_on(stores.reports.spend(spend(&["team", "model"], 30, None))).expect("report");
+    println!("report --by team,model --since 30d: {:.3} s ({} groups)", t.elapsed().as_secs_f64(), report.rows.len());
+    let t = Instant::now();
+    for q in [
+        spend(&[], 7, None),
+        spend(&["team"], 7, Some(tollgate::query::Bucket::Day)),
+        spend(&["team"], 7, None),
+        spend(&["feature"], 7, None),
+        spend(&["model"], 7, None),
+    ] {
+        rt.block_on(stores.reports.spend(q)).expect("overview");
+    }
+    println!("dashboard overview (5 spend queries, 7 days): {:.3} s", t.elapsed().as_secs_f64());
+    for (what, cursor) in [("first page", None), ("a page half-way down", Some(format!("r{:09}", n / 2)))] {
+        let t = Instant::now();
+        let page = rt
+            .block_on(stores.requests.requests(tollgate::store::RequestQuery { filters: vec![], limit: 100, cursor }))
+            .expect("requests");
+        println!("request log, {what} (100 rows): {:.4} s ({} rows)", t.elapsed().as_secs_f64(), page.rows.len());
+    }
+
     // The read alone (the store's pages, no replay), to tell the two apart.
     let t = Instant::now();
     let mut read = 0usize;

@@ -1149,6 +1149,27 @@ async fn send_live(http: &reqwest::Client, base: &str, team_keys: &[(String, Str
     }
 }
 
+/// The demo's live requests, `count` of them, in the order its generator
+/// picks them (the same seed), sent one after another without its pacing:
+/// a repeatable sample of the demo's traffic, to feed two gateways the same
+/// traffic (the shadow-budget test). `team_keys`: a virtual key per demo
+/// team (`growth`, `search`, `support`, `platform`). Returns the number of
+/// HTTP requests sent (agent runs send several).
+#[doc(hidden)]
+pub async fn send_demo_sample(base: &str, team_keys: &[(String, String)], count: u64) -> u64 {
+    let http = reqwest::Client::new();
+    let mut rng = StdRng::seed_from_u64(0x11fe_7a1c);
+    let mut sent = 0;
+    for n in 0..count {
+        let kind = pick_kind(&mut rng);
+        if team_keys.iter().any(|(t, _)| t == kind.team) {
+            sent += 1 + if kind.agent.is_some() { 2 + n % 3 } else { 0 };
+        }
+        send_live(&http, base, team_keys, kind, n).await;
+    }
+    sent
+}
+
 /// The deliberate incident starts this long after live traffic.
 const RUNAWAY_AFTER: Duration = Duration::from_secs(90);
 /// Its requests, one every [`RUNAWAY_EVERY`].

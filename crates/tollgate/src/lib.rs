@@ -21,6 +21,8 @@ pub mod cli;
 pub mod config;
 pub(crate) mod dashboard;
 pub(crate) mod demo;
+#[doc(hidden)]
+pub use demo::send_demo_sample;
 pub(crate) mod error;
 pub(crate) mod finops_cli;
 pub(crate) mod google_auth;

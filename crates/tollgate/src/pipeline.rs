@@ -697,7 +697,18 @@ async fn govern(
         let ask = estimate::max_cost(&live.config, &pricing, plan, &p.info, &body, default_out);
         let attribution = p.row().attribution.clone();
         let facts = Facts { key_id: principal.id(), model, provider: Some(&provider_name), attribution: &attribution };
-        match state.governor.reserve(&facts, ask, now).await {
+        // What block does before refusing an uncapped request (below):
+        // shadow budgets weigh the same way.
+        let can_cap = !capped
+            && p.info.max_output_tokens.is_none()
+            && p.format != ApiFormat::OpenAiEmbeddings
+            && p.info.media.is_none();
+        let fits = |room: Money| {
+            estimate::output_tokens_within(&live.config, &pricing, plan, &p.info, &body, room)
+                >= estimate::MIN_CLAMPED_OUTPUT
+        };
+        let fits: Option<&(dyn Fn(Money) -> bool + Sync)> = if can_cap { Some(&fits) } else { None };
+        match state.governor.reserve_with(&facts, ask, now, fits).await {
             Ok(r) => {
                 // Under a budget, a request that neither it nor its model's
                 // catalog entry bounds is capped at the default reserved for

@@ -586,3 +586,47 @@ fn the_finops_commands_run_on_the_database() {
             .unwrap();
     assert_eq!((w["before_usd"].as_str(), w["after_usd"].as_str()), (Some("0.005040000"), Some("0.000810000")));
 }
+
+/// The demo's own traffic (its generator's requests, in its seeded order)
+/// fed to two gateways: one whose `env=prod` day budget blocks, one whose
+/// same budget only shadows. Row by row, in order, the shadow marks exactly
+/// the requests the blocking gateway refused.
+#[tokio::test]
+async fn under_the_demos_traffic_the_shadow_budget_marks_what_block_refuses() {
+    let budget = |action: &str| {
+        format!(
+            "[[budgets]]\nid = \"prod-day\"\nscope = {{ env = \"prod\" }}\nlimit_usd = \"0.05\"\nperiod = \"day\"\naction = \"{action}\"\n"
+        )
+    };
+    let block = Harness::start_with(&budget("block"), |c| c).await;
+    let shadow = Harness::start_with(&budget("shadow"), |c| c).await;
+    let mut outcomes = Vec::new();
+    for (h, marked) in [(&block, false), (&shadow, true)] {
+        let mut keys = Vec::new();
+        for team in ["growth", "search", "support", "platform"] {
+            keys.push((team.to_owned(), h.add_key(&format!("{team}-service"), Some(team)).await));
+        }
+        let sent = tollgate::send_demo_sample(&h.base, &keys, 60).await;
+        let mut rows = h.wait_rows(usize::try_from(sent).unwrap()).await;
+        assert_eq!(rows.len() as u64, sent, "one row per request");
+        rows.sort_by(|a, b| (a.time_ms, &a.request_id).cmp(&(b.time_ms, &b.request_id)));
+        let flags: Vec<bool> = rows
+            .iter()
+            .map(|r| {
+                if marked {
+                    r.attribution.tags.get("shadow_refused").is_some_and(|ids| ids == "prod-day")
+                } else {
+                    r.error_code.as_deref() == Some("budget_exceeded")
+                }
+            })
+            .collect();
+        outcomes.push(flags);
+    }
+    let (refused, marked) = (&outcomes[0], &outcomes[1]);
+    let n = refused.iter().filter(|f| **f).count();
+    assert!(n > 0 && n < refused.len(), "the budget runs out part way: {n} of {}", refused.len());
+    eprintln!("demo traffic: {} requests, {n} refused by block, the same {n} marked by the shadow", refused.len());
+    assert_eq!(marked, refused, "the shadow marks, in order, exactly what block refused");
+    block.stop().await;
+    shadow.stop().await;
+}

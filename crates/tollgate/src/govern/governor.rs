@@ -445,6 +445,21 @@ impl Governor {
     /// Reserves `ask` against every budget and limit that covers `facts`, all
     /// or nothing. Budgets whose action is `alert` never refuse.
     pub async fn reserve(self: &Arc<Self>, facts: &Facts<'_>, ask: Ask, now_ms: i64) -> Result<Reservation, Refusal> {
+        self.reserve_with(facts, ask, now_ms, None).await
+    }
+
+    /// [`Governor::reserve`], with what `block` does before it refuses a
+    /// request whose output is not capped: `fits(room)` says whether the
+    /// request, its output capped to what the room allows, would still be
+    /// sent. A shadow budget that cannot hold the whole upper bound then
+    /// books the room instead, as `block` books the capped request.
+    pub async fn reserve_with(
+        self: &Arc<Self>,
+        facts: &Facts<'_>,
+        ask: Ask,
+        now_ms: i64,
+        fits: Option<&(dyn Fn(Money) -> bool + Sync)>,
+    ) -> Result<Reservation, Refusal> {
         let cost = ask.cost.map_or(0, |c| c.nanos().max(0));
         let tokens = i64::try_from(ask.tokens).unwrap_or(i64::MAX);
         let mut asks: Vec<CounterAsk> = Vec::new();
@@ -502,7 +517,7 @@ impl Governor {
         }
         if asks.is_empty() {
             let r = Reservation::new(self.clone(), None, asks, held, cost, tokens, None);
-            return Ok(self.reserve_shadows(r, shadows, now_ms).await);
+            return Ok(self.reserve_shadows(r, shadows, fits, now_ms).await);
         }
         let mut answer = self.counters.reserve(&asks, self.lease_ms, now_ms).await;
         // A budget counter the counter store does not have (Redis restarted
@@ -532,7 +547,7 @@ impl Governor {
             Ok(Ok(granted)) => {
                 let tightest = granted.remaining.iter().flatten().min().copied().map(Money::from_nanos);
                 let r = Reservation::new(self.clone(), Some(granted.lease), asks, held, cost, tokens, tightest);
-                Ok(self.reserve_shadows(r, shadows, now_ms).await)
+                Ok(self.reserve_shadows(r, shadows, fits, now_ms).await)
             }
             Ok(Err(CounterRefusal::Exhausted { index, remaining, resets_at_ms })) => {
                 let spec = self.spec_of(&held[index], &asks[index].key);
@@ -566,9 +581,10 @@ impl Governor {
         self: &Arc<Self>,
         mut r: Reservation,
         shadows: Vec<(CounterAsk, Held)>,
+        fits: Option<&(dyn Fn(Money) -> bool + Sync)>,
         now_ms: i64,
     ) -> Reservation {
-        for (ask, held) in shadows {
+        for (mut ask, held) in shadows {
             let Held::Budget(id) = &held else { continue };
             let mut answer = self.counters.reserve(std::slice::from_ref(&ask), self.lease_ms, now_ms).await;
             if let Ok(Err(CounterRefusal::Unseeded { .. })) = answer {
@@ -579,6 +595,14 @@ impl Governor {
                     }
                 }
                 answer = self.counters.reserve(std::slice::from_ref(&ask), self.lease_ms, now_ms).await;
+            }
+            // Block would cap the output to the room left and send it.
+            if let (Ok(Err(CounterRefusal::Exhausted { remaining, .. })), Some(fits)) = (&answer, fits) {
+                let room = (*remaining).max(0);
+                if room > 0 && room < ask.amount && fits(Money::from_nanos(room)) {
+                    ask.amount = room;
+                    answer = self.counters.reserve(std::slice::from_ref(&ask), self.lease_ms, now_ms).await;
+                }
             }
             match answer {
                 Ok(Ok(granted)) => r.shadows.push((granted.lease, ask, held)),

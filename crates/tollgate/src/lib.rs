@@ -20,9 +20,7 @@ pub mod chargeback;
 pub mod cli;
 pub mod config;
 pub(crate) mod dashboard;
-pub(crate) mod demo;
-#[doc(hidden)]
-pub use demo::send_demo_sample;
+pub mod demo;
 pub(crate) mod error;
 pub(crate) mod finops_cli;
 pub(crate) mod google_auth;

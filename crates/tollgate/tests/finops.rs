@@ -606,7 +606,7 @@ async fn under_the_demos_traffic_the_shadow_budget_marks_what_block_refuses() {
         for team in ["growth", "search", "support", "platform"] {
             keys.push((team.to_owned(), h.add_key(&format!("{team}-service"), Some(team)).await));
         }
-        let sent = tollgate::send_demo_sample(&h.base, &keys, 60).await;
+        let sent = tollgate::demo::send_demo_sample(&h.base, &keys, 60).await;
         let mut rows = h.wait_rows(usize::try_from(sent).unwrap()).await;
         assert_eq!(rows.len() as u64, sent, "one row per request");
         rows.sort_by(|a, b| (a.time_ms, &a.request_id).cmp(&(b.time_ms, &b.request_id)));

@@ -315,7 +315,7 @@ pub fn price_update_states(id: i64, source: &str, diff: &Value) -> (Value, Value
 
 /// The team a budget or limit scope names, if it names one.
 pub fn scope_team(scope: &crate::budget::Scope) -> Option<String> {
-    scope.0.get("team").cloned()
+    scope.get("team").map(str::to_string)
 }
 
 /// A time bound of an audit question: milliseconds since the epoch

@@ -19,8 +19,12 @@ pub const LEASE_MS: i64 = 15 * 60_000;
 /// Which requests a budget or limit covers: every pair must match. Keys are
 /// `key` (key id), `model` (requested model), `provider`, or any tag
 /// (`team`, `user`, `org`, `env`, `feature`, custom…).
+///
+/// Held as pairs sorted by name (names unique): a budget's scope has one or
+/// two pairs, and a map node for them cost ~600 bytes per copy, for each of
+/// a hundred thousand budgets.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
-pub struct Scope(pub BTreeMap<String, String>);
+pub struct Scope(Vec<(String, String)>);
 
 /// What a request is, for scope matching.
 #[derive(Debug, Clone, Copy)]
@@ -46,7 +50,23 @@ impl Scope {
         if m.is_empty() {
             return Err("a scope needs at least one key=value".into());
         }
-        Ok(Scope(m))
+        Ok(Scope(m.into_iter().collect()))
+    }
+
+    /// The scope of these pairs (a name given twice keeps its last value).
+    pub fn from_pairs(pairs: impl IntoIterator<Item = (String, String)>) -> Scope {
+        let m: BTreeMap<String, String> = pairs.into_iter().collect();
+        Scope(m.into_iter().collect())
+    }
+
+    /// The value a scope requires for `name` (`team`, `key`, `model`…).
+    pub fn get(&self, name: &str) -> Option<&str> {
+        self.0.binary_search_by(|(k, _)| k.as_str().cmp(name)).ok().map(|i| self.0[i].1.as_str())
+    }
+
+    /// The pairs, sorted by name.
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.0.iter().map(|(k, v)| (k.as_str(), v.as_str()))
     }
 
     pub fn matches(&self, f: &Facts<'_>) -> bool {
@@ -71,6 +91,13 @@ impl fmt::Display for Scope {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let parts: Vec<String> = self.0.iter().map(|(k, v)| format!("{k}={v}")).collect();
         f.write_str(&parts.join(","))
+    }
+}
+
+/// A JSON object of the pairs (`{"team": "growth"}`).
+impl serde::Serialize for Scope {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_map(self.0.iter().map(|(k, v)| (k, v)))
     }
 }
 
@@ -435,6 +462,23 @@ mod tests {
     }
 
     #[test]
+    fn a_scope_is_its_pairs_by_name_whatever_the_order_given() {
+        let s = Scope::parse("team=growth, env=prod,Team=search").unwrap();
+        // Names are lower-cased; the later `team` wins; pairs come sorted by name.
+        assert_eq!(s.iter().collect::<Vec<_>>(), [("env", "prod"), ("team", "search")]);
+        assert_eq!((s.get("team"), s.get("env"), s.get("user")), (Some("search"), Some("prod"), None));
+        assert_eq!(s.to_string(), "env=prod,team=search");
+        assert_eq!(serde_json::to_string(&s).unwrap(), r#"{"env":"prod","team":"search"}"#);
+        let same = Scope::from_pairs([
+            ("team".into(), "x".into()),
+            ("env".into(), "prod".into()),
+            ("team".into(), "search".into()),
+        ]);
+        assert_eq!(same, s);
+        assert!(Scope::parse("env=prod") < Scope::parse("team=a"), "ordered as the sorted pairs are");
+    }
+
+    #[test]
     fn scopes_match_tags_keys_models() {
         let mut a = Attribution::default();
         a.tags.insert("team".into(), "growth".into());
@@ -514,7 +558,7 @@ mod tests {
 
         fn scope() -> impl Strategy<Value = Scope> {
             proptest::collection::btree_map(part().prop_map(|(k, v)| (k, v)), Just(()), 1..4)
-                .prop_map(|m| Scope(m.into_keys().collect()))
+                .prop_map(|m| Scope::from_pairs(m.into_keys()))
         }
 
         proptest! {

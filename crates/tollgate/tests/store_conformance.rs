@@ -655,6 +655,24 @@ pub async fn spend_per_second_feeds_rolling_budgets(stores: Stores) {
         .map(|r| r.cost.map_or(0, |c| c.nanos()))
         .sum();
     assert_eq!(total, want);
+    // Many scopes in one trip (budgets seeded at start-up): each answer is
+    // what the scope asked alone gets, in the order asked.
+    let asks: Vec<(Vec<(String, String)>, i64)> = vec![
+        (vec![("team".into(), "growth".into())], from),
+        (vec![("team".into(), "nobody".into())], BASE),
+        (vec![("team".into(), "growth".into())], BASE),
+        (vec![], from),
+    ];
+    let many = stores.reports.spend_per_second_many(asks.clone()).await.unwrap();
+    assert_eq!(many.len(), asks.len());
+    assert_eq!(many[0], got);
+    assert!(many[1].is_empty(), "a scope without rows has no spend");
+    for (i, (filters, from_ms)) in asks.into_iter().enumerate() {
+        assert_eq!(many[i], stores.reports.spend_per_second(filters, from_ms).await.unwrap(), "ask {i}");
+    }
+    let all_since: i64 = many[3].iter().map(|(_, n)| n).sum();
+    let want_all: i64 = rows.iter().filter(|r| r.time_ms >= from).map(|r| r.cost.map_or(0, |c| c.nanos())).sum();
+    assert_eq!(all_since, want_all);
     let unpriced = stores.reports.unpriced_models().await.unwrap();
     let n: i64 = unpriced.iter().map(|(_, _, n)| n).sum();
     assert_eq!(n, rows.iter().filter(|r| r.cost.is_none()).count() as i64);

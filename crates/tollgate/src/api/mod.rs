@@ -590,7 +590,7 @@ async fn alerts(
                 }
                 Some(json!({
                     "budget_id": a.budget_id,
-                    "scope": spec.map(|s| &s.scope.0),
+                    "scope": spec.map(|s| &s.scope),
                     "threshold": format!("{}.{:03}", a.threshold / 1000, a.threshold % 1000),
                     "period_start": ms3339(a.period_start_ms),
                     "fired_at": ms3339(a.fired_ms),
@@ -672,7 +672,7 @@ pub fn budget_json(b: &crate::govern::BudgetStatus, now_ms: i64) -> Value {
         crate::budget::forecast_exhaustion(b.spent, b.spec.limit, b.period_start_ms, now_ms, b.period_end_ms);
     json!({
         "id": b.spec.id,
-        "scope": b.spec.scope.0,
+        "scope": b.spec.scope,
         "period": b.spec.period.to_string(),
         "action": b.spec.action.to_string(),
         "limit_usd": b.spec.limit.to_string(),
@@ -697,7 +697,7 @@ fn read_only(id: &str) -> ApiError {
 }
 
 pub(crate) fn budget_team(b: &crate::budget::BudgetSpec) -> Option<&str> {
-    b.scope.0.get("team").map(String::as_str)
+    b.scope.get("team")
 }
 
 async fn budgets(State(state): State<Arc<AppState>>, Extension(caller): Extension<Caller>) -> Response {

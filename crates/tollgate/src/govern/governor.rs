@@ -296,6 +296,9 @@ impl Governor {
         rows: &[crate::record::LedgerRow],
         now_ms: i64,
     ) -> Result<(), CounterError> {
+        if rows.is_empty() {
+            return Ok(());
+        }
         for spec in specs {
             let key = budget_key(spec);
             let rule = BudgetRule {
@@ -858,7 +861,7 @@ pub async fn install_budget(
     spec: BudgetSpec,
     now_ms: i64,
 ) -> Result<(), crate::store::StoreError> {
-    install(stores, governor, spec, None, now_ms).await
+    install(stores, governor, spec, None, None, now_ms).await
 }
 
 /// Installs many budgets (at start-up, or when replicas notice a change):
@@ -879,25 +882,44 @@ pub async fn install_budgets(
     }
     // Every budget is tried; the first failure is returned (the rest are installed).
     let mut first_error = None;
-    for spec in specs {
-        let id = spec.id.clone();
-        if let Err(error) = install(stores, governor, spec, Some(&mut fired), now_ms).await {
-            tracing::error!(%error, budget = %id, "cannot install budget");
-            first_error.get_or_insert(error);
+    let mut specs = specs.into_iter().peekable();
+    while specs.peek().is_some() {
+        let batch: Vec<BudgetSpec> = specs.by_ref().take(SEED_BATCH).collect();
+        // What the ledger holds for each, read in one trip to the store.
+        let asks =
+            batch.iter().map(|s| (s.scope.ledger_filters(), s.period.window(now_ms, governor.time_zone()).0)).collect();
+        let spent = match stores.reports.spend_per_second_many(asks).await {
+            Ok(spent) if spent.len() == batch.len() => spent.into_iter().map(Some).collect(),
+            // Asked again one by one, so each failure is told with its budget.
+            _ => vec![None; batch.len()],
+        };
+        for (spec, spent) in batch.into_iter().zip(spent) {
+            let id = spec.id.clone();
+            if let Err(error) = install(stores, governor, spec, spent, Some(&mut fired), now_ms).await {
+                tracing::error!(%error, budget = %id, "cannot install budget");
+                first_error.get_or_insert(error);
+            }
         }
     }
     first_error.map_or(Ok(()), Err)
 }
 
+/// Budgets whose ledger spend is read in one trip at start-up.
+const SEED_BATCH: usize = 1000;
+
 async fn install(
     stores: &crate::store::Stores,
     governor: &Governor,
     spec: BudgetSpec,
+    spent: Option<Vec<(i64, i64)>>,
     prefetched: Option<&mut std::collections::HashMap<(String, i64), BTreeSet<u32>>>,
     now_ms: i64,
 ) -> Result<(), crate::store::StoreError> {
     let (start, _) = spec.period.window(now_ms, governor.time_zone());
-    let spent = stores.reports.spend_per_second(spec.scope.ledger_filters(), start).await?;
+    let spent = match spent {
+        Some(spent) => spent,
+        None => stores.reports.spend_per_second(spec.scope.ledger_filters(), start).await?,
+    };
     let fired = match spec.period {
         // A rolling window keeps no alert record of its own (its start moves):
         // a threshold the seeded spend is already past was alerted when it was

@@ -233,9 +233,9 @@ impl Metrics {
                 known_models.extend(r.targets.iter().map(|t| t.model.clone()));
             }
             // The teams the configuration names: budget scopes, team admins.
-            let budget_teams = c.governance.budgets.iter().filter_map(|b| b.scope.0.get("team"));
+            let budget_teams = c.governance.budgets.iter().filter_map(|b| b.scope.get("team"));
             let admin_teams = c.admin_tokens.iter().filter_map(|t| match &t.role {
-                crate::config::Role::TeamAdmin(team) => Some(team),
+                crate::config::Role::TeamAdmin(team) => Some(team.as_str()),
                 _ => None,
             });
             for t in budget_teams.chain(admin_teams) {

@@ -94,6 +94,9 @@ impl Reports for Sqlite {
     fn spend_per_second(&self, filters: Vec<(String, String)>, from_ms: i64) -> StoreFuture<'_, Vec<(i64, i64)>> {
         blocking(&self.0, move |db| db.spend_per_second(&filters, from_ms))
     }
+    fn spend_per_second_many(&self, asks: Vec<(Vec<(String, String)>, i64)>) -> StoreFuture<'_, Vec<Vec<(i64, i64)>>> {
+        blocking(&self.0, move |db| db.spend_per_second_many(&asks))
+    }
     fn unpriced_models(&self) -> StoreFuture<'_, Vec<(String, String, i64)>> {
         blocking(&self.0, |db| db.unpriced_models())
     }

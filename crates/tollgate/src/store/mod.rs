@@ -231,6 +231,18 @@ pub trait Reports: Send + Sync {
     fn prompt_cache(&self, by: String, from_ms: i64) -> StoreFuture<'_, Vec<PromptCacheRow>>;
     /// Settled spend per second since `from_ms` for rows matching `filters`.
     fn spend_per_second(&self, filters: Vec<(String, String)>, from_ms: i64) -> StoreFuture<'_, Vec<(i64, i64)>>;
+    /// [`Reports::spend_per_second`] for many scopes at once (budgets seeded
+    /// at start-up), answers in the order asked. A store that can answer them
+    /// in one trip overrides this; the default asks one at a time.
+    fn spend_per_second_many(&self, asks: Vec<(Vec<(String, String)>, i64)>) -> StoreFuture<'_, Vec<Vec<(i64, i64)>>> {
+        Box::pin(async move {
+            let mut out = Vec::with_capacity(asks.len());
+            for (filters, from_ms) in asks {
+                out.push(self.spend_per_second(filters, from_ms).await?);
+            }
+            Ok(out)
+        })
+    }
     /// Models with rows but no price: (provider, model, requests).
     fn unpriced_models(&self) -> StoreFuture<'_, Vec<(String, String, i64)>>;
 }

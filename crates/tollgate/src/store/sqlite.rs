@@ -1003,12 +1003,29 @@ impl SqliteStore {
 
     /// Settled spend per second since `from_ms` for rows matching `filters` (rolling budgets).
     pub fn spend_per_second(&self, filters: &[(String, String)], from_ms: i64) -> Result<Vec<(i64, i64)>, StoreError> {
-        let query = super::sql::spend_per_second_query(super::sql::Dialect::Sqlite, filters, from_ms);
-        let conn = self.reader();
-        let mut stmt = conn.prepare(&query.text)?;
-        let rows = stmt.query_map(rusqlite::params_from_iter(values(&query)), |r| Ok((r.get(0)?, r.get(1)?)))?;
-        Ok(rows.collect::<Result<_, _>>()?)
+        spend_per_second_on(&self.reader(), filters, from_ms)
     }
+
+    /// Many scopes' spend per second on one connection, one statement per
+    /// shape of scope (its text is cached; only the bound values change).
+    pub fn spend_per_second_many(
+        &self,
+        asks: &[(Vec<(String, String)>, i64)],
+    ) -> Result<Vec<Vec<(i64, i64)>>, StoreError> {
+        let conn = self.reader();
+        asks.iter().map(|(filters, from_ms)| spend_per_second_on(&conn, filters, *from_ms)).collect()
+    }
+}
+
+fn spend_per_second_on(
+    conn: &Connection,
+    filters: &[(String, String)],
+    from_ms: i64,
+) -> Result<Vec<(i64, i64)>, StoreError> {
+    let query = super::sql::spend_per_second_query(super::sql::Dialect::Sqlite, filters, from_ms);
+    let mut stmt = conn.prepare_cached(&query.text)?;
+    let rows = stmt.query_map(rusqlite::params_from_iter(values(&query)), |r| Ok((r.get(0)?, r.get(1)?)))?;
+    Ok(rows.collect::<Result<_, _>>()?)
 }
 
 /// The audit log (the blocking calls behind [`super::AuditLog`]).

@@ -964,6 +964,22 @@ fn open_stream(p: &Pending, answer: Answer) -> Result<OpenStream, ApiError> {
     }
 }
 
+/// Client events joined into one body chunk at most this large (bigger
+/// bursts leave in several).
+const COALESCE_BYTES: usize = 64 * 1024;
+
+/// The events as one body chunk (no copy for a single event).
+fn joined(out: &mut Vec<Bytes>) -> Bytes {
+    if out.len() == 1 {
+        return out.pop().unwrap_or_default();
+    }
+    let mut b = bytes::BytesMut::with_capacity(out.iter().map(Bytes::len).sum());
+    for e in out.drain(..) {
+        b.extend_from_slice(&e);
+    }
+    b.freeze()
+}
+
 fn relay_stream(state: Arc<AppState>, p: Pending, answer: OpenStream) -> Response {
     let (tx, mut rx) = mpsc::channel::<Bytes>(32);
     let request_id = p.request_id().to_string();
@@ -1009,16 +1025,28 @@ async fn relay(state: Arc<AppState>, mut p: Pending, answer: OpenStream, tx: mps
     let mut kept: Option<(Vec<Bytes>, usize)> = p.cache_key.map(|_| (Vec::new(), 0));
     let cap = state.cache.max_entry_bytes();
     let cut = p.cut.clone();
+    // The idle timeout is one timer for the whole stream, moved on only when
+    // it fires early (a chunk came since it was set): a timer per chunk was
+    // a registration and a cancellation in the timer wheel on every chunk.
+    let quiet = tokio::time::sleep(idle);
+    tokio::pin!(quiet);
+    let mut last_chunk = tokio::time::Instant::now();
+    // An end or a break found while draining chunks that had already arrived:
+    // acted on once the events before it are sent.
+    let mut deferred: Option<StreamStop> = None;
     let stop = 'relay: loop {
-        for b in out.drain(..) {
+        if !out.is_empty() {
             if let Some((events, size)) = kept.as_mut() {
-                *size += b.len();
+                *size += out.iter().map(Bytes::len).sum::<usize>();
                 if *size > cap {
                     kept = None;
                 } else {
-                    events.push(b.clone());
+                    events.extend(out.iter().cloned());
                 }
             }
+            // The events of every chunk that had arrived leave as one body
+            // chunk: one channel hand-off and one write for a burst.
+            let b = joined(&mut out);
             // A client that stops reading is cut by the listener's write timeout,
             // which closes this channel.
             tokio::select! {
@@ -1026,20 +1054,49 @@ async fn relay(state: Arc<AppState>, mut p: Pending, answer: OpenStream, tx: mps
                 _ = cut.cancelled() => break 'relay StreamStop::Shutdown,
             }
         }
+        if let Some(stop) = deferred.take() {
+            break stop;
+        }
         let next = tokio::select! {
             biased;
             _ = tx.closed() => break 'relay StreamStop::ClientGone,
             _ = cut.cancelled() => break 'relay StreamStop::Shutdown,
-            n = tokio::time::timeout(idle, upstream.next()) => n,
+            n = upstream.next() => n,
+            () = &mut quiet => {
+                let until = last_chunk + idle;
+                if tokio::time::Instant::now() >= until {
+                    break 'relay StreamStop::Timeout;
+                }
+                quiet.as_mut().reset(until);
+                continue 'relay;
+            }
         };
+        last_chunk = tokio::time::Instant::now();
         let chunk = match next {
-            Err(_) => break StreamStop::Timeout,
-            Ok(None) => break StreamStop::Ended,
-            Ok(Some(Err(e))) => break StreamStop::Broken(format!("upstream stream broke off: {e}")),
-            Ok(Some(Ok(c))) => c,
+            None => break StreamStop::Ended,
+            Some(Err(e)) => break StreamStop::Broken(format!("upstream stream broke off: {e}")),
+            Some(Ok(c)) => c,
         };
         if let Err(e) = meter.push(&chunk, &mut out) {
             break StreamStop::Broken(e.to_string());
+        }
+        // Take the chunks already read from the connection too, without waiting.
+        while out.iter().map(Bytes::len).sum::<usize>() < COALESCE_BYTES {
+            match futures_util::FutureExt::now_or_never(upstream.next()) {
+                None => break,
+                Some(None) => deferred = Some(StreamStop::Ended),
+                Some(Some(Err(e))) => {
+                    deferred = Some(StreamStop::Broken(format!("upstream stream broke off: {e}")));
+                }
+                Some(Some(Ok(c))) => {
+                    if let Err(e) = meter.push(&c, &mut out) {
+                        deferred = Some(StreamStop::Broken(e.to_string()));
+                    }
+                }
+            }
+            if deferred.is_some() {
+                break;
+            }
         }
     };
     let end: StreamEnd = meter.finish(&mut out);

@@ -21,6 +21,7 @@ def main():
     ap.add_argument("--port", type=int, required=True)
     ap.add_argument("--body", required=True)
     ap.add_argument("-n", type=int, required=True)
+    ap.add_argument("--start", type=int, default=0, help="the first i (requests are i = start .. start + n - 1)")
     ap.add_argument("--key", required=True, help="format string over i: the key secret of request i")
     ap.add_argument("--tags", default="", help="format string over i: the x-tollgate-tags of request i")
     ap.add_argument("--threads", type=int, default=4)
@@ -28,7 +29,7 @@ def main():
     body = a.body.encode()
     codes = {}
     lock = threading.Lock()
-    nxt = [0]
+    nxt = [a.start]
 
     def worker():
         conn = http.client.HTTPConnection("127.0.0.1", a.port, timeout=30)
@@ -37,7 +38,7 @@ def main():
             with lock:
                 i = nxt[0]
                 nxt[0] += 1
-            if i >= a.n:
+            if i >= a.start + a.n:
                 break
             headers = {"content-type": "application/json", "authorization": "Bearer " + a.key.format(i=i)}
             if a.tags:

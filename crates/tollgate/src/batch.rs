@@ -224,7 +224,7 @@ async fn pass(
         }
     };
     let (defaults, enforced) = match &principal {
-        Principal::Key(k) => (&k.default_tags, &k.enforced_tags),
+        Principal::Key(k) => (&k.policy.default_tags, &k.policy.enforced_tags),
         Principal::Passthrough { .. } => (&state.empty_tags, &state.empty_tags),
     };
     let key_tags = KeyTags { defaults, enforced };
@@ -489,7 +489,7 @@ impl Call<'_> {
         let mut held = Vec::new();
         for (model, (cost, tokens)) in per_model {
             if let Principal::Key(k) = self.principal {
-                if !crate::policy::model_allowed(&k.models, &model) {
+                if !crate::policy::model_allowed(&k.policy.models, &model) {
                     return Err(ApiError::ModelNotAllowed { message: format!("this key may not use model {model:?}") });
                 }
             }

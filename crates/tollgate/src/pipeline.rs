@@ -268,7 +268,7 @@ async fn until_upstream(
 /// The tags a caller's key brings (none for a passthrough caller).
 fn key_tags<'a>(state: &'a AppState, principal: &'a Principal) -> KeyTags<'a> {
     let (defaults, enforced) = match principal {
-        Principal::Key(k) => (&k.default_tags, &k.enforced_tags),
+        Principal::Key(k) => (&k.policy.default_tags, &k.policy.enforced_tags),
         Principal::Passthrough { .. } => (&state.empty_tags, &state.empty_tags),
     };
     KeyTags { defaults, enforced }
@@ -383,7 +383,7 @@ fn check_policy(state: &AppState, p: &mut Pending, principal: &Principal) -> Res
     let live = p.live.clone();
     let model = p.info.model.clone().unwrap_or_default();
     if let Principal::Key(k) = principal {
-        if !policy::model_allowed(&k.models, &model) {
+        if !policy::model_allowed(&k.policy.models, &model) {
             return Err(ApiError::ModelNotAllowed { message: format!("this key may not use model {model:?}") });
         }
     }

@@ -115,7 +115,7 @@ pub(crate) async fn admin_gate(
                     let actor =
                         Actor { name: format!("key:{}", k.id), role: "key".into(), source: audit::peer_of(&req) };
                     req.extensions_mut().insert(actor);
-                    req.extensions_mut().insert(Caller::Key(k.id.clone()));
+                    req.extensions_mut().insert(Caller::Key(k.id.to_string()));
                     return next.run(req).await;
                 }
             }

@@ -127,9 +127,21 @@ pub fn presented_key(headers: &HeaderMap) -> Option<&str> {
     None
 }
 
-/// A key looked up recently, when (milliseconds since the authenticator
-/// started), and whether the secret presented was its previous one.
-type CachedKey = (Arc<KeyGrant>, u64, bool);
+/// A key looked up recently: its grant, and when it was read (milliseconds
+/// since the authenticator started) with, in the top bit, whether the secret
+/// presented was its previous one. 16 bytes.
+type CachedKey = (Arc<KeyGrant>, u64);
+
+const PREVIOUS_SECRET: u64 = 1 << 63;
+
+/// The cache's key: the first 128 bits of the presented secret's HMAC (a
+/// truncated HMAC under the server secret: no one without it can make two
+/// secrets meet, and by chance that takes ~2^64 keys).
+fn cache_key(hash: &[u8; 32]) -> [u8; 16] {
+    let mut k = [0u8; 16];
+    k.copy_from_slice(&hash[..16]);
+    k
+}
 
 /// Keys the cache holds at most; beyond, it starts again empty.
 const KEY_CACHE_MAX: usize = 100_000;
@@ -138,7 +150,7 @@ pub struct Authenticator {
     store: Arc<dyn KeyStore>,
     hasher: KeyHasher,
     mode: AuthMode,
-    cache: RwLock<HashMap<[u8; 32], CachedKey>>,
+    cache: RwLock<HashMap<[u8; 16], CachedKey>>,
     /// The policies of the cached keys, each held once.
     policies: Mutex<HashSet<Arc<KeyPolicy>>>,
     started: Instant,
@@ -223,7 +235,10 @@ impl Authenticator {
         let ttl = KEY_CACHE_TTL.as_millis() as u64;
         let cached = {
             let cache = self.cache.read().unwrap_or_else(|p| p.into_inner());
-            cache.get(&hash).map(|(k, at, previous)| (k.clone(), *previous, now.saturating_sub(*at) < ttl))
+            cache.get(&cache_key(&hash)).map(|(k, stamp)| {
+                let at = stamp & !PREVIOUS_SECRET;
+                (k.clone(), stamp & PREVIOUS_SECRET != 0, now.saturating_sub(at) < ttl)
+            })
         };
         let (record, previous) = match cached {
             Some((k, previous, true)) => (k, previous),
@@ -257,7 +272,8 @@ impl Authenticator {
                     self.invalidate();
                 }
                 let k = self.grant(k.record);
-                self.cache.write().unwrap_or_else(|p| p.into_inner()).insert(hash, (k.clone(), now, previous));
+                let stamp = (now & !PREVIOUS_SECRET) | if previous { PREVIOUS_SECRET } else { 0 };
+                self.cache.write().unwrap_or_else(|p| p.into_inner()).insert(cache_key(&hash), (k.clone(), stamp));
                 (k, previous)
             }
         };
@@ -325,6 +341,25 @@ mod tests {
         let rotated = Arc::new(KeyGrant { previous_valid_until_ms: Some(now + 1), ..clone_grant(&grants[0]) });
         assert!(check(rotated.clone(), true, now).is_ok() && check(rotated, true, now + 1).is_err());
         assert!(check(grants[0].clone(), true, now).is_err(), "no previous secret to accept");
+
+        // Through the cache: a rotated key's old secret works in its grace
+        // period, the first time (read from the store) and the second (cached).
+        let rotated = crate::keys::rotate(stores.keys.as_ref(), auth.hasher(), made[0].record.clone(), 60_000, now)
+            .await
+            .unwrap();
+        auth.invalidate();
+        let with = |secret: &str| {
+            let mut h = HeaderMap::new();
+            h.insert(http::header::AUTHORIZATION, format!("Bearer {secret}").parse().unwrap());
+            h
+        };
+        for _ in 0..2 {
+            assert!(auth.authenticate(&with(&made[0].secret), now + 1).await.is_ok(), "old secret in its grace");
+            assert!(auth.authenticate(&with(&rotated.secret), now + 1).await.is_ok(), "new secret");
+        }
+        // Cached as the previous secret: refused once the grace has ended.
+        assert!(auth.authenticate(&with(&made[0].secret), now + 60_000).await.is_err());
+        assert!(auth.authenticate(&with(&rotated.secret), now + 60_000).await.is_ok());
     }
 
     fn clone_grant(g: &KeyGrant) -> KeyGrant {

@@ -48,24 +48,9 @@ RUN=$WORK/latency-$(date -u +%Y%m%dT%H%M%SZ)
 mkdir -p "$RUN"
 log() { printf '[%s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
 
-if [ -z "${TOLLGATE_BIN:-}" ] && [ "$BUILD" = 1 ]; then
-  log "building tollgate (release)"
-  (cd "$ROOT" && CARGO_TARGET_DIR=$TARGET_DIR cargo build --release -p tollgate -q)
-fi
-cp "${TOLLGATE_BIN:-$TARGET_DIR/release/tollgate}" "$RUN/tollgate"
-TG=$RUN/tollgate
-OHA=$(command -v oha || echo "$WORK/tools/bin/oha")
-[ -x "$OHA" ] || { log "oha is missing: run bench/compare.sh once, or cargo install oha --locked"; exit 1; }
-
-PIDS=()
-cleanup() { for p in "${PIDS[@]}"; do kill -KILL -- "-$p" 2>/dev/null || true; done; }
-trap cleanup EXIT
-start() { local var=$1 logf=$2; shift 2; setsid "$@" >"$logf" 2>&1 & PIDS+=("$!"); printf -v "$var" '%s' "$!"; }
-stop() {
-  kill -TERM -- "-$1" 2>/dev/null || true
-  for _ in $(seq 100); do kill -0 "$1" 2>/dev/null || return 0; sleep 0.1; done
-  kill -KILL -- "-$1" 2>/dev/null || true
-}
+. "$ROOT/bench/lib/common.sh"
+tollgate_binary "$RUN"
+find_oha
 wait_http() { until curl -fsS -o /dev/null "$1" 2>/dev/null; do sleep 0.1; done; }
 # On-CPU microseconds of a process (all its threads), from schedstat: exact,
 # where /proc/PID/stat's ticks are sampled (and biased at low rates).
@@ -104,25 +89,8 @@ for rep in $(seq "$REPS"); do
     start MOCK_SID "$dir/mock.log" taskset -c "$mock_core" "$TG" mock-provider --listen "127.0.0.1:$PORT_MOCK"
     wait_http "http://127.0.0.1:$PORT_MOCK/v1/models"
     point "$dir/direct" "$PORT_MOCK" - "authorization: Bearer sk-bench-upstream" "$TAGS"
-    cat >"$dir/tollgate.toml" <<EOF
-[server]
-listen = "127.0.0.1:$PORT_TG"
-
-[storage]
-url = "sqlite://$dir/tollgate.db"
-
-[[providers]]
-name = "openai"
-kind = "openai"
-base_url = "http://127.0.0.1:$PORT_MOCK/v1"
-api_key_env = "BENCH_UPSTREAM_KEY"
-
-[[models]]
-name = "gpt-4o-mini"
-targets = [{ provider = "openai", model = "gpt-4o-mini" }]
-EOF
-    key=$("$TG" --config "$dir/tollgate.toml" keys create --name bench --team t --budget 1000000/month --rpm 100000000 --json |
-      python3 -c 'import json,sys; print(json.load(sys.stdin)["key"])')
+    production_config "$dir" "$PORT_TG" "$PORT_MOCK"
+    key=$(bench_key "$dir")
     start TG_SID "$dir/tollgate.log" taskset -c 1 "$TG" --config "$dir/tollgate.toml" serve
     wait_http "http://127.0.0.1:$PORT_TG/healthz"
     point "$dir/tollgate" "$PORT_TG" "$TG_SID" "authorization: Bearer $key" "$TAGS"

@@ -64,24 +64,9 @@ if [ "$(nproc)" -ge 2 ] && command -v taskset >/dev/null; then
 else
   PIN_GW=() PIN_LOAD=()
 fi
-if [ -z "${TOLLGATE_BIN:-}" ] && [ "$BUILD" = 1 ]; then
-  log "building tollgate (release)"
-  (cd "$ROOT" && CARGO_TARGET_DIR=$TARGET_DIR cargo build --release -p tollgate -q)
-fi
-cp "${TOLLGATE_BIN:-$TARGET_DIR/release/tollgate}" "$RUN/tollgate"
-TG=$RUN/tollgate
-OHA=$(command -v oha || echo "$WORK/tools/bin/oha")
-[ -x "$OHA" ] || { log "oha is missing: run bench/compare.sh once, or cargo install oha --locked"; exit 1; }
-
-PIDS=()
-cleanup() { for p in "${PIDS[@]}"; do kill -KILL -- "-$p" 2>/dev/null || true; done; }
-trap cleanup EXIT
-start() { local var=$1 logf=$2; shift 2; setsid "$@" >"$logf" 2>&1 & PIDS+=("$!"); printf -v "$var" '%s' "$!"; }
-stop() {
-  kill -TERM -- "-$1" 2>/dev/null || true
-  for _ in $(seq 100); do kill -0 "$1" 2>/dev/null || return 0; sleep 0.1; done
-  kill -KILL -- "-$1" 2>/dev/null || true
-}
+. "$ROOT/bench/lib/common.sh"
+tollgate_binary "$RUN"
+find_oha
 cpu_ms() { python3 "$ROOT/bench/lib/procstat.py" cpu "$1"; }
 rss_kib() { python3 "$ROOT/bench/lib/procstat.py" rss "$1"; }
 BODY='{"model":"gpt-4o-mini","messages":[{"role":"system","content":"You are terse."},{"role":"user","content":"Say hello in one short sentence."}],"max_tokens":64}'
@@ -98,30 +83,13 @@ until curl -fsS -o /dev/null "http://127.0.0.1:$PORT_MOCK/v1/models" 2>/dev/null
 scenario() {
   local dir=$1 name=$2 nbudgets=$3 nkeys=$4 nroutes=$5 nspread=$6
   rm -rf "$dir"; mkdir -p "$dir"
-  cat >"$dir/tollgate.toml" <<EOF
-[server]
-listen = "127.0.0.1:$PORT_TG"
-
-[storage]
-url = "sqlite://$dir/tollgate.db"
-
-[[providers]]
-name = "openai"
-kind = "openai"
-base_url = "http://127.0.0.1:$PORT_MOCK/v1"
-api_key_env = "BENCH_UPSTREAM_KEY"
-
-[[models]]
-name = "gpt-4o-mini"
-targets = [{ provider = "openai", model = "gpt-4o-mini" }]
-EOF
+  production_config "$dir" "$PORT_TG" "$PORT_MOCK"
   # Routes the measured requests do not take.
   for i in $(seq 0 $((nroutes - 1))); do
     printf '\n[[models]]\nname = "route-%d"\ntargets = [{ provider = "openai", model = "gpt-4o-mini" }]\n' "$i"
   done >>"$dir/tollgate.toml"
   local key
-  key=$("$TG" --config "$dir/tollgate.toml" keys create --name bench --team t --budget 1000000/month --rpm 100000000 --json |
-    python3 -c 'import json,sys; print(json.load(sys.stdin)["key"])')
+  key=$(bench_key "$dir")
   # Budgets and keys the measured requests do not hit, straight into the database.
   python3 - "$dir/tollgate.db" "$nbudgets" "$nkeys" <<'PY'
 import hashlib, hmac, json, os, sqlite3, sys, time

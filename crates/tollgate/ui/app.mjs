@@ -1,74 +1,16 @@
-// The dashboard shell: hash routing, the time range and filter bar shared by
-// every view, sign-in (SSO or a pasted admin token), who is signed in, and
+// The dashboard shell: renders the view the URL hash names (its state and
+// links live in nav.mjs), the time range and filter bar shared by every view,
+// sign-in (SSO or a pasted admin token), who is signed in (session.mjs), and
 // error banners.
 
 import * as api from './api.mjs';
 import { destroyAll } from './charts.mjs';
 import { h } from './dom.mjs';
-import { VIEWS, NAV } from './views.mjs';
+import { VIEWS, NAV } from './routes.mjs';
+import { DIMENSIONS, RANGES, go, hashFor, onRerender, parseHash, setState, state } from './nav.mjs';
+import { auth, setAuth, user } from './session.mjs';
 
-export const RANGES = { '24h': 24, '7d': 24 * 7, '30d': 24 * 30 };
-export const DIMENSIONS = [
-  'team', 'feature', 'env', 'user', 'model', 'requested_model', 'provider', 'key', 'agent', 'prompt', 'trace',
-  'session', 'status', 'error_code', 'usage_source', 'cache', 'endpoint', 'org', 'step',
-];
 
-/** `#/view/arg?range=7d&f=team:growth&by=team` → state. */
-export function parseHash(hash = location.hash) {
-  const raw = hash.replace(/^#\/?/, '');
-  const [path, query = ''] = raw.split('?');
-  const [view, ...rest] = path.split('/');
-  const q = new URLSearchParams(query);
-  const filters = q.getAll('f').map((f) => {
-    const i = f.indexOf(':');
-    return [f.slice(0, i), f.slice(i + 1)];
-  }).filter(([k, v]) => k && v);
-  const params = {};
-  for (const [k, v] of q) if (k !== 'f' && k !== 'range') params[k] = v;
-  const range = RANGES[q.get('range')] ? q.get('range') : '7d';
-  return { view: VIEWS[view] ? view : 'overview', arg: rest.length ? decodeURIComponent(rest.join('/')) : '', range, filters, params };
-}
-
-export function hashFor(s) {
-  const q = new URLSearchParams();
-  if (s.range && s.range !== '7d') q.set('range', s.range);
-  for (const [k, v] of s.filters || []) q.append('f', `${k}:${v}`);
-  for (const [k, v] of Object.entries(s.params || {})) if (v !== undefined && v !== null && v !== '') q.set(k, v);
-  const qs = q.toString();
-  return `#/${s.view}${s.arg ? '/' + encodeURIComponent(s.arg) : ''}${qs ? '?' + qs : ''}`;
-}
-
-let state = parseHash();
-
-/** `GET /ui/auth/status` as last read (null: a gateway without SSO support). */
-let auth = null;
-
-/** The SSO user signed in, or null. */
-export function user() {
-  return auth && auth.signed_in && auth.user ? auth.user : null;
-}
-
-/**
- * The caller's role: `admin`, `team_admin` or `viewer` for an SSO session;
- * null when unknown (a pasted admin token, or an open gateway): then every
- * control shows and the API's 403 speaks.
- */
-export function role() {
-  if (api.token()) return null;
-  const u = user();
-  return u ? u.role : null;
-}
-
-/** Whether create/rotate/revoke/edit/delete controls are shown. */
-export function canWrite() {
-  return role() !== 'viewer';
-}
-
-/** A team admin's team (its keys and budgets are its team's only), else null. */
-export function myTeam() {
-  const u = user();
-  return role() === 'team_admin' && u.team ? u.team : null;
-}
 
 function needsSignIn() {
   return Boolean(auth && auth.oidc && !auth.signed_in && !api.token());
@@ -77,7 +19,7 @@ function needsSignIn() {
 let expiryTimer;
 
 async function refreshAuth() {
-  auth = await api.authStatus();
+  setAuth(await api.authStatus());
   api.setCsrfToken(auth && auth.signed_in ? auth.csrf_token : '');
   updateWho();
   clearTimeout(expiryTimer);
@@ -142,36 +84,6 @@ function renderSignIn({ error = '', notice = '' } = {}) {
     form,
   ));
   view.dataset.loaded = 'true';
-}
-
-/** A link to another view (keeping the range and filters unless told otherwise). */
-export function link(patch, text, attrs = {}) {
-  const next = { ...state, params: {}, arg: '', ...patch };
-  return h('a', { href: hashFor(next), ...attrs }, text);
-}
-
-export function hrefFor(patch) {
-  return hashFor({ ...state, params: {}, arg: '', ...patch });
-}
-
-/** A link that adds `dim:value` to the filters, on the same view or another. */
-export function filterLink(dim, value, text = value, view = state.view) {
-  if (value === null || value === undefined || value === '') return h('span', { class: 'muted' }, '(not set)');
-  const filters = [...state.filters.filter(([k]) => k !== dim), [dim, String(value)]];
-  return link({ view, filters, params: view === state.view ? state.params : {} }, text, {
-    title: `filter ${dim} = ${value}`,
-    class: 'dim-link',
-  });
-}
-
-export function requestsLink(filters, text = 'requests →') {
-  return link({ view: 'requests', filters: [...state.filters.filter(([k]) => !filters.some(([f]) => f === k)), ...filters] }, text, {
-    class: 'go',
-  });
-}
-
-export function go(patch) {
-  location.hash = hashFor({ ...state, ...patch });
 }
 
 /** The `from` bound every query of one render uses: the range start, floored to the hour. */
@@ -318,7 +230,7 @@ export async function render() {
   }
   if (signin) history.replaceState(null, '', '#/overview');
   document.body.classList.remove('signed-out');
-  state = parseHash();
+  setState(parseHash(location.hash, VIEWS));
   const mine = ++generation;
   destroyAll();
   renderNav();
@@ -351,6 +263,7 @@ export async function render() {
 }
 
 async function start() {
+  onRerender(render);
   setupBar();
   setupSignOut();
   await refreshAuth();

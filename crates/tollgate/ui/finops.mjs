@@ -7,7 +7,8 @@
 // signed-in session).
 
 import * as api from './api.mjs';
-import { hashFor, render, role } from './app.mjs';
+import { hashFor, rerender } from './nav.mjs';
+import { role } from './session.mjs';
 import { card, h, note, table } from './dom.mjs';
 import { fmtCount, fmtPct, fmtUsd, nanos } from './money.mjs';
 import { errorBanner, field, formValue, okBanner } from './manage.mjs';
@@ -305,7 +306,7 @@ function whatifForm(ctx, errors) {
     }
     if (byList(v('by')) !== byList(DEFAULT_BY)) params.by = items(v('by')).join(', ');
     const next = hashFor({ view: 'whatif', arg: '', range: v('range') || ctx.range, filters: ctx.filters, params });
-    if (next === location.hash) render();
+    if (next === location.hash) rerender();
     else location.hash = next;
   });
   return form;

@@ -6,7 +6,8 @@
 // speaks.
 
 import * as api from './api.mjs';
-import { canWrite, link, myTeam } from './app.mjs';
+import { link } from './nav.mjs';
+import { canWrite, myTeam } from './session.mjs';
 import { card, h, note, table } from './dom.mjs';
 import { fmtCount, fmtPct, fmtUsd, nanos } from './money.mjs';
 import { dl, kpi, kpis, money, periodText, scopeText, title, when } from './views.mjs';

@@ -3,12 +3,10 @@
 // queues its charts with `ctx.later` (they are drawn once the DOM is shown).
 
 import * as api from './api.mjs';
-import { filterLink, go, hrefFor, link, requestsLink } from './app.mjs';
+import { filterLink, go, hrefFor, link, requestsLink } from './nav.mjs';
 import { chart, color, tokenTick, usdTick } from './charts.mjs';
 import { card, chartBox, h, note, table } from './dom.mjs';
 import { avgNanos, fmtCount, fmtMs, fmtPct, fmtUsd, nanos, sumUsd, toFloat, usdString } from './money.mjs';
-import { budgets, keys } from './manage.mjs';
-import { reconciliation, whatif } from './finops.mjs';
 
 // ---------------------------------------------------------------- helpers
 
@@ -196,7 +194,7 @@ function entriesOf(rows, dim) {
 
 // ---------------------------------------------------------------- overview
 
-async function overview(ctx) {
+export async function overview(ctx) {
   const by = ctx.params.by || 'team';
   const bucket = ctx.params.bucket || (ctx.range === '24h' ? 'hour' : 'day');
   const [tot, series, teams, features, models] = await Promise.all([
@@ -245,7 +243,7 @@ async function overview(ctx) {
 
 // ---------------------------------------------------------------- top spenders
 
-async function spenders(ctx) {
+export async function spenders(ctx) {
   const dim = SPEND_DIMS.some(([d]) => d === ctx.arg) ? ctx.arg : 'team';
   const [rep, names] = await Promise.all([api.spend(ctx, { groupBy: [dim] }), dim === 'key' ? keyNames() : Promise.resolve(new Map())]);
   const total = nanos(rep.total_cost_usd);
@@ -265,7 +263,7 @@ async function spenders(ctx) {
 
 // ---------------------------------------------------------------- tokens
 
-async function tokens(ctx) {
+export async function tokens(ctx) {
   const bucket = ctx.params.bucket || (ctx.range === '24h' ? 'hour' : 'day');
   const [series, byModel] = await Promise.all([api.spend(ctx, { bucket }), api.spend(ctx, { groupBy: ['model'] })]);
   const labels = buckets(ctx.from, bucket);
@@ -332,7 +330,7 @@ export function modelClass(model) {
   return 'other';
 }
 
-async function models(ctx) {
+export async function models(ctx) {
   const [rep, series] = await Promise.all([
     api.spend(ctx, { groupBy: ['model', 'provider'] }),
     api.spend(ctx, { groupBy: ['model'], bucket: ctx.range === '24h' ? 'hour' : 'day' }),
@@ -394,7 +392,7 @@ async function models(ctx) {
 
 const COST_BINS = [0n, 100_000n, 300_000n, 1_000_000n, 3_000_000n, 10_000_000n, 30_000_000n, 100_000_000n, 300_000_000n, 1_000_000_000n];
 
-async function costs(ctx) {
+export async function costs(ctx) {
   const [sample, byFeature] = await Promise.all([api.requestsUpTo(ctx, 2000), api.spend(ctx, { groupBy: ['feature'] })]);
   const priced = sample.rows.filter((r) => r.cost_usd !== null && r.status < 400).map((r) => nanos(r.cost_usd)).sort((a, b) => (a < b ? -1 : a > b ? 1 : 0));
   const counts = COST_BINS.map(() => 0);
@@ -443,7 +441,7 @@ function requestColumns() {
   ];
 }
 
-async function requests(ctx) {
+export async function requests(ctx) {
   const page = await api.requests(ctx, { limit: 50 });
   const rows = [...page.rows];
   let cursor = page.next_cursor;
@@ -482,7 +480,7 @@ export function dl(pairs) {
   return h('dl', { class: 'facts' }, pairs.filter(Boolean).map(([k, v]) => [h('dt', {}, k), h('dd', {}, v === null || v === undefined || v === '' ? '–' : v)]));
 }
 
-async function request(ctx) {
+export async function request(ctx) {
   const d = await api.getOptional(`/ui/api/requests/${encodeURIComponent(ctx.arg)}`);
   if (!d) return [title('Request not found'), note(`No request with id ${ctx.arg} in the ledger.`)];
   const r = d.request;
@@ -523,7 +521,7 @@ async function request(ctx) {
 
 // ---------------------------------------------------------------- agent runs
 
-async function agents(ctx) {
+export async function agents(ctx) {
   const rep = await api.spend(ctx, { groupBy: ['agent', 'trace'] });
   const runs = rep.rows.filter((r) => r.trace !== null).map((r) => ({ ...r, cost: nanos(r.cost_usd) }));
   const byAgent = new Map();
@@ -580,7 +578,7 @@ async function agents(ctx) {
   ];
 }
 
-async function run(ctx) {
+export async function run(ctx) {
   const trace = ctx.arg;
   const { rows, complete } = await api.requestsUpTo({ ...ctx, filters: [] }, 3000, [['trace', trace]]);
   if (!rows.length) return [title('Run not found'), note(`No requests carry trace id ${trace}.`)];
@@ -665,7 +663,7 @@ function versionOrder(a, b) {
   return Number.isFinite(na) && Number.isFinite(nb) ? na - nb : a.localeCompare(b);
 }
 
-async function prompts(ctx) {
+export async function prompts(ctx) {
   const [rep, series] = await Promise.all([api.spend(ctx, { groupBy: ['prompt'] }), api.spend(ctx, { groupBy: ['prompt'], bucket: 'hour' })]);
   const rows = rep.rows.filter((r) => r.prompt).map((r) => {
     const [name, version] = splitPrompt(r.prompt);
@@ -773,7 +771,7 @@ function incidentsOf(d) {
   }));
 }
 
-async function anomalies(ctx) {
+export async function anomalies(ctx) {
   const [d, names] = await Promise.all([api.getOptional('/api/v1/anomalies'), keyNames()]);
   const all = incidentsOf(d);
   if (!all.length) {
@@ -832,7 +830,7 @@ function auditChange(e) {
   return keys.slice(0, 4).map((k) => `${k}: ${show(b[k])} → ${show(a[k])}`).join('; ') || 'no field changed';
 }
 
-async function audit() {
+export async function audit() {
   const d = await api.getOptional('/api/v1/audit', [['limit', '200']]);
   const entries = (d && d.entries) || [];
   if (!entries.length) {
@@ -854,7 +852,7 @@ async function audit() {
 
 // ---------------------------------------------------------------- data quality
 
-async function quality(ctx) {
+export async function quality(ctx) {
   const bucket = ctx.range === '30d' ? 'day' : 'hour';
   const [byModel, errs, errSeries] = await Promise.all([
     api.spend(ctx, { groupBy: ['model', 'provider'] }),
@@ -900,33 +898,3 @@ async function quality(ctx) {
     ], errors, { testid: 'errors-table', empty: 'No failed requests.' })),
   ];
 }
-
-// ---------------------------------------------------------------- registry
-
-export const VIEWS = {
-  overview: { title: 'Overview', render: overview },
-  spenders: { title: 'Top spenders', render: spenders },
-  tokens: { title: 'Tokens & caching', render: tokens },
-  models: { title: 'Model mix', render: models },
-  costs: { title: 'Cost per request', render: costs },
-  requests: { title: 'Request log', render: requests },
-  request: { title: 'Request', render: request, parent: 'requests' },
-  agents: { title: 'Agent runs', render: agents },
-  run: { title: 'Run', render: run, parent: 'agents' },
-  prompts: { title: 'Prompt versions', render: prompts },
-  budgets: { title: 'Budgets', render: budgets },
-  keys: { title: 'Keys', render: keys },
-  anomalies: { title: 'Anomalies', render: anomalies },
-  audit: { title: 'Audit log', render: audit },
-  quality: { title: 'Errors & data quality', render: quality },
-  reconciliation: { title: 'Reconciliation', render: reconciliation },
-  whatif: { title: 'What-if', render: whatif },
-};
-
-export const NAV = [
-  ['Spend', [['overview', 'Overview'], ['spenders', 'Top spenders'], ['models', 'Model mix'], ['tokens', 'Tokens & caching'], ['costs', 'Cost per request']]],
-  ['Drill down', [['requests', 'Request log'], ['agents', 'Agent runs'], ['prompts', 'Prompt versions']]],
-  ['Watch', [['anomalies', 'Anomalies'], ['quality', 'Errors & data quality'], ['audit', 'Audit log']]],
-  ['FinOps', [['reconciliation', 'Reconciliation'], ['whatif', 'What-if']]],
-  ['Manage', [['keys', 'Keys'], ['budgets', 'Budgets & alerts']]],
-];

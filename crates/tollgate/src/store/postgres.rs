@@ -982,6 +982,30 @@ impl Reports for Postgres {
         })
     }
 
+    fn spend_per_second_many(&self, asks: Vec<(Vec<(String, String)>, i64)>) -> StoreFuture<'_, Vec<Vec<(i64, i64)>>> {
+        Box::pin(async move {
+            let queries: Vec<Sql> = asks
+                .iter()
+                .map(|(filters, from_ms)| sql::spend_per_second_query(Dialect::Postgres, filters, *from_ms))
+                .collect();
+            // Every query on one connection, all sent before the first answer
+            // is read (tokio-postgres pipelines concurrent queries): a batch of
+            // budgets costs a few round trips, not one per budget.
+            let c = self.client().await?;
+            let answers = futures_util::future::try_join_all(queries.iter().map(|q| {
+                let c = &c;
+                async move { c.query(q.text.as_str(), &params(&q.args)).await }
+            }))
+            .await?;
+            answers
+                .iter()
+                .map(|rows| {
+                    rows.iter().map(|r| Ok((r.try_get(0)?, r.try_get::<_, Option<i64>>(1)?.unwrap_or(0)))).collect()
+                })
+                .collect()
+        })
+    }
+
     fn unpriced_models(&self) -> StoreFuture<'_, Vec<(String, String, i64)>> {
         Box::pin(async move {
             let rows = self.client().await?.query(sql::UNPRICED_MODELS, &[]).await?;

@@ -1081,7 +1081,8 @@ async fn relay(state: Arc<AppState>, mut p: Pending, answer: OpenStream, tx: mps
             break StreamStop::Broken(e.to_string());
         }
         // Take the chunks already read from the connection too, without waiting.
-        while out.iter().map(Bytes::len).sum::<usize>() < COALESCE_BYTES {
+        let mut queued: usize = out.iter().map(Bytes::len).sum();
+        while queued < COALESCE_BYTES {
             match futures_util::FutureExt::now_or_never(upstream.next()) {
                 None => break,
                 Some(None) => deferred = Some(StreamStop::Ended),
@@ -1089,9 +1090,11 @@ async fn relay(state: Arc<AppState>, mut p: Pending, answer: OpenStream, tx: mps
                     deferred = Some(StreamStop::Broken(format!("upstream stream broke off: {e}")));
                 }
                 Some(Some(Ok(c))) => {
+                    let before = out.len();
                     if let Err(e) = meter.push(&c, &mut out) {
                         deferred = Some(StreamStop::Broken(e.to_string()));
                     }
+                    queued += out[before..].iter().map(Bytes::len).sum::<usize>();
                 }
             }
             if deferred.is_some() {
